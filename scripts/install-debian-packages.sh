@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian packages bootyard's tests, lab and benchmarks use: real Redis, the protocol
+# peers our services are checked against, and the tools the network lab needs.
+# Daemons are never started by the install (policy-rc.d answers 101): every server in a test runs
+# inside a namespace the test creates, on ports the test chooses.
+set -euo pipefail
+if [ "$(id -u)" != 0 ]; then
+    echo "install-debian-packages: not root, skipping apt (install the packages listed in $0 by hand)" >&2
+    exit 0
+fi
+PACKAGES=(
+    redis-server redis-tools          # the inventory, leases and events store
+    iproute2 iputils-ping procps psmisc  # network namespaces, veth, bridges, tc netem
+    busybox-static udhcpc isc-dhcp-client kea-dhcp4-server kea-admin dnsmasq-base  # DHCP peers (perfdhcp is in kea-admin)
+    tftp-hpa tftpd-hpa atftp curl wget  # TFTP and HTTP peers (atftpd conflicts with tftpd-hpa:
+                                      # the TFTP benchmark unpacks it with dpkg -x instead)
+    nginx-light wrk                   # HTTP peer and load client
+    tshark tcpdump                    # packet captures
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-debian-packages: all ${#PACKAGES[@]} packages present"
+    exit 0
+fi
+echo "install-debian-packages: installing ${missing[*]}"
+policy=/usr/sbin/policy-rc.d
+had_policy=0; [ -e "$policy" ] && had_policy=1
+if [ $had_policy = 0 ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
+export DEBIAN_FRONTEND=noninteractive
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-debian-packages: done"

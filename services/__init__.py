@@ -1,0 +1,1 @@
+"""The bootyard services, each runnable as ``python -m services.<name>``."""

@@ -1,0 +1,1 @@
+"""Code the bootyard services share: settings, the Redis inventory, events, metrics, runtime."""

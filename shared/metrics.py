@@ -1,0 +1,131 @@
+"""The one metrics module: how every bootyard metric is declared and exposed.
+
+Rules (docs/metrics.md): names are ``bootyard_<service>_<noun>_<unit or total>``; every label has
+a closed set of values declared up front and pre-initialised, so dashboards show zeros instead of
+gaps; never a MAC, IP, path or transaction id as a label (those go to logs and events).
+
+Services declare their own metrics with :func:`counter`, :func:`gauge` and :func:`histogram`
+(in ``services/<name>/metrics.py``) and expose them with :func:`start_metrics_server`, which also
+answers ``/healthz`` for container health checks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, Info
+from prometheus_client import generate_latest
+
+_NAME = re.compile(r"bootyard_[a-z][a-z0-9]*_[a-z0-9_]+")
+Labels = Mapping[str, Iterable[str]]
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"metric name {name!r} must look like bootyard_<service>_<noun>_<unit>")
+
+
+def _preinit(metric, labels: Labels | None):
+    if labels:
+        names = list(labels)
+        combos: list[tuple[str, ...]] = [()]
+        for name in names:
+            combos = [c + (str(v),) for c in combos for v in labels[name]]
+        for combo in combos:
+            metric.labels(*combo)
+    return metric
+
+
+def counter(name: str, doc: str, labels: Labels | None = None) -> Counter:
+    """A counter; ``name`` ends in ``_total`` and ``labels`` maps each label to all its values."""
+    _check_name(name)
+    if not name.endswith("_total"):
+        raise ValueError(f"counter {name!r} must end in _total")
+    return _preinit(Counter(name[: -len("_total")], doc, list(labels or ())), labels)
+
+
+def gauge(name: str, doc: str, labels: Labels | None = None) -> Gauge:
+    _check_name(name)
+    return _preinit(Gauge(name, doc, list(labels or ())), labels)
+
+
+def histogram(name: str, doc: str, buckets: Iterable[float],
+              labels: Labels | None = None) -> Histogram:
+    _check_name(name)
+    return _preinit(Histogram(name, doc, list(labels or ()), buckets=tuple(buckets)), labels)
+
+
+# Metrics every service shares (the inventory and Redis are shared code).
+INVENTORY_KINDS = ("host", "profile", "subnet", "export", "mirror", "image")
+INVALID_RECORDS = counter(
+    "bootyard_inventory_invalid_records_total",
+    "Inventory records that failed validation when read (the service kept the last good "
+    "version or treated the object as unknown)",
+    {"kind": INVENTORY_KINDS})
+INVENTORY_RELOADS = counter(
+    "bootyard_inventory_reloads_total",
+    "Inventory cache updates, by cause",
+    {"cause": ("full", "notification")})
+INVENTORY_OBJECTS = gauge(
+    "bootyard_inventory_objects",
+    "Valid objects in this process's inventory cache", {"kind": INVENTORY_KINDS})
+REDIS_ERRORS = counter(
+    "bootyard_redis_errors_total",
+    "Redis commands that failed (connection refused, timeout, error reply)",
+    {"operation": ("inventory", "events", "leases", "admin")})
+REDIS_UP = gauge("bootyard_redis_up", "1 while this process reaches Redis, 0 while it does not")
+EVENTS_EMITTED = counter(
+    "bootyard_events_emitted_total",
+    "Events appended to the boot timeline streams, by service",
+    {"service": ("dhcp", "tftp", "http", "blockexport", "mirrorsync", "cli")})
+BUILD_INFO = Info("bootyard_build", "bootyard version")
+
+
+def exposition() -> tuple[bytes, str]:
+    """The current metrics in Prometheus text format, and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+async def metrics_handler(_request: web.Request) -> web.Response:
+    body, content_type = exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+HealthCheck = Callable[[], "bool | Awaitable[bool]"]
+
+
+def add_routes(app: web.Application, health: HealthCheck | None = None) -> None:
+    """Add ``/metrics`` and ``/healthz`` to an aiohttp application (the HTTP service uses this)."""
+
+    async def healthz(_request: web.Request) -> web.Response:
+        ok = True
+        if health is not None:
+            result = health()
+            ok = await result if inspect.isawaitable(result) else bool(result)
+        return web.Response(status=200 if ok else 503, text="ok\n" if ok else "unhealthy\n")
+
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", healthz)
+
+
+async def start_metrics_server(host: str, port: int,
+                               health: HealthCheck | None = None) -> web.AppRunner:
+    """Serve ``/metrics`` and ``/healthz`` on ``host:port``; stop it with ``await runner.cleanup()``."""
+    app = web.Application()
+    add_routes(app, health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The port a runner listens on (useful when it was started on port 0)."""
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        if server and server.sockets:
+            return server.sockets[0].getsockname()[1]
+    raise RuntimeError("metrics server is not listening")

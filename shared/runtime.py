@@ -1,0 +1,96 @@
+"""Process lifecycle shared by every service: arguments, settings, signals, graceful stop.
+
+A service's ``__main__`` is a few lines::
+
+    def main(argv=None) -> int:
+        return runtime.run_service("dhcp", DhcpSettings, serve, argv)
+
+where ``serve(settings, stop)`` is a coroutine that starts its tasks in an ``asyncio.TaskGroup``
+and returns once ``stop`` (an :class:`asyncio.Event`) is set. SIGTERM and SIGINT set ``stop``;
+a service that has not finished ``grace`` seconds later is cancelled. A :class:`StartupError`
+(or a :class:`~shared.settings.SettingsError`) ends the process with status 2 and one clear line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from shared import logs, settings as settings_mod
+
+
+class StartupError(Exception):
+    """The service cannot start as configured; the message tells the operator what to fix."""
+
+
+def parse_args(service: str, argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m services.{service}",
+        description=f"bootyard {service} service. Settings come from --config (or "
+                    f"BOOTYARD_CONFIG) and BOOTYARD_<SECTION>__<KEY> environment variables.")
+    parser.add_argument("--config", help="YAML settings file")
+    parser.add_argument("--check-config", action="store_true",
+                        help="load and validate the settings, print them, and exit")
+    return parser.parse_args(argv)
+
+
+def run_service(service: str, settings_cls: type,
+                serve: Callable[[Any, asyncio.Event], Awaitable[None]],
+                argv: Sequence[str] | None = None, grace: float = 5.0) -> int:
+    args = parse_args(service, argv)
+    try:
+        cfg = settings_mod.load_settings(settings_cls, args.config, os.environ)
+    except settings_mod.SettingsError as exc:
+        print(f"bootyard {service}: settings error: {exc}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        for key, value in sorted(_flatten(cfg).items()):
+            print(f"{key} = {value!r}")
+        return 0
+    logs.configure(cfg.log.format, cfg.log.level)
+    log = logs.get_logger(service)
+    try:
+        asyncio.run(_main(serve, cfg, grace, log))
+    except StartupError as exc:
+        log.error("startup_failed", reason=str(exc))
+        print(f"bootyard {service}: cannot start: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    log.info("stopped")
+    return 0
+
+
+async def _main(serve, cfg, grace: float, log: logs.EventLogger) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(serve(cfg, stop))
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        stopper.cancel()
+        task.result()  # re-raise a start-up failure
+        return
+    log.info("stopping", grace_s=grace)
+    try:
+        await asyncio.wait_for(task, grace)
+    except asyncio.TimeoutError:
+        log.warning("stop_timeout", grace_s=grace)
+
+
+def _flatten(cfg: Any) -> dict[str, Any]:
+    import dataclasses
+
+    out = {}
+    for section in dataclasses.fields(cfg):
+        value = getattr(cfg, section.name)
+        for fld in dataclasses.fields(value):
+            out[f"{section.name}.{fld.name}"] = getattr(value, fld.name)
+    return out

@@ -1,0 +1,451 @@
+"""The inventory's Redis key schema and its validation (pure: no Redis here).
+
+Every object is one Redis hash of strings, named ``bootyard:<kind>:<id>``:
+
+=========  ==================================  =============================================
+kind       key                                 id
+=========  ==================================  =============================================
+host       ``bootyard:host:52:54:00:ab:cd:ef``  canonical MAC (lower case, colons)
+profile    ``bootyard:profile:debian12``        name: ``[a-z0-9][a-z0-9._-]*``, up to 63
+subnet     ``bootyard:subnet:lab``              name
+export     ``bootyard:export:web1-root``        name (a block device exported over AoE/iSCSI)
+mirror     ``bootyard:mirror:debian``           name (an OS mirror kept in sync by rsync)
+=========  ==================================  =============================================
+
+docs/inventory.md documents every field. Parsing a hash gives a typed, frozen record and the list
+of :class:`Problem` s found: an ``error`` makes the record invalid (services keep its last good
+version, or treat the object as unknown); a ``warning`` (an unknown field, say a typo) is reported
+by ``bootyard validate`` but does not stop the record being used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from shared.addresses import AddressError, normalise_ipv4, normalise_mac, normalise_network
+
+PREFIX = "bootyard"
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+_HOSTNAME_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+VAR_PREFIX = "var."
+
+BOOT_MODES = ("install", "live", "netroot", "sanboot", "local")
+INSTALL_KINDS = ("none", "kickstart", "preseed", "cloud-init")
+LIVE_STYLES = ("dracut", "rooturl")
+EXPORT_KINDS = ("aoe", "iscsi")
+_TRUE = ("yes", "true", "1", "on")
+_FALSE = ("no", "false", "0", "off")
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one field of one record; ``str()`` is the line operators read."""
+
+    key: str
+    field: str
+    value: str
+    reason: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.field}={self.value!r}: {self.reason}"
+
+
+class FieldError(ValueError):
+    """Raised by a field parser; the message is the reason shown to operators."""
+
+
+# ---------------------------------------------------------------- field parsers (str -> value)
+
+def _text(value: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise FieldError("must be a single line")
+    return value
+
+
+def _name(value: str) -> str:
+    if not NAME_RE.fullmatch(value):
+        raise FieldError("names are lower-case letters, digits, '.', '_' and '-', up to 63, "
+                         "starting with a letter or digit")
+    return value
+
+
+def _hostname(value: str) -> str:
+    if len(value) > 253 or not all(_HOSTNAME_LABEL.fullmatch(p) for p in value.split(".")):
+        raise FieldError("not a valid host name (letters, digits and '-', dot-separated labels "
+                         "of at most 63 characters)")
+    return value.lower()
+
+
+def _ipv4(value: str) -> str:
+    try:
+        return normalise_ipv4(value)
+    except AddressError as exc:
+        raise FieldError(str(exc)) from None
+
+
+def _ipv4_list(value: str) -> tuple[str, ...]:
+    return tuple(_ipv4(v) for v in _split(value))
+
+
+def _network(value: str) -> ipaddress.IPv4Network:
+    try:
+        return normalise_network(value)
+    except AddressError as exc:
+        raise FieldError(str(exc)) from None
+
+
+def _ranges(value: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in _split(value):
+        if "-" not in item:
+            raise FieldError(f"range {item!r} must be FIRST-LAST, e.g. 10.0.0.100-10.0.0.200")
+        first, last = (_ipv4(x) for x in item.split("-", 1))
+        if ipaddress.IPv4Address(first) > ipaddress.IPv4Address(last):
+            raise FieldError(f"range {item!r} ends before it starts")
+        out.append((first, last))
+    return tuple(out)
+
+
+def _bool(value: str) -> bool:
+    low = value.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise FieldError("expected yes or no")
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value.strip(), 10)
+        except ValueError:
+            raise FieldError("expected a whole number") from None
+        if not low <= number <= high:
+            raise FieldError(f"must be between {low} and {high}")
+        return number
+    return parse
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        low = value.strip().lower()
+        if low not in choices:
+            raise FieldError(f"must be one of {', '.join(choices)}")
+        return low
+    return parse
+
+
+def _tags(value: str) -> tuple[str, ...]:
+    tags = _split(value)
+    for tag in tags:
+        if not _TAG.fullmatch(tag):
+            raise FieldError(f"tag {tag!r}: tags are letters, digits, '.', '_' and '-'")
+    return tags
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(_text(v) for v in _split(value))
+
+
+def _iqn(value: str) -> str:
+    if not re.fullmatch(r"(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[^\s]+)?|eui\.[0-9A-Fa-f]{16})", value):
+        raise FieldError("expected an iSCSI name such as iqn.2026-11.org.example:web1")
+    return value
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+# ---------------------------------------------------------------- records
+
+@dataclasses.dataclass(frozen=True)
+class Host:
+    mac: str
+    hostname: str | None = None
+    ip: str | None = None
+    profile: str | None = None
+    boot_mode: str = "install"
+    vars: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    enabled: bool = True
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    name: str
+    kernel: str | None = None
+    initrd: tuple[str, ...] = ()
+    cmdline: str = ""
+    install: str = "none"
+    template: str | None = None
+    root_image: str | None = None
+    live_style: str = "dracut"
+    export: str | None = None
+    arch: str | None = None
+    vars: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Subnet:
+    name: str
+    network: ipaddress.IPv4Network
+    ranges: tuple[tuple[str, str], ...] = ()
+    router: str | None = None
+    dns: tuple[str, ...] = ()
+    domain: str | None = None
+    lease_time: int = 3600
+    relays: tuple[str, ...] = ()
+    next_server: str | None = None
+    boot_file_bios: str | None = None
+    boot_file_uefi: str | None = None
+    boot_file_arm64: str | None = None
+    enabled: bool = True
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Export:
+    name: str
+    kind: str
+    backing: str
+    readonly: bool = False
+    aoe_shelf: int | None = None
+    aoe_slot: int | None = None
+    iqn: str | None = None
+    lun: int = 1
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Mirror:
+    name: str
+    source: str
+    path: str
+    interval: int = 21600
+    enabled: bool = True
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    parse: Callable[[str], Any]
+    doc: str
+    required: bool = False
+    list_like: bool = False  # comma-separated: exported to YAML as a list
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    name: str
+    plural: str
+    record: type
+    id_field: str
+    fields: Mapping[str, FieldSpec]
+    has_vars: bool = False
+
+    def key(self, ident: str) -> str:
+        return f"{PREFIX}:{self.name}:{self.canonical_id(ident)}"
+
+    @property
+    def pattern(self) -> str:
+        return f"{PREFIX}:{self.name}:*"
+
+    def canonical_id(self, ident: str) -> str:
+        if self.name == "host":
+            return normalise_mac(ident)
+        value = ident.strip().lower()
+        if not NAME_RE.fullmatch(value):
+            raise AddressError(f"{ident!r} is not a valid {self.name} name (lower-case letters, "
+                               "digits, '.', '_' and '-', up to 63)")
+        return value
+
+
+_ANY_TEXT = FieldSpec(_text, "free text")
+
+KINDS: dict[str, Kind] = {
+    "host": Kind("host", "hosts", Host, "mac", {
+        "hostname": FieldSpec(_hostname, "host name handed out by DHCP and used in templates"),
+        "ip": FieldSpec(_ipv4, "fixed (reserved) IPv4 address; empty for a pool address"),
+        "profile": FieldSpec(_name, "name of the profile this host boots"),
+        "boot_mode": FieldSpec(_choice(BOOT_MODES), "install, live, netroot, sanboot or local"),
+        "tags": FieldSpec(_tags, "comma-separated labels", list_like=True),
+        "enabled": FieldSpec(_bool, "yes (default) or no: services do not boot a disabled host"),
+        "description": _ANY_TEXT,
+    }, has_vars=True),
+    "profile": Kind("profile", "profiles", Profile, "name", {
+        "kernel": FieldSpec(_text, "kernel path under the images root, or an http(s) URL"),
+        "initrd": FieldSpec(_list, "comma-separated initrd paths or URLs", list_like=True),
+        "cmdline": FieldSpec(_text, "kernel command line (Jinja2 template)"),
+        "install": FieldSpec(_choice(INSTALL_KINDS), "none, kickstart, preseed or cloud-init"),
+        "template": FieldSpec(_text, "install template file name in the templates directory"),
+        "root_image": FieldSpec(_text, "squashfs root image path under the images root (live)"),
+        "live_style": FieldSpec(_choice(LIVE_STYLES), "dracut (root=live:URL) or rooturl"),
+        "export": FieldSpec(_name, "block export to boot from (netroot, sanboot)"),
+        "arch": FieldSpec(_choice(("x86_64", "i386", "arm64")), "machine architecture"),
+        "description": _ANY_TEXT,
+    }, has_vars=True),
+    "subnet": Kind("subnet", "subnets", Subnet, "name", {
+        "network": FieldSpec(_network, "IPv4 network in CIDR form", required=True),
+        "ranges": FieldSpec(_ranges, "dynamic pools: FIRST-LAST[,FIRST-LAST...]", list_like=True),
+        "router": FieldSpec(_ipv4, "default gateway (DHCP option 3)"),
+        "dns": FieldSpec(_ipv4_list, "DNS servers (option 6)", list_like=True),
+        "domain": FieldSpec(_hostname, "domain name (option 15)"),
+        "lease_time": FieldSpec(_int_between(60, 31536000), "lease time in seconds"),
+        "relays": FieldSpec(_ipv4_list, "relay (giaddr) addresses that reach this subnet",
+                            list_like=True),
+        "next_server": FieldSpec(_ipv4, "TFTP server address (siaddr)"),
+        "boot_file_bios": FieldSpec(_text, "boot file for legacy BIOS PXE"),
+        "boot_file_uefi": FieldSpec(_text, "boot file for x86 UEFI PXE"),
+        "boot_file_arm64": FieldSpec(_text, "boot file for ARM64 UEFI PXE"),
+        "enabled": FieldSpec(_bool, "yes (default) or no"),
+        "description": _ANY_TEXT,
+    }),
+    "export": Kind("export", "exports", Export, "name", {
+        "kind": FieldSpec(_choice(EXPORT_KINDS), "aoe or iscsi", required=True),
+        "backing": FieldSpec(_text, "backing file or block device path", required=True),
+        "readonly": FieldSpec(_bool, "yes or no (default)"),
+        "aoe_shelf": FieldSpec(_int_between(0, 65534), "AoE shelf (major) number"),
+        "aoe_slot": FieldSpec(_int_between(0, 254), "AoE slot (minor) number"),
+        "iqn": FieldSpec(_iqn, "iSCSI target name"),
+        "lun": FieldSpec(_int_between(0, 255), "iSCSI LUN of the disk (default 1)"),
+        "description": _ANY_TEXT,
+    }),
+    "mirror": Kind("mirror", "mirrors", Mirror, "name", {
+        "source": FieldSpec(_text, "rsync source URL", required=True),
+        "path": FieldSpec(_name, "directory under the mirror root", required=True),
+        "interval": FieldSpec(_int_between(300, 604800), "seconds between syncs"),
+        "enabled": FieldSpec(_bool, "yes (default) or no"),
+        "description": _ANY_TEXT,
+    }),
+}
+KIND_BY_PLURAL = {k.plural: k for k in KINDS.values()}
+
+
+def split_key(key: str) -> tuple[Kind, str] | None:
+    """(kind, id) for a bootyard object key, or None if the key is not one."""
+    parts = key.split(":", 2)
+    if len(parts) != 3 or parts[0] != PREFIX or parts[1] not in KINDS:
+        return None
+    return KINDS[parts[1]], parts[2]
+
+
+def parse_record(kind: Kind, ident: str, raw: Mapping[str, str]) -> tuple[Any, list[Problem]]:
+    """Validate one hash; return (record or None, problems). Never raises on bad data."""
+    key = f"{PREFIX}:{kind.name}:{ident}"
+    problems: list[Problem] = []
+    try:
+        canonical = kind.canonical_id(ident)
+    except AddressError as exc:
+        return None, [Problem(key, "(key)", ident, str(exc))]
+    if canonical != ident:
+        return None, [Problem(key, "(key)", ident,
+                              f"key is not canonical: rename it to {kind.key(canonical)}")]
+    values: dict[str, Any] = {kind.id_field: canonical}
+    variables: dict[str, str] = {}
+    for fname, raw_value in raw.items():
+        if kind.has_vars and fname.startswith(VAR_PREFIX):
+            var = fname[len(VAR_PREFIX):]
+            if not _VAR_NAME.fullmatch(var):
+                problems.append(Problem(key, fname, raw_value,
+                                        "variable names are letters, digits and '_'"))
+            else:
+                variables[var] = raw_value
+            continue
+        spec = kind.fields.get(fname)
+        if spec is None:
+            hint = " (per-host template variables are var.<name>)" if kind.has_vars else ""
+            problems.append(Problem(key, fname, raw_value, "unknown field, ignored" + hint,
+                                    severity="warning"))
+            continue
+        if raw_value == "":
+            continue  # an empty field is an unset field
+        try:
+            values[fname] = spec.parse(raw_value)
+        except FieldError as exc:
+            problems.append(Problem(key, fname, raw_value, str(exc)))
+    for fname, spec in kind.fields.items():
+        if spec.required and fname not in values and not any(
+                p.field == fname for p in problems):
+            problems.append(Problem(key, fname, "", "required field is missing"))
+    if kind.has_vars:
+        values["vars"] = variables
+    problems += _record_checks(kind, key, values)
+    if any(p.severity == "error" for p in problems):
+        return None, problems
+    return kind.record(**values), problems
+
+
+def _record_checks(kind: Kind, key: str, values: dict[str, Any]) -> list[Problem]:
+    """Checks across fields of one record."""
+    problems = []
+    if kind.name == "subnet" and "network" in values:
+        net = values["network"]
+        for first, last in values.get("ranges", ()):
+            if ipaddress.IPv4Address(first) not in net or ipaddress.IPv4Address(last) not in net:
+                problems.append(Problem(key, "ranges", f"{first}-{last}",
+                                        f"range is not inside {net}"))
+        router = values.get("router")
+        if router and ipaddress.IPv4Address(router) not in net:
+            problems.append(Problem(key, "router", router, f"router is not inside {net}"))
+    if kind.name == "export":
+        if values.get("kind") == "aoe" and (values.get("aoe_shelf") is None
+                                            or values.get("aoe_slot") is None):
+            problems.append(Problem(key, "aoe_shelf", str(values.get("aoe_shelf", "")),
+                                    "an AoE export needs aoe_shelf and aoe_slot"))
+        if values.get("kind") == "iscsi" and not values.get("iqn"):
+            problems.append(Problem(key, "iqn", "", "an iSCSI export needs an iqn"))
+    return problems
+
+
+def to_hash(kind: Kind, fields: Mapping[str, Any]) -> dict[str, str]:
+    """Hash fields (strings) from user values: lists are joined with commas, vars prefixed."""
+    out: dict[str, str] = {}
+    for fname, value in fields.items():
+        if fname == "vars":
+            for var, text in (value or {}).items():
+                out[f"{VAR_PREFIX}{var}"] = _scalar(text)
+        elif isinstance(value, (list, tuple)):
+            out[fname] = ",".join(_scalar(v) for v in value)
+        else:
+            out[fname] = _scalar(value)
+    return out
+
+
+def from_hash(kind: Kind, raw: Mapping[str, str]) -> dict[str, Any]:
+    """The structured (YAML) form of a hash: list fields as lists, var.* grouped under vars."""
+    out: dict[str, Any] = {}
+    variables = {}
+    for fname in sorted(raw):
+        value = raw[fname]
+        if kind.has_vars and fname.startswith(VAR_PREFIX):
+            variables[fname[len(VAR_PREFIX):]] = value
+        elif fname in kind.fields and kind.fields[fname].list_like:
+            out[fname] = list(_split(value))
+        else:
+            out[fname] = value
+    if variables:
+        out["vars"] = variables
+    return out
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return ""
+    return str(value)
+
+
+def field_names(kind: Kind) -> Iterable[str]:
+    return kind.fields.keys()

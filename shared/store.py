@@ -1,0 +1,194 @@
+"""Redis access for the inventory: the connection, error translation, and reads/writes of records.
+
+This module (with :mod:`shared.cache`, :mod:`shared.events` and the DHCP lease store) is the only
+code that talks to Redis; services ask questions of the cache and never build keys themselves.
+"Redis is down" is :class:`InventoryUnavailable` (abnormal: counted, logged), "no such object"
+is ``None`` or :class:`NotFound` (normal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_exceptions
+
+from shared import metrics
+from shared.schema import KINDS, Kind, Problem, parse_record, split_key
+
+
+class InventoryError(Exception):
+    """An error the operator caused and can fix; the message is one line for the CLI."""
+
+
+class InventoryUnavailable(InventoryError):
+    """Redis cannot be reached (or answered with an error)."""
+
+
+class NotFound(InventoryError):
+    pass
+
+
+class AlreadyExists(InventoryError):
+    pass
+
+
+class RecordInvalid(InventoryError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        errors = [p for p in problems if p.severity == "error"]
+        super().__init__("; ".join(str(p) for p in errors or problems))
+
+
+def connect(url: str, timeout: float = 2.0, **kwargs: Any) -> aioredis.Redis:
+    """A Redis client returning text (``decode_responses``) with bounded timeouts."""
+    return aioredis.Redis.from_url(
+        url, decode_responses=True, socket_timeout=timeout,
+        socket_connect_timeout=timeout, health_check_interval=30, **kwargs)
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" in url:
+        scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+@contextlib.contextmanager
+def redis_errors(operation: str, url: str | None = None) -> Iterator[None]:
+    """Translate Redis failures into InventoryUnavailable and count them under ``operation``."""
+    try:
+        yield
+    except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError) as exc:
+        metrics.REDIS_ERRORS.labels(operation).inc()
+        where = f" at {describe_url(url)}" if url else ""
+        raise InventoryUnavailable(f"Redis unreachable{where}: {exc}") from None
+    except redis_exceptions.ResponseError as exc:
+        metrics.REDIS_ERRORS.labels(operation).inc()
+        raise InventoryUnavailable(f"Redis refused the command: {exc}") from None
+
+
+def db_index(client: aioredis.Redis) -> int:
+    return int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
+
+
+class InventoryStore:
+    """Reads and validated writes of inventory records (used by the CLI, the admin API, tests)."""
+
+    def __init__(self, client: aioredis.Redis, url: str | None = None) -> None:
+        self.redis = client
+        self.url = url
+
+    def _errors(self):
+        return redis_errors("admin", self.url)
+
+    async def ping(self) -> None:
+        with self._errors():
+            await self.redis.ping()
+
+    async def raw(self, kind: Kind, ident: str) -> dict[str, str]:
+        with self._errors():
+            return await self.redis.hgetall(kind.key(ident))
+
+    async def keys(self, kind: Kind) -> list[str]:
+        """Every key of ``kind`` (SCAN, so it also finds objects made by hand with redis-cli)."""
+        with self._errors():
+            found = [k async for k in self.redis.scan_iter(match=kind.pattern, count=1000)]
+        return sorted(k for k in found if split_key(k))
+
+    async def raw_all(self, kind: Kind) -> dict[str, dict[str, str]]:
+        """{id: hash} for every object of ``kind`` (ids exactly as in the keys)."""
+        keys = await self.keys(kind)
+        with self._errors():
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            hashes = await pipe.execute() if keys else []
+        return {split_key(k)[1]: h for k, h in zip(keys, hashes) if h}
+
+    async def get(self, kind: Kind, ident: str):
+        """(record or None, problems); raises NotFound if there is no such object."""
+        canonical = kind.canonical_id(ident)
+        raw = await self.raw(kind, canonical)
+        if not raw:
+            raise NotFound(f"no {kind.name} {canonical} (key {kind.key(canonical)})")
+        return parse_record(kind, canonical, raw)
+
+    async def write(self, kind: Kind, ident: str, changes: Mapping[str, str], *,
+                    mode: str) -> Any:
+        """Create (``mode='add'``), update (``'set'``) or overwrite (``'replace'``) one object.
+
+        ``changes`` are hash fields; an empty value removes the field. The merged result is
+        validated before anything is written, and the write is atomic (WATCH/MULTI), so a
+        concurrent edit with redis-cli is never half-overwritten.
+        """
+        canonical = kind.canonical_id(ident)
+        key = kind.key(canonical)
+        with self._errors():
+            async with self.redis.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(key)
+                        current = await pipe.hgetall(key)
+                        if mode == "add" and current:
+                            raise AlreadyExists(
+                                f"{kind.name} {canonical} already exists; use "
+                                f"'bootyard {kind.name} set' to change it")
+                        if mode == "set" and not current:
+                            raise NotFound(f"no {kind.name} {canonical} (key {key}); use "
+                                           f"'bootyard {kind.name} add' to create it")
+                        merged = {} if mode == "replace" else dict(current)
+                        merged.update(changes)
+                        merged = {f: v for f, v in merged.items() if v != ""}
+                        record, problems = parse_record(kind, canonical, merged)
+                        if record is None:
+                            raise RecordInvalid(problems)
+                        pipe.multi()
+                        pipe.delete(key)
+                        if merged:
+                            pipe.hset(key, mapping=merged)
+                        await pipe.execute()
+                        return record
+                    except redis_exceptions.WatchError:
+                        continue
+
+    async def delete(self, kind: Kind, ident: str) -> None:
+        canonical = kind.canonical_id(ident)
+        with self._errors():
+            removed = await self.redis.delete(kind.key(canonical))
+        if not removed:
+            raise NotFound(f"no {kind.name} {canonical} (key {kind.key(canonical)})")
+
+    async def dump(self) -> dict[str, dict[str, dict[str, str]]]:
+        """{kind: {id: hash}} for the whole inventory."""
+        return {name: await self.raw_all(kind) for name, kind in KINDS.items()}
+
+    async def load(self, data: Mapping[str, Mapping[str, Mapping[str, str]]], *,
+                   replace: bool) -> dict[str, int]:
+        """Write ``{kind: {id: hash}}`` in one transaction; with ``replace``, delete the rest.
+
+        Each object in ``data`` is written whole (fields absent from it are removed), so loading
+        the same data twice gives the same Redis contents. Returns counts of what changed.
+        """
+        existing = await self.dump() if replace else {}
+        counts = {"written": 0, "deleted": 0}
+        with self._errors():
+            pipe = self.redis.pipeline(transaction=True)
+            for kind_name, objects in data.items():
+                kind = KINDS[kind_name]
+                for ident, fields in objects.items():
+                    key = kind.key(ident)
+                    pipe.delete(key)
+                    pipe.hset(key, mapping=dict(fields))
+                    counts["written"] += 1
+            for kind_name, objects in existing.items():
+                kind = KINDS[kind_name]
+                for ident in objects:
+                    if ident not in data.get(kind_name, {}):
+                        pipe.delete(f"{kind.pattern[:-1]}{ident}")
+                        counts["deleted"] += 1
+            await pipe.execute()
+        return counts
