@@ -6,6 +6,9 @@ PYTEST_ARGS ?=
 
 .PHONY: install test test-fast lint clean debian-packages
 
+# Each service and the lab add their own targets (bench-*, demo, compose-test) in mk/*.mk.
+-include mk/*.mk
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

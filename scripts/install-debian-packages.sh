@@ -16,6 +16,9 @@ PACKAGES=(
                                       # the TFTP benchmark unpacks it with dpkg -x instead)
     nginx-light wrk                   # HTTP peer and load client
     tshark tcpdump                    # packet captures
+    qemu-system-x86 ipxe-qemu ovmf ipxe  # the QEMU lab: SeaBIOS + iPXE ROM, OVMF, iPXE binaries
+    grub-efi-amd64-bin grub-pc-bin grub-common pxelinux syslinux-common  # boot loaders served by TFTP
+    squashfs-tools cpio xz-utils zstd # live root images and initramfs building
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
