@@ -115,7 +115,8 @@ def _changes(args: argparse.Namespace, kind: Kind) -> dict[str, str]:
     return changes
 
 
-async def run(args: argparse.Namespace, url: str, out=sys.stdout) -> int:
+async def run(args: argparse.Namespace, url: str, out=None) -> int:
+    out = out or sys.stdout
     client = connect(url)
     store = InventoryStore(client, url)
     try:
