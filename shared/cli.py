@@ -141,7 +141,7 @@ async def _dispatch(args, store: InventoryStore, client, out) -> int:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
         try:
             counts = await admin.import_yaml(store, text, replace=args.replace, source=source)
-        except admin.ImportError_ as exc:
+        except admin.ImportRefused as exc:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             raise
