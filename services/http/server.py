@@ -101,6 +101,8 @@ class BootService:
         r.add_get("/install/ks.cfg", self.kickstart_by_header)
         r.add_route("*", "/install/{mac}/done", self.install_done)
         r.add_get("/install/{mac}/{file}", self.install_file)
+        r.add_get("/images", self.to_directory)
+        r.add_get("/mirror", self.to_directory)
         r.add_get("/images/{path:.*}", self.images)
         r.add_get("/mirror/{path:.*}", self.mirror)
         shared_metrics.add_routes(app, self.healthy)
@@ -378,6 +380,9 @@ class BootService:
         return web.Response(text="bootyard: recorded; this host now boots from its disk\n")
 
     # -- files ---------------------------------------------------------------------------------
+    async def to_directory(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMovedPermanently(location=request.path + "/")
+
     async def images(self, request: web.Request) -> web.StreamResponse:
         return await files.serve(request, self.cfg.images_root, request.match_info["path"])
 
