@@ -35,3 +35,9 @@ INVENTORY_ERRORS = metrics.counter(
     {"family": FAMILIES})
 RENDER_CACHE_ENTRIES = metrics.gauge(
     "bootyard_http_render_cache_entries", "Entries in this process's render cache")
+EVENTS_COALESCED = metrics.counter(
+    "bootyard_http_events_coalesced_total",
+    "Events not written because the same event for the same host was written in the last "
+    "second (boot loops, load tests)",
+    {"kind": ("http.script", "http.install", "http.discovery", "http.denied",
+              "http.render_error")})

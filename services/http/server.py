@@ -89,6 +89,7 @@ class BootService:
         self.renderer = renderer
         self.access = access
         self.cache = RenderCache(cfg.render_cache_size)
+        self._recent: dict[tuple, float] = {}
 
     # -- application ---------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -150,6 +151,21 @@ class BootService:
         if family == "images" and self.cfg.file_events and request.method == "GET" \
                 and status in (200, 206):
             self._file_event(request, status, sent, elapsed)
+
+    def emit_coalesced(self, kind: str, mac: str | None, ip: str | None, **fields: Any) -> None:
+        """Emit an event unless the same event (kind, host, address, fields) was emitted in the last
+        second: an iPXE boot loop or a load test must not flood the capped timeline. Skipped
+        repeats are counted in bootyard_http_events_coalesced_total."""
+        now = time.monotonic()
+        key = (kind, mac, ip, tuple(sorted(fields.items())))
+        last = self._recent.get(key)
+        if last is not None and now - last < 1.0:
+            m.EVENTS_COALESCED.labels(kind).inc()
+            return
+        if len(self._recent) > 50_000:
+            self._recent = {k: t for k, t in self._recent.items() if now - t < 1.0}
+        self._recent[key] = now
+        self.events.emit(kind, mac, ip=ip, **fields)
 
     def _file_event(self, request: web.Request, status: int, sent: int, elapsed: float) -> None:
         try:
@@ -214,7 +230,7 @@ class BootService:
                        label: str) -> web.Response:
         m.RENDERS.labels(label, "error").inc()
         log.warning("render_error", mac=mac, template=exc.template, reason=exc.reason)
-        self.events.emit("http.render_error", mac, ip=request.remote, template=exc.template,
+        self.emit_coalesced("http.render_error", mac, request.remote, template=exc.template,
                          reason=exc.reason, path=request.path)
         return web.Response(status=500, text=f"bootyard: cannot render {exc}\n")
 
@@ -258,10 +274,10 @@ class BootService:
             self.cache.put(key, script)
             m.RENDERS.labels(kind, "ok").inc()
         if host is None:
-            self.events.emit("http.discovery", mac, ip=request.remote, stage=kind,
+            self.emit_coalesced("http.discovery", mac, request.remote, stage=kind,
                              arch=_clean(request.query.get("arch")))
         else:
-            self.events.emit("http.script", mac, ip=request.remote, script=kind,
+            self.emit_coalesced("http.script", mac, request.remote, script=kind,
                              outcome=script.outcome, profile=host.profile,
                              reason=script.reason or None)
         if script.outcome == "error":
@@ -283,7 +299,7 @@ class BootService:
             reason = "bad_token" if request.query.get("token") else "address"
             m.DENIED.labels(reason).inc()
             log.warning("denied", mac=mac, ip=request.remote, path=request.path, reason=reason)
-            self.events.emit("http.denied", mac, ip=request.remote, path=request.path,
+            self.emit_coalesced("http.denied", mac, request.remote, path=request.path,
                              reason=reason, file=what)
             raise web.HTTPForbidden(text=f"bootyard: {what} of {mac} is served only to that "
                                          "host's reserved or leased address, or with its "
@@ -292,7 +308,7 @@ class BootService:
 
     def _deny_unknown(self, request: web.Request, mac: str | None, what: str):
         m.DENIED.labels("unknown_host").inc()
-        self.events.emit("http.denied", mac, ip=request.remote, path=request.path,
+        self.emit_coalesced("http.denied", mac, request.remote, path=request.path,
                          reason="unknown_host", file=what)
         return web.HTTPForbidden(text="bootyard: no such host in the inventory\n")
 
@@ -352,7 +368,7 @@ class BootService:
                 return self._render_failed(request, mac, exc, label)
             m.RENDERS.labels(label, "ok").inc()
             self.cache.put(key, text)
-        self.events.emit("http.install", mac, ip=request.remote, file=filename,
+        self.emit_coalesced("http.install", mac, request.remote, file=filename,
                          template=template, via=how)
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
