@@ -186,27 +186,22 @@ async def _object_command(args, kind: Kind, store: InventoryStore, out) -> int:
         print(f"removed {kind.name} {kind.canonical_id(args.id)}", file=out)
         return 0
     if verb == "show":
-        record, problems = await store.get(kind, args.id)
-        ident = kind.canonical_id(args.id)
-        raw = await store.raw(kind, ident)
+        shown = await admin.show(store, kind, args.id)
         if args.json:
-            json.dump({"key": kind.key(ident), "fields": from_hash(kind, raw),
-                       "valid": record is not None,
-                       "problems": [dataclasses.asdict(p) for p in problems]}, out, indent=2)
+            json.dump({k: v for k, v in shown.items() if k != "id"}, out, indent=2)
             out.write("\n")
         else:
-            print(f"{kind.key(ident)}", file=out)
+            raw = await store.raw(kind, shown["id"])
+            print(shown["key"], file=out)
             width = max((len(f) for f in raw), default=0)
             for fname in sorted(raw):
                 print(f"  {fname:<{width}}  {raw[fname]}", file=out)
-            for problem in problems:
-                print(f"  {problem.severity}: {problem.field}: {problem.reason}", file=out)
-        return 0 if record is not None else 1
+            for problem in shown["problems"]:
+                print(f"  {problem['severity']}: {problem['field']}: {problem['reason']}",
+                      file=out)
+        return 0 if shown["valid"] else 1
     if verb == "list":
-        objects = await store.raw_all(kind)
-        if getattr(args, "tag", None):
-            objects = {i: r for i, r in objects.items()
-                       if args.tag in [t.strip() for t in r.get("tags", "").split(",")]}
+        objects = await admin.list_objects(store, kind, getattr(args, "tag", None))
         columns = LIST_COLUMNS[kind.name]
         if args.json:
             json.dump({i: from_hash(kind, r) for i, r in sorted(objects.items())}, out, indent=2)
