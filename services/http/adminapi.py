@@ -104,7 +104,7 @@ class AdminApi:
             return _error(422, str(exc), problems=[
                 {"key": p.key, "field": p.field, "value": p.value, "reason": p.reason,
                  "severity": p.severity} for p in exc.problems])
-        except admin.ImportError_ as exc:
+        except admin.ImportRefused as exc:
             return _error(422, str(exc), problems=[str(p) for p in exc.problems])
         except (InventoryError, AddressError) as exc:
             return _error(400, str(exc))
