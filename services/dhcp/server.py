@@ -14,12 +14,13 @@ from services.dhcp.codec import ZERO_IP, DecodeError, MessageType, Opt
 from services.dhcp.policy import Ignore, Lease, Refusal, Reply, ServerContext
 from services.dhcp.settings import DhcpSection
 from services.dhcp.transport import Datagram, Interface, Transport
-from shared import logs
+from shared import logs, metrics as shared_metrics
 from shared.addresses import mac_from_bytes
 from shared.leases import LeaseStore, Outcome, Step
 from shared.store import InventoryUnavailable
 
 log = logs.get_logger("dhcp")
+EVENTS_BY_SCRIPT = shared_metrics.EVENTS_EMITTED.labels("dhcp")
 OFFER_MEMORY = 65536  # offers remembered to release them when the client picks another server
 # Ignore reasons worth a timeline event (the others are "not for us").
 EVENT_REASONS = {"host_disabled", "no_subnet", "pool_exhausted", "lease_conflict", "redis_down",
@@ -40,6 +41,7 @@ class Work:
     step: Step | None = None
     reserved: str | None = None
     requested: str | None = None
+    recorded: bool = False  # the lease script wrote this packet's event
 
 
 def context_for(section: DhcpSection, iface: Interface) -> ServerContext:
@@ -113,9 +115,13 @@ class DhcpServer:
                     log.error("lease_store_unreachable", reason=str(exc),
                               action="answering reserved hosts from the cache, no dynamic "
                                      "addresses until Redis is back")
+        if outcomes and self._emit:
+            recorded = sum(1 for s in steps if s.event is not None)
+            EVENTS_BY_SCRIPT.inc(recorded)
         results = iter(outcomes or ())
         for w in works:
             outcome = next(results) if (w.step is not None and outcomes is not None) else None
+            w.recorded = outcome is not None and w.step.event is not None
             try:
                 self._finish(w, outcome, outcomes is None, now)
             except Exception as exc:  # noqa: BLE001 - one bad packet must not end the batch
@@ -162,10 +168,16 @@ class DhcpServer:
         w.reserved = policy.reserved_address(w.host, subnet)
         hostname = policy.client_hostname(msg, w.host)
         store = self.store
+        event = None
+        if self._emit:  # the lease script records the event with the lease, in one step
+            boot = None
+            if mtype in (MessageType.DISCOVER, MessageType.REQUEST):
+                boot = policy.choose_boot(msg, w.host, w.profile, subnet, w.ctx, mac)
+            event = (dgram.interface.name, boot.file if boot else "", boot.reason if boot else "")
         if mtype == MessageType.DISCOVER:
             w.step = store.offer_step(subnet.name, mac, reserved=w.reserved,
                                       requested=msg.ip_option(Opt.REQUESTED_IP),
-                                      hostname=hostname, now=now)
+                                      hostname=hostname, now=now, event=event)
         elif mtype == MessageType.REQUEST:
             w.requested = policy.requested_address(msg)
             if w.requested is None:
@@ -173,13 +185,13 @@ class DhcpServer:
             else:
                 w.step = store.request_step(subnet.name, mac, w.requested, reserved=w.reserved,
                                             hostname=hostname, lease_time=subnet.lease_time,
-                                            now=now)
+                                            now=now, event=event)
         elif mtype == MessageType.RELEASE and msg.ciaddr != ZERO_IP:
-            w.step = store.release_step(subnet.name, mac, msg.ciaddr, now=now)
+            w.step = store.release_step(subnet.name, mac, msg.ciaddr, now=now, event=event)
         elif mtype == MessageType.DECLINE:
             declined = msg.ip_option(Opt.REQUESTED_IP)
             if declined:
-                w.step = store.decline_step(subnet.name, mac, declined, now=now)
+                w.step = store.decline_step(subnet.name, mac, declined, now=now, event=event)
         return w
 
     def _lease_for(self, w: Work, outcome: Outcome | None, redis_failed: bool):
@@ -216,7 +228,7 @@ class DhcpServer:
             ip = w.msg.ciaddr if kind == "release" else w.msg.ip_option(Opt.REQUESTED_IP)
             result = outcome.kind if outcome else ("redis_down" if redis_failed else "ignored")
             log.info(kind, mac=w.mac, ip=ip, result=result)
-            if self._emit:
+            if self._emit and not w.recorded:
                 self.events.emit(f"dhcp.{kind}", w.mac, ip=ip, result=result,
                                  reason=outcome.reason if outcome else None)
             return
@@ -258,7 +270,7 @@ class DhcpServer:
                      boot_file=boot.file if boot else "", boot=boot.reason if boot else "",
                      relay=w.msg.giaddr if w.msg.giaddr != ZERO_IP else None,
                      reserved=w.reserved is not None)
-        if self._emit:
+        if self._emit and not w.recorded:  # no lease step wrote it (INFORM, Redis down)
             fields = {"ip": ip if ip != ZERO_IP else None, "subnet": w.subnet.name,
                       "interface": w.dgram.interface.name}
             if boot is not None:
@@ -275,7 +287,7 @@ class DhcpServer:
         if why.reason in EVENT_REASONS:
             log.warning("ignored", mac=w.mac, reason=why.reason, detail=why.detail,
                         interface=w.dgram.interface.name)
-            if self._emit:
+            if self._emit and not w.recorded:
                 self.events.emit("dhcp.ignored", w.mac, reason=why.reason, detail=why.detail)
         else:
             log.debug("ignored", mac=w.mac, reason=why.reason, detail=why.detail)
