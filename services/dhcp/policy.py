@@ -9,6 +9,7 @@ No sockets, clock, Redis or logging here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 from collections.abc import Mapping
 
@@ -219,16 +220,22 @@ def _base_options(reply_type: int, ctx: ServerContext) -> dict[int, bytes]:
     return {Opt.MESSAGE_TYPE: bytes((reply_type,)), Opt.SERVER_ID: codec.ip_bytes(ctx.server_ip)}
 
 
-def _network_options(options: dict[int, bytes], subnet: Subnet) -> None:
+@functools.lru_cache(maxsize=1024)
+def _subnet_options(subnet: Subnet) -> tuple[tuple[int, bytes], ...]:
     net = subnet.network
-    options[Opt.SUBNET_MASK] = net.netmask.packed
-    options[Opt.BROADCAST_ADDRESS] = net.broadcast_address.packed
+    out = [(Opt.SUBNET_MASK, net.netmask.packed), (Opt.BROADCAST_ADDRESS,
+                                                   net.broadcast_address.packed)]
     if subnet.router:
-        options[Opt.ROUTER] = codec.ip_bytes(subnet.router)
+        out.append((Opt.ROUTER, codec.ip_bytes(subnet.router)))
     if subnet.dns:
-        options[Opt.DNS_SERVERS] = codec.ip_list(subnet.dns)
+        out.append((Opt.DNS_SERVERS, codec.ip_list(subnet.dns)))
     if subnet.domain:
-        options[Opt.DOMAIN_NAME] = subnet.domain.encode()
+        out.append((Opt.DOMAIN_NAME, subnet.domain.encode()))
+    return tuple(out)
+
+
+def _network_options(options: dict[int, bytes], subnet: Subnet) -> None:
+    options.update(_subnet_options(subnet))
 
 
 def _boot_fields(request: Message, boot: BootChoice | None, options: dict[int, bytes],
@@ -250,10 +257,14 @@ def _boot_fields(request: Message, boot: BootChoice | None, options: dict[int, b
     return siaddr, (name if len(name) <= 128 else b"")
 
 
+NOT_CHOSEN = object()  # decide(boot=...) default: choose the boot file here
+
+
 def decide(request: Message, host: Host | None, profile: Profile | None, subnet: Subnet | None,
            lease: Lease | Refusal | None, ctx: ServerContext,
-           mac: str = "") -> Reply | Ignore:
-    """The reply to ``request`` given the lease layer's answer ``lease``."""
+           mac: str = "", boot=NOT_CHOSEN) -> Reply | Ignore:
+    """The reply to ``request`` given the lease layer's answer ``lease``. ``boot`` is
+    ``choose_boot``'s answer when the caller already has it."""
     refused = screen(request, host, subnet, ctx)
     if refused is not None:
         return refused
@@ -273,9 +284,10 @@ def decide(request: Message, host: Host | None, profile: Profile | None, subnet:
         lease = None
 
     options = _base_options(reply_type, ctx)
-    siaddr, file, boot = ZERO_IP, b"", None
+    siaddr, file = ZERO_IP, b""
     yiaddr = ZERO_IP
     if reply_type == MessageType.NAK:
+        boot = None
         options[Opt.MESSAGE] = lease.reason.encode()[:255]
     else:
         _network_options(options, subnet)
@@ -287,7 +299,8 @@ def decide(request: Message, host: Host | None, profile: Profile | None, subnet:
         name = client_hostname(request, host)
         if host is not None and host.hostname:
             options[Opt.HOSTNAME] = name.encode()
-        boot = choose_boot(request, host, profile, subnet, ctx, mac)
+        if boot is NOT_CHOSEN:
+            boot = choose_boot(request, host, profile, subnet, ctx, mac)
         siaddr, file = _boot_fields(request, boot, options, subnet, ctx)
     if Opt.RELAY_AGENT_INFO in request.options:  # RFC 3046 §2.2: echo it back unchanged
         options[Opt.RELAY_AGENT_INFO] = request.options[Opt.RELAY_AGENT_INFO]

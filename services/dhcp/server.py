@@ -21,7 +21,8 @@ from shared.store import InventoryUnavailable
 
 log = logs.get_logger("dhcp")
 EVENTS_BY_SCRIPT = shared_metrics.EVENTS_EMITTED.labels("dhcp")
-OFFER_MEMORY = 65536  # offers remembered to release them when the client picks another server
+OFFER_MEMORY = 65536
+_MISSING = object()  # offers remembered to release them when the client picks another server
 # Ignore reasons worth a timeline event (the others are "not for us").
 EVENT_REASONS = {"host_disabled", "no_subnet", "pool_exhausted", "lease_conflict", "redis_down",
                  "unknown_client"}
@@ -42,6 +43,7 @@ class Work:
     reserved: str | None = None
     requested: str | None = None
     recorded: bool = False  # the lease script wrote this packet's event
+    boot: object = policy.NOT_CHOSEN  # choose_boot's answer, once computed
 
 
 def context_for(section: DhcpSection, iface: Interface) -> ServerContext:
@@ -66,6 +68,7 @@ class DhcpServer:
         self.contexts = {i.name: context_for(section, i) for i in transport.interfaces}
         self._offers: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()
         self._redis_down = False
+        self._local_subnets: dict = {}
         self._pools_dirty = True
         self._emit_discover = section.events == "all"
         self._emit = section.events != "none"
@@ -127,6 +130,16 @@ class DhcpServer:
             except Exception as exc:  # noqa: BLE001 - one bad packet must not end the batch
                 log.exception("packet_failed", mac=w.mac, error=repr(exc))
 
+    def _local_subnet(self, iface: Interface):
+        """The subnet of the interface's own address (cached until the inventory changes)."""
+        key = (iface.name, self.inventory.version)
+        cached = self._local_subnets.get(key, _MISSING)
+        if cached is _MISSING:
+            if len(self._local_subnets) > 64:
+                self._local_subnets.clear()
+            cached = self._local_subnets[key] = self.inventory.subnet_containing(iface.address)
+        return cached
+
     # -- per packet ----------------------------------------------------------------------------
     def _prepare(self, dgram: Datagram, now: int) -> Work | None:
         try:
@@ -149,7 +162,7 @@ class DhcpServer:
             if msg.giaddr != ZERO_IP:
                 w.subnet = inv.subnet_for_relay(msg.giaddr)
             else:
-                w.subnet = inv.subnet_containing(dgram.interface.address)
+                w.subnet = self._local_subnet(dgram.interface)
             w.host = inv.host(mac)
             if w.host is not None and w.host.profile:
                 w.profile = inv.profile(w.host.profile)
@@ -172,7 +185,7 @@ class DhcpServer:
         if self._emit:  # the lease script records the event with the lease, in one step
             boot = None
             if mtype in (MessageType.DISCOVER, MessageType.REQUEST):
-                boot = policy.choose_boot(msg, w.host, w.profile, subnet, w.ctx, mac)
+                boot = w.boot = policy.choose_boot(msg, w.host, w.profile, subnet, w.ctx, mac)
             event = (dgram.interface.name, boot.file if boot else "", boot.reason if boot else "")
         if mtype == MessageType.DISCOVER:
             w.step = store.offer_step(subnet.name, mac, reserved=w.reserved,
@@ -236,7 +249,7 @@ class DhcpServer:
         if isinstance(lease, Ignore):
             self._ignored(w, lease)
             return
-        result = policy.decide(w.msg, w.host, w.profile, w.subnet, lease, w.ctx, w.mac)
+        result = policy.decide(w.msg, w.host, w.profile, w.subnet, lease, w.ctx, w.mac, w.boot)
         if isinstance(result, Ignore):
             self._ignored(w, result)
             return
