@@ -9,7 +9,7 @@ import collections
 import dataclasses
 import time
 
-from services.dhcp import codec, metrics as m, policy
+from services.dhcp import bsdp, codec, metrics as m, policy
 from services.dhcp.codec import ZERO_IP, DecodeError, MessageType, Opt
 from services.dhcp.policy import Ignore, Lease, Refusal, Reply, ServerContext
 from services.dhcp.settings import DhcpSection
@@ -140,6 +140,12 @@ class DhcpServer:
             cached = self._local_subnets[key] = self.inventory.subnet_containing(iface.address)
         return cached
 
+    def _netboot_images(self) -> list[bsdp.Image]:
+        return [bsdp.Image(index=n.index, name=n.title or n.name, boot_file=n.boot_file,
+                           root_path=n.root_path, kind=n.image_kind, install=n.install,
+                           default=n.default)
+                for n in self.inventory.all("netboot") if n.enabled]
+
     # -- per packet ----------------------------------------------------------------------------
     def _prepare(self, dgram: Datagram, now: int) -> Work | None:
         try:
@@ -249,7 +255,11 @@ class DhcpServer:
         if isinstance(lease, Ignore):
             self._ignored(w, lease)
             return
-        result = policy.decide(w.msg, w.host, w.profile, w.subnet, lease, w.ctx, w.mac, w.boot)
+        if mtype == MessageType.INFORM and bsdp.is_bsdp(w.msg):  # Apple NetBoot
+            result = bsdp.answer(w.msg, self._netboot_images(), w.ctx)
+        else:
+            result = policy.decide(w.msg, w.host, w.profile, w.subnet, lease, w.ctx, w.mac,
+                                   w.boot)
         if isinstance(result, Ignore):
             self._ignored(w, result)
             return
@@ -289,6 +299,9 @@ class DhcpServer:
             if boot is not None:
                 fields["boot_file"] = boot.file
                 fields["boot_reason"] = boot.reason
+            elif reply.message.file:  # a BSDP SELECT answer
+                fields["boot_file"] = reply.message.file.decode(errors="replace")
+                fields["boot_reason"] = "bsdp"
             if rtype == MessageType.NAK:
                 fields["reason"] = lease.reason
             self.events.emit(event, w.mac, **fields)
