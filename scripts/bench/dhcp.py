@@ -198,6 +198,40 @@ def perfdhcp(ns, target: str, rate: int, seconds: float, trial: int) -> dict:
             "ack_ms": float(delays[1]) if len(delays) > 1 else None}
 
 
+def codec_timings(rounds: int = 2000) -> str:
+    """Decode/encode time per packet, our codec vs scapy, on a PXE DISCOVER and its OFFER."""
+    import timeit
+
+    from scapy.layers.dhcp import BOOTP, DHCP
+
+    from services.dhcp import codec, policy
+    from services.dhcp.policy import Lease, ServerContext
+    from shared.schema import Subnet
+    import ipaddress
+
+    discover = bytes(BOOTP(op=1, xid=7, chaddr=bytes.fromhex("525400000001") + bytes(10)) / DHCP(
+        options=[("message-type", "discover"), ("vendor_class_id", b"PXEClient:Arch:00000"),
+                 (93, b"\x00\x00"), ("param_req_list", [1, 3, 6, 43, 60, 66, 67]), "end"]))
+    msg = codec.decode(discover)
+    subnet = Subnet("b", ipaddress.IPv4Network("198.19.0.0/16"), router="198.19.0.1")
+    ctx = ServerContext("198.19.0.1", "http://198.19.0.1:8080")
+    offer = policy.decide(msg, None, None, subnet, Lease("198.19.1.1", 3600), ctx,
+                          "52:54:00:00:00:01").message
+    per = {
+        "codec.decode": timeit.timeit(lambda: codec.decode(discover), number=rounds),
+        "scapy decode": timeit.timeit(lambda: BOOTP(discover), number=rounds // 10) * 10,
+        "policy.decide": timeit.timeit(lambda: policy.decide(
+            msg, None, None, subnet, Lease("198.19.1.1", 3600), ctx, "52:54:00:00:00:01"),
+            number=rounds),
+        "codec.encode": timeit.timeit(lambda: codec.encode(offer), number=rounds),
+        "scapy build": timeit.timeit(lambda: bytes(BOOTP(op=2, yiaddr="198.19.1.1") / DHCP(
+            options=[("message-type", "offer"), ("server_id", "198.19.0.1"),
+                     ("lease_time", 3600), ("router", "198.19.0.1"), "end"])),
+            number=rounds // 10) * 10,
+    }
+    return "  ".join(f"{k}={v / rounds * 1e6:.1f}us" for k, v in per.items())
+
+
 def search(start: int, max_trials: int):
     """Yields rates to try; send() back whether the trial passed (loss < 1%)."""
     best, worst, rate = 0, None, start
@@ -229,6 +263,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench-dhcp needs root (network namespaces)", file=sys.stderr)
         return 2
+    sys.path.insert(0, str(REPO))
+    print(f"per packet: {codec_timings()}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="bootyard-bench-dhcp-"))
     redis = Redis(work / "redis")
     try:
