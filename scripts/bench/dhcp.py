@@ -7,7 +7,8 @@ namespace as a relay at 198.19.0.5, so every server hands out the same pool
 client. Each trial starts the server afresh with empty lease state, runs perfdhcp at a fixed
 rate for a few seconds, and counts loss as 1 - ACKs received / DISCOVERs sent. A server's search
 climbs by x1.5 until a trial loses 1% or more, then bisects; the three servers' searches run in
-alternation (one trial each in turn). Bounded: at most ``--max-trials`` trials per server, rates
+alternation (one trial each in turn). A failed trial is run a second time before it counts (the
+machine is shared, and a burst of other load can sink one trial of any server). Bounded: at most ``--max-trials`` trials per server, rates
 at most 20,000/s, each trial ``--seconds`` long.
 
 bootyard runs with its leases persisted in a redis-server with AOF (appendfsync everysec),
@@ -298,12 +299,18 @@ def main() -> int:
                     rate = pending[name]
                     trial += 1
                     server = servers[name]
-                    server.start()
-                    try:
-                        result = perfdhcp(loader, target, rate, args.seconds, trial)
-                    finally:
-                        server.stop()
-                    passed = result["loss"] < 0.01
+                    for attempt in (1, 2):  # a failed trial is run once more (noisy machine)
+                        server.start()
+                        try:
+                            result = perfdhcp(loader, target, rate, args.seconds, trial)
+                        finally:
+                            server.stop()
+                        passed = result["loss"] < 0.01
+                        if passed or attempt == 2:
+                            break
+                        trial += 1
+                        print(f"{name:9s} rate={rate:6d}/s loss={result['loss'] * 100:6.2f}% "
+                              "(first attempt; running it again)", flush=True)
                     if passed:  # the rate perfdhcp initiated exchanges at, answered in full
                         best[name] = max(best[name], float(rate))
                     print(f"{name:9s} rate={rate:6d}/s achieved={result['rate']:8.1f}/s "
