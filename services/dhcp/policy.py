@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
-from collections.abc import Mapping
 
 from services.dhcp import codec
 from services.dhcp.codec import FLAG_BROADCAST, ZERO_IP, Message, MessageType, Opt
@@ -320,12 +319,3 @@ def max_message_size(request: Message) -> int | None:
         size = int.from_bytes(value, "big")
         return size if size >= 576 else None
     return None
-
-
-def reply_fields(reply: Reply) -> Mapping[str, str]:
-    """Fields describing a reply for events and logs."""
-    out = {"yiaddr": reply.message.yiaddr}
-    if reply.boot is not None:
-        out["boot_file"] = reply.boot.file
-        out["boot_reason"] = reply.boot.reason
-    return out

@@ -122,7 +122,8 @@ class Transport:
                 if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
                     index = PKTINFO.unpack_from(value)[0]
             if index != iface.index:
-                continue  # not from the interface this socket serves
+                m.IGNORED_BY["wrong_interface"].inc()  # not from the interface this socket serves
+                continue
             if len(queue) >= self.queue_size:
                 m.QUEUE_FULL.inc()
                 continue
