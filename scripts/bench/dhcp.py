@@ -42,6 +42,7 @@ from harness.netlab import Lab, wait_for  # noqa: E402
 POOL = ("198.19.1.0", "198.19.160.255")
 RELAY = "198.19.0.5"
 SERVER_EXTRA = "198.19.0.1"
+WORKERS: int | None = None
 
 
 class Redis:
@@ -114,6 +115,8 @@ class Bootyard(Server):
         env.update({"BOOTYARD_REDIS_URL": self.redis.url, "BOOTYARD_DHCP__INTERFACES": "eth0",
                     "BOOTYARD_DHCP__METRICS_HOST": "127.0.0.1", "BOOTYARD_LOG__LEVEL":
                     self.log_level, "PYTHONPATH": str(REPO)})
+        if WORKERS:
+            env["BOOTYARD_DHCP__WORKERS"] = str(WORKERS)
         log = (self.dir / "bootyard.log").open("w")
         if self.profile:
             code = ("import cProfile, services.dhcp.__main__ as m; "
@@ -258,9 +261,12 @@ def main() -> int:
     parser.add_argument("--max-trials", type=int, default=9)
     parser.add_argument("--servers", default="bootyard,kea,dnsmasq")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--workers", type=int, default=None, help="bootyard dhcp.workers")
     parser.add_argument("--profile", help="write a cProfile of bootyard at --rate to this file")
     parser.add_argument("--rate", type=int, default=1000)
     args = parser.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     if os.geteuid() != 0:
         print("bench-dhcp needs root (network namespaces)", file=sys.stderr)
         return 2

@@ -45,7 +45,8 @@ async def serve(cfg: DhcpSettings, stop: asyncio.Event) -> None:
                     log.warning("pool_sync_failed", reason=str(exc))
                 log.info("serving", subnets=len(cache.subnets()), hosts=len(cache.hosts()))
                 async with asyncio.TaskGroup() as inner:
-                    inner.create_task(server.run(stop))
+                    for _ in range(section.workers):
+                        inner.create_task(server.run(stop))
                     inner.create_task(server.housekeeping(stop))
 
             serving = tasks.create_task(start_serving())
