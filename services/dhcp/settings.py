@@ -45,7 +45,7 @@ class DhcpSection:
                                                 "pool", check=_whole_positive)
     queue_size: int = setting(4096, help="packets waiting for a worker before new ones are "
                                          "dropped", check=_whole_positive)
-    workers: int = setting(2, help="batches in flight at once: one is handled in Python while "
+    workers: int = setting(1, help="batches in flight at once: one is handled in Python while "
                                    "another's lease steps run in Redis", check=_whole_positive)
     batch_size: int = setting(64, help="packets handled (and lease steps sent to Redis) per "
                                        "batch", check=_whole_positive)
