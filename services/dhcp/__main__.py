@@ -19,7 +19,8 @@ log = logs.get_logger("dhcp")
 async def serve(cfg: DhcpSettings, stop: asyncio.Event) -> None:
     section = cfg.dhcp
     interfaces = resolve_interfaces(section.interfaces)  # refuses to start without any
-    transport = Transport(interfaces, section.server_port, section.queue_size)
+    transport = Transport(interfaces, section.server_port, section.queue_size,
+                          extra_ports=(section.boot_server_port,) if section.proxy else ())
     transport.open()
     client = connect(cfg.redis.url, cfg.redis.timeout)
     lease_client = leases.connect(cfg.redis.url, cfg.redis.timeout)

@@ -175,6 +175,8 @@ class DhcpServer:
         except InventoryUnavailable:
             w.pre = Ignore("redis_down", "inventory not loaded")
             return w
+        if self.section.proxy:
+            return w  # boot information only: no lease steps (decided in _finish)
         w.pre = policy.screen(msg, w.host, w.subnet, w.ctx)
         if w.pre is not None:
             if w.pre.reason == "other_server" and mtype == MessageType.REQUEST:
@@ -239,6 +241,9 @@ class DhcpServer:
         mtype = w.mtype
         if self._emit_discover and mtype == MessageType.DISCOVER:
             self.events.emit("dhcp.discover", w.mac, arch=",".join(map(str, w.msg.client_arches)))
+        if self.section.proxy and w.pre is None:
+            self._finish_proxy(w, now)
+            return
         if w.pre is not None:
             self._ignored(w, w.pre)
             return
@@ -265,18 +270,30 @@ class DhcpServer:
             return
         self._send(w, result, lease, now)
 
+    def _finish_proxy(self, w: Work, now: int) -> None:
+        boot_server = w.dgram.port == self.section.boot_server_port
+        result = policy.decide_proxy(w.msg, w.host, w.profile, w.subnet, w.ctx, w.mac,
+                                     boot_server)
+        if isinstance(result, Ignore):
+            self._ignored(w, result)
+            return
+        if boot_server and w.msg.giaddr == ZERO_IP:  # PXE: answer where the request came from
+            result = dataclasses.replace(result, destination=policy.Destination(*w.dgram.source))
+        self._send(w, result, None, now)
+
     def _send(self, w: Work, reply: Reply, lease, now: int) -> None:
         data = codec.encode(reply.message, _max_size(w.msg))
         dest = reply.destination
-        if not self.transport.send(w.dgram.interface, data, dest.ip, dest.port):
+        if not self.transport.send(w.dgram.interface, data, dest.ip, dest.port, w.dgram.port):
             return
         m.LATENCY.observe(time.perf_counter() - w.dgram.received)
         rtype = reply.message.message_type
         m.OUT[m.TYPE_NAMES[rtype]].inc()
         ip = reply.message.yiaddr
         boot = reply.boot
-        if rtype == MessageType.OFFER:
-            self._offers[w.mac] = (w.subnet.name, ip)
+        subnet = w.subnet.name if w.subnet is not None else ""
+        if rtype == MessageType.OFFER and w.subnet is not None and ip != ZERO_IP:
+            self._offers[w.mac] = (subnet, ip)
             if len(self._offers) > OFFER_MEMORY:
                 self._offers.popitem(last=False)
             event = "dhcp.offer"
@@ -289,12 +306,12 @@ class DhcpServer:
         else:
             event = "dhcp.ack"
             self._offers.pop(w.mac, None)
-            log.info("ack", mac=w.mac, ip=ip, subnet=w.subnet.name,
+            log.info("ack", mac=w.mac, ip=ip, subnet=subnet,
                      boot_file=boot.file if boot else "", boot=boot.reason if boot else "",
                      relay=w.msg.giaddr if w.msg.giaddr != ZERO_IP else None,
                      reserved=w.reserved is not None)
         if self._emit and not w.recorded:  # no lease step wrote it (INFORM, Redis down)
-            fields = {"ip": ip if ip != ZERO_IP else None, "subnet": w.subnet.name,
+            fields = {"ip": ip if ip != ZERO_IP else None, "subnet": subnet or None,
                       "interface": w.dgram.interface.name}
             if boot is not None:
                 fields["boot_file"] = boot.file

@@ -25,6 +25,10 @@ class DhcpSection:
     server_port: int = setting(67, help="UDP port the server listens on (and relays get replies "
                                         "on)", check=port_number)
     client_port: int = setting(68, help="UDP port replies to clients go to", check=port_number)
+    proxy: bool = setting(False, help="proxyDHCP mode: answer PXE clients with boot information "
+                                      "only (ports 67 and 4011); another server gives addresses")
+    boot_server_port: int = setting(4011, help="PXE boot server port (proxy mode only)",
+                                    check=port_number)
     server_address: str | None = setting(
         None, help="server identifier (option 54); default: the interface's IPv4 address")
     http_base_url: str = setting(
