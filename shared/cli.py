@@ -24,13 +24,14 @@ from shared.store import InventoryError, InventoryStore, InventoryUnavailable, c
 
 # CLI noun -> inventory kind. Block exports are "blockexport" because "export" dumps the inventory.
 NOUNS = {"host": "host", "profile": "profile", "subnet": "subnet",
-         "blockexport": "export", "mirror": "mirror"}
+         "blockexport": "export", "mirror": "mirror", "netboot": "netboot"}
 LIST_COLUMNS = {
     "host": ("hostname", "ip", "profile", "boot_mode", "enabled", "tags"),
     "profile": ("install", "kernel", "root_image", "export"),
     "subnet": ("network", "ranges", "router", "relays"),
     "export": ("kind", "backing", "iqn", "aoe_shelf", "aoe_slot"),
     "mirror": ("source", "path", "interval", "enabled"),
+    "netboot": ("index", "title", "boot_file", "root_path", "default", "enabled"),
 }
 
 

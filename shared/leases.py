@@ -14,9 +14,11 @@ Keys (docs/dhcp.md documents them for operators):
 ``bootyard:leases:mac:<subnet>``
     hash ``mac -> ip``: the address each client last held, offered to it again when free.
 
-Every step of an exchange is one Lua script run atomically by Redis, so two DHCP processes on
-one Redis never hand one address to two clients. :meth:`LeaseStore.run` sends a batch of steps
-(one per packet in a worker's batch) in one round trip.
+Every step of an exchange (offer, request, release, decline) runs inside one Lua script, atomically
+in Redis, so two DHCP processes on one Redis never hand one address to two clients.
+:meth:`LeaseStore.run` sends a whole batch of steps (one per packet of a worker's batch) as one
+script call: one command and one round trip per batch, and the step's boot timeline event is
+appended to the event streams by the same script.
 
 Acknowledged leases and a Redis crash: Redis persists with ``appendfsync everysec`` (up to a
 second of writes can be lost when it is killed). The store keeps the leases it acknowledged in
@@ -38,6 +40,7 @@ from redis import exceptions as redis_exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from shared import events
 from shared.store import InventoryUnavailable, redis_errors
 
 LEASE_PREFIX = "bootyard:lease:"
@@ -46,10 +49,28 @@ BYMAC_PREFIX = "bootyard:leases:mac:"
 STATES = ("offered", "bound", "declined", "released")
 JOURNAL_SECONDS = 10.0
 
-_COMMON = """
-local pool, bymac = KEYS[1], KEYS[2]
-local subnet, mac, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+SEP = "\x1f"  # separates the fields of one packed step (never in MACs, IPs, names or URLs)
+
+# One script runs a whole batch of steps atomically. ARGV: one packed step per element:
+#   op, subnet, mac, now, emit ('1'/'0'), ts, interface, boot_file, boot_reason, op args...
+# offer:   hold_until, reserved ip or '', requested ip or '', hostname
+# request: expires, reserved ip or '', requested ip, hostname
+# release: ip, only_offered ('1'/'0')
+# decline: ip, quarantine_until
+# restore: ip, state, expires, hostname (journal replay after a Redis failure; no event)
+# Returns one {kind, ip, state, expires, reason} per step. With emit = '1' the step's timeline
+# event (dhcp.offer, dhcp.ack, dhcp.nak, dhcp.release, dhcp.decline, dhcp.ignored) is appended
+# to the event streams in the same atomic step.
+BATCH = """
 local prefix = 'bootyard:lease:'
+local results = {}
+local pool, bymac, subnet, mac, now
+
+local function split(s)
+  local t = {}
+  for f in string.gmatch(s .. '\\31', '([^\\31]*)\\31') do t[#t + 1] = f end
+  return t
+end
 local function holder(ip)
   local v = redis.call('HMGET', prefix .. ip, 'mac', 'state', 'expires')
   return v[1], v[2], (tonumber(v[3]) or 0)
@@ -72,97 +93,145 @@ local function put(ip, state, expires, hostname)
     end
   end
   redis.call('HSET', bymac, mac, ip)
-  return {'ok', ip, state, tostring(expires)}
+  return {'ok', ip, state, tostring(expires), ''}
 end
 local function conflict(ip)
   local m, st, ex = holder(ip)
   if m and m ~= mac and ex > now and (st == 'offered' or st == 'bound') then
-    return {'conflict', ip, 'reserved address ' .. ip .. ' is leased to ' .. m}
+    return {'conflict', ip, '', '0', 'reserved address ' .. ip .. ' is leased to ' .. m}
   end
   return nil
 end
-"""
-
-# ARGV: subnet, mac, now, hold_until, reserved ip or '', requested ip or '', hostname
-OFFER = _COMMON + """
-local hold, reserved, requested, hostname = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-if reserved ~= '' then
-  local c = conflict(reserved)
-  if c then return c end
-  local m, st, ex = holder(reserved)
-  if m == mac and st == 'bound' and ex > now then return {'ok', reserved, 'bound', tostring(ex)} end
-  return put(reserved, 'offered', hold, hostname)
-end
-local prev = redis.call('HGET', bymac, mac)
-for _, ip in ipairs({prev or '', requested}) do
-  if ip ~= '' and redis.call('ZSCORE', pool, ip) then
-    local m, st, ex = holder(ip)
-    if m == mac and st == 'bound' and ex > now then return {'ok', ip, 'bound', tostring(ex)} end
-    if free_for_us(ip) then return put(ip, 'offered', hold, hostname) end
-  end
-end
-local found = redis.call('ZRANGEBYSCORE', pool, '-inf', now, 'LIMIT', 0, 1)
-if #found == 0 then return {'exhausted', '', 'no free address in subnet ' .. subnet} end
-local ip = found[1]
-local m = holder(ip)
-if m and m ~= mac and redis.call('HGET', bymac, m) == ip then redis.call('HDEL', bymac, m) end
-return put(ip, 'offered', hold, hostname)
-"""
-
-# ARGV: subnet, mac, now, expires, reserved ip or '', requested ip, hostname
-REQUEST = _COMMON + """
-local expires, reserved, ip, hostname = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-if reserved ~= '' then
-  if ip ~= reserved then return {'nak', ip, 'this client has the reserved address ' .. reserved} end
-  local c = conflict(ip)
-  if c then return c end
-  return put(ip, 'bound', expires, hostname)
-end
-if not redis.call('ZSCORE', pool, ip) then
-  return {'nak', ip, ip .. ' is not in a pool of subnet ' .. subnet}
-end
-if free_for_us(ip) then
+local function take_from(ip)
   local m = holder(ip)
   if m and m ~= mac and redis.call('HGET', bymac, m) == ip then redis.call('HDEL', bymac, m) end
-  return put(ip, 'bound', expires, hostname)
 end
-return {'nak', ip, ip .. ' is leased to another client'}
-"""
 
-# ARGV: subnet, mac, now, ip, only_offered ('1' or '0')
-RELEASE = _COMMON + """
-local ip, only_offered = ARGV[4], ARGV[5] == '1'
-local m, st = holder(ip)
-if m ~= mac then return {'ignored', ip, 'not leased to this client'} end
-if st ~= 'bound' and st ~= 'offered' then return {'ignored', ip, 'lease is ' .. tostring(st)} end
-if only_offered and st ~= 'offered' then return {'ignored', ip, 'lease is bound'} end
-redis.call('HSET', prefix .. ip, 'state', 'released', 'expires', now)
-if redis.call('ZSCORE', pool, ip) then redis.call('ZADD', pool, now, ip) end
-return {'ok', ip, 'released', tostring(now)}
-"""
+local function offer(a)
+  local hold, reserved, requested, hostname = a[10], a[11], a[12], a[13]
+  if reserved ~= '' then
+    local c = conflict(reserved)
+    if c then return c end
+    local m, st, ex = holder(reserved)
+    if m == mac and st == 'bound' and ex > now then
+      return {'ok', reserved, 'bound', tostring(ex), ''}
+    end
+    return put(reserved, 'offered', hold, hostname)
+  end
+  local prev = redis.call('HGET', bymac, mac)
+  for _, ip in ipairs({prev or '', requested}) do
+    if ip ~= '' and redis.call('ZSCORE', pool, ip) then
+      local m, st, ex = holder(ip)
+      if m == mac and st == 'bound' and ex > now then return {'ok', ip, 'bound', tostring(ex), ''} end
+      if free_for_us(ip) then
+        take_from(ip)
+        return put(ip, 'offered', hold, hostname)
+      end
+    end
+  end
+  local found = redis.call('ZRANGEBYSCORE', pool, '-inf', now, 'LIMIT', 0, 1)
+  if #found == 0 then return {'exhausted', '', '', '0', 'no free address in subnet ' .. subnet} end
+  take_from(found[1])
+  return put(found[1], 'offered', hold, hostname)
+end
 
-# ARGV: subnet, mac, now, ip, quarantine_until
-DECLINE = _COMMON + """
-local ip, untl = ARGV[4], ARGV[5]
-local m = holder(ip)
-if m ~= mac then return {'ignored', ip, 'not leased to this client'} end
-redis.call('HSET', prefix .. ip, 'state', 'declined', 'expires', untl)
-if redis.call('ZSCORE', pool, ip) then redis.call('ZADD', pool, untl, ip) end
-if redis.call('HGET', bymac, mac) == ip then redis.call('HDEL', bymac, mac) end
-return {'ok', ip, 'declined', untl}
-"""
+local function request(a)
+  local expires, reserved, ip, hostname = a[10], a[11], a[12], a[13]
+  if reserved ~= '' then
+    if ip ~= reserved then
+      return {'nak', ip, '', '0', 'this client has the reserved address ' .. reserved}
+    end
+    local c = conflict(ip)
+    if c then return c end
+    return put(ip, 'bound', expires, hostname)
+  end
+  if not redis.call('ZSCORE', pool, ip) then
+    return {'nak', ip, '', '0', ip .. ' is not in a pool of subnet ' .. subnet}
+  end
+  if free_for_us(ip) then
+    take_from(ip)
+    return put(ip, 'bound', expires, hostname)
+  end
+  return {'nak', ip, '', '0', ip .. ' is leased to another client'}
+end
 
-# Journal replay after a Redis failure. ARGV: subnet, mac, now, ip, state, expires, hostname
-RESTORE = _COMMON + """
-local ip, state, expires, hostname = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local m, st, ex = holder(ip)
-if m == mac and ex >= expires then return {'ignored', ip, 'already recorded'} end
-if m and m ~= mac and ex > now then return {'conflict', ip, 'now leased to ' .. m} end
-return put(ip, state, expires, hostname)
-"""
+local function release(a)
+  local ip, only_offered = a[10], a[11] == '1'
+  local m, st = holder(ip)
+  if m ~= mac then return {'ignored', ip, '', '0', 'not leased to this client'} end
+  if st ~= 'bound' and st ~= 'offered' then
+    return {'ignored', ip, '', '0', 'lease is ' .. tostring(st)}
+  end
+  if only_offered and st ~= 'offered' then return {'ignored', ip, '', '0', 'lease is bound'} end
+  redis.call('HSET', prefix .. ip, 'state', 'released', 'expires', now)
+  if redis.call('ZSCORE', pool, ip) then redis.call('ZADD', pool, now, ip) end
+  return {'ok', ip, 'released', tostring(now), ''}
+end
 
-SCRIPTS = {"offer": OFFER, "request": REQUEST, "release": RELEASE, "decline": DECLINE,
-           "restore": RESTORE}
+local function decline(a)
+  local ip, untl = a[10], a[11]
+  local m = holder(ip)
+  if m ~= mac then return {'ignored', ip, '', '0', 'not leased to this client'} end
+  redis.call('HSET', prefix .. ip, 'state', 'declined', 'expires', untl)
+  if redis.call('ZSCORE', pool, ip) then redis.call('ZADD', pool, untl, ip) end
+  if redis.call('HGET', bymac, mac) == ip then redis.call('HDEL', bymac, mac) end
+  return {'ok', ip, 'declined', untl, ''}
+end
+
+local function restore(a)
+  local ip, state, expires, hostname = a[10], a[11], tonumber(a[12]), a[13]
+  local m, st, ex = holder(ip)
+  if m == mac and ex >= expires then return {'ignored', ip, '', '0', 'already recorded'} end
+  if m and m ~= mac and ex > now then return {'conflict', ip, '', '0', 'now leased to ' .. m} end
+  return put(ip, state, expires, hostname)
+end
+
+local ops = {offer = offer, request = request, release = release, decline = decline,
+             restore = restore}
+local event_kind = {
+  offer = {ok = 'dhcp.offer', exhausted = 'dhcp.ignored', conflict = 'dhcp.ignored'},
+  request = {ok = 'dhcp.ack', nak = 'dhcp.nak', conflict = 'dhcp.ignored'},
+  release = {ok = 'dhcp.release', ignored = 'dhcp.release'},
+  decline = {ok = 'dhcp.decline', ignored = 'dhcp.decline'},
+}
+local ignored_reason = {exhausted = 'pool_exhausted', conflict = 'lease_conflict'}
+
+local function emit(a, r)
+  local kinds = event_kind[a[1]]
+  local kind = kinds and kinds[r[1]]
+  if not kind then return end
+  local e = {'ts', a[6], 'service', 'dhcp', 'kind', kind, 'mac', mac}
+  local function add(k, v) if v and v ~= '' then e[#e + 1] = k; e[#e + 1] = v end end
+  add('ip', r[2])
+  add('subnet', subnet)
+  add('interface', a[7])
+  if kind == 'dhcp.offer' or kind == 'dhcp.ack' then
+    add('boot_file', a[8])
+    add('boot_reason', a[9])
+  elseif kind == 'dhcp.ignored' then
+    add('reason', ignored_reason[r[1]])
+    add('detail', r[5])
+  elseif kind == 'dhcp.release' or kind == 'dhcp.decline' then
+    add('result', r[1])
+    add('reason', r[5])
+  else
+    add('reason', r[5])
+  end
+  redis.call('XADD', '%(global)s', 'MAXLEN', '~', %(global_max)d, '*', unpack(e))
+  redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', %(host_max)d, '*', unpack(e))
+end
+
+for i = 1, #ARGV do
+  local a = split(ARGV[i])
+  subnet, mac, now = a[2], a[3], tonumber(a[4])
+  pool, bymac = 'bootyard:leases:pool:' .. subnet, 'bootyard:leases:mac:' .. subnet
+  local r = ops[a[1]](a)
+  if a[5] == '1' then emit(a, r) end
+  results[i] = r
+end
+return results
+""" % {"global": events.GLOBAL_STREAM, "global_max": events.GLOBAL_MAXLEN,
+       "host_prefix": events.host_stream(""), "host_max": events.HOST_MAXLEN}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,11 +260,21 @@ class LeaseRecord:
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-    script: str
+    op: str  # offer, request, release, decline, restore
     subnet: str
     mac: str
+    now: int
     args: tuple[str, ...]
     journal: bool = False  # remember an acknowledged bind for replay after a Redis failure
+    event: tuple[str, str, str] | None = None  # (interface, boot_file, boot_reason) to record
+
+    def packed(self) -> str:
+        if self.event is None:
+            head = (self.op, self.subnet, self.mac, str(self.now), "0", "", "", "", "")
+        else:
+            head = (self.op, self.subnet, self.mac, str(self.now), "1", f"{time.time():.3f}",
+                    *self.event)
+        return SEP.join(v.replace(SEP, "") for v in head + self.args)
 
 
 def _record(ip: str, raw: dict[str, str]) -> LeaseRecord | None:
@@ -229,107 +308,80 @@ async def lookup_ip(client, ip: str) -> LeaseRecord | None:
 
 class LeaseStore:
     """Lease steps for the DHCP service. Build steps with the ``*_step`` methods, send a batch
-    with :meth:`run` (one round trip)."""
+    with :meth:`run` (one command, one round trip, atomic in Redis)."""
 
     def __init__(self, client, *, offer_hold: int = 30, quarantine: int = 600) -> None:
         self.redis = client
         self.offer_hold = offer_hold
         self.quarantine = quarantine
-        self._sha: dict[str, str] = {}
+        self._sha: str | None = None
         self._journal: collections.deque[tuple[float, Step]] = collections.deque()
         self._replay: list[Step] = []
         self.failed = False
 
-    # -- steps ---------------------------------------------------------------------------------
+    # -- steps (``event``: (interface, boot_file, boot_reason) to record the step's event) -----
     def offer_step(self, subnet: str, mac: str, *, reserved: str | None, requested: str | None,
-                   hostname: str, now: int) -> Step:
-        return Step("offer", subnet, mac, (str(now), str(now + self.offer_hold),
-                                           reserved or "", requested or "", hostname))
+                   hostname: str, now: int, event=None) -> Step:
+        return Step("offer", subnet, mac, now, (str(now + self.offer_hold), reserved or "",
+                                                requested or "", hostname), event=event)
 
     def request_step(self, subnet: str, mac: str, ip: str, *, reserved: str | None,
-                     hostname: str, lease_time: int, now: int) -> Step:
-        return Step("request", subnet, mac, (str(now), str(now + lease_time), reserved or "",
-                                             ip, hostname), journal=True)
+                     hostname: str, lease_time: int, now: int, event=None) -> Step:
+        return Step("request", subnet, mac, now, (str(now + lease_time), reserved or "", ip,
+                                                  hostname), journal=True, event=event)
 
     def release_step(self, subnet: str, mac: str, ip: str, *, now: int,
-                     only_offered: bool = False) -> Step:
-        return Step("release", subnet, mac, (str(now), ip, "1" if only_offered else "0"))
+                     only_offered: bool = False, event=None) -> Step:
+        return Step("release", subnet, mac, now, (ip, "1" if only_offered else "0"),
+                    event=event)
 
-    def decline_step(self, subnet: str, mac: str, ip: str, *, now: int) -> Step:
-        return Step("decline", subnet, mac, (str(now), ip, str(now + self.quarantine)))
+    def decline_step(self, subnet: str, mac: str, ip: str, *, now: int, event=None) -> Step:
+        return Step("decline", subnet, mac, now, (ip, str(now + self.quarantine)), event=event)
 
     # -- running -------------------------------------------------------------------------------
-    async def _load(self) -> None:
-        for name, body in SCRIPTS.items():
-            self._sha[name] = await self.redis.script_load(body)
-
-    def _queue(self, pipe, step: Step) -> None:
-        pipe.evalsha(self._sha[step.script], 2, POOL_PREFIX + step.subnet,
-                     BYMAC_PREFIX + step.subnet, step.subnet, step.mac, *step.args)
-
     async def run(self, steps: Sequence[Step]) -> list[Outcome]:
-        """Run ``steps`` in one pipeline; raise InventoryUnavailable if Redis fails."""
+        """Run ``steps`` atomically in one round trip; raise InventoryUnavailable if Redis
+        fails (then nothing of the batch may be assumed done)."""
         try:
             with redis_errors("leases"):
-                if not self._sha:
-                    await self._load()
                 if self._replay:
-                    await self._run_replay()
+                    await self._execute([Step("restore", s.subnet, s.mac, int(time.time()),
+                                              s.args) for s in self._replay])
+                    self._replay = []
                 results = await self._execute(steps)
         except InventoryUnavailable:
             self._fail()
             raise
         self.failed = False
-        outcomes = [self._outcome(r) for r in results]
+        outcomes = [Outcome(r[0], r[1], r[2], int(float(r[3] or 0)), r[4]) for r in results]
         now = time.monotonic()
         for step, outcome in zip(steps, outcomes):
             if step.journal and outcome.kind == "ok":
-                self._journal.append((now, dataclasses.replace(step, args=(
-                    step.args[0], outcome.ip, outcome.state, str(outcome.expires), step.args[4]))))
+                self._journal.append((now, Step("restore", step.subnet, step.mac, step.now, (
+                    outcome.ip, outcome.state, str(outcome.expires), step.args[3]))))
         while self._journal and self._journal[0][0] < now - JOURNAL_SECONDS:
             self._journal.popleft()
         return outcomes
 
     async def _execute(self, steps: Sequence[Step]) -> list:
-        pipe = self.redis.pipeline(transaction=False)
-        for step in steps:
-            self._queue(pipe, step)
-        results = await pipe.execute(raise_on_error=False)
-        missing = [i for i, r in enumerate(results) if isinstance(r, redis_exceptions.NoScriptError)]
-        if missing:  # Redis restarted and lost its script cache: load and run those again
-            await self._load()
-            pipe = self.redis.pipeline(transaction=False)
-            for i in missing:
-                self._queue(pipe, steps[i])
-            for i, value in zip(missing, await pipe.execute(raise_on_error=False)):
-                results[i] = value
-        for r in results:
-            if isinstance(r, Exception):
-                raise r if isinstance(r, redis_exceptions.RedisError) else \
-                    redis_exceptions.ResponseError(str(r))
-        return results
+        if not steps:
+            return []
+        packed = [s.packed() for s in steps]
+        if self._sha is None:
+            self._sha = await self.redis.script_load(BATCH)
+        try:
+            return await self.redis.evalsha(self._sha, 0, *packed)
+        except redis_exceptions.NoScriptError:  # Redis restarted and lost its script cache
+            self._sha = await self.redis.script_load(BATCH)
+            return await self.redis.evalsha(self._sha, 0, *packed)
 
     def _fail(self) -> None:
         if not self.failed:
             self.failed = True
             self._replay = [step for _, step in self._journal]
-            self._sha = {}
+            self._sha = None
 
-    async def _run_replay(self) -> None:
-        steps = [Step("restore", s.subnet, s.mac, (str(int(time.time())),) + s.args[1:])
-                 for s in self._replay]
-        await self._execute(steps)
-        self._replay = []
-
-    @staticmethod
-    def _outcome(result) -> Outcome:
-        kind = result[0]
-        if kind == "ok":
-            return Outcome("ok", result[1], result[2], int(float(result[3])))
-        return Outcome(kind, result[1] if len(result) > 1 else "",
-                       reason=result[2] if len(result) > 2 else "")
-
-    # -- one-step helpers (tests, CLI) ---------------------------------------------------------
+    # -- one-step helper (tests, CLI) ----------------------------------------------------------
     async def step(self, step: Step) -> Outcome:
         return (await self.run([step]))[0]
 

@@ -59,7 +59,7 @@ def histogram(name: str, doc: str, buckets: Iterable[float],
 
 
 # Metrics every service shares (the inventory and Redis are shared code).
-INVENTORY_KINDS = ("host", "profile", "subnet", "export", "mirror", "image")
+INVENTORY_KINDS = ("host", "profile", "subnet", "export", "mirror", "image", "netboot")
 INVALID_RECORDS = counter(
     "bootyard_inventory_invalid_records_total",
     "Inventory records that failed validation when read (the service kept the last good "

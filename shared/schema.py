@@ -10,6 +10,7 @@ profile    ``bootyard:profile:debian12``        name: ``[a-z0-9][a-z0-9._-]*``, 
 subnet     ``bootyard:subnet:lab``              name
 export     ``bootyard:export:web1-root``        name (a block device exported over AoE/iSCSI)
 mirror     ``bootyard:mirror:debian``           name (an OS mirror kept in sync by rsync)
+netboot    ``bootyard:netboot:catalina``        name (an Apple NetBoot image offered over BSDP)
 =========  ==================================  =============================================
 
 docs/inventory.md documents every field. Parsing a hash gives a typed, frozen record and the list
@@ -238,6 +239,20 @@ class Mirror:
 
 
 @dataclasses.dataclass(frozen=True)
+class NetbootImage:
+    name: str
+    index: int
+    boot_file: str
+    root_path: str
+    title: str | None = None
+    image_kind: str = "macosx"
+    install: bool = False
+    default: bool = False
+    enabled: bool = True
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class FieldSpec:
     parse: Callable[[str], Any]
     doc: str
@@ -325,6 +340,20 @@ KINDS: dict[str, Kind] = {
         "source": FieldSpec(_text, "rsync source URL", required=True),
         "path": FieldSpec(_name, "directory under the mirror root", required=True),
         "interval": FieldSpec(_int_between(300, 604800), "seconds between syncs"),
+        "enabled": FieldSpec(_bool, "yes (default) or no"),
+        "description": _ANY_TEXT,
+    }),
+    "netboot": Kind("netboot", "netboots", NetbootImage, "name", {
+        "index": FieldSpec(_int_between(1, 65535), "BSDP image index: 1-4095 on this server "
+                           "only, 4096-65535 the same image on several servers", required=True),
+        "boot_file": FieldSpec(_text, "booter path under the TFTP root", required=True),
+        "root_path": FieldSpec(_text, "root image URL (http://.../NetBoot.dmg or nfs:...)",
+                               required=True),
+        "title": FieldSpec(_text, "name shown in the Mac's startup disk list (default: name)"),
+        "image_kind": FieldSpec(_choice(("macos9", "macosx", "macosx-server", "diagnostics")),
+                                "BSDP image kind (default macosx)"),
+        "install": FieldSpec(_bool, "yes for an install image, no (default) for a boot image"),
+        "default": FieldSpec(_bool, "yes for the image a Mac boots when none is chosen"),
         "enabled": FieldSpec(_bool, "yes (default) or no"),
         "description": _ANY_TEXT,
     }),

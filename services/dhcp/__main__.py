@@ -19,7 +19,8 @@ log = logs.get_logger("dhcp")
 async def serve(cfg: DhcpSettings, stop: asyncio.Event) -> None:
     section = cfg.dhcp
     interfaces = resolve_interfaces(section.interfaces)  # refuses to start without any
-    transport = Transport(interfaces, section.server_port, section.queue_size)
+    transport = Transport(interfaces, section.server_port, section.queue_size,
+                          extra_ports=(section.boot_server_port,) if section.proxy else ())
     transport.open()
     client = connect(cfg.redis.url, cfg.redis.timeout)
     lease_client = leases.connect(cfg.redis.url, cfg.redis.timeout)
@@ -45,7 +46,8 @@ async def serve(cfg: DhcpSettings, stop: asyncio.Event) -> None:
                     log.warning("pool_sync_failed", reason=str(exc))
                 log.info("serving", subnets=len(cache.subnets()), hosts=len(cache.hosts()))
                 async with asyncio.TaskGroup() as inner:
-                    inner.create_task(server.run(stop))
+                    for _ in range(section.workers):
+                        inner.create_task(server.run(stop))
                     inner.create_task(server.housekeeping(stop))
 
             serving = tasks.create_task(start_serving())

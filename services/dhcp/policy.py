@@ -9,8 +9,8 @@ No sockets, clock, Redis or logging here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
-from collections.abc import Mapping
 
 from services.dhcp import codec
 from services.dhcp.codec import FLAG_BROADCAST, ZERO_IP, Message, MessageType, Opt
@@ -21,8 +21,9 @@ BROADCAST_IP = "255.255.255.255"
 IGNORE_REASONS = (
     "not_request", "not_dhcp", "unsupported_type", "host_disabled", "no_subnet",
     "other_server", "pool_exhausted", "unknown_client", "no_reply_expected", "redis_down",
-    "malformed", "wrong_interface", "lease_conflict",
+    "malformed", "wrong_interface", "lease_conflict", "not_pxe",
 )
+PXE_BOOT_SERVER_PORT = 4011  # PXE 2.1: boot server requests (proxyDHCP step 2)
 # RFC 4578 §2.1 client system architecture types (option 93).
 ARCH_BIOS = 0
 ARCH_EFI_IA32 = 6
@@ -160,7 +161,7 @@ def _url(base: str, path: str) -> str:
 
 
 def choose_boot(request: Message, host: Host | None, profile: Profile | None,
-                subnet: Subnet, ctx: ServerContext, mac: str) -> BootChoice | None:
+                subnet: Subnet | None, ctx: ServerContext, mac: str) -> BootChoice | None:
     """The boot file for this client, or None for a client that is not network-booting.
 
     Order for each case: the host's ``var.<key>``, its profile's ``var.<key>``, the subnet's
@@ -187,15 +188,16 @@ def choose_boot(request: Message, host: Host | None, profile: Profile | None,
             path = _var("http_boot_file_arm64", host, profile) or ctx.http_boot_arm64
             reason = "http-arm64"
         return BootChoice(_url(ctx.http_base_url, path), reason, http=True)
+    bios, uefi, arm64 = ((subnet.boot_file_bios, subnet.boot_file_uefi, subnet.boot_file_arm64)
+                         if subnet is not None else (None, None, None))
     if arch == ARCH_BIOS:
-        return BootChoice(pick("boot_file_bios", subnet.boot_file_bios, ctx.ipxe_bios), "bios")
+        return BootChoice(pick("boot_file_bios", bios, ctx.ipxe_bios), "bios")
     if arch in ARCH_EFI_X64:
-        return BootChoice(pick("boot_file_uefi", subnet.boot_file_uefi, ctx.ipxe_efi), "uefi-x64")
+        return BootChoice(pick("boot_file_uefi", uefi, ctx.ipxe_efi), "uefi-x64")
     if arch == ARCH_EFI_IA32:
         return BootChoice(pick("boot_file_uefi32", None, ctx.ipxe_efi32), "uefi-ia32")
     if arch == ARCH_EFI_ARM64:
-        return BootChoice(pick("boot_file_arm64", subnet.boot_file_arm64, ctx.ipxe_arm64),
-                          "uefi-arm64")
+        return BootChoice(pick("boot_file_arm64", arm64, ctx.ipxe_arm64), "uefi-arm64")
     return None  # an architecture we have no boot file for (documented)
 
 
@@ -219,16 +221,22 @@ def _base_options(reply_type: int, ctx: ServerContext) -> dict[int, bytes]:
     return {Opt.MESSAGE_TYPE: bytes((reply_type,)), Opt.SERVER_ID: codec.ip_bytes(ctx.server_ip)}
 
 
-def _network_options(options: dict[int, bytes], subnet: Subnet) -> None:
+@functools.lru_cache(maxsize=1024)
+def _subnet_options(subnet: Subnet) -> tuple[tuple[int, bytes], ...]:
     net = subnet.network
-    options[Opt.SUBNET_MASK] = net.netmask.packed
-    options[Opt.BROADCAST_ADDRESS] = net.broadcast_address.packed
+    out = [(Opt.SUBNET_MASK, net.netmask.packed), (Opt.BROADCAST_ADDRESS,
+                                                   net.broadcast_address.packed)]
     if subnet.router:
-        options[Opt.ROUTER] = codec.ip_bytes(subnet.router)
+        out.append((Opt.ROUTER, codec.ip_bytes(subnet.router)))
     if subnet.dns:
-        options[Opt.DNS_SERVERS] = codec.ip_list(subnet.dns)
+        out.append((Opt.DNS_SERVERS, codec.ip_list(subnet.dns)))
     if subnet.domain:
-        options[Opt.DOMAIN_NAME] = subnet.domain.encode()
+        out.append((Opt.DOMAIN_NAME, subnet.domain.encode()))
+    return tuple(out)
+
+
+def _network_options(options: dict[int, bytes], subnet: Subnet) -> None:
+    options.update(_subnet_options(subnet))
 
 
 def _boot_fields(request: Message, boot: BootChoice | None, options: dict[int, bytes],
@@ -246,14 +254,18 @@ def _boot_fields(request: Message, boot: BootChoice | None, options: dict[int, b
         options[Opt.VENDOR_SPECIFIC] = PXE_VENDOR_OPTIONS
     if len(name) > 128 or Opt.BOOTFILE_NAME in prl:
         options[Opt.BOOTFILE_NAME] = name
-    siaddr = subnet.next_server or ctx.server_ip
+    siaddr = (subnet.next_server if subnet is not None else None) or ctx.server_ip
     return siaddr, (name if len(name) <= 128 else b"")
+
+
+NOT_CHOSEN = object()  # decide(boot=...) default: choose the boot file here
 
 
 def decide(request: Message, host: Host | None, profile: Profile | None, subnet: Subnet | None,
            lease: Lease | Refusal | None, ctx: ServerContext,
-           mac: str = "") -> Reply | Ignore:
-    """The reply to ``request`` given the lease layer's answer ``lease``."""
+           mac: str = "", boot=NOT_CHOSEN) -> Reply | Ignore:
+    """The reply to ``request`` given the lease layer's answer ``lease``. ``boot`` is
+    ``choose_boot``'s answer when the caller already has it."""
     refused = screen(request, host, subnet, ctx)
     if refused is not None:
         return refused
@@ -273,9 +285,10 @@ def decide(request: Message, host: Host | None, profile: Profile | None, subnet:
         lease = None
 
     options = _base_options(reply_type, ctx)
-    siaddr, file, boot = ZERO_IP, b"", None
+    siaddr, file = ZERO_IP, b""
     yiaddr = ZERO_IP
     if reply_type == MessageType.NAK:
+        boot = None
         options[Opt.MESSAGE] = lease.reason.encode()[:255]
     else:
         _network_options(options, subnet)
@@ -287,7 +300,8 @@ def decide(request: Message, host: Host | None, profile: Profile | None, subnet:
         name = client_hostname(request, host)
         if host is not None and host.hostname:
             options[Opt.HOSTNAME] = name.encode()
-        boot = choose_boot(request, host, profile, subnet, ctx, mac)
+        if boot is NOT_CHOSEN:
+            boot = choose_boot(request, host, profile, subnet, ctx, mac)
         siaddr, file = _boot_fields(request, boot, options, subnet, ctx)
     if Opt.RELAY_AGENT_INFO in request.options:  # RFC 3046 §2.2: echo it back unchanged
         options[Opt.RELAY_AGENT_INFO] = request.options[Opt.RELAY_AGENT_INFO]
@@ -309,10 +323,42 @@ def max_message_size(request: Message) -> int | None:
     return None
 
 
-def reply_fields(reply: Reply) -> Mapping[str, str]:
-    """Fields describing a reply for events and logs."""
-    out = {"yiaddr": reply.message.yiaddr}
-    if reply.boot is not None:
-        out["boot_file"] = reply.boot.file
-        out["boot_reason"] = reply.boot.reason
-    return out
+def decide_proxy(request: Message, host: Host | None, profile: Profile | None,
+                 subnet: Subnet | None, ctx: ServerContext, mac: str,
+                 boot_server: bool) -> Reply | Ignore:
+    """proxyDHCP (PXE 2.1 §2.2.5): boot information for PXE clients, never an address.
+
+    On port 67 a PXE DISCOVER gets an OFFER with yiaddr 0 and the boot file (another server
+    gives the address); on port 4011 (``boot_server``) the client's REQUEST gets the same
+    answer as an ACK, sent back to where it came from by the caller."""
+    if request.op != codec.Op.BOOTREQUEST:
+        return Ignore("not_request")
+    mtype = request.message_type
+    if mtype is None:
+        return Ignore("not_dhcp")
+    if host is not None and not host.enabled:
+        return Ignore("host_disabled", f"host {host.mac} has enabled: no")
+    if boot_server:
+        if mtype not in (MessageType.REQUEST, MessageType.INFORM):
+            return Ignore("unsupported_type", f"message type {mtype} on the boot server port")
+        reply_type = MessageType.ACK
+    elif mtype == MessageType.DISCOVER:
+        reply_type = MessageType.OFFER
+    else:
+        return Ignore("no_reply_expected")  # REQUEST etc. are for the address server
+    vendor = request.options.get(Opt.VENDOR_CLASS_ID, b"")
+    if not vendor.startswith((b"PXEClient", b"HTTPClient")):
+        return Ignore("not_pxe", "proxyDHCP answers PXE clients only")
+    boot = choose_boot(request, host, profile, subnet, ctx, mac)
+    if boot is None:
+        return Ignore("not_pxe", "no boot file for this client architecture")
+    options = _base_options(reply_type, ctx)
+    siaddr, file = _boot_fields(request, boot, options, subnet, ctx)
+    options.setdefault(Opt.VENDOR_CLASS_ID, b"PXEClient")  # PXE spec: a proxy always sends it
+    if Opt.CLIENT_UUID in request.options:  # PXE spec: echo the client machine identifier
+        options[Opt.CLIENT_UUID] = request.options[Opt.CLIENT_UUID]
+    message = Message(op=codec.Op.BOOTREPLY, htype=request.htype, hlen=request.hlen, xid=request.xid,
+                      flags=request.flags & FLAG_BROADCAST, ciaddr=request.ciaddr,
+                      siaddr=siaddr, giaddr=request.giaddr, chaddr=request.chaddr, file=file,
+                      options=options)
+    return Reply(message, destination(request, reply_type, ZERO_IP, ctx), boot)

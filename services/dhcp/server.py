@@ -9,18 +9,20 @@ import collections
 import dataclasses
 import time
 
-from services.dhcp import codec, metrics as m, policy
+from services.dhcp import bsdp, codec, metrics as m, policy
 from services.dhcp.codec import ZERO_IP, DecodeError, MessageType, Opt
 from services.dhcp.policy import Ignore, Lease, Refusal, Reply, ServerContext
 from services.dhcp.settings import DhcpSection
 from services.dhcp.transport import Datagram, Interface, Transport
-from shared import logs
+from shared import logs, metrics as shared_metrics
 from shared.addresses import mac_from_bytes
 from shared.leases import LeaseStore, Outcome, Step
 from shared.store import InventoryUnavailable
 
 log = logs.get_logger("dhcp")
-OFFER_MEMORY = 65536  # offers remembered to release them when the client picks another server
+EVENTS_BY_SCRIPT = shared_metrics.EVENTS_EMITTED.labels("dhcp")
+OFFER_MEMORY = 65536
+_MISSING = object()  # offers remembered to release them when the client picks another server
 # Ignore reasons worth a timeline event (the others are "not for us").
 EVENT_REASONS = {"host_disabled", "no_subnet", "pool_exhausted", "lease_conflict", "redis_down",
                  "unknown_client"}
@@ -40,6 +42,8 @@ class Work:
     step: Step | None = None
     reserved: str | None = None
     requested: str | None = None
+    recorded: bool = False  # the lease script wrote this packet's event
+    boot: object = policy.NOT_CHOSEN  # choose_boot's answer, once computed
 
 
 def context_for(section: DhcpSection, iface: Interface) -> ServerContext:
@@ -64,6 +68,7 @@ class DhcpServer:
         self.contexts = {i.name: context_for(section, i) for i in transport.interfaces}
         self._offers: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()
         self._redis_down = False
+        self._local_subnets: dict = {}
         self._pools_dirty = True
         self._emit_discover = section.events == "all"
         self._emit = section.events != "none"
@@ -113,13 +118,33 @@ class DhcpServer:
                     log.error("lease_store_unreachable", reason=str(exc),
                               action="answering reserved hosts from the cache, no dynamic "
                                      "addresses until Redis is back")
+        if outcomes and self._emit:
+            recorded = sum(1 for s in steps if s.event is not None)
+            EVENTS_BY_SCRIPT.inc(recorded)
         results = iter(outcomes or ())
         for w in works:
             outcome = next(results) if (w.step is not None and outcomes is not None) else None
+            w.recorded = outcome is not None and w.step.event is not None
             try:
                 self._finish(w, outcome, outcomes is None, now)
             except Exception as exc:  # noqa: BLE001 - one bad packet must not end the batch
                 log.exception("packet_failed", mac=w.mac, error=repr(exc))
+
+    def _local_subnet(self, iface: Interface):
+        """The subnet of the interface's own address (cached until the inventory changes)."""
+        key = (iface.name, self.inventory.version)
+        cached = self._local_subnets.get(key, _MISSING)
+        if cached is _MISSING:
+            if len(self._local_subnets) > 64:
+                self._local_subnets.clear()
+            cached = self._local_subnets[key] = self.inventory.subnet_containing(iface.address)
+        return cached
+
+    def _netboot_images(self) -> list[bsdp.Image]:
+        return [bsdp.Image(index=n.index, name=n.title or n.name, boot_file=n.boot_file,
+                           root_path=n.root_path, kind=n.image_kind, install=n.install,
+                           default=n.default)
+                for n in self.inventory.all("netboot") if n.enabled]
 
     # -- per packet ----------------------------------------------------------------------------
     def _prepare(self, dgram: Datagram, now: int) -> Work | None:
@@ -143,13 +168,15 @@ class DhcpServer:
             if msg.giaddr != ZERO_IP:
                 w.subnet = inv.subnet_for_relay(msg.giaddr)
             else:
-                w.subnet = inv.subnet_containing(dgram.interface.address)
+                w.subnet = self._local_subnet(dgram.interface)
             w.host = inv.host(mac)
             if w.host is not None and w.host.profile:
                 w.profile = inv.profile(w.host.profile)
         except InventoryUnavailable:
             w.pre = Ignore("redis_down", "inventory not loaded")
             return w
+        if self.section.proxy:
+            return w  # boot information only: no lease steps (decided in _finish)
         w.pre = policy.screen(msg, w.host, w.subnet, w.ctx)
         if w.pre is not None:
             if w.pre.reason == "other_server" and mtype == MessageType.REQUEST:
@@ -162,10 +189,16 @@ class DhcpServer:
         w.reserved = policy.reserved_address(w.host, subnet)
         hostname = policy.client_hostname(msg, w.host)
         store = self.store
+        event = None
+        if self._emit:  # the lease script records the event with the lease, in one step
+            boot = None
+            if mtype in (MessageType.DISCOVER, MessageType.REQUEST):
+                boot = w.boot = policy.choose_boot(msg, w.host, w.profile, subnet, w.ctx, mac)
+            event = (dgram.interface.name, boot.file if boot else "", boot.reason if boot else "")
         if mtype == MessageType.DISCOVER:
             w.step = store.offer_step(subnet.name, mac, reserved=w.reserved,
                                       requested=msg.ip_option(Opt.REQUESTED_IP),
-                                      hostname=hostname, now=now)
+                                      hostname=hostname, now=now, event=event)
         elif mtype == MessageType.REQUEST:
             w.requested = policy.requested_address(msg)
             if w.requested is None:
@@ -173,13 +206,13 @@ class DhcpServer:
             else:
                 w.step = store.request_step(subnet.name, mac, w.requested, reserved=w.reserved,
                                             hostname=hostname, lease_time=subnet.lease_time,
-                                            now=now)
+                                            now=now, event=event)
         elif mtype == MessageType.RELEASE and msg.ciaddr != ZERO_IP:
-            w.step = store.release_step(subnet.name, mac, msg.ciaddr, now=now)
+            w.step = store.release_step(subnet.name, mac, msg.ciaddr, now=now, event=event)
         elif mtype == MessageType.DECLINE:
             declined = msg.ip_option(Opt.REQUESTED_IP)
             if declined:
-                w.step = store.decline_step(subnet.name, mac, declined, now=now)
+                w.step = store.decline_step(subnet.name, mac, declined, now=now, event=event)
         return w
 
     def _lease_for(self, w: Work, outcome: Outcome | None, redis_failed: bool):
@@ -208,6 +241,9 @@ class DhcpServer:
         mtype = w.mtype
         if self._emit_discover and mtype == MessageType.DISCOVER:
             self.events.emit("dhcp.discover", w.mac, arch=",".join(map(str, w.msg.client_arches)))
+        if self.section.proxy and w.pre is None:
+            self._finish_proxy(w, now)
+            return
         if w.pre is not None:
             self._ignored(w, w.pre)
             return
@@ -216,7 +252,7 @@ class DhcpServer:
             ip = w.msg.ciaddr if kind == "release" else w.msg.ip_option(Opt.REQUESTED_IP)
             result = outcome.kind if outcome else ("redis_down" if redis_failed else "ignored")
             log.info(kind, mac=w.mac, ip=ip, result=result)
-            if self._emit:
+            if self._emit and not w.recorded:
                 self.events.emit(f"dhcp.{kind}", w.mac, ip=ip, result=result,
                                  reason=outcome.reason if outcome else None)
             return
@@ -224,24 +260,40 @@ class DhcpServer:
         if isinstance(lease, Ignore):
             self._ignored(w, lease)
             return
-        result = policy.decide(w.msg, w.host, w.profile, w.subnet, lease, w.ctx, w.mac)
+        if mtype == MessageType.INFORM and bsdp.is_bsdp(w.msg):  # Apple NetBoot
+            result = bsdp.answer(w.msg, self._netboot_images(), w.ctx)
+        else:
+            result = policy.decide(w.msg, w.host, w.profile, w.subnet, lease, w.ctx, w.mac,
+                                   w.boot)
         if isinstance(result, Ignore):
             self._ignored(w, result)
             return
         self._send(w, result, lease, now)
 
+    def _finish_proxy(self, w: Work, now: int) -> None:
+        boot_server = w.dgram.port == self.section.boot_server_port
+        result = policy.decide_proxy(w.msg, w.host, w.profile, w.subnet, w.ctx, w.mac,
+                                     boot_server)
+        if isinstance(result, Ignore):
+            self._ignored(w, result)
+            return
+        if boot_server and w.msg.giaddr == ZERO_IP:  # PXE: answer where the request came from
+            result = dataclasses.replace(result, destination=policy.Destination(*w.dgram.source))
+        self._send(w, result, None, now)
+
     def _send(self, w: Work, reply: Reply, lease, now: int) -> None:
         data = codec.encode(reply.message, _max_size(w.msg))
         dest = reply.destination
-        if not self.transport.send(w.dgram.interface, data, dest.ip, dest.port):
+        if not self.transport.send(w.dgram.interface, data, dest.ip, dest.port, w.dgram.port):
             return
         m.LATENCY.observe(time.perf_counter() - w.dgram.received)
         rtype = reply.message.message_type
         m.OUT[m.TYPE_NAMES[rtype]].inc()
         ip = reply.message.yiaddr
         boot = reply.boot
-        if rtype == MessageType.OFFER:
-            self._offers[w.mac] = (w.subnet.name, ip)
+        subnet = w.subnet.name if w.subnet is not None else ""
+        if rtype == MessageType.OFFER and w.subnet is not None and ip != ZERO_IP:
+            self._offers[w.mac] = (subnet, ip)
             if len(self._offers) > OFFER_MEMORY:
                 self._offers.popitem(last=False)
             event = "dhcp.offer"
@@ -254,16 +306,19 @@ class DhcpServer:
         else:
             event = "dhcp.ack"
             self._offers.pop(w.mac, None)
-            log.info("ack", mac=w.mac, ip=ip, subnet=w.subnet.name,
+            log.info("ack", mac=w.mac, ip=ip, subnet=subnet,
                      boot_file=boot.file if boot else "", boot=boot.reason if boot else "",
                      relay=w.msg.giaddr if w.msg.giaddr != ZERO_IP else None,
                      reserved=w.reserved is not None)
-        if self._emit:
-            fields = {"ip": ip if ip != ZERO_IP else None, "subnet": w.subnet.name,
+        if self._emit and not w.recorded:  # no lease step wrote it (INFORM, Redis down)
+            fields = {"ip": ip if ip != ZERO_IP else None, "subnet": subnet or None,
                       "interface": w.dgram.interface.name}
             if boot is not None:
                 fields["boot_file"] = boot.file
                 fields["boot_reason"] = boot.reason
+            elif reply.message.file:  # a BSDP SELECT answer
+                fields["boot_file"] = reply.message.file.decode(errors="replace")
+                fields["boot_reason"] = "bsdp"
             if rtype == MessageType.NAK:
                 fields["reason"] = lease.reason
             self.events.emit(event, w.mac, **fields)
@@ -275,7 +330,7 @@ class DhcpServer:
         if why.reason in EVENT_REASONS:
             log.warning("ignored", mac=w.mac, reason=why.reason, detail=why.detail,
                         interface=w.dgram.interface.name)
-            if self._emit:
+            if self._emit and not w.recorded:
                 self.events.emit("dhcp.ignored", w.mac, reason=why.reason, detail=why.detail)
         else:
             log.debug("ignored", mac=w.mac, reason=why.reason, detail=why.detail)

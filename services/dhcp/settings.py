@@ -25,6 +25,10 @@ class DhcpSection:
     server_port: int = setting(67, help="UDP port the server listens on (and relays get replies "
                                         "on)", check=port_number)
     client_port: int = setting(68, help="UDP port replies to clients go to", check=port_number)
+    proxy: bool = setting(False, help="proxyDHCP mode: answer PXE clients with boot information "
+                                      "only (ports 67 and 4011); another server gives addresses")
+    boot_server_port: int = setting(4011, help="PXE boot server port (proxy mode only)",
+                                    check=port_number)
     server_address: str | None = setting(
         None, help="server identifier (option 54); default: the interface's IPv4 address")
     http_base_url: str = setting(
@@ -45,6 +49,8 @@ class DhcpSection:
                                                 "pool", check=_whole_positive)
     queue_size: int = setting(4096, help="packets waiting for a worker before new ones are "
                                          "dropped", check=_whole_positive)
+    workers: int = setting(1, help="batches in flight at once: one is handled in Python while "
+                                   "another's lease steps run in Redis", check=_whole_positive)
     batch_size: int = setting(64, help="packets handled (and lease steps sent to Redis) per "
                                        "batch", check=_whole_positive)
     events: str = setting("leases", help="boot timeline events: all (also dhcp.discover), "

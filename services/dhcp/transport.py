@@ -41,6 +41,7 @@ class Datagram:
     interface: Interface
     source: tuple[str, int]
     received: float  # time.perf_counter() at arrival
+    port: int = 67  # the local port it arrived on (4011: a PXE boot server request)
 
 
 def interface_address(name: str) -> str:
@@ -72,34 +73,40 @@ def resolve_interfaces(names) -> list[Interface]:
 
 
 class Transport:
-    def __init__(self, interfaces: list[Interface], port: int, queue_size: int) -> None:
+    def __init__(self, interfaces: list[Interface], port: int, queue_size: int,
+                 extra_ports: tuple[int, ...] = ()) -> None:
         self.interfaces = interfaces
         self.port = port
+        self.ports = (port, *extra_ports)
         self.queue: collections.deque[Datagram] = collections.deque()
         self.queue_size = queue_size
         self.ready = asyncio.Event()
-        self._sockets: dict[str, socket.socket] = {}
+        self._sockets: dict[tuple[str, int], socket.socket] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def open(self) -> None:
         self._loop = asyncio.get_running_loop()
         for iface in self.interfaces:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-                sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, iface.name.encode())
-                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-                sock.bind(("0.0.0.0", self.port))
-            except OSError as exc:
-                sock.close()
-                self.close()
-                raise StartupError(f"cannot listen on {iface.name} UDP port {self.port}: "
-                                   f"{exc.strerror} (another DHCP server? not root?)") from None
-            sock.setblocking(False)
-            self._sockets[iface.name] = sock
-            self._loop.add_reader(sock.fileno(), self._readable, sock, iface)
+            for port in self.ports:
+                self._open(iface, port)
+
+    def _open(self, iface: Interface, port: int) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, iface.name.encode())
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock.bind(("0.0.0.0", port))
+        except OSError as exc:
+            sock.close()
+            self.close()
+            raise StartupError(f"cannot listen on {iface.name} UDP port {port}: "
+                               f"{exc.strerror} (another DHCP server? not root?)") from None
+        sock.setblocking(False)
+        self._sockets[(iface.name, port)] = sock
+        self._loop.add_reader(sock.fileno(), self._readable, sock, iface, port)
 
     def close(self) -> None:
         for sock in self._sockets.values():
@@ -108,7 +115,7 @@ class Transport:
             sock.close()
         self._sockets.clear()
 
-    def _readable(self, sock: socket.socket, iface: Interface) -> None:
+    def _readable(self, sock: socket.socket, iface: Interface, port: int) -> None:
         queue = self.queue
         for _ in range(64):  # bounded work per wake-up
             try:
@@ -122,17 +129,19 @@ class Transport:
                 if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
                     index = PKTINFO.unpack_from(value)[0]
             if index != iface.index:
-                continue  # not from the interface this socket serves
+                m.IGNORED_BY["wrong_interface"].inc()  # not from the interface this socket serves
+                continue
             if len(queue) >= self.queue_size:
                 m.QUEUE_FULL.inc()
                 continue
-            queue.append(Datagram(data, iface, source, time.perf_counter()))
+            queue.append(Datagram(data, iface, source, time.perf_counter(), port))
         if queue:
             self.ready.set()
 
-    def send(self, iface: Interface, data: bytes, ip: str, port: int) -> bool:
+    def send(self, iface: Interface, data: bytes, ip: str, port: int,
+             local_port: int | None = None) -> bool:
         try:
-            self._sockets[iface.name].sendto(data, (ip, port))
+            self._sockets[(iface.name, local_port or self.port)].sendto(data, (ip, port))
             return True
         except (BlockingIOError, OSError):
             m.SEND_FAILED.inc()

@@ -172,3 +172,35 @@ def test_dhclient_reserved_pool_and_release(lab_dhcp, tmp_path):
         ns.run("dhclient", "-4", "-r", "-v", "-sf", str(sc), *files, "eth0", timeout=40)
         wait_for(lambda: client.hget(f"bootyard:lease:{ip}", "state") == "released", 10,
                  what=f"dhclient release of {ip}")
+
+
+GARBAGE = r"""
+import socket, sys, os
+server = sys.argv[1]
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+sock.setsockopt(socket.SOL_SOCKET, 25, b"eth0")  # SO_BINDTODEVICE: no address yet
+sock.bind(("0.0.0.0", 68))
+cookie = bytes([99, 130, 83, 99])
+header = bytes([1, 1, 6, 0]) + bytes(232)
+packets = [b"", b"\x01", os.urandom(100), os.urandom(1400), header + b"abcd",
+           header + cookie + bytes([53, 200, 1]),          # option longer than the packet
+           header + cookie + bytes([52, 1, 9, 255]),       # invalid overload value
+           header[:108] + bytes([52, 1, 3]) + bytes(125) + cookie + bytes([52, 1, 3, 53, 1, 1])]
+for data in packets * 20:
+    sock.sendto(data, ("255.255.255.255", 67))
+"""
+
+
+def test_malformed_packets_are_counted_and_service_keeps_serving(lab_dhcp, tmp_path):
+    import sys
+
+    seg, client, proc, *_ = lab_dhcp
+    seg.clients[1].run(sys.executable, "-c", GARBAGE, seg.address(1), timeout=30)
+    got = udhcpc(seg.clients[1], tmp_path, "after-garbage")
+    assert 100 <= int(got["ip"].rsplit(".", 1)[1]) <= 149
+    metrics = seg.server.run("curl", "-s", "http://127.0.0.1:9101/metrics").stdout
+    line = [ln for ln in metrics.splitlines()
+            if ln.startswith('bootyard_dhcp_ignored_total{reason="malformed"}')][0]
+    assert float(line.split()[-1]) >= 100
+    assert proc.proc.poll() is None

@@ -261,3 +261,25 @@ async def test_rebuilt_pool_keeps_held_addresses(store):
     other = await store.step(store.request_step(SUBNET, mac(2), ack.ip, reserved=None,
                                                 hostname="", lease_time=60, now=now))
     assert other.kind == "nak"
+
+
+async def test_steps_record_their_events_atomically(store):
+    now = int(time.time())
+    ev = ("eth0", "undionly.kpxe", "bios")
+    offer = await store.step(store.offer_step(SUBNET, mac(1), reserved=None, requested=None,
+                                              hostname="", now=now, event=ev))
+    await store.step(store.request_step(SUBNET, mac(1), offer.ip, reserved=None, hostname="",
+                                        lease_time=60, now=now, event=ev))
+    await store.step(store.request_step(SUBNET, mac(2), offer.ip, reserved=None, hostname="",
+                                        lease_time=60, now=now, event=ev))
+    await store.step(store.offer_step(SUBNET, mac(3), reserved=None, requested=None,
+                                      hostname="", now=now))  # no event asked for
+    host = [e[1] for e in await store.redis.xrange(f"bootyard:events:{mac(1)}")]
+    assert [e["kind"] for e in host] == ["dhcp.offer", "dhcp.ack"]
+    assert host[1]["ip"] == offer.ip and host[1]["boot_file"] == "undionly.kpxe"
+    assert host[1]["boot_reason"] == "bios" and host[1]["service"] == "dhcp"
+    assert host[1]["interface"] == "eth0" and host[1]["subnet"] == SUBNET
+    nak = [e[1] for e in await store.redis.xrange(f"bootyard:events:{mac(2)}")]
+    assert [e["kind"] for e in nak] == ["dhcp.nak"] and "another client" in nak[0]["reason"]
+    assert await store.redis.xlen(f"bootyard:events:{mac(3)}") == 0
+    assert await store.redis.xlen("bootyard:events") == 3

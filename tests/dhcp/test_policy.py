@@ -225,3 +225,49 @@ def test_requested_address_by_state():
     assert policy.requested_address(selecting) == "1.2.3.4"
     assert policy.requested_address(renewing) == "5.6.7.8"
     assert policy.requested_address(request(MessageType.REQUEST)) is None
+
+
+# ---------------------------------------------------------------- proxyDHCP
+
+def proxy(req, boot_server=False, mac="52:54:00:00:00:09"):
+    return policy.decide_proxy(req, INV.host(mac), None, None, CTX, mac, boot_server)
+
+
+def test_proxy_offer_has_boot_file_and_no_address():
+    uuid = b"\x00" + bytes(range(16))
+    result = proxy(request(MessageType.DISCOVER, arch=7, vendor=b"PXEClient:Arch:00007",
+                           extra={Opt.CLIENT_UUID: uuid}))
+    msg = result.message
+    assert msg.message_type == MessageType.OFFER and msg.yiaddr == "0.0.0.0"
+    assert msg.file == b"ipxe.efi" and msg.siaddr == SERVER
+    assert msg.options[Opt.VENDOR_CLASS_ID] == b"PXEClient"
+    assert msg.options[Opt.VENDOR_SPECIFIC] == policy.PXE_VENDOR_OPTIONS
+    assert msg.options[Opt.CLIENT_UUID] == uuid
+    assert Opt.LEASE_TIME not in msg.options and Opt.SUBNET_MASK not in msg.options
+    assert (result.destination.ip, result.destination.port) == ("255.255.255.255", 68)
+
+
+PROXY_IGNORED = [
+    ("plain client", request(MessageType.DISCOVER, vendor=b"udhcp 1.35"), False, "not_pxe"),
+    ("request on 67 is the address server's", request(MessageType.REQUEST, vendor=b"PXEClient"),
+     False, "no_reply_expected"),
+    ("discover on 4011", request(MessageType.DISCOVER, vendor=b"PXEClient"), True,
+     "unsupported_type"),
+]
+
+
+@pytest.mark.parametrize("what, req, boot_server, reason", PROXY_IGNORED,
+                         ids=[r[0] for r in PROXY_IGNORED])
+def test_proxy_ignores(what, req, boot_server, reason):
+    assert proxy(req, boot_server).reason == reason
+
+
+def test_proxy_boot_server_ack_and_disabled_host():
+    req = request(MessageType.REQUEST, arch=0, vendor=b"PXEClient", flags=0,
+                  ciaddr="198.18.0.77")
+    msg = proxy(req, boot_server=True).message
+    assert msg.message_type == MessageType.ACK and msg.file == b"undionly.kpxe"
+    assert msg.yiaddr == "0.0.0.0"
+    disabled = request(MessageType.DISCOVER, arch=0, vendor=b"PXEClient",
+                       mac="52:54:00:00:00:02")
+    assert proxy(disabled, mac="52:54:00:00:00:02").reason == "host_disabled"
