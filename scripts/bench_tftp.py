@@ -60,7 +60,7 @@ def start_servers(ns, root: Path, work: Path, cache: Path, python: str) -> dict:
     procs["bootyard"] = ns.popen(python, "-m", "services.tftp", env=env, cwd=REPO,
                                  stdout=(work / "bootyard.log").open("wb"),
                                  stderr=subprocess.STDOUT)
-    procs["tftpd-hpa"] = ns.popen("in.tftpd", "-L", "-s", str(root), "-u", "root",
+    procs["tftpd-hpa"] = ns.popen("in.tftpd", "-4", "-L", "-s", str(root), "-u", "root",
                                   "-a", f"{ADDRESS}:{PORTS['tftpd-hpa']}",
                                   "-P", str(work / "tftpd.pid"), stdout=subprocess.DEVNULL)
     procs["dnsmasq"] = ns.popen("dnsmasq", "--keep-in-foreground", "--port=0",
@@ -138,6 +138,12 @@ def main() -> int:
         for f in root.iterdir():
             f.chmod(0o644)
         ns = lab.namespace("bench")
+        # tftpd-hpa resolves its -a address with AI_ADDRCONFIG, which fails (exit 66) in a
+        # namespace that has only a loopback address: give it one more (unused) address
+        ns.run("ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1")
+        ns.run("ip", "addr", "add", "198.18.254.1/24", "dev", "veth0")
+        ns.run("ip", "link", "set", "veth0", "up")
+        ns.run("ip", "link", "set", "veth1", "up")
         start_servers(ns, root, work, Path(args.cache), sys.executable)
         want = hashlib.sha256((root / "bench.bin").read_bytes()).hexdigest()
         for server in PORTS:  # correctness first: every server hands out the same bytes
