@@ -30,11 +30,11 @@ def root(tmp_path):
     return root
 
 
-def expected_pxelinux(ip_known_by_lease: bool = False) -> bytes:
+def expected(kind: str) -> bytes:
     host = Host(mac=MAC, hostname="web1", profile="debian12")
     profile = Profile(name="debian12", kernel="debian12/linux", initrd=("debian12/initrd.gz",),
                       cmdline="console=ttyS0 hostname={{ host.hostname }}")
-    return render.pxelinux(render.plan(MAC, host, profile)).encode()
+    return render.render(kind, render.plan(MAC, host, profile)).encode()
 
 
 @pytest.mark.parametrize("kind,options", CLIENTS,
@@ -48,15 +48,20 @@ def test_real_clients_static_and_per_host(lab, root, tmp_path, kind, options):
     client = seg.clients[0]
     server = seg.address(1)
     names = ["boot.bin", "exact.bin", "big.bin", "pxelinux.cfg/01-52-54-00-12-34-56",
-             "pxelinux.cfg/default"]
+             "pxelinux.cfg/default", "boot/grub/grub.cfg-01-52-54-00-12-34-56",
+             "boot/grub/grub.cfg", "boot.ipxe"]
+    rendered = {"pxelinux.cfg/01-52-54-00-12-34-56": "pxelinux",
+                "pxelinux.cfg/default": "pxelinux",
+                "boot/grub/grub.cfg-01-52-54-00-12-34-56": "grub", "boot/grub/grub.cfg": "grub",
+                "boot.ipxe": "ipxe"}
     for i, name in enumerate(names):
         local = tmp_path / f"got{i}"
         result = client.run(*client_command(kind, server, name, local, options),
                             check=False, timeout=120, cwd=tmp_path)
         assert result.returncode == 0 and local.exists(), (name, result.stdout, result.stderr,
                                                            service.log.read_text()[-3000:])
-        if name.startswith("pxelinux.cfg"):
-            assert local.read_bytes() == expected_pxelinux(), name
+        if name in rendered:  # per-host: by MAC in the name, or by the client's DHCP lease
+            assert local.read_bytes() == expected(rendered[name]), name
         else:
             assert sha256(local) == sha256(root / name), name
     assert service.alive()

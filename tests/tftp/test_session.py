@@ -285,11 +285,28 @@ def test_gives_up_after_retries_and_backs_off():
     assert now == pytest.approx(0.5 + 1 + 2 + 4)
 
 
-def test_client_timeout_option_is_used_without_backoff():
+def test_client_timeout_option_caps_the_backoff():
     data = payload(100)
     session, sent, now = pump(data, request(timeout=2), Client(timeout=1000),
-                              lambda d, g: [] if d == "up" else [0.001], Limits(retries=2))
-    assert session.result == "timeout" and now == pytest.approx(6.0)
+                              lambda d, g: [] if d == "up" else [0.001], Limits(retries=4))
+    assert session.options.timeout == 2 and session.result == "timeout"
+    assert now == pytest.approx(0.5 + 1 + 2 + 2 + 2)
+
+
+def test_client_timeout_option_does_not_slow_loss_recovery():
+    """curl asks for timeout 6; a lost ACK must cost about an RTT-based timeout, not 6 s."""
+    data = payload(512 * 40)
+    lost = set()
+
+    def fate(direction, datagram):
+        if direction == "up" and len(lost) < 3 and datagram[3] in (10, 20, 30) and \
+                datagram[3] not in lost:
+            lost.add(datagram[3])
+            return []
+        return [0.001]
+
+    session, _sent, now = pump(data, request(timeout=6), Client(timeout=1000), fate)
+    assert session.result == "ok" and lost == {10, 20, 30} and now < 1.0
 
 
 # ------------------------------------------------------------------------------- peers

@@ -94,3 +94,36 @@ def client_command(kind: str, server: str, remote: str, local: Path,
                 ".download(sys.argv[2], sys.argv[3], timeout=2)")
         return [sys.executable, "-c", code, server, remote, str(local), repr(options)]
     raise ValueError(kind)
+
+
+def impair(ns, loss_percent: float = 5, reorder_percent: float = 25) -> str:
+    """Make ``ns``'s eth0 lose and reorder outgoing packets; returns how it was done.
+
+    ``tc netem`` when the kernel has it. This machine's kernel has no sch_netem (nor prio), so
+    the fallback does the same with what it has: iptables' ``statistic`` match drops
+    ``loss_percent`` of arriving packets at random, and sends ``reorder_percent`` to a slower HTB class
+    (CLASSIFY) with a short queue, where they wait behind each other and arrive after later
+    packets (a bounded delay, like netem's; a full queue drops, adding a little loss).
+    """
+    netem = ns.run("tc", "qdisc", "add", "dev", "eth0", "root", "netem", "loss",
+                   f"{loss_percent}%", "delay", "1ms", "reorder", f"{100 - reorder_percent}%",
+                   "50%", check=False)
+    if netem.returncode == 0:
+        return "netem"
+    ns.run("tc", "qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb", "default", "10")
+    ns.run("tc", "class", "add", "dev", "eth0", "parent", "1:", "classid", "1:10", "htb",
+           "rate", "10gbit")
+    ns.run("tc", "class", "add", "dev", "eth0", "parent", "1:", "classid", "1:20", "htb",
+           "rate", "200mbit", "ceil", "200mbit")
+    ns.run("tc", "qdisc", "add", "dev", "eth0", "parent", "1:20", "pfifo", "limit", "32")
+    # dropped on the way in: a drop on the way out would fail the sender's sendto() with EPERM
+    ns.run("iptables", "-A", "INPUT", "-i", "eth0", "-p", "udp", "-m", "statistic",
+           "--mode", "random", "--probability", str(loss_percent / 100), "-j", "DROP")
+    ns.run("iptables", "-t", "mangle", "-A", "POSTROUTING", "-o", "eth0", "-p", "udp",
+           "-m", "statistic", "--mode", "random", "--probability", str(reorder_percent / 100),
+           "-j", "CLASSIFY", "--set-class", "1:20")
+    return "iptables+htb"
+
+
+def impairment_counters(ns) -> str:
+    return ns.run("iptables", "-L", "INPUT", "-v", "-n", "-x", check=False).stdout

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""make bench-tftp: bootyard's TFTP against tftpd-hpa, dnsmasq and atftpd (issue 7).
+
+Everything runs inside one private network namespace (its loopback only), made and removed
+here with the test harness's Lab. The same client (atftp) fetches the same file from each
+server, servers in alternation within each round; the median of the rounds is reported.
+
+  - one client, 64 MiB, blksize 512 and 1468: bootyard, tftpd-hpa, dnsmasq
+  - one client, 64 MiB, blksize 1468 + windowsize 16: bootyard, atftpd (Debian's dnsmasq 2.90
+    predates windowsize and tftpd-hpa ignores it)
+  - 50 concurrent clients, 16 MiB each, blksize 1468: aggregate MB/s per server
+
+atftpd conflicts with tftpd-hpa as a package: it is unpacked with apt-get download + dpkg -x
+into --cache. Run as root, wrapped in flock /tmp/bootyard-bench.lock (the make target does).
+Last line: RESULT tftp mbps_1468=<ours> tftpd_hpa=<theirs> ratio_tftpd_hpa=<r>
+ratio_windowed_atftpd=<r2>
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from harness.netlab import Lab, wait_for  # noqa: E402
+
+PORTS = {"bootyard": 6969, "tftpd-hpa": 1069, "dnsmasq": 69, "atftpd": 2069}
+ADDRESS = "127.0.0.1"
+
+
+def atftpd_binary(cache: Path) -> Path:
+    binary = cache / "atftpd" / "usr/sbin/atftpd"
+    if not binary.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", "atftpd"], cwd=cache, check=True,
+                       capture_output=True)
+        deb = max(cache.glob("atftpd_*.deb"), key=lambda p: p.stat().st_mtime)
+        subprocess.run(["dpkg", "-x", str(deb), str(cache / "atftpd")], check=True)
+    return binary
+
+
+def start_servers(ns, root: Path, work: Path, cache: Path, python: str) -> dict:
+    procs = {}
+    sock = work / "redis.sock"
+    ns.popen("redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
+             "--appendonly", "no", "--dir", str(work), stdout=subprocess.DEVNULL)
+    wait_for(sock.exists, 10, what="redis-server")
+    env = dict(os.environ, BOOTYARD_REDIS_URL=f"unix://{sock}", BOOTYARD_TFTP__ROOT=str(root),
+               BOOTYARD_TFTP__BIND=ADDRESS, BOOTYARD_TFTP__PORT=str(PORTS["bootyard"]),
+               BOOTYARD_TFTP__METRICS_HOST=ADDRESS, BOOTYARD_TFTP__METRICS_PORT="9102",
+               BOOTYARD_LOG__LEVEL="warning", PYTHONPATH=str(REPO))
+    procs["bootyard"] = ns.popen(python, "-m", "services.tftp", env=env, cwd=REPO,
+                                 stdout=(work / "bootyard.log").open("wb"),
+                                 stderr=subprocess.STDOUT)
+    procs["tftpd-hpa"] = ns.popen("in.tftpd", "-4", "-L", "-s", str(root), "-u", "root",
+                                  "-a", f"{ADDRESS}:{PORTS['tftpd-hpa']}",
+                                  "-P", str(work / "tftpd.pid"), stdout=subprocess.DEVNULL)
+    procs["dnsmasq"] = ns.popen("dnsmasq", "--keep-in-foreground", "--port=0",
+                                "--enable-tftp", f"--tftp-root={root}", "--tftp-max=200",
+                                f"--listen-address={ADDRESS}", "--bind-interfaces",
+                                f"--pid-file={work / 'dnsmasq.pid'}", "--user=root",
+                                "--conf-file=/dev/null", "--quiet-tftp",
+                                stdout=subprocess.DEVNULL)
+    procs["atftpd"] = ns.popen(str(atftpd_binary(cache)), "--daemon", "--no-fork",
+                               "--port", str(PORTS["atftpd"]), "--bind-address", ADDRESS,
+                               "--user", "root.root", "--logfile", "/dev/null",
+                               "--pidfile", str(work / "atftpd.pid"), "--maxthread", "200",
+                               str(root), stdout=subprocess.DEVNULL)
+    time.sleep(2)
+    for name, proc in procs.items():
+        if proc.poll() is not None:
+            raise SystemExit(f"bench-tftp: {name} did not start (exit {proc.returncode})")
+    return procs
+
+
+def atftp(server: str, remote: str, local: str, blksize: int, window: int | None) -> list[str]:
+    argv = ["atftp", "--tftp-timeout", "1", "--option", f"blksize {blksize}"]
+    if window:
+        argv += ["--option", f"windowsize {window}"]
+    return argv + ["-g", "-r", remote, "-l", local, ADDRESS, str(PORTS[server])]
+
+
+def fetch_time(ns, server, remote, blksize, window=None, local="/dev/null") -> float:
+    started = time.monotonic()
+    result = ns.run(*atftp(server, remote, local, blksize, window), check=False, timeout=300)
+    elapsed = time.monotonic() - started
+    if result.returncode != 0:
+        raise SystemExit(f"bench-tftp: atftp from {server} failed: {result.stderr[-500:]}")
+    return elapsed
+
+
+def concurrent(ns, server, remote, size, clients, blksize) -> float:
+    started = time.monotonic()
+    procs = [ns.popen(*atftp(server, remote, "/dev/null", blksize, None),
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(clients)]
+    failed = 0
+    for proc in procs:
+        try:
+            if proc.wait(max(1, started + 600 - time.monotonic())) != 0:
+                failed += 1
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            failed += 1
+    elapsed = time.monotonic() - started
+    if failed:
+        print(f"  warning: {failed} of {clients} clients of {server} failed")
+    return (clients - failed) * size / elapsed / 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cache", default=str(REPO / "build/debs"))
+    parser.add_argument("--size-mib", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--concurrent-size-mib", type=int, default=16)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench-tftp: needs root (network namespace, port 69 for dnsmasq)")
+    size = args.size_mib << 20
+    small = args.concurrent_size_mib << 20
+    with tempfile.TemporaryDirectory(prefix="bootyard-bench-") as tmp, Lab() as lab:
+        work = Path(tmp)
+        os.chmod(work, 0o755)
+        root = work / "root"
+        root.mkdir(mode=0o755)
+        (root / "bench.bin").write_bytes(os.urandom(size))
+        (root / "small.bin").write_bytes(os.urandom(small))
+        for f in root.iterdir():
+            f.chmod(0o644)
+        ns = lab.namespace("bench")
+        # tftpd-hpa resolves its -a address with AI_ADDRCONFIG, which fails (exit 66) in a
+        # namespace that has only a loopback address: give it one more (unused) address
+        ns.run("ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1")
+        ns.run("ip", "addr", "add", "198.18.254.1/24", "dev", "veth0")
+        ns.run("ip", "link", "set", "veth0", "up")
+        ns.run("ip", "link", "set", "veth1", "up")
+        start_servers(ns, root, work, Path(args.cache), sys.executable)
+        want = hashlib.sha256((root / "bench.bin").read_bytes()).hexdigest()
+        for server in PORTS:  # correctness first: every server hands out the same bytes
+            out = work / f"check-{server}"
+            fetch_time(ns, server, "bench.bin", 1468, 16 if server in ("bootyard", "atftpd")
+                       else None, local=str(out))
+            if hashlib.sha256(out.read_bytes()).hexdigest() != want:
+                raise SystemExit(f"bench-tftp: {server} returned different bytes")
+            out.unlink()
+        print(f"bench-tftp: {args.size_mib} MiB file, atftp client, loopback in a namespace, "
+              f"{args.rounds} rounds, servers alternating; MB/s (median)")
+        runs: dict[tuple[str, str], list[float]] = {}
+        for _ in range(args.rounds):
+            for blksize in (512, 1468):
+                for server in ("bootyard", "tftpd-hpa", "dnsmasq"):
+                    t = fetch_time(ns, server, "bench.bin", blksize)
+                    runs.setdefault((server, f"blksize {blksize}"), []).append(size / t / 1e6)
+            for server in ("bootyard", "atftpd"):
+                t = fetch_time(ns, server, "bench.bin", 1468, 16)
+                runs.setdefault((server, "blksize 1468 windowsize 16"), []).append(
+                    size / t / 1e6)
+                t = fetch_time(ns, server, "bench.bin", 1468)
+                runs.setdefault((server, "blksize 1468"), []).append(size / t / 1e6)
+        for server in ("bootyard", "tftpd-hpa", "dnsmasq", "atftpd"):
+            rate = concurrent(ns, server, "small.bin", small, args.clients, 1468)
+            runs[(server, f"{args.clients} clients x {args.concurrent_size_mib} MiB, "
+                          "blksize 1468, aggregate")] = [rate]
+        med = {key: statistics.median(values) for key, values in runs.items()}
+        configs = list(dict.fromkeys(config for _, config in runs))
+        servers = ["bootyard", "tftpd-hpa", "dnsmasq", "atftpd"]
+        print(f"{'configuration':58} " + " ".join(f"{s:>10}" for s in servers))
+        for config in configs:
+            cells = [f"{med[(s, config)]:10.1f}" if (s, config) in med else f"{'-':>10}"
+                     for s in servers]
+            print(f"{config:58} " + " ".join(cells))
+        ours = med[("bootyard", "blksize 1468")]
+        theirs = med[("tftpd-hpa", "blksize 1468")]
+        windowed = med[("bootyard", "blksize 1468 windowsize 16")] / \
+            med[("atftpd", "blksize 1468 windowsize 16")]
+        print(f"bootyard windowsize 16 vs its own lock-step: "
+              f"{med[('bootyard', 'blksize 1468 windowsize 16')] / ours:.2f}x")
+        print(f"RESULT tftp mbps_1468={ours:.1f} tftpd_hpa={theirs:.1f} "
+              f"ratio_tftpd_hpa={ours / theirs:.2f} ratio_windowed_atftpd={windowed:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
