@@ -32,6 +32,7 @@ log = logs.get_logger("http")
 _HOST_HEADER = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
 _REPORT_FIELDS = ("arch", "platform", "manufacturer", "product", "serial", "uuid")
 ANACONDA_MAC_HEADER = "X-RHN-Provisioning-MAC-"
+TEXT_PLAIN = {"Content-Type": "text/plain; charset=utf-8"}
 
 
 def family_of(path: str) -> str:
@@ -90,6 +91,7 @@ class BootService:
         self.access = access
         self.cache = RenderCache(cfg.render_cache_size)
         self._recent: dict[tuple, float] = {}
+        self._macs: dict[str | None, str] = {}  # spelling in the request -> canonical MAC
 
     # -- application ---------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -144,10 +146,10 @@ class BootService:
     def _account(self, request: web.Request, family: str, status: int, sent: int,
                  start: float) -> None:
         elapsed = time.perf_counter() - start
-        m.REQUESTS.labels(family, f"{min(max(status // 100, 2), 5)}xx").inc()
-        m.DURATION.labels(family).observe(elapsed)
+        m.REQUESTS_BY[family, m.STATUS_CLASS.get(status, "5xx")].inc()
+        m.DURATION_BY[family].observe(elapsed)
         if sent:
-            m.SENT_BYTES.labels(family).inc(sent)
+            m.SENT_BY[family].inc(sent)
         if family == "images" and self.cfg.file_events and request.method == "GET" \
                 and status in (200, 206):
             self._file_event(request, status, sent, elapsed)
@@ -157,10 +159,10 @@ class BootService:
         second: an iPXE boot loop or a load test must not flood the capped timeline. Skipped
         repeats are counted in bootyard_http_events_coalesced_total."""
         now = time.monotonic()
-        key = (kind, mac, ip, tuple(sorted(fields.items())))
+        key = (kind, mac, ip, *fields.values())
         last = self._recent.get(key)
         if last is not None and now - last < 1.0:
-            m.EVENTS_COALESCED.labels(kind).inc()
+            m.COALESCED_BY[kind].inc()
             return
         if len(self._recent) > 50_000:
             self._recent = {k: t for k, t in self._recent.items() if now - t < 1.0}
@@ -194,12 +196,19 @@ class BootService:
         return sock[0] if sock else "127.0.0.1"
 
     def _mac(self, text: str | None) -> str:
+        mac = self._macs.get(text)
+        if mac is not None:
+            return mac
         if not text:
             raise web.HTTPBadRequest(text="bootyard: give the MAC: ?mac=${net0/mac}\n")
         try:
-            return normalise_mac(text)
+            mac = normalise_mac(text)
         except AddressError as exc:
             raise web.HTTPBadRequest(text=f"bootyard: {exc}\n") from None
+        if len(self._macs) > 10_000:
+            self._macs.clear()
+        self._macs[text] = mac
+        return mac
 
     def _records(self, mac: str):
         inv = self.inventory
@@ -228,7 +237,7 @@ class BootService:
 
     def _render_failed(self, request: web.Request, mac: str, exc: RenderError,
                        label: str) -> web.Response:
-        m.RENDERS.labels(label, "error").inc()
+        m.RENDERS_BY[label, "error"].inc()
         log.warning("render_error", mac=mac, template=exc.template, reason=exc.reason)
         self.emit_coalesced("http.render_error", mac, request.remote, template=exc.template,
                          reason=exc.reason, path=request.path)
@@ -249,7 +258,7 @@ class BootService:
         script = self.cache.get(stamp, key)
         host, profile, export = self._records(mac)
         if script is not None:
-            m.RENDERS.labels(kind, "cached").inc()
+            m.RENDERS_BY[kind, "cached"].inc()
         else:
             cmdline = ""
             if host is not None and profile is not None and profile.cmdline and \
@@ -272,7 +281,7 @@ class BootService:
             make = policy.ipxe_script if kind == "ipxe" else policy.grub_config
             script = make(mac, host, profile, export, ctx, cmdline)
             self.cache.put(key, script)
-            m.RENDERS.labels(kind, "ok").inc()
+            m.RENDERS_BY[kind, "ok"].inc()
         if host is None:
             self.emit_coalesced("http.discovery", mac, request.remote, stage=kind,
                              arch=_clean(request.query.get("arch")))
@@ -282,7 +291,7 @@ class BootService:
                              reason=script.reason or None)
         if script.outcome == "error":
             log.warning("boot_config_error", mac=mac, reason=script.reason)
-        return web.Response(text=script.text, content_type="text/plain", charset="utf-8")
+        return web.Response(body=script.body, headers=TEXT_PLAIN)
 
     async def discover(self, request: web.Request) -> web.Response:
         mac = self._mac(request.query.get("mac"))
@@ -359,18 +368,18 @@ class BootService:
         key = ("install", filename, mac, base)
         text = self.cache.get(self._stamp(), key)
         if text is not None:
-            m.RENDERS.labels(label, "cached").inc()
+            m.RENDERS_BY[label, "cached"].inc()
         else:
             try:
                 text = self.renderer.render_file(
-                    template, self._context(request, mac, host, profile))
+                    template, self._context(request, mac, host, profile)).encode()
             except RenderError as exc:
                 return self._render_failed(request, mac, exc, label)
-            m.RENDERS.labels(label, "ok").inc()
+            m.RENDERS_BY[label, "ok"].inc()
             self.cache.put(key, text)
         self.emit_coalesced("http.install", mac, request.remote, file=filename,
                          template=template, via=how)
-        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+        return web.Response(body=text, headers=TEXT_PLAIN)
 
     async def install_done(self, request: web.Request) -> web.Response:
         if request.method not in ("GET", "POST", "PUT"):
