@@ -16,6 +16,7 @@ import asyncio
 import collections
 import re
 import time
+from email.utils import formatdate
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -92,6 +93,8 @@ class BootService:
         self.cache = RenderCache(cfg.render_cache_size)
         self._recent: dict[tuple, float] = {}
         self._macs: dict[str | None, str] = {}  # spelling in the request -> canonical MAC
+        self._date_second = 0
+        self._date = ""
 
     # -- application ---------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -120,8 +123,8 @@ class BootService:
         family = family_of(request.path)
         try:
             response = await handler(request)
-            if not response.prepared:
-                await response.prepare(request)
+            if family in ("images", "mirror") and not response.prepared:
+                await response.prepare(request)  # send it here, so the duration covers it
                 await response.write_eof()
         except web.HTTPException as exc:
             self._account(request, family, exc.status, len(exc.body or b""), start)
@@ -282,16 +285,112 @@ class BootService:
             script = make(mac, host, profile, export, ctx, cmdline)
             self.cache.put(key, script)
             m.RENDERS_BY[kind, "ok"].inc()
-        if host is None:
-            self.emit_coalesced("http.discovery", mac, request.remote, stage=kind,
-                             arch=_clean(request.query.get("arch")))
-        else:
-            self.emit_coalesced("http.script", mac, request.remote, script=kind,
-                             outcome=script.outcome, profile=host.profile,
-                             reason=script.reason or None)
+        self._script_event(mac, host, script, kind, request.remote,
+                           request.query.get("arch"))
         if script.outcome == "error":
             log.warning("boot_config_error", mac=mac, reason=script.reason)
         return web.Response(body=script.body, headers=TEXT_PLAIN)
+
+    def _script_event(self, mac: str, host: Host | None, script: policy.Script, kind: str,
+                      ip: str | None, arch: str | None = None) -> None:
+        if host is None:
+            self.emit_coalesced("http.discovery", mac, ip, stage=kind, arch=_clean(arch))
+        else:
+            self.emit_coalesced("http.script", mac, ip, script=kind, outcome=script.outcome,
+                                profile=host.profile, reason=script.reason or None)
+
+    # -- the fast path (services/http/fastpath.py) ---------------------------------------------
+    def fast_answer(self, data: bytes, transport) -> bytes | None:
+        """The whole response for a render-cache hit that needs no I/O, else None (aiohttp then
+        handles the request the normal way). ``data`` is one complete GET request head."""
+        start = time.perf_counter()
+        try:
+            head = data[:-4].decode("latin-1")
+            request_line, _, header_text = head.partition("\r\n")
+            _method, target, version = request_line.split(" ")
+        except (UnicodeDecodeError, ValueError):
+            return None
+        if version != "HTTP/1.1" or "%" in target or "+" in target:
+            return None
+        host_header = None
+        for line in header_text.split("\r\n"):
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            if name == "host":
+                host_header = value.strip()
+            elif name == "connection" and "close" in value.lower():
+                return None
+        if self.cfg.public_url:
+            base = self.cfg.public_url.rstrip("/")
+        elif host_header and _HOST_HEADER.fullmatch(host_header):
+            base = f"http://{host_header}"
+        else:
+            return None
+        path, _, query = target.partition("?")
+        try:
+            peer = transport.get_extra_info("peername")[0]
+            if path.startswith("/boot/"):
+                return self._fast_script(path, query, base, transport, peer, start)
+            if path.startswith("/install/"):
+                return self._fast_install(path, query, base, peer, start)
+        except (InventoryUnavailable, web.HTTPException, TypeError, IndexError):
+            return None
+        return None
+
+    def _fast_script(self, path: str, query: str, base: str, transport, peer: str,
+                     start: float) -> bytes | None:
+        if path == "/boot/ipxe" and query.startswith("mac=") and "&" not in query:
+            mac_text, kind = query[4:], "ipxe"
+        elif path.endswith(".ipxe") and path.count("/") == 2 and not query:
+            mac_text, kind = path[6:-5], "ipxe"
+        else:
+            return None
+        mac = self._mac(mac_text)
+        san = self.cfg.san_server or transport.get_extra_info("sockname")[0]
+        script = self.cache.get(self._stamp(), (kind, mac, base, san))
+        if script is None:
+            return None
+        self._script_event(mac, self.inventory.host(mac), script, kind, peer)
+        m.RENDERS_BY[kind, "cached"].inc()
+        return self._fast_response("script", script.body, start)
+
+    def _fast_install(self, path: str, query: str, base: str, peer: str,
+                      start: float) -> bytes | None:
+        parts = path.split("/")
+        if len(parts) != 4 or parts[3] not in INSTALL_FILES:
+            return None
+        mac, filename = self._mac(parts[2]), parts[3]
+        host = self.inventory.host(mac)
+        if host is None:
+            return None
+        if query.startswith("token=") and "&" not in query and \
+                self.access.token(mac) == query[6:].lower():
+            how = "token"
+        elif host.ip and host.ip == peer:
+            how = "reserved"
+        else:
+            return None  # a lease, a refusal or an error: the normal path decides and records
+        body = self.cache.get(self._stamp(), ("install", filename, mac, base))
+        if body is None:
+            return None
+        profile = self.inventory.profile(host.profile) if host.profile else None
+        template = template_for(profile, filename) if profile else None
+        self.emit_coalesced("http.install", mac, peer, file=filename, template=template,
+                            via=how)
+        m.RENDERS_BY[INSTALL_FILES[filename][2], "cached"].inc()
+        return self._fast_response("install", body, start)
+
+    def _fast_response(self, family: str, body: bytes, start: float) -> bytes:
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date = formatdate(now, usegmt=True)
+        m.REQUESTS_BY[family, "2xx"].inc()
+        m.SENT_BY[family].inc(len(body))
+        m.DURATION_BY[family].observe(time.perf_counter() - start)
+        return (f"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\nDate: {self._date}\r\n"
+                f"Server: bootyard\r\n\r\n").encode() + body
 
     async def discover(self, request: web.Request) -> web.Response:
         mac = self._mac(request.query.get("mac"))

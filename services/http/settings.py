@@ -50,6 +50,8 @@ class HttpSection:
     render_cache_size: int = setting(4096, help="rendered scripts/files kept in memory "
                                                 "(0 disables the render cache)",
                                      check=_non_negative)
+    fast_path: bool = setting(True, help="answer render-cache hits for scripts and install "
+                                          "files before aiohttp's request handling")
     workers: int = setting(1, help="processes serving the boot/file listener (SO_REUSEPORT)",
                            check=_workers)
     file_events: bool = setting(True, help="record an http.file event for each /images/ "

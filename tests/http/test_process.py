@@ -260,3 +260,89 @@ def test_refuses_unsafe_settings(redis_url, tmp_path, settings, message):
     result = subprocess.run([sys.executable, "-m", "services.http"], cwd=REPO, env=proc.env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and message in result.stderr
+
+
+# ---------------------------------------------------------------- the fast path
+
+def raw_exchange(port: int, payload: bytes, responses: int) -> list[tuple[str, bytes]]:
+    """Send ``payload`` on one connection; read ``responses`` responses (head, body)."""
+    import socket
+
+    out = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(payload)
+        buf = b""
+        while len(out) < responses:
+            while b"\r\n\r\n" not in buf:
+                chunk = sock.recv(65536)
+                assert chunk, "connection closed early"
+                buf += chunk
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            length = int(next(l.split(b":")[1] for l in head.split(b"\r\n")
+                              if l.lower().startswith(b"content-length:")))
+            while len(buf) < length:
+                buf += sock.recv(65536)
+            out.append((head.decode(), buf[:length]))
+            buf = buf[length:]
+        sock.settimeout(0.5)
+        try:
+            tail = sock.recv(100)
+        except TimeoutError:
+            tail = None  # still open
+        out.append(("closed" if tail == b"" else "open", b""))
+    return out
+
+
+def get(path: str, *extra: str) -> bytes:
+    return ("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + "".join(h + "\r\n" for h in extra) + "\r\n").encode()
+
+
+def test_fast_path_answers_cache_hits_like_aiohttp(deployed):
+    port = deployed.port
+    script = f"/boot/{MAC}.ipxe"
+    ks = f"/install/{MAC}/ks.cfg"
+    first = raw_exchange(port, get(script), 1)[0]
+    assert "Server: bootyard" not in first[0]  # rendered by the normal path, now cached
+    # on one kept-alive connection: the same script and kickstart from the fast path
+    replies = []
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        for path in (script, ks, ks):
+            sock.sendall(get(path))
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(next(l.split(b":")[1] for l in head.split(b"\r\n")
+                              if l.lower().startswith(b"content-length:")))
+            while len(body) < length:
+                body += sock.recv(65536)
+            replies.append((head.decode(), body))
+    assert replies[0][1] == first[1]
+    assert "Server: bootyard" in replies[0][0] and "Server: bootyard" in replies[2][0]
+    assert "Content-Type: text/plain; charset=utf-8" in replies[0][0]
+    assert replies[1][1] == replies[2][1] and b"rootpw --iscrypted" in replies[2][1]
+    # two requests in one packet (pipelining) go through aiohttp, answered in order
+    piped = raw_exchange(port, get(script) + get(f"/boot/ipxe?mac={MAC}"), 2)
+    assert piped[0][1] == piped[1][1] == first[1]
+    # Connection: close is honoured (the normal path) and closes the connection
+    closing = raw_exchange(port, get(script, "Connection: close"), 1)
+    assert closing[0][1] == first[1] and closing[1][0] == "closed"
+    # from an address that is not the host's, a cached kickstart is still refused
+    other = curl("--interface", "127.0.0.2", "-o", "/dev/null", "-w", "%{http_code}",
+                 f"{deployed.url}{ks}").stdout
+    assert other == b"403"
+
+
+def test_fast_path_can_be_switched_off(redis_url, tmp_path):
+    proc = ServiceProcess(tmp_path, redis_url, fast_path="false")
+    proc.start()
+    try:
+        bootyard(redis_url, "host", "add", MAC, "--hostname", "n1")
+        url = f"{proc.url}/boot/ipxe?mac={MAC}"
+        wait_for(lambda: b"boot mode install" in curl(url).stdout, "the host")
+        heads = curl("-D", "-", "-o", "/dev/null", url, url).stdout.decode()
+        assert "Server: bootyard" not in heads
+    finally:
+        proc.stop()
