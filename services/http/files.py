@@ -219,6 +219,17 @@ async def _multipart(request: web.Request, path: Path, st: os.stat_result,
     if request.method == "HEAD":
         await response.write_eof()
         return response
+    try:
+        await _send_parts(response, path, heads, ranges, tail)
+    except ConnectionError:  # the client went away (or the file shrank): end this connection
+        response.force_close()
+        return response
+    await response.write_eof()
+    return response
+
+
+async def _send_parts(response: web.StreamResponse, path: Path, heads: list[bytes],
+                      ranges: list[tuple[int, int]], tail: bytes) -> None:
     loop = asyncio.get_running_loop()
     with open(path, "rb") as fobj:
         for head, (first, last) in zip(heads, ranges):
@@ -233,8 +244,6 @@ async def _multipart(request: web.Request, path: Path, st: os.stat_result,
                 offset += len(chunk)
                 remaining -= len(chunk)
         await response.write(tail)
-    await response.write_eof()
-    return response
 
 
 async def _listing(request: web.Request, directory: Path) -> web.Response:

@@ -124,8 +124,12 @@ class BootService:
         try:
             response = await handler(request)
             if family in ("images", "mirror") and not response.prepared:
-                await response.prepare(request)  # send it here, so the duration covers it
-                await response.write_eof()
+                try:
+                    await response.prepare(request)  # send it here: the duration covers it
+                    await response.write_eof()
+                except ConnectionError:  # the client went away mid-file: not our error
+                    self._account(request, family, 499, 0, start)
+                    return response
         except web.HTTPException as exc:
             self._account(request, family, exc.status, len(exc.body or b""), start)
             raise
