@@ -17,11 +17,18 @@ changed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from email.utils import formatdate
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+
+from services.http import metrics as m
+from services.http.render import INSTALL_FILES, template_for
+from services.http.server import HOST_HEADER
+from shared.store import InventoryUnavailable
 
 FastAnswer = Callable[[bytes, Any], "bytes | None"]
 _NEEDED = ("_messages", "_request_in_progress", "_close", "_force_close", "_payload_parser",
@@ -94,3 +101,105 @@ class FastAppRunner(web.AppRunner):
         if self._fast_answer is None:
             return server
         return _FastServer(server, self._fast_answer)
+
+
+class FastAnswers:
+    """The fast path's answers for a BootService (its render cache, inventory and access)."""
+
+    def __init__(self, boot) -> None:
+        self.boot = boot
+        self._date_second = 0
+        self._date = ""
+
+    def __call__(self, data: bytes, transport) -> bytes | None:
+        """The whole response for a render-cache hit that needs no I/O, else None (aiohttp then
+        handles the request the normal way). ``data`` is one complete GET request head."""
+        start = time.perf_counter()
+        try:
+            head = data[:-4].decode("latin-1")
+            request_line, _, header_text = head.partition("\r\n")
+            _method, target, version = request_line.split(" ")
+        except (UnicodeDecodeError, ValueError):
+            return None
+        if version != "HTTP/1.1" or "%" in target or "+" in target:
+            return None
+        host_header = None
+        for line in header_text.split("\r\n"):
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            if name == "host":
+                host_header = value.strip()
+            elif name == "connection" and "close" in value.lower():
+                return None
+        if self.boot.cfg.public_url:
+            base = self.boot.cfg.public_url.rstrip("/")
+        elif host_header and HOST_HEADER.fullmatch(host_header):
+            base = f"http://{host_header}"
+        else:
+            return None
+        path, _, query = target.partition("?")
+        try:
+            peer = transport.get_extra_info("peername")[0]
+            if path.startswith("/boot/"):
+                return self._fast_script(path, query, base, transport, peer, start)
+            if path.startswith("/install/"):
+                return self._fast_install(path, query, base, peer, start)
+        except (InventoryUnavailable, web.HTTPException, TypeError, IndexError):
+            return None
+        return None
+
+    def _fast_script(self, path: str, query: str, base: str, transport, peer: str,
+                     start: float) -> bytes | None:
+        if path == "/boot/ipxe" and query.startswith("mac=") and "&" not in query:
+            mac_text, kind = query[4:], "ipxe"
+        elif path.endswith(".ipxe") and path.count("/") == 2 and not query:
+            mac_text, kind = path[6:-5], "ipxe"
+        else:
+            return None
+        mac = self.boot.mac(mac_text)
+        san = self.boot.cfg.san_server or transport.get_extra_info("sockname")[0]
+        script = self.boot.cache.get(self.boot.stamp(), (kind, mac, base, san))
+        if script is None:
+            return None
+        self.boot.script_event(mac, self.boot.inventory.host(mac), script, kind, peer)
+        m.RENDERS_BY[kind, "cached"].inc()
+        return self._fast_response("script", script.body, start)
+
+    def _fast_install(self, path: str, query: str, base: str, peer: str,
+                      start: float) -> bytes | None:
+        parts = path.split("/")
+        if len(parts) != 4 or parts[3] not in INSTALL_FILES:
+            return None
+        mac, filename = self.boot.mac(parts[2]), parts[3]
+        host = self.boot.inventory.host(mac)
+        if host is None:
+            return None
+        if query.startswith("token=") and "&" not in query and \
+                self.boot.access.token(mac) == query[6:].lower():
+            how = "token"
+        elif host.ip and host.ip == peer:
+            how = "reserved"
+        else:
+            return None  # a lease, a refusal or an error: the normal path decides and records
+        body = self.boot.cache.get(self.boot.stamp(), ("install", filename, mac, base))
+        if body is None:
+            return None
+        profile = self.boot.inventory.profile(host.profile) if host.profile else None
+        template = template_for(profile, filename) if profile else None
+        self.boot.emit_coalesced("http.install", mac, peer, file=filename, template=template,
+                            via=how)
+        m.RENDERS_BY[INSTALL_FILES[filename][2], "cached"].inc()
+        return self._fast_response("install", body, start)
+
+    def _fast_response(self, family: str, body: bytes, start: float) -> bytes:
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date = formatdate(now, usegmt=True)
+        m.REQUESTS_BY[family, "2xx"].inc()
+        m.SENT_BY[family].inc(len(body))
+        m.DURATION_BY[family].observe(time.perf_counter() - start)
+        return (f"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\nDate: {self._date}\r\n"
+                f"Server: bootyard\r\n\r\n").encode() + body
+

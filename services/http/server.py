@@ -16,7 +16,6 @@ import asyncio
 import collections
 import re
 import time
-from email.utils import formatdate
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -30,7 +29,7 @@ from shared.schema import KINDS, Host
 from shared.store import InventoryStore, InventoryUnavailable, PreconditionFailed
 
 log = logs.get_logger("http")
-_HOST_HEADER = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
+HOST_HEADER = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
 _REPORT_FIELDS = ("arch", "platform", "manufacturer", "product", "serial", "uuid")
 ANACONDA_MAC_HEADER = "X-RHN-Provisioning-MAC-"
 TEXT_PLAIN = {"Content-Type": "text/plain; charset=utf-8"}
@@ -93,8 +92,6 @@ class BootService:
         self.cache = RenderCache(cfg.render_cache_size)
         self._recent: dict[tuple, float] = {}
         self._macs: dict[str | None, str] = {}  # spelling in the request -> canonical MAC
-        self._date_second = 0
-        self._date = ""
 
     # -- application ---------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -191,7 +188,7 @@ class BootService:
         if self.cfg.public_url:
             return self.cfg.public_url.rstrip("/")
         host = request.headers.get(hdrs.HOST, "")
-        if not _HOST_HEADER.fullmatch(host):
+        if not HOST_HEADER.fullmatch(host):
             sock = request.transport.get_extra_info("sockname") if request.transport else None
             host = f"{sock[0]}:{sock[1]}" if sock else "localhost"
         return f"http://{host}"
@@ -202,7 +199,7 @@ class BootService:
         sock = request.transport.get_extra_info("sockname") if request.transport else None
         return sock[0] if sock else "127.0.0.1"
 
-    def _mac(self, text: str | None) -> str:
+    def mac(self, text: str | None) -> str:
         mac = self._macs.get(text)
         if mac is not None:
             return mac
@@ -226,7 +223,7 @@ class BootService:
         export = inv.export(export_name) if export_name else None
         return host, profile, export
 
-    def _stamp(self) -> tuple:
+    def stamp(self) -> tuple:
         return (self.inventory.version, self.renderer.generation())
 
     def _context(self, request: web.Request, mac: str, host: Host | None, profile) -> dict:
@@ -252,15 +249,15 @@ class BootService:
 
     # -- boot scripts --------------------------------------------------------------------------
     async def ipxe(self, request: web.Request) -> web.Response:
-        mac = self._mac(request.match_info.get("mac") or request.query.get("mac"))
+        mac = self.mac(request.match_info.get("mac") or request.query.get("mac"))
         return self._script(request, mac, "ipxe")
 
     async def grub(self, request: web.Request) -> web.Response:
-        return self._script(request, self._mac(request.query.get("mac")), "grub")
+        return self._script(request, self.mac(request.query.get("mac")), "grub")
 
     def _script(self, request: web.Request, mac: str, kind: str) -> web.Response:
         base, san = self.base_url(request), self.san_server(request)
-        stamp = self._stamp()
+        stamp = self.stamp()
         key = (kind, mac, base, san)
         script = self.cache.get(stamp, key)
         host, profile, export = self._records(mac)
@@ -289,13 +286,13 @@ class BootService:
             script = make(mac, host, profile, export, ctx, cmdline)
             self.cache.put(key, script)
             m.RENDERS_BY[kind, "ok"].inc()
-        self._script_event(mac, host, script, kind, request.remote,
+        self.script_event(mac, host, script, kind, request.remote,
                            request.query.get("arch"))
         if script.outcome == "error":
             log.warning("boot_config_error", mac=mac, reason=script.reason)
         return web.Response(body=script.body, headers=TEXT_PLAIN)
 
-    def _script_event(self, mac: str, host: Host | None, script: policy.Script, kind: str,
+    def script_event(self, mac: str, host: Host | None, script: policy.Script, kind: str,
                       ip: str | None, arch: str | None = None) -> None:
         if host is None:
             self.emit_coalesced("http.discovery", mac, ip, stage=kind, arch=_clean(arch))
@@ -303,101 +300,8 @@ class BootService:
             self.emit_coalesced("http.script", mac, ip, script=kind, outcome=script.outcome,
                                 profile=host.profile, reason=script.reason or None)
 
-    # -- the fast path (services/http/fastpath.py) ---------------------------------------------
-    def fast_answer(self, data: bytes, transport) -> bytes | None:
-        """The whole response for a render-cache hit that needs no I/O, else None (aiohttp then
-        handles the request the normal way). ``data`` is one complete GET request head."""
-        start = time.perf_counter()
-        try:
-            head = data[:-4].decode("latin-1")
-            request_line, _, header_text = head.partition("\r\n")
-            _method, target, version = request_line.split(" ")
-        except (UnicodeDecodeError, ValueError):
-            return None
-        if version != "HTTP/1.1" or "%" in target or "+" in target:
-            return None
-        host_header = None
-        for line in header_text.split("\r\n"):
-            name, _, value = line.partition(":")
-            name = name.strip().lower()
-            if name == "host":
-                host_header = value.strip()
-            elif name == "connection" and "close" in value.lower():
-                return None
-        if self.cfg.public_url:
-            base = self.cfg.public_url.rstrip("/")
-        elif host_header and _HOST_HEADER.fullmatch(host_header):
-            base = f"http://{host_header}"
-        else:
-            return None
-        path, _, query = target.partition("?")
-        try:
-            peer = transport.get_extra_info("peername")[0]
-            if path.startswith("/boot/"):
-                return self._fast_script(path, query, base, transport, peer, start)
-            if path.startswith("/install/"):
-                return self._fast_install(path, query, base, peer, start)
-        except (InventoryUnavailable, web.HTTPException, TypeError, IndexError):
-            return None
-        return None
-
-    def _fast_script(self, path: str, query: str, base: str, transport, peer: str,
-                     start: float) -> bytes | None:
-        if path == "/boot/ipxe" and query.startswith("mac=") and "&" not in query:
-            mac_text, kind = query[4:], "ipxe"
-        elif path.endswith(".ipxe") and path.count("/") == 2 and not query:
-            mac_text, kind = path[6:-5], "ipxe"
-        else:
-            return None
-        mac = self._mac(mac_text)
-        san = self.cfg.san_server or transport.get_extra_info("sockname")[0]
-        script = self.cache.get(self._stamp(), (kind, mac, base, san))
-        if script is None:
-            return None
-        self._script_event(mac, self.inventory.host(mac), script, kind, peer)
-        m.RENDERS_BY[kind, "cached"].inc()
-        return self._fast_response("script", script.body, start)
-
-    def _fast_install(self, path: str, query: str, base: str, peer: str,
-                      start: float) -> bytes | None:
-        parts = path.split("/")
-        if len(parts) != 4 or parts[3] not in INSTALL_FILES:
-            return None
-        mac, filename = self._mac(parts[2]), parts[3]
-        host = self.inventory.host(mac)
-        if host is None:
-            return None
-        if query.startswith("token=") and "&" not in query and \
-                self.access.token(mac) == query[6:].lower():
-            how = "token"
-        elif host.ip and host.ip == peer:
-            how = "reserved"
-        else:
-            return None  # a lease, a refusal or an error: the normal path decides and records
-        body = self.cache.get(self._stamp(), ("install", filename, mac, base))
-        if body is None:
-            return None
-        profile = self.inventory.profile(host.profile) if host.profile else None
-        template = template_for(profile, filename) if profile else None
-        self.emit_coalesced("http.install", mac, peer, file=filename, template=template,
-                            via=how)
-        m.RENDERS_BY[INSTALL_FILES[filename][2], "cached"].inc()
-        return self._fast_response("install", body, start)
-
-    def _fast_response(self, family: str, body: bytes, start: float) -> bytes:
-        now = int(time.time())
-        if now != self._date_second:
-            self._date_second = now
-            self._date = formatdate(now, usegmt=True)
-        m.REQUESTS_BY[family, "2xx"].inc()
-        m.SENT_BY[family].inc(len(body))
-        m.DURATION_BY[family].observe(time.perf_counter() - start)
-        return (f"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                f"Content-Length: {len(body)}\r\nDate: {self._date}\r\n"
-                f"Server: bootyard\r\n\r\n").encode() + body
-
     async def discover(self, request: web.Request) -> web.Response:
-        mac = self._mac(request.query.get("mac"))
+        mac = self.mac(request.query.get("mac"))
         details = {k: _clean(request.query.get(k)) for k in _REPORT_FIELDS}
         self.events.emit("http.discovery", mac, ip=request.remote, stage="report", **details)
         log.info("discovery", mac=mac, ip=request.remote,
@@ -429,7 +333,7 @@ class BootService:
         if filename not in INSTALL_FILES:
             raise web.HTTPNotFound(text=f"bootyard: no install file {filename!r} (known: "
                                         f"{', '.join(INSTALL_FILES)})\n")
-        mac = self._mac(request.match_info["mac"])
+        mac = self.mac(request.match_info["mac"])
         host = self.inventory.host(mac)
         if host is None:
             raise self._deny_unknown(request, mac, filename)
@@ -469,7 +373,7 @@ class BootService:
                                         f"{profile.install}) does not provide {filename}\n")
         base = self.base_url(request)
         key = ("install", filename, mac, base)
-        text = self.cache.get(self._stamp(), key)
+        text = self.cache.get(self.stamp(), key)
         if text is not None:
             m.RENDERS_BY[label, "cached"].inc()
         else:
@@ -487,7 +391,7 @@ class BootService:
     async def install_done(self, request: web.Request) -> web.Response:
         if request.method not in ("GET", "POST", "PUT"):
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST", "PUT"])
-        mac = self._mac(request.match_info["mac"])
+        mac = self.mac(request.match_info["mac"])
         if self.inventory.host(mac) is None:
             raise self._deny_unknown(request, mac, "done")
         how = await self._authorise(request, mac, "done")

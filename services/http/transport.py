@@ -107,7 +107,7 @@ async def serve(settings, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(inventory.run(stop))
             tasks.create_task(events.run(stop))
-            fast = boot.fast_answer if cfg.fast_path and fastpath.supported() else None
+            fast = fastpath.FastAnswers(boot) if cfg.fast_path and fastpath.supported() else None
             if cfg.fast_path and fast is None:
                 log.warning("fast_path_unavailable", reason="this aiohttp's RequestHandler "
                             "changed; serving every request through aiohttp")
