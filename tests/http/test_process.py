@@ -192,6 +192,12 @@ def test_big_file_whole_range_and_conditional(service_process, big_file, tmp_pat
     partial.write_bytes(data[:12345])
     subprocess.run(["wget", "-q", "-c", "-O", str(partial), url], check=True, timeout=60)
     assert partial.read_bytes() == data
+    # downloads from /images/ are on the boot timeline
+    files = wait_for(lambda: [e for e in api(service_process, "/api/v1/events?count=100")
+                              if e["kind"] == "http.file"], "http.file events")
+    assert {"/images/disk%20images/big.img", "/images/disk images/big.img"} & \
+        {e["fields"]["path"] for e in files}
+    assert any(e["fields"].get("range") == "yes" for e in files)
 
 
 def test_content_types_listing_and_traversal(service_process):
@@ -346,3 +352,35 @@ def test_fast_path_can_be_switched_off(redis_url, tmp_path):
         assert "Server: bootyard" not in heads
     finally:
         proc.stop()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_worker_processes_share_the_port_and_stop_with_the_service(redis_url, tmp_path):
+    proc = ServiceProcess(tmp_path, redis_url, workers=2)
+    proc.start()
+    try:
+        workers = wait_for(lambda: children_of(proc.proc.pid), "the worker process")
+        assert len(workers) == 1
+        bootyard(redis_url, "host", "add", MAC, "--hostname", "n1")
+        url = f"{proc.url}/boot/ipxe?mac={MAC}"
+        # both processes see the inventory change and answer on the shared port
+        for _ in range(20):
+            wait_for(lambda: b"n1 (52:54:00:12:34:56)" in curl(url).stdout, "the new host")
+    finally:
+        proc.stop()
+    for pid in workers:
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+                 open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
+                 "the worker to exit")
