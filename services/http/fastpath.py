@@ -17,6 +17,7 @@ changed.
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -175,7 +176,7 @@ class FastAnswers:
         if host is None:
             return None
         if query.startswith("token=") and "&" not in query and \
-                self.boot.access.token(mac) == query[6:].lower():
+                hmac.compare_digest(self.boot.access.token(mac), query[6:].lower()):
             how = "token"
         elif host.ip and host.ip == peer:
             how = "reserved"
