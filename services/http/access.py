@@ -30,7 +30,8 @@ def host_token(secret: str, mac: str) -> str:
 def token_matches(secret: str, mac: str, token: str | None) -> bool:
     if not token or not secret:
         return False
-    return hmac.compare_digest(host_token(secret, mac), token.strip().lower())
+    return hmac.compare_digest(host_token(secret, mac).encode(),
+                               token.strip().lower().encode("utf-8", "replace"))
 
 
 def lease_is_current(lease: dict[str, str], mac: str, now: float) -> bool:
@@ -83,8 +84,8 @@ class Access:
 
         Raises InventoryUnavailable when only the lease could decide and Redis is down.
         """
-        if token and self.secret and hmac.compare_digest(self.token(mac),
-                                                         token.strip().lower()):
+        if token and self.secret and hmac.compare_digest(
+                self.token(mac).encode(), token.strip().lower().encode("utf-8", "replace")):
             return "token"
         if not source_ip:
             return None

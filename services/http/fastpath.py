@@ -176,7 +176,8 @@ class FastAnswers:
         if host is None:
             return None
         if query.startswith("token=") and "&" not in query and \
-                hmac.compare_digest(self.boot.access.token(mac), query[6:].lower()):
+                hmac.compare_digest(self.boot.access.token(mac).encode(),
+                                    query[6:].lower().encode("latin-1")):
             how = "token"
         elif host.ip and host.ip == peer:
             how = "reserved"
