@@ -155,8 +155,8 @@ async def test_wrong_address_is_403_even_with_the_mac_header(inventory, http):
     odd = await http.get(f"/install/{MAC}/ks.cfg?token=%C3%A9t%C3%A9")  # non-ASCII token
     assert odd.status == 403
     denied = await inventory.events_of("http.denied", MAC)
-    assert [e.fields["reason"] for e in denied] == ["address", "address", "bad_token",
-                                                    "bad_token"]
+    # (the second bad token within a second is the same event: written once)
+    assert [e.fields["reason"] for e in denied] == ["address", "address", "bad_token"]
     # with the host's token it works from anywhere
     ok = await http.get(f"/install/{MAC}/ks.cfg?token={host_token(SECRET, MAC)}")
     assert ok.status == 200 and "rootpw --iscrypted $6$x$y" in await ok.text()
