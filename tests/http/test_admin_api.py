@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-from conftest import MAC, SECRET
+from httpkit import MAC, SECRET
 
 from services.http.access import host_token
 from services.http.adminapi import AdminApi

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import MAC, SECRET, make_service
+from httpkit import MAC, SECRET, make_service
 
 from services.http.access import host_token
 from shared.schema import KINDS

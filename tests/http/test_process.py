@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import ADMIN_TOKEN, MAC, REPO, SECRET, ServiceProcess
+from httpkit import ADMIN_TOKEN, MAC, REPO, SECRET, ServiceProcess
 
 from services.http.access import host_token
 
