@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import field
 
-from shared.settings import CommonSettings, port_number, positive, setting
+from shared.settings import CommonSettings, port_number, setting
 
 
 def _non_negative(value: float) -> None:
@@ -65,8 +65,6 @@ class HttpSection:
     metrics_port: int = setting(9103, help="port of the /metrics and /healthz listener "
                                            "(they are also on the boot listener)",
                                 check=port_number)
-    shutdown_grace: float = setting(5.0, help="seconds to finish requests on stop",
-                                    check=positive)
 
 
 @dataclasses.dataclass(frozen=True)
