@@ -56,7 +56,8 @@ CONTENT_TYPES = {
 }
 DEFAULT_TYPE = "application/octet-stream"
 NO_EXTENSION_TYPES = {"vmlinuz": DEFAULT_TYPE, "linux": DEFAULT_TYPE, "initrd": DEFAULT_TYPE,
-                      "Release": "text/plain; charset=utf-8", "InRelease": "text/plain; charset=utf-8"}
+                      "Release": "text/plain; charset=utf-8",
+                      "InRelease": "text/plain; charset=utf-8"}
 
 
 def content_type(path: Path) -> str:
@@ -259,7 +260,8 @@ async def _listing(request: web.Request, directory: Path) -> web.Response:
         rows.append(f'<tr><td><a href="{html.escape(href)}">{html.escape(name)}'
                     f'{"/" if is_dir else ""}</a></td><td>{when}</td>'
                     f'<td align="right">{"-" if is_dir else size}</td></tr>')
-    more = f"<p>(listing cut at {LISTING_LIMIT} entries)</p>" if len(entries) >= LISTING_LIMIT else ""
+    more = f"<p>(listing cut at {LISTING_LIMIT} entries)</p>" \
+        if len(entries) >= LISTING_LIMIT else ""
     body = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of {title}"
             f"</title></head>\n<body><h1>Index of {title}</h1>\n<table>\n"
             "<tr><th align=\"left\">Name</th><th>Modified (UTC)</th><th>Size</th></tr>\n"

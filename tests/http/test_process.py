@@ -1,4 +1,4 @@
-"""The service as a real process (``python -m services.http``) on loopback, against curl and wget."""
+"""The service as a real process (``python -m services.http``) on loopback, with curl and wget."""
 
 from __future__ import annotations
 

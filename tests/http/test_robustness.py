@@ -1,4 +1,4 @@
-"""Bad input never breaks the HTTP service: ranges, fast-path request heads, concurrent callbacks."""
+"""Bad input never breaks the HTTP service: ranges, fast-path heads, concurrent callbacks."""
 
 from __future__ import annotations
 
