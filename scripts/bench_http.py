@@ -220,7 +220,8 @@ def main() -> int:
                     value = r["bytes"] / seconds / 1e6 if name == "big" else r["requests"] / seconds
                     results[case][who].append(value)
                     unit = "MB/s" if name == "big" else "req/s"
-                    print(f"round {round_no + 1} {name:<9} c{conns:<3} {who:<5} {value:10.1f} {unit}"
+                    print(f"round {round_no + 1} {name:<9} c{conns:<3} {who:<5} {value:10.1f} "
+                          f"{unit}"
                           f"  p50={r['p50'] / 1000:.2f}ms p99={r['p99'] / 1000:.2f}ms "
                           f"errors={r['errors']}", flush=True)
         med = {c: {w: statistics.median(v) for w, v in r.items()} for c, r in results.items()}

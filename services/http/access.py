@@ -30,7 +30,8 @@ def host_token(secret: str, mac: str) -> str:
 def token_matches(secret: str, mac: str, token: str | None) -> bool:
     if not token or not secret:
         return False
-    return hmac.compare_digest(host_token(secret, mac), token.strip().lower())
+    return hmac.compare_digest(host_token(secret, mac).encode(),
+                               token.strip().lower().encode("utf-8", "replace"))
 
 
 def lease_is_current(lease: dict[str, str], mac: str, now: float) -> bool:
@@ -68,16 +69,23 @@ class Access:
         self.secret = secret
         self.inventory = inventory
         self.redis = redis_client
+        self._tokens: dict[str, str] = {}
 
     def token(self, mac: str) -> str:
-        return host_token(self.secret, mac)
+        token = self._tokens.get(mac)
+        if token is None:
+            if len(self._tokens) > 100_000:
+                self._tokens.clear()
+            token = self._tokens[mac] = host_token(self.secret, mac)
+        return token
 
     async def allowed(self, mac: str, source_ip: str | None, token: str | None) -> str | None:
         """How the request is allowed (``token``, ``reserved``, ``lease``) or None if it is not.
 
         Raises InventoryUnavailable when only the lease could decide and Redis is down.
         """
-        if token_matches(self.secret, mac, token):
+        if token and self.secret and hmac.compare_digest(
+                self.token(mac).encode(), token.strip().lower().encode("utf-8", "replace")):
             return "token"
         if not source_ip:
             return None

@@ -56,7 +56,8 @@ CONTENT_TYPES = {
 }
 DEFAULT_TYPE = "application/octet-stream"
 NO_EXTENSION_TYPES = {"vmlinuz": DEFAULT_TYPE, "linux": DEFAULT_TYPE, "initrd": DEFAULT_TYPE,
-                      "Release": "text/plain; charset=utf-8", "InRelease": "text/plain; charset=utf-8"}
+                      "Release": "text/plain; charset=utf-8",
+                      "InRelease": "text/plain; charset=utf-8"}
 
 
 def content_type(path: Path) -> str:
@@ -219,6 +220,17 @@ async def _multipart(request: web.Request, path: Path, st: os.stat_result,
     if request.method == "HEAD":
         await response.write_eof()
         return response
+    try:
+        await _send_parts(response, path, heads, ranges, tail)
+    except ConnectionError:  # the client went away (or the file shrank): end this connection
+        response.force_close()
+        return response
+    await response.write_eof()
+    return response
+
+
+async def _send_parts(response: web.StreamResponse, path: Path, heads: list[bytes],
+                      ranges: list[tuple[int, int]], tail: bytes) -> None:
     loop = asyncio.get_running_loop()
     with open(path, "rb") as fobj:
         for head, (first, last) in zip(heads, ranges):
@@ -233,8 +245,6 @@ async def _multipart(request: web.Request, path: Path, st: os.stat_result,
                 offset += len(chunk)
                 remaining -= len(chunk)
         await response.write(tail)
-    await response.write_eof()
-    return response
 
 
 async def _listing(request: web.Request, directory: Path) -> web.Response:
@@ -250,7 +260,8 @@ async def _listing(request: web.Request, directory: Path) -> web.Response:
         rows.append(f'<tr><td><a href="{html.escape(href)}">{html.escape(name)}'
                     f'{"/" if is_dir else ""}</a></td><td>{when}</td>'
                     f'<td align="right">{"-" if is_dir else size}</td></tr>')
-    more = f"<p>(listing cut at {LISTING_LIMIT} entries)</p>" if len(entries) >= LISTING_LIMIT else ""
+    more = f"<p>(listing cut at {LISTING_LIMIT} entries)</p>" \
+        if len(entries) >= LISTING_LIMIT else ""
     body = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of {title}"
             f"</title></head>\n<body><h1>Index of {title}</h1>\n<table>\n"
             "<tr><th align=\"left\">Name</th><th>Modified (UTC)</th><th>Size</th></tr>\n"

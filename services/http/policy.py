@@ -27,6 +27,7 @@ Every failing step ends in ``goto failed``: a line naming the host and iPXE's er
 from __future__ import annotations
 
 import dataclasses
+import functools
 import posixpath
 import re
 import urllib.parse
@@ -56,6 +57,10 @@ class Script:
     text: str
     outcome: str  # install, live, netroot, sanboot, local, disabled, unknown, error
     reason: str = ""
+
+    @functools.cached_property
+    def body(self) -> bytes:
+        return self.text.encode()
 
 
 class BootConfigError(ValueError):

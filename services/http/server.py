@@ -29,9 +29,10 @@ from shared.schema import KINDS, Host
 from shared.store import InventoryStore, InventoryUnavailable, PreconditionFailed
 
 log = logs.get_logger("http")
-_HOST_HEADER = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
+HOST_HEADER = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
 _REPORT_FIELDS = ("arch", "platform", "manufacturer", "product", "serial", "uuid")
 ANACONDA_MAC_HEADER = "X-RHN-Provisioning-MAC-"
+TEXT_PLAIN = {"Content-Type": "text/plain; charset=utf-8"}
 
 
 def family_of(path: str) -> str:
@@ -90,6 +91,7 @@ class BootService:
         self.access = access
         self.cache = RenderCache(cfg.render_cache_size)
         self._recent: dict[tuple, float] = {}
+        self._macs: dict[str | None, str] = {}  # spelling in the request -> canonical MAC
 
     # -- application ---------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -118,9 +120,13 @@ class BootService:
         family = family_of(request.path)
         try:
             response = await handler(request)
-            if not response.prepared:
-                await response.prepare(request)
-                await response.write_eof()
+            if family in ("images", "mirror") and not response.prepared:
+                try:
+                    await response.prepare(request)  # send it here: the duration covers it
+                    await response.write_eof()
+                except ConnectionError:  # the client went away mid-file: not our error
+                    self._account(request, family, 499, 0, start)
+                    return response
         except web.HTTPException as exc:
             self._account(request, family, exc.status, len(exc.body or b""), start)
             raise
@@ -144,10 +150,10 @@ class BootService:
     def _account(self, request: web.Request, family: str, status: int, sent: int,
                  start: float) -> None:
         elapsed = time.perf_counter() - start
-        m.REQUESTS.labels(family, f"{min(max(status // 100, 2), 5)}xx").inc()
-        m.DURATION.labels(family).observe(elapsed)
+        m.REQUESTS_BY[family, m.STATUS_CLASS.get(status, "5xx")].inc()
+        m.DURATION_BY[family].observe(elapsed)
         if sent:
-            m.SENT_BYTES.labels(family).inc(sent)
+            m.SENT_BY[family].inc(sent)
         if family == "images" and self.cfg.file_events and request.method == "GET" \
                 and status in (200, 206):
             self._file_event(request, status, sent, elapsed)
@@ -157,10 +163,10 @@ class BootService:
         second: an iPXE boot loop or a load test must not flood the capped timeline. Skipped
         repeats are counted in bootyard_http_events_coalesced_total."""
         now = time.monotonic()
-        key = (kind, mac, ip, tuple(sorted(fields.items())))
+        key = (kind, mac, ip, *fields.values())
         last = self._recent.get(key)
         if last is not None and now - last < 1.0:
-            m.EVENTS_COALESCED.labels(kind).inc()
+            m.COALESCED_BY[kind].inc()
             return
         if len(self._recent) > 50_000:
             self._recent = {k: t for k, t in self._recent.items() if now - t < 1.0}
@@ -182,7 +188,7 @@ class BootService:
         if self.cfg.public_url:
             return self.cfg.public_url.rstrip("/")
         host = request.headers.get(hdrs.HOST, "")
-        if not _HOST_HEADER.fullmatch(host):
+        if not HOST_HEADER.fullmatch(host):
             sock = request.transport.get_extra_info("sockname") if request.transport else None
             host = f"{sock[0]}:{sock[1]}" if sock else "localhost"
         return f"http://{host}"
@@ -193,13 +199,20 @@ class BootService:
         sock = request.transport.get_extra_info("sockname") if request.transport else None
         return sock[0] if sock else "127.0.0.1"
 
-    def _mac(self, text: str | None) -> str:
+    def mac(self, text: str | None) -> str:
+        mac = self._macs.get(text)
+        if mac is not None:
+            return mac
         if not text:
             raise web.HTTPBadRequest(text="bootyard: give the MAC: ?mac=${net0/mac}\n")
         try:
-            return normalise_mac(text)
+            mac = normalise_mac(text)
         except AddressError as exc:
             raise web.HTTPBadRequest(text=f"bootyard: {exc}\n") from None
+        if len(self._macs) > 10_000:
+            self._macs.clear()
+        self._macs[text] = mac
+        return mac
 
     def _records(self, mac: str):
         inv = self.inventory
@@ -210,7 +223,7 @@ class BootService:
         export = inv.export(export_name) if export_name else None
         return host, profile, export
 
-    def _stamp(self) -> tuple:
+    def stamp(self) -> tuple:
         return (self.inventory.version, self.renderer.generation())
 
     def _context(self, request: web.Request, mac: str, host: Host | None, profile) -> dict:
@@ -228,7 +241,7 @@ class BootService:
 
     def _render_failed(self, request: web.Request, mac: str, exc: RenderError,
                        label: str) -> web.Response:
-        m.RENDERS.labels(label, "error").inc()
+        m.RENDERS_BY[label, "error"].inc()
         log.warning("render_error", mac=mac, template=exc.template, reason=exc.reason)
         self.emit_coalesced("http.render_error", mac, request.remote, template=exc.template,
                          reason=exc.reason, path=request.path)
@@ -236,20 +249,20 @@ class BootService:
 
     # -- boot scripts --------------------------------------------------------------------------
     async def ipxe(self, request: web.Request) -> web.Response:
-        mac = self._mac(request.match_info.get("mac") or request.query.get("mac"))
+        mac = self.mac(request.match_info.get("mac") or request.query.get("mac"))
         return self._script(request, mac, "ipxe")
 
     async def grub(self, request: web.Request) -> web.Response:
-        return self._script(request, self._mac(request.query.get("mac")), "grub")
+        return self._script(request, self.mac(request.query.get("mac")), "grub")
 
     def _script(self, request: web.Request, mac: str, kind: str) -> web.Response:
         base, san = self.base_url(request), self.san_server(request)
-        stamp = self._stamp()
+        stamp = self.stamp()
         key = (kind, mac, base, san)
         script = self.cache.get(stamp, key)
         host, profile, export = self._records(mac)
         if script is not None:
-            m.RENDERS.labels(kind, "cached").inc()
+            m.RENDERS_BY[kind, "cached"].inc()
         else:
             cmdline = ""
             if host is not None and profile is not None and profile.cmdline and \
@@ -272,20 +285,23 @@ class BootService:
             make = policy.ipxe_script if kind == "ipxe" else policy.grub_config
             script = make(mac, host, profile, export, ctx, cmdline)
             self.cache.put(key, script)
-            m.RENDERS.labels(kind, "ok").inc()
-        if host is None:
-            self.emit_coalesced("http.discovery", mac, request.remote, stage=kind,
-                             arch=_clean(request.query.get("arch")))
-        else:
-            self.emit_coalesced("http.script", mac, request.remote, script=kind,
-                             outcome=script.outcome, profile=host.profile,
-                             reason=script.reason or None)
+            m.RENDERS_BY[kind, "ok"].inc()
+        self.script_event(mac, host, script, kind, request.remote,
+                           request.query.get("arch"))
         if script.outcome == "error":
             log.warning("boot_config_error", mac=mac, reason=script.reason)
-        return web.Response(text=script.text, content_type="text/plain", charset="utf-8")
+        return web.Response(body=script.body, headers=TEXT_PLAIN)
+
+    def script_event(self, mac: str, host: Host | None, script: policy.Script, kind: str,
+                      ip: str | None, arch: str | None = None) -> None:
+        if host is None:
+            self.emit_coalesced("http.discovery", mac, ip, stage=kind, arch=_clean(arch))
+        else:
+            self.emit_coalesced("http.script", mac, ip, script=kind, outcome=script.outcome,
+                                profile=host.profile, reason=script.reason or None)
 
     async def discover(self, request: web.Request) -> web.Response:
-        mac = self._mac(request.query.get("mac"))
+        mac = self.mac(request.query.get("mac"))
         details = {k: _clean(request.query.get(k)) for k in _REPORT_FIELDS}
         self.events.emit("http.discovery", mac, ip=request.remote, stage="report", **details)
         log.info("discovery", mac=mac, ip=request.remote,
@@ -317,7 +333,7 @@ class BootService:
         if filename not in INSTALL_FILES:
             raise web.HTTPNotFound(text=f"bootyard: no install file {filename!r} (known: "
                                         f"{', '.join(INSTALL_FILES)})\n")
-        mac = self._mac(request.match_info["mac"])
+        mac = self.mac(request.match_info["mac"])
         host = self.inventory.host(mac)
         if host is None:
             raise self._deny_unknown(request, mac, filename)
@@ -357,25 +373,25 @@ class BootService:
                                         f"{profile.install}) does not provide {filename}\n")
         base = self.base_url(request)
         key = ("install", filename, mac, base)
-        text = self.cache.get(self._stamp(), key)
+        text = self.cache.get(self.stamp(), key)
         if text is not None:
-            m.RENDERS.labels(label, "cached").inc()
+            m.RENDERS_BY[label, "cached"].inc()
         else:
             try:
                 text = self.renderer.render_file(
-                    template, self._context(request, mac, host, profile))
+                    template, self._context(request, mac, host, profile)).encode()
             except RenderError as exc:
                 return self._render_failed(request, mac, exc, label)
-            m.RENDERS.labels(label, "ok").inc()
+            m.RENDERS_BY[label, "ok"].inc()
             self.cache.put(key, text)
         self.emit_coalesced("http.install", mac, request.remote, file=filename,
                          template=template, via=how)
-        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+        return web.Response(body=text, headers=TEXT_PLAIN)
 
     async def install_done(self, request: web.Request) -> web.Response:
         if request.method not in ("GET", "POST", "PUT"):
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST", "PUT"])
-        mac = self._mac(request.match_info["mac"])
+        mac = self.mac(request.match_info["mac"])
         if self.inventory.host(mac) is None:
             raise self._deny_unknown(request, mac, "done")
         how = await self._authorise(request, mac, "done")

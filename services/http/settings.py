@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import field
 
-from shared.settings import CommonSettings, port_number, positive, setting
+from shared.settings import CommonSettings, port_number, setting
 
 
 def _non_negative(value: float) -> None:
@@ -50,6 +50,8 @@ class HttpSection:
     render_cache_size: int = setting(4096, help="rendered scripts/files kept in memory "
                                                 "(0 disables the render cache)",
                                      check=_non_negative)
+    fast_path: bool = setting(True, help="answer render-cache hits for scripts and install "
+                                          "files before aiohttp's request handling")
     workers: int = setting(1, help="processes serving the boot/file listener (SO_REUSEPORT)",
                            check=_workers)
     file_events: bool = setting(True, help="record an http.file event for each /images/ "
@@ -63,8 +65,6 @@ class HttpSection:
     metrics_port: int = setting(9103, help="port of the /metrics and /healthz listener "
                                            "(they are also on the boot listener)",
                                 check=port_number)
-    shutdown_grace: float = setting(5.0, help="seconds to finish requests on stop",
-                                    check=positive)
 
 
 @dataclasses.dataclass(frozen=True)

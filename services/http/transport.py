@@ -18,8 +18,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from services.http import fastpath
 from services.http.access import Access
 from services.http.adminapi import AdminApi
+from services.http.fastpath import FastAppRunner
 from services.http.render import Renderer
 from services.http.server import BootService
 from shared import logs, metrics
@@ -73,9 +75,10 @@ def start_workers(count: int) -> list[subprocess.Popen]:
     return [subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent) for _ in range(count)]
 
 
-async def _start_site(app: web.Application, host: str, port: int, *, reuse_port: bool = False
-                      ) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+async def _start_site(app: web.Application, host: str, port: int, *, reuse_port: bool = False,
+                      fast=None) -> tuple[web.AppRunner, int]:
+    runner = FastAppRunner(app, fast, access_log=None, handle_signals=False,
+                           shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
     try:
@@ -104,7 +107,12 @@ async def serve(settings, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(inventory.run(stop))
             tasks.create_task(events.run(stop))
-            runner, port = await _start_site(boot.app(), cfg.host, cfg.port, reuse_port=multi)
+            fast = fastpath.FastAnswers(boot) if cfg.fast_path and fastpath.supported() else None
+            if cfg.fast_path and fast is None:
+                log.warning("fast_path_unavailable", reason="this aiohttp's RequestHandler "
+                            "changed; serving every request through aiohttp")
+            runner, port = await _start_site(boot.app(), cfg.host, cfg.port, reuse_port=multi,
+                                             fast=fast)
             runners.append(runner)
             ports = {"port": port}
             if not worker:

@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-from conftest import MAC, SECRET
+from httpkit import MAC, SECRET
 
 from services.http.access import host_token
 from services.http.adminapi import AdminApi
@@ -54,7 +54,8 @@ async def test_host_crud_with_the_cli_validation(api, inventory):
     assert problem["field"] == "ip" and problem["key"] == f"bootyard:host:{MAC}"
     unknown = await api.patch(f"/api/v1/hosts/{MAC}", json={"colour": "red"})
     assert unknown.status == 400 and "no field 'colour'" in (await unknown.json())["error"]
-    ok = await api.patch(f"/api/v1/hosts/{MAC}", json={"boot_mode": "local", "vars": {"disk": None}})
+    ok = await api.patch(f"/api/v1/hosts/{MAC}",
+                         json={"boot_mode": "local", "vars": {"disk": None}})
     assert ok.status == 200
     fields = (await ok.json())["fields"]
     assert fields["boot_mode"] == "local" and "vars" not in fields

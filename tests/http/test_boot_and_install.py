@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import MAC, SECRET, make_service
+from httpkit import MAC, SECRET, make_service
 
 from services.http.access import host_token
 from shared.schema import KINDS
@@ -152,7 +152,10 @@ async def test_wrong_address_is_403_even_with_the_mac_header(inventory, http):
     assert (await http.get(f"/install/{MAC}/ks.cfg")).status == 403
     bad = await http.get(f"/install/{MAC}/ks.cfg?token={'0' * 64}")
     assert bad.status == 403
+    odd = await http.get(f"/install/{MAC}/ks.cfg?token=%C3%A9t%C3%A9")  # non-ASCII token
+    assert odd.status == 403
     denied = await inventory.events_of("http.denied", MAC)
+    # (the second bad token within a second is the same event: written once)
     assert [e.fields["reason"] for e in denied] == ["address", "address", "bad_token"]
     # with the host's token it works from anywhere
     ok = await http.get(f"/install/{MAC}/ks.cfg?token={host_token(SECRET, MAC)}")

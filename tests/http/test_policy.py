@@ -164,7 +164,8 @@ menuentry 'bootyard: install debian12 on web1 (52:54:00:12:34:56)' {
     echo 'bootyard: loading the kernel'
     linux (http,10.0.0.1:8080)/images/debian/linux auto=true priority=critical
     echo 'bootyard: loading the initrd'
-    initrd (http,10.0.0.1:8080)/images/debian/initrd.gz (http,10.0.0.1:8080)/images/extra/firmware.cpio.gz
+    initrd (http,10.0.0.1:8080)/images/debian/initrd.gz \
+(http,10.0.0.1:8080)/images/extra/firmware.cpio.gz
 }
 """
     san = grub_config(MAC, host(boot_mode="sanboot"), DEBIAN, ISCSI, CTX)

@@ -1,4 +1,4 @@
-"""The service as a real process (``python -m services.http``) on loopback, against curl and wget."""
+"""The service as a real process (``python -m services.http``) on loopback, with curl and wget."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import ADMIN_TOKEN, MAC, REPO, SECRET, ServiceProcess
+from httpkit import ADMIN_TOKEN, MAC, REPO, SECRET, ServiceProcess
 
 from services.http.access import host_token
 
@@ -192,6 +192,12 @@ def test_big_file_whole_range_and_conditional(service_process, big_file, tmp_pat
     partial.write_bytes(data[:12345])
     subprocess.run(["wget", "-q", "-c", "-O", str(partial), url], check=True, timeout=60)
     assert partial.read_bytes() == data
+    # downloads from /images/ are on the boot timeline
+    files = wait_for(lambda: [e for e in api(service_process, "/api/v1/events?count=100")
+                              if e["kind"] == "http.file"], "http.file events")
+    assert {"/images/disk%20images/big.img", "/images/disk images/big.img"} & \
+        {e["fields"]["path"] for e in files}
+    assert any(e["fields"].get("range") == "yes" for e in files)
 
 
 def test_content_types_listing_and_traversal(service_process):
@@ -260,3 +266,121 @@ def test_refuses_unsafe_settings(redis_url, tmp_path, settings, message):
     result = subprocess.run([sys.executable, "-m", "services.http"], cwd=REPO, env=proc.env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and message in result.stderr
+
+
+# ---------------------------------------------------------------- the fast path
+
+def raw_exchange(port: int, payload: bytes, responses: int) -> list[tuple[str, bytes]]:
+    """Send ``payload`` on one connection; read ``responses`` responses (head, body)."""
+    import socket
+
+    out = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(payload)
+        buf = b""
+        while len(out) < responses:
+            while b"\r\n\r\n" not in buf:
+                chunk = sock.recv(65536)
+                assert chunk, "connection closed early"
+                buf += chunk
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            length = int(next(l.split(b":")[1] for l in head.split(b"\r\n")
+                              if l.lower().startswith(b"content-length:")))
+            while len(buf) < length:
+                buf += sock.recv(65536)
+            out.append((head.decode(), buf[:length]))
+            buf = buf[length:]
+        sock.settimeout(0.5)
+        try:
+            tail = sock.recv(100)
+        except TimeoutError:
+            tail = None  # still open
+        out.append(("closed" if tail == b"" else "open", b""))
+    return out
+
+
+def get(path: str, *extra: str) -> bytes:
+    return ("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + "".join(h + "\r\n" for h in extra) + "\r\n").encode()
+
+
+def test_fast_path_answers_cache_hits_like_aiohttp(deployed):
+    port = deployed.port
+    script = f"/boot/{MAC}.ipxe"
+    ks = f"/install/{MAC}/ks.cfg"
+    first = raw_exchange(port, get(script), 1)[0]
+    assert "Server: bootyard" not in first[0]  # rendered by the normal path, now cached
+    # on one kept-alive connection: the same script and kickstart from the fast path
+    replies = []
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        for path in (script, ks, ks):
+            sock.sendall(get(path))
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(next(l.split(b":")[1] for l in head.split(b"\r\n")
+                              if l.lower().startswith(b"content-length:")))
+            while len(body) < length:
+                body += sock.recv(65536)
+            replies.append((head.decode(), body))
+    assert replies[0][1] == first[1]
+    assert "Server: bootyard" in replies[0][0] and "Server: bootyard" in replies[2][0]
+    assert "Content-Type: text/plain; charset=utf-8" in replies[0][0]
+    assert replies[1][1] == replies[2][1] and b"rootpw --iscrypted" in replies[2][1]
+    # two requests in one packet (pipelining) go through aiohttp, answered in order
+    piped = raw_exchange(port, get(script) + get(f"/boot/ipxe?mac={MAC}"), 2)
+    assert piped[0][1] == piped[1][1] == first[1]
+    # Connection: close is honoured (the normal path) and closes the connection
+    closing = raw_exchange(port, get(script, "Connection: close"), 1)
+    assert closing[0][1] == first[1] and closing[1][0] == "closed"
+    # from an address that is not the host's, a cached kickstart is still refused
+    other = curl("--interface", "127.0.0.2", "-o", "/dev/null", "-w", "%{http_code}",
+                 f"{deployed.url}{ks}").stdout
+    assert other == b"403"
+
+
+def test_fast_path_can_be_switched_off(redis_url, tmp_path):
+    proc = ServiceProcess(tmp_path, redis_url, fast_path="false")
+    proc.start()
+    try:
+        bootyard(redis_url, "host", "add", MAC, "--hostname", "n1")
+        url = f"{proc.url}/boot/ipxe?mac={MAC}"
+        wait_for(lambda: b"boot mode install" in curl(url).stdout, "the host")
+        heads = curl("-D", "-", "-o", "/dev/null", url, url).stdout.decode()
+        assert "Server: bootyard" not in heads
+    finally:
+        proc.stop()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_worker_processes_share_the_port_and_stop_with_the_service(redis_url, tmp_path):
+    proc = ServiceProcess(tmp_path, redis_url, workers=2)
+    proc.start()
+    try:
+        workers = wait_for(lambda: children_of(proc.proc.pid), "the worker process")
+        assert len(workers) == 1
+        bootyard(redis_url, "host", "add", MAC, "--hostname", "n1")
+        url = f"{proc.url}/boot/ipxe?mac={MAC}"
+        # both processes see the inventory change and answer on the shared port
+        for _ in range(20):
+            wait_for(lambda: b"n1 (52:54:00:12:34:56)" in curl(url).stdout, "the new host")
+    finally:
+        proc.stop()
+    for pid in workers:
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+                 open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
+                 "the worker to exit")
