@@ -41,7 +41,7 @@ FIRMWARE = {
 }
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
-IPXE_ROM_VIRTIO = Path("/usr/lib/ipxe/qemu/pxe-virtio.rom")
+
 
 
 class AssetError(RuntimeError):
@@ -178,7 +178,7 @@ def _tftp_root(assets: Assets, log) -> None:
         log("assets: grub-mknetdir (x86_64-efi)")
         _run(["grub-mknetdir", f"--net-directory={tftp}", "--subdir=grub",
               "-d", "/usr/lib/grub/x86_64-efi"])
-    for source in (OVMF_CODE, OVMF_VARS, IPXE_ROM_VIRTIO):
+    for source in (OVMF_CODE, OVMF_VARS):
         if not source.exists():
             raise AssetError(f"{source} missing: run scripts/install-debian-packages.sh as root")
 
