@@ -19,6 +19,7 @@ def dnsmasq_conf(plan: BootPlan, workdir: Path) -> str:
     srv = plan.server_ip
     lines = [
         "port=0",  # no DNS
+        "user=root",  # the lab's roots are in private temporary directories
         "interface=eth0", "bind-interfaces", "log-dhcp", "log-facility=-",
         f"pid-file={workdir / 'dnsmasq.pid'}",
         f"dhcp-leasefile={workdir / 'dnsmasq.leases'}",
@@ -91,14 +92,16 @@ def write_boot_files(plan: BootPlan) -> None:
                 "DEFAULT linux\nPROMPT 0\nTIMEOUT 0\nSERIAL 0 115200\n"
                 "LABEL linux\n  KERNEL images/vmlinuz\n"
                 f"  APPEND initrd=images/initrd.img {host.cmdline}\n")
-    (boot / "default.ipxe").write_text(ipxe_script(plan, "discovery", plan.default_cmdline))
+    (boot / "default.ipxe").write_text(ipxe_script(plan, "discovery", ""))
 
 
 def ipxe_script(plan: BootPlan, kind: str, cmdline: str) -> str:
     if kind == "local":
         return "#!ipxe\necho bootyard-lab: local boot\nexit\n"
+    if kind == "discovery":  # what a classic setup does for a machine it does not know
+        return "#!ipxe\necho bootyard-lab: unknown machine ${net0/mac}, not in the inventory\nexit\n"
     base = f"{plan.http_base}/images"
-    root = f" bootyard.root={base}/root.squashfs" if kind == "live" else ""
+    root = f" rooturl={base}/root.squashfs" if kind == "live" else ""
     return ("#!ipxe\n"
             f"kernel {base}/vmlinuz initrd=initrd.img {cmdline}{root}\n"
             f"initrd {base}/initrd.img\n"

@@ -6,8 +6,9 @@ ownership need no privileges), gzip-compressed. Its ``/init`` (a busybox shell s
 1. mounts proc/sys/devtmpfs, loads the kernel modules listed in ``/etc/modules-load`` (virtio_pci,
    virtio_net, loop, squashfs, overlay and their dependencies, in dependency order);
 2. brings eth0 up with ``udhcpc``;
-3. without ``bootyard.root=URL`` on the kernel command line: prints the success marker;
-   with it: fetches the squashfs with ``wget``, mounts it under an overlay with a tmpfs upper layer,
+3. without a root URL on the kernel command line (``rooturl=URL``, as bootyard's ``rooturl``
+   live style writes it, ``root=live:URL`` or ``bootyard.root=URL``): prints the success marker;
+   with one: fetches the squashfs with ``wget``, mounts it under an overlay with a tmpfs upper layer,
    ``switch_root`` s into it, and the live root's ``/sbin/init`` prints the marker.
 
 Every line the guest prints for the lab starts with ``bootyard-lab:``; the success line is
@@ -42,7 +43,8 @@ MARKER=none; ROOT=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         bootyard.marker=*) MARKER="${arg#*=}" ;;
-        bootyard.root=*) ROOT="${arg#*=}" ;;
+        bootyard.root=*|rooturl=*) ROOT="${arg#*=}" ;;
+        root=live:*) ROOT="${arg#root=live:}" ;;
     esac
 done
 KV=$(uname -r)

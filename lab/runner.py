@@ -37,9 +37,10 @@ except ImportError:  # run as python -m lab: the harness lives in tests/
 MARKER_TIMEOUT = 120.0
 # Console lines that mark the stages of a boot (first match of each), for timelines.
 STAGES = (
-    ("firmware", r"iPXE \(http://ipxe.org\)|UEFI|BdsDxe|SeaBIOS|PXELINUX"),
-    ("loader", r"iPXE initialising|Configuring \(net0|PXELINUX \d|Booting from ROM|>>Start"),
-    ("kernel-fetch", r"vmlinuz\.\.\.|images/vmlinuz|Loading images/vmlinuz"),
+    ("firmware", r"."),
+    ("net-boot-program", r"iPXE initialising|PXELINUX \d|>>Start PXE|>>Start HTTP"),
+    ("ipxe-dhcp-done", r"Configuring \(net0.*ok"),
+    ("kernel-fetch", r"vmlinuz\.\.\. ok"),
     ("init", r"bootyard-lab: stage=init"),
     ("network", r"bootyard-lab: stage=network"),
     ("rootfs", r"bootyard-lab: stage=rootfs-fetched"),
@@ -117,11 +118,15 @@ class BootLab:
         if pattern is None:
             marker = host.marker if isinstance(host, HostSpec) else self.plan.default_marker
             pattern = rf"BOOTYARD-MARKER {marker} "
+        if disk is None and isinstance(host, HostSpec) and host.kind == "local":
+            from lab.disk import make_disk
+            disk = make_disk(self.workdir / f"{host.name}-disk.img",
+                             f"BOOTYARD-MARKER {host.marker} stage=local-disk")
         vm = self.vm(mac, firmware, disk=disk)
         try:
             vm.start()
             line = vm.wait_for(pattern, timeout)
-            vm.wait_exit(5)
+            vm.wait_exit(2)
         finally:
             vm.stop()
         return BootResult(vm, line, mac)
