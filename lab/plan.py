@@ -11,7 +11,8 @@ import secrets
 from pathlib import Path
 
 KINDS = ("kernel", "live", "local")  # what the host runs: initramfs marker, live root, local disk
-BOOTS = ("ipxe", "pxelinux")  # how it gets there: iPXE script over HTTP, or PXELINUX over TFTP
+# How it gets there: iPXE script over HTTP, PXELINUX over TFTP, GRUB (UEFI) over TFTP.
+BOOTS = ("ipxe", "pxelinux", "grub")
 
 
 @dataclasses.dataclass(frozen=True)

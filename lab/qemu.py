@@ -80,6 +80,7 @@ class VM:
         self._reader: threading.Thread | None = None
         self.started_at: float | None = None  # time.time() of power-on
         self.log_path = self.workdir / f"{name}-console.log"
+        self.on_line = None  # optional callback(vm, Line), called from the reader thread
 
     def argv(self) -> list[str]:
         nic = f"virtio-net-pci,netdev=n0,mac={self.mac},bootindex=1"
@@ -137,6 +138,11 @@ class VM:
         with self._cond:
             self.lines.append(line)
             self._cond.notify_all()
+        if self.on_line is not None:
+            try:
+                self.on_line(self, line)
+            except Exception as exc:  # a broken observer must not stop the console reader
+                log.write(f"[on_line failed: {exc!r}]\n")
 
     @property
     def running(self) -> bool:

@@ -123,8 +123,15 @@ class BootLab:
             disk = make_disk(self.workdir / f"{host.name}-disk.img",
                              f"BOOTYARD-MARKER {host.marker} stage=local-disk")
         vm = self.vm(mac, firmware, disk=disk)
+        watcher = getattr(self.stack, "console_watcher", None)
+        if watcher is not None:
+            vm.on_line = watcher(mac)
         try:
             vm.start()
+            if watcher is not None:
+                self.stack.guest_event(mac, "lab.power_on", vm.started_at,
+                                       firmware=firmware.name + ("-http" if firmware.http_boot
+                                                                 else ""))
             line = vm.wait_for(pattern, timeout)
             vm.wait_exit(2)
         finally:
