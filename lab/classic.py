@@ -39,6 +39,8 @@ def dnsmasq_conf(plan: BootPlan, workdir: Path) -> str:
         script = f"{plan.http_base}/boot/{host.mac}.ipxe"
         if host.boot == "pxelinux":
             lines.append(f"dhcp-boot=tag:{tag},pxelinux.0,,{srv}")
+        elif host.boot == "grub":
+            lines.append(f"dhcp-boot=tag:{tag},grub/x86_64-efi/core.efi,,{srv}")
         else:
             lines.append(f"dhcp-boot=tag:{tag},tag:ipxe,{script}")
             lines.append(f"dhcp-boot=tag:{tag},tag:!ipxe,tag:httpclient,"
@@ -92,6 +94,13 @@ def write_boot_files(plan: BootPlan) -> None:
                 "DEFAULT linux\nPROMPT 0\nTIMEOUT 0\nSERIAL 0 115200\n"
                 "LABEL linux\n  KERNEL images/vmlinuz\n"
                 f"  APPEND initrd=images/initrd.img {host.cmdline}\n")
+        if host.boot == "grub":  # GRUB looks for $prefix/grub.cfg-01-<mac> first
+            (plan.tftp_root / "grub" / ("grub.cfg-01-" + host.mac.replace(":", "-"))).write_text(
+                "set timeout=0\n"
+                f"echo 'bootyard-lab: grub loading {host.name}'\n"
+                f"linux /images/vmlinuz {host.cmdline}\n"
+                "initrd /images/initrd.img\n"
+                "boot\n")
     (boot / "default.ipxe").write_text(ipxe_script(plan, "discovery", ""))
 
 

@@ -57,8 +57,8 @@ while [ ! -e /sys/class/net/eth0 ]; do
     n=$((n + 1)); [ $n -gt 100 ] && fail "no eth0 (virtio_net not loaded?)"
     sleep 0.1
 done
-udhcpc -i eth0 -s /etc/udhcpc.script -n -q -t 10 -T 2 -x hostname:bootyard-lab \
-    -V bootyard-lab-udhcpc || fail "no DHCP lease on eth0"
+udhcpc -i eth0 -s /etc/udhcpc.script -n -q -t 10 -T 2 \
+    || fail "no DHCP lease on eth0"
 say "stage=network ip=$(cat /run/ip)"
 if [ -z "$ROOT" ]; then
     echo "BOOTYARD-MARKER $MARKER stage=initramfs ip=$(cat /run/ip)"
