@@ -109,7 +109,8 @@ class BootyardStack:
         env.update({
             "BOOTYARD_REDIS_URL": self.redis_url,
             "BOOTYARD_LOG__LEVEL": "info",
-            "BOOTYARD_DHCP__INTERFACE": "eth0",
+            "BOOTYARD_DHCP__INTERFACES": "eth0",
+            "BOOTYARD_DHCP__EVENTS": "all",
             "BOOTYARD_DHCP__HTTP_BASE_URL": base,
             "BOOTYARD_DHCP__SERVER_ADDRESS": srv,
             "BOOTYARD_DHCP__METRICS_HOST": "127.0.0.1",

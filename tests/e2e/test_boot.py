@@ -142,7 +142,11 @@ def test_6_unknown_machine(bootlab, stack):
     assert 100 <= last <= 199  # from the dynamic pool, not a reservation
     assert not vm.find(r"vmlinuz")
     if stack == "bootyard":
-        kinds_in_order(boot, mac, ["dhcp.ack", "http.script", "http.discovery"])
+        kinds_in_order(boot, mac, ["dhcp.ack", "http.discovery", "http.discovery"])
+        stages = [e.fields.get("stage") for e in boot.events(mac) if e.kind == "http.discovery"]
+        assert stages == ["ipxe", "report"]  # the script fetch, then iPXE's report of itself
+        report = [e for e in boot.events(mac) if e.kind == "http.discovery"][-1]
+        assert report.fields.get("platform") == "pcbios"
 
 
 @pytest.mark.parametrize("stack", MAIN)
