@@ -95,6 +95,7 @@ class BootyardStack:
              "--dir", str(rdir), "--appendonly", "yes", "--appendfsync", "everysec",
              "--save", "", "--daemonize", "no", "--logfile", str(rdir / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.ns.lab.processes.append(self.redis)  # killed by Lab.close even if stop() is skipped
         deadline = time.monotonic() + 10
         while not self.socket.exists():
             if self.redis.poll() is not None or time.monotonic() > deadline:
