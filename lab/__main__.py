@@ -90,10 +90,25 @@ def cmd_demo(args, assets) -> int:
     return 0
 
 
+# Intervals between console stages that depend on the servers (the rest is the guest's CPU).
+INTERVALS = (
+    ("ipxe-dhcp", "net-boot-program", "ipxe-dhcp-done"),
+    ("script+kernel", "ipxe-dhcp-done", "kernel-fetch"),
+    ("guest-dhcp", "init", "network"),
+    ("rootfs", "network", "rootfs"),
+)
+
+
+def intervals(stages: dict[str, float]) -> dict[str, float]:
+    return {name: stages[b] - stages[a] for name, a, b in INTERVALS
+            if a in stages and b in stages}
+
+
 def cmd_bench(args, assets) -> int:
     stacks = ["classic", "bootyard"]
     scenarios = args.scenarios.split(",")
     times: dict[tuple[str, str], list[float]] = {}
+    parts: dict[tuple[str, str, str], list[float]] = {}
     failures = 0
     base = Path(tempfile.mkdtemp(prefix="bootyard-bench-boot-"))
     print(f"bench-boot: {args.rounds} round(s) of {', '.join(scenarios)}, stacks alternating "
@@ -111,6 +126,8 @@ def cmd_bench(args, assets) -> int:
                           f"{str(exc).splitlines()[0]}")
                     continue
                 times.setdefault((scenario, stack), []).append(result.seconds)
+                for name, value in intervals(dict(result.stages)).items():
+                    parts.setdefault((scenario, stack, name), []).append(value)
                 stages = " ".join(f"{n}={t:.2f}" for n, t in result.stages)
                 print(f"  round {rnd + 1} {scenario:<6} {stack:<8} {result.seconds:6.2f}s  "
                       f"[{stages}]", flush=True)
@@ -122,6 +139,11 @@ def cmd_bench(args, assets) -> int:
             if values:
                 print(f"{scenario:<9} {stack:<8} {len(values):2d} {statistics.median(values):7.2f} "
                       f"{min(values):6.2f} {max(values):6.2f}")
+        for name, _a, _b in INTERVALS:
+            row = [parts.get((scenario, stack, name)) for stack in stacks]
+            if all(row):
+                print(f"{scenario:<9}   {name:<14} median " + "  ".join(
+                    f"{stack}={statistics.median(v):.3f}s" for stack, v in zip(stacks, row)))
         ours, theirs = times.get((scenario, "bootyard")), times.get((scenario, "classic"))
         if ours and theirs:
             ratio = statistics.median(ours) / statistics.median(theirs)
