@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.assets import REPO, ensure_assets
+from lab.assets import ensure_assets
 from lab.runner import BootLab
-
-
-def bootyard_services_present() -> bool:
-    return all((REPO / "services" / name / "__main__.py").exists()
-               for name in ("dhcp", "tftp", "http"))
 
 
 @pytest.fixture(scope="session")

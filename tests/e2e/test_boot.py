@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import bootyard_services_present
 
+from lab.bootyard import services_present
 from lab.qemu import BIOS, UEFI, UEFI_HTTP
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.e2e]
 
-BOOTYARD = bootyard_services_present()
+BOOTYARD = services_present()
 # Scenarios 1 and 5 run on both stacks (the boot-time baseline); the others on bootyard once its
 # services are in the tree, on the classic stack before that.
 BOTH = ["classic", "bootyard"] if BOOTYARD else ["classic"]
