@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from lab import assets as assets_mod
@@ -157,4 +156,4 @@ def format_stages(result: BootResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BootLab", "BootResult", "BootFailed", "Lab", "format_stages", "time"]
+__all__ = ["BootLab", "BootResult", "BootFailed", "Lab", "format_stages"]
