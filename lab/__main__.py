@@ -35,6 +35,35 @@ SCENARIOS = {
 }
 
 
+def stage_summary(events) -> list[tuple[str, float]]:
+    """(stage, seconds) from a host's events: power-on to the firmware's DHCP, DHCP, boot
+    script and files, the kernel's start, the guest's DHCP, the root."""
+    def first(kind, after=0.0):
+        return next((e.ts for e in events if e.kind == kind and e.ts >= after), None)
+
+    def last_before(kind, before):
+        found = [e.ts for e in events if e.kind == kind and e.ts <= before]
+        return found[-1] if found else None
+
+    power = first("lab.power_on")
+    init = first("lab.guest_init")
+    if power is None or init is None:
+        return []
+    marks = [("power-on -> first DHCP packet (firmware)", power, first("dhcp.discover", power))]
+    ack = first("dhcp.ack", power)
+    marks.append(("DHCP (firmware/iPXE)", first("dhcp.discover", power), ack))
+    loaded = last_before("http.file", init) or last_before("tftp.transfer", init)
+    marks.append(("boot script, kernel and initrd", ack, loaded))
+    marks.append(("kernel start -> /init", loaded, init))
+    network = first("lab.guest_network", init)
+    marks.append(("DHCP in the initramfs", init, network))
+    end = first("lab.marker", init)
+    if first("lab.live_root", init):
+        marks.append(("squashfs fetch, overlay, switch_root", network, first("lab.live_root", init)))
+    marks.append(("total, power-on -> marker", power, end))
+    return [(name, b - a) for name, a, b in marks if a is not None and b is not None]
+
+
 def run_one(scenario: str, stack: str, workdir: Path, assets, quiet: bool = False):
     kind, boot_path, firmware = SCENARIOS[scenario]
     with Lab() as netlab:
@@ -43,8 +72,13 @@ def run_one(scenario: str, stack: str, workdir: Path, assets, quiet: bool = Fals
             host = boot.plan.add_host(f"{scenario}1", kind=kind, boot=boot_path)
             boot.start()
             result = boot.boot(host, firmware)
-            timeline = boot.stack.cli("events", "--host", host.mac) if stack == "bootyard" \
-                else ""
+            timeline = ""
+            if stack == "bootyard":
+                timeline = boot.stack.cli("events", "--host", host.mac)
+                summary = stage_summary(boot.events(host.mac))
+                if summary:
+                    timeline += "\ntime each stage took:\n" + "\n".join(
+                        f"  {seconds:7.3f}s  {name}" for name, seconds in summary) + "\n"
             return host, result, timeline
         finally:
             boot.stop()
