@@ -207,7 +207,10 @@ class BootyardStack:
     def events(self, mac: str) -> list:
         from shared.events import Event, host_stream
         entries = self._sync_client().xrange(host_stream(mac))
-        return [Event.from_entry(i, d) for i, d in entries]
+        # In time order, not stream order: services write their events in batches (DHCP every
+        # 50 ms), so under load an http.script can reach the stream before the dhcp.ack that
+        # came first. ``ts`` is taken when the event happened.
+        return sorted((Event.from_entry(i, d) for i, d in entries), key=lambda e: e.ts)
 
     def stop(self) -> None:
         for proc in self.procs.values():
