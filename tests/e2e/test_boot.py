@@ -72,6 +72,11 @@ def test_2_tftp_only(bootlab, stack):
         kinds = kinds_in_order(boot, host.mac, ["dhcp.ack", "tftp.transfer", "tftp.transfer",
                                                 "lab.guest_init", "lab.marker"])
         assert "http.file" not in kinds
+        done = {e.fields.get("file", "").lstrip("/") for e in boot.events(host.mac)
+                if e.kind == "tftp.transfer" and e.fields.get("result") == "ok"}
+        per_host = "grub/grub.cfg-01-" + host.mac.replace(":", "-")  # rendered by the service
+        assert {per_host, "images/vmlinuz", "images/initrd.img"} <= done, sorted(done)
+        assert not (boot.plan.tftp_root / per_host).exists()  # no file: rendered on request
 
 
 @pytest.mark.parametrize("stack", MAIN)
