@@ -1,0 +1,28 @@
+"""`make demo` as the README promises it: exit 0, and a timeline with DHCP, HTTP, kernel and root
+stages of the demo host (runs `python -m lab demo`, which builds and removes its own lab)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from lab.assets import REPO
+from harness.netlab import list_namespaces
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.e2e]
+
+
+def test_demo_prints_the_boot_timeline_and_cleans_up():
+    before = set(list_namespaces())
+    result = subprocess.run([sys.executable, "-m", "lab", "demo"], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    out = result.stdout
+    for needle in ("dhcp.ack", "http.script", "http.file", "path=/images/vmlinuz",
+                   "path=/images/root.squashfs", "lab.guest_init", "lab.live_root",
+                   "lab.marker", "time each stage took", "kernel start -> /init",
+                   "squashfs fetch, overlay, switch_root", "total, power-on -> marker"):
+        assert needle in out, f"{needle!r} missing from the demo's output:\n{out[-3000:]}"
+    assert set(list_namespaces()) <= before  # the demo removed its namespaces
