@@ -32,7 +32,7 @@ from shared.schema import KIND_BY_PLURAL, KINDS, Problem, from_hash, parse_recor
 from shared.store import InventoryError, InventoryStore
 
 
-class ImportError_(InventoryError):
+class ImportRefused(InventoryError):
     """A file that cannot be imported; ``problems`` lists every fault found."""
 
     def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
@@ -135,28 +135,28 @@ async def export_yaml(store: InventoryStore) -> str:
 def yaml_to_dump(text: str, source: str = "file") -> dict[str, dict[str, dict[str, str]]]:
     """Parse an export file into ``{kind: {id: hash}}``, validating everything in it.
 
-    Raises ImportError_ listing every record that fails validation.
+    Raises ImportRefused listing every record that fails validation.
     """
     try:
         # BaseLoader keeps every scalar as text, so "yes" and "0800" stay exactly as written.
         document = yaml.load(text, Loader=yaml.BaseLoader)
     except yaml.YAMLError as exc:
-        raise ImportError_(f"{source}: not valid YAML: {exc}") from None
+        raise ImportRefused(f"{source}: not valid YAML: {exc}") from None
     if document in (None, ""):
         document = {}
     if not isinstance(document, dict):
-        raise ImportError_(f"{source}: the top level must map hosts/profiles/subnets/... to objects")
+        raise ImportRefused(f"{source}: the top level must map hosts/profiles/subnets/... to objects")
     dump: dict[str, dict[str, dict[str, str]]] = {name: {} for name in KINDS}
     problems: list[Problem] = []
     for plural, objects in document.items():
         kind = KIND_BY_PLURAL.get(plural)
         if kind is None:
-            raise ImportError_(f"{source}: unknown section {plural!r} "
+            raise ImportRefused(f"{source}: unknown section {plural!r} "
                                f"(known: {', '.join(KIND_BY_PLURAL)})")
         if objects in (None, ""):
             continue
         if not isinstance(objects, dict):
-            raise ImportError_(f"{source}: {plural} must map ids to objects")
+            raise ImportRefused(f"{source}: {plural} must map ids to objects")
         for ident, body in objects.items():
             try:
                 canonical = kind.canonical_id(str(ident))
@@ -192,7 +192,7 @@ def yaml_to_dump(text: str, source: str = "file") -> dict[str, dict[str, dict[st
             problems += [p for p in parse_record(KINDS[kind_name], ident, raw)[1]
                          if p.severity == "error"]
     if problems:
-        raise ImportError_(f"{source}: {len(problems)} problem(s); nothing was imported",
+        raise ImportRefused(f"{source}: {len(problems)} problem(s); nothing was imported",
                            problems)
     return dump
 
@@ -209,5 +209,5 @@ async def import_yaml(store: InventoryStore, text: str, *, replace: bool,
     in_file = {KINDS[name].key(ident) for name, objects in dump.items() for ident in objects}
     errors = [p for p in validate_dump(merged) if p.severity == "error" and p.key in in_file]
     if errors:
-        raise ImportError_(f"{source}: {len(errors)} problem(s); nothing was imported", errors)
+        raise ImportRefused(f"{source}: {len(errors)} problem(s); nothing was imported", errors)
     return await store.load(dump, replace=replace)

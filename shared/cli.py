@@ -115,7 +115,8 @@ def _changes(args: argparse.Namespace, kind: Kind) -> dict[str, str]:
     return changes
 
 
-async def run(args: argparse.Namespace, url: str, out=sys.stdout) -> int:
+async def run(args: argparse.Namespace, url: str, out=None) -> int:
+    out = out or sys.stdout
     client = connect(url)
     store = InventoryStore(client, url)
     try:
@@ -140,7 +141,7 @@ async def _dispatch(args, store: InventoryStore, client, out) -> int:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
         try:
             counts = await admin.import_yaml(store, text, replace=args.replace, source=source)
-        except admin.ImportError_ as exc:
+        except admin.ImportRefused as exc:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             raise

@@ -69,8 +69,14 @@ def run_service(service: str, settings_cls: type,
 async def _main(serve, cfg, grace: float, log: logs.EventLogger) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            log.info("stopping", signal=sig.name, grace_s=grace)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     task = asyncio.create_task(serve(cfg, stop))
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -78,7 +84,6 @@ async def _main(serve, cfg, grace: float, log: logs.EventLogger) -> None:
         stopper.cancel()
         task.result()  # re-raise a start-up failure
         return
-    log.info("stopping", grace_s=grace)
     try:
         await asyncio.wait_for(task, grace)
     except asyncio.TimeoutError:

@@ -1,0 +1,98 @@
+import asyncio
+
+from shared import metrics
+from shared.cli import main
+from shared.events import GLOBAL_STREAM, EventLog, format_event, host_stream
+from shared.store import connect
+
+MAC = "52:54:00:12:34:56"
+
+
+async def test_emit_flush_read_per_host_and_global(redis_url):
+    client = connect(redis_url)
+    log = EventLog(client, "dhcp")
+    log.emit("dhcp.offer", MAC, ip="198.18.5.21", boot_file="undionly.kpxe")
+    log.emit("dhcp.ack", MAC, ip="198.18.5.21")
+    log.emit("dhcp.ignored", None, reason="not_our_interface")
+    await log.flush()
+    host = await log.read(MAC)
+    assert [e.kind for e in host] == ["dhcp.offer", "dhcp.ack"]
+    assert host[0].fields == {"ip": "198.18.5.21", "boot_file": "undionly.kpxe"}
+    assert host[0].service == "dhcp" and host[0].mac == MAC and host[0].ts <= host[1].ts
+    assert [e.kind for e in await log.read()] == ["dhcp.offer", "dhcp.ack", "dhcp.ignored"]
+    assert await client.xlen(GLOBAL_STREAM) == 3 and await client.xlen(host_stream(MAC)) == 2
+    await client.aclose()
+
+
+async def test_background_writer_and_follow(redis_url):
+    client = connect(redis_url)
+    log = EventLog(client, "tftp")
+    stop = asyncio.Event()
+    writer = asyncio.create_task(log.run(stop, interval=0.01))
+    seen = []
+
+    async def follow():
+        async for event in log.follow(MAC, last_id="0-0", block_ms=100):
+            seen.append(event.kind)
+            if len(seen) == 2:
+                return
+
+    follower = asyncio.create_task(follow())
+    log.emit("tftp.transfer", MAC, file="undionly.kpxe", bytes=70000)
+    log.emit("tftp.transfer", MAC, file="pxelinux.cfg/01-52-54-00-12-34-56")
+    await asyncio.wait_for(follower, 5)
+    stop.set()
+    await asyncio.wait_for(writer, 5)
+    assert seen == ["tftp.transfer", "tftp.transfer"]
+    await client.aclose()
+
+
+async def test_events_wait_while_redis_is_down(private_redis):
+    client = connect(private_redis.url, timeout=0.5)
+    log = EventLog(client, "http")
+    private_redis.kill()
+    before = metrics.REDIS_ERRORS.labels("events")._value.get()
+    log.emit("http.script", MAC)
+    stop = asyncio.Event()
+    writer = asyncio.create_task(log.run(stop, interval=0.01))
+    await asyncio.sleep(0.5)
+    assert metrics.REDIS_ERRORS.labels("events")._value.get() > before
+    private_redis.start()
+    for _ in range(100):
+        if await _length(client, MAC):
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(writer, 5)
+    assert await client.xlen(host_stream(MAC)) == 1
+    await client.aclose()
+
+
+async def _length(client, mac):
+    try:
+        return await client.xlen(host_stream(mac))
+    except Exception:  # noqa: BLE001 - Redis still starting
+        return 0
+
+
+def test_cli_prints_the_timeline(redis_url, monkeypatch, capsys):
+    async def emit():
+        client = connect(redis_url)
+        log = EventLog(client, "dhcp")
+        log.emit("dhcp.ack", MAC, ip="198.18.5.21")
+        log.emit("dhcp.ack", "52:54:00:00:00:01", ip="198.18.5.22")
+        await log.flush()
+        await client.aclose()
+    asyncio.run(emit())
+    monkeypatch.setenv("BOOTYARD_REDIS_URL", redis_url)
+    assert main(["events", "--host", "52-54-00-12-34-56"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "dhcp.ack" in out[0] and "ip=198.18.5.21" in out[0]
+
+
+def test_format_event_shows_the_gap():
+    from shared.events import Event
+    first = Event("1-0", 1000.0, "dhcp", "dhcp.ack", MAC, {"ip": "1.2.3.4"})
+    second = Event("2-0", 1001.25, "http", "http.script", MAC, {})
+    line = format_event(second, first.ts)
+    assert "+  1.250s" in line and "http.script" in line and MAC in line

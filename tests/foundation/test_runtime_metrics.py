@@ -1,0 +1,108 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+
+import pytest
+
+from shared import metrics
+
+SERVICE = textwrap.dedent('''
+    import asyncio, dataclasses, sys
+    from shared import metrics, runtime
+    from shared.settings import CommonSettings, setting
+
+    @dataclasses.dataclass(frozen=True)
+    class ToySection:
+        metrics_port: int = setting(0)
+        refuse: bool = setting(False)
+
+    @dataclasses.dataclass(frozen=True)
+    class ToySettings(CommonSettings):
+        toy: ToySection = dataclasses.field(default_factory=ToySection)
+
+    async def serve(cfg, stop):
+        if cfg.toy.refuse:
+            raise runtime.StartupError("no interface configured: set toy.interfaces")
+        runner = await metrics.start_metrics_server("127.0.0.1", cfg.toy.metrics_port)
+        print("PORT", metrics.bound_port(runner), flush=True)
+        await stop.wait()
+        await runner.cleanup()
+        print("CLEAN", flush=True)
+
+    sys.exit(runtime.run_service("toy", ToySettings, serve, sys.argv[1:]))
+''')
+
+
+def run_toy(tmp_path, env=None, args=()):
+    script = tmp_path / "toy.py"
+    script.write_text(SERVICE)
+    full_env = {**os.environ, "PYTHONPATH": os.getcwd(), **(env or {})}
+    return subprocess.Popen([sys.executable, str(script), *args], env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_service_serves_metrics_and_stops_gracefully_on_sigterm(tmp_path):
+    proc = run_toy(tmp_path)
+    line = proc.stdout.readline()
+    assert line.startswith("PORT"), proc.stderr.read()
+    port = int(line.split()[1])
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert "bootyard_redis_errors_total" in body and 'operation="leases"' in body
+    assert urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).status == 200
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "CLEAN" in out and "event=stopping" in err
+
+
+def test_settings_error_exits_2_before_anything_starts(tmp_path):
+    proc = run_toy(tmp_path, env={"BOOTYARD_TOY__METRICS_PORT": "http"})
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 2 and "PORT" not in out
+    assert "toy.metrics_port = 'http' (from environment BOOTYARD_TOY__METRICS_PORT)" in err
+
+
+def test_startup_error_is_one_clear_line(tmp_path):
+    proc = run_toy(tmp_path, env={"BOOTYARD_TOY__REFUSE": "yes"})
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 2
+    assert "bootyard toy: cannot start: no interface configured: set toy.interfaces" in err
+
+
+def test_check_config_prints_settings(tmp_path):
+    proc = run_toy(tmp_path, env={"BOOTYARD_REDIS_URL": "redis://x:1/0"}, args=("--check-config",))
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "redis.url = 'redis://x:1/0'" in out
+
+
+def test_metric_declarations_are_checked_and_preinitialised():
+    with pytest.raises(ValueError, match="bootyard_<service>_<noun>"):
+        metrics.counter("dhcp_packets_total", "x")
+    with pytest.raises(ValueError, match="must end in _total"):
+        metrics.counter("bootyard_test_packets", "x")
+    counter = metrics.counter("bootyard_test_things_total", "things",
+                              {"direction": ("in", "out"), "type": ("a", "b")})
+    body = metrics.exposition()[0].decode()
+    for direction in ("in", "out"):
+        for kind in ("a", "b"):
+            assert f'bootyard_test_things_total{{direction="{direction}",type="{kind}"}} 0.0' in body
+    counter.labels("in", "a").inc()
+    assert 'bootyard_test_things_total{direction="in",type="a"} 1.0' in metrics.exposition()[0].decode()
+
+
+def test_kv_and_json_log_lines(capsys):
+    import json
+    from shared import logs
+    logs.configure("kv", "debug")
+    logs.get_logger("dhcp").info("ack", mac="52:54:00:12:34:56", reason="a b")
+    logs.configure("json", "info")
+    logs.get_logger("dhcp").debug("hidden")
+    logs.get_logger("dhcp").warning("nak", ip="10.0.0.1")
+    err = capsys.readouterr().err.splitlines()
+    assert 'level=info logger=bootyard.dhcp event=ack mac=52:54:00:12:34:56 reason="a b"' in err[0]
+    body = json.loads(err[1])
+    assert body["event"] == "nak" and body["ip"] == "10.0.0.1" and body["level"] == "warning"
+    assert len(err) == 2
