@@ -58,15 +58,25 @@ EOF
     docker import -c 'CMD ["bash"]' "$tarball" "$base" >/dev/null
 fi
 
+# A stand-in is built once (apt inside the build, host network) and saved under var/cache/compose
+# keyed by its Dockerfile and the base tarball, so later runs only `docker load` it.
 build_standin() {  # image, then the Dockerfile on stdin
     local image=$1
     if have_image "$image"; then return; fi
     local ctx; ctx=$(mktemp -d /tmp/bootyard-standin.XXXXXX)
     cat > "$ctx/Dockerfile"
+    local key; key=$( (cat "$ctx/Dockerfile"; stat -c %Y "$cache/bookworm-minbase.tar" 2>/dev/null) | sha256sum | cut -c1-16)
+    local saved="$cache/standin-${image//[\/:]/_}-$key.tar"
+    if [ -s "$saved" ]; then
+        log "loading stand-in $image from $saved"
+        docker load -q -i "$saved" >/dev/null && { rm -rf "$ctx"; return; }
+    fi
     log "building stand-in $image"
     flock "$lock" docker build --network host -q -t "$image" "$ctx" >/dev/null \
         || { rm -rf "$ctx"; log "building $image failed"; exit 1; }
     rm -rf "$ctx"
+    rm -f "$cache/standin-${image//[\/:]/_}-"*.tar
+    docker save -o "$saved.tmp" "$image" && mv "$saved.tmp" "$saved"
 }
 
 build_standin "${BOOTYARD_REDIS_IMAGE:-redis:7.2-bookworm}" <<'EOF'

@@ -86,6 +86,9 @@ if [ "${1:-}" != --inside ]; then
 
     say "step 2: wheels for an offline image build"
     "$PY" -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > "$tmp/req.txt"
+    # Markers are evaluated for the host's Python; the image runs Debian's 3.11.2, for which redis
+    # also needs async-timeout (python_full_version < "3.11.3"). Wheels for both are harmless.
+    echo 'async-timeout>=4.0.3' >> "$tmp/req.txt"
     "$PY" -m pip wheel -q -w deploy/wheelhouse -r "$tmp/req.txt" 2>&1 | grep -v '^WARNING: Location' >&2 || true
     ls deploy/wheelhouse/*.whl >/dev/null 2>&1 || fail "pip wheel produced no wheels"
     rm -rf "$tmp"; trap - EXIT
@@ -145,7 +148,8 @@ done
 say "step 2: base images"
 scripts/build-base-images.sh
 say "step 2: building the bootyard image"
-flock "$LOCK" "${COMPOSE[@]}" build --quiet http >&2 || fail "docker compose build"
+flock "$LOCK" "${COMPOSE[@]}" build http > "$tmp/build.log" 2>&1 \
+    || { tail -30 "$tmp/build.log" >&2; fail "docker compose build"; }
 
 say "step 4a: test-made interface $IFACE ($SERVER/24) and client namespace $NS"
 ip netns del "$NS" 2>/dev/null || true
@@ -159,6 +163,7 @@ ip netns exec "$NS" ip link set lo up
 ip netns exec "$NS" ip link set eth0 address "$CLIENT_MAC"
 ip netns exec "$NS" ip link set eth0 up
 
+say "step 3: docker compose up --wait (waits for $LOCK while a benchmark holds it)"
 say "step 3: docker compose up --wait (${present[*]} + redis, setup, prometheus)"
 up_services=(redis setup "${present[@]}" prometheus)
 flock "$LOCK" "${COMPOSE[@]}" up -d --wait --wait-timeout 120 "${up_services[@]}" >&2 \
@@ -228,10 +233,16 @@ fi
 
 say "step 5: Prometheus targets and every dashboard query"
 PROM=http://127.0.0.1:$PROM_PORT
-"$PY" tests/deploy/dashboard_checks.py --prometheus "$PROM" --wait-targets 90 \
-    --expect-jobs "$(printf 'bootyard-%s,' "${present[@]}")prometheus" >&2 \
-    || fail "Prometheus targets or dashboard queries"
-say "step 5: ok"
+jobs=prometheus
+for svc in "${present[@]}"; do jobs="$jobs,bootyard-$svc"; done
+if "$PY" tests/deploy/dashboard_checks.py --prometheus "$PROM" --wait-targets 90 --expect-jobs "$jobs" >&2; then
+    say "step 5: ok"
+elif [ ${#present[@]} -lt ${#SERVICES[@]} ]; then
+    say "step 5: PARTIAL: queries of missing services return nothing (expected without them)"
+    partial_status=1
+else
+    fail "Prometheus targets or dashboard queries"
+fi
 
 say "step 6: kill -9 redis, start it again: nothing acknowledged is lost"
 sleep 2  # appendfsync everysec: what was acknowledged more than a second ago is on disk
