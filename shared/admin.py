@@ -211,3 +211,54 @@ async def import_yaml(store: InventoryStore, text: str, *, replace: bool,
     if errors:
         raise ImportRefused(f"{source}: {len(errors)} problem(s); nothing was imported", errors)
     return await store.load(dump, replace=replace)
+
+
+# ---------------------------------------------------------------- object operations (CLI and API)
+
+def object_json(kind, ident: str, raw: Mapping[str, str], record: Any,
+                problems: list[Problem]) -> dict[str, Any]:
+    """One object as the CLI's ``show --json`` and the API print it."""
+    import dataclasses
+
+    return {"key": kind.key(ident), "id": ident, "fields": from_hash(kind, raw),
+            "valid": record is not None, "problems": [dataclasses.asdict(p) for p in problems]}
+
+
+async def show(store: InventoryStore, kind, ident: str) -> dict[str, Any]:
+    """One object, its fields and problems; raises NotFound."""
+    record, problems = await store.get(kind, ident)
+    canonical = kind.canonical_id(ident)
+    raw = await store.raw(kind, canonical)
+    return object_json(kind, canonical, raw, record, problems)
+
+
+async def list_objects(store: InventoryStore, kind, tag: str | None = None
+                       ) -> dict[str, dict[str, str]]:
+    """{id: hash} of every object of ``kind`` (hosts optionally only those with ``tag``)."""
+    objects = await store.raw_all(kind)
+    if tag:
+        objects = {i: r for i, r in objects.items()
+                   if tag in [t.strip() for t in r.get("tags", "").split(",")]}
+    return dict(sorted(objects.items()))
+
+
+def changes_from_fields(kind, fields: Mapping[str, Any]) -> dict[str, str]:
+    """Hash changes from structured fields (the YAML/JSON form: lists, ``vars`` mapping; None
+    or "" removes a field). Unknown field names raise InventoryError naming the known ones."""
+    if not isinstance(fields, Mapping):
+        raise InventoryError("expected an object of fields")
+    changes: dict[str, Any] = {}
+    for fname, value in fields.items():
+        if fname == "vars" and kind.has_vars:
+            if not isinstance(value, Mapping):
+                raise InventoryError("vars must be an object of name: value")
+            changes["vars"] = {str(k): "" if v is None else v for k, v in value.items()}
+        elif fname in kind.fields:
+            if isinstance(value, Mapping):
+                raise InventoryError(f"{fname}: expected text or a list")
+            changes[fname] = "" if value is None else value
+        else:
+            raise InventoryError(f"{kind.name} has no field {fname!r} "
+                                 f"(fields: {', '.join(kind.fields)}"
+                                 f"{', vars' if kind.has_vars else ''})")
+    return to_hash(kind, changes)

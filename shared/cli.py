@@ -12,10 +12,11 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared import admin, settings as settings_mod
+from shared import admin, leases, settings as settings_mod
 from shared.addresses import AddressError
 from shared.events import EventLog, format_event
 from shared.schema import KINDS, Kind, from_hash
@@ -80,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--host", metavar="MAC", help="only this host's events")
     sub.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     sub.add_argument("--count", "-n", type=int, default=200, help="how many past events (200)")
+    sub = commands.add_parser("leases", help="list DHCP leases (current ones unless --all)")
+    sub.add_argument("--all", action="store_true",
+                     help="also expired, released, declined and offered addresses")
+    sub.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -161,6 +166,8 @@ async def _dispatch(args, store: InventoryStore, client, out) -> int:
         return 0
     if args.command == "events":
         return await _events(args, client, out)
+    if args.command == "leases":
+        return await _leases(args, client, out)
     raise CliError(f"unknown command {args.command}")
 
 
@@ -179,27 +186,22 @@ async def _object_command(args, kind: Kind, store: InventoryStore, out) -> int:
         print(f"removed {kind.name} {kind.canonical_id(args.id)}", file=out)
         return 0
     if verb == "show":
-        record, problems = await store.get(kind, args.id)
-        ident = kind.canonical_id(args.id)
-        raw = await store.raw(kind, ident)
+        shown = await admin.show(store, kind, args.id)
         if args.json:
-            json.dump({"key": kind.key(ident), "fields": from_hash(kind, raw),
-                       "valid": record is not None,
-                       "problems": [dataclasses.asdict(p) for p in problems]}, out, indent=2)
+            json.dump({k: v for k, v in shown.items() if k != "id"}, out, indent=2)
             out.write("\n")
         else:
-            print(f"{kind.key(ident)}", file=out)
+            raw = await store.raw(kind, shown["id"])
+            print(shown["key"], file=out)
             width = max((len(f) for f in raw), default=0)
             for fname in sorted(raw):
                 print(f"  {fname:<{width}}  {raw[fname]}", file=out)
-            for problem in problems:
-                print(f"  {problem.severity}: {problem.field}: {problem.reason}", file=out)
-        return 0 if record is not None else 1
+            for problem in shown["problems"]:
+                print(f"  {problem['severity']}: {problem['field']}: {problem['reason']}",
+                      file=out)
+        return 0 if shown["valid"] else 1
     if verb == "list":
-        objects = await store.raw_all(kind)
-        if getattr(args, "tag", None):
-            objects = {i: r for i, r in objects.items()
-                       if args.tag in [t.strip() for t in r.get("tags", "").split(",")]}
+        objects = await admin.list_objects(store, kind, getattr(args, "tag", None))
         columns = LIST_COLUMNS[kind.name]
         if args.json:
             json.dump({i: from_hash(kind, r) for i, r in sorted(objects.items())}, out, indent=2)
@@ -228,6 +230,26 @@ async def _events(args, client, out) -> int:
         async for event in log.follow(mac, last_id=last_id):
             print(format_event(event, previous), file=out, flush=True)
             previous = event.ts
+    return 0
+
+
+async def _leases(args, client, out) -> int:
+    now = time.time()
+    records = [r for r in await leases.all_leases(client) if args.all or r.current(now)]
+    if args.json:
+        json.dump([dict(dataclasses.asdict(r), current=r.current(now)) for r in records], out,
+                  indent=2)
+        out.write("\n")
+        return 0
+    rows = [("IP", "MAC", "STATE", "EXPIRES", "SUBNET", "HOSTNAME")]
+    for r in records:
+        left = r.expires - now
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.expires))
+        state = r.state if r.state != "bound" or left > 0 else "expired"
+        rows.append((r.ip, r.mac, state, when, r.subnet, r.hostname))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
     return 0
 
 

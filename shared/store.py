@@ -9,7 +9,7 @@ is ``None`` or :class:`NotFound` (normal).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -33,6 +33,10 @@ class NotFound(InventoryError):
 
 class AlreadyExists(InventoryError):
     pass
+
+
+class PreconditionFailed(InventoryError):
+    """A conditional write whose condition did not hold (nothing was written)."""
 
 
 class RecordInvalid(InventoryError):
@@ -118,12 +122,15 @@ class InventoryStore:
         return parse_record(kind, canonical, raw)
 
     async def write(self, kind: Kind, ident: str, changes: Mapping[str, str], *,
-                    mode: str) -> Any:
+                    mode: str, precondition: Callable[[dict[str, str]], str | None] | None = None
+                    ) -> Any:
         """Create (``mode='add'``), update (``'set'``) or overwrite (``'replace'``) one object.
 
         ``changes`` are hash fields; an empty value removes the field. The merged result is
         validated before anything is written, and the write is atomic (WATCH/MULTI), so a
-        concurrent edit with redis-cli is never half-overwritten.
+        concurrent edit with redis-cli is never half-overwritten. ``precondition(current_hash)``
+        returns None to go on or a reason to refuse (PreconditionFailed); it is checked inside
+        the same transaction, so "switch only if not switched yet" happens exactly once.
         """
         canonical = kind.canonical_id(ident)
         key = kind.key(canonical)
@@ -140,6 +147,10 @@ class InventoryStore:
                         if mode == "set" and not current:
                             raise NotFound(f"no {kind.name} {canonical} (key {key}); use "
                                            f"'bootyard {kind.name} add' to create it")
+                        if precondition is not None:
+                            refused = precondition(current)
+                            if refused:
+                                raise PreconditionFailed(refused)
                         merged = {} if mode == "replace" else dict(current)
                         merged.update(changes)
                         merged = {f: v for f, v in merged.items() if v != ""}

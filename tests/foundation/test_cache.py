@@ -139,3 +139,17 @@ def test_doubles():
     assert StaticInventory().host(MAC) is None
     with pytest.raises(InventoryUnavailable):
         BrokenInventory().host(MAC)
+
+
+async def test_unix_socket_redis_for_namespaced_services(tmp_path):
+    server = RedisServer(tmp_path, unix_socket=True)
+    server.start()
+    try:
+        assert server.url.startswith("unix://")
+        async with Running(server.url) as cache:
+            client = connect(server.url)
+            await client.hset(KEY, mapping={"hostname": "over-unix"})
+            await client.aclose()
+            await wait_until(lambda: cache.host(MAC) is not None, 1.0)
+    finally:
+        server.kill()

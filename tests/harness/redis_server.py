@@ -22,11 +22,14 @@ def free_port() -> int:
 
 class RedisServer:
     def __init__(self, workdir: Path, port: int | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), unix_socket: bool = False) -> None:
+        """``unix_socket``: listen on a Unix socket only (``url`` is ``unix://...``), so that
+        processes in network namespaces, which do not share loopback, reach it too."""
         self.extra_args = tuple(extra_args)
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
+        self.socket = self.dir / "redis.sock" if unix_socket else None
+        self.port = 0 if unix_socket else (port or free_port())
         self.proc: subprocess.Popen | None = None
         self.binary = shutil.which("redis-server")
         if self.binary is None:
@@ -35,6 +38,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
+        if self.socket:
+            return f"unix://{self.socket}?db=0"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
@@ -42,7 +47,7 @@ class RedisServer:
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "everysec",
              "--save", "", "--daemonize", "no", "--protected-mode", "no",
-             "--logfile", str(self.dir / "redis.log"), *self.extra_args],
+             "--logfile", str(self.dir / "redis.log"), *self._socket_args(), *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -53,9 +58,20 @@ class RedisServer:
             time.sleep(0.05)
         raise RuntimeError(f"redis-server did not answer within {timeout}s: {self.log_tail()}")
 
+    def _socket_args(self) -> tuple[str, ...]:
+        if not self.socket:
+            return ()
+        return ("--unixsocket", str(self.socket), "--unixsocketperm", "777")
+
     def ping(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+            if self.socket:
+                sock = socket.socket(socket.AF_UNIX)
+                sock.settimeout(0.5)
+                sock.connect(str(self.socket))
+            else:
+                sock = socket.create_connection(("127.0.0.1", self.port), timeout=0.5)
+            with sock:
                 sock.sendall(b"PING\r\n")
                 return sock.recv(64).startswith(b"+PONG")
         except OSError:

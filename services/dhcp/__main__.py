@@ -1,0 +1,66 @@
+"""``python -m services.dhcp``: load settings, open the sockets, serve until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from services.dhcp.server import DhcpServer
+from services.dhcp.settings import DhcpSettings
+from services.dhcp.transport import Transport, resolve_interfaces
+from shared import leases, logs, metrics, runtime
+from shared.cache import InventoryCache
+from shared.events import EventLog
+from shared.store import connect
+
+log = logs.get_logger("dhcp")
+
+
+async def serve(cfg: DhcpSettings, stop: asyncio.Event) -> None:
+    section = cfg.dhcp
+    interfaces = resolve_interfaces(section.interfaces)  # refuses to start without any
+    transport = Transport(interfaces, section.server_port, section.queue_size)
+    transport.open()
+    client = connect(cfg.redis.url, cfg.redis.timeout)
+    lease_client = leases.connect(cfg.redis.url, cfg.redis.timeout)
+    cache = InventoryCache(client, service="dhcp")
+    events = EventLog(client, "dhcp")
+    store = leases.LeaseStore(lease_client, offer_hold=section.offer_hold,
+                              quarantine=section.decline_quarantine)
+    server = DhcpServer(section, cache, store, events, transport)
+    runner = await metrics.start_metrics_server(
+        section.metrics_host, section.metrics_port, health=lambda: cache.ready)
+    log.info("listening", interfaces=",".join(f"{i.name}={i.address}" for i in interfaces),
+             port=section.server_port, metrics_port=metrics.bound_port(runner))
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(cache.run(stop))
+            tasks.create_task(events.run(stop))
+
+            async def start_serving() -> None:
+                await cache.wait_ready()
+                try:
+                    await server.sync_pools()
+                except Exception as exc:  # noqa: BLE001 - housekeeping retries it
+                    log.warning("pool_sync_failed", reason=str(exc))
+                log.info("serving", subnets=len(cache.subnets()), hosts=len(cache.hosts()))
+                async with asyncio.TaskGroup() as inner:
+                    inner.create_task(server.run(stop))
+                    inner.create_task(server.housekeeping(stop))
+
+            serving = tasks.create_task(start_serving())
+            await stop.wait()
+            serving.cancel()
+    finally:
+        transport.close()
+        await runner.cleanup()
+        await client.aclose()
+        await lease_client.aclose()
+
+
+def main(argv=None) -> int:
+    return runtime.run_service("dhcp", DhcpSettings, serve, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""What to answer: a pure function of the request, the inventory's answers and the lease decision.
+
+``screen(request, host, subnet, ctx)`` says whether a request is for us at all (before any lease
+work); ``decide(request, host, profile, subnet, lease, ctx)`` builds the reply and its destination
+(RFC 2131 §4.1) or says why there is none. ``choose_boot`` is the boot-file policy (docs/dhcp.md).
+No sockets, clock, Redis or logging here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Mapping
+
+from services.dhcp import codec
+from services.dhcp.codec import FLAG_BROADCAST, ZERO_IP, Message, MessageType, Opt
+from shared.schema import Host, Profile, Subnet
+
+BROADCAST_IP = "255.255.255.255"
+# Every reason a request goes unanswered (a closed set: it is a metrics label).
+IGNORE_REASONS = (
+    "not_request", "not_dhcp", "unsupported_type", "host_disabled", "no_subnet",
+    "other_server", "pool_exhausted", "unknown_client", "no_reply_expected", "redis_down",
+    "malformed", "wrong_interface", "lease_conflict",
+)
+# RFC 4578 §2.1 client system architecture types (option 93).
+ARCH_BIOS = 0
+ARCH_EFI_IA32 = 6
+ARCH_EFI_X64 = (7, 9)  # 7 = EFI BC, 9 = EFI x86-64 (firmware uses both for x86-64)
+ARCH_EFI_ARM64 = 11
+ARCH_HTTP_X64 = 16
+ARCH_HTTP_ARM64 = 19
+# PXE 2.1 option 43 sub-option 6 (PXE_DISCOVERY_CONTROL) = 8: boot from the file name given,
+# skip boot-server discovery (what every PXE ROM does with a plain DHCP server).
+PXE_VENDOR_OPTIONS = bytes((6, 1, 8, 255))
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerContext:
+    """What the policy needs to know about this server and the interface the request came in on."""
+
+    server_ip: str  # our address on that interface: server identifier (54), default siaddr
+    http_base_url: str  # e.g. http://198.18.0.1:8080 (no trailing slash)
+    ipxe_bios: str = "undionly.kpxe"
+    ipxe_efi: str = "ipxe.efi"
+    ipxe_efi32: str = "ipxe-i386.efi"
+    ipxe_arm64: str = "ipxe-arm64.efi"
+    http_boot_x64: str = "/images/ipxe.efi"
+    http_boot_arm64: str = "/images/ipxe-arm64.efi"
+    server_port: int = 67
+    client_port: int = 68
+
+
+@dataclasses.dataclass(frozen=True)
+class Lease:
+    """The lease layer's answer: this address, for this long."""
+
+    ip: str
+    lease_time: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """The lease layer refused the requested address (answered with a NAK)."""
+
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Destination:
+    ip: str
+    port: int
+    broadcast: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class BootChoice:
+    file: str  # file name (TFTP) or URL (HTTP boot, iPXE script)
+    reason: str  # why, for events and logs: "ipxe-script", "bios", "uefi-x64", ...
+    http: bool = False  # UEFI HTTP boot: answer with vendor class HTTPClient
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    message: Message
+    destination: Destination
+    boot: BootChoice | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Ignore:
+    reason: str  # one of IGNORE_REASONS
+    detail: str = ""
+
+
+ANSWERED = (MessageType.DISCOVER, MessageType.REQUEST, MessageType.DECLINE,
+            MessageType.RELEASE, MessageType.INFORM)
+
+
+def screen(request: Message, host: Host | None, subnet: Subnet | None,
+           ctx: ServerContext) -> Ignore | None:
+    """Why this request is not ours to answer, or None if it is."""
+    if request.op != codec.Op.BOOTREQUEST:
+        return Ignore("not_request")
+    mtype = request.message_type
+    if mtype is None:
+        return Ignore("not_dhcp", "no option 53 (a BOOTP client?)")
+    if mtype not in ANSWERED:
+        return Ignore("unsupported_type", f"message type {mtype}")
+    if host is not None and not host.enabled:
+        return Ignore("host_disabled", f"host {host.mac} has enabled: no")
+    server_id = request.ip_option(Opt.SERVER_ID)
+    if server_id is not None and server_id != ctx.server_ip and mtype != MessageType.INFORM:
+        return Ignore("other_server", f"client chose server {server_id}")
+    if subnet is None:
+        return Ignore("no_subnet", "no enabled subnet for this interface or relay")
+    return None
+
+
+def requested_address(request: Message) -> str | None:
+    """The address a REQUEST asks for: option 50 (SELECTING, INIT-REBOOT) or ciaddr (RENEWING,
+    REBINDING), RFC 2131 §4.3.2."""
+    asked = request.ip_option(Opt.REQUESTED_IP)
+    if asked:
+        return asked
+    return request.ciaddr if request.ciaddr != ZERO_IP else None
+
+
+def reserved_address(host: Host | None, subnet: Subnet) -> str | None:
+    """The host's fixed address, if it has one in this subnet."""
+    if host is None or not host.ip:
+        return None
+    return host.ip if ipaddress.IPv4Address(host.ip) in subnet.network else None
+
+
+def client_hostname(request: Message, host: Host | None) -> str:
+    if host is not None and host.hostname:
+        return host.hostname
+    name = request.text_option(Opt.HOSTNAME) or ""
+    return "".join(c for c in name if c.isalnum() or c in "-.")[:63]
+
+
+# ---------------------------------------------------------------- boot policy
+
+def is_ipxe(request: Message) -> bool:
+    return Opt.IPXE_ENCAP in request.options or b"iPXE" in request.user_classes
+
+
+def _var(name: str, host: Host | None, profile: Profile | None) -> str | None:
+    for record in (host, profile):
+        if record is not None and record.vars.get(name):
+            return record.vars[name]
+    return None
+
+
+def _url(base: str, path: str) -> str:
+    if "://" in path:
+        return path
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def choose_boot(request: Message, host: Host | None, profile: Profile | None,
+                subnet: Subnet, ctx: ServerContext, mac: str) -> BootChoice | None:
+    """The boot file for this client, or None for a client that is not network-booting.
+
+    Order for each case: the host's ``var.<key>``, its profile's ``var.<key>``, the subnet's
+    ``boot_file_*`` field, the built-in default from the settings.
+    """
+    if is_ipxe(request):  # already running iPXE: hand it its script, not iPXE again
+        return BootChoice(_url(ctx.http_base_url, f"/boot/ipxe?mac={mac}"), "ipxe-script")
+    vendor = request.options.get(Opt.VENDOR_CLASS_ID, b"")
+    arches = request.client_arches
+    if not arches:
+        if not vendor.startswith(b"PXEClient"):
+            return None  # an ordinary DHCP client (an installed OS, udhcpc ...)
+        arches = (ARCH_BIOS,)  # old PXE ROMs without option 93 are BIOS
+    arch = arches[0]
+
+    def pick(var: str, subnet_value: str | None, builtin: str) -> str:
+        return _var(var, host, profile) or subnet_value or builtin
+
+    if arch in (ARCH_HTTP_X64, ARCH_HTTP_ARM64):
+        if arch == ARCH_HTTP_X64:
+            path = _var("http_boot_file", host, profile) or ctx.http_boot_x64
+            reason = "http-x64"
+        else:
+            path = _var("http_boot_file_arm64", host, profile) or ctx.http_boot_arm64
+            reason = "http-arm64"
+        return BootChoice(_url(ctx.http_base_url, path), reason, http=True)
+    if arch == ARCH_BIOS:
+        return BootChoice(pick("boot_file_bios", subnet.boot_file_bios, ctx.ipxe_bios), "bios")
+    if arch in ARCH_EFI_X64:
+        return BootChoice(pick("boot_file_uefi", subnet.boot_file_uefi, ctx.ipxe_efi), "uefi-x64")
+    if arch == ARCH_EFI_IA32:
+        return BootChoice(pick("boot_file_uefi32", None, ctx.ipxe_efi32), "uefi-ia32")
+    if arch == ARCH_EFI_ARM64:
+        return BootChoice(pick("boot_file_arm64", subnet.boot_file_arm64, ctx.ipxe_arm64),
+                          "uefi-arm64")
+    return None  # an architecture we have no boot file for (documented)
+
+
+# ---------------------------------------------------------------- replies
+
+def destination(request: Message, reply_type: int, yiaddr: str,
+                ctx: ServerContext) -> Destination:
+    """RFC 2131 §4.1: where a server's reply goes."""
+    if request.giaddr != ZERO_IP:
+        return Destination(request.giaddr, ctx.server_port)  # to the relay, port 67
+    if reply_type == MessageType.NAK:
+        return Destination(BROADCAST_IP, ctx.client_port, broadcast=True)
+    if request.ciaddr != ZERO_IP:
+        return Destination(request.ciaddr, ctx.client_port)
+    # Unicast to yiaddr needs an ARP entry for a client that has no address yet; we broadcast
+    # instead, which RFC 2131 allows and every client accepts.
+    return Destination(BROADCAST_IP, ctx.client_port, broadcast=True)
+
+
+def _base_options(reply_type: int, ctx: ServerContext) -> dict[int, bytes]:
+    return {Opt.MESSAGE_TYPE: bytes((reply_type,)), Opt.SERVER_ID: codec.ip_bytes(ctx.server_ip)}
+
+
+def _network_options(options: dict[int, bytes], subnet: Subnet) -> None:
+    net = subnet.network
+    options[Opt.SUBNET_MASK] = net.netmask.packed
+    options[Opt.BROADCAST_ADDRESS] = net.broadcast_address.packed
+    if subnet.router:
+        options[Opt.ROUTER] = codec.ip_bytes(subnet.router)
+    if subnet.dns:
+        options[Opt.DNS_SERVERS] = codec.ip_list(subnet.dns)
+    if subnet.domain:
+        options[Opt.DOMAIN_NAME] = subnet.domain.encode()
+
+
+def _boot_fields(request: Message, boot: BootChoice | None, options: dict[int, bytes],
+                 subnet: Subnet, ctx: ServerContext) -> tuple[str, bytes]:
+    """(siaddr, file) and boot options for ``boot``."""
+    if boot is None:
+        return ZERO_IP, b""
+    name = boot.file.encode()
+    prl = request.options.get(Opt.PARAMETER_REQUEST_LIST, b"")
+    if boot.http:
+        options[Opt.VENDOR_CLASS_ID] = b"HTTPClient"  # RFC: UEFI spec 2.5+ §24.7 HTTP boot
+    elif boot.reason != "ipxe-script" and request.options.get(
+            Opt.VENDOR_CLASS_ID, b"").startswith(b"PXEClient"):  # PXE ROMs, not iPXE itself
+        options[Opt.VENDOR_CLASS_ID] = b"PXEClient"
+        options[Opt.VENDOR_SPECIFIC] = PXE_VENDOR_OPTIONS
+    if len(name) > 128 or Opt.BOOTFILE_NAME in prl:
+        options[Opt.BOOTFILE_NAME] = name
+    siaddr = subnet.next_server or ctx.server_ip
+    return siaddr, (name if len(name) <= 128 else b"")
+
+
+def decide(request: Message, host: Host | None, profile: Profile | None, subnet: Subnet | None,
+           lease: Lease | Refusal | None, ctx: ServerContext,
+           mac: str = "") -> Reply | Ignore:
+    """The reply to ``request`` given the lease layer's answer ``lease``."""
+    refused = screen(request, host, subnet, ctx)
+    if refused is not None:
+        return refused
+    mtype = request.message_type
+    if mtype in (MessageType.RELEASE, MessageType.DECLINE):
+        return Ignore("no_reply_expected")
+    if mtype == MessageType.DISCOVER:
+        if not isinstance(lease, Lease):
+            return Ignore("pool_exhausted", getattr(lease, "reason", ""))
+        reply_type = MessageType.OFFER
+    elif mtype == MessageType.REQUEST:
+        if lease is None:
+            return Ignore("unknown_client", "no lease and no free address to confirm")
+        reply_type = MessageType.ACK if isinstance(lease, Lease) else MessageType.NAK
+    else:  # INFORM (RFC 2131 §4.3.5): configuration only, no address, no lease time
+        reply_type = MessageType.ACK
+        lease = None
+
+    options = _base_options(reply_type, ctx)
+    siaddr, file, boot = ZERO_IP, b"", None
+    yiaddr = ZERO_IP
+    if reply_type == MessageType.NAK:
+        options[Opt.MESSAGE] = lease.reason.encode()[:255]
+    else:
+        _network_options(options, subnet)
+        if isinstance(lease, Lease):
+            yiaddr = lease.ip
+            options[Opt.LEASE_TIME] = codec.u32(lease.lease_time)
+            options[Opt.RENEWAL_TIME] = codec.u32(lease.lease_time // 2)
+            options[Opt.REBINDING_TIME] = codec.u32(lease.lease_time * 7 // 8)
+        name = client_hostname(request, host)
+        if host is not None and host.hostname:
+            options[Opt.HOSTNAME] = name.encode()
+        boot = choose_boot(request, host, profile, subnet, ctx, mac)
+        siaddr, file = _boot_fields(request, boot, options, subnet, ctx)
+    if Opt.RELAY_AGENT_INFO in request.options:  # RFC 3046 §2.2: echo it back unchanged
+        options[Opt.RELAY_AGENT_INFO] = request.options[Opt.RELAY_AGENT_INFO]
+    flags = request.flags & FLAG_BROADCAST
+    message = Message(op=codec.Op.BOOTREPLY, htype=request.htype, hlen=request.hlen, hops=0,
+                      xid=request.xid, secs=0, flags=flags,
+                      ciaddr=request.ciaddr if mtype != MessageType.DISCOVER else ZERO_IP,
+                      yiaddr=yiaddr, siaddr=siaddr, giaddr=request.giaddr,
+                      chaddr=request.chaddr, file=file, options=options)
+    return Reply(message, destination(request, reply_type, yiaddr, ctx), boot)
+
+
+def max_message_size(request: Message) -> int | None:
+    """Option 57 (RFC 2132 §9.10), when the client gives a sensible one."""
+    value = request.options.get(Opt.MAX_MESSAGE_SIZE)
+    if value and len(value) == 2:
+        size = int.from_bytes(value, "big")
+        return size if size >= 576 else None
+    return None
+
+
+def reply_fields(reply: Reply) -> Mapping[str, str]:
+    """Fields describing a reply for events and logs."""
+    out = {"yiaddr": reply.message.yiaddr}
+    if reply.boot is not None:
+        out["boot_file"] = reply.boot.file
+        out["boot_reason"] = reply.boot.reason
+    return out

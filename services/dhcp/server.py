@@ -1,0 +1,322 @@
+"""The DHCP service: decode -> inventory -> lease steps (one Redis round trip per batch) ->
+policy -> encode -> send. A bad packet is a counter and a log line, never the end of the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import time
+
+from services.dhcp import codec, metrics as m, policy
+from services.dhcp.codec import ZERO_IP, DecodeError, MessageType, Opt
+from services.dhcp.policy import Ignore, Lease, Refusal, Reply, ServerContext
+from services.dhcp.settings import DhcpSection
+from services.dhcp.transport import Datagram, Interface, Transport
+from shared import logs
+from shared.addresses import mac_from_bytes
+from shared.leases import LeaseStore, Outcome, Step
+from shared.store import InventoryUnavailable
+
+log = logs.get_logger("dhcp")
+OFFER_MEMORY = 65536  # offers remembered to release them when the client picks another server
+# Ignore reasons worth a timeline event (the others are "not for us").
+EVENT_REASONS = {"host_disabled", "no_subnet", "pool_exhausted", "lease_conflict", "redis_down",
+                 "unknown_client"}
+
+
+@dataclasses.dataclass(slots=True)
+class Work:
+    dgram: Datagram
+    msg: codec.Message
+    mtype: int
+    mac: str
+    ctx: ServerContext
+    host: object = None
+    profile: object = None
+    subnet: object = None
+    pre: Ignore | None = None
+    step: Step | None = None
+    reserved: str | None = None
+    requested: str | None = None
+
+
+def context_for(section: DhcpSection, iface: Interface) -> ServerContext:
+    server_ip = section.server_address or iface.address
+    return ServerContext(
+        server_ip=server_ip,
+        http_base_url=(section.http_base_url or f"http://{server_ip}:8080").rstrip("/"),
+        ipxe_bios=section.ipxe_bios, ipxe_efi=section.ipxe_efi, ipxe_efi32=section.ipxe_efi32,
+        ipxe_arm64=section.ipxe_arm64, http_boot_x64=section.http_boot_x64,
+        http_boot_arm64=section.http_boot_arm64, server_port=section.server_port,
+        client_port=section.client_port)
+
+
+class DhcpServer:
+    def __init__(self, section: DhcpSection, inventory, store: LeaseStore, events,
+                 transport: Transport) -> None:
+        self.section = section
+        self.inventory = inventory
+        self.store = store
+        self.events = events
+        self.transport = transport
+        self.contexts = {i.name: context_for(section, i) for i in transport.interfaces}
+        self._offers: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()
+        self._redis_down = False
+        self._pools_dirty = True
+        self._emit_discover = section.events == "all"
+        self._emit = section.events != "none"
+        inventory.on_change(self._inventory_changed)
+
+    def _inventory_changed(self, kind: str, _ident: str) -> None:
+        if kind in ("subnet", "host"):
+            self._pools_dirty = True
+
+    # -- main loop -----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        queue = self.transport.queue
+        ready = self.transport.ready
+        batch_size = self.section.batch_size
+        while not stop.is_set():
+            if not queue:
+                ready.clear()
+                waiter = asyncio.ensure_future(ready.wait())
+                stopper = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                stopper.cancel()
+                continue
+            batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
+            m.QUEUE.set(len(queue))
+            try:
+                await self.handle(batch)
+            except Exception as exc:  # noqa: BLE001 - one bad batch must not end the service
+                log.exception("batch_failed", packets=len(batch), error=repr(exc))
+
+    async def handle(self, batch: list[Datagram]) -> None:
+        now = int(time.time())
+        works = [w for w in (self._prepare(d, now) for d in batch) if w is not None]
+        steps = [w.step for w in works if w.step is not None]
+        outcomes: list[Outcome] | None = []
+        if steps:
+            try:
+                outcomes = await self.store.run(steps)
+                if self._redis_down:
+                    self._redis_down = False
+                    self._pools_dirty = True
+                    log.info("lease_store_reachable_again")
+            except InventoryUnavailable as exc:
+                outcomes = None
+                if not self._redis_down:
+                    self._redis_down = True
+                    log.error("lease_store_unreachable", reason=str(exc),
+                              action="answering reserved hosts from the cache, no dynamic "
+                                     "addresses until Redis is back")
+        results = iter(outcomes or ())
+        for w in works:
+            outcome = next(results) if (w.step is not None and outcomes is not None) else None
+            try:
+                self._finish(w, outcome, outcomes is None, now)
+            except Exception as exc:  # noqa: BLE001 - one bad packet must not end the batch
+                log.exception("packet_failed", mac=w.mac, error=repr(exc))
+
+    # -- per packet ----------------------------------------------------------------------------
+    def _prepare(self, dgram: Datagram, now: int) -> Work | None:
+        try:
+            msg = codec.decode(dgram.data)
+        except DecodeError as exc:
+            m.IGNORED_BY["malformed"].inc()
+            log.debug("malformed_packet", interface=dgram.interface.name,
+                      source=dgram.source[0], reason=str(exc))
+            return None
+        mtype = msg.message_type or 0
+        m.IN[m.TYPE_NAMES.get(mtype, "other") if mtype in (1, 3, 4, 7, 8) else "other"].inc()
+        try:
+            mac = mac_from_bytes(msg.chaddr)
+        except ValueError:
+            m.IGNORED_BY["malformed"].inc()
+            return None
+        w = Work(dgram, msg, mtype, mac, self.contexts[dgram.interface.name])
+        try:
+            inv = self.inventory
+            if msg.giaddr != ZERO_IP:
+                w.subnet = inv.subnet_for_relay(msg.giaddr)
+            else:
+                w.subnet = inv.subnet_containing(dgram.interface.address)
+            w.host = inv.host(mac)
+            if w.host is not None and w.host.profile:
+                w.profile = inv.profile(w.host.profile)
+        except InventoryUnavailable:
+            w.pre = Ignore("redis_down", "inventory not loaded")
+            return w
+        w.pre = policy.screen(msg, w.host, w.subnet, w.ctx)
+        if w.pre is not None:
+            if w.pre.reason == "other_server" and mtype == MessageType.REQUEST:
+                held = self._offers.pop(mac, None)
+                if held is not None:  # the client chose another server: free our offer now
+                    w.step = self.store.release_step(held[0], mac, held[1], now=now,
+                                                     only_offered=True)
+            return w
+        subnet = w.subnet
+        w.reserved = policy.reserved_address(w.host, subnet)
+        hostname = policy.client_hostname(msg, w.host)
+        store = self.store
+        if mtype == MessageType.DISCOVER:
+            w.step = store.offer_step(subnet.name, mac, reserved=w.reserved,
+                                      requested=msg.ip_option(Opt.REQUESTED_IP),
+                                      hostname=hostname, now=now)
+        elif mtype == MessageType.REQUEST:
+            w.requested = policy.requested_address(msg)
+            if w.requested is None:
+                w.pre = Ignore("malformed", "REQUEST without requested address or ciaddr")
+            else:
+                w.step = store.request_step(subnet.name, mac, w.requested, reserved=w.reserved,
+                                            hostname=hostname, lease_time=subnet.lease_time,
+                                            now=now)
+        elif mtype == MessageType.RELEASE and msg.ciaddr != ZERO_IP:
+            w.step = store.release_step(subnet.name, mac, msg.ciaddr, now=now)
+        elif mtype == MessageType.DECLINE:
+            declined = msg.ip_option(Opt.REQUESTED_IP)
+            if declined:
+                w.step = store.decline_step(subnet.name, mac, declined, now=now)
+        return w
+
+    def _lease_for(self, w: Work, outcome: Outcome | None, redis_failed: bool):
+        """The policy's lease argument from the lease step's outcome (or the cache if Redis is
+        down: reserved hosts only)."""
+        lease_time = w.subnet.lease_time
+        if redis_failed and w.step is not None:
+            if w.reserved is None:
+                return Ignore("redis_down", "no dynamic address without Redis")
+            if w.mtype == MessageType.REQUEST and w.requested != w.reserved:
+                return Refusal(f"this client has the reserved address {w.reserved}")
+            return Lease(w.reserved, lease_time)
+        if outcome is None:
+            return None
+        if outcome.kind == "ok":
+            return Lease(outcome.ip, lease_time)
+        if outcome.kind == "nak":
+            return Refusal(outcome.reason)
+        if outcome.kind == "conflict":
+            return Ignore("lease_conflict", outcome.reason)
+        if outcome.kind == "exhausted":
+            return Ignore("pool_exhausted", outcome.reason)
+        return None
+
+    def _finish(self, w: Work, outcome: Outcome | None, redis_failed: bool, now: int) -> None:
+        mtype = w.mtype
+        if self._emit_discover and mtype == MessageType.DISCOVER:
+            self.events.emit("dhcp.discover", w.mac, arch=",".join(map(str, w.msg.client_arches)))
+        if w.pre is not None:
+            self._ignored(w, w.pre)
+            return
+        if mtype in (MessageType.RELEASE, MessageType.DECLINE):
+            kind = "release" if mtype == MessageType.RELEASE else "decline"
+            ip = w.msg.ciaddr if kind == "release" else w.msg.ip_option(Opt.REQUESTED_IP)
+            result = outcome.kind if outcome else ("redis_down" if redis_failed else "ignored")
+            log.info(kind, mac=w.mac, ip=ip, result=result)
+            if self._emit:
+                self.events.emit(f"dhcp.{kind}", w.mac, ip=ip, result=result,
+                                 reason=outcome.reason if outcome else None)
+            return
+        lease = self._lease_for(w, outcome, redis_failed)
+        if isinstance(lease, Ignore):
+            self._ignored(w, lease)
+            return
+        result = policy.decide(w.msg, w.host, w.profile, w.subnet, lease, w.ctx, w.mac)
+        if isinstance(result, Ignore):
+            self._ignored(w, result)
+            return
+        self._send(w, result, lease, now)
+
+    def _send(self, w: Work, reply: Reply, lease, now: int) -> None:
+        data = codec.encode(reply.message, _max_size(w.msg))
+        dest = reply.destination
+        if not self.transport.send(w.dgram.interface, data, dest.ip, dest.port):
+            return
+        m.LATENCY.observe(time.perf_counter() - w.dgram.received)
+        rtype = reply.message.message_type
+        m.OUT[m.TYPE_NAMES[rtype]].inc()
+        ip = reply.message.yiaddr
+        boot = reply.boot
+        if rtype == MessageType.OFFER:
+            self._offers[w.mac] = (w.subnet.name, ip)
+            if len(self._offers) > OFFER_MEMORY:
+                self._offers.popitem(last=False)
+            event = "dhcp.offer"
+        elif rtype == MessageType.NAK:
+            event = "dhcp.nak"
+            log.info("nak", mac=w.mac, requested=w.requested, reason=lease.reason,
+                     interface=w.dgram.interface.name)
+        elif w.mtype == MessageType.INFORM:
+            event = "dhcp.inform"
+        else:
+            event = "dhcp.ack"
+            self._offers.pop(w.mac, None)
+            log.info("ack", mac=w.mac, ip=ip, subnet=w.subnet.name,
+                     boot_file=boot.file if boot else "", boot=boot.reason if boot else "",
+                     relay=w.msg.giaddr if w.msg.giaddr != ZERO_IP else None,
+                     reserved=w.reserved is not None)
+        if self._emit:
+            fields = {"ip": ip if ip != ZERO_IP else None, "subnet": w.subnet.name,
+                      "interface": w.dgram.interface.name}
+            if boot is not None:
+                fields["boot_file"] = boot.file
+                fields["boot_reason"] = boot.reason
+            if rtype == MessageType.NAK:
+                fields["reason"] = lease.reason
+            self.events.emit(event, w.mac, **fields)
+
+    def _ignored(self, w: Work, why: Ignore) -> None:
+        if why.reason == "no_reply_expected":
+            return
+        m.IGNORED_BY[why.reason].inc()
+        if why.reason in EVENT_REASONS:
+            log.warning("ignored", mac=w.mac, reason=why.reason, detail=why.detail,
+                        interface=w.dgram.interface.name)
+            if self._emit:
+                self.events.emit("dhcp.ignored", w.mac, reason=why.reason, detail=why.detail)
+        else:
+            log.debug("ignored", mac=w.mac, reason=why.reason, detail=why.detail)
+
+    # -- housekeeping --------------------------------------------------------------------------
+    async def sync_pools(self) -> None:
+        """Make every subnet's pool match the inventory (ranges minus reserved addresses)."""
+        reserved = [h.ip for h in self.inventory.hosts() if h.ip]
+        for subnet in self.inventory.subnets():
+            if subnet.ranges:
+                await self.store.sync_pool(subnet.name, subnet.ranges, reserved)
+        self._pools_dirty = False
+
+    async def housekeeping(self, stop: asyncio.Event) -> None:
+        interval = self.section.housekeeping_interval
+        last = int(time.time())
+        while not stop.is_set():
+            try:
+                if self._pools_dirty or self.store.failed:
+                    await self.sync_pools()
+                now = int(time.time())
+                for subnet in self.inventory.subnets():
+                    if not subnet.ranges:
+                        continue
+                    size, used = await self.store.pool_usage(subnet.name, now)
+                    m.POOL_SIZE.labels(subnet.name).set(size)
+                    m.POOL_USED.labels(subnet.name).set(used)
+                    if self._emit:
+                        for rec in await self.store.expired_since(subnet.name, last, now):
+                            self.events.emit("dhcp.expire", rec.mac, ip=rec.ip,
+                                             subnet=subnet.name)
+                last = now
+            except InventoryUnavailable as exc:
+                self._pools_dirty = True
+                log.debug("housekeeping_failed", reason=str(exc))
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
+
+
+def _max_size(msg: codec.Message) -> int | None:
+    size = policy.max_message_size(msg)
+    return size - codec.IP_UDP_OVERHEAD if size else None

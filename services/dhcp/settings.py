@@ -1,0 +1,62 @@
+"""Settings of the DHCP service (section ``dhcp``); docs/dhcp.md lists them with their defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+
+from shared.settings import CommonSettings, port_number, positive, setting
+
+
+def _url(value: str) -> None:
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL, or empty")
+
+
+def _whole_positive(value: int) -> None:
+    if value <= 0:
+        raise ValueError("must be greater than zero")
+
+
+@dataclasses.dataclass(frozen=True)
+class DhcpSection:
+    interfaces: tuple[str, ...] = setting(
+        (), help="network interfaces to serve (required: the service refuses to start without)")
+    server_port: int = setting(67, help="UDP port the server listens on (and relays get replies "
+                                        "on)", check=port_number)
+    client_port: int = setting(68, help="UDP port replies to clients go to", check=port_number)
+    server_address: str | None = setting(
+        None, help="server identifier (option 54); default: the interface's IPv4 address")
+    http_base_url: str = setting(
+        "", help="base URL of the HTTP service for iPXE scripts and HTTP boot; default "
+                 "http://<interface address>:8080", check=_url)
+    ipxe_bios: str = setting("undionly.kpxe", help="boot file for legacy BIOS PXE (arch 0)")
+    ipxe_efi: str = setting("ipxe.efi", help="boot file for x86-64 UEFI PXE (arch 7, 9)")
+    ipxe_efi32: str = setting("ipxe-i386.efi", help="boot file for IA32 UEFI PXE (arch 6)")
+    ipxe_arm64: str = setting("ipxe-arm64.efi", help="boot file for ARM64 UEFI PXE (arch 11)")
+    http_boot_x64: str = setting("/images/ipxe.efi",
+                                 help="path (under http_base_url) or URL for x86-64 UEFI HTTP "
+                                      "boot (arch 16)")
+    http_boot_arm64: str = setting("/images/ipxe-arm64.efi",
+                                   help="path or URL for ARM64 UEFI HTTP boot (arch 19)")
+    offer_hold: int = setting(30, help="seconds an offered address is held for the client",
+                              check=_whole_positive)
+    decline_quarantine: int = setting(600, help="seconds a DECLINEd address stays out of the "
+                                                "pool", check=_whole_positive)
+    queue_size: int = setting(4096, help="packets waiting for a worker before new ones are "
+                                         "dropped", check=_whole_positive)
+    batch_size: int = setting(64, help="packets handled (and lease steps sent to Redis) per "
+                                       "batch", check=_whole_positive)
+    events: str = setting("leases", help="boot timeline events: all (also dhcp.discover), "
+                                         "leases (offer, ack, nak, ...), none",
+                          choices=("all", "leases", "none"))
+    housekeeping_interval: float = setting(5.0, help="seconds between pool syncs, pool metrics "
+                                                     "and expire events", check=positive)
+    metrics_host: str = setting("0.0.0.0", help="address of the /metrics and /healthz listener")
+    metrics_port: int = setting(9101, help="port of the /metrics and /healthz listener",
+                                check=port_number)
+
+
+@dataclasses.dataclass(frozen=True)
+class DhcpSettings(CommonSettings):
+    dhcp: DhcpSection = field(default_factory=DhcpSection)

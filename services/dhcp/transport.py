@@ -1,0 +1,139 @@
+"""UDP sockets for the DHCP service: one per configured interface, with IP_PKTINFO.
+
+Each socket is bound to ``0.0.0.0:<server port>`` and to its interface (``SO_BINDTODEVICE``), so
+broadcast replies leave through the interface the request came in on, and nothing arrives from an
+interface we were not asked to serve. IP_PKTINFO tells us the interface index and the address a
+packet was sent to; a packet whose index is not the socket's interface is dropped (belt and
+braces). Received packets go into a bounded queue; when it is full, new packets are dropped and
+counted. The transport does no DHCP work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import fcntl
+import socket
+import struct
+import time
+
+from services.dhcp import metrics as m
+from shared.runtime import StartupError
+
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+SIOCGIFADDR = 0x8915
+PKTINFO = struct.Struct("I4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
+MAX_PACKET = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Interface:
+    name: str
+    index: int
+    address: str  # its primary IPv4 address
+
+
+@dataclasses.dataclass(slots=True)
+class Datagram:
+    data: bytes
+    interface: Interface
+    source: tuple[str, int]
+    received: float  # time.perf_counter() at arrival
+
+
+def interface_address(name: str) -> str:
+    """The IPv4 address of interface ``name`` (in this network namespace)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            raw = fcntl.ioctl(sock.fileno(), SIOCGIFADDR,
+                              struct.pack("256s", name.encode()[:15]))
+        except OSError as exc:
+            raise StartupError(f"dhcp.interfaces: interface {name!r} has no IPv4 address "
+                               f"({exc.strerror}); give it one or remove it") from None
+    return socket.inet_ntoa(raw[20:24])
+
+
+def resolve_interfaces(names) -> list[Interface]:
+    if not names:
+        raise StartupError("dhcp.interfaces is empty: name the interfaces to serve "
+                           "(e.g. BOOTYARD_DHCP__INTERFACES=eth1); the DHCP service never "
+                           "serves every interface by default")
+    out = []
+    for name in names:
+        try:
+            index = socket.if_nametoindex(name)
+        except OSError:
+            raise StartupError(f"dhcp.interfaces: no interface {name!r} in this network "
+                               "namespace") from None
+        out.append(Interface(name, index, interface_address(name)))
+    return out
+
+
+class Transport:
+    def __init__(self, interfaces: list[Interface], port: int, queue_size: int) -> None:
+        self.interfaces = interfaces
+        self.port = port
+        self.queue: collections.deque[Datagram] = collections.deque()
+        self.queue_size = queue_size
+        self.ready = asyncio.Event()
+        self._sockets: dict[str, socket.socket] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for iface in self.interfaces:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+                sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, iface.name.encode())
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+                sock.bind(("0.0.0.0", self.port))
+            except OSError as exc:
+                sock.close()
+                self.close()
+                raise StartupError(f"cannot listen on {iface.name} UDP port {self.port}: "
+                                   f"{exc.strerror} (another DHCP server? not root?)") from None
+            sock.setblocking(False)
+            self._sockets[iface.name] = sock
+            self._loop.add_reader(sock.fileno(), self._readable, sock, iface)
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._sockets.clear()
+
+    def _readable(self, sock: socket.socket, iface: Interface) -> None:
+        queue = self.queue
+        for _ in range(64):  # bounded work per wake-up
+            try:
+                data, ancdata, _flags, source = sock.recvmsg(MAX_PACKET, 64)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            index = iface.index
+            for level, kind, value in ancdata:
+                if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
+                    index = PKTINFO.unpack_from(value)[0]
+            if index != iface.index:
+                continue  # not from the interface this socket serves
+            if len(queue) >= self.queue_size:
+                m.QUEUE_FULL.inc()
+                continue
+            queue.append(Datagram(data, iface, source, time.perf_counter()))
+        if queue:
+            self.ready.set()
+
+    def send(self, iface: Interface, data: bytes, ip: str, port: int) -> bool:
+        try:
+            self._sockets[iface.name].sendto(data, (ip, port))
+            return True
+        except (BlockingIOError, OSError):
+            m.SEND_FAILED.inc()
+            return False

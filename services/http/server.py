@@ -1,0 +1,413 @@
+"""The boot/file application: wires requests to the inventory, the policy, templates and files.
+
+Routes (docs/http.md has the contract):
+
+- ``/boot/ipxe?mac=M`` and ``/boot/M.ipxe``: the host's iPXE script; ``/boot/grub.cfg?mac=M``:
+  GRUB config for UEFI HTTP boot; ``/boot/discover?mac=M&...``: an unknown machine's report.
+- ``/install/M/{ks.cfg,preseed.cfg,user-data,meta-data,vendor-data}``: install files (only to the
+  host itself); ``/install/ks.cfg`` picks the host from anaconda's ``X-RHN-Provisioning-MAC-*``
+  headers; ``/install/M/done``: the installed host's callback (boot mode becomes ``local``).
+- ``/images/...``, ``/mirror/...``: files; ``/metrics``, ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import re
+import time
+from typing import Any
+
+from aiohttp import hdrs, web
+
+from services.http import files, metrics as m, policy
+from services.http.access import Access
+from services.http.render import INSTALL_FILES, Renderer, RenderError, build_context, template_for
+from shared import logs, metrics as shared_metrics
+from shared.addresses import AddressError, normalise_mac
+from shared.schema import KINDS, Host
+from shared.store import InventoryStore, InventoryUnavailable, PreconditionFailed
+
+log = logs.get_logger("http")
+_HOST_HEADER = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
+_REPORT_FIELDS = ("arch", "platform", "manufacturer", "product", "serial", "uuid")
+ANACONDA_MAC_HEADER = "X-RHN-Provisioning-MAC-"
+
+
+def family_of(path: str) -> str:
+    if path.startswith("/boot/"):
+        if path.startswith("/boot/grub"):
+            return "grub"
+        return "discovery" if path.startswith("/boot/discover") else "script"
+    if path.startswith("/install/"):
+        return "callback" if path.endswith("/done") else "install"
+    if path.startswith("/images/") or path == "/images":
+        return "images"
+    if path.startswith("/mirror/") or path == "/mirror":
+        return "mirror"
+    if path in ("/metrics", "/healthz"):
+        return "metrics"
+    return "api" if path.startswith("/api/") else "other"
+
+
+class RenderCache:
+    """Rendered text by key, dropped whole whenever the inventory or templates change."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
+        self._stamp: tuple | None = None
+
+    def get(self, stamp: tuple, key: tuple) -> Any:
+        if stamp != self._stamp:
+            self._items.clear()
+            self._stamp = stamp
+            return None
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: tuple, value: Any) -> None:
+        if self.size <= 0:
+            return
+        self._items[key] = value
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        m.RENDER_CACHE_ENTRIES.set(len(self._items))
+
+
+class BootService:
+    """Request handlers for the boot/file listener."""
+
+    def __init__(self, cfg, inventory, events, store: InventoryStore, renderer: Renderer,
+                 access: Access) -> None:
+        self.cfg = cfg  # the http settings section
+        self.inventory = inventory
+        self.events = events
+        self.store = store
+        self.renderer = renderer
+        self.access = access
+        self.cache = RenderCache(cfg.render_cache_size)
+        self._recent: dict[tuple, float] = {}
+
+    # -- application ---------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.middleware])
+        r = app.router
+        r.add_get("/boot/ipxe", self.ipxe)
+        r.add_get("/boot/grub.cfg", self.grub)
+        r.add_get("/boot/discover", self.discover)
+        r.add_get("/boot/{mac}.ipxe", self.ipxe)
+        r.add_get("/install/ks.cfg", self.kickstart_by_header)
+        r.add_route("*", "/install/{mac}/done", self.install_done)
+        r.add_get("/install/{mac}/{file}", self.install_file)
+        r.add_get("/images", self.to_directory)
+        r.add_get("/mirror", self.to_directory)
+        r.add_get("/images/{path:.*}", self.images)
+        r.add_get("/mirror/{path:.*}", self.mirror)
+        shared_metrics.add_routes(app, self.healthy)
+        return app
+
+    def healthy(self) -> bool:
+        return bool(self.inventory.ready)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        family = family_of(request.path)
+        try:
+            response = await handler(request)
+            if not response.prepared:
+                await response.prepare(request)
+                await response.write_eof()
+        except web.HTTPException as exc:
+            self._account(request, family, exc.status, len(exc.body or b""), start)
+            raise
+        except InventoryUnavailable as exc:
+            m.INVENTORY_ERRORS.labels(family).inc()
+            log.warning("inventory_unavailable", path=request.path, reason=str(exc))
+            response = web.Response(status=503, text=f"bootyard: inventory unavailable: {exc}\n",
+                                    headers={"Retry-After": "5"})
+        except (ConnectionError, asyncio.CancelledError):
+            self._account(request, family, 499, 0, start)
+            raise
+        except Exception:  # noqa: BLE001 - one request's bug is a 500, never a dead server
+            log.exception("request_failed", path=request.path)
+            response = web.Response(status=500, text="bootyard: internal error (see the log)\n")
+        sent = 0
+        if request.method != "HEAD" and response.status not in (204, 304):
+            sent = response.content_length or response.body_length or 0
+        self._account(request, family, response.status, sent, start)
+        return response
+
+    def _account(self, request: web.Request, family: str, status: int, sent: int,
+                 start: float) -> None:
+        elapsed = time.perf_counter() - start
+        m.REQUESTS.labels(family, f"{min(max(status // 100, 2), 5)}xx").inc()
+        m.DURATION.labels(family).observe(elapsed)
+        if sent:
+            m.SENT_BYTES.labels(family).inc(sent)
+        if family == "images" and self.cfg.file_events and request.method == "GET" \
+                and status in (200, 206):
+            self._file_event(request, status, sent, elapsed)
+
+    def emit_coalesced(self, kind: str, mac: str | None, ip: str | None, **fields: Any) -> None:
+        """Emit an event unless the same event (kind, host, address, fields) was emitted in the last
+        second: an iPXE boot loop or a load test must not flood the capped timeline. Skipped
+        repeats are counted in bootyard_http_events_coalesced_total."""
+        now = time.monotonic()
+        key = (kind, mac, ip, tuple(sorted(fields.items())))
+        last = self._recent.get(key)
+        if last is not None and now - last < 1.0:
+            m.EVENTS_COALESCED.labels(kind).inc()
+            return
+        if len(self._recent) > 50_000:
+            self._recent = {k: t for k, t in self._recent.items() if now - t < 1.0}
+        self._recent[key] = now
+        self.events.emit(kind, mac, ip=ip, **fields)
+
+    def _file_event(self, request: web.Request, status: int, sent: int, elapsed: float) -> None:
+        try:
+            host = self.inventory.host_by_ip(request.remote or "")
+        except InventoryUnavailable:
+            host = None
+        self.events.emit("http.file", host.mac if host else None, ip=request.remote,
+                         path=request.path, status=status, bytes=sent,
+                         duration_ms=f"{elapsed * 1000:.1f}",
+                         range="yes" if status == 206 else None)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def base_url(self, request: web.Request) -> str:
+        if self.cfg.public_url:
+            return self.cfg.public_url.rstrip("/")
+        host = request.headers.get(hdrs.HOST, "")
+        if not _HOST_HEADER.fullmatch(host):
+            sock = request.transport.get_extra_info("sockname") if request.transport else None
+            host = f"{sock[0]}:{sock[1]}" if sock else "localhost"
+        return f"http://{host}"
+
+    def san_server(self, request: web.Request) -> str:
+        if self.cfg.san_server:
+            return self.cfg.san_server
+        sock = request.transport.get_extra_info("sockname") if request.transport else None
+        return sock[0] if sock else "127.0.0.1"
+
+    def _mac(self, text: str | None) -> str:
+        if not text:
+            raise web.HTTPBadRequest(text="bootyard: give the MAC: ?mac=${net0/mac}\n")
+        try:
+            return normalise_mac(text)
+        except AddressError as exc:
+            raise web.HTTPBadRequest(text=f"bootyard: {exc}\n") from None
+
+    def _records(self, mac: str):
+        inv = self.inventory
+        host = inv.host(mac)
+        profile = inv.profile(host.profile) if host and host.profile else None
+        export_name = (host.vars.get("export") if host else None) or \
+            (profile.export if profile else None)
+        export = inv.export(export_name) if export_name else None
+        return host, profile, export
+
+    def _stamp(self) -> tuple:
+        return (self.inventory.version, self.renderer.generation())
+
+    def _context(self, request: web.Request, mac: str, host: Host | None, profile) -> dict:
+        subnet = None
+        ip = host.ip if host and host.ip else request.remote
+        if ip:
+            try:
+                subnet = self.inventory.subnet_containing(ip)
+            except ValueError:
+                subnet = None
+        token = self.access.token(mac)
+        return build_context(mac, host, profile, subnet, self.base_url(request), token,
+                             server_ip=self.san_server(request),
+                             url_token=token if self.cfg.token_in_scripts else None)
+
+    def _render_failed(self, request: web.Request, mac: str, exc: RenderError,
+                       label: str) -> web.Response:
+        m.RENDERS.labels(label, "error").inc()
+        log.warning("render_error", mac=mac, template=exc.template, reason=exc.reason)
+        self.emit_coalesced("http.render_error", mac, request.remote, template=exc.template,
+                         reason=exc.reason, path=request.path)
+        return web.Response(status=500, text=f"bootyard: cannot render {exc}\n")
+
+    # -- boot scripts --------------------------------------------------------------------------
+    async def ipxe(self, request: web.Request) -> web.Response:
+        mac = self._mac(request.match_info.get("mac") or request.query.get("mac"))
+        return self._script(request, mac, "ipxe")
+
+    async def grub(self, request: web.Request) -> web.Response:
+        return self._script(request, self._mac(request.query.get("mac")), "grub")
+
+    def _script(self, request: web.Request, mac: str, kind: str) -> web.Response:
+        base, san = self.base_url(request), self.san_server(request)
+        stamp = self._stamp()
+        key = (kind, mac, base, san)
+        script = self.cache.get(stamp, key)
+        host, profile, export = self._records(mac)
+        if script is not None:
+            m.RENDERS.labels(kind, "cached").inc()
+        else:
+            cmdline = ""
+            if host is not None and profile is not None and profile.cmdline and \
+                    host.boot_mode in ("install", "live", "netroot"):
+                try:
+                    cmdline = self.renderer.render_string(
+                        f"profile {profile.name} cmdline", profile.cmdline,
+                        self._context(request, mac, host, profile))
+                    if not policy.cmdline_is_safe(cmdline):
+                        raise RenderError(f"profile {profile.name} cmdline",
+                                          "the rendered command line has a line break or "
+                                          "control character")
+                except RenderError as exc:
+                    return self._render_failed(request, mac, exc, "cmdline")
+            token = self.access.token(mac) if self.cfg.token_in_scripts else None
+            ctx = policy.BootContext(base_url=base, san_server=san,
+                                     initiator_prefix=self.cfg.initiator_prefix,
+                                     unknown_host=self.cfg.unknown_host,
+                                     unknown_delay=self.cfg.unknown_delay, token=token)
+            make = policy.ipxe_script if kind == "ipxe" else policy.grub_config
+            script = make(mac, host, profile, export, ctx, cmdline)
+            self.cache.put(key, script)
+            m.RENDERS.labels(kind, "ok").inc()
+        if host is None:
+            self.emit_coalesced("http.discovery", mac, request.remote, stage=kind,
+                             arch=_clean(request.query.get("arch")))
+        else:
+            self.emit_coalesced("http.script", mac, request.remote, script=kind,
+                             outcome=script.outcome, profile=host.profile,
+                             reason=script.reason or None)
+        if script.outcome == "error":
+            log.warning("boot_config_error", mac=mac, reason=script.reason)
+        return web.Response(text=script.text, content_type="text/plain", charset="utf-8")
+
+    async def discover(self, request: web.Request) -> web.Response:
+        mac = self._mac(request.query.get("mac"))
+        details = {k: _clean(request.query.get(k)) for k in _REPORT_FIELDS}
+        self.events.emit("http.discovery", mac, ip=request.remote, stage="report", **details)
+        log.info("discovery", mac=mac, ip=request.remote,
+                 **{k: v for k, v in details.items() if v})
+        return web.Response(text="recorded\n")
+
+    # -- install files -------------------------------------------------------------------------
+    async def _authorise(self, request: web.Request, mac: str, what: str) -> str:
+        how = await self.access.allowed(mac, request.remote, request.query.get("token"))
+        if how is None:
+            reason = "bad_token" if request.query.get("token") else "address"
+            m.DENIED.labels(reason).inc()
+            log.warning("denied", mac=mac, ip=request.remote, path=request.path, reason=reason)
+            self.emit_coalesced("http.denied", mac, request.remote, path=request.path,
+                             reason=reason, file=what)
+            raise web.HTTPForbidden(text=f"bootyard: {what} of {mac} is served only to that "
+                                         "host's reserved or leased address, or with its "
+                                         "token\n")
+        return how
+
+    def _deny_unknown(self, request: web.Request, mac: str | None, what: str):
+        m.DENIED.labels("unknown_host").inc()
+        self.emit_coalesced("http.denied", mac, request.remote, path=request.path,
+                         reason="unknown_host", file=what)
+        return web.HTTPForbidden(text="bootyard: no such host in the inventory\n")
+
+    async def install_file(self, request: web.Request) -> web.Response:
+        filename = request.match_info["file"]
+        if filename not in INSTALL_FILES:
+            raise web.HTTPNotFound(text=f"bootyard: no install file {filename!r} (known: "
+                                        f"{', '.join(INSTALL_FILES)})\n")
+        mac = self._mac(request.match_info["mac"])
+        host = self.inventory.host(mac)
+        if host is None:
+            raise self._deny_unknown(request, mac, filename)
+        how = await self._authorise(request, mac, filename)
+        return self._install_response(request, mac, filename, how)
+
+    async def kickstart_by_header(self, request: web.Request) -> web.Response:
+        """``inst.ks=http://S/install/ks.cfg inst.ks.sendmac``: anaconda names its NICs in
+        ``X-RHN-Provisioning-MAC-<n>: eth0 52:54:00:...`` headers. The first known host among
+        them whose address (or token) checks out gets its kickstart."""
+        macs = []
+        for name, value in request.headers.items():
+            if name.upper().startswith(ANACONDA_MAC_HEADER.upper()):
+                try:
+                    macs.append(normalise_mac(value.split()[-1]))
+                except (AddressError, IndexError):
+                    continue
+        known = [mac for mac in macs if self.inventory.host(mac) is not None]
+        if not known:
+            raise self._deny_unknown(request, macs[0] if macs else None, "ks.cfg")
+        for mac in known[:-1]:
+            how = await self.access.allowed(mac, request.remote, request.query.get("token"))
+            if how:
+                return self._install_response(request, mac, "ks.cfg", how)
+        how = await self._authorise(request, known[-1], "ks.cfg")
+        return self._install_response(request, known[-1], "ks.cfg", how)
+
+    def _install_response(self, request: web.Request, mac: str, filename: str,
+                          how: str) -> web.Response:
+        host, profile, _export = self._records(mac)
+        label = INSTALL_FILES[filename][2]
+        if profile is None:
+            raise web.HTTPNotFound(text=f"bootyard: host {mac} has no profile\n")
+        template = template_for(profile, filename)
+        if template is None:
+            raise web.HTTPNotFound(text=f"bootyard: profile {profile.name} (install="
+                                        f"{profile.install}) does not provide {filename}\n")
+        base = self.base_url(request)
+        key = ("install", filename, mac, base)
+        text = self.cache.get(self._stamp(), key)
+        if text is not None:
+            m.RENDERS.labels(label, "cached").inc()
+        else:
+            try:
+                text = self.renderer.render_file(
+                    template, self._context(request, mac, host, profile))
+            except RenderError as exc:
+                return self._render_failed(request, mac, exc, label)
+            m.RENDERS.labels(label, "ok").inc()
+            self.cache.put(key, text)
+        self.emit_coalesced("http.install", mac, request.remote, file=filename,
+                         template=template, via=how)
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+    async def install_done(self, request: web.Request) -> web.Response:
+        if request.method not in ("GET", "POST", "PUT"):
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST", "PUT"])
+        mac = self._mac(request.match_info["mac"])
+        if self.inventory.host(mac) is None:
+            raise self._deny_unknown(request, mac, "done")
+        how = await self._authorise(request, mac, "done")
+        kind = KINDS["host"]
+
+        def not_yet(current: dict[str, str]) -> str | None:
+            return "already local" if current.get("boot_mode") == "local" else None
+
+        try:
+            await self.store.write(kind, mac, {"boot_mode": "local"}, mode="set",
+                                   precondition=not_yet)
+        except PreconditionFailed:
+            log.info("install_done_again", mac=mac, ip=request.remote)
+            return web.Response(text="bootyard: already done; this host boots from its disk\n")
+        self.events.emit("http.install_done", mac, ip=request.remote, via=how,
+                         boot_mode="local")
+        log.info("install_done", mac=mac, ip=request.remote, via=how)
+        return web.Response(text="bootyard: recorded; this host now boots from its disk\n")
+
+    # -- files ---------------------------------------------------------------------------------
+    async def to_directory(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMovedPermanently(location=request.path + "/")
+
+    async def images(self, request: web.Request) -> web.StreamResponse:
+        return await files.serve(request, self.cfg.images_root, request.match_info["path"])
+
+    async def mirror(self, request: web.Request) -> web.StreamResponse:
+        return await files.serve(request, self.cfg.mirror_root, request.match_info["path"])
+
+
+def _clean(value: str | None) -> str | None:
+    """A client-reported detail for an event: printable, at most 128 characters."""
+    if not value:
+        return None
+    return "".join(c for c in value if c.isprintable())[:128] or None

@@ -1,0 +1,72 @@
+"""Settings of the HTTP service (section ``http``); see docs/http.md for each key."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+
+from shared.settings import CommonSettings, port_number, positive, setting
+
+
+def _non_negative(value: float) -> None:
+    if value < 0:
+        raise ValueError("must be zero or more")
+
+
+def _workers(value: int) -> None:
+    if not 1 <= value <= 64:
+        raise ValueError("must be between 1 and 64")
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpSection:
+    host: str = setting("0.0.0.0", help="address the boot/file listener binds")
+    port: int = setting(8080, help="port of the boot/file listener", check=port_number)
+    public_url: str = setting(
+        "", help="base URL clients reach this service at (http://10.0.0.1:8080); empty: taken "
+                 "from each request's Host header")
+    images_root: str = setting("/var/lib/bootyard/images",
+                               help="directory served under /images/ (kernels, initrds, roots)")
+    mirror_root: str = setting("/var/lib/bootyard/mirror",
+                               help="directory served under /mirror/ (OS mirrors)")
+    templates_dir: str = setting("templates", help="directory of the Jinja2 install templates")
+    token_secret: str = setting(
+        "", help="secret for per-host tokens (HMAC-SHA256 of the MAC); required, e.g. the "
+                 "output of `openssl rand -hex 32`")
+    token_in_scripts: bool = setting(
+        False, help="put the per-host token into install URLs on kernel command lines (only for "
+                    "networks where client addresses cannot be checked; anyone who fetches a "
+                    "host's boot script then learns its token)")
+    san_server: str = setting(
+        "", help="address of the AoE/iSCSI target for sanboot and netroot; empty: the address "
+                 "the client reached this service on")
+    initiator_prefix: str = setting("iqn.2026-11.org.bootyard",
+                                    help="iSCSI initiator names are <prefix>:<hostname or MAC>")
+    unknown_host: str = setting("discovery", choices=("discovery", "exit"),
+                                help="unknown MACs: record a discovery event and show a message "
+                                     "(discovery) or just exit to the next boot device")
+    unknown_delay: int = setting(10, help="seconds an unknown host shows its message",
+                                 check=_non_negative)
+    render_cache_size: int = setting(4096, help="rendered scripts/files kept in memory "
+                                                "(0 disables the render cache)",
+                                     check=_non_negative)
+    workers: int = setting(1, help="processes serving the boot/file listener (SO_REUSEPORT)",
+                           check=_workers)
+    file_events: bool = setting(True, help="record an http.file event for each /images/ "
+                                           "download (never for /mirror/)")
+    admin_enabled: bool = setting(True, help="serve the admin API (/api/v1/...)")
+    admin_host: str = setting("127.0.0.1", help="address the admin API binds")
+    admin_port: int = setting(9180, help="port of the admin API", check=port_number)
+    admin_token: str = setting("", help="bearer token for the admin API; may only be empty "
+                                        "when admin_host is a loopback address")
+    metrics_host: str = setting("0.0.0.0", help="address of the /metrics and /healthz listener")
+    metrics_port: int = setting(9103, help="port of the /metrics and /healthz listener "
+                                           "(they are also on the boot listener)",
+                                check=port_number)
+    shutdown_grace: float = setting(5.0, help="seconds to finish requests on stop",
+                                    check=positive)
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpSettings(CommonSettings):
+    http: HttpSection = field(default_factory=HttpSection)

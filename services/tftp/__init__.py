@@ -1,0 +1,1 @@
+"""bootyard's read-only TFTP service (issue 7): boot loaders and per-host configs."""

@@ -1,0 +1,367 @@
+"""The TFTP service wired together: request -> path rules -> file or rendered config ->
+admission -> one transfer socket + session -> one summary record (log, metrics, events).
+
+A per-request problem is a log line, a counter and an ERROR to the client where TFTP has one;
+only a failed bind ends the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from shared import logs
+from shared.paths import PathRefused, clean_relative, resolve_under
+from shared.store import InventoryUnavailable, redis_errors
+
+from services.tftp import codec, metrics, render
+from services.tftp.codec import ErrorCode, Opcode
+from services.tftp.content import BytesSource, FileCache, NetasciiSource, NotAFile
+from services.tftp.session import Limits, ReadSession
+from services.tftp.settings import TftpSection
+from services.tftp.transport import ListenerProtocol, TransferProtocol, open_transfer
+
+log = logs.get_logger("tftp")
+LeaseLookup = Callable[[str], Awaitable[str | None]]
+BUSY_MESSAGE = "server busy: too many transfers, retry in a few seconds"
+
+
+async def lease_mac(client, ip: str, now: float | None = None) -> str | None:
+    """The MAC holding a current lease on ``ip`` (the lease contract in the brief), or None.
+
+    # TODO(merge): use shared.leases.lookup_ip
+    """
+    with redis_errors("leases"):
+        raw = await client.hgetall(f"bootyard:lease:{ip}")
+    if not raw or raw.get("state") != "bound":
+        return None
+    try:
+        if int(raw.get("expires", "0")) <= (time.time() if now is None else now):
+            return None
+    except ValueError:
+        return None
+    return raw.get("mac") or None
+
+
+def _grow_receive_buffer(sock, size: int) -> None:
+    """A boot storm sends hundreds of RRQs at once: the default ~200 KiB buffer drops them.
+    SO_RCVBUFFORCE (root/CAP_NET_ADMIN) passes net.core.rmem_max; otherwise SO_RCVBUF is capped
+    by it, and we log the size we got."""
+    if sock is None or size <= 0:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), size)
+    except OSError:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        except OSError:
+            pass
+    got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if got < size:
+        log.info("listener_buffer_capped", wanted=size, got=got,
+                 fix="raise net.core.rmem_max or run with CAP_NET_ADMIN")
+
+
+@dataclasses.dataclass
+class Record:
+    """One summary per request: what the log line, the metrics and the event are made from."""
+
+    peer: str
+    port: int
+    file: str
+    mac: str | None = None
+    result: str = "running"
+    detail: str = ""
+    bytes: int = 0
+    size: int | None = None
+    blksize: int = 512
+    windowsize: int = 1
+    retransmits: int = 0
+    duration: float = 0.0
+    source: str = ""  # "static", "cache", "rendered:<kind>"
+
+
+class TftpServer:
+    def __init__(self, cfg: TftpSection, inventory, *, leases: LeaseLookup | None = None,
+                 events=None) -> None:
+        self.cfg = cfg
+        self.inventory = inventory
+        self.leases = leases
+        self.events = events
+        self.root = Path(cfg.root)
+        self.cache = FileCache(cfg.cache_file_max, cfg.cache_total)
+        self.limits = Limits(blksize_max=cfg.blksize_max, windowsize_max=cfg.windowsize_max,
+                             timeout_initial=cfg.timeout_initial, timeout_min=cfg.timeout_min,
+                             timeout_max=cfg.timeout_max, retries=cfg.retries)
+        self._slots = asyncio.Semaphore(cfg.max_transfers)
+        self._queued = 0
+        self._busy: set[tuple[str, int]] = set()     # peers with a request being handled
+        self._tasks: set[asyncio.Task] = set()
+        self._transfers: set[TransferProtocol] = set()
+        self.listener: ListenerProtocol | None = None
+        self.records: list[Record] | None = None     # tests may set a list to collect records
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        transport, self.listener = await loop.create_datagram_endpoint(
+            lambda: ListenerProtocol(self.on_datagram),
+            local_addr=(self.cfg.bind, self.cfg.port))
+        address = transport.get_extra_info("sockname")[:2]
+        _grow_receive_buffer(transport.get_extra_info("socket"), self.cfg.listener_buffer)
+        log.info("listening", address=address[0], port=address[1], root=str(self.root))
+        return address
+
+    async def close(self) -> None:
+        if self.listener and self.listener.transport:
+            self.listener.transport.close()
+        for transfer in list(self._transfers):
+            transfer.session._finish("aborted", "service stopping")
+            transfer.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- requests ------------------------------------------------------------------------------
+    def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            message = codec.decode(data)
+        except codec.DecodeError as exc:
+            metrics.MALFORMED.labels("listener").inc()
+            log.debug("malformed", peer=addr[0], port=addr[1], reason=str(exc))
+            return
+        if not isinstance(message, codec.Request):
+            # a stray ACK/DATA/ERROR on the well-known port: not a transfer of ours
+            if not isinstance(message, codec.Error):
+                self.listener.send(codec.error(ErrorCode.UNKNOWN_TID, "no transfer on this port"),
+                                   addr)
+            return
+        if addr in self._busy:
+            return  # the client retransmitted its request while we work on it
+        if message.opcode == Opcode.WRQ:
+            self._refuse(addr, message.filename, "write", ErrorCode.ACCESS_VIOLATION,
+                         "this server is read-only")
+            return
+        if message.mode not in ("octet", "netascii"):
+            self._refuse(addr, message.filename, "mode", ErrorCode.ILLEGAL_OPERATION,
+                         f"transfer mode {message.mode[:20]!r} not supported (octet, netascii)")
+            return
+        self._busy.add(addr)
+        task = asyncio.create_task(self._handle(message, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _refuse(self, addr, name: str, reason: str, code: ErrorCode, message: str,
+                record: Record | None = None) -> None:
+        metrics.REFUSED.labels(reason).inc()
+        self.listener.send(codec.error(code, message), addr)
+        record = record or Record(addr[0], addr[1], name)
+        record.result, record.detail = "refused", f"{reason}: {message}"
+        log.warning("refused", peer=addr[0], port=addr[1], file=name, reason=reason,
+                    detail=message, mac=record.mac)
+        self._emit(record)
+
+    async def _handle(self, request: codec.Request, addr: tuple[str, int]) -> None:
+        record = Record(addr[0], addr[1], request.filename)
+        started = time.monotonic()
+        slot = False
+        try:
+            try:
+                path = resolve_under(self.root, request.filename)
+            except PathRefused as exc:
+                self._refuse(addr, request.filename, "path", ErrorCode.ACCESS_VIOLATION,
+                             f"access violation: {exc.reason}", record)
+                return
+            slot = await self._admit()
+            if not slot:
+                self._refuse(addr, request.filename, "busy", ErrorCode.NOT_DEFINED,
+                             BUSY_MESSAGE, record)
+                return
+            try:
+                opened = await self._open(path, request.filename, addr, record)
+            except InventoryUnavailable as exc:
+                self._refuse(addr, request.filename, "inventory", ErrorCode.NOT_DEFINED,
+                             "inventory unavailable, retry later", record)
+                log.error("inventory_unavailable", reason=str(exc))
+                return
+            if opened is None:
+                return  # answered with an ERROR and recorded by _open
+            source, size = opened
+            if request.mode == "netascii":
+                source, size = NetasciiSource(source), None
+            await self._transfer(request, addr, source, size, record, started)
+        finally:
+            if slot:
+                self._slots.release()
+            self._busy.discard(addr)
+
+    async def _admit(self) -> bool:
+        if not self._slots.locked():
+            await self._slots.acquire()
+            return True
+        if self._queued >= self.cfg.queue_max or self.cfg.queue_timeout <= 0:
+            return False
+        self._queued += 1
+        metrics.QUEUED.set(self._queued)
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.cfg.queue_timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self._queued -= 1
+            metrics.QUEUED.set(self._queued)
+
+    def _finish_error(self, addr, record: Record, result: str, code: ErrorCode,
+                      message: str) -> None:
+        self.listener.send(codec.error(code, message), addr)
+        record.result, record.detail = result, message
+        self._record(record)
+
+    async def _open(self, path: Path, name: str, addr, record: Record):
+        """(source, size) for the request, or None after answering it with an ERROR."""
+        try:
+            source, size, outcome = self.cache.open(path)
+            metrics.CACHE.labels(outcome).inc()
+            record.source, record.size = ("cache" if outcome != "streamed" else "disk"), size
+            return source, size
+        except FileNotFoundError:
+            pass
+        except NotAFile:
+            self._finish_error(addr, record, "not_found", ErrorCode.FILE_NOT_FOUND,
+                               "not a file")
+            return None
+        except OSError as exc:
+            self._finish_error(addr, record, "io_error", ErrorCode.ACCESS_VIOLATION,
+                               f"cannot read file: {exc.strerror}")
+            return None
+        dynamic = render.classify(str(clean_relative(name))) if self.cfg.dynamic else None
+        if dynamic is None:
+            self._finish_error(addr, record, "not_found", ErrorCode.FILE_NOT_FOUND,
+                               "file not found")
+            return None
+        return await self._render(dynamic, addr, record)
+
+    async def _mac_of(self, ip: str) -> str | None:
+        host = self.inventory.host_by_ip(ip)
+        if host is not None:
+            return host.mac
+        if self.leases is None:
+            return None
+        try:
+            return await self.leases(ip)
+        except InventoryUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a lease problem must not kill the request
+            log.warning("lease_lookup_failed", ip=ip, reason=repr(exc))
+            return None
+
+    async def _render(self, dynamic: render.DynamicName, addr, record: Record):
+        mac = dynamic.mac
+        if dynamic.ip:
+            mac = await self._mac_of(dynamic.ip)
+        elif dynamic.generic:
+            mac = await self._mac_of(addr[0])
+        record.mac = mac
+        host = self.inventory.host(mac) if mac else None
+        if host is None and not dynamic.generic:
+            # the loader tries its next name (IP hex, then default)
+            self._finish_error(addr, record, "not_found", ErrorCode.FILE_NOT_FOUND,
+                               "no such host")
+            return None
+        if host is None and self.cfg.unknown_host == "none" and not (
+                dynamic.kind == "ipxe" and self.cfg.http_base_url):
+            self._finish_error(addr, record, "not_found", ErrorCode.FILE_NOT_FOUND,
+                               "unknown host")
+            return None
+        profile = self.inventory.profile(host.profile) if host and host.profile else None
+        try:
+            boot = render.plan(mac, host, profile, images_prefix=self.cfg.images_prefix,
+                               http_base_url=self.cfg.http_base_url)
+            text = render.render(dynamic.kind, boot, self.cfg.http_base_url)
+        except render.RenderError as exc:
+            log.warning("render_failed", mac=mac, kind=dynamic.kind, reason=str(exc))
+            self._finish_error(addr, record, "render_error", ErrorCode.NOT_DEFINED,
+                               f"bootyard cannot render this host's config: {exc}"[:400])
+            return None
+        metrics.RENDERED.labels(dynamic.kind).inc()
+        data = text.encode("utf-8")
+        record.source, record.size = f"rendered:{dynamic.kind}", len(data)
+        return BytesSource(data), len(data)
+
+    async def _transfer(self, request, addr, source, size, record: Record,
+                        started: float) -> None:
+        loop = asyncio.get_running_loop()
+        session = ReadSession(addr, source, size, request, self.limits, loop.time())
+        record.blksize, record.windowsize = session.blksize, session.windowsize
+        metrics.IN_FLIGHT.inc()
+        transfer = None
+        try:
+            transfer = await open_transfer(self.cfg.bind, session,
+                                           lambda: self._busy.discard(addr))
+            self._transfers.add(transfer)
+            await transfer.done
+        except OSError as exc:
+            session._finish("io_error", f"cannot open a transfer socket: {exc.strerror}")
+        except asyncio.CancelledError:
+            session._finish("aborted", "service stopping")
+            if transfer is not None:
+                transfer.abort()
+            raise
+        finally:
+            metrics.IN_FLIGHT.dec()
+            if transfer is not None:
+                self._transfers.discard(transfer)
+            close = getattr(source, "close", None)
+            if close:
+                close()
+            if not session.finished:
+                session._finish("aborted", "transfer socket closed")
+            record.result, record.detail = session.result, session.detail
+            record.bytes, record.retransmits = session.bytes_sent, session.retransmits
+            record.duration = time.monotonic() - started
+            metrics.BYTES.inc(session.bytes_sent)
+            metrics.RETRANSMITS.inc(session.retransmits)
+            metrics.DURATION.observe(record.duration)
+            if session.foreign:
+                metrics.FOREIGN.inc(session.foreign)
+            if session.malformed:
+                metrics.MALFORMED.labels("transfer").inc(session.malformed)
+            if record.mac is None and self.leases is not None:
+                try:
+                    record.mac = await asyncio.wait_for(self._mac_of(addr[0]), 2.0)
+                except (InventoryUnavailable, asyncio.TimeoutError):
+                    pass
+            self._record(record)
+
+    # -- the one summary record ----------------------------------------------------------------
+    def _record(self, record: Record) -> None:
+        if record.result in metrics.RESULTS:
+            metrics.TRANSFERS.labels(record.result).inc()
+        fields = dict(peer=record.peer, port=record.port, mac=record.mac, file=record.file,
+                      result=record.result, bytes=record.bytes, blksize=record.blksize,
+                      windowsize=record.windowsize, retransmits=record.retransmits,
+                      duration_s=round(record.duration, 4), source=record.source)
+        if record.detail:
+            fields["detail"] = record.detail
+        if record.result == "ok":
+            log.info("transfer", **fields)
+        elif record.result == "not_found":
+            log.info("transfer", **fields)
+        else:
+            log.warning("transfer", **fields)
+        self._emit(record)
+
+    def _emit(self, record: Record) -> None:
+        if self.records is not None:
+            self.records.append(record)
+        if self.events is not None:
+            self.events.emit("tftp.transfer", record.mac, ip=record.peer, file=record.file,
+                             result=record.result, bytes=record.bytes, blksize=record.blksize,
+                             windowsize=record.windowsize, retransmits=record.retransmits,
+                             duration_s=f"{record.duration:.3f}", detail=record.detail or None)

@@ -1,0 +1,259 @@
+"""One read transfer as a sans-I/O state machine: no sockets, no clock, no logging.
+
+The transport feeds it datagrams and the time; it answers with datagrams and its next deadline::
+
+    s = ReadSession(peer, source, size, request, limits, now)
+    send(s.datagrams_to_send(now))            # OACK, or the first window of DATA
+    s.receive(datagram, source_address, now)  # each datagram on the transfer's socket
+    s.on_timer(now)                           # when now >= s.next_timer()
+    s.finished, s.result                      # "ok", "timeout", "client_error", ...
+
+Rules it keeps:
+
+- Options (RFC 2347/2348/2349/7440) are negotiated once, by :func:`negotiate`; an OACK is sent
+  when at least one option was accepted, and DATA starts only after ACK 0.
+- Block numbers are 16 bits and wrap to 0 (what tftp-hpa, atftp, curl and iPXE expect); the
+  session counts blocks absolutely and maps each ACK to the one block of the window it can mean.
+- An ACK for a block already acknowledged (a duplicate, or one delayed in the network) is ignored:
+  it never triggers a send, so the Sorcerer's Apprentice bug (RFC 1123 §4.2.3.1) cannot happen.
+- Windowed sends (RFC 7440): up to ``windowsize`` blocks in flight; an ACK for a block inside
+  the window (the client saw a gap) moves the window there and resends what follows it.
+- Retransmission on timeout: an adaptive timeout (RFC 6298 style: smoothed RTT + 4 x variance,
+  clamped to ``Limits``; Karn's rule: no RTT sample from a retransmitted block), doubled on each
+  consecutive expiry, and the transfer fails after ``Limits.retries`` expiries in a row. A client
+  that negotiated the ``timeout`` option gets exactly that timeout.
+- The transfer ends cleanly on the ACK of the last block: the first one shorter than blksize,
+  which is empty when the size is a multiple of blksize.
+- A datagram from any address other than the peer's (a foreign port: RFC 1350 "transfer ID")
+  is answered with ERROR 5 and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+from services.tftp import codec
+from services.tftp.codec import ErrorCode
+
+Address = tuple[str, int]
+
+
+class Source(Protocol):
+    def read(self, n: int) -> bytes: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    blksize_max: int = codec.BLKSIZE_MAX  # cap on the blksize we accept (RFC 2348 allows less)
+    windowsize_max: int = 64              # cap on the windowsize we accept (RFC 7440)
+    timeout_initial: float = 0.5          # before the first RTT sample
+    timeout_min: float = 0.05
+    timeout_max: float = 4.0
+    retries: int = 6                      # consecutive expiries before giving up
+
+
+@dataclasses.dataclass(frozen=True)
+class Negotiated:
+    blksize: int = 512
+    windowsize: int = 1
+    timeout: int | None = None   # seconds, when the client set the timeout option
+    oack: tuple[tuple[str, str], ...] = ()
+
+
+def negotiate(request: codec.Request, size: int | None, limits: Limits) -> Negotiated:
+    """Accept the options we support, within our limits; ignore the rest (RFC 2347)."""
+    blksize, windowsize, timeout = 512, 1, None
+    accepted: list[tuple[str, str]] = []
+    for name, value in request.options:
+        if name == codec.BLKSIZE:
+            number = int(value)
+            if number < codec.BLKSIZE_MIN:
+                continue  # out of RFC 2348's range: ignore, the client falls back to 512
+            blksize = min(number, limits.blksize_max, codec.BLKSIZE_MAX)
+            accepted.append((name, str(blksize)))
+        elif name == codec.TSIZE:
+            if size is not None:
+                accepted.append((name, str(size)))
+        elif name == codec.TIMEOUT:
+            number = int(value)
+            if 1 <= number <= 255:  # RFC 2349's range
+                timeout = number
+                accepted.append((name, str(number)))
+        elif name == codec.WINDOWSIZE:
+            number = int(value)
+            if number >= 1:
+                windowsize = min(number, limits.windowsize_max, 65535)
+                accepted.append((name, str(windowsize)))
+    return Negotiated(blksize, windowsize, timeout, tuple(accepted))
+
+
+class ReadSession:
+    """Sends one file (``source.read`` in order) to ``peer``."""
+
+    def __init__(self, peer: Address, source: Source, size: int | None,
+                 request: codec.Request, limits: Limits, now: float) -> None:
+        self.peer = peer
+        self._source = source
+        self._limits = limits
+        self.options = negotiate(request, size, limits)
+        self.blksize = self.options.blksize
+        self.windowsize = self.options.windowsize
+        self.finished = False
+        self.result = "running"
+        self.detail = ""
+        # statistics for the transfer record
+        self.bytes_sent = 0      # payload octets of distinct blocks sent
+        self.retransmits = 0     # datagrams sent again after a timeout or a gap
+        self.duplicate_acks = 0
+        self.foreign = 0         # datagrams from other ports (answered with ERROR 5)
+        self.malformed = 0
+        self.started = now
+        # state
+        self._out: list[tuple[bytes, Address]] = []
+        self._blocks: dict[int, bytes] = {}   # absolute block number -> datagram, unacked
+        self._sent_at: dict[int, float] = {}  # first-send time of blocks eligible for RTT
+        self._acked = 0
+        self._sent = 0
+        self._last: int | None = None
+        self._expiries = 0
+        self._srtt: float | None = None
+        self._rttvar = 0.0
+        self._rto = float(self.options.timeout) if self.options.timeout else limits.timeout_initial
+        if self.options.oack:
+            self._oack = codec.encode(codec.OAck(self.options.oack))
+            self._oack_sent_at: float | None = now
+            self._out.append((self._oack, peer))
+        else:
+            self._oack = None
+            self._oack_sent_at = None
+            self._fill(now)
+        self._deadline: float | None = now + self._rto
+
+    # -- the sans-I/O interface ----------------------------------------------------------------
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        out, self._out = self._out, []
+        return out
+
+    def next_timer(self) -> float | None:
+        return None if self.finished else self._deadline
+
+    def receive(self, datagram: bytes, source: Address, now: float) -> None:
+        if source != self.peer:
+            self.foreign += 1
+            self._out.append((codec.error(ErrorCode.UNKNOWN_TID,
+                                          "unknown transfer ID: not your transfer"), source))
+            return
+        if self.finished:
+            return
+        # fast path: a well-formed ACK is the packet we see thousands of times a second
+        if len(datagram) >= 4 and datagram[0] == 0 and datagram[1] == codec.Opcode.ACK:
+            self._on_ack((datagram[2] << 8) | datagram[3], now)
+            return
+        try:
+            message = codec.decode(datagram)
+        except codec.DecodeError as exc:
+            self.malformed += 1
+            self.detail = str(exc)
+            return
+        if isinstance(message, codec.Error):
+            self._finish("options_refused" if message.code == ErrorCode.OPTION_REFUSED
+                         else "client_error", f"client sent ERROR {message.code}: "
+                         f"{message.message[:100]}")
+        else:
+            self._out.append((codec.error(ErrorCode.ILLEGAL_OPERATION,
+                                          "illegal TFTP operation during a read transfer"),
+                              self.peer))
+            self._finish("illegal", f"client sent {type(message).__name__} during the transfer")
+
+    def on_timer(self, now: float) -> None:
+        if self.finished or self._deadline is None or now < self._deadline:
+            return
+        self._expiries += 1
+        if self._expiries > self._limits.retries:
+            self._finish("timeout", f"no ACK after {self._limits.retries} retransmissions "
+                         f"(last acknowledged block {self._acked})")
+            return
+        if not self.options.timeout:
+            self._rto = min(self._rto * 2, self._limits.timeout_max)
+        if self._oack is not None:
+            self._oack_sent_at = None
+            self._out.append((self._oack, self.peer))
+            self.retransmits += 1
+        else:
+            self._resend_window()
+        self._deadline = now + self._rto
+
+    # -- internals -----------------------------------------------------------------------------
+    def _finish(self, result: str, detail: str = "") -> None:
+        self.finished = True
+        self.result = result
+        if detail:
+            self.detail = detail
+        self._blocks.clear()
+        self._sent_at.clear()
+        self._deadline = None
+
+    def _sample(self, sent_at: float | None, now: float) -> None:
+        if sent_at is None or self.options.timeout:
+            return
+        rtt = now - sent_at
+        if self._srtt is None:
+            self._srtt, self._rttvar = rtt, rtt / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
+            self._srtt = 0.875 * self._srtt + 0.125 * rtt
+        self._rto = min(max(self._srtt + 4 * self._rttvar, self._limits.timeout_min),
+                        self._limits.timeout_max)
+
+    def _fill(self, now: float) -> None:
+        """Send new blocks until the window is full or the last block is out."""
+        limit = self._acked + self.windowsize
+        blksize = self.blksize
+        while self._sent < limit and self._last is None:
+            payload = self._source.read(blksize)
+            number = self._sent + 1
+            datagram = codec.data_header(number) + payload
+            self._sent = number
+            self._blocks[number] = datagram
+            self._sent_at[number] = now
+            self.bytes_sent += len(payload)
+            self._out.append((datagram, self.peer))
+            if len(payload) < blksize:
+                self._last = number
+
+    def _resend_window(self) -> None:
+        for number in range(self._acked + 1, self._sent + 1):
+            self._out.append((self._blocks[number], self.peer))
+            self._sent_at.pop(number, None)  # Karn: no RTT sample from a retransmitted block
+            self.retransmits += 1
+
+    def _on_ack(self, block: int, now: float) -> None:
+        if self._oack is not None:
+            if block == 0:
+                self._oack = None
+                self._sample(self._oack_sent_at, now)
+                self._expiries = 0
+                self._fill(now)
+                self._deadline = now + self._rto
+            else:
+                self.duplicate_acks += 1
+            return
+        ahead = (block - self._acked) & 0xFFFF
+        if ahead == 0 or ahead > self._sent - self._acked:
+            self.duplicate_acks += 1  # already acknowledged, or never sent: never a send
+            return
+        number = self._acked + ahead
+        self._sample(self._sent_at.get(number), now)
+        for done in range(self._acked + 1, number + 1):
+            del self._blocks[done]
+            self._sent_at.pop(done, None)
+        self._acked = number
+        self._expiries = 0
+        if number == self._last:
+            self._finish("ok")
+            return
+        if number < self._sent:
+            self._resend_window()  # the client saw a gap: resend from the block after its ACK
+        self._fill(now)
+        self._deadline = now + self._rto

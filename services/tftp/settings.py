@@ -1,0 +1,76 @@
+"""The TFTP service's settings: section ``tftp`` (environment ``BOOTYARD_TFTP__<KEY>``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.settings import CommonSettings, port_number, positive, setting
+
+
+def _blksize(value: int) -> None:
+    if not 8 <= value <= 65464:
+        raise ValueError("RFC 2348 allows 8..65464")
+
+
+def _at_least_one(value: int) -> None:
+    if value < 1:
+        raise ValueError("must be at least 1")
+
+
+def _not_negative(value: float) -> None:
+    if value < 0:
+        raise ValueError("must not be negative")
+
+
+def _url(value: str | None) -> None:
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+
+
+@dataclass(frozen=True)
+class TftpSection:
+    root: str = setting("/srv/bootyard/tftp", help="directory served (make tftp-root fills it)")
+    bind: str = setting("0.0.0.0", help="address the listener and the transfer sockets bind to")
+    port: int = setting(69, help="UDP port of the listener", check=port_number)
+    metrics_host: str = setting("0.0.0.0", help="address of /metrics and /healthz")
+    metrics_port: int = setting(9102, help="port of /metrics and /healthz", check=port_number)
+    blksize_max: int = setting(65464, help="largest blksize accepted (RFC 2348); clients "
+                               "asking more get this", check=_blksize)
+    windowsize_max: int = setting(64, help="largest windowsize accepted (RFC 7440)",
+                                  check=_at_least_one)
+    timeout_initial: float = setting(0.5, help="retransmission timeout before the first RTT "
+                                     "sample, seconds", check=positive)
+    timeout_min: float = setting(0.05, help="smallest adaptive retransmission timeout, seconds",
+                                 check=positive)
+    timeout_max: float = setting(4.0, help="largest retransmission timeout (after doubling), "
+                                 "seconds", check=positive)
+    retries: int = setting(6, help="consecutive timeouts before a transfer is abandoned",
+                           check=_at_least_one)
+    max_transfers: int = setting(500, help="concurrent transfers; more requests wait "
+                                 "queue_timeout for a slot, then get ERROR 'busy, retry'",
+                                 check=_at_least_one)
+    queue_timeout: float = setting(2.0, help="seconds a request may wait for a transfer slot",
+                                   check=_not_negative)
+    queue_max: int = setting(1000, help="requests allowed to wait for a slot at once",
+                             check=_not_negative)
+    listener_buffer: int = setting(4 << 20, help="receive buffer of the listener socket "
+                                   "(bytes), so a boot storm's requests are not dropped",
+                                   check=_not_negative)
+    cache_file_max: int = setting(8 << 20, help="files up to this size (bytes) are kept in "
+                                  "memory; larger ones stream from disk", check=_not_negative)
+    cache_total: int = setting(256 << 20, help="memory (bytes) for cached files, least "
+                               "recently used evicted", check=_not_negative)
+    dynamic: bool = setting(True, help="render per-host PXELINUX/GRUB/iPXE configs")
+    images_prefix: str = setting("images", help="directory of the TFTP root holding profile "
+                                 "kernels and initrds (the HTTP service's /images/)")
+    http_base_url: str | None = setting(None, help="if set, boot.ipxe chains to the HTTP "
+                                        "service's per-host script at <this>/boot/ipxe",
+                                        check=_url)
+    unknown_host: str = setting("local", help="what an unknown host's generic config does: "
+                                "boot the local disk, or 'none' (file not found)",
+                                choices=("local", "none"))
+
+
+@dataclass(frozen=True)
+class TftpSettings(CommonSettings):
+    tftp: TftpSection = field(default_factory=TftpSection)

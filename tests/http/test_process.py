@@ -1,0 +1,262 @@
+"""The service as a real process (``python -m services.http``) on loopback, against curl and wget."""
+
+from __future__ import annotations
+
+import email.parser
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ADMIN_TOKEN, MAC, REPO, SECRET, ServiceProcess
+
+from services.http.access import host_token
+
+BIG = 40 * 1024 * 1024
+
+
+def curl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "-sS", "--max-time", "30", *args], capture_output=True,
+                          check=check, timeout=60)
+
+
+def bootyard(redis_url: str, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "shared.cli", "--redis-url", redis_url, *args],
+                   check=True, capture_output=True, cwd=REPO, timeout=30)
+
+
+def wait_for(predicate, what: str, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def deployed(redis_url, service_process):
+    bootyard(redis_url, "profile", "add", "rocky9", "--kernel", "rocky/vmlinuz",
+             "--initrd", "rocky/initrd.img", "--install", "kickstart",
+             "--cmdline", "inst.ks={{ urls.kickstart }} inst.ks.sendmac",
+             "--var", "root_password_hash=$6$salt$hash")
+    bootyard(redis_url, "host", "add", MAC, "--hostname", "web1", "--ip", "127.0.0.1",
+             "--profile", "rocky9")
+    url = f"{service_process.url}/boot/ipxe?mac={MAC}"
+    wait_for(lambda: b"rocky9" in curl(url).stdout, "the service to see the new host")
+    return service_process
+
+
+def test_ipxe_scripts_per_mode_with_curl_and_wget(redis_url, deployed):
+    url = f"{deployed.url}/boot/ipxe?mac={MAC}"
+    base = f"http://127.0.0.1:{deployed.port}"
+    assert curl(url).stdout.decode() == f"""#!ipxe
+# bootyard: web1 (52:54:00:12:34:56) profile rocky9 boot mode install
+echo bootyard: web1 (52:54:00:12:34:56): install rocky9
+kernel {base}/images/rocky/vmlinuz initrd=initrd.img \
+inst.ks={base}/install/52:54:00:12:34:56/ks.cfg inst.ks.sendmac || goto failed
+initrd --name initrd.img {base}/images/rocky/initrd.img || goto failed
+boot || goto failed
+:failed
+echo bootyard: web1 (52:54:00:12:34:56): install failed: ${{errno}}
+sleep 10
+exit
+"""
+    wget = subprocess.run(["wget", "-q", "-O", "-", f"{deployed.url}/boot/{MAC}.ipxe"],
+                          capture_output=True, check=True, timeout=30)
+    assert wget.stdout == curl(url).stdout
+    bootyard(redis_url, "host", "set", MAC, "--boot-mode", "local")
+    wait_for(lambda: b"local disk" in curl(url).stdout, "the local boot mode")
+    assert curl(url).stdout.decode() == """#!ipxe
+# bootyard: web1 (52:54:00:12:34:56) profile rocky9 boot mode local
+echo bootyard: web1 (52:54:00:12:34:56): booting from the local disk
+exit
+"""
+    bootyard(redis_url, "host", "set", MAC, "--enabled", "no")
+    wait_for(lambda: b"disabled" in curl(url).stdout, "the disabled host")
+
+
+def test_kickstart_by_header_and_403_from_another_address(deployed):
+    header = f"X-RHN-Provisioning-MAC-0: eth0 {MAC}"
+    ok = curl("-H", header, f"{deployed.url}/install/ks.cfg", "-w", "%{http_code}")
+    assert ok.stdout.endswith(b"200") and b"rootpw --iscrypted $6$salt$hash" in ok.stdout
+    by_path = curl(f"{deployed.url}/install/{MAC}/ks.cfg")
+    assert by_path.stdout == ok.stdout[:-3]
+    # the same request from 127.0.0.2: the header alone is not enough
+    other = curl("--interface", "127.0.0.2", "-H", header, f"{deployed.url}/install/ks.cfg",
+                 "-w", "%{http_code}")
+    assert other.stdout.endswith(b"403") and b"$6$" not in other.stdout
+    other = curl("--interface", "127.0.0.2", f"{deployed.url}/install/{MAC}/ks.cfg",
+                 "-w", "%{http_code}")
+    assert other.stdout.endswith(b"403")
+    token = host_token(SECRET, MAC)
+    with_token = curl("--interface", "127.0.0.2",
+                      f"{deployed.url}/install/{MAC}/ks.cfg?token={token}")
+    assert with_token.stdout == by_path.stdout
+    wget = subprocess.run(["wget", "-q", "-O", "-", "--bind-address", "127.0.0.2",
+                           f"{deployed.url}/install/{MAC}/ks.cfg"], capture_output=True,
+                          timeout=30)
+    assert wget.returncode == 8  # wget: the server answered with an error (403)
+    denied = wait_for(lambda: events_of(deployed, "http.denied", 2), "two http.denied events")
+    time.sleep(0.3)  # wget's repeat of curl's refusal within a second is coalesced
+    denied = events_of(deployed, "http.denied", 2)
+    assert sorted(e["fields"]["path"] for e in denied) == ["/install/52:54:00:12:34:56/ks.cfg",
+                                                           "/install/ks.cfg"]
+    assert {e["fields"]["ip"] for e in denied} == {"127.0.0.2"}
+
+
+def test_broken_template_gives_500_and_an_event(redis_url, deployed):
+    (deployed.templates / "kickstart.ks.j2").write_text("%pre\n{% if %}\n")
+    resp = curl("-w", "%{http_code}", f"{deployed.url}/install/{MAC}/ks.cfg")
+    assert resp.stdout.endswith(b"500") and b"%pre" not in resp.stdout
+    errors = wait_for(lambda: events_of(deployed, "http.render_error", 1), "a render event")
+    assert errors[-1]["fields"]["template"] == "kickstart.ks.j2"
+    assert "syntax error" in errors[-1]["fields"]["reason"]
+
+
+def test_install_done_callback_with_curl(redis_url, deployed):
+    token = host_token(SECRET, MAC)
+    done = f"{deployed.url}/install/{MAC}/done?token={token}"
+    assert b"recorded" in curl("--interface", "127.0.0.2", "-X", "POST", done).stdout
+    assert b"already" in curl("-X", "POST", done).stdout
+    host = api(deployed, f"/api/v1/hosts/{MAC}")
+    assert host["fields"]["boot_mode"] == "local"
+    assert len(wait_for(lambda: events_of(deployed, "http.install_done", 1), "done event")) == 1
+    time.sleep(0.3)  # the second call must not add one, even after the events are written
+    assert len(events_of(deployed, "http.install_done", 1)) == 1
+
+
+# ---------------------------------------------------------------- files
+
+@pytest.fixture
+def big_file(service_process):
+    path = service_process.images / "disk images" / "big.img"
+    path.parent.mkdir()
+    with open(path, "wb") as out:
+        for _ in range(BIG // (1024 * 1024)):
+            out.write(os.urandom(1024 * 1024))
+    return path
+
+
+def test_big_file_whole_range_and_conditional(service_process, big_file, tmp_path):
+    url = f"{service_process.url}/images/disk%20images/big.img"
+    data = big_file.read_bytes()
+    out = tmp_path / "whole"
+    head = curl("-D", "-", "-o", str(out), url).stdout.decode()
+    assert out.read_bytes() == data
+    assert "Content-Type: application/octet-stream" in head and "Accept-Ranges: bytes" in head
+    etag = next(l.split(": ", 1)[1].strip() for l in head.splitlines()
+                if l.lower().startswith("etag:"))
+    last_modified = next(l.split(": ", 1)[1].strip() for l in head.splitlines()
+                         if l.lower().startswith("last-modified:"))
+    # single ranges: middle, open-ended, suffix
+    for spec, piece in (("1000000-2999999", data[1000000:3000000]),
+                        (f"{BIG - 10}-", data[-10:]), ("-4096", data[-4096:])):
+        got = curl("-r", spec, "-w", "%{http_code}", url).stdout
+        assert got[-3:] == b"206" and got[:-3] == piece, spec
+    # several ranges: multipart/byteranges, parsed with Python's MIME parser
+    raw = curl("-D", "-", "-r", "0-99,5000000-5999999,-100", url).stdout
+    headers, _, body = raw.partition(b"\r\n\r\n")
+    assert b"206" in headers.split(b"\r\n")[0]
+    ctype = next(l for l in headers.decode().split("\r\n") if l.lower().startswith("content-type"))
+    message = email.parser.BytesParser().parsebytes(
+        f"{ctype}\r\nMIME-Version: 1.0\r\n\r\n".encode() + body)
+    parts = message.get_payload()
+    assert [p["Content-Range"] for p in parts] == [
+        f"bytes 0-99/{BIG}", f"bytes 5000000-5999999/{BIG}", f"bytes {BIG - 100}-{BIG - 1}/{BIG}"]
+    assert [p.get_payload(decode=True) for p in parts] == \
+        [data[:100], data[5000000:6000000], data[-100:]]
+    # conditional requests
+    assert curl("-o", "/dev/null", "-w", "%{http_code}", "-H", f"If-None-Match: {etag}",
+                url).stdout == b"304"
+    assert curl("-o", "/dev/null", "-w", "%{http_code}", "-H",
+                f"If-Modified-Since: {last_modified}", url).stdout == b"304"
+    assert curl("-o", "/dev/null", "-w", "%{http_code}", "-H", 'If-Match: "nope"',
+                url).stdout == b"412"
+    stale = curl("-r", "0-9", "-H", 'If-Range: "stale"', "-o", str(out), "-w", "%{http_code}",
+                 url).stdout
+    assert stale == b"200" and hashlib.sha256(out.read_bytes()).digest() == \
+        hashlib.sha256(data).digest()
+    fresh = curl("-r", "0-9", "-H", f"If-Range: {etag}", "-w", "%{http_code}", url).stdout
+    assert fresh == data[:10] + b"206"
+    assert curl("-r", f"{BIG}-", "-o", "/dev/null", "-w", "%{http_code}", url).stdout == b"416"
+    # HEAD
+    head = curl("-I", url).stdout.decode()
+    assert f"Content-Length: {BIG}" in head
+    # wget resumes a partial download with a Range request
+    partial = tmp_path / "big.img"
+    partial.write_bytes(data[:12345])
+    subprocess.run(["wget", "-q", "-c", "-O", str(partial), url], check=True, timeout=60)
+    assert partial.read_bytes() == data
+
+
+def test_content_types_listing_and_traversal(service_process):
+    images = service_process.images
+    (images / "ipxe.efi").write_bytes(b"MZ")
+    (images / "undionly.kpxe").write_bytes(b"\x00")
+    (images / "root.squashfs").write_bytes(b"hsqs")
+    (images / "<script>").mkdir()
+    for name, ctype in (("ipxe.efi", "application/efi"),
+                        ("undionly.kpxe", "application/octet-stream"),
+                        ("root.squashfs", "application/vnd.squashfs")):
+        head = curl("-I", f"{service_process.url}/images/{name}").stdout.decode()
+        assert f"Content-Type: {ctype}" in head, name
+    listing = curl(f"{service_process.url}/images/").stdout.decode()
+    assert 'href="ipxe.efi"' in listing and "&lt;script&gt;/" in listing
+    assert "<script>" not in listing
+    assert curl("-o", "/dev/null", "-w", "%{http_code}",
+                f"{service_process.url}/images").stdout == b"301"
+    assert curl("-o", "/dev/null", "-w", "%{http_code}",
+                f"{service_process.url}/images/%3Cscript%3E").stdout == b"301"
+    for evil in ("/images/%2e%2e/%2e%2e/etc/passwd", "/images/..%2f..%2fetc/passwd"):
+        code = curl("--path-as-is", "-o", "/dev/null", "-w", "%{http_code}",
+                    f"{service_process.url}{evil}").stdout
+        assert code in (b"403", b"404"), evil
+    (images / "escape").symlink_to("/etc")
+    assert curl("-o", "/dev/null", "-w", "%{http_code}",
+                f"{service_process.url}/images/escape/passwd").stdout == b"403"
+
+
+# ---------------------------------------------------------------- admin API, metrics, start-up
+
+def api(proc: ServiceProcess, path: str, *args: str):
+    out = curl("-H", f"Authorization: Bearer {ADMIN_TOKEN}", *args,
+               f"http://127.0.0.1:{proc.admin_port}{path}").stdout
+    return json.loads(out) if out.strip() else None
+
+
+def events_of(proc: ServiceProcess, kind: str, at_least: int) -> list:
+    found = [e for e in api(proc, f"/api/v1/events?host={MAC}") if e["kind"] == kind]
+    return found if len(found) >= at_least else []
+
+
+def test_admin_api_needs_the_token(service_process):
+    url = f"http://127.0.0.1:{service_process.admin_port}/api/v1/hosts"
+    assert curl("-o", "/dev/null", "-w", "%{http_code}", url).stdout == b"401"
+    assert curl("-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer x",
+                url).stdout == b"401"
+    assert api(service_process, "/api/v1/hosts") == {}
+
+
+def test_metrics_count_requests(deployed):
+    curl(f"{deployed.url}/boot/ipxe?mac={MAC}")
+    text = curl(f"http://127.0.0.1:{deployed.metrics_port}/metrics").stdout.decode()
+    line = next(l for l in text.splitlines()
+                if l.startswith('bootyard_http_requests_total{family="script",status="2xx"}'))
+    assert float(line.split()[-1]) >= 1
+    assert 'bootyard_http_renders_total{result="ok",template="ipxe"}' in text
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"token_secret": ""}, "http.token_secret is empty"),
+    ({"admin_host": "0.0.0.0", "admin_token": ""}, "without a token"),
+])
+def test_refuses_unsafe_settings(redis_url, tmp_path, settings, message):
+    proc = ServiceProcess(tmp_path, redis_url, **settings)
+    result = subprocess.run([sys.executable, "-m", "services.http"], cwd=REPO, env=proc.env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and message in result.stderr

@@ -1,0 +1,332 @@
+"""The read session pumped against an in-memory RFC 7440 client with a fake clock and a
+scripted network (loss, duplication, reordering)."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+
+from services.tftp import codec
+from services.tftp.codec import Ack, Data, Opcode, Request
+from services.tftp.session import Limits, ReadSession, negotiate
+
+PEER = ("198.18.0.10", 40000)
+SERVER = ("198.18.0.1", 50000)
+
+
+def request(**options) -> Request:
+    return Request(Opcode.RRQ, "f", "octet", tuple((k, str(v)) for k, v in options.items()))
+
+
+class Client:
+    """A receiving client as RFC 1350/7440 describe it: ACK every `window` blocks in order,
+    ACK the last in-order block when a gap appears, re-ACK on its own timeout."""
+
+    def __init__(self, window: int = 1, blksize: int = 512, timeout: float = 1.0) -> None:
+        self.window, self.blksize, self.timeout = window, blksize, timeout
+        self.expected = 1
+        self.received = bytearray()
+        self.done = False
+        self.oack = None
+        self.deadline = timeout
+        self.since_ack = 0
+
+    def on(self, datagram: bytes, now: float) -> list[bytes]:
+        message = codec.decode(datagram)
+        if isinstance(message, codec.OAck):
+            self.oack = dict(message.options)
+            self.blksize = int(self.oack.get("blksize", self.blksize))
+            self.window = int(self.oack.get("windowsize", 1))
+            self.deadline = now + self.timeout
+            return [codec.encode(Ack(0))]
+        assert isinstance(message, Data)
+        if self.done:
+            return [codec.encode(Ack(message.block))]  # re-ACK a retransmitted last block
+        if message.block != self.expected & 0xFFFF:
+            if (message.block - self.expected) & 0xFFFF < 0x8000:  # a gap: ACK last in order
+                self.since_ack = 0
+                return [codec.encode(Ack((self.expected - 1) & 0xFFFF))]
+            return [codec.encode(Ack((self.expected - 1) & 0xFFFF))]  # a duplicate: re-ACK
+        self.received += message.data
+        self.expected += 1
+        self.since_ack += 1
+        self.deadline = now + self.timeout
+        if len(message.data) < self.blksize:
+            self.done = True
+            return [codec.encode(Ack(message.block))]
+        if self.since_ack >= self.window:
+            self.since_ack = 0
+            return [codec.encode(Ack(message.block))]
+        return []
+
+    def on_timer(self, now: float) -> list[bytes]:
+        if self.done or now < self.deadline:
+            return []
+        self.deadline = now + self.timeout
+        self.since_ack = 0
+        return [codec.encode(Ack((self.expected - 1) & 0xFFFF))]
+
+
+class Network:
+    """Datagrams with a delivery time; `fate(direction, datagram)` returns a list of delays
+    (empty: lost, two: duplicated, larger delay: reordered)."""
+
+    def __init__(self, fate) -> None:
+        self.fate = fate
+        self.queue: list[tuple[float, int, str, bytes]] = []
+        self.seq = 0
+
+    def send(self, direction: str, datagram: bytes, now: float) -> None:
+        for delay in self.fate(direction, datagram):
+            self.seq += 1
+            self.queue.append((now + delay, self.seq, direction, datagram))
+
+
+def pump(data: bytes, req: Request, client: Client, fate=lambda d, g: [0.001],
+         limits: Limits = Limits(), max_steps: int = 2_000_000):
+    now = 0.0
+    session = ReadSession(PEER, io.BytesIO(data), len(data), req, limits, now)
+    net = Network(fate)
+    sent_data = []
+
+    def flush():
+        for datagram, addr in session.datagrams_to_send(now):
+            assert addr == PEER
+            if datagram[1] == Opcode.DATA:
+                sent_data.append(datagram)
+            net.send("down", datagram, now)
+
+    flush()
+    for _ in range(max_steps):
+        if session.finished and not net.queue:
+            break
+        timers = [t for t in (session.next_timer(), client.deadline if not client.done else None)
+                  if t is not None]
+        arrival = min(net.queue)[0] if net.queue else None
+        if arrival is not None and (not timers or arrival <= min(timers)):
+            net.queue.sort()
+            when, _, direction, datagram = net.queue.pop(0)
+            now = max(now, when)
+            if direction == "down":
+                for reply in client.on(datagram, now):
+                    net.send("up", reply, now)
+            else:
+                session.receive(datagram, PEER, now)
+                flush()
+        elif timers:
+            now = max(now, min(timers))
+            session.on_timer(now)
+            flush()
+            for reply in client.on_timer(now):
+                net.send("up", reply, now)
+        else:
+            break
+    else:
+        pytest.fail("pump did not finish")
+    return session, sent_data, now
+
+
+def payload(n: int, seed: int = 1) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+# ------------------------------------------------------------------------------- negotiation
+def test_negotiate_caps_and_ignores():
+    limits = Limits(blksize_max=1468, windowsize_max=16)
+    n = negotiate(request(blksize=65464, windowsize=64, tsize=0, timeout=3, multicast=""),
+                  1000, limits)
+    assert (n.blksize, n.windowsize, n.timeout) == (1468, 16, 3)
+    assert n.oack == (("blksize", "1468"), ("windowsize", "16"), ("tsize", "1000"),
+                      ("timeout", "3"))
+    assert negotiate(request(blksize=4), 10, limits).oack == ()          # < 8: ignored
+    assert negotiate(request(timeout=0), 10, limits).oack == ()          # RFC 2349 1..255
+    assert negotiate(request(timeout=256), 10, limits).oack == ()
+    assert negotiate(request(tsize=0), None, limits).oack == ()          # size unknown
+    assert negotiate(request(blksize=70000), 1, Limits()).blksize == 65464  # fits one datagram
+
+
+# ------------------------------------------------------------------------------- clean transfers
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 513, 1024, 5000])
+def test_lockstep_sizes_end_cleanly(size):
+    data = payload(size)
+    client = Client()
+    session, sent, _ = pump(data, request(), client)
+    assert session.result == "ok" and bytes(client.received) == data
+    assert len(sent) == size // 512 + 1          # the empty final block when size % 512 == 0
+    assert len(codec.decode(sent[-1]).data) == size % 512
+    assert session.retransmits == 0 and session.duplicate_acks == 0
+
+
+def test_oack_then_data_after_ack0():
+    data = payload(3000)
+    client = Client()
+    session, sent, _ = pump(data, request(blksize=1000, tsize=0), client)
+    assert client.oack == {"blksize": "1000", "tsize": "3000"}
+    assert [len(codec.decode(d).data) for d in sent] == [1000, 1000, 1000, 0]
+    assert session.result == "ok" and bytes(client.received) == data
+
+
+@pytest.mark.parametrize("window,size", [(4, 4 * 512 * 3), (16, 100_000), (7, 512 * 7 - 1)])
+def test_windowed(window, size):
+    data = payload(size)
+    client = Client()
+    session, sent, _ = pump(data, request(windowsize=window), client)
+    assert session.result == "ok" and bytes(client.received) == data
+    assert len(sent) == size // 512 + 1 and session.retransmits == 0
+
+
+def test_block_numbers_wrap_to_zero():
+    data = payload(70_000 * 8 + 3)
+    client = Client()
+    session, sent, _ = pump(data, request(blksize=8, windowsize=8), client)
+    assert session.result == "ok" and bytes(client.received) == data
+    assert codec.decode(sent[65535]).block == 0
+
+
+# ------------------------------------------------------------------------------- misbehaving nets
+def test_duplicate_acks_never_cause_duplicate_sends():
+    """Sorcerer's Apprentice: every ACK delivered twice; each block still goes out once."""
+    data = payload(512 * 50 + 10)
+    client = Client()
+    fate = lambda direction, _d: [0.001, 0.002] if direction == "up" else [0.001]
+    session, sent, _ = pump(data, request(), client, fate)
+    assert session.result == "ok" and bytes(client.received) == data
+    assert len(sent) == 51 and session.retransmits == 0
+    assert session.duplicate_acks == 50  # the last one arrives after the transfer ended
+
+
+def test_delayed_ack_causes_no_double_window():
+    """A late duplicate of an old ACK arrives after the window has moved: ignored."""
+    data = payload(512 * 40)
+    client = Client()
+    count = {"n": 0}
+
+    def fate(direction, datagram):
+        if direction == "up":
+            count["n"] += 1
+            if count["n"] % 5 == 0:
+                return [0.001, 0.05]   # a copy arrives much later
+        return [0.001]
+
+    session, sent, _ = pump(data, request(windowsize=4), client, fate)
+    assert session.result == "ok" and bytes(client.received) == data
+    assert session.retransmits == 0 and len(sent) == 41
+
+
+def test_lost_block_in_window_recovered():
+    data = payload(512 * 64 + 100)
+    client = Client()
+    dropped = set()
+
+    def fate(direction, datagram):
+        if direction == "down" and datagram[1] == Opcode.DATA:
+            block = int.from_bytes(datagram[2:4], "big")
+            if block in (5, 20, 21, 65) and block not in dropped:
+                dropped.add(block)
+                return []
+        return [0.001]
+
+    session, sent, _ = pump(data, request(windowsize=16), client, fate)
+    assert session.result == "ok" and bytes(client.received) == data
+    assert dropped == {5, 20, 21, 65} and session.retransmits > 0
+
+
+def test_lost_ack_and_lost_oack_retransmitted_after_timeout():
+    data = payload(2000)
+    client = Client(timeout=10.0)  # the server's timer must do the work
+    lost = {"oack": False, "ack2": False}
+
+    def fate(direction, datagram):
+        msg = codec.decode(datagram)
+        if isinstance(msg, codec.OAck) and not lost["oack"]:
+            lost["oack"] = True
+            return []
+        if isinstance(msg, Ack) and msg.block == 2 and not lost["ack2"]:
+            lost["ack2"] = True
+            return []
+        return [0.001]
+
+    session, sent, now = pump(data, request(blksize=512, tsize=0), client, fate)
+    assert session.result == "ok" and bytes(client.received) == data
+    assert session.retransmits == 2 and now < 5
+
+
+@pytest.mark.parametrize("window", [1, 8])
+def test_random_loss_duplication_reordering(window):
+    rng = random.Random(7 + window)
+    data = payload(512 * 300 + 77)
+
+    def fate(_direction, _datagram):
+        r = rng.random()
+        if r < 0.05:
+            return []
+        if r < 0.08:
+            return [0.001, 0.003]
+        if r < 0.12:
+            return [0.004]  # reordered behind later datagrams
+        return [0.001]
+
+    client = Client(timeout=0.3)
+    session, _sent, _ = pump(data, request(windowsize=window), client, fate)
+    assert session.result == "ok" and bytes(client.received) == data
+    assert session.retransmits > 0
+
+
+def test_gives_up_after_retries_and_backs_off():
+    data = payload(5000)
+    client = Client(timeout=1000)
+    limits = Limits(retries=3, timeout_initial=0.5, timeout_max=4.0)
+    session, sent, now = pump(data, request(), client, lambda d, g: [] if d == "up" else [0.001],
+                              limits)
+    assert session.result == "timeout" and session.finished and session.next_timer() is None
+    assert len(sent) == 4 and session.retransmits == 3
+    assert now == pytest.approx(0.5 + 1 + 2 + 4)
+
+
+def test_client_timeout_option_is_used_without_backoff():
+    data = payload(100)
+    session, sent, now = pump(data, request(timeout=2), Client(timeout=1000),
+                              lambda d, g: [] if d == "up" else [0.001], Limits(retries=2))
+    assert session.result == "timeout" and now == pytest.approx(6.0)
+
+
+# ------------------------------------------------------------------------------- peers
+def test_foreign_port_gets_error_5_and_is_not_processed():
+    session = ReadSession(PEER, io.BytesIO(payload(2000)), 2000, request(), Limits(), 0.0)
+    first = session.datagrams_to_send(0.0)
+    assert len(first) == 1
+    intruder = ("198.18.0.10", 40001)
+    session.receive(codec.encode(Ack(1)), intruder, 0.01)
+    out = session.datagrams_to_send(0.01)
+    assert out == [(codec.error(codec.ErrorCode.UNKNOWN_TID,
+                                "unknown transfer ID: not your transfer"), intruder)]
+    assert session.foreign == 1 and not session.finished
+    session.receive(codec.encode(Ack(1)), PEER, 0.02)
+    assert codec.decode(session.datagrams_to_send(0.02)[0][0]) == Data(2, payload(2000)[512:1024])
+
+
+def test_client_error_and_option_refusal_end_the_transfer():
+    session = ReadSession(PEER, io.BytesIO(b"x" * 10), 10, request(blksize=1000), Limits(), 0)
+    session.receive(codec.encode(codec.Error(8, "no")), PEER, 0.1)
+    assert session.finished and session.result == "options_refused"
+    session = ReadSession(PEER, io.BytesIO(b"x" * 10), 10, request(), Limits(), 0)
+    session.receive(codec.encode(codec.Error(0, "user abort")), PEER, 0.1)
+    assert session.result == "client_error" and "user abort" in session.detail
+
+
+def test_malformed_in_session_is_counted_and_ignored_3_byte_ack():
+    session = ReadSession(PEER, io.BytesIO(b"x" * 600), 600, request(), Limits(), 0)
+    session.datagrams_to_send(0)
+    session.receive(b"\x00\x04\x00", PEER, 0.1)
+    assert session.malformed == 1 and not session.finished
+    assert session.datagrams_to_send(0.1) == []
+
+
+def test_data_from_client_is_illegal():
+    session = ReadSession(PEER, io.BytesIO(b"x" * 600), 600, request(), Limits(), 0)
+    session.datagrams_to_send(0)
+    session.receive(codec.encode(Data(1, b"zz")), PEER, 0.1)
+    assert session.result == "illegal"
+    assert codec.decode(session.datagrams_to_send(0.1)[0][0]).code == 4
