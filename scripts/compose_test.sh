@@ -65,7 +65,7 @@ if [ "${1:-}" != --inside ]; then
     grep -q BOOTYARD_DHCP_INTERFACE "$tmp/refusal" || { cat "$tmp/refusal" >&2; fail "refusal does not name BOOTYARD_DHCP_INTERFACE"; }
     grep -v '^BOOTYARD_DHCP_INTERFACE=' .env.example > "$tmp/noiface.env"
     printf '%s\n' BOOTYARD_SERVER_ADDRESS=192.0.2.1 BOOTYARD_SUBNET_NETWORK=192.0.2.0/24 \
-        BOOTYARD_SUBNET_RANGE=192.0.2.10-192.0.2.20 BOOTYARD_ADMIN_TOKEN=x >> "$tmp/noiface.env"
+        BOOTYARD_SUBNET_RANGE=192.0.2.10-192.0.2.20 BOOTYARD_ADMIN_TOKEN=x BOOTYARD_TOKEN_SECRET=y >> "$tmp/noiface.env"
     if $COMPOSE_BIN --project-directory "$REPO" --env-file "$tmp/noiface.env" config -q 2>"$tmp/refusal"; then
         fail "compose.yaml accepted a .env without BOOTYARD_DHCP_INTERFACE"
     fi
@@ -74,7 +74,8 @@ if [ "${1:-}" != --inside ]; then
         -e "s|^BOOTYARD_SERVER_ADDRESS=.*|BOOTYARD_SERVER_ADDRESS=192.0.2.1|" \
         -e "s|^BOOTYARD_SUBNET_NETWORK=.*|BOOTYARD_SUBNET_NETWORK=192.0.2.0/24|" \
         -e "s|^BOOTYARD_SUBNET_RANGE=.*|BOOTYARD_SUBNET_RANGE=192.0.2.100-192.0.2.199|" \
-        -e "s|^BOOTYARD_ADMIN_TOKEN=.*|BOOTYARD_ADMIN_TOKEN=0123|" "$tmp/full.env"
+        -e "s|^BOOTYARD_ADMIN_TOKEN=.*|BOOTYARD_ADMIN_TOKEN=0123|" \
+        -e "s|^BOOTYARD_TOKEN_SECRET=.*|BOOTYARD_TOKEN_SECRET=4567|" "$tmp/full.env"
     for profile in "" monitoring; do
         $COMPOSE_BIN --project-directory "$REPO" --env-file "$tmp/full.env" \
             ${profile:+--profile "$profile"} config -q || fail "docker-compose config (profile '${profile:-default}')"
@@ -115,6 +116,7 @@ BOOTYARD_SERVER_ADDRESS=$SERVER
 BOOTYARD_SUBNET_NETWORK=198.19.250.0/24
 BOOTYARD_SUBNET_RANGE=198.19.250.100-198.19.250.150
 BOOTYARD_ADMIN_TOKEN=$TOKEN
+BOOTYARD_TOKEN_SECRET=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 BOOTYARD_HTTP_PORT=$HTTP_PORT
 BOOTYARD_ADMIN_PORT=$ADMIN_PORT
 BOOTYARD_REDIS_PORT=$REDIS_PORT
