@@ -33,6 +33,11 @@ CLIENT_MAC=02:b0:07:ea:00:01
 LOCK=/tmp/bootyard-bench.lock
 T0=$(date +%s)
 
+# Heavy steps hold the machine-wide benchmark lock; say how long we waited for it.
+locked() {
+    local asked; asked=$(date +%s)
+    flock "$LOCK" bash -c 'echo "compose-test: waited $(( $(date +%s) - $0 )) s for the benchmark lock" >&2; exec "$@"' "$asked" "$@"
+}
 say()  { echo "compose-test [$(( $(date +%s) - T0 ))s]: $*" >&2; }
 fail() { echo "compose-test: FAIL: $*" >&2; exit 1; }
 
@@ -150,7 +155,7 @@ done
 say "step 2: base images"
 scripts/build-base-images.sh
 say "step 2: building the bootyard image"
-flock "$LOCK" "${COMPOSE[@]}" build http > "$tmp/build.log" 2>&1 \
+locked "${COMPOSE[@]}" build http > "$tmp/build.log" 2>&1 \
     || { tail -30 "$tmp/build.log" >&2; fail "docker compose build"; }
 
 say "step 4a: test-made interface $IFACE ($SERVER/24) and client namespace $NS"
@@ -165,10 +170,9 @@ ip netns exec "$NS" ip link set lo up
 ip netns exec "$NS" ip link set eth0 address "$CLIENT_MAC"
 ip netns exec "$NS" ip link set eth0 up
 
-say "step 3: docker compose up --wait (waits for $LOCK while a benchmark holds it)"
 say "step 3: docker compose up --wait (${present[*]} + redis, setup, prometheus)"
 up_services=(redis setup "${present[@]}" prometheus)
-flock "$LOCK" "${COMPOSE[@]}" up -d --wait --wait-timeout 120 "${up_services[@]}" >&2 \
+locked "${COMPOSE[@]}" up -d --wait --wait-timeout 120 "${up_services[@]}" >&2 \
     || fail "docker compose up --wait"
 dc ps -a --format '{{.Service}} {{.State}} {{.Health}}' > "$tmp/ps"
 cat "$tmp/ps" >&2
@@ -197,31 +201,42 @@ if [[ " ${present[*]} " == *" dhcp "* ]]; then
     cat > "$tmp/udhcpc.sh" <<EOF
 #!/bin/sh
 [ "\$1" = bound ] || [ "\$1" = renew ] || exit 0
-{ echo "ip=\$ip"; echo "siaddr=\$siaddr"; echo "boot_file=\$boot_file"; echo "serverid=\$serverid"; } > $tmp/lease.\$1
+{ echo "ip=\$ip"; echo "siaddr=\$siaddr"; echo "boot_file=\$boot_file"; echo "bootfile=\$bootfile"; echo "serverid=\$serverid"; } > $tmp/lease.\$1
 EOF
     chmod +x "$tmp/udhcpc.sh"
-    timeout 60 ip netns exec "$NS" udhcpc -i eth0 -f -q -n -t 6 -T 3 -s "$tmp/udhcpc.sh" >&2 \
-        || fail "udhcpc got no lease from the dhcp container"
+    # As a BIOS PXE ROM asks: vendor class PXEClient, client architecture (option 93) 0.
+    pxe_udhcpc() {
+        timeout 60 ip netns exec "$NS" udhcpc -i eth0 -f -q -n -t 6 -T 3 -s "$tmp/udhcpc.sh" \
+            -V PXEClient:Arch:00000:UNDI:002001 -x 0x5d:0000 -O bootfile >&2
+    }
+    pxe_udhcpc || fail "udhcpc got no lease from the dhcp container"
     cat "$tmp/lease.bound" >&2
     CLIENT_IP=$(sed -n 's/^ip=//p' "$tmp/lease.bound")
     [ -n "$CLIENT_IP" ] || fail "udhcpc reported no address"
+    BOOT_FILE=$(sed -n 's/^boot_file=//p' "$tmp/lease.bound")
+    [ -n "$BOOT_FILE" ] || BOOT_FILE=$(sed -n 's/^bootfile=//p' "$tmp/lease.bound")
+    [ "$BOOT_FILE" = undionly.kpxe ] || fail "DHCP offered boot file '$BOOT_FILE' to a BIOS PXE client, not undionly.kpxe"
+    grep -qx "siaddr=$SERVER" "$tmp/lease.bound" || fail "DHCP's next-server is not $SERVER"
     ip netns exec "$NS" ip addr add "$CLIENT_IP/24" dev eth0
     rcli HGETALL "bootyard:lease:$CLIENT_IP" > "$tmp/lease.redis"
     grep -qx bound "$tmp/lease.redis" || { cat "$tmp/lease.redis" >&2; fail "no bound lease for $CLIENT_IP in Redis"; }
     grep -qx "$CLIENT_MAC" "$tmp/lease.redis" || fail "lease $CLIENT_IP is not for $CLIENT_MAC"
 else
     CLIENT_IP=198.19.250.99
+    BOOT_FILE=undionly.kpxe
     ip netns exec "$NS" ip addr add "$CLIENT_IP/24" dev eth0
     partial_status=1
 fi
 
 if [[ " ${present[*]} " == *" tftp "* ]]; then
-    say "step 4d: tftp-hpa fetch of undionly.kpxe from $NS"
-    (cd "$tmp" && timeout 60 ip netns exec "$NS" tftp -m binary "$SERVER" -c get undionly.kpxe) \
-        || fail "tftp fetch of undionly.kpxe failed"
-    dc exec -T tftp cat /var/lib/bootyard/tftp/undionly.kpxe > "$tmp/undionly.expected"
-    cmp "$tmp/undionly.kpxe" "$tmp/undionly.expected" || fail "tftp served different bytes"
-    say "step 4d: ok ($(stat -c %s "$tmp/undionly.kpxe") bytes, identical)"
+    say "step 4d: tftp-hpa fetch of the boot file DHCP named ($BOOT_FILE) from $NS"
+    (cd "$tmp" && timeout 60 ip netns exec "$NS" tftp -m binary "$SERVER" -c get "$BOOT_FILE" fetched.bin) \
+        || fail "tftp fetch of $BOOT_FILE failed"
+    dc exec -T tftp cat "/var/lib/bootyard/tftp/$BOOT_FILE" > "$tmp/expected.bin"
+    cmp "$tmp/fetched.bin" "$tmp/expected.bin" || fail "tftp served different bytes"
+    cmp "$tmp/fetched.bin" /usr/lib/ipxe/undionly.kpxe \
+        || say "note: the image's iPXE differs from this host's /usr/lib/ipxe/undionly.kpxe (other package version)"
+    say "step 4d: ok ($(stat -c %s "$tmp/fetched.bin") bytes, identical)"
 fi
 
 if [[ " ${present[*]} " == *" http "* ]]; then
@@ -261,8 +276,7 @@ cmp "$tmp/lease.before" "$tmp/lease.after" || fail "the lease changed across the
 "$PY" tests/deploy/dashboard_checks.py --prometheus "$PROM" --wait-redis-up 90 >&2 \
     || fail "services did not reach Redis again"
 if [[ " ${present[*]} " == *" dhcp "* ]]; then
-    timeout 60 ip netns exec "$NS" udhcpc -i eth0 -f -q -n -t 6 -T 3 -s "$tmp/udhcpc.sh" >&2 \
-        || fail "no lease after the Redis restart"
+    pxe_udhcpc || fail "no lease after the Redis restart"
     grep -qx "ip=$CLIENT_IP" "$tmp/lease.bound" || fail "the client got a different address after the restart"
 fi
 dc ps --format '{{.Service}} {{.State}} {{.Health}}' | grep -v 'running healthy' | grep -v '^setup' \
