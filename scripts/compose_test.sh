@@ -31,7 +31,7 @@ IFACE=bydct0
 SERVER=198.19.250.1
 CLIENT_MAC=02:b0:07:ea:00:01
 LOCK=/tmp/bootyard-bench.lock
-T0=$(date +%s)
+T0=${COMPOSE_TEST_T0:-$(date +%s)}; export COMPOSE_TEST_T0=$T0
 
 # Heavy steps hold the machine-wide benchmark lock; say how long we waited for it.
 locked() {
