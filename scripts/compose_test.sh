@@ -181,7 +181,20 @@ for svc in redis "${present[@]}" prometheus; do
 done
 grep -q '^setup exited' "$tmp/ps" || fail "setup did not run"
 dc logs --no-color setup | grep -q 'setup: created subnet lan' || fail "setup did not create the subnet"
-say "step 3: ok: every service healthy"
+# What the processes really hold: dhcp exactly NET_BIND_SERVICE|NET_ADMIN|NET_RAW (bits 10, 12,
+# 13), tftp exactly NET_BIND_SERVICE, http none and not root.
+caps() { dc exec -T "$1" sh -c 'grep "^CapEff" /proc/1/status' | awk '{print $2}'; }
+if [[ " ${present[*]} " == *" dhcp "* ]]; then
+    [ "$(caps dhcp)" = 0000000000003400 ] || fail "dhcp holds capabilities $(caps dhcp), not exactly NET_RAW, NET_ADMIN, NET_BIND_SERVICE"
+fi
+if [[ " ${present[*]} " == *" tftp "* ]]; then
+    [ "$(caps tftp)" = 0000000000000400 ] || fail "tftp holds capabilities $(caps tftp), not exactly NET_BIND_SERVICE"
+fi
+if [[ " ${present[*]} " == *" http "* ]]; then
+    [ "$(caps http)" = 0000000000000000 ] || fail "http holds capabilities $(caps http)"
+    [ "$(dc exec -T http id -u)" = 10001 ] || fail "http does not run as the bootyard user"
+fi
+say "step 3: ok: every service healthy; dhcp, tftp and http hold only their capabilities"
 
 rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 [ "$(rcli CONFIG GET appendonly | tail -1)" = yes ] || fail "redis runs without appendonly"
