@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-import dashboard_checks
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # works with any --import-mode
+import dashboard_checks  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = Path(sys.executable).parent / "docker-compose"
