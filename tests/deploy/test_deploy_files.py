@@ -169,3 +169,13 @@ def test_every_metric_in_dashboards_and_alerts_is_declared():
             continue
         unknown.append(name)
     assert unknown == [], f"not declared by any service: {unknown}"
+
+
+def test_the_bootyard_image_is_built_once_and_never_pulled(tmp_path):
+    run = compose(tmp_path, env_file(tmp_path), "config", "--format", "json")
+    services = yaml.safe_load(run.stdout)["services"]
+    ours = {name: svc for name, svc in services.items() if svc["image"] == "bootyard:latest"}
+    assert set(ours) == {"setup", "dhcp", "tftp", "http"}
+    assert all(svc["pull_policy"] == "never" for svc in ours.values())
+    assert [name for name, svc in ours.items() if "build" in svc] == ["http"]
+    assert ours["http"]["build"]["dockerfile"] == "deploy/Dockerfile"
