@@ -157,6 +157,7 @@ scripts/build-base-images.sh
 say "step 2: building the bootyard image"
 locked "${COMPOSE[@]}" build http > "$tmp/build.log" 2>&1 \
     || { tail -30 "$tmp/build.log" >&2; fail "docker compose build"; }
+grep -h 'for the benchmark lock' "$tmp/build.log" >&2 || true
 
 say "step 4a: test-made interface $IFACE ($SERVER/24) and client namespace $NS"
 ip netns del "$NS" 2>/dev/null || true
