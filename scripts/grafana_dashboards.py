@@ -1,0 +1,175 @@
+"""Writes deploy/grafana/dashboards/*.json from the panel lists below (run it after editing them).
+
+    .venv/bin/python scripts/grafana_dashboards.py          # rewrite the JSON
+    .venv/bin/python scripts/grafana_dashboards.py --check  # exit 1 if the JSON is out of date
+
+One row per service; every query uses metric names the services declare (services/*/metrics.py,
+shared/metrics.py) and Grafana's ``$__rate_interval``. tests/deploy/test_dashboards.py checks the
+structure and that the committed JSON is what this script writes; ``make compose-test`` evaluates
+every query against a Prometheus scraping the running stack.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "dashboards"
+DATASOURCE = {"type": "prometheus", "uid": "bootyard-prometheus"}
+R = "$__rate_interval"
+
+# (row title, [(panel title, type, unit, [(legend, expr), ...], description), ...])
+BOOT_PIPELINE = [
+    ("Boots", [
+        ("Services up", "stat", "none",
+         [("{{job}}", 'up{job=~"bootyard-.*"}')],
+         "1 while Prometheus scrapes the service (alert BootyardServiceDown after 2 minutes at 0)"),
+        ("Boots started (DHCP acks, 15 min)", "stat", "none",
+         [("acks", 'sum(increase(bootyard_dhcp_packets_total{direction="out",type="ack"}[15m]))')],
+         "Addresses acknowledged: each is a machine starting (or renewing) a network boot"),
+        ("Boots completed (install callbacks, 15 min)", "stat", "none",
+         [("done", 'sum(increase(bootyard_http_requests_total{family="callback",status="2xx"}[15m]))')],
+         "Install-done callbacks answered by the HTTP service"),
+        ("Boots in progress", "stat", "none",
+         [("in progress", 'clamp_min(sum(increase(bootyard_dhcp_packets_total{direction="out",type="ack"}[1h])) '
+                          '- sum(increase(bootyard_http_requests_total{family="callback",status="2xx"}[1h])), 0)')],
+         "Acks in the last hour not yet followed by an install-done callback"),
+        ("Boot timeline events by service", "timeseries", "ops",
+         [("{{service}}", f"sum by (service) (rate(bootyard_events_emitted_total[{R}]))")],
+         "Events appended to the boot timeline (bootyard events --host MAC shows them)"),
+    ]),
+    ("DHCP", [
+        ("DHCP exchanges by type", "timeseries", "pps",
+         [("{{direction}} {{type}}", f"sum by (direction, type) (rate(bootyard_dhcp_packets_total[{R}]))")],
+         "Packets received (discover, request, ...) and sent (offer, ack, nak)"),
+        ("DHCP ignored by reason", "timeseries", "pps",
+         [("{{reason}}", f"sum by (reason) (rate(bootyard_dhcp_ignored_total[{R}]))")],
+         "Requests not answered, by the policy's reason"),
+        ("Pool use per subnet", "timeseries", "percentunit",
+         [("{{subnet}}", "bootyard_dhcp_pool_used_addresses / bootyard_dhcp_pool_addresses")],
+         "Share of each subnet's dynamic pool offered, leased or quarantined "
+         "(alert BootyardPoolNearlyExhausted above 90%)"),
+        ("DHCP reply latency (p99) and drops", "timeseries", "s",
+         [("p99", f"histogram_quantile(0.99, sum by (le) (rate(bootyard_dhcp_response_seconds_bucket[{R}])))"),
+          ("dropped {{cause}}", f"sum by (cause) (rate(bootyard_dhcp_dropped_total[{R}]))")],
+         "Time from request to reply; packets dropped before handling or sending"),
+    ]),
+    ("TFTP", [
+        ("TFTP transfers by result", "timeseries", "ops",
+         [("{{result}}", f"sum by (result) (rate(bootyard_tftp_transfers_total[{R}]))")],
+         "Read requests answered (alert BootyardTftpErrors when most fail)"),
+        ("TFTP throughput", "timeseries", "Bps",
+         [("sent", f"sum(rate(bootyard_tftp_bytes_total[{R}]))")],
+         "File octets sent (first sends only)"),
+        ("TFTP retransmits and refusals", "timeseries", "pps",
+         [("retransmits", f"sum(rate(bootyard_tftp_retransmits_total[{R}]))"),
+          ("refused {{reason}}", f"sum by (reason) (rate(bootyard_tftp_refused_total[{R}]))")],
+         "Datagrams sent again after a timeout or gap; requests refused with an ERROR"),
+        ("TFTP sessions in flight", "timeseries", "none",
+         [("in flight", "sum(bootyard_tftp_sessions_in_flight)"),
+          ("queued", "sum(bootyard_tftp_requests_queued)")],
+         "Transfers running now, and requests waiting for a transfer slot"),
+    ]),
+    ("HTTP", [
+        ("HTTP requests by route family", "timeseries", "reqps",
+         [("{{family}} {{status}}", f"sum by (family, status) (rate(bootyard_http_requests_total[{R}]))")],
+         "Boot scripts, GRUB configs, install files, images, mirror, API"),
+        ("HTTP bytes by route family", "timeseries", "Bps",
+         [("{{family}}", f"sum by (family) (rate(bootyard_http_sent_bytes_total[{R}]))")],
+         "Response bytes sent"),
+        ("Render errors", "timeseries", "ops",
+         [("http {{template}}", f'sum by (template) (rate(bootyard_http_renders_total{{result="error"}}[{R}]))'),
+          ("tftp", f'sum(rate(bootyard_tftp_transfers_total{{result="render_error"}}[{R}]))')],
+         "Scripts, configs and install files whose template failed (the client got an error, "
+         "never half a script); `bootyard events --host MAC` names the template and the fault"),
+        ("HTTP denied by reason", "timeseries", "reqps",
+         [("{{reason}}", f"sum by (reason) (rate(bootyard_http_denied_total[{R}]))")],
+         "Requests refused with 401/403"),
+    ]),
+    ("Redis and inventory", [
+        ("Redis reachable", "timeseries", "none",
+         [("{{job}}", "bootyard_redis_up")],
+         "1 while the service reaches Redis (alert BootyardRedisUnreachable after a minute at 0)"),
+        ("Redis errors", "timeseries", "ops",
+         [("{{job}} {{operation}}", f"sum by (job, operation) (rate(bootyard_redis_errors_total[{R}]))"),
+          ("http 503 {{family}}", f"sum by (family) (rate(bootyard_http_inventory_errors_total[{R}]))")],
+         "Failed Redis commands, and HTTP requests answered 503 because of them"),
+        ("Invalid inventory records (1 h)", "timeseries", "none",
+         [("{{job}} {{kind}}", "sum by (job, kind) (increase(bootyard_inventory_invalid_records_total[1h]))")],
+         "Records that failed validation; `bootyard validate` names key, field and reason"),
+        ("Inventory objects", "timeseries", "none",
+         [("{{kind}}", "max by (kind) (bootyard_inventory_objects)")],
+         "Valid objects in the services' inventory caches"),
+    ]),
+]
+
+
+def panel(pid: int, title: str, kind: str, unit: str, exprs, description: str, x: int, y: int, w: int) -> dict:
+    targets = [{"refId": chr(ord("A") + n), "datasource": DATASOURCE, "expr": expr,
+                "legendFormat": legend, "range": True}
+               for n, (legend, expr) in enumerate(exprs)]
+    body = {"id": pid, "type": kind, "title": title, "description": description,
+            "datasource": DATASOURCE, "gridPos": {"x": x, "y": y, "w": w, "h": 4 if kind == "stat" else 8},
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []}, "targets": targets}
+    if kind == "timeseries":
+        body["options"] = {"legend": {"displayMode": "list", "placement": "bottom"},
+                           "tooltip": {"mode": "multi"}}
+    else:
+        body["options"] = {"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "value"}
+    return body
+
+
+def dashboard(uid: str, title: str, rows) -> dict:
+    panels, pid, y = [], 1, 0
+    for row_title, row_panels in rows:
+        panels.append({"id": pid, "type": "row", "title": row_title, "collapsed": False,
+                       "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}, "panels": []})
+        pid, y = pid + 1, y + 1
+        width = 24 // min(len(row_panels), 4)
+        x = 0
+        height = 0
+        for n, (title, kind, unit, exprs, description) in enumerate(row_panels):
+            w = 4 if kind == "stat" else width
+            if x + w > 24:
+                x, y = 0, y + height
+            if n == len(row_panels) - 1:
+                w = 24 - x  # the last panel of a row takes what is left of it
+            item = panel(pid, title, kind, unit, exprs, description, x, y, w)
+            panels.append(item)
+            height = max(height, item["gridPos"]["h"])
+            x += item["gridPos"]["w"]
+            pid += 1
+        y += height
+    return {
+        "uid": uid, "title": title, "editable": False, "schemaVersion": 39, "version": 1,
+        "tags": ["bootyard"], "timezone": "", "refresh": "30s",
+        "time": {"from": "now-1h", "to": "now"},
+        "templating": {"list": []}, "annotations": {"list": []},
+        "panels": panels,
+    }
+
+
+def rendered() -> dict[str, str]:
+    dash = dashboard("bootyard-boot-pipeline", "bootyard: boot pipeline", BOOT_PIPELINE)
+    return {"bootyard-boot-pipeline.json": json.dumps(dash, indent=2) + "\n"}
+
+
+def main(argv: list[str]) -> int:
+    stale = []
+    for name, text in rendered().items():
+        path = OUT / name
+        if "--check" in argv:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            OUT.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if stale:
+        print(f"out of date: {', '.join(stale)}; run python scripts/grafana_dashboards.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
