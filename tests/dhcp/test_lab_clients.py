@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import seed_inventory
+from harness.dhcpkit import seed_inventory
 
 from harness.netlab import wait_for
 

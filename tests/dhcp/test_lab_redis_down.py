@@ -4,7 +4,7 @@ Redis has not recorded; the condition is logged once, and service resumes when R
 from __future__ import annotations
 
 import pytest
-from conftest import seed_inventory
+from harness.dhcpkit import seed_inventory
 from test_lab_clients import mac_of, udhcpc
 
 pytestmark = pytest.mark.lab

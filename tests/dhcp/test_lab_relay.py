@@ -7,7 +7,7 @@ import json
 import sys
 
 import pytest
-from conftest import seed_inventory
+from harness.dhcpkit import seed_inventory
 
 pytestmark = pytest.mark.lab
 

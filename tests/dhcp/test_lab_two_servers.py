@@ -13,7 +13,7 @@ import re
 import threading
 
 import pytest
-from conftest import seed_inventory
+from harness.dhcpkit import seed_inventory
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 ACK = re.compile(r"event=ack mac=(\S+) ip=(\S+)")

@@ -1,0 +1,119 @@
+"""Fixtures for the DHCP tests: a Redis reachable from inside network namespaces, and a way to
+run the DHCP service in a lab namespace.
+
+Network namespaces do not share loopback, so the lab tests use a redis-server listening on a Unix
+socket (file system, not network): the test (root namespace) and the service (lab namespace) both
+reach it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from harness.netlab import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class UnixRedis:
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.socket = self.dir / "redis.sock"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}?db=0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [shutil.which("redis-server"), "--port", "0", "--unixsocket", str(self.socket),
+             "--unixsocketperm", "777", "--dir", str(self.dir), "--appendonly", "yes",
+             "--appendfsync", "everysec", "--save", "", "--logfile",
+             str(self.dir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.socket.exists() and self.client().ping(), 10, what="redis socket")
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(unix_socket_path=str(self.socket), decode_responses=True)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def unix_redis(tmp_path):
+    server = UnixRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+class DhcpProcess:
+    """``python -m services.dhcp`` inside a namespace, its log in a file."""
+
+    def __init__(self, ns, redis_url: str, logfile: Path, **settings: str) -> None:
+        self.logfile = logfile
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTYARD_")}
+        env.update({"BOOTYARD_REDIS_URL": redis_url, "BOOTYARD_DHCP__INTERFACES": "eth0",
+                    "BOOTYARD_DHCP__METRICS_HOST": "127.0.0.1",
+                    "BOOTYARD_DHCP__HOUSEKEEPING_INTERVAL": "0.5",
+                    "PYTHONPATH": str(REPO)})
+        for key, value in settings.items():
+            env[f"BOOTYARD_DHCP__{key.upper()}"] = str(value)
+        self.handle = logfile.open("w")
+        self.proc = ns.popen(sys.executable, "-m", "services.dhcp", stdout=self.handle,
+                             stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+        wait_for(self._serving, 20, what="dhcp service to start")
+
+    def _serving(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"dhcp exited: {self.log()}")
+        return "event=serving" in self.log()
+
+    def log(self) -> str:
+        return self.logfile.read_text()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.handle.close()
+
+
+@pytest.fixture
+def dhcp_process():
+    started: list[DhcpProcess] = []
+
+    def start(ns, redis_url, logfile, **settings) -> DhcpProcess:
+        proc = DhcpProcess(ns, redis_url, logfile, **settings)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def seed_inventory(client: redis.Redis, seg, hosts: dict[str, dict[str, str]] | None = None,
+                   **subnet: str) -> None:
+    base = seg.network.rsplit(".", 1)[0]
+    fields = {"network": seg.network, "ranges": f"{base}.100-{base}.149",
+              "router": seg.address(1), "lease_time": "600", **subnet}
+    client.hset("bootyard:subnet:lab", mapping=fields)
+    for mac, host in (hosts or {}).items():
+        client.hset(f"bootyard:host:{mac}", mapping=host)
+
