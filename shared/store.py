@@ -154,6 +154,10 @@ class InventoryStore:
                         merged = {} if mode == "replace" else dict(current)
                         merged.update(changes)
                         merged = {f: v for f, v in merged.items() if v != ""}
+                        if not merged:
+                            raise RecordInvalid([Problem(
+                                key, "(all)", "", "a Redis hash cannot be empty: give at least "
+                                "one field (for a host, e.g. --enabled yes)")])
                         record, problems = parse_record(kind, canonical, merged)
                         if record is None:
                             raise RecordInvalid(problems)

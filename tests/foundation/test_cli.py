@@ -162,3 +162,9 @@ def test_acknowledged_writes_survive_a_redis_restart(private_redis, monkeypatch,
     capsys.readouterr()
     assert main(["host", "show", MAC]) == 0
     assert "survivor" in capsys.readouterr().out
+
+
+def test_add_without_fields_is_refused_not_silently_dropped(cli, raw):
+    code, out, err = cli("host", "add", MAC)
+    assert code == 1 and "added" not in out and "give at least one field" in err
+    assert not raw.exists(f"bootyard:host:{MAC}")
