@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import time
 
-from shared.store import redis_errors
+from shared.leases import lookup_ip
 
 
 def host_token(secret: str, mac: str) -> str:
@@ -32,34 +32,6 @@ def token_matches(secret: str, mac: str, token: str | None) -> bool:
         return False
     return hmac.compare_digest(host_token(secret, mac).encode(),
                                token.strip().lower().encode("utf-8", "replace"))
-
-
-def lease_is_current(lease: dict[str, str], mac: str, now: float) -> bool:
-    try:
-        expires = int(lease.get("expires", "0"))
-    except ValueError:
-        return False
-    return lease.get("mac") == mac and lease.get("state") == "bound" and expires > now
-
-
-async def lookup_lease(client, ip: str) -> dict[str, str]:
-    """The lease hash for ``ip`` ({} if none). Raises InventoryUnavailable if Redis is down."""
-    # TODO(merge): use shared.leases.lookup_ip
-    with redis_errors("leases"):
-        return await client.hgetall(f"bootyard:lease:{ip}")
-
-
-async def list_leases(client) -> dict[str, dict[str, str]]:
-    """Every lease hash by address (for the admin API)."""
-    # TODO(merge): use shared.leases (the DHCP helper's module) to list leases
-    with redis_errors("leases"):
-        keys = [k async for k in client.scan_iter(match="bootyard:lease:*", count=1000)]
-        keys = [k for k in keys if k.count(":") == 2 and k.split(":")[2].count(".") == 3]
-        pipe = client.pipeline(transaction=False)
-        for key in keys:
-            pipe.hgetall(key)
-        hashes = await pipe.execute() if keys else []
-    return {k.split(":", 2)[2]: h for k, h in sorted(zip(keys, hashes)) if h}
 
 
 class Access:
@@ -92,7 +64,7 @@ class Access:
         host = self.inventory.host(mac)
         if host is not None and host.ip == source_ip:
             return "reserved"
-        lease = await lookup_lease(self.redis, source_ip)
-        if lease and lease_is_current(lease, mac, time.time()):
+        lease = await lookup_ip(self.redis, source_ip)
+        if lease is not None and lease.mac == mac and lease.current(time.time()):
             return "lease"
         return None

@@ -16,11 +16,12 @@ from typing import Any
 from aiohttp import web
 
 from services.http import metrics as m
-from services.http.access import host_token, list_leases, lookup_lease
+from services.http.access import host_token
 from services.http.policy import install_urls
 from shared import admin, logs
 from shared.addresses import AddressError, normalise_ipv4, normalise_mac
 from shared.events import EventLog
+from shared.leases import LeaseRecord, all_leases, lookup_ip
 from shared.schema import KIND_BY_PLURAL, KINDS
 from shared.store import (AlreadyExists, InventoryError, InventoryStore, InventoryUnavailable,
                           NotFound, RecordInvalid)
@@ -28,6 +29,11 @@ from shared.store import (AlreadyExists, InventoryError, InventoryStore, Invento
 log = logs.get_logger("http.api")
 PREFIX = "/api/v1"
 SSE_KEEPALIVE = 15.0
+
+
+def _lease_json(lease: LeaseRecord) -> dict[str, Any]:
+    return {"mac": lease.mac, "state": lease.state, "expires": lease.expires,
+            "subnet": lease.subnet, "hostname": lease.hostname}
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -194,14 +200,14 @@ class AdminApi:
 
     # -- leases --------------------------------------------------------------------------------
     async def leases(self, _request: web.Request) -> web.Response:
-        return _json(await list_leases(self.store.redis))
+        return _json({rec.ip: _lease_json(rec) for rec in await all_leases(self.store.redis)})
 
     async def lease(self, request: web.Request) -> web.Response:
         ip = normalise_ipv4(request.match_info["ip"])
-        lease = await lookup_lease(self.store.redis, ip)
-        if not lease:
+        lease = await lookup_ip(self.store.redis, ip)
+        if lease is None:
             return _error(404, f"no lease for {ip}")
-        return _json(lease)
+        return _json(_lease_json(lease))
 
     # -- events --------------------------------------------------------------------------------
     def _event_mac(self, request: web.Request) -> str | None:

@@ -97,7 +97,7 @@ async def test_leases(api, inventory):
     await inventory.client.hset("bootyard:lease:10.0.0.150", mapping={
         "mac": MAC, "state": "bound", "expires": "2000000000", "subnet": "lab", "hostname": ""})
     leases = await (await api.get("/api/v1/leases")).json()
-    assert leases == {"10.0.0.150": {"mac": MAC, "state": "bound", "expires": "2000000000",
+    assert leases == {"10.0.0.150": {"mac": MAC, "state": "bound", "expires": 2000000000,
                                      "subnet": "lab", "hostname": ""}}
     assert (await (await api.get("/api/v1/leases/10.0.0.150")).json())["mac"] == MAC
     assert (await api.get("/api/v1/leases/10.0.0.151")).status == 404
