@@ -55,6 +55,17 @@ def positive(value: float) -> None:
         raise ValueError("must be greater than zero")
 
 
+def non_negative(value: float) -> None:
+    if value < 0:
+        raise ValueError("must be zero or more")
+
+
+def http_url(value: str | None) -> None:
+    """An http(s) URL, or empty/unset."""
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL, or empty")
+
+
 @dataclasses.dataclass(frozen=True)
 class RedisSection:
     url: str = setting(DEFAULT_REDIS_URL, help="Redis URL shared by every service and the CLI")

@@ -5,12 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import field
 
-from shared.settings import CommonSettings, port_number, setting
-
-
-def _non_negative(value: float) -> None:
-    if value < 0:
-        raise ValueError("must be zero or more")
+from shared.settings import CommonSettings, non_negative, port_number, setting
 
 
 def _workers(value: int) -> None:
@@ -46,10 +41,10 @@ class HttpSection:
                                 help="unknown MACs: record a discovery event and show a message "
                                      "(discovery) or just exit to the next boot device")
     unknown_delay: int = setting(10, help="seconds an unknown host shows its message",
-                                 check=_non_negative)
+                                 check=non_negative)
     render_cache_size: int = setting(4096, help="rendered scripts/files kept in memory "
                                                 "(0 disables the render cache)",
-                                     check=_non_negative)
+                                     check=non_negative)
     fast_path: bool = setting(True, help="answer render-cache hits for scripts and install "
                                           "files before aiohttp's request handling")
     workers: int = setting(1, help="processes serving the boot/file listener (SO_REUSEPORT)",
