@@ -1,5 +1,5 @@
-# make compose-test: the compose deployment for real on a private Docker engine (not part of
-# `make test`; see scripts/compose_test.sh and docs/deploy.md). Needs root.
+# make compose-test: the compose deployment for real on a private Docker engine (CI runs it after
+# `make test`, see .ci/run; scripts/compose_test.sh and docs/deploy.md). Needs root.
 .PHONY: compose-test dashboards
 
 ## compose-test: build the images, bring the stack up, run real clients through it, check Prometheus
