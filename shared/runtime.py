@@ -97,5 +97,21 @@ def _flatten(cfg: Any) -> dict[str, Any]:
     for section in dataclasses.fields(cfg):
         value = getattr(cfg, section.name)
         for fld in dataclasses.fields(value):
-            out[f"{section.name}.{fld.name}"] = getattr(value, fld.name)
+            shown = getattr(value, fld.name)
+            if fld.metadata.get("secret"):
+                shown = "<set>" if shown else "<empty>"
+            elif isinstance(shown, str) and "://" in shown:
+                shown = hide_password(shown)
+            out[f"{section.name}.{fld.name}"] = shown
     return out
+
+
+def hide_password(url: str) -> str:
+    """``url`` with the password of its user-info part (redis://:pw@host) replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}{slash}{path}"

@@ -37,9 +37,10 @@ class SettingsError(Exception):
 
 
 def setting(default: Any, *, help: str = "", choices: tuple | None = None,
-            check: Callable[[Any], None] | None = None) -> Any:
-    """Declare a setting with its documentation and validation (``check`` raises ValueError)."""
-    meta = {"help": help, "choices": choices, "check": check}
+            check: Callable[[Any], None] | None = None, secret: bool = False) -> Any:
+    """Declare a setting with its documentation and validation (``check`` raises ValueError).
+    A ``secret`` setting is never printed (``--check-config`` shows whether it is set)."""
+    meta = {"help": help, "choices": choices, "check": check, "secret": secret}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for list defaults")
     return dataclasses.field(default=default, metadata=meta)

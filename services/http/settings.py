@@ -27,7 +27,7 @@ class HttpSection:
     templates_dir: str = setting("templates", help="directory of the Jinja2 install templates")
     token_secret: str = setting(
         "", help="secret for per-host tokens (HMAC-SHA256 of the MAC); required, e.g. the "
-                 "output of `openssl rand -hex 32`")
+                 "output of `openssl rand -hex 32`", secret=True)
     token_in_scripts: bool = setting(
         False, help="put the per-host token into install URLs on kernel command lines (only for "
                     "networks where client addresses cannot be checked; anyone who fetches a "
@@ -55,7 +55,7 @@ class HttpSection:
     admin_host: str = setting("127.0.0.1", help="address the admin API binds")
     admin_port: int = setting(9180, help="port of the admin API", check=port_number)
     admin_token: str = setting("", help="bearer token for the admin API; may only be empty "
-                                        "when admin_host is a loopback address")
+                                        "when admin_host is a loopback address", secret=True)
     metrics_host: str = setting("0.0.0.0", help="address of the /metrics and /healthz listener")
     metrics_port: int = setting(9103, help="port of the /metrics and /healthz listener "
                                            "(they are also on the boot listener)",

@@ -19,6 +19,7 @@ SERVICE = textwrap.dedent('''
     class ToySection:
         metrics_port: int = setting(0)
         refuse: bool = setting(False)
+        password: str = setting("", secret=True)
 
     @dataclasses.dataclass(frozen=True)
     class ToySettings(CommonSettings):
@@ -76,6 +77,16 @@ def test_check_config_prints_settings(tmp_path):
     proc = run_toy(tmp_path, env={"BOOTYARD_REDIS_URL": "redis://x:1/0"}, args=("--check-config",))
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0 and "redis.url = 'redis://x:1/0'" in out
+
+
+def test_check_config_hides_secrets(tmp_path):
+    proc = run_toy(tmp_path, env={"BOOTYARD_REDIS_URL": "redis://app:hunter2@x:1/0",
+                                  "BOOTYARD_TOY__PASSWORD": "swordfish"}, args=("--check-config",))
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0, out
+    assert "redis.url = 'redis://app:***@x:1/0'" in out
+    assert "toy.password = '<set>'" in out
+    assert "hunter2" not in out and "swordfish" not in out
 
 
 def test_metric_declarations_are_checked_and_preinitialised():
