@@ -478,3 +478,21 @@ def _scalar(value: Any) -> str:
 
 def field_names(kind: Kind) -> Iterable[str]:
     return kind.fields.keys()
+
+
+def plain(record: Any) -> dict[str, Any]:
+    """A parsed record (Host, Profile, Subnet, ...) as plain data for templates and JSON: lists for
+    tuples, dicts for mappings, strings for addresses and networks; {} for None."""
+    if record is None:
+        return {}
+    return {fld.name: _plain_value(getattr(record, fld.name)) for fld in dataclasses.fields(record)}
+
+
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_plain_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain_value(v) for k, v in value.items()}
+    if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv4Address)):
+        return str(value)
+    return value

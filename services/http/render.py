@@ -21,7 +21,6 @@ URL file          profile.install  default template
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 import urllib.parse
@@ -32,7 +31,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from services.http.policy import install_urls, merged_vars
-from shared.schema import Host, Profile, Subnet
+from shared.schema import Host, Profile, Subnet, plain
 
 INSTALL_FILES = {
     # URL name: (profile.install value, default template, template-kind label for metrics)
@@ -65,22 +64,6 @@ def template_for(profile: Profile, filename: str) -> str | None:
     return profile.template or default
 
 
-def _record_dict(record: Any) -> dict[str, Any]:
-    if record is None:
-        return {}
-    out = {}
-    for fld in dataclasses.fields(record):
-        value = getattr(record, fld.name)
-        if fld.name == "network":
-            value = str(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        elif fld.name == "vars":
-            value = dict(value)
-        out[fld.name] = value
-    return out
-
-
 def build_context(mac: str, host: Host | None, profile: Profile | None, subnet: Subnet | None,
                   base_url: str, token: str | None, *, server_ip: str = "",
                   url_token: str | None = None) -> dict[str, Any]:
@@ -93,15 +76,15 @@ def build_context(mac: str, host: Host | None, profile: Profile | None, subnet: 
     urls = install_urls(base_url, mac, url_token)
     urls["done"] = install_urls(base_url, mac, token)["done"]
     urls.update(base=base_url, images=f"{base_url}/images", mirror=f"{base_url}/mirror")
-    host_d = _record_dict(host) or {"mac": mac}
-    subnet_d = _record_dict(subnet) or None
+    host_d = plain(host) or {"mac": mac}
+    subnet_d = plain(subnet) or None
     if subnet is not None:
         subnet_d["netmask"] = str(subnet.network.netmask)
         subnet_d["prefixlen"] = subnet.network.prefixlen
     return {
         "mac": mac,
         "host": host_d,
-        "profile": _record_dict(profile),
+        "profile": plain(profile),
         "subnet": subnet_d,
         "vars": dict(merged_vars(host, profile)),
         "urls": urls,

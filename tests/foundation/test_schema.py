@@ -88,3 +88,19 @@ def test_split_key():
     assert split_key(f"bootyard:host:{MAC}") == (HOST, MAC)
     assert split_key("bootyard:events:52:54:00:12:34:56") is None
     assert split_key("other:host:x") is None
+
+
+def test_plain_gives_template_and_json_ready_data():
+    import json
+
+    from shared.schema import plain
+
+    subnet, problems = parse_record(SUBNET, "lab", {
+        "network": "10.0.0.0/24", "ranges": "10.0.0.100-10.0.0.150", "dns": "10.0.0.1,10.0.0.2"})
+    assert not problems
+    data = plain(subnet)
+    assert data["network"] == "10.0.0.0/24"
+    assert data["ranges"] == [["10.0.0.100", "10.0.0.150"]]
+    assert data["dns"] == ["10.0.0.1", "10.0.0.2"]
+    assert json.loads(json.dumps(data)) == data
+    assert plain(None) == {}
