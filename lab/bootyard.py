@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from lab.plan import BootPlan, HostSpec
+from lab.plan import BootPlan
 
 SERVICES = ("dhcp", "tftp", "http")
 METRICS_PORTS = {"dhcp": 9101, "tftp": 9102, "http": 9103}

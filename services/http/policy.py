@@ -125,7 +125,7 @@ def ipxe_script(mac: str, host: Host | None, profile: Profile | None, export: Ex
     if host is None:
         return _unknown_ipxe(mac, ctx)
     who = f"{host.hostname} ({mac})" if host.hostname else mac
-    head = [f"#!ipxe", f"# bootyard: {who} profile {host.profile or '-'} "
+    head = ["#!ipxe", f"# bootyard: {who} profile {host.profile or '-'} "
                         f"boot mode {host.boot_mode}"]
     if not host.enabled:
         return Script("\n".join(head + [

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from harness.netlab import wait_for
+from harness.netlab import stop_process, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,9 +46,7 @@ class UnixRedis:
         return redis.Redis(unix_socket_path=str(self.socket), decode_responses=True)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        stop_process(self.proc)
 
 
 @pytest.fixture
@@ -85,12 +83,7 @@ class DhcpProcess:
         return self.logfile.read_text()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
         self.handle.close()
 
 

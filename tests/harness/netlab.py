@@ -200,5 +200,17 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "con
         time.sleep(interval)
 
 
+def stop_process(proc: subprocess.Popen | None, grace: float = 10) -> None:
+    """SIGTERM ``proc``, wait up to ``grace`` seconds, then SIGKILL; a no-op if it has ended."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def run_checked(argv: Sequence[str], **kwargs) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs).stdout

@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from harness.netlab import stop_process
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -78,13 +80,7 @@ class RedisServer:
             return False
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def kill(self) -> None:

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from harness.netlab import stop_process
 from services.http.access import Access
 from services.http.render import Renderer
 from services.http.server import BootService
@@ -113,11 +114,5 @@ class ServiceProcess:
         raise RuntimeError(f"http service did not become healthy: {self.log.read_text()}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
