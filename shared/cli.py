@@ -18,7 +18,7 @@ from pathlib import Path
 
 from shared import admin, leases, settings as settings_mod
 from shared.addresses import AddressError
-from shared.events import EventLog, format_event
+from shared.events import EventLog, format_event, newest_id
 from shared.schema import KINDS, Kind, from_hash
 from shared.store import InventoryError, InventoryStore, InventoryUnavailable, connect
 
@@ -222,10 +222,11 @@ async def _events(args, client, out) -> int:
     mac = KINDS["host"].canonical_id(args.host) if args.host else None
     log = EventLog(client, "cli")
     previous = None
-    last_id = "$"
-    for event in await log.read(mac, count=args.count):
+    past = await log.read(mac, count=args.count)
+    for event in past:
         print(format_event(event, previous), file=out)
-        previous, last_id = event.ts, event.id
+        previous = event.ts
+    last_id = newest_id(past)
     out.flush()
     if args.follow:
         async for event in log.follow(mac, last_id=last_id):

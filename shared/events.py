@@ -18,7 +18,7 @@ import asyncio
 import collections
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from shared import logs, metrics
@@ -123,11 +123,13 @@ class EventLog:
 
     # -- reading -------------------------------------------------------------------------------
     async def read(self, mac: str | None = None, count: int = 200) -> list[Event]:
-        """The latest ``count`` events (of one host, or all), oldest first."""
+        """The latest ``count`` events (of one host, or all), oldest first by when they happened
+        (``ts``): services write events in batches, so stream order can differ slightly from
+        time order under load (a DHCP ack batched behind the HTTP fetch it led to)."""
         stream = host_stream(mac) if mac else GLOBAL_STREAM
         with redis_errors("events"):
             entries = await self._redis.xrevrange(stream, count=count)
-        return [Event.from_entry(i, d) for i, d in reversed(entries)]
+        return sorted((Event.from_entry(i, d) for i, d in reversed(entries)), key=lambda e: e.ts)
 
     async def follow(self, mac: str | None = None, last_id: str = "$",
                      block_ms: int = 1000) -> AsyncIterator[Event]:
@@ -140,6 +142,12 @@ class EventLog:
                 for entry_id, data in entries:
                     last_id = entry_id
                     yield Event.from_entry(entry_id, data)
+
+
+def newest_id(events: Iterable[Event], default: str = "$") -> str:
+    """The highest stream id among ``events`` (where to follow on from), ``default`` if none."""
+    ids = [e.id for e in events]
+    return max(ids, key=lambda i: tuple(int(p) for p in i.split("-"))) if ids else default
 
 
 def format_event(event: Event, previous_ts: float | None = None) -> str:

@@ -2,7 +2,7 @@ import asyncio
 
 from shared import metrics
 from shared.cli import main
-from shared.events import GLOBAL_STREAM, EventLog, format_event, host_stream
+from shared.events import GLOBAL_STREAM, EventLog, format_event, host_stream, newest_id
 from shared.store import connect
 
 MAC = "52:54:00:12:34:56"
@@ -88,6 +88,20 @@ def test_cli_prints_the_timeline(redis_url, monkeypatch, capsys):
     assert main(["events", "--host", "52-54-00-12-34-56"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "dhcp.ack" in out[0] and "ip=198.18.5.21" in out[0]
+
+
+async def test_read_orders_by_time_and_follow_starts_after_the_newest(redis_url):
+    # A batched writer can append a DHCP ack after the HTTP fetch it led to.
+    client = connect(redis_url)
+    stream = host_stream(MAC)
+    await client.xadd(stream, {"ts": "1000.500", "service": "http", "kind": "http.script",
+                               "mac": MAC})
+    newest = await client.xadd(stream, {"ts": "1000.100", "service": "dhcp", "kind": "dhcp.ack",
+                                        "mac": MAC})
+    past = await EventLog(client, "cli").read(MAC)
+    assert [e.kind for e in past] == ["dhcp.ack", "http.script"]
+    assert newest_id(past) == newest and newest_id([]) == "$"
+    await client.aclose()
 
 
 def test_format_event_shows_the_gap():
