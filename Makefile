@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast lint clean debian-packages
+.PHONY: install test test-fast lint clean debian-packages bench
 
 # Each service and the lab add their own targets (bench-*, demo, compose-test) in mk/*.mk.
 -include mk/*.mk
@@ -28,6 +28,18 @@ test: install
 ## test-fast: the same, skipping tests marked slow (QEMU boots, load tests)
 test-fast: install
 	$(PY) -m pytest --skip-slow $(PYTEST_ARGS)
+
+## bench: every service against its peer, one after the other (root; ~15 min); each run's log
+## goes to build/bench/<name>.log and the RESULT lines are printed together at the end
+BENCHES ?= bench-dhcp bench-tftp bench-http bench-boot
+bench: install
+	@mkdir -p build/bench; \
+	for b in $(BENCHES); do \
+	    ( $(MAKE) --no-print-directory $$b || echo "make bench: $$b FAILED" ) 2>&1 | tee build/bench/$$b.log; \
+	done; \
+	echo "== make bench: RESULT lines =="; \
+	cat $(addprefix build/bench/,$(addsuffix .log,$(BENCHES))) | grep -E '^RESULT|^make bench: .* FAILED'; \
+	! grep -q '^make bench: .* FAILED' $(addprefix build/bench/,$(addsuffix .log,$(BENCHES)))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
