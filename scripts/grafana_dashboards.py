@@ -129,13 +129,13 @@ def dashboard(uid: str, title: str, rows) -> dict:
         width = 24 // min(len(row_panels), 4)
         x = 0
         height = 0
-        for n, (title, kind, unit, exprs, description) in enumerate(row_panels):
+        for n, (panel_title, kind, unit, exprs, description) in enumerate(row_panels):
             w = 4 if kind == "stat" else width
             if x + w > 24:
                 x, y = 0, y + height
             if n == len(row_panels) - 1:
                 w = 24 - x  # the last panel of a row takes what is left of it
-            item = panel(pid, title, kind, unit, exprs, description, x, y, w)
+            item = panel(pid, panel_title, kind, unit, exprs, description, x, y, w)
             panels.append(item)
             height = max(height, item["gridPos"]["h"])
             x += item["gridPos"]["w"]

@@ -81,6 +81,8 @@ def structure_problems(dashboards: dict[Path, dict], uids: set[str]) -> list[str
             seen_uids[uid] = path
         if not dash.get("title"):
             problems.append(f"{where}: no title")
+        elif dash["title"] in {p.get("title") for p in panels_of(dash)}:
+            problems.append(f"{where}: dashboard title {dash['title']!r} is a panel's title")
         ids: set[int] = set()
         cells: dict[tuple[int, int], str] = {}
         for panel in panels_of(dash):

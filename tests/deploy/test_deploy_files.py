@@ -101,6 +101,8 @@ def test_dashboards_are_well_formed_and_use_the_provisioned_datasource():
 
 
 def test_dashboard_rows_cover_every_service():
+    titles = {d["title"] for d in dashboard_checks.load_dashboards().values()}
+    assert "bootyard: boot pipeline" in titles
     for dash in dashboard_checks.load_dashboards().values():
         rows = {p["title"] for p in dash["panels"] if p["type"] == "row"}
         assert {"DHCP", "TFTP", "HTTP", "Redis and inventory"} <= rows
@@ -112,10 +114,12 @@ def test_structure_check_catches_faults():
     broken["panels"][2]["id"] = broken["panels"][1]["id"]
     broken["panels"][3]["datasource"] = {"type": "prometheus", "uid": "elsewhere"}
     broken["panels"][4]["gridPos"] = dict(broken["panels"][1]["gridPos"], x=20, w=10)
+    broken["title"] = broken["panels"][-1]["title"]
     problems = dashboard_checks.structure_problems({Path("x.json"): broken}, {"bootyard-prometheus"})
     assert any("used twice" in p for p in problems)
     assert any("elsewhere" in p for p in problems)
     assert any("outside the grid" in p for p in problems)
+    assert any("is a panel's title" in p for p in problems)
 
 
 def test_dashboard_json_is_what_the_generator_writes():
