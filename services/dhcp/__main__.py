@@ -61,6 +61,7 @@ async def serve(cfg: DhcpSettings, stop: asyncio.Event) -> None:
 
 
 def main(argv=None) -> int:
+    runtime.use_uvloop()  # the event loop and the Redis round trip are per-batch costs
     return runtime.run_service("dhcp", DhcpSettings, serve, argv)
 
 
