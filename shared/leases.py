@@ -50,15 +50,18 @@ STATES = ("offered", "bound", "declined", "released")
 JOURNAL_SECONDS = 10.0
 
 SEP = "\x1f"  # separates the fields of one packed step (never in MACs, IPs, names or URLs)
+RS = "\x1e"  # separates the steps of a batch, and the results
 
-# One script runs a whole batch of steps atomically. ARGV: one packed step per element:
+# One script runs a whole batch of steps atomically. ARGV[1]: the packed steps, each ended by RS:
 #   op, subnet, mac, now, emit ('1'/'0'), ts, interface, boot_file, boot_reason, op args...
 # offer:   hold_until, reserved ip or '', requested ip or '', hostname
 # request: expires, reserved ip or '', requested ip, hostname
 # release: ip, only_offered ('1'/'0')
 # decline: ip, quarantine_until
 # restore: ip, state, expires, hostname (journal replay after a Redis failure; no event)
-# Returns one {kind, ip, state, expires, reason} per step. With emit = '1' the step's timeline
+# Returns one string: per step "kind SEP ip SEP state SEP expires SEP reason RS" (one argument
+# and one flat reply instead of a table per step: cheaper to pack and to parse in Python).
+# With emit = '1' the step's timeline
 # event (dhcp.offer, dhcp.ack, dhcp.nak, dhcp.release, dhcp.decline, dhcp.ignored) is appended
 # to the event streams in the same atomic step.
 BATCH = """
@@ -221,20 +224,22 @@ local function emit(a, r)
   redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', %(host_max)d, '*', unpack(e))
 end
 
-for i = 1, #ARGV do
-  local a = split(ARGV[i])
+for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
+  local a = split(packed)
   subnet, mac, now = a[2], a[3], tonumber(a[4])
   pool, bymac = 'bootyard:leases:pool:' .. subnet, 'bootyard:leases:mac:' .. subnet
   local r = ops[a[1]](a)
   if a[5] == '1' then emit(a, r) end
-  results[i] = r
+  results[#results + 1] = table.concat(r, '\\31')
+  results[#results + 1] = '\\30'
 end
-return results
+return table.concat(results)
 """ % {"global": events.GLOBAL_STREAM, "global_max": events.GLOBAL_MAXLEN,
        "host_prefix": events.host_stream(""), "host_max": events.HOST_MAXLEN}
 
 
-@dataclasses.dataclass(frozen=True)
+# Outcome and Step are built per packet: slotted, not frozen (cheaper); treat them as immutable.
+@dataclasses.dataclass(slots=True)
 class Outcome:
     """A lease step's result: ``kind`` is ok, nak, conflict, exhausted or ignored."""
 
@@ -258,7 +263,7 @@ class LeaseRecord:
         return self.state == "bound" and self.expires > (time.time() if now is None else now)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Step:
     op: str  # offer, request, release, decline, restore
     subnet: str
@@ -274,7 +279,20 @@ class Step:
         else:
             head = (self.op, self.subnet, self.mac, str(self.now), "1", f"{time.time():.3f}",
                     *self.event)
-        return SEP.join(v.replace(SEP, "") for v in head + self.args)
+        fields = head + self.args
+        text = SEP.join(fields)
+        if text.count(SEP) != len(fields) - 1 or RS in text:  # a separator inside a field
+            text = SEP.join(v.replace(SEP, "").replace(RS, "") for v in fields)
+        return text
+
+
+def _outcome_fields(r: list[str]) -> tuple[str, str, str, int, str]:
+    kind, ip, state, expires, reason = r
+    try:
+        seconds = int(expires)
+    except ValueError:
+        seconds = int(float(expires or 0))
+    return kind, ip, state, seconds, reason
 
 
 def _record(ip: str, raw: dict[str, str]) -> LeaseRecord | None:
@@ -353,7 +371,7 @@ class LeaseStore:
             self._fail()
             raise
         self.failed = False
-        outcomes = [Outcome(r[0], r[1], r[2], int(float(r[3] or 0)), r[4]) for r in results]
+        outcomes = [Outcome(*_outcome_fields(r)) for r in results]
         now = time.monotonic()
         for step, outcome in zip(steps, outcomes):
             if step.journal and outcome.kind == "ok":
@@ -366,14 +384,19 @@ class LeaseStore:
     async def _execute(self, steps: Sequence[Step]) -> list:
         if not steps:
             return []
-        packed = [s.packed() for s in steps]
+        packed = RS.join([s.packed() for s in steps]) + RS
         if self._sha is None:
             self._sha = await self.redis.script_load(BATCH)
         try:
-            return await self.redis.evalsha(self._sha, 0, *packed)
+            reply = await self.redis.evalsha(self._sha, 0, packed)
         except redis_exceptions.NoScriptError:  # Redis restarted and lost its script cache
             self._sha = await self.redis.script_load(BATCH)
-            return await self.redis.evalsha(self._sha, 0, *packed)
+            reply = await self.redis.evalsha(self._sha, 0, packed)
+        results = [r.split(SEP) for r in reply.split(RS)[:-1]]
+        if len(results) != len(steps):
+            raise InventoryUnavailable(f"lease script answered {len(results)} results for "
+                                       f"{len(steps)} steps (a bootyard version mismatch?)")
+        return results
 
     def _fail(self) -> None:
         if not self.failed:

@@ -53,7 +53,9 @@ class ServerContext:
     client_port: int = 68
 
 
-@dataclasses.dataclass(frozen=True)
+# The answers below are built for every packet: plain slotted dataclasses, not frozen ones (a
+# frozen dataclass's __init__ costs about 0.15 us per field). Treat them as immutable.
+@dataclasses.dataclass(slots=True)
 class Lease:
     """The lease layer's answer: this address, for this long."""
 
@@ -61,35 +63,35 @@ class Lease:
     lease_time: int
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Refusal:
     """The lease layer refused the requested address (answered with a NAK)."""
 
     reason: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Destination:
     ip: str
     port: int
     broadcast: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class BootChoice:
     file: str  # file name (TFTP) or URL (HTTP boot, iPXE script)
     reason: str  # why, for events and logs: "ipxe-script", "bios", "uefi-x64", ...
     http: bool = False  # UEFI HTTP boot: answer with vendor class HTTPClient
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Reply:
     message: Message
     destination: Destination
     boot: BootChoice | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Ignore:
     reason: str  # one of IGNORE_REASONS
     detail: str = ""
