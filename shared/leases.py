@@ -335,6 +335,8 @@ class LeaseStore:
         self._sha: str | None = None
         self._journal: collections.deque[tuple[float, Step]] = collections.deque()
         self._replay: list[Step] = []
+        self._idle: list = []  # connections of _evalsha with no call in flight
+        self._open: set = set()
         self.failed = False
 
     # -- steps (``event``: (interface, boot_file, boot_reason) to record the step's event) -----
@@ -368,6 +370,9 @@ class LeaseStore:
                     self._replay = []
                 results = await self._execute(steps)
         except InventoryUnavailable:
+            # After a failure no kept connection is trusted, ours or the client's.
+            await self.aclose()
+            await self.redis.connection_pool.disconnect()
             self._fail()
             raise
         self.failed = False
@@ -386,17 +391,45 @@ class LeaseStore:
             return []
         packed = RS.join([s.packed() for s in steps]) + RS
         if self._sha is None:
-            self._sha = await self.redis.script_load(BATCH)
+            self._sha = await self._command("SCRIPT", "LOAD", BATCH)
         try:
-            reply = await self.redis.evalsha(self._sha, 0, packed)
+            reply = await self._command("EVALSHA", self._sha, 0, packed)
         except redis_exceptions.NoScriptError:  # Redis restarted and lost its script cache
-            self._sha = await self.redis.script_load(BATCH)
-            reply = await self.redis.evalsha(self._sha, 0, packed)
+            self._sha = await self._command("SCRIPT", "LOAD", BATCH)
+            reply = await self._command("EVALSHA", self._sha, 0, packed)
         results = [r.split(SEP) for r in reply.split(RS)[:-1]]
         if len(results) != len(steps):
             raise InventoryUnavailable(f"lease script answered {len(results)} results for "
                                        f"{len(steps)} steps (a bootyard version mismatch?)")
         return results
+
+    async def _command(self, *args):
+        """One command on a connection of our own (the client's pool, retry and observability
+        layers cost more per call than a small batch's own work, docs/benchmarks.md). One
+        connection per call in flight; one that fails in any way is closed, never reused."""
+        conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self.redis.connection_pool.make_connection()
+            self._open.add(conn)
+        try:
+            await conn.send_command(*args)
+            reply = await conn.read_response()
+        except redis_exceptions.ResponseError:
+            self._idle.append(conn)  # an error reply: the connection itself is fine
+            raise
+        except BaseException:
+            self._open.discard(conn)
+            await conn.disconnect()
+            raise
+        self._idle.append(conn)
+        return reply
+
+    async def aclose(self) -> None:
+        """Close the connections :meth:`run` opened (the client is closed by its owner)."""
+        for conn in list(self._open):
+            await conn.disconnect()
+        self._open.clear()
+        self._idle.clear()
 
     def _fail(self) -> None:
         if not self.failed:

@@ -124,6 +124,7 @@ async def run(args, workdir: Path) -> None:
             profiler.dump_stats(args.profile)
         print(f"RESULT dhcp_pipeline cpu_us_per_dora={cpu / exchanges * 1e6:.1f} "
               f"redis_us_per_dora={redis_used / exchanges * 1e6:.1f} batch={args.batch}")
+        await store.aclose()
         await client.aclose()
         await events_client.aclose()
     finally:

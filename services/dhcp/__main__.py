@@ -57,6 +57,7 @@ async def serve(cfg: DhcpSettings, stop: asyncio.Event) -> None:
         transport.close()
         await runner.cleanup()
         await client.aclose()
+        await store.aclose()
         await lease_client.aclose()
 
 
