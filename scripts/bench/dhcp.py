@@ -26,6 +26,7 @@ The last line of a benchmark run is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -201,19 +202,59 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+RMEM_DEFAULT = Path("/proc/sys/net/core/rmem_default")
+
+
+@contextlib.contextmanager
+def same_receive_buffers():
+    """Every server's DHCP socket gets the receive buffer bootyard's asks for.
+
+    bootyard sets SO_RCVBUF to 4 MiB (the kernel doubles it: 8 MiB); Kea and dnsmasq have no
+    setting for it and get ``net.core.rmem_default`` (208 KiB here), so a short stall of the
+    machine drops their packets in the kernel while ours wait in the buffer. For the run the
+    default is raised to the same 8 MiB (a kernel-wide setting: only sockets created meanwhile
+    get it, and nothing else benchmarks while the lock is held); restored afterwards."""
+    from services.dhcp.transport import RCVBUF
+
+    before = RMEM_DEFAULT.read_text().strip()
+    RMEM_DEFAULT.write_text(str(2 * RCVBUF))
+    try:
+        yield
+    finally:
+        RMEM_DEFAULT.write_text(before)
+
+
+def receive_buffer(ns) -> int:
+    """The receive buffer (bytes) of the socket listening on UDP port 67 in ``ns``."""
+    out = ns.run("ss", "-lumnH", "sport = :67").stdout
+    found = re.search(r"rb(\d+)", out)
+    return int(found.group(1)) if found else 0
+
+
+def udp_receive_drops(ns) -> int:
+    """Datagrams the kernel dropped in ``ns`` because a socket's receive buffer was full."""
+    lines = [ln.split() for ln in ns.run("cat", "/proc/net/snmp").stdout.splitlines()
+             if ln.startswith("Udp:")]
+    return int(dict(zip(lines[0], lines[1]))["RcvbufErrors"]) if len(lines) >= 2 else 0
+
+
 def perfdhcp(ns, target: str, rate: int, seconds: float, trial: int,
-             pids: dict[str, int] | None = None) -> dict:
+             pids: dict[str, int] | None = None, server_ns=None) -> dict:
     """One bounded perfdhcp run; returns sent discovers, received acks, achieved rate, delays,
     and the CPU time per acknowledged exchange of each process in ``pids`` and of perfdhcp."""
     pids = pids or {}
     count = int(rate * seconds)
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    drops = udp_receive_drops(server_ns) if server_ns is not None else 0
+    rcvbuf = receive_buffer(server_ns) if server_ns is not None else 0
     mac = f"mac=02:{trial % 256:02x}:00:00:00:00"
     res = ns.run("timeout", str(int(seconds) + 15), "perfdhcp", "-4", "-l", RELAY,
                  "-r", str(rate), "-n", str(count), "-p", str(int(seconds) + 5),
                  "-R", str(count + 1), "-d", "1", "-W", "500000", "-b", mac, target,
                  check=False, timeout=seconds + 30)
+    if server_ns is not None:
+        drops = udp_receive_drops(server_ns) - drops
     used = {}
     for name, pid in pids.items():
         user, system = cpu_seconds(pid)
@@ -232,6 +273,7 @@ def perfdhcp(ns, target: str, rate: int, seconds: float, trial: int,
     cpu = ({name: f"{u / acks * 1e6:.0f}+{s / acks * 1e6:.0f}" for name, (u, s) in used.items()}
            if acks else {})
     return {"discovers": discovers, "acks": acks, "cpu_us_per_dora": cpu,
+            "server_socket_drops": drops, "rcvbuf": rcvbuf,
             "loss": 1 - acks / discovers if discovers else 1.0,
             "rate": float(rate_line.group(1)) if rate_line else 0.0,
             "offer_ms": float(delays[0]) if delays else None,
@@ -244,10 +286,10 @@ def py_spy_run(server: Bootyard, loader, target: str, rate: int, seconds: float,
     spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     spy = subprocess.Popen([spy_bin, "record", "-p", str(server.proc.pid), "-f", "raw",
                             "-r", "250", "-d", str(int(seconds) + 1), "-o", str(out),
-                            "--nonblocking"],
+                            "--nonblocking", "--gil"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
-    result = perfdhcp(loader, target, rate, seconds, 1, server.pids())
+    result = perfdhcp(loader, target, rate, seconds, 1, server.pids(), server.ns)
     spy.wait(seconds + 30)
     print(spy_summary(out))
     return result
@@ -357,7 +399,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bootyard-bench-dhcp-"))
     redis = Redis(work / "redis")
     try:
-        with Lab() as lab:
+        with Lab() as lab, same_receive_buffers():
             seg = lab.segment()
             loader = seg.add_client(seg.address(5) + "/24")
             seg.server.run("ip", "addr", "add", f"{SERVER_EXTRA}/16", "dev", "eth0")
@@ -375,7 +417,8 @@ def main() -> int:
                 ours = Bootyard(seg.server, work, redis, seg.network, args.log_level,
                                 Path(args.profile).resolve())
                 ours.start()
-                result = perfdhcp(loader, target, args.rate, args.seconds, 1, ours.pids())
+                result = perfdhcp(loader, target, args.rate, args.seconds, 1, ours.pids(),
+                                  ours.ns)
                 ours.stop()
                 print(f"profile at {args.rate}/s: {result}; stats in {args.profile}")
                 return 0
@@ -393,14 +436,16 @@ def main() -> int:
                         try:
                             result = perfdhcp(loader, target, args.rate, args.seconds,
                                               round_ * len(servers) + names.index(name),
-                                              server.pids())
+                                              server.pids(), server.ns)
                         finally:
                             server.stop()
                         print(f"{name:9s} rate={args.rate:6d}/s "
                               f"achieved={result['rate']:8.1f}/s "
                               f"loss={result['loss'] * 100:6.2f}% "
                               f"offer={result.get('offer_ms')}ms ack={result.get('ack_ms')}ms "
-                              f"cpu_us/dora={result.get('cpu_us_per_dora')}", flush=True)
+                              f"cpu_us/dora={result.get('cpu_us_per_dora')} "
+                              f"drops={result.get('server_socket_drops')} "
+                              f"rcvbuf={result.get('rcvbuf')}", flush=True)
                 return 0
             searches = {n: search(starts[n], args.max_trials) for n in names}
             pending = {n: next(searches[n]) for n in names}
@@ -415,7 +460,7 @@ def main() -> int:
                         server.start()
                         try:
                             result = perfdhcp(loader, target, rate, args.seconds, trial,
-                                              server.pids())
+                                              server.pids(), server.ns)
                         finally:
                             server.stop()
                         passed = result["loss"] < 0.01
@@ -430,6 +475,8 @@ def main() -> int:
                           f"loss={result['loss'] * 100:6.2f}% "
                           f"offer={result.get('offer_ms')}ms ack={result.get('ack_ms')}ms "
                           f"cpu_us/dora={result.get('cpu_us_per_dora')} "
+                          f"drops={result.get('server_socket_drops')} "
+                          f"rcvbuf={result.get('rcvbuf')} "
                           f"{'pass' if passed else 'FAIL'}", flush=True)
                     try:
                         pending[name] = searches[name].send(passed)

@@ -90,7 +90,7 @@ async def run(args, workdir: Path) -> None:
         inventory = StaticInventory(subnets=[subnet])
         store = leases.LeaseStore(client)
         transport = FakeTransport()
-        server = DhcpServer(DhcpSection(interfaces=("eth0",)), inventory, store,
+        server = DhcpServer(DhcpSection(interfaces=("eth0",), events=args.events), inventory, store,
                             EventLog(events_client, "dhcp"), transport)
         await server.sync_pools()
         discovers = [discover(n) for n in range(args.clients)]
@@ -136,6 +136,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=20000,
                         help="DISCOVERs in all (half warm-up, half measured)")
     parser.add_argument("--batch", type=int, default=32, help="packets per handle() call")
+    parser.add_argument("--events", default="leases", choices=("all", "leases", "none"))
     parser.add_argument("--profile", help="write a cProfile (CPU clock) of the measured half")
     args = parser.parse_args()
     runtime.use_uvloop()  # as the service does
