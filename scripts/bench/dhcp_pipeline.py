@@ -88,6 +88,12 @@ async def run(args, workdir: Path) -> None:
                         ranges=(("198.19.1.0", "198.19.160.255"),), relays=(RELAY,),
                         lease_time=3600)
         inventory = StaticInventory(subnets=[subnet])
+        pubsub = None
+        if args.keyspace:  # as a service's InventoryCache sets Redis up (shared/cache.py)
+            from shared.schema import KINDS
+            await client.config_set("notify-keyspace-events", "Kghx")
+            pubsub = events_client.pubsub()
+            await pubsub.psubscribe(*(f"__keyspace@0__:{k.pattern}" for k in KINDS.values()))
         store = leases.LeaseStore(client)
         transport = FakeTransport()
         server = DhcpServer(DhcpSection(interfaces=("eth0",), events=args.events), inventory, store,
@@ -124,6 +130,8 @@ async def run(args, workdir: Path) -> None:
             profiler.dump_stats(args.profile)
         print(f"RESULT dhcp_pipeline cpu_us_per_dora={cpu / exchanges * 1e6:.1f} "
               f"redis_us_per_dora={redis_used / exchanges * 1e6:.1f} batch={args.batch}")
+        if pubsub is not None:
+            await pubsub.aclose()
         await store.aclose()
         await client.aclose()
         await events_client.aclose()
@@ -137,6 +145,8 @@ def main() -> int:
                         help="DISCOVERs in all (half warm-up, half measured)")
     parser.add_argument("--batch", type=int, default=32, help="packets per handle() call")
     parser.add_argument("--events", default="leases", choices=("all", "leases", "none"))
+    parser.add_argument("--keyspace", action="store_true",
+                        help="keyspace notifications on, as the service's inventory cache has them")
     parser.add_argument("--profile", help="write a cProfile (CPU clock) of the measured half")
     args = parser.parse_args()
     runtime.use_uvloop()  # as the service does
