@@ -78,21 +78,21 @@ local function holder(ip)
   local v = redis.call('HMGET', prefix .. ip, 'mac', 'state', 'expires')
   return v[1], v[2], (tonumber(v[3]) or 0)
 end
-local function free_for_us(ip)
-  local m, st, ex = holder(ip)
+local function free_for_us(m, st, ex)  -- holder(ip)'s answer
   if m == mac and st ~= 'declined' then return true end
   return (not m) or ex <= now
 end
-local function put(ip, state, expires, hostname)
+-- old: the client's address in bymac when the caller read it ('' for none), nil if not read
+local function put(ip, state, expires, hostname, old)
   redis.call('HSET', prefix .. ip, 'mac', mac, 'state', state, 'expires', expires,
              'subnet', subnet, 'hostname', hostname)
-  if redis.call('ZSCORE', pool, ip) then redis.call('ZADD', pool, expires, ip) end
-  local old = redis.call('HGET', bymac, mac)
-  if old and old ~= ip then
+  redis.call('ZADD', pool, 'XX', expires, ip)  -- XX: only an address of the pool
+  if old == nil then old = redis.call('HGET', bymac, mac) end
+  if old and old ~= '' and old ~= ip then
     local m, st = holder(old)
     if m == mac and (st == 'offered' or st == 'bound') then
       redis.call('HSET', prefix .. old, 'state', 'released', 'expires', now)
-      if redis.call('ZSCORE', pool, old) then redis.call('ZADD', pool, now, old) end
+      redis.call('ZADD', pool, 'XX', now, old)
     end
   end
   redis.call('HSET', bymac, mac, ip)
@@ -105,8 +105,7 @@ local function conflict(ip)
   end
   return nil
 end
-local function take_from(ip)
-  local m = holder(ip)
+local function take_from(ip, m)  -- m: holder(ip)'s mac
   if m and m ~= mac and redis.call('HGET', bymac, m) == ip then redis.call('HDEL', bymac, m) end
 end
 
@@ -126,16 +125,16 @@ local function offer(a)
     if ip ~= '' and redis.call('ZSCORE', pool, ip) then
       local m, st, ex = holder(ip)
       if m == mac and st == 'bound' and ex > now then return {'ok', ip, 'bound', tostring(ex), ''} end
-      if free_for_us(ip) then
-        take_from(ip)
-        return put(ip, 'offered', hold, hostname)
+      if free_for_us(m, st, ex) then
+        take_from(ip, m)
+        return put(ip, 'offered', hold, hostname, prev or '')
       end
     end
   end
   local found = redis.call('ZRANGEBYSCORE', pool, '-inf', now, 'LIMIT', 0, 1)
   if #found == 0 then return {'exhausted', '', '', '0', 'no free address in subnet ' .. subnet} end
-  take_from(found[1])
-  return put(found[1], 'offered', hold, hostname)
+  take_from(found[1], (holder(found[1])))
+  return put(found[1], 'offered', hold, hostname, prev or '')
 end
 
 local function request(a)
@@ -151,8 +150,9 @@ local function request(a)
   if not redis.call('ZSCORE', pool, ip) then
     return {'nak', ip, '', '0', ip .. ' is not in a pool of subnet ' .. subnet}
   end
-  if free_for_us(ip) then
-    take_from(ip)
+  local m, st, ex = holder(ip)
+  if free_for_us(m, st, ex) then
+    take_from(ip, m)
     return put(ip, 'bound', expires, hostname)
   end
   return {'nak', ip, '', '0', ip .. ' is leased to another client'}
@@ -167,7 +167,7 @@ local function release(a)
   end
   if only_offered and st ~= 'offered' then return {'ignored', ip, '', '0', 'lease is bound'} end
   redis.call('HSET', prefix .. ip, 'state', 'released', 'expires', now)
-  if redis.call('ZSCORE', pool, ip) then redis.call('ZADD', pool, now, ip) end
+  redis.call('ZADD', pool, 'XX', now, ip)
   return {'ok', ip, 'released', tostring(now), ''}
 end
 
@@ -176,7 +176,7 @@ local function decline(a)
   local m = holder(ip)
   if m ~= mac then return {'ignored', ip, '', '0', 'not leased to this client'} end
   redis.call('HSET', prefix .. ip, 'state', 'declined', 'expires', untl)
-  if redis.call('ZSCORE', pool, ip) then redis.call('ZADD', pool, untl, ip) end
+  redis.call('ZADD', pool, 'XX', untl, ip)
   if redis.call('HGET', bymac, mac) == ip then redis.call('HDEL', bymac, mac) end
   return {'ok', ip, 'declined', untl, ''}
 end
