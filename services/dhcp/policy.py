@@ -224,8 +224,23 @@ def _base_options(reply_type: int, ctx: ServerContext) -> dict[int, bytes]:
     return {Opt.MESSAGE_TYPE: bytes((reply_type,)), Opt.SERVER_ID: codec.ip_bytes(ctx.server_ip)}
 
 
-@functools.lru_cache(maxsize=1024)
+_SUBNET_OPTIONS: dict[int, tuple[Subnet, tuple[tuple[int, bytes], ...]]] = {}
+
+
 def _subnet_options(subnet: Subnet) -> tuple[tuple[int, bytes], ...]:
+    """The subnet's options, built once per Subnet object (looked up by identity: hashing a
+    Subnet hashes every field, network included, which costs more than the lookup saves)."""
+    cached = _SUBNET_OPTIONS.get(id(subnet))
+    if cached is not None and cached[0] is subnet:
+        return cached[1]
+    if len(_SUBNET_OPTIONS) >= 1024:
+        _SUBNET_OPTIONS.clear()
+    options = _build_subnet_options(subnet)
+    _SUBNET_OPTIONS[id(subnet)] = (subnet, options)
+    return options
+
+
+def _build_subnet_options(subnet: Subnet) -> tuple[tuple[int, bytes], ...]:
     net = subnet.network
     out = [(Opt.SUBNET_MASK, net.netmask.packed), (Opt.BROADCAST_ADDRESS,
                                                    net.broadcast_address.packed)]
@@ -240,6 +255,14 @@ def _subnet_options(subnet: Subnet) -> tuple[tuple[int, bytes], ...]:
 
 def _network_options(options: dict[int, bytes], subnet: Subnet) -> None:
     options.update(_subnet_options(subnet))
+
+
+@functools.lru_cache(maxsize=256)
+def _lease_options(lease_time: int) -> tuple[tuple[int, bytes], ...]:
+    """Options 51, 58 (T1 = half) and 59 (T2 = 7/8) for a lease time (RFC 2131 §4.4.5)."""
+    return ((Opt.LEASE_TIME, codec.u32(lease_time)),
+            (Opt.RENEWAL_TIME, codec.u32(lease_time // 2)),
+            (Opt.REBINDING_TIME, codec.u32(lease_time * 7 // 8)))
 
 
 def _boot_fields(request: Message, boot: BootChoice | None, options: dict[int, bytes],
@@ -272,12 +295,14 @@ NOT_CHOSEN = object()  # decide(boot=...) default: choose the boot file here
 
 def decide(request: Message, host: Host | None, profile: Profile | None, subnet: Subnet | None,
            lease: Lease | Refusal | None, ctx: ServerContext,
-           mac: str = "", boot=NOT_CHOSEN) -> Reply | Ignore:
+           mac: str = "", boot=NOT_CHOSEN, screened: bool = False) -> Reply | Ignore:
     """The reply to ``request`` given the lease layer's answer ``lease``. ``boot`` is
-    ``choose_boot``'s answer when the caller already has it."""
-    refused = screen(request, host, subnet, ctx)
-    if refused is not None:
-        return refused
+    ``choose_boot``'s answer when the caller already has it; ``screened``: the caller already
+    had ``screen`` pass this request (with the same host, subnet and context)."""
+    if not screened:
+        refused = screen(request, host, subnet, ctx)
+        if refused is not None:
+            return refused
     mtype = request.message_type
     if mtype in (MessageType.RELEASE, MessageType.DECLINE):
         return Ignore("no_reply_expected")
@@ -303,12 +328,9 @@ def decide(request: Message, host: Host | None, profile: Profile | None, subnet:
         _network_options(options, subnet)
         if isinstance(lease, Lease):
             yiaddr = lease.ip
-            options[Opt.LEASE_TIME] = codec.u32(lease.lease_time)
-            options[Opt.RENEWAL_TIME] = codec.u32(lease.lease_time // 2)
-            options[Opt.REBINDING_TIME] = codec.u32(lease.lease_time * 7 // 8)
-        name = client_hostname(request, host)
-        if host is not None and host.hostname:
-            options[Opt.HOSTNAME] = name.encode()
+            options.update(_lease_options(lease.lease_time))
+        if host is not None and host.hostname:  # what client_hostname() gives such a host
+            options[Opt.HOSTNAME] = host.hostname.encode()
         if boot is NOT_CHOSEN:
             boot = choose_boot(request, host, profile, subnet, ctx, mac)
         siaddr, file = _boot_fields(request, boot, options, subnet, ctx)

@@ -69,6 +69,7 @@ class DhcpServer:
         self._offers: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()
         self._redis_down = False
         self._local_subnets: dict = {}
+        self._relay_subnets: dict = {}
         self._pools_dirty = True
         self._emit_discover = section.events == "all"
         self._emit = section.events != "none"
@@ -159,6 +160,16 @@ class DhcpServer:
             cached = self._local_subnets[key] = self.inventory.subnet_containing(iface.address)
         return cached
 
+    def _relay_subnet(self, giaddr: str):
+        """The subnet a relay serves (cached until the inventory changes)."""
+        key = (giaddr, self.inventory.version)
+        cached = self._relay_subnets.get(key, _MISSING)
+        if cached is _MISSING:
+            if len(self._relay_subnets) > 1024:
+                self._relay_subnets.clear()
+            cached = self._relay_subnets[key] = self.inventory.subnet_for_relay(giaddr)
+        return cached
+
     def _netboot_images(self) -> list[bsdp.Image]:
         return [bsdp.Image(index=n.index, name=n.title or n.name, boot_file=n.boot_file,
                            root_path=n.root_path, kind=n.image_kind, install=n.install,
@@ -185,7 +196,7 @@ class DhcpServer:
         try:
             inv = self.inventory
             if msg.giaddr != ZERO_IP:
-                w.subnet = inv.subnet_for_relay(msg.giaddr)
+                w.subnet = self._relay_subnet(msg.giaddr)
             else:
                 w.subnet = self._local_subnet(dgram.interface)
             w.host = inv.host(mac)
@@ -283,7 +294,7 @@ class DhcpServer:
             result = bsdp.answer(w.msg, self._netboot_images(), w.ctx)
         else:
             result = policy.decide(w.msg, w.host, w.profile, w.subnet, lease, w.ctx, w.mac,
-                                   w.boot)
+                                   w.boot, screened=True)  # _prepare screened it
         if isinstance(result, Ignore):
             self._ignored(w, result)
             return
