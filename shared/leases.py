@@ -95,7 +95,7 @@ local function put(ip, state, expires, hostname, old)
       redis.call('ZADD', pool, 'XX', now, old)
     end
   end
-  redis.call('HSET', bymac, mac, ip)
+  if old ~= ip then redis.call('HSET', bymac, mac, ip) end  -- a REQUEST after our OFFER: same
   return {'ok', ip, state, tostring(expires), ''}
 end
 local function conflict(ip)

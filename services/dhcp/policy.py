@@ -140,7 +140,9 @@ def reserved_address(host: Host | None, subnet: Subnet) -> str | None:
 def client_hostname(request: Message, host: Host | None) -> str:
     if host is not None and host.hostname:
         return host.hostname
-    name = request.text_option(Opt.HOSTNAME) or ""
+    name = request.text_option(Opt.HOSTNAME)
+    if not name:
+        return ""
     return "".join(c for c in name if c.isalnum() or c in "-.")[:63]
 
 
