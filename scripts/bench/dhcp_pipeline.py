@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import cProfile
 import ipaddress
+import os
 import sys
 import tempfile
 import time
@@ -73,7 +74,6 @@ def request_for(offer: bytes) -> bytes:
 
 def redis_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    import os
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
