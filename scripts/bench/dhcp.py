@@ -284,6 +284,8 @@ def py_spy_run(server: Bootyard, loader, target: str, rate: int, seconds: float,
                out: Path) -> dict:
     """perfdhcp at ``rate`` while py-spy samples the service (idle samples dropped)."""
     spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy_bin).exists():
+        raise SystemExit("--py-spy needs py-spy: .venv/bin/pip install py-spy (PyPI)")
     spy = subprocess.Popen([spy_bin, "record", "-p", str(server.proc.pid), "-f", "raw",
                             "-r", "250", "-d", str(int(seconds) + 1), "-o", str(out),
                             "--nonblocking", "--gil"],
