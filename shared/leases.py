@@ -50,15 +50,18 @@ STATES = ("offered", "bound", "declined", "released")
 JOURNAL_SECONDS = 10.0
 
 SEP = "\x1f"  # separates the fields of one packed step (never in MACs, IPs, names or URLs)
+RS = "\x1e"  # separates the steps of a batch, and the results
 
-# One script runs a whole batch of steps atomically. ARGV: one packed step per element:
+# One script runs a whole batch of steps atomically. ARGV[1]: the packed steps, each ended by RS:
 #   op, subnet, mac, now, emit ('1'/'0'), ts, interface, boot_file, boot_reason, op args...
 # offer:   hold_until, reserved ip or '', requested ip or '', hostname
 # request: expires, reserved ip or '', requested ip, hostname
 # release: ip, only_offered ('1'/'0')
 # decline: ip, quarantine_until
 # restore: ip, state, expires, hostname (journal replay after a Redis failure; no event)
-# Returns one {kind, ip, state, expires, reason} per step. With emit = '1' the step's timeline
+# Returns one string: per step "kind SEP ip SEP state SEP expires SEP reason RS" (one argument
+# and one flat reply instead of a table per step: cheaper to pack and to parse in Python).
+# With emit = '1' the step's timeline
 # event (dhcp.offer, dhcp.ack, dhcp.nak, dhcp.release, dhcp.decline, dhcp.ignored) is appended
 # to the event streams in the same atomic step.
 BATCH = """
@@ -75,24 +78,24 @@ local function holder(ip)
   local v = redis.call('HMGET', prefix .. ip, 'mac', 'state', 'expires')
   return v[1], v[2], (tonumber(v[3]) or 0)
 end
-local function free_for_us(ip)
-  local m, st, ex = holder(ip)
+local function free_for_us(m, st, ex)  -- holder(ip)'s answer
   if m == mac and st ~= 'declined' then return true end
   return (not m) or ex <= now
 end
-local function put(ip, state, expires, hostname)
+-- old: the client's address in bymac when the caller read it ('' for none), nil if not read
+local function put(ip, state, expires, hostname, old)
   redis.call('HSET', prefix .. ip, 'mac', mac, 'state', state, 'expires', expires,
              'subnet', subnet, 'hostname', hostname)
-  if redis.call('ZSCORE', pool, ip) then redis.call('ZADD', pool, expires, ip) end
-  local old = redis.call('HGET', bymac, mac)
-  if old and old ~= ip then
+  redis.call('ZADD', pool, 'XX', expires, ip)  -- XX: only an address of the pool
+  if old == nil then old = redis.call('HGET', bymac, mac) end
+  if old and old ~= '' and old ~= ip then
     local m, st = holder(old)
     if m == mac and (st == 'offered' or st == 'bound') then
       redis.call('HSET', prefix .. old, 'state', 'released', 'expires', now)
-      if redis.call('ZSCORE', pool, old) then redis.call('ZADD', pool, now, old) end
+      redis.call('ZADD', pool, 'XX', now, old)
     end
   end
-  redis.call('HSET', bymac, mac, ip)
+  if old ~= ip then redis.call('HSET', bymac, mac, ip) end  -- a REQUEST after our OFFER: same
   return {'ok', ip, state, tostring(expires), ''}
 end
 local function conflict(ip)
@@ -102,8 +105,7 @@ local function conflict(ip)
   end
   return nil
 end
-local function take_from(ip)
-  local m = holder(ip)
+local function take_from(ip, m)  -- m: holder(ip)'s mac
   if m and m ~= mac and redis.call('HGET', bymac, m) == ip then redis.call('HDEL', bymac, m) end
 end
 
@@ -123,16 +125,16 @@ local function offer(a)
     if ip ~= '' and redis.call('ZSCORE', pool, ip) then
       local m, st, ex = holder(ip)
       if m == mac and st == 'bound' and ex > now then return {'ok', ip, 'bound', tostring(ex), ''} end
-      if free_for_us(ip) then
-        take_from(ip)
-        return put(ip, 'offered', hold, hostname)
+      if free_for_us(m, st, ex) then
+        take_from(ip, m)
+        return put(ip, 'offered', hold, hostname, prev or '')
       end
     end
   end
   local found = redis.call('ZRANGEBYSCORE', pool, '-inf', now, 'LIMIT', 0, 1)
   if #found == 0 then return {'exhausted', '', '', '0', 'no free address in subnet ' .. subnet} end
-  take_from(found[1])
-  return put(found[1], 'offered', hold, hostname)
+  take_from(found[1], (holder(found[1])))
+  return put(found[1], 'offered', hold, hostname, prev or '')
 end
 
 local function request(a)
@@ -148,8 +150,9 @@ local function request(a)
   if not redis.call('ZSCORE', pool, ip) then
     return {'nak', ip, '', '0', ip .. ' is not in a pool of subnet ' .. subnet}
   end
-  if free_for_us(ip) then
-    take_from(ip)
+  local m, st, ex = holder(ip)
+  if free_for_us(m, st, ex) then
+    take_from(ip, m)
     return put(ip, 'bound', expires, hostname)
   end
   return {'nak', ip, '', '0', ip .. ' is leased to another client'}
@@ -164,7 +167,7 @@ local function release(a)
   end
   if only_offered and st ~= 'offered' then return {'ignored', ip, '', '0', 'lease is bound'} end
   redis.call('HSET', prefix .. ip, 'state', 'released', 'expires', now)
-  if redis.call('ZSCORE', pool, ip) then redis.call('ZADD', pool, now, ip) end
+  redis.call('ZADD', pool, 'XX', now, ip)
   return {'ok', ip, 'released', tostring(now), ''}
 end
 
@@ -173,7 +176,7 @@ local function decline(a)
   local m = holder(ip)
   if m ~= mac then return {'ignored', ip, '', '0', 'not leased to this client'} end
   redis.call('HSET', prefix .. ip, 'state', 'declined', 'expires', untl)
-  if redis.call('ZSCORE', pool, ip) then redis.call('ZADD', pool, untl, ip) end
+  redis.call('ZADD', pool, 'XX', untl, ip)
   if redis.call('HGET', bymac, mac) == ip then redis.call('HDEL', bymac, mac) end
   return {'ok', ip, 'declined', untl, ''}
 end
@@ -221,20 +224,22 @@ local function emit(a, r)
   redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', %(host_max)d, '*', unpack(e))
 end
 
-for i = 1, #ARGV do
-  local a = split(ARGV[i])
+for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
+  local a = split(packed)
   subnet, mac, now = a[2], a[3], tonumber(a[4])
   pool, bymac = 'bootyard:leases:pool:' .. subnet, 'bootyard:leases:mac:' .. subnet
   local r = ops[a[1]](a)
   if a[5] == '1' then emit(a, r) end
-  results[i] = r
+  results[#results + 1] = table.concat(r, '\\31')
+  results[#results + 1] = '\\30'
 end
-return results
+return table.concat(results)
 """ % {"global": events.GLOBAL_STREAM, "global_max": events.GLOBAL_MAXLEN,
        "host_prefix": events.host_stream(""), "host_max": events.HOST_MAXLEN}
 
 
-@dataclasses.dataclass(frozen=True)
+# Outcome and Step are built per packet: slotted, not frozen (cheaper); treat them as immutable.
+@dataclasses.dataclass(slots=True)
 class Outcome:
     """A lease step's result: ``kind`` is ok, nak, conflict, exhausted or ignored."""
 
@@ -258,7 +263,7 @@ class LeaseRecord:
         return self.state == "bound" and self.expires > (time.time() if now is None else now)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Step:
     op: str  # offer, request, release, decline, restore
     subnet: str
@@ -274,7 +279,20 @@ class Step:
         else:
             head = (self.op, self.subnet, self.mac, str(self.now), "1", f"{time.time():.3f}",
                     *self.event)
-        return SEP.join(v.replace(SEP, "") for v in head + self.args)
+        fields = head + self.args
+        text = SEP.join(fields)
+        if text.count(SEP) != len(fields) - 1 or RS in text:  # a separator inside a field
+            text = SEP.join(v.replace(SEP, "").replace(RS, "") for v in fields)
+        return text
+
+
+def _outcome_fields(r: list[str]) -> tuple[str, str, str, int, str]:
+    kind, ip, state, expires, reason = r
+    try:
+        seconds = int(expires)
+    except ValueError:
+        seconds = int(float(expires or 0))
+    return kind, ip, state, seconds, reason
 
 
 def _record(ip: str, raw: dict[str, str]) -> LeaseRecord | None:
@@ -317,6 +335,8 @@ class LeaseStore:
         self._sha: str | None = None
         self._journal: collections.deque[tuple[float, Step]] = collections.deque()
         self._replay: list[Step] = []
+        self._idle: list = []  # connections of _evalsha with no call in flight
+        self._open: set = set()
         self.failed = False
 
     # -- steps (``event``: (interface, boot_file, boot_reason) to record the step's event) -----
@@ -350,10 +370,13 @@ class LeaseStore:
                     self._replay = []
                 results = await self._execute(steps)
         except InventoryUnavailable:
+            # After a failure no kept connection is trusted, ours or the client's.
+            await self.aclose()
+            await self.redis.connection_pool.disconnect()
             self._fail()
             raise
         self.failed = False
-        outcomes = [Outcome(r[0], r[1], r[2], int(float(r[3] or 0)), r[4]) for r in results]
+        outcomes = [Outcome(*_outcome_fields(r)) for r in results]
         now = time.monotonic()
         for step, outcome in zip(steps, outcomes):
             if step.journal and outcome.kind == "ok":
@@ -366,14 +389,47 @@ class LeaseStore:
     async def _execute(self, steps: Sequence[Step]) -> list:
         if not steps:
             return []
-        packed = [s.packed() for s in steps]
+        packed = RS.join([s.packed() for s in steps]) + RS
         if self._sha is None:
-            self._sha = await self.redis.script_load(BATCH)
+            self._sha = await self._command("SCRIPT", "LOAD", BATCH)
         try:
-            return await self.redis.evalsha(self._sha, 0, *packed)
+            reply = await self._command("EVALSHA", self._sha, 0, packed)
         except redis_exceptions.NoScriptError:  # Redis restarted and lost its script cache
-            self._sha = await self.redis.script_load(BATCH)
-            return await self.redis.evalsha(self._sha, 0, *packed)
+            self._sha = await self._command("SCRIPT", "LOAD", BATCH)
+            reply = await self._command("EVALSHA", self._sha, 0, packed)
+        results = [r.split(SEP) for r in reply.split(RS)[:-1]]
+        if len(results) != len(steps):
+            raise InventoryUnavailable(f"lease script answered {len(results)} results for "
+                                       f"{len(steps)} steps (a bootyard version mismatch?)")
+        return results
+
+    async def _command(self, *args):
+        """One command on a connection of our own (the client's pool, retry and observability
+        layers cost more per call than a small batch's own work, docs/benchmarks.md). One
+        connection per call in flight; one that fails in any way is closed, never reused."""
+        conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self.redis.connection_pool.make_connection()
+            self._open.add(conn)
+        try:
+            await conn.send_command(*args)
+            reply = await conn.read_response()
+        except redis_exceptions.ResponseError:
+            self._idle.append(conn)  # an error reply: the connection itself is fine
+            raise
+        except BaseException:
+            self._open.discard(conn)
+            await conn.disconnect()
+            raise
+        self._idle.append(conn)
+        return reply
+
+    async def aclose(self) -> None:
+        """Close the connections :meth:`run` opened (the client is closed by its owner)."""
+        for conn in list(self._open):
+            await conn.disconnect()
+        self._open.clear()
+        self._idle.clear()
 
     def _fail(self) -> None:
         if not self.failed:

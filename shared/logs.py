@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
@@ -28,31 +30,52 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return getattr(record, "fields", None) or {}
 
 
+_NEEDS_QUOTES = re.compile(r'[ "=\n\t]')
+
+
 def _kv_value(value: Any) -> str:
-    text = str(value)
-    if text == "" or any(c in text for c in ' "=\n\t'):
+    text = value if type(value) is str else str(value)
+    if not text or _NEEDS_QUOTES.search(text):
         return json.dumps(text)
     return text
 
 
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        parts = [f"ts={_timestamp(record)}", f"level={record.levelname.lower()}",
-                 f"logger={record.name}", f"event={_kv_value(record.getMessage())}"]
-        parts += [f"{k}={_kv_value(v)}" for k, v in _fields(record).items()]
+        line = self.format_fields(_timestamp(record), record.levelname.lower(), record.name,
+                                  record.getMessage(), _fields(record))
         if record.exc_info:
-            parts.append(f"exc={_kv_value(self.formatException(record.exc_info))}")
-        return " ".join(parts)
+            line += f" exc={_kv_value(self.formatException(record.exc_info))}"
+        return line
+
+    @staticmethod
+    def format_fields(ts: str, level: str, logger: str, event: str,
+                      fields: dict[str, Any]) -> str:
+        head = f"ts={ts} level={level} logger={logger} event={_kv_value(event)}"
+        if not fields:
+            return head
+        return head + " " + " ".join([f"{k}={_kv_value(v)}" for k, v in fields.items()])
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        body = {"ts": _timestamp(record), "level": record.levelname.lower(),
-                "logger": record.name, "event": record.getMessage()}
-        body.update({k: v for k, v in _fields(record).items() if k not in body})
+        body = self._body(_timestamp(record), record.levelname.lower(), record.name,
+                          record.getMessage(), _fields(record))
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)
         return json.dumps(body, default=str)
+
+    @staticmethod
+    def _body(ts: str, level: str, logger: str, event: str,
+              fields: dict[str, Any]) -> dict[str, Any]:
+        body = {"ts": ts, "level": level, "logger": logger, "event": event}
+        body.update({k: v for k, v in fields.items() if k not in body})
+        return body
+
+    @classmethod
+    def format_fields(cls, ts: str, level: str, logger: str, event: str,
+                      fields: dict[str, Any]) -> str:
+        return json.dumps(cls._body(ts, level, logger, event, fields), default=str)
 
 
 class EventLogger:
@@ -67,6 +90,36 @@ class EventLogger:
     def _log(self, level: int, event: str, fields: dict[str, Any], exc_info: Any = None) -> None:
         if self._logger.isEnabledFor(level):
             self._logger.log(level, event, extra={"fields": fields}, exc_info=exc_info)
+
+    def info_each(self, event: str, rows: Iterable[dict[str, Any]]) -> None:
+        """One info line per row, exactly as ``info(event, **row)`` for each would write them,
+        but formatted and written together (one write, one flush): for per-packet lines of a
+        batch. Falls back to one record per row when the logger is not routed to the handler
+        :func:`configure` installed (tests capturing records, other set-ups)."""
+        logger = self._logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        handler = _fast_handler(logger)
+        if handler is None:
+            for row in rows:
+                logger.log(logging.INFO, event, extra={"fields": row})
+            return
+        now = time.time()
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + (
+            f".{int(now * 1000) % 1000:03d}Z")
+        fmt = handler.formatter.format_fields
+        name = logger.name
+        text = "".join([fmt(ts, "info", name, event, row) + "\n" for row in rows])
+        if not text:
+            return
+        handler.acquire()
+        try:
+            handler.stream.write(text)
+            handler.flush()
+        except Exception:  # noqa: BLE001 - as logging.Handler.emit: never break the caller
+            handler.handleError(logging.makeLogRecord({"msg": event}))
+        finally:
+            handler.release()
 
     def debug(self, event: str, **fields: Any) -> None:
         self._log(logging.DEBUG, event, fields)
@@ -84,6 +137,24 @@ class EventLogger:
         self._log(logging.ERROR, event, fields, exc_info=True)
 
 
+_HANDLER: logging.StreamHandler | None = None  # the one configure() installed
+
+
+def _fast_handler(logger: logging.Logger) -> logging.StreamHandler | None:
+    """The configured handler if it is the only place ``logger``'s records go, else None."""
+    handler = _HANDLER
+    if handler is None or logger.handlers or not logger.propagate:
+        return None
+    root = logger.parent
+    if root is None or root.name != "bootyard" or root.handlers != [handler] or root.propagate:
+        return None
+    if handler.filters or root.filters or logger.filters or handler.level > logging.INFO:
+        return None
+    if not isinstance(handler.formatter, (KeyValueFormatter, JsonFormatter)):
+        return None
+    return handler
+
+
 def get_logger(name: str) -> EventLogger:
     return EventLogger(logging.getLogger(f"bootyard.{name}" if name else "bootyard"))
 
@@ -96,3 +167,5 @@ def configure(format: str = "kv", level: str = "info", stream=None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    global _HANDLER
+    _HANDLER = handler

@@ -28,6 +28,18 @@ class StartupError(Exception):
     """The service cannot start as configured; the message tells the operator what to fix."""
 
 
+def use_uvloop() -> bool:
+    """Run the service's event loop on uvloop when it is installed (a dependency of bootyard);
+    services whose time is mostly per-datagram event-loop work call this before
+    :func:`run_service` (docs/benchmarks.md has the figures). Returns whether it is in use."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
 def parse_args(service: str, argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=f"python -m services.{service}",

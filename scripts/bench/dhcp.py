@@ -16,7 +16,9 @@ events on (the default), log level info (the default) unless ``--log-level`` say
 Kea 2.2 uses its memfile backend (persisted CSV), dnsmasq ``--no-ping`` (its 3 s ping check
 loses most exchanges under load; docs/benchmarks.md).
 
-``--profile FILE`` instead runs bootyard once under cProfile at ``--rate`` and writes the stats.
+``--profile FILE`` instead runs bootyard once under cProfile at ``--rate`` and writes the stats;
+``--py-spy FILE`` samples the running service with py-spy (no tracing overhead: the shares are
+the real ones), writes the collapsed stacks to FILE and prints where the time went.
 The last line of a benchmark run is
 ``RESULT dhcp dora_per_s=<ours> kea=<kea> dnsmasq=<dnsmasq> ratio_kea=<ours/kea>``.
 """
@@ -24,9 +26,11 @@ The last line of a benchmark run is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -84,6 +88,10 @@ class Server:
     def start(self) -> None:
         raise NotImplementedError
 
+    def pids(self) -> dict[str, int]:
+        """The processes whose CPU time a trial reports."""
+        return {self.name: self.proc.pid} if self.proc is not None else {}
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -119,8 +127,9 @@ class Bootyard(Server):
             env["BOOTYARD_DHCP__WORKERS"] = str(WORKERS)
         log = (self.dir / "bootyard.log").open("w")
         if self.profile:
-            code = ("import cProfile, services.dhcp.__main__ as m; "
-                    f"cProfile.run('m.main([])', {str(self.profile)!r})")
+            code = ("import cProfile, time, services.dhcp.__main__ as m; "
+                    "p = cProfile.Profile(time.process_time); "  # CPU time, not waiting
+                    f"p.runcall(m.main, []); p.dump_stats({str(self.profile)!r})")
             argv = [sys.executable, "-c", code]
         else:
             argv = [sys.executable, "-m", "services.dhcp"]
@@ -130,6 +139,10 @@ class Bootyard(Server):
                  or self.proc.poll() is not None, 60, what="bootyard dhcp")
         if self.proc.poll() is not None:
             raise RuntimeError((self.dir / "bootyard.log").read_text()[-2000:])
+
+
+    def pids(self) -> dict[str, int]:
+        return {**super().pids(), "redis": self.redis.proc.pid}
 
 
 class Kea(Server):
@@ -179,14 +192,75 @@ class Dnsmasq(Server):
             raise RuntimeError("dnsmasq exited")
 
 
-def perfdhcp(ns, target: str, rate: int, seconds: float, trial: int) -> dict:
-    """One bounded perfdhcp run; returns sent discovers, received acks, achieved rate, delays."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU time of a process so far (zeros if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+RMEM_DEFAULT = Path("/proc/sys/net/core/rmem_default")
+
+
+@contextlib.contextmanager
+def same_receive_buffers():
+    """Every server's DHCP socket gets the receive buffer bootyard's asks for.
+
+    bootyard sets SO_RCVBUF to 4 MiB (the kernel doubles it: 8 MiB); Kea and dnsmasq have no
+    setting for it and get ``net.core.rmem_default`` (208 KiB here), so a short stall of the
+    machine drops their packets in the kernel while ours wait in the buffer. For the run the
+    default is raised to the same 8 MiB (a kernel-wide setting: only sockets created meanwhile
+    get it, and nothing else benchmarks while the lock is held); restored afterwards."""
+    from services.dhcp.transport import RCVBUF
+
+    before = RMEM_DEFAULT.read_text().strip()
+    RMEM_DEFAULT.write_text(str(2 * RCVBUF))
+    try:
+        yield
+    finally:
+        RMEM_DEFAULT.write_text(before)
+
+
+def receive_buffer(ns) -> int:
+    """The receive buffer (bytes) of the socket listening on UDP port 67 in ``ns``."""
+    out = ns.run("ss", "-lumnH", "sport = :67").stdout
+    found = re.search(r"rb(\d+)", out)
+    return int(found.group(1)) if found else 0
+
+
+def udp_receive_drops(ns) -> int:
+    """Datagrams the kernel dropped in ``ns`` because a socket's receive buffer was full."""
+    lines = [ln.split() for ln in ns.run("cat", "/proc/net/snmp").stdout.splitlines()
+             if ln.startswith("Udp:")]
+    return int(dict(zip(lines[0], lines[1]))["RcvbufErrors"]) if len(lines) >= 2 else 0
+
+
+def perfdhcp(ns, target: str, rate: int, seconds: float, trial: int,
+             pids: dict[str, int] | None = None, server_ns=None) -> dict:
+    """One bounded perfdhcp run; returns sent discovers, received acks, achieved rate, delays,
+    and the CPU time per acknowledged exchange of each process in ``pids`` and of perfdhcp."""
+    pids = pids or {}
     count = int(rate * seconds)
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    drops = udp_receive_drops(server_ns) if server_ns is not None else 0
+    rcvbuf = receive_buffer(server_ns) if server_ns is not None else 0
     mac = f"mac=02:{trial % 256:02x}:00:00:00:00"
     res = ns.run("timeout", str(int(seconds) + 15), "perfdhcp", "-4", "-l", RELAY,
                  "-r", str(rate), "-n", str(count), "-p", str(int(seconds) + 5),
                  "-R", str(count + 1), "-d", "1", "-W", "500000", "-b", mac, target,
                  check=False, timeout=seconds + 30)
+    if server_ns is not None:
+        drops = udp_receive_drops(server_ns) - drops
+    used = {}
+    for name, pid in pids.items():
+        user, system = cpu_seconds(pid)
+        used[name] = (user - before[name][0], system - before[name][1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used["perfdhcp"] = (after.ru_utime - children.ru_utime, after.ru_stime - children.ru_stime)
     out = res.stdout
     sent = [int(x) for x in re.findall(r"sent packets: (\d+)", out)]
     received = [int(x) for x in re.findall(r"received packets: (\d+)", out)]
@@ -195,11 +269,58 @@ def perfdhcp(ns, target: str, rate: int, seconds: float, trial: int) -> dict:
     if len(sent) < 2 or len(received) < 2:
         return {"discovers": count, "acks": 0, "loss": 1.0, "rate": 0.0, "raw": out[-800:]}
     discovers, acks = sent[0], received[1]
-    return {"discovers": discovers, "acks": acks,
+    # "user+system" microseconds of CPU per acknowledged exchange
+    cpu = ({name: f"{u / acks * 1e6:.0f}+{s / acks * 1e6:.0f}" for name, (u, s) in used.items()}
+           if acks else {})
+    return {"discovers": discovers, "acks": acks, "cpu_us_per_dora": cpu,
+            "server_socket_drops": drops, "rcvbuf": rcvbuf,
             "loss": 1 - acks / discovers if discovers else 1.0,
             "rate": float(rate_line.group(1)) if rate_line else 0.0,
             "offer_ms": float(delays[0]) if delays else None,
             "ack_ms": float(delays[1]) if len(delays) > 1 else None}
+
+
+def py_spy_run(server: Bootyard, loader, target: str, rate: int, seconds: float,
+               out: Path) -> dict:
+    """perfdhcp at ``rate`` while py-spy samples the service (idle samples dropped)."""
+    spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy_bin).exists():
+        raise SystemExit("--py-spy needs py-spy: .venv/bin/pip install py-spy (PyPI)")
+    spy = subprocess.Popen([spy_bin, "record", "-p", str(server.proc.pid), "-f", "raw",
+                            "-r", "250", "-d", str(int(seconds) + 1), "-o", str(out),
+                            "--nonblocking", "--gil"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    result = perfdhcp(loader, target, rate, seconds, 1, server.pids(), server.ns)
+    spy.wait(seconds + 30)
+    print(spy_summary(out))
+    return result
+
+
+def spy_summary(path: Path, top: int = 25) -> str:
+    """Self and inclusive shares per function from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        if frames and "select" in frames[-1] and "selectors" in frames[-1]:
+            continue  # idle in epoll
+        total += n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + n
+    lines = [f"busy samples: {total}", "self:"]
+    lines += [f"  {v / total * 100:5.1f}%  {k}" for k, v in
+              sorted(own.items(), key=lambda kv: -kv[1])[:top]]
+    lines.append("inclusive:")
+    lines += [f"  {v / total * 100:5.1f}%  {k}" for k, v in
+              sorted(incl.items(), key=lambda kv: -kv[1])[:top]]
+    return "\n".join(lines)
 
 
 def codec_timings(rounds: int = 2000) -> str:
@@ -263,7 +384,12 @@ def main() -> int:
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--workers", type=int, default=None, help="bootyard dhcp.workers")
     parser.add_argument("--profile", help="write a cProfile of bootyard at --rate to this file")
+    parser.add_argument("--py-spy", dest="py_spy",
+                        help="sample bootyard with py-spy at --rate; collapsed stacks to FILE")
     parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--fixed", type=int, default=0, metavar="N",
+                        help="instead of the search: N rounds of one trial per server at --rate "
+                             "(CPU time per exchange is steadier than the pass/fail limit)")
     args = parser.parse_args()
     global WORKERS
     WORKERS = args.workers
@@ -275,17 +401,26 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bootyard-bench-dhcp-"))
     redis = Redis(work / "redis")
     try:
-        with Lab() as lab:
+        with Lab() as lab, same_receive_buffers():
             seg = lab.segment()
             loader = seg.add_client(seg.address(5) + "/24")
             seg.server.run("ip", "addr", "add", f"{SERVER_EXTRA}/16", "dev", "eth0")
             loader.run("ip", "addr", "add", f"{RELAY}/16", "dev", "eth0")
             target = SERVER_EXTRA
+            if args.py_spy:
+                ours = Bootyard(seg.server, work, redis, seg.network, args.log_level)
+                ours.start()
+                result = py_spy_run(ours, loader, target, args.rate, args.seconds,
+                                    Path(args.py_spy).resolve())
+                ours.stop()
+                print(f"py-spy at {args.rate}/s: {result}; stacks in {args.py_spy}")
+                return 0
             if args.profile:
                 ours = Bootyard(seg.server, work, redis, seg.network, args.log_level,
                                 Path(args.profile).resolve())
                 ours.start()
-                result = perfdhcp(loader, target, args.rate, args.seconds, 1)
+                result = perfdhcp(loader, target, args.rate, args.seconds, 1, ours.pids(),
+                                  ours.ns)
                 ours.stop()
                 print(f"profile at {args.rate}/s: {result}; stats in {args.profile}")
                 return 0
@@ -296,6 +431,24 @@ def main() -> int:
             starts = {"bootyard": 1000, "kea": 1000, "dnsmasq": 100}
             names = [n for n in args.servers.split(",") if n]
             servers = {n: makers[n]() for n in names}
+            if args.fixed:
+                for round_ in range(args.fixed):
+                    for name, server in servers.items():
+                        server.start()
+                        try:
+                            result = perfdhcp(loader, target, args.rate, args.seconds,
+                                              round_ * len(servers) + names.index(name),
+                                              server.pids(), server.ns)
+                        finally:
+                            server.stop()
+                        print(f"{name:9s} rate={args.rate:6d}/s "
+                              f"achieved={result['rate']:8.1f}/s "
+                              f"loss={result['loss'] * 100:6.2f}% "
+                              f"offer={result.get('offer_ms')}ms ack={result.get('ack_ms')}ms "
+                              f"cpu_us/dora={result.get('cpu_us_per_dora')} "
+                              f"drops={result.get('server_socket_drops')} "
+                              f"rcvbuf={result.get('rcvbuf')}", flush=True)
+                return 0
             searches = {n: search(starts[n], args.max_trials) for n in names}
             pending = {n: next(searches[n]) for n in names}
             best: dict[str, float] = {n: 0.0 for n in names}
@@ -308,7 +461,8 @@ def main() -> int:
                     for attempt in (1, 2):  # a failed trial is run once more (noisy machine)
                         server.start()
                         try:
-                            result = perfdhcp(loader, target, rate, args.seconds, trial)
+                            result = perfdhcp(loader, target, rate, args.seconds, trial,
+                                              server.pids(), server.ns)
                         finally:
                             server.stop()
                         passed = result["loss"] < 0.01
@@ -322,6 +476,9 @@ def main() -> int:
                     print(f"{name:9s} rate={rate:6d}/s achieved={result['rate']:8.1f}/s "
                           f"loss={result['loss'] * 100:6.2f}% "
                           f"offer={result.get('offer_ms')}ms ack={result.get('ack_ms')}ms "
+                          f"cpu_us/dora={result.get('cpu_us_per_dora')} "
+                          f"drops={result.get('server_socket_drops')} "
+                          f"rcvbuf={result.get('rcvbuf')} "
                           f"{'pass' if passed else 'FAIL'}", flush=True)
                     try:
                         pending[name] = searches[name].send(passed)

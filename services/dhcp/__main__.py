@@ -57,10 +57,12 @@ async def serve(cfg: DhcpSettings, stop: asyncio.Event) -> None:
         transport.close()
         await runner.cleanup()
         await client.aclose()
+        await store.aclose()
         await lease_client.aclose()
 
 
 def main(argv=None) -> int:
+    runtime.use_uvloop()  # the event loop and the Redis round trip are per-batch costs
     return runtime.run_service("dhcp", DhcpSettings, serve, argv)
 
 

@@ -81,8 +81,11 @@ class Opt(enum.IntEnum):
     END = 255  # RFC 2132 §3.2
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Message:
+    """One DHCP message. Not frozen (a frozen 15-field dataclass costs ~2.5 us to build, four
+    times per exchange), but treated as immutable: nothing changes a message once built."""
+
     op: int = Op.BOOTREQUEST  # 'op'
     htype: int = 1  # 'htype', 1 = Ethernet
     hlen: int = 6  # 'hlen'
@@ -215,13 +218,7 @@ def _option_bytes(code: int, value: bytes) -> bytes:
     return b"".join(parts)
 
 
-def _ordered(options: Mapping[int, bytes]):
-    # Message type first (RFC 2131 does not require it, but some PXE ROMs only look there).
-    if Opt.MESSAGE_TYPE in options:
-        yield Opt.MESSAGE_TYPE, options[Opt.MESSAGE_TYPE]
-    for code, value in options.items():
-        if code not in (Opt.MESSAGE_TYPE, Opt.OVERLOAD, Opt.PAD, Opt.END):
-            yield code, value
+_NOT_ENCODED = frozenset((Opt.MESSAGE_TYPE, Opt.OVERLOAD, Opt.PAD, Opt.END))
 
 
 def encode(msg: Message, max_size: int | None = None) -> bytes:
@@ -230,7 +227,17 @@ def encode(msg: Message, max_size: int | None = None) -> bytes:
     if len(msg.sname) > 64 or len(msg.file) > 128 or len(msg.chaddr) > 16:
         raise ValueError("sname is at most 64 bytes, file 128, chaddr 16")
     limit = max(max_size or DEFAULT_MAX_LEN - IP_UDP_OVERHEAD, DEFAULT_MAX_LEN - IP_UDP_OVERHEAD)
-    encoded = [_option_bytes(code, value) for code, value in _ordered(msg.options)]
+    options = msg.options
+    encoded = []
+    mtype = options.get(Opt.MESSAGE_TYPE)
+    if mtype is not None:
+        # Message type first (RFC 2131 does not require it, but some PXE ROMs only look there).
+        encoded.append(_option_bytes(Opt.MESSAGE_TYPE, mtype))
+    for code, value in options.items():
+        if code in _NOT_ENCODED:
+            continue
+        n = len(value)
+        encoded.append(bytes((code, n)) + value if 0 < n < 256 else _option_bytes(code, value))
     body = b"".join(encoded)
     sname, file = msg.sname, msg.file
     if MIN_LEN + len(body) + 1 > limit:

@@ -69,9 +69,13 @@ class DhcpServer:
         self._offers: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()
         self._redis_down = False
         self._local_subnets: dict = {}
+        self._relay_subnets: dict = {}
         self._pools_dirty = True
         self._emit_discover = section.events == "all"
         self._emit = section.events != "none"
+        self._in: dict[str, int] = dict.fromkeys(m.IN, 0)
+        self._out: dict[str, int] = dict.fromkeys(m.OUT, 0)
+        self._acks: list[dict] = []
         inventory.on_change(self._inventory_changed)
 
     def _inventory_changed(self, kind: str, _ident: str) -> None:
@@ -101,7 +105,11 @@ class DhcpServer:
 
     async def handle(self, batch: list[Datagram]) -> None:
         now = int(time.time())
+        self._in = counts = dict.fromkeys(m.IN, 0)  # counted per batch, added once
         works = [w for w in (self._prepare(d, now) for d in batch) if w is not None]
+        for kind, n in counts.items():
+            if n:
+                m.IN[kind].inc(n)
         steps = [w.step for w in works if w.step is not None]
         outcomes: list[Outcome] | None = []
         if steps:
@@ -122,13 +130,25 @@ class DhcpServer:
             recorded = sum(1 for s in steps if s.event is not None)
             EVENTS_BY_SCRIPT.inc(recorded)
         results = iter(outcomes or ())
-        for w in works:
-            outcome = next(results) if (w.step is not None and outcomes is not None) else None
-            w.recorded = outcome is not None and w.step.event is not None
-            try:
-                self._finish(w, outcome, outcomes is None, now)
-            except Exception as exc:  # noqa: BLE001 - one bad packet must not end the batch
-                log.exception("packet_failed", mac=w.mac, error=repr(exc))
+        # The finishing loop has no await: these per-batch tallies cannot interleave with
+        # another worker's batch.
+        self._acks = acks = []  # one log line per ACK, written together
+        self._out = sent = dict.fromkeys(m.OUT, 0)
+        try:
+            for w in works:
+                outcome = (next(results) if (w.step is not None and outcomes is not None)
+                           else None)
+                w.recorded = outcome is not None and w.step.event is not None
+                try:
+                    self._finish(w, outcome, outcomes is None, now)
+                except Exception as exc:  # noqa: BLE001 - one bad packet must not end the batch
+                    log.exception("packet_failed", mac=w.mac, error=repr(exc))
+        finally:
+            if acks:
+                log.info_each("ack", acks)
+            for kind, n in sent.items():
+                if n:
+                    m.OUT[kind].inc(n)
 
     def _local_subnet(self, iface: Interface):
         """The subnet of the interface's own address (cached until the inventory changes)."""
@@ -138,6 +158,16 @@ class DhcpServer:
             if len(self._local_subnets) > 64:
                 self._local_subnets.clear()
             cached = self._local_subnets[key] = self.inventory.subnet_containing(iface.address)
+        return cached
+
+    def _relay_subnet(self, giaddr: str):
+        """The subnet a relay serves (cached until the inventory changes)."""
+        key = (giaddr, self.inventory.version)
+        cached = self._relay_subnets.get(key, _MISSING)
+        if cached is _MISSING:
+            if len(self._relay_subnets) > 1024:
+                self._relay_subnets.clear()
+            cached = self._relay_subnets[key] = self.inventory.subnet_for_relay(giaddr)
         return cached
 
     def _netboot_images(self) -> list[bsdp.Image]:
@@ -156,7 +186,7 @@ class DhcpServer:
                       source=dgram.source[0], reason=str(exc))
             return None
         mtype = msg.message_type or 0
-        m.IN[m.TYPE_NAMES.get(mtype, "other") if mtype in (1, 3, 4, 7, 8) else "other"].inc()
+        self._in[m.TYPE_NAMES.get(mtype, "other") if mtype in (1, 3, 4, 7, 8) else "other"] += 1
         try:
             mac = mac_from_bytes(msg.chaddr)
         except ValueError:
@@ -166,7 +196,7 @@ class DhcpServer:
         try:
             inv = self.inventory
             if msg.giaddr != ZERO_IP:
-                w.subnet = inv.subnet_for_relay(msg.giaddr)
+                w.subnet = self._relay_subnet(msg.giaddr)
             else:
                 w.subnet = self._local_subnet(dgram.interface)
             w.host = inv.host(mac)
@@ -264,7 +294,7 @@ class DhcpServer:
             result = bsdp.answer(w.msg, self._netboot_images(), w.ctx)
         else:
             result = policy.decide(w.msg, w.host, w.profile, w.subnet, lease, w.ctx, w.mac,
-                                   w.boot)
+                                   w.boot, screened=True)  # _prepare screened it
         if isinstance(result, Ignore):
             self._ignored(w, result)
             return
@@ -288,7 +318,7 @@ class DhcpServer:
             return
         m.LATENCY.observe(time.perf_counter() - w.dgram.received)
         rtype = reply.message.message_type
-        m.OUT[m.TYPE_NAMES[rtype]].inc()
+        self._out[m.TYPE_NAMES[rtype]] += 1
         ip = reply.message.yiaddr
         boot = reply.boot
         subnet = w.subnet.name if w.subnet is not None else ""
@@ -306,10 +336,11 @@ class DhcpServer:
         else:
             event = "dhcp.ack"
             self._offers.pop(w.mac, None)
-            log.info("ack", mac=w.mac, ip=ip, subnet=subnet,
-                     boot_file=boot.file if boot else "", boot=boot.reason if boot else "",
-                     relay=w.msg.giaddr if w.msg.giaddr != ZERO_IP else None,
-                     reserved=w.reserved is not None)
+            self._acks.append({
+                "mac": w.mac, "ip": ip, "subnet": subnet,
+                "boot_file": boot.file if boot else "", "boot": boot.reason if boot else "",
+                "relay": w.msg.giaddr if w.msg.giaddr != ZERO_IP else None,
+                "reserved": w.reserved is not None})
         if self._emit and not w.recorded:  # no lease step wrote it (INFORM, Redis down)
             fields = {"ip": ip if ip != ZERO_IP else None, "subnet": subnet or None,
                       "interface": w.dgram.interface.name}

@@ -26,6 +26,7 @@ SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SIOCGIFADDR = 0x8915
 PKTINFO = struct.Struct("I4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 MAX_PACKET = 4096
+RCVBUF = 4 << 20  # bytes asked for (the kernel doubles it; capped by net.core.rmem_max)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +98,7 @@ class Transport:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, iface.name.encode())
             sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
             sock.bind(("0.0.0.0", port))
         except OSError as exc:
             sock.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -147,7 +148,9 @@ def test_udhcpc_renew_and_release(lab_dhcp, tmp_path):
 
 
 DHCLIENT_SCRIPT = """#!/bin/sh
-env | sort > "{out}.$reason"
+# written then renamed: the test reads the file as soon as it exists
+env | sort > "{out}.$reason.$$"
+mv "{out}.$reason.$$" "{out}.$reason"
 case "$reason" in
   BOUND|RENEW|REBOOT) ip addr add "$new_ip_address/24" dev "$interface" 2>/dev/null ;;
 esac
@@ -204,3 +207,50 @@ def test_malformed_packets_are_counted_and_service_keeps_serving(lab_dhcp, tmp_p
             if ln.startswith('bootyard_dhcp_ignored_total{reason="malformed"}')][0]
     assert float(line.split()[-1]) >= 100
     assert proc.proc.poll() is None
+
+
+def test_dhclient_renews_and_expiry_moves(lab, unix_redis, dhcp_process, tmp_path):
+    """ISC dhclient renews at T1 (a unicast REQUEST from its address, RFC 2131 RENEWING); the
+    lease's expiry in Redis moves forward with the renewal. The client is told to take T1 as
+    3 s (its own ``supersede``) so the test does not wait half of the shortest lease (60 s)."""
+    seg = lab.segment(clients=1)
+    client = unix_redis.client()
+    seed_inventory(client, seg, lease_time="60")
+    dhcp_process(seg.server, unix_redis.url, tmp_path / "dhcp.log")
+    ns = seg.clients[0]
+    mac = mac_of(ns)
+    out = tmp_path / "dhclient-renew"
+    sc = script(tmp_path, "dhclient-renew.sh", DHCLIENT_SCRIPT.format(out=out))
+    conf = tmp_path / "dhclient.conf"
+    conf.write_text("supersede dhcp-renewal-time 3;\n")
+    log = (tmp_path / "dhclient.log").open("w")
+    proc = ns.popen("dhclient", "-4", "-d", "-v", "-cf", str(conf), "-sf", str(sc), "-lf",
+                    str(tmp_path / "renew.leases"), "-pf", str(tmp_path / "renew.pid"), "eth0",
+                    stdout=log, stderr=subprocess.STDOUT)
+    try:
+        bound = Path(f"{out}.BOUND")
+        wait_for(bound.exists, 30, what="dhclient bound")
+        env = read_env(bound)
+        ip = env["new_ip_address"]
+        assert env["new_dhcp_lease_time"] == "60"
+        first_expiry = int(client.hget(f"bootyard:lease:{ip}", "expires"))
+        assert first_expiry > time.time() + 50
+        renew = Path(f"{out}.RENEW")
+        wait_for(renew.exists, 20, what="dhclient renewal")
+        assert read_env(renew)["new_ip_address"] == ip
+        wait_for(lambda: f"DHCPREQUEST for {ip} on eth0 to {seg.address(1)} port 67" in (
+            tmp_path / "dhclient.log").read_text(), 5,
+            what="a unicast REQUEST to the server (RENEWING, not REBINDING)")
+        wait_for(lambda: int(client.hget(f"bootyard:lease:{ip}", "expires")) > first_expiry,
+                 10, what="the renewed expiry in Redis")
+        lease = client.hgetall(f"bootyard:lease:{ip}")
+        assert lease["mac"] == mac and lease["state"] == "bound"
+        def kinds():
+            return [e[1]["kind"] for e in client.xrange(f"bootyard:events:{mac}")]
+        # bind, then the renewal (a slow start may add a retransmitted DISCOVER's offer)
+        wait_for(lambda: kinds().count("dhcp.ack") >= 2, 5, what="two dhcp.ack events")
+        assert kinds()[0] == "dhcp.offer" and set(kinds()) == {"dhcp.offer", "dhcp.ack"}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
