@@ -5,17 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import field
 
-from shared.settings import CommonSettings, port_number, positive, setting
-
-
-def _url(value: str) -> None:
-    if value and not value.startswith(("http://", "https://")):
-        raise ValueError("must be an http:// or https:// URL, or empty")
-
-
-def _whole_positive(value: int) -> None:
-    if value <= 0:
-        raise ValueError("must be greater than zero")
+from shared.settings import CommonSettings, http_url, port_number, positive, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +23,7 @@ class DhcpSection:
         None, help="server identifier (option 54); default: the interface's IPv4 address")
     http_base_url: str = setting(
         "", help="base URL of the HTTP service for iPXE scripts and HTTP boot; default "
-                 "http://<interface address>:8080", check=_url)
+                 "http://<interface address>:8080", check=http_url)
     ipxe_bios: str = setting("undionly.kpxe", help="boot file for legacy BIOS PXE (arch 0)")
     ipxe_efi: str = setting("ipxe.efi", help="boot file for x86-64 UEFI PXE (arch 7, 9)")
     ipxe_efi32: str = setting("ipxe-i386.efi", help="boot file for IA32 UEFI PXE (arch 6)")
@@ -44,15 +34,15 @@ class DhcpSection:
     http_boot_arm64: str = setting("/images/ipxe-arm64.efi",
                                    help="path or URL for ARM64 UEFI HTTP boot (arch 19)")
     offer_hold: int = setting(30, help="seconds an offered address is held for the client",
-                              check=_whole_positive)
+                              check=positive)
     decline_quarantine: int = setting(600, help="seconds a DECLINEd address stays out of the "
-                                                "pool", check=_whole_positive)
+                                                "pool", check=positive)
     queue_size: int = setting(4096, help="packets waiting for a worker before new ones are "
-                                         "dropped", check=_whole_positive)
+                                         "dropped", check=positive)
     workers: int = setting(1, help="batches in flight at once: one is handled in Python while "
-                                   "another's lease steps run in Redis", check=_whole_positive)
+                                   "another's lease steps run in Redis", check=positive)
     batch_size: int = setting(64, help="packets handled (and lease steps sent to Redis) per "
-                                       "batch", check=_whole_positive)
+                                       "batch", check=positive)
     events: str = setting("leases", help="boot timeline events: all (also dhcp.discover), "
                                          "leases (offer, ack, nak, ...), none",
                           choices=("all", "leases", "none"))

@@ -163,7 +163,7 @@ def test_dhclient_reserved_pool_and_release(lab_dhcp, tmp_path):
     for ns, tag in ((seg.clients[0], "known"), (seg.clients[1], "unknown")):
         out = tmp_path / f"dhclient-{tag}"
         sc = script(tmp_path, f"dhclient-{tag}.sh", DHCLIENT_SCRIPT.format(out=out))
-        files = [f"-lf", str(tmp_path / f"{tag}.leases"), "-pf", str(tmp_path / f"{tag}.pid")]
+        files = ["-lf", str(tmp_path / f"{tag}.leases"), "-pf", str(tmp_path / f"{tag}.pid")]
         ns.run("dhclient", "-4", "-1", "-v", "-sf", str(sc), *files, "eth0", timeout=40)
         env = read_env(Path(f"{out}.BOUND"))
         ip = env["new_ip_address"]
