@@ -23,7 +23,7 @@ from services.tftp.codec import ErrorCode, Opcode
 from services.tftp.content import BytesSource, FileCache, NetasciiSource, NotAFile
 from services.tftp.session import Limits, ReadSession
 from services.tftp.settings import TftpSection
-from services.tftp.transport import ListenerProtocol, TransferProtocol, open_transfer
+from services.tftp.transport import ListenerProtocol, Transfer
 
 log = logs.get_logger("tftp")
 LeaseLookup = Callable[[str], Awaitable[str | None]]
@@ -101,7 +101,7 @@ class TftpServer:
         self._queued = 0
         self._busy: set[tuple[str, int]] = set()     # peers with a request being handled
         self._tasks: set[asyncio.Task] = set()
-        self._transfers: set[TransferProtocol] = set()
+        self._transfers: set[Transfer] = set()
         self.listener: ListenerProtocol | None = None
         self.records: list[Record] | None = None     # tests may set a list to collect records
 
@@ -302,8 +302,7 @@ class TftpServer:
         metrics.IN_FLIGHT.inc()
         transfer = None
         try:
-            transfer = await open_transfer(self.cfg.bind, session,
-                                           lambda: self._busy.discard(addr))
+            transfer = Transfer(self.cfg.bind, session, lambda: self._busy.discard(addr))
             self._transfers.add(transfer)
             await transfer.done
         except OSError as exc:

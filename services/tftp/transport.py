@@ -1,16 +1,41 @@
-"""asyncio UDP plumbing: the listener socket and one ephemeral socket per transfer.
+"""UDP plumbing: the listener socket and the sockets of each transfer.
 
 Thin on purpose: it moves datagrams between sockets and the sans-I/O :class:`ReadSession`,
 and keeps one timer per transfer (re-armed lazily: the handle fires, looks at the session's
 deadline, and sleeps again if the deadline has moved on). Nothing here decides anything.
+
+Each transfer has two sockets on one ephemeral port (docs/tftp.md, "Transfers"):
+
+- one ``connect()``ed to the client: the kernel routes once and delivers only the client's
+  datagrams to it, and we ``recv``/``send`` on it directly from the event loop's reader callback
+  (no per-datagram address parsing; one syscall each way; docs/benchmarks.md has the figures);
+- an unconnected sibling bound to the same port (``SO_REUSEPORT``, same user only): Linux
+  delivers to it only what the connected socket does not match, i.e. datagrams from any other
+  address or port, which the session answers with ERROR 5 (RFC 1350 "unknown transfer ID").
+  tftpd-hpa connects its socket too and so drops those silently; we keep answering them.
+
+Windowed transfers hand each run of full-size blocks to the kernel in one ``sendmsg`` with
+``UDP_SEGMENT`` (UDP GSO, Linux 4.18+): the kernel cuts it into one datagram per block. When the
+kernel refuses (a path MTU smaller than a block, no GSO support) the transfer falls back to one
+``send`` per block.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
+import struct
 from collections.abc import Callable
 
 from services.tftp.session import Address, ReadSession
+
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h
+GSO_MAX_SEGMENTS = 64         # UDP_MAX_SEGMENTS on Linux < 6.2 (128 later)
+GSO_MAX_BYTES = 65507 - 8     # one IPv4 UDP datagram's payload, kept under
+# errors a send may meet that end nothing: the client's ICMP (it went away: the timer ends the
+# transfer), a full socket buffer (the datagram is lost: retransmission recovers it)
+_TRANSIENT = (BlockingIOError, ConnectionRefusedError, InterruptedError)
 
 
 class ListenerProtocol(asyncio.DatagramProtocol):
@@ -34,66 +59,71 @@ class ListenerProtocol(asyncio.DatagramProtocol):
             self.transport.sendto(data, addr)
 
 
-class TransferProtocol(asyncio.DatagramProtocol):
-    """Drives one ReadSession on its own socket; ``done`` resolves when the session ends."""
+class Transfer:
+    """Drives one ReadSession on its own sockets; ``done`` resolves when the session ends.
 
-    def __init__(self, session: ReadSession,
+    ``on_finish`` runs synchronously as the session ends (before the sockets close), so the
+    server forgets the peer before its next request can arrive.
+    """
+
+    def __init__(self, bind: str, session: ReadSession,
                  on_finish: Callable[[], None] | None = None) -> None:
         self.session = session
         self._on_finish = on_finish
-        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.DatagramTransport | None = None
         self._loop = asyncio.get_running_loop()
+        self.done: asyncio.Future = self._loop.create_future()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+        self._gso = session.windowsize > 1
+        sibling = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock = None
+        try:
+            sibling.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sibling.setblocking(False)
+            sibling.bind((bind, 0))
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.setblocking(False)
+            sock.bind(sibling.getsockname())
+            sock.connect(session.peer)
+        except OSError:
+            sibling.close()
+            if sock is not None:
+                sock.close()
+            raise
+        self._sock: socket.socket | None = sock
+        self._sibling = sibling
+        self._recv, self._send = sock.recv, sock.send
+        self._loop.add_reader(sock.fileno(), self._on_readable)
+        self._loop.add_reader(sibling.fileno(), self._on_foreign)
         self._flush()
 
-    def datagram_received(self, data: bytes, addr) -> None:
-        session = self.session
-        session.receive(data, addr[:2], self._loop.time())
-        self._flush()
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable from the client: it has gone; the timer ends the transfer
-        pass
-
-    def connection_lost(self, exc) -> None:
-        self._cancel_timer()
-        if not self.done.done():
-            self.done.set_result(None)
+    @property
+    def port(self) -> int:
+        return self._sibling.getsockname()[1]
 
     def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        self._close()
 
-    def _flush(self) -> None:
-        session = self.session
-        transport = self.transport
-        for datagram, addr in session.datagrams_to_send(0.0):
-            transport.sendto(datagram, addr)
-        if session.finished:
-            self._cancel_timer()
-            transport.close()
-            if self._on_finish is not None:
-                self._on_finish()  # synchronously: the peer may send its next request at once
-                self._on_finish = None
+    # -- events --------------------------------------------------------------------------------
+    def _on_readable(self) -> None:
+        try:
+            data = self._recv(65536)
+        except _TRANSIENT:
             return
-        deadline = session.next_timer()
-        if deadline is not None and (self._timer is None or deadline < self._timer_at):
-            self._arm(deadline)
+        except OSError:
+            return  # an ICMP error other than refused (host unreachable...): the timer decides
+        session = self.session
+        session.receive(data, session.peer, self._loop.time())
+        self._flush()
 
-    def _arm(self, when: float) -> None:
-        self._cancel_timer()
-        self._timer_at = when
-        self._timer = self._loop.call_at(when, self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _on_foreign(self) -> None:
+        try:
+            data, addr = self._sibling.recvfrom(65536)
+        except OSError:
+            return
+        self.session.receive(data, addr[:2], self._loop.time())
+        self._flush()
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -111,10 +141,99 @@ class TransferProtocol(asyncio.DatagramProtocol):
             if nxt is not None:
                 self._arm(nxt)
 
+    # -- internals -----------------------------------------------------------------------------
+    def _flush(self) -> None:
+        session = self.session
+        if self._sock is None:
+            return
+        out = session.datagrams_to_send(0.0)
+        if out:
+            if len(out) == 1 and out[0][1] is session.peer:
+                try:
+                    self._send(out[0][0])
+                except _TRANSIENT:
+                    pass
+                except OSError:
+                    pass  # e.g. EMSGSIZE or a route gone: a retransmission tries again
+            else:
+                self._send_many(out)
+        if session.finished:
+            if self._on_finish is not None:
+                self._on_finish()  # synchronously: the peer may send its next request at once
+                self._on_finish = None
+            self._close()
+            return
+        deadline = session.next_timer()
+        if deadline is not None and (self._timer is None or deadline < self._timer_at):
+            self._arm(deadline)
 
-async def open_transfer(bind: str, session: ReadSession,
-                        on_finish: Callable[[], None] | None = None) -> TransferProtocol:
-    loop = asyncio.get_running_loop()
-    _transport, protocol = await loop.create_datagram_endpoint(
-        lambda: TransferProtocol(session, on_finish), local_addr=(bind, 0))
-    return protocol
+    def _send_many(self, out: list[tuple[bytes, Address]]) -> None:
+        peer = self.session.peer
+        run: list[bytes] = []
+        for datagram, addr in out:
+            if addr is not peer and addr != peer:
+                try:
+                    self._sibling.sendto(datagram, addr)
+                except OSError:
+                    pass
+                continue
+            run.append(datagram)
+        if not run:
+            return
+        if self._gso and len(run) > 1:
+            run = self._send_segmented(run)
+        for datagram in run:
+            try:
+                self._send(datagram)
+            except OSError:
+                pass
+
+    def _send_segmented(self, run: list[bytes]) -> list[bytes]:
+        """Send the leading runs of equal-size datagrams with UDP GSO; return what is left
+        (everything, if the kernel refused GSO: then this transfer stops trying)."""
+        size = len(run[0])
+        per_send = min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // size)
+        ancillary = [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))]
+        start = 0
+        while len(run) - start > 1 and per_send > 1:
+            end = start
+            limit = min(len(run), start + per_send)
+            # every segment but the last must be exactly `size` octets
+            while end < limit and len(run[end]) == size:
+                end += 1
+            if end < limit:
+                end += 1  # the shorter last block ends a GSO send
+            if end - start < 2:
+                break
+            try:
+                self._sock.sendmsg([b"".join(run[start:end])], ancillary)
+            except _TRANSIENT:
+                pass
+            except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP,
+                                 errno.EMSGSIZE):
+                    self._gso = False  # path MTU below a block, or no GSO: plain sends
+                    return run[start:]
+            start = end
+        return run[start:]
+
+    def _arm(self, when: float) -> None:
+        self._cancel_timer()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _close(self) -> None:
+        self._cancel_timer()
+        if self._sock is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._loop.remove_reader(self._sibling.fileno())
+            self._sock.close()
+            self._sibling.close()
+            self._sock = None
+        if not self.done.done():
+            self.done.set_result(None)
