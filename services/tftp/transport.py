@@ -26,6 +26,8 @@ import asyncio
 import errno
 import socket
 import struct
+import threading
+import time
 from collections.abc import Callable
 
 from services.tftp.session import Address, ReadSession
@@ -59,21 +61,13 @@ class ListenerProtocol(asyncio.DatagramProtocol):
             self.transport.sendto(data, addr)
 
 
-class Transfer:
-    """Drives one ReadSession on its own sockets; ``done`` resolves when the session ends.
+class _Sockets:
+    """The two sockets of a transfer, the sibling's ERROR 5 answers and the sends (with GSO)."""
 
-    ``on_finish`` runs synchronously as the session ends (before the sockets close), so the
-    server forgets the peer before its next request can arrive.
-    """
-
-    def __init__(self, bind: str, session: ReadSession,
-                 on_finish: Callable[[], None] | None = None) -> None:
+    def __init__(self, bind: str, session: ReadSession, blocking: bool) -> None:
         self.session = session
-        self._on_finish = on_finish
         self._loop = asyncio.get_running_loop()
         self.done: asyncio.Future = self._loop.create_future()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
         self._gso = session.windowsize > 1
         sibling = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock = None
@@ -83,7 +77,7 @@ class Transfer:
             sibling.bind((bind, 0))
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.setblocking(False)
+            sock.setblocking(blocking)
             sock.bind(sibling.getsockname())
             sock.connect(session.peer)
         except OSError:
@@ -92,95 +86,40 @@ class Transfer:
                 sock.close()
             raise
         self._sock: socket.socket | None = sock
-        self._sibling = sibling
-        self._recv, self._send = sock.recv, sock.send
-        self._loop.add_reader(sock.fileno(), self._on_readable)
+        self._sibling: socket.socket | None = sibling
+        self._send = sock.send
         self._loop.add_reader(sibling.fileno(), self._on_foreign)
-        self._flush()
 
     @property
     def port(self) -> int:
         return self._sibling.getsockname()[1]
 
-    def abort(self) -> None:
-        self._close()
-
-    # -- events --------------------------------------------------------------------------------
-    def _on_readable(self) -> None:
-        try:
-            data = self._recv(65536)
-        except _TRANSIENT:
-            return
-        except OSError:
-            return  # an ICMP error other than refused (host unreachable...): the timer decides
-        session = self.session
-        session.receive(data, session.peer, self._loop.time())
-        self._flush()
-
     def _on_foreign(self) -> None:
+        """A datagram from another address or port: ERROR 5 there (the session counts it)."""
         try:
-            data, addr = self._sibling.recvfrom(65536)
+            _data, addr = self._sibling.recvfrom(65536)
+            self._sibling.sendto(self.session.foreign_datagram(), addr)
         except OSError:
-            return
-        self.session.receive(data, addr[:2], self._loop.time())
-        self._flush()
+            pass
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        now = self._loop.time()
-        deadline = self.session.next_timer()
-        if deadline is None:
-            return
-        if now < deadline:
-            self._arm(deadline)  # the deadline moved on since we armed: sleep again
-            return
-        self.session.on_timer(now)
-        self._flush()
-        if not self.session.finished and self._timer is None:
-            nxt = self.session.next_timer()
-            if nxt is not None:
-                self._arm(nxt)
+    def _close_sibling(self) -> None:
+        if self._sibling is not None:
+            self._loop.remove_reader(self._sibling.fileno())
+            self._sibling.close()
+            self._sibling = None
+        if not self.done.done():
+            self.done.set_result(None)
 
-    # -- internals -----------------------------------------------------------------------------
-    def _flush(self) -> None:
-        session = self.session
-        if self._sock is None:
+    def _send_out(self, out: list[tuple[bytes, Address]]) -> None:
+        """Send the session's datagrams (all to the peer: foreign ones never reach here)."""
+        if len(out) == 1:
+            try:
+                self._send(out[0][0])
+            except OSError:
+                pass  # the client went away (ICMP), a full buffer: the timer recovers or ends
             return
-        out = session.datagrams_to_send(0.0)
-        if out:
-            if len(out) == 1 and out[0][1] is session.peer:
-                try:
-                    self._send(out[0][0])
-                except _TRANSIENT:
-                    pass
-                except OSError:
-                    pass  # e.g. EMSGSIZE or a route gone: a retransmission tries again
-            else:
-                self._send_many(out)
-        if session.finished:
-            if self._on_finish is not None:
-                self._on_finish()  # synchronously: the peer may send its next request at once
-                self._on_finish = None
-            self._close()
-            return
-        deadline = session.next_timer()
-        if deadline is not None and (self._timer is None or deadline < self._timer_at):
-            self._arm(deadline)
-
-    def _send_many(self, out: list[tuple[bytes, Address]]) -> None:
-        peer = self.session.peer
-        run: list[bytes] = []
-        for datagram, addr in out:
-            if addr is not peer and addr != peer:
-                try:
-                    self._sibling.sendto(datagram, addr)
-                except OSError:
-                    pass
-                continue
-            run.append(datagram)
-        if not run:
-            return
-        if self._gso and len(run) > 1:
+        run = [datagram for datagram, _addr in out]
+        if self._gso:
             run = self._send_segmented(run)
         for datagram in run:
             try:
@@ -217,6 +156,74 @@ class Transfer:
             start = end
         return run[start:]
 
+
+class Transfer(_Sockets):
+    """Drives one ReadSession from the event loop; ``done`` resolves when the session ends.
+
+    ``on_finish`` runs synchronously as the session ends (before the sockets close), so the
+    server forgets the peer before its next request can arrive.
+    """
+
+    def __init__(self, bind: str, session: ReadSession,
+                 on_finish: Callable[[], None] | None = None) -> None:
+        super().__init__(bind, session, blocking=False)
+        self._on_finish = on_finish
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._recv = self._sock.recv
+        self._loop.add_reader(self._sock.fileno(), self._on_readable)
+        self._flush()
+
+    def abort(self) -> None:
+        if not self.session.finished:
+            self.session._finish("aborted", "service stopping")
+        self._close()
+
+    def join(self, timeout: float) -> None:
+        """Nothing to wait for: everything ran on the event loop."""
+
+    def _on_readable(self) -> None:
+        try:
+            data = self._recv(65536)
+        except OSError:
+            return  # ICMP from the client (it went away) or nothing there: the timer decides
+        session = self.session
+        session.receive(data, session.peer, self._loop.time())
+        self._flush()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        deadline = self.session.next_timer()
+        if deadline is None:
+            return
+        if now < deadline:
+            self._arm(deadline)  # the deadline moved on since we armed: sleep again
+            return
+        self.session.on_timer(now)
+        self._flush()
+        if not self.session.finished and self._timer is None:
+            nxt = self.session.next_timer()
+            if nxt is not None:
+                self._arm(nxt)
+
+    def _flush(self) -> None:
+        session = self.session
+        if self._sock is None:
+            return
+        out = session.datagrams_to_send(0.0)
+        if out:
+            self._send_out(out)
+        if session.finished:
+            if self._on_finish is not None:
+                self._on_finish()  # synchronously: the peer may send its next request at once
+                self._on_finish = None
+            self._close()
+            return
+        deadline = session.next_timer()
+        if deadline is not None and (self._timer is None or deadline < self._timer_at):
+            self._arm(deadline)
+
     def _arm(self, when: float) -> None:
         self._cancel_timer()
         self._timer_at = when
@@ -231,9 +238,82 @@ class Transfer:
         self._cancel_timer()
         if self._sock is not None:
             self._loop.remove_reader(self._sock.fileno())
-            self._loop.remove_reader(self._sibling.fileno())
             self._sock.close()
-            self._sibling.close()
             self._sock = None
-        if not self.done.done():
-            self.done.set_result(None)
+        self._close_sibling()
+
+
+class ThreadTransfer(_Sockets):
+    """Drives one ReadSession from its own thread with blocking ``recv``/``send``.
+
+    Lock-step TFTP is one round trip per block: without the event loop between the kernel and
+    the session a block costs two syscalls and no loop wake-up (docs/benchmarks.md). The
+    retransmission deadline is the socket's ``SO_RCVTIMEO``. Only the session's own thread
+    touches the session, except :meth:`ReadSession.foreign_datagram` (the sibling socket stays
+    on the event loop). ``on_finish`` runs in the transfer's thread: it must be thread-safe.
+    """
+
+    def __init__(self, bind: str, session: ReadSession,
+                 on_finish: Callable[[], None] | None = None) -> None:
+        super().__init__(bind, session, blocking=True)
+        self._on_finish = on_finish
+        self._aborted = False
+        self._thread = threading.Thread(target=self._run, name="tftp-transfer", daemon=True)
+        self._thread.start()
+
+    def abort(self) -> None:
+        """Stop from the event loop: wakes the thread's ``recv`` (Linux: shutdown of a UDP
+        socket does), the thread then closes everything."""
+        self._aborted = True
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        session, sock = self.session, self._sock
+        recv, clock, peer = sock.recv, time.monotonic, session.peer
+        wait_set = 0.0   # the SO_RCVTIMEO in force
+        try:
+            self._send_out(session.datagrams_to_send(0.0))
+            while not session.finished and not self._aborted:
+                wait = session.next_timer() - clock()
+                if wait <= 0.0:
+                    session.on_timer(clock())
+                else:
+                    # re-set the kernel timeout only when it would wake us late, or much too
+                    # early (an early wake-up just loops: the deadline decides)
+                    if wait < wait_set or wait > 2 * wait_set:
+                        wait_set = wait
+                        seconds = int(wait)
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack(
+                            "ll", seconds, int((wait - seconds) * 1e6) + 1))
+                    try:
+                        data = recv(65536)
+                    except OSError:
+                        continue  # timed out (EAGAIN) or ICMP from the client: the timer decides
+                    if self._aborted:
+                        break
+                    session.receive(data, peer, clock())
+                out = session.datagrams_to_send(0.0)
+                if out:
+                    self._send_out(out)
+            if self._aborted and not session.finished:
+                session._finish("aborted", "service stopping")
+        except Exception as exc:  # noqa: BLE001 - a bug must end this transfer, not hang it
+            if not session.finished:
+                session._finish("io_error", f"transfer thread failed: {exc!r}")
+        finally:
+            if session.finished and self._on_finish is not None:
+                self._on_finish()  # before the socket closes: the peer may ask again at once
+            self._sock = None
+            sock.close()
+            try:
+                self._loop.call_soon_threadsafe(self._close_sibling)
+            except RuntimeError:
+                pass  # the event loop is gone (the service stopped)
