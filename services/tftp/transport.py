@@ -33,6 +33,7 @@ from collections.abc import Callable
 from services.tftp.session import Address, ReadSession
 
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h
+RECV_SIZE = 4096              # what a client sends during a read transfer: ACK, ERROR
 GSO_MAX_SEGMENTS = 64         # UDP_MAX_SEGMENTS on Linux < 6.2 (128 later)
 GSO_MAX_BYTES = 65507 - 8     # one IPv4 UDP datagram's payload, kept under
 # errors a send may meet that end nothing: the client's ICMP (it went away: the timer ends the
@@ -184,7 +185,7 @@ class Transfer(_Sockets):
 
     def _on_readable(self) -> None:
         try:
-            data = self._recv(65536)
+            data = self._recv(RECV_SIZE)
         except OSError:
             return  # ICMP from the client (it went away) or nothing there: the timer decides
         session = self.session
@@ -279,30 +280,34 @@ class ThreadTransfer(_Sockets):
         session, sock = self.session, self._sock
         recv, clock, peer = sock.recv, time.monotonic, session.peer
         wait_set = 0.0   # the SO_RCVTIMEO in force
+        send_out = self._send_out
+        now = clock()
         try:
-            self._send_out(session.datagrams_to_send(0.0))
+            send_out(session.datagrams_to_send(now))
             while not session.finished and not self._aborted:
-                wait = session.next_timer() - clock()
+                wait = session.next_timer() - now
                 if wait <= 0.0:
-                    session.on_timer(clock())
+                    session.on_timer(now)
                 else:
-                    # re-set the kernel timeout only when it would wake us late, or much too
-                    # early (an early wake-up just loops: the deadline decides)
-                    if wait < wait_set or wait > 2 * wait_set:
+                    # set the kernel timeout again only when it would wake us more than a
+                    # quarter late, or much too early (an early wake-up just loops)
+                    if wait < 0.8 * wait_set or wait > 2 * wait_set:
                         wait_set = wait
                         seconds = int(wait)
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack(
                             "ll", seconds, int((wait - seconds) * 1e6) + 1))
                     try:
-                        data = recv(65536)
+                        data = recv(RECV_SIZE)
                     except OSError:
+                        now = clock()
                         continue  # timed out (EAGAIN) or ICMP from the client: the timer decides
+                    now = clock()
                     if self._aborted:
                         break
-                    session.receive(data, peer, clock())
-                out = session.datagrams_to_send(0.0)
+                    session.receive(data, peer, now)
+                out = session.datagrams_to_send(now)
                 if out:
-                    self._send_out(out)
+                    send_out(out)
             if self._aborted and not session.finished:
                 session._finish("aborted", "service stopping")
         except Exception as exc:  # noqa: BLE001 - a bug must end this transfer, not hang it
