@@ -122,6 +122,7 @@ class ReadSession:
         self._acked = 0
         self._sent = 0
         self._last: int | None = None
+        self._ahead: tuple[bytes, bytes, int] | None = None  # prepared (ACK, DATA, size)
         self._expiries = 0
         self._srtt: float | None = None
         self._rttvar = 0.0
@@ -147,6 +148,35 @@ class ReadSession:
     def last_block_sent(self) -> bool:
         """True once the last block has gone out (at least once)."""
         return self._last is not None
+
+    def prepared_reply(self) -> tuple[bytes, bytes] | None:
+        """Lock-step only: ``(ack, data)`` such that if the next datagram from the peer is
+        exactly ``ack``, the session's whole answer is exactly ``data``.
+
+        A transport may then send ``data`` the moment ``ack`` arrives and call
+        :meth:`prepared_reply_sent`, which does the session's bookkeeping (RTT sample, next
+        deadline) after the send instead of before it: that work leaves the round trip, which
+        is what limits a lock-step transfer. Reading the next block early changes nothing
+        else: whatever arrives instead goes through :meth:`receive` as usual.
+        """
+        if (self.windowsize != 1 or self._oack is not None or self.finished
+                or self._last is not None or self._sent != self._acked + 1):
+            return None
+        ahead = self._ahead
+        if ahead is None:
+            payload = self._source.read(self.blksize)
+            ahead = self._ahead = (_data_header(4, self._sent & 0xFFFF),  # 4: ACK
+                                   _data_header(3, (self._sent + 1) & 0xFFFF) + payload,
+                                   len(payload))
+        return ahead[0], ahead[1]
+
+    def prepared_reply_sent(self, now: float) -> None:
+        """The peer sent exactly the prepared ACK and the transport has sent the prepared DATA
+        (see :meth:`prepared_reply`)."""
+        datagram = self._ahead[1]
+        self._on_ack(self._sent & 0xFFFF, now)
+        if self._out and self._out[-1][0] is datagram:
+            self._out.pop()  # already sent
 
     def foreign_datagram(self) -> bytes:
         """Count a datagram from another address or port and return the reply to send there
@@ -209,6 +239,7 @@ class ReadSession:
             self.detail = detail
         self._blocks.clear()
         self._sent_at.clear()
+        self._ahead = None
         self._deadline = None
 
     def _sample(self, sent_at: float | None, now: float) -> None:
@@ -233,13 +264,17 @@ class ReadSession:
         blocks, sent_at, out = self._blocks, self._sent_at, self._out
         octets = 0
         while number < limit:
-            payload = read(blksize)
             number += 1
-            datagram = _data_header(3, number & 0xFFFF) + payload  # 3: DATA
+            if self._ahead is not None:  # read by prepared_reply: block number `number`
+                _ack, datagram, size = self._ahead
+                self._ahead = None
+            else:
+                payload = read(blksize)
+                datagram = _data_header(3, number & 0xFFFF) + payload  # 3: DATA
+                size = len(payload)
             blocks[number] = datagram
             sent_at[number] = now
             out.append((datagram, peer))
-            size = len(payload)
             octets += size
             if size < blksize:
                 self._last = number

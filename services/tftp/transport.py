@@ -172,6 +172,7 @@ class Transfer(_Sockets):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._recv = self._sock.recv
+        self._prepared: tuple[bytes, bytes] | None = None
         self._loop.add_reader(self._sock.fileno(), self._on_readable)
         self._flush()
 
@@ -189,7 +190,15 @@ class Transfer(_Sockets):
         except OSError:
             return  # ICMP from the client (it went away) or nothing there: the timer decides
         session = self.session
-        session.receive(data, session.peer, self._loop.time())
+        prepared = self._prepared
+        if prepared is not None and data == prepared[0]:
+            try:
+                self._send(prepared[1])  # first, then the bookkeeping
+            except OSError:
+                pass
+            session.prepared_reply_sent(self._loop.time())
+        else:
+            session.receive(data, session.peer, self._loop.time())
         self._flush()
 
     def _on_timer(self) -> None:
@@ -224,6 +233,7 @@ class Transfer(_Sockets):
         deadline = session.next_timer()
         if deadline is not None and (self._timer is None or deadline < self._timer_at):
             self._arm(deadline)
+        self._prepared = session.prepared_reply()
 
     def _arm(self, when: float) -> None:
         self._cancel_timer()
@@ -280,7 +290,7 @@ class ThreadTransfer(_Sockets):
         session, sock = self.session, self._sock
         recv, clock, peer = sock.recv, time.monotonic, session.peer
         wait_set = 0.0   # the SO_RCVTIMEO in force
-        send_out = self._send_out
+        send_out, send = self._send_out, self._send
         now = clock()
         try:
             send_out(session.datagrams_to_send(now))
@@ -289,6 +299,7 @@ class ThreadTransfer(_Sockets):
                 if wait <= 0.0:
                     session.on_timer(now)
                 else:
+                    prepared = session.prepared_reply()
                     # set the kernel timeout again only when it would wake us more than a
                     # quarter late, or much too early (an early wake-up just loops)
                     if wait < 0.8 * wait_set or wait > 2 * wait_set:
@@ -301,9 +312,17 @@ class ThreadTransfer(_Sockets):
                     except OSError:
                         now = clock()
                         continue  # timed out (EAGAIN) or ICMP from the client: the timer decides
-                    now = clock()
                     if self._aborted:
                         break
+                    if prepared is not None and data == prepared[0]:
+                        try:
+                            send(prepared[1])  # first, then the bookkeeping
+                        except OSError:
+                            pass
+                        now = clock()
+                        session.prepared_reply_sent(now)
+                        continue
+                    now = clock()
                     session.receive(data, peer, now)
                 out = session.datagrams_to_send(now)
                 if out:
