@@ -122,7 +122,8 @@ class ReadSession:
         self._acked = 0
         self._sent = 0
         self._last: int | None = None
-        self._ahead: tuple[bytes, bytes, int] | None = None  # prepared (ACK, DATA, size)
+        # read ahead by prepared_reply: (DATA, payload size) of the blocks after self._sent
+        self._ahead: list[tuple[bytes, int]] = []
         self._expiries = 0
         self._srtt: float | None = None
         self._rttvar = 0.0
@@ -149,34 +150,43 @@ class ReadSession:
         """True once the last block has gone out (at least once)."""
         return self._last is not None
 
-    def prepared_reply(self) -> tuple[bytes, bytes] | None:
-        """Lock-step only: ``(ack, data)`` such that if the next datagram from the peer is
-        exactly ``ack``, the session's whole answer is exactly ``data``.
+    def prepared_reply(self) -> tuple[bytes, list[bytes]] | None:
+        """With a whole window in flight: ``(ack, datagrams)`` such that if the next datagram
+        from the peer is exactly ``ack`` (the ACK of the window's last block), the session's
+        whole answer is exactly ``datagrams`` (the next window; one block in lock-step).
 
-        A transport may then send ``data`` the moment ``ack`` arrives and call
+        A transport may then send ``datagrams`` the moment ``ack`` arrives and call
         :meth:`prepared_reply_sent`, which does the session's bookkeeping (RTT sample, next
-        deadline) after the send instead of before it: that work leaves the round trip, which
-        is what limits a lock-step transfer. Reading the next block early changes nothing
-        else: whatever arrives instead goes through :meth:`receive` as usual.
+        deadline) after the send instead of before it: reading and framing the blocks leaves
+        the round trip, which is what limits a transfer on a fast link. Reading ahead changes
+        nothing else: whatever arrives instead goes through :meth:`receive` as usual and the
+        blocks read ahead are sent in their turn.
         """
-        if (self.windowsize != 1 or self._oack is not None or self.finished
-                or self._last is not None or self._sent != self._acked + 1):
+        if (self._oack is not None or self.finished or self._last is not None
+                or self._sent - self._acked != self.windowsize):
             return None
-        ahead = self._ahead
-        if ahead is None:
-            payload = self._source.read(self.blksize)
-            ahead = self._ahead = (_data_header(4, self._sent & 0xFFFF),  # 4: ACK
-                                   _data_header(3, (self._sent + 1) & 0xFFFF) + payload,
-                                   len(payload))
-        return ahead[0], ahead[1]
+        # self._ahead always holds the blocks right after self._sent (the source is read once,
+        # in order): top it up to a whole window, or to the last block
+        ahead, blksize = self._ahead, self.blksize
+        if len(ahead) < self.windowsize and (not ahead or ahead[-1][1] == blksize):
+            read = self._source.read
+            number = self._sent + len(ahead)
+            while len(ahead) < self.windowsize:
+                payload = read(blksize)
+                number += 1
+                ahead.append((_data_header(3, number & 0xFFFF) + payload, len(payload)))
+                if len(payload) < blksize:
+                    break
+        return _data_header(4, self._sent & 0xFFFF), [datagram for datagram, _size in ahead]
 
     def prepared_reply_sent(self, now: float) -> None:
-        """The peer sent exactly the prepared ACK and the transport has sent the prepared DATA
-        (see :meth:`prepared_reply`)."""
-        datagram = self._ahead[1]
+        """The peer sent exactly the prepared ACK and the transport has sent the prepared
+        datagrams (see :meth:`prepared_reply`)."""
+        count = len(self._ahead)
         self._on_ack(self._sent & 0xFFFF, now)
-        if self._out and self._out[-1][0] is datagram:
-            self._out.pop()  # already sent
+        out = self._out
+        if len(out) >= count:
+            del out[len(out) - count:]  # already sent
 
     def foreign_datagram(self) -> bytes:
         """Count a datagram from another address or port and return the reply to send there
@@ -239,7 +249,7 @@ class ReadSession:
             self.detail = detail
         self._blocks.clear()
         self._sent_at.clear()
-        self._ahead = None
+        self._ahead.clear()
         self._deadline = None
 
     def _sample(self, sent_at: float | None, now: float) -> None:
@@ -265,9 +275,8 @@ class ReadSession:
         octets = 0
         while number < limit:
             number += 1
-            if self._ahead is not None:  # read by prepared_reply: block number `number`
-                _ack, datagram, size = self._ahead
-                self._ahead = None
+            if self._ahead:  # read by prepared_reply: block number `number`
+                datagram, size = self._ahead.pop(0)
             else:
                 payload = read(blksize)
                 datagram = _data_header(3, number & 0xFFFF) + payload  # 3: DATA

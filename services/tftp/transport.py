@@ -119,8 +119,10 @@ class _Sockets:
             except OSError:
                 pass  # the client went away (ICMP), a full buffer: the timer recovers or ends
             return
-        run = [datagram for datagram, _addr in out]
-        if self._gso:
+        self._send_datagrams([datagram for datagram, _addr in out])
+
+    def _send_datagrams(self, run: list[bytes]) -> None:
+        if self._gso and len(run) > 1:
             run = self._send_segmented(run)
         for datagram in run:
             try:
@@ -172,7 +174,7 @@ class Transfer(_Sockets):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._recv = self._sock.recv
-        self._prepared: tuple[bytes, bytes] | None = None
+        self._prepared: tuple[bytes, list[bytes]] | None = None
         self._loop.add_reader(self._sock.fileno(), self._on_readable)
         self._flush()
 
@@ -192,10 +194,7 @@ class Transfer(_Sockets):
         session = self.session
         prepared = self._prepared
         if prepared is not None and data == prepared[0]:
-            try:
-                self._send(prepared[1])  # first, then the bookkeeping
-            except OSError:
-                pass
+            self._send_datagrams(prepared[1])  # first, then the bookkeeping
             session.prepared_reply_sent(self._loop.time())
         else:
             session.receive(data, session.peer, self._loop.time())
@@ -290,7 +289,7 @@ class ThreadTransfer(_Sockets):
         session, sock = self.session, self._sock
         recv, clock, peer = sock.recv, time.monotonic, session.peer
         wait_set = 0.0   # the SO_RCVTIMEO in force
-        send_out, send = self._send_out, self._send
+        send_out, send_datagrams = self._send_out, self._send_datagrams
         now = clock()
         try:
             send_out(session.datagrams_to_send(now))
@@ -315,10 +314,7 @@ class ThreadTransfer(_Sockets):
                     if self._aborted:
                         break
                     if prepared is not None and data == prepared[0]:
-                        try:
-                            send(prepared[1])  # first, then the bookkeeping
-                        except OSError:
-                            pass
+                        send_datagrams(prepared[1])  # first, then the bookkeeping
                         now = clock()
                         session.prepared_reply_sent(now)
                         continue

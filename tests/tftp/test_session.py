@@ -118,8 +118,9 @@ def pump(data: bytes, req: Request, client: Client, fate=lambda d, g: [0.001],
                 for reply in client.on(datagram, now):
                     net.send("up", reply, now)
             elif ready is not None and datagram == ready[0]:
-                sent_data.append(ready[1])
-                net.send("down", ready[1], now)
+                for prepared_datagram in ready[1]:
+                    sent_data.append(prepared_datagram)
+                    net.send("down", prepared_datagram, now)
                 session.prepared_reply_sent(now)
                 flush()
             else:
@@ -183,10 +184,11 @@ def test_oack_then_data_after_ack0():
 
 
 @pytest.mark.parametrize("window,size", [(4, 4 * 512 * 3), (16, 100_000), (7, 512 * 7 - 1)])
-def test_windowed(window, size):
+@both_paths
+def test_windowed(window, size, prepared):
     data = payload(size)
     client = Client()
-    session, sent, _ = pump(data, request(windowsize=window), client)
+    session, sent, _ = pump(data, request(windowsize=window), client, prepared=prepared)
     assert session.result == "ok" and bytes(client.received) == data
     assert len(sent) == size // 512 + 1 and session.retransmits == 0
 
@@ -368,29 +370,52 @@ def test_data_from_client_is_illegal():
     assert codec.decode(session.datagrams_to_send(0.1)[0][0]).code == 4
 
 
-def test_prepared_reply_only_for_lockstep_and_never_past_the_last_block():
+def test_prepared_reply_needs_a_whole_window_in_flight_and_stops_at_the_last_block():
     data = payload(1200)
-    windowed = ReadSession(PEER, io.BytesIO(data), len(data), request(windowsize=4), Limits(), 0)
-    windowed.datagrams_to_send(0)
-    windowed.receive(codec.encode(Ack(0)), PEER, 0.01)
-    assert windowed.prepared_reply() is None
     session = ReadSession(PEER, io.BytesIO(data), len(data), request(tsize=0), Limits(), 0)
     session.datagrams_to_send(0)
     assert session.prepared_reply() is None          # the OACK is not acknowledged yet
     session.receive(codec.encode(Ack(0)), PEER, 0.01)
     assert session.datagrams_to_send(0.01)[0][0] == codec.encode(Data(1, data[:512]))
     ack, reply = session.prepared_reply()
-    assert ack == codec.encode(Ack(1)) and reply == codec.encode(Data(2, data[512:1024]))
+    assert ack == codec.encode(Ack(1)) and reply == [codec.encode(Data(2, data[512:1024]))]
     # a different datagram (a duplicate ACK 0) takes the ordinary path and sends nothing
     session.receive(codec.encode(Ack(0)), PEER, 0.02)
     assert session.datagrams_to_send(0.02) == []
     session.prepared_reply_sent(0.03)
     assert session.datagrams_to_send(0.03) == []      # the transport sent block 2 itself
     ack, reply = session.prepared_reply()
-    assert reply == codec.encode(Data(3, data[1024:]))
+    assert reply == [codec.encode(Data(3, data[1024:]))]
     # the ordinary path uses the block read ahead: nothing skipped, nothing read twice
     session.receive(codec.encode(Ack(2)), PEER, 0.04)
-    assert session.datagrams_to_send(0.04)[0][0] == reply
+    assert session.datagrams_to_send(0.04)[0][0] == reply[0]
     assert session.prepared_reply() is None          # block 3 is the last one
     session.receive(codec.encode(Ack(3)), PEER, 0.05)
     assert session.result == "ok" and session.bytes_sent == 1200
+
+
+def test_prepared_window_after_a_gap_keeps_the_blocks_read_ahead_in_order():
+    data = payload(512 * 10 + 5)
+    session = ReadSession(PEER, io.BytesIO(data), len(data), request(windowsize=4), Limits(), 0)
+    session.datagrams_to_send(0)
+    session.receive(codec.encode(Ack(0)), PEER, 0.01)
+    assert len(session.datagrams_to_send(0.01)) == 4  # blocks 1-4 in flight
+    ack, window = session.prepared_reply()
+    assert ack == codec.encode(Ack(4))
+    assert [codec.decode(d).block for d in window] == [5, 6, 7, 8]
+    # the client saw a gap after block 2: resend 3-4, then 5-6 from the blocks read ahead
+    session.receive(codec.encode(Ack(2)), PEER, 0.02)
+    sent = [codec.decode(d) for d, _ in session.datagrams_to_send(0.02)]
+    assert [m.block for m in sent] == [3, 4, 5, 6]
+    assert [m.data for m in sent[2:]] == [data[2048:2560], data[2560:3072]]
+    ack, window = session.prepared_reply()            # 7, 8 read ahead, 9, 10 topped up
+    assert ack == codec.encode(Ack(6))
+    assert [codec.decode(d).data for d in window] == [data[i * 512:(i + 1) * 512]
+                                                      for i in range(6, 10)]
+    session.prepared_reply_sent(0.03)
+    assert session.datagrams_to_send(0.03) == []
+    ack, window = session.prepared_reply()
+    assert [codec.decode(d).data for d in window] == [data[5120:]]   # the last block
+    session.prepared_reply_sent(0.04)
+    session.receive(codec.encode(Ack(11)), PEER, 0.05)
+    assert session.result == "ok" and session.bytes_sent == len(data)
