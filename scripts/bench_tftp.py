@@ -103,7 +103,8 @@ def pin(procs: dict, cpus: str | None) -> None:
 
 def atftp(server: str, remote: str, local: str, blksize: int, window: int | None,
           cpu: str | None = None) -> list[str]:
-    argv = (["taskset", "-c", cpu] if cpu else []) + ["atftp", "--tftp-timeout", "1", "--option", f"blksize {blksize}"]
+    argv = (["taskset", "-c", cpu] if cpu else []) + [
+        "atftp", "--tftp-timeout", "1", "--option", f"blksize {blksize}"]
     if window:
         argv += ["--option", f"windowsize {window}"]
     return argv + ["-g", "-r", remote, "-l", local, ADDRESS, str(PORTS[server])]
