@@ -10,6 +10,14 @@ server, servers in alternation within each round; the median of the rounds is re
     predates windowsize and tftpd-hpa ignores it)
   - 50 concurrent clients, 16 MiB each, blksize 1468: aggregate MB/s per server
 
+Placement: a lock-step transfer is one round trip per block, and its speed depends mostly on
+whether client and server share a CPU (no cross-CPU wake-up: ~3x faster here) or not. Left to
+the scheduler, that is a coin toss per transfer, and a median of 3 compared coin tosses (a run on
+2026-11-29 measured tftpd-hpa at 84 MB/s and bootyard at 32 in the same round). So with 2+ CPUs
+the one-client rounds pin every server to CPU 0 and the client to CPU 1 (``--placement cross``,
+like a client on another machine), or both to CPU 0 (``same``), or leave it (``free``); the
+concurrent round always runs unpinned.
+
 atftpd conflicts with tftpd-hpa as a package: it is unpacked with apt-get download + dpkg -x
 into --cache. Run as root, wrapped in flock /tmp/bootyard-bench.lock (the make target does).
 Last line: RESULT tftp mbps_1468=<ours> tftpd_hpa=<theirs> ratio_tftpd_hpa=<r>
@@ -81,8 +89,22 @@ def start_servers(ns, root: Path, work: Path, cache: Path, python: str) -> dict:
     return procs
 
 
-def atftp(server: str, remote: str, local: str, blksize: int, window: int | None) -> list[str]:
-    argv = ["atftp", "--tftp-timeout", "1", "--option", f"blksize {blksize}"]
+CLIENT_CPU: str | None = None   # set by --placement: taskset -c for the one-client rounds
+
+
+def pin(procs: dict, cpus: str | None) -> None:
+    """Pin every server (all its threads; children forked later inherit it) to ``cpus``."""
+    if cpus is None:
+        return
+    for proc in procs.values():
+        subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(proc.pid)], check=True,
+                       capture_output=True)
+
+
+def atftp(server: str, remote: str, local: str, blksize: int, window: int | None,
+          cpu: str | None = None) -> list[str]:
+    argv = (["taskset", "-c", cpu] if cpu else []) + [
+        "atftp", "--tftp-timeout", "1", "--option", f"blksize {blksize}"]
     if window:
         argv += ["--option", f"windowsize {window}"]
     return argv + ["-g", "-r", remote, "-l", local, ADDRESS, str(PORTS[server])]
@@ -90,7 +112,8 @@ def atftp(server: str, remote: str, local: str, blksize: int, window: int | None
 
 def fetch_time(ns, server, remote, blksize, window=None, local="/dev/null") -> float:
     started = time.monotonic()
-    result = ns.run(*atftp(server, remote, local, blksize, window), check=False, timeout=300)
+    result = ns.run(*atftp(server, remote, local, blksize, window, CLIENT_CPU), check=False,
+                    timeout=300)
     elapsed = time.monotonic() - started
     if result.returncode != 0:
         raise SystemExit(f"bench-tftp: atftp from {server} failed: {result.stderr[-500:]}")
@@ -123,7 +146,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--concurrent-size-mib", type=int, default=16)
+    parser.add_argument("--placement", choices=("cross", "same", "free"), default="cross",
+                        help="one-client rounds: server CPU 0 and client CPU 1 (cross), both "
+                        "on CPU 0 (same), or the scheduler's choice (free)")
     args = parser.parse_args()
+    global CLIENT_CPU
+    cpus = os.cpu_count() or 1
+    placement = args.placement if cpus >= 2 else "free"
+    CLIENT_CPU = {"cross": "1", "same": "0", "free": None}[placement]
+    server_cpu = None if placement == "free" else "0"
     if os.geteuid() != 0:
         raise SystemExit("bench-tftp: needs root (network namespace, port 69 for dnsmasq)")
     size = args.size_mib << 20
@@ -144,7 +175,8 @@ def main() -> int:
         ns.run("ip", "addr", "add", "198.18.254.1/24", "dev", "veth0")
         ns.run("ip", "link", "set", "veth0", "up")
         ns.run("ip", "link", "set", "veth1", "up")
-        start_servers(ns, root, work, Path(args.cache), sys.executable)
+        procs = start_servers(ns, root, work, Path(args.cache), sys.executable)
+        pin(procs, server_cpu)
         want = hashlib.sha256((root / "bench.bin").read_bytes()).hexdigest()
         for server in PORTS:  # correctness first: every server hands out the same bytes
             out = work / f"check-{server}"
@@ -154,7 +186,8 @@ def main() -> int:
                 raise SystemExit(f"bench-tftp: {server} returned different bytes")
             out.unlink()
         print(f"bench-tftp: {args.size_mib} MiB file, atftp client, loopback in a namespace, "
-              f"{args.rounds} rounds, servers alternating; MB/s (median)")
+              f"{args.rounds} rounds, servers alternating, placement {placement}; "
+              f"MB/s (median)")
         runs: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.rounds):
             for blksize in (512, 1468):
@@ -167,6 +200,7 @@ def main() -> int:
                     size / t / 1e6)
                 t = fetch_time(ns, server, "bench.bin", 1468)
                 runs.setdefault((server, "blksize 1468"), []).append(size / t / 1e6)
+        pin(procs, None if server_cpu is None else f"0-{cpus - 1}")  # concurrent: unpinned
         for server in ("bootyard", "tftpd-hpa", "dnsmasq", "atftpd"):
             rate = concurrent(ns, server, "small.bin", small, args.clients, 1468)
             runs[(server, f"{args.clients} clients x {args.concurrent_size_mib} MiB, "

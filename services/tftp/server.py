@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,7 @@ from services.tftp.codec import ErrorCode, Opcode
 from services.tftp.content import BytesSource, FileCache, NetasciiSource, NotAFile
 from services.tftp.session import Limits, ReadSession
 from services.tftp.settings import TftpSection
-from services.tftp.transport import ListenerProtocol, TransferProtocol, open_transfer
+from services.tftp.transport import ListenerProtocol, ThreadTransfer, Transfer
 
 log = logs.get_logger("tftp")
 LeaseLookup = Callable[[str], Awaitable[str | None]]
@@ -99,9 +100,13 @@ class TftpServer:
                              timeout_max=cfg.timeout_max, retries=cfg.retries)
         self._slots = asyncio.Semaphore(cfg.max_transfers)
         self._queued = 0
-        self._busy: set[tuple[str, int]] = set()     # peers with a request being handled
+        # peers with a request being handled -> a token owned by that request's task
+        self._busy: dict[tuple[str, int], object] = {}
+        self._threads_by_peer: dict[tuple[str, int], ThreadTransfer] = {}
+        self._pending: dict[tuple[str, int], codec.Request] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._transfers: set[TransferProtocol] = set()
+        self._transfers: set[Transfer | ThreadTransfer] = set()
+        self._threaded = 0                           # transfers running in their own thread
         self.listener: ListenerProtocol | None = None
         self.records: list[Record] | None = None     # tests may set a list to collect records
 
@@ -120,8 +125,7 @@ class TftpServer:
         if self.listener and self.listener.transport:
             self.listener.transport.close()
         for transfer in list(self._transfers):
-            transfer.session._finish("aborted", "service stopping")
-            transfer.abort()
+            transfer.abort()  # the session ends "aborted" (in its own thread, if it has one)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -142,7 +146,12 @@ class TftpServer:
                                    addr)
             return
         if addr in self._busy:
-            return  # the client retransmitted its request while we work on it
+            running = self._threads_by_peer.get(addr)
+            if running is not None and running.session.last_block_sent:
+                # the client may have ACKed the last block and asked again at once, before the
+                # transfer's thread read that ACK: decide when the transfer ends
+                self._pending[addr] = message
+            return  # otherwise the client retransmitted its request while we work on it
         if message.opcode == Opcode.WRQ:
             self._refuse(addr, message.filename, "write", ErrorCode.ACCESS_VIOLATION,
                          "this server is read-only")
@@ -151,8 +160,11 @@ class TftpServer:
             self._refuse(addr, message.filename, "mode", ErrorCode.ILLEGAL_OPERATION,
                          f"transfer mode {message.mode[:20]!r} not supported (octet, netascii)")
             return
-        self._busy.add(addr)
-        task = asyncio.create_task(self._handle(message, addr))
+        self._start(message, addr)
+
+    def _start(self, message: codec.Request, addr: tuple[str, int]) -> None:
+        token = self._busy[addr] = object()
+        task = asyncio.create_task(self._handle(message, addr, token))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -166,7 +178,14 @@ class TftpServer:
                     detail=message, mac=record.mac)
         self._emit(record)
 
-    async def _handle(self, request: codec.Request, addr: tuple[str, int]) -> None:
+    def _release(self, addr: tuple[str, int], token: object) -> None:
+        """Forget that ``addr`` has a request being handled (also from a transfer's thread:
+        only the request's own token is removed, and a new one is only set when none is)."""
+        if self._busy.get(addr) is token:
+            self._busy.pop(addr, None)
+
+    async def _handle(self, request: codec.Request, addr: tuple[str, int],
+                      token: object) -> None:
         record = Record(addr[0], addr[1], request.filename)
         started = time.monotonic()
         slot = False
@@ -194,11 +213,11 @@ class TftpServer:
             source, size = opened
             if request.mode == "netascii":
                 source, size = NetasciiSource(source), None
-            await self._transfer(request, addr, source, size, record, started)
+            await self._transfer(request, addr, source, size, record, started, token)
         finally:
             if slot:
                 self._slots.release()
-            self._busy.discard(addr)
+            self._release(addr, token)
 
     async def _admit(self) -> bool:
         if not self._slots.locked():
@@ -295,28 +314,43 @@ class TftpServer:
         return BytesSource(data), len(data)
 
     async def _transfer(self, request, addr, source, size, record: Record,
-                        started: float) -> None:
+                        started: float, token: object) -> None:
         loop = asyncio.get_running_loop()
         session = ReadSession(addr, source, size, request, self.limits, loop.time())
         record.blksize, record.windowsize = session.blksize, session.windowsize
         metrics.IN_FLIGHT.inc()
         transfer = None
         try:
-            transfer = await open_transfer(self.cfg.bind, session,
-                                           lambda: self._busy.discard(addr))
+            release = functools.partial(self._release, addr, token)
+            if self._threaded < self.cfg.transfer_threads:
+                transfer = ThreadTransfer(self.cfg.bind, session, release)
+                self._threaded += 1
+                self._threads_by_peer[addr] = transfer
+            else:
+                transfer = Transfer(self.cfg.bind, session, release)
             self._transfers.add(transfer)
             await transfer.done
         except OSError as exc:
             session._finish("io_error", f"cannot open a transfer socket: {exc.strerror}")
         except asyncio.CancelledError:
-            session._finish("aborted", "service stopping")
             if transfer is not None:
                 transfer.abort()
+                transfer.join(2.0)  # a thread stops within a recv; then its session is ours
+            if not session.finished:
+                session._finish("aborted", "service stopping")
             raise
         finally:
             metrics.IN_FLIGHT.dec()
             if transfer is not None:
                 self._transfers.discard(transfer)
+                if isinstance(transfer, ThreadTransfer):
+                    self._threaded -= 1
+                    if self._threads_by_peer.get(addr) is transfer:
+                        del self._threads_by_peer[addr]
+                    again = self._pending.pop(addr, None)
+                    if again is not None and session.result == "ok":
+                        self._release(addr, token)
+                        self._start(again, addr)  # it was the client's next request
             close = getattr(source, "close", None)
             if close:
                 close()

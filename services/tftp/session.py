@@ -34,12 +34,15 @@ Rules it keeps:
 from __future__ import annotations
 
 import dataclasses
+import struct
 from typing import Protocol
 
 from services.tftp import codec
 from services.tftp.codec import ErrorCode
 
 Address = tuple[str, int]
+UNKNOWN_TID_REPLY = codec.error(ErrorCode.UNKNOWN_TID, "unknown transfer ID: not your transfer")
+_data_header = struct.Struct("!HH").pack  # (opcode, block): the DATA header, fast path
 
 
 class Source(Protocol):
@@ -119,6 +122,8 @@ class ReadSession:
         self._acked = 0
         self._sent = 0
         self._last: int | None = None
+        # read ahead by prepared_reply: (DATA, payload size) of the blocks after self._sent
+        self._ahead: list[tuple[bytes, int]] = []
         self._expiries = 0
         self._srtt: float | None = None
         self._rttvar = 0.0
@@ -140,14 +145,62 @@ class ReadSession:
         out, self._out = self._out, []
         return out
 
+    @property
+    def last_block_sent(self) -> bool:
+        """True once the last block has gone out (at least once)."""
+        return self._last is not None
+
+    def prepared_reply(self) -> tuple[bytes, list[bytes]] | None:
+        """With a whole window in flight: ``(ack, datagrams)`` such that if the next datagram
+        from the peer is exactly ``ack`` (the ACK of the window's last block), the session's
+        whole answer is exactly ``datagrams`` (the next window; one block in lock-step).
+
+        A transport may then send ``datagrams`` the moment ``ack`` arrives and call
+        :meth:`prepared_reply_sent`, which does the session's bookkeeping (RTT sample, next
+        deadline) after the send instead of before it: reading and framing the blocks leaves
+        the round trip, which is what limits a transfer on a fast link. Reading ahead changes
+        nothing else: whatever arrives instead goes through :meth:`receive` as usual and the
+        blocks read ahead are sent in their turn.
+        """
+        if (self._oack is not None or self.finished or self._last is not None
+                or self._sent - self._acked != self.windowsize):
+            return None
+        # self._ahead always holds the blocks right after self._sent (the source is read once,
+        # in order): top it up to a whole window, or to the last block
+        ahead, blksize = self._ahead, self.blksize
+        if len(ahead) < self.windowsize and (not ahead or ahead[-1][1] == blksize):
+            read = self._source.read
+            number = self._sent + len(ahead)
+            while len(ahead) < self.windowsize:
+                payload = read(blksize)
+                number += 1
+                ahead.append((_data_header(3, number & 0xFFFF) + payload, len(payload)))
+                if len(payload) < blksize:
+                    break
+        return _data_header(4, self._sent & 0xFFFF), [datagram for datagram, _size in ahead]
+
+    def prepared_reply_sent(self, now: float) -> None:
+        """The peer sent exactly the prepared ACK and the transport has sent the prepared
+        datagrams (see :meth:`prepared_reply`)."""
+        count = len(self._ahead)
+        self._on_ack(self._sent & 0xFFFF, now)
+        out = self._out
+        if len(out) >= count:
+            del out[len(out) - count:]  # already sent
+
+    def foreign_datagram(self) -> bytes:
+        """Count a datagram from another address or port and return the reply to send there
+        (ERROR 5). Touches nothing else, so a transport may call it from another thread than
+        the one driving the transfer."""
+        self.foreign += 1
+        return UNKNOWN_TID_REPLY
+
     def next_timer(self) -> float | None:
         return None if self.finished else self._deadline
 
     def receive(self, datagram: bytes, source: Address, now: float) -> None:
         if source != self.peer:
-            self.foreign += 1
-            self._out.append((codec.error(ErrorCode.UNKNOWN_TID,
-                                          "unknown transfer ID: not your transfer"), source))
+            self._out.append((self.foreign_datagram(), source))
             return
         if self.finished:
             return
@@ -196,6 +249,7 @@ class ReadSession:
             self.detail = detail
         self._blocks.clear()
         self._sent_at.clear()
+        self._ahead.clear()
         self._deadline = None
 
     def _sample(self, sent_at: float | None, now: float) -> None:
@@ -213,18 +267,29 @@ class ReadSession:
     def _fill(self, now: float) -> None:
         """Send new blocks until the window is full or the last block is out."""
         limit = self._acked + self.windowsize
-        blksize = self.blksize
-        while self._sent < limit and self._last is None:
-            payload = self._source.read(blksize)
-            number = self._sent + 1
-            datagram = codec.data_header(number) + payload
-            self._sent = number
-            self._blocks[number] = datagram
-            self._sent_at[number] = now
-            self.bytes_sent += len(payload)
-            self._out.append((datagram, self.peer))
-            if len(payload) < blksize:
+        number = self._sent
+        if number >= limit or self._last is not None:
+            return
+        blksize, read, peer = self.blksize, self._source.read, self.peer
+        blocks, sent_at, out = self._blocks, self._sent_at, self._out
+        octets = 0
+        while number < limit:
+            number += 1
+            if self._ahead:  # read by prepared_reply: block number `number`
+                datagram, size = self._ahead.pop(0)
+            else:
+                payload = read(blksize)
+                datagram = _data_header(3, number & 0xFFFF) + payload  # 3: DATA
+                size = len(payload)
+            blocks[number] = datagram
+            sent_at[number] = now
+            out.append((datagram, peer))
+            octets += size
+            if size < blksize:
                 self._last = number
+                break
+        self._sent = number
+        self.bytes_sent += octets
 
     def _resend_window(self) -> None:
         for number in range(self._acked + 1, self._sent + 1):
@@ -243,15 +308,18 @@ class ReadSession:
             else:
                 self.duplicate_acks += 1
             return
-        ahead = (block - self._acked) & 0xFFFF
-        if ahead == 0 or ahead > self._sent - self._acked:
+        acked = self._acked
+        ahead = (block - acked) & 0xFFFF
+        if ahead == 0 or ahead > self._sent - acked:
             self.duplicate_acks += 1  # already acknowledged, or never sent: never a send
             return
-        number = self._acked + ahead
-        self._sample(self._sent_at.get(number), now)
-        for done in range(self._acked + 1, number + 1):
-            del self._blocks[done]
-            self._sent_at.pop(done, None)
+        number = acked + ahead
+        blocks, sent_at = self._blocks, self._sent_at
+        self._sample(sent_at.pop(number, None), now)
+        del blocks[number]
+        for done in range(acked + 1, number):
+            del blocks[done]
+            sent_at.pop(done, None)
         self._acked = number
         self._expiries = 0
         if number == self._last:

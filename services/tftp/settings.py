@@ -53,6 +53,10 @@ class TftpSection:
                                    check=_not_negative)
     queue_max: int = setting(1000, help="requests allowed to wait for a slot at once",
                              check=_not_negative)
+    transfer_threads: int = setting(1, help="up to this many transfers at once run each in its "
+                                    "own thread with blocking I/O (lowest latency per block); "
+                                    "the others share the event loop; 0: all on the event loop",
+                                    check=_not_negative)
     listener_buffer: int = setting(4 << 20, help="receive buffer of the listener socket "
                                    "(bytes), so a boot storm's requests are not dropped",
                                    check=_not_negative)

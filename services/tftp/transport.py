@@ -1,16 +1,44 @@
-"""asyncio UDP plumbing: the listener socket and one ephemeral socket per transfer.
+"""UDP plumbing: the listener socket and the sockets of each transfer.
 
 Thin on purpose: it moves datagrams between sockets and the sans-I/O :class:`ReadSession`,
 and keeps one timer per transfer (re-armed lazily: the handle fires, looks at the session's
 deadline, and sleeps again if the deadline has moved on). Nothing here decides anything.
+
+Each transfer has two sockets on one ephemeral port (docs/tftp.md, "Transfers"):
+
+- one ``connect()``ed to the client: the kernel routes once and delivers only the client's
+  datagrams to it, and we ``recv``/``send`` on it directly from the event loop's reader callback
+  (no per-datagram address parsing; one syscall each way; docs/benchmarks.md has the figures);
+- an unconnected sibling bound to the same port (``SO_REUSEPORT``, same user only): Linux
+  delivers to it only what the connected socket does not match, i.e. datagrams from any other
+  address or port, which the session answers with ERROR 5 (RFC 1350 "unknown transfer ID").
+  tftpd-hpa connects its socket too and so drops those silently; we keep answering them.
+
+Windowed transfers hand each run of full-size blocks to the kernel in one ``sendmsg`` with
+``UDP_SEGMENT`` (UDP GSO, Linux 4.18+): the kernel cuts it into one datagram per block. When the
+kernel refuses (a path MTU smaller than a block, no GSO support) the transfer falls back to one
+``send`` per block.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
+import struct
+import threading
+import time
 from collections.abc import Callable
 
 from services.tftp.session import Address, ReadSession
+
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h
+RECV_SIZE = 4096              # what a client sends during a read transfer: ACK, ERROR
+GSO_MAX_SEGMENTS = 64         # UDP_MAX_SEGMENTS on Linux < 6.2 (128 later)
+GSO_MAX_BYTES = 65507 - 8     # one IPv4 UDP datagram's payload, kept under
+# errors a send may meet that end nothing: the client's ICMP (it went away: the timer ends the
+# transfer), a full socket buffer (the datagram is lost: retransmission recovers it)
+_TRANSIENT = (BlockingIOError, ConnectionRefusedError, InterruptedError)
 
 
 class ListenerProtocol(asyncio.DatagramProtocol):
@@ -34,66 +62,143 @@ class ListenerProtocol(asyncio.DatagramProtocol):
             self.transport.sendto(data, addr)
 
 
-class TransferProtocol(asyncio.DatagramProtocol):
-    """Drives one ReadSession on its own socket; ``done`` resolves when the session ends."""
+class _Sockets:
+    """The two sockets of a transfer, the sibling's ERROR 5 answers and the sends (with GSO)."""
 
-    def __init__(self, session: ReadSession,
-                 on_finish: Callable[[], None] | None = None) -> None:
+    def __init__(self, bind: str, session: ReadSession, blocking: bool) -> None:
         self.session = session
-        self._on_finish = on_finish
-        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.DatagramTransport | None = None
         self._loop = asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self.done: asyncio.Future = self._loop.create_future()
+        self._gso = session.windowsize > 1
+        sibling = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock = None
+        try:
+            sibling.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sibling.setblocking(False)
+            sibling.bind((bind, 0))
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.setblocking(blocking)
+            sock.bind(sibling.getsockname())
+            sock.connect(session.peer)
+        except OSError:
+            sibling.close()
+            if sock is not None:
+                sock.close()
+            raise
+        self._sock: socket.socket | None = sock
+        self._sibling: socket.socket | None = sibling
+        self._send = sock.send
+        self._loop.add_reader(sibling.fileno(), self._on_foreign)
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        self._flush()
+    @property
+    def port(self) -> int:
+        return self._sibling.getsockname()[1]
 
-    def datagram_received(self, data: bytes, addr) -> None:
-        session = self.session
-        session.receive(data, addr[:2], self._loop.time())
-        self._flush()
+    def _on_foreign(self) -> None:
+        """A datagram from another address or port: ERROR 5 there (the session counts it)."""
+        try:
+            _data, addr = self._sibling.recvfrom(65536)
+            self._sibling.sendto(self.session.foreign_datagram(), addr)
+        except OSError:
+            pass
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable from the client: it has gone; the timer ends the transfer
-        pass
-
-    def connection_lost(self, exc) -> None:
-        self._cancel_timer()
+    def _close_sibling(self) -> None:
+        if self._sibling is not None:
+            self._loop.remove_reader(self._sibling.fileno())
+            self._sibling.close()
+            self._sibling = None
         if not self.done.done():
             self.done.set_result(None)
 
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def _flush(self) -> None:
-        session = self.session
-        transport = self.transport
-        for datagram, addr in session.datagrams_to_send(0.0):
-            transport.sendto(datagram, addr)
-        if session.finished:
-            self._cancel_timer()
-            transport.close()
-            if self._on_finish is not None:
-                self._on_finish()  # synchronously: the peer may send its next request at once
-                self._on_finish = None
+    def _send_out(self, out: list[tuple[bytes, Address]]) -> None:
+        """Send the session's datagrams (all to the peer: foreign ones never reach here)."""
+        if len(out) == 1:
+            try:
+                self._send(out[0][0])
+            except OSError:
+                pass  # the client went away (ICMP), a full buffer: the timer recovers or ends
             return
-        deadline = session.next_timer()
-        if deadline is not None and (self._timer is None or deadline < self._timer_at):
-            self._arm(deadline)
+        self._send_datagrams([datagram for datagram, _addr in out])
 
-    def _arm(self, when: float) -> None:
-        self._cancel_timer()
-        self._timer_at = when
-        self._timer = self._loop.call_at(when, self._on_timer)
+    def _send_datagrams(self, run: list[bytes]) -> None:
+        if self._gso and len(run) > 1:
+            run = self._send_segmented(run)
+        for datagram in run:
+            try:
+                self._send(datagram)
+            except OSError:
+                pass
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _send_segmented(self, run: list[bytes]) -> list[bytes]:
+        """Send the leading runs of equal-size datagrams with UDP GSO; return what is left
+        (everything, if the kernel refused GSO: then this transfer stops trying)."""
+        size = len(run[0])
+        per_send = min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // size)
+        ancillary = [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))]
+        start = 0
+        while len(run) - start > 1 and per_send > 1:
+            end = start
+            limit = min(len(run), start + per_send)
+            # every segment but the last must be exactly `size` octets
+            while end < limit and len(run[end]) == size:
+                end += 1
+            if end < limit:
+                end += 1  # the shorter last block ends a GSO send
+            if end - start < 2:
+                break
+            try:
+                self._sock.sendmsg([b"".join(run[start:end])], ancillary)
+            except _TRANSIENT:
+                pass
+            except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP,
+                                 errno.EMSGSIZE):
+                    self._gso = False  # path MTU below a block, or no GSO: plain sends
+                    return run[start:]
+            start = end
+        return run[start:]
+
+
+class Transfer(_Sockets):
+    """Drives one ReadSession from the event loop; ``done`` resolves when the session ends.
+
+    ``on_finish`` runs synchronously as the session ends (before the sockets close), so the
+    server forgets the peer before its next request can arrive.
+    """
+
+    def __init__(self, bind: str, session: ReadSession,
+                 on_finish: Callable[[], None] | None = None) -> None:
+        super().__init__(bind, session, blocking=False)
+        self._on_finish = on_finish
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._recv = self._sock.recv
+        self._prepared: tuple[bytes, list[bytes]] | None = None
+        self._loop.add_reader(self._sock.fileno(), self._on_readable)
+        self._flush()
+
+    def abort(self) -> None:
+        if not self.session.finished:
+            self.session._finish("aborted", "service stopping")
+        self._close()
+
+    def join(self, timeout: float) -> None:
+        """Nothing to wait for: everything ran on the event loop."""
+
+    def _on_readable(self) -> None:
+        try:
+            data = self._recv(RECV_SIZE)
+        except OSError:
+            return  # ICMP from the client (it went away) or nothing there: the timer decides
+        session = self.session
+        prepared = self._prepared
+        if prepared is not None and data == prepared[0]:
+            self._send_datagrams(prepared[1])  # first, then the bookkeeping
+            session.prepared_reply_sent(self._loop.time())
+        else:
+            session.receive(data, session.peer, self._loop.time())
+        self._flush()
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -111,10 +216,124 @@ class TransferProtocol(asyncio.DatagramProtocol):
             if nxt is not None:
                 self._arm(nxt)
 
+    def _flush(self) -> None:
+        session = self.session
+        if self._sock is None:
+            return
+        out = session.datagrams_to_send(0.0)
+        if out:
+            self._send_out(out)
+        if session.finished:
+            if self._on_finish is not None:
+                self._on_finish()  # synchronously: the peer may send its next request at once
+                self._on_finish = None
+            self._close()
+            return
+        deadline = session.next_timer()
+        if deadline is not None and (self._timer is None or deadline < self._timer_at):
+            self._arm(deadline)
+        self._prepared = session.prepared_reply()
 
-async def open_transfer(bind: str, session: ReadSession,
-                        on_finish: Callable[[], None] | None = None) -> TransferProtocol:
-    loop = asyncio.get_running_loop()
-    _transport, protocol = await loop.create_datagram_endpoint(
-        lambda: TransferProtocol(session, on_finish), local_addr=(bind, 0))
-    return protocol
+    def _arm(self, when: float) -> None:
+        self._cancel_timer()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _close(self) -> None:
+        self._cancel_timer()
+        if self._sock is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+        self._close_sibling()
+
+
+class ThreadTransfer(_Sockets):
+    """Drives one ReadSession from its own thread with blocking ``recv``/``send``.
+
+    Lock-step TFTP is one round trip per block: without the event loop between the kernel and
+    the session a block costs two syscalls and no loop wake-up (docs/benchmarks.md). The
+    retransmission deadline is the socket's ``SO_RCVTIMEO``. Only the session's own thread
+    touches the session, except :meth:`ReadSession.foreign_datagram` (the sibling socket stays
+    on the event loop). ``on_finish`` runs in the transfer's thread: it must be thread-safe.
+    """
+
+    def __init__(self, bind: str, session: ReadSession,
+                 on_finish: Callable[[], None] | None = None) -> None:
+        super().__init__(bind, session, blocking=True)
+        self._on_finish = on_finish
+        self._aborted = False
+        self._thread = threading.Thread(target=self._run, name="tftp-transfer", daemon=True)
+        self._thread.start()
+
+    def abort(self) -> None:
+        """Stop from the event loop: wakes the thread's ``recv`` (Linux: shutdown of a UDP
+        socket does), the thread then closes everything."""
+        self._aborted = True
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        session, sock = self.session, self._sock
+        recv, clock, peer = sock.recv, time.monotonic, session.peer
+        wait_set = 0.0   # the SO_RCVTIMEO in force
+        send_out, send_datagrams = self._send_out, self._send_datagrams
+        now = clock()
+        try:
+            send_out(session.datagrams_to_send(now))
+            while not session.finished and not self._aborted:
+                wait = session.next_timer() - now
+                if wait <= 0.0:
+                    session.on_timer(now)
+                else:
+                    prepared = session.prepared_reply()
+                    # set the kernel timeout again only when it would wake us more than a
+                    # quarter late, or much too early (an early wake-up just loops)
+                    if wait < 0.8 * wait_set or wait > 2 * wait_set:
+                        wait_set = wait
+                        seconds = int(wait)
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack(
+                            "ll", seconds, int((wait - seconds) * 1e6) + 1))
+                    try:
+                        data = recv(RECV_SIZE)
+                    except OSError:
+                        now = clock()
+                        continue  # timed out (EAGAIN) or ICMP from the client: the timer decides
+                    if self._aborted:
+                        break
+                    if prepared is not None and data == prepared[0]:
+                        send_datagrams(prepared[1])  # first, then the bookkeeping
+                        now = clock()
+                        session.prepared_reply_sent(now)
+                        continue
+                    now = clock()
+                    session.receive(data, peer, now)
+                out = session.datagrams_to_send(now)
+                if out:
+                    send_out(out)
+            if self._aborted and not session.finished:
+                session._finish("aborted", "service stopping")
+        except Exception as exc:  # noqa: BLE001 - a bug must end this transfer, not hang it
+            if not session.finished:
+                session._finish("io_error", f"transfer thread failed: {exc!r}")
+        finally:
+            if session.finished and self._on_finish is not None:
+                self._on_finish()  # before the socket closes: the peer may ask again at once
+            self._sock = None
+            sock.close()
+            try:
+                self._loop.call_soon_threadsafe(self._close_sibling)
+            except RuntimeError:
+                pass  # the event loop is gone (the service stopped)

@@ -51,9 +51,11 @@ def section(root, **overrides) -> TftpSection:
     return TftpSection(**base)
 
 
-@pytest.fixture
-async def server(root):
-    srv = TftpServer(section(root), StaticInventory(hosts=HOSTS, profiles=PROFILES))
+@pytest.fixture(params=[4, 0], ids=["thread", "loop"])
+async def server(root, request):
+    """Transfers in their own threads (the first few), and all on the event loop."""
+    srv = TftpServer(section(root, transfer_threads=request.param),
+                     StaticInventory(hosts=HOSTS, profiles=PROFILES))
     srv.records = []
     srv.address = await srv.start()
     yield srv
@@ -424,3 +426,15 @@ async def test_duplicate_rrq_does_not_start_a_second_transfer(server, client):
     with pytest.raises(asyncio.TimeoutError):
         await client.recv(timeout=0.2)   # no second DATA 1 from another port
     assert codec.decode(first).block == 1
+
+
+async def test_next_request_right_after_the_final_ack_is_served(server, client, root):
+    """PXE ROMs ask for the next file from the same port the moment they ACK the last block:
+    the request must not be taken for a retransmission of the previous one (a transfer's
+    thread may not have read that ACK yet)."""
+    (root / "one.bin").write_bytes(b"x" * 100)   # one block: DATA 1 is the last one
+    for _ in range(20):
+        data, _, _ = await client.fetch(server.address, "one.bin", timeout=0.5)
+        assert data == b"x" * 100
+    await wait_records(server, 20)
+    assert {r.result for r in server.records} == {"ok"}

@@ -85,18 +85,23 @@ class Network:
 
 
 def pump(data: bytes, req: Request, client: Client, fate=lambda d, g: [0.001],
-         limits: Limits = Limits(), max_steps: int = 2_000_000):
+         limits: Limits = Limits(), max_steps: int = 2_000_000, prepared: bool = False):
+    """Run a transfer to its end. ``prepared``: drive it as the transports do, sending the
+    session's prepared reply (if any) the moment the matching ACK arrives."""
     now = 0.0
+    ready = None
     session = ReadSession(PEER, io.BytesIO(data), len(data), req, limits, now)
     net = Network(fate)
     sent_data = []
 
     def flush():
+        nonlocal ready
         for datagram, addr in session.datagrams_to_send(now):
             assert addr == PEER
             if datagram[1] == Opcode.DATA:
                 sent_data.append(datagram)
             net.send("down", datagram, now)
+        ready = session.prepared_reply() if prepared else None
 
     flush()
     for _ in range(max_steps):
@@ -112,6 +117,12 @@ def pump(data: bytes, req: Request, client: Client, fate=lambda d, g: [0.001],
             if direction == "down":
                 for reply in client.on(datagram, now):
                     net.send("up", reply, now)
+            elif ready is not None and datagram == ready[0]:
+                for prepared_datagram in ready[1]:
+                    sent_data.append(prepared_datagram)
+                    net.send("down", prepared_datagram, now)
+                session.prepared_reply_sent(now)
+                flush()
             else:
                 session.receive(datagram, PEER, now)
                 flush()
@@ -126,6 +137,9 @@ def pump(data: bytes, req: Request, client: Client, fate=lambda d, g: [0.001],
     else:
         pytest.fail("pump did not finish")
     return session, sent_data, now
+
+
+both_paths = pytest.mark.parametrize("prepared", [False, True], ids=["receive", "prepared"])
 
 
 def payload(n: int, seed: int = 1) -> bytes:
@@ -149,10 +163,11 @@ def test_negotiate_caps_and_ignores():
 
 # ------------------------------------------------------------------------------- clean transfers
 @pytest.mark.parametrize("size", [0, 1, 511, 512, 513, 1024, 5000])
-def test_lockstep_sizes_end_cleanly(size):
+@both_paths
+def test_lockstep_sizes_end_cleanly(size, prepared):
     data = payload(size)
     client = Client()
-    session, sent, _ = pump(data, request(), client)
+    session, sent, _ = pump(data, request(), client, prepared=prepared)
     assert session.result == "ok" and bytes(client.received) == data
     assert len(sent) == size // 512 + 1          # the empty final block when size % 512 == 0
     assert len(codec.decode(sent[-1]).data) == size % 512
@@ -169,10 +184,11 @@ def test_oack_then_data_after_ack0():
 
 
 @pytest.mark.parametrize("window,size", [(4, 4 * 512 * 3), (16, 100_000), (7, 512 * 7 - 1)])
-def test_windowed(window, size):
+@both_paths
+def test_windowed(window, size, prepared):
     data = payload(size)
     client = Client()
-    session, sent, _ = pump(data, request(windowsize=window), client)
+    session, sent, _ = pump(data, request(windowsize=window), client, prepared=prepared)
     assert session.result == "ok" and bytes(client.received) == data
     assert len(sent) == size // 512 + 1 and session.retransmits == 0
 
@@ -186,12 +202,13 @@ def test_block_numbers_wrap_to_zero():
 
 
 # ------------------------------------------------------------------------------- misbehaving nets
-def test_duplicate_acks_never_cause_duplicate_sends():
+@both_paths
+def test_duplicate_acks_never_cause_duplicate_sends(prepared):
     """Sorcerer's Apprentice: every ACK delivered twice; each block still goes out once."""
     data = payload(512 * 50 + 10)
     client = Client()
     fate = lambda direction, _d: [0.001, 0.002] if direction == "up" else [0.001]
-    session, sent, _ = pump(data, request(), client, fate)
+    session, sent, _ = pump(data, request(), client, fate, prepared=prepared)
     assert session.result == "ok" and bytes(client.received) == data
     assert len(sent) == 51 and session.retransmits == 0
     assert session.duplicate_acks == 50  # the last one arrives after the transfer ended
@@ -233,7 +250,8 @@ def test_lost_block_in_window_recovered():
     assert dropped == {5, 20, 21, 65} and session.retransmits > 0
 
 
-def test_lost_ack_and_lost_oack_retransmitted_after_timeout():
+@both_paths
+def test_lost_ack_and_lost_oack_retransmitted_after_timeout(prepared):
     data = payload(2000)
     client = Client(timeout=10.0)  # the server's timer must do the work
     lost = {"oack": False, "ack2": False}
@@ -248,13 +266,15 @@ def test_lost_ack_and_lost_oack_retransmitted_after_timeout():
             return []
         return [0.001]
 
-    session, sent, now = pump(data, request(blksize=512, tsize=0), client, fate)
+    session, sent, now = pump(data, request(blksize=512, tsize=0), client, fate,
+                             prepared=prepared)
     assert session.result == "ok" and bytes(client.received) == data
     assert session.retransmits == 2 and now < 5
 
 
 @pytest.mark.parametrize("window", [1, 8])
-def test_random_loss_duplication_reordering(window):
+@both_paths
+def test_random_loss_duplication_reordering(window, prepared):
     rng = random.Random(7 + window)
     data = payload(512 * 300 + 77)
 
@@ -269,7 +289,8 @@ def test_random_loss_duplication_reordering(window):
         return [0.001]
 
     client = Client(timeout=0.3)
-    session, _sent, _ = pump(data, request(windowsize=window), client, fate)
+    session, _sent, _ = pump(data, request(windowsize=window), client, fate,
+                            prepared=prepared)
     assert session.result == "ok" and bytes(client.received) == data
     assert session.retransmits > 0
 
@@ -347,3 +368,54 @@ def test_data_from_client_is_illegal():
     session.receive(codec.encode(Data(1, b"zz")), PEER, 0.1)
     assert session.result == "illegal"
     assert codec.decode(session.datagrams_to_send(0.1)[0][0]).code == 4
+
+
+def test_prepared_reply_needs_a_whole_window_in_flight_and_stops_at_the_last_block():
+    data = payload(1200)
+    session = ReadSession(PEER, io.BytesIO(data), len(data), request(tsize=0), Limits(), 0)
+    session.datagrams_to_send(0)
+    assert session.prepared_reply() is None          # the OACK is not acknowledged yet
+    session.receive(codec.encode(Ack(0)), PEER, 0.01)
+    assert session.datagrams_to_send(0.01)[0][0] == codec.encode(Data(1, data[:512]))
+    ack, reply = session.prepared_reply()
+    assert ack == codec.encode(Ack(1)) and reply == [codec.encode(Data(2, data[512:1024]))]
+    # a different datagram (a duplicate ACK 0) takes the ordinary path and sends nothing
+    session.receive(codec.encode(Ack(0)), PEER, 0.02)
+    assert session.datagrams_to_send(0.02) == []
+    session.prepared_reply_sent(0.03)
+    assert session.datagrams_to_send(0.03) == []      # the transport sent block 2 itself
+    ack, reply = session.prepared_reply()
+    assert reply == [codec.encode(Data(3, data[1024:]))]
+    # the ordinary path uses the block read ahead: nothing skipped, nothing read twice
+    session.receive(codec.encode(Ack(2)), PEER, 0.04)
+    assert session.datagrams_to_send(0.04)[0][0] == reply[0]
+    assert session.prepared_reply() is None          # block 3 is the last one
+    session.receive(codec.encode(Ack(3)), PEER, 0.05)
+    assert session.result == "ok" and session.bytes_sent == 1200
+
+
+def test_prepared_window_after_a_gap_keeps_the_blocks_read_ahead_in_order():
+    data = payload(512 * 10 + 5)
+    session = ReadSession(PEER, io.BytesIO(data), len(data), request(windowsize=4), Limits(), 0)
+    session.datagrams_to_send(0)
+    session.receive(codec.encode(Ack(0)), PEER, 0.01)
+    assert len(session.datagrams_to_send(0.01)) == 4  # blocks 1-4 in flight
+    ack, window = session.prepared_reply()
+    assert ack == codec.encode(Ack(4))
+    assert [codec.decode(d).block for d in window] == [5, 6, 7, 8]
+    # the client saw a gap after block 2: resend 3-4, then 5-6 from the blocks read ahead
+    session.receive(codec.encode(Ack(2)), PEER, 0.02)
+    sent = [codec.decode(d) for d, _ in session.datagrams_to_send(0.02)]
+    assert [m.block for m in sent] == [3, 4, 5, 6]
+    assert [m.data for m in sent[2:]] == [data[2048:2560], data[2560:3072]]
+    ack, window = session.prepared_reply()            # 7, 8 read ahead, 9, 10 topped up
+    assert ack == codec.encode(Ack(6))
+    assert [codec.decode(d).data for d in window] == [data[i * 512:(i + 1) * 512]
+                                                      for i in range(6, 10)]
+    session.prepared_reply_sent(0.03)
+    assert session.datagrams_to_send(0.03) == []
+    ack, window = session.prepared_reply()
+    assert [codec.decode(d).data for d in window] == [data[5120:]]   # the last block
+    session.prepared_reply_sent(0.04)
+    session.receive(codec.encode(Ack(11)), PEER, 0.05)
+    assert session.result == "ok" and session.bytes_sent == len(data)
