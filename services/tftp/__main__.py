@@ -48,18 +48,8 @@ async def serve(cfg: TftpSettings, stop: asyncio.Event) -> None:
         await client.aclose()
 
 
-def _fast_event_loop() -> None:
-    """uvloop when installed (a dependency of bootyard): lock-step TFTP is one round trip per
-    block, so the event loop's per-datagram cost is most of our time (docs/benchmarks.md)."""
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
 def main(argv=None) -> int:
-    _fast_event_loop()
+    runtime.use_uvloop()  # lock-step TFTP: the per-datagram event-loop cost is most of ours
     return runtime.run_service("tftp", TftpSettings, serve, argv)
 
 

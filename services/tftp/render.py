@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +25,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from shared.addresses import AddressError, normalise_mac
-from shared.schema import Host, Profile
+from shared.schema import Host, Profile, plain
 
 _HEX_IP = re.compile(r"[0-9A-Fa-f]{8}")
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -101,25 +100,14 @@ class Boot:
     cmdline: str = ""
 
 
-def _record(record: Any) -> dict[str, Any]:
-    if record is None:
-        return {}
-    out = {}
-    for fld in dataclasses.fields(record):
-        value = getattr(record, fld.name)
-        out[fld.name] = dict(value) if isinstance(value, Mapping) else (
-            list(value) if isinstance(value, tuple) else value)
-    return out
-
-
 def context(mac: str, host: Host | None, profile: Profile | None,
             http_base_url: str | None) -> dict[str, Any]:
     """What a profile's cmdline template sees (docs/tftp.md): mac, host, profile, vars, urls."""
     variables = dict(profile.vars) if profile else {}
     if host:
         variables.update(host.vars)
-    out: dict[str, Any] = {"mac": mac, "host": _record(host) or {"mac": mac},
-                           "profile": _record(profile), "vars": variables}
+    out: dict[str, Any] = {"mac": mac, "host": plain(host) or {"mac": mac},
+                           "profile": plain(profile), "vars": variables}
     if http_base_url:
         base = http_base_url.rstrip("/")
         root = f"{base}/install/{mac}"

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from shared import logs
 from shared.paths import PathRefused, clean_relative, resolve_under
-from shared.store import InventoryUnavailable, redis_errors
+from shared.leases import lookup_ip
+from shared.store import InventoryUnavailable
 
 from services.tftp import codec, metrics, render
 from services.tftp.codec import ErrorCode, Opcode
@@ -32,20 +33,12 @@ BUSY_MESSAGE = "server busy: too many transfers, retry in a few seconds"
 
 
 async def lease_mac(client, ip: str, now: float | None = None) -> str | None:
-    """The MAC holding a current lease on ``ip`` (the lease contract in the brief), or None.
-
-    # TODO(merge): use shared.leases.lookup_ip
-    """
-    with redis_errors("leases"):
-        raw = await client.hgetall(f"bootyard:lease:{ip}")
-    if not raw or raw.get("state") != "bound":
+    """The MAC holding a current lease on ``ip``, or None (raises InventoryUnavailable when
+    Redis cannot be reached)."""
+    lease = await lookup_ip(client, ip)
+    if lease is None or not lease.current(now):
         return None
-    try:
-        if int(raw.get("expires", "0")) <= (time.time() if now is None else now):
-            return None
-    except ValueError:
-        return None
-    return raw.get("mac") or None
+    return lease.mac or None
 
 
 def _grow_receive_buffer(sock, size: int) -> None:

@@ -4,27 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.settings import CommonSettings, port_number, positive, setting
+from shared.settings import CommonSettings, http_url, non_negative, port_number, positive, setting
 
 
 def _blksize(value: int) -> None:
     if not 8 <= value <= 65464:
         raise ValueError("RFC 2348 allows 8..65464")
-
-
-def _at_least_one(value: int) -> None:
-    if value < 1:
-        raise ValueError("must be at least 1")
-
-
-def _not_negative(value: float) -> None:
-    if value < 0:
-        raise ValueError("must not be negative")
-
-
-def _url(value: str | None) -> None:
-    if value and not value.startswith(("http://", "https://")):
-        raise ValueError("must start with http:// or https://")
 
 
 @dataclass(frozen=True)
@@ -37,7 +22,7 @@ class TftpSection:
     blksize_max: int = setting(65464, help="largest blksize accepted (RFC 2348); clients "
                                "asking more get this", check=_blksize)
     windowsize_max: int = setting(64, help="largest windowsize accepted (RFC 7440)",
-                                  check=_at_least_one)
+                                  check=positive)
     timeout_initial: float = setting(0.5, help="retransmission timeout before the first RTT "
                                      "sample, seconds", check=positive)
     timeout_min: float = setting(0.05, help="smallest adaptive retransmission timeout, seconds",
@@ -45,31 +30,31 @@ class TftpSection:
     timeout_max: float = setting(4.0, help="largest retransmission timeout (after doubling), "
                                  "seconds", check=positive)
     retries: int = setting(6, help="consecutive timeouts before a transfer is abandoned",
-                           check=_at_least_one)
+                           check=positive)
     max_transfers: int = setting(500, help="concurrent transfers; more requests wait "
                                  "queue_timeout for a slot, then get ERROR 'busy, retry'",
-                                 check=_at_least_one)
+                                 check=positive)
     queue_timeout: float = setting(2.0, help="seconds a request may wait for a transfer slot",
-                                   check=_not_negative)
+                                   check=non_negative)
     queue_max: int = setting(1000, help="requests allowed to wait for a slot at once",
-                             check=_not_negative)
+                             check=non_negative)
     transfer_threads: int = setting(1, help="up to this many transfers at once run each in its "
                                     "own thread with blocking I/O (lowest latency per block); "
                                     "the others share the event loop; 0: all on the event loop",
-                                    check=_not_negative)
+                                    check=non_negative)
     listener_buffer: int = setting(4 << 20, help="receive buffer of the listener socket "
                                    "(bytes), so a boot storm's requests are not dropped",
-                                   check=_not_negative)
+                                   check=non_negative)
     cache_file_max: int = setting(8 << 20, help="files up to this size (bytes) are kept in "
-                                  "memory; larger ones stream from disk", check=_not_negative)
+                                  "memory; larger ones stream from disk", check=non_negative)
     cache_total: int = setting(256 << 20, help="memory (bytes) for cached files, least "
-                               "recently used evicted", check=_not_negative)
+                               "recently used evicted", check=non_negative)
     dynamic: bool = setting(True, help="render per-host PXELINUX/GRUB/iPXE configs")
     images_prefix: str = setting("images", help="directory of the TFTP root holding profile "
                                  "kernels and initrds (the HTTP service's /images/)")
     http_base_url: str | None = setting(None, help="if set, boot.ipxe chains to the HTTP "
                                         "service's per-host script at <this>/boot/ipxe",
-                                        check=_url)
+                                        check=http_url)
     unknown_host: str = setting("local", help="what an unknown host's generic config does: "
                                 "boot the local disk, or 'none' (file not found)",
                                 choices=("local", "none"))

@@ -4,7 +4,6 @@ foreign ports, malformed input; tftpy's client as an independent peer."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import os
 import time
