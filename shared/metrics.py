@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, Info
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 _NAME = re.compile(r"bootyard_[a-z][a-z0-9]*_[a-z0-9_]+")
 Labels = Mapping[str, Iterable[str]]
@@ -47,9 +48,14 @@ def counter(name: str, doc: str, labels: Labels | None = None) -> Counter:
     return _preinit(Counter(name[: -len("_total")], doc, list(labels or ())), labels)
 
 
-def gauge(name: str, doc: str, labels: Labels | None = None) -> Gauge:
+def gauge(name: str, doc: str, labels: Labels | None = None,
+          across_processes: str = "livesum") -> Gauge:
+    """A gauge; ``across_processes`` says how a service running several worker processes
+    (prometheus-client's multiprocess mode, see :func:`multiprocess_registry`) combines the
+    workers' values: ``livesum`` (sum over live workers), ``max`` or ``min``."""
     _check_name(name)
-    return _preinit(Gauge(name, doc, list(labels or ())), labels)
+    return _preinit(Gauge(name, doc, list(labels or ()), multiprocess_mode=across_processes),
+                    labels)
 
 
 def histogram(name: str, doc: str, buckets: Iterable[float],
@@ -71,12 +77,14 @@ INVENTORY_RELOADS = counter(
     {"cause": ("full", "notification")})
 INVENTORY_OBJECTS = gauge(
     "bootyard_inventory_objects",
-    "Valid objects in this process's inventory cache", {"kind": INVENTORY_KINDS})
+    "Valid objects in this process's inventory cache", {"kind": INVENTORY_KINDS},
+    across_processes="max")
 REDIS_ERRORS = counter(
     "bootyard_redis_errors_total",
     "Redis commands that failed (connection refused, timeout, error reply)",
     {"operation": ("inventory", "events", "leases", "admin")})
-REDIS_UP = gauge("bootyard_redis_up", "1 while this process reaches Redis, 0 while it does not")
+REDIS_UP = gauge("bootyard_redis_up", "1 while this process reaches Redis, 0 while it does not",
+                 across_processes="min")
 EVENTS_EMITTED = counter(
     "bootyard_events_emitted_total",
     "Events appended to the boot timeline streams, by service",
@@ -84,9 +92,24 @@ EVENTS_EMITTED = counter(
 BUILD_INFO = Info("bootyard_build", "bootyard version")
 
 
+_registry: CollectorRegistry = REGISTRY
+
+
+def multiprocess_registry(path: str) -> CollectorRegistry:
+    """Make ``/metrics`` of this (supervising) process show the metrics its worker processes
+    write to ``path`` (started with ``PROMETHEUS_MULTIPROC_DIR=path``), summed, plus this
+    process's ``bootyard_build`` (an Info, which multiprocess mode does not carry)."""
+    global _registry
+    registry = CollectorRegistry(auto_describe=True)
+    MultiProcessCollector(registry, path)
+    registry.register(BUILD_INFO)
+    _registry = registry
+    return registry
+
+
 def exposition() -> tuple[bytes, str]:
     """The current metrics in Prometheus text format, and its content type."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return generate_latest(_registry), CONTENT_TYPE_LATEST
 
 
 async def metrics_handler(_request: web.Request) -> web.Response:

@@ -8,7 +8,8 @@ A service's ``__main__`` is a few lines::
 where ``serve(settings, stop)`` is a coroutine that starts its tasks in an ``asyncio.TaskGroup``
 and returns once ``stop`` (an :class:`asyncio.Event`) is set. SIGTERM and SIGINT set ``stop``;
 a service that has not finished ``grace`` seconds later is cancelled. A :class:`StartupError`
-(or a :class:`~shared.settings.SettingsError`) ends the process with status 2 and one clear line.
+(or a :class:`~shared.settings.SettingsError`) ends the process with status 2 and one clear line;
+a :class:`ServiceFailed` raised by ``serve`` ends it with status 1.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from shared import logs, settings as settings_mod
 
 class StartupError(Exception):
     """The service cannot start as configured; the message tells the operator what to fix."""
+
+
+class ServiceFailed(Exception):
+    """The running service failed and must end with status 1 (a supervisor restarts it); the
+    message says what happened."""
 
 
 def use_uvloop() -> bool:
@@ -72,6 +78,10 @@ def run_service(service: str, settings_cls: type,
         log.error("startup_failed", reason=str(exc))
         print(f"bootyard {service}: cannot start: {exc}", file=sys.stderr)
         return 2
+    except ServiceFailed as exc:
+        log.error("failed", reason=str(exc))
+        print(f"bootyard {service}: failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     log.info("stopped")

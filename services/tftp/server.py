@@ -81,8 +81,9 @@ class Record:
 
 class TftpServer:
     def __init__(self, cfg: TftpSection, inventory, *, leases: LeaseLookup | None = None,
-                 events=None) -> None:
+                 events=None, worker: int | None = None) -> None:
         self.cfg = cfg
+        self.worker = worker  # this process's index when tftp.workers > 1 (in logs)
         self.inventory = inventory
         self.leases = leases
         self.events = events
@@ -108,10 +109,12 @@ class TftpServer:
         loop = asyncio.get_running_loop()
         transport, self.listener = await loop.create_datagram_endpoint(
             lambda: ListenerProtocol(self.on_datagram),
-            local_addr=(self.cfg.bind, self.cfg.port))
+            local_addr=(self.cfg.bind, self.cfg.port), reuse_port=self.worker is not None)
         address = transport.get_extra_info("sockname")[:2]
         _grow_receive_buffer(transport.get_extra_info("socket"), self.cfg.listener_buffer)
-        log.info("listening", address=address[0], port=address[1], root=str(self.root))
+        extra = {} if self.worker is None else {"worker": self.worker}
+        log.info("listening", address=address[0], port=address[1], root=str(self.root),
+                 max_transfers=self.cfg.max_transfers, **extra)
         return address
 
     async def close(self) -> None:
@@ -374,6 +377,8 @@ class TftpServer:
                       result=record.result, bytes=record.bytes, blksize=record.blksize,
                       windowsize=record.windowsize, retransmits=record.retransmits,
                       duration_s=round(record.duration, 4), source=record.source)
+        if self.worker is not None:
+            fields["worker"] = self.worker
         if record.detail:
             fields["detail"] = record.detail
         if record.result == "ok":
