@@ -12,6 +12,8 @@ tftp-root:
 test-tftp: install
 	$(PY) -m pytest tests/tftp $(PYTEST_ARGS)
 
-## bench-tftp: bootyard vs tftpd-hpa, dnsmasq and atftpd, same client, alternating (root)
+## bench-tftp: bootyard vs tftpd-hpa, dnsmasq and atftpd, same client, alternating (root);
+## BENCH_TFTP_ARGS="--workers 2 --concurrent-rounds 3" adds bootyard with tftp.workers=2
+BENCH_TFTP_ARGS ?=
 bench-tftp: install
-	flock /tmp/bootyard-bench.lock $(PY) scripts/bench_tftp.py --cache $(TFTP_DEB_CACHE)
+	flock /tmp/bootyard-bench.lock $(PY) scripts/bench_tftp.py --cache $(TFTP_DEB_CACHE) $(BENCH_TFTP_ARGS)

@@ -55,7 +55,8 @@ def atftpd_binary(cache: Path) -> Path:
     return binary
 
 
-def start_servers(ns, root: Path, work: Path, cache: Path, python: str) -> dict:
+def start_servers(ns, root: Path, work: Path, cache: Path, python: str,
+                  workers: int = 1) -> dict:
     procs = {}
     sock = work / "redis.sock"
     ns.popen("redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
@@ -68,6 +69,14 @@ def start_servers(ns, root: Path, work: Path, cache: Path, python: str) -> dict:
     procs["bootyard"] = ns.popen(python, "-m", "services.tftp", env=env, cwd=REPO,
                                  stdout=(work / "bootyard.log").open("wb"),
                                  stderr=subprocess.STDOUT)
+    if workers > 1:  # the same service with tftp.workers, for the many-client round
+        name = f"bootyard-w{workers}"
+        PORTS[name] = PORTS["bootyard"] + 100
+        wenv = dict(env, BOOTYARD_TFTP__PORT=str(PORTS[name]), BOOTYARD_TFTP__METRICS_PORT="9103",
+                    BOOTYARD_TFTP__WORKERS=str(workers))
+        procs[name] = ns.popen(python, "-m", "services.tftp", env=wenv, cwd=REPO,
+                               stdout=(work / f"{name}.log").open("wb"),
+                               stderr=subprocess.STDOUT)
     procs["tftpd-hpa"] = ns.popen("in.tftpd", "-4", "-L", "-s", str(root), "-u", "root",
                                   "-a", f"{ADDRESS}:{PORTS['tftpd-hpa']}",
                                   "-P", str(work / "tftpd.pid"), stdout=subprocess.DEVNULL)
@@ -149,6 +158,11 @@ def main() -> int:
     parser.add_argument("--placement", choices=("cross", "same", "free"), default="cross",
                         help="one-client rounds: server CPU 0 and client CPU 1 (cross), both "
                         "on CPU 0 (same), or the scheduler's choice (free)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="also run bootyard with tftp.workers=N (as bootyard-wN) in the "
+                        "many-client round; the one-client rounds are unchanged")
+    parser.add_argument("--concurrent-rounds", type=int, default=1,
+                        help="rounds of the many-client round, servers alternating (median)")
     args = parser.parse_args()
     global CLIENT_CPU
     cpus = os.cpu_count() or 1
@@ -175,12 +189,13 @@ def main() -> int:
         ns.run("ip", "addr", "add", "198.18.254.1/24", "dev", "veth0")
         ns.run("ip", "link", "set", "veth0", "up")
         ns.run("ip", "link", "set", "veth1", "up")
-        procs = start_servers(ns, root, work, Path(args.cache), sys.executable)
-        pin(procs, server_cpu)
+        procs = start_servers(ns, root, work, Path(args.cache), sys.executable, args.workers)
+        pin({k: v for k, v in procs.items() if k in ("bootyard", "tftpd-hpa", "dnsmasq",
+                                                     "atftpd")}, server_cpu)
         want = hashlib.sha256((root / "bench.bin").read_bytes()).hexdigest()
         for server in PORTS:  # correctness first: every server hands out the same bytes
             out = work / f"check-{server}"
-            fetch_time(ns, server, "bench.bin", 1468, 16 if server in ("bootyard", "atftpd")
+            fetch_time(ns, server, "bench.bin", 1468, 16 if server.startswith("bootyard") or server == "atftpd"
                        else None, local=str(out))
             if hashlib.sha256(out.read_bytes()).hexdigest() != want:
                 raise SystemExit(f"bench-tftp: {server} returned different bytes")
@@ -201,13 +216,16 @@ def main() -> int:
                 t = fetch_time(ns, server, "bench.bin", 1468)
                 runs.setdefault((server, "blksize 1468"), []).append(size / t / 1e6)
         pin(procs, None if server_cpu is None else f"0-{cpus - 1}")  # concurrent: unpinned
-        for server in ("bootyard", "tftpd-hpa", "dnsmasq", "atftpd"):
-            rate = concurrent(ns, server, "small.bin", small, args.clients, 1468)
-            runs[(server, f"{args.clients} clients x {args.concurrent_size_mib} MiB, "
-                          "blksize 1468, aggregate")] = [rate]
+        many = [s for s in PORTS if s.startswith("bootyard")] + ["tftpd-hpa", "dnsmasq",
+                                                                  "atftpd"]
+        for _ in range(args.concurrent_rounds):
+            for server in many:
+                rate = concurrent(ns, server, "small.bin", small, args.clients, 1468)
+                runs.setdefault((server, f"{args.clients} clients x {args.concurrent_size_mib} "
+                                 "MiB, blksize 1468, aggregate"), []).append(rate)
         med = {key: statistics.median(values) for key, values in runs.items()}
         configs = list(dict.fromkeys(config for _, config in runs))
-        servers = ["bootyard", "tftpd-hpa", "dnsmasq", "atftpd"]
+        servers = many
         print(f"{'configuration':58} " + " ".join(f"{s:>10}" for s in servers))
         for config in configs:
             cells = [f"{med[(s, config)]:10.1f}" if (s, config) in med else f"{'-':>10}"
@@ -221,6 +239,12 @@ def main() -> int:
               f"{med[('bootyard', 'blksize 1468 windowsize 16')] / ours:.2f}x")
         print(f"RESULT tftp mbps_1468={ours:.1f} tftpd_hpa={theirs:.1f} "
               f"ratio_tftpd_hpa={ours / theirs:.2f} ratio_windowed_atftpd={windowed:.2f}")
+        if args.workers > 1:
+            config = [c for c in configs if c.endswith("aggregate")][0]
+            print(f"RESULT tftp_workers workers={args.workers} "
+                  f"mbps_{args.clients}_clients={med[(f'bootyard-w{args.workers}', config)]:.1f} "
+                  f"one_worker={med[('bootyard', config)]:.1f} "
+                  f"tftpd_hpa={med[('tftpd-hpa', config)]:.1f}")
     return 0
 
 
