@@ -231,6 +231,10 @@ def main() -> int:
             cells = [f"{med[(s, config)]:10.1f}" if (s, config) in med else f"{'-':>10}"
                      for s in servers]
             print(f"{config:58} " + " ".join(cells))
+        if args.concurrent_rounds > 1:
+            config = [c for c in configs if c.endswith("aggregate")][0]
+            print("many-client rounds, in order: " + "; ".join(
+                f"{s} " + " / ".join(f"{v:.1f}" for v in runs[(s, config)]) for s in servers))
         ours = med[("bootyard", "blksize 1468")]
         theirs = med[("tftpd-hpa", "blksize 1468")]
         windowed = med[("bootyard", "blksize 1468 windowsize 16")] / \

@@ -97,8 +97,11 @@ def test_two_workers_real_clients_spread_metrics_and_stop(lab, root, tmp_path):
                             timeout=60)
         assert result.returncode == 0, (kind, result.stderr, service.log.read_text()[-2000:])
         assert sha256(local) == sha256(root / "boot.bin")
-    log = service.log.read_text()
-    workers = re.findall(r"event=transfer .*result=ok .*worker=(\d)", log)
+    def served() -> list[str]:  # a transfer is logged when its last ACK arrives
+        return re.findall(r"event=transfer .*result=ok .*worker=(\d)", service.log.read_text())
+
+    wait_for(lambda: len(served()) == 16, 10, what="16 transfers logged")
+    workers = served()
     assert len(workers) == 16 and set(workers) == {"0", "1"}, workers
     # one scrape endpoint, the supervisor's, counts both workers' transfers
     assert metric(seg, 'bootyard_tftp_transfers_total{result="ok"}') == 16
