@@ -9,6 +9,8 @@ server, servers in alternation within each round; the median of the rounds is re
   - one client, 64 MiB, blksize 1468 + windowsize 16: bootyard, atftpd (Debian's dnsmasq 2.90
     predates windowsize and tftpd-hpa ignores it)
   - 50 concurrent clients, 16 MiB each, blksize 1468: aggregate MB/s per server
+    (``--workers N`` adds bootyard with tftp.workers=N, as ``bootyard-wN``, to this round only;
+    ``--concurrent-rounds`` repeats it, servers alternating)
 
 Placement: a lock-step transfer is one round trip per block, and its speed depends mostly on
 whether client and server share a CPU (no cross-CPU wake-up: ~3x faster here) or not. Left to
@@ -21,7 +23,7 @@ concurrent round always runs unpinned.
 atftpd conflicts with tftpd-hpa as a package: it is unpacked with apt-get download + dpkg -x
 into --cache. Run as root, wrapped in flock /tmp/bootyard-bench.lock (the make target does).
 Last line: RESULT tftp mbps_1468=<ours> tftpd_hpa=<theirs> ratio_tftpd_hpa=<r>
-ratio_windowed_atftpd=<r2>
+ratio_windowed_atftpd=<r2>; with --workers also RESULT tftp_workers ...
 """
 
 from __future__ import annotations
@@ -195,8 +197,8 @@ def main() -> int:
         want = hashlib.sha256((root / "bench.bin").read_bytes()).hexdigest()
         for server in PORTS:  # correctness first: every server hands out the same bytes
             out = work / f"check-{server}"
-            fetch_time(ns, server, "bench.bin", 1468, 16 if server.startswith("bootyard") or server == "atftpd"
-                       else None, local=str(out))
+            windows = server.startswith("bootyard") or server == "atftpd"
+            fetch_time(ns, server, "bench.bin", 1468, 16 if windows else None, local=str(out))
             if hashlib.sha256(out.read_bytes()).hexdigest() != want:
                 raise SystemExit(f"bench-tftp: {server} returned different bytes")
             out.unlink()
