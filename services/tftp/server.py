@@ -327,13 +327,13 @@ class TftpServer:
             self._transfers.add(transfer)
             await transfer.done
         except OSError as exc:
-            session._finish("io_error", f"cannot open a transfer socket: {exc.strerror}")
+            session.finish("io_error", f"cannot open a transfer socket: {exc.strerror}")
         except asyncio.CancelledError:
             if transfer is not None:
                 transfer.abort()
                 transfer.join(2.0)  # a thread stops within a recv; then its session is ours
             if not session.finished:
-                session._finish("aborted", "service stopping")
+                session.finish("aborted", "service stopping")
             raise
         finally:
             metrics.IN_FLIGHT.dec()
@@ -351,7 +351,7 @@ class TftpServer:
             if close:
                 close()
             if not session.finished:
-                session._finish("aborted", "transfer socket closed")
+                session.finish("aborted", "transfer socket closed")
             record.result, record.detail = session.result, session.detail
             record.bytes, record.retransmits = session.bytes_sent, session.retransmits
             record.duration = time.monotonic() - started

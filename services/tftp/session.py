@@ -215,21 +215,21 @@ class ReadSession:
             self.detail = str(exc)
             return
         if isinstance(message, codec.Error):
-            self._finish("options_refused" if message.code == ErrorCode.OPTION_REFUSED
+            self.finish("options_refused" if message.code == ErrorCode.OPTION_REFUSED
                          else "client_error", f"client sent ERROR {message.code}: "
                          f"{message.message[:100]}")
         else:
             self._out.append((codec.error(ErrorCode.ILLEGAL_OPERATION,
                                           "illegal TFTP operation during a read transfer"),
                               self.peer))
-            self._finish("illegal", f"client sent {type(message).__name__} during the transfer")
+            self.finish("illegal", f"client sent {type(message).__name__} during the transfer")
 
     def on_timer(self, now: float) -> None:
         if self.finished or self._deadline is None or now < self._deadline:
             return
         self._expiries += 1
         if self._expiries > self._limits.retries:
-            self._finish("timeout", f"no ACK after {self._limits.retries} retransmissions "
+            self.finish("timeout", f"no ACK after {self._limits.retries} retransmissions "
                          f"(last acknowledged block {self._acked})")
             return
         self._rto = min(self._rto * 2, self._rto_max)
@@ -242,7 +242,9 @@ class ReadSession:
         self._deadline = now + self._rto
 
     # -- internals -----------------------------------------------------------------------------
-    def _finish(self, result: str, detail: str = "") -> None:
+    def finish(self, result: str, detail: str = "") -> None:
+        """End the transfer with ``result`` (the session's own ends, and the transport's: a
+        socket that cannot be opened, the service stopping); nothing more is sent."""
         self.finished = True
         self.result = result
         if detail:
@@ -323,7 +325,7 @@ class ReadSession:
         self._acked = number
         self._expiries = 0
         if number == self._last:
-            self._finish("ok")
+            self.finish("ok")
             return
         if number < self._sent:
             self._resend_window()  # the client saw a gap: resend from the block after its ACK

@@ -180,7 +180,7 @@ class Transfer(_Sockets):
 
     def abort(self) -> None:
         if not self.session.finished:
-            self.session._finish("aborted", "service stopping")
+            self.session.finish("aborted", "service stopping")
         self._close()
 
     def join(self, timeout: float) -> None:
@@ -324,10 +324,10 @@ class ThreadTransfer(_Sockets):
                 if out:
                     send_out(out)
             if self._aborted and not session.finished:
-                session._finish("aborted", "service stopping")
+                session.finish("aborted", "service stopping")
         except Exception as exc:  # noqa: BLE001 - a bug must end this transfer, not hang it
             if not session.finished:
-                session._finish("io_error", f"transfer thread failed: {exc!r}")
+                session.finish("io_error", f"transfer thread failed: {exc!r}")
         finally:
             if session.finished and self._on_finish is not None:
                 self._on_finish()  # before the socket closes: the peer may ask again at once
