@@ -344,9 +344,10 @@ class TftpServer:
                     if self._threads_by_peer.get(addr) is transfer:
                         del self._threads_by_peer[addr]
                     again = self._pending.pop(addr, None)
-                    if again is not None and session.result == "ok":
-                        self._release(addr, token)
-                        self._start(again, addr)  # it was the client's next request
+                    self._release(addr, token)
+                    if again is not None and session.result == "ok" and addr not in self._busy:
+                        self._start(again, addr)  # it was the client's next request (unless
+                        # a retransmission of it has already started it)
             close = getattr(source, "close", None)
             if close:
                 close()
