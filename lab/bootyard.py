@@ -205,12 +205,14 @@ class BootyardStack:
         return on_line
 
     def events(self, mac: str) -> list:
-        from shared.events import Event, host_stream
-        entries = self._sync_client().xrange(host_stream(mac))
-        # In time order, not stream order: services write their events in batches (DHCP every
-        # 50 ms), so under load an http.script can reach the stream before the dhcp.ack that
-        # came first. ``ts`` is taken when the event happened.
-        return sorted((Event.from_entry(i, d) for i, d in entries), key=lambda e: e.ts)
+        from shared.events import GLOBAL_STREAM, host_stream, merge_host_entries
+        client = self._sync_client()
+        # A MAC outside the inventory (a machine booting for discovery) has no stream of its
+        # own: its events are in the global one. In time order, not stream order: services write
+        # their events in batches (DHCP every 50 ms), so under load an http.script can reach the
+        # stream before the dhcp.ack that came first. ``ts`` is taken when the event happened.
+        everything = [(i, d) for i, d in client.xrange(GLOBAL_STREAM) if d.get("mac") == mac]
+        return merge_host_entries(everything, client.xrange(host_stream(mac)))
 
     def stop(self) -> None:
         for proc in self.procs.values():

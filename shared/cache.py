@@ -52,6 +52,10 @@ class InventoryView:
         self._check()
         return self._objects["host"].get(mac)
 
+    def knows_host(self, mac: str) -> bool:
+        """Whether the MAC is a host of the inventory (the events' ``known``: its own stream)."""
+        return self.host(mac) is not None
+
     def host_by_ip(self, ip: str) -> Host | None:
         self._check()
         mac = self._ip_to_mac.get(ip)

@@ -1,7 +1,12 @@
 """The boot timeline: what every service did for a machine, in capped Redis streams.
 
 Streams: ``bootyard:events`` (every event, capped near 100,000 entries) and
-``bootyard:events:<mac>`` (one host's events, capped near 1,000). Each entry holds the fields
+``bootyard:events:<mac>`` (one host's events, capped near 1,000) for the hosts in the inventory.
+A MAC the inventory does not know (a pool client, a machine booting for discovery) gets no stream
+of its own: its events are in the global stream only, so a flood of made-up MACs cannot create
+Redis keys without bound. :meth:`EventLog.read` of a MAC merges its own stream (if any) with its
+entries among the global stream's newest :data:`GLOBAL_SCAN`, and :meth:`EventLog.follow` of a MAC
+follows the global stream, which has every event. Each entry holds the fields
 ``ts`` (Unix time in seconds, with milliseconds, taken when the event happened), ``service``,
 ``kind`` (``dhcp.ack``, ``tftp.transfer``, ``http.script`` ...), ``mac`` and ``ip`` when known,
 and the event's own details.
@@ -18,7 +23,7 @@ import asyncio
 import collections
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from shared import logs, metrics
@@ -27,6 +32,8 @@ from shared.store import InventoryUnavailable, redis_errors
 GLOBAL_STREAM = "bootyard:events"
 GLOBAL_MAXLEN = 100_000
 HOST_MAXLEN = 1_000
+GLOBAL_SCAN = 20_000  # newest global entries searched for a MAC's events by read()
+SCAN_CHUNK = 1_000
 QUEUE_LIMIT = 20_000
 DROPPED = metrics.counter("bootyard_events_dropped_total",
                           "Events dropped because Redis was unreachable and the queue was full")
@@ -56,10 +63,19 @@ class Event:
                    kind=data.pop("kind", "?"), mac=data.pop("mac", None) or None, fields=data)
 
 
+def _content(data: dict[str, str]) -> tuple:
+    """What identifies one event written to two streams (the entry ids differ)."""
+    return tuple(sorted(data.items()))
+
+
 class EventLog:
-    def __init__(self, client, service: str) -> None:
+    """``known(mac)`` says whether a MAC is an inventory host (so its events also go to its own
+    stream); None: every MAC is. An exception from it counts as known."""
+
+    def __init__(self, client, service: str, known: Callable[[str], bool] | None = None) -> None:
         self._redis = client
         self.service = service
+        self._known = known
         self._queue: collections.deque[tuple[str | None, dict[str, str]]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._log = logs.get_logger(f"{service}.events")
@@ -77,8 +93,17 @@ class EventLog:
         if len(self._queue) >= QUEUE_LIMIT:
             self._queue.popleft()
             DROPPED.inc()
-        self._queue.append((mac, entry))
+        self._queue.append((mac if mac and self.has_stream(mac) else None, entry))
         self._wakeup.set()
+
+    def has_stream(self, mac: str) -> bool:
+        """Whether ``mac``'s events also go to its own stream (it is an inventory host)."""
+        if self._known is None:
+            return True
+        try:
+            return bool(self._known(mac))
+        except Exception:  # noqa: BLE001 - inventory not loaded: keep the host's stream
+            return True
 
     async def flush(self) -> None:
         """Write everything queued; raises InventoryUnavailable (and keeps the queue) on failure."""
@@ -125,29 +150,66 @@ class EventLog:
     async def read(self, mac: str | None = None, count: int = 200) -> list[Event]:
         """The latest ``count`` events (of one host, or all), oldest first by when they happened
         (``ts``): services write events in batches, so stream order can differ slightly from
-        time order under load (a DHCP ack batched behind the HTTP fetch it led to)."""
-        stream = host_stream(mac) if mac else GLOBAL_STREAM
+        time order under load (a DHCP ack batched behind the HTTP fetch it led to).
+
+        For a MAC: its own stream merged with its entries among the global stream's newest
+        :data:`GLOBAL_SCAN` (the events from before it was in the inventory, or all of them for
+        a MAC the inventory does not know). An event in both is returned once, with the global
+        stream's id (where :meth:`follow` goes on from)."""
+        if mac is None:
+            with redis_errors("events"):
+                entries = await self._redis.xrevrange(GLOBAL_STREAM, count=count)
+            return sorted((Event.from_entry(i, d) for i, d in reversed(entries)),
+                          key=lambda e: e.ts)
+        matches: list[tuple[str, dict[str, str]]] = []
         with redis_errors("events"):
-            entries = await self._redis.xrevrange(stream, count=count)
-        return sorted((Event.from_entry(i, d) for i, d in reversed(entries)), key=lambda e: e.ts)
+            start, scanned = "+", 0
+            while scanned < GLOBAL_SCAN and len(matches) < count:
+                chunk = await self._redis.xrevrange(GLOBAL_STREAM, max=start,
+                                                    count=min(SCAN_CHUNK, GLOBAL_SCAN - scanned))
+                matches += [(i, d) for i, d in chunk if d.get("mac") == mac]
+                scanned += len(chunk)
+                if len(chunk) < SCAN_CHUNK:
+                    break
+                start = "(" + chunk[-1][0]
+            own = await self._redis.xrevrange(host_stream(mac), count=count)
+        return merge_host_entries(matches, own)[-count:]
 
     async def follow(self, mac: str | None = None, last_id: str = "$",
                      block_ms: int = 1000) -> AsyncIterator[Event]:
-        """Yield new events as they arrive (forever; cancel the consumer to stop)."""
-        stream = host_stream(mac) if mac else GLOBAL_STREAM
+        """Yield new events as they arrive (forever; cancel the consumer to stop). Follows the
+        global stream (every event is there), keeping only ``mac``'s if given; ``last_id`` is a
+        global stream id (:meth:`read`'s events carry one where they can)."""
         while True:
             with redis_errors("events"):
-                reply = await self._redis.xread({stream: last_id}, block=block_ms, count=100)
+                reply = await self._redis.xread({GLOBAL_STREAM: last_id}, block=block_ms,
+                                                count=500)
             for _name, entries in reply or ():
                 for entry_id, data in entries:
                     last_id = entry_id
-                    yield Event.from_entry(entry_id, data)
+                    if mac is None or data.get("mac") == mac:
+                        yield Event.from_entry(entry_id, data)
+
+
+def merge_host_entries(global_entries: Iterable[tuple[str, dict[str, str]]],
+                       own_entries: Iterable[tuple[str, dict[str, str]]]) -> list[Event]:
+    """One host's events from its entries in the global stream and in its own stream: each event
+    once (with its global id when it has one), in time order."""
+    found: dict[tuple, tuple[str, dict[str, str]]] = {}
+    for entry_id, data in (*global_entries, *own_entries):
+        found.setdefault(_content(data), (entry_id, data))
+    return sorted((Event.from_entry(i, d) for i, d in found.values()),
+                  key=lambda e: (e.ts, _id_order(e.id)))
+
+
+def _id_order(entry_id: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in entry_id.split("-"))
 
 
 def newest_id(events: Iterable[Event], default: str = "$") -> str:
     """The highest stream id among ``events`` (where to follow on from), ``default`` if none."""
     ids = [e.id for e in events]
-    return max(ids, key=lambda i: tuple(int(p) for p in i.split("-"))) if ids else default
+    return max(ids, key=_id_order) if ids else default
 
 
 def format_event(event: Event, previous_ts: float | None = None) -> str:

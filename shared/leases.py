@@ -53,7 +53,9 @@ SEP = "\x1f"  # separates the fields of one packed step (never in MACs, IPs, nam
 RS = "\x1e"  # separates the steps of a batch, and the results
 
 # One script runs a whole batch of steps atomically. ARGV[1]: the packed steps, each ended by RS:
-#   op, subnet, mac, now, emit ('1'/'0'), ts, interface, boot_file, boot_reason, op args...
+#   op, subnet, mac, now, emit, ts, interface, boot_file, boot_reason, op args...
+# emit: '0' no event, '1' the global event stream only (a MAC not in the inventory: no stream of
+# its own, shared/events.py), '2' the global stream and the host's.
 # offer:   hold_until, reserved ip or '', requested ip or '', hostname
 # request: expires, reserved ip or '', requested ip, hostname
 # release: ip, only_offered ('1'/'0')
@@ -61,9 +63,9 @@ RS = "\x1e"  # separates the steps of a batch, and the results
 # restore: ip, state, expires, hostname (journal replay after a Redis failure; no event)
 # Returns one string: per step "kind SEP ip SEP state SEP expires SEP reason RS" (one argument
 # and one flat reply instead of a table per step: cheaper to pack and to parse in Python).
-# With emit = '1' the step's timeline
-# event (dhcp.offer, dhcp.ack, dhcp.nak, dhcp.release, dhcp.decline, dhcp.ignored) is appended
-# to the event streams in the same atomic step.
+# With emit '1' or '2' the step's
+# timeline event (dhcp.offer, dhcp.ack, dhcp.nak, dhcp.release, dhcp.decline, dhcp.ignored) is
+# appended to the event streams in the same atomic step.
 BATCH = """
 local prefix = 'bootyard:lease:'
 local results = {}
@@ -199,7 +201,7 @@ local event_kind = {
 }
 local ignored_reason = {exhausted = 'pool_exhausted', conflict = 'lease_conflict'}
 
-local function emit(a, r)
+local function emit(a, r, own_stream)
   local kinds = event_kind[a[1]]
   local kind = kinds and kinds[r[1]]
   if not kind then return end
@@ -221,7 +223,9 @@ local function emit(a, r)
     add('reason', r[5])
   end
   redis.call('XADD', '%(global)s', 'MAXLEN', '~', %(global_max)d, '*', unpack(e))
-  redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', %(host_max)d, '*', unpack(e))
+  if own_stream then
+    redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', %(host_max)d, '*', unpack(e))
+  end
 end
 
 for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
@@ -229,7 +233,7 @@ for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
   subnet, mac, now = a[2], a[3], tonumber(a[4])
   pool, bymac = 'bootyard:leases:pool:' .. subnet, 'bootyard:leases:mac:' .. subnet
   local r = ops[a[1]](a)
-  if a[5] == '1' then emit(a, r) end
+  if a[5] ~= '0' then emit(a, r, a[5] == '2') end
   results[#results + 1] = table.concat(r, '\\31')
   results[#results + 1] = '\\30'
 end
@@ -271,14 +275,17 @@ class Step:
     now: int
     args: tuple[str, ...]
     journal: bool = False  # remember an acknowledged bind for replay after a Redis failure
-    event: tuple[str, str, str] | None = None  # (interface, boot_file, boot_reason) to record
+    # (interface, boot_file, boot_reason, known) to record; known: the MAC is an inventory
+    # host, whose event also goes to its own stream
+    event: tuple[str, str, str, bool] | None = None
 
     def packed(self) -> str:
-        if self.event is None:
+        event = self.event
+        if event is None:
             head = (self.op, self.subnet, self.mac, str(self.now), "0", "", "", "", "")
         else:
-            head = (self.op, self.subnet, self.mac, str(self.now), "1", f"{time.time():.3f}",
-                    *self.event)
+            head = (self.op, self.subnet, self.mac, str(self.now), "2" if event[3] else "1",
+                    f"{time.time():.3f}", event[0], event[1], event[2])
         fields = head + self.args
         text = SEP.join(fields)
         if text.count(SEP) != len(fields) - 1 or RS in text:  # a separator inside a field
@@ -339,7 +346,7 @@ class LeaseStore:
         self._open: set = set()
         self.failed = False
 
-    # -- steps (``event``: (interface, boot_file, boot_reason) to record the step's event) -----
+    # -- steps (``event``: (interface, boot_file, boot_reason, known), see Step) ---------------
     def offer_step(self, subnet: str, mac: str, *, reserved: str | None, requested: str | None,
                    hostname: str, now: int, event=None) -> Step:
         return Step("offer", subnet, mac, now, (str(now + self.offer_hold), reserved or "",

@@ -97,7 +97,7 @@ async def run(args, workdir: Path) -> None:
         store = leases.LeaseStore(client)
         transport = FakeTransport()
         server = DhcpServer(DhcpSection(interfaces=("eth0",), events=args.events), inventory, store,
-                            EventLog(events_client, "dhcp"), transport)
+                            EventLog(events_client, "dhcp", known=inventory.knows_host), transport)
         await server.sync_pools()
         discovers = [discover(n) for n in range(args.clients)]
         profiler = cProfile.Profile(time.process_time) if args.profile else None

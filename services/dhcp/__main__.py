@@ -25,7 +25,7 @@ async def serve(cfg: DhcpSettings, stop: asyncio.Event) -> None:
     client = connect(cfg.redis.url, cfg.redis.timeout)
     lease_client = leases.connect(cfg.redis.url, cfg.redis.timeout)
     cache = InventoryCache(client, service="dhcp")
-    events = EventLog(client, "dhcp")
+    events = EventLog(client, "dhcp", known=cache.knows_host)
     store = leases.LeaseStore(lease_client, offer_hold=section.offer_hold,
                               quarantine=section.decline_quarantine)
     server = DhcpServer(section, cache, store, events, transport)

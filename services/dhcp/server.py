@@ -224,7 +224,8 @@ class DhcpServer:
             boot = None
             if mtype in (MessageType.DISCOVER, MessageType.REQUEST):
                 boot = w.boot = policy.choose_boot(msg, w.host, w.profile, subnet, w.ctx, mac)
-            event = (dgram.interface.name, boot.file if boot else "", boot.reason if boot else "")
+            event = (dgram.interface.name, boot.file if boot else "", boot.reason if boot else "",
+                     w.host is not None)
         if mtype == MessageType.DISCOVER:
             w.step = store.offer_step(subnet.name, mac, reserved=w.reserved,
                                       requested=msg.ip_option(Opt.REQUESTED_IP),

@@ -96,7 +96,7 @@ async def serve(settings, stop: asyncio.Event) -> None:
     multi = worker or cfg.workers > 1
     client = connect(settings.redis.url, timeout=settings.redis.timeout)
     inventory = InventoryCache(client, service="http")
-    events = EventLog(client, "http")
+    events = EventLog(client, "http", known=inventory.knows_host)
     store = InventoryStore(client, settings.redis.url)
     renderer = Renderer(cfg.templates_dir)
     boot = BootService(cfg, inventory, events, store, renderer,

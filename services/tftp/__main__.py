@@ -64,7 +64,7 @@ async def serve_transfers(cfg: TftpSettings, stop: asyncio.Event) -> None:
             f"TFTP_ROOT={section.root}) or set BOOTYARD_TFTP__ROOT")
     client = connect(cfg.redis.url, timeout=cfg.redis.timeout)
     inventory = InventoryCache(client, service="tftp")
-    events = EventLog(client, "tftp")
+    events = EventLog(client, "tftp", known=inventory.knows_host)
     server = TftpServer(section, inventory, leases=lambda ip: lease_mac(client, ip),
                         events=events, worker=worker)
     try:

@@ -56,10 +56,11 @@ async def dora(server: DhcpServer, replies: Replies, n: int) -> codec.Message | 
 async def test_expired_lease_returns_to_pool_with_expire_event(redis_url):
     client = leases.connect(redis_url)
     store = leases.LeaseStore(client)
-    events = EventLog(client, "dhcp")
+    inventory = StaticInventory(subnets=[SUBNET])
+    events = EventLog(client, "dhcp", known=inventory.knows_host)
     replies = Replies()
     server = DhcpServer(DhcpSection(interfaces=("eth0",), housekeeping_interval=0.2),
-                        StaticInventory(subnets=[SUBNET]), store, events, replies)
+                        inventory, store, events, replies)
     stop = asyncio.Event()
     housekeeping = asyncio.create_task(server.housekeeping(stop))
     try:
@@ -72,12 +73,14 @@ async def test_expired_lease_returns_to_pool_with_expire_event(redis_url):
         assert record.mac == mac_a and record.state == "bound" and record.current()
         assert await dora(server, replies, 2) is None  # the only address is leased
         await events.flush()
-        assert (await client.xrange(host_stream(mac_b)))[-1][1]["reason"] == "pool_exhausted"
+        assert (await events.read(mac_b))[-1].fields["reason"] == "pool_exhausted"
+        # pool clients are not in the inventory: their events are in the global stream only
+        assert not await client.exists(host_stream(mac_a), host_stream(mac_b))
 
         async def expire_events():
             await events.flush()
-            return [e for _, e in await client.xrange(host_stream(mac_a))
-                    if e["kind"] == "dhcp.expire"]
+            return [dict(e.fields, service=e.service) for e in await events.read(mac_a)
+                    if e.kind == "dhcp.expire"]
         deadline = time.monotonic() + 15
         while not await expire_events():
             assert time.monotonic() < deadline, "no dhcp.expire event after the lease ended"

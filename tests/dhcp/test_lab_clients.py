@@ -88,6 +88,11 @@ def test_udhcpc_reserved_and_pool_addresses(lab_dhcp, tmp_path):
     wait_for(lambda: client.xlen(f"bootyard:events:{reserved_mac}") >= 2, 5, what="events")
     kinds = [e[1]["kind"] for e in client.xrange(f"bootyard:events:{reserved_mac}")]
     assert kinds[:2] == ["dhcp.offer", "dhcp.ack"]
+    # the pool client is not in the inventory: no stream of its own, its events in the global one
+    stranger = mac_of(seg.clients[1])
+    assert not client.exists(f"bootyard:events:{stranger}")
+    assert "dhcp.ack" in [e[1]["kind"] for e in client.xrange("bootyard:events")
+                          if e[1].get("mac") == stranger]
 
 
 def test_disabled_host_gets_no_answer(lab_dhcp, tmp_path):
@@ -246,7 +251,8 @@ def test_dhclient_renews_and_expiry_moves(lab, unix_redis, dhcp_process, tmp_pat
         lease = client.hgetall(f"bootyard:lease:{ip}")
         assert lease["mac"] == mac and lease["state"] == "bound"
         def kinds():
-            return [e[1]["kind"] for e in client.xrange(f"bootyard:events:{mac}")]
+            # a pool client is not in the inventory: its events are in the global stream
+            return [e[1]["kind"] for e in client.xrange("bootyard:events") if e[1]["mac"] == mac]
         # bind, then the renewal (a slow start may add a retransmitted DISCOVER's offer)
         wait_for(lambda: kinds().count("dhcp.ack") >= 2, 5, what="two dhcp.ack events")
         assert kinds()[0] == "dhcp.offer" and set(kinds()) == {"dhcp.offer", "dhcp.ack"}

@@ -265,7 +265,7 @@ async def test_rebuilt_pool_keeps_held_addresses(store):
 
 async def test_steps_record_their_events_atomically(store):
     now = int(time.time())
-    ev = ("eth0", "undionly.kpxe", "bios")
+    ev = ("eth0", "undionly.kpxe", "bios", True)  # an inventory host: its own stream too
     offer = await store.step(store.offer_step(SUBNET, mac(1), reserved=None, requested=None,
                                               hostname="", now=now, event=ev))
     await store.step(store.request_step(SUBNET, mac(1), offer.ip, reserved=None, hostname="",
@@ -274,6 +274,9 @@ async def test_steps_record_their_events_atomically(store):
                                         lease_time=60, now=now, event=ev))
     await store.step(store.offer_step(SUBNET, mac(3), reserved=None, requested=None,
                                       hostname="", now=now))  # no event asked for
+    unknown = ("eth0", "undionly.kpxe", "bios", False)  # not in the inventory: global only
+    await store.step(store.offer_step(SUBNET, mac(4), reserved=None, requested=None,
+                                      hostname="", now=now, event=unknown))
     host = [e[1] for e in await store.redis.xrange(f"bootyard:events:{mac(1)}")]
     assert [e["kind"] for e in host] == ["dhcp.offer", "dhcp.ack"]
     assert host[1]["ip"] == offer.ip and host[1]["boot_file"] == "undionly.kpxe"
@@ -282,4 +285,8 @@ async def test_steps_record_their_events_atomically(store):
     nak = [e[1] for e in await store.redis.xrange(f"bootyard:events:{mac(2)}")]
     assert [e["kind"] for e in nak] == ["dhcp.nak"] and "another client" in nak[0]["reason"]
     assert await store.redis.xlen(f"bootyard:events:{mac(3)}") == 0
-    assert await store.redis.xlen("bootyard:events") == 3
+    assert not await store.redis.exists(f"bootyard:events:{mac(4)}")
+    everything = [e[1] for e in await store.redis.xrange("bootyard:events")]
+    assert [(e["kind"], e["mac"]) for e in everything] == [
+        ("dhcp.offer", mac(1)), ("dhcp.ack", mac(1)), ("dhcp.nak", mac(2)),
+        ("dhcp.offer", mac(4))]

@@ -110,3 +110,69 @@ def test_format_event_shows_the_gap():
     second = Event("2-0", 1001.25, "http", "http.script", MAC, {})
     line = format_event(second, first.ts)
     assert "+  1.250s" in line and "http.script" in line and MAC in line
+
+
+async def test_only_inventory_hosts_get_a_stream_of_their_own(redis_url):
+    client = connect(redis_url)
+    inventory = {MAC}
+    log = EventLog(client, "dhcp", known=lambda mac: mac in inventory)
+    stranger = "52:54:00:00:00:99"
+    log.emit("dhcp.offer", stranger, ip="198.18.5.100")  # a pool client, not in the inventory
+    log.emit("dhcp.ack", MAC, ip="198.18.5.21")
+    await log.flush()
+    assert not await client.exists(host_stream(stranger))
+    assert await client.xlen(host_stream(MAC)) == 1 and await client.xlen(GLOBAL_STREAM) == 2
+    assert [(e.kind, e.fields["ip"]) for e in await log.read(stranger)] == [
+        ("dhcp.offer", "198.18.5.100")]
+    # once the operator adds it, its events also go to its own stream; read() shows both
+    # periods, each event once, in time order
+    inventory.add(stranger)
+    log.emit("dhcp.ack", stranger, ip="198.18.5.100")
+    await log.flush()
+    assert await client.xlen(host_stream(stranger)) == 1
+    assert [e.kind for e in await log.read(stranger)] == ["dhcp.offer", "dhcp.ack"]
+    assert [e.kind for e in await log.read(stranger, count=1)] == ["dhcp.ack"]
+    # an inventory that cannot answer yet keeps the host's stream
+    broken = EventLog(client, "dhcp", known=lambda mac: 1 / 0)
+    assert broken.has_stream("52:54:00:00:00:98")
+    await client.aclose()
+
+
+async def test_read_searches_the_newest_global_entries_in_chunks(redis_url, monkeypatch):
+    from shared import events
+    monkeypatch.setattr(events, "SCAN_CHUNK", 4)
+    monkeypatch.setattr(events, "GLOBAL_SCAN", 10)
+    client = connect(redis_url)
+    log = EventLog(client, "dhcp", known=lambda mac: False)
+    stranger = "52:54:00:00:00:77"
+    log.emit("dhcp.offer", stranger, ip="198.18.5.101")  # 11 entries back: beyond the search
+    for n in range(9):
+        log.emit("dhcp.ack", f"52:54:00:00:01:{n:02x}")
+    log.emit("dhcp.ack", stranger, ip="198.18.5.101")
+    await log.flush()
+    assert [e.kind for e in await log.read(stranger)] == ["dhcp.ack"]
+    monkeypatch.setattr(events, "GLOBAL_SCAN", 11)
+    assert [e.kind for e in await log.read(stranger)] == ["dhcp.offer", "dhcp.ack"]
+    await client.aclose()
+
+
+async def test_follow_of_a_host_keeps_only_its_events(redis_url):
+    client = connect(redis_url)
+    log = EventLog(client, "tftp", known=lambda mac: False)
+    stranger = "52:54:00:00:00:55"
+    seen = []
+
+    async def follow():
+        async for event in log.follow(stranger, last_id="0-0", block_ms=100):
+            seen.append((event.kind, event.mac))
+            if len(seen) == 2:
+                return
+
+    follower = asyncio.create_task(follow())
+    log.emit("tftp.transfer", stranger, file="undionly.kpxe")
+    log.emit("tftp.transfer", MAC, file="other")
+    log.emit("http.script", stranger)
+    await log.flush()
+    await asyncio.wait_for(follower, 5)
+    assert seen == [("tftp.transfer", stranger), ("http.script", stranger)]
+    await client.aclose()

@@ -63,7 +63,10 @@ class TftpService:
             "subnet": "lab", "hostname": ""})
 
     def events(self, mac: str = MAC) -> list[dict]:
-        return [fields for _id, fields in self.redis.xrange(f"bootyard:events:{mac}")]
+        # every event is in the global stream (a MAC outside the inventory has no stream of
+        # its own)
+        return [fields for _id, fields in self.redis.xrange("bootyard:events")
+                if fields.get("mac") == mac]
 
     def alive(self) -> bool:
         return self.proc.poll() is None
