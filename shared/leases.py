@@ -201,10 +201,28 @@ local event_kind = {
 }
 local ignored_reason = {exhausted = 'pool_exhausted', conflict = 'lease_conflict'}
 
+local function append(own_stream, ...)  -- the event's field/value pairs
+  redis.call('XADD', '%(global)s', 'MAXLEN', '~', %(global_max)d, '*', ...)
+  if own_stream then
+    redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', %(host_max)d, '*', ...)
+  end
+end
+
 local function emit(a, r, own_stream)
   local kinds = event_kind[a[1]]
   local kind = kinds and kinds[r[1]]
   if not kind then return end
+  if r[1] == 'ok' and a[7] ~= '' and (a[1] == 'offer' or a[1] == 'request') then
+    -- the common case, an offer or an ack: no table to build
+    if a[9] ~= '' then
+      append(own_stream, 'ts', a[6], 'service', 'dhcp', 'kind', kind, 'mac', mac, 'ip', r[2],
+             'subnet', subnet, 'interface', a[7], 'boot_file', a[8], 'boot_reason', a[9])
+    else
+      append(own_stream, 'ts', a[6], 'service', 'dhcp', 'kind', kind, 'mac', mac, 'ip', r[2],
+             'subnet', subnet, 'interface', a[7])
+    end
+    return
+  end
   local e = {'ts', a[6], 'service', 'dhcp', 'kind', kind, 'mac', mac}
   local function add(k, v) if v and v ~= '' then e[#e + 1] = k; e[#e + 1] = v end end
   add('ip', r[2])
@@ -222,10 +240,7 @@ local function emit(a, r, own_stream)
   else
     add('reason', r[5])
   end
-  redis.call('XADD', '%(global)s', 'MAXLEN', '~', %(global_max)d, '*', unpack(e))
-  if own_stream then
-    redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', %(host_max)d, '*', unpack(e))
-  end
+  append(own_stream, unpack(e))
 end
 
 for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
@@ -279,13 +294,14 @@ class Step:
     # host, whose event also goes to its own stream
     event: tuple[str, str, str, bool] | None = None
 
-    def packed(self) -> str:
+    def packed(self, ts: str) -> str:
+        """The step for the lease script; ``ts``: its event's time (one per batch)."""
         event = self.event
         if event is None:
             head = (self.op, self.subnet, self.mac, str(self.now), "0", "", "", "", "")
         else:
             head = (self.op, self.subnet, self.mac, str(self.now), "2" if event[3] else "1",
-                    f"{time.time():.3f}", event[0], event[1], event[2])
+                    ts, event[0], event[1], event[2])
         fields = head + self.args
         text = SEP.join(fields)
         if text.count(SEP) != len(fields) - 1 or RS in text:  # a separator inside a field
@@ -396,7 +412,8 @@ class LeaseStore:
     async def _execute(self, steps: Sequence[Step]) -> list:
         if not steps:
             return []
-        packed = RS.join([s.packed() for s in steps]) + RS
+        ts = f"{time.time():.3f}"
+        packed = RS.join([s.packed(ts) for s in steps]) + RS
         if self._sha is None:
             self._sha = await self._command("SCRIPT", "LOAD", BATCH)
         try:

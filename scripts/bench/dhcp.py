@@ -47,6 +47,7 @@ POOL = ("198.19.1.0", "198.19.160.255")
 RELAY = "198.19.0.5"
 SERVER_EXTRA = "198.19.0.1"
 WORKERS: int | None = None
+EVENTS: str | None = None
 
 
 class Redis:
@@ -125,6 +126,8 @@ class Bootyard(Server):
                     self.log_level, "PYTHONPATH": str(REPO)})
         if WORKERS:
             env["BOOTYARD_DHCP__WORKERS"] = str(WORKERS)
+        if EVENTS:
+            env["BOOTYARD_DHCP__EVENTS"] = EVENTS
         log = (self.dir / "bootyard.log").open("w")
         if self.profile:
             code = ("import cProfile, time, services.dhcp.__main__ as m; "
@@ -383,6 +386,9 @@ def main() -> int:
     parser.add_argument("--servers", default="bootyard,kea,dnsmasq")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--workers", type=int, default=None, help="bootyard dhcp.workers")
+    parser.add_argument("--events", choices=("all", "leases", "none"), default=None,
+                        help="bootyard dhcp.events (default: the service's, leases; 'none' is "
+                             "for finding what the timeline costs, not how we deploy)")
     parser.add_argument("--profile", help="write a cProfile of bootyard at --rate to this file")
     parser.add_argument("--py-spy", dest="py_spy",
                         help="sample bootyard with py-spy at --rate; collapsed stacks to FILE")
@@ -391,8 +397,8 @@ def main() -> int:
                         help="instead of the search: N rounds of one trial per server at --rate "
                              "(CPU time per exchange is steadier than the pass/fail limit)")
     args = parser.parse_args()
-    global WORKERS
-    WORKERS = args.workers
+    global WORKERS, EVENTS
+    WORKERS, EVENTS = args.workers, args.events
     if os.geteuid() != 0:
         print("bench-dhcp needs root (network namespaces)", file=sys.stderr)
         return 2

@@ -274,7 +274,7 @@ async def test_steps_record_their_events_atomically(store):
                                         lease_time=60, now=now, event=ev))
     await store.step(store.offer_step(SUBNET, mac(3), reserved=None, requested=None,
                                       hostname="", now=now))  # no event asked for
-    unknown = ("eth0", "undionly.kpxe", "bios", False)  # not in the inventory: global only
+    unknown = ("eth0", "", "", False)  # not in the inventory (global only), not PXE booting
     await store.step(store.offer_step(SUBNET, mac(4), reserved=None, requested=None,
                                       hostname="", now=now, event=unknown))
     host = [e[1] for e in await store.redis.xrange(f"bootyard:events:{mac(1)}")]
@@ -290,3 +290,5 @@ async def test_steps_record_their_events_atomically(store):
     assert [(e["kind"], e["mac"]) for e in everything] == [
         ("dhcp.offer", mac(1)), ("dhcp.ack", mac(1)), ("dhcp.nak", mac(2)),
         ("dhcp.offer", mac(4))]
+    assert everything[3]["ip"] and everything[3]["interface"] == "eth0"
+    assert "boot_file" not in everything[3] and "boot_reason" not in everything[3]
