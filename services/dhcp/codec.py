@@ -105,7 +105,7 @@ class Message:
     # -- convenient readings of common options (None when absent or unreadable) ----------------
     @property
     def message_type(self) -> int | None:
-        value = self.options.get(Opt.MESSAGE_TYPE)
+        value = self.options.get(53)  # Opt.MESSAGE_TYPE (a literal: read several times a packet)
         return value[0] if value and len(value) == 1 else None
 
     @property
@@ -127,7 +127,9 @@ class Message:
     @property
     def client_arches(self) -> tuple[int, ...]:
         """Option 93 (RFC 4578): a list of 16-bit architecture types."""
-        value = self.options.get(Opt.CLIENT_SYSTEM_ARCH) or b""
+        value = self.options.get(Opt.CLIENT_SYSTEM_ARCH)
+        if not value:
+            return ()
         return tuple(int.from_bytes(value[i:i + 2], "big") for i in range(0, len(value) - 1, 2))
 
     @property
@@ -147,8 +149,15 @@ class Message:
         return tuple(items)
 
 
+_ZERO_RAW = bytes(4)
+
+
 def _ntoa(raw: bytes) -> str:
-    return socket.inet_ntoa(raw)
+    return ZERO_IP if raw == _ZERO_RAW else socket.inet_ntoa(raw)
+
+
+def _aton(ip: str) -> bytes:
+    return _ZERO_RAW if ip == ZERO_IP else socket.inet_aton(ip)
 
 
 def _parse_options(data: bytes, start: int, end: int, out: dict[int, bytes], where: str,
@@ -244,8 +253,8 @@ def encode(msg: Message, max_size: int | None = None) -> bytes:
         body, sname, file = _overload(encoded, limit, msg)
     header = HEADER.pack(
         msg.op, msg.htype, msg.hlen, msg.hops, msg.xid, msg.secs, msg.flags,
-        socket.inet_aton(msg.ciaddr), socket.inet_aton(msg.yiaddr),
-        socket.inet_aton(msg.siaddr), socket.inet_aton(msg.giaddr), msg.chaddr, sname, file)
+        _aton(msg.ciaddr), _aton(msg.yiaddr), _aton(msg.siaddr), _aton(msg.giaddr), msg.chaddr,
+        sname, file)
     packet = header + MAGIC_COOKIE + body + b"\xff"
     if len(packet) < BOOTP_MIN_LEN:
         packet += bytes(BOOTP_MIN_LEN - len(packet))
