@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -46,6 +47,21 @@ def use_uvloop() -> bool:
     return True
 
 
+GC_THRESHOLDS = (10_000, 10, 100)  # CPython's defaults: (700, 10, 10)
+
+
+def tune_gc() -> None:
+    """Fewer cyclic garbage collections, for a long-running service (:func:`run_service` calls
+    it). Reference counting frees nearly every object of a request; the cycle collector is only
+    there for the rare cycle, but with CPython's defaults it also walked the whole long-lived heap
+    (inventory cache, the DHCP offer memory and lease journal, ...) often enough to cost the DHCP
+    service ~6 us of its ~46 us per DORA exchange (docs/benchmarks.md). What start-up built is
+    frozen out of collections; young collections run every 10,000 allocations, full ones 10x
+    rarer than the default."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def parse_args(service: str, argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=f"python -m services.{service}",
@@ -72,6 +88,7 @@ def run_service(service: str, settings_cls: type,
         return 0
     logs.configure(cfg.log.format, cfg.log.level)
     log = logs.get_logger(service)
+    tune_gc()
     try:
         asyncio.run(_main(serve, cfg, grace, log))
     except StartupError as exc:

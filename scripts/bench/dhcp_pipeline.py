@@ -94,6 +94,7 @@ async def run(args, workdir: Path) -> None:
             await client.config_set("notify-keyspace-events", "Kghx")
             pubsub = events_client.pubsub()
             await pubsub.psubscribe(*(f"__keyspace@0__:{k.pattern}" for k in KINDS.values()))
+        runtime.tune_gc()  # as run_service() does for the service
         store = leases.LeaseStore(client)
         transport = FakeTransport()
         server = DhcpServer(DhcpSection(interfaces=("eth0",), events=args.events), inventory, store,

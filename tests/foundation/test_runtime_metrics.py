@@ -153,3 +153,18 @@ def test_info_each_writes_what_info_writes(capsys):
     assert [r.fields for r in records] == rows
     logs.configure("kv", "warning", io.StringIO())
     logs.get_logger("dhcp").info_each("ack", rows)  # below the level: nothing, no error
+
+
+def test_tune_gc_freezes_the_start_up_heap_and_collects_less_often():
+    import gc
+
+    from shared import runtime
+    before = gc.get_threshold()
+    try:
+        runtime.tune_gc()
+        assert gc.get_threshold() == runtime.GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+        assert runtime.GC_THRESHOLDS[0] > before[0]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
