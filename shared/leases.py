@@ -356,7 +356,9 @@ class LeaseStore:
         self.offer_hold = offer_hold
         self.quarantine = quarantine
         self._sha: str | None = None
-        self._journal: collections.deque[tuple[float, Step]] = collections.deque()
+        # (monotonic time, step, outcome) of recent acknowledged binds; replayed as restore
+        # steps (built only then) after a Redis failure
+        self._journal: collections.deque[tuple[float, Step, Outcome]] = collections.deque()
         self._replay: list[Step] = []
         self._idle: list = []  # connections of _evalsha with no call in flight
         self._open: set = set()
@@ -401,10 +403,10 @@ class LeaseStore:
         self.failed = False
         outcomes = [Outcome(*_outcome_fields(r)) for r in results]
         now = time.monotonic()
+        journal = self._journal
         for step, outcome in zip(steps, outcomes):
             if step.journal and outcome.kind == "ok":
-                self._journal.append((now, Step("restore", step.subnet, step.mac, step.now, (
-                    outcome.ip, outcome.state, str(outcome.expires), step.args[3]))))
+                journal.append((now, step, outcome))
         while self._journal and self._journal[0][0] < now - JOURNAL_SECONDS:
             self._journal.popleft()
         return outcomes
@@ -458,7 +460,9 @@ class LeaseStore:
     def _fail(self) -> None:
         if not self.failed:
             self.failed = True
-            self._replay = [step for _, step in self._journal]
+            self._replay = [Step("restore", step.subnet, step.mac, step.now, (
+                outcome.ip, outcome.state, str(outcome.expires), step.args[3]))
+                for _, step, outcome in self._journal]
             self._sha = None
 
     # -- one-step helper (tests, CLI) ----------------------------------------------------------

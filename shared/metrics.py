@@ -11,9 +11,10 @@ answers ``/healthz`` for container health checks.
 
 from __future__ import annotations
 
+import bisect
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, Info
@@ -93,6 +94,23 @@ BUILD_INFO = Info("bootyard_build", "bootyard version")
 
 
 _registry: CollectorRegistry = REGISTRY
+
+
+def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for every value, with one increment per bucket touched instead of
+    two locked increments per value: for per-packet figures added once per batch. Reads
+    prometheus-client's Histogram internals (``_upper_bounds``, ``_buckets``, ``_sum``); a test
+    checks the result against ``observe``."""
+    if not values:
+        return
+    bounds = histogram._upper_bounds  # ascending, the last is +Inf
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect.bisect_left(bounds, value)] += 1  # the first bound >= value, as observe
+    histogram._sum.inc(sum(values))
+    for bucket, n in zip(histogram._buckets, counts):
+        if n:
+            bucket.inc(n)
 
 
 def multiprocess_registry(path: str) -> CollectorRegistry:

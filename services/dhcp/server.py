@@ -76,6 +76,7 @@ class DhcpServer:
         self._in: dict[str, int] = dict.fromkeys(m.IN, 0)
         self._out: dict[str, int] = dict.fromkeys(m.OUT, 0)
         self._acks: list[dict] = []
+        self._latencies: list[float] = []
         inventory.on_change(self._inventory_changed)
 
     def _inventory_changed(self, kind: str, _ident: str) -> None:
@@ -134,6 +135,7 @@ class DhcpServer:
         # another worker's batch.
         self._acks = acks = []  # one log line per ACK, written together
         self._out = sent = dict.fromkeys(m.OUT, 0)
+        self._latencies = latencies = []
         try:
             for w in works:
                 outcome = (next(results) if (w.step is not None and outcomes is not None)
@@ -149,6 +151,7 @@ class DhcpServer:
             for kind, n in sent.items():
                 if n:
                     m.OUT[kind].inc(n)
+            shared_metrics.observe_all(m.LATENCY, latencies)
 
     def _local_subnet(self, iface: Interface):
         """The subnet of the interface's own address (cached until the inventory changes)."""
@@ -317,7 +320,7 @@ class DhcpServer:
         dest = reply.destination
         if not self.transport.send(w.dgram.interface, data, dest.ip, dest.port, w.dgram.port):
             return
-        m.LATENCY.observe(time.perf_counter() - w.dgram.received)
+        self._latencies.append(time.perf_counter() - w.dgram.received)
         rtype = reply.message.message_type
         self._out[m.TYPE_NAMES[rtype]] += 1
         ip = reply.message.yiaddr

@@ -168,3 +168,31 @@ def test_tune_gc_freezes_the_start_up_heap_and_collects_less_often():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_observe_all_counts_as_observe_does():
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from shared.metrics import observe_all
+    values = [0.0001, 0.0005, 0.001, 0.0011, 0.05, 0.5, 2.0, 10.0, 0.001, 0.0]
+    registry = CollectorRegistry()
+    one = Histogram("one_by_one", "x", buckets=(0.0005, 0.001, 0.01, 0.1, 1.0),
+                    registry=registry)
+    batch = Histogram("all_at_once", "x", buckets=(0.0005, 0.001, 0.01, 0.1, 1.0),
+                      registry=registry)
+    for v in values:
+        one.observe(v)
+    observe_all(batch, values[:4])
+    observe_all(batch, [])
+    observe_all(batch, values[4:])
+
+    def samples(name):
+        return [(s.name.split("_")[-1], s.labels.get("le"), s.value)
+                for metric in registry.collect() if metric.name == name
+                for s in metric.samples if not s.name.endswith("_created")]
+    exact = [s for s in samples("all_at_once") if s[0] != "sum"]
+    assert exact == [s for s in samples("one_by_one") if s[0] != "sum"]
+    assert ("count", None, 10.0) in exact and ("bucket", "0.001", 5.0) in exact
+    (batch_sum,), (one_sum,) = ([s[2] for s in samples(n) if s[0] == "sum"]
+                                for n in ("all_at_once", "one_by_one"))
+    assert abs(batch_sum - one_sum) < 1e-9
