@@ -356,6 +356,12 @@ def max_message_size(request: Message) -> int | None:
     return None
 
 
+def reply_size_limit(request: Message) -> int | None:
+    """The largest DHCP message (UDP payload) the client takes: ``codec.encode``'s max_size."""
+    size = max_message_size(request)
+    return size - codec.IP_UDP_OVERHEAD if size else None
+
+
 def decide_proxy(request: Message, host: Host | None, profile: Profile | None,
                  subnet: Subnet | None, ctx: ServerContext, mac: str,
                  boot_server: bool) -> Reply | Ignore:

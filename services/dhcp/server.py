@@ -12,6 +12,7 @@ import time
 from services.dhcp import bsdp, codec, metrics as m, policy
 from services.dhcp.codec import ZERO_IP, DecodeError, MessageType, Opt
 from services.dhcp.policy import Ignore, Lease, Refusal, Reply, ServerContext
+from services.dhcp.replies import ReplyEncoder
 from services.dhcp.settings import DhcpSection
 from services.dhcp.transport import Datagram, Interface, Transport
 from shared import logs, metrics as shared_metrics
@@ -77,6 +78,7 @@ class DhcpServer:
         self._out: dict[str, int] = dict.fromkeys(m.OUT, 0)
         self._acks: list[dict] = []
         self._latencies: list[float] = []
+        self.replies = ReplyEncoder()
         inventory.on_change(self._inventory_changed)
 
     def _inventory_changed(self, kind: str, _ident: str) -> None:
@@ -296,6 +298,15 @@ class DhcpServer:
             return
         if mtype == MessageType.INFORM and bsdp.is_bsdp(w.msg):  # Apple NetBoot
             result = bsdp.answer(w.msg, self._netboot_images(), w.ctx)
+        elif isinstance(lease, Lease) and mtype in (MessageType.DISCOVER, MessageType.REQUEST):
+            # an OFFER or ACK: decide() + encode(), from a template after the first (replies.py)
+            boot = w.boot
+            if boot is policy.NOT_CHOSEN:
+                boot = policy.choose_boot(w.msg, w.host, w.profile, w.subnet, w.ctx, w.mac)
+            data, dest, rtype = self.replies.lease_reply(w.msg, w.host, w.profile, w.subnet,
+                                                         lease, w.ctx, w.mac, boot)
+            self._sent(w, data, dest, rtype, lease.ip, boot, lease)
+            return
         else:
             result = policy.decide(w.msg, w.host, w.profile, w.subnet, lease, w.ctx, w.mac,
                                    w.boot, screened=True)  # _prepare screened it
@@ -316,15 +327,17 @@ class DhcpServer:
         self._send(w, result, None, now)
 
     def _send(self, w: Work, reply: Reply, lease, now: int) -> None:
-        data = codec.encode(reply.message, _max_size(w.msg))
-        dest = reply.destination
+        message = reply.message
+        self._sent(w, codec.encode(message, policy.reply_size_limit(w.msg)), reply.destination,
+                   message.message_type, message.yiaddr, reply.boot, lease, message.file)
+
+    def _sent(self, w: Work, data: bytes, dest: policy.Destination, rtype: int, ip: str,
+              boot: policy.BootChoice | None, lease, file: bytes = b"") -> None:
+        """Send one encoded reply and account for it (``file``: the reply's, for BSDP)."""
         if not self.transport.send(w.dgram.interface, data, dest.ip, dest.port, w.dgram.port):
             return
         self._latencies.append(time.perf_counter() - w.dgram.received)
-        rtype = reply.message.message_type
         self._out[m.TYPE_NAMES[rtype]] += 1
-        ip = reply.message.yiaddr
-        boot = reply.boot
         subnet = w.subnet.name if w.subnet is not None else ""
         if rtype == MessageType.OFFER and w.subnet is not None and ip != ZERO_IP:
             self._offers[w.mac] = (subnet, ip)
@@ -351,8 +364,8 @@ class DhcpServer:
             if boot is not None:
                 fields["boot_file"] = boot.file
                 fields["boot_reason"] = boot.reason
-            elif reply.message.file:  # a BSDP SELECT answer
-                fields["boot_file"] = reply.message.file.decode(errors="replace")
+            elif file:  # a BSDP SELECT answer
+                fields["boot_file"] = file.decode(errors="replace")
                 fields["boot_reason"] = "bsdp"
             if rtype == MessageType.NAK:
                 fields["reason"] = lease.reason
@@ -406,7 +419,3 @@ class DhcpServer:
             except asyncio.TimeoutError:
                 pass
 
-
-def _max_size(msg: codec.Message) -> int | None:
-    size = policy.max_message_size(msg)
-    return size - codec.IP_UDP_OVERHEAD if size else None
