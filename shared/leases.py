@@ -153,6 +153,10 @@ local function request(a)
     return {'nak', ip, '', '0', ip .. ' is not in a pool of subnet ' .. subnet}
   end
   local m, st, ex = holder(ip)
+  if m == mac and (st == 'offered' or st == 'bound') then
+    -- our offer (or lease) of ip to this client: put() recorded ip as the client's in bymac
+    return put(ip, 'bound', expires, hostname, ip)
+  end
   if free_for_us(m, st, ex) then
     take_from(ip, m)
     return put(ip, 'bound', expires, hostname)
