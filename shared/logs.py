@@ -56,6 +56,31 @@ class KeyValueFormatter(logging.Formatter):
             return head
         return head + " " + " ".join([f"{k}={_kv_value(v)}" for k, v in fields.items()])
 
+    @staticmethod
+    def format_rows(ts: str, level: str, logger: str, event: str,
+                    rows: Iterable[dict[str, Any]]) -> str:
+        """``format_fields`` of each row, a line each: the head once, and each field=value text
+        once per call (a batch's rows repeat most values: subnet, boot file, ...)."""
+        head = f"ts={ts} level={level} logger={logger} event={_kv_value(event)}"
+        pairs: dict[tuple[str, Any], str] = {}
+        lines = []
+        for row in rows:
+            parts = [head]
+            for item in row.items():
+                try:
+                    text = pairs.get(item)
+                except TypeError:  # an unhashable value
+                    text = None
+                if text is None:
+                    text = f"{item[0]}={_kv_value(item[1])}"
+                    try:
+                        pairs[item] = text
+                    except TypeError:
+                        pass
+                parts.append(text)
+            lines.append(" ".join(parts) + "\n")
+        return "".join(lines)
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -76,6 +101,11 @@ class JsonFormatter(logging.Formatter):
     def format_fields(cls, ts: str, level: str, logger: str, event: str,
                       fields: dict[str, Any]) -> str:
         return json.dumps(cls._body(ts, level, logger, event, fields), default=str)
+
+    @classmethod
+    def format_rows(cls, ts: str, level: str, logger: str, event: str,
+                    rows: Iterable[dict[str, Any]]) -> str:
+        return "".join([cls.format_fields(ts, level, logger, event, row) + "\n" for row in rows])
 
 
 class EventLogger:
@@ -107,9 +137,7 @@ class EventLogger:
         now = time.time()
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + (
             f".{int(now * 1000) % 1000:03d}Z")
-        fmt = handler.formatter.format_fields
-        name = logger.name
-        text = "".join([fmt(ts, "info", name, event, row) + "\n" for row in rows])
+        text = handler.formatter.format_rows(ts, "info", logger.name, event, rows)
         if not text:
             return
         handler.acquire()

@@ -124,7 +124,10 @@ def test_info_each_writes_what_info_writes(capsys):
     from shared import logs
     rows = [{"mac": "52:54:00:12:34:56", "ip": "10.0.0.5", "boot_file": "undionly.kpxe",
              "relay": None, "reserved": False},
-            {"mac": "52:54:00:12:34:57", "ip": "10.0.0.6", "boot_file": "http://x/a b"}]
+            {"mac": "52:54:00:12:34:57", "ip": "10.0.0.6", "boot_file": "http://x/a b"},
+            # repeated values (formatted once per batch) and an unhashable one
+            {"mac": "52:54:00:12:34:58", "ip": "10.0.0.5", "boot_file": "undionly.kpxe",
+             "tags": ["a", "b"], "reserved": False}]
     log = logs.get_logger("dhcp")
     for fmt in ("kv", "json"):
         one, batch = io.StringIO(), io.StringIO()
@@ -138,7 +141,7 @@ def test_info_each_writes_what_info_writes(capsys):
             return [line.split(" ", 1)[1] if fmt == "kv" else
                     {k: v for k, v in __import__("json").loads(line).items() if k != "ts"}
                     for line in text.splitlines()]
-        assert len(batch.getvalue().splitlines()) == 2
+        assert len(batch.getvalue().splitlines()) == 3
         assert strip_ts(batch.getvalue()) == strip_ts(one.getvalue())
     # not routed through the configured handler (e.g. a test capturing records): one record
     # per row, through logging as usual
