@@ -149,12 +149,17 @@ local function request(a)
     if c then return c end
     return put(ip, 'bound', expires, hostname)
   end
+  local m, st, ex = holder(ip)
+  if m == mac and st == 'offered' and ex > now then
+    -- the answer to our offer, still held: the address was in the pool when offered (an
+    -- operator shrinking the pool meanwhile is seen at the next renewal), and put() recorded
+    -- it as the client's in bymac
+    return put(ip, 'bound', expires, hostname, ip)
+  end
   if not redis.call('ZSCORE', pool, ip) then
     return {'nak', ip, '', '0', ip .. ' is not in a pool of subnet ' .. subnet}
   end
-  local m, st, ex = holder(ip)
-  if m == mac and (st == 'offered' or st == 'bound') then
-    -- our offer (or lease) of ip to this client: put() recorded ip as the client's in bymac
+  if m == mac and st == 'bound' then  -- a renewal: bymac has ip, as above
     return put(ip, 'bound', expires, hostname, ip)
   end
   if free_for_us(m, st, ex) then
@@ -313,15 +318,6 @@ class Step:
         return text
 
 
-def _outcome_fields(r: list[str]) -> tuple[str, str, str, int, str]:
-    kind, ip, state, expires, reason = r
-    try:
-        seconds = int(expires)
-    except ValueError:
-        seconds = int(float(expires or 0))
-    return kind, ip, state, seconds, reason
-
-
 def _record(ip: str, raw: dict[str, str]) -> LeaseRecord | None:
     if not raw or "mac" not in raw:
         return None
@@ -405,7 +401,13 @@ class LeaseStore:
             self._fail()
             raise
         self.failed = False
-        outcomes = [Outcome(*_outcome_fields(r)) for r in results]
+        outcomes = []
+        for kind, ip, state, expires, reason in results:
+            try:
+                seconds = int(expires)
+            except ValueError:
+                seconds = int(float(expires or 0))
+            outcomes.append(Outcome(kind, ip, state, seconds, reason))
         now = time.monotonic()
         journal = self._journal
         for step, outcome in zip(steps, outcomes):

@@ -292,3 +292,25 @@ async def test_steps_record_their_events_atomically(store):
         ("dhcp.offer", mac(4))]
     assert everything[3]["ip"] and everything[3]["interface"] == "eth0"
     assert "boot_file" not in everything[3] and "boot_reason" not in everything[3]
+
+
+async def test_a_shrunk_pool_keeps_a_held_offer_but_not_the_lease_at_renewal(store):
+    now = int(time.time())
+    offer = await store.step(store.offer_step(SUBNET, mac(1), reserved=None, requested=None,
+                                              hostname="", now=now))
+    # the operator removes the range while the offer is held
+    await store.sync_pool(SUBNET, (("198.18.0.200", "198.18.0.209"),))
+    request = store.request_step(SUBNET, mac(1), offer.ip, reserved=None, hostname="",
+                                 lease_time=600, now=now + 1)
+    ack = await store.step(request)
+    assert ack.kind == "ok" and ack.ip == offer.ip  # the answer to our offer
+    renewal = await store.step(store.request_step(SUBNET, mac(1), offer.ip, reserved=None,
+                                                  hostname="", lease_time=600, now=now + 300))
+    assert renewal.kind == "nak" and "not in a pool" in renewal.reason
+    # an offer whose hold ran out is checked against the pool as any request
+    late = await store.step(store.offer_step(SUBNET, mac(2), reserved=None, requested=None,
+                                             hostname="", now=now))
+    await store.sync_pool(SUBNET, (("198.18.0.210", "198.18.0.219"),))
+    expired = await store.step(store.request_step(SUBNET, mac(2), late.ip, reserved=None,
+                                                  hostname="", lease_time=600, now=now + 31))
+    assert expired.kind == "nak" and "not in a pool" in expired.reason
