@@ -176,3 +176,21 @@ async def test_follow_of_a_host_keeps_only_its_events(redis_url):
     await asyncio.wait_for(follower, 5)
     assert seen == [("tftp.transfer", stranger), ("http.script", stranger)]
     await client.aclose()
+
+
+def test_cli_shows_a_host_outside_the_inventory(redis_url, monkeypatch, capsys):
+    stranger = "52:54:00:00:00:42"
+
+    async def emit():
+        client = connect(redis_url)
+        log = EventLog(client, "dhcp", known=lambda mac: False)
+        log.emit("dhcp.offer", stranger, ip="198.18.5.142")
+        log.emit("dhcp.ack", "52:54:00:00:00:43", ip="198.18.5.143")
+        await log.flush()
+        assert not await client.exists(host_stream(stranger))
+        await client.aclose()
+    asyncio.run(emit())
+    monkeypatch.setenv("BOOTYARD_REDIS_URL", redis_url)
+    assert main(["events", "--host", stranger]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "dhcp.offer" in out[0] and "ip=198.18.5.142" in out[0]

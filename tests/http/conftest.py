@@ -19,7 +19,7 @@ async def inventory(redis_url, tmp_path):
     client = connect(redis_url)
     store = InventoryStore(client, redis_url)
     cache = InventoryCache(client, service="http")
-    events = EventLog(client, "http")
+    events = EventLog(client, "http", known=cache.knows_host)  # as the service has it
     stop = asyncio.Event()
     task = asyncio.create_task(cache.run(stop))
     await cache.wait_ready(10)

@@ -108,7 +108,9 @@ async def test_events_and_the_live_stream(api, inventory):
     await inventory.events.flush()
     listed = await (await api.get(f"/api/v1/events?host={MAC}")).json()
     assert [e["kind"] for e in listed] == ["dhcp.ack"]
-    resp = await api.get("/api/v1/events/stream")
+    # MAC is not in this test's inventory: no stream of its own, found in the global one
+    assert not await inventory.client.exists(f"bootyard:events:{MAC}")
+    resp = await api.get(f"/api/v1/events/stream?host={MAC}")
     assert resp.headers["Content-Type"] == "text/event-stream"
     assert await resp.content.readline() == b": bootyard event stream\n"
     await resp.content.readline()
