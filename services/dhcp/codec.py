@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 MAGIC_COOKIE = b"\x63\x82\x53\x63"  # RFC 2131 §3, 99.130.83.99
 HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")  # RFC 2131 §2, 236 bytes
+HEADER_TO_CHADDR = struct.Struct("!BBBBIHH4s4s4s4s16s")  # the same, op .. chaddr (44 bytes)
 HEADER_LEN = HEADER.size
 MIN_LEN = HEADER_LEN + len(MAGIC_COOKIE)
 BOOTP_MIN_LEN = 300  # RFC 1542 §2.1: some relays and clients drop shorter BOOTP messages
@@ -156,8 +157,6 @@ def _ntoa(raw: bytes) -> str:
     return ZERO_IP if raw == _ZERO_RAW else socket.inet_ntoa(raw)
 
 
-def _aton(ip: str) -> bytes:
-    return _ZERO_RAW if ip == ZERO_IP else socket.inet_aton(ip)
 
 
 def _parse_options(data: bytes, start: int, end: int, out: dict[int, bytes], where: str,
@@ -253,8 +252,8 @@ def encode(msg: Message, max_size: int | None = None) -> bytes:
         body, sname, file = _overload(encoded, limit, msg)
     header = HEADER.pack(
         msg.op, msg.htype, msg.hlen, msg.hops, msg.xid, msg.secs, msg.flags,
-        _aton(msg.ciaddr), _aton(msg.yiaddr), _aton(msg.siaddr), _aton(msg.giaddr), msg.chaddr,
-        sname, file)
+        ip_bytes(msg.ciaddr), ip_bytes(msg.yiaddr), ip_bytes(msg.siaddr), ip_bytes(msg.giaddr),
+        msg.chaddr, sname, file)
     packet = header + MAGIC_COOKIE + body + b"\xff"
     if len(packet) < BOOTP_MIN_LEN:
         packet += bytes(BOOTP_MIN_LEN - len(packet))
@@ -301,7 +300,7 @@ def _overload(encoded: list[bytes], limit: int, msg: Message) -> tuple[bytes, by
 
 
 def ip_bytes(ip: str) -> bytes:
-    return socket.inet_aton(ip)
+    return _ZERO_RAW if ip == ZERO_IP else socket.inet_aton(ip)
 
 
 def ip_list(ips) -> bytes:

@@ -14,22 +14,12 @@ ordinary way. ``tests/dhcp/test_replies.py`` checks the bytes against ``encode(d
 
 from __future__ import annotations
 
-import socket
-import struct
-
 from services.dhcp import codec, policy
 from services.dhcp.codec import FLAG_BROADCAST, ZERO_IP, Message, MessageType, Opt
 from services.dhcp.policy import BootChoice, Destination, Lease, ServerContext
 from shared.schema import Host, Profile, Subnet
 
-# op .. chaddr of RFC 2131's fixed header; sname, file, the cookie and the options follow
-_HEAD = struct.Struct("!BBBBIHH4s4s4s4s16s")
-_ZERO = bytes(4)
 TEMPLATES = 4096  # combinations kept (a handful per subnet and boot choice in practice)
-
-
-def _aton(ip: str) -> bytes:
-    return _ZERO if ip == ZERO_IP else socket.inet_aton(ip)
 
 
 class ReplyEncoder:
@@ -65,8 +55,10 @@ class ReplyEncoder:
             return packet, reply.destination, reply_type
         _, _, siaddr, middle, tail = template
         ciaddr = request.ciaddr if mtype != MessageType.DISCOVER else ZERO_IP
-        head = _HEAD.pack(codec.Op.BOOTREPLY, request.htype, request.hlen, 0, request.xid, 0,
-                          request.flags & FLAG_BROADCAST, _aton(ciaddr), _aton(lease.ip),
-                          siaddr, _aton(request.giaddr), request.chaddr)
+        ip = codec.ip_bytes
+        head = codec.HEADER_TO_CHADDR.pack(
+            codec.Op.BOOTREPLY, request.htype, request.hlen, 0, request.xid, 0,
+            request.flags & FLAG_BROADCAST, ip(ciaddr), ip(lease.ip), siaddr, ip(request.giaddr),
+            request.chaddr)
         return (head + middle + tail,
                 policy.destination(request, reply_type, lease.ip, ctx), reply_type)
