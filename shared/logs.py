@@ -49,34 +49,34 @@ class KeyValueFormatter(logging.Formatter):
         return line
 
     @staticmethod
-    def format_fields(ts: str, level: str, logger: str, event: str,
+    def _head(ts: str, level: str, logger: str, event: str) -> str:
+        return f"ts={ts} level={level} logger={logger} event={_kv_value(event)}"
+
+    @classmethod
+    def format_fields(cls, ts: str, level: str, logger: str, event: str,
                       fields: dict[str, Any]) -> str:
-        head = f"ts={ts} level={level} logger={logger} event={_kv_value(event)}"
+        head = cls._head(ts, level, logger, event)
         if not fields:
             return head
         return head + " " + " ".join([f"{k}={_kv_value(v)}" for k, v in fields.items()])
 
-    @staticmethod
-    def format_rows(ts: str, level: str, logger: str, event: str,
+    @classmethod
+    def format_rows(cls, ts: str, level: str, logger: str, event: str,
                     rows: Iterable[dict[str, Any]]) -> str:
         """``format_fields`` of each row, a line each: the head once, and each field=value text
         once per call (a batch's rows repeat most values: subnet, boot file, ...)."""
-        head = f"ts={ts} level={level} logger={logger} event={_kv_value(event)}"
+        head = cls._head(ts, level, logger, event)
         pairs: dict[tuple[str, Any], str] = {}
         lines = []
         for row in rows:
             parts = [head]
-            for item in row.items():
+            for k, v in row.items():
                 try:
-                    text = pairs.get(item)
+                    text = pairs[k, v]
+                except KeyError:
+                    text = pairs[k, v] = f"{k}={_kv_value(v)}"
                 except TypeError:  # an unhashable value
-                    text = None
-                if text is None:
-                    text = f"{item[0]}={_kv_value(item[1])}"
-                    try:
-                        pairs[item] = text
-                    except TypeError:
-                        pass
+                    text = f"{k}={_kv_value(v)}"
                 parts.append(text)
             lines.append(" ".join(parts) + "\n")
         return "".join(lines)
