@@ -20,11 +20,16 @@ Rules it keeps:
   the window (the client saw a gap) moves the window there and resends what follows it.
 - Retransmission on timeout: an adaptive timeout (RFC 6298 style: smoothed RTT + 4 x variance,
   clamped to ``Limits``; Karn's rule: no RTT sample from a retransmitted block), doubled on each
-  consecutive expiry, and the transfer fails after ``Limits.retries`` expiries in a row. A client
-  that negotiated the ``timeout`` option (RFC 2349) gets it acknowledged, and we never wait
-  longer than that before retransmitting; we do retransmit sooner when the measured RTT says a
-  block is lost (curl always asks for ``timeout 6``: waiting 6 s per lost packet made a 5%-loss
-  transfer crawl). Early retransmissions are harmless: duplicates are ignored on both sides.
+  consecutive expiry up to the longest timeout. A client that negotiated the ``timeout``
+  option (RFC 2349) gets it acknowledged, and it is that longest timeout; we do retransmit
+  sooner when the measured RTT says a block is lost (curl always asks for ``timeout 6``:
+  waiting 6 s per lost packet made a 5%-loss transfer crawl). Early retransmissions are
+  harmless: duplicates are ignored on both sides.
+- The transfer is abandoned after ``Limits.retries`` expiries in a row, and never sooner than
+  ``retries`` x the longest timeout after the last progress: small RTT-based timeouts must not
+  shrink the time a client gets to answer below what its own retransmission interval needs
+  (curl re-ACKs only every 12 s with ``--max-time 600``; tftpd-hpa waits about 7 x the
+  client's timeout).
 - The transfer ends cleanly on the ACK of the last block: the first one shorter than blksize,
   which is empty when the size is a multiple of blksize.
 - A datagram from any address other than the peer's (a foreign port: RFC 1350 "transfer ID")
@@ -56,7 +61,8 @@ class Limits:
     timeout_initial: float = 0.5          # before the first RTT sample
     timeout_min: float = 0.05
     timeout_max: float = 4.0
-    retries: int = 6                      # consecutive expiries before giving up
+    retries: int = 6                      # consecutive expiries before giving up, and no
+    #                                       sooner than retries x the longest timeout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +136,8 @@ class ReadSession:
         self._rto_max = float(self.options.timeout) if self.options.timeout else \
             limits.timeout_max
         self._rto = min(limits.timeout_initial, self._rto_max)
+        self._patience = limits.retries * self._rto_max  # least silence before giving up
+        self._progress_at = now  # the last new ACK (or the start)
         if self.options.oack:
             self._oack = codec.encode(codec.OAck(self.options.oack))
             self._oack_sent_at: float | None = now
@@ -228,9 +236,13 @@ class ReadSession:
         if self.finished or self._deadline is None or now < self._deadline:
             return
         self._expiries += 1
-        if self._expiries > self._limits.retries:
-            self.finish("timeout", f"no ACK after {self._limits.retries} retransmissions "
-                         f"(last acknowledged block {self._acked})")
+        silence = now - self._progress_at
+        if self._expiries > self._limits.retries and silence >= self._patience:
+            last = " (the last block was sent: the client may have it and only its final " \
+                   "ACK was lost)" if self._last is not None and self._oack is None else ""
+            self.finish("timeout", f"no ACK for {silence:.1f} s after "
+                         f"{self._expiries - 1} retransmissions (last acknowledged block "
+                         f"{self._acked}){last}")
             return
         self._rto = min(self._rto * 2, self._rto_max)
         if self._oack is not None:
@@ -305,6 +317,7 @@ class ReadSession:
                 self._oack = None
                 self._sample(self._oack_sent_at, now)
                 self._expiries = 0
+                self._progress_at = now
                 self._fill(now)
                 self._deadline = now + self._rto
             else:
@@ -324,6 +337,7 @@ class ReadSession:
             sent_at.pop(done, None)
         self._acked = number
         self._expiries = 0
+        self._progress_at = now
         if number == self._last:
             self.finish("ok")
             return

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from tftp_lab import TftpService, client_command, impair, sha256
+from tftp_lab import TftpService, client_command, impair, impairment_counters, sha256
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 SIZE = 16 << 20
@@ -23,21 +23,32 @@ def root(tmp_path):
     return root
 
 
-def run_all(ns, commands, timeout: float) -> list[subprocess.CompletedProcess | None]:
-    """Start every command at once in ``ns``; wait for all, killing any past ``timeout``."""
-    procs = [ns.popen(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def run_all(ns, commands, timeout: float) -> list[tuple[int | str, str]]:
+    """Start every command at once in ``ns``; wait for all, killing any past ``timeout``.
+    Returns (exit code or "killed", stderr) per command."""
+    procs = [ns.popen(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for argv in commands]
     deadline = time.monotonic() + timeout
-    codes = []
+    results = []
     for proc in procs:
         try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-            codes.append(proc.returncode)
+            _out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            results.append((proc.returncode, err))
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
-            codes.append("killed")
-    return codes
+            _out, err = proc.communicate()
+            results.append(("killed", err))
+    return results
+
+
+def failure_report(results, service, *extra: str) -> str:
+    """What to read when a client failed: its stderr, every transfer the server did not end
+    with result=ok, and ``extra`` (impairment counters)."""
+    clients = [f"client {i}: exit {code}: {err.strip()[-500:]}"
+               for i, (code, err) in enumerate(results) if code != 0]
+    transfers = [line for line in service.log.read_text().splitlines()
+                 if "event=transfer" in line and "result=ok" not in line]
+    return "\n".join(clients + ["server transfers not ok:"] + transfers[-40:] + list(extra))
 
 
 @pytest.mark.parametrize("kind,options,parallel", [("curl", {"blksize": 1468}, 20)])
@@ -55,11 +66,12 @@ def test_netem_loss_and_reordering_20_transfers(lab, root, tmp_path, kind, optio
     outs = [tmp_path / f"out{i}" for i in range(20)]
     started = time.monotonic()
     commands = [client_command(kind, seg.address(1), "16m.bin", out, options) for out in outs]
-    codes = []
+    results = []
     for i in range(0, len(commands), parallel):
-        codes += run_all(client, commands[i:i + parallel], timeout=600)
+        results += run_all(client, commands[i:i + parallel], timeout=600)
     elapsed = time.monotonic() - started
-    assert codes == [0] * 20, (codes, service.log.read_text()[-3000:])
+    assert [code for code, _err in results] == [0] * 20, failure_report(
+        results, service, impairment_counters(client), impairment_counters(seg.server))
     want = sha256(root / "16m.bin")
     assert all(sha256(out) == want for out in outs)
     log = service.log.read_text()

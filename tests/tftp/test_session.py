@@ -302,8 +302,11 @@ def test_gives_up_after_retries_and_backs_off():
     session, sent, now = pump(data, request(), client, lambda d, g: [] if d == "up" else [0.001],
                               limits)
     assert session.result == "timeout" and session.finished and session.next_timer() is None
-    assert len(sent) == 4 and session.retransmits == 3
-    assert now == pytest.approx(0.5 + 1 + 2 + 4)
+    # 3 expiries are not enough on their own: it waits until 3 x timeout_max (12 s) have passed
+    assert len(sent) == 6 and session.retransmits == 5
+    assert now == pytest.approx(0.5 + 1 + 2 + 4 + 4 + 4)
+    assert session.detail == "no ACK for 15.5 s after 5 retransmissions (last acknowledged " \
+                             "block 0)"
 
 
 def test_client_timeout_option_caps_the_backoff():
@@ -311,7 +314,46 @@ def test_client_timeout_option_caps_the_backoff():
     session, sent, now = pump(data, request(timeout=2), Client(timeout=1000),
                               lambda d, g: [] if d == "up" else [0.001], Limits(retries=4))
     assert session.options.timeout == 2 and session.result == "timeout"
-    assert now == pytest.approx(0.5 + 1 + 2 + 2 + 2)
+    assert now == pytest.approx(0.5 + 1 + 2 + 2 + 2 + 2)  # 4 x 2 s at least
+    assert "last block" not in session.detail  # the OACK was never acknowledged
+
+
+def test_timeout_after_the_last_block_says_the_client_may_have_it():
+    """A client exits after ACKing the last block; when that ACK is lost the log must not
+    read like a failed download."""
+    data = payload(5000)
+
+    def fate(direction, datagram):
+        return [] if direction == "up" and datagram[3] == 10 else [0.001]
+
+    client = Client(timeout=1000)
+    session, _sent, _now = pump(data, request(), client, fate)
+    assert bytes(client.received) == data and session.result == "timeout"
+    assert session.detail.endswith("(last acknowledged block 9) (the last block was sent: the "
+                                   "client may have it and only its final ACK was lost)")
+
+
+@both_paths
+def test_small_rtt_timeouts_do_not_shorten_the_wait_for_a_slow_client(prepared):
+    """On a fast link the RTT-based timeout is timeout_min (50 ms): six doublings of it are
+    over in 6.35 s. Losing one block that often must not end a transfer whose client re-ACKs
+    only every 12 s (curl with --max-time 600): the server goes on resending until retries x
+    its longest timeout (here curl's 6 s) have passed."""
+    data = payload(512 * 40)
+    losses = {"block 20": 0}
+
+    def fate(direction, datagram):
+        if direction == "down" and datagram[1] == Opcode.DATA and datagram[3] == 20 and \
+                losses["block 20"] < 7:
+            losses["block 20"] += 1
+            return []
+        return [0.0005]
+
+    client = Client(timeout=12.0)
+    session, _sent, now = pump(data, request(timeout=6), client, fate, prepared=prepared)
+    assert session.result == "ok", session.detail
+    assert bytes(client.received) == data and losses["block 20"] == 7
+    assert 6.35 < now < 12  # the 8th send of block 20 did it, before curl's own re-ACK
 
 
 def test_client_timeout_option_does_not_slow_loss_recovery():
