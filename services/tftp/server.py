@@ -382,9 +382,7 @@ class TftpServer:
             fields["worker"] = self.worker
         if record.detail:
             fields["detail"] = record.detail
-        if record.result == "ok":
-            log.info("transfer", **fields)
-        elif record.result == "not_found":
+        if record.result in ("ok", "unconfirmed", "not_found"):
             log.info("transfer", **fields)
         else:
             log.warning("transfer", **fields)

@@ -6,7 +6,7 @@ The transport feeds it datagrams and the time; it answers with datagrams and its
     send(s.datagrams_to_send(now))            # OACK, or the first window of DATA
     s.receive(datagram, source_address, now)  # each datagram on the transfer's socket
     s.on_timer(now)                           # when now >= s.next_timer()
-    s.finished, s.result                      # "ok", "timeout", "client_error", ...
+    s.finished, s.result                      # "ok", "timeout", "unconfirmed", ...
 
 Rules it keeps:
 
@@ -238,11 +238,15 @@ class ReadSession:
         self._expiries += 1
         silence = now - self._progress_at
         if self._expiries > self._limits.retries and silence >= self._patience:
-            last = " (the last block was sent: the client may have it and only its final " \
-                   "ACK was lost)" if self._last is not None and self._oack is None else ""
-            self.finish("timeout", f"no ACK for {silence:.1f} s after "
-                         f"{self._expiries - 1} retransmissions (last acknowledged block "
-                         f"{self._acked}){last}")
+            waited = f"for {silence:.1f} s after {self._expiries - 1} retransmissions"
+            if self._last is not None:
+                # the final window (the last block in lock-step) is out: a client ACKs its end
+                # once and exits, and that ACK lost looks exactly like this
+                self.finish("unconfirmed", f"no ACK of the last block {waited}: the client "
+                            "probably has the file and its final ACK was lost")
+            else:
+                self.finish("timeout", f"no ACK {waited} (last acknowledged block "
+                            f"{self._acked})")
             return
         self._rto = min(self._rto * 2, self._rto_max)
         if self._oack is not None:

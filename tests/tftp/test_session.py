@@ -318,19 +318,32 @@ def test_client_timeout_option_caps_the_backoff():
     assert "last block" not in session.detail  # the OACK was never acknowledged
 
 
-def test_timeout_after_the_last_block_says_the_client_may_have_it():
-    """A client exits after ACKing the last block; when that ACK is lost the log must not
-    read like a failed download."""
+@pytest.mark.parametrize("window", [1, 8])
+def test_a_lost_final_ack_is_unconfirmed_not_timeout(window):
+    """A client ACKs the end of the file once and exits; when that ACK is lost the record must
+    not read like a failed download. 10 blocks: lock-step, or a window of 8 then 2."""
     data = payload(5000)
 
     def fate(direction, datagram):
         return [] if direction == "up" and datagram[3] == 10 else [0.001]
 
     client = Client(timeout=1000)
+    session, _sent, _now = pump(data, request(windowsize=window), client, fate)
+    assert bytes(client.received) == data and session.result == "unconfirmed"
+    assert session.detail.startswith("no ACK of the last block for ")
+    assert session.detail.endswith(": the client probably has the file and its final ACK was lost")
+
+
+def test_silence_before_the_last_block_is_a_timeout():
+    data = payload(5000)
+
+    def fate(direction, datagram):
+        return [] if direction == "up" and datagram[3] >= 5 else [0.001]
+
+    client = Client(timeout=1000)
     session, _sent, _now = pump(data, request(), client, fate)
-    assert bytes(client.received) == data and session.result == "timeout"
-    assert session.detail.endswith("(last acknowledged block 9) (the last block was sent: the "
-                                   "client may have it and only its final ACK was lost)")
+    assert session.result == "timeout" and len(client.received) == 5 * 512
+    assert session.detail.endswith("retransmissions (last acknowledged block 4)")
 
 
 @both_paths
