@@ -149,17 +149,15 @@ local function request(a)
     if c then return c end
     return put(ip, 'bound', expires, hostname)
   end
-  local m, st, ex = holder(ip)
-  if m == mac and st == 'offered' and ex > now then
-    -- the answer to our offer, still held: the address was in the pool when offered (an
-    -- operator shrinking the pool meanwhile is seen at the next renewal), and put() recorded
-    -- it as the client's in bymac
-    return put(ip, 'bound', expires, hostname, ip)
-  end
+  -- always against this subnet's pool, even for the answer to our own offer: the address may
+  -- have left the pool (a range removed, a reservation added) during the hold, or the offer
+  -- was made in another subnet (a client heard through a relay and directly)
   if not redis.call('ZSCORE', pool, ip) then
     return {'nak', ip, '', '0', ip .. ' is not in a pool of subnet ' .. subnet}
   end
-  if m == mac and st == 'bound' then  -- a renewal: bymac has ip, as above
+  local m, st, ex = holder(ip)
+  if m == mac and (st == 'bound' or (st == 'offered' and ex > now)) then
+    -- a renewal, or the answer to our offer still held: put() recorded ip in bymac then
     return put(ip, 'bound', expires, hostname, ip)
   end
   if free_for_us(m, st, ex) then
