@@ -26,10 +26,10 @@ Rules it keeps:
   waiting 6 s per lost packet made a 5%-loss transfer crawl). Early retransmissions are
   harmless: duplicates are ignored on both sides.
 - The transfer is abandoned after ``Limits.retries`` expiries in a row, and never sooner than
-  ``retries`` x the longest timeout after the last progress: small RTT-based timeouts must not
-  shrink the time a client gets to answer below what its own retransmission interval needs
-  (curl re-ACKs only every 12 s with ``--max-time 600``; tftpd-hpa waits about 7 x the
-  client's timeout).
+  ``retries`` x ``Limits.timeout_max`` after the last progress: small RTT-based timeouts must
+  not shrink the time a client gets to answer below what its own retransmission interval needs
+  (curl re-ACKs only every 12 s with ``--max-time 600``). The client's ``timeout`` option does
+  not lengthen it: 255 s would hold a transfer slot for 25 minutes.
 - The transfer ends cleanly on the ACK of the last block: the first one shorter than blksize,
   which is empty when the size is a multiple of blksize.
 - A datagram from any address other than the peer's (a foreign port: RFC 1350 "transfer ID")
@@ -62,7 +62,7 @@ class Limits:
     timeout_min: float = 0.05
     timeout_max: float = 4.0
     retries: int = 6                      # consecutive expiries before giving up, and no
-    #                                       sooner than retries x the longest timeout
+    #                                       sooner than retries x timeout_max
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +136,9 @@ class ReadSession:
         self._rto_max = float(self.options.timeout) if self.options.timeout else \
             limits.timeout_max
         self._rto = min(limits.timeout_initial, self._rto_max)
-        self._patience = limits.retries * self._rto_max  # least silence before giving up
+        # least silence before giving up: the operator's bound, whatever timeout the client
+        # asked for (up to 255 s, which would hold a slot for 25 minutes)
+        self._patience = limits.retries * limits.timeout_max
         self._progress_at = now  # the last new ACK (or the start)
         if self.options.oack:
             self._oack = codec.encode(codec.OAck(self.options.oack))
@@ -239,9 +241,10 @@ class ReadSession:
         silence = now - self._progress_at
         if self._expiries > self._limits.retries and silence >= self._patience:
             waited = f"for {silence:.1f} s after {self._expiries - 1} retransmissions"
-            if self._last is not None:
-                # the final window (the last block in lock-step) is out: a client ACKs its end
-                # once and exits, and that ACK lost looks exactly like this
+            if self._last is not None and self._acked > 0:
+                # the client has ACKed data and the final window (the last block in lock-step)
+                # is out: a client ACKs its end once and exits, and that ACK lost looks
+                # exactly like this (with no DATA ACKed at all, nothing says data got through)
                 self.finish("unconfirmed", f"no ACK of the last block {waited}: the client "
                             "probably has the file and its final ACK was lost")
             else:

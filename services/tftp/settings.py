@@ -30,8 +30,8 @@ class TftpSection:
     timeout_max: float = setting(4.0, help="largest retransmission timeout (after doubling), "
                                  "seconds", check=positive)
     retries: int = setting(6, help="consecutive timeouts before a transfer is abandoned, "
-                           "and never sooner than retries x the longest timeout (the client's "
-                           "timeout option, else timeout_max) since its last ACK",
+                           "and never sooner than retries x timeout_max since the client's last "
+                           "ACK",
                            check=positive)
     max_transfers: int = setting(500, help="concurrent transfers; more requests wait "
                                  "queue_timeout for a slot, then get ERROR 'busy, retry'",

@@ -314,8 +314,17 @@ def test_client_timeout_option_caps_the_backoff():
     session, sent, now = pump(data, request(timeout=2), Client(timeout=1000),
                               lambda d, g: [] if d == "up" else [0.001], Limits(retries=4))
     assert session.options.timeout == 2 and session.result == "timeout"
-    assert now == pytest.approx(0.5 + 1 + 2 + 2 + 2 + 2)  # 4 x 2 s at least
+    # resends every 2 s at most, and gives up only when 4 x timeout_max (16 s) have passed
+    assert now == pytest.approx(0.5 + 1 + 2 * 8)
     assert "last block" not in session.detail  # the OACK was never acknowledged
+
+
+def test_a_long_client_timeout_does_not_hold_the_slot_longer():
+    """RFC 2349 allows timeout 255: the floor stays the operator's retries x timeout_max
+    (24 s), and the count rule ends it after 7 doubled timeouts from 0.5 s, not after 6 x 255 s."""
+    session, _sent, now = pump(payload(5000), request(timeout=255), Client(timeout=1000),
+                               lambda d, g: [] if d == "up" else [0.001], Limits())
+    assert session.result == "timeout" and now == pytest.approx(0.5 * (2 ** 7 - 1))
 
 
 @pytest.mark.parametrize("window", [1, 8])
@@ -332,6 +341,20 @@ def test_a_lost_final_ack_is_unconfirmed_not_timeout(window):
     assert bytes(client.received) == data and session.result == "unconfirmed"
     assert session.detail.startswith("no ACK of the last block for ")
     assert session.detail.endswith(": the client probably has the file and its final ACK was lost")
+
+
+@pytest.mark.parametrize("options", [{}, {"windowsize": 16}])
+def test_a_file_never_acknowledged_is_a_timeout_even_if_all_of_it_was_sent(options):
+    """One block in lock-step, or the whole file in the first window: with no DATA ACK
+    nothing says any of it arrived (a blksize too big for the path looks like this)."""
+    size = 100 if not options else 512 * 10
+
+    def fate(direction, datagram):
+        return [] if direction == "up" and datagram[1] == Opcode.ACK and datagram[3] else [0.001]
+
+    session, _sent, _now = pump(payload(size), request(**options), Client(timeout=1000), fate)
+    assert session.result == "timeout", session.detail
+    assert session.detail.endswith("(last acknowledged block 0)")
 
 
 def test_silence_before_the_last_block_is_a_timeout():
