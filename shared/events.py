@@ -194,11 +194,23 @@ class EventLog:
 def merge_host_entries(global_entries: Iterable[tuple[str, dict[str, str]]],
                        own_entries: Iterable[tuple[str, dict[str, str]]]) -> list[Event]:
     """One host's events from its entries in the global stream and in its own stream: each event
-    once (with its global id when it has one), in time order."""
-    found: dict[tuple, tuple[str, dict[str, str]]] = {}
-    for entry_id, data in (*global_entries, *own_entries):
-        found.setdefault(_content(data), (entry_id, data))
-    return sorted((Event.from_entry(i, d) for i, d in found.values()),
+    once (with its global id when it has one), in time order.
+
+    An event written to both streams is one event; equal events are not: a batch stamps one
+    ``ts``, so a client's retransmitted REQUEST answered twice in one batch gives two identical
+    ``dhcp.ack``. So each content counts as many times as the stream holding more copies has
+    it: all global entries, plus the oldest own entries beyond the global count (those older
+    than the part of the global stream that was searched)."""
+    merged = list(global_entries)
+    in_global = collections.Counter(_content(data) for _id, data in merged)
+    own_by_content: dict[tuple, list[tuple[str, dict[str, str]]]] = {}
+    for entry in own_entries:
+        own_by_content.setdefault(_content(entry[1]), []).append(entry)
+    for content, entries in own_by_content.items():
+        extra = len(entries) - in_global[content]
+        if extra > 0:
+            merged += sorted(entries, key=lambda e: _id_order(e[0]))[:extra]
+    return sorted((Event.from_entry(i, d) for i, d in merged),
                   key=lambda e: (e.ts, _id_order(e.id)))
 
 

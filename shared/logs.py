@@ -66,15 +66,16 @@ class KeyValueFormatter(logging.Formatter):
         """``format_fields`` of each row, a line each: the head once, and each field=value text
         once per call (a batch's rows repeat most values: subnet, boot file, ...)."""
         head = cls._head(ts, level, logger, event)
-        pairs: dict[tuple[str, Any], str] = {}
+        pairs: dict[tuple[str, type, Any], str] = {}  # the type too: 1 == 1.0 == True
         lines = []
         for row in rows:
             parts = [head]
             for k, v in row.items():
+                key = k, v.__class__, v
                 try:
-                    text = pairs[k, v]
+                    text = pairs[key]
                 except KeyError:
-                    text = pairs[k, v] = f"{k}={_kv_value(v)}"
+                    text = pairs[key] = f"{k}={_kv_value(v)}"
                 except TypeError:  # an unhashable value
                     text = f"{k}={_kv_value(v)}"
                 parts.append(text)

@@ -138,6 +138,20 @@ async def test_only_inventory_hosts_get_a_stream_of_their_own(redis_url):
     await client.aclose()
 
 
+def test_merge_keeps_equal_events_and_drops_only_the_second_copy_of_one():
+    from shared.events import merge_host_entries
+    ack = {"ts": "1000.000", "service": "dhcp", "kind": "dhcp.ack", "mac": MAC}
+    offer = {**ack, "ts": "999.000", "kind": "dhcp.offer"}
+    # two identical acks of one batch (a retransmitted REQUEST), in both streams
+    merged = merge_host_entries([("5-0", ack), ("5-1", ack)], [("2-0", ack), ("2-1", ack)])
+    assert [e.id for e in merged] == ["5-0", "5-1"]
+    # the global stream searched holds only the newer copy: the older comes from the host's
+    merged = merge_host_entries([("5-1", ack)], [("1-0", offer), ("2-0", ack), ("2-1", ack)])
+    assert [(e.id, e.kind) for e in merged] == [("1-0", "dhcp.offer"), ("2-0", "dhcp.ack"),
+                                                ("5-1", "dhcp.ack")]
+    assert [e.id for e in merge_host_entries([("7-0", ack), ("7-1", ack)], [])] == ["7-0", "7-1"]
+
+
 async def test_read_searches_the_newest_global_entries_in_chunks(redis_url, monkeypatch):
     from shared import events
     monkeypatch.setattr(events, "SCAN_CHUNK", 4)

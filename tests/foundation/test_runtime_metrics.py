@@ -127,7 +127,9 @@ def test_info_each_writes_what_info_writes(capsys):
             {"mac": "52:54:00:12:34:57", "ip": "10.0.0.6", "boot_file": "http://x/a b"},
             # repeated values (formatted once per batch) and an unhashable one
             {"mac": "52:54:00:12:34:58", "ip": "10.0.0.5", "boot_file": "undionly.kpxe",
-             "tags": ["a", "b"], "reserved": False}]
+             "tags": ["a", "b"], "reserved": False},
+            # equal but not the same: 1 == 1.0 == True
+            {"n": 1}, {"n": 1.0}, {"n": True}]
     log = logs.get_logger("dhcp")
     for fmt in ("kv", "json"):
         one, batch = io.StringIO(), io.StringIO()
@@ -141,7 +143,7 @@ def test_info_each_writes_what_info_writes(capsys):
             return [line.split(" ", 1)[1] if fmt == "kv" else
                     {k: v for k, v in __import__("json").loads(line).items() if k != "ts"}
                     for line in text.splitlines()]
-        assert len(batch.getvalue().splitlines()) == 3
+        assert len(batch.getvalue().splitlines()) == 6
         assert strip_ts(batch.getvalue()) == strip_ts(one.getvalue())
     # not routed through the configured handler (e.g. a test capturing records): one record
     # per row, through logging as usual
