@@ -96,7 +96,8 @@ class TftpServer:
         self._queued = 0
         # peers with a request being handled -> a token owned by that request's task
         self._busy: dict[tuple[str, int], object] = {}
-        self._threads_by_peer: dict[tuple[str, int], ThreadTransfer] = {}
+        self._by_peer: dict[tuple[str, int], Transfer | ThreadTransfer] = {}
+        # a peer's new request that arrived after its transfer's last block went out
         self._pending: dict[tuple[str, int], codec.Request] = {}
         self._tasks: set[asyncio.Task] = set()
         self._transfers: set[Transfer | ThreadTransfer] = set()
@@ -142,11 +143,14 @@ class TftpServer:
                                    addr)
             return
         if addr in self._busy:
-            running = self._threads_by_peer.get(addr)
+            running = self._by_peer.get(addr)
             if running is not None and running.session.last_block_sent:
-                # the client may have ACKed the last block and asked again at once, before the
-                # transfer's thread read that ACK: decide when the transfer ends
-                self._pending[addr] = message
+                # the client ACKed the last block and asked again at once (before we read that
+                # ACK), or its final ACK was lost and it asks again anyway (PXE ROMs reuse the
+                # port): either way it is done with the transfer, which ends now (or at its
+                # thread's next wake-up) and then starts this request
+                if running.supersede():
+                    self._pending[addr] = message
             return  # otherwise the client retransmitted its request while we work on it
         if message.opcode == Opcode.WRQ:
             self._refuse(addr, message.filename, "write", ErrorCode.ACCESS_VIOLATION,
@@ -321,10 +325,10 @@ class TftpServer:
             if self._threaded < self.cfg.transfer_threads:
                 transfer = ThreadTransfer(self.cfg.bind, session, release)
                 self._threaded += 1
-                self._threads_by_peer[addr] = transfer
             else:
                 transfer = Transfer(self.cfg.bind, session, release)
             self._transfers.add(transfer)
+            self._by_peer[addr] = transfer
             await transfer.done
         except OSError as exc:
             session.finish("io_error", f"cannot open a transfer socket: {exc.strerror}")
@@ -341,13 +345,14 @@ class TftpServer:
                 self._transfers.discard(transfer)
                 if isinstance(transfer, ThreadTransfer):
                     self._threaded -= 1
-                    if self._threads_by_peer.get(addr) is transfer:
-                        del self._threads_by_peer[addr]
-                    again = self._pending.pop(addr, None)
-                    self._release(addr, token)
-                    if again is not None and session.result == "ok" and addr not in self._busy:
-                        self._start(again, addr)  # it was the client's next request (unless
-                        # a retransmission of it has already started it)
+                if self._by_peer.get(addr) is transfer:
+                    del self._by_peer[addr]
+                again = self._pending.pop(addr, None)
+                self._release(addr, token)
+                if again is not None and addr not in self._busy and (
+                        session.result == "ok" or session.ended_by_new_request):
+                    self._start(again, addr)  # it was the client's next request (unless
+                    # a retransmission of it has already started it)
             close = getattr(source, "close", None)
             if close:
                 close()

@@ -186,11 +186,24 @@ class Transfer(_Sockets):
     def join(self, timeout: float) -> None:
         """Nothing to wait for: everything ran on the event loop."""
 
-    def _on_readable(self) -> None:
+    def supersede(self) -> bool:
+        """The peer sent a new request (see :meth:`ReadSession.superseded`): first read what
+        is already waiting on the socket (the final ACK may be there), then end the transfer
+        if the session agrees. Returns whether the transfer has ended: if not, the request was
+        a copy of the one being served."""
+        while self._sock is not None and not self.session.finished:
+            if not self._on_readable():
+                break
+        if self._sock is not None and self.session.superseded():
+            self._flush()
+        return self.session.finished
+
+    def _on_readable(self) -> bool:
+        """Handle one datagram from the peer; False if there was none to read."""
         try:
             data = self._recv(RECV_SIZE)
         except OSError:
-            return  # ICMP from the client (it went away) or nothing there: the timer decides
+            return False  # ICMP from the client (it went away) or nothing there: the timer
         session = self.session
         prepared = self._prepared
         if prepared is not None and data == prepared[0]:
@@ -199,6 +212,7 @@ class Transfer(_Sockets):
         else:
             session.receive(data, session.peer, self._loop.time())
         self._flush()
+        return True
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -268,6 +282,7 @@ class ThreadTransfer(_Sockets):
         super().__init__(bind, session, blocking=True)
         self._on_finish = on_finish
         self._aborted = False
+        self._superseded = False
         self._thread = threading.Thread(target=self._run, name="tftp-transfer", daemon=True)
         self._thread.start()
 
@@ -285,6 +300,27 @@ class ThreadTransfer(_Sockets):
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
+    def supersede(self) -> bool:
+        """The peer sent a new request: the thread reads what is waiting on the socket and
+        asks the session (:meth:`ReadSession.superseded`) the next time it wakes up, at the
+        latest when the current retransmission timeout expires. Returns True: whether the
+        transfer ends is known only then (the server starts the request if it ended ``ok`` or
+        by this request)."""
+        self._superseded = True
+        return True
+
+    def _drain_and_supersede(self, now: float) -> None:
+        session, sock = self.session, self._sock
+        while not session.finished:
+            try:
+                data = sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+            except OSError:
+                break
+            session.receive(data, session.peer, now)
+            self._send_out(session.datagrams_to_send(now))
+        self._superseded = False
+        session.superseded()
+
     def _run(self) -> None:
         session, sock = self.session, self._sock
         recv, clock, peer = sock.recv, time.monotonic, session.peer
@@ -294,6 +330,10 @@ class ThreadTransfer(_Sockets):
         try:
             send_out(session.datagrams_to_send(now))
             while not session.finished and not self._aborted:
+                if self._superseded:
+                    self._drain_and_supersede(now)
+                    if session.finished:
+                        break
                 wait = session.next_timer() - now
                 if wait <= 0.0:
                     session.on_timer(now)

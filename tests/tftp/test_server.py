@@ -437,3 +437,26 @@ async def test_next_request_right_after_the_final_ack_is_served(server, client, 
         assert data == b"x" * 100
     await wait_records(server, 20)
     assert {r.result for r in server.records} == {"ok"}
+
+
+async def test_a_new_request_after_a_lost_final_ack_is_served_at_once(server, client, root):
+    """The client's final ACK is lost and it asks for its next file from the same port (PXE
+    ROMs do): that request is proof it is done, so it must not wait for our give-up (24 s by
+    default) and the finished transfer is recorded as unconfirmed, not as a timeout."""
+    request = codec.encode(codec.Request(codec.Opcode.RRQ, "small.bin", "octet"))
+    await client.send(request, server.address)
+    for block in (1, 2, 3, 4, 5, 6):  # 3000 bytes: 5 full blocks and a short last one
+        datagram, peer = await client.recv()
+        assert codec.decode(datagram).block == block
+        if block < 6:
+            await client.send(codec.encode(codec.Ack(block)), peer)
+    # no ACK 6 (lost): the next request from the same port
+    started = time.monotonic()
+    data, _, _ = await client.fetch(server.address, "exact.bin")
+    assert data == (root / "exact.bin").read_bytes()
+    assert time.monotonic() - started < 10  # served before any give-up (24 s)
+    await wait_records(server, 2)
+    first = next(r for r in server.records if r.file == "small.bin")
+    assert first.result == "unconfirmed" and "new request from the same port" in first.detail
+    assert {r.result for r in server.records if r.file == "exact.bin"} == {"ok"}
+

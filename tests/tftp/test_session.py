@@ -357,6 +357,29 @@ def test_a_file_never_acknowledged_is_a_timeout_even_if_all_of_it_was_sent(optio
     assert session.detail.endswith("(last acknowledged block 0)")
 
 
+def test_a_new_request_ends_the_transfer_only_once_the_client_has_answered():
+    def session_after(acks: list[int], size: int, **options) -> ReadSession:
+        session = ReadSession(PEER, io.BytesIO(payload(size)), size, request(**options),
+                              Limits(), 0.0)
+        for block in acks:
+            session.receive(codec.encode(Ack(block)), PEER, 0.01)
+        return session
+
+    # data ACKed and the last block out: done with it, its final ACK was lost
+    session = session_after([1], 600)
+    assert session.superseded() and session.result == "unconfirmed"
+    assert session.ended_by_new_request and session.next_timer() is None
+    # one block, nothing answered: a retransmitted request looks the same, nothing changes
+    session = session_after([], 100)
+    assert not session.superseded() and not session.finished
+    # the OACK answered, the one block out, no DATA ACKed: it gave up
+    session = session_after([0], 100, tsize=0)
+    assert session.superseded() and session.result == "timeout"
+    # the last block not sent yet
+    session = session_after([1], 5000)
+    assert not session.superseded() and not session.finished and not session.ended_by_new_request
+
+
 def test_silence_before_the_last_block_is_a_timeout():
     data = payload(5000)
 
