@@ -18,7 +18,7 @@ from pathlib import Path
 
 from shared import admin, leases, settings as settings_mod
 from shared.addresses import AddressError
-from shared.events import EventLog, format_event, newest_id
+from shared.events import EventLog, format_event
 from shared.schema import KINDS, Kind, from_hash
 from shared.store import InventoryError, InventoryStore, InventoryUnavailable, connect
 
@@ -222,14 +222,13 @@ async def _events(args, client, out) -> int:
     mac = KINDS["host"].canonical_id(args.host) if args.host else None
     log = EventLog(client, "cli")
     previous = None
-    past = await log.read(mac, count=args.count)
-    for event in past:
+    past = await log.history(mac, count=args.count)
+    for event in past.events:
         print(format_event(event, previous), file=out)
         previous = event.ts
-    last_id = newest_id(past)
     out.flush()
     if args.follow:
-        async for event in log.follow(mac, last_id=last_id):
+        async for event in log.follow(mac, last_id=past.cursor):
             print(format_event(event, previous), file=out, flush=True)
             previous = event.ts
     return 0

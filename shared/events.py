@@ -63,6 +63,14 @@ class Event:
                    kind=data.pop("kind", "?"), mac=data.pop("mac", None) or None, fields=data)
 
 
+@dataclasses.dataclass(frozen=True)
+class History:
+    """What :meth:`EventLog.history` read: the events, and where :meth:`EventLog.follow` goes
+    on from (the global stream's newest id when it was read, ``0-0`` if it was empty)."""
+    events: list[Event]
+    cursor: str
+
+
 def _content(data: dict[str, str]) -> tuple:
     """What identifies one event written to two streams (the entry ids differ)."""
     return tuple(sorted(data.items()))
@@ -148,6 +156,10 @@ class EventLog:
 
     # -- reading -------------------------------------------------------------------------------
     async def read(self, mac: str | None = None, count: int = 200) -> list[Event]:
+        """The events of :meth:`history`."""
+        return (await self.history(mac, count)).events
+
+    async def history(self, mac: str | None = None, count: int = 200) -> History:
         """The latest ``count`` events (of one host, or all), oldest first by when they happened
         (``ts``): services write events in batches, so stream order can differ slightly from
         time order under load (a DHCP ack batched behind the HTTP fetch it led to).
@@ -155,25 +167,31 @@ class EventLog:
         For a MAC: its own stream merged with its entries among the global stream's newest
         :data:`GLOBAL_SCAN` (the events from before it was in the inventory, or all of them for
         a MAC the inventory does not know). An event in both is returned once, with the global
-        stream's id (where :meth:`follow` goes on from)."""
+        stream's id. The cursor is the global stream's id, never a host stream's: the two
+        streams' ids for one event differ, and following on from a host stream's id could
+        repeat events."""
         if mac is None:
             with redis_errors("events"):
                 entries = await self._redis.xrevrange(GLOBAL_STREAM, count=count)
-            return sorted((Event.from_entry(i, d) for i, d in reversed(entries)),
-                          key=lambda e: e.ts)
+            return History(sorted((Event.from_entry(i, d) for i, d in reversed(entries)),
+                                  key=lambda e: e.ts),
+                           entries[0][0] if entries else "0-0")
         matches: list[tuple[str, dict[str, str]]] = []
+        cursor = "0-0"
         with redis_errors("events"):
             start, scanned = "+", 0
             while scanned < GLOBAL_SCAN and len(matches) < count:
                 chunk = await self._redis.xrevrange(GLOBAL_STREAM, max=start,
                                                     count=min(SCAN_CHUNK, GLOBAL_SCAN - scanned))
+                if chunk and start == "+":
+                    cursor = chunk[0][0]
                 matches += [(i, d) for i, d in chunk if d.get("mac") == mac]
                 scanned += len(chunk)
                 if len(chunk) < SCAN_CHUNK:
                     break
                 start = "(" + chunk[-1][0]
             own = await self._redis.xrevrange(host_stream(mac), count=count)
-        return merge_host_entries(matches, own)[-count:]
+        return History(merge_host_entries(matches, own)[-count:], cursor)
 
     async def follow(self, mac: str | None = None, last_id: str = "$",
                      block_ms: int = 1000) -> AsyncIterator[Event]:
@@ -216,12 +234,6 @@ def merge_host_entries(global_entries: Iterable[tuple[str, dict[str, str]]],
 
 def _id_order(entry_id: str) -> tuple[int, ...]:
     return tuple(int(p) for p in entry_id.split("-"))
-
-
-def newest_id(events: Iterable[Event], default: str = "$") -> str:
-    """The highest stream id among ``events`` (where to follow on from), ``default`` if none."""
-    ids = [e.id for e in events]
-    return max(ids, key=_id_order) if ids else default
 
 
 def format_event(event: Event, previous_ts: float | None = None) -> str:
