@@ -179,6 +179,9 @@ class EventLog:
         matches: list[tuple[str, dict[str, str]]] = []
         cursor = "0-0"
         with redis_errors("events"):
+            # the host's stream first: writers append to the global stream before the host's,
+            # so each event read here has its global copy at or below the cursor read next
+            own = await self._redis.xrevrange(host_stream(mac), count=count)
             start, scanned = "+", 0
             while scanned < GLOBAL_SCAN and len(matches) < count:
                 chunk = await self._redis.xrevrange(GLOBAL_STREAM, max=start,
@@ -190,7 +193,6 @@ class EventLog:
                 if len(chunk) < SCAN_CHUNK:
                     break
                 start = "(" + chunk[-1][0]
-            own = await self._redis.xrevrange(host_stream(mac), count=count)
         return History(merge_host_entries(matches, own)[-count:], cursor)
 
     async def follow(self, mac: str | None = None, last_id: str = "$",

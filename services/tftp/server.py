@@ -79,6 +79,14 @@ class Record:
     source: str = ""  # "static", "cache", "rendered:<kind>"
 
 
+@dataclasses.dataclass(eq=False)
+class _Running:
+    """A transfer by peer: the request it serves, and the peer's next one to serve after it."""
+    transfer: Transfer | ThreadTransfer
+    request: codec.Request
+    pending: codec.Request | None = None
+
+
 class TftpServer:
     def __init__(self, cfg: TftpSection, inventory, *, leases: LeaseLookup | None = None,
                  events=None, worker: int | None = None) -> None:
@@ -96,9 +104,7 @@ class TftpServer:
         self._queued = 0
         # peers with a request being handled -> a token owned by that request's task
         self._busy: dict[tuple[str, int], object] = {}
-        self._by_peer: dict[tuple[str, int], Transfer | ThreadTransfer] = {}
-        # a peer's new request that arrived after its transfer's last block went out
-        self._pending: dict[tuple[str, int], codec.Request] = {}
+        self._by_peer: dict[tuple[str, int], _Running] = {}
         self._tasks: set[asyncio.Task] = set()
         self._transfers: set[Transfer | ThreadTransfer] = set()
         self._threaded = 0                           # transfers running in their own thread
@@ -144,14 +150,9 @@ class TftpServer:
             return
         if addr in self._busy:
             running = self._by_peer.get(addr)
-            if running is not None and running.session.last_block_sent:
-                # the client ACKed the last block and asked again at once (before we read that
-                # ACK), or its final ACK was lost and it asks again anyway (PXE ROMs reuse the
-                # port): either way it is done with the transfer, which ends now (or at its
-                # thread's next wake-up) and then starts this request
-                if running.supersede():
-                    self._pending[addr] = message
-            return  # otherwise the client retransmitted its request while we work on it
+            if running is not None and running.pending is None:
+                self._new_request(running, message, addr)
+            return
         if message.opcode == Opcode.WRQ:
             self._refuse(addr, message.filename, "write", ErrorCode.ACCESS_VIOLATION,
                          "this server is read-only")
@@ -161,6 +162,19 @@ class TftpServer:
                          f"transfer mode {message.mode[:20]!r} not supported (octet, netascii)")
             return
         self._start(message, addr)
+
+    def _new_request(self, running: _Running, message: codec.Request, addr) -> None:
+        """A request from a peer whose transfer runs. The same request again is a copy (the
+        client retransmitted it) unless the transfer turns out to have ended (its final ACK was
+        waiting: the client asked again at once). A different one means the client is done
+        with the transfer (PXE ROMs ask for their next file from the same port, also when
+        their final ACK was lost): it ends, and the request is served after it."""
+        try:
+            if running.transfer.new_request(copy=message == running.request):
+                running.pending = message
+        except Exception as exc:  # noqa: BLE001 - the transfer's own I/O, run from here
+            log.warning("new_request_failed", peer=addr[0], port=addr[1], file=message.filename,
+                        reason=repr(exc))
 
     def _start(self, message: codec.Request, addr: tuple[str, int]) -> None:
         token = self._busy[addr] = object()
@@ -319,7 +333,7 @@ class TftpServer:
         session = ReadSession(addr, source, size, request, self.limits, loop.time())
         record.blksize, record.windowsize = session.blksize, session.windowsize
         metrics.IN_FLIGHT.inc()
-        transfer = None
+        transfer = running = None
         try:
             release = functools.partial(self._release, addr, token)
             if self._threaded < self.cfg.transfer_threads:
@@ -328,7 +342,7 @@ class TftpServer:
             else:
                 transfer = Transfer(self.cfg.bind, session, release)
             self._transfers.add(transfer)
-            self._by_peer[addr] = transfer
+            running = self._by_peer[addr] = _Running(transfer, request)
             await transfer.done
         except OSError as exc:
             session.finish("io_error", f"cannot open a transfer socket: {exc.strerror}")
@@ -345,13 +359,12 @@ class TftpServer:
                 self._transfers.discard(transfer)
                 if isinstance(transfer, ThreadTransfer):
                     self._threaded -= 1
-                if self._by_peer.get(addr) is transfer:
+                if running is not None and self._by_peer.get(addr) is running:
                     del self._by_peer[addr]
-                again = self._pending.pop(addr, None)
                 self._release(addr, token)
-                if again is not None and addr not in self._busy and (
-                        session.result == "ok" or session.ended_by_new_request):
-                    self._start(again, addr)  # it was the client's next request (unless
+                if running is not None and running.pending is not None and \
+                        session.result != "aborted" and addr not in self._busy:
+                    self._start(running.pending, addr)  # the client's next request (unless
                     # a retransmission of it has already started it)
             close = getattr(source, "close", None)
             if close:

@@ -7,6 +7,7 @@ The transport feeds it datagrams and the time; it answers with datagrams and its
     s.receive(datagram, source_address, now)  # each datagram on the transfer's socket
     s.on_timer(now)                           # when now >= s.next_timer()
     s.finished, s.result                      # "ok", "timeout", "unconfirmed", ...
+    s.superseded()                            # the client sent a different request
 
 Rules it keeps:
 
@@ -25,7 +26,7 @@ Rules it keeps:
   sooner when the measured RTT says a block is lost (curl always asks for ``timeout 6``:
   waiting 6 s per lost packet made a 5%-loss transfer crawl). Early retransmissions are
   harmless: duplicates are ignored on both sides.
-- The transfer is abandoned after ``Limits.retries`` expiries in a row, and never sooner than
+- The transfer is given up after ``Limits.retries`` expiries in a row, and never sooner than
   ``retries`` x ``Limits.timeout_max`` after the last progress: small RTT-based timeouts must
   not shrink the time a client gets to answer below what its own retransmission interval needs
   (curl re-ACKs only every 12 s with ``--max-time 600``). The client's ``timeout`` option does
@@ -121,7 +122,6 @@ class ReadSession:
         self.foreign = 0         # datagrams from other ports (answered with ERROR 5)
         self.malformed = 0
         self.started = now
-        self.ended_by_new_request = False  # see superseded()
         # state
         self._out: list[tuple[bytes, Address]] = []
         self._blocks: dict[int, bytes] = {}   # absolute block number -> datagram, unacked
@@ -131,7 +131,6 @@ class ReadSession:
         self._last: int | None = None
         # read ahead by prepared_reply: (DATA, payload size) of the blocks after self._sent
         self._ahead: list[tuple[bytes, int]] = []
-        self._last_prepared = False  # self._ahead holds the last block
         self._expiries = 0
         self._srtt: float | None = None
         self._rttvar = 0.0
@@ -156,14 +155,6 @@ class ReadSession:
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         out, self._out = self._out, []
         return out
-
-    @property
-    def last_block_sent(self) -> bool:
-        """True once the last block has gone out (at least once), or is in the prepared reply
-        (:meth:`prepared_reply`): a transport sends that before the session's bookkeeping, so
-        another thread may see the client's next request in between. Safe to read from
-        another thread."""
-        return self._last is not None or self._last_prepared
 
     def prepared_reply(self) -> tuple[bytes, list[bytes]] | None:
         """With a whole window in flight: ``(ack, datagrams)`` such that if the next datagram
@@ -191,7 +182,6 @@ class ReadSession:
                 number += 1
                 ahead.append((_data_header(3, number & 0xFFFF) + payload, len(payload)))
                 if len(payload) < blksize:
-                    self._last_prepared = True
                     break
         return _data_header(4, self._sent & 0xFFFF), [datagram for datagram, _size in ahead]
 
@@ -211,25 +201,20 @@ class ReadSession:
         self.foreign += 1
         return UNKNOWN_TID_REPLY
 
-    def superseded(self) -> bool:
-        """The client sent a new request from this transfer's address and port. Once it has
-        answered us (ACKed the OACK or data) and the last block has gone out, that request can
-        only mean it is done with this transfer: end it now, as ``unconfirmed`` if data was
-        ACKed (its final ACK was lost) or ``timeout`` if none was (it gave up), and return
-        True, so the new request need not wait for our give-up. Before that it may be a copy
-        of the original request: nothing changes and this returns False."""
-        # with an OACK, DATA flows only after the client ACKed it: sent data means answered
-        answered = self._acked > 0 or bool(self.options.oack)
-        if self.finished or self._last is None or not answered:
-            return False
-        if self._acked > 0:
+    def superseded(self) -> None:
+        """The client asked for something else from this transfer's address and port: it is
+        done with this transfer (a client does not send a different request while it still
+        receives one; a copy of the first request is the transport's and server's to tell
+        apart). End it now: ``unconfirmed`` if the last block went out and data was ACKed (its
+        final ACK was lost), ``abandoned`` otherwise. Nothing if it has ended already."""
+        if self.finished:
+            return
+        if self._last is not None and self._acked > 0:
             self.finish("unconfirmed", "the client sent a new request from the same port "
                         "instead of ACKing the last block: it is done with this transfer")
         else:
-            self.finish("timeout", "the client sent a new request from the same port before "
-                        "ACKing any data: it gave up on this transfer")
-        self.ended_by_new_request = True
-        return True
+            self.finish("abandoned", "the client sent a new request from the same port before "
+                        f"finishing this transfer (last acknowledged block {self._acked})")
 
     def next_timer(self) -> float | None:
         return None if self.finished else self._deadline

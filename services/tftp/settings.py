@@ -29,7 +29,7 @@ class TftpSection:
                                  check=positive)
     timeout_max: float = setting(4.0, help="largest retransmission timeout (after doubling), "
                                  "seconds", check=positive)
-    retries: int = setting(6, help="consecutive timeouts before a transfer is abandoned, "
+    retries: int = setting(6, help="consecutive timeouts before a transfer is given up, "
                            "and never sooner than retries x timeout_max since the client's last "
                            "ACK",
                            check=positive)

@@ -186,24 +186,33 @@ class Transfer(_Sockets):
     def join(self, timeout: float) -> None:
         """Nothing to wait for: everything ran on the event loop."""
 
-    def supersede(self) -> bool:
-        """The peer sent a new request (see :meth:`ReadSession.superseded`): first read what
-        is already waiting on the socket (the final ACK may be there), then end the transfer
-        if the session agrees. Returns whether the transfer has ended: if not, the request was
-        a copy of the one being served."""
+    def new_request(self, copy: bool) -> bool:
+        """The peer sent a request while this transfer runs; ``copy``: the same one as this
+        transfer's. Reads what already waits on the socket first (the final ACK may be there).
+        A copy is the next request only if that ended the transfer; any other request ends
+        it (:meth:`ReadSession.superseded`). Returns whether the request is to be served once
+        this transfer is over (at once, on the event loop)."""
         while self._sock is not None and not self.session.finished:
-            if not self._on_readable():
-                break
-        if self._sock is not None and self.session.superseded():
+            try:
+                data = self._recv(RECV_SIZE)
+            except ConnectionRefusedError:
+                continue  # an ICMP error queued before what we look for
+            except OSError:
+                break  # nothing more waiting
+            self._handle(data)
+        if not self.session.finished and not copy:
+            self.session.superseded()
             self._flush()
         return self.session.finished
 
-    def _on_readable(self) -> bool:
-        """Handle one datagram from the peer; False if there was none to read."""
+    def _on_readable(self) -> None:
         try:
             data = self._recv(RECV_SIZE)
         except OSError:
-            return False  # ICMP from the client (it went away) or nothing there: the timer
+            return  # ICMP from the client (it went away) or nothing there: the timer decides
+        self._handle(data)
+
+    def _handle(self, data: bytes) -> None:
         session = self.session
         prepared = self._prepared
         if prepared is not None and data == prepared[0]:
@@ -212,7 +221,6 @@ class Transfer(_Sockets):
         else:
             session.receive(data, session.peer, self._loop.time())
         self._flush()
-        return True
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -300,12 +308,15 @@ class ThreadTransfer(_Sockets):
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
-    def supersede(self) -> bool:
-        """The peer sent a new request: the thread reads what is waiting on the socket and
-        asks the session (:meth:`ReadSession.superseded`) the next time it wakes up, at the
-        latest when the current retransmission timeout expires. Returns True: whether the
-        transfer ends is known only then (the server starts the request if it ended ``ok`` or
-        by this request)."""
+    def new_request(self, copy: bool) -> bool:
+        """The peer sent a request while this transfer runs (see :meth:`Transfer.new_request`).
+        Only this transfer's thread may touch the session, so a copy of this transfer's request
+        is taken for a retransmission (if the client had in fact just ACKed the end and asked
+        again, it asks once more after its timeout). Any other request: the thread reads what
+        waits on its socket and ends the transfer (:meth:`ReadSession.superseded`) at its next
+        wake-up, within one retransmission timeout; the request is to be served after."""
+        if copy:
+            return False
         self._superseded = True
         return True
 
@@ -314,11 +325,12 @@ class ThreadTransfer(_Sockets):
         while not session.finished:
             try:
                 data = sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+            except ConnectionRefusedError:
+                continue  # an ICMP error queued before what we look for
             except OSError:
-                break
+                break  # nothing more waiting
             session.receive(data, session.peer, now)
             self._send_out(session.datagrams_to_send(now))
-        self._superseded = False
         session.superseded()
 
     def _run(self) -> None:

@@ -432,11 +432,39 @@ async def test_next_request_right_after_the_final_ack_is_served(server, client, 
     the request must not be taken for a retransmission of the previous one (a transfer's
     thread may not have read that ACK yet)."""
     (root / "one.bin").write_bytes(b"x" * 100)   # one block: DATA 1 is the last one
-    for _ in range(20):
-        data, _, _ = await client.fetch(server.address, "one.bin", timeout=0.5)
-        assert data == b"x" * 100
+    (root / "two.bin").write_bytes(b"y" * 100)
+    for i in range(20):
+        name = ("one.bin", "two.bin")[i % 2]
+        data, _, _ = await client.fetch(server.address, name, timeout=0.5)
+        assert data == (root / name).read_bytes()
     await wait_records(server, 20)
     assert {r.result for r in server.records} == {"ok"}
+
+
+@pytest.mark.parametrize("size", [100, 600], ids=["one-block", "two-blocks"])
+async def test_a_retransmitted_request_is_served_once(server, client, root, size):
+    """The client's second copy of its request crosses our first DATA: one transfer, ended
+    ok, and nothing from a second port (a copy is not a next request)."""
+    (root / "f.bin").write_bytes(os.urandom(size))
+    request = codec.encode(codec.Request(codec.Opcode.RRQ, "f.bin", "octet"))
+    await client.send(request, server.address)
+    first, peer = await client.recv()
+    await client.send(request, server.address)   # the copy, sent before the client saw DATA 1
+    await asyncio.sleep(0.05)                    # ... and handled before its ACK 1
+    received = codec.decode(first).data
+    block = 1
+    while True:
+        await client.send(codec.encode(codec.Ack(block)), peer)
+        if len(received) == size:
+            break
+        datagram, source = await client.recv()
+        assert source == peer
+        block += 1
+        received += codec.decode(datagram).data
+    with pytest.raises(asyncio.TimeoutError):
+        await client.recv(timeout=0.5)            # no DATA 1 from a second transfer
+    await wait_records(server, 1)
+    assert [r.result for r in server.records] == ["ok"]
 
 
 async def test_a_new_request_after_a_lost_final_ack_is_served_at_once(server, client, root):

@@ -357,7 +357,7 @@ def test_a_file_never_acknowledged_is_a_timeout_even_if_all_of_it_was_sent(optio
     assert session.detail.endswith("(last acknowledged block 0)")
 
 
-def test_a_new_request_ends_the_transfer_only_once_the_client_has_answered():
+def test_a_different_request_from_the_client_ends_the_transfer():
     def session_after(acks: list[int], size: int, **options) -> ReadSession:
         session = ReadSession(PEER, io.BytesIO(payload(size)), size, request(**options),
                               Limits(), 0.0)
@@ -367,17 +367,20 @@ def test_a_new_request_ends_the_transfer_only_once_the_client_has_answered():
 
     # data ACKed and the last block out: done with it, its final ACK was lost
     session = session_after([1], 600)
-    assert session.superseded() and session.result == "unconfirmed"
-    assert session.ended_by_new_request and session.next_timer() is None
-    # one block, nothing answered: a retransmitted request looks the same, nothing changes
-    session = session_after([], 100)
-    assert not session.superseded() and not session.finished
-    # the OACK answered, the one block out, no DATA ACKed: it gave up
-    session = session_after([0], 100, tsize=0)
-    assert session.superseded() and session.result == "timeout"
-    # the last block not sent yet
-    session = session_after([1], 5000)
-    assert not session.superseded() and not session.finished and not session.ended_by_new_request
+    session.superseded()
+    assert session.result == "unconfirmed" and session.next_timer() is None
+    assert "instead of ACKing the last block" in session.detail
+    # nothing ACKed (one block), the OACK only, or mid-file: it gave this transfer up
+    for session in (session_after([], 100), session_after([0], 100, tsize=0),
+                    session_after([1], 5000)):
+        session.superseded()
+        assert session.result == "abandoned" and session.next_timer() is None
+    assert session.detail.endswith("before finishing this transfer (last acknowledged block 1)")
+    # an ended transfer stays as it ended
+    session = session_after([1, 2], 600)
+    assert session.result == "ok"
+    session.superseded()
+    assert session.result == "ok"
 
 
 def test_silence_before_the_last_block_is_a_timeout():
@@ -396,8 +399,8 @@ def test_silence_before_the_last_block_is_a_timeout():
 def test_small_rtt_timeouts_do_not_shorten_the_wait_for_a_slow_client(prepared):
     """On a fast link the RTT-based timeout is timeout_min (50 ms): six doublings of it are
     over in 6.35 s. Losing one block that often must not end a transfer whose client re-ACKs
-    only every 12 s (curl with --max-time 600): the server goes on resending until retries x
-    its longest timeout (here curl's 6 s) have passed."""
+    only every 12 s (curl with --max-time 600): the server goes on resending, at most every
+    6 s (curl's timeout option), until retries x timeout_max (24 s) have passed."""
     data = payload(512 * 40)
     losses = {"block 20": 0}
 
