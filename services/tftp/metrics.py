@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from shared import metrics
 
-RESULTS = ("ok", "unconfirmed", "not_found", "timeout", "abandoned", "client_error",
-           "options_refused", "illegal", "render_error", "io_error", "aborted")
+RESULTS = ("ok", "unconfirmed", "tsize_probe", "not_found", "timeout", "abandoned",
+           "client_error", "options_refused", "illegal", "render_error", "io_error", "aborted")
 REFUSALS = ("write", "path", "busy", "mode", "inventory")
 RENDER_KINDS = ("pxelinux", "grub", "ipxe")
 

@@ -400,7 +400,7 @@ class TftpServer:
             fields["worker"] = self.worker
         if record.detail:
             fields["detail"] = record.detail
-        if record.result in ("ok", "unconfirmed", "not_found"):
+        if record.result in ("ok", "unconfirmed", "tsize_probe", "not_found"):
             log.info("transfer", **fields)
         else:
             log.warning("transfer", **fields)

@@ -236,9 +236,16 @@ class ReadSession:
             self.detail = str(exc)
             return
         if isinstance(message, codec.Error):
-            self.finish("options_refused" if message.code == ErrorCode.OPTION_REFUSED
-                         else "client_error", f"client sent ERROR {message.code}: "
-                         f"{message.message[:100]}")
+            if self._oack is not None and any(name == codec.TSIZE
+                                              for name, _value in self.options.oack):
+                # it asked for the size only: UEFI PXE (OVMF) asks with tsize, reads our
+                # OACK and ends that transfer with ERROR 8, then asks for the file
+                result = "tsize_probe"
+            elif message.code == ErrorCode.OPTION_REFUSED:
+                result = "options_refused"
+            else:
+                result = "client_error"
+            self.finish(result, f"client sent ERROR {message.code}: {message.message[:100]}")
         else:
             self._out.append((codec.error(ErrorCode.ILLEGAL_OPERATION,
                                           "illegal TFTP operation during a read transfer"),

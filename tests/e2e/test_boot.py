@@ -92,6 +92,10 @@ def test_3_uefi_pxe(bootlab, stack):
     if stack == "bootyard":
         kinds_in_order(boot, host.mac, ["dhcp.ack", "tftp.transfer", "dhcp.ack", "http.script",
                                         "http.file", "lab.marker"])
+        # OVMF asks for the NBP's size first and ends that transfer with an ERROR
+        transfers = [e.fields for e in boot.events(host.mac) if e.kind == "tftp.transfer"]
+        assert [(t["file"], t["result"]) for t in transfers] == [
+            ("ipxe.efi", "tsize_probe"), ("ipxe.efi", "ok")], transfers
 
 
 @pytest.mark.parametrize("stack", MAIN)

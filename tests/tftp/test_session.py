@@ -453,6 +453,16 @@ def test_client_error_and_option_refusal_end_the_transfer():
     session = ReadSession(PEER, io.BytesIO(b"x" * 10), 10, request(blksize=1000), Limits(), 0)
     session.receive(codec.encode(codec.Error(8, "no")), PEER, 0.1)
     assert session.finished and session.result == "options_refused"
+    # the size asked and the OACK answered with an ERROR: a size probe (OVMF), not a failure
+    session = ReadSession(PEER, io.BytesIO(b"x" * 10), 10,
+                          request(tsize=0, blksize=1468, windowsize=4), Limits(), 0)
+    session.receive(codec.encode(codec.Error(8, "User aborted the transfer")), PEER, 0.1)
+    assert session.result == "tsize_probe" and "User aborted" in session.detail
+    # the same ERROR later in the transfer is the client's error
+    session = ReadSession(PEER, io.BytesIO(b"x" * 1000), 1000, request(tsize=0), Limits(), 0)
+    session.receive(codec.encode(Ack(0)), PEER, 0.1)
+    session.receive(codec.encode(codec.Error(8, "stop")), PEER, 0.2)
+    assert session.result == "options_refused"
     session = ReadSession(PEER, io.BytesIO(b"x" * 10), 10, request(), Limits(), 0)
     session.receive(codec.encode(codec.Error(0, "user abort")), PEER, 0.1)
     assert session.result == "client_error" and "user abort" in session.detail
