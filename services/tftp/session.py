@@ -209,7 +209,10 @@ class ReadSession:
         final ACK was lost), ``abandoned`` otherwise. Nothing if it has ended already."""
         if self.finished:
             return
-        if self._last is not None and self._acked > 0:
+        if self._asked_size_only():
+            self.finish("tsize_probe", "the client sent a new request from the same port "
+                        "instead of ACKing our OACK (its ERROR ending this one may be lost)")
+        elif self._last is not None and self._acked > 0:
             self.finish("unconfirmed", "the client sent a new request from the same port "
                         "instead of ACKing the last block: it is done with this transfer")
         else:
@@ -236,10 +239,7 @@ class ReadSession:
             self.detail = str(exc)
             return
         if isinstance(message, codec.Error):
-            if self._oack is not None and any(name == codec.TSIZE
-                                              for name, _value in self.options.oack):
-                # it asked for the size only: UEFI PXE (OVMF) asks with tsize, reads our
-                # OACK and ends that transfer with ERROR 8, then asks for the file
+            if self._asked_size_only():
                 result = "tsize_probe"
             elif message.code == ErrorCode.OPTION_REFUSED:
                 result = "options_refused"
@@ -279,6 +279,13 @@ class ReadSession:
         self._deadline = now + self._rto
 
     # -- internals -----------------------------------------------------------------------------
+    def _asked_size_only(self) -> bool:
+        """Whether the client, ending the transfer before ACKing our OACK, only wanted the size
+        (UEFI PXE (OVMF) asks with tsize, reads the OACK, ends that transfer with ERROR 8 and
+        asks for the file again)."""
+        return self._oack is not None and any(name == codec.TSIZE
+                                              for name, _value in self.options.oack)
+
     def finish(self, result: str, detail: str = "") -> None:
         """End the transfer with ``result`` (the session's own ends, and the transport's: a
         socket that cannot be opened, the service stopping); nothing more is sent."""

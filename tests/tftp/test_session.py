@@ -376,6 +376,10 @@ def test_a_different_request_from_the_client_ends_the_transfer():
         session.superseded()
         assert session.result == "abandoned" and session.next_timer() is None
     assert session.detail.endswith("before finishing this transfer (last acknowledged block 1)")
+    # the size asked, the OACK not answered: a size probe whose ERROR may have been lost
+    session = session_after([], 100, tsize=0)
+    session.superseded()
+    assert session.result == "tsize_probe"
     # an ended transfer stays as it ended
     session = session_after([1, 2], 600)
     assert session.result == "ok"
