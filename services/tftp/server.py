@@ -85,6 +85,7 @@ class _Running:
     transfer: Transfer | ThreadTransfer
     request: codec.Request
     pending: codec.Request | None = None
+    pending_if_ok: bool = False  # serve pending only if the transfer ends ok
 
 
 class TftpServer:
@@ -165,13 +166,14 @@ class TftpServer:
 
     def _new_request(self, running: _Running, message: codec.Request, addr) -> None:
         """A request from a peer whose transfer runs. The same request again is a copy (the
-        client retransmitted it) unless the transfer turns out to have ended (its final ACK was
-        waiting: the client asked again at once). A different one means the client is done
-        with the transfer (PXE ROMs ask for their next file from the same port, also when
-        their final ACK was lost): it ends, and the request is served after it."""
+        client retransmitted it) unless the transfer turns out to end ``ok`` just after (its
+        final ACK was waiting: the client asked again at once). A different one means the
+        client is done with the transfer (PXE ROMs ask for their next file from the same
+        port, also when their final ACK was lost): it ends, and the request is served after."""
+        copy = message == running.request
         try:
-            if running.transfer.new_request(copy=message == running.request):
-                running.pending = message
+            if running.transfer.new_request(copy):
+                running.pending, running.pending_if_ok = message, copy
         except Exception as exc:  # noqa: BLE001 - the transfer's own I/O, run from here
             log.warning("new_request_failed", peer=addr[0], port=addr[1], file=message.filename,
                         reason=repr(exc))
@@ -363,7 +365,8 @@ class TftpServer:
                     del self._by_peer[addr]
                 self._release(addr, token)
                 if running is not None and running.pending is not None and \
-                        session.result != "aborted" and addr not in self._busy:
+                        session.result != "aborted" and addr not in self._busy and \
+                        (session.result == "ok" or not running.pending_if_ok):
                     self._start(running.pending, addr)  # the client's next request (unless
                     # a retransmission of it has already started it)
             close = getattr(source, "close", None)

@@ -310,14 +310,15 @@ class ThreadTransfer(_Sockets):
 
     def new_request(self, copy: bool) -> bool:
         """The peer sent a request while this transfer runs (see :meth:`Transfer.new_request`).
-        Only this transfer's thread may touch the session, so a copy of this transfer's request
-        is taken for a retransmission (if the client had in fact just ACKed the end and asked
-        again, it asks once more after its timeout). Any other request: the thread reads what
-        waits on its socket and ends the transfer (:meth:`ReadSession.superseded`) at its next
-        wake-up, within one retransmission timeout; the request is to be served after."""
-        if copy:
-            return False
-        self._superseded = True
+        Only this transfer's thread may touch the session or read its socket, and the listener
+        cannot tell whether the final ACK is already there (the thread may hold it, waiting for
+        the GIL). So a copy of this transfer's request is kept, to be served only if the
+        transfer ends ``ok`` (it was the client's next request; if it was a late copy, the
+        client answers the extra transfer with ERROR 5). Any other request: the thread reads
+        what waits on its socket and ends the transfer (:meth:`ReadSession.superseded`) at its
+        next wake-up, within one retransmission timeout; the request is to be served after."""
+        if not copy:
+            self._superseded = True
         return True
 
     def _drain_and_supersede(self, now: float) -> None:
