@@ -212,7 +212,7 @@ class ReadSession:
         if self._asked_size_only():
             self.finish("tsize_probe", "the client sent a new request from the same port "
                         "instead of ACKing our OACK (its ERROR ending this one may be lost)")
-        elif self._last is not None and self._acked > 0:
+        elif self._end_probably_received():
             self.finish("unconfirmed", "the client sent a new request from the same port "
                         "instead of ACKing the last block: it is done with this transfer")
         else:
@@ -259,10 +259,7 @@ class ReadSession:
         silence = now - self._progress_at
         if self._expiries > self._limits.retries and silence >= self._patience:
             waited = f"for {silence:.1f} s after {self._expiries - 1} retransmissions"
-            if self._last is not None and self._acked > 0:
-                # the client has ACKed data and the final window (the last block in lock-step)
-                # is out: a client ACKs its end once and exits, and that ACK lost looks
-                # exactly like this (with no DATA ACKed at all, nothing says data got through)
+            if self._end_probably_received():
                 self.finish("unconfirmed", f"no ACK of the last block {waited}: the client "
                             "probably has the file and its final ACK was lost")
             else:
@@ -279,6 +276,13 @@ class ReadSession:
         self._deadline = now + self._rto
 
     # -- internals -----------------------------------------------------------------------------
+    def _end_probably_received(self) -> bool:
+        """Whether a silent client most likely has the whole file: it has ACKed data and the
+        final window (the last block in lock-step) is out. A client ACKs its end once and
+        exits, so that ACK lost looks like silence; with no DATA ACKed at all, nothing says
+        any data got through."""
+        return self._last is not None and self._acked > 0
+
     def _asked_size_only(self) -> bool:
         """Whether the client, ending the transfer before ACKing our OACK, only wanted the size
         (UEFI PXE (OVMF) asks with tsize, reads the OACK, ends that transfer with ERROR 8 and
