@@ -31,7 +31,8 @@ from shared.addresses import AddressError, normalise_ipv4, normalise_mac, normal
 
 PREFIX = "bootyard"
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
-_HOSTNAME_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
+# re.ASCII: without it IGNORECASE lets [a-z] match the Kelvin sign, a long s or a dotless i.
+_HOSTNAME_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE | re.ASCII)
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 VAR_PREFIX = "var."
@@ -82,6 +83,12 @@ def _hostname(value: str) -> str:
         raise FieldError("not a valid host name (letters, digits and '-', dot-separated labels "
                          "of at most 63 characters)")
     return value.lower()
+
+
+def parse_hostname(value: str) -> str:
+    """``value`` as a host name, in lower case (RFC 1123: dot-separated labels of ASCII letters,
+    digits and '-'), or FieldError: the one host-name check (inventory fields, DHCP option 12)."""
+    return _hostname(value)
 
 
 def _ipv4(value: str) -> str:
@@ -427,6 +434,16 @@ def _record_checks(kind: Kind, key: str, values: dict[str, Any]) -> list[Problem
         router = values.get("router")
         if router and ipaddress.IPv4Address(router) not in net:
             problems.append(Problem(key, "router", router, f"router is not inside {net}"))
+        ranges = values.get("ranges", ())
+        for fname in SUBNET_INFRASTRUCTURE:
+            value = values.get(fname) or ()
+            for ip in (value,) if isinstance(value, str) else value:
+                inside = range_containing(ip, ranges)
+                if inside is not None:
+                    problems.append(Problem(
+                        key, fname, ip, f"{ip} is inside the dynamic range {inside[0]}-"
+                        f"{inside[1]}: the pool would give this address to a client; take it "
+                        "out of ranges"))
     if kind.name == "export":
         if values.get("kind") == "aoe" and (values.get("aoe_shelf") is None
                                             or values.get("aoe_slot") is None):
@@ -435,6 +452,19 @@ def _record_checks(kind: Kind, key: str, values: dict[str, Any]) -> list[Problem
         if values.get("kind") == "iscsi" and not values.get("iqn"):
             problems.append(Problem(key, "iqn", "", "an iSCSI export needs an iqn"))
     return problems
+
+
+# Subnet fields naming machines that serve the subnet: never inside its dynamic ranges.
+SUBNET_INFRASTRUCTURE = ("router", "next_server", "dns", "relays")
+
+
+def range_containing(ip: str, ranges: Iterable[tuple[str, str]]) -> tuple[str, str] | None:
+    """The first (FIRST, LAST) of ``ranges`` that contains ``ip``, or None."""
+    address = ipaddress.IPv4Address(ip)
+    for first, last in ranges:
+        if ipaddress.IPv4Address(first) <= address <= ipaddress.IPv4Address(last):
+            return first, last
+    return None
 
 
 def to_hash(kind: Kind, fields: Mapping[str, Any]) -> dict[str, str]:

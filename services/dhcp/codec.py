@@ -34,6 +34,11 @@ class DecodeError(ValueError):
     """The bytes are not a DHCP message we can read; the message says why."""
 
 
+class TooBig(ValueError):
+    """The options do not fit the client's maximum message size, even spread over ``file`` and
+    ``sname`` (option 52): the message cannot be sent as it is."""
+
+
 class Op(enum.IntEnum):  # RFC 2131 §2 'op'
     BOOTREQUEST = 1
     BOOTREPLY = 2
@@ -231,7 +236,8 @@ _NOT_ENCODED = frozenset((Opt.MESSAGE_TYPE, Opt.OVERLOAD, Opt.PAD, Opt.END))
 
 def encode(msg: Message, max_size: int | None = None) -> bytes:
     """The packet for ``msg``. ``max_size`` is the largest DHCP message (UDP payload) the client
-    accepts; options that do not fit overflow into ``file`` then ``sname`` (option 52)."""
+    accepts; options that do not fit overflow into ``file`` then ``sname`` (option 52), and
+    :class:`TooBig` is raised when they do not fit even so."""
     if len(msg.sname) > 64 or len(msg.file) > 128 or len(msg.chaddr) > 16:
         raise ValueError("sname is at most 64 bytes, file 128, chaddr 16")
     limit = max(max_size or DEFAULT_MAX_LEN - IP_UDP_OVERHEAD, DEFAULT_MAX_LEN - IP_UDP_OVERHEAD)
@@ -286,7 +292,7 @@ def _overload(encoded: list[bytes], limit: int, msg: Message) -> tuple[bytes, by
         while area < len(areas) and len(areas[area]) + len(piece) > rooms[area]:
             area += 1
         if area == len(areas):
-            raise ValueError("options do not fit the client's maximum message size")
+            raise TooBig(f"options do not fit {limit} bytes (the client's maximum message size)")
         areas[area] += piece
     main = bytes(areas[0])
     extra = dict(zip(kinds, areas[1:]))

@@ -14,7 +14,16 @@ IGNORED = metrics.counter(
     "bootyard_dhcp_ignored_total", "Requests not answered, by reason", {"reason": IGNORE_REASONS})
 DROPPED = metrics.counter(
     "bootyard_dhcp_dropped_total", "Packets dropped before handling or sending",
-    {"cause": ("queue_full", "send_failed")})
+    {"cause": ("queue_full", "send_failed", "truncated")})
+OPTIONS_DROPPED = metrics.counter(
+    "bootyard_dhcp_options_dropped_total",
+    "Request options not used: a host name (12) that is not an RFC 1123 name, relay agent "
+    "information (82) that would not fit the reply (answered without the echo)",
+    {"option": ("host_name", "relay_agent_info")})
+OWN_ADDRESS_IN_RANGE = metrics.counter(
+    "bootyard_dhcp_own_address_in_range_total",
+    "This server's own address found inside a subnet's dynamic range (kept out of the pool); "
+    "once per subnet, range and address")
 LATENCY = metrics.histogram(
     "bootyard_dhcp_response_seconds", "Time from receiving a request to sending its reply",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0))
@@ -32,3 +41,6 @@ OUT = {t: PACKETS.labels("out", t) for t in OUT_TYPES}
 IGNORED_BY = {r: IGNORED.labels(r) for r in IGNORE_REASONS}
 QUEUE_FULL = DROPPED.labels("queue_full")
 SEND_FAILED = DROPPED.labels("send_failed")
+TRUNCATED = DROPPED.labels("truncated")
+BAD_HOSTNAME = OPTIONS_DROPPED.labels("host_name")
+RELAY_INFO_NOT_ECHOED = OPTIONS_DROPPED.labels("relay_agent_info")

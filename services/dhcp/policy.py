@@ -14,14 +14,14 @@ import ipaddress
 
 from services.dhcp import codec
 from services.dhcp.codec import FLAG_BROADCAST, ZERO_IP, Message, MessageType, Opt
-from shared.schema import Host, Profile, Subnet
+from shared.schema import FieldError, Host, Profile, Subnet, parse_hostname
 
 BROADCAST_IP = "255.255.255.255"
 # Every reason a request goes unanswered (a closed set: it is a metrics label).
 IGNORE_REASONS = (
     "not_request", "not_dhcp", "unsupported_type", "host_disabled", "no_subnet",
     "other_server", "pool_exhausted", "unknown_client", "no_reply_expected", "redis_down",
-    "malformed", "wrong_interface", "lease_conflict", "not_pxe",
+    "malformed", "wrong_interface", "lease_conflict", "not_pxe", "reply_too_big",
 )
 PXE_BOOT_SERVER_PORT = 4011  # PXE 2.1: boot server requests (proxyDHCP step 2)
 # RFC 4578 §2.1 client system architecture types (option 93).
@@ -137,13 +137,20 @@ def reserved_address(host: Host | None, subnet: Subnet) -> str | None:
     return host.ip if ipaddress.IPv4Address(host.ip) in subnet.network else None
 
 
-def client_hostname(request: Message, host: Host | None) -> str:
+def client_hostname(request: Message, host: Host | None) -> str | None:
+    """The host name recorded with the lease: the host's own, else the client's option 12 when
+    it is a host name (RFC 1123: ASCII letters, digits and '-'; trailing NULs dropped), in lower
+    case; "" without either. None: the client's option 12 is not a host name (not ASCII, '_',
+    spaces, an empty label ...): it is ignored, and the caller counts it."""
     if host is not None and host.hostname:
         return host.hostname
-    name = request.text_option(Opt.HOSTNAME)
-    if not name:
+    raw = request.options.get(Opt.HOSTNAME)
+    if raw is None:
         return ""
-    return "".join(c for c in name if c.isalnum() or c in "-.")[:63]
+    try:
+        return parse_hostname(raw.rstrip(b"\0").decode("ascii"))
+    except (UnicodeDecodeError, FieldError):
+        return None
 
 
 # ---------------------------------------------------------------- boot policy

@@ -1,64 +1,125 @@
-"""OFFERs and ACKs encoded from a template: ``codec.encode(policy.decide(...))``, byte for byte,
-for a fraction of the work.
+"""Encoding replies: whether a reply fits the client, and OFFERs and ACKs from templates
+(``codec.encode(policy.decide(...))``, byte for byte, for a fraction of the work). Pure code.
 
-The options, ``siaddr``, ``sname`` and ``file`` of an OFFER or ACK that grants a lease depend only
-on the subnet, the interface's context, the lease time, the host's name, the boot choice and four
-things in the request: whether its parameter request list asks for option 67, whether its vendor
-class starts with ``PXEClient``, its relay agent information (echoed) and its maximum message
-size. The other header fields (xid, flags, ciaddr, yiaddr, giaddr, chaddr, htype, hlen) are the
-packet's own. So the first reply for one such combination is built by ``decide`` and ``encode``
-as any other, its encoded parts are kept, and the next replies with the same combination only
-pack a header in front of them. Every other reply (NAK, INFORM, BSDP, proxyDHCP) is built the
-ordinary way. ``tests/dhcp/test_replies.py`` checks the bytes against ``encode(decide(...))``.
+Fit (``encode_reply``): a reply whose options do not fit the client's maximum message size even
+spread over ``file`` and ``sname`` is sent without the relay agent information (option 82) the
+request carried, when that makes it fit (RFC 3046 §2.2 asks for the echo; a relay then forwards
+a reply without it or drops it, its choice: the client is not refused for what a relay added). A
+reply that does not fit even so is not sent (``Ignore("reply_too_big")``): only the inventory
+can make it so large (a very long boot file name or subnet options).
+
+Templates: the options, ``siaddr``, ``sname`` and ``file`` of an OFFER or ACK that grants a lease
+depend only on the subnet, the interface's context, the lease time, the host's name, the boot
+choice and four things in the request: whether its parameter request list asks for option 67,
+whether its vendor class starts with ``PXEClient``, its relay agent information (echoed) and its
+maximum message size. The other header fields (xid, flags, ciaddr, yiaddr, giaddr, chaddr, htype,
+hlen) are the packet's own, and never change the reply's size. So ``template`` is called before
+the lease step (the server does no lease step for a reply it could not send): the first reply for
+one such combination is built by ``decide`` and ``encode_reply`` as any other, its encoded parts
+are kept, and ``pack`` puts a header in front of them for each reply. Every other reply (NAK,
+INFORM, BSDP, proxyDHCP) goes through ``encode_reply`` alone. ``tests/dhcp/test_replies.py``
+checks the bytes against ``encode(decide(...))``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 from services.dhcp import codec, policy
 from services.dhcp.codec import FLAG_BROADCAST, ZERO_IP, Message, MessageType, Opt
-from services.dhcp.policy import BootChoice, Destination, Lease, ServerContext
+from services.dhcp.policy import BootChoice, Destination, Ignore, Lease, ServerContext
 from shared.schema import Host, Profile, Subnet
 
 TEMPLATES = 4096  # combinations kept (a handful per subnet and boot choice in practice)
 
 
+def encode_reply(message: Message, max_size: int | None) -> tuple[bytes | None, bool]:
+    """(packet, whether option 82 was left out to make it fit); packet None: the reply does not
+    fit ``max_size`` (``codec.encode``'s) even without option 82."""
+    try:
+        return codec.encode(message, max_size), False
+    except codec.TooBig:
+        if Opt.RELAY_AGENT_INFO not in message.options:
+            return None, False
+    options = {c: v for c, v in message.options.items() if c != Opt.RELAY_AGENT_INFO}
+    try:
+        return codec.encode(dataclasses.replace(message, options=options), max_size), True
+    except codec.TooBig:
+        return None, False
+
+
+def too_big(reply_type: int, request: Message, subnet: Subnet | None,
+            boot: BootChoice | None) -> Ignore:
+    """The Ignore for a reply ``encode_reply`` could not fit, naming what makes it large."""
+    limit = policy.reply_size_limit(request) or codec.DEFAULT_MAX_LEN - codec.IP_UDP_OVERHEAD
+    where = f" for subnet {subnet.name}" if subnet is not None else ""
+    file = f", boot file of {len(boot.file)} bytes" if boot is not None else ""
+    return Ignore("reply_too_big", f"the {MessageType(reply_type).name}{where}{file} does not "
+                                   f"fit the client's {limit} bytes even without option 82: "
+                                   "shorten the boot file name or the subnet's options")
+
+
+@dataclasses.dataclass(slots=True)
+class Template:
+    """The encoded parts of an OFFER or ACK that do not depend on the packet's header fields."""
+
+    subnet: Subnet
+    ctx: ServerContext
+    reply_type: int
+    siaddr: bytes  # packet[20:24]
+    middle: bytes  # sname, file and the magic cookie
+    tail: bytes  # the options, to the end of the packet
+    relay_info_dropped: bool  # option 82 left out: the reply would not fit with it
+
+
 class ReplyEncoder:
     def __init__(self, limit: int = TEMPLATES) -> None:
         self.limit = limit
-        # key -> (subnet, ctx, siaddr bytes, sname + file + cookie, options to the end)
-        self._templates: dict[tuple, tuple] = {}
+        # key -> (subnet, ctx, Template or the Ignore of a reply that does not fit)
+        self._templates: dict[tuple, tuple[Subnet, ServerContext, Template | Ignore]] = {}
 
-    def lease_reply(self, request: Message, host: Host | None, profile: Profile | None,
-                    subnet: Subnet, lease: Lease, ctx: ServerContext, mac: str,
-                    boot: BootChoice | None) -> tuple[bytes, Destination, int]:
-        """(packet, destination, reply type) of the OFFER (DISCOVER) or ACK (REQUEST) granting
-        ``lease``, for a request ``policy.screen`` passed; ``boot`` is ``choose_boot``'s answer."""
+    def template(self, request: Message, host: Host | None, profile: Profile | None,
+                 subnet: Subnet, lease_time: int, ctx: ServerContext, mac: str,
+                 boot: BootChoice | None) -> Template | Ignore:
+        """The template of the OFFER (DISCOVER) or ACK (REQUEST) that would grant a lease of
+        ``lease_time`` to a request ``policy.screen`` passed (``boot``: ``choose_boot``'s answer),
+        or ``Ignore("reply_too_big")``. Called before the lease step: whatever address the lease
+        step gives, the reply is this size."""
         mtype = request.message_type
-        reply_type = MessageType.OFFER if mtype == MessageType.DISCOVER else MessageType.ACK
         options = request.options
-        key = (mtype, id(subnet), id(ctx), lease.lease_time, host.hostname if host else None,
+        key = (mtype, id(subnet), id(ctx), lease_time, host.hostname if host else None,
                (boot.file, boot.reason, boot.http) if boot is not None else None,
                Opt.BOOTFILE_NAME in options.get(Opt.PARAMETER_REQUEST_LIST, b""),
                options.get(Opt.VENDOR_CLASS_ID, b"").startswith(b"PXEClient"),
                options.get(Opt.RELAY_AGENT_INFO), options.get(Opt.MAX_MESSAGE_SIZE))
-        template = self._templates.get(key)
-        if template is None or template[0] is not subnet or template[1] is not ctx:
-            reply = policy.decide(request, host, profile, subnet, lease, ctx, mac, boot,
-                                  screened=True)
-            if not isinstance(reply, policy.Reply) or reply.message.message_type != reply_type:
-                raise ValueError(f"decide() gave {reply!r} for a granted lease")  # a bug
-            packet = codec.encode(reply.message, policy.reply_size_limit(request))
-            if len(self._templates) >= self.limit:
-                self._templates.clear()
-            self._templates[key] = (subnet, ctx, packet[20:24], packet[44:codec.MIN_LEN],
-                                    packet[codec.MIN_LEN:])
-            return packet, reply.destination, reply_type
-        _, _, siaddr, middle, tail = template
-        ciaddr = request.ciaddr if mtype != MessageType.DISCOVER else ZERO_IP
-        ip = codec.ip_bytes
+        cached = self._templates.get(key)
+        if cached is not None and cached[0] is subnet and cached[1] is ctx:
+            return cached[2]
+        reply_type = MessageType.OFFER if mtype == MessageType.DISCOVER else MessageType.ACK
+        reply = policy.decide(request, host, profile, subnet, Lease(ZERO_IP, lease_time), ctx,
+                              mac, boot, screened=True)
+        if not isinstance(reply, policy.Reply) or reply.message.message_type != reply_type:
+            raise ValueError(f"decide() gave {reply!r} for a granted lease")  # a bug
+        packet, dropped = encode_reply(reply.message, policy.reply_size_limit(request))
+        if packet is None:
+            result: Template | Ignore = too_big(reply_type, request, subnet, boot)
+        else:
+            result = Template(subnet, ctx, reply_type, packet[20:24], packet[44:codec.MIN_LEN],
+                              packet[codec.MIN_LEN:], dropped)
+        if len(self._templates) >= self.limit:
+            self._templates.clear()
+        self._templates[key] = (subnet, ctx, result)
+        return result
+
+    @staticmethod
+    def pack(request: Message, template: Template, ip: str,
+             ctx: ServerContext) -> tuple[bytes, Destination]:
+        """(packet, destination) of ``template``'s reply giving address ``ip`` to ``request``."""
+        ciaddr = request.ciaddr if request.message_type != MessageType.DISCOVER else ZERO_IP
+        to_bytes = codec.ip_bytes
         head = codec.HEADER_TO_CHADDR.pack(
             codec.Op.BOOTREPLY, request.htype, request.hlen, 0, request.xid, 0,
-            request.flags & FLAG_BROADCAST, ip(ciaddr), ip(lease.ip), siaddr, ip(request.giaddr),
-            request.chaddr)
-        return (head + middle + tail,
-                policy.destination(request, reply_type, lease.ip, ctx), reply_type)
+            request.flags & FLAG_BROADCAST, to_bytes(ciaddr), to_bytes(ip), template.siaddr,
+            to_bytes(request.giaddr), request.chaddr)
+        return (head + template.middle + template.tail,
+                policy.destination(request, template.reply_type, ip, ctx))

@@ -12,12 +12,13 @@ import time
 from services.dhcp import bsdp, codec, metrics as m, policy
 from services.dhcp.codec import ZERO_IP, DecodeError, MessageType, Opt
 from services.dhcp.policy import Ignore, Lease, Refusal, Reply, ServerContext
-from services.dhcp.replies import ReplyEncoder
+from services.dhcp.replies import ReplyEncoder, Template, encode_reply, too_big
 from services.dhcp.settings import DhcpSection
 from services.dhcp.transport import Datagram, Interface, Transport
 from shared import logs, metrics as shared_metrics
 from shared.addresses import mac_from_bytes
 from shared.leases import LeaseStore, Outcome, Step
+from shared.schema import KINDS, range_containing
 from shared.store import InventoryUnavailable
 
 log = logs.get_logger("dhcp")
@@ -26,7 +27,7 @@ OFFER_MEMORY = 65536
 _MISSING = object()  # offers remembered to release them when the client picks another server
 # Ignore reasons worth a timeline event (the others are "not for us").
 EVENT_REASONS = {"host_disabled", "no_subnet", "pool_exhausted", "lease_conflict", "redis_down",
-                 "unknown_client"}
+                 "unknown_client", "reply_too_big"}
 
 
 @dataclasses.dataclass(slots=True)
@@ -45,6 +46,7 @@ class Work:
     requested: str | None = None
     recorded: bool = False  # the lease script wrote this packet's event
     boot: object = policy.NOT_CHOSEN  # choose_boot's answer, once computed
+    template: Template | None = None  # the OFFER/ACK this request gets if its lease step grants
 
 
 def context_for(section: DhcpSection, iface: Interface) -> ServerContext:
@@ -79,6 +81,10 @@ class DhcpServer:
         self._acks: list[dict] = []
         self._latencies: list[float] = []
         self.replies = ReplyEncoder()
+        # this server's own addresses: never handed out from a pool (sync_pools)
+        self.own_addresses = sorted({c.server_ip for c in self.contexts.values()}
+                                    | {i.address for i in transport.interfaces})
+        self._own_in_range: set[tuple[str, str, str]] = set()  # (subnet, range, address) seen
         inventory.on_change(self._inventory_changed)
 
     def _inventory_changed(self, kind: str, _ident: str) -> None:
@@ -222,13 +228,28 @@ class DhcpServer:
             return w
         subnet = w.subnet
         w.reserved = policy.reserved_address(w.host, subnet)
+        boot = None
+        if mtype in (MessageType.DISCOVER, MessageType.REQUEST):
+            boot = w.boot = policy.choose_boot(msg, w.host, w.profile, subnet, w.ctx, mac)
+            # whether the OFFER/ACK fits the client is known before the lease step: no address
+            # is held or bound for a reply that cannot be sent
+            template = self.replies.template(msg, w.host, w.profile, subnet, subnet.lease_time,
+                                             w.ctx, mac, boot)
+            if isinstance(template, Ignore):
+                w.pre = template
+                return w
+            w.template = template
         hostname = policy.client_hostname(msg, w.host)
+        if hostname is None:  # option 12 is not a host name: ignored
+            m.BAD_HOSTNAME.inc()
+            log.debug("hostname_ignored", mac=mac,
+                      value=msg.options[Opt.HOSTNAME][:64].decode("utf-8", "backslashreplace"),
+                      reason="option 12 is not an RFC 1123 host name (ASCII letters, digits, "
+                             "'-', dot-separated labels)")
+            hostname = ""
         store = self.store
         event = None
         if self._emit:  # the lease script records the event with the lease, in one step
-            boot = None
-            if mtype in (MessageType.DISCOVER, MessageType.REQUEST):
-                boot = w.boot = policy.choose_boot(msg, w.host, w.profile, subnet, w.ctx, mac)
             event = (dgram.interface.name, boot.file if boot else "", boot.reason if boot else "",
                      w.host is not None)
         if mtype == MessageType.DISCOVER:
@@ -299,13 +320,12 @@ class DhcpServer:
         if mtype == MessageType.INFORM and bsdp.is_bsdp(w.msg):  # Apple NetBoot
             result = bsdp.answer(w.msg, self._netboot_images(), w.ctx)
         elif isinstance(lease, Lease) and mtype in (MessageType.DISCOVER, MessageType.REQUEST):
-            # an OFFER or ACK: decide() + encode(), from a template after the first (replies.py)
-            boot = w.boot
-            if boot is policy.NOT_CHOSEN:
-                boot = policy.choose_boot(w.msg, w.host, w.profile, w.subnet, w.ctx, w.mac)
-            data, dest, rtype = self.replies.lease_reply(w.msg, w.host, w.profile, w.subnet,
-                                                         lease, w.ctx, w.mac, boot)
-            self._sent(w, data, dest, rtype, lease.ip, boot, lease)
+            # an OFFER or ACK: decide() + encode(), templated (replies.py), chosen in _prepare
+            template = w.template
+            data, dest = self.replies.pack(w.msg, template, lease.ip, w.ctx)
+            if template.relay_info_dropped:
+                self._relay_info_dropped(w)
+            self._sent(w, data, dest, template.reply_type, lease.ip, w.boot, lease)
             return
         else:
             result = policy.decide(w.msg, w.host, w.profile, w.subnet, lease, w.ctx, w.mac,
@@ -328,8 +348,20 @@ class DhcpServer:
 
     def _send(self, w: Work, reply: Reply, lease, now: int) -> None:
         message = reply.message
-        self._sent(w, codec.encode(message, policy.reply_size_limit(w.msg)), reply.destination,
-                   message.message_type, message.yiaddr, reply.boot, lease, message.file)
+        data, dropped = encode_reply(message, policy.reply_size_limit(w.msg))
+        if data is None:
+            self._ignored(w, too_big(message.message_type, w.msg, w.subnet, reply.boot))
+            return
+        if dropped:
+            self._relay_info_dropped(w)
+        self._sent(w, data, reply.destination, message.message_type, message.yiaddr, reply.boot,
+                   lease, message.file)
+
+    def _relay_info_dropped(self, w: Work) -> None:
+        m.RELAY_INFO_NOT_ECHOED.inc()
+        log.debug("relay_info_not_echoed", mac=w.mac, relay=w.msg.giaddr,
+                  length=len(w.msg.options[Opt.RELAY_AGENT_INFO]),
+                  reason="the reply does not fit the client's maximum message size with it")
 
     def _sent(self, w: Work, data: bytes, dest: policy.Destination, rtype: int, ip: str,
               boot: policy.BootChoice | None, lease, file: bytes = b"") -> None:
@@ -385,12 +417,33 @@ class DhcpServer:
 
     # -- housekeeping --------------------------------------------------------------------------
     async def sync_pools(self) -> None:
-        """Make every subnet's pool match the inventory (ranges minus reserved addresses)."""
-        reserved = [h.ip for h in self.inventory.hosts() if h.ip]
-        for subnet in self.inventory.subnets():
+        """Make every subnet's pool match the inventory (ranges minus reserved addresses and
+        this server's own addresses)."""
+        subnets = self.inventory.subnets()
+        self._check_own_addresses(subnets)
+        reserved = [h.ip for h in self.inventory.hosts() if h.ip] + self.own_addresses
+        for subnet in subnets:
             if subnet.ranges:
                 await self.store.sync_pool(subnet.name, subnet.ranges, reserved)
         self._pools_dirty = False
+
+    def _check_own_addresses(self, subnets) -> None:
+        """A warning (once) for each subnet range holding one of this server's own addresses
+        (the inventory cannot know them: dhcp.server_address, the interfaces' addresses)."""
+        found = set()
+        for subnet in subnets:
+            for ip in self.own_addresses:
+                inside = range_containing(ip, subnet.ranges)
+                if inside is not None:
+                    found.add((subnet.name, f"{inside[0]}-{inside[1]}", ip))
+        for name, rng, ip in sorted(found - self._own_in_range):
+            m.OWN_ADDRESS_IN_RANGE.inc()
+            log.warning("own_address_in_range", key=KINDS["subnet"].key(name), field="ranges",
+                        value=rng, address=ip,
+                        reason=f"{ip} is this DHCP server's own address",
+                        action=f"kept out of the pool; take it out of the range (bootyard "
+                               f"subnet set {name} --ranges ...)")
+        self._own_in_range = found
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
         interval = self.section.housekeeping_interval

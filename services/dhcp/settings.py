@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import field
 
+from shared.addresses import normalise_ipv4
 from shared.settings import CommonSettings, http_url, port_number, positive, setting
 
 
@@ -20,7 +21,8 @@ class DhcpSection:
     boot_server_port: int = setting(4011, help="PXE boot server port (proxy mode only)",
                                     check=port_number)
     server_address: str | None = setting(
-        None, help="server identifier (option 54); default: the interface's IPv4 address")
+        None, help="server identifier (option 54); default: the interface's IPv4 address",
+        check=lambda value: value is None or normalise_ipv4(value))
     http_base_url: str = setting(
         "", help="base URL of the HTTP service for iPXE scripts and HTTP boot; default "
                  "http://<interface address>:8080", check=http_url)

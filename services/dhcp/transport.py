@@ -4,8 +4,9 @@ Each socket is bound to ``0.0.0.0:<server port>`` and to its interface (``SO_BIN
 broadcast replies leave through the interface the request came in on, and nothing arrives from an
 interface we were not asked to serve. IP_PKTINFO tells us the interface index and the address a
 packet was sent to; a packet whose index is not the socket's interface is dropped (belt and
-braces). Received packets go into a bounded queue; when it is full, new packets are dropped and
-counted. The transport does no DHCP work.
+braces). A datagram longer than MAX_PACKET is dropped and counted, never decoded cut short (no
+DHCP client sends one: it would need IP fragments). Received packets go into a bounded queue;
+when it is full, new packets are dropped and counted. The transport does no DHCP work.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ import struct
 import time
 
 from services.dhcp import metrics as m
+from shared import logs
 from shared.runtime import StartupError
+
+log = logs.get_logger("dhcp")
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SIOCGIFADDR = 0x8915
 PKTINFO = struct.Struct("I4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
-MAX_PACKET = 4096
+MAX_PACKET = 4096  # bytes of a datagram we read; longer ones are dropped (MSG_TRUNC)
 RCVBUF = 4 << 20  # bytes asked for (the kernel doubles it; capped by net.core.rmem_max)
 
 
@@ -120,11 +124,16 @@ class Transport:
         queue = self.queue
         for _ in range(64):  # bounded work per wake-up
             try:
-                data, ancdata, _flags, source = sock.recvmsg(MAX_PACKET, 64)
+                data, ancdata, flags, source = sock.recvmsg(MAX_PACKET, 64)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 break
+            if flags & socket.MSG_TRUNC:  # the kernel cut it to MAX_PACKET bytes: not decoded
+                m.TRUNCATED.inc()
+                log.debug("datagram_truncated", interface=iface.name, source=source[0],
+                          reason=f"longer than {MAX_PACKET} bytes")
+                continue
             index = iface.index
             for level, kind, value in ancdata:
                 if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
