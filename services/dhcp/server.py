@@ -115,7 +115,16 @@ class DhcpServer:
     async def handle(self, batch: list[Datagram]) -> None:
         now = int(time.time())
         self._in = counts = dict.fromkeys(m.IN, 0)  # counted per batch, added once
-        works = [w for w in (self._prepare(d, now) for d in batch) if w is not None]
+        works = []
+        for dgram in batch:
+            try:
+                work = self._prepare(dgram, now)
+            except Exception as exc:  # noqa: BLE001 - one bad packet must not end the batch
+                log.exception("packet_failed", interface=dgram.interface.name,
+                              source=dgram.source[0], error=repr(exc))
+                continue
+            if work is not None:
+                works.append(work)
         for kind, n in counts.items():
             if n:
                 m.IN[kind].inc(n)
