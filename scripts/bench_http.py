@@ -110,7 +110,7 @@ def fetch(url: str) -> bytes:
 
 
 def bootyard_cli(redis_url: str, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "shared.cli", "--redis-url", redis_url, *args],
+    subprocess.run([sys.executable, "-m", "cli", "--redis-url", redis_url, *args],
                    check=True, cwd=REPO, capture_output=True)
 
 

@@ -18,7 +18,7 @@ from aiohttp import web
 from services.http import metrics as m
 from services.http.access import host_token
 from services.http.policy import install_urls
-from shared import admin, logs
+from shared import inventory as admin, logs
 from shared.addresses import AddressError, normalise_ipv4, normalise_mac
 from shared.events import EventLog
 from shared.leases import LeaseRecord, all_leases, lookup_ip
