@@ -33,7 +33,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from harness.redis_server import RedisServer  # noqa: E402
-
 from services.http.access import host_token  # noqa: E402
 
 DURATION = int(os.environ.get("BENCH_DURATION", "5"))

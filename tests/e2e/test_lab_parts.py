@@ -60,8 +60,9 @@ def test_module_closure_puts_dependencies_first(boot_assets):
 
 
 def test_router_advertisement_decodes_with_scapy():
-    from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr
     import socket
+
+    from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr
     packet = router_advertisement(socket.inet_pton(socket.AF_INET6, "fd18:b007::"),
                                   bytes.fromhex("020000000001"))
     ra = ICMPv6ND_RA(packet)

@@ -1,7 +1,7 @@
 import asyncio
 
-from shared import metrics
 from cli.commands import main
+from shared import metrics
 from shared.events import GLOBAL_STREAM, EventLog, format_event, host_stream
 from shared.store import connect
 
