@@ -62,6 +62,7 @@ def test_the_tree_keeps_every_contract(tree):
     ("shared.schema", "from services.dhcp import codec", "shared is not allowed to import services"),
     # one door to Redis
     ("services.http.access", "import redis", "services is not allowed to import redis"),
+    ("shared.events", "import redis", "shared is not allowed to import redis"),
     ("cli.commands", "import redis", "cli is not allowed to import redis"),
 ])
 def test_a_broken_rule_fails_the_check(tree, module, line, expected):
