@@ -21,6 +21,12 @@ debian-packages:
 ## install: Debian packages (when root) and .venv with bootyard and its test tools
 install: debian-packages $(VENV)/.installed
 
+## lint: ruff and the import contracts (pyproject.toml [tool.ruff], [tool.importlinter]; the
+## contracts are the floor plan of docs/architecture.md)
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
 ## test: every test, as CI runs them (real Redis, network namespaces, real peers)
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -42,4 +48,4 @@ bench: install
 	! grep -q '^make bench: .* FAILED' $(addprefix build/bench/,$(addsuffix .log,$(BENCHES)))
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .import_linter_cache build *.egg-info

@@ -169,7 +169,7 @@ class BootyardStack:
 
     def cli(self, *args: str) -> str:
         """Run the ``bootyard`` CLI against the lab's Redis (argument list, no shell)."""
-        result = subprocess.run([sys.executable, "-m", "shared.cli", "--redis-url",
+        result = subprocess.run([sys.executable, "-m", "cli", "--redis-url",
                                  self.redis_url, *args], capture_output=True, text=True,
                                 timeout=30)
         if result.returncode != 0:

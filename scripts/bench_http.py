@@ -33,7 +33,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from harness.redis_server import RedisServer  # noqa: E402
-
 from services.http.access import host_token  # noqa: E402
 
 DURATION = int(os.environ.get("BENCH_DURATION", "5"))
@@ -110,7 +109,7 @@ def fetch(url: str) -> bytes:
 
 
 def bootyard_cli(redis_url: str, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "shared.cli", "--redis-url", redis_url, *args],
+    subprocess.run([sys.executable, "-m", "cli", "--redis-url", redis_url, *args],
                    check=True, cwd=REPO, capture_output=True)
 
 

@@ -188,7 +188,7 @@ class InventoryCache(InventoryView):
                 self._mark_down(str(exc))
             try:
                 await asyncio.wait_for(stop.wait(), backoff)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             backoff = min(backoff * 2, 5.0)
 
@@ -226,7 +226,7 @@ class InventoryCache(InventoryView):
             while not stop.is_set():
                 try:
                     await asyncio.wait_for(stop.wait(), self._poll_interval)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     await self.refresh()
             return
         self.mode = "notifications"

@@ -17,9 +17,19 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, Info
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from shared.schema import KINDS
 
 _NAME = re.compile(r"bootyard_[a-z][a-z0-9]*_[a-z0-9_]+")
 Labels = Mapping[str, Iterable[str]]
@@ -66,7 +76,7 @@ def histogram(name: str, doc: str, buckets: Iterable[float],
 
 
 # Metrics every service shares (the inventory and Redis are shared code).
-INVENTORY_KINDS = ("host", "profile", "subnet", "export", "mirror", "image", "netboot")
+INVENTORY_KINDS = tuple(KINDS)  # the inventory's kinds (shared/schema.py), one label value each
 INVALID_RECORDS = counter(
     "bootyard_inventory_invalid_records_total",
     "Inventory records that failed validation when read (the service kept the last good "

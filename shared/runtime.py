@@ -126,7 +126,7 @@ async def _main(serve, cfg, grace: float, log: logs.EventLogger) -> None:
         return
     try:
         await asyncio.wait_for(task, grace)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("stop_timeout", grace_s=grace)
 
 

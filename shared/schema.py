@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared.addresses import AddressError, normalise_ipv4, normalise_mac, normalise_network
@@ -504,10 +504,6 @@ def _scalar(value: Any) -> str:
     if value is None:
         return ""
     return str(value)
-
-
-def field_names(kind: Kind) -> Iterable[str]:
-    return kind.fields.keys()
 
 
 def plain(record: Any) -> dict[str, Any]:

@@ -331,6 +331,7 @@ def spy_summary(path: Path, top: int = 25) -> str:
 
 def codec_timings(rounds: int = 2000) -> str:
     """Decode/encode time per packet, our codec vs scapy, on a PXE DISCOVER and its OFFER."""
+    import ipaddress
     import timeit
 
     from scapy.layers.dhcp import BOOTP, DHCP
@@ -338,7 +339,6 @@ def codec_timings(rounds: int = 2000) -> str:
     from services.dhcp import codec, policy
     from services.dhcp.policy import Lease, ServerContext
     from shared.schema import Subnet
-    import ipaddress
 
     discover = bytes(BOOTP(op=1, xid=7, chaddr=bytes.fromhex("525400000001") + bytes(10)) / DHCP(
         options=[("message-type", "discover"), ("vendor_class_id", b"PXEClient:Arch:00000"),

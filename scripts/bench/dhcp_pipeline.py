@@ -29,7 +29,6 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from harness.dhcpkit import UnixRedis  # noqa: E402
-
 from services.dhcp import codec  # noqa: E402
 from services.dhcp.server import DhcpServer  # noqa: E402
 from services.dhcp.settings import DhcpSection  # noqa: E402

@@ -315,7 +315,3 @@ def ip_list(ips) -> bytes:
 
 def u32(value: int) -> bytes:
     return struct.pack("!I", value)
-
-
-def u16(value: int) -> bytes:
-    return struct.pack("!H", value)

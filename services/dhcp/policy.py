@@ -23,7 +23,6 @@ IGNORE_REASONS = (
     "other_server", "pool_exhausted", "unknown_client", "no_reply_expected", "redis_down",
     "malformed", "wrong_interface", "lease_conflict", "not_pxe", "reply_too_big",
 )
-PXE_BOOT_SERVER_PORT = 4011  # PXE 2.1: boot server requests (proxyDHCP step 2)
 # RFC 4578 §2.1 client system architecture types (option 93).
 ARCH_BIOS = 0
 ARCH_EFI_IA32 = 6

@@ -478,6 +478,6 @@ class DhcpServer:
                 log.debug("housekeeping_failed", reason=str(exc))
             try:
                 await asyncio.wait_for(stop.wait(), interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 

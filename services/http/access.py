@@ -27,13 +27,6 @@ def host_token(secret: str, mac: str) -> str:
     return hmac.new(secret.encode(), mac.encode(), hashlib.sha256).hexdigest()
 
 
-def token_matches(secret: str, mac: str, token: str | None) -> bool:
-    if not token or not secret:
-        return False
-    return hmac.compare_digest(host_token(secret, mac).encode(),
-                               token.strip().lower().encode("utf-8", "replace"))
-
-
 class Access:
     """Decides whether a request may read a host's secret-bearing files."""
 

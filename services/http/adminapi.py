@@ -18,13 +18,19 @@ from aiohttp import web
 from services.http import metrics as m
 from services.http.access import host_token
 from services.http.policy import install_urls
-from shared import admin, logs
+from shared import inventory as admin, logs
 from shared.addresses import AddressError, normalise_ipv4, normalise_mac
 from shared.events import EventLog
 from shared.leases import LeaseRecord, all_leases, lookup_ip
 from shared.schema import KIND_BY_PLURAL, KINDS
-from shared.store import (AlreadyExists, InventoryError, InventoryStore, InventoryUnavailable,
-                          NotFound, RecordInvalid)
+from shared.store import (
+    AlreadyExists,
+    InventoryError,
+    InventoryStore,
+    InventoryUnavailable,
+    NotFound,
+    RecordInvalid,
+)
 
 log = logs.get_logger("http.api")
 PREFIX = "/api/v1"
@@ -243,7 +249,7 @@ class AdminApi:
             while True:
                 try:
                     event = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if reader.done():  # Redis went away: end the stream, the client reconnects
                         break
                     await response.write(b": keepalive\n\n")

@@ -143,7 +143,7 @@ async def serve(request: web.Request, root: str, name: str) -> web.StreamRespons
     try:
         path = resolve_under(root, name)
     except PathRefused as exc:
-        raise web.HTTPForbidden(text=f"refused: {exc.reason}\n")
+        raise web.HTTPForbidden(text=f"refused: {exc.reason}\n") from None
     try:
         st = path.stat()
     except OSError:
@@ -255,7 +255,7 @@ async def _listing(request: web.Request, directory: Path) -> web.Response:
         if request.path.rstrip("/").count("/") > 1 else []
     for name, is_dir, size, mtime in entries:
         href = urllib.parse.quote(name) + ("/" if is_dir else "")
-        when = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime(
+        when = datetime.datetime.fromtimestamp(mtime, datetime.UTC).strftime(
             "%Y-%m-%d %H:%M")
         rows.append(f'<tr><td><a href="{html.escape(href)}">{html.escape(name)}'
                     f'{"/" if is_dir else ""}</a></td><td>{when}</td>'

@@ -17,14 +17,13 @@ import signal
 import sys
 import tempfile
 
+from services.tftp import metrics as _metrics  # noqa: F401 - declares the service's metrics
+from services.tftp.server import TftpServer, lease_mac
+from services.tftp.settings import TftpSettings
 from shared import logs, metrics as shared_metrics, runtime
 from shared.cache import InventoryCache
 from shared.events import EventLog
 from shared.store import connect
-
-from services.tftp import metrics as _metrics  # noqa: F401 - declares the service's metrics
-from services.tftp.server import TftpServer, lease_mac
-from services.tftp.settings import TftpSettings
 
 log = logs.get_logger("tftp")
 
@@ -141,7 +140,7 @@ async def _stop_workers(workers: list, grace: float) -> None:
     cancelled = False
     try:
         await asyncio.wait_for(asyncio.gather(*(p.wait() for p in workers)), grace)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     except asyncio.CancelledError:
         cancelled = True

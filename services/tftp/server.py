@@ -15,17 +15,16 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from shared import logs
-from shared.paths import PathRefused, clean_relative, resolve_under
-from shared.leases import lookup_ip
-from shared.store import InventoryUnavailable
-
 from services.tftp import codec, metrics, render
 from services.tftp.codec import ErrorCode, Opcode
 from services.tftp.content import BytesSource, FileCache, NetasciiSource, NotAFile
 from services.tftp.session import Limits, ReadSession
 from services.tftp.settings import TftpSection
 from services.tftp.transport import ListenerProtocol, ThreadTransfer, Transfer
+from shared import logs
+from shared.leases import lookup_ip
+from shared.paths import PathRefused, clean_relative, resolve_under
+from shared.store import InventoryUnavailable
 
 log = logs.get_logger("tftp")
 LeaseLookup = Callable[[str], Awaitable[str | None]]
@@ -246,7 +245,7 @@ class TftpServer:
         try:
             await asyncio.wait_for(self._slots.acquire(), self.cfg.queue_timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         finally:
             self._queued -= 1
@@ -387,7 +386,7 @@ class TftpServer:
             if record.mac is None and self.leases is not None:
                 try:
                     record.mac = await asyncio.wait_for(self._mac_of(addr[0]), 2.0)
-                except (InventoryUnavailable, asyncio.TimeoutError):
+                except (TimeoutError, InventoryUnavailable):
                     pass
             self._record(record)
 

@@ -6,7 +6,8 @@ import io
 import json
 import time
 
-from shared import cli, leases
+from cli import commands as cli
+from shared import leases
 from shared.leases import LeaseStore
 
 

@@ -5,10 +5,10 @@ every option, value for value."""
 from __future__ import annotations
 
 import pytest
-from harness.golden import packets
 from scapy.compat import raw
 from scapy.layers.dhcp import BOOTP, DHCP, DHCPRevOptions
 
+from harness.golden import packets
 from services.dhcp import codec
 
 GOLDEN = list(packets("dhcp"))

@@ -6,6 +6,7 @@ import json
 import sys
 
 import pytest
+
 from harness.dhcpkit import seed_inventory
 
 pytestmark = pytest.mark.lab

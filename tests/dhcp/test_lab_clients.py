@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from harness.dhcpkit import seed_inventory
 
+from harness.dhcpkit import seed_inventory
 from harness.netlab import wait_for
 
 pytestmark = pytest.mark.lab
@@ -97,7 +97,7 @@ def test_udhcpc_reserved_and_pool_addresses(lab_dhcp, tmp_path):
 
 def test_disabled_host_gets_no_answer(lab_dhcp, tmp_path):
     seg, client, proc, *_ = lab_dhcp
-    with pytest.raises(Exception):
+    with pytest.raises(subprocess.CalledProcessError):  # udhcpc -n: exit 1 without a lease
         udhcpc(seg.clients[2], tmp_path, "disabled", timeout=15)
     metrics = seg.server.run("curl", "-s", "http://127.0.0.1:9101/metrics").stdout
     assert 'bootyard_dhcp_ignored_total{reason="host_disabled"}' in metrics

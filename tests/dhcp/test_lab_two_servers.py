@@ -13,6 +13,7 @@ import re
 import threading
 
 import pytest
+
 from harness.dhcpkit import seed_inventory
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]

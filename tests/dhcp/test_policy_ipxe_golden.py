@@ -10,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from harness.golden import packets
 
+from harness.golden import packets
 from services.dhcp import codec, policy
 from services.dhcp.codec import MessageType, Opt
 from services.dhcp.policy import Lease, Reply, ServerContext

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from lab.assets import REPO
 from harness.netlab import list_namespaces
+from lab.assets import REPO
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.e2e]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from harness.golden import GOLDEN_DIR, packets
 
+from harness.golden import GOLDEN_DIR, packets
 from lab.golden import CAPTURES, Capture, classify, dump, read_frames, store, summary
 
 REGEN = os.environ.get("BOOTYARD_REGEN_GOLDEN") == "1"

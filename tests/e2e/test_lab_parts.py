@@ -14,7 +14,7 @@ from lab.bootyard import inventory
 from lab.disk import boot_sector
 from lab.plan import BootPlan
 from lab.radvd import router_advertisement
-from shared.admin import yaml_to_dump
+from shared.inventory import yaml_to_dump
 
 
 def test_cpio_archive_lists_with_gnu_cpio(tmp_path):
@@ -60,8 +60,9 @@ def test_module_closure_puts_dependencies_first(boot_assets):
 
 
 def test_router_advertisement_decodes_with_scapy():
-    from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr
     import socket
+
+    from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr
     packet = router_advertisement(socket.inet_pton(socket.AF_INET6, "fd18:b007::"),
                                   bytes.fromhex("020000000001"))
     ra = ICMPv6ND_RA(packet)

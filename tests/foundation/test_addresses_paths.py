@@ -2,7 +2,13 @@ import os
 
 import pytest
 
-from shared.addresses import AddressError, mac_from_bytes, mac_to_bytes, normalise_ipv4, normalise_mac
+from shared.addresses import (
+    AddressError,
+    mac_from_bytes,
+    mac_to_bytes,
+    normalise_ipv4,
+    normalise_mac,
+)
 from shared.paths import PathRefused, clean_relative, resolve_under
 
 

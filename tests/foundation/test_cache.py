@@ -2,11 +2,11 @@
 
 import asyncio
 import subprocess
-import time
 
 import pytest
 
 from harness.redis_server import RedisServer
+from harness.waiting import wait_until
 from shared import metrics
 from shared.cache import BrokenInventory, InventoryCache, StaticInventory
 from shared.schema import Host, Subnet
@@ -14,16 +14,6 @@ from shared.store import InventoryUnavailable, connect
 
 MAC = "52:54:00:12:34:56"
 KEY = f"bootyard:host:{MAC}"
-
-
-async def wait_until(predicate, timeout):
-    """Poll until ``predicate()``; return the seconds it took or fail after ``timeout``."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - start
 
 
 class Running:
@@ -109,9 +99,8 @@ async def test_survives_a_redis_restart_and_catches_up(private_redis):
     redis_cli(private_redis.port, "HSET", KEY, "hostname", "before")
     async with Running(private_redis.url) as cache:
         private_redis.kill()
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: metrics.REDIS_UP._value.get() == 0, 5, "the outage noticed")
         assert cache.host(MAC).hostname == "before"  # still answered from memory
-        await wait_until(lambda: metrics.REDIS_UP._value.get() == 0, 5)
         private_redis.start()
         redis_cli(private_redis.port, "HSET", KEY, "hostname", "after")
         await wait_until(lambda: cache.host(MAC) and cache.host(MAC).hostname == "after", 15)

@@ -6,7 +6,7 @@ import sys
 import pytest
 import redis
 
-from shared.cli import main
+from cli.commands import main
 
 MAC = "52:54:00:12:34:56"
 
@@ -75,7 +75,7 @@ def test_user_errors_are_one_line(cli):
 
 
 def test_unreachable_redis_is_one_line_without_traceback():
-    result = subprocess.run([sys.executable, "-m", "shared.cli", "--redis-url",
+    result = subprocess.run([sys.executable, "-m", "cli", "--redis-url",
                              "redis://127.0.0.1:1/0", "host", "list"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1

@@ -1,11 +1,13 @@
-"""The inventory documentation covers every key and field the schema knows."""
+"""The docs cover what the code declares: every inventory key and field (docs/inventory.md),
+every metric with its labels and label values (docs/metrics.md)."""
 
 import re
 from pathlib import Path
 
 from shared.schema import KINDS
 
-DOC = (Path(__file__).parents[2] / "docs" / "inventory.md").read_text()
+REPO = Path(__file__).parents[2]
+DOC = (REPO / "docs" / "inventory.md").read_text()
 
 
 def section(kind: str) -> str:
@@ -20,3 +22,35 @@ def test_every_field_of_every_kind_is_documented():
         documented = set(re.findall(r"^\| `([a-z0-9_.<>]+)` \|", text, re.M))
         expected = set(kind.fields) | ({"var.<name>"} if kind.has_vars else set())
         assert documented == expected, f"{name}: documented {documented ^ expected} differ"
+
+
+def declared_metrics() -> dict[str, tuple[list[str], set[str]]]:
+    """{exposed name: (label names, pre-initialised label values)} of every metric the metrics
+    modules declare (services/*/metrics.py, shared/metrics.py, shared/events.py)."""
+    import importlib
+
+    from prometheus_client.metrics import MetricWrapperBase
+
+    modules = ["shared.metrics", "shared.events"] + [
+        f"services.{p.parent.name}.metrics" for p in sorted(REPO.glob("services/*/metrics.py"))]
+    suffix = {"counter": "_total", "info": "_info"}
+    found = {}
+    for module in map(importlib.import_module, modules):
+        for metric in vars(module).values():
+            if isinstance(metric, MetricWrapperBase):
+                for family in metric.collect():
+                    values = {v for s in family.samples for k, v in s.labels.items() if k != "le"}
+                    found[family.name + suffix.get(family.type, "")] = (
+                        list(metric._labelnames), values)
+    return found
+
+
+def test_every_metric_is_documented_with_its_labels_and_values():
+    doc = (REPO / "docs" / "metrics.md").read_text()
+    rows = dict(re.findall(r"^\| `(bootyard_[a-z0-9_]+)` \|(.*)$", doc, re.M))
+    declared = declared_metrics()
+    assert set(rows) == set(declared), (f"docs/metrics.md lacks {set(declared) - set(rows)}, "
+                                        f"names undeclared {set(rows) - set(declared)}")
+    for name, (labels, values) in declared.items():
+        missing = [f"`{x}`" for x in [*labels, *sorted(values)] if f"`{x}`" not in rows[name]]
+        assert not missing, f"docs/metrics.md, row {name}: no {', '.join(missing)}"

@@ -1,7 +1,8 @@
 import asyncio
 
+from cli.commands import main
+from harness.waiting import wait_until
 from shared import metrics
-from shared.cli import main
 from shared.events import GLOBAL_STREAM, EventLog, format_event, host_stream
 from shared.store import connect
 
@@ -55,13 +56,11 @@ async def test_events_wait_while_redis_is_down(private_redis):
     log.emit("http.script", MAC)
     stop = asyncio.Event()
     writer = asyncio.create_task(log.run(stop, interval=0.01))
-    await asyncio.sleep(0.5)
-    assert metrics.REDIS_ERRORS.labels("events")._value.get() > before
+    await wait_until(lambda: metrics.REDIS_ERRORS.labels("events")._value.get() > before, 10,
+                     "the failed write counted in bootyard_redis_errors_total")
+    assert not writer.done()  # still running, holding the event
     private_redis.start()
-    for _ in range(100):
-        if await _length(client, MAC):
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: _length(client, MAC), 10, "the event written once Redis is back")
     stop.set()
     await asyncio.wait_for(writer, 5)
     assert await client.xlen(host_stream(MAC)) == 1

@@ -105,6 +105,7 @@ def test_metric_declarations_are_checked_and_preinitialised():
 
 def test_kv_and_json_log_lines(capsys):
     import json
+
     from shared import logs
     logs.configure("kv", "debug")
     logs.get_logger("dhcp").info("ack", mac="52:54:00:12:34:56", reason="a b")
@@ -121,6 +122,7 @@ def test_kv_and_json_log_lines(capsys):
 def test_info_each_writes_what_info_writes(capsys):
     import io
     import logging
+
     from shared import logs
     rows = [{"mac": "52:54:00:12:34:56", "ip": "10.0.0.5", "boot_file": "undionly.kpxe",
              "relay": None, "reserved": False},

@@ -2,8 +2,14 @@ import dataclasses
 
 import pytest
 
-from shared.settings import (CommonSettings, SettingsError, describe, load_settings, port_number,
-                             setting)
+from shared.settings import (
+    CommonSettings,
+    SettingsError,
+    describe,
+    load_settings,
+    port_number,
+    setting,
+)
 
 
 @dataclasses.dataclass(frozen=True)

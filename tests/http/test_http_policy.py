@@ -6,8 +6,7 @@ import dataclasses
 
 import pytest
 
-from services.http.policy import (BootContext, grub_config, image_url, initrd_names,
-                                  ipxe_script)
+from services.http.policy import BootContext, grub_config, image_url, initrd_names, ipxe_script
 from shared.schema import Export, Host, Profile
 
 MAC = "52:54:00:12:34:56"

@@ -24,7 +24,7 @@ def curl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def bootyard(redis_url: str, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "shared.cli", "--redis-url", redis_url, *args],
+    subprocess.run([sys.executable, "-m", "cli", "--redis-url", redis_url, *args],
                    check=True, capture_output=True, cwd=REPO, timeout=30)
 
 

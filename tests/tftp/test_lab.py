@@ -9,8 +9,8 @@ import time
 import pytest
 from tftp_lab import MAC, TftpService, client_command, sha256
 
-from shared.schema import Host, Profile
 from services.tftp import render
+from shared.schema import Host, Profile
 
 pytestmark = pytest.mark.lab
 

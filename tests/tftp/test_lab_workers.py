@@ -10,8 +10,9 @@ import re
 import sys
 
 import pytest
-from harness.netlab import stop_process, wait_for
 from tftp_lab import TftpService, client_command, sha256
+
+from harness.netlab import stop_process, wait_for
 
 pytestmark = pytest.mark.lab
 

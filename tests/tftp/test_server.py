@@ -12,13 +12,12 @@ import pytest
 import tftpy
 from tftp_rawclient import RawClient, TftpError
 
-from shared.cache import BrokenInventory, StaticInventory
-from shared.schema import Host, Profile
-from shared.store import connect
-
 from services.tftp import codec, metrics
 from services.tftp.server import BUSY_MESSAGE, TftpServer, lease_mac
 from services.tftp.settings import TftpSection
+from shared.cache import BrokenInventory, StaticInventory
+from shared.schema import Host, Profile
+from shared.store import connect
 
 MAC = "52:54:00:ab:cd:ef"
 HOSTS = [Host(mac=MAC, hostname="web1", ip="127.0.0.1", profile="debian12"),

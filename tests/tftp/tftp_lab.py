@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import redis
+
 from harness.netlab import Segment, wait_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,7 +1,9 @@
-"""Inventory operations shared by the ``bootyard`` CLI and the HTTP admin API.
+"""The inventory as a whole, and one object of it as the operator sees it.
 
-Whole-inventory validation (each record, then the references between them), and the YAML
-export/import format::
+What the ``bootyard`` CLI (``cli/commands.py``) and the HTTP admin API
+(``services/http/adminapi.py``) both do: whole-inventory validation (each record, then the
+references between them), the YAML export/import format, and showing, listing and changing one
+object in its structured form::
 
     hosts:
       52:54:00:12:34:56:

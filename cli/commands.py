@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared import admin, leases, settings as settings_mod
+from shared import inventory, leases, settings as settings_mod
 from shared.addresses import AddressError
 from shared.events import EventLog, format_event
 from shared.schema import KINDS, Kind, from_hash
@@ -136,7 +136,7 @@ async def _dispatch(args, store: InventoryStore, client, out) -> int:
         kind = KINDS[NOUNS[args.command]]
         return await _object_command(args, kind, store, out)
     if args.command == "export":
-        text = await admin.export_yaml(store)
+        text = await inventory.export_yaml(store)
         if args.output:
             Path(args.output).write_text(text, encoding="utf-8")
         else:
@@ -146,8 +146,8 @@ async def _dispatch(args, store: InventoryStore, client, out) -> int:
         source = "stdin" if args.file == "-" else args.file
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
         try:
-            counts = await admin.import_yaml(store, text, replace=args.replace, source=source)
-        except admin.ImportRefused as exc:
+            counts = await inventory.import_yaml(store, text, replace=args.replace, source=source)
+        except inventory.ImportRefused as exc:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             raise
@@ -155,7 +155,7 @@ async def _dispatch(args, store: InventoryStore, client, out) -> int:
               + (f", deleted {counts['deleted']}" if args.replace else ""), file=out)
         return 0
     if args.command == "validate":
-        problems = await admin.validate(store)
+        problems = await inventory.validate(store)
         for problem in problems:
             print(f"{problem.severity}: {problem}", file=out)
         if problems:
@@ -187,7 +187,7 @@ async def _object_command(args, kind: Kind, store: InventoryStore, out) -> int:
         print(f"removed {kind.name} {kind.canonical_id(args.id)}", file=out)
         return 0
     if verb == "show":
-        shown = await admin.show(store, kind, args.id)
+        shown = await inventory.show(store, kind, args.id)
         if args.json:
             json.dump({k: v for k, v in shown.items() if k != "id"}, out, indent=2)
             out.write("\n")
@@ -202,7 +202,7 @@ async def _object_command(args, kind: Kind, store: InventoryStore, out) -> int:
                       file=out)
         return 0 if shown["valid"] else 1
     if verb == "list":
-        objects = await admin.list_objects(store, kind, getattr(args, "tag", None))
+        objects = await inventory.list_objects(store, kind, getattr(args, "tag", None))
         columns = LIST_COLUMNS[kind.name]
         if args.json:
             json.dump({i: from_hash(kind, r) for i, r in sorted(objects.items())}, out, indent=2)
@@ -276,6 +276,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())
