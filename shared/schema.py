@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shared.addresses import AddressError, normalise_ipv4, normalise_mac, normalise_network

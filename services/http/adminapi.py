@@ -1,6 +1,6 @@
 """The admin API: JSON over HTTP for the inventory, leases and events (docs/api.md).
 
-The same operations and validation as the ``bootyard`` CLI (both call :mod:`shared.admin` and
+The same operations and validation as the ``bootyard`` CLI (both call :mod:`shared.inventory` and
 :class:`~shared.store.InventoryStore`). Every request needs ``Authorization: Bearer <token>``
 when ``http.admin_token`` is set; the service refuses to start without a token unless the API
 listens on loopback only.

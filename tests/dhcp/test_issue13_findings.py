@@ -18,6 +18,7 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
+from cli.commands import main as cli_main
 from services.dhcp import codec, policy
 from services.dhcp.codec import MessageType, Opt
 from services.dhcp.server import DhcpServer
@@ -25,7 +26,6 @@ from services.dhcp.settings import DhcpSection
 from services.dhcp.transport import MAX_PACKET, Datagram, Interface, Transport
 from shared import leases
 from shared.cache import StaticInventory
-from shared.cli import main as cli_main
 from shared.events import EventLog
 from shared.schema import KINDS, Host, Subnet, parse_record
 
