@@ -322,7 +322,11 @@ class LeaseRecord:
     expires: int
     subnet: str
     hostname: str
-    client: str = ""  # the client identity (the MAC in a record from before they were kept)
+    client: str = ""  # the client identity ('': the MAC, as in records from before it was kept)
+
+    def __post_init__(self) -> None:
+        if not self.client:
+            object.__setattr__(self, "client", self.mac)
 
     def current(self, now: float | None = None) -> bool:
         return self.state == "bound" and self.expires > (time.time() if now is None else now)
@@ -366,7 +370,7 @@ def _record(ip: str, raw: dict[str, str]) -> LeaseRecord | None:
         expires = 0
     mac = raw.get("mac", "")
     return LeaseRecord(ip, mac, raw.get("state", ""), expires, raw.get("subnet", ""),
-                       raw.get("hostname", ""), raw.get("client") or mac)
+                       raw.get("hostname", ""), raw.get("client", ""))
 
 
 def connect(url: str, timeout: float = 2.0):
