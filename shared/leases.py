@@ -247,7 +247,6 @@ local function append(own_stream, ...)  -- the event's field/value pairs
     redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', %(host_max)d, '*', ...)
   end
 end
-local function add(e, k, v) if v and v ~= '' then e[#e + 1] = k; e[#e + 1] = v end end
 
 %(emitters)s
 
@@ -277,20 +276,27 @@ LEASE_EVENT_KINDS = ("dhcp.offer", "dhcp.ack", "dhcp.nak", "dhcp.ignored", "dhcp
 
 
 def _lua_emitters() -> str:
-    """One Lua function per event kind the script writes, laid out by events.EVENT_FIELDS: the
-    common case (every field has a value) appends without building a table."""
+    """One Lua function per event kind the script writes, laid out by events.EVENT_FIELDS. The
+    common shapes (the kind's fields present up to some point, none after it: an offer with or
+    without a boot file) append without building a table; any other shape builds one."""
     out = ["local emitters = {}"]
     for kind in LEASE_EVENT_KINDS:
         header = ", ".join(f"'{name}', {_LUA_HEADER.get(name, repr(kind))}"
                            for name in events.HEADER)
-        values = [(name, _LUA_VALUE_OF.get((kind, name), _LUA_VALUE[name]))
-                  for name in events.EVENT_FIELDS[kind]]
-        present = " and ".join(f"({v} or '') ~= ''" for _, v in values)
-        pairs = ", ".join(f"'{name}', {v}" for name, v in values)
+        names = events.EVENT_FIELDS[kind]
+        n = len(names)
+        values = ", ".join(_LUA_VALUE_OF.get((kind, name), _LUA_VALUE[name]) for name in names)
         out += [f"emitters['{kind}'] = function(a, r, own)",
-                f"  if {present} then append(own, {header}, {pairs}) return end",
-                f"  local e = {{{header}}}"]
-        out += [f"  add(e, '{name}', {v})" for name, v in values]
+                f"  local {', '.join(f'v{i}' for i in range(n))} = {values}",
+                f"  local {', '.join(f'p{i}' for i in range(n))} = "
+                + ", ".join(f"(v{i} or '') ~= ''" for i in range(n))]
+        for k in range(n, 0, -1):
+            shape = " and ".join([f"p{i}" for i in range(k)] + [f"not p{i}" for i in range(k, n)])
+            pairs = ", ".join(f"'{names[i]}', v{i}" for i in range(k))
+            out.append(f"  if {shape} then append(own, {header}, {pairs}) return end")
+        out.append(f"  local e = {{{header}}}")
+        out += [f"  if p{i} then e[#e + 1] = '{names[i]}'; e[#e + 1] = v{i} end"
+                for i in range(n)]
         out += ["  append(own, unpack(e))", "end"]
     return "\n".join(out)
 
