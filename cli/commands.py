@@ -236,7 +236,7 @@ async def _events(args, client, out) -> int:
 
 async def _leases(args, client, out) -> int:
     now = time.time()
-    records = [r for r in await leases.all_leases(client) if args.all or r.current(now)]
+    records = [r for r in await leases.Leases(client).all() if args.all or r.current(now)]
     if args.json:
         json.dump([dict(dataclasses.asdict(r), current=r.current(now)) for r in records], out,
                   indent=2)

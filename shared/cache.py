@@ -23,11 +23,9 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from redis import exceptions as redis_exceptions
-
-from shared import logs, metrics
+from shared import keys, logs, metrics
 from shared.schema import KINDS, Export, Host, Mirror, Profile, Subnet, parse_record, split_key
-from shared.store import InventoryUnavailable, db_index, redis_errors
+from shared.store import InventoryUnavailable, ResponseError, db_index, redis_errors
 
 ChangeListener = Callable[[str, str], None]
 
@@ -195,14 +193,14 @@ class InventoryCache(InventoryView):
     async def refresh(self) -> None:
         """Re-read every object now (also used by tests and after reconnects)."""
         with redis_errors("inventory"):
-            keys = [k async for k in self._redis.scan_iter(match="bootyard:*", count=1000)]
-            keys = [k for k in keys if split_key(k)]
+            found = [k async for k in self._redis.scan_iter(match=keys.ANY_KEY, count=1000)]
+            objects = [k for k in found if split_key(k)]
             pipe = self._redis.pipeline(transaction=False)
-            for key in keys:
+            for key in objects:
                 pipe.hgetall(key)
-            hashes = await pipe.execute() if keys else []
+            hashes = await pipe.execute() if objects else []
         seen = {name: set() for name in KINDS}
-        for key, raw in zip(keys, hashes):
+        for key, raw in zip(objects, hashes):
             kind, ident = split_key(key)
             seen[kind.name].add(ident)
             self._apply(key, raw)
@@ -266,7 +264,7 @@ class InventoryCache(InventoryView):
                 if set(current) != wanted:
                     await self._redis.config_set("notify-keyspace-events", "".join(sorted(wanted)))
                 return True
-            except redis_exceptions.ResponseError as exc:  # CONFIG renamed or forbidden
+            except ResponseError as exc:  # CONFIG renamed or forbidden
                 self._log.warning("keyspace_notifications_unavailable", reason=str(exc),
                                   fallback=f"full re-read every {self._poll_interval}s")
                 return False

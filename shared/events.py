@@ -1,6 +1,6 @@
 """The boot timeline: what every service did for a machine, in capped Redis streams.
 
-Streams: ``bootyard:events`` (every event, capped near 100,000 entries) and
+Streams (:mod:`shared.keys`): ``bootyard:events`` (every event, capped near 100,000 entries) and
 ``bootyard:events:<mac>`` (one host's events, capped near 1,000) for the hosts in the inventory.
 A MAC the inventory does not know (a pool client, a machine booting for discovery) gets no stream
 of its own: its events are in the global stream only, so a flood of made-up MACs cannot create
@@ -9,7 +9,7 @@ entries among the global stream's newest :data:`GLOBAL_SCAN`, and :meth:`EventLo
 follows the global stream, which has every event. Each entry holds the fields
 ``ts`` (Unix time in seconds, with milliseconds, taken when the event happened), ``service``,
 ``kind`` (``dhcp.ack``, ``tftp.transfer``, ``http.script`` ...), ``mac`` and ``ip`` when known,
-and the event's own details.
+and the event's own details (:data:`EVENT_FIELDS`: the layout of each DHCP event).
 
 :meth:`EventLog.emit` never blocks and never raises: it queues the event, and a background task
 writes the queue to Redis in pipelined batches (``await log.run(stop)`` in the service's
@@ -26,10 +26,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
-from shared import logs, metrics
+from shared import keys, logs, metrics
 from shared.store import InventoryUnavailable, redis_errors
 
-GLOBAL_STREAM = "bootyard:events"
+GLOBAL_STREAM = keys.EVENTS_STREAM
+host_stream = keys.host_events  # one inventory host's stream
 GLOBAL_MAXLEN = 100_000
 HOST_MAXLEN = 1_000
 GLOBAL_SCAN = 20_000  # newest global entries searched for a MAC's events by read()
@@ -38,9 +39,23 @@ QUEUE_LIMIT = 20_000
 DROPPED = metrics.counter("bootyard_events_dropped_total",
                           "Events dropped because Redis was unreachable and the queue was full")
 
-
-def host_stream(mac: str) -> str:
-    return f"bootyard:events:{mac}"
+# The layout of an entry: these fields first, in this order, in every event ...
+HEADER = ("ts", "service", "kind", "mac")
+# ... then the kind's own fields, in this order (a field without a value is left out; fields a
+# kind does not list follow them). The one definition of the DHCP events: EventLog.emit orders
+# fields by it, and the lease script, which writes the events of its steps itself, is generated
+# from it (shared/leases.py); tests/dhcp/test_leases.py checks that the two write the same.
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "dhcp.discover": ("arch",),
+    "dhcp.offer": ("ip", "subnet", "interface", "boot_file", "boot_reason"),
+    "dhcp.ack": ("ip", "subnet", "interface", "boot_file", "boot_reason"),
+    "dhcp.inform": ("ip", "subnet", "interface", "boot_file", "boot_reason"),
+    "dhcp.nak": ("ip", "subnet", "interface", "reason"),
+    "dhcp.ignored": ("ip", "subnet", "interface", "reason", "detail"),
+    "dhcp.release": ("ip", "subnet", "interface", "result", "reason"),
+    "dhcp.decline": ("ip", "subnet", "interface", "result", "reason"),
+    "dhcp.expire": ("ip", "subnet"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +110,9 @@ class EventLog:
         entry = {"ts": f"{time.time():.3f}", "service": self.service, "kind": kind}
         if mac:
             entry["mac"] = mac
+        layout = EVENT_FIELDS.get(kind)
+        if layout:
+            fields = {**{n: fields[n] for n in layout if n in fields}, **fields}
         for name, value in fields.items():
             if value is not None:
                 entry[name] = value if isinstance(value, str) else str(value)

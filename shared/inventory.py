@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from shared import keys
 from shared.addresses import AddressError
 from shared.schema import KIND_BY_PLURAL, KINDS, Problem, from_hash, parse_record, to_hash
 from shared.store import InventoryError, InventoryStore
@@ -49,10 +50,11 @@ def check_references(records: Mapping[str, Mapping[str, Any]]) -> list[Problem]:
     exports, subnets = records["export"], records["subnet"]
     by_ip: dict[str, list[str]] = collections.defaultdict(list)
     for mac, host in sorted(hosts.items()):
-        key = f"bootyard:host:{mac}"
+        key = keys.object_key("host", mac)
         if host.profile and host.profile not in profiles:
+            missing = keys.object_key("profile", host.profile)
             problems.append(Problem(key, "profile", host.profile,
-                                    f"no such profile (key bootyard:profile:{host.profile})"))
+                                    f"no such profile (key {missing})"))
         if host.ip:
             by_ip[host.ip].append(mac)
             if subnets and not any(_in(host.ip, s.network) for s in subnets.values()):
@@ -72,18 +74,20 @@ def check_references(records: Mapping[str, Mapping[str, Any]]) -> list[Problem]:
         if len(macs) > 1:
             for mac in macs:
                 others = ", ".join(m for m in macs if m != mac)
-                problems.append(Problem(f"bootyard:host:{mac}", "ip", ip,
+                problems.append(Problem(keys.object_key("host", mac), "ip", ip,
                                         f"same fixed address as host {others}"))
     for name, profile in sorted(profiles.items()):
         if profile.export and profile.export not in exports:
-            problems.append(Problem(f"bootyard:profile:{name}", "export", profile.export,
-                                    f"no such export (key bootyard:export:{profile.export})"))
+            missing = keys.object_key("export", profile.export)
+            problems.append(Problem(keys.object_key("profile", name), "export", profile.export,
+                                    f"no such export (key {missing})"))
     seen_targets: dict[tuple, str] = {}
     for name, export in sorted(exports.items()):
         target = (export.aoe_shelf, export.aoe_slot) if export.kind == "aoe" else (export.iqn,)
         if target in seen_targets:
-            problems.append(Problem(f"bootyard:export:{name}", "aoe_shelf" if export.kind == "aoe"
-                                    else "iqn", ".".join(map(str, target)),
+            problems.append(Problem(keys.object_key("export", name),
+                                    "aoe_shelf" if export.kind == "aoe" else "iqn",
+                                    ".".join(map(str, target)),
                                     f"same target as export {seen_targets[target]}"))
         seen_targets[target] = name
     return problems

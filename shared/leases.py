@@ -1,24 +1,34 @@
 """DHCP leases in Redis: atomic allocation (Lua), the lease contract hash, and lookups.
 
-Keys (docs/dhcp.md documents them for operators):
+Keys (:mod:`shared.keys`; docs/dhcp.md documents them for operators):
 
 ``bootyard:lease:<ip>`` (the contract read by TFTP and HTTP)
-    hash: ``mac`` (canonical), ``state`` (``offered``, ``bound``, ``declined``, ``released``),
-    ``expires`` (Unix seconds, integer text), ``subnet`` (subnet name), ``hostname`` (may be
-    empty). A lease is current when ``state == bound`` and ``expires`` > now.
+    hash: ``mac`` (canonical, from chaddr), ``client`` (the client identity the lease belongs
+    to, see below), ``state`` (``offered``, ``bound``, ``declined``, ``released``), ``expires``
+    (Unix seconds, integer text), ``subnet`` (subnet name), ``hostname`` (may be empty). A lease
+    is current when ``state == bound`` and ``expires`` > now.
 ``bootyard:leases:pool:<subnet>``
     sorted set of the subnet's dynamic addresses; the score is the Unix time from which the
     address may be handed out (0: never used; an offer's hold time; a lease's expiry; the end of
     a DECLINE quarantine). Allocation takes the lowest score not in the future, so expired leases
     return to the pool by themselves and recently used addresses are reused last.
 ``bootyard:leases:mac:<subnet>``
-    hash ``mac -> ip``: the address each client last held, offered to it again when free.
+    hash ``client identity -> ip``: the address each client last held, offered to it again when
+    free.
+
+The client identity (RFC 2131 §4.2) is option 61 when the client sends it, else its htype and
+chaddr (:func:`client_identity`); for an Ethernet client (no option 61, or option 61 holding
+its own Ethernet address) it is its canonical MAC. Two clients with one chaddr and different
+option 61 (IPoIB, RFC 4390: hlen 0, chaddr empty) hold different leases.
 
 Every step of an exchange (offer, request, release, decline) runs inside one Lua script, atomically
 in Redis, so two DHCP processes on one Redis never hand one address to two clients.
 :meth:`LeaseStore.run` sends a whole batch of steps (one per packet of a worker's batch) as one
 script call: one command and one round trip per batch, and the step's boot timeline event is
 appended to the event streams by the same script.
+
+TFTP and HTTP read leases through :class:`Leases` (``holder(ip)``: the MAC holding a current
+lease on an address); :class:`StaticLeases` is its in-memory double for unit tests.
 
 Acknowledged leases and a Redis crash: Redis persists with ``appendfsync everysec`` (up to a
 second of writes can be lost when it is killed). The store keeps the leases it acknowledged in
@@ -35,25 +45,34 @@ import ipaddress
 import time
 from collections.abc import Iterable, Sequence
 
-import redis.asyncio as aioredis
-from redis import exceptions as redis_exceptions
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
-from shared import events
+from shared import events, keys, store as door
 from shared.store import InventoryUnavailable, redis_errors
 
-LEASE_PREFIX = "bootyard:lease:"
-POOL_PREFIX = "bootyard:leases:pool:"
-BYMAC_PREFIX = "bootyard:leases:mac:"
-STATES = ("offered", "bound", "declined", "released")
 JOURNAL_SECONDS = 10.0
 
 SEP = "\x1f"  # separates the fields of one packed step (never in MACs, IPs, names or URLs)
 RS = "\x1e"  # separates the steps of a batch, and the results
 
+
+def client_identity(htype: int, hlen: int, chaddr: bytes, client_id: bytes | None) -> str:
+    """The client identity a lease belongs to (RFC 2131 §4.2): option 61 (``client_id``) when
+    present, else htype, hlen and chaddr. An Ethernet client (htype 1, hlen 6) without option 61,
+    or whose option 61 is its own Ethernet address (type 1, RFC 2132 §9.14), is its canonical
+    MAC, as leases recorded before identities were kept are; other identities are
+    ``id:<option 61 in hex>`` or ``hw:<htype>:<chaddr[:hlen] in hex>``."""
+    hardware = chaddr[:hlen] if 0 <= hlen <= 16 else chaddr
+    ethernet = htype == 1 and hlen == 6
+    if client_id is None:
+        return hardware.hex(":") if ethernet else f"hw:{htype}:{hardware.hex()}"
+    if ethernet and client_id == b"\x01" + hardware:
+        return hardware.hex(":")
+    return f"id:{client_id.hex()}"
+
+
 # One script runs a whole batch of steps atomically. ARGV[1]: the packed steps, each ended by RS:
-#   op, subnet, mac, now, emit, ts, interface, boot_file, boot_reason, op args...
+#   op, subnet, mac, client, now, emit, ts, interface, boot_file, boot_reason, op args...
+# client: the client identity (client_identity()), which owns leases; mac: its chaddr, recorded
+# for TFTP and HTTP, for events, and to recognise a reserved host (reserved by MAC).
 # emit: '0' no event, '1' the global event stream only (a MAC not in the inventory: no stream of
 # its own, shared/events.py), '2' the global stream and the host's.
 # offer:   hold_until, reserved ip or '', requested ip or '', hostname
@@ -65,70 +84,78 @@ RS = "\x1e"  # separates the steps of a batch, and the results
 # and one flat reply instead of a table per step: cheaper to pack and to parse in Python).
 # With emit '1' or '2' the step's
 # timeline event (dhcp.offer, dhcp.ack, dhcp.nak, dhcp.release, dhcp.decline, dhcp.ignored) is
-# appended to the event streams in the same atomic step.
-BATCH = """
-local prefix = 'bootyard:lease:'
+# appended to the event streams in the same atomic step, with the fields of
+# events.EVENT_FIELDS (the emitters below are generated from it: _lua_emitters).
+_BATCH = """
+local prefix = '%(lease_prefix)s'
 local results = {}
-local pool, bymac, subnet, mac, now
+local pool, bymac, subnet, mac, client, now
 
 local function split(s)
   local t = {}
   for f in string.gmatch(s .. '\\31', '([^\\31]*)\\31') do t[#t + 1] = f end
   return t
 end
+-- the lease of ip: its client identity (its mac in a record from before identities were
+-- kept), state, expiry and mac
 local function holder(ip)
-  local v = redis.call('HMGET', prefix .. ip, 'mac', 'state', 'expires')
-  return v[1], v[2], (tonumber(v[3]) or 0)
+  local v = redis.call('HMGET', prefix .. ip, 'client', 'mac', 'state', 'expires')
+  return v[1] or v[2], v[3], (tonumber(v[4]) or 0), v[2]
 end
-local function free_for_us(m, st, ex)  -- holder(ip)'s answer
-  if m == mac and st ~= 'declined' then return true end
-  return (not m) or ex <= now
+local function free_for_us(c, st, ex)  -- holder(ip)'s answer
+  if c == client and st ~= 'declined' then return true end
+  return (not c) or ex <= now
 end
+-- a reserved address is the inventory host's, found by MAC: its lease under any identity of
+-- that MAC (its firmware's, its installed system's) is its own
+local function ours_by_mac(c, m) return c == client or (m ~= nil and m == mac) end
 -- old: the client's address in bymac when the caller read it ('' for none), nil if not read
 local function put(ip, state, expires, hostname, old)
-  redis.call('HSET', prefix .. ip, 'mac', mac, 'state', state, 'expires', expires,
-             'subnet', subnet, 'hostname', hostname)
+  redis.call('HSET', prefix .. ip, 'mac', mac, 'client', client, 'state', state,
+             'expires', expires, 'subnet', subnet, 'hostname', hostname)
   redis.call('ZADD', pool, 'XX', expires, ip)  -- XX: only an address of the pool
-  if old == nil then old = redis.call('HGET', bymac, mac) end
+  if old == nil then old = redis.call('HGET', bymac, client) end
   if old and old ~= '' and old ~= ip then
-    local m, st = holder(old)
-    if m == mac and (st == 'offered' or st == 'bound') then
+    local c, st = holder(old)
+    if c == client and (st == 'offered' or st == 'bound') then
       redis.call('HSET', prefix .. old, 'state', 'released', 'expires', now)
       redis.call('ZADD', pool, 'XX', now, old)
     end
   end
-  if old ~= ip then redis.call('HSET', bymac, mac, ip) end  -- a REQUEST after our OFFER: same
+  if old ~= ip then redis.call('HSET', bymac, client, ip) end  -- a REQUEST after our OFFER: same
   return {'ok', ip, state, tostring(expires), ''}
 end
 local function conflict(ip)
-  local m, st, ex = holder(ip)
-  if m and m ~= mac and ex > now and (st == 'offered' or st == 'bound') then
-    return {'conflict', ip, '', '0', 'reserved address ' .. ip .. ' is leased to ' .. m}
+  local c, st, ex, m = holder(ip)
+  if c and not ours_by_mac(c, m) and ex > now and (st == 'offered' or st == 'bound') then
+    return {'conflict', ip, '', '0', 'reserved address ' .. ip .. ' is leased to ' .. c}
   end
   return nil
 end
-local function take_from(ip, m)  -- m: holder(ip)'s mac
-  if m and m ~= mac and redis.call('HGET', bymac, m) == ip then redis.call('HDEL', bymac, m) end
+local function take_from(ip, c)  -- c: holder(ip)'s client
+  if c and c ~= client and redis.call('HGET', bymac, c) == ip then redis.call('HDEL', bymac, c) end
 end
 
 local function offer(a)
-  local hold, reserved, requested, hostname = a[10], a[11], a[12], a[13]
+  local hold, reserved, requested, hostname = a[11], a[12], a[13], a[14]
   if reserved ~= '' then
     local c = conflict(reserved)
     if c then return c end
-    local m, st, ex = holder(reserved)
-    if m == mac and st == 'bound' and ex > now then
+    local h, st, ex, m = holder(reserved)
+    if ours_by_mac(h, m) and st == 'bound' and ex > now then
       return {'ok', reserved, 'bound', tostring(ex), ''}
     end
     return put(reserved, 'offered', hold, hostname)
   end
-  local prev = redis.call('HGET', bymac, mac)
+  local prev = redis.call('HGET', bymac, client)
   for _, ip in ipairs({prev or '', requested}) do
     if ip ~= '' and redis.call('ZSCORE', pool, ip) then
-      local m, st, ex = holder(ip)
-      if m == mac and st == 'bound' and ex > now then return {'ok', ip, 'bound', tostring(ex), ''} end
-      if free_for_us(m, st, ex) then
-        take_from(ip, m)
+      local c, st, ex = holder(ip)
+      if c == client and st == 'bound' and ex > now then
+        return {'ok', ip, 'bound', tostring(ex), ''}
+      end
+      if free_for_us(c, st, ex) then
+        take_from(ip, c)
         return put(ip, 'offered', hold, hostname, prev or '')
       end
     end
@@ -140,7 +167,7 @@ local function offer(a)
 end
 
 local function request(a)
-  local expires, reserved, ip, hostname = a[10], a[11], a[12], a[13]
+  local expires, reserved, ip, hostname = a[11], a[12], a[13], a[14]
   if reserved ~= '' then
     if ip ~= reserved then
       return {'nak', ip, '', '0', 'this client has the reserved address ' .. reserved}
@@ -155,22 +182,22 @@ local function request(a)
   if not redis.call('ZSCORE', pool, ip) then
     return {'nak', ip, '', '0', ip .. ' is not in a pool of subnet ' .. subnet}
   end
-  local m, st, ex = holder(ip)
-  if m == mac and (st == 'bound' or (st == 'offered' and ex > now)) then
+  local c, st, ex = holder(ip)
+  if c == client and (st == 'bound' or (st == 'offered' and ex > now)) then
     -- a renewal, or the answer to our offer still held: put() recorded ip in bymac then
     return put(ip, 'bound', expires, hostname, ip)
   end
-  if free_for_us(m, st, ex) then
-    take_from(ip, m)
+  if free_for_us(c, st, ex) then
+    take_from(ip, c)
     return put(ip, 'bound', expires, hostname)
   end
   return {'nak', ip, '', '0', ip .. ' is leased to another client'}
 end
 
 local function release(a)
-  local ip, only_offered = a[10], a[11] == '1'
-  local m, st = holder(ip)
-  if m ~= mac then return {'ignored', ip, '', '0', 'not leased to this client'} end
+  local ip, only_offered = a[11], a[12] == '1'
+  local c, st = holder(ip)
+  if c ~= client then return {'ignored', ip, '', '0', 'not leased to this client'} end
   if st ~= 'bound' and st ~= 'offered' then
     return {'ignored', ip, '', '0', 'lease is ' .. tostring(st)}
   end
@@ -181,20 +208,26 @@ local function release(a)
 end
 
 local function decline(a)
-  local ip, untl = a[10], a[11]
-  local m = holder(ip)
-  if m ~= mac then return {'ignored', ip, '', '0', 'not leased to this client'} end
+  local ip, untl = a[11], a[12]
+  local c, st, ex = holder(ip)
+  if c ~= client then return {'ignored', ip, '', '0', 'not leased to this client'} end
+  -- only an address the client holds now: not one it released (or declined) already, nor one
+  -- whose lease ran out, which may be handed to another client
+  if st ~= 'bound' and st ~= 'offered' then
+    return {'ignored', ip, '', '0', 'lease is ' .. tostring(st)}
+  end
+  if ex <= now then return {'ignored', ip, '', '0', 'lease expired'} end
   redis.call('HSET', prefix .. ip, 'state', 'declined', 'expires', untl)
   redis.call('ZADD', pool, 'XX', untl, ip)
-  if redis.call('HGET', bymac, mac) == ip then redis.call('HDEL', bymac, mac) end
+  if redis.call('HGET', bymac, client) == ip then redis.call('HDEL', bymac, client) end
   return {'ok', ip, 'declined', untl, ''}
 end
 
 local function restore(a)
-  local ip, state, expires, hostname = a[10], a[11], tonumber(a[12]), a[13]
-  local m, st, ex = holder(ip)
-  if m == mac and ex >= expires then return {'ignored', ip, '', '0', 'already recorded'} end
-  if m and m ~= mac and ex > now then return {'conflict', ip, '', '0', 'now leased to ' .. m} end
+  local ip, state, expires, hostname = a[11], a[12], tonumber(a[13]), a[14]
+  local c, st, ex = holder(ip)
+  if c == client and ex >= expires then return {'ignored', ip, '', '0', 'already recorded'} end
+  if c and c ~= client and ex > now then return {'conflict', ip, '', '0', 'now leased to ' .. c} end
   return put(ip, state, expires, hostname)
 end
 
@@ -215,53 +248,64 @@ local function append(own_stream, ...)  -- the event's field/value pairs
   end
 end
 
-local function emit(a, r, own_stream)
-  local kinds = event_kind[a[1]]
-  local kind = kinds and kinds[r[1]]
-  if not kind then return end
-  if r[1] == 'ok' and a[7] ~= '' and (a[1] == 'offer' or a[1] == 'request') then
-    -- the common case, an offer or an ack: no table to build
-    if a[9] ~= '' then
-      append(own_stream, 'ts', a[6], 'service', 'dhcp', 'kind', kind, 'mac', mac, 'ip', r[2],
-             'subnet', subnet, 'interface', a[7], 'boot_file', a[8], 'boot_reason', a[9])
-    else
-      append(own_stream, 'ts', a[6], 'service', 'dhcp', 'kind', kind, 'mac', mac, 'ip', r[2],
-             'subnet', subnet, 'interface', a[7])
-    end
-    return
-  end
-  local e = {'ts', a[6], 'service', 'dhcp', 'kind', kind, 'mac', mac}
-  local function add(k, v) if v and v ~= '' then e[#e + 1] = k; e[#e + 1] = v end end
-  add('ip', r[2])
-  add('subnet', subnet)
-  add('interface', a[7])
-  if kind == 'dhcp.offer' or kind == 'dhcp.ack' then
-    add('boot_file', a[8])
-    add('boot_reason', a[9])
-  elseif kind == 'dhcp.ignored' then
-    add('reason', ignored_reason[r[1]])
-    add('detail', r[5])
-  elseif kind == 'dhcp.release' or kind == 'dhcp.decline' then
-    add('result', r[1])
-    add('reason', r[5])
-  else
-    add('reason', r[5])
-  end
-  append(own_stream, unpack(e))
-end
+%(emitters)s
 
 for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
   local a = split(packed)
-  subnet, mac, now = a[2], a[3], tonumber(a[4])
-  pool, bymac = 'bootyard:leases:pool:' .. subnet, 'bootyard:leases:mac:' .. subnet
+  subnet, mac, client, now = a[2], a[3], a[4], tonumber(a[5])
+  pool, bymac = '%(pool_prefix)s' .. subnet, '%(by_client_prefix)s' .. subnet
   local r = ops[a[1]](a)
-  if a[5] ~= '0' then emit(a, r, a[5] == '2') end
+  if a[6] ~= '0' then
+    local kinds = event_kind[a[1]]
+    local kind = kinds and kinds[r[1]]
+    if kind then emitters[kind](a, r, a[6] == '2') end
+  end
   results[#results + 1] = table.concat(r, '\\31')
   results[#results + 1] = '\\30'
 end
 return table.concat(results)
-""" % {"global": events.GLOBAL_STREAM, "global_max": events.GLOBAL_MAXLEN,
-       "host_prefix": events.host_stream(""), "host_max": events.HOST_MAXLEN}
+"""
+
+# Where the lease script finds each event field's value (a: the packed step, r: its result).
+_LUA_HEADER = {"ts": "a[7]", "service": "'dhcp'", "mac": "mac"}  # and kind: the kind
+_LUA_VALUE = {"ip": "r[2]", "subnet": "subnet", "interface": "a[8]", "boot_file": "a[9]",
+              "boot_reason": "a[10]", "result": "r[1]", "reason": "r[5]", "detail": "r[5]"}
+_LUA_VALUE_OF = {("dhcp.ignored", "reason"): "ignored_reason[r[1]]"}
+LEASE_EVENT_KINDS = ("dhcp.offer", "dhcp.ack", "dhcp.nak", "dhcp.ignored", "dhcp.release",
+                     "dhcp.decline")  # the events the lease script writes
+
+
+def _lua_emitters() -> str:
+    """One Lua function per event kind the script writes, laid out by events.EVENT_FIELDS. The
+    common shapes (the kind's fields present up to some point, none after it: an offer with or
+    without a boot file) append without building a table; any other shape builds one."""
+    out = ["local emitters = {}"]
+    for kind in LEASE_EVENT_KINDS:
+        header = ", ".join(f"'{name}', {_LUA_HEADER.get(name, repr(kind))}"
+                           for name in events.HEADER)
+        names = events.EVENT_FIELDS[kind]
+        n = len(names)
+        values = ", ".join(_LUA_VALUE_OF.get((kind, name), _LUA_VALUE[name]) for name in names)
+        out += [f"emitters['{kind}'] = function(a, r, own)",
+                f"  local {', '.join(f'v{i}' for i in range(n))} = {values}",
+                f"  local {', '.join(f'p{i}' for i in range(n))} = "
+                + ", ".join(f"(v{i} or '') ~= ''" for i in range(n))]
+        for k in range(n, 0, -1):
+            shape = " and ".join([f"p{i}" for i in range(k)] + [f"not p{i}" for i in range(k, n)])
+            pairs = ", ".join(f"'{names[i]}', v{i}" for i in range(k))
+            out.append(f"  if {shape} then append(own, {header}, {pairs}) return end")
+        out.append(f"  local e = {{{header}}}")
+        out += [f"  if p{i} then e[#e + 1] = '{names[i]}'; e[#e + 1] = v{i} end"
+                for i in range(n)]
+        out += ["  append(own, unpack(e))", "end"]
+    return "\n".join(out)
+
+
+BATCH = _BATCH % {
+    "lease_prefix": keys.LEASE_PREFIX, "pool_prefix": keys.POOL_PREFIX,
+    "by_client_prefix": keys.BY_CLIENT_PREFIX, "global": events.GLOBAL_STREAM,
+    "global_max": events.GLOBAL_MAXLEN, "host_prefix": keys.HOST_EVENTS_PREFIX,
+    "host_max": events.HOST_MAXLEN, "emitters": _lua_emitters()}
 
 
 # Outcome and Step are built per packet: slotted, not frozen (cheaper); treat them as immutable.
@@ -284,6 +328,11 @@ class LeaseRecord:
     expires: int
     subnet: str
     hostname: str
+    client: str = ""  # the client identity ('': the MAC, as in records from before it was kept)
+
+    def __post_init__(self) -> None:
+        if not self.client:
+            object.__setattr__(self, "client", self.mac)
 
     def current(self, now: float | None = None) -> bool:
         return self.state == "bound" and self.expires > (time.time() if now is None else now)
@@ -296,6 +345,7 @@ class Step:
     mac: str
     now: int
     args: tuple[str, ...]
+    client: str = ""  # the client identity (client_identity()); '': the MAC
     journal: bool = False  # remember an acknowledged bind for replay after a Redis failure
     # (interface, boot_file, boot_reason, known) to record; known: the MAC is an inventory
     # host, whose event also goes to its own stream
@@ -304,11 +354,12 @@ class Step:
     def packed(self, ts: str) -> str:
         """The step for the lease script; ``ts``: its event's time (one per batch)."""
         event = self.event
+        client = self.client or self.mac
         if event is None:
-            head = (self.op, self.subnet, self.mac, str(self.now), "0", "", "", "", "")
+            head = (self.op, self.subnet, self.mac, client, str(self.now), "0", "", "", "", "")
         else:
-            head = (self.op, self.subnet, self.mac, str(self.now), "2" if event[3] else "1",
-                    ts, event[0], event[1], event[2])
+            head = (self.op, self.subnet, self.mac, client, str(self.now),
+                    "2" if event[3] else "1", ts, event[0], event[1], event[2])
         fields = head + self.args
         text = SEP.join(fields)
         if text.count(SEP) != len(fields) - 1 or RS in text:  # a separator inside a field
@@ -323,26 +374,87 @@ def _record(ip: str, raw: dict[str, str]) -> LeaseRecord | None:
         expires = int(raw.get("expires", "0"))
     except ValueError:
         expires = 0
-    return LeaseRecord(ip, raw.get("mac", ""), raw.get("state", ""), expires,
-                       raw.get("subnet", ""), raw.get("hostname", ""))
+    mac = raw.get("mac", "")
+    return LeaseRecord(ip, mac, raw.get("state", ""), expires, raw.get("subnet", ""),
+                       raw.get("hostname", ""), raw.get("client", ""))
 
 
-def connect(url: str, timeout: float = 2.0) -> aioredis.Redis:
+def connect(url: str, timeout: float = 2.0):
     """A client for lease steps: no silent retries and no idle health checks, so a Redis restart
     surfaces as an error on the next step (and the journal is replayed before any new step)."""
-    return aioredis.Redis.from_url(
-        url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0), health_check_interval=0)
+    return door.connect(url, timeout, retries=False)
 
 
-async def lookup_ip(client, ip: str) -> LeaseRecord | None:
-    """The lease record of ``ip`` (current or not: check ``.current()``), None if none.
+class Leases:
+    """What TFTP and HTTP ask of the leases, read from Redis. Each question raises
+    InventoryUnavailable when Redis cannot be reached (or no connection frees up in time)."""
 
-    Raises InventoryUnavailable when Redis cannot be reached. Used by TFTP and HTTP to learn
-    which MAC holds an address."""
-    with redis_errors("leases"):
-        raw = await client.hgetall(LEASE_PREFIX + ip)
-    return _record(ip, raw)
+    def __init__(self, client) -> None:
+        self._redis = client
+
+    async def lease(self, ip: str) -> LeaseRecord | None:
+        """The lease record of ``ip`` (current or not: check ``.current()``), None if none."""
+        with redis_errors("leases"):
+            raw = await self._redis.hgetall(keys.lease(ip))
+        return _record(ip, raw)
+
+    async def holder(self, ip: str, now: float | None = None) -> str | None:
+        """The MAC holding a current lease on ``ip``, or None."""
+        return _holder(await self.lease(ip), now)
+
+    async def all(self) -> list[LeaseRecord]:
+        """Every lease record (any state), sorted by address."""
+        with redis_errors("leases"):
+            found = [k async for k in self._redis.scan_iter(match=keys.LEASE_PREFIX + "*",
+                                                             count=1000)]
+            pipe = self._redis.pipeline(transaction=False)
+            for key in found:
+                pipe.hgetall(key)
+            raws = await pipe.execute() if found else []
+        records = [_record(k[len(keys.LEASE_PREFIX):], raw) for k, raw in zip(found, raws)]
+        return _sorted(r for r in records if r is not None)
+
+
+class StaticLeases:
+    """:class:`Leases` in memory, for unit tests: ``StaticLeases([LeaseRecord(...), ...])``;
+    ``broken=True``: every question raises InventoryUnavailable, as if Redis were down."""
+
+    def __init__(self, records: Iterable[LeaseRecord] = (), *, broken: bool = False) -> None:
+        self.records = {r.ip: r for r in records}
+        self.broken = broken
+
+    def _check(self) -> None:
+        if self.broken:
+            raise InventoryUnavailable("Redis unreachable (StaticLeases(broken=True))")
+
+    def put(self, record: LeaseRecord) -> None:
+        self.records[record.ip] = record
+
+    async def lease(self, ip: str) -> LeaseRecord | None:
+        self._check()
+        return self.records.get(ip)
+
+    async def holder(self, ip: str, now: float | None = None) -> str | None:
+        return _holder(await self.lease(ip), now)
+
+    async def all(self) -> list[LeaseRecord]:
+        self._check()
+        return _sorted(self.records.values())
+
+
+def _holder(lease: LeaseRecord | None, now: float | None) -> str | None:
+    if lease is None or not lease.current(now):
+        return None
+    return lease.mac or None
+
+
+def _sorted(records: Iterable[LeaseRecord]) -> list[LeaseRecord]:
+    def by_address(rec: LeaseRecord):
+        try:
+            return (0, int(ipaddress.IPv4Address(rec.ip)))
+        except ValueError:
+            return (1, 0)
+    return sorted(records, key=by_address)
 
 
 class LeaseStore:
@@ -362,24 +474,28 @@ class LeaseStore:
         self._open: set = set()
         self.failed = False
 
-    # -- steps (``event``: (interface, boot_file, boot_reason, known), see Step) ---------------
+    # -- steps (``event``: (interface, boot_file, boot_reason, known), see Step; ``client``:
+    # the client identity, client_identity(), if it is not the MAC) ----------------------------
     def offer_step(self, subnet: str, mac: str, *, reserved: str | None, requested: str | None,
-                   hostname: str, now: int, event=None) -> Step:
+                   hostname: str, now: int, event=None, client: str = "") -> Step:
         return Step("offer", subnet, mac, now, (str(now + self.offer_hold), reserved or "",
-                                                requested or "", hostname), event=event)
+                                                requested or "", hostname), client, event=event)
 
     def request_step(self, subnet: str, mac: str, ip: str, *, reserved: str | None,
-                     hostname: str, lease_time: int, now: int, event=None) -> Step:
+                     hostname: str, lease_time: int, now: int, event=None,
+                     client: str = "") -> Step:
         return Step("request", subnet, mac, now, (str(now + lease_time), reserved or "", ip,
-                                                  hostname), journal=True, event=event)
+                                                  hostname), client, journal=True, event=event)
 
     def release_step(self, subnet: str, mac: str, ip: str, *, now: int,
-                     only_offered: bool = False, event=None) -> Step:
-        return Step("release", subnet, mac, now, (ip, "1" if only_offered else "0"),
+                     only_offered: bool = False, event=None, client: str = "") -> Step:
+        return Step("release", subnet, mac, now, (ip, "1" if only_offered else "0"), client,
                     event=event)
 
-    def decline_step(self, subnet: str, mac: str, ip: str, *, now: int, event=None) -> Step:
-        return Step("decline", subnet, mac, now, (ip, str(now + self.quarantine)), event=event)
+    def decline_step(self, subnet: str, mac: str, ip: str, *, now: int, event=None,
+                     client: str = "") -> Step:
+        return Step("decline", subnet, mac, now, (ip, str(now + self.quarantine)), client,
+                    event=event)
 
     # -- running -------------------------------------------------------------------------------
     async def run(self, steps: Sequence[Step]) -> list[Outcome]:
@@ -389,7 +505,7 @@ class LeaseStore:
             with redis_errors("leases"):
                 if self._replay:
                     await self._execute([Step("restore", s.subnet, s.mac, int(time.time()),
-                                              s.args) for s in self._replay])
+                                              s.args, s.client) for s in self._replay])
                     self._replay = []
                 results = await self._execute(steps)
         except InventoryUnavailable:
@@ -424,7 +540,7 @@ class LeaseStore:
             self._sha = await self._command("SCRIPT", "LOAD", BATCH)
         try:
             reply = await self._command("EVALSHA", self._sha, 0, packed)
-        except redis_exceptions.NoScriptError:  # Redis restarted and lost its script cache
+        except door.NoScriptError:  # Redis restarted and lost its script cache
             self._sha = await self._command("SCRIPT", "LOAD", BATCH)
             reply = await self._command("EVALSHA", self._sha, 0, packed)
         results = [r.split(SEP) for r in reply.split(RS)[:-1]]
@@ -444,7 +560,7 @@ class LeaseStore:
         try:
             await conn.send_command(*args)
             reply = await conn.read_response()
-        except redis_exceptions.ResponseError:
+        except door.ResponseError:
             self._idle.append(conn)  # an error reply: the connection itself is fine
             raise
         except BaseException:
@@ -465,7 +581,7 @@ class LeaseStore:
         if not self.failed:
             self.failed = True
             self._replay = [Step("restore", step.subnet, step.mac, step.now, (
-                outcome.ip, outcome.state, str(outcome.expires), step.args[3]))
+                outcome.ip, outcome.state, str(outcome.expires), step.args[3]), step.client)
                 for _, step, outcome in self._journal]
             self._sha = None
 
@@ -483,7 +599,7 @@ class LeaseStore:
             start, end = int(ipaddress.IPv4Address(first)), int(ipaddress.IPv4Address(last))
             wanted.update(str(ipaddress.IPv4Address(n)) for n in range(start, end + 1))
         wanted -= set(reserved)
-        key = POOL_PREFIX + subnet
+        key = keys.pool(subnet)
         with redis_errors("leases"):
             present = set(await self.redis.zrange(key, 0, -1))
             new = sorted(wanted - present)
@@ -492,7 +608,7 @@ class LeaseStore:
             if new:  # an address with a lease record (a pool rebuilt after loss) keeps it
                 pipe = self.redis.pipeline(transaction=False)
                 for ip in new:
-                    pipe.hmget(LEASE_PREFIX + ip, "state", "expires")
+                    pipe.hmget(keys.lease(ip), "state", "expires")
                 for ip, (state, expires) in zip(new, await pipe.execute()):
                     held = state in ("offered", "bound", "declined") and (expires or "").isdigit()
                     scores[ip] = int(expires) if held else 0
@@ -508,7 +624,7 @@ class LeaseStore:
     async def pool_usage(self, subnet: str, now: int | None = None) -> tuple[int, int]:
         """(addresses in the pool, addresses held: offered, bound or quarantined)."""
         now = int(time.time()) if now is None else now
-        key = POOL_PREFIX + subnet
+        key = keys.pool(subnet)
         with redis_errors("leases"):
             pipe = self.redis.pipeline(transaction=False)
             pipe.zcard(key)
@@ -519,12 +635,12 @@ class LeaseStore:
     async def expired_since(self, subnet: str, since: int, now: int) -> list[LeaseRecord]:
         """Bound leases of ``subnet`` whose expiry fell in (since, now] (for expire events)."""
         with redis_errors("leases"):
-            ips = await self.redis.zrangebyscore(POOL_PREFIX + subnet, f"({since}", now)
+            ips = await self.redis.zrangebyscore(keys.pool(subnet), f"({since}", now)
             if not ips:
                 return []
             pipe = self.redis.pipeline(transaction=False)
             for ip in ips:
-                pipe.hgetall(LEASE_PREFIX + ip)
+                pipe.hgetall(keys.lease(ip))
             raws = await pipe.execute()
         out = []
         for ip, raw in zip(ips, raws):
@@ -532,22 +648,3 @@ class LeaseStore:
             if rec is not None and rec.state == "bound" and since < rec.expires <= now:
                 out.append(rec)
         return out
-
-
-async def all_leases(client) -> list[LeaseRecord]:
-    """Every lease record (any state), sorted by address."""
-    with redis_errors("leases"):
-        keys = [k async for k in client.scan_iter(match=LEASE_PREFIX + "*", count=1000)]
-        pipe = client.pipeline(transaction=False)
-        for key in keys:
-            pipe.hgetall(key)
-        raws = await pipe.execute() if keys else []
-    records = [_record(k[len(LEASE_PREFIX):], raw) for k, raw in zip(keys, raws)]
-    good = [r for r in records if r is not None]
-
-    def sort_key(rec: LeaseRecord):
-        try:
-            return (0, int(ipaddress.IPv4Address(rec.ip)))
-        except ValueError:
-            return (1, 0)
-    return sorted(good, key=sort_key)

@@ -1,6 +1,7 @@
 """The inventory's Redis key schema and its validation (pure: no Redis here).
 
-Every object is one Redis hash of strings, named ``bootyard:<kind>:<id>``:
+Every object is one Redis hash of strings, named ``bootyard:<kind>:<id>`` (:mod:`shared.keys`
+builds every key):
 
 =========  ==================================  =============================================
 kind       key                                 id
@@ -27,9 +28,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from shared import keys
 from shared.addresses import AddressError, normalise_ipv4, normalise_mac, normalise_network
 
-PREFIX = "bootyard"
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 # re.ASCII: without it IGNORECASE lets [a-z] match the Kelvin sign, a long s or a dotless i.
 _HOSTNAME_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE | re.ASCII)
@@ -277,11 +278,11 @@ class Kind:
     has_vars: bool = False
 
     def key(self, ident: str) -> str:
-        return f"{PREFIX}:{self.name}:{self.canonical_id(ident)}"
+        return keys.object_key(self.name, self.canonical_id(ident))
 
     @property
     def pattern(self) -> str:
-        return f"{PREFIX}:{self.name}:*"
+        return keys.object_pattern(self.name)
 
     def canonical_id(self, ident: str) -> str:
         if self.name == "host":
@@ -370,15 +371,13 @@ KIND_BY_PLURAL = {k.plural: k for k in KINDS.values()}
 
 def split_key(key: str) -> tuple[Kind, str] | None:
     """(kind, id) for a bootyard object key, or None if the key is not one."""
-    parts = key.split(":", 2)
-    if len(parts) != 3 or parts[0] != PREFIX or parts[1] not in KINDS:
-        return None
-    return KINDS[parts[1]], parts[2]
+    found = keys.split_object_key(key, KINDS)
+    return None if found is None else (KINDS[found[0]], found[1])
 
 
 def parse_record(kind: Kind, ident: str, raw: Mapping[str, str]) -> tuple[Any, list[Problem]]:
     """Validate one hash; return (record or None, problems). Never raises on bad data."""
-    key = f"{PREFIX}:{kind.name}:{ident}"
+    key = keys.object_key(kind.name, ident)
     problems: list[Problem] = []
     try:
         canonical = kind.canonical_id(ident)

@@ -1,7 +1,12 @@
-"""Redis access for the inventory: the connection, error translation, and reads/writes of records.
+"""The one door to Redis: the client, error translation, and reads/writes of inventory records.
 
-This module (with :mod:`shared.cache`, :mod:`shared.events` and the DHCP lease store) is the only
-code that talks to Redis; services ask questions of the cache and never build keys themselves.
+This is the only module that imports ``redis``. It builds every client (:func:`connect`: URLs
+``redis://``, ``rediss://`` and ``unix://``, bounded timeouts, a bounded connection pool), turns
+Redis failures into :class:`InventoryUnavailable` (:func:`redis_errors`), and re-exports the
+few Redis exception types other modules must tell apart (:data:`ResponseError`,
+:data:`NoScriptError`, :data:`WatchError`). :mod:`shared.cache`, :mod:`shared.events` and
+:mod:`shared.leases` use the clients it builds; services ask those questions and never build
+keys (:mod:`shared.keys` holds every key) or clients of their own.
 "Redis is down" is :class:`InventoryUnavailable` (abnormal: counted, logged), "no such object"
 is ``None`` or :class:`NotFound` (normal).
 """
@@ -14,10 +19,21 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
-from shared import metrics
+from shared import keys, metrics
 from shared.schema import KINDS, Kind, Problem, parse_record, split_key
 
+# Redis error replies other modules tell apart (so that they need not import redis)
+ResponseError = redis_exceptions.ResponseError  # an error reply (e.g. CONFIG renamed, a bad key)
+NoScriptError = redis_exceptions.NoScriptError  # EVALSHA of a script Redis no longer has
+WatchError = redis_exceptions.WatchError  # a WATCHed key changed before EXEC
+
+# Connections one client keeps open at most. A command that finds them all busy waits for one
+# (up to the client's timeout) instead of opening another, so a burst of look-ups (a TFTP flood
+# ending hundreds of transfers at once) cannot leave hundreds of idle connections behind.
+MAX_CONNECTIONS = 32
 
 class InventoryError(Exception):
     """An error the operator caused and can fix; the message is one line for the CLI."""
@@ -46,11 +62,21 @@ class RecordInvalid(InventoryError):
         super().__init__("; ".join(str(p) for p in errors or problems))
 
 
-def connect(url: str, timeout: float = 2.0, **kwargs: Any) -> aioredis.Redis:
-    """A Redis client returning text (``decode_responses``) with bounded timeouts."""
-    return aioredis.Redis.from_url(
-        url, decode_responses=True, socket_timeout=timeout,
-        socket_connect_timeout=timeout, health_check_interval=30, **kwargs)
+def connect(url: str, timeout: float = 2.0, *, max_connections: int = MAX_CONNECTIONS,
+            retries: bool = True) -> aioredis.Redis:
+    """A Redis client returning text (``decode_responses``) with bounded timeouts and a bounded
+    connection pool: at most ``max_connections`` open; a command that finds them all in use
+    waits up to ``timeout`` seconds for one, then fails as InventoryUnavailable (through
+    :func:`redis_errors`). ``retries=False``: no silent retries and no idle health checks, so a
+    Redis restart surfaces as an error on the next command (the lease store wants that)."""
+    if retries:
+        options: dict[str, Any] = {"health_check_interval": 30}
+    else:
+        options = {"retry": Retry(NoBackoff(), 0), "health_check_interval": 0}
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=timeout, decode_responses=True,
+        socket_timeout=timeout, socket_connect_timeout=timeout, **options)
+    return aioredis.Redis.from_pool(pool)
 
 
 def describe_url(url: str) -> str:
@@ -69,6 +95,11 @@ def redis_errors(operation: str, url: str | None = None) -> Iterator[None]:
     except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError) as exc:
         metrics.REDIS_ERRORS.labels(operation).inc()
         where = f" at {describe_url(url)}" if url else ""
+        if isinstance(exc, redis_exceptions.ConnectionError) and \
+                isinstance(exc.__cause__, TimeoutError):  # the bounded pool's wait ran out
+            raise InventoryUnavailable(
+                f"no free Redis connection{where} within the timeout: all of this client's "
+                f"connections (at most {MAX_CONNECTIONS}) were busy") from None
         raise InventoryUnavailable(f"Redis unreachable{where}: {exc}") from None
     except redis_exceptions.ResponseError as exc:
         metrics.REDIS_ERRORS.labels(operation).inc()
@@ -105,13 +136,13 @@ class InventoryStore:
 
     async def raw_all(self, kind: Kind) -> dict[str, dict[str, str]]:
         """{id: hash} for every object of ``kind`` (ids exactly as in the keys)."""
-        keys = await self.keys(kind)
+        names = await self.keys(kind)
         with self._errors():
             pipe = self.redis.pipeline(transaction=False)
-            for key in keys:
+            for key in names:
                 pipe.hgetall(key)
-            hashes = await pipe.execute() if keys else []
-        return {split_key(k)[1]: h for k, h in zip(keys, hashes) if h}
+            hashes = await pipe.execute() if names else []
+        return {split_key(k)[1]: h for k, h in zip(names, hashes) if h}
 
     async def get(self, kind: Kind, ident: str):
         """(record or None, problems); raises NotFound if there is no such object."""
@@ -167,7 +198,7 @@ class InventoryStore:
                             pipe.hset(key, mapping=merged)
                         await pipe.execute()
                         return record
-                    except redis_exceptions.WatchError:
+                    except WatchError:
                         continue
 
     async def delete(self, kind: Kind, ident: str) -> None:
@@ -203,7 +234,7 @@ class InventoryStore:
                 kind = KINDS[kind_name]
                 for ident in objects:
                     if ident not in data.get(kind_name, {}):
-                        pipe.delete(f"{kind.pattern[:-1]}{ident}")
+                        pipe.delete(keys.object_key(kind.name, ident))
                         counts["deleted"] += 1
             await pipe.execute()
         return counts

@@ -17,7 +17,7 @@ from services.dhcp.settings import DhcpSection
 from services.dhcp.transport import Datagram, Interface, Transport
 from shared import logs, metrics as shared_metrics
 from shared.addresses import mac_from_bytes
-from shared.leases import LeaseStore, Outcome, Step
+from shared.leases import LeaseStore, Outcome, Step, client_identity
 from shared.schema import KINDS, range_containing
 from shared.store import InventoryUnavailable
 
@@ -45,6 +45,7 @@ class Work:
     reserved: str | None = None
     requested: str | None = None
     recorded: bool = False  # the lease script wrote this packet's event
+    client: str = ""  # the client identity its leases belong to (shared.leases)
     boot: object = policy.NOT_CHOSEN  # choose_boot's answer, once computed
     template: Template | None = None  # the OFFER/ACK this request gets if its lease step grants
 
@@ -213,6 +214,8 @@ class DhcpServer:
             m.IGNORED_BY["malformed"].inc()
             return None
         w = Work(dgram, msg, mtype, mac, self.contexts[dgram.interface.name])
+        w.client = client = client_identity(msg.htype, msg.hlen, msg.chaddr,
+                                            msg.options.get(Opt.CLIENT_ID))
         try:
             inv = self.inventory
             if msg.giaddr != ZERO_IP:
@@ -230,10 +233,10 @@ class DhcpServer:
         w.pre = policy.screen(msg, w.host, w.subnet, w.ctx)
         if w.pre is not None:
             if w.pre.reason == "other_server" and mtype == MessageType.REQUEST:
-                held = self._offers.pop(mac, None)
+                held = self._offers.pop(client, None)
                 if held is not None:  # the client chose another server: free our offer now
                     w.step = self.store.release_step(held[0], mac, held[1], now=now,
-                                                     only_offered=True)
+                                                     only_offered=True, client=client)
             return w
         subnet = w.subnet
         w.reserved = policy.reserved_address(w.host, subnet)
@@ -264,7 +267,7 @@ class DhcpServer:
         if mtype == MessageType.DISCOVER:
             w.step = store.offer_step(subnet.name, mac, reserved=w.reserved,
                                       requested=msg.ip_option(Opt.REQUESTED_IP),
-                                      hostname=hostname, now=now, event=event)
+                                      hostname=hostname, now=now, event=event, client=client)
         elif mtype == MessageType.REQUEST:
             w.requested = policy.requested_address(msg)
             if w.requested is None:
@@ -272,13 +275,15 @@ class DhcpServer:
             else:
                 w.step = store.request_step(subnet.name, mac, w.requested, reserved=w.reserved,
                                             hostname=hostname, lease_time=subnet.lease_time,
-                                            now=now, event=event)
+                                            now=now, event=event, client=client)
         elif mtype == MessageType.RELEASE and msg.ciaddr != ZERO_IP:
-            w.step = store.release_step(subnet.name, mac, msg.ciaddr, now=now, event=event)
+            w.step = store.release_step(subnet.name, mac, msg.ciaddr, now=now, event=event,
+                                        client=client)
         elif mtype == MessageType.DECLINE:
             declined = msg.ip_option(Opt.REQUESTED_IP)
             if declined:
-                w.step = store.decline_step(subnet.name, mac, declined, now=now, event=event)
+                w.step = store.decline_step(subnet.name, mac, declined, now=now, event=event,
+                                            client=client)
         return w
 
     def _lease_for(self, w: Work, outcome: Outcome | None, redis_failed: bool):
@@ -381,7 +386,7 @@ class DhcpServer:
         self._out[m.TYPE_NAMES[rtype]] += 1
         subnet = w.subnet.name if w.subnet is not None else ""
         if rtype == MessageType.OFFER and w.subnet is not None and ip != ZERO_IP:
-            self._offers[w.mac] = (subnet, ip)
+            self._offers[w.client] = (subnet, ip)
             if len(self._offers) > OFFER_MEMORY:
                 self._offers.popitem(last=False)
             event = "dhcp.offer"
@@ -393,7 +398,7 @@ class DhcpServer:
             event = "dhcp.inform"
         else:
             event = "dhcp.ack"
-            self._offers.pop(w.mac, None)
+            self._offers.pop(w.client, None)
             self._acks.append({
                 "mac": w.mac, "ip": ip, "subnet": subnet,
                 "boot_file": boot.file if boot else "", "boot": boot.reason if boot else "",

@@ -6,8 +6,9 @@ are served only when the request
 1. carries the host's token (``?token=``): HMAC-SHA256 of the canonical MAC under
    ``http.token_secret``, hex; stateless, so nothing is stored and every worker agrees; or
 2. comes from the host's reserved address (``host.ip``); or
-3. comes from the address currently leased to that MAC (lease contract: ``bootyard:lease:<ip>``
-   with ``mac``, ``state == bound`` and ``expires`` in the future).
+3. comes from the address currently leased to that MAC (``leases.holder(ip)``: the lease
+   contract ``bootyard:lease:<ip>`` with ``mac``, ``state == bound`` and ``expires`` in the
+   future).
 
 A MAC in the URL or in anaconda's ``X-RHN-Provisioning-MAC-0`` header only says *which* host is
 asking; it never grants access on its own.
@@ -17,9 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-
-from shared.leases import lookup_ip
 
 
 def host_token(secret: str, mac: str) -> str:
@@ -30,10 +28,11 @@ def host_token(secret: str, mac: str) -> str:
 class Access:
     """Decides whether a request may read a host's secret-bearing files."""
 
-    def __init__(self, secret: str, inventory, redis_client) -> None:
+    def __init__(self, secret: str, inventory, leases) -> None:
+        """``leases``: a :class:`shared.leases.Leases` (or its double ``StaticLeases``)."""
         self.secret = secret
         self.inventory = inventory
-        self.redis = redis_client
+        self.leases = leases
         self._tokens: dict[str, str] = {}
 
     def token(self, mac: str) -> str:
@@ -57,7 +56,6 @@ class Access:
         host = self.inventory.host(mac)
         if host is not None and host.ip == source_ip:
             return "reserved"
-        lease = await lookup_ip(self.redis, source_ip)
-        if lease is not None and lease.mac == mac and lease.current(time.time()):
+        if await self.leases.holder(source_ip) == mac:
             return "lease"
         return None

@@ -21,7 +21,7 @@ from services.http.policy import install_urls
 from shared import inventory as admin, logs
 from shared.addresses import AddressError, normalise_ipv4, normalise_mac
 from shared.events import EventLog
-from shared.leases import LeaseRecord, all_leases, lookup_ip
+from shared.leases import LeaseRecord
 from shared.schema import KIND_BY_PLURAL, KINDS
 from shared.store import (
     AlreadyExists,
@@ -52,9 +52,10 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 
 class AdminApi:
     def __init__(self, store: InventoryStore, events: EventLog, token: str, token_secret: str,
-                 public_url: str = "") -> None:
+                 public_url: str = "", *, leases) -> None:
         self.store = store
         self.events = events
+        self._leases = leases  # shared.leases.Leases (the handler is self.leases)
         self.token = token
         self.token_secret = token_secret
         self.public_url = public_url.rstrip("/")
@@ -206,11 +207,11 @@ class AdminApi:
 
     # -- leases --------------------------------------------------------------------------------
     async def leases(self, _request: web.Request) -> web.Response:
-        return _json({rec.ip: _lease_json(rec) for rec in await all_leases(self.store.redis)})
+        return _json({rec.ip: _lease_json(rec) for rec in await self._leases.all()})
 
     async def lease(self, request: web.Request) -> web.Response:
         ip = normalise_ipv4(request.match_info["ip"])
-        lease = await lookup_ip(self.store.redis, ip)
+        lease = await self._leases.lease(ip)
         if lease is None:
             return _error(404, f"no lease for {ip}")
         return _json(_lease_json(lease))

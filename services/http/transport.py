@@ -27,6 +27,7 @@ from services.http.server import BootService
 from shared import logs, metrics
 from shared.cache import InventoryCache
 from shared.events import EventLog
+from shared.leases import Leases
 from shared.runtime import StartupError
 from shared.store import InventoryStore, connect
 
@@ -98,9 +99,10 @@ async def serve(settings, stop: asyncio.Event) -> None:
     inventory = InventoryCache(client, service="http")
     events = EventLog(client, "http", known=inventory.knows_host)
     store = InventoryStore(client, settings.redis.url)
+    leases = Leases(client)
     renderer = Renderer(cfg.templates_dir)
     boot = BootService(cfg, inventory, events, store, renderer,
-                       Access(cfg.token_secret, inventory, client))
+                       Access(cfg.token_secret, inventory, leases))
     runners: list[web.AppRunner] = []
     children: list[subprocess.Popen] = []
     try:
@@ -118,7 +120,7 @@ async def serve(settings, stop: asyncio.Event) -> None:
             if not worker:
                 if cfg.admin_enabled:
                     api = AdminApi(store, events, cfg.admin_token, cfg.token_secret,
-                                   cfg.public_url)
+                                   cfg.public_url, leases=leases)
                     runner, ports["admin_port"] = await _start_site(
                         api.app(), cfg.admin_host, cfg.admin_port)
                     runners.append(runner)

@@ -18,11 +18,12 @@ import sys
 import tempfile
 
 from services.tftp import metrics as _metrics  # noqa: F401 - declares the service's metrics
-from services.tftp.server import TftpServer, lease_mac
+from services.tftp.server import TftpServer
 from services.tftp.settings import TftpSettings
 from shared import logs, metrics as shared_metrics, runtime
 from shared.cache import InventoryCache
 from shared.events import EventLog
+from shared.leases import Leases
 from shared.store import connect
 
 log = logs.get_logger("tftp")
@@ -64,7 +65,7 @@ async def serve_transfers(cfg: TftpSettings, stop: asyncio.Event) -> None:
     client = connect(cfg.redis.url, timeout=cfg.redis.timeout)
     inventory = InventoryCache(client, service="tftp")
     events = EventLog(client, "tftp", known=inventory.knows_host)
-    server = TftpServer(section, inventory, leases=lambda ip: lease_mac(client, ip),
+    server = TftpServer(section, inventory, leases=Leases(client).holder,
                         events=events, worker=worker)
     try:
         await server.start()

@@ -25,7 +25,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from shared.addresses import AddressError, normalise_mac
-from shared.schema import Host, Profile, plain
+from shared.schema import KINDS, Host, Profile, plain
 
 _HEX_IP = re.compile(r"[0-9A-Fa-f]{8}")
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -128,7 +128,7 @@ def plan(mac: str | None, host: Host | None, profile: Profile | None, *,
     """What the host should boot. Raises RenderError when its records cannot say."""
     if host is None:
         return Boot(mac, "local", "unknown host: booting the local disk")
-    key = f"bootyard:host:{host.mac}"
+    key = KINDS["host"].key(host.mac)
     if not host.enabled:
         return Boot(mac, "local", "host disabled: booting the local disk")
     if host.boot_mode == "local":
@@ -140,17 +140,18 @@ def plan(mac: str | None, host: Host | None, profile: Profile | None, *,
         raise RenderError(f"{key} profile: not set, and boot_mode is {host.boot_mode}")
     if profile is None:
         raise RenderError(f"{key} profile={host.profile!r}: no such profile "
-                          f"(bootyard:profile:{host.profile})")
+                          f"({KINDS['profile'].key(host.profile)})")
+    where = KINDS["profile"].key(profile.name)
     if not profile.kernel:
-        raise RenderError(f"bootyard:profile:{profile.name} kernel: not set")
+        raise RenderError(f"{where} kernel: not set")
     try:
         cmdline = _ENV.from_string(profile.cmdline).render(
             context(host.mac, host, profile, http_base_url))
     except jinja2.TemplateError as exc:
-        raise RenderError(f"bootyard:profile:{profile.name} cmdline: template failed for "
+        raise RenderError(f"{where} cmdline: template failed for "
                           f"{host.mac}: {exc}") from None
     if "\n" in cmdline or "\r" in cmdline:
-        raise RenderError(f"bootyard:profile:{profile.name} cmdline: renders to several lines")
+        raise RenderError(f"{where} cmdline: renders to several lines")
     return Boot(mac, "kernel", f"profile {profile.name}, boot_mode {host.boot_mode}",
                 _path(profile.kernel, images_prefix),
                 tuple(_path(i, images_prefix) for i in profile.initrd), cmdline.strip())

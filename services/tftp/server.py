@@ -22,22 +22,12 @@ from services.tftp.session import Limits, ReadSession
 from services.tftp.settings import TftpSection
 from services.tftp.transport import ListenerProtocol, ThreadTransfer, Transfer
 from shared import logs
-from shared.leases import lookup_ip
 from shared.paths import PathRefused, clean_relative, resolve_under
 from shared.store import InventoryUnavailable
 
 log = logs.get_logger("tftp")
 LeaseLookup = Callable[[str], Awaitable[str | None]]
 BUSY_MESSAGE = "server busy: too many transfers, retry in a few seconds"
-
-
-async def lease_mac(client, ip: str, now: float | None = None) -> str | None:
-    """The MAC holding a current lease on ``ip``, or None (raises InventoryUnavailable when
-    Redis cannot be reached)."""
-    lease = await lookup_ip(client, ip)
-    if lease is None or not lease.current(now):
-        return None
-    return lease.mac or None
 
 
 def _grow_receive_buffer(sock, size: int) -> None:

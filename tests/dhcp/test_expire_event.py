@@ -69,7 +69,7 @@ async def test_expired_lease_returns_to_pool_with_expire_event(redis_url):
         assert first is not None and first.message_type == codec.MessageType.ACK
         assert first.yiaddr == "198.18.9.50"
         mac_a, mac_b = "52:54:00:09:00:01", "52:54:00:09:00:02"
-        record = await leases.lookup_ip(client, first.yiaddr)
+        record = await leases.Leases(client).lease(first.yiaddr)
         assert record.mac == mac_a and record.state == "bound" and record.current()
         assert await dora(server, replies, 2) is None  # the only address is leased
         await events.flush()
@@ -88,12 +88,12 @@ async def test_expired_lease_returns_to_pool_with_expire_event(redis_url):
         (event,) = await expire_events()
         assert event["ip"] == "198.18.9.50" and event["subnet"] == "expiry"
         assert event["service"] == "dhcp"
-        assert not (await leases.lookup_ip(client, first.yiaddr)).current()
+        assert not (await leases.Leases(client).lease(first.yiaddr)).current()
         # back in the pool: the other client gets it now
         second = await dora(server, replies, 2)
         assert second is not None and second.message_type == codec.MessageType.ACK
         assert second.yiaddr == "198.18.9.50"
-        assert (await leases.lookup_ip(client, second.yiaddr)).mac == mac_b
+        assert (await leases.Leases(client).lease(second.yiaddr)).mac == mac_b
         # the expiry is reported once, not on every housekeeping round
         await asyncio.sleep(0.5)
         assert len(await expire_events()) == 1

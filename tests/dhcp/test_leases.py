@@ -44,11 +44,11 @@ async def test_offer_then_ack_writes_contract_hash(store, redis_url):
     assert offer.kind == "ok" and offer.state == "offered" and offer.expires == now + 30
     assert ack.kind == "ok" and ack.ip == offer.ip and ack.state == "bound"
     raw = await store.redis.hgetall(f"bootyard:lease:{ack.ip}")
-    assert raw == {"mac": mac(1), "state": "bound", "expires": str(now + 600), "subnet": SUBNET,
-                   "hostname": "h"}
-    rec = await leases.lookup_ip(store.redis, ack.ip)
+    assert raw == {"mac": mac(1), "client": mac(1), "state": "bound", "expires": str(now + 600),
+                   "subnet": SUBNET, "hostname": "h"}
+    rec = await leases.Leases(store.redis).lease(ack.ip)
     assert rec.mac == mac(1) and rec.current()
-    assert await leases.lookup_ip(store.redis, "198.18.0.250") is None
+    assert await leases.Leases(store.redis).lease("198.18.0.250") is None
 
 
 async def test_same_client_gets_same_address_again(store):
@@ -143,7 +143,7 @@ async def test_release_frees(store):
     rel = await store.step(store.release_step(SUBNET, mac(1), ack.ip, now=now))
     assert rel.kind == "ok"
     assert (await store.redis.hget(f"bootyard:lease:{ack.ip}", "state")) == "released"
-    assert not (await leases.lookup_ip(store.redis, ack.ip)).current()
+    assert not (await leases.Leases(store.redis).lease(ack.ip)).current()
     taken = await store.step(store.request_step(SUBNET, mac(2), ack.ip, reserved=None, hostname="",
                                                 lease_time=60, now=now + 1))
     assert taken.kind == "ok"
@@ -204,7 +204,7 @@ async def test_redis_crash_loses_no_acknowledged_lease(private_redis):
     offer, ack = await dora(s, mac(77), now)  # replays the journal first
     assert ack.kind == "ok" and ack.ip not in acked
     for ip, m in acked.items():
-        rec = await leases.lookup_ip(client, ip)
+        rec = await leases.Leases(client).lease(ip)
         assert rec is not None and rec.mac == m and rec.current()
     private_redis.restart(crash=False)
     fresh = leases.connect(private_redis.url)
@@ -247,7 +247,7 @@ async def test_journal_restores_leases_redis_lost(private_redis):
     offer, ack = await dora(s, mac(9), now)
     assert ack.kind == "ok" and ack.ip not in acked  # no address handed out twice
     for ip, m in acked.items():
-        rec = await leases.lookup_ip(client, ip)
+        rec = await leases.Leases(client).lease(ip)
         assert rec is not None and rec.mac == m and rec.current()
     await client.aclose()
 

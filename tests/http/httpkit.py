@@ -18,6 +18,7 @@ from harness.netlab import stop_process
 from services.http.access import Access
 from services.http.render import Renderer
 from services.http.server import BootService
+from shared.leases import Leases
 from shared.schema import KINDS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +49,7 @@ class Inventory:
 def make_service(inv: Inventory, **overrides) -> BootService:
     cfg = dataclasses.replace(inv.cfg, **overrides)
     return BootService(cfg, inv.cache, inv.events, inv.store, Renderer(cfg.templates_dir),
-                       Access(cfg.token_secret, inv.cache, inv.client))
+                       Access(cfg.token_secret, inv.cache, Leases(inv.client)))
 
 
 

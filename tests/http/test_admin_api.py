@@ -10,19 +10,22 @@ from httpkit import MAC, SECRET
 
 from services.http.access import host_token
 from services.http.adminapi import AdminApi
+from shared.leases import Leases
 
 TOKEN = "t0ken"
 
 
 @pytest.fixture
 async def api(inventory, aiohttp_client):
-    app = AdminApi(inventory.store, inventory.events, TOKEN, SECRET, "http://10.0.0.1:8080").app()
+    app = AdminApi(inventory.store, inventory.events, TOKEN, SECRET, "http://10.0.0.1:8080",
+                   leases=Leases(inventory.client)).app()
     client = await aiohttp_client(app, headers={"Authorization": f"Bearer {TOKEN}"})
     return client
 
 
 async def test_token_is_required(inventory, aiohttp_client):
-    app = AdminApi(inventory.store, inventory.events, TOKEN, SECRET).app()
+    app = AdminApi(inventory.store, inventory.events, TOKEN, SECRET,
+                   leases=Leases(inventory.client)).app()
     client = await aiohttp_client(app)
     resp = await client.get("/api/v1/hosts")
     assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer")

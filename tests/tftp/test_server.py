@@ -13,9 +13,10 @@ import tftpy
 from tftp_rawclient import RawClient, TftpError
 
 from services.tftp import codec, metrics
-from services.tftp.server import BUSY_MESSAGE, TftpServer, lease_mac
+from services.tftp.server import BUSY_MESSAGE, TftpServer
 from services.tftp.settings import TftpSection
 from shared.cache import BrokenInventory, StaticInventory
+from shared.leases import Leases
 from shared.schema import Host, Profile
 from shared.store import connect
 
@@ -383,16 +384,17 @@ async def test_inventory_down_is_a_retry_error(root, client):
 
 async def test_default_by_lease_from_real_redis_and_event_recorded(root, client, redis_url):
     redis = connect(redis_url)
+    leases = Leases(redis)
     try:
         await redis.hset("bootyard:lease:127.0.0.1", mapping={
             "mac": "52:54:00:00:00:02", "state": "bound", "expires": str(int(time.time()) + 600),
             "subnet": "lab", "hostname": ""})
-        assert await lease_mac(redis, "127.0.0.1") == "52:54:00:00:00:02"
+        assert await leases.holder("127.0.0.1") == "52:54:00:00:00:02"
         from shared.events import EventLog
         events = EventLog(redis, "tftp")
         hosts = [HOSTS[1]]  # db1: no ip in the inventory, known only by its lease
         srv = TftpServer(section(root), StaticInventory(hosts=hosts, profiles=PROFILES),
-                         leases=lambda ip: lease_mac(redis, ip), events=events)
+                         leases=leases.holder, events=events)
         address = await srv.start()
         try:
             data, _, _ = await client.fetch(address, "pxelinux.cfg/default")
@@ -408,10 +410,10 @@ async def test_default_by_lease_from_real_redis_and_event_recorded(root, client,
             await srv.close()
         # an expired lease is not current
         await redis.hset("bootyard:lease:127.0.0.1", "expires", str(int(time.time()) - 1))
-        assert await lease_mac(redis, "127.0.0.1") is None
+        assert await leases.holder("127.0.0.1") is None
         await redis.hset("bootyard:lease:127.0.0.1", mapping={"expires": "9999999999",
                                                                "state": "released"})
-        assert await lease_mac(redis, "127.0.0.1") is None
+        assert await leases.holder("127.0.0.1") is None
     finally:
         await redis.aclose()
 

@@ -1,0 +1,81 @@
+"""Every Redis key bootyard reads or writes, in one place (pure: no Redis here).
+
+The key schema is an operator interface (they edit it with ``redis-cli``): docs/inventory.md
+lists these keys, docs/dhcp.md the lease keys' fields. Code builds keys only with this module.
+
+==================================  =========  ===============================================
+key                                 type       holds
+==================================  =========  ===============================================
+``bootyard:<kind>:<id>``            hash       one inventory object: kind host, profile,
+                                               subnet, export, mirror or netboot
+                                               (:mod:`shared.schema` validates the fields)
+``bootyard:events``                 stream     every service's timeline events
+``bootyard:events:<mac>``           stream     one inventory host's events
+``bootyard:lease:<ip>``             hash       one address's lease (the contract TFTP and HTTP
+                                               read: :mod:`shared.leases`)
+``bootyard:leases:pool:<subnet>``   sorted     a subnet's dynamic addresses, scored by the
+                                    set        time from which each may be handed out
+``bootyard:leases:mac:<subnet>``    hash       client identity -> the address it last held
+                                               (named when the identity was always the MAC;
+                                               it still is, for Ethernet clients)
+==================================  =========  ===============================================
+
+The inventory's change counter (``InventoryView.version``) is kept in each service's memory,
+not in Redis: services learn of changes from keyspace notifications on the object keys.
+"""
+
+from __future__ import annotations
+
+PREFIX = "bootyard"
+
+# inventory objects: bootyard:<kind>:<id>
+ANY_KEY = f"{PREFIX}:*"  # SCAN pattern for every bootyard key (objects are picked by split)
+
+
+def object_key(kind: str, ident: str) -> str:
+    """The hash of one inventory object (``ident`` already canonical)."""
+    return f"{PREFIX}:{kind}:{ident}"
+
+
+def object_pattern(kind: str) -> str:
+    """SCAN / PSUBSCRIBE pattern matching every object of ``kind``."""
+    return f"{PREFIX}:{kind}:*"
+
+
+def split_object_key(key: str, kinds) -> tuple[str, str] | None:
+    """(kind, id) if ``key`` names an object of one of ``kinds``, else None."""
+    parts = key.split(":", 2)
+    if len(parts) != 3 or parts[0] != PREFIX or parts[1] not in kinds:
+        return None
+    return parts[1], parts[2]
+
+
+# the boot timeline
+EVENTS_STREAM = f"{PREFIX}:events"
+HOST_EVENTS_PREFIX = f"{PREFIX}:events:"
+
+
+def host_events(mac: str) -> str:
+    """One inventory host's event stream."""
+    return HOST_EVENTS_PREFIX + mac
+
+
+# DHCP leases
+LEASE_PREFIX = f"{PREFIX}:lease:"
+POOL_PREFIX = f"{PREFIX}:leases:pool:"
+BY_CLIENT_PREFIX = f"{PREFIX}:leases:mac:"
+
+
+def lease(ip: str) -> str:
+    """The lease hash of one address."""
+    return LEASE_PREFIX + ip
+
+
+def pool(subnet: str) -> str:
+    """The sorted set of a subnet's dynamic addresses."""
+    return POOL_PREFIX + subnet
+
+
+def by_client(subnet: str) -> str:
+    """The hash ``client identity -> ip`` of a subnet (the address each client last held)."""
+    return BY_CLIENT_PREFIX + subnet
