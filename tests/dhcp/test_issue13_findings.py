@@ -108,7 +108,7 @@ async def test_f4_relay_info_that_does_not_fit_is_answered_without_the_echo(serv
                                 o54=codec.ip_bytes(IFACE.address))])
     ack = replies.sent[-1]
     assert ack.message_type == MessageType.ACK and Opt.RELAY_AGENT_INFO not in ack.options
-    record = await leases.lookup_ip(client, ack.yiaddr)
+    record = await leases.Leases(client).lease(ack.yiaddr)
     assert record.state == "bound" and record.mac == "52:54:00:07:00:01"
     assert value(RELAY_INFO) == before + 2
     assert errors(caplog) == []
@@ -249,5 +249,5 @@ async def test_f12_a_bad_host_name_is_ignored_and_counted(service):
     before = value(BAD_HOSTNAME)
     await server.handle([packet(MessageType.DISCOVER, 8, o12="ｗｅｂ１".encode())])
     (offer,) = replies.sent
-    assert (await leases.lookup_ip(client, offer.yiaddr)).hostname == ""
+    assert (await leases.Leases(client).lease(offer.yiaddr)).hostname == ""
     assert value(BAD_HOSTNAME) == before + 1
