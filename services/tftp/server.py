@@ -80,12 +80,11 @@ class Record:
 
 
 @dataclasses.dataclass(eq=False)
-class _Running:
-    """A transfer by peer: the request it serves, and the peer's next one to serve after it."""
-    transfer: Transfer | ThreadTransfer
-    request: codec.Request
-    pending: codec.Request | None = None
-    pending_if_ok: bool = False  # serve pending only if the transfer ends ok
+class _Handling:
+    """A peer's request being handled. Once its transfer runs, the transfer hears the peer's
+    further requests (its session tells a copy from the next request); before that (path
+    rules, admission, rendering) the client has had no answer, and they are copies."""
+    transfer: Transfer | ThreadTransfer | None = None
 
 
 class TftpServer:
@@ -103,9 +102,8 @@ class TftpServer:
                              timeout_max=cfg.timeout_max, retries=cfg.retries)
         self._slots = asyncio.Semaphore(cfg.max_transfers)
         self._queued = 0
-        # peers with a request being handled -> a token owned by that request's task
-        self._busy: dict[tuple[str, int], object] = {}
-        self._by_peer: dict[tuple[str, int], _Running] = {}
+        # peers with a request being handled -> that request's own _Handling
+        self._busy: dict[tuple[str, int], _Handling] = {}
         self._tasks: set[asyncio.Task] = set()
         self._transfers: set[Transfer | ThreadTransfer] = set()
         self._threaded = 0                           # transfers running in their own thread
@@ -149,11 +147,22 @@ class TftpServer:
                 self.listener.send(codec.error(ErrorCode.UNKNOWN_TID, "no transfer on this port"),
                                    addr)
             return
-        if addr in self._busy:
-            running = self._by_peer.get(addr)
-            if running is not None and running.pending is None:
-                self._new_request(running, message, addr)
+        handling = self._busy.get(addr)
+        if handling is not None and (handling.transfer is None
+                                     or self._request_seen(handling.transfer, message, addr)):
             return
+        self._serve(message, addr)
+
+    def _request_seen(self, transfer, message: codec.Request, addr) -> bool:
+        """Hand a request from a running transfer's peer to it; False if it has just ended."""
+        try:
+            return transfer.request_seen(message)
+        except Exception as exc:  # noqa: BLE001 - the transfer's own I/O, run from here
+            log.warning("request_seen_failed", peer=addr[0], port=addr[1],
+                        file=message.filename, reason=repr(exc))
+            return True
+
+    def _serve(self, message: codec.Request, addr: tuple[str, int]) -> None:
         if message.opcode == Opcode.WRQ:
             self._refuse(addr, message.filename, "write", ErrorCode.ACCESS_VIOLATION,
                          "this server is read-only")
@@ -164,23 +173,9 @@ class TftpServer:
             return
         self._start(message, addr)
 
-    def _new_request(self, running: _Running, message: codec.Request, addr) -> None:
-        """A request from a peer whose transfer runs. The same request again is a copy (the
-        client retransmitted it) unless the transfer turns out to end ``ok`` just after (its
-        final ACK was waiting: the client asked again at once). A different one means the
-        client is done with the transfer (PXE ROMs ask for their next file from the same
-        port, also when their final ACK was lost): it ends, and the request is served after."""
-        copy = message == running.request
-        try:
-            if running.transfer.new_request(copy):
-                running.pending, running.pending_if_ok = message, copy
-        except Exception as exc:  # noqa: BLE001 - the transfer's own I/O, run from here
-            log.warning("new_request_failed", peer=addr[0], port=addr[1], file=message.filename,
-                        reason=repr(exc))
-
     def _start(self, message: codec.Request, addr: tuple[str, int]) -> None:
-        token = self._busy[addr] = object()
-        task = asyncio.create_task(self._handle(message, addr, token))
+        handling = self._busy[addr] = _Handling()
+        task = asyncio.create_task(self._handle(message, addr, handling))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -194,14 +189,14 @@ class TftpServer:
                     detail=message, mac=record.mac)
         self._emit(record)
 
-    def _release(self, addr: tuple[str, int], token: object) -> None:
+    def _release(self, addr: tuple[str, int], handling: _Handling) -> None:
         """Forget that ``addr`` has a request being handled (also from a transfer's thread:
-        only the request's own token is removed, and a new one is only set when none is)."""
-        if self._busy.get(addr) is token:
+        only the request's own entry is removed)."""
+        if self._busy.get(addr) is handling:
             self._busy.pop(addr, None)
 
     async def _handle(self, request: codec.Request, addr: tuple[str, int],
-                      token: object) -> None:
+                      handling: _Handling) -> None:
         record = Record(addr[0], addr[1], request.filename)
         started = time.monotonic()
         slot = False
@@ -229,11 +224,11 @@ class TftpServer:
             source, size = opened
             if request.mode == "netascii":
                 source, size = NetasciiSource(source), None
-            await self._transfer(request, addr, source, size, record, started, token)
+            await self._transfer(request, addr, source, size, record, started, handling)
         finally:
             if slot:
                 self._slots.release()
-            self._release(addr, token)
+            self._release(addr, handling)
 
     async def _admit(self) -> bool:
         if not self._slots.locked():
@@ -330,21 +325,21 @@ class TftpServer:
         return BytesSource(data), len(data)
 
     async def _transfer(self, request, addr, source, size, record: Record,
-                        started: float, token: object) -> None:
+                        started: float, handling: _Handling) -> None:
         loop = asyncio.get_running_loop()
         session = ReadSession(addr, source, size, request, self.limits, loop.time())
         record.blksize, record.windowsize = session.blksize, session.windowsize
         metrics.IN_FLIGHT.inc()
-        transfer = running = None
+        transfer = None
         try:
-            release = functools.partial(self._release, addr, token)
+            release = functools.partial(self._release, addr, handling)
             if self._threaded < self.cfg.transfer_threads:
                 transfer = ThreadTransfer(self.cfg.bind, session, release)
                 self._threaded += 1
             else:
                 transfer = Transfer(self.cfg.bind, session, release)
             self._transfers.add(transfer)
-            running = self._by_peer[addr] = _Running(transfer, request)
+            handling.transfer = transfer
             await transfer.done
         except OSError as exc:
             session.finish("io_error", f"cannot open a transfer socket: {exc.strerror}")
@@ -361,14 +356,11 @@ class TftpServer:
                 self._transfers.discard(transfer)
                 if isinstance(transfer, ThreadTransfer):
                     self._threaded -= 1
-                if running is not None and self._by_peer.get(addr) is running:
-                    del self._by_peer[addr]
-                self._release(addr, token)
-                if running is not None and running.pending is not None and \
-                        session.result != "aborted" and addr not in self._busy and \
-                        (session.result == "ok" or not running.pending_if_ok):
-                    self._start(running.pending, addr)  # the client's next request (unless
-                    # a retransmission of it has already started it)
+                self._release(addr, handling)
+                following = session.next_request
+                if following is not None and addr not in self._busy:
+                    self._serve(following, addr)  # the client's next request (unless a
+                    # retransmission of it has already started it)
             close = getattr(source, "close", None)
             if close:
                 close()
