@@ -256,15 +256,15 @@ class TftpServer:
     async def _open(self, path: Path, name: str, addr, record: Record):
         """(source, size) for the request, or None after answering it with an ERROR."""
         try:
-            source, size, outcome = self.cache.open(path)
+            source, size, outcome = await self.cache.open(path)
             metrics.CACHE.labels(outcome).inc()
             record.source, record.size = ("cache" if outcome != "streamed" else "disk"), size
             return source, size
-        except FileNotFoundError:
-            pass
-        except NotAFile:
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # not on disk ("file/x" with "file" a file, too): maybe a rendered name
+        except NotAFile as exc:
             self._finish_error(addr, record, "not_found", ErrorCode.FILE_NOT_FOUND,
-                               "not a file")
+                               f"not a regular file ({exc.kind})")
             return None
         except OSError as exc:
             self._finish_error(addr, record, "io_error", ErrorCode.ACCESS_VIOLATION,

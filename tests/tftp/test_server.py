@@ -79,6 +79,14 @@ async def wait_records(srv, n, timeout=5.0):
         await asyncio.sleep(0.01)
 
 
+async def until(condition, timeout=5.0, what="the condition"):
+    """Wait until ``condition()`` holds (a bound, not a measure: it normally holds at once)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not come about"
+        await asyncio.sleep(0.01)
+
+
 # ------------------------------------------------------------------------------- static files
 @pytest.mark.parametrize("name", ["small.bin", "exact.bin", "empty.bin", "/small.bin", "inside"])
 async def test_static_files_lockstep(server, client, root, name):
@@ -501,3 +509,56 @@ async def test_a_new_request_after_a_lost_final_ack_is_served_at_once(server, cl
     assert first.result == "unconfirmed" and "new request from the same port" in first.detail
     assert {r.result for r in server.records if r.file == "exact.bin"} == {"ok"}
 
+
+
+def _fifo_and_another_fetch(address, fifo) -> tuple[bytes, bytes]:
+    """In a thread, with blocking sockets and their own time-outs: an RRQ for ``fifo``, then
+    one for small.bin from another port. Returns (the answer to the FIFO request, the first
+    answer to the small.bin one; b"" for none). At the end it opens the FIFO for writing,
+    which frees a server stuck opening it (so the test ends either way)."""
+    import socket
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    answers = []
+    try:
+        for sock, name in zip(sockets, ("boot/pipe", "small.bin")):
+            sock.settimeout(3.0)
+            sock.sendto(codec.encode(codec.Request(codec.Opcode.RRQ, name, "octet")), address)
+        for sock in reversed(sockets):
+            try:
+                answers.append(sock.recvfrom(4096)[0])
+            except TimeoutError:
+                answers.append(b"")
+    finally:
+        for sock in sockets:
+            sock.close()
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass  # ENXIO: nobody has it open for reading
+    return answers[1], answers[0]
+
+
+async def test_f6_a_fifo_under_the_root_does_not_hang_the_service(server, root):
+    """Issue 13 F6: one RRQ for a FIFO anywhere under the root blocked the event loop in
+    os.open (every transfer, the listener, /metrics). It is refused as not a regular file,
+    and another client is served meanwhile."""
+    fifo = root / "boot/pipe"
+    os.mkfifo(fifo)
+    fifo_answer, other_answer = await asyncio.to_thread(_fifo_and_another_fetch,
+                                                        server.address, fifo)
+    assert other_answer and codec.decode(other_answer) == codec.Data(
+        1, (root / "small.bin").read_bytes()[:512])
+    error = codec.decode(fifo_answer)
+    assert error.code == codec.ErrorCode.FILE_NOT_FOUND and "FIFO" in error.message
+    await until(lambda: any(r.file == "boot/pipe" for r in server.records))
+    record = next(r for r in server.records if r.file == "boot/pipe")
+    assert record.result == "not_found" and "not a regular file" in record.detail
+
+
+async def test_f13_a_file_used_as_a_directory_is_not_found(server, client):
+    """Issue 13 F13: 'small.bin/x' with small.bin a regular file was an io_error."""
+    with pytest.raises(TftpError) as err:
+        await client.fetch(server.address, "small.bin/x")
+    assert err.value.code == codec.ErrorCode.FILE_NOT_FOUND
+    await wait_records(server, 1)
+    assert server.records[0].result == "not_found"
