@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from shared import logs
+from shared.logbudget import LogBudget
 from shared.paths import PathRefused, clean_relative, resolve_under
 from shared.leases import lookup_ip
 from shared.store import InventoryUnavailable
@@ -30,6 +31,8 @@ from services.tftp.transport import ListenerProtocol, ThreadTransfer, Transfer
 log = logs.get_logger("tftp")
 LeaseLookup = Callable[[str], Awaitable[str | None]]
 BUSY_MESSAGE = "server busy: too many transfers, retry in a few seconds"
+REFUSALS_LOGGED = 10             # refusals of one source address logged (and evented) ...
+REFUSAL_SUMMARY_INTERVAL = 60.0  # ... per this many seconds; the rest in one summary line
 
 
 async def lease_mac(client, ip: str, now: float | None = None) -> str | None:
@@ -109,6 +112,8 @@ class TftpServer:
         self._threaded = 0                           # transfers running in their own thread
         self.listener: ListenerProtocol | None = None
         self.records: list[Record] | None = None     # tests may set a list to collect records
+        self.refusal_budget = LogBudget(REFUSALS_LOGGED, REFUSAL_SUMMARY_INTERVAL)
+        self._summary_timer: asyncio.TimerHandle | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> tuple[str, int]:
@@ -126,6 +131,7 @@ class TftpServer:
     async def close(self) -> None:
         if self.listener and self.listener.transport:
             self.listener.transport.close()
+        self._log_refusal_summary()
         for transfer in list(self._transfers):
             transfer.abort()  # the session ends "aborted" (in its own thread, if it has one)
         for task in list(self._tasks):
@@ -183,11 +189,34 @@ class TftpServer:
                 record: Record | None = None) -> None:
         metrics.REFUSED.labels(reason).inc()
         self.listener.send(codec.error(code, message), addr)
+        loop = asyncio.get_running_loop()
+        if not self.refusal_budget.allow(addr[0], reason, loop.time()):
+            metrics.REFUSED_UNLOGGED.labels(reason).inc()
+            if self._summary_timer is None and self.refusal_budget.summary_due is not None:
+                self._summary_timer = loop.call_at(self.refusal_budget.summary_due,
+                                                   self._log_refusal_summary)
+            return
         record = record or Record(addr[0], addr[1], name)
         record.result, record.detail = "refused", f"{reason}: {message}"
         log.warning("refused", peer=addr[0], port=addr[1], file=name, reason=reason,
                     detail=message, mac=record.mac)
         self._emit(record)
+
+    def _log_refusal_summary(self) -> None:
+        """One line for the refusals held back by the budget (at the end of their interval,
+        and when the service stops)."""
+        if self._summary_timer is not None:
+            self._summary_timer.cancel()
+            self._summary_timer = None
+        budget = self.refusal_budget
+        if budget.summary_due is None:
+            return
+        # the timer was set for summary_due (it may fire a clock tick early); stopping: now
+        fields = budget.summary(budget.summary_due)
+        if fields is not None:
+            if self.worker is not None:
+                fields["worker"] = self.worker
+            log.warning("refused_summary", **fields)
 
     def _release(self, addr: tuple[str, int], handling: _Handling) -> None:
         """Forget that ``addr`` has a request being handled (also from a transfer's thread:

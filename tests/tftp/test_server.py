@@ -12,6 +12,7 @@ import pytest
 import tftpy
 from tftp_rawclient import RawClient, TftpError
 
+from shared import logs
 from shared.cache import BrokenInventory, StaticInventory
 from shared.schema import Host, Profile
 from shared.store import connect
@@ -562,3 +563,39 @@ async def test_f13_a_file_used_as_a_directory_is_not_found(server, client):
     assert err.value.code == codec.ErrorCode.FILE_NOT_FOUND
     await wait_records(server, 1)
     assert server.records[0].result == "not_found"
+
+
+async def test_f13_refusals_past_a_sources_budget_are_counted_and_summarised(root, caplog):
+    """Issue 13 F13: every refused request was a WARNING line and an event, so any client
+    could fill the disk. Past a source's budget they are only counted, and one summary line
+    (key=value like the rest) says how many were held back."""
+    from shared.logbudget import LogBudget
+
+    srv = TftpServer(section(root), StaticInventory())
+    srv.records = []
+    srv.refusal_budget = LogBudget(burst=3, interval=0.5)
+    address = await srv.start()
+    client = RawClient()
+    before = value(metrics.REFUSED, "write"), value(metrics.REFUSED_UNLOGGED, "write")
+    try:
+        with caplog.at_level("WARNING", logger="bootyard.tftp"):
+            for i in range(20):
+                await client.send(codec.encode(codec.Request(codec.Opcode.WRQ, f"f{i}",
+                                                             "octet")), address)
+                reply, _ = await client.recv()        # every one is still answered
+                assert codec.decode(reply).code == codec.ErrorCode.ACCESS_VIOLATION
+            assert value(metrics.REFUSED, "write") == before[0] + 20
+            assert value(metrics.REFUSED_UNLOGGED, "write") == before[1] + 17
+            assert [r.file for r in srv.records] == ["f0", "f1", "f2"]
+            await until(lambda: any(r.getMessage() == "refused_summary"
+                                    for r in caplog.records), what="the summary line")
+        lines = [r for r in caplog.records if r.name == "bootyard.tftp"]
+        assert [r.getMessage() for r in lines].count("refused") == 3
+        summary = next(r for r in lines if r.getMessage() == "refused_summary")
+        assert summary.fields["held"] == 17 and summary.fields["reasons"] == "write:17"
+        assert summary.fields["top_source"] == "127.0.0.1"
+        line = logs.KeyValueFormatter().format(summary)  # the log format, one line
+        assert " event=refused_summary held=17 " in line and "\n" not in line
+    finally:
+        client.close()
+        await srv.close()
