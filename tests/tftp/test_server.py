@@ -80,6 +80,19 @@ async def wait_records(srv, n, timeout=5.0):
         await asyncio.sleep(0.01)
 
 
+async def listener_caught_up(client, address) -> list[tuple[bytes, tuple]]:
+    """Wait until the listener has handled every datagram ``client`` sent it so far: it
+    handles them in order, and answers a stray ACK with ERROR 5. Returns what else came."""
+    await client.send(codec.encode(codec.Ack(0)), address)
+    others = []
+    while True:
+        datagram, source = await client.recv()
+        if source == tuple(address) and codec.decode(datagram) == codec.Error(
+                codec.ErrorCode.UNKNOWN_TID, "no transfer on this port"):
+            return others
+        others.append((datagram, source))
+
+
 async def until(condition, timeout=5.0, what="the condition"):
     """Wait until ``condition()`` holds (a bound, not a measure: it normally holds at once)."""
     deadline = time.monotonic() + timeout
@@ -185,7 +198,8 @@ async def test_write_request_refused_and_no_file(server, client, root):
     datagram, _ = await client.recv()
     assert codec.decode(datagram).code == codec.ErrorCode.ACCESS_VIOLATION
     await client.send(codec.encode(codec.Data(1, b"evil")), server.address)
-    await asyncio.sleep(0.1)
+    reply, _ = await client.recv()   # handled: a DATA on the well-known port is no transfer
+    assert codec.decode(reply).code == codec.ErrorCode.UNKNOWN_TID
     assert not (root / "new.bin").exists()
 
 
@@ -215,7 +229,7 @@ async def test_unsupported_mode(server, client):
 ])
 async def test_malformed_never_kills_the_server(server, client, root, datagram):
     await client.send(datagram, server.address)
-    await asyncio.sleep(0.05)
+    await listener_caught_up(client, server.address)  # the datagram was handled
     fresh = RawClient()
     try:
         data, _, _ = await fresh.fetch(server.address, "small.bin")
@@ -287,7 +301,7 @@ async def test_admission_queues_then_refuses_busy(root):
         assert value(metrics.REFUSED, "busy") == before + 1
         # a queued request is served once the slot frees within queue_timeout
         task = asyncio.create_task(waiter.fetch(address, "small.bin"))
-        await asyncio.sleep(0.05)
+        await until(lambda: srv._queued == 1, what="the request queued")
         await hog.send(codec.encode(codec.Error(0, "bye")), hog_peer)
         data, _, _ = await task
         assert data == (root / "small.bin").read_bytes()
@@ -403,12 +417,13 @@ async def test_default_by_lease_from_real_redis_and_event_recorded(root, client,
         hosts = [HOSTS[1]]  # db1: no ip in the inventory, known only by its lease
         srv = TftpServer(section(root), StaticInventory(hosts=hosts, profiles=PROFILES),
                          leases=lambda ip: lease_mac(redis, ip), events=events)
+        srv.records = []
         address = await srv.start()
         try:
             data, _, _ = await client.fetch(address, "pxelinux.cfg/default")
             assert b"rendered for 52:54:00:00:00:02" in data and b"LOCALBOOT" in data
             await client.fetch(address, "small.bin")  # static: attributed by lease too
-            await asyncio.sleep(0.2)
+            await wait_records(srv, 2)
             await events.flush()
             got = await events.read("52:54:00:00:00:02")
             assert [e.fields["file"] for e in got] == ["pxelinux.cfg/default", "small.bin"]
@@ -426,14 +441,39 @@ async def test_default_by_lease_from_real_redis_and_event_recorded(root, client,
         await redis.aclose()
 
 
-async def test_duplicate_rrq_does_not_start_a_second_transfer(server, client):
+async def _ack_to_the_end(client, first: bytes, peer, size: int) -> bytes:
+    """Lock-step: ACK ``first`` (DATA 1) and each block after it; the file's bytes."""
+    received = codec.decode(first).data
+    block = 1
+    while True:
+        await client.send(codec.encode(codec.Ack(block)), peer)
+        if len(received) == size:
+            return received
+        datagram, source = await client.recv()
+        assert source == peer
+        block += 1
+        received += codec.decode(datagram).data
+
+
+async def _one_transfer_only(server, client) -> None:
+    """Every task is over, one transfer was recorded (ok) and nothing else reached the client."""
+    await until(lambda: not server._tasks, what="every transfer over")
+    assert [r.result for r in server.records] == ["ok"]
+    with pytest.raises(BlockingIOError):
+        client.sock.recv(70000)                   # no DATA 1 from a second transfer
+
+
+async def test_duplicate_rrq_does_not_start_a_second_transfer(server, client, root):
     request = codec.encode(codec.Request(codec.Opcode.RRQ, "small.bin", "octet"))
     await client.send(request, server.address)
     await client.send(request, server.address)
     first, peer = await client.recv()
-    with pytest.raises(asyncio.TimeoutError):
-        await client.recv(timeout=0.2)   # no second DATA 1 from another port
+    others = await listener_caught_up(client, server.address)  # the copy was handled
+    assert all(source == peer for _datagram, source in others)  # no DATA from another port
+    assert len(server._tasks) == 1                              # and no second transfer
     assert codec.decode(first).block == 1
+    await _ack_to_the_end(client, first, peer, 3000)
+    await _one_transfer_only(server, client)
 
 
 async def test_next_request_right_after_the_final_ack_is_served(server, client, root):
@@ -472,21 +512,11 @@ async def _copy_crosses_the_first_data(server, client, root, size):
     await client.send(request, server.address)
     first, peer = await client.recv()
     await client.send(request, server.address)   # the copy, sent before the client saw DATA 1
-    await asyncio.sleep(0.05)                    # ... and handled before its ACK 1
-    received = codec.decode(first).data
-    block = 1
-    while True:
-        await client.send(codec.encode(codec.Ack(block)), peer)
-        if len(received) == size:
-            break
-        datagram, source = await client.recv()
-        assert source == peer
-        block += 1
-        received += codec.decode(datagram).data
-    with pytest.raises(asyncio.TimeoutError):
-        await client.recv(timeout=0.5)            # no DATA 1 from a second transfer
-    await wait_records(server, 1)
-    assert [r.result for r in server.records] == ["ok"]
+    await listener_caught_up(client, server.address)  # ... and handled before its ACK 1
+    session = server._busy[client.sock.getsockname()].transfer.session
+    assert session.copies == 1 and not session.finished
+    await _ack_to_the_end(client, first, peer, size)
+    await _one_transfer_only(server, client)
 
 
 async def test_a_new_request_after_a_lost_final_ack_is_served_at_once(server, client, root):
