@@ -62,11 +62,12 @@ class LogBudget:
             return None
         held = sum(self._held_reasons.values())
         top, top_held = self._held_sources.most_common(1)[0]
-        fields = dict(held=held, sources=len(self._held_sources),
-                      reasons=",".join(f"{reason}:{count}" for reason, count
-                                       in sorted(self._held_reasons.items())),
-                      top_source=top, top_source_held=top_held,
-                      burst=self.burst, interval_s=self.interval)
+        fields: dict[str, object] = {
+            "held": held, "sources": len(self._held_sources),
+            "reasons": ",".join(f"{reason}:{count}"
+                                for reason, count in sorted(self._held_reasons.items())),
+            "top_source": top, "top_source_held": top_held,
+            "burst": self.burst, "interval_s": self.interval}
         self._held_reasons.clear()
         self._held_sources.clear()
         self.summary_due = None

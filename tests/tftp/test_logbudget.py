@@ -14,9 +14,9 @@ def test_each_source_gets_its_burst_per_interval_and_the_rest_is_summarised():
     assert budget.summary_due == 60.0
     assert budget.summary(59.9) is None                   # not before its time
     assert not budget.allow("198.18.0.10", "mode", 30.0)
-    assert budget.summary(60.0) == dict(held=8, sources=1, reasons="mode:1,path:7",
-                                        top_source="198.18.0.10", top_source_held=8,
-                                        burst=3, interval_s=60.0)
+    assert budget.summary(60.0) == {"held": 8, "sources": 1, "reasons": "mode:1,path:7",
+                                    "top_source": "198.18.0.10", "top_source_held": 8,
+                                    "burst": 3, "interval_s": 60.0}
     assert budget.summary(61.0) is None and budget.summary_due is None  # counted once
     # a new interval: the source's budget is back
     assert [budget.allow("198.18.0.10", "path", 60.0 + i) for i in range(4)] == \
