@@ -188,10 +188,5 @@ def encode(message: Message) -> bytes:
     raise TypeError(f"cannot encode {type(message).__name__}")
 
 
-def data_header(block: int) -> bytes:
-    """The 4-byte DATA header (fast path for the session's sends)."""
-    return _HEADER.pack(Opcode.DATA, block & 0xFFFF)
-
-
 def error(code: ErrorCode, message: str) -> bytes:
     return encode(Error(int(code), message))

@@ -3,10 +3,16 @@ rendered text, and the netascii conversion (RFC 764 line endings) for clients th
 
 Every source has ``read(n) -> bytes`` (in order; shorter than ``n`` only at the end) and
 ``close()``. The session keeps the unacknowledged window itself, so no source needs to seek.
+
+Only regular files are served. The type is checked before anything is opened (a FIFO would
+block ``open`` until a writer comes, a device may act on being opened), and again on the
+descriptor, opened with ``O_NONBLOCK``, so a name swapped for a FIFO in between cannot block
+either. Opening and reading a whole file run in a worker thread, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import os
 import stat
@@ -67,8 +73,52 @@ class NetasciiSource:
         self._inner.close()
 
 
+READ_AHEAD = 32 << 20  # bytes of a streamed file the kernel is asked to read at once
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
 class NotAFile(Exception):
-    """The name exists but is not a regular file (a directory, a device...)."""
+    """The name exists but is not a regular file; ``kind`` says what it is ("a FIFO")."""
+
+    def __init__(self, path: Path, mode: int) -> None:
+        self.kind = next((kind for test, kind in _KINDS if test(mode)), "not a file")
+        super().__init__(f"{path}: not a regular file ({self.kind})")
+
+
+def _regular(path: Path, st: os.stat_result) -> os.stat_result:
+    if not stat.S_ISREG(st.st_mode):
+        raise NotAFile(path, st.st_mode)
+    return st
+
+
+def _open_regular(path: Path, expected: os.stat_result, read_all: bool):
+    """In a worker thread: (fd, None) or, with ``read_all``, (-1, the whole file). Opens with
+    O_NONBLOCK (a FIFO put there since the stat cannot block) and checks that the descriptor
+    is still that regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        st = _regular(path, os.fstat(fd))
+        if (st.st_dev, st.st_ino) != (expected.st_dev, expected.st_ino):
+            raise FileNotFoundError(f"{path} was replaced while being opened")
+        if read_all:
+            return -1, _read_all(fd, st.st_size)
+        # the blocks are read where the transfer runs (maybe the event loop): have the kernel
+        # read ahead, so that those reads find the page cache filled
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        os.posix_fadvise(fd, 0, min(st.st_size, READ_AHEAD), os.POSIX_FADV_WILLNEED)
+        fd_out, fd = fd, -1
+        return fd_out, None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _close_opened(future: asyncio.Future) -> None:
+    """The open finished after its request was cancelled: do not leak the descriptor."""
+    if not future.cancelled() and future.exception() is None and future.result()[0] >= 0:
+        os.close(future.result()[0])
 
 
 class FileCache:
@@ -83,31 +133,32 @@ class FileCache:
         self._entries: collections.OrderedDict[Path, tuple[tuple, bytes]] = \
             collections.OrderedDict()
 
-    def open(self, path: Path) -> tuple[object, int, str]:
-        """(source, size, outcome) with outcome ``hit``/``miss``/``streamed``.
+    async def open(self, path: Path) -> tuple[object, int, str]:
+        """(source, size, outcome) with outcome ``hit``/``miss``/``streamed``. A hit is one
+        ``stat`` on the event loop; anything that opens or reads the file runs in a thread.
 
-        Raises FileNotFoundError, PermissionError (other OSError) or NotAFile.
+        Raises FileNotFoundError, NotADirectoryError (a file used as a directory),
+        PermissionError (other OSError) or NotAFile.
         """
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        st = _regular(path, os.stat(path))
+        size = st.st_size
+        streamed = size > self.file_max or size > self.total_max
+        key = (st.st_dev, st.st_ino, size, st.st_mtime_ns)
+        entry = None if streamed else self._entries.get(path)
+        if entry is not None and entry[0] == key:
+            self._entries.move_to_end(path)
+            return BytesSource(entry[1]), size, "hit"
+        opening = asyncio.ensure_future(asyncio.to_thread(_open_regular, path, st,
+                                                          not streamed))
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise NotAFile(str(path))
-            size = st.st_size
-            if size > self.file_max or size > self.total_max:
-                source, fd = FileSource(fd), -1
-                return source, size, "streamed"
-            key = (st.st_dev, st.st_ino, size, st.st_mtime_ns)
-            entry = self._entries.get(path)
-            if entry is not None and entry[0] == key:
-                self._entries.move_to_end(path)
-                return BytesSource(entry[1]), size, "hit"
-            data = _read_all(fd, size)
-            self._store(path, key, data)
-            return BytesSource(data), len(data), "miss"
-        finally:
-            if fd >= 0:
-                os.close(fd)
+            fd, data = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_opened)
+            raise
+        if streamed:
+            return FileSource(fd), size, "streamed"
+        self._store(path, key, data)
+        return BytesSource(data), len(data), "miss"
 
     def _store(self, path: Path, key: tuple, data: bytes) -> None:
         old = self._entries.pop(path, None)

@@ -13,6 +13,10 @@ TRANSFERS = metrics.counter("bootyard_tftp_transfers_total",
                             "Read requests answered, by result", {"result": RESULTS})
 REFUSED = metrics.counter("bootyard_tftp_refused_total",
                           "Requests refused with an ERROR, by reason", {"reason": REFUSALS})
+REFUSED_UNLOGGED = metrics.counter(
+    "bootyard_tftp_refused_unlogged_total",
+    "Refused requests past a source's log budget: no line or event of their own, counted in "
+    "the periodic refused_summary line", {"reason": REFUSALS})
 BYTES = metrics.counter("bootyard_tftp_bytes_total", "File octets sent (first sends only)")
 RETRANSMITS = metrics.counter("bootyard_tftp_retransmits_total",
                               "DATA/OACK datagrams sent again after a timeout or a gap")

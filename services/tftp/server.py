@@ -22,12 +22,15 @@ from services.tftp.session import Limits, ReadSession
 from services.tftp.settings import TftpSection
 from services.tftp.transport import ListenerProtocol, ThreadTransfer, Transfer
 from shared import logs
+from shared.logbudget import LogBudget
 from shared.paths import PathRefused, clean_relative, resolve_under
 from shared.store import InventoryUnavailable
 
 log = logs.get_logger("tftp")
 LeaseLookup = Callable[[str], Awaitable[str | None]]
 BUSY_MESSAGE = "server busy: too many transfers, retry in a few seconds"
+REFUSALS_LOGGED = 10             # refusals of one source address logged (and evented) ...
+REFUSAL_SUMMARY_INTERVAL = 60.0  # ... per this many seconds; the rest in one summary line
 
 
 def _grow_receive_buffer(sock, size: int) -> None:
@@ -69,12 +72,11 @@ class Record:
 
 
 @dataclasses.dataclass(eq=False)
-class _Running:
-    """A transfer by peer: the request it serves, and the peer's next one to serve after it."""
-    transfer: Transfer | ThreadTransfer
-    request: codec.Request
-    pending: codec.Request | None = None
-    pending_if_ok: bool = False  # serve pending only if the transfer ends ok
+class _Handling:
+    """A peer's request being handled. Once its transfer runs, the transfer hears the peer's
+    further requests (its session tells a copy from the next request); before that (path
+    rules, admission, rendering) the client has had no answer, and they are copies."""
+    transfer: Transfer | ThreadTransfer | None = None
 
 
 class TftpServer:
@@ -92,14 +94,15 @@ class TftpServer:
                              timeout_max=cfg.timeout_max, retries=cfg.retries)
         self._slots = asyncio.Semaphore(cfg.max_transfers)
         self._queued = 0
-        # peers with a request being handled -> a token owned by that request's task
-        self._busy: dict[tuple[str, int], object] = {}
-        self._by_peer: dict[tuple[str, int], _Running] = {}
+        # peers with a request being handled -> that request's own _Handling
+        self._busy: dict[tuple[str, int], _Handling] = {}
         self._tasks: set[asyncio.Task] = set()
         self._transfers: set[Transfer | ThreadTransfer] = set()
         self._threaded = 0                           # transfers running in their own thread
         self.listener: ListenerProtocol | None = None
         self.records: list[Record] | None = None     # tests may set a list to collect records
+        self.refusal_budget = LogBudget(REFUSALS_LOGGED, REFUSAL_SUMMARY_INTERVAL)
+        self._summary_timer: asyncio.TimerHandle | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> tuple[str, int]:
@@ -117,6 +120,7 @@ class TftpServer:
     async def close(self) -> None:
         if self.listener and self.listener.transport:
             self.listener.transport.close()
+        self._log_refusal_summary()
         for transfer in list(self._transfers):
             transfer.abort()  # the session ends "aborted" (in its own thread, if it has one)
         for task in list(self._tasks):
@@ -138,11 +142,22 @@ class TftpServer:
                 self.listener.send(codec.error(ErrorCode.UNKNOWN_TID, "no transfer on this port"),
                                    addr)
             return
-        if addr in self._busy:
-            running = self._by_peer.get(addr)
-            if running is not None and running.pending is None:
-                self._new_request(running, message, addr)
+        handling = self._busy.get(addr)
+        if handling is not None and (handling.transfer is None
+                                     or self._request_seen(handling.transfer, message, addr)):
             return
+        self._serve(message, addr)
+
+    def _request_seen(self, transfer, message: codec.Request, addr) -> bool:
+        """Hand a request from a running transfer's peer to it; False if it has just ended."""
+        try:
+            return transfer.request_seen(message)
+        except Exception as exc:  # noqa: BLE001 - the transfer's own I/O, run from here
+            log.warning("request_seen_failed", peer=addr[0], port=addr[1],
+                        file=message.filename, reason=repr(exc))
+            return True
+
+    def _serve(self, message: codec.Request, addr: tuple[str, int]) -> None:
         if message.opcode == Opcode.WRQ:
             self._refuse(addr, message.filename, "write", ErrorCode.ACCESS_VIOLATION,
                          "this server is read-only")
@@ -153,23 +168,9 @@ class TftpServer:
             return
         self._start(message, addr)
 
-    def _new_request(self, running: _Running, message: codec.Request, addr) -> None:
-        """A request from a peer whose transfer runs. The same request again is a copy (the
-        client retransmitted it) unless the transfer turns out to end ``ok`` just after (its
-        final ACK was waiting: the client asked again at once). A different one means the
-        client is done with the transfer (PXE ROMs ask for their next file from the same
-        port, also when their final ACK was lost): it ends, and the request is served after."""
-        copy = message == running.request
-        try:
-            if running.transfer.new_request(copy):
-                running.pending, running.pending_if_ok = message, copy
-        except Exception as exc:  # noqa: BLE001 - the transfer's own I/O, run from here
-            log.warning("new_request_failed", peer=addr[0], port=addr[1], file=message.filename,
-                        reason=repr(exc))
-
     def _start(self, message: codec.Request, addr: tuple[str, int]) -> None:
-        token = self._busy[addr] = object()
-        task = asyncio.create_task(self._handle(message, addr, token))
+        handling = self._busy[addr] = _Handling()
+        task = asyncio.create_task(self._handle(message, addr, handling))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -177,20 +178,43 @@ class TftpServer:
                 record: Record | None = None) -> None:
         metrics.REFUSED.labels(reason).inc()
         self.listener.send(codec.error(code, message), addr)
+        loop = asyncio.get_running_loop()
+        if not self.refusal_budget.allow(addr[0], reason, loop.time()):
+            metrics.REFUSED_UNLOGGED.labels(reason).inc()
+            if self._summary_timer is None and self.refusal_budget.summary_due is not None:
+                self._summary_timer = loop.call_at(self.refusal_budget.summary_due,
+                                                   self._log_refusal_summary)
+            return
         record = record or Record(addr[0], addr[1], name)
         record.result, record.detail = "refused", f"{reason}: {message}"
         log.warning("refused", peer=addr[0], port=addr[1], file=name, reason=reason,
                     detail=message, mac=record.mac)
         self._emit(record)
 
-    def _release(self, addr: tuple[str, int], token: object) -> None:
+    def _log_refusal_summary(self) -> None:
+        """One line for the refusals held back by the budget (at the end of their interval,
+        and when the service stops)."""
+        if self._summary_timer is not None:
+            self._summary_timer.cancel()
+            self._summary_timer = None
+        budget = self.refusal_budget
+        if budget.summary_due is None:
+            return
+        # the timer was set for summary_due (it may fire a clock tick early); stopping: now
+        fields = budget.summary(budget.summary_due)
+        if fields is not None:
+            if self.worker is not None:
+                fields["worker"] = self.worker
+            log.warning("refused_summary", **fields)
+
+    def _release(self, addr: tuple[str, int], handling: _Handling) -> None:
         """Forget that ``addr`` has a request being handled (also from a transfer's thread:
-        only the request's own token is removed, and a new one is only set when none is)."""
-        if self._busy.get(addr) is token:
+        only the request's own entry is removed)."""
+        if self._busy.get(addr) is handling:
             self._busy.pop(addr, None)
 
     async def _handle(self, request: codec.Request, addr: tuple[str, int],
-                      token: object) -> None:
+                      handling: _Handling) -> None:
         record = Record(addr[0], addr[1], request.filename)
         started = time.monotonic()
         slot = False
@@ -218,11 +242,11 @@ class TftpServer:
             source, size = opened
             if request.mode == "netascii":
                 source, size = NetasciiSource(source), None
-            await self._transfer(request, addr, source, size, record, started, token)
+            await self._transfer(request, addr, source, size, record, started, handling)
         finally:
             if slot:
                 self._slots.release()
-            self._release(addr, token)
+            self._release(addr, handling)
 
     async def _admit(self) -> bool:
         if not self._slots.locked():
@@ -250,15 +274,15 @@ class TftpServer:
     async def _open(self, path: Path, name: str, addr, record: Record):
         """(source, size) for the request, or None after answering it with an ERROR."""
         try:
-            source, size, outcome = self.cache.open(path)
+            source, size, outcome = await self.cache.open(path)
             metrics.CACHE.labels(outcome).inc()
             record.source, record.size = ("cache" if outcome != "streamed" else "disk"), size
             return source, size
-        except FileNotFoundError:
-            pass
-        except NotAFile:
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # not on disk ("file/x" with "file" a file, too): maybe a rendered name
+        except NotAFile as exc:
             self._finish_error(addr, record, "not_found", ErrorCode.FILE_NOT_FOUND,
-                               "not a file")
+                               f"not a regular file ({exc.kind})")
             return None
         except OSError as exc:
             self._finish_error(addr, record, "io_error", ErrorCode.ACCESS_VIOLATION,
@@ -319,21 +343,21 @@ class TftpServer:
         return BytesSource(data), len(data)
 
     async def _transfer(self, request, addr, source, size, record: Record,
-                        started: float, token: object) -> None:
+                        started: float, handling: _Handling) -> None:
         loop = asyncio.get_running_loop()
         session = ReadSession(addr, source, size, request, self.limits, loop.time())
         record.blksize, record.windowsize = session.blksize, session.windowsize
         metrics.IN_FLIGHT.inc()
-        transfer = running = None
+        transfer = None
         try:
-            release = functools.partial(self._release, addr, token)
+            release = functools.partial(self._release, addr, handling)
             if self._threaded < self.cfg.transfer_threads:
                 transfer = ThreadTransfer(self.cfg.bind, session, release)
                 self._threaded += 1
             else:
                 transfer = Transfer(self.cfg.bind, session, release)
             self._transfers.add(transfer)
-            running = self._by_peer[addr] = _Running(transfer, request)
+            handling.transfer = transfer
             await transfer.done
         except OSError as exc:
             session.finish("io_error", f"cannot open a transfer socket: {exc.strerror}")
@@ -350,14 +374,11 @@ class TftpServer:
                 self._transfers.discard(transfer)
                 if isinstance(transfer, ThreadTransfer):
                     self._threaded -= 1
-                if running is not None and self._by_peer.get(addr) is running:
-                    del self._by_peer[addr]
-                self._release(addr, token)
-                if running is not None and running.pending is not None and \
-                        session.result != "aborted" and addr not in self._busy and \
-                        (session.result == "ok" or not running.pending_if_ok):
-                    self._start(running.pending, addr)  # the client's next request (unless
-                    # a retransmission of it has already started it)
+                self._release(addr, handling)
+                following = session.next_request
+                if following is not None and addr not in self._busy:
+                    self._serve(following, addr)  # the client's next request (unless a
+                    # retransmission of it has already started it)
             close = getattr(source, "close", None)
             if close:
                 close()

@@ -7,7 +7,8 @@ The transport feeds it datagrams and the time; it answers with datagrams and its
     s.receive(datagram, source_address, now)  # each datagram on the transfer's socket
     s.on_timer(now)                           # when now >= s.next_timer()
     s.finished, s.result                      # "ok", "timeout", "unconfirmed", ...
-    s.superseded()                            # the client sent a different request
+    s.new_request(request, settled)           # the client asked again from the same port
+    s.next_request                            # ... and this is to be served after the end
 
 Rules it keeps:
 
@@ -35,6 +36,9 @@ Rules it keeps:
   which is empty when the size is a multiple of blksize.
 - A datagram from any address other than the peer's (a foreign port: RFC 1350 "transfer ID")
   is answered with ERROR 5 and otherwise ignored.
+- A request from the peer's address and port while the transfer runs is either a copy of this
+  transfer's request (ignored) or the client's next request (this transfer ends, the request
+  is served after it): :meth:`ReadSession.new_request` is the one place that tells them apart.
 """
 
 from __future__ import annotations
@@ -107,6 +111,7 @@ class ReadSession:
     def __init__(self, peer: Address, source: Source, size: int | None,
                  request: codec.Request, limits: Limits, now: float) -> None:
         self.peer = peer
+        self.request = request
         self._source = source
         self._limits = limits
         self.options = negotiate(request, size, limits)
@@ -121,6 +126,7 @@ class ReadSession:
         self.duplicate_acks = 0
         self.foreign = 0         # datagrams from other ports (answered with ERROR 5)
         self.malformed = 0
+        self.copies = 0          # copies of the request seen during the transfer (ignored)
         self.started = now
         # state
         self._out: list[tuple[bytes, Address]] = []
@@ -141,6 +147,9 @@ class ReadSession:
         # asked for (up to 255 s, which would hold a slot for 25 minutes)
         self._patience = limits.retries * limits.timeout_max
         self._progress_at = now  # the last new ACK (or the start)
+        # the client's next request (see new_request), and whether it waits on an ``ok`` end
+        self._next: codec.Request | None = None
+        self._next_if_ok = False
         if self.options.oack:
             self._oack = codec.encode(codec.OAck(self.options.oack))
             self._oack_sent_at: float | None = now
@@ -201,23 +210,48 @@ class ReadSession:
         self.foreign += 1
         return UNKNOWN_TID_REPLY
 
-    def superseded(self) -> None:
-        """The client asked for something else from this transfer's address and port: it is
-        done with this transfer (a client does not send a different request while it still
-        receives one; a copy of the first request is the transport's and server's to tell
-        apart). End it now: ``unconfirmed`` if the last block went out and data was ACKed (its
-        final ACK was lost), ``abandoned`` otherwise. Nothing if it has ended already."""
-        if self.finished:
+    def new_request(self, request: codec.Request, settled: bool) -> None:
+        """The client sent ``request`` to the well-known port from this transfer's address and
+        port: is it a copy of this transfer's request or the client's next one?
+
+        The transport reports what its socket saw. ``settled``: the session has been fed
+        exactly the datagrams that reached the transfer's socket before the request (the
+        event loop reads that socket the moment the request comes). False: it may also have
+        been fed later ones (a transfer's thread takes the request at its next wake-up, after
+        reading its socket, and may have held the final ACK when the request came).
+
+        - A different request: the client is done with this transfer (a client does not ask
+          for something else while it still receives; PXE ROMs ask for their next file from
+          the same port the instant they ACK the last block, also when that ACK was lost).
+          The transfer ends now and the request is served after it.
+        - The same request while the transfer runs: the client sent it again before it saw
+          our first answer (a retransmission crossing it): ignored, counted in ``copies``.
+        - The same request after the transfer ended: the client ACKed the end and asked again
+          (a re-fetch): served after it. When not ``settled`` the end may have come after the
+          request, a late copy: it is then served only if the transfer ended ``ok`` (a late
+          copy starts one extra transfer, which the client ends with ERROR 5).
+
+        One next request is kept (:attr:`next_request`); once it is, further requests are
+        its retransmissions and are ignored.
+        """
+        if self._next is not None and not self._next_if_ok:
             return
-        if self._asked_size_only():
-            self.finish("tsize_probe", "the client sent a new request from the same port "
-                        "instead of ACKing our OACK (its ERROR ending this one may be lost)")
-        elif self._end_probably_received():
-            self.finish("unconfirmed", "the client sent a new request from the same port "
-                        "instead of ACKing the last block: it is done with this transfer")
+        if request != self.request:
+            self._supersede()
+            self._next, self._next_if_ok = request, False
+        elif not self.finished:
+            self.copies += 1
         else:
-            self.finish("abandoned", "the client sent a new request from the same port before "
-                        f"finishing this transfer (last acknowledged block {self._acked})")
+            self._next, self._next_if_ok = request, not settled
+
+    @property
+    def next_request(self) -> codec.Request | None:
+        """The request to serve once this transfer is over (:meth:`new_request`), or None."""
+        if self._next is None or not self.finished or self.result == "aborted":
+            return None
+        if self._next_if_ok and self.result != "ok":
+            return None
+        return self._next
 
     def next_timer(self) -> float | None:
         return None if self.finished else self._deadline
@@ -276,6 +310,23 @@ class ReadSession:
         self._deadline = now + self._rto
 
     # -- internals -----------------------------------------------------------------------------
+    def _supersede(self) -> None:
+        """The client asked for something else from this transfer's address and port: end the
+        transfer now. ``unconfirmed`` if the last block went out and data was ACKed (its final
+        ACK was lost), ``tsize_probe`` if it only wanted the size, ``abandoned`` otherwise.
+        Nothing if it has ended already."""
+        if self.finished:
+            return
+        if self._asked_size_only():
+            self.finish("tsize_probe", "the client sent a new request from the same port "
+                        "instead of ACKing our OACK (its ERROR ending this one may be lost)")
+        elif self._end_probably_received():
+            self.finish("unconfirmed", "the client sent a new request from the same port "
+                        "instead of ACKing the last block: it is done with this transfer")
+        else:
+            self.finish("abandoned", "the client sent a new request from the same port before "
+                        f"finishing this transfer (last acknowledged block {self._acked})")
+
     def _end_probably_received(self) -> bool:
         """Whether a silent client most likely has the whole file: it has ACKed data and the
         final window (the last block in lock-step) is out. A client ACKs its end once and

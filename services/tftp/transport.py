@@ -2,7 +2,9 @@
 
 Thin on purpose: it moves datagrams between sockets and the sans-I/O :class:`ReadSession`,
 and keeps one timer per transfer (re-armed lazily: the handle fires, looks at the session's
-deadline, and sleeps again if the deadline has moved on). Nothing here decides anything.
+deadline, and sleeps again if the deadline has moved on). Nothing here decides anything: a
+request the peer sends again while its transfer runs is handed to the session
+(:meth:`ReadSession.new_request`) with what the transfer's socket showed.
 
 Each transfer has two sockets on one ephemeral port (docs/tftp.md, "Transfers"):
 
@@ -30,12 +32,14 @@ import threading
 import time
 from collections.abc import Callable
 
+from services.tftp import codec
 from services.tftp.session import Address, ReadSession
 
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h
 RECV_SIZE = 4096              # what a client sends during a read transfer: ACK, ERROR
 GSO_MAX_SEGMENTS = 64         # UDP_MAX_SEGMENTS on Linux < 6.2 (128 later)
 GSO_MAX_BYTES = 65507 - 8     # one IPv4 UDP datagram's payload, kept under
+WAITING_REQUESTS_MAX = 8      # requests a transfer's thread has not taken yet (more: copies)
 # errors a send may meet that end nothing: the client's ICMP (it went away: the timer ends the
 # transfer), a full socket buffer (the datagram is lost: retransmission recovers it)
 _TRANSIENT = (BlockingIOError, ConnectionRefusedError, InterruptedError)
@@ -186,12 +190,13 @@ class Transfer(_Sockets):
     def join(self, timeout: float) -> None:
         """Nothing to wait for: everything ran on the event loop."""
 
-    def new_request(self, copy: bool) -> bool:
-        """The peer sent a request while this transfer runs; ``copy``: the same one as this
-        transfer's. Reads what already waits on the socket first (the final ACK may be there).
-        A copy is the next request only if that ended the transfer; any other request ends
-        it (:meth:`ReadSession.superseded`). Returns whether the request is to be served once
-        this transfer is over (at once, on the event loop)."""
+    def request_seen(self, request: codec.Request) -> bool:
+        """The peer sent ``request`` to the well-known port while this transfer runs. Reads
+        what already waits on the transfer's socket (the final ACK may be there), then hands
+        the request to the session, settled: it has seen exactly what came before. Returns
+        False when the transfer is already over (the request is then a new one)."""
+        if self._sock is None:
+            return False
         while self._sock is not None and not self.session.finished:
             try:
                 data = self._recv(RECV_SIZE)
@@ -200,10 +205,9 @@ class Transfer(_Sockets):
             except OSError:
                 break  # nothing more waiting
             self._handle(data)
-        if not self.session.finished and not copy:
-            self.session.superseded()
-            self._flush()
-        return self.session.finished
+        self.session.new_request(request, settled=True)
+        self._flush()
+        return True
 
     def _on_readable(self) -> None:
         try:
@@ -283,6 +287,7 @@ class ThreadTransfer(_Sockets):
     retransmission deadline is the socket's ``SO_RCVTIMEO``. Only the session's own thread
     touches the session, except :meth:`ReadSession.foreign_datagram` (the sibling socket stays
     on the event loop). ``on_finish`` runs in the transfer's thread: it must be thread-safe.
+    Requests the peer sends again wait for the thread (:meth:`request_seen`).
     """
 
     def __init__(self, bind: str, session: ReadSession,
@@ -290,7 +295,9 @@ class ThreadTransfer(_Sockets):
         super().__init__(bind, session, blocking=True)
         self._on_finish = on_finish
         self._aborted = False
-        self._superseded = False
+        self._lock = threading.Lock()  # guards the two below (the listener adds, we take)
+        self._requests: list[codec.Request] = []
+        self._closed = False  # the thread has taken its last requests
         self._thread = threading.Thread(target=self._run, name="tftp-transfer", daemon=True)
         self._thread.start()
 
@@ -308,22 +315,29 @@ class ThreadTransfer(_Sockets):
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
-    def new_request(self, copy: bool) -> bool:
-        """The peer sent a request while this transfer runs (see :meth:`Transfer.new_request`).
-        Only this transfer's thread may touch the session or read its socket, and the listener
-        cannot tell whether the final ACK is already there (the thread may hold it, waiting for
-        the GIL). So a copy of this transfer's request is kept, to be served only if the
-        transfer ends ``ok`` (it was the client's next request; if it was a late copy, the
-        client answers the extra transfer with ERROR 5). Any other request: the thread reads
-        what waits on its socket and ends the transfer (:meth:`ReadSession.superseded`) at its
-        next wake-up, within one retransmission timeout; the request is to be served after."""
-        if not copy:
-            self._superseded = True
-        return True
+    def request_seen(self, request: codec.Request) -> bool:
+        """The peer sent ``request`` to the well-known port while this transfer runs (see
+        :meth:`Transfer.request_seen`). Only this transfer's thread touches the session and
+        its socket, so the request waits for the thread's next wake-up (a datagram, or its
+        retransmission timeout): the thread reads its socket, then hands the request to the
+        session, not settled (what it read may have come after the request, and it may have
+        held the final ACK when the request came). Returns False when the thread has taken
+        its last requests: the transfer is over and the request is a new one."""
+        with self._lock:
+            if self._closed:
+                return False
+            if len(self._requests) < WAITING_REQUESTS_MAX:
+                self._requests.append(request)
+            return True
 
-    def _drain_and_supersede(self, now: float) -> None:
+    def _take_requests(self, now: float, last: bool = False) -> None:
+        """Hand the waiting requests to the session, after reading what waits on the socket
+        (``last``: the transfer is over; nothing is read, and no more requests are taken)."""
         session, sock = self.session, self._sock
-        while not session.finished:
+        with self._lock:
+            requests, self._requests = self._requests, []
+            self._closed = last
+        while not last and not session.finished:
             try:
                 data = sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
             except ConnectionRefusedError:
@@ -332,7 +346,10 @@ class ThreadTransfer(_Sockets):
                 break  # nothing more waiting
             session.receive(data, session.peer, now)
             self._send_out(session.datagrams_to_send(now))
-        session.superseded()
+        for request in requests:
+            session.new_request(request, settled=False)
+        if not last:
+            self._send_out(session.datagrams_to_send(now))
 
     def _run(self) -> None:
         session, sock = self.session, self._sock
@@ -343,8 +360,8 @@ class ThreadTransfer(_Sockets):
         try:
             send_out(session.datagrams_to_send(now))
             while not session.finished and not self._aborted:
-                if self._superseded:
-                    self._drain_and_supersede(now)
+                if self._requests:
+                    self._take_requests(now)
                     if session.finished:
                         break
                 wait = session.next_timer() - now
@@ -382,6 +399,7 @@ class ThreadTransfer(_Sockets):
             if not session.finished:
                 session.finish("io_error", f"transfer thread failed: {exc!r}")
         finally:
+            self._take_requests(now, last=True)
             if session.finished and self._on_finish is not None:
                 self._on_finish()  # before the socket closes: the peer may ask again at once
             self._sock = None

@@ -15,6 +15,7 @@ from tftp_rawclient import RawClient, TftpError
 from services.tftp import codec, metrics
 from services.tftp.server import BUSY_MESSAGE, TftpServer
 from services.tftp.settings import TftpSection
+from shared import logs
 from shared.cache import BrokenInventory, StaticInventory
 from shared.leases import Leases
 from shared.schema import Host, Profile
@@ -76,6 +77,27 @@ async def wait_records(srv, n, timeout=5.0):
     deadline = time.monotonic() + timeout
     while len(srv.records) < n:
         assert time.monotonic() < deadline, f"only {len(srv.records)} records"
+        await asyncio.sleep(0.01)
+
+
+async def listener_caught_up(client, address) -> list[tuple[bytes, tuple]]:
+    """Wait until the listener has handled every datagram ``client`` sent it so far: it
+    handles them in order, and answers a stray ACK with ERROR 5. Returns what else came."""
+    await client.send(codec.encode(codec.Ack(0)), address)
+    others = []
+    while True:
+        datagram, source = await client.recv()
+        if source == tuple(address) and codec.decode(datagram) == codec.Error(
+                codec.ErrorCode.UNKNOWN_TID, "no transfer on this port"):
+            return others
+        others.append((datagram, source))
+
+
+async def until(condition, timeout=5.0, what="the condition"):
+    """Wait until ``condition()`` holds (a bound, not a measure: it normally holds at once)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not come about"
         await asyncio.sleep(0.01)
 
 
@@ -176,7 +198,8 @@ async def test_write_request_refused_and_no_file(server, client, root):
     datagram, _ = await client.recv()
     assert codec.decode(datagram).code == codec.ErrorCode.ACCESS_VIOLATION
     await client.send(codec.encode(codec.Data(1, b"evil")), server.address)
-    await asyncio.sleep(0.1)
+    reply, _ = await client.recv()   # handled: a DATA on the well-known port is no transfer
+    assert codec.decode(reply).code == codec.ErrorCode.UNKNOWN_TID
     assert not (root / "new.bin").exists()
 
 
@@ -206,7 +229,7 @@ async def test_unsupported_mode(server, client):
 ])
 async def test_malformed_never_kills_the_server(server, client, root, datagram):
     await client.send(datagram, server.address)
-    await asyncio.sleep(0.05)
+    await listener_caught_up(client, server.address)  # the datagram was handled
     fresh = RawClient()
     try:
         data, _, _ = await fresh.fetch(server.address, "small.bin")
@@ -278,7 +301,7 @@ async def test_admission_queues_then_refuses_busy(root):
         assert value(metrics.REFUSED, "busy") == before + 1
         # a queued request is served once the slot frees within queue_timeout
         task = asyncio.create_task(waiter.fetch(address, "small.bin"))
-        await asyncio.sleep(0.05)
+        await until(lambda: srv._queued == 1, what="the request queued")
         await hog.send(codec.encode(codec.Error(0, "bye")), hog_peer)
         data, _, _ = await task
         assert data == (root / "small.bin").read_bytes()
@@ -395,12 +418,13 @@ async def test_default_by_lease_from_real_redis_and_event_recorded(root, client,
         hosts = [HOSTS[1]]  # db1: no ip in the inventory, known only by its lease
         srv = TftpServer(section(root), StaticInventory(hosts=hosts, profiles=PROFILES),
                          leases=leases.holder, events=events)
+        srv.records = []
         address = await srv.start()
         try:
             data, _, _ = await client.fetch(address, "pxelinux.cfg/default")
             assert b"rendered for 52:54:00:00:00:02" in data and b"LOCALBOOT" in data
             await client.fetch(address, "small.bin")  # static: attributed by lease too
-            await asyncio.sleep(0.2)
+            await wait_records(srv, 2)
             await events.flush()
             got = await events.read("52:54:00:00:00:02")
             assert [e.fields["file"] for e in got] == ["pxelinux.cfg/default", "small.bin"]
@@ -418,14 +442,39 @@ async def test_default_by_lease_from_real_redis_and_event_recorded(root, client,
         await redis.aclose()
 
 
-async def test_duplicate_rrq_does_not_start_a_second_transfer(server, client):
+async def _ack_to_the_end(client, first: bytes, peer, size: int) -> bytes:
+    """Lock-step: ACK ``first`` (DATA 1) and each block after it; the file's bytes."""
+    received = codec.decode(first).data
+    block = 1
+    while True:
+        await client.send(codec.encode(codec.Ack(block)), peer)
+        if len(received) == size:
+            return received
+        datagram, source = await client.recv()
+        assert source == peer
+        block += 1
+        received += codec.decode(datagram).data
+
+
+async def _one_transfer_only(server, client) -> None:
+    """Every task is over, one transfer was recorded (ok) and nothing else reached the client."""
+    await until(lambda: not server._tasks, what="every transfer over")
+    assert [r.result for r in server.records] == ["ok"]
+    with pytest.raises(BlockingIOError):
+        client.sock.recv(70000)                   # no DATA 1 from a second transfer
+
+
+async def test_duplicate_rrq_does_not_start_a_second_transfer(server, client, root):
     request = codec.encode(codec.Request(codec.Opcode.RRQ, "small.bin", "octet"))
     await client.send(request, server.address)
     await client.send(request, server.address)
     first, peer = await client.recv()
-    with pytest.raises(asyncio.TimeoutError):
-        await client.recv(timeout=0.2)   # no second DATA 1 from another port
+    others = await listener_caught_up(client, server.address)  # the copy was handled
+    assert all(source == peer for _datagram, source in others)  # no DATA from another port
+    assert len(server._tasks) == 1                              # and no second transfer
     assert codec.decode(first).block == 1
+    await _ack_to_the_end(client, first, peer, 3000)
+    await _one_transfer_only(server, client)
 
 
 async def test_next_request_right_after_the_final_ack_is_served(server, client, root):
@@ -464,21 +513,27 @@ async def _copy_crosses_the_first_data(server, client, root, size):
     await client.send(request, server.address)
     first, peer = await client.recv()
     await client.send(request, server.address)   # the copy, sent before the client saw DATA 1
-    await asyncio.sleep(0.05)                    # ... and handled before its ACK 1
-    received = codec.decode(first).data
-    block = 1
-    while True:
-        await client.send(codec.encode(codec.Ack(block)), peer)
-        if len(received) == size:
-            break
-        datagram, source = await client.recv()
-        assert source == peer
-        block += 1
-        received += codec.decode(datagram).data
-    with pytest.raises(asyncio.TimeoutError):
-        await client.recv(timeout=0.5)            # no DATA 1 from a second transfer
-    await wait_records(server, 1)
-    assert [r.result for r in server.records] == ["ok"]
+    await listener_caught_up(client, server.address)  # ... and handled before its ACK 1
+    session = server._busy[client.sock.getsockname()].transfer.session
+    if not server.cfg.transfer_threads:
+        assert session.copies == 1 and not session.finished
+    await _ack_to_the_end(client, first, peer, size)
+    await _one_transfer_only(server, client)
+    assert session.copies == 1
+
+
+async def test_a_retransmitted_request_is_served_once_by_a_thread(root, client):
+    """The same, with the transfer in its own thread: the thread takes the copy when ACK 1
+    wakes it, finds its transfer still running, and ignores it (a file of more than one
+    block; for one block see docs/tftp.md)."""
+    server = TftpServer(section(root, transfer_threads=1),
+                        StaticInventory(hosts=HOSTS, profiles=PROFILES))
+    server.records = []
+    server.address = await server.start()
+    try:
+        await _copy_crosses_the_first_data(server, client, root, 600)
+    finally:
+        await server.close()
 
 
 async def test_a_new_request_after_a_lost_final_ack_is_served_at_once(server, client, root):
@@ -502,3 +557,92 @@ async def test_a_new_request_after_a_lost_final_ack_is_served_at_once(server, cl
     assert first.result == "unconfirmed" and "new request from the same port" in first.detail
     assert {r.result for r in server.records if r.file == "exact.bin"} == {"ok"}
 
+
+
+def _fifo_and_another_fetch(address, fifo) -> tuple[bytes, bytes]:
+    """In a thread, with blocking sockets and their own time-outs: an RRQ for ``fifo``, then
+    one for small.bin from another port. Returns (the answer to the FIFO request, the first
+    answer to the small.bin one; b"" for none). At the end it opens the FIFO for writing,
+    which frees a server stuck opening it (so the test ends either way)."""
+    import socket
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    answers = []
+    try:
+        for sock, name in zip(sockets, ("boot/pipe", "small.bin")):
+            sock.settimeout(3.0)
+            sock.sendto(codec.encode(codec.Request(codec.Opcode.RRQ, name, "octet")), address)
+        for sock in reversed(sockets):
+            try:
+                answers.append(sock.recvfrom(4096)[0])
+            except TimeoutError:
+                answers.append(b"")
+    finally:
+        for sock in sockets:
+            sock.close()
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass  # ENXIO: nobody has it open for reading
+    return answers[1], answers[0]
+
+
+async def test_f6_a_fifo_under_the_root_does_not_hang_the_service(server, root):
+    """Issue 13 F6: one RRQ for a FIFO anywhere under the root blocked the event loop in
+    os.open (every transfer, the listener, /metrics). It is refused as not a regular file,
+    and another client is served meanwhile."""
+    fifo = root / "boot/pipe"
+    os.mkfifo(fifo)
+    fifo_answer, other_answer = await asyncio.to_thread(_fifo_and_another_fetch,
+                                                        server.address, fifo)
+    assert other_answer and codec.decode(other_answer) == codec.Data(
+        1, (root / "small.bin").read_bytes()[:512])
+    error = codec.decode(fifo_answer)
+    assert error.code == codec.ErrorCode.FILE_NOT_FOUND and "FIFO" in error.message
+    await until(lambda: any(r.file == "boot/pipe" for r in server.records))
+    record = next(r for r in server.records if r.file == "boot/pipe")
+    assert record.result == "not_found" and "not a regular file" in record.detail
+
+
+async def test_f13_a_file_used_as_a_directory_is_not_found(server, client):
+    """Issue 13 F13: 'small.bin/x' with small.bin a regular file was an io_error."""
+    with pytest.raises(TftpError) as err:
+        await client.fetch(server.address, "small.bin/x")
+    assert err.value.code == codec.ErrorCode.FILE_NOT_FOUND
+    await wait_records(server, 1)
+    assert server.records[0].result == "not_found"
+
+
+async def test_f13_refusals_past_a_sources_budget_are_counted_and_summarised(root, caplog):
+    """Issue 13 F13: every refused request was a WARNING line and an event, so any client
+    could fill the disk. Past a source's budget they are only counted, and one summary line
+    (key=value like the rest) says how many were held back."""
+    from shared.logbudget import LogBudget
+
+    srv = TftpServer(section(root), StaticInventory())
+    srv.records = []
+    srv.refusal_budget = LogBudget(burst=3, interval=0.5)
+    address = await srv.start()
+    client = RawClient()
+    before = value(metrics.REFUSED, "write"), value(metrics.REFUSED_UNLOGGED, "write")
+    try:
+        with caplog.at_level("WARNING", logger="bootyard.tftp"):
+            for i in range(20):
+                await client.send(codec.encode(codec.Request(codec.Opcode.WRQ, f"f{i}",
+                                                             "octet")), address)
+                reply, _ = await client.recv()        # every one is still answered
+                assert codec.decode(reply).code == codec.ErrorCode.ACCESS_VIOLATION
+            assert value(metrics.REFUSED, "write") == before[0] + 20
+            assert value(metrics.REFUSED_UNLOGGED, "write") == before[1] + 17
+            assert [r.file for r in srv.records] == ["f0", "f1", "f2"]
+            await until(lambda: any(r.getMessage() == "refused_summary"
+                                    for r in caplog.records), what="the summary line")
+        lines = [r for r in caplog.records if r.name == "bootyard.tftp"]
+        assert [r.getMessage() for r in lines].count("refused") == 3
+        summary = next(r for r in lines if r.getMessage() == "refused_summary")
+        assert summary.fields["held"] == 17 and summary.fields["reasons"] == "write:17"
+        assert summary.fields["top_source"] == "127.0.0.1"
+        line = logs.KeyValueFormatter().format(summary)  # the log format, one line
+        assert " event=refused_summary held=17 " in line and "\n" not in line
+    finally:
+        client.close()
+        await srv.close()
