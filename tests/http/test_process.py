@@ -367,19 +367,33 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def test_worker_processes_share_the_port_and_stop_with_the_service(redis_url, tmp_path):
+def test_worker_processes_share_the_port_sum_metrics_and_stop_with_the_service(redis_url,
+                                                                              tmp_path):
     proc = ServiceProcess(tmp_path, redis_url, workers=2)
     proc.start()
     try:
-        workers = wait_for(lambda: children_of(proc.proc.pid), "the worker process")
-        assert len(workers) == 1
+        workers = wait_for(lambda: len(children_of(proc.proc.pid)) == 2 and
+                           children_of(proc.proc.pid), "the two worker processes")
         bootyard(redis_url, "host", "add", MAC, "--hostname", "n1")
         url = f"{proc.url}/boot/ipxe?mac={MAC}"
         # both processes see the inventory change and answer on the shared port
         for _ in range(20):
             wait_for(lambda: b"n1 (52:54:00:12:34:56)" in curl(url).stdout, "the new host")
+
+        def scripts_served(port: int) -> float:
+            text = curl(f"http://127.0.0.1:{port}/metrics").stdout.decode()
+            return float(next(l for l in text.splitlines() if l.startswith(
+                'bootyard_http_requests_total{family="script",status="2xx"}')).split()[-1])
+        # one sum over both workers, on the supervisor's metrics port and on the boot port
+        served = scripts_served(proc.metrics_port)
+        assert served >= 20
+        assert scripts_served(proc.port) == served
+        assert curl(f"http://127.0.0.1:{proc.metrics_port}/healthz").stdout == b"ok\n"
+        log = proc.log.read_text()
+        assert log.count("event=worker_started") == 2 and "admin_port=" in log
     finally:
         proc.stop()
+    assert proc.proc.returncode == 0
     for pid in workers:
         wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
                  open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
