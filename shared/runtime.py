@@ -76,8 +76,11 @@ def listening(setting: str, host: str, port: int, proto: str = "tcp") -> Iterato
     try:
         yield
     except OSError as exc:
-        raise PortUnavailable(setting, host, port, proto,
-                              exc.strerror or str(exc)) from None
+        cause: BaseException | None = exc
+        while cause is not None and not getattr(cause, "errno", None):
+            cause = cause.__cause__ or cause.__context__  # uvloop wraps the bind error
+        reason = os.strerror(cause.errno) if cause is not None else str(exc)
+        raise PortUnavailable(setting, host, port, proto, reason) from None
 
 
 def use_uvloop() -> bool:

@@ -55,8 +55,8 @@ class HttpSection:
                                     check=positive)
     idle_timeout: float = setting(30.0, help="seconds a connection may wait for its next "
                                              "request (then: closed)", check=positive)
-    max_connections: int = setting(1000, help="open connections per process, all listeners "
-                                              "together; more are closed at once",
+    max_connections: int = setting(1000, help="open connections per listener and process; "
+                                              "more are closed at once",
                                    check=positive)
     max_body: int = setting(8 << 20, help="largest request body accepted in bytes (admin API "
                                           "imports); a larger one is refused with 413",

@@ -15,7 +15,7 @@ aiohttp's connection protocol with these additions:
   checks the names at start-up and the fast path is off if they changed.
 - **Limits** (docs/security.md): a request head must be complete ``header_timeout`` seconds
   after its first byte, an idle connection is closed after ``idle_timeout`` seconds, at most
-  ``max_connections`` connections are open per process (more are closed at once), a GET or HEAD
+  ``max_connections`` connections are open per listener (more are closed at once), a GET or HEAD
   with a body and a body larger than ``max_body`` are refused and the connection closed
   without reading the body. Closed connections are counted in
   ``bootyard_http_connections_closed_total{reason}``, open ones in
@@ -53,7 +53,7 @@ _END = b"\r\n\r\n"
 class Limits:
     header_timeout: float = 10.0  # seconds from a request head's first byte to its end
     idle_timeout: float = 30.0  # seconds a connection may wait for its next request
-    max_connections: int = 1000  # open connections per process
+    max_connections: int = 1000  # open connections per listener
     max_body: int = 1 << 20  # bytes of a request body
 
 

@@ -29,6 +29,28 @@ def test_parse_ranges_never_raises_and_stays_inside_the_file(header, size):
 def test_parse_ranges_on_well_formed_headers(header, size):
     ranges = parse_ranges(header, size)
     assert ranges is None or all(0 <= a <= b < size for a, b in ranges)
+    if ranges:  # in file order, apart: together never more than the file
+        assert all(b1 + 1 < a2 for (_, b1), (a2, _) in zip(ranges, ranges[1:]))
+        assert sum(b - a + 1 for a, b in ranges) <= size
+
+
+async def test_f7_overlapping_ranges_send_the_file_once(inventory, http):
+    data = bytes(range(256)) * 4096  # 1 MiB
+    (inventory.tmp / "images" / "initrd.img").write_bytes(data)
+    resp = await http.get("/images/initrd.img",
+                          headers={"Range": "bytes=" + ",".join(["0-"] * 64)})
+    body = await resp.read()
+    assert resp.status == 206 and len(body) == len(data) and body == data
+    assert resp.headers["Content-Range"] == f"bytes 0-{len(data) - 1}/{len(data)}"
+    # overlapping pieces are merged; pieces apart stay apart, in file order
+    resp = await http.get("/images/initrd.img",
+                          headers={"Range": "bytes=500-999,0-99,50-599,-10"})
+    body = await resp.read()
+    assert resp.status == 206 and resp.headers["Content-Type"].startswith("multipart/byteranges")
+    size = len(data)
+    assert body.count(b"Content-Range: ") == 2
+    assert body.index(f"Content-Range: bytes 0-999/{size}".encode()) < \
+        body.index(f"Content-Range: bytes {size - 10}-{size - 1}/{size}".encode())
 
 
 def _boot() -> BootService:
