@@ -169,7 +169,8 @@ async def test_f5_text_plain_post_cannot_wipe_the_inventory(open_api, inventory)
 
 
 async def test_f5_foreign_origin_refused(open_api):
-    resp = await open_api.post("/api/v1/hosts", json={"id": "52:54:00:00:00:01"},
+    resp = await open_api.post("/api/v1/hosts", json={"id": "52:54:00:00:00:01",
+                                                      "hostname": "evil"},
                                headers={"Origin": "http://evil.example"})
     assert resp.status == 403 and "cross-origin" in (await resp.json())["error"]
     resp = await open_api.delete(f"/api/v1/hosts/{MAC}", headers={"Origin": "null"})
