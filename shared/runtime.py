@@ -146,7 +146,7 @@ def run_service(service: str, settings_cls: type,
     tune_gc()
     try:
         asyncio.run(_main(serve, cfg, grace, log))
-    except BaseException as raised:  # noqa: BLE001 - sorted below; anything else re-raised
+    except BaseException as raised:
         exc = _decisive(raised)
         if isinstance(exc, KeyboardInterrupt):
             pass
@@ -201,7 +201,7 @@ async def _main(serve, cfg, grace: float, log: logs.EventLogger) -> None:
         return
     try:
         await asyncio.wait_for(task, grace)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("stop_timeout", grace_s=grace)
 
 
@@ -248,14 +248,15 @@ def _become_worker(log: logs.EventLogger) -> None:
 
 
 async def supervise(service: str, count: int, stop: asyncio.Event, *, metrics_host: str,
-                    metrics_port: int | None, metrics_setting: str,
-                    grace: float = 4.0) -> None:
+                    metrics_port: int | None, metrics_setting: str, grace: float = 4.0,
+                    command: Sequence[str] | None = None) -> None:
     """Run ``count`` worker processes of ``service`` (``python -m services.<service>`` with this
     process's arguments and environment) until ``stop``, and serve their summed ``/metrics`` and a
     ``/healthz`` (200 while every worker runs) on ``metrics_host:metrics_port`` (None: no
     listener). A worker that ends on its own ends the service with :class:`ServiceFailed`
     (status 1) after stopping the others, so that systemd or Docker restarts the whole service.
-    On ``stop`` the workers get SIGTERM, and SIGKILL after ``grace`` seconds."""
+    On ``stop`` the workers get SIGTERM, and SIGKILL after ``grace`` seconds. ``command``
+    replaces the worker command line (tests)."""
     log = logs.get_logger(service)
     metrics_dir = tempfile.mkdtemp(prefix=f"bootyard-{service}-metrics-")
     metrics.multiprocess_registry(metrics_dir)
@@ -270,8 +271,8 @@ async def supervise(service: str, count: int, stop: asyncio.Event, *, metrics_ho
         for index in range(count):
             env = dict(os.environ, **{WORKER_ENV: f"{index}:{count}:{os.getpid()}",
                                        MULTIPROC_ENV: metrics_dir})
-            workers.append(await asyncio.create_subprocess_exec(
-                sys.executable, "-m", f"services.{service}", *sys.argv[1:], env=env))
+            argv = command or (sys.executable, "-m", f"services.{service}", *sys.argv[1:])
+            workers.append(await asyncio.create_subprocess_exec(*argv, env=env))
             log.info("worker_started", worker=index, pid=workers[-1].pid)
         waits = {asyncio.ensure_future(w.wait()): i for i, w in enumerate(workers)}
         stopper = asyncio.ensure_future(stop.wait())
@@ -302,7 +303,7 @@ async def _stop_workers(workers: list, grace: float, log: logs.EventLogger) -> N
     cancelled = False
     try:
         await asyncio.wait_for(asyncio.gather(*(p.wait() for p in workers)), grace)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     except asyncio.CancelledError:
         cancelled = True

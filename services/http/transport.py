@@ -103,9 +103,8 @@ def parse_head(data: bytes) -> tuple[str, str | None] | None:
         name = name.strip().lower()
         if name == "host":
             host_header = value.strip()
-        elif name == "connection" and "close" in value.lower():
-            return None
-        elif name in ("content-length", "transfer-encoding"):
+        elif (name == "connection" and "close" in value.lower()) or \
+                name in ("content-length", "transfer-encoding"):
             return None
     return target, host_header
 

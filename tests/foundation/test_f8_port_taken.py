@@ -55,7 +55,7 @@ def check_exit(result: subprocess.CompletedProcess, setting: str, port: int) -> 
 
 
 def run_service(argv, env, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True,
+    return subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, check=False,
                           timeout=timeout)
 
 
