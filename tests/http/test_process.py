@@ -6,6 +6,7 @@ import email.parser
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -97,6 +98,12 @@ def test_kickstart_by_header_and_403_from_another_address(deployed):
     with_token = curl("--interface", "127.0.0.2",
                       f"{deployed.url}/install/{MAC}/ks.cfg?token={token}")
     assert with_token.stdout == by_path.stdout
+    # one event=request line per request; the token in the query string never reaches the log
+    log = deployed.log.read_text()
+    assert token not in log
+    assert re.search(r"event=request method=GET path=/install/52:54:00:12:34:56/ks.cfg "
+                     r"status=200 bytes=\d+ ms=[\d.]+ family=install ip=127.0.0.2 "
+                     r"mac=52:54:00:12:34:56", log), log[-3000:]
     wget = subprocess.run(["wget", "-q", "-O", "-", "--bind-address", "127.0.0.2",
                            f"{deployed.url}/install/{MAC}/ks.cfg"], capture_output=True,
                           timeout=30)
@@ -357,6 +364,12 @@ def test_fast_path_answers_cache_hits_like_aiohttp(deployed):
     other = curl("--interface", "127.0.0.2", "-o", "/dev/null", "-w", "%{http_code}",
                  f"{deployed.url}{ks}").stdout
     assert other == b"403"
+    # the fast path's answers are logged and counted as the normal path's are
+    fast = [line for line in deployed.log.read_text().splitlines()
+            if "event=request" in line and "via=fast" in line]
+    assert len(fast) == 2, fast  # the script and the second kickstart (the first rendered it)
+    assert all("status=200" in line and f"mac={MAC}" in line for line in fast)
+    assert sum("family=script" in line for line in fast) == 1
 
 
 def test_fast_path_can_be_switched_off(redis_url, tmp_path):
