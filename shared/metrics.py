@@ -164,12 +164,18 @@ def add_routes(app: web.Application, health: HealthCheck | None = None) -> None:
 
 async def start_metrics_server(host: str, port: int,
                                health: HealthCheck | None = None) -> web.AppRunner:
-    """Serve ``/metrics`` and ``/healthz`` on ``host:port``; stop it with ``await runner.cleanup()``."""
+    """Serve ``/metrics`` and ``/healthz`` on ``host:port``; stop it with
+    ``await runner.cleanup()``. A port that cannot be bound raises the OSError (wrap the call in
+    ``runtime.listening``)."""
     app = web.Application()
     add_routes(app, health)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
     return runner
 
 

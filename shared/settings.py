@@ -37,10 +37,14 @@ class SettingsError(Exception):
 
 
 def setting(default: Any, *, help: str = "", choices: tuple | None = None,
-            check: Callable[[Any], None] | None = None, secret: bool = False) -> Any:
+            check: Callable[[Any], None] | None = None, secret: bool = False,
+            formerly: str | None = None) -> Any:
     """Declare a setting with its documentation and validation (``check`` raises ValueError).
-    A ``secret`` setting is never printed (``--check-config`` shows whether it is set)."""
-    meta = {"help": help, "choices": choices, "check": check, "secret": secret}
+    A ``secret`` setting is never printed (``--check-config`` shows whether it is set). A setting
+    that was renamed names its old key in ``formerly``: the old key still sets it, with a note
+    (see :func:`load_settings`) telling the operator the new name."""
+    meta = {"help": help, "choices": choices, "check": check, "secret": secret,
+            "formerly": formerly}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for list defaults")
     return dataclasses.field(default=default, metadata=meta)
@@ -90,8 +94,9 @@ class CommonSettings:
 
 
 def load_settings(cls: type, config_path: str | Path | None = None,
-                  environ: Mapping[str, str] | None = None):
-    """Build ``cls`` from defaults, the YAML file and ``environ``; raise SettingsError on any fault."""
+                  environ: Mapping[str, str] | None = None, notes: list[str] | None = None):
+    """Build ``cls`` from defaults, the YAML file and ``environ``; raise SettingsError on any fault.
+    A renamed key given under its old name is appended to ``notes`` as one line for the log."""
     environ = dict(environ or {})
     if config_path is None and environ.get("BOOTYARD_CONFIG"):
         config_path = environ["BOOTYARD_CONFIG"]
@@ -126,7 +131,7 @@ def load_settings(cls: type, config_path: str | Path | None = None,
         raw[section][key] = (value, f"environment {name}")
 
     hints = typing.get_type_hints(cls)
-    built = {name: _build_section(name, hints[name], raw[name]) for name in sections}
+    built = {name: _build_section(name, hints[name], raw[name], notes) for name in sections}
     return cls(**built)
 
 
@@ -150,9 +155,23 @@ def _read_yaml(path: Path):
             yield str(section), str(key), value
 
 
-def _build_section(section: str, section_cls: type, values: dict[str, tuple[Any, str]]):
+def _build_section(section: str, section_cls: type, values: dict[str, tuple[Any, str]],
+                   notes: list[str] | None = None):
     hints = typing.get_type_hints(section_cls)
     fields = {f.name: f for f in dataclasses.fields(section_cls)}
+    renamed = {f.metadata["formerly"]: f.name for f in fields.values()
+               if f.metadata.get("formerly")}
+    for old, new in renamed.items():
+        if old in values:
+            value, source = values.pop(old)
+            if new in values:
+                raise SettingsError(
+                    f"{section}.{old} (from {source}) is the old name of {section}.{new}, which "
+                    f"is set too (from {values[new][1]}): remove {section}.{old}")
+            values[new] = (value, source)
+            if notes is not None:
+                notes.append(f"{section}.{old} (from {source}) is now called {section}.{new}; "
+                             f"the old name still works but will go: rename it")
     kwargs = {}
     for key, (value, source) in values.items():
         if key not in fields:

@@ -128,7 +128,7 @@ class Bootyard(Server):
                     "BOOTYARD_DHCP__METRICS_HOST": "127.0.0.1", "BOOTYARD_LOG__LEVEL":
                     self.log_level, "PYTHONPATH": str(REPO)})
         if WORKERS:
-            env["BOOTYARD_DHCP__WORKERS"] = str(WORKERS)
+            env["BOOTYARD_DHCP__BATCHES_IN_FLIGHT"] = str(WORKERS)
         if EVENTS:
             env["BOOTYARD_DHCP__EVENTS"] = EVENTS
         log = (self.dir / "bootyard.log").open("w")
@@ -388,7 +388,8 @@ def main() -> int:
     parser.add_argument("--max-trials", type=int, default=13)
     parser.add_argument("--servers", default="bootyard,kea,dnsmasq")
     parser.add_argument("--log-level", default="info")
-    parser.add_argument("--workers", type=int, default=None, help="bootyard dhcp.workers")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="bootyard dhcp.batches_in_flight (formerly dhcp.workers)")
     parser.add_argument("--events", choices=("all", "leases", "none"), default=None,
                         help="bootyard dhcp.events (default: the service's, leases; 'none' is "
                              "for finding what the timeline costs, not how we deploy)")

@@ -20,7 +20,9 @@ async def serve(cfg: DhcpSettings, stop: asyncio.Event) -> None:
     section = cfg.dhcp
     interfaces = resolve_interfaces(section.interfaces)  # refuses to start without any
     transport = Transport(interfaces, section.server_port, section.queue_size,
-                          extra_ports=(section.boot_server_port,) if section.proxy else ())
+                          extra_ports=(section.boot_server_port,) if section.proxy else (),
+                          port_settings={section.server_port: "dhcp.server_port",
+                                         section.boot_server_port: "dhcp.boot_server_port"})
     transport.open()
     client = connect(cfg.redis.url, cfg.redis.timeout)
     lease_client = leases.connect(cfg.redis.url, cfg.redis.timeout)
@@ -29,8 +31,13 @@ async def serve(cfg: DhcpSettings, stop: asyncio.Event) -> None:
     store = leases.LeaseStore(lease_client, offer_hold=section.offer_hold,
                               quarantine=section.decline_quarantine)
     server = DhcpServer(section, cache, store, events, transport)
-    runner = await metrics.start_metrics_server(
-        section.metrics_host, section.metrics_port, health=lambda: cache.ready)
+    try:
+        with runtime.listening("dhcp.metrics_port", section.metrics_host, section.metrics_port):
+            runner = await metrics.start_metrics_server(
+                section.metrics_host, section.metrics_port, health=lambda: cache.ready)
+    except runtime.PortUnavailable:
+        transport.close()
+        raise
     log.info("listening", interfaces=",".join(f"{i.name}={i.address}" for i in interfaces),
              port=section.server_port, metrics_port=metrics.bound_port(runner))
     try:
@@ -46,7 +53,7 @@ async def serve(cfg: DhcpSettings, stop: asyncio.Event) -> None:
                     log.warning("pool_sync_failed", reason=str(exc))
                 log.info("serving", subnets=len(cache.subnets()), hosts=len(cache.hosts()))
                 async with asyncio.TaskGroup() as inner:
-                    for _ in range(section.workers):
+                    for _ in range(section.batches_in_flight):
                         inner.create_task(server.run(stop))
                     inner.create_task(server.housekeeping(stop))
 

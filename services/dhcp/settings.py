@@ -41,8 +41,10 @@ class DhcpSection:
                                                 "pool", check=positive)
     queue_size: int = setting(4096, help="packets waiting for a worker before new ones are "
                                          "dropped", check=positive)
-    workers: int = setting(1, help="batches in flight at once: one is handled in Python while "
-                                   "another's lease steps run in Redis", check=positive)
+    batches_in_flight: int = setting(
+        1, help="batches in flight at once: one is handled in Python while another's lease "
+                "steps run in Redis (formerly dhcp.workers; `workers` means processes in the "
+                "other services)", check=positive, formerly="workers")
     batch_size: int = setting(64, help="packets handled (and lease steps sent to Redis) per "
                                        "batch", check=positive)
     events: str = setting("leases", help="boot timeline events: all (also dhcp.discover), "

@@ -21,7 +21,7 @@ import time
 
 from services.dhcp import metrics as m
 from shared import logs
-from shared.runtime import StartupError
+from shared.runtime import PortUnavailable, StartupError
 
 log = logs.get_logger("dhcp")
 
@@ -79,8 +79,10 @@ def resolve_interfaces(names) -> list[Interface]:
 
 class Transport:
     def __init__(self, interfaces: list[Interface], port: int, queue_size: int,
-                 extra_ports: tuple[int, ...] = ()) -> None:
+                 extra_ports: tuple[int, ...] = (),
+                 port_settings: dict[int, str] | None = None) -> None:
         self.interfaces = interfaces
+        self.port_settings = port_settings or {}  # port -> the setting that chose it
         self.port = port
         self.ports = (port, *extra_ports)
         self.queue: collections.deque[Datagram] = collections.deque()
@@ -107,8 +109,9 @@ class Transport:
         except OSError as exc:
             sock.close()
             self.close()
-            raise StartupError(f"cannot listen on {iface.name} UDP port {port}: "
-                               f"{exc.strerror} (another DHCP server? not root?)") from None
+            raise PortUnavailable(self.port_settings.get(port, "dhcp.server_port"),
+                                  f"0.0.0.0%{iface.name}", port, "udp",
+                                  f"{exc.strerror} (another DHCP server? not root?)") from None
         sock.setblocking(False)
         self._sockets[(iface.name, port)] = sock
         self._loop.add_reader(sock.fileno(), self._readable, sock, iface, port)

@@ -43,11 +43,9 @@ class Access:
             token = self._tokens[mac] = host_token(self.secret, mac)
         return token
 
-    async def allowed(self, mac: str, source_ip: str | None, token: str | None) -> str | None:
-        """How the request is allowed (``token``, ``reserved``, ``lease``) or None if it is not.
-
-        Raises InventoryUnavailable when only the lease could decide and Redis is down.
-        """
+    def allowed_now(self, mac: str, source_ip: str | None, token: str | None) -> str | None:
+        """``token`` or ``reserved`` when the token or the host's reserved address allows the
+        request (no I/O: the fast path asks this), else None (the lease may still allow it)."""
         if token and self.secret and hmac.compare_digest(
                 self.token(mac).encode(), token.strip().lower().encode("utf-8", "replace")):
             return "token"
@@ -56,6 +54,16 @@ class Access:
         host = self.inventory.host(mac)
         if host is not None and host.ip == source_ip:
             return "reserved"
+        return None
+
+    async def allowed(self, mac: str, source_ip: str | None, token: str | None) -> str | None:
+        """How the request is allowed (``token``, ``reserved``, ``lease``) or None if it is not.
+
+        Raises InventoryUnavailable when only the lease could decide and Redis is down.
+        """
+        how = self.allowed_now(mac, source_ip, token)
+        if how is not None or not source_ip:
+            return how
         if await self.leases.holder(source_ip) == mac:
             return "lease"
         return None

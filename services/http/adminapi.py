@@ -3,20 +3,29 @@
 The same operations and validation as the ``bootyard`` CLI (both call :mod:`shared.inventory` and
 :class:`~shared.store.InventoryStore`). Every request needs ``Authorization: Bearer <token>``
 when ``http.admin_token`` is set; the service refuses to start without a token unless the API
-listens on loopback only.
+listens on loopback only. With or without a token, a request is refused (docs/security.md)
+
+- with a Host header that is not ``localhost``, an IP address or one of ``http.admin_hostnames``
+  (a page on a rebound DNS name reaching the loopback API), **421**;
+- with an ``Origin`` header other than the API's own (a web page's cross-origin request), **403**;
+- with a body that is not declared as JSON (or YAML for ``/import``): a browser sends a
+  cross-origin "simple" request only as ``text/plain`` or a form, **415**.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
+import time
 from typing import Any
 
 from aiohttp import web
 
 from services.http import metrics as m
 from services.http.access import host_token
+from services.http.accounting import Accounting, Record
 from services.http.policy import install_urls
 from shared import inventory as admin, logs
 from shared.addresses import AddressError, normalise_ipv4, normalise_mac
@@ -35,6 +44,29 @@ from shared.store import (
 log = logs.get_logger("http.api")
 PREFIX = "/api/v1"
 SSE_KEEPALIVE = 15.0
+JSON_TYPES = ("application/json",)
+IMPORT_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
+                "application/json")
+
+
+def _host_name(value: str) -> str | None:
+    """The host part of a Host header (``name``, ``name:port``, ``[v6]:port``), lower case."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        return value[1:end] if end > 0 else None
+    name, _, port = value.partition(":")
+    if port and not port.isdigit():
+        return None
+    return name.rstrip(".") or None
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _lease_json(lease: LeaseRecord) -> dict[str, Any]:
@@ -52,16 +84,21 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 
 class AdminApi:
     def __init__(self, store: InventoryStore, events: EventLog, token: str, token_secret: str,
-                 public_url: str = "", *, leases) -> None:
+                 public_url: str = "", *, hostnames: tuple[str, ...] = (),
+                 accounting: Accounting | None = None, max_body: int = 8 << 20, leases) -> None:
         self.store = store
         self.events = events
         self._leases = leases  # shared.leases.Leases (the handler is self.leases)
         self.token = token
         self.token_secret = token_secret
         self.public_url = public_url.rstrip("/")
+        self.hostnames = frozenset(n.strip().lower().rstrip(".") for n in hostnames if n.strip())
+        self.accounting = accounting or Accounting()
+        self.max_body = max_body
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self.auth, self.errors])
+        app = web.Application(middlewares=[self.account, self.guard, self.auth, self.errors],
+                              client_max_size=self.max_body)
         r = app.router
         r.add_get(f"{PREFIX}/leases", self.leases)
         r.add_get(f"{PREFIX}/leases/{{ip}}", self.lease)
@@ -82,6 +119,55 @@ class AdminApi:
 
     # -- middlewares ---------------------------------------------------------------------------
     @web.middleware
+    async def account(self, request: web.Request, handler):
+        start = time.perf_counter()
+        status, sent = 500, 0
+        try:
+            response = await handler(request)
+            status = response.status
+            sent = response.content_length or response.body_length or 0
+            return response
+        except web.HTTPException as exc:
+            status, sent = exc.status, len(exc.body or b"")
+            raise
+        finally:
+            self.accounting.record(Record("api", status, sent, time.perf_counter() - start,
+                                          request.method, request.path, request.remote))
+
+    def _refuse(self, request: web.Request, status: int, reason: str, message: str):
+        m.DENIED.labels(reason).inc()
+        log.warning("admin_refused", ip=request.remote, path=request.path, reason=reason,
+                    host=request.headers.get("Host"), origin=request.headers.get("Origin"),
+                    content_type=request.headers.get("Content-Type"))
+        return _error(status, message)
+
+    @web.middleware
+    async def guard(self, request: web.Request, handler):
+        """Host, Origin and content type: what keeps web pages out (with or without a token)."""
+        host = _host_name(request.headers.get("Host", ""))
+        if host is None or not (host == "localhost" or host.endswith(".localhost") or
+                                _is_address(host) or host in self.hostnames):
+            return self._refuse(request, 421, "admin_host",
+                                f"the admin API is not served as {request.headers.get('Host')!r}"
+                                ": use localhost or an IP address, or add the name to "
+                                "http.admin_hostnames")
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            scheme, _, rest = origin.partition("://")
+            if scheme not in ("http", "https") or rest.lower() != \
+                    request.headers.get("Host", "").strip().lower():
+                return self._refuse(request, 403, "admin_origin",
+                                    f"cross-origin request from {origin!r} refused: the admin "
+                                    "API does not serve web pages of other sites")
+        if request.method in ("POST", "PUT", "PATCH"):
+            allowed = IMPORT_TYPES if request.path == f"{PREFIX}/import" else JSON_TYPES
+            if request.content_type not in allowed:
+                return self._refuse(request, 415, "admin_content_type",
+                                    f"Content-Type {request.content_type!r} refused: send "
+                                    f"{' or '.join(allowed[:2])}")
+        return await handler(request)
+
+    @web.middleware
     async def auth(self, request: web.Request, handler):
         if self.token:
             given = request.headers.get("Authorization", "")
@@ -92,15 +178,7 @@ class AdminApi:
                 log.warning("admin_denied", ip=request.remote, path=request.path)
                 return web.json_response({"error": "missing or wrong bearer token"}, status=401,
                                          headers={"WWW-Authenticate": 'Bearer realm="bootyard"'})
-        start = asyncio.get_running_loop().time()
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            m.REQUESTS.labels("api", f"{exc.status // 100}xx").inc()
-            raise
-        m.REQUESTS.labels("api", f"{min(max(response.status // 100, 2), 5)}xx").inc()
-        m.DURATION.labels("api").observe(asyncio.get_running_loop().time() - start)
-        return response
+        return await handler(request)
 
     @web.middleware
     async def errors(self, request: web.Request, handler):

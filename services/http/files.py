@@ -74,10 +74,13 @@ def etag_of(st: os.stat_result) -> str:
 
 
 def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
-    """``Range: bytes=...`` as inclusive (first, last) pairs clipped to ``size``.
+    """``Range: bytes=...`` as inclusive (first, last) pairs clipped to ``size``, overlapping
+    and adjacent ones merged, in file order (RFC 9110 §14.2 lets a server coalesce them): the
+    parts of one response never add up to more than the file, however many ranges repeat it.
 
-    None: the header is not a valid bytes range set (it is then ignored, RFC 9110 §14.2).
-    []: valid but nothing satisfiable (416).
+    None: the header is not a valid bytes range set, or has more than MAX_RANGES ranges (it is
+    then ignored and the whole file sent, RFC 9110 §14.2). []: valid but nothing satisfiable
+    (416).
     """
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or not spec.strip():
@@ -105,7 +108,15 @@ def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
         if start >= size:
             continue
         out.append((start, min(end, size - 1)))
-    return [r for r in out if size > 0]
+    if size <= 0:
+        return []
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(out):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 def _if_range_holds(value: str, etag: str, mtime: float) -> bool:

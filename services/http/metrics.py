@@ -10,7 +10,8 @@ STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 TEMPLATES = ("ipxe", "grub", "cmdline", "kickstart", "preseed", "user-data", "meta-data",
              "vendor-data")
 RENDER_RESULTS = ("ok", "cached", "error")
-DENY_REASONS = ("address", "unknown_host", "bad_token", "admin_token")
+DENY_REASONS = ("address", "unknown_host", "bad_token", "admin_token", "admin_host",
+                "admin_origin", "admin_content_type")
 
 REQUESTS = metrics.counter(
     "bootyard_http_requests_total", "HTTP requests answered, by route family and status class",
@@ -27,7 +28,9 @@ RENDERS = metrics.counter(
     "bootyard_http_renders_total", "Scripts and install files produced, by template and result "
     "(cached: served from the render cache)", {"template": TEMPLATES, "result": RENDER_RESULTS})
 DENIED = metrics.counter(
-    "bootyard_http_denied_total", "Requests refused with 401/403, by reason",
+    "bootyard_http_denied_total", "Requests refused by access rules, by reason (admin_host: "
+    "421, a Host name the admin API is not served as; admin_origin: 403, a cross-origin "
+    "request; admin_content_type: 415, a body not declared as JSON/YAML; the others 401/403)",
     {"reason": DENY_REASONS})
 INVENTORY_ERRORS = metrics.counter(
     "bootyard_http_inventory_errors_total",
@@ -42,6 +45,23 @@ EVENTS_COALESCED = metrics.counter(
     {"kind": ("http.script", "http.install", "http.discovery", "http.denied",
               "http.render_error")})
 
+CONNECTIONS = metrics.gauge(
+    "bootyard_http_connections", "Open connections on every listener of the service")
+CLOSE_REASONS = ("header_timeout", "idle_timeout", "max_connections", "body_refused")
+CONNECTIONS_CLOSED = metrics.counter(
+    "bootyard_http_connections_closed_total",
+    "Connections the service closed on its own, by reason: header_timeout (a request head not "
+    "complete in http.header_timeout), idle_timeout (no request in http.idle_timeout), "
+    "max_connections (over http.max_connections: closed at once), body_refused (a GET/HEAD "
+    "with a body, or a body over http.max_body)",
+    {"reason": CLOSE_REASONS})
+BAD_REQUEST_REASONS = ("malformed", "too_long", "not_http")
+BAD_REQUESTS = metrics.counter(
+    "bootyard_http_bad_requests_total",
+    "Requests refused with 400 before routing because they were not valid HTTP, by reason "
+    "(too_long: a request line or header over the size limits; not_http: no HTTP method)",
+    {"reason": BAD_REQUEST_REASONS})
+
 # Label children looked up once: ``labels()`` costs microseconds on every request otherwise.
 REQUESTS_BY = {(f, s): REQUESTS.labels(f, s) for f in FAMILIES for s in STATUS_CLASSES}
 DURATION_BY = {f: DURATION.labels(f) for f in FAMILIES}
@@ -50,4 +70,6 @@ RENDERS_BY = {(t, r): RENDERS.labels(t, r) for t in TEMPLATES for r in RENDER_RE
 COALESCED_BY = {k: EVENTS_COALESCED.labels(k) for k in
                 ("http.script", "http.install", "http.discovery", "http.denied",
                  "http.render_error")}
+CLOSED_BY = {r: CONNECTIONS_CLOSED.labels(r) for r in CLOSE_REASONS}
+BAD_REQUESTS_BY = {r: BAD_REQUESTS.labels(r) for r in BAD_REQUEST_REASONS}
 STATUS_CLASS = {code: f"{min(max(code // 100, 2), 5)}xx" for code in range(100, 600)}

@@ -8,6 +8,13 @@ Routes (docs/http.md has the contract):
   host itself); ``/install/ks.cfg`` picks the host from anaconda's ``X-RHN-Provisioning-MAC-*``
   headers; ``/install/M/done``: the installed host's callback (boot mode becomes ``local``).
 - ``/images/...``, ``/mirror/...``: files; ``/metrics``, ``/healthz``.
+
+The base URL, the SAN server address, who may read a host's install files (:class:`Access`) and
+the accounting of a request (:class:`~services.http.accounting.Accounting`: metrics and the
+``event=request`` log line) are decided here once, for both ways a request arrives: through
+aiohttp (:meth:`BootService.middleware` and the handlers) and, for a render-cache hit that needs
+no I/O, through :meth:`BootService.fast_answer`, which the transport asks before aiohttp parses
+the request (services/http/transport.py).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from aiohttp import hdrs, web
 
 from services.http import files, metrics as m, policy
 from services.http.access import Access
+from services.http.accounting import Accounting, Record
 from services.http.render import INSTALL_FILES, Renderer, RenderError, build_context, template_for
 from shared import logs, metrics as shared_metrics
 from shared.addresses import AddressError, normalise_mac
@@ -82,13 +90,14 @@ class BootService:
     """Request handlers for the boot/file listener."""
 
     def __init__(self, cfg, inventory, events, store: InventoryStore, renderer: Renderer,
-                 access: Access) -> None:
+                 access: Access, accounting: Accounting | None = None) -> None:
         self.cfg = cfg  # the http settings section
         self.inventory = inventory
         self.events = events
         self.store = store
         self.renderer = renderer
         self.access = access
+        self.accounting = accounting or Accounting()
         self.cache = RenderCache(cfg.render_cache_size)
         self._recent: dict[tuple, float] = {}
         self._macs: dict[str | None, str] = {}  # spelling in the request -> canonical MAC
@@ -150,10 +159,10 @@ class BootService:
     def _account(self, request: web.Request, family: str, status: int, sent: int,
                  start: float) -> None:
         elapsed = time.perf_counter() - start
-        m.REQUESTS_BY[family, m.STATUS_CLASS.get(status, "5xx")].inc()
-        m.DURATION_BY[family].observe(elapsed)
-        if sent:
-            m.SENT_BY[family].inc(sent)
+        mac_text = request.match_info.get("mac") or request.query.get("mac")
+        self.accounting.record(Record(family, status, sent, elapsed, request.method,
+                                      request.path, request.remote,
+                                      self._macs.get(mac_text) if mac_text else None))
         if family == "images" and self.cfg.file_events and request.method == "GET" \
                 and status in (200, 206):
             self._file_event(request, status, sent, elapsed)
@@ -184,20 +193,26 @@ class BootService:
                          range="yes" if status == 206 else None)
 
     # -- helpers -------------------------------------------------------------------------------
-    def base_url(self, request: web.Request) -> str:
+    def base_url(self, host_header: str | None, sockname) -> str:
+        """The base URL of scripts and install files: ``http.public_url``, else the request's
+        Host header, else the address the request arrived on."""
         if self.cfg.public_url:
             return self.cfg.public_url.rstrip("/")
-        host = request.headers.get(hdrs.HOST, "")
-        if not HOST_HEADER.fullmatch(host):
-            sock = request.transport.get_extra_info("sockname") if request.transport else None
-            host = f"{sock[0]}:{sock[1]}" if sock else "localhost"
-        return f"http://{host}"
+        if host_header and HOST_HEADER.fullmatch(host_header):
+            return f"http://{host_header}"
+        return f"http://{sockname[0]}:{sockname[1]}" if sockname else "http://localhost"
 
-    def san_server(self, request: web.Request) -> str:
+    def san_server(self, sockname) -> str:
+        """The AoE/iSCSI target address in scripts: ``http.san_server``, else the address the
+        request arrived on."""
         if self.cfg.san_server:
             return self.cfg.san_server
-        sock = request.transport.get_extra_info("sockname") if request.transport else None
-        return sock[0] if sock else "127.0.0.1"
+        return sockname[0] if sockname else "127.0.0.1"
+
+    @staticmethod
+    def _sockname(request: web.Request):
+        return request.transport.get_extra_info("sockname") if request.transport else None
+
 
     def mac(self, text: str | None) -> str:
         mac = self._macs.get(text)
@@ -226,17 +241,17 @@ class BootService:
     def stamp(self) -> tuple:
         return (self.inventory.version, self.renderer.generation())
 
-    def _context(self, request: web.Request, mac: str, host: Host | None, profile) -> dict:
+    def _context(self, remote: str | None, mac: str, host: Host | None, profile, base: str,
+                 san: str) -> dict:
         subnet = None
-        ip = host.ip if host and host.ip else request.remote
+        ip = host.ip if host and host.ip else remote
         if ip:
             try:
                 subnet = self.inventory.subnet_containing(ip)
             except ValueError:
                 subnet = None
         token = self.access.token(mac)
-        return build_context(mac, host, profile, subnet, self.base_url(request), token,
-                             server_ip=self.san_server(request),
+        return build_context(mac, host, profile, subnet, base, token, server_ip=san,
                              url_token=token if self.cfg.token_in_scripts else None)
 
     def _render_failed(self, request: web.Request, mac: str, exc: RenderError,
@@ -247,6 +262,56 @@ class BootService:
                          reason=exc.reason, path=request.path)
         return web.Response(status=500, text=f"bootyard: cannot render {exc}\n")
 
+    # -- the fast path: a render-cache hit answered before aiohttp parses the request ---------
+    def fast_answer(self, target: str, host_header: str | None, peer: str, sockname,
+                    start: float) -> bytes | None:
+        """The body for a ``GET target`` that is a render-cache hit needing no I/O (a script, or
+        an install file its requester may read by token or reserved address), accounted and
+        recorded as the normal path does; None: let aiohttp handle the request the normal way
+        (it then decides and records everything itself)."""
+        if "%" in target or "+" in target:
+            return None  # percent-encoded: aiohttp decodes it
+        path, _, query = target.partition("?")
+        try:
+            if path.startswith("/boot/"):
+                if path == "/boot/ipxe" and query.startswith("mac=") and "&" not in query:
+                    mac_text = query[4:]
+                elif path.endswith(".ipxe") and path.count("/") == 2 and not query:
+                    mac_text = path[6:-5]
+                else:
+                    return None
+                mac = self.mac(mac_text)
+                script = self.script_answer("ipxe", mac, self.base_url(host_header, sockname),
+                                            self.san_server(sockname), peer, render=False)
+                if script is None:
+                    return None
+                body, family = script.body, "script"
+            elif path.startswith("/install/"):
+                parts = path.split("/")
+                if len(parts) != 4 or parts[3] not in INSTALL_FILES:
+                    return None
+                token = query[6:] if query.startswith("token=") and "&" not in query else None
+                if query and token is None:
+                    return None
+                mac, filename = self.mac(parts[2]), parts[3]
+                if self.inventory.host(mac) is None:
+                    return None
+                how = self.access.allowed_now(mac, peer, token)
+                if how is None:
+                    return None  # a lease, a refusal or an error: the normal path decides
+                body = self.install_answer(filename, mac, self.base_url(host_header, sockname),
+                                           self.san_server(sockname), peer, how, render=False)
+                if body is None:
+                    return None
+                family = "install"
+            else:
+                return None
+        except (InventoryUnavailable, web.HTTPException):
+            return None
+        self.accounting.record(Record(family, 200, len(body), time.perf_counter() - start,
+                                      "GET", path, peer, mac, "fast"))
+        return body
+
     # -- boot scripts --------------------------------------------------------------------------
     async def ipxe(self, request: web.Request) -> web.Response:
         mac = self.mac(request.match_info.get("mac") or request.query.get("mac"))
@@ -256,41 +321,55 @@ class BootService:
         return self._script(request, self.mac(request.query.get("mac")), "grub")
 
     def _script(self, request: web.Request, mac: str, kind: str) -> web.Response:
-        base, san = self.base_url(request), self.san_server(request)
-        stamp = self.stamp()
-        key = (kind, mac, base, san)
-        script = self.cache.get(stamp, key)
-        host, profile, export = self._records(mac)
+        sock = self._sockname(request)
+        try:
+            script = self.script_answer(
+                kind, mac, self.base_url(request.headers.get(hdrs.HOST), sock),
+                self.san_server(sock), request.remote, request.query.get("arch"))
+        except RenderError as exc:
+            return self._render_failed(request, mac, exc, "cmdline")
+        return web.Response(body=script.body, headers=TEXT_PLAIN)
+
+    def script_answer(self, kind: str, mac: str, base: str, san: str, ip: str | None,
+                      arch: str | None = None, *, render: bool = True) -> policy.Script | None:
+        """The host's script from the render cache, or rendered (``render``; else None on a
+        miss), with its event. Raises RenderError for a profile cmdline that does not render."""
+        script = self.cache.get(self.stamp(), (kind, mac, base, san))
         if script is not None:
-            m.RENDERS_BY[kind, "cached"].inc()
+            self.accounting.tally(m.RENDERS_BY[kind, "cached"])
+            host = self.inventory.host(mac)
+        elif not render:
+            return None
         else:
-            cmdline = ""
-            if host is not None and profile is not None and profile.cmdline and \
-                    host.boot_mode in ("install", "live", "netroot"):
-                try:
-                    cmdline = self.renderer.render_string(
-                        f"profile {profile.name} cmdline", profile.cmdline,
-                        self._context(request, mac, host, profile))
-                    if not policy.cmdline_is_safe(cmdline):
-                        raise RenderError(f"profile {profile.name} cmdline",
-                                          "the rendered command line has a line break or "
-                                          "control character")
-                except RenderError as exc:
-                    return self._render_failed(request, mac, exc, "cmdline")
-            token = self.access.token(mac) if self.cfg.token_in_scripts else None
-            ctx = policy.BootContext(base_url=base, san_server=san,
-                                     initiator_prefix=self.cfg.initiator_prefix,
-                                     unknown_host=self.cfg.unknown_host,
-                                     unknown_delay=self.cfg.unknown_delay, token=token)
-            make = policy.ipxe_script if kind == "ipxe" else policy.grub_config
-            script = make(mac, host, profile, export, ctx, cmdline)
-            self.cache.put(key, script)
-            m.RENDERS_BY[kind, "ok"].inc()
-        self.script_event(mac, host, script, kind, request.remote,
-                           request.query.get("arch"))
+            host, profile, export = self._records(mac)
+            script = self._render_script(kind, mac, base, san, ip, host, profile, export)
+        self.script_event(mac, host, script, kind, ip, arch)
         if script.outcome == "error":
             log.warning("boot_config_error", mac=mac, reason=script.reason)
-        return web.Response(body=script.body, headers=TEXT_PLAIN)
+        return script
+
+    def _render_script(self, kind: str, mac: str, base: str, san: str, ip: str | None,
+                       host, profile, export) -> policy.Script:
+        cmdline = ""
+        if host is not None and profile is not None and profile.cmdline and \
+                host.boot_mode in ("install", "live", "netroot"):
+            cmdline = self.renderer.render_string(
+                f"profile {profile.name} cmdline", profile.cmdline,
+                self._context(ip, mac, host, profile, base, san))
+            if not policy.cmdline_is_safe(cmdline):
+                raise RenderError(f"profile {profile.name} cmdline",
+                                  "the rendered command line has a line break or "
+                                  "control character")
+        token = self.access.token(mac) if self.cfg.token_in_scripts else None
+        ctx = policy.BootContext(base_url=base, san_server=san,
+                                 initiator_prefix=self.cfg.initiator_prefix,
+                                 unknown_host=self.cfg.unknown_host,
+                                 unknown_delay=self.cfg.unknown_delay, token=token)
+        make = policy.ipxe_script if kind == "ipxe" else policy.grub_config
+        script = make(mac, host, profile, export, ctx, cmdline)
+        self.cache.put((kind, mac, base, san), script)
+        m.RENDERS_BY[kind, "ok"].inc()
+        return script
 
     def script_event(self, mac: str, host: Host | None, script: policy.Script, kind: str,
                       ip: str | None, arch: str | None = None) -> None:
@@ -363,6 +442,21 @@ class BootService:
 
     def _install_response(self, request: web.Request, mac: str, filename: str,
                           how: str) -> web.Response:
+        try:
+            sock = self._sockname(request)
+            text = self.install_answer(
+                filename, mac, self.base_url(request.headers.get(hdrs.HOST), sock),
+                self.san_server(sock), request.remote, how)
+        except RenderError as exc:
+            return self._render_failed(request, mac, exc, INSTALL_FILES[filename][2])
+        return web.Response(body=text, headers=TEXT_PLAIN)
+
+    def install_answer(self, filename: str, mac: str, base: str, san: str, ip: str | None,
+                       how: str, *, render: bool = True) -> bytes | None:
+        """An install file the requester may read (``how``: token, reserved, lease), from the
+        render cache or rendered (``render``; else None on a miss), with its event. Raises
+        HTTPNotFound when the host's profile does not provide it, RenderError when its template
+        does not render."""
         host, profile, _export = self._records(mac)
         label = INSTALL_FILES[filename][2]
         if profile is None:
@@ -371,22 +465,19 @@ class BootService:
         if template is None:
             raise web.HTTPNotFound(text=f"bootyard: profile {profile.name} (install="
                                         f"{profile.install}) does not provide {filename}\n")
-        base = self.base_url(request)
         key = ("install", filename, mac, base)
         text = self.cache.get(self.stamp(), key)
         if text is not None:
-            m.RENDERS_BY[label, "cached"].inc()
+            self.accounting.tally(m.RENDERS_BY[label, "cached"])
+        elif not render:
+            return None
         else:
-            try:
-                text = self.renderer.render_file(
-                    template, self._context(request, mac, host, profile)).encode()
-            except RenderError as exc:
-                return self._render_failed(request, mac, exc, label)
+            text = self.renderer.render_file(
+                template, self._context(ip, mac, host, profile, base, san)).encode()
             m.RENDERS_BY[label, "ok"].inc()
             self.cache.put(key, text)
-        self.emit_coalesced("http.install", mac, request.remote, file=filename,
-                         template=template, via=how)
-        return web.Response(body=text, headers=TEXT_PLAIN)
+        self.emit_coalesced("http.install", mac, ip, file=filename, template=template, via=how)
+        return text
 
     async def install_done(self, request: web.Request) -> web.Response:
         if request.method not in ("GET", "POST", "PUT"):

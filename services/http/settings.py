@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import field
 
-from shared.settings import CommonSettings, non_negative, port_number, setting
+from shared.settings import CommonSettings, non_negative, port_number, positive, setting
 
 
 def _workers(value: int) -> None:
@@ -47,8 +47,20 @@ class HttpSection:
                                      check=non_negative)
     fast_path: bool = setting(True, help="answer render-cache hits for scripts and install "
                                           "files before aiohttp's request handling")
-    workers: int = setting(1, help="processes serving the boot/file listener (SO_REUSEPORT)",
+    workers: int = setting(1, help="processes serving the boot/file listener (SO_REUSEPORT); "
+                                   "above 1 this process supervises them (docs/http.md)",
                            check=_workers)
+    header_timeout: float = setting(10.0, help="seconds a client has to send a whole request "
+                                               "head once it has begun (then: closed)",
+                                    check=positive)
+    idle_timeout: float = setting(30.0, help="seconds a connection may wait for its next "
+                                             "request (then: closed)", check=positive)
+    max_connections: int = setting(1000, help="open connections per listener and process; "
+                                              "more are closed at once",
+                                   check=positive)
+    max_body: int = setting(8 << 20, help="largest request body accepted in bytes (admin API "
+                                          "imports); a larger one is refused with 413",
+                            check=positive)
     file_events: bool = setting(True, help="record an http.file event for each /images/ "
                                            "download (never for /mirror/)")
     admin_enabled: bool = setting(True, help="serve the admin API (/api/v1/...)")
@@ -56,6 +68,9 @@ class HttpSection:
     admin_port: int = setting(9180, help="port of the admin API", check=port_number)
     admin_token: str = setting("", help="bearer token for the admin API; may only be empty "
                                         "when admin_host is a loopback address", secret=True)
+    admin_hostnames: tuple[str, ...] = setting(
+        (), help="host names the admin API may be reached by (Host header), besides localhost "
+                 "and IP addresses; any other name is refused (DNS rebinding)")
     metrics_host: str = setting("0.0.0.0", help="address of the /metrics and /healthz listener")
     metrics_port: int = setting(9103, help="port of the /metrics and /healthz listener "
                                            "(they are also on the boot listener)",

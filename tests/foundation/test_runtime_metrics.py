@@ -1,8 +1,10 @@
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.request
 
 import pytest
@@ -203,3 +205,100 @@ def test_observe_all_counts_as_observe_does():
     (batch_sum,), (one_sum,) = ([s[2] for s in samples(n) if s[0] == "sum"]
                                 for n in ("all_at_once", "one_by_one"))
     assert abs(batch_sum - one_sum) < 1e-9
+
+
+WORKERS = textwrap.dedent('''
+    import asyncio, dataclasses, os, sys
+    from shared import metrics, runtime
+    from shared.settings import CommonSettings, setting
+
+    SERVED = metrics.counter("bootyard_toy_served_total", "x")
+    UP = metrics.gauge("bootyard_toy_up", "x")
+
+    @dataclasses.dataclass(frozen=True)
+    class ToySection:
+        metrics_port: int = setting(0)
+        workers: int = setting(1)
+
+    @dataclasses.dataclass(frozen=True)
+    class ToySettings(CommonSettings):
+        toy: ToySection = dataclasses.field(default_factory=ToySection)
+
+    async def serve(cfg, stop):
+        worker = runtime.worker()
+        if cfg.toy.workers > 1 and worker is None:
+            await runtime.supervise("toy", cfg.toy.workers, stop, metrics_host="127.0.0.1",
+                                    metrics_port=cfg.toy.metrics_port,
+                                    metrics_setting="toy.metrics_port",
+                                    command=[sys.executable, __file__])
+            return
+        SERVED.inc(10 ** worker.index)  # worker 0 counts 1, worker 1 counts 10
+        UP.inc()
+        print("WORKER", worker.index, worker.count, os.getpid(), flush=True)
+        await stop.wait()
+
+    sys.exit(runtime.run_service("toy", ToySettings, serve, sys.argv[1:]))
+''')
+
+
+def test_supervisor_runs_workers_sums_metrics_and_ends_with_them(tmp_path):
+    script = tmp_path / "toy.py"
+    script.write_text(WORKERS)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "BOOTYARD_TOY__WORKERS": "2",
+           "BOOTYARD_TOY__METRICS_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        started = sorted(proc.stdout.readline().split()[1:] for _ in range(2))
+        assert [s[:2] for s in started] == [["0", "2"], ["1", "2"]]
+        pids = [int(s[2]) for s in started]
+
+        def scrape(path):
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)
+        body = scrape("/metrics").read().decode()
+        assert "bootyard_toy_served_total 11.0" in body  # summed over the workers
+        assert "bootyard_toy_up 2.0" in body
+        assert scrape("/healthz").status == 200
+        os.kill(pids[1], signal.SIGKILL)  # a worker dies: the service ends, status 1
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 1, err
+        assert "event=worker_exited worker=1" in err and "status=-9" in err
+        assert "Traceback" not in err
+        for pid in pids:
+            assert not alive(pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_workers_die_with_a_killed_supervisor(tmp_path):
+    script = tmp_path / "toy.py"
+    script.write_text(WORKERS)
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "BOOTYARD_TOY__WORKERS": "2"}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    pids = [int(proc.stdout.readline().split()[3]) for _ in range(2)]
+    proc.kill()  # SIGKILL: no chance to stop them itself; the parent-death signal does
+    proc.wait()
+    for pid in pids:
+        deadline = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pid)
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for its parent)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -91,7 +91,8 @@ async def test_exports_subnets_mirrors_validate_export_import(api):
     assert report["problems"][0]["reason"].startswith("no such profile")
     exported = await (await api.get("/api/v1/export")).text()
     assert "subnets:" in exported and "web1-root:" in exported
-    resp = await api.post("/api/v1/import?replace=yes", data="hosts: {}\n")
+    resp = await api.post("/api/v1/import?replace=yes", data="hosts: {}\n",
+                          headers={"Content-Type": "application/yaml"})
     assert await resp.json() == {"written": 0, "deleted": 4}
     assert await (await api.get("/api/v1/exports")).json() == {}
 
@@ -117,19 +118,81 @@ async def test_events_and_the_live_stream(api, inventory):
     assert resp.headers["Content-Type"] == "text/event-stream"
     assert await resp.content.readline() == b": bootyard event stream\n"
     await resp.content.readline()
-    await asyncio.sleep(0.3)  # the stream follows from "now"
-
-    async def emit_later():
-        await asyncio.sleep(0.2)
+    # the stream follows from "now": the dhcp.ack above never comes; an event written after
+    # the stream started does. The stream reads from its start (XREAD $), so the new event is
+    # written again until one arrives: the first one to arrive must be it, not the dhcp.ack.
+    lines: list[str] = []
+    for _ in range(50):
         inventory.events.emit("http.script", MAC, outcome="install")
         await inventory.events.flush()
-
-    task = asyncio.create_task(emit_later())
-    lines = []
+        try:
+            lines.append((await asyncio.wait_for(resp.content.readline(), 0.2)).decode()
+                         .rstrip("\n"))
+            break
+        except TimeoutError:
+            continue
     while len(lines) < 3:
         lines.append((await asyncio.wait_for(resp.content.readline(), 5)).decode().rstrip("\n"))
-    await task
     assert lines[0].startswith("id: ") and lines[1] == "event: http.script"
     data = json.loads(lines[2][len("data: "):])
     assert data["mac"] == MAC and data["fields"] == {"outcome": "install"}
     resp.close()
+    # Last-Event-ID: a reconnecting client continues right after the entry it names
+    resp = await api.get(f"/api/v1/events/stream?host={MAC}",
+                         headers={"Last-Event-ID": listed[0]["id"]})
+    await resp.content.readline()
+    await resp.content.readline()
+    lines = [(await asyncio.wait_for(resp.content.readline(), 5)).decode().rstrip("\n")
+             for _ in range(3)]
+    assert lines[1] == "event: http.script"
+    resp.close()
+
+
+# ---------------------------------------------------------------- F5: web pages stay out
+
+@pytest.fixture
+async def open_api(inventory, aiohttp_client):
+    """The token-less admin API (the default outside compose: loopback, no token)."""
+    await inventory.put("host", MAC, hostname="web1")
+    return await aiohttp_client(AdminApi(inventory.store, inventory.events, "", SECRET).app())
+
+
+async def test_f5_text_plain_post_cannot_wipe_the_inventory(open_api, inventory):
+    # what a web page's cross-site "simple" request (no preflight) can send
+    resp = await open_api.post("/api/v1/import?replace=yes", data="hosts: {}\n",
+                               headers={"Content-Type": "text/plain"})
+    assert resp.status == 415 and "Content-Type 'text/plain'" in (await resp.json())["error"]
+    form = await open_api.post("/api/v1/hosts", data="id=52:54:00:00:00:01",
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status == 415
+    assert list(await (await open_api.get("/api/v1/hosts")).json()) == [MAC]
+    ok = await open_api.post("/api/v1/hosts",
+                             json={"id": "52:54:00:00:00:02", "hostname": "web2"})
+    assert ok.status == 201
+
+
+async def test_f5_foreign_origin_refused(open_api):
+    resp = await open_api.post("/api/v1/hosts", json={"id": "52:54:00:00:00:01",
+                                                      "hostname": "evil"},
+                               headers={"Origin": "http://evil.example"})
+    assert resp.status == 403 and "cross-origin" in (await resp.json())["error"]
+    resp = await open_api.delete(f"/api/v1/hosts/{MAC}", headers={"Origin": "null"})
+    assert resp.status == 403
+    same = await open_api.get("/api/v1/hosts",
+                              headers={"Origin": f"http://{open_api.host}:{open_api.port}"})
+    assert same.status == 200
+
+
+async def test_f5_rebound_host_refused(inventory, open_api, aiohttp_client):
+    resp = await open_api.get(f"/api/v1/hosts/{MAC}/token",
+                              headers={"Host": "attacker.example:9180"})
+    assert resp.status == 421 and "http.admin_hostnames" in (await resp.json())["error"]
+    assert SECRET not in await resp.text()
+    for host in ("localhost:9180", "127.0.0.1:9180", "[::1]:9180", "10.0.0.1"):
+        resp = await open_api.get(f"/api/v1/hosts/{MAC}/token", headers={"Host": host})
+        assert resp.status == 200, host
+    named = AdminApi(inventory.store, inventory.events, "", SECRET,
+                     hostnames=("deploy.lab.example",)).app()
+    client = await aiohttp_client(named)
+    ok = await client.get("/api/v1/hosts", headers={"Host": "Deploy.Lab.Example:9180"})
+    assert ok.status == 200
