@@ -154,7 +154,8 @@ async def test_events_and_the_live_stream(api, inventory):
 async def open_api(inventory, aiohttp_client):
     """The token-less admin API (the default outside compose: loopback, no token)."""
     await inventory.put("host", MAC, hostname="web1")
-    return await aiohttp_client(AdminApi(inventory.store, inventory.events, "", SECRET).app())
+    return await aiohttp_client(AdminApi(inventory.store, inventory.events, "", SECRET,
+                                                   leases=Leases(inventory.client)).app())
 
 
 async def test_f5_text_plain_post_cannot_wipe_the_inventory(open_api, inventory):
@@ -192,7 +193,7 @@ async def test_f5_rebound_host_refused(inventory, open_api, aiohttp_client):
         resp = await open_api.get(f"/api/v1/hosts/{MAC}/token", headers={"Host": host})
         assert resp.status == 200, host
     named = AdminApi(inventory.store, inventory.events, "", SECRET,
-                     hostnames=("deploy.lab.example",)).app()
+                     hostnames=("deploy.lab.example",), leases=Leases(inventory.client)).app()
     client = await aiohttp_client(named)
     ok = await client.get("/api/v1/hosts", headers={"Host": "Deploy.Lab.Example:9180"})
     assert ok.status == 200
