@@ -23,7 +23,7 @@ from aiohttp import hdrs, web
 from services.http import files, metrics as m, policy
 from services.http.access import Access
 from services.http.render import INSTALL_FILES, Renderer, RenderError, build_context, template_for
-from shared import logs, metrics as shared_metrics
+from shared import bootplan, logs, metrics as shared_metrics
 from shared.addresses import AddressError, normalise_mac
 from shared.schema import KINDS, Host
 from shared.store import InventoryStore, InventoryUnavailable, PreconditionFailed
@@ -215,25 +215,20 @@ class BootService:
         return mac
 
     def _records(self, mac: str):
-        inv = self.inventory
-        host = inv.host(mac)
-        profile = inv.profile(host.profile) if host and host.profile else None
-        export_name = (host.vars.get("export") if host else None) or \
-            (profile.export if profile else None)
-        export = inv.export(export_name) if export_name else None
-        return host, profile, export
+        return bootplan.records(self.inventory, mac)
 
     def stamp(self) -> tuple:
         return (self.inventory.version, self.renderer.generation())
 
-    def _context(self, request: web.Request, mac: str, host: Host | None, profile) -> dict:
-        subnet = None
+    def _subnet(self, request: web.Request, host: Host | None):
         ip = host.ip if host and host.ip else request.remote
-        if ip:
-            try:
-                subnet = self.inventory.subnet_containing(ip)
-            except ValueError:
-                subnet = None
+        try:
+            return self.inventory.subnet_containing(ip) if ip else None
+        except ValueError:
+            return None
+
+    def _context(self, request: web.Request, mac: str, host: Host | None, profile) -> dict:
+        subnet = self._subnet(request, host)
         token = self.access.token(mac)
         return build_context(mac, host, profile, subnet, self.base_url(request), token,
                              server_ip=self.san_server(request),
@@ -245,7 +240,9 @@ class BootService:
         log.warning("render_error", mac=mac, template=exc.template, reason=exc.reason)
         self.emit_coalesced("http.render_error", mac, request.remote, template=exc.template,
                          reason=exc.reason, path=request.path)
-        return web.Response(status=500, text=f"bootyard: cannot render {exc}\n")
+        # the reason and the template's name go to the log and the event, not to the client
+        return web.Response(status=500, text=f"bootyard: cannot render this host's {label}; "
+                                             "the HTTP service log says why\n")
 
     # -- boot scripts --------------------------------------------------------------------------
     async def ipxe(self, request: web.Request) -> web.Response:
@@ -264,26 +261,17 @@ class BootService:
         if script is not None:
             m.RENDERS_BY[kind, "cached"].inc()
         else:
-            cmdline = ""
-            if host is not None and profile is not None and profile.cmdline and \
-                    host.boot_mode in ("install", "live", "netroot"):
-                try:
-                    cmdline = self.renderer.render_string(
-                        f"profile {profile.name} cmdline", profile.cmdline,
-                        self._context(request, mac, host, profile))
-                    if not policy.cmdline_is_safe(cmdline):
-                        raise RenderError(f"profile {profile.name} cmdline",
-                                          "the rendered command line has a line break or "
-                                          "control character")
-                except RenderError as exc:
-                    return self._render_failed(request, mac, exc, "cmdline")
             token = self.access.token(mac) if self.cfg.token_in_scripts else None
             ctx = policy.BootContext(base_url=base, san_server=san,
                                      initiator_prefix=self.cfg.initiator_prefix,
                                      unknown_host=self.cfg.unknown_host,
-                                     unknown_delay=self.cfg.unknown_delay, token=token)
+                                     unknown_delay=self.cfg.unknown_delay, token=token,
+                                     subnet=self._subnet(request, host))
             make = policy.ipxe_script if kind == "ipxe" else policy.grub_config
-            script = make(mac, host, profile, export, ctx, cmdline)
+            try:
+                script = make(mac, host, profile, export, ctx)
+            except RenderError as exc:
+                return self._render_failed(request, mac, exc, "cmdline")
             self.cache.put(key, script)
             m.RENDERS_BY[kind, "ok"].inc()
         self.script_event(mac, host, script, kind, request.remote,

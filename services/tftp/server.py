@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from shared import logs
+from shared import bootplan, logs
 from shared.paths import PathRefused, clean_relative, resolve_under
 from shared.leases import lookup_ip
 from shared.store import InventoryUnavailable
@@ -314,10 +314,11 @@ class TftpServer:
             self._finish_error(addr, record, "not_found", ErrorCode.FILE_NOT_FOUND,
                                "unknown host")
             return None
-        profile = self.inventory.profile(host.profile) if host and host.profile else None
+        _host, profile, export = bootplan.records(self.inventory, mac) if host else (None,) * 3
         try:
-            boot = render.plan(mac, host, profile, images_prefix=self.cfg.images_prefix,
-                               http_base_url=self.cfg.http_base_url)
+            boot = render.plan(mac, host, profile, export, images_prefix=self.cfg.images_prefix,
+                               http_base_url=self.cfg.http_base_url,
+                               unknown_host=self.cfg.unknown_host)
             text = render.render(dynamic.kind, boot, self.cfg.http_base_url)
         except render.RenderError as exc:
             log.warning("render_failed", mac=mac, kind=dynamic.kind, reason=str(exc))

@@ -56,29 +56,24 @@ CASES = {
     "disabled": (host(enabled=False), INSTALL, None, "discovery"),
     "unknown-discovery": (None, None, None, "discovery"),
     "unknown-local": (None, None, None, "local"),
+    "unknown-none": (None, None, None, "none"),
 }
 
 
 def render(case: str, loader: str) -> str:
-    """The text ``loader`` gets for ``case`` (today's code paths), or ``ERROR: ...``."""
+    """The text ``loader`` gets for ``case``, or ``ERROR: ...``."""
     h, profile, export, unknown = CASES[case]
     if loader in ("ipxe", "grub-http"):
         ctx = policy.BootContext(base_url=BASE, san_server=SAN, unknown_delay=7,
-                                 unknown_host="exit" if unknown == "local" else unknown)
-        cmdline = ""
-        if h is not None and profile is not None and profile.cmdline:
-            from services.http.render import Renderer, build_context
-            cmdline = Renderer("/nonexistent").render_string(
-                "cmdline", profile.cmdline,
-                build_context(MAC, h, profile, None, BASE, "TOKEN", server_ip=SAN))
+                                 unknown_host=unknown)
         make = policy.ipxe_script if loader == "ipxe" else policy.grub_config
-        script = make(MAC, h, profile, export, ctx, cmdline)
+        script = make(MAC, h, profile, export, ctx)
         return f"outcome={script.outcome}\n{script.text}"
     kind = {"grub-tftp": "grub", "pxelinux": "pxelinux", "ipxe-tftp": "ipxe",
             "ipxe-tftp-alone": "ipxe"}[loader]
     base = None if loader == "ipxe-tftp-alone" else BASE  # TFTP without tftp.http_base_url
     try:
-        boot = tftp_render.plan(MAC, h, profile, http_base_url=base)
+        boot = tftp_render.plan(MAC, h, profile, export, http_base_url=base, unknown_host=unknown)
         return tftp_render.render(kind, boot, base)
     except tftp_render.RenderError as exc:
         return f"ERROR: {exc}\n"
