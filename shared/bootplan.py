@@ -363,7 +363,7 @@ def _boot(base: Plan, host: Host, profile: Profile | None, export: Export | None
     if mode == "sanboot":
         tgt = target(_need_export(profile, export), facts.san_server)
         iqn = initiator_iqn(host, profile, facts.initiator_prefix) if tgt.kind == "iscsi" else ""
-        check_args((iqn, tgt.san_uri), f"host {host.mac} sanboot")
+        _check_target(host, tgt, iqn)
         return dataclasses.replace(base, target=tgt, initiator=iqn)
     if not profile.kernel:
         raise PlanError(f"profile {profile.name} has no kernel")
@@ -386,6 +386,7 @@ def _boot(base: Plan, host: Host, profile: Profile | None, export: Export | None
             args.append("ip=dhcp")
         else:
             iqn = initiator_iqn(host, profile, facts.initiator_prefix)
+            _check_target(host, tgt, iqn)
             if merged_vars(host, profile).get("iscsi") == "ibft":
                 hook = True
                 args += ["rd.iscsi.firmware=1", "rd.iscsi.ibft=1", "netroot=iscsi:ibft"]
@@ -402,6 +403,11 @@ def _boot(base: Plan, host: Host, profile: Profile | None, export: Export | None
         install = urls[_INSTALL_URL[profile.install]]
     return dataclasses.replace(base, kernel=kernel, initrds=initrds, args=tuple(args),
                                target=tgt, initiator=iqn, hook=hook, install_url=install)
+
+
+def _check_target(host: Host, tgt: Target, iqn: str) -> None:
+    check_args((iqn,), f"bootyard:host:{host.mac} var.initiator_iqn (iSCSI initiator name)")
+    check_args((tgt.san_uri,), f"bootyard:export:{tgt.export} (target)")
 
 
 # ------------------------------------------------------------------------------ the one check
@@ -428,7 +434,7 @@ def check_args(args, what: str) -> None:
     for arg in args:
         problem = args_problem(arg)
         if problem:
-            raise PlanError(f"{what}: {arg[:80]!r} cannot go into a boot script: {problem}")
+            raise PlanError(f"{what}={arg[:80]!r} cannot go into a boot script: {problem}")
 
 
 # ------------------------------------------------------------------------------ cmdline template
@@ -437,10 +443,10 @@ _ALLOWED_FILTERS = frozenset({
     "default", "d", "lower", "upper", "trim", "string", "int", "join", "urlencode", "first",
     "last", "length", "count", "capitalize", "title", "e", "escape"})
 _ALLOWED_METHODS = frozenset({"get", "lower", "upper", "strip", "startswith", "endswith"})
-_ALLOWED_NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.If, nodes.Expr,
+_ALLOWED_NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.If,
                   nodes.Name, nodes.Const, nodes.Getattr, nodes.Getitem, nodes.Filter,
                   nodes.Test, nodes.CondExpr, nodes.And, nodes.Or, nodes.Not, nodes.Compare,
-                  nodes.Operand, nodes.Concat, nodes.Add, nodes.Sub, nodes.Mul, nodes.Mod,
+                  nodes.Operand, nodes.Concat, nodes.Add, nodes.Sub, nodes.Mul,
                   nodes.Neg, nodes.Pos, nodes.Tuple, nodes.List, nodes.Keyword, nodes.Slice,
                   nodes.Call)
 
@@ -488,8 +494,13 @@ def check_template(source: str) -> str | None:
     for node in tree.find_all(nodes.Node):
         if not isinstance(node, _ALLOWED_NODES):
             return (f"'{type(node).__name__}' is not allowed in a kernel command line template "
-                    "(no loops, macros, blocks, set, include or ** there: use if/else, "
+                    "(no loops, macros, blocks, set, include, % or ** there: use if/else, "
                     "variables and filters)")
+        if isinstance(node, nodes.Mul) and any(
+                isinstance(side, nodes.Const) and isinstance(side.value, int)
+                and not isinstance(side.value, bool) and side.value > MAX_VALUE
+                for side in (node.left, node.right)):
+            return f"a repetition above {MAX_VALUE} (the command line is at most {MAX_CMDLINE})"
         if isinstance(node, nodes.Filter) and node.name not in _ALLOWED_FILTERS:
             return (f"filter {node.name!r} is not allowed in a kernel command line template "
                     f"(allowed: {', '.join(sorted(_ALLOWED_FILTERS))})")

@@ -90,6 +90,12 @@ def initrd_names(locations) -> list[str]:
 
 # ------------------------------------------------------------------------------ iPXE
 
+def _echo(text: str) -> str:
+    """Text for an iPXE ``echo``: iPXE expands ``${...}`` and runs ``||``/``&&`` even there, and a
+    reason may quote a refused inventory value, so anything else than plain text becomes '?'."""
+    return re.sub(r"[^A-Za-z0-9 ._,:;=/()@+'-]", "?", text)
+
+
 def ipxe_script(mac: str, host: Host | None, profile: Profile | None, export: Export | None,
                 ctx: BootContext) -> Script:
     """The iPXE script for ``mac`` (see the module docstring for what each mode gives).
@@ -109,7 +115,7 @@ def ipxe_script(mac: str, host: Host | None, profile: Profile | None, export: Ex
                                          "exit", ""]), "local")
     if plan.outcome == "error":
         return Script("\n".join(head + [
-            f"echo bootyard: {who} cannot boot: {plan.reason}",
+            f"echo bootyard: {who} cannot boot: {_echo(plan.reason)}",
             "echo bootyard: fix the inventory (bootyard validate), then reboot this machine",
             f"sleep {FAIL_PAUSE}", "exit", ""]), "error", plan.reason)
     return Script("\n".join(head + _ipxe_body(plan, ctx) + [
