@@ -27,7 +27,6 @@ import dataclasses
 import posixpath
 import re
 import urllib.parse
-from collections.abc import Mapping
 from typing import Any
 
 import jinja2

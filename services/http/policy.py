@@ -1,36 +1,32 @@
-"""Boot-script policy: what a machine is told to boot, as iPXE script or GRUB config text.
+"""Boot scripts for the HTTP service: the boot plan (shared/bootplan.py) written as iPXE or GRUB.
 
-Pure and synchronous: a function of (MAC, host record or None, profile, block export, the kernel
-command line already rendered from the profile's template, and a :class:`BootContext`). No
-sockets, no Redis, no clock. The server caches the text by inventory version.
+Pure and synchronous: a function of (MAC, host record or None, profile, block export and a
+:class:`BootContext`, bootplan's ``Facts``). No sockets, no Redis, no clock. The server caches the
+text by inventory version. What each boot mode boots (kernel, initrds, arguments, target) is
+decided in the plan, the same for every loader; here it only becomes script text:
 
-Boot modes (``host.boot_mode``), and the iPXE they give:
-
-- ``install``, ``live``, ``netroot``: ``kernel`` + ``initrd`` from the profile over HTTP. Each
-  initrd is fetched with ``--name`` and named with ``initrd=<name>`` on the command line, because
-  ipxe.efi only hands the kernel the initrds named there. ``live`` adds the squashfs root URL
-  (dracut ``root=live:URL`` or initramfs-tools/busybox ``rooturl=URL``, per ``profile.live_style``);
-  ``netroot`` adds the root disk from the block export (AoE ``root=/dev/etherd/eS.L`` [and dracut
-  ``netroot=aoe:eS.L``], iSCSI dracut ``netroot=iscsi:SERVER:::LUN:IQN`` with the host's initiator
-  name, or with ``var.iscsi=ibft`` an iPXE ``sanhook`` and ``netroot=iscsi:ibft``).
+- ``install``, ``live``, ``netroot``: ``kernel`` + ``initrd``. Each initrd is fetched with
+  ``--name`` and named with ``initrd=<name>`` on the command line, because ipxe.efi only hands
+  the kernel the initrds named there. Netroot over iSCSI with ``var.iscsi=ibft``: iPXE logs in
+  itself first (``set initiator-iqn``, ``sanhook``).
 - ``sanboot``: ``sanboot iscsi:SERVER:::LUN:IQN`` (with ``initiator-iqn`` set per host) or
   ``sanboot aoe:eSHELF.SLOT``.
 - ``local``: ``exit``, so the firmware boots the next device (the local disk).
 - a disabled host: a message, then ``exit``.
-- an unknown MAC: discovery (a message, a report fetch that records the machine's details, a
-  pause, ``exit``) or a plain ``exit``.
+- an unknown MAC (``http.unknown_host``): ``discovery`` (a message, a report fetch that records
+  the machine's details, a pause, ``exit``), ``local`` (a message, ``exit``) or ``none`` (a plain
+  ``exit``).
 
 Every failing step ends in ``goto failed``: a line naming the host and iPXE's error, a pause and
 ``exit``, so a broken boot is visible on the console and never silently falls into another one.
+A failing cmdline template raises :class:`TemplateFailed` (the server answers 500 and logs why).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import posixpath
 import re
-import urllib.parse
 
 from shared import bootplan
 from shared.bootplan import (Location, PathMapper, TemplateFailed, grub_device_path, grub_word,

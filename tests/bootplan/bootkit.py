@@ -31,7 +31,7 @@ URLS = Profile(name="remote", kernel="http://mirror.example/d/linux",
 
 
 def host(**kw) -> Host:
-    base = dict(mac=MAC, hostname="web1", ip="10.0.0.21", profile="debian12")
+    base = {"mac": MAC, "hostname": "web1", "ip": "10.0.0.21", "profile": "debian12"}
     base.update(kw)
     return Host(**base)
 

@@ -8,7 +8,7 @@ import re
 import time
 
 import pytest
-from bootkit import BASE, CASES, MAC, NETROOT_AOE, AOE, SAN, host, render
+from bootkit import AOE, BASE, CASES, MAC, NETROOT_AOE, SAN, host, render
 
 from services.dhcp import policy as dhcp_policy
 from services.dhcp.codec import Message, MessageType, Opt
@@ -256,8 +256,8 @@ def test_f9_render_is_bounded_even_for_records_that_skipped_validation():
 
 def test_ordinary_cmdline_templates_still_pass():
     for cmdline in ("inst.ks={{ urls.kickstart }} inst.ks.sendmac ip=dhcp",
-                    "{% if host.hostname %}hostname={{ host.hostname|lower }}{% endif %} "
-                    "{{ vars.get('console', 'console=tty0') }} {{ vars.disk|default('sda') }}",
+                    ("{% if host.hostname %}hostname={{ host.hostname|lower }}{% endif %} "
+                    "{{ vars.get('console', 'console=tty0') }} {{ vars.disk|default('sda') }}"),
                     "console=ttyS0 quiet panic=-1 bootyard.marker=m-1234"):
         assert parse_record(KINDS["profile"], "p", {"cmdline": cmdline})[0] is not None, cmdline
 

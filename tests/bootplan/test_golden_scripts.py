@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from bootkit import CASES, LOADERS, render
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "bootplan"

@@ -10,7 +10,7 @@ from services.http.access import host_token
 from shared.schema import KINDS
 from shared.store import RecordInvalid
 
-PROFILE = dict(kernel="debian/linux", initrd="debian/initrd.gz", install="preseed")
+PROFILE = {"kernel": "debian/linux", "initrd": "debian/initrd.gz", "install": "preseed"}
 
 
 async def setup(inv, cmdline: str) -> None:
