@@ -41,6 +41,7 @@ VAR_PREFIX = "var."
 BOOT_MODES = ("install", "live", "netroot", "sanboot", "local")
 INSTALL_KINDS = ("none", "kickstart", "preseed", "cloud-init")
 LIVE_STYLES = ("dracut", "rooturl")
+NETROOT_STYLES = ("dracut", "kernel")
 EXPORT_KINDS = ("aoe", "iscsi")
 _TRUE = ("yes", "true", "1", "on")
 _FALSE = ("no", "false", "0", "off")
@@ -165,9 +166,68 @@ def _list(value: str) -> tuple[str, ...]:
 
 
 def _iqn(value: str) -> str:
-    if not re.fullmatch(r"(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[^\s]+)?|eui\.[0-9A-Fa-f]{16})", value):
-        raise FieldError("expected an iSCSI name such as iqn.2026-11.org.example:web1")
+    # RFC 3720 3.2.6.2: letters, digits, '-', '.' and ':' (it goes into iPXE scripts and kernel
+    # command lines as it is, so nothing else is accepted)
+    if not re.fullmatch(r"(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[A-Za-z0-9.:_-]+)?"
+                        r"|eui\.[0-9A-Fa-f]{16})", value):
+        raise FieldError("expected an iSCSI name such as iqn.2026-11.org.example:web1 "
+                         "(letters, digits, '.', '-', ':' and '_' only)")
     return value
+
+
+# Checks of values that go into boot scripts (iPXE, GRUB, PXELINUX, kernel command line): the
+# rules live in shared/bootplan.py, which applies them again when it builds a plan.
+def _location(value: str) -> str:
+    from shared.bootplan import parse_location
+    try:
+        parse_location(value)
+    except ValueError as exc:
+        raise FieldError(str(exc)) from None
+    return value
+
+
+def _locations(value: str) -> tuple[str, ...]:
+    return tuple(_location(v) for v in _split(value))
+
+
+def _cmdline(value: str) -> str:
+    from shared.bootplan import check_template
+    _text(value)
+    problem = check_template(value)
+    if problem:
+        raise FieldError(f"kernel command line template: {problem}")
+    return value
+
+
+def _loader_file(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._~/:+@-]{1,128}", value):
+        raise FieldError("a boot file name or URL of at most 128 letters, digits and "
+                         "'. _ ~ / : + @ -' (it goes into the DHCP reply and boot scripts)")
+    return value
+
+
+def _script_word(value: str) -> str:
+    from shared.bootplan import args_problem
+    problem = args_problem(value)
+    if problem or not value.strip() or len(value.split()) != 1:
+        raise FieldError(f"goes into boot scripts as one word: {problem or 'spaces'}")
+    return value
+
+
+# var.<name> values that go into boot scripts or DHCP replies as they are: checked at write
+# time (free-form variables reach scripts only through the cmdline template, whose rendered
+# text is checked by shared/bootplan.py).
+SCRIPT_VARS: dict[str, Callable[[str], Any]] = {
+    "initiator_iqn": _iqn,
+    "iscsi": _choice(("ibft", "dracut")),
+    "export": _name,
+    "boot_file_bios": _loader_file,
+    "boot_file_uefi": _loader_file,
+    "boot_file_uefi32": _loader_file,
+    "boot_file_arm64": _loader_file,
+    "http_boot_file": _loader_file,
+    "http_boot_file_arm64": _loader_file,
+}
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -199,6 +259,7 @@ class Profile:
     template: str | None = None
     root_image: str | None = None
     live_style: str = "dracut"
+    netroot_style: str = "dracut"
     export: str | None = None
     arch: str | None = None
     vars: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -307,13 +368,17 @@ KINDS: dict[str, Kind] = {
         "description": _ANY_TEXT,
     }, has_vars=True),
     "profile": Kind("profile", "profiles", Profile, "name", {
-        "kernel": FieldSpec(_text, "kernel path under the images root, or an http(s) URL"),
-        "initrd": FieldSpec(_list, "comma-separated initrd paths or URLs", list_like=True),
-        "cmdline": FieldSpec(_text, "kernel command line (Jinja2 template)"),
+        "kernel": FieldSpec(_location, "kernel path under the images root, or an http(s):// "
+                            "or tftp:// URL"),
+        "initrd": FieldSpec(_locations, "comma-separated initrd paths or URLs", list_like=True),
+        "cmdline": FieldSpec(_cmdline, "kernel command line (Jinja2 template)"),
         "install": FieldSpec(_choice(INSTALL_KINDS), "none, kickstart, preseed or cloud-init"),
         "template": FieldSpec(_text, "install template file name in the templates directory"),
-        "root_image": FieldSpec(_text, "squashfs root image path under the images root (live)"),
+        "root_image": FieldSpec(_location, "squashfs root image path under the images root "
+                                "or a URL (live)"),
         "live_style": FieldSpec(_choice(LIVE_STYLES), "dracut (root=live:URL) or rooturl"),
+        "netroot_style": FieldSpec(_choice(NETROOT_STYLES), "AoE netroot: dracut "
+                                   "(netroot=aoe:eS.L rd.neednet=1) or kernel (root= only)"),
         "export": FieldSpec(_name, "block export to boot from (netroot, sanboot)"),
         "arch": FieldSpec(_choice(("x86_64", "i386", "arm64")), "machine architecture"),
         "description": _ANY_TEXT,
@@ -394,6 +459,13 @@ def parse_record(kind: Kind, ident: str, raw: Mapping[str, str]) -> tuple[Any, l
             if not _VAR_NAME.fullmatch(var):
                 problems.append(Problem(key, fname, raw_value,
                                         "variable names are letters, digits and '_'"))
+            elif var in SCRIPT_VARS and raw_value != "":
+                try:
+                    SCRIPT_VARS[var](raw_value)
+                except FieldError as exc:
+                    problems.append(Problem(key, fname, raw_value, str(exc)))
+                else:
+                    variables[var] = raw_value
             else:
                 variables[var] = raw_value
             continue

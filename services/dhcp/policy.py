@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
+import re
 
 from services.dhcp import codec
 from services.dhcp.codec import FLAG_BROADCAST, ZERO_IP, Message, MessageType, Opt
@@ -176,10 +177,16 @@ def choose_boot(request: Message, host: Host | None, profile: Profile | None,
     """The boot file for this client, or None for a client that is not network-booting.
 
     Order for each case: the host's ``var.<key>``, its profile's ``var.<key>``, the subnet's
-    ``boot_file_*`` field, the built-in default from the settings.
+    ``boot_file_*`` field, the built-in default from the settings. A client already running
+    iPXE gets its script (not iPXE again), unless the host or its profile names a loader for
+    its architecture that is not an iPXE build (pxelinux.0, lpxelinux.0, a GRUB core.efi ...):
+    that named loader wins (docs/inventory.md "Choosing the loader").
     """
-    if is_ipxe(request):  # already running iPXE: hand it its script, not iPXE again
-        return BootChoice(_url(ctx.http_base_url, f"/boot/ipxe?mac={mac}"), "ipxe-script")
+    if is_ipxe(request):
+        named = _named_loader(request, host, profile)
+        if named is None or _is_ipxe_build(named, ctx):
+            return BootChoice(_url(ctx.http_base_url, f"/boot/ipxe?mac={mac}"), "ipxe-script")
+        return BootChoice(named[0], named[1])  # e.g. PXELINUX on an iPXE NIC ROM
     vendor = request.options.get(Opt.VENDOR_CLASS_ID, b"")
     arches = request.client_arches
     if not arches:
@@ -210,6 +217,32 @@ def choose_boot(request: Message, host: Host | None, profile: Profile | None,
     if arch == ARCH_EFI_ARM64:
         return BootChoice(pick("boot_file_arm64", arm64, ctx.ipxe_arm64), "uefi-arm64")
     return None  # an architecture we have no boot file for (documented)
+
+
+_LOADER_VARS = {ARCH_BIOS: ("boot_file_bios", "bios"), ARCH_EFI_IA32: ("boot_file_uefi32",
+                                                                       "uefi-ia32"),
+                ARCH_EFI_ARM64: ("boot_file_arm64", "uefi-arm64"),
+                **{a: ("boot_file_uefi", "uefi-x64") for a in ARCH_EFI_X64}}
+_IPXE_BUILD = re.compile(r"ipxe|undionly|snponly|\.k*pxe$", re.IGNORECASE)
+
+
+def _named_loader(request: Message, host: Host | None, profile: Profile | None
+                  ) -> tuple[str, str] | None:
+    """(file, reason) when the host or its profile names a loader for the client's
+    architecture (``var.boot_file_bios`` / ``_uefi`` / ``_uefi32`` / ``_arm64``)."""
+    arches = request.client_arches or (ARCH_BIOS,)
+    found = _LOADER_VARS.get(arches[0])
+    if found is None:
+        return None
+    file = _var(found[0], host, profile)
+    return (file, found[1]) if file else None
+
+
+def _is_ipxe_build(named: tuple[str, str], ctx: ServerContext) -> bool:
+    """Whether a named loader is iPXE itself (chaining it from iPXE would loop)."""
+    base = named[0].rsplit("/", 1)[-1]
+    return base in (ctx.ipxe_bios, ctx.ipxe_efi, ctx.ipxe_efi32, ctx.ipxe_arm64) or \
+        bool(_IPXE_BUILD.search(base))
 
 
 # ---------------------------------------------------------------- replies

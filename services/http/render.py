@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import os
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from services.http.policy import install_urls, merged_vars
-from shared.schema import Host, Profile, Subnet, plain
+from shared.bootplan import TemplateFailed, template_context
+from shared.schema import Host, Profile, Subnet
 
 INSTALL_FILES = {
     # URL name: (profile.install value, default template, template-kind label for metrics)
@@ -44,13 +43,9 @@ INSTALL_FILES = {
 CLOUD_INIT_DIR = "cloud-init"
 
 
-class RenderError(Exception):
-    """A template that failed; ``template`` names it and ``str()`` says why, for operators."""
-
-    def __init__(self, template: str, reason: str) -> None:
-        super().__init__(f"template {template}: {reason}")
-        self.template = template
-        self.reason = reason
+# A template that failed; ``template`` names it and ``reason`` says why, for operators (the log
+# and events), never for the public answer.
+RenderError = TemplateFailed
 
 
 def template_for(profile: Profile, filename: str) -> str | None:
@@ -67,32 +62,14 @@ def template_for(profile: Profile, filename: str) -> str | None:
 def build_context(mac: str, host: Host | None, profile: Profile | None, subnet: Subnet | None,
                   base_url: str, token: str | None, *, server_ip: str = "",
                   url_token: str | None = None) -> dict[str, Any]:
-    """The variables every template sees (documented in docs/http.md).
+    """The variables an install file's template sees (documented in docs/http.md).
 
     ``token`` is the host's token (always present in install files, for the done callback);
     ``url_token`` is the token to put in the other install URLs (None unless
-    ``http.token_in_scripts``).
+    ``http.token_in_scripts``). Boot scripts use shared/bootplan.py's context, without secrets.
     """
-    urls = install_urls(base_url, mac, url_token)
-    urls["done"] = install_urls(base_url, mac, token)["done"]
-    urls.update(base=base_url, images=f"{base_url}/images", mirror=f"{base_url}/mirror")
-    host_d = plain(host) or {"mac": mac}
-    subnet_d = plain(subnet) or None
-    if subnet is not None:
-        subnet_d["netmask"] = str(subnet.network.netmask)
-        subnet_d["prefixlen"] = subnet.network.prefixlen
-    return {
-        "mac": mac,
-        "host": host_d,
-        "profile": plain(profile),
-        "subnet": subnet_d,
-        "vars": dict(merged_vars(host, profile)),
-        "urls": urls,
-        "done_url": urls["done"],
-        "token": token,
-        "server": {"url": base_url, "ip": server_ip,
-                   "host": urllib.parse.urlsplit(base_url).netloc},
-    }
+    return template_context(mac, host, profile, subnet, base_url, url_token=url_token,
+                            done_token=token, server_ip=server_ip)
 
 
 class Renderer:
@@ -103,7 +80,6 @@ class Renderer:
         self.env = SandboxedEnvironment(
             loader=jinja2.FileSystemLoader(str(self.root)), undefined=jinja2.StrictUndefined,
             autoescape=False, keep_trailing_newline=True, auto_reload=True)
-        self._inline: dict[str, jinja2.Template] = {}
         self._generation = (0, 0)
         self._checked = 0.0
 
@@ -134,17 +110,3 @@ class Renderer:
                                     f"{exc.message}") from None
         except Exception as exc:  # noqa: BLE001 - any failure of a user template is a render error
             raise RenderError(name, f"{type(exc).__name__}: {exc}") from None
-
-    def render_string(self, label: str, source: str, context: dict[str, Any]) -> str:
-        """Render a small inline template (a profile's ``cmdline``)."""
-        try:
-            template = self._inline.get(source)
-            if template is None:
-                if len(self._inline) > 1024:
-                    self._inline.clear()
-                template = self._inline[source] = self.env.from_string(source)
-            return template.render(context)
-        except jinja2.TemplateSyntaxError as exc:
-            raise RenderError(label, f"syntax error: {exc.message}") from None
-        except Exception as exc:  # noqa: BLE001
-            raise RenderError(label, f"{type(exc).__name__}: {exc}") from None

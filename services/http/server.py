@@ -31,7 +31,7 @@ from services.http import files, metrics as m, policy
 from services.http.access import Access
 from services.http.accounting import Accounting, Record
 from services.http.render import INSTALL_FILES, Renderer, RenderError, build_context, template_for
-from shared import logs, metrics as shared_metrics
+from shared import bootplan, logs, metrics as shared_metrics
 from shared.addresses import AddressError, normalise_mac
 from shared.schema import KINDS, Host
 from shared.store import InventoryStore, InventoryUnavailable, PreconditionFailed
@@ -230,26 +230,21 @@ class BootService:
         return mac
 
     def _records(self, mac: str):
-        inv = self.inventory
-        host = inv.host(mac)
-        profile = inv.profile(host.profile) if host and host.profile else None
-        export_name = (host.vars.get("export") if host else None) or \
-            (profile.export if profile else None)
-        export = inv.export(export_name) if export_name else None
-        return host, profile, export
+        return bootplan.records(self.inventory, mac)
 
     def stamp(self) -> tuple:
         return (self.inventory.version, self.renderer.generation())
 
+    def _subnet(self, ip: str | None, host: Host | None):
+        ip = host.ip if host and host.ip else ip
+        try:
+            return self.inventory.subnet_containing(ip) if ip else None
+        except ValueError:
+            return None
+
     def _context(self, remote: str | None, mac: str, host: Host | None, profile, base: str,
                  san: str) -> dict:
-        subnet = None
-        ip = host.ip if host and host.ip else remote
-        if ip:
-            try:
-                subnet = self.inventory.subnet_containing(ip)
-            except ValueError:
-                subnet = None
+        subnet = self._subnet(remote, host)
         token = self.access.token(mac)
         return build_context(mac, host, profile, subnet, base, token, server_ip=san,
                              url_token=token if self.cfg.token_in_scripts else None)
@@ -260,7 +255,9 @@ class BootService:
         log.warning("render_error", mac=mac, template=exc.template, reason=exc.reason)
         self.emit_coalesced("http.render_error", mac, request.remote, template=exc.template,
                          reason=exc.reason, path=request.path)
-        return web.Response(status=500, text=f"bootyard: cannot render {exc}\n")
+        # the reason and the template's name go to the log and the event, not to the client
+        return web.Response(status=500, text=f"bootyard: cannot render this host's {label}; "
+                                             "the HTTP service log says why\n")
 
     # -- the fast path: a render-cache hit answered before aiohttp parses the request ---------
     def fast_answer(self, target: str, host_header: str | None, peer: str, sockname,
@@ -350,23 +347,16 @@ class BootService:
 
     def _render_script(self, kind: str, mac: str, base: str, san: str, ip: str | None,
                        host, profile, export) -> policy.Script:
-        cmdline = ""
-        if host is not None and profile is not None and profile.cmdline and \
-                host.boot_mode in ("install", "live", "netroot"):
-            cmdline = self.renderer.render_string(
-                f"profile {profile.name} cmdline", profile.cmdline,
-                self._context(ip, mac, host, profile, base, san))
-            if not policy.cmdline_is_safe(cmdline):
-                raise RenderError(f"profile {profile.name} cmdline",
-                                  "the rendered command line has a line break or "
-                                  "control character")
+        """Render (the boot plan, then iPXE or GRUB) and cache the host's script. Raises
+        RenderError for a profile cmdline that does not render."""
         token = self.access.token(mac) if self.cfg.token_in_scripts else None
         ctx = policy.BootContext(base_url=base, san_server=san,
                                  initiator_prefix=self.cfg.initiator_prefix,
                                  unknown_host=self.cfg.unknown_host,
-                                 unknown_delay=self.cfg.unknown_delay, token=token)
+                                 unknown_delay=self.cfg.unknown_delay, token=token,
+                                 subnet=self._subnet(ip, host))
         make = policy.ipxe_script if kind == "ipxe" else policy.grub_config
-        script = make(mac, host, profile, export, ctx, cmdline)
+        script = make(mac, host, profile, export, ctx)
         self.cache.put((kind, mac, base, san), script)
         m.RENDERS_BY[kind, "ok"].inc()
         return script

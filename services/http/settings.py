@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import field
 
+from shared.bootplan import UNKNOWN_HOST
 from shared.settings import CommonSettings, non_negative, port_number, positive, setting
 
 
@@ -37,9 +38,11 @@ class HttpSection:
                  "the client reached this service on")
     initiator_prefix: str = setting("iqn.2026-11.org.bootyard",
                                     help="iSCSI initiator names are <prefix>:<hostname or MAC>")
-    unknown_host: str = setting("discovery", choices=("discovery", "exit"),
-                                help="unknown MACs: record a discovery event and show a message "
-                                     "(discovery) or just exit to the next boot device")
+    unknown_host: str = setting("discovery", choices=UNKNOWN_HOST + ("exit",),
+                                help="unknown MACs (one vocabulary with tftp.unknown_host): "
+                                     "discovery (record, show a message, next boot device), "
+                                     "local (a message, next boot device) or none (a bare "
+                                     "exit); 'exit' is the deprecated spelling of none")
     unknown_delay: int = setting(10, help="seconds an unknown host shows its message",
                                  check=non_negative)
     render_cache_size: int = setting(4096, help="rendered scripts/files kept in memory "

@@ -1,16 +1,17 @@
-"""Per-host boot loader configs, rendered from inventory records: pure (no I/O, no clock).
+"""Per-host boot loader configs for TFTP clients: PXELINUX, GRUB over TFTP, iPXE over TFTP.
 
-Two questions, kept apart so the HTTP service can reuse the text:
+Two questions, kept apart:
 
 - :func:`classify` says whether a requested name is one we render, and what it tells us (a MAC,
   an IP written in hex, or nothing: then the requesting peer's lease decides).
-- :func:`plan` turns (MAC, host, profile) into a :class:`Boot` (kernel + initrds + command line,
-  or "boot the local disk"); :func:`pxelinux`, :func:`grub` and :func:`ipxe` write it out.
+- :func:`plan` asks shared/bootplan.py what the host boots (the same plan the HTTP service
+  formats as iPXE and GRUB-over-HTTP, so the kernel arguments are the same through every
+  loader); :func:`pxelinux`, :func:`grub` and :func:`ipxe` only write it out.
 
-Kernel and initrd paths in a profile are relative to the images root; here they become
-``/<images_prefix>/<path>`` fetched over TFTP from the same server (the HTTP service serves the
-same files under ``/images/``). An ``http(s)://`` URL in the profile is passed through: GRUB
-fetches it with its ``http`` module, iPXE natively, PXELINUX only as lpxelinux.0.
+Kernel and initrd paths under the images root become ``/<images_prefix>/<path>``, fetched over
+TFTP from the same server; URLs are passed through (GRUB as ``(http,server)/path``, PXELINUX
+loads ``http://`` only as lpxelinux.0). A live root image is always fetched by the booted
+kernel over HTTP, so live hosts need ``tftp.http_base_url``.
 """
 
 from __future__ import annotations
@@ -18,17 +19,14 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import PurePosixPath
-from typing import Any
 from urllib.parse import urlsplit
 
-import jinja2
-from jinja2.sandbox import SandboxedEnvironment
-
+from shared import bootplan
 from shared.addresses import AddressError, normalise_mac
-from shared.schema import KINDS, Host, Profile, plain
+from shared.bootplan import Location, PathMapper, grub_device_path
+from shared.schema import KINDS, Export, Host, Profile, Subnet
 
 _HEX_IP = re.compile(r"[0-9A-Fa-f]{8}")
-_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
 class RenderError(Exception):
@@ -92,105 +90,115 @@ def classify(name: str) -> DynamicName | None:
 
 @dataclasses.dataclass(frozen=True)
 class Boot:
-    mac: str | None
-    action: str                      # "kernel" or "local"
-    why: str                         # one line for the config's comment and the log
-    kernel: str = ""
-    initrds: tuple[str, ...] = ()
-    cmdline: str = ""
+    """A boot plan and where this TFTP service keeps the images."""
+
+    plan: bootplan.Plan
+    mapper: PathMapper
+    action: str  # "kernel", "local" or "error" (only iPXE chaining to HTTP can use it)
+    why: str  # one line for the config's comment and the log
+    error: str = ""  # action "error": why this loader cannot boot the host (names the record)
+
+    @property
+    def mac(self) -> str | None:
+        return self.plan.mac
+
+    def path(self, loc: Location) -> str:
+        """A location as this TFTP service's loaders fetch it."""
+        return self.mapper.tftp_path(loc) if loc.scheme == "image" else loc.value
 
 
-def context(mac: str, host: Host | None, profile: Profile | None,
-            http_base_url: str | None) -> dict[str, Any]:
-    """What a profile's cmdline template sees (docs/tftp.md): mac, host, profile, vars, urls."""
-    variables = dict(profile.vars) if profile else {}
-    if host:
-        variables.update(host.vars)
-    out: dict[str, Any] = {"mac": mac, "host": plain(host) or {"mac": mac},
-                           "profile": plain(profile), "vars": variables}
-    if http_base_url:
-        base = http_base_url.rstrip("/")
-        root = f"{base}/install/{mac}"
-        out["urls"] = {"base": base, "images": f"{base}/images", "mirror": f"{base}/mirror",
-                       "kickstart": f"{root}/ks.cfg", "preseed": f"{root}/preseed.cfg",
-                       "nocloud": f"{root}/", "script": f"{base}/boot/{mac}.ipxe"}
-    return out
-
-
-def _path(value: str, images_prefix: str) -> str:
-    if value.startswith(("http://", "https://")):
-        return value
-    return "/" + "/".join(p for p in (images_prefix.strip("/"), value.lstrip("/")) if p)
-
-
-def plan(mac: str | None, host: Host | None, profile: Profile | None, *,
-         images_prefix: str = "images", http_base_url: str | None = None) -> Boot:
-    """What the host should boot. Raises RenderError when its records cannot say."""
+def plan(mac: str | None, host: Host | None, profile: Profile | None,
+         export: Export | None = None, *, images_prefix: str = "images",
+         http_base_url: str | None = None, san_server: str = "",
+         initiator_prefix: str = "iqn.2026-11.org.bootyard", unknown_host: str = "local",
+         subnet: Subnet | None = None) -> Boot:
+    """What the host should boot. A host whose records cannot say, or that needs iPXE, gets
+    action "error": :func:`render` raises RenderError for it, except for an iPXE script that
+    hands over to the HTTP service (which says why on the console)."""
+    mapper = PathMapper(http_base_url, images_prefix)
     if host is None:
-        return Boot(mac, "local", "unknown host: booting the local disk")
+        action = bootplan.unknown_host_choice(unknown_host)
+        why = ("unknown host: recorded, booting the local disk" if action == "discovery"
+               else "unknown host: booting the local disk")
+        return Boot(bootplan.Plan(mac or "", "unknown", mac or "", reason=action), mapper,
+                    "local", why)
+    if not san_server and http_base_url:
+        san_server = urlsplit_host(http_base_url)
+    facts = bootplan.Facts(base_url=http_base_url, san_server=san_server,
+                           initiator_prefix=initiator_prefix, subnet=subnet)
     key = KINDS["host"].key(host.mac)
-    if not host.enabled:
-        return Boot(mac, "local", "host disabled: booting the local disk")
-    if host.boot_mode == "local":
-        return Boot(mac, "local", "boot_mode local")
-    if host.boot_mode == "sanboot":
-        raise RenderError(f"{key} boot_mode=sanboot: SAN boot needs iPXE "
-                          "(point the host at ipxe.efi/undionly.kpxe and the HTTP service)")
-    if not host.profile:
-        raise RenderError(f"{key} profile: not set, and boot_mode is {host.boot_mode}")
-    if profile is None:
-        raise RenderError(f"{key} profile={host.profile!r}: no such profile "
-                          f"({KINDS['profile'].key(host.profile)})")
-    where = KINDS["profile"].key(profile.name)
-    if not profile.kernel:
-        raise RenderError(f"{where} kernel: not set")
     try:
-        cmdline = _ENV.from_string(profile.cmdline).render(
-            context(host.mac, host, profile, http_base_url))
-    except jinja2.TemplateError as exc:
-        raise RenderError(f"{where} cmdline: template failed for "
-                          f"{host.mac}: {exc}") from None
-    if "\n" in cmdline or "\r" in cmdline:
-        raise RenderError(f"{where} cmdline: renders to several lines")
-    return Boot(mac, "kernel", f"profile {profile.name}, boot_mode {host.boot_mode}",
-                _path(profile.kernel, images_prefix),
-                tuple(_path(i, images_prefix) for i in profile.initrd), cmdline.strip())
+        found = bootplan.plan(host.mac, host, profile, export, facts)
+    except bootplan.TemplateFailed as exc:
+        return Boot(bootplan.Plan(mac or "", "error", mac or ""), mapper, "error", "",
+                    f"{KINDS['profile'].key(profile.name) if profile else 'profile -'} cmdline: "
+                    f"template failed for {host.mac}: {exc.reason}")
+    if found.outcome == "disabled":
+        return Boot(found, mapper, "local", "host disabled: booting the local disk")
+    if found.outcome == "local":
+        return Boot(found, mapper, "local", "boot_mode local")
+    error = ""
+    if found.outcome == "error":
+        error = f"{key} boot_mode={host.boot_mode}: {found.reason}"
+    elif found.outcome == "sanboot":
+        error = (f"{key} boot_mode=sanboot: SAN boot needs iPXE "
+                 "(point the host at ipxe.efi/undionly.kpxe and the HTTP service)")
+    elif found.hook:
+        error = (f"{key} boot_mode=netroot: iSCSI boot through iBFT (var.iscsi=ibft) "
+                 "needs iPXE (point the host at ipxe.efi/undionly.kpxe and the HTTP service)")
+    if error:
+        return Boot(found, mapper, "error", "", error)
+    return Boot(found, mapper, "kernel", f"profile {profile.name}, boot_mode {host.boot_mode}")
+
+
+def urlsplit_host(url: str) -> str:
+    return urlsplit(url).hostname or ""
 
 
 def _header(boot: Boot, comment: str) -> str:
     who = boot.mac or "unknown client"
-    return f"{comment} bootyard: rendered for {who}: {boot.why}\n"
+    why = boot.why or f"profile {boot.plan.profile or '-'}, boot_mode {boot.plan.mode}"
+    return f"{comment} bootyard: rendered for {who}: {why}\n"
+
+
+def _refuse(boot: Boot) -> None:
+    if boot.action == "error":
+        raise RenderError(boot.error)
 
 
 def pxelinux(boot: Boot) -> str:
+    _refuse(boot)
     text = _header(boot, "#") + "DEFAULT bootyard\nPROMPT 0\nTIMEOUT 0\n\nLABEL bootyard\n"
     if boot.action == "local":
         return text + "  LOCALBOOT 0\n"
-    text += f"  KERNEL {boot.kernel}\n"
-    if boot.initrds:
-        text += f"  INITRD {','.join(boot.initrds)}\n"
-    text += f"  APPEND {boot.cmdline}\n" if boot.cmdline else ""
+    text += f"  KERNEL {boot.path(boot.plan.kernel)}\n"
+    if boot.plan.initrds:
+        text += f"  INITRD {','.join(boot.path(i) for i in boot.plan.initrds)}\n"
+    text += f"  APPEND {boot.plan.cmdline}\n" if boot.plan.cmdline else ""
     return text + "  IPAPPEND 2\n"
 
 
-def _grub_path(value: str) -> str:
-    if value.startswith(("http://", "https://")):
-        parts = urlsplit(value)
-        return f"({parts.scheme},{parts.netloc}){parts.path}"
-    return value
+def _grub_path(boot: Boot, loc: Location) -> str:
+    if loc.scheme == "image":
+        return boot.mapper.tftp_path(loc)
+    if loc.scheme == "https":
+        raise RenderError(f"{loc.value}: GRUB cannot fetch https URLs; use http or an image path")
+    return grub_device_path(loc.value)
 
 
 def grub(boot: Boot) -> str:
+    _refuse(boot)
     text = _header(boot, "#") + "set timeout=0\nset default=0\n\n"
     if boot.action == "local":
         return text + ('menuentry "bootyard: local disk" {\n'
                        '  if [ "${grub_platform}" = "efi" ]; then exit; fi\n'
                        "  set root=(hd0)\n  chainloader +1\n  boot\n}\n")
     bootif = f" BOOTIF=01-{boot.mac.replace(':', '-')}" if boot.mac else ""
+    words = " ".join(bootplan.grub_word(w) for w in boot.plan.cmdline.split())
     text += f'menuentry "bootyard: {boot.why}" {{\n'
-    text += f"  linux {_grub_path(boot.kernel)} {boot.cmdline}{bootif}".rstrip() + "\n"
-    if boot.initrds:
-        text += "  initrd " + " ".join(_grub_path(i) for i in boot.initrds) + "\n"
+    text += f"  linux {_grub_path(boot, boot.plan.kernel)} {words}{bootif}".rstrip() + "\n"
+    if boot.plan.initrds:
+        text += "  initrd " + " ".join(_grub_path(boot, i) for i in boot.plan.initrds) + "\n"
     return text + "}\n"
 
 
@@ -199,17 +207,20 @@ def ipxe(boot: Boot, http_base_url: str | None = None) -> str:
     if http_base_url:
         # the HTTP service owns iPXE scripts (URL contract): hand over to it
         return text + f"chain {http_base_url.rstrip('/')}/boot/ipxe?mac=${{net0/mac}}\n"
+    _refuse(boot)
     if boot.action == "local":
         return text + "echo bootyard: booting the local disk\nsanboot --no-describe --drive 0x80 || exit\n"
 
-    def url(value: str) -> str:
-        return value if "://" in value else f"tftp://${{next-server}}{value}"
+    def url(loc: Location) -> str:
+        if loc.scheme != "image":
+            return loc.value
+        return f"tftp://${{next-server}}{boot.mapper.tftp_path(loc)}"
 
-    names = " ".join(f"initrd={PurePosixPath(i).name}" for i in boot.initrds)
-    line = " ".join(p for p in (f"kernel {url(boot.kernel)}", names, boot.cmdline,
+    names = " ".join(f"initrd={i.name}" for i in boot.plan.initrds)
+    line = " ".join(p for p in (f"kernel {url(boot.plan.kernel)}", names, boot.plan.cmdline,
                                 f"BOOTIF=01-{boot.mac.replace(':', '-')}" if boot.mac else "") if p)
     text += line + "\n"
-    for initrd in boot.initrds:
+    for initrd in boot.plan.initrds:
         text += f"initrd {url(initrd)}\n"
     return text + "boot || echo bootyard: boot failed\n"
 

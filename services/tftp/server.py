@@ -21,7 +21,7 @@ from services.tftp.content import BytesSource, FileCache, NetasciiSource, NotAFi
 from services.tftp.session import Limits, ReadSession
 from services.tftp.settings import TftpSection
 from services.tftp.transport import ListenerProtocol, ThreadTransfer, Transfer
-from shared import logs
+from shared import bootplan, logs
 from shared.logbudget import LogBudget
 from shared.paths import PathRefused, clean_relative, resolve_under
 from shared.store import InventoryUnavailable
@@ -327,10 +327,11 @@ class TftpServer:
             self._finish_error(addr, record, "not_found", ErrorCode.FILE_NOT_FOUND,
                                "unknown host")
             return None
-        profile = self.inventory.profile(host.profile) if host and host.profile else None
+        _host, profile, export = bootplan.records(self.inventory, mac) if host else (None,) * 3
         try:
-            boot = render.plan(mac, host, profile, images_prefix=self.cfg.images_prefix,
-                               http_base_url=self.cfg.http_base_url)
+            boot = render.plan(mac, host, profile, export, images_prefix=self.cfg.images_prefix,
+                               http_base_url=self.cfg.http_base_url,
+                               unknown_host=self.cfg.unknown_host)
             text = render.render(dynamic.kind, boot, self.cfg.http_base_url)
         except render.RenderError as exc:
             log.warning("render_failed", mac=mac, kind=dynamic.kind, reason=str(exc))

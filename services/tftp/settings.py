@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from shared.bootplan import UNKNOWN_HOST
 from shared.settings import CommonSettings, http_url, non_negative, port_number, positive, setting
 
 
@@ -62,9 +63,10 @@ class TftpSection:
     http_base_url: str | None = setting(None, help="if set, boot.ipxe chains to the HTTP "
                                         "service's per-host script at <this>/boot/ipxe",
                                         check=http_url)
-    unknown_host: str = setting("local", help="what an unknown host's generic config does: "
-                                "boot the local disk, or 'none' (file not found)",
-                                choices=("local", "none"))
+    unknown_host: str = setting("local", help="what an unknown host's generic config does "
+                                "(one vocabulary with http.unknown_host): local (boot the local "
+                                "disk), discovery (the same, noted in the config) or none (file "
+                                "not found)", choices=UNKNOWN_HOST)
 
 
 @dataclass(frozen=True)

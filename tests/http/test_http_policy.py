@@ -35,7 +35,7 @@ exit
 
 
 def test_install_script_names_every_initrd_on_the_command_line():
-    script = ipxe_script(MAC, host(), DEBIAN, None, CTX, "auto=true priority=critical")
+    script = ipxe_script(MAC, host(), DEBIAN, None, CTX)
     assert script.outcome == "install"
     assert script.text == """#!ipxe
 # bootyard: web1 (52:54:00:12:34:56) profile debian12 boot mode install
@@ -49,7 +49,7 @@ boot || goto failed
 
 
 def test_live_dracut_and_rooturl_styles():
-    dracut = ipxe_script(MAC, host(boot_mode="live", profile="live"), LIVE, None, CTX, "rw")
+    dracut = ipxe_script(MAC, host(boot_mode="live", profile="live"), LIVE, None, CTX)
     assert dracut.text == """#!ipxe
 # bootyard: web1 (52:54:00:12:34:56) profile live boot mode live
 echo bootyard: web1 (52:54:00:12:34:56): live live
@@ -59,14 +59,14 @@ initrd --name initrd.img http://10.0.0.1:8080/images/live/initrd.img || goto fai
 boot || goto failed
 """ + FAILED.format(mode="live")
     busybox = dataclasses.replace(LIVE, live_style="rooturl", cmdline="")
-    text = ipxe_script(MAC, host(boot_mode="live", profile="live"), busybox, None, CTX, "").text
+    text = ipxe_script(MAC, host(boot_mode="live", profile="live"), busybox, None, CTX).text
     assert "kernel http://10.0.0.1:8080/images/live/vmlinuz initrd=initrd.img " \
            "rooturl=http://10.0.0.1:8080/images/live/root.squashfs ip=dhcp || goto failed\n" in text
 
 
 def test_netroot_iscsi_aoe_and_ibft():
     profile = dataclasses.replace(LIVE, name="diskless", export="web1-root", cmdline="ro")
-    iscsi = ipxe_script(MAC, host(boot_mode="netroot"), profile, ISCSI, CTX, "ro")
+    iscsi = ipxe_script(MAC, host(boot_mode="netroot"), profile, ISCSI, CTX)
     assert iscsi.text == """#!ipxe
 # bootyard: web1 (52:54:00:12:34:56) profile debian12 boot mode netroot
 echo bootyard: web1 (52:54:00:12:34:56): netroot diskless
@@ -76,11 +76,12 @@ rd.iscsi.initiator=iqn.2026-11.org.bootyard:web1 ip=dhcp rd.neednet=1 ro || goto
 initrd --name initrd.img http://10.0.0.1:8080/images/live/initrd.img || goto failed
 boot || goto failed
 """ + FAILED.format(mode="netroot")
-    aoe = ipxe_script(MAC, host(boot_mode="netroot"), profile, AOE, CTX, "")
+    bare = dataclasses.replace(profile, cmdline="")
+    aoe = ipxe_script(MAC, host(boot_mode="netroot"), bare, AOE, CTX)
     assert "initrd=initrd.img root=/dev/etherd/e0.1 netroot=aoe:e0.1 rd.neednet=1 ip=dhcp " \
            "|| goto failed\n" in aoe.text
-    ibft = ipxe_script(MAC, host(boot_mode="netroot", vars={"iscsi": "ibft"}), profile, ISCSI,
-                       CTX, "")
+    ibft = ipxe_script(MAC, host(boot_mode="netroot", vars={"iscsi": "ibft"}), bare, ISCSI,
+                       CTX)
     assert ("set initiator-iqn iqn.2026-11.org.bootyard:web1\n"
             "sanhook iscsi:10.0.0.1:::1:iqn.2026-11.org.example:web1 || goto failed\n"
             "kernel http://10.0.0.1:8080/images/live/vmlinuz initrd=initrd.img "
@@ -155,7 +156,7 @@ exit
 
 
 def test_grub_config_for_uefi_http_boot():
-    text = grub_config(MAC, host(), DEBIAN, None, CTX, "auto=true priority=critical").text
+    text = grub_config(MAC, host(), DEBIAN, None, CTX).text
     assert text == """# bootyard: web1 (52:54:00:12:34:56) profile debian12 boot mode install
 set timeout=0
 set default=0
@@ -170,13 +171,16 @@ menuentry 'bootyard: install debian12 on web1 (52:54:00:12:34:56)' {
     san = grub_config(MAC, host(boot_mode="sanboot"), DEBIAN, ISCSI, CTX)
     assert san.outcome == "error" and "GRUB cannot boot from AoE/iSCSI" in san.text
     assert grub_config(MAC, host(boot_mode="local"), DEBIAN, None, CTX).text.endswith("exit\n")
-    odd = grub_config(MAC, host(), DEBIAN, None, CTX, "console=ttyS0 x=$HOME y='q'").text
-    assert "linux (http,10.0.0.1:8080)/images/debian/linux console=ttyS0 'x=$HOME' " \
+    odd_profile = dataclasses.replace(DEBIAN, cmdline="console=ttyS0 x=a;b y='q'")
+    odd = grub_config(MAC, host(), odd_profile, None, CTX).text
+    assert "linux (http,10.0.0.1:8080)/images/debian/linux console=ttyS0 'x=a;b' " \
            "'y='\\''q'\\'''\n" in odd
 
 
 def test_urls_and_initrd_names():
     assert image_url("http://s", "https://elsewhere/k") == "https://elsewhere/k"
-    assert image_url("http://s", "/a b/k") == "http://s/images/a%20b/k"
+    assert image_url("http://s", "/a+b/k") == "http://s/images/a+b/k"
+    with pytest.raises(ValueError, match="without spaces"):
+        image_url("http://s", "/a b/k")
     assert initrd_names(("a/initrd.gz", "b/initrd.gz", "http://x/y/")) == \
         ["initrd.gz", "1-initrd.gz", "initrd2"]
