@@ -164,32 +164,6 @@ class EventLogger:
         self._log(logging.ERROR, event, fields, exc_info=True)
 
 
-class Throttle:
-    """Rate limit for log lines any client can cause (malformed requests, refusals): at most
-    ``burst`` lines per key in each ``period`` seconds. :meth:`allow` says whether to write this
-    one and how many were left out since the last one written (write it as ``suppressed=N``);
-    keep a counter metric for every occurrence, so nothing is lost but the repeated text."""
-
-    def __init__(self, burst: int = 10, period: float = 60.0, clock=time.monotonic) -> None:
-        self.burst, self.period, self.clock = burst, period, clock
-        self._windows: dict[str, list] = {}  # key -> [window start, lines written, left out]
-
-    def allow(self, key: str) -> int | None:
-        """None: leave this line out. Otherwise the number left out before it (0 or more)."""
-        now = self.clock()
-        window = self._windows.get(key)
-        if window is None or now - window[0] >= self.period:
-            left_out = window[2] if window else 0
-            self._windows[key] = [now, 1, 0]
-            return left_out
-        if window[1] < self.burst:
-            window[1] += 1
-            left_out, window[2] = window[2], 0
-            return left_out
-        window[2] += 1
-        return None
-
-
 _HANDLER: logging.StreamHandler | None = None  # the one configure() installed
 
 

@@ -27,6 +27,7 @@ aiohttp's connection protocol with these additions:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -40,6 +41,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from services.http import metrics as m
 from shared import logs, runtime
+from shared.logbudget import LogBudget
 
 log = logs.get_logger("http")
 FastAnswer = Callable[[str, "str | None", str, Any, float], "bytes | None"]
@@ -273,7 +275,26 @@ class ServerLog:
 
     def __init__(self) -> None:
         self._logger = logging.getLogger("bootyard.http")
-        self._throttle = logs.Throttle(burst=10, period=60.0)
+        # the one budget for lines any client can cause (shared/logbudget.py, as TFTP's refusals)
+        self._budget = LogBudget(burst=10, interval=60.0)
+        self._summary_timer: asyncio.TimerHandle | None = None
+
+    def _allow(self, source: str, reason: str) -> bool:
+        """Whether to write this line; the ones held back are summed up in one
+        ``event=bad_request_summary`` line when the budget's interval ends."""
+        now = time.monotonic()
+        if self._budget.allow(source, reason, now):
+            return True
+        if self._summary_timer is None and self._budget.summary_due is not None:
+            self._summary_timer = asyncio.get_running_loop().call_later(
+                max(0.0, self._budget.summary_due - now), self._summary)
+        return False
+
+    def _summary(self) -> None:
+        self._summary_timer = None
+        fields = self._budget.summary(time.monotonic())
+        if fields:
+            self._logger.warning("bad_request_summary", extra={"fields": fields})
 
     def debug(self, msg: str, *args: Any, exc_info: Any = None, **_kw: Any) -> None:
         if isinstance(exc_info, HttpProcessingError):
@@ -283,12 +304,9 @@ class ServerLog:
         if isinstance(exc_info, HttpProcessingError):
             self._bad_request(msg, args, exc_info)
             return
-        suppressed = self._throttle.allow("server_error")
-        if suppressed is None:
+        if not self._allow("server", "server_error"):
             return
         fields: dict[str, Any] = {"reason": (msg % args) if args else msg}
-        if suppressed:
-            fields["suppressed"] = suppressed
         # a bug: the traceback stays, as one quoted exc= field of the line
         self._logger.error("server_error", extra={"fields": fields},
                            exc_info=exc_info if isinstance(exc_info, BaseException) else None)
@@ -304,13 +322,10 @@ class ServerLog:
         else:
             reason = "malformed"
         m.BAD_REQUESTS_BY[reason].inc()
-        suppressed = self._throttle.allow("bad_request")
-        if suppressed is None:
-            return
         ip = args[0] if args else None
+        if not self._allow(str(ip), reason):
+            return
         detail = "".join(c if c.isprintable() else "?" for c in str(exc.message))[:200]
         fields = {"ip": ip, "reason": reason, "status": exc.code or 400, "detail": detail}
-        if suppressed:
-            fields["suppressed"] = suppressed
         self._logger.warning("bad_request", extra={"fields": fields})
 
