@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from harness.dhcpkit import SentReplies
 from services.dhcp import codec
 from services.dhcp.server import DhcpServer
 from services.dhcp.settings import DhcpSection
@@ -30,15 +31,6 @@ SUBNET = Subnet("ident", ipaddress.IPv4Network("198.18.7.0/24"),
 IPOIB = 32  # ARP hardware type of InfiniBand (RFC 4390 §2.1)
 
 
-class Replies:
-    interfaces = (IFACE,)
-
-    def __init__(self) -> None:
-        self.sent: list[codec.Message] = []
-
-    def send(self, iface, data, ip, port, local_port=None) -> bool:
-        self.sent.append(codec.decode(data))
-        return True
 
 
 def ipoib_client_id(n: int) -> bytes:
@@ -62,7 +54,7 @@ async def service(redis_url):
     client = leases.connect(redis_url)
     store = leases.LeaseStore(client)
     inventory = StaticInventory(subnets=[SUBNET])
-    replies = Replies()
+    replies = SentReplies(IFACE)
     server = DhcpServer(DhcpSection(interfaces=("eth0",)), inventory, store,
                         EventLog(client, "dhcp", known=inventory.knows_host), replies)
     await server.sync_pools()

@@ -9,6 +9,7 @@ import asyncio
 import ipaddress
 import time
 
+from harness.dhcpkit import SentReplies, client_packet
 from services.dhcp import codec
 from services.dhcp.server import DhcpServer
 from services.dhcp.settings import DhcpSection
@@ -23,26 +24,13 @@ SUBNET = Subnet("expiry", ipaddress.IPv4Network("198.18.9.0/24"),
                 ranges=(("198.18.9.50", "198.18.9.50"),), lease_time=2)  # one address
 
 
-class Replies:
-    interfaces = [IFACE]
-
-    def __init__(self) -> None:
-        self.sent: list[codec.Message] = []
-
-    def send(self, iface, data, ip, port, local_port=None) -> bool:
-        self.sent.append(codec.decode(data))
-        return True
 
 
 def packet(mtype: int, n: int, **options: bytes) -> Datagram:
-    chaddr = bytes((0x52, 0x54, 0, 9, 0, n)) + bytes(10)
-    opts = {53: bytes((mtype,)), **{int(k[1:]): v for k, v in options.items()}}
-    data = codec.encode(codec.Message(xid=n, chaddr=chaddr, flags=codec.FLAG_BROADCAST,
-                                      options=opts))
-    return Datagram(data, IFACE, ("0.0.0.0", 68), time.perf_counter())
+    return client_packet(IFACE, mtype, n, 9, **options)
 
 
-async def dora(server: DhcpServer, replies: Replies, n: int) -> codec.Message | None:
+async def dora(server: DhcpServer, replies: SentReplies, n: int) -> codec.Message | None:
     replies.sent.clear()
     await server.handle([packet(1, n)])
     if not replies.sent:
@@ -58,7 +46,7 @@ async def test_expired_lease_returns_to_pool_with_expire_event(redis_url):
     store = leases.LeaseStore(client)
     inventory = StaticInventory(subnets=[SUBNET])
     events = EventLog(client, "dhcp", known=inventory.knows_host)
-    replies = Replies()
+    replies = SentReplies(IFACE)
     server = DhcpServer(DhcpSection(interfaces=("eth0",), housekeeping_interval=0.2),
                         inventory, store, events, replies)
     stop = asyncio.Event()

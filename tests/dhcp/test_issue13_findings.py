@@ -19,6 +19,7 @@ import redis
 from prometheus_client import REGISTRY
 
 from cli.commands import main as cli_main
+from harness.dhcpkit import SentReplies, client_packet
 from services.dhcp import codec, policy
 from services.dhcp.codec import MessageType, Opt
 from services.dhcp.server import DhcpServer
@@ -36,33 +37,18 @@ LAB = Subnet("lab", ipaddress.IPv4Network("198.18.7.0/24"),
 RELAY_INFO_510 = b"\x01\xfe" + b"c" * 254 + b"\x02\xfe" + b"r" * 254  # two sub-options, 510 bytes
 
 
-class Replies:
-    """The transport's send(), recording what would go out."""
-
-    interfaces = (IFACE,)
-
-    def __init__(self) -> None:
-        self.sent: list[codec.Message] = []
-
-    def send(self, iface, data, ip, port, local_port=None) -> bool:
-        self.sent.append(codec.decode(data))
-        return True
 
 
 def packet(mtype: int, n: int, **options: bytes) -> Datagram:
-    chaddr = bytes((0x52, 0x54, 0, 7, 0, n)) + bytes(10)
-    opts = {53: bytes((mtype,)), **{int(k[1:]): v for k, v in options.items()}}
-    data = codec.encode(codec.Message(xid=n, chaddr=chaddr, flags=codec.FLAG_BROADCAST,
-                                      options=opts), max_size=1500)
-    return Datagram(data, IFACE, ("0.0.0.0", 68), time.perf_counter())
+    return client_packet(IFACE, mtype, n, 7, max_size=1500, **options)
 
 
 @pytest.fixture
 async def service(redis_url):
-    """(make(inventory) -> DhcpServer, Replies, lease client, event log) on the test's Redis."""
+    """(make(inventory) -> DhcpServer, SentReplies, lease client, event log) on the test's Redis."""
     client = leases.connect(redis_url)
     store = leases.LeaseStore(client)
-    replies = Replies()
+    replies = SentReplies(IFACE)
     made = {}
 
     async def make(inventory, **settings) -> DhcpServer:

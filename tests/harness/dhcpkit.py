@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,29 @@ def seed_inventory(client: redis.Redis, seg, hosts: dict[str, dict[str, str]] | 
     for mac, host in (hosts or {}).items():
         client.hset(f"bootyard:host:{mac}", mapping=host)
 
+
+class SentReplies:
+    """Stands in for the DHCP transport's send(): records what would go out, decoded."""
+
+    def __init__(self, *interfaces) -> None:
+        from services.dhcp import codec
+        self._decode = codec.decode
+        self.interfaces = interfaces
+        self.sent: list = []
+
+    def send(self, iface, data, ip, port, local_port=None) -> bool:
+        self.sent.append(self._decode(data))
+        return True
+
+
+def client_packet(iface, mtype: int, n: int, mac_byte: int, *, max_size: int | None = None,
+                  **options: bytes):
+    """A broadcast client message (type ``mtype``, xid ``n``) from 52:54:00:<mac_byte>:00:<n>
+    arriving on ``iface``; options as ``o<code>=bytes``."""
+    from services.dhcp import codec
+    from services.dhcp.transport import Datagram
+    chaddr = bytes((0x52, 0x54, 0, mac_byte, 0, n)) + bytes(10)
+    opts = {53: bytes((mtype,)), **{int(k[1:]): v for k, v in options.items()}}
+    message = codec.Message(xid=n, chaddr=chaddr, flags=codec.FLAG_BROADCAST, options=opts)
+    data = codec.encode(message, max_size=max_size) if max_size else codec.encode(message)
+    return Datagram(data, iface, ("0.0.0.0", 68), time.perf_counter())
