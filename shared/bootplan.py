@@ -255,11 +255,21 @@ def records(inventory: Any, mac: str | None) -> tuple[Host | None, Profile | Non
 
 
 def merged_vars(host: Host | None, profile: Profile | None) -> dict[str, str]:
-    """The one host-over-profile variable overlay: the profile's ``var.*``, then the host's."""
+    """The one host-over-profile variable overlay: the profile's ``var.*``, then the host's
+    (a host's empty value does not hide the profile's: :func:`var` answers the same)."""
     out: dict[str, str] = dict(profile.vars) if profile else {}
     if host:
-        out.update(host.vars)
+        out.update((k, v) for k, v in host.vars.items() if v)
     return out
+
+
+def var(name: str, host: Host | None, profile: Profile | None) -> str | None:
+    """One variable of :func:`merged_vars` without building the overlay (DHCP asks this per
+    packet): the host's non-empty value, else the profile's, else None."""
+    for record in (host, profile):
+        if record is not None and record.vars.get(name):
+            return record.vars[name]
+    return None
 
 
 def initiator_iqn(host: Host, profile: Profile | None, prefix: str) -> str:

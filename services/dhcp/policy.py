@@ -15,6 +15,7 @@ import re
 
 from services.dhcp import codec
 from services.dhcp.codec import FLAG_BROADCAST, ZERO_IP, Message, MessageType, Opt
+from shared import bootplan
 from shared.schema import FieldError, Host, Profile, Subnet, parse_hostname
 
 BROADCAST_IP = "255.255.255.255"
@@ -159,13 +160,6 @@ def is_ipxe(request: Message) -> bool:
     return Opt.IPXE_ENCAP in request.options or b"iPXE" in request.user_classes
 
 
-def _var(name: str, host: Host | None, profile: Profile | None) -> str | None:
-    for record in (host, profile):
-        if record is not None and record.vars.get(name):
-            return record.vars[name]
-    return None
-
-
 def _url(base: str, path: str) -> str:
     if "://" in path:
         return path
@@ -196,14 +190,14 @@ def choose_boot(request: Message, host: Host | None, profile: Profile | None,
     arch = arches[0]
 
     def pick(var: str, subnet_value: str | None, builtin: str) -> str:
-        return _var(var, host, profile) or subnet_value or builtin
+        return bootplan.var(var, host, profile) or subnet_value or builtin
 
     if arch in (ARCH_HTTP_X64, ARCH_HTTP_ARM64):
         if arch == ARCH_HTTP_X64:
-            path = _var("http_boot_file", host, profile) or ctx.http_boot_x64
+            path = bootplan.var("http_boot_file", host, profile) or ctx.http_boot_x64
             reason = "http-x64"
         else:
-            path = _var("http_boot_file_arm64", host, profile) or ctx.http_boot_arm64
+            path = bootplan.var("http_boot_file_arm64", host, profile) or ctx.http_boot_arm64
             reason = "http-arm64"
         return BootChoice(_url(ctx.http_base_url, path), reason, http=True)
     bios, uefi, arm64 = ((subnet.boot_file_bios, subnet.boot_file_uefi, subnet.boot_file_arm64)
@@ -234,7 +228,7 @@ def _named_loader(request: Message, host: Host | None, profile: Profile | None
     found = _LOADER_VARS.get(arches[0])
     if found is None:
         return None
-    file = _var(found[0], host, profile)
+    file = bootplan.var(found[0], host, profile)
     return (file, found[1]) if file else None
 
 
