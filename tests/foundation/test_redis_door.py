@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import events, keys, leases, store
+from shared import events, keys, lease_script, leases, store
 from shared.events import EventLog
 from shared.leases import LeaseRecord, Leases, StaticLeases
 from shared.store import InventoryUnavailable
@@ -121,7 +121,7 @@ async def test_lease_script_and_eventlog_write_one_event_layout(redis_url):
                                          event=ev)):  # dhcp.release
             await lease_store.step(step)
         written = [data for _id, data in await client.xrange(keys.EVENTS_STREAM)]
-        assert {e["kind"] for e in written} == set(leases.LEASE_EVENT_KINDS)
+        assert {e["kind"] for e in written} == set(lease_script.LEASE_EVENT_KINDS)
         for entry in written:
             layout = events.HEADER + events.EVENT_FIELDS[entry["kind"]]
             assert list(entry) == [name for name in layout if name in entry], entry

@@ -1,0 +1,251 @@
+"""The DHCP lease steps as one Lua script (:data:`BATCH`), run atomically in Redis by
+:class:`shared.leases.LeaseStore`: a batch of packed steps in (fields joined by :data:`SEP`,
+steps by :data:`RS`), one packed result per step out, and each step's boot timeline event
+appended to the event streams by the same script. Key prefixes and the event layout are passed
+in from :mod:`shared.keys` and :mod:`shared.events` (no key shape is spelled here)."""
+
+from __future__ import annotations
+
+from shared import events, keys
+
+SEP = "\x1f"  # separates the fields of one packed step (never in MACs, IPs, names or URLs)
+RS = "\x1e"  # separates the steps of a batch, and the results
+
+
+# One script runs a whole batch of steps atomically. ARGV[1]: the packed steps, each ended by RS:
+#   op, subnet, mac, client, now, emit, ts, interface, boot_file, boot_reason, op args...
+# client: the client identity (client_identity()), which owns leases; mac: its chaddr, recorded
+# for TFTP and HTTP, for events, and to recognise a reserved host (reserved by MAC).
+# emit: '0' no event, '1' the global event stream only (a MAC not in the inventory: no stream of
+# its own, shared/events.py), '2' the global stream and the host's.
+# offer:   hold_until, reserved ip or '', requested ip or '', hostname
+# request: expires, reserved ip or '', requested ip, hostname
+# release: ip, only_offered ('1'/'0')
+# decline: ip, quarantine_until
+# restore: ip, state, expires, hostname (journal replay after a Redis failure; no event)
+# Returns one string: per step "kind SEP ip SEP state SEP expires SEP reason RS" (one argument
+# and one flat reply instead of a table per step: cheaper to pack and to parse in Python).
+# With emit '1' or '2' the step's
+# timeline event (dhcp.offer, dhcp.ack, dhcp.nak, dhcp.release, dhcp.decline, dhcp.ignored) is
+# appended to the event streams in the same atomic step, with the fields of
+# events.EVENT_FIELDS (the emitters are generated from it: _lua_emitters).
+_BATCH = """
+local prefix = '%(lease_prefix)s'
+local results = {}
+local pool, bymac, subnet, mac, client, now
+
+local function split(s)
+  local t = {}
+  for f in string.gmatch(s .. '\\31', '([^\\31]*)\\31') do t[#t + 1] = f end
+  return t
+end
+-- the lease of ip: its client identity (its mac in a record from before identities were
+-- kept), state, expiry and mac
+local function holder(ip)
+  local v = redis.call('HMGET', prefix .. ip, 'client', 'mac', 'state', 'expires')
+  return v[1] or v[2], v[3], (tonumber(v[4]) or 0), v[2]
+end
+local function free_for_us(c, st, ex)  -- holder(ip)'s answer
+  if c == client and st ~= 'declined' then return true end
+  return (not c) or ex <= now
+end
+-- a reserved address is the inventory host's, found by MAC: its lease under any identity of
+-- that MAC (its firmware's, its installed system's) is its own
+local function ours_by_mac(c, m) return c == client or (m ~= nil and m == mac) end
+-- old: the client's address in bymac when the caller read it ('' for none), nil if not read
+local function put(ip, state, expires, hostname, old)
+  redis.call('HSET', prefix .. ip, 'mac', mac, 'client', client, 'state', state,
+             'expires', expires, 'subnet', subnet, 'hostname', hostname)
+  redis.call('ZADD', pool, 'XX', expires, ip)  -- XX: only an address of the pool
+  if old == nil then old = redis.call('HGET', bymac, client) end
+  if old and old ~= '' and old ~= ip then
+    local c, st = holder(old)
+    if c == client and (st == 'offered' or st == 'bound') then
+      redis.call('HSET', prefix .. old, 'state', 'released', 'expires', now)
+      redis.call('ZADD', pool, 'XX', now, old)
+    end
+  end
+  if old ~= ip then redis.call('HSET', bymac, client, ip) end  -- a REQUEST after our OFFER: same
+  return {'ok', ip, state, tostring(expires), ''}
+end
+local function conflict(ip)
+  local c, st, ex, m = holder(ip)
+  if c and not ours_by_mac(c, m) and ex > now and (st == 'offered' or st == 'bound') then
+    return {'conflict', ip, '', '0', 'reserved address ' .. ip .. ' is leased to ' .. c}
+  end
+  return nil
+end
+local function take_from(ip, c)  -- c: holder(ip)'s client
+  if c and c ~= client and redis.call('HGET', bymac, c) == ip then redis.call('HDEL', bymac, c) end
+end
+
+local function offer(a)
+  local hold, reserved, requested, hostname = a[11], a[12], a[13], a[14]
+  if reserved ~= '' then
+    local c = conflict(reserved)
+    if c then return c end
+    local h, st, ex, m = holder(reserved)
+    if ours_by_mac(h, m) and st == 'bound' and ex > now then
+      return {'ok', reserved, 'bound', tostring(ex), ''}
+    end
+    return put(reserved, 'offered', hold, hostname)
+  end
+  local prev = redis.call('HGET', bymac, client)
+  for _, ip in ipairs({prev or '', requested}) do
+    if ip ~= '' and redis.call('ZSCORE', pool, ip) then
+      local c, st, ex = holder(ip)
+      if c == client and st == 'bound' and ex > now then
+        return {'ok', ip, 'bound', tostring(ex), ''}
+      end
+      if free_for_us(c, st, ex) then
+        take_from(ip, c)
+        return put(ip, 'offered', hold, hostname, prev or '')
+      end
+    end
+  end
+  local found = redis.call('ZRANGEBYSCORE', pool, '-inf', now, 'LIMIT', 0, 1)
+  if #found == 0 then return {'exhausted', '', '', '0', 'no free address in subnet ' .. subnet} end
+  take_from(found[1], (holder(found[1])))
+  return put(found[1], 'offered', hold, hostname, prev or '')
+end
+
+local function request(a)
+  local expires, reserved, ip, hostname = a[11], a[12], a[13], a[14]
+  if reserved ~= '' then
+    if ip ~= reserved then
+      return {'nak', ip, '', '0', 'this client has the reserved address ' .. reserved}
+    end
+    local c = conflict(ip)
+    if c then return c end
+    return put(ip, 'bound', expires, hostname)
+  end
+  -- always against this subnet's pool, even for the answer to our own offer: the address may
+  -- have left the pool (a range removed, a reservation added) during the hold, or the offer
+  -- was made in another subnet (a client heard through a relay and directly)
+  if not redis.call('ZSCORE', pool, ip) then
+    return {'nak', ip, '', '0', ip .. ' is not in a pool of subnet ' .. subnet}
+  end
+  local c, st, ex = holder(ip)
+  if c == client and (st == 'bound' or (st == 'offered' and ex > now)) then
+    -- a renewal, or the answer to our offer still held: put() recorded ip in bymac then
+    return put(ip, 'bound', expires, hostname, ip)
+  end
+  if free_for_us(c, st, ex) then
+    take_from(ip, c)
+    return put(ip, 'bound', expires, hostname)
+  end
+  return {'nak', ip, '', '0', ip .. ' is leased to another client'}
+end
+
+local function release(a)
+  local ip, only_offered = a[11], a[12] == '1'
+  local c, st = holder(ip)
+  if c ~= client then return {'ignored', ip, '', '0', 'not leased to this client'} end
+  if st ~= 'bound' and st ~= 'offered' then
+    return {'ignored', ip, '', '0', 'lease is ' .. tostring(st)}
+  end
+  if only_offered and st ~= 'offered' then return {'ignored', ip, '', '0', 'lease is bound'} end
+  redis.call('HSET', prefix .. ip, 'state', 'released', 'expires', now)
+  redis.call('ZADD', pool, 'XX', now, ip)
+  return {'ok', ip, 'released', tostring(now), ''}
+end
+
+local function decline(a)
+  local ip, untl = a[11], a[12]
+  local c, st, ex = holder(ip)
+  if c ~= client then return {'ignored', ip, '', '0', 'not leased to this client'} end
+  -- only an address the client holds now: not one it released (or declined) already, nor one
+  -- whose lease ran out, which may be handed to another client
+  if st ~= 'bound' and st ~= 'offered' then
+    return {'ignored', ip, '', '0', 'lease is ' .. tostring(st)}
+  end
+  if ex <= now then return {'ignored', ip, '', '0', 'lease expired'} end
+  redis.call('HSET', prefix .. ip, 'state', 'declined', 'expires', untl)
+  redis.call('ZADD', pool, 'XX', untl, ip)
+  if redis.call('HGET', bymac, client) == ip then redis.call('HDEL', bymac, client) end
+  return {'ok', ip, 'declined', untl, ''}
+end
+
+local function restore(a)
+  local ip, state, expires, hostname = a[11], a[12], tonumber(a[13]), a[14]
+  local c, st, ex = holder(ip)
+  if c == client and ex >= expires then return {'ignored', ip, '', '0', 'already recorded'} end
+  if c and c ~= client and ex > now then return {'conflict', ip, '', '0', 'now leased to ' .. c} end
+  return put(ip, state, expires, hostname)
+end
+
+local ops = {offer = offer, request = request, release = release, decline = decline,
+             restore = restore}
+local event_kind = {
+  offer = {ok = 'dhcp.offer', exhausted = 'dhcp.ignored', conflict = 'dhcp.ignored'},
+  request = {ok = 'dhcp.ack', nak = 'dhcp.nak', conflict = 'dhcp.ignored'},
+  release = {ok = 'dhcp.release', ignored = 'dhcp.release'},
+  decline = {ok = 'dhcp.decline', ignored = 'dhcp.decline'},
+}
+local ignored_reason = {exhausted = 'pool_exhausted', conflict = 'lease_conflict'}
+
+local function append(own_stream, ...)  -- the event's field/value pairs
+  redis.call('XADD', '%(global)s', 'MAXLEN', '~', %(global_max)d, '*', ...)
+  if own_stream then
+    redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', %(host_max)d, '*', ...)
+  end
+end
+
+%(emitters)s
+
+for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
+  local a = split(packed)
+  subnet, mac, client, now = a[2], a[3], a[4], tonumber(a[5])
+  pool, bymac = '%(pool_prefix)s' .. subnet, '%(by_client_prefix)s' .. subnet
+  local r = ops[a[1]](a)
+  if a[6] ~= '0' then
+    local kinds = event_kind[a[1]]
+    local kind = kinds and kinds[r[1]]
+    if kind then emitters[kind](a, r, a[6] == '2') end
+  end
+  results[#results + 1] = table.concat(r, '\\31')
+  results[#results + 1] = '\\30'
+end
+return table.concat(results)
+"""
+
+# Where the lease script finds each event field's value (a: the packed step, r: its result).
+_LUA_HEADER = {"ts": "a[7]", "service": "'dhcp'", "mac": "mac"}  # and kind: the kind
+_LUA_VALUE = {"ip": "r[2]", "subnet": "subnet", "interface": "a[8]", "boot_file": "a[9]",
+              "boot_reason": "a[10]", "result": "r[1]", "reason": "r[5]", "detail": "r[5]"}
+_LUA_VALUE_OF = {("dhcp.ignored", "reason"): "ignored_reason[r[1]]"}
+LEASE_EVENT_KINDS = ("dhcp.offer", "dhcp.ack", "dhcp.nak", "dhcp.ignored", "dhcp.release",
+                     "dhcp.decline")  # the events the lease script writes
+
+
+def _lua_emitters() -> str:
+    """One Lua function per event kind the script writes, laid out by events.EVENT_FIELDS. The
+    common shapes (the kind's fields present up to some point, none after it: an offer with or
+    without a boot file) append without building a table; any other shape builds one."""
+    out = ["local emitters = {}"]
+    for kind in LEASE_EVENT_KINDS:
+        header = ", ".join(f"'{name}', {_LUA_HEADER.get(name, repr(kind))}"
+                           for name in events.HEADER)
+        names = events.EVENT_FIELDS[kind]
+        n = len(names)
+        values = ", ".join(_LUA_VALUE_OF.get((kind, name), _LUA_VALUE[name]) for name in names)
+        out += [f"emitters['{kind}'] = function(a, r, own)",
+                f"  local {', '.join(f'v{i}' for i in range(n))} = {values}",
+                f"  local {', '.join(f'p{i}' for i in range(n))} = "
+                + ", ".join(f"(v{i} or '') ~= ''" for i in range(n))]
+        for k in range(n, 0, -1):
+            shape = " and ".join([f"p{i}" for i in range(k)] + [f"not p{i}" for i in range(k, n)])
+            pairs = ", ".join(f"'{names[i]}', v{i}" for i in range(k))
+            out.append(f"  if {shape} then append(own, {header}, {pairs}) return end")
+        out.append(f"  local e = {{{header}}}")
+        out += [f"  if p{i} then e[#e + 1] = '{names[i]}'; e[#e + 1] = v{i} end"
+                for i in range(n)]
+        out += ["  append(own, unpack(e))", "end"]
+    return "\n".join(out)
+
+
+BATCH = _BATCH % {
+    "lease_prefix": keys.LEASE_PREFIX, "pool_prefix": keys.POOL_PREFIX,
+    "by_client_prefix": keys.BY_CLIENT_PREFIX, "global": events.GLOBAL_STREAM,
+    "global_max": events.GLOBAL_MAXLEN, "host_prefix": keys.HOST_EVENTS_PREFIX,
+    "host_max": events.HOST_MAXLEN, "emitters": _lua_emitters()}
