@@ -26,6 +26,7 @@ NEW = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(NEW / "scripts"), str(NEW), str(NEW / "tests")]
 
 import bench_http as bench  # noqa: E402
+
 from harness.redis_server import RedisServer  # noqa: E402
 from services.http.access import host_token  # noqa: E402
 
