@@ -7,7 +7,7 @@ import inspect
 import time
 
 
-async def wait_until(predicate, timeout: float, what: str = "condition",
+async def wait_until(predicate, timeout: float = 5.0, what: str = "condition",
                      interval: float = 0.01) -> float:
     """Poll ``predicate()`` (a plain or an async function) until it is truthy; return the seconds
     it took, or raise AssertionError naming ``what`` after ``timeout`` seconds."""

@@ -9,11 +9,11 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 from httpkit import ADMIN_TOKEN, MAC, REPO, SECRET, ServiceProcess
 
+from harness import netlab
 from services.http.access import host_token
 
 BIG = 40 * 1024 * 1024
@@ -30,13 +30,8 @@ def bootyard(redis_url: str, *args: str) -> None:
 
 
 def wait_for(predicate, what: str, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    """harness.netlab.wait_for with the argument order of this file's calls."""
+    return netlab.wait_for(predicate, timeout, what=what)
 
 
 @pytest.fixture

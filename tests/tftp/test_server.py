@@ -12,6 +12,7 @@ import pytest
 import tftpy
 from tftp_rawclient import RawClient, TftpError
 
+from harness.waiting import wait_until
 from services.tftp import codec, metrics
 from services.tftp.server import BUSY_MESSAGE, TftpServer
 from services.tftp.settings import TftpSection
@@ -92,13 +93,6 @@ async def listener_caught_up(client, address) -> list[tuple[bytes, tuple]]:
             return others
         others.append((datagram, source))
 
-
-async def until(condition, timeout=5.0, what="the condition"):
-    """Wait until ``condition()`` holds (a bound, not a measure: it normally holds at once)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not come about"
-        await asyncio.sleep(0.01)
 
 
 # ------------------------------------------------------------------------------- static files
@@ -301,7 +295,7 @@ async def test_admission_queues_then_refuses_busy(root):
         assert value(metrics.REFUSED, "busy") == before + 1
         # a queued request is served once the slot frees within queue_timeout
         task = asyncio.create_task(waiter.fetch(address, "small.bin"))
-        await until(lambda: srv._queued == 1, what="the request queued")
+        await wait_until(lambda: srv._queued == 1, what="the request queued")
         await hog.send(codec.encode(codec.Error(0, "bye")), hog_peer)
         data, _, _ = await task
         assert data == (root / "small.bin").read_bytes()
@@ -458,7 +452,7 @@ async def _ack_to_the_end(client, first: bytes, peer, size: int) -> bytes:
 
 async def _one_transfer_only(server, client) -> None:
     """Every task is over, one transfer was recorded (ok) and nothing else reached the client."""
-    await until(lambda: not server._tasks, what="every transfer over")
+    await wait_until(lambda: not server._tasks, what="every transfer over")
     assert [r.result for r in server.records] == ["ok"]
     with pytest.raises(BlockingIOError):
         client.sock.recv(70000)                   # no DATA 1 from a second transfer
@@ -598,7 +592,7 @@ async def test_f6_a_fifo_under_the_root_does_not_hang_the_service(server, root):
         1, (root / "small.bin").read_bytes()[:512])
     error = codec.decode(fifo_answer)
     assert error.code == codec.ErrorCode.FILE_NOT_FOUND and "FIFO" in error.message
-    await until(lambda: any(r.file == "boot/pipe" for r in server.records))
+    await wait_until(lambda: any(r.file == "boot/pipe" for r in server.records))
     record = next(r for r in server.records if r.file == "boot/pipe")
     assert record.result == "not_found" and "not a regular file" in record.detail
 
@@ -634,7 +628,7 @@ async def test_f13_refusals_past_a_sources_budget_are_counted_and_summarised(roo
             assert value(metrics.REFUSED, "write") == before[0] + 20
             assert value(metrics.REFUSED_UNLOGGED, "write") == before[1] + 17
             assert [r.file for r in srv.records] == ["f0", "f1", "f2"]
-            await until(lambda: any(r.getMessage() == "refused_summary"
+            await wait_until(lambda: any(r.getMessage() == "refused_summary"
                                     for r in caplog.records), what="the summary line")
         lines = [r for r in caplog.records if r.name == "bootyard.tftp"]
         assert [r.getMessage() for r in lines].count("refused") == 3
