@@ -379,6 +379,13 @@ class HostView(Disk):
         with self.cow.lock(self.mac):
             self.cow.overlay(self.mac, create=True).write(writes)
 
+    def flush(self) -> None:
+        with self.cow.lock(self.mac):
+            overlay = self.cow.overlay(self.mac, create=False)
+            if overlay is not None:
+                os.fdatasync(overlay.data)
+                os.fdatasync(overlay.mapfd)
+
 
 def check_writes(disk: Disk, writes: Iterable[Write]) -> None:
     """Refuse writes that are not whole sectors inside the disk (a caller's bug)."""

@@ -1,0 +1,140 @@
+"""The block export service in a network namespace, spoken to by a raw-socket AoE initiator made
+here: discovery, IDENTIFY, durable writes read back (plain and copy-on-write), FLUSH CACHE EXT,
+bad frames, live export changes from Redis, the boot timeline events, and the refusal to start
+without an interface."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from aoeclient import Initiator
+
+from harness.netlab import wait_for
+from services.blockexport import codec
+from services.blockexport.codec import AtaCommand, Command, Config, Flag
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.lab
+SECTORS = 4096  # 2 MiB disks
+
+
+def make_disk(path, seed: int) -> bytes:
+    data = hashlib.shake_256(str(seed).encode()).digest(SECTORS * 512)
+    path.write_bytes(data)
+    return data
+
+
+def test_refuses_to_start_without_an_interface(lab, unix_redis):
+    seg = lab.segment()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTYARD_")}
+    env.update({"BOOTYARD_REDIS_URL": unix_redis.url, "PYTHONPATH": str(REPO)})
+    result = seg.server.run(sys.executable, "-m", "services.blockexport", check=False, env=env,
+                            cwd=str(REPO), timeout=30)
+    assert result.returncode == 2
+    assert "blockexport.interface is empty" in result.stderr
+
+
+def test_aoe_service(lab, unix_redis, blockexport_process, tmp_path):
+    seg = lab.segment()
+    client_ns = seg.add_client()
+    plain = tmp_path / "plain.img"
+    plain_data = make_disk(plain, 1)
+    golden = tmp_path / "golden.img"
+    golden_data = make_disk(golden, 2)
+    golden_sum = hashlib.sha256(golden_data).hexdigest()
+    r = unix_redis.client()
+    r.hset("bootyard:export:plain", mapping={"kind": "aoe", "backing": str(plain),
+                                              "aoe_shelf": "7", "aoe_slot": "3"})
+    r.hset("bootyard:export:golden", mapping={"kind": "aoe", "backing": str(golden), "cow": "yes",
+                                               "aoe_shelf": "7", "aoe_slot": "4"})
+    r.hset("bootyard:export:web1-root", mapping={"kind": "iscsi", "backing": str(plain),
+                                                  "iqn": "iqn.2026-11.org.example:web1"})
+    service = blockexport_process(seg.server, unix_redis.url, tmp_path / "be.log",
+                                  overlay_root=str(tmp_path / "overlays"))
+    host = Initiator(client_ns.name)
+    try:
+        # discovery: both AoE exports answer the broadcast (the iSCSI one is not ours)
+        found = {(f.header.major, f.header.minor): f for f in host.discover(2)}
+        assert set(found) == {(7, 3), (7, 4)}
+        cfg = found[(7, 3)]
+        assert cfg.header.flags == Flag.RESPONSE and cfg.body.sectors == 2  # veth MTU 1500
+        assert cfg.body.buffer_count == 64
+        disk, cow = found[(7, 3)], found[(7, 4)]
+
+        ident = host.ata(disk, AtaCommand.IDENTIFY_DEVICE).body.data
+        assert int.from_bytes(ident[200:208], "little") == SECTORS
+
+        # plain: an answered write is in the backing file (durable: fdatasync before the reply)
+        assert host.read(disk, 10, 2) == plain_data[5120:6144]
+        reply = host.write(disk, 10, b"\xaa" * 1024)
+        assert reply.body.command == 0x40
+        assert plain.read_bytes()[5120:6144] == b"\xaa" * 1024
+        assert host.read(disk, 10, 2) == b"\xaa" * 1024
+        flush = host.ata(disk, AtaCommand.FLUSH_CACHE_EXT, count=0)
+        assert flush.body.command == 0x40 and flush.header.error == 0
+
+        # copy-on-write: the host sees its write, the golden image stays as it was
+        assert host.read(cow, 0, 2) == golden_data[:1024]
+        assert host.write(cow, 1, b"\xbb" * 512).body.command == 0x40
+        assert host.read(cow, 0, 2) == golden_data[:512] + b"\xbb" * 512
+        assert hashlib.sha256(golden.read_bytes()).hexdigest() == golden_sum
+        mac_dir = codec.format_mac(host.mac).replace(":", "-")
+        assert (tmp_path / "overlays" / "golden" / mac_dir / "map").exists()
+
+        # errors: past the end, too many sectors for the frame, a truncated frame
+        past = host.ata(disk, 0x24, 1, SECTORS)
+        assert past.body.command & 0x01 and past.body.feature == 0x10
+        big = host.ata(disk, 0x24, 3, 0)
+        assert big.header.error == 2 and big.header.flags & Flag.ERROR
+        host.send_raw(codec.encode(codec.Frame(codec.Header(
+            dst=disk.header.src, src=host.mac, major=7, minor=3, command=0, tag=5),
+            codec.Unknown(b"\x40\x00"))))
+        assert host.read(disk, 0, 1) == plain_data[:512]  # still serving
+
+        # live changes: a new export is served, a removed one withdrawn, a bad one reported
+        extra = tmp_path / "extra.img"
+        make_disk(extra, 3)
+        r.hset("bootyard:export:extra", mapping={"kind": "aoe", "backing": str(extra),
+                                                  "aoe_shelf": "7", "aoe_slot": "5"})
+        wait_for(lambda: "export=extra" in service.log(), 5, what="export extra served")
+        assert host.request(Command.QUERY_CONFIG, Config(), 7, 5).header.minor == 5
+        r.hset("bootyard:export:broken", mapping={"kind": "aoe",
+                                                   "backing": str(tmp_path / "missing.img"),
+                                                   "aoe_shelf": "8", "aoe_slot": "1"})
+        wait_for(lambda: "key=bootyard:export:broken field=backing" in service.log(), 5,
+                 what="the missing backing reported")
+        r.hset("bootyard:export:extra", "aoe_slot", "nine")  # invalid: the last good is kept
+        wait_for(lambda: "key=bootyard:export:extra field=aoe_slot" in service.log(), 5,
+                 what="the invalid record reported")
+        assert host.request(Command.QUERY_CONFIG, Config(), 7, 5).header.minor == 5
+        r.delete("bootyard:export:extra")
+        wait_for(lambda: "event=export_withdrawn export=extra" in service.log(), 5,
+                 what="export extra withdrawn")
+        tag = host.send(Command.QUERY_CONFIG, Config(), 0xFFFF, 0xFF)
+        sentinel = host.send(Command.QUERY_CONFIG, Config(), 7, 3)  # handled after the broadcast
+        answered = {f.header.minor for f in host.replies(tag, 2)}
+        host.replies(sentinel)
+        assert answered == {3, 4}
+
+        # the timeline: attach and first read per host and export, never per I/O
+        mac = codec.format_mac(host.mac)
+        r.hset(f"bootyard:host:{mac}", mapping={"hostname": "web1"})
+
+        def kinds():
+            return [(e[1].get("kind"), e[1].get("export")) for e in r.xrange("bootyard:events")
+                    if e[1].get("mac") == mac]
+        wait_for(lambda: ("blockexport.first_read", "golden") in kinds(), 5, what="events")
+        got = kinds()
+        assert got.count(("blockexport.attach", "plain")) == 1
+        assert got.count(("blockexport.first_read", "plain")) == 1
+        assert ("blockexport.attach", "golden") in got
+    finally:
+        host.close()
+    service.stop()
+    assert hashlib.sha256(golden.read_bytes()).hexdigest() == golden_sum
+
