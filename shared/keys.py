@@ -18,6 +18,10 @@ key                                 type       holds
 ``bootyard:leases:mac:<subnet>``    hash       client identity -> the address it last held
                                                (named when the identity was always the MAC;
                                                it still is, for Ethernet clients)
+``bootyard:blockexport:attached:    hash       MAC -> Unix time until which that initiator
+<export>``                                     counts as attached to the export (written by
+                                               the block export service; the CLI's reset
+                                               reads it)
 ==================================  =========  ===============================================
 
 The inventory's change counter (``InventoryView.version``) is kept in each service's memory,
@@ -79,3 +83,12 @@ def pool(subnet: str) -> str:
 def by_client(subnet: str) -> str:
     """The hash ``client identity -> ip`` of a subnet (the address each client last held)."""
     return BY_CLIENT_PREFIX + subnet
+
+
+# block export attachments
+ATTACHED_PREFIX = f"{PREFIX}:blockexport:attached:"
+
+
+def export_attached(name: str) -> str:
+    """The hash ``MAC -> attached-until time`` of one block export."""
+    return ATTACHED_PREFIX + name

@@ -44,7 +44,9 @@ from services.blockexport.settings import BlockexportSection
 from services.blockexport.storage import CowDisk, Disk, PlainDisk, StorageError
 from services.blockexport.transport import Received, Transport
 from shared import keys, logs
+from shared.attachments import Attachments
 from shared.schema import Export
+from shared.store import InventoryUnavailable
 
 log = logs.get_logger("blockexport")
 
@@ -81,6 +83,7 @@ class Served:
     wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     seen: dict[bytes, float] = dataclasses.field(default_factory=dict)
     read_by: set[bytes] = dataclasses.field(default_factory=set)
+    published: dict[bytes, float] = dataclasses.field(default_factory=dict)
     failing: set[bytes] = dataclasses.field(default_factory=set)
     retired: bool = False
     task: asyncio.Task | None = None
@@ -100,8 +103,11 @@ def disk_changed(old: Export, new: Export) -> bool:
 
 
 class BlockexportServer:
-    def __init__(self, section: BlockexportSection, cache, events, transport: Transport) -> None:
+    def __init__(self, section: BlockexportSection, cache, events, transport: Transport,
+                 attachments: Attachments | None = None) -> None:
         self.section = section
+        self.attachments = attachments
+        self._publishing: set[asyncio.Task] = set()
         self.cache = cache
         self.events = events
         self.transport = transport
@@ -278,6 +284,9 @@ class BlockexportServer:
         now = time.monotonic()
         last = served.seen.get(mac)
         served.seen[mac] = now
+        if now - served.published.get(mac, -1e18) > self.section.attach_timeout / 4:
+            served.published[mac] = now
+            self._publish(served.record.name, codec.format_mac(mac))
         if last is None or now - last > self.section.attach_timeout:
             served.read_by.discard(mac)
             text = codec.format_mac(mac)
@@ -286,6 +295,20 @@ class BlockexportServer:
             self.events.emit("blockexport.attach", mac=text, export=served.record.name,
                              target=f"e{served.target.shelf}.{served.target.slot}",
                              cow="yes" if served.record.cow else "no")
+
+    def _publish(self, export: str, mac: str) -> None:
+        """Tell Redis (for the CLI's reset) that ``mac`` is attached; in the background."""
+        if self.attachments is None or len(self._publishing) > 1000:
+            return
+        task = asyncio.get_running_loop().create_task(self._publish_now(export, mac))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def _publish_now(self, export: str, mac: str) -> None:
+        try:
+            await self.attachments.touch(export, mac, time.time() + self.section.attach_timeout)
+        except InventoryUnavailable as exc:
+            log.debug("attachment_not_published", export=export, mac=mac, reason=str(exc))
 
     # -- I/O -------------------------------------------------------------------------------
     async def _io_loop(self, served: Served) -> None:

@@ -21,6 +21,10 @@ An overlay is a directory ``<overlay_root>/<export>/<mac with dashes>/`` holding
 - ``map``: a 4,096-byte header (magic, block size, disk size) and one bit per block, set when
   the block's data in ``data`` is whole (the golden block merged with what the host wrote).
 
+An overlay is removed (reset) by renaming its directory aside and deleting it; a process that
+has it open notices within :data:`RECHECK` seconds (the directory's inode changed) and lets go,
+so the CLI can reset an overlay the service has open.
+
 Crash safety, in this order for every batch: the data of every write goes to ``data`` (a block
 written for the first time gets its whole golden content merged in, so the file never holds a
 half-copied block), ``fdatasync(data)``; only then are the new blocks' bits written to ``map``
@@ -37,6 +41,7 @@ import os
 import shutil
 import struct
 import threading
+import time
 from collections.abc import Iterable, Sequence
 
 SECTOR = 512
@@ -45,6 +50,7 @@ MAGIC = b"BYCOWMAP"
 MAP_FORMAT = struct.Struct("<8sIIQ")  # magic, format version, block size, disk size in bytes
 MAP_VERSION = 1
 DEFAULT_BLOCK = 4096  # docs/blockexport.md: why 4 KiB
+RECHECK = 1.0  # seconds between checks that an open overlay is still the one on disk
 
 
 class StorageError(Exception):
@@ -175,6 +181,8 @@ class Overlay:
                                f"blocks, the golden image is {size} bytes in {block}-byte "
                                "blocks (the golden image changed?); reset the overlay")
         self.bits = bytearray(_pread_full(self.mapfd, (self.nblocks + 7) // 8, MAP_HEADER))
+        self.identity = _identity(path)
+        self.checked = time.monotonic()
 
     @classmethod
     def create(cls, path: str, golden_fd: int, size: int, block: int) -> Overlay:
@@ -257,6 +265,14 @@ class Overlay:
         os.close(self.mapfd)
 
 
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _allocated_bytes(path: str) -> int:
     total = 0
     for name in ("data", "map"):
@@ -302,9 +318,18 @@ class CowDisk:
         """The host's overlay, opened once; made when ``create`` and it does not exist yet.
         Call with the host's lock held."""
         found = self._overlays.get(mac)
-        if found is not None:
-            return found
         path = self.path_of(mac)
+        if found is not None:
+            now = time.monotonic()
+            if now - found.checked < RECHECK:
+                return found
+            found.checked = now
+            if _identity(path) == found.identity:
+                return found
+            # reset (or removed) by someone else, e.g. `bootyard blockexport reset`: let go
+            del self._overlays[mac]
+            found.close()
+            found = None
         if os.path.isdir(path):
             found = Overlay(path, self.golden, self.size, self.block)
         elif create:

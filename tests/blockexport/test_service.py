@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,9 @@ def test_aoe_service(lab, unix_redis, blockexport_process, tmp_path):
         assert got.count(("blockexport.attach", "plain")) == 1
         assert got.count(("blockexport.first_read", "plain")) == 1
         assert ("blockexport.attach", "golden") in got
+        # attachments for the CLI's reset
+        attached = r.hgetall("bootyard:blockexport:attached:golden")
+        assert float(attached[mac]) > time.time()
     finally:
         host.close()
     service.stop()
