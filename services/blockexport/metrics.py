@@ -55,3 +55,14 @@ ERRORS_BY = {r: ERRORS.labels(r) for r in ERROR_REASONS}
 DROPPED_BY = {r: DROPPED.labels(r)
               for r in DROP_REASONS + ("queue_full", "send_failed", "no_export")}
 LATENCY_BY = {op: LATENCY.labels(op) for op in ("read", "write", "flush")}
+
+
+def preinit_export(name: str) -> None:
+    """Every series of one export at 0, so a dashboard shows zeros instead of gaps."""
+    for op in OPS:
+        OPERATIONS.labels(name, op)
+    for direction in ("read", "write"):
+        BYTES.labels(name, direction)
+    SYNCS.labels(name)
+    for gauge in (OVERLAY_BYTES, FREE_BYTES, INITIATORS):
+        gauge.labels(name)

@@ -192,6 +192,7 @@ class BlockexportServer:
         self.by_address[address] = served
         self._reported.pop(export.name, None)
         m.EXPORT_UP.labels(export.name).set(1)
+        m.preinit_export(export.name)
         log.info("export_served", export=export.name, shelf=address[0], slot=address[1],
                  backing=export.backing, cow=export.cow, readonly=export.readonly,
                  sectors=served.target.sectors, sectors_per_frame=target.max_sectors,

@@ -67,6 +67,13 @@ def test_aoe_service(lab, unix_redis, blockexport_process, tmp_path):
         assert cfg.body.buffer_count == 64
         disk, cow = found[(7, 3)], found[(7, 4)]
 
+        # the diagnostic initiator (scripts/aoe-probe.py, used by make compose-test)
+        probe = client_ns.run(sys.executable, str(REPO / "scripts" / "aoe-probe.py"),
+                              "--interface", "eth0", "--target", "7.3", "--lba", "3",
+                              "--count", "5", timeout=60)
+        assert f"md5 {hashlib.md5(plain_data[1536:4096]).hexdigest()} " in probe.stdout
+        assert f"size {SECTORS} sectors" in probe.stdout
+
         ident = host.ata(disk, AtaCommand.IDENTIFY_DEVICE).body.data
         assert int.from_bytes(ident[200:208], "little") == SECTORS
 
