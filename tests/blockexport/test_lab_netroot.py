@@ -1,0 +1,174 @@
+"""``netroot`` over AoE end to end (seed 000's shape): diskless VMs get kernel and initramfs from
+bootyard (DHCP, the host's iPXE script over HTTP with ``root=/dev/etherd/e<shelf>.<slot>``
+rendered from the profile's export); the initramfs loads ``aoe``, finds the disk, mounts it as
+root (ext2 made with ``mke2fs -d``, no loop devices) and switches to it; its ``/sbin/init``
+prints the marker with what it finds in ``/written``, writes that file if it was absent, syncs
+and powers off. The export is copy-on-write:
+
+1. host A's first boot finds nothing and writes;
+2. host A boots again (a new VM with the same MAC) and finds its own file;
+3. host B, booting the same golden export, finds nothing;
+4. the golden image is unchanged, and each host's overlay holds its own writes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab import initramfs
+from lab.assets import cache_dir, download, ensure_assets, unpack
+from lab.bootyard import services_present
+from lab.qemu import BIOS
+from lab.runner import BootLab
+from services.blockexport.storage import CowDisk
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+APPLETS = ("sh", "mount", "cat", "echo", "sleep", "ip", "insmod", "poweroff", "cut", "ls",
+           "sync", "uname", "test", "[", "grep", "switch_root", "mkdir", "sed", "umount")
+
+INITRAMFS_INIT = r"""#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+fail() { echo "BOOTYARD-FAIL $*"; poweroff -f; sleep 60; }
+ROOT=
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in root=/dev/etherd/*) ROOT="${arg#root=}" ;; esac
+done
+[ -n "$ROOT" ] || fail "no root=/dev/etherd/... on the kernel command line"
+KV=$(uname -r)
+for mod in $(cat /etc/modules-load); do
+    case "$mod" in
+        */aoe.ko) ip link set eth0 up; insmod "/lib/modules/$KV/$mod" aoe_iflist=eth0 \
+                  || fail "insmod aoe" ;;
+        *) insmod "/lib/modules/$KV/$mod" || fail "insmod $mod" ;;
+    esac
+    [ "$mod" = "${mod%virtio_net.ko}" ] || { n=0; while [ ! -e /sys/class/net/eth0 ]; do
+        n=$((n + 1)); [ $n -gt 100 ] && fail "no eth0"; sleep 0.1; done; }
+done
+name=${ROOT#/dev/etherd/}
+n=0
+while [ ! -b "$ROOT" ] || [ "$(cat /sys/block/etherd!$name/size)" = 0 ]; do
+    n=$((n + 1)); [ $n -gt 300 ] && fail "no $ROOT"
+    [ $((n % 20)) = 0 ] && echo > /dev/etherd/discover
+    sleep 0.1
+done
+echo "bootyard-lab: stage=netroot-disk $ROOT"
+mkdir -p /newroot
+mount -t ext2 "$ROOT" /newroot || fail "mount $ROOT"
+umount /proc /sys
+mount --move /dev /newroot/dev
+exec switch_root /newroot /sbin/init
+fail "switch_root"
+"""
+
+ROOT_INIT = r"""#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+MARKER=none
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in bootyard.marker=*) MARKER="${arg#*=}" ;; esac
+done
+mac=$(cat /sys/class/net/eth0/address 2>/dev/null || echo unknown)
+found=none
+[ -e /written ] && found=$(cat /written)
+echo "BOOTYARD-MARKER $MARKER stage=netroot found=$found"
+[ -e /written ] || { echo "by-$MARKER" > /written; sync; }
+echo "bootyard-lab: stage=netroot-synced"
+poweroff -f
+sleep 60
+"""
+
+
+def build(tmp: Path) -> tuple[Path, Path]:
+    """(initramfs with aoe + ext2, golden ext2 root image) from the lab's Debian kernel."""
+    assets = ensure_assets()
+    package = f"linux-image-{assets.kernel_version}"
+    debs = cache_dir() / "debs"
+    tree = unpack(download(package, debs), cache_dir() / "unpacked" / package)
+    busybox = unpack(download("busybox-static", debs),
+                     cache_dir() / "unpacked" / "busybox-static") / "bin" / "busybox"
+    version = assets.kernel_version
+    module_root = tree / "lib" / "modules" / version
+    order = initramfs.module_closure(module_root, ("virtio_pci", "virtio_net", "aoe", "crc32c_generic", "ext4"))
+    cpio = initramfs.Cpio()
+    for d in ("bin", "dev", "proc", "sys", "etc", "lib", "lib/modules", f"lib/modules/{version}"):
+        cpio.directory(d)
+    cpio.chardev("dev/console", 5, 1)
+    cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
+    for applet in APPLETS:
+        cpio.symlink(f"bin/{applet}", "busybox")
+    made = set()
+    for rel in order:
+        parts = Path(rel).parts
+        for i in range(1, len(parts)):
+            sub = "/".join(parts[:i])
+            if sub not in made:
+                cpio.directory(f"lib/modules/{version}/{sub}")
+                made.add(sub)
+        cpio.file(f"lib/modules/{version}/{rel}", (module_root / rel).read_bytes())
+    cpio.file("etc/modules-load", ("\n".join(order) + "\n").encode())
+    cpio.file("init", INITRAMFS_INIT.encode(), 0o755)
+    initrd = tmp / "netroot-initrd.img"
+    initrd.write_bytes(gzip.compress(cpio.finish(), compresslevel=1, mtime=0))
+    root = tmp / "rootfs"
+    for d in ("bin", "sbin", "dev", "proc", "sys"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "bin" / "busybox").write_bytes(busybox.read_bytes())
+    (root / "bin" / "busybox").chmod(0o755)
+    for applet in APPLETS:
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "sbin" / "init").write_text(ROOT_INIT)
+    (root / "sbin" / "init").chmod(0o755)
+    golden = tmp / "golden-root.img"
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext2", "-d", str(root), str(golden), "16M"],
+                   check=True, capture_output=True)
+    return initrd, golden
+
+
+@pytest.mark.skipif(not services_present(), reason="dhcp, tftp or http missing from the tree")
+def test_netroot_over_aoe_with_per_host_overlays(lab, tmp_path, blockexport_process):
+    initrd, golden = build(tmp_path)
+    golden_sum = hashlib.sha256(golden.read_bytes()).hexdigest()
+    boot = BootLab(lab, tmp_path / "lab", stack="bootyard", assets=ensure_assets())
+    try:
+        a = boot.plan.add_host("nra", kind="kernel")
+        b = boot.plan.add_host("nrb", kind="kernel")
+        boot.start()
+        (boot.plan.www_root / "images" / initrd.name).write_bytes(initrd.read_bytes())
+        boot.stack.cli("blockexport", "add", "netroot", "--kind", "aoe", "--backing", str(golden),
+                       "--cow", "yes", "--aoe-shelf", "0", "--aoe-slot", "1")
+        for host in (a, b):
+            boot.stack.cli("profile", "set", host.name, "--initrd", initrd.name,
+                           "--export", "netroot", "--live-style", "rooturl")
+            boot.stack.cli("host", "set", host.mac, "--boot-mode", "netroot")
+        blockexport_process(boot.server, boot.stack.redis_url, tmp_path / "be.log",
+                            overlay_root=str(tmp_path / "overlays"))
+
+        def netboot(host) -> str:
+            result = boot.boot(host, BIOS, timeout=240,
+                               pattern=rf"BOOTYARD-MARKER {host.marker} stage=netroot")
+            result.vm.wait_for(r"stage=netroot-synced", 30)
+            return re.search(r"found=(\S+)", result.marker.text).group(1)
+
+        assert netboot(a) == "none"
+        assert netboot(a) == f"by-{a.marker}"  # its own write survived the reboot
+        assert netboot(b) == "none"  # the same golden export, its own overlay
+        kinds = [e.kind for e in boot.events(a.mac)]
+        assert kinds.count("blockexport.attach") >= 1 and "blockexport.first_read" in kinds
+    finally:
+        boot.stop()
+    assert hashlib.sha256(golden.read_bytes()).hexdigest() == golden_sum
+    cow = CowDisk(str(golden), str(tmp_path / "overlays"), "netroot")
+    try:
+        overlays = {o.mac: o for o in cow.overlays()}
+        assert set(overlays) == {a.mac, b.mac}
+    finally:
+        cow.close()
