@@ -86,6 +86,18 @@ class Initiator:
                 got.append(frame)
         return got
 
+    def queued(self, tag: int) -> list[Frame]:
+        """Replies carrying ``tag`` already received (no waiting)."""
+        got = []
+        while select.select([self.sock], [], [], 0)[0]:
+            try:
+                frame = codec.decode(self.sock.recv(10000))
+            except codec.DecodeError:
+                continue
+            if frame.header.is_response and frame.header.tag == tag:
+                got.append(frame)
+        return got
+
     def request(self, command: int, body, major: int, minor: int, dst=codec.BROADCAST_MAC,
                 timeout: float = 5.0, **header) -> Frame:
         tag = self.send(command, body, major, minor, dst, **header)
