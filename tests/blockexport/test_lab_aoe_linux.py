@@ -13,55 +13,30 @@ copy-on-write export: in the guest's overlay, the golden image unchanged).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import re
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from harness.netlab import wait_for
-from lab import initramfs
-from lab.assets import cache_dir, download, resolve_kernel_package, unpack
-from lab.qemu import VM, Firmware
+from lab import aoeguest
 from services.blockexport.storage import CowDisk
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 DISK = 8 << 20
 PATTERN = hashlib.shake_256(b"bootyard aoe pattern").digest(1 << 20)
 GUEST_MAC = "52:54:00:ae:00:01"
-APPLETS = ("sh", "mount", "cat", "echo", "sleep", "ip", "insmod", "poweroff", "cut", "ls",
-           "md5sum", "dd", "sync", "uname", "test", "[", "grep")
-
 INIT = r"""#!/bin/sh
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-fail() { echo "BOOTYARD-FAIL $*"; poweroff -f; sleep 60; }
-TARGETS=
-for arg in $(cat /proc/cmdline); do
-    case "$arg" in aoetest.targets=*) TARGETS=$(echo "${arg#*=}" | sed 's/,/ /g') ;; esac
-done
-KV=$(uname -r)
-for mod in $(cat /etc/modules-load); do
-    case "$mod" in
-        */aoe.ko) ip link set eth0 up; insmod "/lib/modules/$KV/$mod" aoe_iflist=eth0 \
-                  || fail "insmod aoe" ;;
-        *) insmod "/lib/modules/$KV/$mod" || fail "insmod $mod" ;;
-    esac
-    [ "$mod" = "${mod%virtio_net.ko}" ] || { n=0; while [ ! -e /sys/class/net/eth0 ]; do
-        n=$((n + 1)); [ $n -gt 100 ] && fail "no eth0"; sleep 0.1; done; }
-done
+. /etc/aoe-functions
+TARGETS=$(cmdline_value aoetest.targets | tr , ' ')
+load_modules
 for t in $TARGETS; do
-    n=0
-    while [ ! -b /dev/etherd/$t ] || [ "$(cat /sys/block/etherd!$t/size)" = 0 ]; do
-        n=$((n + 1)); [ $n -gt 300 ] && fail "no /dev/etherd/$t"
-        [ $((n % 20)) = 0 ] && echo > /dev/etherd/discover
-        sleep 0.1
-    done
+    wait_aoe "$t"
     echo "aoetest: found $t sectors=$(cat /sys/block/etherd!$t/size)"
 done
 for t in $TARGETS; do
@@ -77,57 +52,6 @@ sleep 60
 """
 
 
-def build_guest(workdir: Path) -> tuple[Path, Path]:
-    """The Debian kernel (lab asset cache) and an initramfs with aoe and the script above."""
-    package = resolve_kernel_package()
-    version = package.removeprefix("linux-image-")
-    debs = cache_dir() / "debs"
-    kernel_tree = unpack(download(package, debs), cache_dir() / "unpacked" / package)
-    busybox = unpack(download("busybox-static", debs),
-                     cache_dir() / "unpacked" / "busybox-static") / "bin" / "busybox"
-    module_root = kernel_tree / "lib" / "modules" / version
-    order = initramfs.module_closure(module_root, ("virtio_pci", "virtio_net", "aoe"))
-    cpio = initramfs.Cpio()
-    for d in ("bin", "dev", "proc", "sys", "etc", "lib", "lib/modules", f"lib/modules/{version}"):
-        cpio.directory(d)
-    cpio.chardev("dev/console", 5, 1)
-    cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
-    for applet in APPLETS + ("sed",):
-        cpio.symlink(f"bin/{applet}", "busybox")
-    made = set()
-    for rel in order:
-        parts = Path(rel).parts
-        for i in range(1, len(parts)):
-            sub = "/".join(parts[:i])
-            if sub not in made:
-                cpio.directory(f"lib/modules/{version}/{sub}")
-                made.add(sub)
-        cpio.file(f"lib/modules/{version}/{rel}", (module_root / rel).read_bytes())
-    cpio.file("etc/modules-load", ("\n".join(order) + "\n").encode())
-    cpio.file("pattern", PATTERN)
-    cpio.file("init", INIT.encode(), 0o755)
-    initrd = workdir / "aoe-initrd.img"
-    initrd.write_bytes(gzip.compress(cpio.finish(), compresslevel=1, mtime=0))
-    kernel = workdir / "vmlinuz"
-    shutil.copyfile(kernel_tree / "boot" / f"vmlinuz-{version}", kernel)
-    return kernel, initrd
-
-
-class KernelVM(VM):
-    """A lab VM booted straight into a kernel and initramfs (no firmware network boot)."""
-
-    def __init__(self, *args, kernel: Path, initrd: Path, append: str, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.boot = ["-kernel", str(kernel), "-initrd", str(initrd), "-append", append]
-
-    def argv(self) -> list[str]:
-        return ["qemu-system-x86_64", "-accel", "tcg", "-m", str(self.memory_mb), "-smp", "1",
-                "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-                "-monitor", "none", "-vga", "none", *self.boot,
-                "-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no",
-                "-device", f"virtio-net-pci,netdev=n0,mac={self.mac},romfile="]
-
-
 def expected_after(original: bytes) -> bytes:
     data = bytearray(original)
     data[1 << 20:2 << 20] = PATTERN
@@ -139,7 +63,7 @@ def md5(data: bytes) -> str:
 
 
 def test_linux_aoe_driver_reads_and_writes(lab, unix_redis, blockexport_process, tmp_path):
-    kernel, initrd = build_guest(tmp_path)
+    kernel, initrd = aoeguest.build(tmp_path / "guest", INIT, files={"pattern": PATTERN})
     seg = lab.segment()
     tap = seg.add_tap()
     plain, golden, theirs = (tmp_path / n for n in ("plain.img", "golden.img", "vblade.img"))
@@ -156,9 +80,9 @@ def test_linux_aoe_driver_reads_and_writes(lab, unix_redis, blockexport_process,
                                   overlay_root=str(tmp_path / "overlays"))
     vblade = seg.server.popen("vblade", "9", "9", "eth0", str(theirs),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    vm = KernelVM(seg.switch, tap, GUEST_MAC, Firmware("bios"), tmp_path / "vm",
-                  memory_mb=256, name="aoe", kernel=kernel, initrd=initrd,
-                  append="console=ttyS0 quiet panic=-1 aoetest.targets=e7.3,e7.4,e9.9")
+    vm = aoeguest.KernelVM(seg.switch, tap, GUEST_MAC, tmp_path / "vm", kernel=kernel,
+                           initrd=initrd,
+                           append="console=ttyS0 quiet panic=-1 aoetest.targets=e7.3,e7.4,e9.9")
     with vm:
         vm.start()
         vm.wait_for(r"AOETEST-DONE", timeout=300)

@@ -13,7 +13,6 @@ and powers off. The export is copy-on-write:
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import re
 import subprocess
@@ -21,45 +20,26 @@ from pathlib import Path
 
 import pytest
 
-from lab import initramfs
-from lab.assets import cache_dir, download, ensure_assets, unpack
+from lab import aoeguest
+from lab.assets import ensure_assets
 from lab.bootyard import services_present
 from lab.qemu import BIOS
 from lab.runner import BootLab
 from services.blockexport.storage import CowDisk
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
-APPLETS = ("sh", "mount", "cat", "echo", "sleep", "ip", "insmod", "poweroff", "cut", "ls",
-           "sync", "uname", "test", "[", "grep", "switch_root", "mkdir", "sed", "umount")
+APPLETS = ("sh", "mount", "cat", "echo", "sleep", "poweroff", "sync", "[", "test")  # root image
 
 INITRAMFS_INIT = r"""#!/bin/sh
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-fail() { echo "BOOTYARD-FAIL $*"; poweroff -f; sleep 60; }
-ROOT=
-for arg in $(cat /proc/cmdline); do
-    case "$arg" in root=/dev/etherd/*) ROOT="${arg#root=}" ;; esac
-done
-[ -n "$ROOT" ] || fail "no root=/dev/etherd/... on the kernel command line"
-KV=$(uname -r)
-for mod in $(cat /etc/modules-load); do
-    case "$mod" in
-        */aoe.ko) ip link set eth0 up; insmod "/lib/modules/$KV/$mod" aoe_iflist=eth0 \
-                  || fail "insmod aoe" ;;
-        *) insmod "/lib/modules/$KV/$mod" || fail "insmod $mod" ;;
-    esac
-    [ "$mod" = "${mod%virtio_net.ko}" ] || { n=0; while [ ! -e /sys/class/net/eth0 ]; do
-        n=$((n + 1)); [ $n -gt 100 ] && fail "no eth0"; sleep 0.1; done; }
-done
-name=${ROOT#/dev/etherd/}
-n=0
-while [ ! -b "$ROOT" ] || [ "$(cat /sys/block/etherd!$name/size)" = 0 ]; do
-    n=$((n + 1)); [ $n -gt 300 ] && fail "no $ROOT"
-    [ $((n % 20)) = 0 ] && echo > /dev/etherd/discover
-    sleep 0.1
-done
+. /etc/aoe-functions
+ROOT=$(cmdline_value root)
+case "$ROOT" in /dev/etherd/*) ;; *) fail "no root=/dev/etherd/... on the command line" ;; esac
+load_modules
+wait_aoe "${ROOT#/dev/etherd/}"
 echo "bootyard-lab: stage=netroot-disk $ROOT"
 mkdir -p /newroot
 mount -t ext2 "$ROOT" /newroot || fail "mount $ROOT"
@@ -88,36 +68,11 @@ sleep 60
 
 
 def build(tmp: Path) -> tuple[Path, Path]:
-    """(initramfs with aoe + ext2, golden ext2 root image) from the lab's Debian kernel."""
-    assets = ensure_assets()
-    package = f"linux-image-{assets.kernel_version}"
-    debs = cache_dir() / "debs"
-    tree = unpack(download(package, debs), cache_dir() / "unpacked" / package)
-    busybox = unpack(download("busybox-static", debs),
-                     cache_dir() / "unpacked" / "busybox-static") / "bin" / "busybox"
-    version = assets.kernel_version
-    module_root = tree / "lib" / "modules" / version
-    order = initramfs.module_closure(module_root, ("virtio_pci", "virtio_net", "aoe", "crc32c_generic", "ext4"))
-    cpio = initramfs.Cpio()
-    for d in ("bin", "dev", "proc", "sys", "etc", "lib", "lib/modules", f"lib/modules/{version}"):
-        cpio.directory(d)
-    cpio.chardev("dev/console", 5, 1)
-    cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
-    for applet in APPLETS:
-        cpio.symlink(f"bin/{applet}", "busybox")
-    made = set()
-    for rel in order:
-        parts = Path(rel).parts
-        for i in range(1, len(parts)):
-            sub = "/".join(parts[:i])
-            if sub not in made:
-                cpio.directory(f"lib/modules/{version}/{sub}")
-                made.add(sub)
-        cpio.file(f"lib/modules/{version}/{rel}", (module_root / rel).read_bytes())
-    cpio.file("etc/modules-load", ("\n".join(order) + "\n").encode())
-    cpio.file("init", INITRAMFS_INIT.encode(), 0o755)
-    initrd = tmp / "netroot-initrd.img"
-    initrd.write_bytes(gzip.compress(cpio.finish(), compresslevel=1, mtime=0))
+    """(initramfs with aoe and ext2, golden ext2 root image) from the lab's Debian kernel; an
+    ext2/3/4 mount needs crc32c_generic, which modules.dep does not list."""
+    _kernel, initrd = aoeguest.build(tmp / "guest", INITRAMFS_INIT, modules=(
+        "virtio_pci", "virtio_net", "aoe", "crc32c_generic", "ext4"))
+    busybox = aoeguest.busybox_path()
     root = tmp / "rootfs"
     for d in ("bin", "sbin", "dev", "proc", "sys"):
         (root / d).mkdir(parents=True, exist_ok=True)
