@@ -68,6 +68,10 @@ class Error(enum.IntEnum):
     TARGET_RESERVED = 6  # Target is reserved
 
 
+# Plain-int copies of the flags the per-frame path tests (IntFlag arithmetic costs microseconds).
+_RESPONSE, _EXTENDED, _WRITE = 0x08, 0x40, 0x01
+
+
 class AFlag(enum.IntFlag):
     """ATA AFlags (§3.1)."""
     EXTENDED = 0x40  # E: LBA48 (the six LBA bytes and 16-bit register semantics)
@@ -157,7 +161,7 @@ class Header:
 
     @property
     def is_response(self) -> bool:
-        return bool(self.flags & Flag.RESPONSE)
+        return bool(self.flags & _RESPONSE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,11 +176,11 @@ class Ata:
 
     @property
     def extended(self) -> bool:
-        return bool(self.aflags & AFlag.EXTENDED)
+        return bool(self.aflags & _EXTENDED)
 
     @property
     def write(self) -> bool:
-        return bool(self.aflags & AFlag.WRITE)
+        return bool(self.aflags & _WRITE)
 
     @property
     def address(self) -> int:

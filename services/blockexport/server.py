@@ -55,6 +55,7 @@ ERROR_OF_CODE = {Error.BAD_ARGUMENT: "bad_argument", Error.TARGET_RESERVED: "res
                  "unknown_command", Error.CONFIG_STRING_PRESENT: "config_present"}
 ERROR_OF_KIND = {"past_end": "past_end", "unsupported": "unsupported", "read_only": "read_only",
                  "mask_error": "mask"}
+ERROR_FLAG = int(Flag.ERROR)
 OP_OF_KIND = {"read": "read", "write": "write", "flush": "flush", "identify": "identify",
               "config": "config"}
 
@@ -87,6 +88,13 @@ class Served:
     failing: set[bytes] = dataclasses.field(default_factory=set)
     retired: bool = False
     task: asyncio.Task | None = None
+    counters: dict = dataclasses.field(default_factory=dict)  # metric children of this export
+
+    def __post_init__(self) -> None:
+        name = self.record.name
+        self.counters = {op: m.OPERATIONS.labels(name, op) for op in m.OPS}
+        self.counters["bytes_read"] = m.BYTES.labels(name, "read")
+        self.counters["bytes_written"] = m.BYTES.labels(name, "write")
 
     def view(self, mac: bytes) -> Disk:
         if isinstance(self.disk, CowDisk):
@@ -272,14 +280,14 @@ class BlockexportServer:
 
     def _count_reply(self, served: Served, reply: Reply) -> None:
         h = reply.frame.header
-        if h.flags & Flag.ERROR:
+        if h.flags & ERROR_FLAG:
             m.ERRORS_BY[ERROR_OF_CODE.get(h.error, "bad_argument")].inc()
             return
         reason = ERROR_OF_KIND.get(reply.kind)
         if reason:
             m.ERRORS_BY[reason].inc()
             return
-        m.OPERATIONS.labels(served.record.name, OP_OF_KIND.get(reply.kind, "other")).inc()
+        served.counters[OP_OF_KIND.get(reply.kind, "other")].inc()
 
     def _touch(self, served: Served, mac: bytes) -> None:
         now = time.monotonic()
@@ -329,12 +337,26 @@ class BlockexportServer:
                 results: Sequence[tuple[Reply, str | None]]) -> None:
         name = served.record.name
         now = time.perf_counter()
+        send = self.transport.send
+        encode = codec.encode
+        counters = served.counters
         for pending, (reply, failure) in zip(batch, results):
-            self.transport.send(codec.encode(reply.frame))
+            send(encode(reply.frame))
             outcome = pending.outcome
-            op = {Read: "read", Write: "write", Flush: "flush"}[type(outcome)]
+            op = policy.IO_KINDS[type(outcome)]
             m.LATENCY_BY[op].observe(now - pending.received)
             mac = pending.src
+            if failure is None and mac not in served.failing:
+                counters[op].inc()
+                if op == "read":
+                    counters["bytes_read"].inc(outcome.length)
+                    if mac not in served.read_by:
+                        served.read_by.add(mac)
+                        self.events.emit("blockexport.first_read", mac=codec.format_mac(mac),
+                                         export=name, lba=outcome.offset // codec.SECTOR)
+                elif op == "write":
+                    counters["bytes_written"].inc(len(outcome.data))
+                continue
             if failure is not None:
                 m.ERRORS_BY[f"{op}_failed"].inc()
                 if mac not in served.failing:
@@ -344,15 +366,11 @@ class BlockexportServer:
                     self.events.emit("blockexport.io_error", mac=text, export=name, op=op,
                                      reason=failure)
                 continue
-            m.OPERATIONS.labels(name, op).inc()
+            counters[op].inc()
             if isinstance(outcome, Read):
-                m.BYTES.labels(name, "read").inc(outcome.length)
-                if mac not in served.read_by:
-                    served.read_by.add(mac)
-                    self.events.emit("blockexport.first_read", mac=codec.format_mac(mac),
-                                     export=name, lba=outcome.offset // codec.SECTOR)
+                counters["bytes_read"].inc(outcome.length)
             elif isinstance(outcome, Write):
-                m.BYTES.labels(name, "write").inc(len(outcome.data))
+                counters["bytes_written"].inc(len(outcome.data))
             if mac in served.failing:
                 served.failing.discard(mac)
                 text = codec.format_mac(mac)
