@@ -8,10 +8,11 @@ replies.
   is not served (``bootyard_blockexport_export_up`` 0). The config string, mask list and reserve
   list of a shelf.slot survive a change of its record.
 - Each frame is decoded and handed to :func:`policy.decide` for every export it addresses; a
-  reply is sent at once, an I/O step joins its export's queue. One task per export takes its
-  queue in batches into a worker thread: reads, then each host's writes in one ``Disk.write``
-  (one sync per host per batch: durable before answered), then flushes; replies go out when the
-  batch is done. Storage I/O never runs on the event loop.
+  reply is sent at once, an I/O step joins its export's queue. One I/O thread per export takes
+  what is queued in batches: reads, then each host's writes in one ``Disk.write`` (one sync per
+  host per batch: durable before answered), then flushes; it sends the replies when the batch is
+  done (the socket is shared; sending needs no hop back to the event loop). Storage I/O never
+  runs on the event loop; the thread hands events to the loop (``call_soon_threadsafe``).
 - Events (``blockexport.*``, per host, never per I/O): ``attach`` when an initiator is first seen
   (again after ``attach_timeout`` of silence), ``first_read`` after its first read,
   ``io_error`` when its I/O starts failing and ``io_recovered`` when it works again.
@@ -21,9 +22,11 @@ replies.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
+import functools
 import os
+import queue
+import threading
 import time
 from collections.abc import Sequence
 
@@ -80,14 +83,13 @@ class Served:
     target: Target
     disk: PlainDisk | CowDisk
     state: State = dataclasses.field(default_factory=State)
-    queue: collections.deque = dataclasses.field(default_factory=collections.deque)
-    wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    inbox: queue.SimpleQueue = dataclasses.field(default_factory=queue.SimpleQueue)
     seen: dict[bytes, float] = dataclasses.field(default_factory=dict)
     read_by: set[bytes] = dataclasses.field(default_factory=set)
     published: dict[bytes, float] = dataclasses.field(default_factory=dict)
     failing: set[bytes] = dataclasses.field(default_factory=set)
     retired: bool = False
-    task: asyncio.Task | None = None
+    thread: threading.Thread | None = None
     counters: dict = dataclasses.field(default_factory=dict)  # metric children of this export
 
     def __post_init__(self) -> None:
@@ -116,6 +118,7 @@ class BlockexportServer:
         self.section = section
         self.attachments = attachments
         self._publishing: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.cache = cache
         self.events = events
         self.transport = transport
@@ -195,7 +198,7 @@ class BlockexportServer:
                 if (current.target.shelf, current.target.slot) == address:
                     served.state = current.state
                 self._withdraw(current, "record changed")
-            served.task = asyncio.get_running_loop().create_task(self._io_loop(served))
+            self._start_io(served)
         self.served[export.name] = served
         self.by_address[address] = served
         self._reported.pop(export.name, None)
@@ -216,7 +219,7 @@ class BlockexportServer:
             m.EXPORT_UP.labels(served.record.name).set(0)
         log.info("export_withdrawn", export=served.record.name, reason=why)
         served.retired = True
-        served.wake.set()  # its task finishes the queue, then closes the disk
+        served.inbox.put(None)  # its thread finishes the queue, then closes the disk
 
     def _announce(self, served: Served) -> None:
         """An unsolicited Query Config reply to broadcast: loaded initiators see the export."""
@@ -232,10 +235,10 @@ class BlockexportServer:
         while not stop.is_set():
             await transport.ready.wait()
             transport.ready.clear()
-            queue = transport.queue
+            frames = transport.queue
             handled = 0
-            while queue:
-                self.handle(queue.popleft())
+            while frames:
+                self.handle(frames.popleft())
                 handled += 1
                 if handled % 256 == 0:
                     await asyncio.sleep(0)  # let the I/O tasks and the reader run
@@ -275,8 +278,7 @@ class BlockexportServer:
             self._count_reply(served, outcome)
             self.transport.send(codec.encode(outcome.frame))
             return
-        served.queue.append(Pending(outcome, received.received, frame.header.src))
-        served.wake.set()
+        served.inbox.put(Pending(outcome, received.received, frame.header.src))
 
     def _count_reply(self, served: Served, reply: Reply) -> None:
         h = reply.frame.header
@@ -320,18 +322,42 @@ class BlockexportServer:
             log.debug("attachment_not_published", export=export, mac=mac, reason=str(exc))
 
     # -- I/O -------------------------------------------------------------------------------
-    async def _io_loop(self, served: Served) -> None:
-        while True:
-            await served.wake.wait()
-            served.wake.clear()
-            while served.queue:
-                batch = [served.queue.popleft()
-                         for _ in range(min(len(served.queue), self.section.batch_size))]
-                results = await asyncio.to_thread(run_batch, served, batch)
-                self._finish(served, batch, results)
-            if served.retired:
-                await asyncio.to_thread(served.disk.close)
-                return
+    def _start_io(self, served: Served) -> None:
+        self._loop = asyncio.get_running_loop()
+        served.thread = threading.Thread(target=self._io_thread, args=(served,), daemon=True,
+                                         name=f"aoe-io-{served.record.name}")
+        served.thread.start()
+
+    def _io_thread(self, served: Served) -> None:
+        """One export's I/O: batches of what is queued, until its sentinel (None) arrives."""
+        inbox, limit = served.inbox, self.section.batch_size
+        last = False
+        while not last:
+            item = inbox.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < limit:
+                try:
+                    item = inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    last = True
+                    break
+                batch.append(item)
+            try:
+                self._finish(served, batch, run_batch(served, batch))
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop the export's I/O
+                log.exception("io_batch_failed", export=served.record.name, reason=str(exc))
+        try:
+            served.disk.close()
+        except OSError as exc:
+            log.warning("close_failed", export=served.record.name, reason=str(exc))
+
+    def _emit(self, kind: str, **fields) -> None:
+        """An event from the I/O thread (EventLog.emit belongs to the event loop)."""
+        self._loop.call_soon_threadsafe(functools.partial(self.events.emit, kind, **fields))
 
     def _finish(self, served: Served, batch: Sequence[Pending],
                 results: Sequence[tuple[Reply, str | None]]) -> None:
@@ -352,8 +378,8 @@ class BlockexportServer:
                     counters["bytes_read"].inc(outcome.length)
                     if mac not in served.read_by:
                         served.read_by.add(mac)
-                        self.events.emit("blockexport.first_read", mac=codec.format_mac(mac),
-                                         export=name, lba=outcome.offset // codec.SECTOR)
+                        self._emit("blockexport.first_read", mac=codec.format_mac(mac),
+                                   export=name, lba=outcome.offset // codec.SECTOR)
                 elif op == "write":
                     counters["bytes_written"].inc(len(outcome.data))
                 continue
@@ -363,8 +389,8 @@ class BlockexportServer:
                     served.failing.add(mac)
                     text = codec.format_mac(mac)
                     log.warning("io_failed", export=name, mac=text, op=op, reason=failure)
-                    self.events.emit("blockexport.io_error", mac=text, export=name, op=op,
-                                     reason=failure)
+                    self._emit("blockexport.io_error", mac=text, export=name, op=op,
+                               reason=failure)
                 continue
             counters[op].inc()
             if isinstance(outcome, Read):
@@ -375,7 +401,7 @@ class BlockexportServer:
                 served.failing.discard(mac)
                 text = codec.format_mac(mac)
                 log.info("io_recovered", export=name, mac=text)
-                self.events.emit("blockexport.io_recovered", mac=text, export=name)
+                self._emit("blockexport.io_recovered", mac=text, export=name)
 
     # -- housekeeping ------------------------------------------------------------------------
     async def housekeeping(self, stop: asyncio.Event) -> None:
@@ -402,11 +428,15 @@ class BlockexportServer:
                 pass
 
     async def close(self) -> None:
-        tasks = [s.task for s in self.served.values() if s.task is not None]
+        threads = [s.thread for s in self.served.values() if s.thread is not None]
         for served in list(self.served.values()):
             self._withdraw(served, "service stopping")
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
+
+        def join() -> None:
+            deadline = time.monotonic() + 5
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        await asyncio.to_thread(join)
 
 
 def run_batch(served: Served, batch: Sequence[Pending]) -> list[tuple[Reply, str | None]]:
