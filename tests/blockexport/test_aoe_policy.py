@@ -7,8 +7,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from services.blockexport import policy
+from services.blockexport import codec as _codec, policy
 from services.blockexport.codec import (
     AFlag,
     Ata,
@@ -286,3 +287,30 @@ def test_reserve_and_release():
     too_many = tuple(bytes([2, 0, 0, 0, 1, i]) for i in range(policy.MAX_RESERVED + 1))
     new, out = decide(frame(3, Reserve(ReserveCommand.SET, too_many)))
     assert new == State() and reply_of(out).header.error == Error.BAD_ARGUMENT
+
+
+# -- never dies on input -------------------------------------------------------------------------
+@given(st.binary(min_size=24, max_size=1200), st.booleans(), st.booleans(), st.booleans())
+@settings(max_examples=400)
+def test_any_frame_gets_an_outcome_that_encodes(tail, masked, reserved, readonly):
+    data = US + HOST + b"\x88\xa2" + tail
+    try:
+        frame = _codec.decode(data)
+    except _codec.DecodeError:
+        return
+    target = dataclasses.replace(TARGET, readonly=readonly, sectors=4096)
+    state = State(config=b"cfg", masks=(HOST,) if masked else (),
+                  reserved=(OTHER,) if reserved else ())
+    new, out = policy.decide(target, state, frame)
+    assert isinstance(new, State)
+    if isinstance(out, Reply):
+        _codec.encode(out.frame)
+    elif isinstance(out, (Read, Write, Flush)):
+        _codec.encode(policy.io_done(target, out, bytes(out.length) if isinstance(out, Read)
+                                     else b"").frame)
+        _codec.encode(policy.io_failed(target, out).frame)
+        if isinstance(out, (Read, Write)):
+            end = out.offset + (out.length if isinstance(out, Read) else len(out.data))
+            assert end <= target.sectors * 512  # never past the disk
+    else:
+        assert out.reason in policy.DROP_REASONS

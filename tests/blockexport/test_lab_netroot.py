@@ -27,7 +27,7 @@ from lab.qemu import BIOS
 from lab.runner import BootLab
 from services.blockexport.storage import CowDisk
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.e2e]
 APPLETS = ("sh", "mount", "cat", "echo", "sleep", "poweroff", "sync", "[", "test")  # root image
 
 INITRAMFS_INIT = r"""#!/bin/sh

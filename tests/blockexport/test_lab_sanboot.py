@@ -14,7 +14,7 @@ from lab.disk import make_disk
 from lab.qemu import BIOS
 from lab.runner import BootLab
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.e2e]
 
 
 @pytest.mark.skipif(not services_present(), reason="dhcp, tftp or http missing from the tree")
