@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -200,3 +201,27 @@ def test_mask_list_and_reserve_on_the_wire(lab, unix_redis, blockexport_process,
     finally:
         one.close()
         two.close()
+
+
+def test_random_frames_never_stop_the_target(lab, unix_redis, blockexport_process, tmp_path):
+    seg = lab.segment()
+    ns = seg.add_client()
+    disk = tmp_path / "disk.img"
+    data = make_disk(disk, 6)
+    unix_redis.client().hset("bootyard:export:d", mapping={
+        "kind": "aoe", "backing": str(disk), "aoe_shelf": "4", "aoe_slot": "4"})
+    service = blockexport_process(seg.server, unix_redis.url, tmp_path / "be.log")
+    host = Initiator(ns.name)
+    rng = random.Random(4)
+    try:
+        (target,) = host.discover(1)
+        dst = target.header.src
+        for _ in range(600):
+            body = rng.randbytes(rng.randint(0, 1100))
+            head = bytes([rng.choice((0x10, 0x18, 0x20, 0x14)), rng.randint(0, 7), 0, 4, 4,
+                          rng.randint(0, 5)]) + rng.randbytes(4)
+            host.send_raw(dst + host.mac + b"\x88\xa2" + head + body)
+        assert host.read(target, 0, 2) == data[:1024]
+        assert service.proc.poll() is None
+    finally:
+        host.close()
