@@ -278,6 +278,9 @@ class BlockexportServer:
             self._count_reply(served, outcome)
             self.transport.send(codec.encode(outcome.frame))
             return
+        if served.inbox.qsize() >= self.section.queue_size:  # the I/O thread is far behind
+            m.DROPPED_BY["queue_full"].inc()  # the initiator retransmits
+            return
         served.inbox.put(Pending(outcome, received.received, frame.header.src))
 
     def _count_reply(self, served: Served, reply: Reply) -> None:
