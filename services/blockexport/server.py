@@ -63,10 +63,11 @@ OP_OF_KIND = {"read": "read", "write": "write", "flush": "flush", "identify": "i
               "config": "config"}
 
 
-def open_disk(export: Export, section: BlockexportSection) -> PlainDisk | CowDisk:
+def open_disk(export: Export, section: BlockexportSection,
+              cleanup: bool = True) -> PlainDisk | CowDisk:
     if export.cow:
         return CowDisk(export.backing, section.overlay_root, export.name,
-                       block=section.overlay_block, readonly=export.readonly)
+                       block=section.overlay_block, readonly=export.readonly, cleanup=cleanup)
     return PlainDisk(export.backing, readonly=export.readonly)
 
 
@@ -186,8 +187,9 @@ class BlockexportServer:
             served.record = export
             served.target = dataclasses.replace(target, sectors=current.target.sectors)
         else:
-            try:
-                disk = await asyncio.to_thread(open_disk, export, self.section)
+            try:  # opened first: if it cannot be, the current version goes on being served
+                disk = await asyncio.to_thread(open_disk, export, self.section,
+                                               current is None)
             except (StorageError, OSError) as exc:
                 self._report(export, "backing", export.backing, str(exc),
                              kept=current is not None)
@@ -198,6 +200,13 @@ class BlockexportServer:
                 if (current.target.shelf, current.target.slot) == address:
                     served.state = current.state
                 self._withdraw(current, "record changed")
+                # The old version's queued I/O finishes (its overlays are closed) before the
+                # new one touches the same overlay files; frames meanwhile find no export and
+                # the initiator retransmits.
+                if current.thread is not None:
+                    await asyncio.to_thread(current.thread.join, 30)
+                if isinstance(disk, CowDisk):
+                    await asyncio.to_thread(disk.cleanup)
             self._start_io(served)
         self.served[export.name] = served
         self.by_address[address] = served

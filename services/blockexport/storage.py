@@ -287,7 +287,8 @@ class CowDisk:
     """A golden image and its per-host overlays under ``<overlay_root>/<name>/``."""
 
     def __init__(self, golden: str, overlay_root: str, name: str,
-                 block: int = DEFAULT_BLOCK, readonly: bool = False) -> None:
+                 block: int = DEFAULT_BLOCK, readonly: bool = False,
+                 cleanup: bool = True) -> None:
         if block % SECTOR or block <= 0:
             raise StorageError(f"overlay block size {block} is not a multiple of {SECTOR}")
         self.golden_path = golden
@@ -299,8 +300,14 @@ class CowDisk:
         self._overlays: dict[str, Overlay] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        if cleanup:
+            self.cleanup()
+
+    def cleanup(self) -> None:
+        """Remove overlays a crash left half built or half reset (``<mac>.new``). Not while
+        another CowDisk of the same export may be making one."""
         if os.path.isdir(self.dir):
-            for entry in os.listdir(self.dir):  # overlays a crash left half built
+            for entry in os.listdir(self.dir):
                 if entry.endswith(".new"):
                     shutil.rmtree(os.path.join(self.dir, entry), ignore_errors=True)
 

@@ -141,6 +141,18 @@ def test_aoe_service(lab, unix_redis, blockexport_process, tmp_path):
         host.replies(sentinel)
         assert answered == {3, 4}
 
+        # a change that re-opens the disk (read-only now), then back: served again each time
+        r.hset("bootyard:export:golden", "readonly", "yes")
+        wait_for(lambda: service.log().count("event=export_served export=golden") >= 2, 5,
+                 what="golden re-opened read-only")
+        refused = host.write(cow, 1, b"\xcc" * 512)
+        assert refused.body.command & 0x01 and refused.body.feature == 0x04  # ABRT
+        assert host.read(cow, 0, 2) == golden_data[:512] + b"\xbb" * 512  # its overlay still
+        r.hset("bootyard:export:golden", "readonly", "no")
+        wait_for(lambda: service.log().count("event=export_served export=golden") >= 3, 5,
+                 what="golden re-opened read-write")
+        assert host.write(cow, 2, b"\xdd" * 512).body.command == 0x40
+
         # the timeline: attach and first read per host and export, never per I/O
         mac = codec.format_mac(host.mac)
         r.hset(f"bootyard:host:{mac}", mapping={"hostname": "web1"})
