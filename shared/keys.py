@@ -22,6 +22,8 @@ key                                 type       holds
 <export>``                                     counts as attached to the export (written by
                                                the block export service; the CLI's reset
                                                reads it)
+``bootyard:blockexport:target:      hash       an AoE export's config string, mask list and
+<export>``                                     reserve list, kept across restarts
 ==================================  =========  ===============================================
 
 The inventory's change counter (``InventoryView.version``) is kept in each service's memory,
@@ -92,3 +94,10 @@ ATTACHED_PREFIX = f"{PREFIX}:blockexport:attached:"
 def export_attached(name: str) -> str:
     """The hash ``MAC -> attached-until time`` of one block export."""
     return ATTACHED_PREFIX + name
+
+TARGET_STATE_PREFIX = f"{PREFIX}:blockexport:target:"
+
+
+def export_target_state(name: str) -> str:
+    """The hash of one AoE export's config string, mask list and reserve list."""
+    return TARGET_STATE_PREFIX + name

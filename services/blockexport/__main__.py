@@ -9,7 +9,7 @@ from services.blockexport.server import BlockexportServer
 from services.blockexport.settings import BlockexportSettings
 from services.blockexport.transport import Transport
 from shared import logs, metrics, runtime
-from shared.attachments import Attachments
+from shared.attachments import Attachments, TargetStates
 from shared.cache import InventoryCache
 from shared.events import EventLog
 from shared.store import connect
@@ -24,7 +24,8 @@ async def serve(cfg: BlockexportSettings, stop: asyncio.Event) -> None:
     client = connect(cfg.redis.url, cfg.redis.timeout)
     cache = InventoryCache(client, service="blockexport")
     events = EventLog(client, "blockexport", known=cache.knows_host)
-    server = BlockexportServer(section, cache, events, transport, Attachments(client))
+    server = BlockexportServer(section, cache, events, transport, Attachments(client),
+                               TargetStates(client))
     runner = await metrics.start_metrics_server(
         section.metrics_host, section.metrics_port, health=lambda: cache.ready)
     log.info("listening", interface=interface.name, mac=":".join(f"{b:02x}" for b in

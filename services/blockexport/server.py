@@ -47,7 +47,7 @@ from services.blockexport.settings import BlockexportSection
 from services.blockexport.storage import CowDisk, Disk, PlainDisk, StorageError
 from services.blockexport.transport import Received, Transport
 from shared import keys, logs
-from shared.attachments import Attachments
+from shared.attachments import Attachments, TargetStates
 from shared.schema import Export
 from shared.store import InventoryUnavailable
 
@@ -115,9 +115,11 @@ def disk_changed(old: Export, new: Export) -> bool:
 
 class BlockexportServer:
     def __init__(self, section: BlockexportSection, cache, events, transport: Transport,
-                 attachments: Attachments | None = None) -> None:
+                 attachments: Attachments | None = None,
+                 states: TargetStates | None = None) -> None:
         self.section = section
         self.attachments = attachments
+        self.states = states
         self._publishing: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.cache = cache
@@ -150,6 +152,7 @@ class BlockexportServer:
         for name in list(self.served):
             if name not in wanted:
                 self._withdraw(self.served[name], "removed from the inventory")
+                self._background(self._forget_state(name))
         for name in sorted(wanted):
             await self._serve(wanted[name])
         self._reconciled += 1
@@ -196,9 +199,11 @@ class BlockexportServer:
                 return
             served = Served(record=export, target=dataclasses.replace(
                 target, sectors=disk.size // codec.SECTOR), disk=disk)
+            if current is not None and (current.target.shelf, current.target.slot) == address:
+                served.state = current.state
+            else:
+                served.state = await self._load_state(export.name)
             if current is not None:
-                if (current.target.shelf, current.target.slot) == address:
-                    served.state = current.state
                 self._withdraw(current, "record changed")
                 # The old version's queued I/O finishes (its overlays are closed) before the
                 # new one touches the same overlay files; frames meanwhile find no export and
@@ -278,7 +283,10 @@ class BlockexportServer:
             self._decide(served, frame, received)
 
     def _decide(self, served: Served, frame: Frame, received: Received) -> None:
-        served.state, outcome = policy.decide(served.target, served.state, frame)
+        before = served.state
+        served.state, outcome = policy.decide(served.target, before, frame)
+        if served.state is not before and served.state != before:
+            self._background(self._save_state(served.record.name, served.state))
         if isinstance(outcome, Drop):
             m.DROPPED_BY[outcome.reason].inc()
             return
@@ -321,11 +329,49 @@ class BlockexportServer:
 
     def _publish(self, export: str, mac: str) -> None:
         """Tell Redis (for the CLI's reset) that ``mac`` is attached; in the background."""
-        if self.attachments is None or len(self._publishing) > 1000:
+        if self.attachments is not None:
+            self._background(self._publish_now(export, mac))
+
+    def _background(self, coroutine) -> None:
+        """Run a Redis write in the background (bounded: past 1000 pending, dropped)."""
+        if len(self._publishing) > 1000:
+            coroutine.close()
             return
-        task = asyncio.get_running_loop().create_task(self._publish_now(export, mac))
+        task = asyncio.get_running_loop().create_task(coroutine)
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
+
+    async def _load_state(self, export: str) -> State:
+        """The config string, mask and reserve lists saved for ``export`` (empty if none, or
+        if Redis cannot say)."""
+        if self.states is None:
+            return State()
+        try:
+            fields = await self.states.load(export)
+        except InventoryUnavailable as exc:
+            log.warning("target_state_not_loaded", export=export, reason=str(exc))
+            return State()
+        state, problems = state_from_fields(fields)
+        for field, value, reason in problems:
+            log.warning("target_state_invalid", key=keys.export_target_state(export),
+                        field=field, value=value, reason=reason, action="ignored")
+        return state
+
+    async def _save_state(self, export: str, state: State) -> None:
+        if self.states is None:
+            return
+        try:
+            await self.states.save(export, state_fields(state))
+        except InventoryUnavailable as exc:
+            log.warning("target_state_not_saved", export=export, reason=str(exc))
+
+    async def _forget_state(self, export: str) -> None:
+        if self.states is None:
+            return
+        try:
+            await self.states.forget(export)
+        except InventoryUnavailable as exc:
+            log.warning("target_state_not_removed", export=export, reason=str(exc))
 
     async def _publish_now(self, export: str, mac: str) -> None:
         try:
@@ -517,3 +563,36 @@ def storage_facts(served: Served) -> tuple[int, int, str | None]:
     except OSError:
         free = 0
     return overlay, free, missing
+
+
+def state_fields(state: State) -> dict[str, str]:
+    """A target state as the hash fields of :class:`shared.attachments.TargetStates`."""
+    return {"config": state.config.hex(),
+            "masks": ",".join(codec.format_mac(m) for m in state.masks),
+            "reserved": ",".join(codec.format_mac(m) for m in state.reserved)}
+
+
+def state_from_fields(fields: dict[str, str]) -> tuple[State, list[tuple[str, str, str]]]:
+    """The saved target state, and (field, value, reason) for what could not be read."""
+    problems = []
+    config = b""
+    try:
+        config = bytes.fromhex(fields.get("config", ""))
+        if len(config) > codec.MAX_CONFIG:
+            raise ValueError(f"longer than {codec.MAX_CONFIG} bytes")
+    except ValueError as exc:
+        problems.append(("config", fields.get("config", "")[:40], str(exc)))
+        config = b""
+
+    def macs(name: str) -> tuple[bytes, ...]:
+        out = []
+        for text in filter(None, fields.get(name, "").split(",")):
+            try:
+                mac = bytes.fromhex(text.replace(":", ""))
+                if len(mac) != 6:
+                    raise ValueError("not 6 bytes")
+                out.append(mac)
+            except ValueError as exc:
+                problems.append((name, text, f"not a MAC address ({exc})"))
+        return tuple(out)
+    return State(config=config, masks=macs("masks"), reserved=macs("reserved")), problems

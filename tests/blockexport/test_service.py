@@ -21,6 +21,7 @@ from services.blockexport.codec import (
     AtaCommand,
     Command,
     Config,
+    ConfigCommand,
     Directive,
     DirectiveCommand,
     Flag,
@@ -177,7 +178,8 @@ def test_aoe_service(lab, unix_redis, blockexport_process, tmp_path):
 
 def test_mask_list_and_reserve_on_the_wire(lab, unix_redis, blockexport_process, tmp_path):
     """Mask list edits through the service (vblade 25 leaves a deleted MAC in its list), and the
-    list enforced: frames from a MAC not in it are not answered."""
+    list enforced: frames from a MAC not in it are not answered; the config string, mask list and
+    reserve list survive a restart of the service."""
     seg = lab.segment()
     ns1, ns2 = seg.add_client(), seg.add_client()
     disk = tmp_path / "disk.img"
@@ -185,7 +187,7 @@ def test_mask_list_and_reserve_on_the_wire(lab, unix_redis, blockexport_process,
     r = unix_redis.client()
     r.hset("bootyard:export:d", mapping={"kind": "aoe", "backing": str(disk),
                                           "aoe_shelf": "2", "aoe_slot": "9"})
-    blockexport_process(seg.server, unix_redis.url, tmp_path / "be.log")
+    service = blockexport_process(seg.server, unix_redis.url, tmp_path / "be.log")
     one, two = Initiator(ns1.name), Initiator(ns2.name)
     other = bytes.fromhex("020000000099")
     try:
@@ -210,6 +212,26 @@ def test_mask_list_and_reserve_on_the_wire(lab, unix_redis, blockexport_process,
                             dst=dst)
         assert reply.body.macs == (one.mac,)
         assert one.write(target, 0, b"r" * 512).body.command == 0x40
+        reply = one.request(Command.QUERY_CONFIG, Config(ccmd=ConfigCommand.SET,
+                                                         config=b"owner=web1"), 2, 9, dst=dst)
+        assert reply.body.config == b"owner=web1"
+        # all three survive a restart of the service (kept in Redis)
+        mac = codec.format_mac(one.mac)
+        wait_for(lambda: r.hgetall("bootyard:blockexport:target:d") == {
+            "config": b"owner=web1".hex(), "masks": mac, "reserved": mac}, 5,
+            what="the target state saved")
+        service.stop()
+        service = blockexport_process(seg.server, unix_redis.url, tmp_path / "be2.log")
+        (target,) = one.discover(1)
+        assert target.body.config == b"owner=web1"
+        reply = one.request(Command.MAC_MASK, MacMask(mcmd=MaskCommand.READ), 2, 9, dst=dst)
+        assert [d.mac for d in reply.body.directives] == [one.mac]
+        reply = one.request(Command.RESERVE, Reserve(ReserveCommand.READ), 2, 9, dst=dst)
+        assert reply.body.macs == (one.mac,)
+        # removed from the inventory: its saved state goes too
+        r.delete("bootyard:export:d")
+        wait_for(lambda: not r.exists("bootyard:blockexport:target:d"), 5,
+                 what="the target state removed")
     finally:
         one.close()
         two.close()
