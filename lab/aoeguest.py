@@ -7,7 +7,8 @@ Used by tests/blockexport (the driver reading and writing exports, netroot) and 
 the initramfs holds the listed modules and their dependencies in load order
 (``/etc/modules-load``) and a ``load_modules`` shell function in ``/etc/aoe-functions`` that
 loads them, bringing eth0 up (with ``aoetest.mtu=`` from the kernel command line, if given)
-before ``aoe``, so the driver's discovery goes out on a live link.
+before ``aoe``, so the driver's discovery goes out on a live link (and giving ``brd``, if listed,
+one RAM disk of ``aoetest.ramkb=`` KiB).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ load_modules() {
                 [ -n "$mtu" ] && ip link set eth0 mtu "$mtu"
                 ip link set eth0 up
                 insmod "/lib/modules/$KV/$mod" aoe_iflist=eth0 || fail "insmod aoe" ;;
+            */brd.ko)
+                kb=$(cmdline_value aoetest.ramkb)
+                insmod "/lib/modules/$KV/$mod" rd_nr=1 rd_size="${kb:-65536}" || fail "insmod brd" ;;
             *) insmod "/lib/modules/$KV/$mod" || fail "insmod $mod" ;;
         esac
         [ "$mod" = "${mod%virtio_net.ko}" ] || { n=0; while [ ! -e /sys/class/net/eth0 ]; do

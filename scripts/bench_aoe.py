@@ -12,8 +12,9 @@ Medians over the rounds are printed per target, mode and MTU; the last line is
 
     RESULT aoe mbps_1500=<ours> vblade_1500=<theirs> ratio_1500=<r> mbps_9000=... ratio_9000=...
 
-(buffered reads; MB = 10^6 bytes). Not yet measured here: iPXE sanboot MB/s for both, and the
-guest's own limit (a read of a RAM-backed device in the same guest); docs/blockexport.md says so.
+(buffered reads; MB = 10^6 bytes). The guest's own limit is printed as ``guest-ram``: a read of
+a RAM disk (brd) of the same size in the same guest. Not yet measured here: iPXE sanboot MB/s for
+both; docs/blockexport.md says so.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from harness.netlab import Lab  # noqa: E402
 from lab import aoeguest  # noqa: E402
 
 TARGETS = {"e1.1": "bootyard", "e2.1": "vblade", "e3.1": "vblade-s"}
+NAMES = {**TARGETS, "ram0": "guest-ram"}  # ram0: the guest's own limit (brd RAM disk)
 MAC = "52:54:00:ae:b0:01"
 
 INIT = r"""#!/bin/sh
@@ -50,6 +52,14 @@ TARGETS=$(cmdline_value aoetest.targets | tr , ' ')
 load_modules
 for t in $TARGETS; do wait_aoe "$t"; done
 now() { cut -d' ' -f1 /proc/uptime; }
+# the guest's own limit: reading a RAM disk of the same size through the same block layer
+if [ -b /dev/ram0 ]; then
+    bytes=$(( $(cat /sys/block/etherd!e1.1/size) * 512 ))
+    dd if=/dev/zero of=/dev/ram0 bs=1M count=$((bytes / 1048576)) 2>/dev/null
+    echo 3 > /proc/sys/vm/drop_caches
+    s=$(now); dd if=/dev/ram0 of=/dev/null bs=1M count=$((bytes / 1048576)) 2>/dev/null; e=$(now)
+    echo "AOEBENCH round=0 target=ram0 mode=buffered bytes=$((bytes / 1048576 * 1048576)) start=$s end=$e"
+fi
 r=0
 while [ $r -lt "$ROUNDS" ]; do
     r=$((r + 1))
@@ -85,7 +95,8 @@ def set_mtu(seg, taps: list[str], mtu: int) -> None:
 
 
 def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: Path,
-            initrd: Path, mtu: int, rounds: int) -> dict[tuple[str, str], list[float]]:
+            initrd: Path, mtu: int, rounds: int, size_mb: int
+            ) -> dict[tuple[str, str], list[float]]:
     seg = lab.segment()
     tap = seg.add_tap()
     set_mtu(seg, [tap], mtu)
@@ -101,6 +112,7 @@ def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: 
     vm = aoeguest.KernelVM(seg.switch, tap, MAC, work / f"vm-{mtu}", kernel=kernel,
                            initrd=initrd, memory_mb=512,
                            append=f"console=ttyS0 quiet panic=-1 aoetest.mtu={mtu} "
+                                  f"aoetest.ramkb={size_mb * 1024} "
                                   f"aoetest.rounds={rounds} aoetest.targets={','.join(TARGETS)}")
     try:
         vm.start()
@@ -140,7 +152,7 @@ def main(argv=None) -> int:
         with open(images[target], "wb") as f:
             for _ in range(args.size_mb):
                 f.write(source)
-    kernel, initrd = aoeguest.build(work / "guest", INIT)
+    kernel, initrd = aoeguest.build(work / "guest", INIT, modules=aoeguest.MODULES + ("brd",))
     redis = UnixRedis(work / "redis")
     redis.start()
     results: dict[int, dict[tuple[str, str], list[float]]] = {}
@@ -149,7 +161,7 @@ def main(argv=None) -> int:
         for mtu in (int(m) for m in args.mtus.split(",")):
             with Lab() as lab:  # a fresh segment per MTU
                 results[mtu] = run_mtu(lab, work, redis, images, kernel, initrd, mtu,
-                                       args.rounds)
+                                       args.rounds, args.size_mb)
     finally:
         redis.stop()
     print(f"bench-aoe: {args.size_mb} MiB, {args.rounds} round(s) per target, "
@@ -157,7 +169,7 @@ def main(argv=None) -> int:
     fields = []
     for mtu, found in results.items():
         for (target, mode), values in sorted(found.items()):
-            print(f"  MTU {mtu:>5}  {TARGETS[target]:<9} {mode:<9} "
+            print(f"  MTU {mtu:>5}  {NAMES[target]:<9} {mode:<9} "
                   f"{statistics.median(values):8.2f}  ({', '.join(f'{v:.2f}' for v in values)})")
         ours = statistics.median(found.get(("e1.1", "buffered"), [0.0]))
         theirs = statistics.median(found.get(("e2.1", "buffered"), [0.0]))
