@@ -13,8 +13,9 @@ Medians over the rounds are printed per target, mode and MTU; the last line is
     RESULT aoe mbps_1500=<ours> vblade_1500=<theirs> ratio_1500=<r> mbps_9000=... ratio_9000=...
 
 (buffered reads; MB = 10^6 bytes). The guest's own limit is printed as ``guest-ram``: a read of
-a RAM disk (brd) of the same size in the same guest. Not yet measured here: iPXE sanboot MB/s for
-both; docs/blockexport.md says so.
+a RAM disk (brd) of the same size in the same guest. Then iPXE ``sanboot`` MB/s for both: SeaBIOS
++ iPXE ROM boot a disk (``--sanboot-mb``) whose boot sector reads all of it through INT 13h
+(lab/sanbench.py), from bootyard and from vblade, alternating.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ from serviceproc import BlockexportProcess  # noqa: E402
 
 from harness.dhcpkit import UnixRedis  # noqa: E402
 from harness.netlab import Lab  # noqa: E402
-from lab import aoeguest  # noqa: E402
+from lab import aoeguest, sanbench  # noqa: E402
+from lab.assets import ensure_assets  # noqa: E402
+from lab.qemu import BIOS  # noqa: E402
+from lab.runner import BootLab  # noqa: E402
 
 TARGETS = {"e1.1": "bootyard", "e2.1": "vblade", "e3.1": "vblade-s"}
 NAMES = {**TARGETS, "ram0": "guest-ram"}  # ram0: the guest's own limit (brd RAM disk)
@@ -132,12 +136,55 @@ def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: 
     return out
 
 
+def run_sanboot(work: Path, size_mb: int, rounds: int) -> dict[str, list[float]]:
+    """iPXE sanboot (SeaBIOS + iPXE ROM, bootyard DHCP and HTTP) of a disk whose boot sector
+    reads all of it through INT 13h; from bootyard (e1.1) and from vblade (e2.1), alternating."""
+    out: dict[str, list[float]] = {}
+    with Lab() as lab:
+        boot = BootLab(lab, work / "sanboot", stack="bootyard", assets=ensure_assets())
+        try:
+            hosts = {"bootyard": boot.plan.add_host("sbours"),
+                     "vblade": boot.plan.add_host("sbvblade")}
+            boot.start()
+            ours, theirs = work / "sanboot-bootyard.img", work / "sanboot-vblade.img"
+            nbytes = sanbench.make_disk(ours, size_mb)
+            sanbench.make_disk(theirs, size_mb)
+            # vblade's disk is an inventory export too (so HTTP renders its sanboot line), with a
+            # backing bootyard cannot open: bootyard reports it and leaves e2.1 to vblade
+            for name, shelf, backing in (("bootyard", 1, ours),
+                                         ("vblade", 2, work / "served-by-vblade.img")):
+                boot.stack.cli("blockexport", "add", f"sb-{name}", "--kind", "aoe",
+                               "--backing", str(backing), "--aoe-shelf", str(shelf),
+                               "--aoe-slot", "1")
+                boot.stack.cli("profile", "set", hosts[name].name, "--export", f"sb-{name}")
+                boot.stack.cli("host", "set", hosts[name].mac, "--boot-mode", "sanboot")
+            service = BlockexportProcess(boot.server, boot.stack.redis_url,
+                                         work / "blockexport-sanboot.log")
+            vblade = boot.server.popen("vblade", "2", "1", "eth0", str(theirs),
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                for _ in range(rounds):
+                    for name, host in hosts.items():
+                        result = boot.boot(host, BIOS, pattern=sanbench.END, timeout=1800)
+                        start = result.vm.find(sanbench.START)
+                        seconds = max(result.marker.t - start.t, 0.01)
+                        out.setdefault(name, []).append(nbytes / 1e6 / seconds)
+            finally:
+                service.stop()
+                vblade.terminate()
+        finally:
+            boot.stop()
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mtus", default="1500,9000")
     parser.add_argument("--workdir", type=Path, default=REPO / "build" / "bench-aoe")
+    parser.add_argument("--sanboot-mb", type=int, default=32,
+                        help="disk read through iPXE sanboot (INT 13h); 0: skip")
     args = parser.parse_args(argv)
     if shutil.which("vblade") is None:
         print("bench-aoe: vblade missing: run scripts/install-debian-packages.sh", file=sys.stderr)
@@ -162,6 +209,7 @@ def main(argv=None) -> int:
             with Lab() as lab:  # a fresh segment per MTU
                 results[mtu] = run_mtu(lab, work, redis, images, kernel, initrd, mtu,
                                        args.rounds, args.size_mb)
+        sanboot = run_sanboot(work, args.sanboot_mb, args.rounds) if args.sanboot_mb else {}
     finally:
         redis.stop()
     print(f"bench-aoe: {args.size_mb} MiB, {args.rounds} round(s) per target, "
@@ -176,6 +224,9 @@ def main(argv=None) -> int:
         ratio = ours / theirs if theirs else 0.0
         fields += [f"mbps_{mtu}={ours:.2f}", f"vblade_{mtu}={theirs:.2f}",
                    f"ratio_{mtu}={ratio:.2f}"]
+    for name, values in sanboot.items():
+        print(f"  iPXE sanboot (INT 13h, {args.sanboot_mb} MiB)  {name:<9} "
+              f"{statistics.median(values):8.2f}  ({', '.join(f'{v:.2f}' for v in values)})")
     print("RESULT aoe " + " ".join(fields))
     return 0
 

@@ -19,7 +19,7 @@ log = logs.get_logger("blockexport")
 
 async def serve(cfg: BlockexportSettings, stop: asyncio.Event) -> None:
     section = cfg.blockexport
-    transport = Transport(section.interface, section.queue_size, section.mtu)
+    transport = Transport(section.interface, section.mtu)
     interface = transport.open()  # refuses to start without an interface
     client = connect(cfg.redis.url, cfg.redis.timeout)
     cache = InventoryCache(client, service="blockexport")
@@ -42,7 +42,6 @@ async def serve(cfg: BlockexportSettings, stop: asyncio.Event) -> None:
                 log.info("serving", exports=len(server.served))
                 async with asyncio.TaskGroup() as inner:
                     inner.create_task(server.follow_inventory(stop))
-                    inner.create_task(server.run(stop))
                     inner.create_task(server.housekeeping(stop))
 
             serving = tasks.create_task(start_serving())
@@ -56,6 +55,7 @@ async def serve(cfg: BlockexportSettings, stop: asyncio.Event) -> None:
 
 
 def main(argv=None) -> int:
+    runtime.use_uvloop()  # the loop's own cost is in every request's latency
     return runtime.run_service("blockexport", BlockexportSettings, serve, argv)
 
 

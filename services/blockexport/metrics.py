@@ -49,7 +49,8 @@ EXPORT_UP = metrics.gauge(
     "1 while an AoE export of the inventory is served, 0 when its backing store cannot be "
     "opened (missing, unreadable) or its shelf.slot is taken", {"export": ()},
     across_processes="max")
-QUEUE = metrics.gauge("bootyard_blockexport_queue_frames", "Frames waiting to be handled")
+QUEUE = metrics.gauge("bootyard_blockexport_queue_requests",
+                      "I/O requests waiting for the exports' I/O threads (at the last housekeeping)")
 
 ERRORS_BY = {r: ERRORS.labels(r) for r in ERROR_REASONS}
 DROPPED_BY = {r: DROPPED.labels(r)

@@ -118,6 +118,7 @@ class BlockexportServer:
                  attachments: Attachments | None = None,
                  states: TargetStates | None = None) -> None:
         self.section = section
+        transport.handler = self.handle
         self.attachments = attachments
         self.states = states
         self._publishing: set[asyncio.Task] = set()
@@ -244,20 +245,6 @@ class BlockexportServer:
         self.transport.send(codec.encode(reply.frame))
 
     # -- frames ----------------------------------------------------------------------------
-    async def run(self, stop: asyncio.Event) -> None:
-        transport = self.transport
-        while not stop.is_set():
-            await transport.ready.wait()
-            transport.ready.clear()
-            frames = transport.queue
-            handled = 0
-            while frames:
-                self.handle(frames.popleft())
-                handled += 1
-                if handled % 256 == 0:
-                    await asyncio.sleep(0)  # let the I/O tasks and the reader run
-            m.QUEUE.set(0)
-
     def handle(self, received: Received) -> None:
         try:
             frame = codec.decode(received.data)
@@ -464,6 +451,7 @@ class BlockexportServer:
     # -- housekeeping ------------------------------------------------------------------------
     async def housekeeping(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            m.QUEUE.set(sum(s.inbox.qsize() for s in self.served.values()))
             for served in list(self.served.values()):
                 name = served.record.name
                 cutoff = time.monotonic() - self.section.attach_timeout

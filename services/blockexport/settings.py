@@ -35,9 +35,9 @@ class BlockexportSection:
     buffer_count: int = setting(64, help="frames each initiator may have outstanding "
                                          "(advertised in Query Config; Linux uses at most 64)",
                                 check=_buffer_count)
-    queue_size: int = setting(8192, help="frames waiting to be decoded, and I/O requests "
-                                         "waiting per export, before new ones are dropped "
-                                         "(the initiator retransmits)", check=positive)
+    queue_size: int = setting(8192, help="I/O requests waiting per export before new ones "
+                                         "are dropped (the initiator retransmits)",
+                              check=positive)
     batch_size: int = setting(128, help="I/O requests of one export handled together, with "
                                         "one sync per host for all their writes",
                               check=positive)
