@@ -16,8 +16,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from services.blockexport.settings import BlockexportSection
+from services.blockexport.storage import CowDisk, StorageError
 from shared import inventory, leases, settings as settings_mod
 from shared.addresses import AddressError
+from shared.attachments import Attachments
 from shared.events import EventLog, format_event
 from shared.schema import KINDS, Kind, from_hash
 from shared.store import InventoryError, InventoryStore, InventoryUnavailable, connect
@@ -38,6 +41,7 @@ LIST_COLUMNS = {
 @dataclasses.dataclass(frozen=True)
 class CliSettings:
     redis: settings_mod.RedisSection = dataclasses.field(default_factory=settings_mod.RedisSection)
+    blockexport: BlockexportSection = dataclasses.field(default_factory=BlockexportSection)
 
 
 class CliError(Exception):
@@ -70,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="print JSON")
         if kind_name == "host":
             sub.add_argument("--tag", help="only hosts with this tag")
+        if kind_name == "export":
+            _add_overlay_verbs(verbs)
 
     sub = commands.add_parser("export", help="print the whole inventory as YAML")
     sub.add_argument("-o", "--output", help="write to this file instead of stdout")
@@ -87,6 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also expired, released, declined and offered addresses")
     sub.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def _add_overlay_verbs(verbs) -> None:
+    where = ("overlay directory (default: blockexport.overlay_root of BOOTYARD_CONFIG or "
+             "BOOTYARD_BLOCKEXPORT__OVERLAY_ROOT); run where the block export service's "
+             "overlays are, e.g. docker compose exec blockexport bootyard ...")
+    sub = verbs.add_parser("overlays", help="list the per-host copy-on-write overlays of a "
+                                            "cow export, with their allocated size")
+    sub.add_argument("id", metavar="NAME")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    sub.add_argument("--overlay-root", help=where)
+    sub = verbs.add_parser("reset", help="drop a host's overlay: its next boot starts from the "
+                                         "golden image again")
+    sub.add_argument("id", metavar="NAME")
+    sub.add_argument("mac", metavar="MAC")
+    sub.add_argument("--force", action="store_true",
+                     help="reset even while the host is attached (its unsynced writes are lost)")
+    sub.add_argument("--overlay-root", help=where)
 
 
 def _add_field_options(sub: argparse.ArgumentParser, kind: Kind, verb: str) -> None:
@@ -174,6 +198,8 @@ async def _dispatch(args, store: InventoryStore, client, out) -> int:
 
 async def _object_command(args, kind: Kind, store: InventoryStore, out) -> int:
     verb = args.verb
+    if verb in ("overlays", "reset"):
+        return await _overlays(args, store, out)
     if verb in ("add", "set"):
         changes = _changes(args, kind)
         if verb == "set" and not changes:
@@ -216,6 +242,52 @@ async def _object_command(args, kind: Kind, store: InventoryStore, out) -> int:
             print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
         return 0
     raise CliError(f"unknown verb {verb}")
+
+
+async def _overlays(args, store: InventoryStore, out) -> int:
+    kind = KINDS["export"]
+    export, problems = await store.get(kind, args.id)
+    if export is None:
+        raise CliError(f"export {kind.canonical_id(args.id)} is not valid: "
+                       + "; ".join(f"{p.field}: {p.reason}" for p in problems))
+    if not export.cow:
+        raise CliError(f"export {export.name} has no overlays: it is not a copy-on-write export "
+                       "(cow: yes)")
+    attachments = await Attachments(store.redis).attached(export.name)
+    try:
+        cow = CowDisk(export.backing, args.overlay_root, export.name)
+    except StorageError as exc:
+        raise CliError(f"export {export.name}: {exc}") from None
+    try:
+        if args.verb == "overlays":
+            overlays = cow.overlays()
+            if args.json:
+                json.dump([dict(dataclasses.asdict(o), attached=o.mac in attachments)
+                           for o in overlays], out, indent=2)
+                out.write("\n")
+                return 0
+            rows = [("MAC", "ALLOCATED", "BLOCKS", "ATTACHED", "PATH")]
+            for o in overlays:
+                rows.append((o.mac, str(o.allocated), str(o.blocks),
+                             "yes" if o.mac in attachments else "no", o.path))
+            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+            for row in rows:
+                print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
+            return 0
+        mac = KINDS["host"].canonical_id(args.mac)
+        if mac in attachments and not args.force:
+            left = attachments[mac] - time.time()
+            raise CliError(f"export {export.name}: host {mac} is attached (it sent a frame "
+                           f"recently; it counts as attached for {left:.0f}s more): stop the "
+                           "host first, or use --force")
+        if not cow.reset(mac):
+            raise CliError(f"export {export.name}: host {mac} has no overlay under "
+                           f"{cow.dir}")
+        print(f"reset {export.name} for {mac}: its next read starts from the golden image",
+              file=out)
+        return 0
+    finally:
+        cow.close()
 
 
 async def _events(args, client, out) -> int:
@@ -263,6 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bootyard: settings error: {exc}", file=sys.stderr)
         return 2
     url = args.redis_url or cfg.redis.url
+    if getattr(args, "verb", None) in ("overlays", "reset") and not args.overlay_root:
+        args.overlay_root = cfg.blockexport.overlay_root
     try:
         return asyncio.run(run(args, url))
     except InventoryUnavailable as exc:

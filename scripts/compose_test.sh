@@ -7,7 +7,7 @@
 #  2. A private dockerd (scripts/docker-engine.sh) gets local base and stand-in images
 #     (scripts/build-base-images.sh: no registry is reachable) and builds bootyard's image offline
 #     from host-built wheels.
-#  3. `docker compose up --wait` brings up redis, setup, dhcp, tftp, http and prometheus; every
+#  3. `docker compose up --wait` brings up redis, setup, dhcp, tftp, http, blockexport and prometheus; every
 #     service must be healthy.
 #  4. Real clients go through it: udhcpc in a client namespace on a veth pair whose other end,
 #     bydct0 in the root namespace with 198.19.250.1/24 (a test-made interface inside
@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 PY=${PY:-$REPO/.venv/bin/python}
 COMPOSE_BIN=${COMPOSE_BIN:-$REPO/.venv/bin/docker-compose}
-SERVICES=(dhcp tftp http)
+SERVICES=(dhcp tftp http blockexport)
 NS=bydct-client
 IFACE=bydct0
 SERVER=198.19.250.1
@@ -146,9 +146,9 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-for port in 9101 9102; do
+for port in 9101 9102 9104; do
     if "$PY" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $port)) != 0)"; then
-        fail "port $port is taken on this host: the host-network dhcp/tftp metrics need it"
+        fail "port $port is taken on this host: the host-network dhcp/tftp/blockexport metrics need it"
     fi
 done
 
@@ -190,6 +190,9 @@ if [[ " ${present[*]} " == *" dhcp "* ]]; then
 fi
 if [[ " ${present[*]} " == *" tftp "* ]]; then
     [ "$(caps tftp)" = 0000000000000400 ] || fail "tftp holds capabilities $(caps tftp), not exactly NET_BIND_SERVICE"
+fi
+if [[ " ${present[*]} " == *" blockexport "* ]]; then
+    [ "$(caps blockexport)" = 0000000000002000 ] || fail "blockexport holds capabilities $(caps blockexport), not exactly NET_RAW"
 fi
 if [[ " ${present[*]} " == *" http "* ]]; then
     [ "$(caps http)" = 0000000000000000 ] || fail "http holds capabilities $(caps http)"
@@ -260,6 +263,19 @@ if [[ " ${present[*]} " == *" http "* ]]; then
     head -1 "$tmp/script.ipxe" | grep -q '^#!ipxe' || { cat "$tmp/script.ipxe" >&2; fail "not an iPXE script"; }
     grep -q vmlinuz "$tmp/script.ipxe" || { cat "$tmp/script.ipxe" >&2; fail "the script does not boot the profile's kernel"; }
     say "step 4e: ok"
+fi
+
+if [[ " ${present[*]} " == *" blockexport "* ]]; then
+    say "step 4f: an AoE read from $NS through the host-network blockexport container"
+    dc exec -T blockexport python -c "open('/var/lib/bootyard/exports/compose-test.img', 'wb').write(bytes(range(256)) * 2 * 4096)" \
+        || fail "could not write the test export's backing file in the blockexport container"
+    rcli HSET bootyard:export:compose-test kind aoe backing /var/lib/bootyard/exports/compose-test.img \
+        aoe_shelf 65 aoe_slot 1 >/dev/null
+    want=$("$PY" -c "import hashlib; print(hashlib.md5(bytes(range(256)) * 2 * 4).hexdigest())")
+    aoe_out=$(ip netns exec "$NS" "$PY" scripts/aoe-probe.py --interface eth0 --target 65.1 \
+        --lba 0 --count 4 --timeout 20) || fail "aoe-probe read no block from the blockexport container"
+    grep -q "md5 $want " <<<"$aoe_out" || fail "aoe-probe read other bytes: $aoe_out"
+    say "step 4f: ok ($(head -1 <<<"$aoe_out"))"
 fi
 
 say "step 5: Prometheus targets and every dashboard query"

@@ -87,6 +87,26 @@ BOOT_PIPELINE = [
          [("{{reason}}", f"sum by (reason) (rate(bootyard_http_denied_total[{R}]))")],
          "Requests refused with 401/403"),
     ]),
+    ("Block export", [
+        ("AoE throughput per export", "timeseries", "Bps",
+         [("{{export}} {{direction}}", f"sum by (export, direction) (rate(bootyard_blockexport_bytes_total[{R}]))")],
+         "Bytes initiators read and wrote (writes counted once durable)"),
+        ("AoE latency (p99) and writes per sync", "timeseries", "s",
+         [("p99 {{op}}", "histogram_quantile(0.99, sum by (le, op) "
+                         f"(rate(bootyard_blockexport_request_seconds_bucket[{R}])))"),
+          ("writes per sync", f'sum(rate(bootyard_blockexport_operations_total{{op="write"}}[{R}])) '
+                              f"/ sum(rate(bootyard_blockexport_syncs_total[{R}]))")],
+         "Time from request to reply (writes: after the sync); how many writes each fdatasync covers"),
+        ("AoE errors and drops", "timeseries", "ops",
+         [("error {{reason}}", f"sum by (reason) (rate(bootyard_blockexport_errors_total[{R}]))"),
+          ("dropped {{reason}}", f"sum by (reason) (rate(bootyard_blockexport_dropped_total[{R}]))")],
+         "Requests answered with an error (storage failures: *_failed) and frames not answered"),
+        ("Exports: up, initiators, overlays", "timeseries", "none",
+         [("up {{export}}", "bootyard_blockexport_export_up"),
+          ("initiators {{export}}", "bootyard_blockexport_initiators"),
+          ("overlay GiB {{export}}", "bootyard_blockexport_overlay_bytes / 2^30")],
+         "Exports served (alert BootyardExportDown at 0), attached initiators, copy-on-write bytes"),
+    ]),
     ("Redis and inventory", [
         ("Redis reachable", "timeseries", "none",
          [("{{job}}", "bootyard_redis_up")],

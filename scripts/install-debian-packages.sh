@@ -15,6 +15,7 @@ PACKAGES=(
     tftp-hpa tftpd-hpa atftp curl wget  # TFTP and HTTP peers (atftpd conflicts with tftpd-hpa:
                                       # the TFTP benchmark unpacks it with dpkg -x instead)
     nginx-light wrk                   # HTTP peer and load client
+    vblade                            # AoE peer (the block export benchmark and comparisons)
     tshark tcpdump                    # packet captures
     qemu-system-x86 ipxe-qemu ovmf ipxe  # the QEMU lab: SeaBIOS + iPXE ROM, OVMF, iPXE binaries
     grub-efi-amd64-bin grub-pc-bin grub-common pxelinux syslinux-common  # boot loaders served by TFTP

@@ -18,6 +18,12 @@ key                                 type       holds
 ``bootyard:leases:mac:<subnet>``    hash       client identity -> the address it last held
                                                (named when the identity was always the MAC;
                                                it still is, for Ethernet clients)
+``bootyard:blockexport:attached:    hash       MAC -> Unix time until which that initiator
+<export>``                                     counts as attached to the export (written by
+                                               the block export service; the CLI's reset
+                                               reads it)
+``bootyard:blockexport:target:      hash       an AoE export's config string, mask list and
+<export>``                                     reserve list, kept across restarts
 ==================================  =========  ===============================================
 
 The inventory's change counter (``InventoryView.version``) is kept in each service's memory,
@@ -79,3 +85,19 @@ def pool(subnet: str) -> str:
 def by_client(subnet: str) -> str:
     """The hash ``client identity -> ip`` of a subnet (the address each client last held)."""
     return BY_CLIENT_PREFIX + subnet
+
+
+# block export attachments
+ATTACHED_PREFIX = f"{PREFIX}:blockexport:attached:"
+
+
+def export_attached(name: str) -> str:
+    """The hash ``MAC -> attached-until time`` of one block export."""
+    return ATTACHED_PREFIX + name
+
+TARGET_STATE_PREFIX = f"{PREFIX}:blockexport:target:"
+
+
+def export_target_state(name: str) -> str:
+    """The hash of one AoE export's config string, mask list and reserve list."""
+    return TARGET_STATE_PREFIX + name

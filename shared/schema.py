@@ -290,6 +290,7 @@ class Export:
     kind: str
     backing: str
     readonly: bool = False
+    cow: bool = False
     aoe_shelf: int | None = None
     aoe_slot: int | None = None
     iqn: str | None = None
@@ -403,6 +404,8 @@ KINDS: dict[str, Kind] = {
         "kind": FieldSpec(_choice(EXPORT_KINDS), "aoe or iscsi", required=True),
         "backing": FieldSpec(_text, "backing file or block device path", required=True),
         "readonly": FieldSpec(_bool, "yes or no (default)"),
+        "cow": FieldSpec(_bool, "yes: backing is a golden image, never written; each host "
+                                "writes to its own copy-on-write overlay. no (default)"),
         "aoe_shelf": FieldSpec(_int_between(0, 65534), "AoE shelf (major) number"),
         "aoe_slot": FieldSpec(_int_between(0, 254), "AoE slot (minor) number"),
         "iqn": FieldSpec(_iqn, "iSCSI target name"),

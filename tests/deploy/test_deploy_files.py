@@ -53,7 +53,8 @@ def test_compose_config_is_valid_for_every_profile(tmp_path, profile):
     run = compose(tmp_path, env_file(tmp_path), *args, "config", "--format", "json")
     assert run.returncode == 0, run.stderr
     services = set(yaml.safe_load(run.stdout)["services"])
-    expected = {"redis", "setup", "dhcp", "tftp", "http"} | ({"prometheus", "grafana"} if profile else set())
+    expected = {"redis", "setup", "dhcp", "tftp", "http", "blockexport"} | (
+        {"prometheus", "grafana"} if profile else set())
     assert services == expected
 
 
@@ -81,6 +82,18 @@ def test_dhcp_runs_on_the_host_network_with_only_its_capabilities(tmp_path):
         assert config[name]["restart"] == "unless-stopped"
     for name in ("dhcp", "tftp", "http"):
         assert config[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_blockexport_runs_on_the_host_network_with_net_raw_only(tmp_path):
+    run = compose(tmp_path, env_file(tmp_path), "config", "--format", "json")
+    service = yaml.safe_load(run.stdout)["services"]["blockexport"]
+    assert service["network_mode"] == "host"
+    assert service["cap_drop"] == ["ALL"] and service["cap_add"] == ["NET_RAW"]
+    assert "privileged" not in service
+    assert service["environment"]["BOOTYARD_BLOCKEXPORT__INTERFACE"] == "eth9"  # the DHCP one
+    assert service["healthcheck"]["test"] and service["restart"] == "unless-stopped"
+    targets = {v["target"] for v in service["volumes"]}
+    assert {"/var/lib/bootyard/exports", "/var/lib/bootyard/overlays"} <= targets
 
 
 def test_redis_is_persistent_and_publishes_keyspace_events(tmp_path):
@@ -179,7 +192,7 @@ def test_the_bootyard_image_is_built_once_and_never_pulled(tmp_path):
     run = compose(tmp_path, env_file(tmp_path), "config", "--format", "json")
     services = yaml.safe_load(run.stdout)["services"]
     ours = {name: svc for name, svc in services.items() if svc["image"] == "bootyard:latest"}
-    assert set(ours) == {"setup", "dhcp", "tftp", "http"}
+    assert set(ours) == {"setup", "dhcp", "tftp", "http", "blockexport"}
     assert all(svc["pull_policy"] == "never" for svc in ours.values())
     assert [name for name, svc in ours.items() if "build" in svc] == ["http"]
     assert ours["http"]["build"]["dockerfile"] == "deploy/Dockerfile"

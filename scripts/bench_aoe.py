@@ -1,0 +1,235 @@
+"""make bench-aoe: bootyard's AoE target against vblade, read by the same QEMU guest through
+Linux's ``aoe`` driver (root; the lab's network namespaces and QEMU TCG).
+
+    python scripts/bench_aoe.py [--size-mb 64] [--rounds 3] [--mtus 1500,9000] [--workdir DIR]
+
+For each MTU: the segment's links get that MTU; bootyard's block export service serves e1.1 and
+vblade (default, buffered) e2.1 and vblade -s (O_SYNC) e3.1, each on its own copy of the same
+image; one guest boots with ``aoetest.mtu=<MTU>`` and, alternating between the targets round by
+round, reads the whole disk with ``dd bs=1M`` (buffered, caches dropped first) and with
+``iflag=direct``, then writes it with ``conv=fsync``. Times come from the guest's /proc/uptime.
+Medians over the rounds are printed per target, mode and MTU; the last line is
+
+    RESULT aoe mbps_1500=<ours> vblade_1500=<theirs> ratio_1500=<r> mbps_9000=... ratio_9000=...
+
+(buffered reads; MB = 10^6 bytes). The guest's own limit is printed as ``guest-ram``: a read of
+a RAM disk (brd) of the same size in the same guest. Then iPXE ``sanboot`` MB/s for both: SeaBIOS
++ iPXE ROM boot a disk (``--sanboot-mb``) whose boot sector reads all of it through INT 13h
+(lab/sanbench.py), from bootyard and from vblade, alternating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "blockexport")]
+
+from serviceproc import BlockexportProcess  # noqa: E402
+
+from harness.dhcpkit import UnixRedis  # noqa: E402
+from harness.netlab import Lab  # noqa: E402
+from lab import aoeguest, sanbench  # noqa: E402
+from lab.assets import ensure_assets  # noqa: E402
+from lab.qemu import BIOS  # noqa: E402
+from lab.runner import BootLab  # noqa: E402
+
+TARGETS = {"e1.1": "bootyard", "e2.1": "vblade", "e3.1": "vblade-s"}
+NAMES = {**TARGETS, "ram0": "guest-ram"}  # ram0: the guest's own limit (brd RAM disk)
+MAC = "52:54:00:ae:b0:01"
+
+INIT = r"""#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+. /etc/aoe-functions
+ROUNDS=$(cmdline_value aoetest.rounds)
+TARGETS=$(cmdline_value aoetest.targets | tr , ' ')
+load_modules
+for t in $TARGETS; do wait_aoe "$t"; done
+now() { cut -d' ' -f1 /proc/uptime; }
+# the guest's own limit: reading a RAM disk of the same size through the same block layer
+if [ -b /dev/ram0 ]; then
+    bytes=$(( $(cat /sys/block/etherd!e1.1/size) * 512 ))
+    dd if=/dev/zero of=/dev/ram0 bs=1M count=$((bytes / 1048576)) 2>/dev/null
+    echo 3 > /proc/sys/vm/drop_caches
+    s=$(now); dd if=/dev/ram0 of=/dev/null bs=1M count=$((bytes / 1048576)) 2>/dev/null; e=$(now)
+    echo "AOEBENCH round=0 target=ram0 mode=buffered bytes=$((bytes / 1048576 * 1048576)) start=$s end=$e"
+fi
+r=0
+while [ $r -lt "$ROUNDS" ]; do
+    r=$((r + 1))
+    for t in $TARGETS; do
+        bytes=$(( $(cat /sys/block/etherd!$t/size) * 512 ))
+        echo 3 > /proc/sys/vm/drop_caches
+        s=$(now); dd if=/dev/etherd/$t of=/dev/null bs=1M 2>/dev/null; e=$(now)
+        echo "AOEBENCH round=$r target=$t mode=buffered bytes=$bytes start=$s end=$e"
+        s=$(now)
+        if dd if=/dev/etherd/$t of=/dev/null bs=1M iflag=direct 2>/dev/null; then
+            e=$(now); echo "AOEBENCH round=$r target=$t mode=direct bytes=$bytes start=$s end=$e"
+        fi
+        s=$(now); dd if=/dev/zero of=/dev/etherd/$t bs=1M count=$((bytes / 1048576)) \
+            conv=fsync 2>/dev/null; e=$(now)
+        echo "AOEBENCH round=$r target=$t mode=write bytes=$((bytes / 1048576 * 1048576)) start=$s end=$e"
+    done
+done
+echo "AOEBENCH-DONE"
+poweroff -f
+sleep 60
+"""
+LINE = re.compile(r"AOEBENCH round=(\d+) target=(\S+) mode=(\S+) bytes=(\d+) start=([\d.]+) "
+                  r"end=([\d.]+)")
+
+
+def set_mtu(seg, taps: list[str], mtu: int) -> None:
+    for ns in (seg.switch,):
+        links = ns.run("ip", "-o", "link", "show").stdout
+        for name in re.findall(r"^\d+: ([^:@]+)", links, re.M):
+            if name != "lo":
+                ns.run("ip", "link", "set", "dev", name, "mtu", str(mtu))
+    seg.server.run("ip", "link", "set", "dev", "eth0", "mtu", str(mtu))
+
+
+def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: Path,
+            initrd: Path, mtu: int, rounds: int, size_mb: int
+            ) -> dict[tuple[str, str], list[float]]:
+    seg = lab.segment()
+    tap = seg.add_tap()
+    set_mtu(seg, [tap], mtu)
+    client = redis.client()
+    client.flushall()
+    client.hset("bootyard:export:bench", mapping={"kind": "aoe", "backing": str(images["e1.1"]),
+                                                   "aoe_shelf": "1", "aoe_slot": "1"})
+    service = BlockexportProcess(seg.server, redis.url, work / f"blockexport-{mtu}.log")
+    vblades = [seg.server.popen("vblade", "2", "1", "eth0", str(images["e2.1"]),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+               seg.server.popen("vblade", "-s", "3", "1", "eth0", str(images["e3.1"]),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    vm = aoeguest.KernelVM(seg.switch, tap, MAC, work / f"vm-{mtu}", kernel=kernel,
+                           initrd=initrd, memory_mb=512,
+                           append=f"console=ttyS0 quiet panic=-1 aoetest.mtu={mtu} "
+                                  f"aoetest.ramkb={size_mb * 1024} "
+                                  f"aoetest.rounds={rounds} aoetest.targets={','.join(TARGETS)}")
+    try:
+        vm.start()
+        vm.wait_for("AOEBENCH-DONE", timeout=3600)
+    finally:
+        vm.stop()
+        service.stop()
+        for proc in vblades:
+            proc.terminate()
+    out: dict[tuple[str, str], list[float]] = {}
+    for line in vm.lines:
+        m = LINE.search(line.text)
+        if m:
+            _, target, mode, nbytes, start, end = m.groups()
+            seconds = max(float(end) - float(start), 0.01)
+            out.setdefault((target, mode), []).append(int(nbytes) / 1e6 / seconds)
+    return out
+
+
+def run_sanboot(work: Path, size_mb: int, rounds: int) -> dict[str, list[float]]:
+    """iPXE sanboot (SeaBIOS + iPXE ROM, bootyard DHCP and HTTP) of a disk whose boot sector
+    reads all of it through INT 13h; from bootyard (e1.1) and from vblade (e2.1), alternating."""
+    out: dict[str, list[float]] = {}
+    with Lab() as lab:
+        boot = BootLab(lab, work / "sanboot", stack="bootyard", assets=ensure_assets())
+        try:
+            hosts = {"bootyard": boot.plan.add_host("sbours"),
+                     "vblade": boot.plan.add_host("sbvblade")}
+            boot.start()
+            ours, theirs = work / "sanboot-bootyard.img", work / "sanboot-vblade.img"
+            nbytes = sanbench.make_disk(ours, size_mb)
+            sanbench.make_disk(theirs, size_mb)
+            # vblade's disk is an inventory export too (so HTTP renders its sanboot line), with a
+            # backing bootyard cannot open: bootyard reports it and leaves e2.1 to vblade
+            for name, shelf, backing in (("bootyard", 1, ours),
+                                         ("vblade", 2, work / "served-by-vblade.img")):
+                boot.stack.cli("blockexport", "add", f"sb-{name}", "--kind", "aoe",
+                               "--backing", str(backing), "--aoe-shelf", str(shelf),
+                               "--aoe-slot", "1")
+                boot.stack.cli("profile", "set", hosts[name].name, "--export", f"sb-{name}")
+                boot.stack.cli("host", "set", hosts[name].mac, "--boot-mode", "sanboot")
+            service = BlockexportProcess(boot.server, boot.stack.redis_url,
+                                         work / "blockexport-sanboot.log")
+            vblade = boot.server.popen("vblade", "2", "1", "eth0", str(theirs),
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                for _ in range(rounds):
+                    for name, host in hosts.items():
+                        result = boot.boot(host, BIOS, pattern=sanbench.END, timeout=1800)
+                        start = result.vm.find(sanbench.START)
+                        seconds = max(result.marker.t - start.t, 0.01)
+                        out.setdefault(name, []).append(nbytes / 1e6 / seconds)
+            finally:
+                service.stop()
+                vblade.terminate()
+        finally:
+            boot.stop()
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mtus", default="1500,9000")
+    parser.add_argument("--workdir", type=Path, default=REPO / "build" / "bench-aoe")
+    parser.add_argument("--sanboot-mb", type=int, default=32,
+                        help="disk read through iPXE sanboot (INT 13h); 0: skip")
+    args = parser.parse_args(argv)
+    if shutil.which("vblade") is None:
+        print("bench-aoe: vblade missing: run scripts/install-debian-packages.sh", file=sys.stderr)
+        return 1
+    work = args.workdir
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    source = bytes(range(256)) * 4096  # 1 MiB
+    images = {}
+    for target in TARGETS:
+        images[target] = work / f"{TARGETS[target]}.img"
+        with open(images[target], "wb") as f:
+            for _ in range(args.size_mb):
+                f.write(source)
+    kernel, initrd = aoeguest.build(work / "guest", INIT, modules=aoeguest.MODULES + ("brd",))
+    redis = UnixRedis(work / "redis")
+    redis.start()
+    results: dict[int, dict[tuple[str, str], list[float]]] = {}
+    t0 = time.monotonic()
+    try:
+        for mtu in (int(m) for m in args.mtus.split(",")):
+            with Lab() as lab:  # a fresh segment per MTU
+                results[mtu] = run_mtu(lab, work, redis, images, kernel, initrd, mtu,
+                                       args.rounds, args.size_mb)
+        sanboot = run_sanboot(work, args.sanboot_mb, args.rounds) if args.sanboot_mb else {}
+    finally:
+        redis.stop()
+    print(f"bench-aoe: {args.size_mb} MiB, {args.rounds} round(s) per target, "
+          f"{time.monotonic() - t0:.0f} s; MB/s (10^6 bytes), median over rounds")
+    fields = []
+    for mtu, found in results.items():
+        for (target, mode), values in sorted(found.items()):
+            print(f"  MTU {mtu:>5}  {NAMES[target]:<9} {mode:<9} "
+                  f"{statistics.median(values):8.2f}  ({', '.join(f'{v:.2f}' for v in values)})")
+        ours = statistics.median(found.get(("e1.1", "buffered"), [0.0]))
+        theirs = statistics.median(found.get(("e2.1", "buffered"), [0.0]))
+        ratio = ours / theirs if theirs else 0.0
+        fields += [f"mbps_{mtu}={ours:.2f}", f"vblade_{mtu}={theirs:.2f}",
+                   f"ratio_{mtu}={ratio:.2f}"]
+    for name, values in sanboot.items():
+        print(f"  iPXE sanboot (INT 13h, {args.sanboot_mb} MiB)  {name:<9} "
+              f"{statistics.median(values):8.2f}  ({', '.join(f'{v:.2f}' for v in values)})")
+    print("RESULT aoe " + " ".join(fields))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

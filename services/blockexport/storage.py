@@ -1,0 +1,427 @@
+"""Block storage behind the exports: plain disks and per-host copy-on-write overlays.
+
+Shared by every block protocol (AoE now, iSCSI next); it knows nothing of frames. All calls
+block (file I/O): the server runs them in worker threads, never on the event loop.
+
+Two kinds of disk, both with the same calls (:class:`Disk`):
+
+- :class:`PlainDisk`: a file or block device, read-write or read-only.
+- :class:`CowDisk`: a golden image (opened read-only, never written) and one overlay per host,
+  keyed by the host's MAC and created on its first write. :meth:`CowDisk.view` gives the disk
+  one host sees: its overlay's blocks where it wrote, the golden image elsewhere.
+
+The durability contract (docs/blockexport.md): when :meth:`Disk.write` returns, every write in
+the batch is on stable storage (``fdatasync``), so the caller may answer all of them. One batch
+holds the writes that were outstanding together, so one sync pays for many writes. A sector is
+written by one ``pwrite`` of whole sectors, so it never reads back as a mix of two writes.
+
+An overlay is a directory ``<overlay_root>/<export>/<mac with dashes>/`` holding
+
+- ``data``: a sparse file as large as the disk; only blocks the host wrote take space;
+- ``map``: a 4,096-byte header (magic, block size, disk size) and one bit per block, set when
+  the block's data in ``data`` is whole (the golden block merged with what the host wrote).
+
+An overlay is removed (reset) by renaming its directory aside and deleting it; a process that
+has it open notices within :data:`RECHECK` seconds (the directory's inode changed) and lets go,
+so the CLI can reset an overlay the service has open.
+
+Crash safety, in this order for every batch: the data of every write goes to ``data`` (a block
+written for the first time gets its whole golden content merged in, so the file never holds a
+half-copied block), ``fdatasync(data)``; only then are the new blocks' bits written to ``map``
+and ``fdatasync(map)``. A crash before the map is synced loses only unanswered writes (their
+blocks read from golden again); bits only ever go from 0 to 1, so a torn map write is harmless.
+A new overlay is built in a ``.new`` directory, synced, and renamed into place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import shutil
+import struct
+import threading
+import time
+from collections.abc import Iterable, Sequence
+
+SECTOR = 512
+MAP_HEADER = 4096
+MAGIC = b"BYCOWMAP"
+MAP_FORMAT = struct.Struct("<8sIIQ")  # magic, format version, block size, disk size in bytes
+MAP_VERSION = 1
+DEFAULT_BLOCK = 4096  # docs/blockexport.md: why 4 KiB
+RECHECK = 1.0  # seconds between checks that an open overlay is still the one on disk
+
+
+class StorageError(Exception):
+    """A disk cannot be opened or used; the message names the path and the reason."""
+
+
+Write = tuple[int, bytes]  # (byte offset, whole sectors of data)
+
+
+def _size_of(fd: int) -> int:
+    return os.lseek(fd, 0, os.SEEK_END)  # files and block devices alike
+
+
+def _open(path: str, flags: int, what: str) -> int:
+    try:
+        return os.open(path, flags | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StorageError(f"{what} {path}: {exc.strerror}") from None
+
+
+def _pread_full(fd: int, length: int, offset: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) < length:  # past the end of a file that is shorter than it should be
+        data += bytes(length - len(data))
+    return data
+
+
+def _pwrite_full(fd: int, data, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
+
+
+class Disk:
+    """What a block protocol needs of a disk (one host's view of it)."""
+
+    size: int  # bytes (a whole number of sectors)
+    readonly: bool
+
+    def read(self, offset: int, length: int) -> bytes:
+        raise NotImplementedError
+
+    def write(self, writes: Sequence[Write]) -> None:
+        """Apply the writes in order; durable when it returns (raises OSError otherwise)."""
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Make everything written durable (already so after every :meth:`write`)."""
+
+    @property
+    def sectors(self) -> int:
+        return self.size // SECTOR
+
+
+class PlainDisk(Disk):
+    """A file or block device used as it is."""
+
+    def __init__(self, path: str, readonly: bool = False) -> None:
+        self.path = path
+        self.readonly = readonly
+        self.fd = _open(path, os.O_RDONLY if readonly else os.O_RDWR, "cannot open backing")
+        self.size = _size_of(self.fd) // SECTOR * SECTOR
+        self._lock = threading.Lock()
+
+    def read(self, offset: int, length: int) -> bytes:
+        return _pread_full(self.fd, length, offset)
+
+    def write(self, writes: Sequence[Write]) -> None:
+        if self.readonly:
+            raise OSError(errno.EROFS, "read-only export")
+        with self._lock:
+            for offset, data in writes:
+                _pwrite_full(self.fd, data, offset)
+            os.fdatasync(self.fd)
+
+    def flush(self) -> None:
+        if not self.readonly:
+            os.fdatasync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def mac_dir(mac: str) -> str:
+    """The overlay directory name of a canonical MAC (``52:54:00:..`` -> ``52-54-00-..``)."""
+    return mac.replace(":", "-")
+
+
+def dir_mac(name: str) -> str:
+    return name.replace("-", ":")
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclasses.dataclass(frozen=True)
+class OverlayInfo:
+    mac: str
+    path: str
+    allocated: int  # bytes the overlay takes on disk (data and map)
+    blocks: int  # blocks the host has written
+
+
+class Overlay:
+    """One host's writes over a golden image (see the module docstring for the layout)."""
+
+    def __init__(self, path: str, golden_fd: int, size: int, block: int) -> None:
+        self.path = path
+        self.golden = golden_fd
+        self.size = size
+        self.block = block
+        self.nblocks = (size + block - 1) // block
+        self.data = _open(os.path.join(path, "data"), os.O_RDWR, "cannot open overlay data")
+        self.mapfd = _open(os.path.join(path, "map"), os.O_RDWR, "cannot open overlay map")
+        header = os.pread(self.mapfd, MAP_FORMAT.size, 0)
+        magic, version, mblock, msize = MAP_FORMAT.unpack(header.ljust(MAP_FORMAT.size, b"\0"))
+        if magic != MAGIC or version != MAP_VERSION:
+            raise StorageError(f"overlay {path}: map is not a bootyard overlay map (version "
+                               f"{MAP_VERSION}); reset the overlay")
+        if mblock != block or msize != size:
+            raise StorageError(f"overlay {path}: made for a {msize}-byte disk in {mblock}-byte "
+                               f"blocks, the golden image is {size} bytes in {block}-byte "
+                               "blocks (the golden image changed?); reset the overlay")
+        self.bits = bytearray(_pread_full(self.mapfd, (self.nblocks + 7) // 8, MAP_HEADER))
+        self.identity = _identity(path)
+        self.checked = time.monotonic()
+
+    @classmethod
+    def create(cls, path: str, golden_fd: int, size: int, block: int) -> Overlay:
+        """Make an empty overlay at ``path`` atomically (build aside, sync, rename)."""
+        parent = os.path.dirname(path)
+        os.makedirs(parent, exist_ok=True)
+        scratch = path + ".new"
+        shutil.rmtree(scratch, ignore_errors=True)
+        os.mkdir(scratch)
+        for name, length, head in (("data", size, b""),
+                                   ("map", MAP_HEADER + (size // block + 8) // 8,
+                                    MAP_FORMAT.pack(MAGIC, MAP_VERSION, block, size))):
+            fd = os.open(os.path.join(scratch, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                if head:
+                    _pwrite_full(fd, head, 0)
+                os.ftruncate(fd, length)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(scratch)
+        os.rename(scratch, path)
+        _fsync_dir(parent)
+        return cls(path, golden_fd, size, block)
+
+    def allocated(self, index: int) -> bool:
+        return bool(self.bits[index >> 3] & (1 << (index & 7)))
+
+    def read(self, offset: int, length: int) -> bytes:
+        out = bytearray()
+        end = offset + length
+        block = self.block
+        while offset < end:
+            index = offset // block
+            mine = self.allocated(index)
+            run_end = (index + 1) * block
+            while run_end < end and self.allocated(run_end // block) == mine:
+                run_end += block
+            run_end = min(run_end, end)
+            out += _pread_full(self.data if mine else self.golden, run_end - offset, offset)
+            offset = run_end
+        return bytes(out)
+
+    def write(self, writes: Sequence[Write]) -> None:
+        block = self.block
+        fresh: set[int] = set()  # blocks made whole in this batch (bits not yet in the map)
+        for offset, data in writes:
+            end = offset + len(data)
+            first, last = offset // block, (end - 1) // block
+            missing = [i for i in range(first, last + 1)
+                       if not self.allocated(i) and i not in fresh]
+            if not missing:
+                _pwrite_full(self.data, data, offset)
+                continue
+            # Make every block of the range whole: the golden content of a new block's bytes
+            # around the written ones, so the data file never holds half a block.
+            start, stop = first * block, min((last + 1) * block, self.size)
+            buffer = bytearray(stop - start)
+            for edge in {first, last}:
+                lo, hi = edge * block, min((edge + 1) * block, self.size)
+                if lo < offset or hi > end:  # a partly written edge block: keep what is there
+                    source = self.golden if edge in missing else self.data
+                    buffer[lo - start:hi - start] = _pread_full(source, hi - lo, lo)
+            buffer[offset - start:end - start] = data
+            _pwrite_full(self.data, buffer, start)
+            fresh.update(missing)
+        os.fdatasync(self.data)
+        if fresh:
+            for index in fresh:
+                self.bits[index >> 3] |= 1 << (index & 7)
+            lo, hi = min(fresh) >> 3, (max(fresh) >> 3) + 1
+            _pwrite_full(self.mapfd, self.bits[lo:hi], MAP_HEADER + lo)
+            os.fdatasync(self.mapfd)
+
+    def blocks(self) -> int:
+        return sum(bin(b).count("1") for b in self.bits)
+
+    def close(self) -> None:
+        os.close(self.data)
+        os.close(self.mapfd)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _allocated_bytes(path: str) -> int:
+    total = 0
+    for name in ("data", "map"):
+        try:
+            total += os.stat(os.path.join(path, name)).st_blocks * 512
+        except FileNotFoundError:
+            pass
+    return total
+
+
+class CowDisk:
+    """A golden image and its per-host overlays under ``<overlay_root>/<name>/``."""
+
+    def __init__(self, golden: str, overlay_root: str, name: str,
+                 block: int = DEFAULT_BLOCK, readonly: bool = False,
+                 cleanup: bool = True) -> None:
+        if block % SECTOR or block <= 0:
+            raise StorageError(f"overlay block size {block} is not a multiple of {SECTOR}")
+        self.golden_path = golden
+        self.readonly = readonly
+        self.golden = _open(golden, os.O_RDONLY, "cannot open golden image")
+        self.size = _size_of(self.golden) // SECTOR * SECTOR
+        self.block = block
+        self.dir = os.path.join(overlay_root, name)
+        self._overlays: dict[str, Overlay] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        if cleanup:
+            self.cleanup()
+
+    def cleanup(self) -> None:
+        """Remove overlays a crash left half built or half reset (``<mac>.new``). Not while
+        another CowDisk of the same export may be making one."""
+        if os.path.isdir(self.dir):
+            for entry in os.listdir(self.dir):
+                if entry.endswith(".new"):
+                    shutil.rmtree(os.path.join(self.dir, entry), ignore_errors=True)
+
+    def path_of(self, mac: str) -> str:
+        return os.path.join(self.dir, mac_dir(mac))
+
+    def view(self, mac: str) -> HostView:
+        return HostView(self, mac)
+
+    def lock(self, mac: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(mac, threading.Lock())
+
+    def overlay(self, mac: str, create: bool) -> Overlay | None:
+        """The host's overlay, opened once; made when ``create`` and it does not exist yet.
+        Call with the host's lock held."""
+        found = self._overlays.get(mac)
+        path = self.path_of(mac)
+        if found is not None:
+            now = time.monotonic()
+            if now - found.checked < RECHECK:
+                return found
+            found.checked = now
+            if _identity(path) == found.identity:
+                return found
+            # reset (or removed) by someone else, e.g. `bootyard blockexport reset`: let go
+            del self._overlays[mac]
+            found.close()
+            found = None
+        if os.path.isdir(path):
+            found = Overlay(path, self.golden, self.size, self.block)
+        elif create:
+            found = Overlay.create(path, self.golden, self.size, self.block)
+        if found is not None:
+            self._overlays[mac] = found
+        return found
+
+    def overlays(self) -> list[OverlayInfo]:
+        out = []
+        if not os.path.isdir(self.dir):
+            return out
+        for entry in sorted(os.listdir(self.dir)):
+            path = os.path.join(self.dir, entry)
+            if entry.endswith(".new") or not os.path.isdir(path):
+                continue
+            mac = dir_mac(entry)
+            with self.lock(mac):
+                try:
+                    overlay = self.overlay(mac, create=False)
+                    blocks = overlay.blocks() if overlay else 0
+                except StorageError:
+                    blocks = -1
+            out.append(OverlayInfo(mac, path, _allocated_bytes(path), blocks))
+        return out
+
+    def reset(self, mac: str) -> bool:
+        """Drop the host's overlay (its next read sees golden again); False if it had none."""
+        with self.lock(mac):
+            overlay = self._overlays.pop(mac, None)
+            if overlay is not None:
+                overlay.close()
+            path = self.path_of(mac)
+            if not os.path.isdir(path):
+                return False
+            trash = path + ".new"  # removed at start-up if a crash interrupts this
+            os.rename(path, trash)
+            _fsync_dir(self.dir)
+            shutil.rmtree(trash)
+            return True
+
+    def allocated_bytes(self) -> int:
+        return sum(_allocated_bytes(os.path.join(self.dir, e))
+                   for e in (os.listdir(self.dir) if os.path.isdir(self.dir) else ()))
+
+    def close(self) -> None:
+        for overlay in self._overlays.values():
+            overlay.close()
+        self._overlays.clear()
+        os.close(self.golden)
+
+
+class HostView(Disk):
+    """One host's disk in a :class:`CowDisk`."""
+
+    def __init__(self, cow: CowDisk, mac: str) -> None:
+        self.cow = cow
+        self.mac = mac
+        self.size = cow.size
+        self.readonly = cow.readonly
+
+    def read(self, offset: int, length: int) -> bytes:
+        with self.cow.lock(self.mac):
+            overlay = self.cow.overlay(self.mac, create=False)
+            if overlay is None:
+                return _pread_full(self.cow.golden, length, offset)
+            return overlay.read(offset, length)
+
+    def write(self, writes: Sequence[Write]) -> None:
+        if self.readonly:
+            raise OSError(errno.EROFS, "read-only export")
+        with self.cow.lock(self.mac):
+            self.cow.overlay(self.mac, create=True).write(writes)
+
+    def flush(self) -> None:
+        with self.cow.lock(self.mac):
+            overlay = self.cow.overlay(self.mac, create=False)
+            if overlay is not None:
+                os.fdatasync(overlay.data)
+                os.fdatasync(overlay.mapfd)
+
+
+def check_writes(disk: Disk, writes: Iterable[Write]) -> None:
+    """Refuse writes that are not whole sectors inside the disk (a caller's bug)."""
+    for offset, data in writes:
+        if offset % SECTOR or len(data) % SECTOR or offset + len(data) > disk.size:
+            raise ValueError(f"write of {len(data)} bytes at {offset} is not whole sectors "
+                             f"inside a {disk.size}-byte disk")
