@@ -46,7 +46,7 @@ from services.blockexport.policy import Drop, Flush, Read, Reply, State, Target,
 from services.blockexport.settings import BlockexportSection
 from services.blockexport.storage import CowDisk, Disk, PlainDisk, StorageError
 from services.blockexport.transport import Received, Transport
-from shared import keys, logs
+from shared import bootplan, keys, logs
 from shared.attachments import Attachments, TargetStates
 from shared.schema import Export
 from shared.store import InventoryUnavailable
@@ -171,7 +171,8 @@ class BlockexportServer:
         current = self.served.get(export.name)
         if current is not None and current.record == export:
             return
-        address = (export.aoe_shelf, export.aoe_slot)
+        contract = bootplan.target(export, portal="")  # the address hosts are told (one home)
+        address = (contract.shelf, contract.slot)
         holder = self.by_address.get(address)
         if holder is not None and holder.record.name != export.name:
             self._report(export, "aoe_shelf", f"{address[0]}.{address[1]}",
