@@ -18,6 +18,12 @@ key                                 type       holds
 ``bootyard:leases:mac:<subnet>``    hash       client identity -> the address it last held
                                                (named when the identity was always the MAC;
                                                it still is, for Ethernet clients)
+``bootyard:mirrorsync:lock:<name>`` string     one mirror's sync lock: the holder's owner
+                                               token, with a lease (PX) the holder renews
+``bootyard:mirrorsync:status:<name>`` hash     one mirror's sync state (docs/mirrorsync.md),
+                                               written by the service, read by the CLI
+``bootyard:mirrorsync:requests``    hash       mirror name -> when ``bootyard mirror sync``
+                                               asked for a sync now
 ==================================  =========  ===============================================
 
 The inventory's change counter (``InventoryView.version``) is kept in each service's memory,
@@ -79,3 +85,20 @@ def pool(subnet: str) -> str:
 def by_client(subnet: str) -> str:
     """The hash ``client identity -> ip`` of a subnet (the address each client last held)."""
     return BY_CLIENT_PREFIX + subnet
+
+
+# mirror sync (services/mirrorsync): "mirrorsync", not "mirror", so that no key here matches the
+# inventory's bootyard:mirror:* pattern
+MIRROR_LOCK_PREFIX = f"{PREFIX}:mirrorsync:lock:"
+MIRROR_STATUS_PREFIX = f"{PREFIX}:mirrorsync:status:"
+MIRROR_REQUESTS = f"{PREFIX}:mirrorsync:requests"
+
+
+def mirror_lock(name: str) -> str:
+    """The string holding the owner token of the replica syncing mirror ``name``."""
+    return MIRROR_LOCK_PREFIX + name
+
+
+def mirror_status(name: str) -> str:
+    """The hash of mirror ``name``'s sync state."""
+    return MIRROR_STATUS_PREFIX + name
