@@ -3,6 +3,8 @@
 - :func:`rsync_argv`: the rsync command line of one sync, an argument list (never a shell), built
   from the mirror record and the settings: a new snapshot directory, hard links to unchanged files
   of the published snapshot (``--link-dest``), bounded time (``--timeout``, ``--contimeout``).
+- :func:`metadata_argv`: a second pass over the repository metadata (``InRelease``, ``Packages``,
+  ``repomd.xml`` ...) compared by checksum, not by size and mtime.
 - :func:`classify_exit`: rsync's exit status as ftpsync reads it: 0 and 24 (files vanished on the
   upstream during the transfer) are success, 23 (partial transfer) and 30 (I/O timeout) are
   retried soon, 25 (``--max-delete`` reached) is never published, the rest are failures.
@@ -113,6 +115,34 @@ def rsync_argv(mirror: Mirror, dest: str, *, rsync: str = "rsync", link_dest: st
     argv.append(f"--exclude={TMP_DIR}/")
     argv += [f"--include={p}" for p in mirror.include]
     argv += [f"--exclude={p}" for p in (*mirror.exclude, *extra_excludes)]
+    argv += ["--", source_arg(mirror.source), dest.rstrip("/") + "/"]
+    return argv
+
+
+# Repository metadata, compared by checksum in a second pass: rsync's quick check (size and
+# mtime) takes an index rewritten within one second with the same size for unchanged, and would
+# hard-link the published (old) InRelease beside new Packages files.
+METADATA_PATTERNS = ("InRelease", "Release", "Release.gpg", "Packages*", "Sources*", "Index",
+                     "Translation-*", "repomd.xml*", "SHA256SUMS*", "MD5SUMS*", "CHECKSUM*")
+
+
+def metadata_argv(mirror: Mirror, dest: str, *, rsync: str = "rsync", io_timeout: int = 300,
+                  contimeout: int = 30) -> list[str]:
+    """The second pass: the metadata files (:data:`METADATA_PATTERNS`) again, compared by
+    checksum, into the same new snapshot (a differing file is written to a new inode, never into
+    the hard link it replaces). The mirror's own include and exclude rules come first."""
+    argv = [rsync, "--archive", "--checksum", "--stats", "--no-human-readable",
+            f"--timeout={io_timeout}"]
+    if is_daemon_source(mirror.source):
+        argv.append(f"--contimeout={contimeout}")
+    if mirror.bwlimit:
+        argv.append(f"--bwlimit={mirror.bwlimit}")
+    argv.append(f"--exclude={TMP_DIR}/")
+    argv += [f"--include={p}" for p in mirror.include]
+    argv += [f"--exclude={p}" for p in mirror.exclude]
+    argv.append("--include=*/")
+    argv += [f"--include={p}" for p in METADATA_PATTERNS]
+    argv.append("--exclude=*")
     argv += ["--", source_arg(mirror.source), dest.rstrip("/") + "/"]
     return argv
 

@@ -33,6 +33,7 @@ from services.mirrorsync.policy import (
     due_at,
     list_argv,
     listed_names,
+    metadata_argv,
     parse_stats,
     rsync_argv,
     trace_text,
@@ -301,20 +302,20 @@ class MirrorSync:
                 return "disk_full"
             return None
 
-        run = await run_rsync(argv, deadline=cfg.deadline, watch=watch)
+        run = await run_rsync(argv, deadline=cfg.deadline, watch=watch, stall=cfg.io_timeout)
         stats = parse_stats(run.stdout)
-        if run.stopped == "deadline":
-            raise SyncFailed("deadline", f"rsync still running after mirrorsync.deadline "
-                             f"{cfg.deadline:.0f} s; stopped")
-        if run.stopped == "lock_lost":
-            raise SyncFailed("lock_lost", "another replica took the lock (lease expired): "
-                             "stopped rsync, nothing published")
-        if run.stopped == "disk_full":
-            raise SyncFailed("disk_full", f"less than {cfg.min_free_bytes} bytes free on "
-                             f"{self.root} during the sync: stopped rsync, partial removed")
-        verdict = classify_exit(run.code, run.stderr)
-        if not verdict.ok:
-            raise SyncFailed(verdict.reason, f"{verdict.detail}: {_last_line(run.stderr)}")
+        self._rsync_verdict(run)
+        # the metadata again, by checksum (a quick check can take a rewritten index for unchanged)
+        meta = metadata_argv(mirror, str(partial), rsync=cfg.rsync, io_timeout=cfg.io_timeout,
+                             contimeout=cfg.contimeout)
+        remaining = max(cfg.deadline - (time.time() - started), 1.0)
+        run = await run_rsync(meta, deadline=remaining, watch=watch, stall=cfg.io_timeout)
+        self._rsync_verdict(run)
+        more = parse_stats(run.stdout)
+        stats = dataclasses.replace(
+            stats, files_transferred=stats.files_transferred + more.files_transferred,
+            bytes_transferred=stats.bytes_transferred + more.bytes_transferred,
+            bytes_received=stats.bytes_received + more.bytes_received)
         markers = updating_markers(p.name for p in partial.iterdir())
         if markers:
             raise SyncFailed("upstream_updating", f"the upstream started an update during the "
@@ -346,6 +347,25 @@ class MirrorSync:
             log.info("snapshots_removed", mirror=name, snapshots=",".join(pruned), keep=keep)
         return Outcome("published", snapshot=final.name, stats=stats, files=result.files,
                        size=result.size)
+
+    def _rsync_verdict(self, run) -> None:
+        """Raise SyncFailed unless the rsync run ended well."""
+        cfg = self.cfg
+        if run.stopped == "deadline":
+            raise SyncFailed("deadline", f"rsync still running after mirrorsync.deadline "
+                             f"{cfg.deadline:.0f} s; stopped")
+        if run.stopped == "stalled":
+            raise SyncFailed("rsync_timeout", f"rsync received nothing for "
+                             f"mirrorsync.io_timeout {cfg.io_timeout} s; stopped")
+        if run.stopped == "lock_lost":
+            raise SyncFailed("lock_lost", "another replica took the lock (lease expired): "
+                             "stopped rsync, nothing published")
+        if run.stopped == "disk_full":
+            raise SyncFailed("disk_full", f"less than {cfg.min_free_bytes} bytes free on "
+                             f"{self.root} during the sync: stopped rsync, partial removed")
+        verdict = classify_exit(run.code, run.stderr)
+        if not verdict.ok:
+            raise SyncFailed(verdict.reason, f"{verdict.detail}: {_last_line(run.stderr)}")
 
     async def _upstream_not_updating(self, mirror: Mirror) -> None:
         cfg = self.cfg

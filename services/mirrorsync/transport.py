@@ -4,7 +4,10 @@
 service dies (``PR_SET_PDEATHSIG``: a ``kill -9`` of the service leaves no rsync writing into a
 partial snapshot), checks ``watch()`` every ``poll`` seconds (the caller renews its lock and looks
 at the free disk space there; a reason returned stops rsync) and stops it at the overall
-``deadline``. Stopping is SIGTERM to the group, then SIGKILL after a grace period.
+``deadline``, or as ``stalled`` when rsync's processes received nothing for ``stall``
+seconds (their ``/proc/<pid>/io`` read counters: rsync's own ``--timeout`` does not always fire, e.g.
+when the upstream daemon is stopped mid-transfer). Stopping is SIGTERM to the group, then SIGKILL
+after a grace period.
 """
 
 from __future__ import annotations
@@ -33,9 +36,30 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
+def io_counter(pid: int) -> int | None:
+    """Bytes read so far by ``pid`` and its children (None if unreadable)."""
+    pids = [pid]
+    try:
+        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    total, found = 0, False
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/io") as f:
+                for line in f:
+                    if line.startswith("rchar:"):  # received (keepalives sent to a dead peer still go out)
+                        total += int(line.split()[1])
+                        found = True
+        except OSError:
+            continue
+    return total if found else None
+
+
 async def run_rsync(argv: Sequence[str], *, deadline: float, poll: float = 1.0,
                     watch: Callable[[], Awaitable[str | None]] | None = None,
-                    grace: float = 5.0) -> RsyncRun:
+                    stall: float | None = None, grace: float = 5.0) -> RsyncRun:
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent)
@@ -44,6 +68,7 @@ async def run_rsync(argv: Sequence[str], *, deadline: float, poll: float = 1.0,
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline
     stopped = None
+    last_io, last_change = None, loop.time()
     try:
         while proc.returncode is None:
             try:
@@ -52,8 +77,13 @@ async def run_rsync(argv: Sequence[str], *, deadline: float, poll: float = 1.0,
                 break
             except TimeoutError:
                 pass
+            counter = io_counter(proc.pid) if stall else None
+            if counter is not None and counter != last_io:
+                last_io, last_change = counter, loop.time()
             if loop.time() >= end:
                 stopped = "deadline"
+            elif stall and loop.time() - last_change >= stall:
+                stopped = "stalled"
             elif watch is not None:
                 stopped = await watch()
             if stopped:
