@@ -175,7 +175,14 @@ class MirrorSync:
     async def _still_due(self, mirror: Mirror, now: float) -> bool:
         """Whether the mirror is due, by the status all replicas share (another replica may
         have synced it since this one last looked)."""
-        status = await self.state.status(mirror.name)
+        status = (await self.state.statuses([mirror.name]))[mirror.name]
+        if status.get("state") == "syncing":
+            if status.get("lock"):  # another replica (or a dead one whose lease runs on) syncs
+                self._due[mirror.name] = now + min(self.cfg.lock_ttl, mirror.interval)
+                return False
+            log.info("sync_interrupted", mirror=mirror.name, holder=status.get("holder"),
+                     action="its replica died mid-sync and its lock expired: syncing again now")
+            return True
         due = due_at(last_attempt=_float(status.get("last_attempt")),
                      last_result=status.get("last_result"),
                      failures=int(status.get("failures") or 0), interval=mirror.interval,
