@@ -210,3 +210,57 @@ def test_a_replica_killed_mid_sync_is_recovered_by_the_next(redis_url, tmp_path,
     finally:
         second.stop()
         client.close()
+
+
+def test_two_replicas_side_by_side_publish_each_sync_once(redis_url, tmp_path, daemon):
+    images = tmp_path / "upstream" / "images"
+    images.mkdir(parents=True)
+    (images / "a.img").write_bytes(os.urandom(1 << 20))
+    replicas = [Service(tmp_path, redis_url, name=f"replica{i}") for i in (1, 2)]
+    for replica in replicas:
+        replica.start()
+    try:
+        bootyard(redis_url, "mirror", "add", "images", "--source", daemon.url + "images/",
+                 "--path", "images", "--bwlimit", "2000")
+        wait_for(lambda: status(redis_url, "images").get("last_result") == "published", 60,
+                 what="first publish")
+        (images / "b.img").write_bytes(os.urandom(1 << 20))
+        bootyard(redis_url, "mirror", "sync", "images")
+        wait_for(lambda: (Snapshots(tmp_path / "mirror", "images").published() / "b.img")
+                 .exists() and status(redis_url, "images").get("state") == "idle", 60,
+                 what="second publish")
+        events = bootyard(redis_url, "events", "--mirror", "images")
+        kinds = [next(w for w in line.split() if w.startswith("mirror."))
+                 for line in events.splitlines()]
+        assert kinds.count("mirror.published") == 2 and "mirror.failed" not in kinds
+        snaps = Snapshots(tmp_path / "mirror", "images")
+        assert len(snaps.snapshots()) == 2 and snaps.partials() == []
+        published = sum(metric(r.metrics(), 'bootyard_mirrorsync_syncs_total{result="published"}')
+                        for r in replicas)
+        assert published == 2
+    finally:
+        for replica in replicas:
+            replica.stop()
+
+
+def test_a_mirror_paused_mid_sync_stops_its_rsync(redis_url, tmp_path, daemon):
+    images = tmp_path / "upstream" / "images"
+    images.mkdir(parents=True)
+    (images / "big.img").write_bytes(os.urandom(4 << 20))
+    service = Service(tmp_path, redis_url)
+    service.start()
+    try:
+        bootyard(redis_url, "mirror", "add", "images", "--source", daemon.url + "images/",
+                 "--path", "images", "--bwlimit", "128")
+        snaps = Snapshots(service.root, "images")
+        wait_for(lambda: snaps.partials() and rsync_writing_into(snaps.partials()[0]), 30,
+                 what="sync running")
+        partial = snaps.partials()[0]
+        bootyard(redis_url, "mirror", "set", "images", "--enabled", "no")
+        wait_for(lambda: status(redis_url, "images").get("state") == "failed", 30,
+                 what="sync cancelled")
+        assert "cancelled" in status(redis_url, "images")["last_error"]
+        assert not partial.exists() and not rsync_writing_into(partial)
+        assert snaps.published() is None
+    finally:
+        service.stop()
