@@ -17,6 +17,7 @@ import pytest
 from repokit import AptClient, AptRepo, HttpService, RsyncDaemon, build_yum_repo
 
 from harness.waiting import wait_until
+from services.mirrorsync import metrics as mirror_metrics
 from services.mirrorsync.server import MirrorSync
 from services.mirrorsync.settings import MirrorsyncSection
 from services.mirrorsync.snapshots import Snapshots
@@ -46,13 +47,17 @@ class Kit:
         self.sync = MirrorSync(cfg, inventory=None, client=self.client, events=self.events,
                                rand=lambda: 0.0)
         self.state = MirrorState(self.client)
+        self.names: set[str] = set()
 
     async def sync_one(self, mirror):
+        self.names.add(mirror.name)
         outcome = await self.sync.sync_one(mirror)
         await self.events.flush()
         return outcome
 
     async def close(self):
+        for name in self.names:  # this process's registry: leave no test mirror's series behind
+            mirror_metrics.forget(name)
         await self.client.aclose()
 
 
