@@ -47,7 +47,7 @@ from services.mirrorsync.snapshots import (
     write_file_atomically,
 )
 from services.mirrorsync.transport import run_capture, run_rsync
-from shared import logs
+from shared import keys, logs
 from shared.mirrors import MirrorLock, MirrorState
 from shared.schema import Mirror
 from shared.store import InventoryUnavailable
@@ -89,6 +89,7 @@ class MirrorSync:
         self._jitter: dict[str, float] = {}
         self._seen: dict[str, Mirror] = {}
         self._running: dict[str, asyncio.Task] = {}
+        self._clash: dict[str, str] = {}  # mirror -> the mirror that has its path
         self._redis_failing = False
 
     # ------------------------------------------------------------------------------ schedule
@@ -124,10 +125,20 @@ class MirrorSync:
                 await self._changed(name, mirror)
         requests = set(await self.state.requested())
         now = time.time()
+        owners: dict[str, str] = {}
         for name in sorted(mirrors):
+            mirror = mirrors[name]
+            owner = owners.setdefault(mirror.path, name)
+            if owner != name:  # two records, one directory: only the first (by name) is synced
+                if self._clash.get(name) != owner:
+                    self._clash[name] = owner
+                    log.error("mirror_path_taken", mirror=name, path=mirror.path, owner=owner,
+                              fix=f"give {keys.object_key('mirror', name)} another path; it is "
+                              "not synced")
+                continue
+            self._clash.pop(name, None)
             if name in self._running or len(self._running) >= self.cfg.max_concurrent:
                 continue
-            mirror = mirrors[name]
             asked = name in requests and await self.state.take_request(name)
             if asked:
                 log.info("sync_requested", mirror=name)
@@ -251,6 +262,8 @@ class MirrorSync:
         except OSError as exc:
             outcome = Outcome("failed", "disk_full" if exc.errno == 28 else "io_error",
                               f"{exc.filename or ''}: {exc.strerror or exc}")
+        except InventoryUnavailable as exc:  # the lock cannot be confirmed: never publish
+            outcome = Outcome("failed", "lock_lost", f"cannot confirm the lock: {exc}")
         finally:
             outcome.duration = time.time() - started
             for path in work:  # a partial or an unpublished snapshot
@@ -261,6 +274,9 @@ class MirrorSync:
             finally:
                 try:
                     await lock.release()
+                except InventoryUnavailable as exc:
+                    log.warning("lock_not_released", mirror=name, reason=str(exc),
+                                action=f"it expires after mirrorsync.lock_ttl {self.cfg.lock_ttl} s")
                 finally:
                     m.LOCK_HELD.labels(name).set(0)
                     m.IN_PROGRESS.labels(name).set(0)

@@ -379,3 +379,30 @@ async def test_a_full_volume_leaves_the_published_tree_untouched(redis_url, daem
         await kit.close()
         subprocess.run(["umount", "-l", str(volume)], check=False)
         shutil.rmtree(volume, ignore_errors=True)
+
+
+async def test_the_schedule_syncs_a_local_directory_and_refuses_a_shared_path(redis_url, tmp_path):
+    from shared.cache import StaticInventory
+
+    source = tmp_path / "local-upstream"
+    (source / "iso").mkdir(parents=True)
+    (source / "iso" / "boot.iso").write_bytes(b"x" * 1000)
+    (tmp_path / "mirror").mkdir()
+    kit = Kit(redis_url, tmp_path / "mirror")
+    first = mirror_record("isos", str(source))
+    second = parse_record(KINDS["mirror"], "other", {"source": str(source), "path": "isos"})[0]
+    kit.sync.inventory = StaticInventory(mirrors=[first, second])
+    kit.names |= {"isos", "other"}
+    try:
+        await kit.sync.tick()
+        assert kit.sync.running() == {"isos"}
+        await asyncio.gather(*kit.sync._running.values())
+        await kit.events.flush()
+        snaps = Snapshots(tmp_path / "mirror", "isos")
+        assert (snaps.published() / "iso" / "boot.iso").read_bytes() == b"x" * 1000
+        assert (await kit.state.status("isos"))["last_result"] == "published"
+        assert await kit.state.status("other") == {}
+        await kit.sync.tick()  # published just now: not due again before its interval
+        assert kit.sync.running() == set()
+    finally:
+        await kit.close()
