@@ -128,7 +128,7 @@ async def main() -> int:
         theirs.mkdir()
         client = connect(redis.url)
         events = EventLog(client, "mirrorsync")
-        cfg = MirrorsyncSection(root=str(ours_root), min_free_bytes=0, keep=1)
+        cfg = MirrorsyncSection(root=str(ours_root), min_free_bytes=0)
         sync = MirrorSync(cfg, inventory=None, client=client, events=events, rand=lambda: 0.0)
         mirror, problems = parse_record(KINDS["mirror"], "bench",
                                         {"source": daemon.url, "path": "bench"})

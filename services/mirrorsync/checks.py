@@ -66,17 +66,20 @@ def detect(root: Path) -> str:
 
 
 def count_files(root: Path) -> tuple[int, int]:
-    """(regular files, bytes) under ``root`` (hard links counted once per name)."""
+    """(regular files, bytes) under ``root`` (hard links counted once per name; symlinks not)."""
     files = size = 0
-    for dirpath, _dirs, names in os.walk(root):
-        for name in names:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except FileNotFoundError:
-                continue
-            if not os.path.islink(os.path.join(dirpath, name)):
-                files += 1
-                size += st.st_size
+    stack = [str(root)]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    try:
+                        size += entry.stat(follow_symlinks=False).st_size
+                    except FileNotFoundError:
+                        continue
+                    files += 1
     return files, size
 
 
