@@ -33,6 +33,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
+from services.mirrorsync.policy import is_metadata
+
 HASH_FIELDS = (("SHA256", "sha256"), ("SHA1", "sha1"), ("MD5Sum", "md5"))
 COMPRESSIONS = ("", ".gz", ".xz", ".bz2", ".lzma", ".zst")
 RPM_NS = "{http://linux.duke.edu/metadata/repo}"
@@ -81,6 +83,31 @@ def count_files(root: Path) -> tuple[int, int]:
                         continue
                     files += 1
     return files, size
+
+
+def linked_metadata(root: Path, published: Path | None) -> list[str]:
+    """Repository metadata files under ``root`` that are the very files (inodes) of the
+    ``published`` snapshot: rsync's quick check kept them, so they are compared again by
+    checksum (:func:`services.mirrorsync.policy.metadata_argv`)."""
+    if published is None:
+        return []
+    found = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        with os.scandir(root / rel_dir if rel_dir else root) as entries:
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(rel)
+                elif entry.is_file(follow_symlinks=False) and is_metadata(entry.name):
+                    try:
+                        st, old = entry.stat(follow_symlinks=False), os.lstat(published / rel)
+                    except FileNotFoundError:
+                        continue
+                    if (st.st_dev, st.st_ino) == (old.st_dev, old.st_ino):
+                        found.append(rel)
+    return sorted(found)
 
 
 def excluded(rel: str, patterns: tuple[str, ...]) -> bool:

@@ -4,7 +4,8 @@
   from the mirror record and the settings: a new snapshot directory, hard links to unchanged files
   of the published snapshot (``--link-dest``), bounded time (``--timeout``, ``--contimeout``).
 - :func:`metadata_argv`: a second pass over the repository metadata (``InRelease``, ``Packages``,
-  ``repomd.xml`` ...) compared by checksum, not by size and mtime.
+  ``repomd.xml`` ...) that the first pass hard-linked as unchanged, compared by checksum, not by
+  size and mtime.
 - :func:`classify_exit`: rsync's exit status as ftpsync reads it: 0 and 24 (files vanished on the
   upstream during the transfer) are success, 23 (partial transfer) and 30 (I/O timeout) are
   retried soon, 25 (``--max-delete`` reached) is never published, the rest are failures.
@@ -20,6 +21,7 @@
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import re
 import time
 
@@ -126,24 +128,46 @@ METADATA_PATTERNS = ("InRelease", "Release", "Release.gpg", "Packages*", "Source
                      "Translation-*", "repomd.xml*", "SHA256SUMS*", "MD5SUMS*", "CHECKSUM*")
 
 
-def metadata_argv(mirror: Mirror, dest: str, *, rsync: str = "rsync", io_timeout: int = 300,
-                  contimeout: int = 30) -> list[str]:
-    """The second pass: the metadata files (:data:`METADATA_PATTERNS`) again, compared by
-    checksum, into the same new snapshot (a differing file is written to a new inode, never into
-    the hard link it replaces). The mirror's own include and exclude rules come first."""
-    argv = [rsync, "--archive", "--checksum", "--stats", "--no-human-readable",
-            f"--timeout={io_timeout}"]
+def is_metadata(name: str) -> bool:
+    """Whether a file name is repository metadata (:data:`METADATA_PATTERNS`)."""
+    return any(fnmatch.fnmatchcase(name, p) for p in METADATA_PATTERNS)
+
+
+def split_source(source: str) -> tuple[str, str]:
+    """(the rsync module or local directory, the path inside it) of a source:
+    ``rsync://h/mod/debian/`` is (``rsync://h/mod/``, ``debian/``); a local directory is itself."""
+    if not is_daemon_source(source):
+        return source_arg(source), ""
+    host, _, rest = source[len("rsync://"):].partition("/")
+    module, _, inside = rest.partition("/")
+    inside = inside.strip("/")
+    return f"rsync://{host}/{module}/", (inside + "/" if inside else "")
+
+
+def metadata_list(mirror: Mirror, paths) -> bytes:
+    """The ``--files-from`` list (NUL-separated) of :func:`metadata_argv`: ``paths`` relative to
+    the source, each as ``<path inside the module>/./<path>`` so that rsync copies it to
+    ``<snapshot>/<path>`` (rsync 3.5 reports files as vanished when --files-from names paths
+    below a module's subdirectory source, so the source is always the module itself)."""
+    _, inside = split_source(mirror.source)
+    return b"".join(((f"{inside}./{p}" if inside else p).encode("utf-8", "surrogateescape")
+                     + b"\0") for p in paths)
+
+
+def metadata_argv(mirror: Mirror, dest: str, files_from: str, *, rsync: str = "rsync",
+                  io_timeout: int = 300, contimeout: int = 30) -> list[str]:
+    """The second pass: the metadata files the first pass left as they were (listed in
+    ``files_from`` by :func:`metadata_list`), compared by checksum, into the same new snapshot (a
+    file that differs is written to a new inode, never into the hard link it replaces). A file
+    gone from the upstream meanwhile is skipped (the check then finds the tree inconsistent)."""
+    root, _ = split_source(mirror.source)
+    argv = [rsync, "--archive", "--checksum", "--stats", "--no-human-readable", "--from0",
+            f"--files-from={files_from}", "--ignore-missing-args", f"--timeout={io_timeout}"]
     if is_daemon_source(mirror.source):
         argv.append(f"--contimeout={contimeout}")
     if mirror.bwlimit:
         argv.append(f"--bwlimit={mirror.bwlimit}")
-    argv.append(f"--exclude={TMP_DIR}/")
-    argv += [f"--include={p}" for p in mirror.include]
-    argv += [f"--exclude={p}" for p in mirror.exclude]
-    argv.append("--include=*/")
-    argv += [f"--include={p}" for p in METADATA_PATTERNS]
-    argv.append("--exclude=*")
-    argv += ["--", source_arg(mirror.source), dest.rstrip("/") + "/"]
+    argv += ["--", root, dest.rstrip("/") + "/"]
     return argv
 
 

@@ -20,11 +20,12 @@ import asyncio
 import dataclasses
 import random
 import socket
+import tempfile
 import time
 from pathlib import Path
 
 from services.mirrorsync import metrics as m
-from services.mirrorsync.checks import check_snapshot
+from services.mirrorsync.checks import check_snapshot, linked_metadata
 from services.mirrorsync.policy import (
     RETRY_REASONS,
     Stats,
@@ -34,6 +35,7 @@ from services.mirrorsync.policy import (
     list_argv,
     listed_names,
     metadata_argv,
+    metadata_list,
     parse_stats,
     rsync_argv,
     trace_text,
@@ -328,17 +330,24 @@ class MirrorSync:
         run = await run_rsync(argv, deadline=cfg.deadline, watch=watch, stall=cfg.io_timeout)
         stats = parse_stats(run.stdout)
         self._rsync_verdict(run)
-        # the metadata again, by checksum (a quick check can take a rewritten index for unchanged)
-        meta = metadata_argv(mirror, str(partial), rsync=cfg.rsync, io_timeout=cfg.io_timeout,
-                             contimeout=cfg.contimeout)
-        remaining = max(cfg.deadline - (time.time() - started), 1.0)
-        run = await run_rsync(meta, deadline=remaining, watch=watch, stall=cfg.io_timeout)
-        self._rsync_verdict(run)
-        more = parse_stats(run.stdout)
-        stats = dataclasses.replace(
-            stats, files_transferred=stats.files_transferred + more.files_transferred,
-            bytes_transferred=stats.bytes_transferred + more.bytes_transferred,
-            bytes_received=stats.bytes_received + more.bytes_received)
+        # metadata the quick check (size, mtime) took for unchanged: again, by checksum
+        linked = await asyncio.to_thread(linked_metadata, partial, published)
+        if linked:
+            with tempfile.NamedTemporaryFile("wb", prefix=f"bootyard-{name}-",
+                                             suffix=".metadata") as listing:
+                listing.write(metadata_list(mirror, linked))
+                listing.flush()
+                meta = metadata_argv(mirror, str(partial), listing.name, rsync=cfg.rsync,
+                                     io_timeout=cfg.io_timeout, contimeout=cfg.contimeout)
+                remaining = max(cfg.deadline - (time.time() - started), 1.0)
+                run = await run_rsync(meta, deadline=remaining, watch=watch,
+                                      stall=cfg.io_timeout)
+            self._rsync_verdict(run)
+            more = parse_stats(run.stdout)
+            stats = dataclasses.replace(
+                stats, files_transferred=stats.files_transferred + more.files_transferred,
+                bytes_transferred=stats.bytes_transferred + more.bytes_transferred,
+                bytes_received=stats.bytes_received + more.bytes_received)
         markers = updating_markers(p.name for p in partial.iterdir())
         if markers:
             raise SyncFailed("upstream_updating", f"the upstream started an update during the "

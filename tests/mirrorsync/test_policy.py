@@ -33,6 +33,24 @@ def test_rsync_argv_is_an_argument_list_from_the_record():
     assert argv[-3:] == ["--", "rsync://up.example:8873/debian/", "/m/.snapshots/debian/X.partial/"]
 
 
+def test_the_metadata_pass_takes_listed_files_by_checksum():
+    argv = policy.metadata_argv(mirror(bwlimit="10"), "/m/X.partial", "/tmp/list", io_timeout=9)
+    assert "--checksum" in argv and "--files-from=/tmp/list" in argv and "--from0" in argv
+    assert "--ignore-missing-args" in argv and "--bwlimit=10" in argv and "--timeout=9" in argv
+    assert not any(a.startswith(("--delete", "--link-dest")) for a in argv)
+    assert argv[-3:] == ["--", "rsync://up.example:8873/debian/", "/m/X.partial/"]
+    # a source below a module: the module is the source, the list names the path inside it
+    deep = mirror(source="rsync://up.example/pub/debian/main")
+    assert policy.metadata_argv(deep, "/m/Y", "/l")[-2] == "rsync://up.example/pub/"
+    assert policy.metadata_list(deep, ["dists/s/InRelease", "a b\nc"]) == \
+        b"debian/main/./dists/s/InRelease\0debian/main/./a b\nc\0"
+    assert policy.metadata_list(mirror(), ["x/Release"]) == b"x/Release\0"
+    assert policy.split_source("/srv/up") == ("/srv/up/", "")
+    assert [n for n in ("InRelease", "Release", "Packages.xz", "Sources.gz", "repomd.xml",
+                        "hello_1.0_all.deb", "x-primary.xml.gz") if policy.is_metadata(n)] == \
+        ["InRelease", "Release", "Packages.xz", "Sources.gz", "repomd.xml"]
+
+
 def test_a_local_source_gets_no_contimeout_and_a_trailing_slash():
     argv = policy.rsync_argv(mirror(source="/srv/upstream"), "/m/new")
     assert not any(a.startswith("--contimeout") for a in argv)

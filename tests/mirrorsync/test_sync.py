@@ -406,3 +406,22 @@ async def test_the_schedule_syncs_a_local_directory_and_refuses_a_shared_path(re
         assert kit.sync.running() == set()
     finally:
         await kit.close()
+
+
+async def test_an_index_rewritten_with_the_same_size_and_mtime_is_copied(kit, apt, daemon,
+                                                                         tmp_path):
+    # rsync's quick check (size, mtime) would hard-link the published InRelease: the metadata
+    # pass compares metadata by checksum
+    mirror = mirror_record("debian", daemon.url + "debian/")
+    assert (await kit.sync_one(mirror)).result == "published"
+    inrelease = apt.root / "dists/stable/InRelease"
+    st = inrelease.stat()
+    text = inrelease.read_bytes()
+    changed = text.replace(b"Origin: bootyard-test", b"Origin: bootyard-tesT")
+    assert changed != text and len(changed) == len(text)
+    inrelease.write_bytes(changed)
+    os.utime(inrelease, ns=(st.st_atime_ns, st.st_mtime_ns))
+    outcome = await kit.sync_one(mirror)
+    assert outcome.result == "published"
+    published = Snapshots(tmp_path / "mirror", "debian").published()
+    assert (published / "dists/stable/InRelease").read_bytes() == changed
