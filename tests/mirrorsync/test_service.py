@@ -18,6 +18,8 @@ from harness.netlab import wait_for
 from services.mirrorsync.snapshots import Snapshots
 from shared import keys
 
+pytestmark = pytest.mark.slow  # service processes, several seconds each
+
 
 class Service:
     def __init__(self, tmp: Path, redis_url: str, name: str = "mirrorsync", **settings) -> None:

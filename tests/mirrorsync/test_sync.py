@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import urllib.error
 import urllib.request
 
 import pytest
@@ -313,7 +314,10 @@ async def test_a_holder_that_lost_its_lock_does_not_publish(redis_url, daemon, t
         await kit.close()
 
 
-async def test_a_download_across_a_publish_gets_the_whole_old_file(kit, daemon, http, tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("upstream_change", ["changed", "removed"])
+async def test_a_download_across_a_publish_gets_the_whole_old_file(kit, daemon, http, tmp_path,
+                                                                   upstream_change):
     size = 48 << 20
     big_upstream(tmp_path, size)
     mirror = mirror_record("images", daemon.url + "images/", keep=0)
@@ -323,15 +327,25 @@ async def test_a_download_across_a_publish_gets_the_whole_old_file(kit, daemon, 
     old_sha = sha256(old / "big.img")
     response = urllib.request.urlopen(f"{http.url}/mirror/images/big.img", timeout=30)
     digest = hashlib.sha256(response.read(1 << 20))
-    big_upstream(tmp_path, size)  # new bytes upstream
+    if upstream_change == "changed":
+        big_upstream(tmp_path, size)  # new bytes upstream
+    else:
+        os.unlink(tmp_path / "upstream" / "images" / "big.img")
     assert (await kit.sync_one(mirror)).result == "published"
     assert snaps.published() != old and not old.exists()  # keep=0: the old snapshot is gone
     while chunk := await asyncio.to_thread(response.read, 1 << 20):
         digest.update(chunk)
     response.close()
     assert digest.hexdigest() == old_sha
-    with urllib.request.urlopen(f"{http.url}/mirror/images/big.img", timeout=30) as fresh:
-        assert hashlib.sha256(fresh.read()).hexdigest() == sha256(snaps.published() / "big.img")
+    if upstream_change == "changed":
+        with urllib.request.urlopen(f"{http.url}/mirror/images/big.img", timeout=30) as fresh:
+            assert hashlib.sha256(fresh.read()).hexdigest() == \
+                sha256(snaps.published() / "big.img")
+    else:
+        assert not (snaps.published() / "big.img").exists()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{http.url}/mirror/images/big.img", timeout=30)
+        assert refused.value.code == 404
 
 
 async def test_yum_mirror_is_read_by_dnf(kit, daemon, http, tmp_path):
