@@ -254,7 +254,8 @@ class MirrorSync:
         work: list[Path] = []
         outcome = Outcome("failed")
         try:
-            outcome = await self._sync(mirror, lock, snaps, status, work, started)
+            async with LockKeeper(lock, self.cfg.lock_ttl / 4) as keeper:
+                outcome = await self._sync(mirror, lock, keeper, snaps, status, work, started)
         except SyncFailed as exc:
             outcome = Outcome("failed", exc.reason, exc.detail)
         except asyncio.CancelledError:
@@ -284,8 +285,9 @@ class MirrorSync:
                     m.IN_PROGRESS.labels(name).set(0)
         return outcome
 
-    async def _sync(self, mirror: Mirror, lock: MirrorLock, snaps: Snapshots,
-                    status: dict[str, str], work: list[Path], started: float) -> Outcome:
+    async def _sync(self, mirror: Mirror, lock: MirrorLock, keeper: LockKeeper,
+                    snaps: Snapshots, status: dict[str, str], work: list[Path],
+                    started: float) -> Outcome:
         cfg = self.cfg
         name = mirror.name
         self.root.mkdir(parents=True, exist_ok=True)
@@ -310,19 +312,9 @@ class MirrorSync:
         argv = rsync_argv(mirror, str(partial), rsync=cfg.rsync,
                           link_dest=str(published.resolve()) if published else None,
                           io_timeout=cfg.io_timeout, contimeout=cfg.contimeout)
-        last_renew = time.monotonic()
-
         async def watch() -> str | None:
-            nonlocal last_renew
-            if time.monotonic() - last_renew >= cfg.lock_ttl / 4:
-                try:
-                    owned = await lock.renew()
-                except InventoryUnavailable as exc:
-                    log.warning("lock_renew_failed", mirror=name, reason=str(exc))
-                    owned = True  # the lease runs on; the publish step checks again
-                if not owned:
-                    return "lock_lost"
-                last_renew = time.monotonic()
+            if keeper.lost:
+                return "lock_lost"
             if disk_space(self.root)[0] < cfg.min_free_bytes:
                 return "disk_full"
             return None
@@ -358,6 +350,9 @@ class MirrorSync:
             excludes=mirror.exclude)
         if not result.ok:
             raise SyncFailed("check_failed", f"{result.kind} check: {result.problem}")
+        if keeper.lost:
+            raise SyncFailed("lock_lost", "another replica took the lock (lease expired) "
+                             "during the check: nothing published")
         finished = time.time()
         master = partial / "project" / "trace" / "master"
         upstream_trace = master.read_text(errors="replace") if master.is_file() else None
@@ -460,6 +455,41 @@ class MirrorSync:
             await self.state.update(name, fields)
         except InventoryUnavailable as exc:
             log.error("status_not_written", mirror=name, reason=str(exc))
+
+
+class LockKeeper:
+    """Renews a held lock every ``every`` seconds for as long as a sync runs (rsync, the check,
+    the publish); ``lost`` turns true when the lock is no longer ours. A failed renewal (Redis
+    unreachable) is logged and tried again: the lease runs on, and the publish step asks Redis
+    itself before it publishes."""
+
+    def __init__(self, lock: MirrorLock, every: float) -> None:
+        self.lock = lock
+        self.every = every
+        self.lost = False
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> LockKeeper:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+    async def _run(self) -> None:
+        while not self.lost:
+            await asyncio.sleep(self.every)
+            try:
+                if not await self.lock.renew():
+                    self.lost = True
+                    log.warning("lock_lost", mirror=self.lock.name,
+                                action="the sync stops and publishes nothing")
+            except InventoryUnavailable as exc:
+                log.warning("lock_renew_failed", mirror=self.lock.name, reason=str(exc))
 
 
 def _last_line(text: str) -> str:

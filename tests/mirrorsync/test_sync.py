@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -439,3 +440,34 @@ async def test_an_index_rewritten_with_the_same_size_and_mtime_is_copied(kit, ap
     assert outcome.result == "published"
     published = Snapshots(tmp_path / "mirror", "debian").published()
     assert (published / "dists/stable/InRelease").read_bytes() == changed
+
+
+async def test_a_check_longer_than_the_lease_still_publishes(redis_url, daemon, tmp_path,
+                                                             monkeypatch):
+    # the lock is renewed for the whole sync, not only while rsync runs: checking a big first
+    # sync takes minutes, far longer than one lease
+    from services.mirrorsync import server
+
+    (tmp_path / "mirror").mkdir()
+    kit = Kit(redis_url, tmp_path / "mirror", lock_ttl=0.3)
+    real_check = server.check_snapshot
+    ttls = []
+
+    def slow_check(*args, **kwargs):
+        import redis
+        client = redis.Redis.from_url(redis_url)
+        start = time.monotonic()
+        while time.monotonic() - start < 1.5:  # five leases
+            ttls.append(client.pttl(keys.mirror_lock("images")))
+            time.sleep(0.05)
+        client.close()
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(server, "check_snapshot", slow_check)
+    try:
+        big_upstream(tmp_path, 1000)
+        outcome = await kit.sync_one(mirror_record("images", daemon.url + "images/"))
+        assert (outcome.result, outcome.reason) == ("published", None), outcome
+        assert min(ttls) > 0  # the lock never lapsed during the check
+    finally:
+        await kit.close()
