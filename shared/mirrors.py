@@ -4,7 +4,7 @@ Keys (:mod:`shared.keys`; docs/mirrorsync.md documents them for operators):
 
 ``bootyard:mirrorsync:lock:<name>``
     string: the owner token of the replica syncing the mirror, set with ``SET NX PX`` (a lease of
-    ``ttl`` milliseconds). The holder renews it while rsync runs (:meth:`MirrorLock.renew`); a
+    ``ttl`` milliseconds). The holder renews it for the whole sync (:meth:`MirrorLock.renew`); a
     replica that dies loses the lock when the lease runs out. Renew and release are Lua scripts
     that act only if the key still holds the caller's token, so a holder whose lease ran out can
     neither extend nor delete the next holder's lock; the publish step asks

@@ -8,9 +8,10 @@ starts syncs, at most ``max_concurrent`` at once.
 
 One sync (:meth:`MirrorSync.sync_one`): take the mirror's lock (another replica has it: skipped),
 remove partial snapshots a killed sync left, check the free space, look at the top of the upstream
-for ``Archive-Update-in-Progress-*``, rsync into a new snapshot (hard links to the published one),
-renewing the lock and watching the free space while rsync runs, check the snapshot, write the
-trace file, check the lock is still ours (fencing), publish with one rename, prune old snapshots.
+for ``Archive-Update-in-Progress-*``, rsync into a new snapshot (hard links to the published one)
+watching the free space, check the snapshot, write the trace file, check the lock is still ours
+(fencing), publish with one rename, prune old snapshots; the lock is renewed all along
+(:class:`LockKeeper`).
 Every sync ends in one record: a log line, the metrics, an event and the status hash.
 """
 

@@ -37,7 +37,7 @@ class MirrorsyncSection:
                         "record's keep overrides it)", check=non_negative)
     max_concurrent: int = setting(2, help="syncs this replica runs at once", check=positive)
     lock_ttl: float = setting(60.0, help="seconds of the Redis lock's lease; the holder renews "
-                              "it every lock_ttl/4 while rsync runs", check=positive)
+                              "it every lock_ttl/4 for the whole sync", check=positive)
     min_free_bytes: int = setting(1 << 30, help="a sync does not start, or is stopped, when the "
                                   "volume has less free space than this (its partial snapshot "
                                   "is removed; the published tree is untouched)",
