@@ -217,6 +217,8 @@ class MirrorSync:
                 del self._running[mirror.name]
             self._due.pop(mirror.name, None)
             self._jitter[mirror.name] = self.rand()
+            if mirror.name not in self._seen:  # removed while it synced: drop its series again
+                m.forget(mirror.name)
             if not t.cancelled() and t.exception() is not None:
                 log.error("sync_crashed", mirror=mirror.name, reason=repr(t.exception()))
         task.add_done_callback(done)
@@ -247,14 +249,15 @@ class MirrorSync:
         m.LOCK_HELD.labels(name).set(1)
         m.IN_PROGRESS.labels(name).set(1)
         m.LAST_ATTEMPT.labels(name).set(started)
-        status = await self.state.status(name)
-        await self.state.update(name, {"state": "syncing", "last_attempt": f"{started:.3f}",
-                                       "holder": lock.token, "next_attempt": ""})
-        self.events.emit("mirror.started", mirror=name, source=mirror.source, why=why)
         snaps = Snapshots(self.root, mirror.path)
         work: list[Path] = []
         outcome = Outcome("failed")
+        status: dict[str, str] = {}
         try:
+            status = await self.state.status(name)
+            await self.state.update(name, {"state": "syncing", "last_attempt": f"{started:.3f}",
+                                           "holder": lock.token, "next_attempt": ""})
+            self.events.emit("mirror.started", mirror=name, source=mirror.source, why=why)
             async with LockKeeper(lock, self.cfg.lock_ttl / 4) as keeper:
                 outcome = await self._sync(mirror, lock, keeper, snaps, status, work, started)
         except SyncFailed as exc:
