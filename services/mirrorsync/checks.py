@@ -258,8 +258,11 @@ def check_apt(checker: _Checker) -> None:
         raise CheckFailed("dists/: no InRelease or Release file")
     for suite_dir, release in sorted(suites.items()):
         rel_release = release.relative_to(checker.root).as_posix()
-        entries = release_entries(release_text(release))
+        text = release_text(release)
+        entries = release_entries(text)
         if not entries:
+            if "Component" in next(deb822(text), {}):
+                continue  # a component's Release (main/binary-amd64/Release): no index list
             raise CheckFailed(f"{rel_release}: lists no index files (no SHA256/SHA1/MD5Sum)")
         present_bases: dict[str, bool] = {}
         indices = []

@@ -108,16 +108,19 @@ class AptRepo:
 
     def release(self, *, sign: bool = True) -> None:
         dist = self.root / "dists" / self.suite
+        # hashed from a hard-linked copy without the suite's own Release and InRelease, so the
+        # new Release does not list the old one (the upstream's files stay as they are meanwhile)
+        view = self.build / "release-view"
+        shutil.rmtree(view, ignore_errors=True)
+        shutil.copytree(dist, view, copy_function=os.link,
+                        ignore=lambda d, names: [n for n in names if Path(d) == dist
+                                                 and n in ("Release", "InRelease")])
         text = run(["apt-ftparchive", "-o", "APT::FTPArchive::Release::Origin=bootyard-test",
                     "-o", f"APT::FTPArchive::Release::Suite={self.suite}",
                     "-o", f"APT::FTPArchive::Release::Codename={self.suite}",
                     "-o", "APT::FTPArchive::Release::Architectures=amd64",
                     "-o", "APT::FTPArchive::Release::Components=main",
-                    # the indices only, not the suite's own (In)Release of the previous run
-                    "-o", "APT::FTPArchive::Release::Default-Patterns=false",
-                    "-o", "APT::FTPArchive::Release::Patterns::=Packages",
-                    "-o", "APT::FTPArchive::Release::Patterns::=Packages.gz",
-                    "release", "."], cwd=dist)
+                    "release", "."], cwd=view)
         tmp = self.build / "Release"
         tmp.write_text(text)
         if sign:

@@ -37,6 +37,20 @@ def test_a_whole_apt_repository_passes(apt):
     assert "BEGIN PGP" not in text
 
 
+def test_component_release_files_are_indices_not_suites(apt):
+    # Debian's layout: main/binary-amd64/Release (Archive, Component, Architecture; no hashes),
+    # listed with its hash by the suite's InRelease
+    (apt.root / "dists/stable/main/binary-amd64/Release").write_text(
+        "Archive: stable\nOrigin: bootyard-test\nComponent: main\nArchitecture: amd64\n")
+    apt.release()
+    assert "main/binary-amd64/Release" in release_entries(
+        release_text(apt.root / "dists/stable/InRelease"))
+    assert check_snapshot(apt.root).ok
+    (apt.root / "dists/stable/main/binary-amd64/Release").write_text("Component: other\n")
+    assert check_snapshot(apt.root).problem.startswith(
+        "dists/stable/main/binary-amd64/Release: size ")
+
+
 def test_a_package_the_index_lists_but_missing_fails(apt):
     os.unlink(apt.root / "pool/main/w/world/world_2.0_all.deb")
     result = check_snapshot(apt.root)
