@@ -181,6 +181,13 @@ def _mirror_source(value: str) -> str:
     return value
 
 
+def _absolute_path(value: str) -> str:
+    value = _text(value)
+    if not value.startswith("/") or "/../" in value + "/":
+        raise FieldError("expected an absolute path without '..'")
+    return value
+
+
 def _rsync_patterns(value: str) -> tuple[str, ...]:
     patterns = _list(value)
     for pattern in patterns:
@@ -274,6 +281,7 @@ class Mirror:
     bwlimit: int = 0
     check: str = "auto"
     keep: int | None = None
+    keyring: str | None = None
     description: str = ""
 
 
@@ -391,6 +399,8 @@ KINDS: dict[str, Kind] = {
                            "(default: apt or yum if the tree looks like one), apt, yum, files"),
         "keep": FieldSpec(_int_between(0, 100), "old snapshots kept besides the published one "
                           "(default: mirrorsync.keep)"),
+        "keyring": FieldSpec(_absolute_path, "OpenPGP keyring file (on the mirrorsync host) whose "
+                             "key must have signed an apt mirror's InRelease or Release.gpg"),
         "description": _ANY_TEXT,
     }),
     "netboot": Kind("netboot", "netboots", NetbootImage, "name", {

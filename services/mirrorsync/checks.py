@@ -1,6 +1,8 @@
 """The check a new snapshot must pass before it is published (files only: no Redis or sockets).
 
-- apt (a ``dists/`` directory): each ``dists/<suite>/InRelease`` (else ``Release``) lists index
+- apt (a ``dists/`` directory): with the mirror's ``keyring``, each suite's ``InRelease`` (or
+  ``Release`` + ``Release.gpg``) must verify with it (``gpgv``). Each ``dists/<suite>/InRelease``
+  (else ``Release``) lists index
   files with their sizes and hashes; every listed file that is present must match them, and of
   each index (``main/binary-amd64/Packages`` and its ``.gz``, ``.xz``, ``.bz2`` forms) at least
   one form must be present (Debian's own Release lists uncompressed forms mirrors leave out).
@@ -246,7 +248,26 @@ def _strongest(para: dict[str, str]) -> tuple[str | None, str | None]:
     return None, None
 
 
-def check_apt(checker: _Checker) -> None:
+def verify_signature(suite_dir: Path, keyring: str, root: Path) -> None:
+    """``gpgv`` with ``keyring`` on the suite's InRelease, else Release + Release.gpg."""
+    inrelease, release, detached = (suite_dir / n for n in ("InRelease", "Release", "Release.gpg"))
+    if inrelease.is_file():
+        argv, signed = ["gpgv", "--keyring", keyring, "--", str(inrelease)], inrelease
+    elif release.is_file() and detached.is_file():
+        argv, signed = ["gpgv", "--keyring", keyring, "--", str(detached), str(release)], release
+    else:
+        raise CheckFailed(f"{suite_dir.relative_to(root).as_posix()}: no InRelease and no "
+                          "Release.gpg to verify with the mirror's keyring")
+    if not os.path.isfile(keyring):
+        raise CheckFailed(f"keyring {keyring} (the mirror's keyring field) is not a file")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+        raise CheckFailed(f"{signed.relative_to(root).as_posix()}: signature not verified with "
+                          f"{keyring}: {lines[-1] if lines else 'gpgv exit ' + str(done.returncode)}")
+
+
+def check_apt(checker: _Checker, keyring: str | None = None) -> None:
     dists = checker.root / "dists"
     releases = sorted(p for p in dists.rglob("*") if p.name in ("InRelease", "Release")
                       and p.is_file())
@@ -264,6 +285,8 @@ def check_apt(checker: _Checker) -> None:
             if "Component" in next(deb822(text), {}):
                 continue  # a component's Release (main/binary-amd64/Release): no index list
             raise CheckFailed(f"{rel_release}: lists no index files (no SHA256/SHA1/MD5Sum)")
+        if keyring:
+            verify_signature(suite_dir, keyring, checker.root)
         present_bases: dict[str, bool] = {}
         indices = []
         for name, (size, algo, digest) in sorted(entries.items()):
@@ -394,7 +417,7 @@ class _BytesReader:
 
 def check_snapshot(root: Path, *, check: str = "auto", published: Path | None = None,
                    published_files: int | None = None, max_shrink: float = 0.5,
-                   excludes: tuple[str, ...] = ()) -> CheckResult:
+                   excludes: tuple[str, ...] = (), keyring: str | None = None) -> CheckResult:
     """Check the snapshot at ``root`` (``check``: auto, apt, yum or files) against the
     ``published`` snapshot (None for a first sync). Index files matching the mirror's
     ``excludes`` may be missing (a mirror of some architectures or suites only)."""
@@ -411,7 +434,7 @@ def check_snapshot(root: Path, *, check: str = "auto", published: Path | None = 
         if kind == "apt":
             if not (root / "dists").is_dir():
                 raise CheckFailed("check=apt but there is no dists/ directory")
-            check_apt(checker)
+            check_apt(checker, keyring)
         elif kind == "yum":
             if not detect(root) == "yum":
                 raise CheckFailed("check=yum but there is no repodata/repomd.xml")

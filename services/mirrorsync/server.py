@@ -351,7 +351,7 @@ class MirrorSync:
         result = await asyncio.to_thread(
             check_snapshot, partial, check=mirror.check, published=published,
             published_files=int(status.get("files") or 0) or None, max_shrink=cfg.max_shrink,
-            excludes=mirror.exclude)
+            excludes=mirror.exclude, keyring=mirror.keyring)
         if not result.ok:
             raise SyncFailed("check_failed", f"{result.kind} check: {result.problem}")
         if keeper.lost:

@@ -8,7 +8,7 @@ import os
 import shutil
 
 import pytest
-from repokit import AptRepo, build_yum_repo
+from repokit import AptRepo, GpgKey, build_yum_repo
 
 from services.mirrorsync.checks import (
     check_snapshot,
@@ -49,6 +49,20 @@ def test_component_release_files_are_indices_not_suites(apt):
     (apt.root / "dists/stable/main/binary-amd64/Release").write_text("Component: other\n")
     assert check_snapshot(apt.root).problem.startswith(
         "dists/stable/main/binary-amd64/Release: size ")
+
+
+def test_with_a_keyring_the_inrelease_signature_must_verify(apt, gpg_key, tmp_path):
+    assert check_snapshot(apt.root, keyring=str(gpg_key.public)).ok
+    other = GpgKey(tmp_path / "other-gnupg")
+    problem = check_snapshot(apt.root, keyring=str(other.public)).problem
+    assert problem.startswith("dists/stable/InRelease: signature not verified with "
+                              f"{other.public}: ")
+    # a Release without InRelease or Release.gpg cannot be verified
+    apt.index(sign=False)
+    os.unlink(apt.root / "dists/stable/InRelease")
+    assert check_snapshot(apt.root).ok
+    assert check_snapshot(apt.root, keyring=str(gpg_key.public)).problem == (
+        "dists/stable: no InRelease and no Release.gpg to verify with the mirror's keyring")
 
 
 def test_a_package_the_index_lists_but_missing_fails(apt):

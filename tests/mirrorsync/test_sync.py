@@ -108,8 +108,8 @@ async def events_of(kit: Kit, name: str) -> list[tuple[str, dict]]:
 
 
 async def test_apt_mirror_is_published_checked_and_read_by_apt_get(kit, apt, daemon, http,
-                                                                  tmp_path):
-    mirror = mirror_record("debian", daemon.url + "debian/")
+                                                                  tmp_path, gpg_key):
+    mirror = mirror_record("debian", daemon.url + "debian/", keyring=gpg_key.public)
     outcome = await kit.sync_one(mirror)
     assert (outcome.result, outcome.reason) == ("published", None), outcome.detail
     root = tmp_path / "mirror"
