@@ -127,6 +127,9 @@ class MirrorSync:
             if self._seen.get(name) != mirror:
                 await self._changed(name, mirror)
         requests = set(await self.state.requested())
+        for name in sorted(requests - set(mirrors)):  # asked for, then removed
+            if await self.state.take_request(name):
+                log.info("sync_request_dropped", mirror=name, reason="no such mirror now")
         now = time.time()
         owners: dict[str, str] = {}
         for name in sorted(mirrors):
