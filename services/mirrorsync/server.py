@@ -44,6 +44,7 @@ from services.mirrorsync.policy import (
 )
 from services.mirrorsync.settings import MirrorsyncSection
 from services.mirrorsync.snapshots import (
+    ADOPTED_PREFIX,
     Snapshots,
     disk_space,
     remove_tree,
@@ -351,8 +352,12 @@ class MirrorSync:
         if markers:
             raise SyncFailed("upstream_updating", f"the upstream started an update during the "
                              f"sync ({markers[0]}); not published, retried later")
+        # files shared with a snapshot this service checked are not hashed again; an adopted
+        # directory (made by hand) was never checked
+        checked_before = published if published and not published.name.startswith(
+            ADOPTED_PREFIX) else None
         result = await asyncio.to_thread(
-            check_snapshot, partial, check=mirror.check, published=published,
+            check_snapshot, partial, check=mirror.check, published=checked_before,
             published_files=int(status.get("files") or 0) or None, max_shrink=cfg.max_shrink,
             excludes=mirror.exclude, keyring=mirror.keyring)
         if not result.ok:

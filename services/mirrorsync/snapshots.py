@@ -27,6 +27,7 @@ from pathlib import Path
 
 SNAPSHOTS_DIR = ".snapshots"
 PARTIAL = ".partial"
+ADOPTED_PREFIX = "adopted-"  # a directory kept by hand before, adopted as the first snapshot
 
 
 class PublishError(Exception):
@@ -90,7 +91,7 @@ class Snapshots:
         files are hard-linked by the first sync and the name can be a symlink from now on."""
         if self.link.is_dir() and not self.link.is_symlink():
             self.dir.mkdir(parents=True, exist_ok=True)
-            adopted = self.dir / time.strftime("adopted-%Y%m%dT%H%M%SZ", time.gmtime())
+            adopted = self.dir / (ADOPTED_PREFIX + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
             os.rename(self.link, adopted)
             self.publish(adopted)
             return adopted

@@ -471,3 +471,28 @@ async def test_a_check_longer_than_the_lease_still_publishes(redis_url, daemon, 
         assert min(ttls) > 0  # the lock never lapsed during the check
     finally:
         await kit.close()
+
+
+async def test_a_mirror_kept_by_hand_is_adopted_but_not_trusted(kit, apt, daemon, tmp_path):
+    # the cron job's old tree becomes the first snapshot (its files are hard-linked, not fetched
+    # again), but it was never checked: a package damaged in it (same size and mtime, so rsync's
+    # quick check keeps it) is found by its hash
+    by_hand = tmp_path / "mirror" / "debian"
+    shutil.copytree(apt.root, by_hand)  # copy2: sizes and mtimes as upstream
+    deb = by_hand / "pool/main/w/world/world_2.0_all.deb"
+    st = deb.stat()
+    data = bytearray(deb.read_bytes())
+    data[-1] ^= 0xFF
+    deb.write_bytes(bytes(data))
+    os.utime(deb, ns=(st.st_atime_ns, st.st_mtime_ns))
+    mirror = mirror_record("debian", daemon.url + "debian/")
+    outcome = await kit.sync_one(mirror)
+    assert (outcome.result, outcome.reason) == ("failed", "check_failed"), outcome
+    assert "pool/main/w/world/world_2.0_all.deb: sha256" in outcome.detail
+    snaps = Snapshots(tmp_path / "mirror", "debian")
+    assert snaps.published().name.startswith("adopted-") and by_hand.is_symlink()
+    os.unlink(snaps.published() / "pool/main/w/world/world_2.0_all.deb")  # the operator's fix
+    outcome = await kit.sync_one(mirror)
+    assert outcome.result == "published", outcome
+    assert sha256(snaps.published() / "pool/main/w/world/world_2.0_all.deb") == \
+        sha256(apt.root / "pool/main/w/world/world_2.0_all.deb")
