@@ -496,3 +496,35 @@ async def test_a_mirror_kept_by_hand_is_adopted_but_not_trusted(kit, apt, daemon
     assert outcome.result == "published", outcome
     assert sha256(snaps.published() / "pool/main/w/world/world_2.0_all.deb") == \
         sha256(apt.root / "pool/main/w/world/world_2.0_all.deb")
+
+
+@pytest.mark.lab
+async def test_a_sync_across_a_lab_network(redis_url, tmp_path, gpg_key, lab):
+    # the upstream's rsync daemon in the lab's server namespace, rsync in a client namespace
+    # (through a wrapper given as mirrorsync.rsync), across the lab's bridge
+    segment = lab.segment(clients=1, client_addresses=True)
+    client = segment.clients[0]
+    repo = AptRepo(tmp_path / "upstream" / "debian", gpg_key)
+    repo.add_package("hello", payload=200_000)
+    repo.add_package("world", payload=300_000)
+    repo.index()
+    daemon = RsyncDaemon(tmp_path / "rsyncd", tmp_path / "upstream", ns=segment.server,
+                         address=segment.address(1), port=8873)
+    daemon.start()
+    wrapper = tmp_path / "rsync-in-client-ns"
+    wrapper.write_text(f"#!/bin/sh\nexec ip netns exec {client.name} rsync \"$@\"\n")
+    wrapper.chmod(0o755)
+    (tmp_path / "mirror").mkdir()
+    kit = Kit(redis_url, tmp_path / "mirror", rsync=str(wrapper))
+    try:
+        outcome = await kit.sync_one(mirror_record("debian", daemon.url + "debian/",
+                                                   keyring=gpg_key.public))
+        assert (outcome.result, outcome.reason) == ("published", None), outcome
+        published = Snapshots(tmp_path / "mirror", "debian").published()
+        assert sha256(published / "pool/main/w/world/world_1.0_all.deb") == \
+            sha256(repo.root / "pool/main/w/world/world_1.0_all.deb")
+        assert f"Upstream-mirror: {segment.address(1)}:8873" in \
+            (published / "project/trace/bootyard").read_text()
+    finally:
+        daemon.stop()
+        await kit.close()
