@@ -139,6 +139,8 @@ teardown() {
         dc ps -a >&2 || true
         dc logs --no-color --tail 40 >&2 || true
     fi
+    # step 4f's rsync daemon and any connection it forked (its own session)
+    [ -n "${RSYNCD_PID:-}" ] && kill -9 -- "-$RSYNCD_PID" 2>/dev/null || true
     dc down -v --remove-orphans --timeout 5 >/dev/null 2>&1 || true
     ip netns del "$NS" 2>/dev/null || true
     ip link del "$IFACE" 2>/dev/null || true
@@ -275,9 +277,9 @@ if [[ " ${present[*]} " == *" mirrorsync "* ]]; then
     echo "bootyard compose-test" > "$tmp/upstream/ct/hello.txt"
     chmod -R a+rX "$tmp/upstream"
     RSYNC_PORT=$(free_port)
-    printf 'use chroot = false\n[up]\n    path = %s\n    read only = true\n    uid = nobody\n' \
+    printf 'use chroot = false\ntimeout = 60\n[up]\n    path = %s\n    read only = true\n    uid = nobody\n' \
         "$tmp/upstream" > "$tmp/rsyncd.conf"
-    rsync --daemon --no-detach --config="$tmp/rsyncd.conf" --address="$SERVER" --port="$RSYNC_PORT" &
+    setsid rsync --daemon --no-detach --config="$tmp/rsyncd.conf" --address="$SERVER" --port="$RSYNC_PORT" &
     RSYNCD_PID=$!
     for _ in $(seq 50); do
         rsync --list-only --contimeout=2 "rsync://$SERVER:$RSYNC_PORT/up/" >/dev/null 2>&1 && break
