@@ -21,7 +21,8 @@ from services.blockexport.storage import CowDisk, StorageError
 from shared import inventory, leases, settings as settings_mod
 from shared.addresses import AddressError
 from shared.attachments import Attachments
-from shared.events import EventLog, format_event
+from shared.events import GLOBAL_SCAN, EventLog, format_event
+from shared.mirrors import MirrorState
 from shared.schema import KINDS, Kind, from_hash
 from shared.store import InventoryError, InventoryStore, InventoryUnavailable, connect
 
@@ -77,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         if kind_name == "export":
             _add_overlay_verbs(verbs)
 
+        if kind_name == "mirror":
+            sub = verbs.add_parser("sync", help="ask the mirrorsync service to sync a mirror now")
+            sub.add_argument("id", metavar=id_name)
+            sub = verbs.add_parser("status", help="each mirror's sync state, last success, last "
+                                   "attempt, duration, size, files and last error")
+            sub.add_argument("id", metavar=id_name, nargs="?", help="only this mirror")
+            sub.add_argument("--json", action="store_true", help="print JSON")
+
     sub = commands.add_parser("export", help="print the whole inventory as YAML")
     sub.add_argument("-o", "--output", help="write to this file instead of stdout")
     sub = commands.add_parser("import", help="load a YAML file made by 'bootyard export'")
@@ -86,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("validate", help="check every record; exit 1 if anything is wrong")
     sub = commands.add_parser("events", help="print the boot timeline")
     sub.add_argument("--host", metavar="MAC", help="only this host's events")
+    sub.add_argument("--mirror", metavar="NAME", help="only this mirror's sync events")
     sub.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     sub.add_argument("--count", "-n", type=int, default=200, help="how many past events (200)")
     sub = commands.add_parser("leases", help="list DHCP leases (current ones unless --all)")
@@ -200,6 +210,18 @@ async def _object_command(args, kind: Kind, store: InventoryStore, out) -> int:
     verb = args.verb
     if verb in ("overlays", "reset"):
         return await _overlays(args, store, out)
+
+    if verb == "sync":
+        name = kind.canonical_id(args.id)
+        record, _problems = await store.get(kind, name)  # NotFound names the key
+        state = MirrorState(store.redis)
+        await state.request_sync(name, time.time())
+        paused = "" if record is None or record.enabled else " (the mirror is paused: enabled=no)"
+        print(f"asked for a sync of mirror {name}{paused}; follow it with 'bootyard mirror "
+              f"status {name}' or 'bootyard events --mirror {name} -f'", file=out)
+        return 0
+    if verb == "status":
+        return await _mirror_status(args, kind, store, out)
     if verb in ("add", "set"):
         changes = _changes(args, kind)
         if verb == "set" and not changes:
@@ -288,21 +310,65 @@ async def _overlays(args, store: InventoryStore, out) -> int:
         return 0
     finally:
         cow.close()
+MIRROR_STATUS_COLUMNS = ("state", "last_success", "last_attempt", "duration", "size", "files",
+                         "last_error")
+
+
+async def _mirror_status(args, kind: Kind, store: InventoryStore, out) -> int:
+    names = [kind.canonical_id(args.id)] if args.id else \
+        sorted((await store.raw_all(kind)).keys())
+    if args.id:
+        await store.get(kind, names[0])  # NotFound names the key
+    statuses = await MirrorState(store.redis).statuses(names)
+    if args.json:
+        json.dump(statuses, out, indent=2)
+        out.write("\n")
+        return 0
+    rows = [("MIRROR",) + tuple(c.upper() for c in MIRROR_STATUS_COLUMNS)]
+    for name in names:
+        status = statuses[name]
+        state = status.get("state", "never synced")
+        if state == "syncing" and not status.get("lock"):
+            state = "interrupted"  # the replica died: its lock's lease ran out
+        rows.append((name, state, _when(status.get("last_success")),
+                     _when(status.get("last_attempt")),
+                     f"{status['duration']}s" if status.get("duration") else "",
+                     status.get("size", ""), status.get("files", ""),
+                     (f"{status.get('last_result', '')}: {status['last_error']}"
+                      if status.get("last_error") else "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
+    return 0
+
+
+def _when(value: str | None) -> str:
+    if not value:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(value)))
 
 
 async def _events(args, client, out) -> int:
     mac = KINDS["host"].canonical_id(args.host) if args.host else None
+    mirror = KINDS["mirror"].canonical_id(args.mirror) if args.mirror else None
+
+    def wanted(event) -> bool:
+        return mirror is None or event.fields.get("mirror") == mirror
+
     log = EventLog(client, "cli")
     previous = None
-    past = await log.history(mac, count=args.count)
-    for event in past.events:
+    # a mirror's events are in the global stream among the others: read more, keep its own
+    past = await log.history(mac, count=args.count if mirror is None else GLOBAL_SCAN)
+    shown = [e for e in past.events if wanted(e)][-args.count:]
+    for event in shown:
         print(format_event(event, previous), file=out)
         previous = event.ts
     out.flush()
     if args.follow:
         async for event in log.follow(mac, last_id=past.cursor):
-            print(format_event(event, previous), file=out, flush=True)
-            previous = event.ts
+            if wanted(event):
+                print(format_event(event, previous), file=out, flush=True)
+                previous = event.ts
     return 0
 
 

@@ -13,6 +13,8 @@
 #     bydct0 in the root namespace with 198.19.250.1/24 (a test-made interface inside
 #     198.18.0.0/15; never a real one), is the interface the host-network dhcp container serves;
 #     tftp-hpa fetches iPXE from the tftp container; curl fetches the host's iPXE script from http.
+#     mirrorsync syncs a small tree from an rsync daemon on the test interface, and curl fetches
+#     the published file through the http container, which shares the mirror volume.
 #  5. Prometheus has every target up and every dashboard panel's query returns data.
 #  6. Redis is killed (SIGKILL) and started again: the host record and the lease are still there,
 #     every service reaches Redis again, and the client renews its address.
@@ -25,7 +27,7 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 PY=${PY:-$REPO/.venv/bin/python}
 COMPOSE_BIN=${COMPOSE_BIN:-$REPO/.venv/bin/docker-compose}
-SERVICES=(dhcp tftp http blockexport)
+SERVICES=(dhcp tftp http blockexport mirrorsync)
 NS=bydct-client
 IFACE=bydct0
 SERVER=198.19.250.1
@@ -44,7 +46,7 @@ fail() { echo "compose-test: FAIL: $*" >&2; exit 1; }
 # ---------------------------------------------------------------- outside the engine: steps 1-2
 if [ "${1:-}" != --inside ]; then
     [ "$(id -u)" = 0 ] || fail "needs root (dockerd, network namespaces)"
-    for tool in dockerd debootstrap promtool udhcpc tftp curl redis-cli ip; do
+    for tool in dockerd debootstrap promtool udhcpc tftp curl redis-cli ip rsync; do
         command -v "$tool" >/dev/null || fail "$tool missing: run scripts/install-debian-packages.sh"
     done
     [ -x "$COMPOSE_BIN" ] || fail "$COMPOSE_BIN missing: pip install -e '.[compose]'"
@@ -137,6 +139,8 @@ teardown() {
         dc ps -a >&2 || true
         dc logs --no-color --tail 40 >&2 || true
     fi
+    # step 4g's rsync daemon and any connection it forked (its own session)
+    [ -n "${RSYNCD_PID:-}" ] && kill -9 -- "-$RSYNCD_PID" 2>/dev/null || true
     dc down -v --remove-orphans --timeout 5 >/dev/null 2>&1 || true
     ip netns del "$NS" 2>/dev/null || true
     ip link del "$IFACE" 2>/dev/null || true
@@ -197,6 +201,10 @@ fi
 if [[ " ${present[*]} " == *" http "* ]]; then
     [ "$(caps http)" = 0000000000000000 ] || fail "http holds capabilities $(caps http)"
     [ "$(dc exec -T http id -u)" = 10001 ] || fail "http does not run as the bootyard user"
+fi
+if [[ " ${present[*]} " == *" mirrorsync "* ]]; then
+    [ "$(caps mirrorsync)" = 0000000000000000 ] || fail "mirrorsync holds capabilities $(caps mirrorsync)"
+    [ "$(dc exec -T mirrorsync id -u)" = 10001 ] || fail "mirrorsync does not run as the bootyard user"
 fi
 say "step 3: ok: every service healthy; dhcp, tftp and http hold only their capabilities"
 
@@ -276,6 +284,38 @@ if [[ " ${present[*]} " == *" blockexport "* ]]; then
         --lba 0 --count 4 --timeout 20) || fail "aoe-probe read no block from the blockexport container"
     grep -q "md5 $want " <<<"$aoe_out" || fail "aoe-probe read other bytes: $aoe_out"
     say "step 4f: ok ($(head -1 <<<"$aoe_out"))"
+fi
+
+if [[ " ${present[*]} " == *" mirrorsync "* ]]; then
+    say "step 4g: mirrorsync syncs from an rsync daemon on $SERVER; http serves the published tree"
+    mkdir -p "$tmp/upstream/ct/sub"
+    head -c 300000 /dev/urandom > "$tmp/upstream/ct/sub/blob.bin"
+    echo "bootyard compose-test" > "$tmp/upstream/ct/hello.txt"
+    chmod -R a+rX "$tmp/upstream"
+    RSYNC_PORT=$(free_port)
+    printf 'use chroot = false\ntimeout = 60\n[up]\n    path = %s\n    read only = true\n    uid = nobody\n' \
+        "$tmp/upstream" > "$tmp/rsyncd.conf"
+    setsid rsync --daemon --no-detach --config="$tmp/rsyncd.conf" --address="$SERVER" --port="$RSYNC_PORT" &
+    RSYNCD_PID=$!
+    for _ in $(seq 50); do
+        rsync --list-only --contimeout=2 "rsync://$SERVER:$RSYNC_PORT/up/" >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    bootyard mirror add ct --source "rsync://$SERVER:$RSYNC_PORT/up/ct/" --path ct >&2
+    bootyard mirror sync ct >&2
+    for _ in $(seq 120); do
+        [ "$(rcli HGET bootyard:mirrorsync:status:ct last_result)" = published ] && break
+        sleep 0.5
+    done
+    bootyard mirror status >&2
+    [ "$(rcli HGET bootyard:mirrorsync:status:ct last_result)" = published ] \
+        || fail "mirror ct was not published: $(rcli HGET bootyard:mirrorsync:status:ct last_error)"
+    timeout 30 ip netns exec "$NS" curl -fsS "http://$SERVER:$HTTP_PORT/mirror/ct/sub/blob.bin" > "$tmp/blob.bin" \
+        || fail "HTTP fetch of the published mirror failed"
+    cmp "$tmp/blob.bin" "$tmp/upstream/ct/sub/blob.bin" || fail "http served other bytes than the upstream's"
+    timeout 30 ip netns exec "$NS" curl -fsS "http://$SERVER:$HTTP_PORT/mirror/ct/project/trace/bootyard" \
+        | grep -q "^Upstream-mirror: $SERVER:$RSYNC_PORT" || fail "no trace file in the published mirror"
+    say "step 4g: ok"
 fi
 
 say "step 5: Prometheus targets and every dashboard query"

@@ -107,6 +107,25 @@ BOOT_PIPELINE = [
           ("overlay GiB {{export}}", "bootyard_blockexport_overlay_bytes / 2^30")],
          "Exports served (alert BootyardExportDown at 0), attached initiators, copy-on-write bytes"),
     ]),
+    ("Mirror sync", [
+        ("Mirror freshness (age of the published tree)", "timeseries", "s",
+         [("{{mirror}}", "max by (mirror) (time() - bootyard_mirrorsync_last_success_timestamp_seconds)"),
+          ("{{mirror}} stale above", "max by (mirror) (2 * bootyard_mirrorsync_interval_seconds)")],
+         "Time since each mirror was last published; alert BootyardMirrorStale above twice its "
+         "interval. `bootyard mirror status` shows the last error"),
+        ("Mirror syncs by result (1 h)", "timeseries", "none",
+         [("{{result}}", "sum by (result) (increase(bootyard_mirrorsync_syncs_total[1h]))"),
+          ("failing in a row {{mirror}}", "max by (mirror) (bootyard_mirrorsync_consecutive_failures)")],
+         "Published, failed, skipped (another replica held the lock); failures since each mirror's "
+         "last publish (alert BootyardMirrorFailing at 3); `bootyard events --mirror NAME` has the reasons"),
+        ("Mirror bytes copied (1 h) and syncs running", "timeseries", "bytes",
+         [("{{mirror}}", "sum by (mirror) (increase(bootyard_mirrorsync_transferred_bytes_total[1h]))"),
+          ("running {{mirror}}", "max by (mirror) (bootyard_mirrorsync_in_progress)")],
+         "Bytes rsync copied (unchanged files are hard links), and syncs in progress"),
+        ("Mirror volume free", "timeseries", "percentunit",
+         [("free", "min(bootyard_mirrorsync_volume_free_bytes / bootyard_mirrorsync_volume_size_bytes)")],
+         "Share of the mirror volume free (alert BootyardMirrorVolumeFull below 10%)"),
+    ]),
     ("Redis and inventory", [
         ("Redis reachable", "timeseries", "none",
          [("{{job}}", "bootyard_redis_up")],

@@ -22,6 +22,9 @@ PACKAGES=(
     squashfs-tools cpio xz-utils zstd # live root images and initramfs building
     docker.io debootstrap prometheus  # make compose-test: a private dockerd, locally built base
                                       # images (no registry), Prometheus + promtool for dashboards
+    rsync                             # mirror sync: the service's transport and the tests' upstream daemon
+    apt-utils dpkg-dev gnupg          # mirror sync tests: a real apt repository (apt-ftparchive, dpkg-deb, InRelease)
+    createrepo-c rpm dnf dnf-plugins-core  # mirror sync tests: a real yum repository and the dnf client
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -24,6 +24,12 @@ key                                 type       holds
                                                reads it)
 ``bootyard:blockexport:target:      hash       an AoE export's config string, mask list and
 <export>``                                     reserve list, kept across restarts
+``bootyard:mirrorsync:lock:<name>`` string     one mirror's sync lock: the holder's owner
+                                               token, with a lease (PX) the holder renews
+``bootyard:mirrorsync:status:<name>`` hash     one mirror's sync state (docs/mirrorsync.md),
+                                               written by the service, read by the CLI
+``bootyard:mirrorsync:requests``    hash       mirror name -> when ``bootyard mirror sync``
+                                               asked for a sync now
 ==================================  =========  ===============================================
 
 The inventory's change counter (``InventoryView.version``) is kept in each service's memory,
@@ -95,9 +101,27 @@ def export_attached(name: str) -> str:
     """The hash ``MAC -> attached-until time`` of one block export."""
     return ATTACHED_PREFIX + name
 
+
 TARGET_STATE_PREFIX = f"{PREFIX}:blockexport:target:"
 
 
 def export_target_state(name: str) -> str:
     """The hash of one AoE export's config string, mask list and reserve list."""
     return TARGET_STATE_PREFIX + name
+
+
+# mirror sync (services/mirrorsync): "mirrorsync", not "mirror", so that no key here matches the
+# inventory's bootyard:mirror:* pattern
+MIRROR_LOCK_PREFIX = f"{PREFIX}:mirrorsync:lock:"
+MIRROR_STATUS_PREFIX = f"{PREFIX}:mirrorsync:status:"
+MIRROR_REQUESTS = f"{PREFIX}:mirrorsync:requests"
+
+
+def mirror_lock(name: str) -> str:
+    """The string holding the owner token of the replica syncing mirror ``name``."""
+    return MIRROR_LOCK_PREFIX + name
+
+
+def mirror_status(name: str) -> str:
+    """The hash of mirror ``name``'s sync state."""
+    return MIRROR_STATUS_PREFIX + name

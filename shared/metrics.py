@@ -93,7 +93,7 @@ INVENTORY_OBJECTS = gauge(
 REDIS_ERRORS = counter(
     "bootyard_redis_errors_total",
     "Redis commands that failed (connection refused, timeout, error reply)",
-    {"operation": ("inventory", "events", "leases", "admin")})
+    {"operation": ("inventory", "events", "leases", "admin", "mirrors")})
 REDIS_UP = gauge("bootyard_redis_up", "1 while this process reaches Redis, 0 while it does not",
                  across_processes="min")
 EVENTS_EMITTED = counter(

@@ -165,6 +165,39 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(_text(v) for v in _split(value))
 
 
+MIRROR_CHECKS = ("auto", "apt", "yum", "files")
+
+
+def _mirror_source(value: str) -> str:
+    value = _text(value).strip()
+    if value.startswith("rsync://"):
+        rest = value[len("rsync://"):]
+        if "/" not in rest or not rest.split("/", 1)[0] or not rest.split("/", 1)[1]:
+            raise FieldError("an rsync URL names a host and a module: rsync://host[:port]/module/"
+                             "[path]")
+    elif not value.startswith("/"):
+        raise FieldError("expected rsync://host/module/path or an absolute local directory")
+    if any(c.isspace() for c in value):
+        raise FieldError("no spaces in a source")
+    return value
+
+
+def _absolute_path(value: str) -> str:
+    value = _text(value)
+    if not value.startswith("/") or "/../" in value + "/":
+        raise FieldError("expected an absolute path without '..'")
+    return value
+
+
+def _rsync_patterns(value: str) -> tuple[str, ...]:
+    patterns = _list(value)
+    for pattern in patterns:
+        if pattern.startswith(("+ ", "- ", "-", "merge", ".")) or " " in pattern:
+            raise FieldError(f"pattern {pattern!r}: give plain rsync patterns (e.g. *.iso or "
+                             "/dists/sid/), no rule prefixes, options or spaces")
+    return patterns
+
+
 def _iqn(value: str) -> str:
     # RFC 3720 3.2.6.2: letters, digits, '-', '.' and ':' (it goes into iPXE scripts and kernel
     # command lines as it is, so nothing else is accepted)
@@ -305,6 +338,12 @@ class Mirror:
     path: str
     interval: int = 21600
     enabled: bool = True
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    bwlimit: int = 0
+    check: str = "auto"
+    keep: int | None = None
+    keyring: str | None = None
     description: str = ""
 
 
@@ -413,10 +452,23 @@ KINDS: dict[str, Kind] = {
         "description": _ANY_TEXT,
     }),
     "mirror": Kind("mirror", "mirrors", Mirror, "name", {
-        "source": FieldSpec(_text, "rsync source URL", required=True),
+        "source": FieldSpec(_mirror_source, "rsync://host/module/path or an absolute local "
+                            "directory", required=True),
         "path": FieldSpec(_name, "directory under the mirror root", required=True),
         "interval": FieldSpec(_int_between(300, 604800), "seconds between syncs"),
         "enabled": FieldSpec(_bool, "yes (default) or no"),
+        "include": FieldSpec(_rsync_patterns, "comma-separated rsync patterns copied even when "
+                             "an exclude matches", list_like=True),
+        "exclude": FieldSpec(_rsync_patterns, "comma-separated rsync patterns not copied",
+                             list_like=True),
+        "bwlimit": FieldSpec(_int_between(0, 10_000_000), "rsync bandwidth limit in KiB/s "
+                             "(0: none)"),
+        "check": FieldSpec(_choice(MIRROR_CHECKS), "what is checked before a publish: auto "
+                           "(default: apt or yum if the tree looks like one), apt, yum, files"),
+        "keep": FieldSpec(_int_between(0, 100), "old snapshots kept besides the published one "
+                          "(default: mirrorsync.keep)"),
+        "keyring": FieldSpec(_absolute_path, "OpenPGP keyring file (on the mirrorsync host) whose "
+                             "key must have signed an apt mirror's InRelease or Release.gpg"),
         "description": _ANY_TEXT,
     }),
     "netboot": Kind("netboot", "netboots", NetbootImage, "name", {

@@ -53,7 +53,7 @@ def test_compose_config_is_valid_for_every_profile(tmp_path, profile):
     run = compose(tmp_path, env_file(tmp_path), *args, "config", "--format", "json")
     assert run.returncode == 0, run.stderr
     services = set(yaml.safe_load(run.stdout)["services"])
-    expected = {"redis", "setup", "dhcp", "tftp", "http", "blockexport"} | (
+    expected = {"redis", "setup", "dhcp", "tftp", "http", "blockexport", "mirrorsync"} | (
         {"prometheus", "grafana"} if profile else set())
     assert services == expected
 
@@ -74,13 +74,13 @@ def test_dhcp_runs_on_the_host_network_with_only_its_capabilities(tmp_path):
     assert sorted(dhcp["cap_add"]) == ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]
     assert dhcp["environment"]["BOOTYARD_DHCP__INTERFACES"] == "eth9"
     assert "privileged" not in dhcp
-    for name in ("tftp", "http"):
+    for name in ("tftp", "http", "mirrorsync"):
         assert set(config[name].get("cap_add", [])) <= {"NET_BIND_SERVICE"}
         assert config[name]["cap_drop"] == ["ALL"]
-    for name in ("redis", "dhcp", "tftp", "http"):
+    for name in ("redis", "dhcp", "tftp", "http", "mirrorsync"):
         assert config[name]["healthcheck"]["test"]
         assert config[name]["restart"] == "unless-stopped"
-    for name in ("dhcp", "tftp", "http"):
+    for name in ("dhcp", "tftp", "http", "mirrorsync"):
         assert config[name]["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
@@ -182,7 +182,7 @@ def test_every_metric_in_dashboards_and_alerts_is_declared():
             continue
         # A metric of a service that is not in this tree yet cannot be checked here; `make
         # compose-test` refuses to pass without every service (and evaluates every query).
-        if service in {"dhcp", "tftp", "http"} and service not in services:
+        if service in {"dhcp", "tftp", "http", "mirrorsync"} and service not in services:
             continue
         unknown.append(name)
     assert unknown == [], f"not declared by any service: {unknown}"
@@ -192,7 +192,7 @@ def test_the_bootyard_image_is_built_once_and_never_pulled(tmp_path):
     run = compose(tmp_path, env_file(tmp_path), "config", "--format", "json")
     services = yaml.safe_load(run.stdout)["services"]
     ours = {name: svc for name, svc in services.items() if svc["image"] == "bootyard:latest"}
-    assert set(ours) == {"setup", "dhcp", "tftp", "http", "blockexport"}
+    assert set(ours) == {"setup", "dhcp", "tftp", "http", "blockexport", "mirrorsync"}
     assert all(svc["pull_policy"] == "never" for svc in ours.values())
     assert [name for name, svc in ours.items() if "build" in svc] == ["http"]
     assert ours["http"]["build"]["dockerfile"] == "deploy/Dockerfile"

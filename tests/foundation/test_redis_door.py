@@ -25,7 +25,7 @@ from shared.store import InventoryUnavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted(p for d in ("shared", "services") for p in (ROOT / d).rglob("*.py"))
-KEY_SHAPE = re.compile(r"bootyard:(host|profile|subnet|export|mirror|netboot|lease|leases|events)"
+KEY_SHAPE = re.compile(r"bootyard:(host|profile|subnet|export|mirror|mirrorsync|netboot|lease|leases|events)"
                        r"\b")
 
 
