@@ -52,6 +52,7 @@ from shared.schema import Export
 from shared.store import InventoryUnavailable
 
 log = logs.get_logger("blockexport")
+FORGET = object()  # a target state to remove from Redis (its export was removed)
 
 ERROR_OF_CODE = {Error.BAD_ARGUMENT: "bad_argument", Error.TARGET_RESERVED: "reserved",
                  Error.UNSUPPORTED_VERSION: "version", Error.UNRECOGNIZED_COMMAND:
@@ -122,6 +123,7 @@ class BlockexportServer:
         self.attachments = attachments
         self.states = states
         self._publishing: set[asyncio.Task] = set()
+        self._unsaved: dict[str, object] = {}  # export -> newest State (or FORGET) to write
         self._loop: asyncio.AbstractEventLoop | None = None
         self.cache = cache
         self.events = events
@@ -153,7 +155,7 @@ class BlockexportServer:
         for name in list(self.served):
             if name not in wanted:
                 self._withdraw(self.served[name], "removed from the inventory")
-                self._background(self._forget_state(name))
+                self._state_changed(name, FORGET)
         for name in sorted(wanted):
             await self._serve(wanted[name])
         self._reconciled += 1
@@ -274,7 +276,7 @@ class BlockexportServer:
         before = served.state
         served.state, outcome = policy.decide(served.target, before, frame)
         if served.state is not before and served.state != before:
-            self._background(self._save_state(served.record.name, served.state))
+            self._state_changed(served.record.name, served.state)
         if isinstance(outcome, Drop):
             m.DROPPED_BY[outcome.reason].inc()
             return
@@ -320,14 +322,15 @@ class BlockexportServer:
         if self.attachments is not None:
             self._background(self._publish_now(export, mac))
 
-    def _background(self, coroutine) -> None:
-        """Run a Redis write in the background (bounded: past 1000 pending, dropped)."""
+    def _background(self, coroutine) -> bool:
+        """Run a Redis write in the background (bounded: past 1000 pending, dropped: False)."""
         if len(self._publishing) > 1000:
             coroutine.close()
-            return
+            return False
         task = asyncio.get_running_loop().create_task(coroutine)
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
+        return True
 
     async def _load_state(self, export: str) -> State:
         """The config string, mask and reserve lists saved for ``export`` (empty if none, or
@@ -345,21 +348,30 @@ class BlockexportServer:
                         field=field, value=value, reason=reason, action="ignored")
         return state
 
-    async def _save_state(self, export: str, state: State) -> None:
+    def _state_changed(self, export: str, state: State | object) -> None:
+        """Save ``export``'s new target state (or, with :data:`FORGET`, remove it) in the
+        background, one writer per export: two writes in flight on two Redis connections could
+        land out of order and leave an older state saved; a writer writes the newest state it
+        finds until none is left."""
         if self.states is None:
             return
-        try:
-            await self.states.save(export, state_fields(state))
-        except InventoryUnavailable as exc:
-            log.warning("target_state_not_saved", export=export, reason=str(exc))
+        writing = export in self._unsaved
+        self._unsaved[export] = state
+        if not writing and not self._background(self._write_states(export)):
+            del self._unsaved[export]
 
-    async def _forget_state(self, export: str) -> None:
-        if self.states is None:
-            return
-        try:
-            await self.states.forget(export)
-        except InventoryUnavailable as exc:
-            log.warning("target_state_not_removed", export=export, reason=str(exc))
+    async def _write_states(self, export: str) -> None:
+        while (state := self._unsaved.get(export)) is not None:
+            try:
+                if state is FORGET:
+                    await self.states.forget(export)
+                else:
+                    await self.states.save(export, state_fields(state))
+            except InventoryUnavailable as exc:
+                log.warning("target_state_not_written", export=export, reason=str(exc),
+                            action="removed" if state is FORGET else "saved")
+            if self._unsaved.get(export) is state:
+                del self._unsaved[export]
 
     async def _publish_now(self, export: str, mac: str) -> None:
         try:

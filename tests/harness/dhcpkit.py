@@ -8,16 +8,15 @@ reach it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import redis
 
+from harness.labservice import LabService
 from harness.netlab import stop_process, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,34 +57,11 @@ def unix_redis(tmp_path):
     server.stop()
 
 
-class DhcpProcess:
+class DhcpProcess(LabService):
     """``python -m services.dhcp`` inside a namespace, its log in a file."""
 
-    def __init__(self, ns, redis_url: str, logfile: Path, **settings: str) -> None:
-        self.logfile = logfile
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTYARD_")}
-        env.update({"BOOTYARD_REDIS_URL": redis_url, "BOOTYARD_DHCP__INTERFACES": "eth0",
-                    "BOOTYARD_DHCP__METRICS_HOST": "127.0.0.1",
-                    "BOOTYARD_DHCP__HOUSEKEEPING_INTERVAL": "0.5",
-                    "PYTHONPATH": str(REPO)})
-        for key, value in settings.items():
-            env[f"BOOTYARD_DHCP__{key.upper()}"] = str(value)
-        self.handle = logfile.open("w")
-        self.proc = ns.popen(sys.executable, "-m", "services.dhcp", stdout=self.handle,
-                             stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
-        wait_for(self._serving, 20, what="dhcp service to start")
-
-    def _serving(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"dhcp exited: {self.log()}")
-        return "event=serving" in self.log()
-
-    def log(self) -> str:
-        return self.logfile.read_text()
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-        self.handle.close()
+    service = "dhcp"
+    defaults = {"interfaces": "eth0", "metrics_host": "127.0.0.1", "housekeeping_interval": "0.5"}
 
 
 @pytest.fixture
