@@ -18,7 +18,14 @@ key                                 type       holds
 ``bootyard:leases:mac:<subnet>``    hash       client identity -> the address it last held
                                                (named when the identity was always the MAC;
                                                it still is, for Ethernet clients)
+``bootyard:audit``                  stream     the inventory's change history (who changed
+                                               which key, fields before and after)
 ==================================  =========  ===============================================
+
+:func:`shape_of` names the shape a key has (and the Redis type it must be), so that
+``bootyard validate`` can report a key under ``bootyard:`` that matches none (a typo such as
+``bootyard:hosts:...``, which every service would ignore) or has the wrong type. A new key shape
+is added here, in :data:`SHAPES`, or validate reports it.
 
 The inventory's change counter (``InventoryView.version``) is kept in each service's memory,
 not in Redis: services learn of changes from keyspace notifications on the object keys.
@@ -79,3 +86,31 @@ def pool(subnet: str) -> str:
 def by_client(subnet: str) -> str:
     """The hash ``client identity -> ip`` of a subnet (the address each client last held)."""
     return BY_CLIENT_PREFIX + subnet
+
+
+# the inventory's change history (shared/audit.py)
+AUDIT_STREAM = f"{PREFIX}:audit"
+
+
+# Every key shape but the inventory objects: (prefix or exact key, Redis type, what it holds).
+# A prefix ends with ':'; an exact key does not.
+SHAPES: tuple[tuple[str, str, str], ...] = (
+    (HOST_EVENTS_PREFIX, "stream", "a host's event stream"),
+    (EVENTS_STREAM, "stream", "the boot timeline"),
+    (LEASE_PREFIX, "hash", "a DHCP lease"),
+    (POOL_PREFIX, "zset", "a subnet's pool of dynamic addresses"),
+    (BY_CLIENT_PREFIX, "hash", "a subnet's client -> address map"),
+    (AUDIT_STREAM, "stream", "the inventory's change history"),
+)
+
+
+def shape_of(key: str, kinds) -> tuple[str, str] | None:
+    """(what the key is, the Redis type it must have) for a bootyard key, or None if it matches
+    no shape (an inventory object of one of ``kinds`` is a hash)."""
+    found = split_object_key(key, kinds)
+    if found is not None:
+        return f"a {found[0]} object", "hash"
+    for shape, redis_type, what in SHAPES:
+        if key == shape or (shape.endswith(":") and key.startswith(shape) and key != shape):
+            return what, redis_type
+    return None

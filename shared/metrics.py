@@ -15,8 +15,8 @@ import bisect
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -30,6 +30,9 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from shared.schema import KINDS
+
+if TYPE_CHECKING:  # the CLI imports this module and never serves: aiohttp only when serving
+    from aiohttp import web
 
 _NAME = re.compile(r"bootyard_[a-z][a-z0-9]*_[a-z0-9_]+")
 Labels = Mapping[str, Iterable[str]]
@@ -141,6 +144,8 @@ def exposition() -> tuple[bytes, str]:
 
 
 async def metrics_handler(_request: web.Request) -> web.Response:
+    from aiohttp import web
+
     body, content_type = exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -150,6 +155,7 @@ HealthCheck = Callable[[], "bool | Awaitable[bool]"]
 
 def add_routes(app: web.Application, health: HealthCheck | None = None) -> None:
     """Add ``/metrics`` and ``/healthz`` to an aiohttp application (the HTTP service uses this)."""
+    from aiohttp import web
 
     async def healthz(_request: web.Request) -> web.Response:
         ok = True
@@ -167,6 +173,7 @@ async def start_metrics_server(host: str, port: int,
     """Serve ``/metrics`` and ``/healthz`` on ``host:port``; stop it with
     ``await runner.cleanup()``. A port that cannot be bound raises the OSError (wrap the call in
     ``runtime.listening``)."""
+    from aiohttp import web
     app = web.Application()
     add_routes(app, health)
     runner = web.AppRunner(app, access_log=None)

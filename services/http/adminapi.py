@@ -15,6 +15,7 @@ listens on loopback only. With or without a token, a request is refused (docs/se
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import ipaddress
 import json
@@ -27,7 +28,7 @@ from services.http import metrics as m
 from services.http.access import host_token
 from services.http.accounting import Accounting, Record
 from services.http.policy import install_urls
-from shared import inventory as admin, logs
+from shared import audit, inventory as admin, logs
 from shared.addresses import AddressError, normalise_ipv4, normalise_mac
 from shared.events import EventLog
 from shared.leases import LeaseRecord
@@ -39,6 +40,7 @@ from shared.store import (
     InventoryUnavailable,
     NotFound,
     RecordInvalid,
+    WrongType,
 )
 
 log = logs.get_logger("http.api")
@@ -108,6 +110,7 @@ class AdminApi:
         r.add_get(f"{PREFIX}/export", self.export)
         r.add_post(f"{PREFIX}/import", self.import_)
         r.add_get(f"{PREFIX}/hosts/{{id}}/token", self.host_token)
+        r.add_get(f"{PREFIX}/history", self.history)
         for plural in KIND_BY_PLURAL:
             r.add_get(f"{PREFIX}/{plural}", self.list_objects)
             r.add_post(f"{PREFIX}/{plural}", self.create)
@@ -197,6 +200,8 @@ class AdminApi:
                  "severity": p.severity} for p in exc.problems])
         except admin.ImportRefused as exc:
             return _error(422, str(exc), problems=[str(p) for p in exc.problems])
+        except WrongType as exc:
+            return _error(409, str(exc))
         except (InventoryError, AddressError) as exc:
             return _error(400, str(exc))
 
@@ -218,12 +223,34 @@ class AdminApi:
 
     async def list_objects(self, request: web.Request) -> web.Response:
         kind = self._kind(request)
-        objects = await admin.list_objects(self.store, kind, request.query.get("tag"))
-        from shared.schema import from_hash
-        return _json({ident: from_hash(kind, raw) for ident, raw in objects.items()})
+        objects = await admin.list_objects(self.store, kind, request.query.get("tag"),
+                                           profile=request.query.get("profile"),
+                                           subnet=request.query.get("subnet"))
+        return _json(admin.list_json(kind, objects))
 
     async def show(self, request: web.Request) -> web.Response:
         return _json(await admin.show(self.store, self._kind(request), request.match_info["id"]))
+
+    @staticmethod
+    def _who(request: web.Request) -> str:
+        """The audit trail's "who" for an API request: the token's name and the client."""
+        return f"api:admin@{request.remote}"
+
+    @staticmethod
+    def _flag(request: web.Request, name: str) -> bool:
+        return request.query.get(name, "").lower() in ("1", "yes", "true")
+
+    async def _written(self, request: web.Request, kind, ident: str, written,
+                       status: int = 200) -> web.Response:
+        """The object after a write, with the warnings it was written with (and the notes)."""
+        shown = await admin.show(self.store, kind, ident)
+        shown["problems"] += [dataclasses.asdict(p) for p in written.warnings
+                              if p.key == shown["key"] and dataclasses.asdict(p)
+                              not in shown["problems"]]
+        shown["warnings"] = [str(p) for p in written.warnings]
+        if written.notes:
+            shown["notes"] = written.notes
+        return _json(shown, status)
 
     async def create(self, request: web.Request) -> web.Response:
         kind = self._kind(request)
@@ -231,18 +258,24 @@ class AdminApi:
         ident = body.pop("id", None) or body.pop(kind.id_field, None)
         if not ident:
             return _error(400, f"give the {kind.name}'s {kind.id_field} as \"id\"")
-        await self.store.write(kind, str(ident), admin.changes_from_fields(kind, body), mode="add")
+        written = await admin.write_object(self.store, kind, str(ident),
+                                           admin.changes_from_fields(kind, body), mode="add",
+                                           force=self._flag(request, "force"),
+                                           record=audit.recorder(self._who(request)))
         log.info("api_write", kind=kind.name, id=str(ident), mode="add", ip=request.remote)
-        return _json(await admin.show(self.store, kind, str(ident)), 201)
+        return await self._written(request, kind, str(ident), written, 201)
 
     async def _write(self, request: web.Request, mode: str) -> web.Response:
         kind = self._kind(request)
         ident = request.match_info["id"]
         body = await self._body(request)
         body.pop("id", None)
-        await self.store.write(kind, ident, admin.changes_from_fields(kind, body), mode=mode)
+        written = await admin.write_object(self.store, kind, ident,
+                                           admin.changes_from_fields(kind, body), mode=mode,
+                                           force=self._flag(request, "force"),
+                                           record=audit.recorder(self._who(request)))
         log.info("api_write", kind=kind.name, id=ident, mode=mode, ip=request.remote)
-        return _json(await admin.show(self.store, kind, ident))
+        return await self._written(request, kind, ident, written)
 
     async def replace(self, request: web.Request) -> web.Response:
         return await self._write(request, "replace")
@@ -252,7 +285,9 @@ class AdminApi:
 
     async def delete(self, request: web.Request) -> web.Response:
         kind = self._kind(request)
-        await self.store.delete(kind, request.match_info["id"])
+        await admin.delete_objects(self.store, kind, [request.match_info["id"]],
+                                   force=self._flag(request, "force"),
+                                   record=audit.recorder(self._who(request)))
         log.info("api_write", kind=kind.name, id=request.match_info["id"], mode="delete",
                  ip=request.remote)
         return web.Response(status=204)
@@ -277,11 +312,33 @@ class AdminApi:
                             content_type="application/yaml")
 
     async def import_(self, request: web.Request) -> web.Response:
-        replace = request.query.get("replace", "").lower() in ("1", "yes", "true")
-        counts = await admin.import_yaml(self.store, await request.text(), replace=replace,
-                                         source="request body")
-        log.info("api_import", ip=request.remote, replace=replace, **counts)
+        replace = self._flag(request, "replace")
+        dry_run = self._flag(request, "dry_run")
+        try:
+            written = await admin.import_yaml(
+                self.store, await request.text(), replace=replace,
+                yes=self._flag(request, "confirm"), dry_run=dry_run, source="request body",
+                record=audit.recorder(self._who(request)))
+        except admin.ConfirmationNeeded as exc:
+            return _error(409, str(exc).replace("--yes", "confirm=yes").replace(
+                "--dry-run", "dry_run=yes"), diff=exc.written.diff())
+        diff = written.diff()
+        counts = {"written": len(diff["added"]) + len(diff["changed"]),
+                  "deleted": len(diff["deleted"]), "diff": diff,
+                  "warnings": [str(p) for p in written.warnings], "dry_run": dry_run}
+        log.info("api_import", ip=request.remote, replace=replace, dry_run=dry_run,
+                 written=counts["written"], deleted=counts["deleted"])
         return _json(counts)
+
+    async def history(self, request: web.Request) -> web.Response:
+        try:
+            count = max(1, min(int(request.query.get("count", "100")), 10_000))
+        except ValueError:
+            return _error(400, "count must be a whole number")
+        host = request.query.get("host")
+        key = KINDS["host"].key(normalise_mac(host)) if host else request.query.get("key")
+        entries = await audit.history(self.store.redis, key, count=count)
+        return _json([e.json() for e in entries])
 
     # -- leases --------------------------------------------------------------------------------
     async def leases(self, _request: web.Request) -> web.Response:

@@ -1,0 +1,293 @@
+"""One set of checks on every write path (issue 17): the CLI, the admin API and import refuse
+the same records; validate finds them in Redis; bad input is one line, never a traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+import redis
+
+from cli.commands import main
+from shared import bootplan, inventory
+from shared.schema import KINDS, parse_record
+
+MAC = "52:54:00:12:34:56"
+MAC2 = "52:54:00:00:00:02"
+
+
+@pytest.fixture
+def cli(redis_url, monkeypatch, capsys):
+    monkeypatch.setenv("BOOTYARD_REDIS_URL", redis_url)
+    monkeypatch.delenv("BOOTYARD_CONFIG", raising=False)
+
+    def run(*argv):
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+@pytest.fixture
+def raw(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def seed(cli):
+    for argv in (
+        ("subnet", "add", "lab", "--network", "198.18.5.0/24", "--ranges",
+         "198.18.5.100-198.18.5.199", "--router", "198.18.5.1"),
+        ("profile", "add", "debian12", "--kernel", "debian12/linux", "--initrd",
+         "debian12/initrd.gz", "--install", "preseed", "--var", "root_password_hash=$6$s$h"),
+        ("blockexport", "add", "disk1", "--kind", "aoe", "--backing", "/srv/d1.img",
+         "--aoe-shelf", "0", "--aoe-slot", "1"),
+        ("host", "add", MAC, "--ip", "198.18.5.21", "--hostname", "web1", "--profile",
+         "debian12"),
+    ):
+        code, _, err = cli(*argv)
+        assert code == 0, (argv, err)
+
+
+# (what, CLI arguments, text of the refusal): each refused by the CLI, the API and import
+BAD_WRITES = [
+    ("unknown profile", ("host", "add", MAC2, "--profile", "nope"), "no such profile"),
+    ("duplicate reserved IP", ("host", "add", MAC2, "--ip", "198.18.5.21"),
+     "same fixed address as host 52:54:00:12:34:56"),
+    ("duplicate hostname", ("host", "add", MAC2, "--hostname", "WEB1"),
+     "same host name as host 52:54:00:12:34:56"),
+    ("reserved IP in a dynamic range", ("host", "add", MAC2, "--ip", "198.18.5.150"),
+     "inside the dynamic range 198.18.5.100-198.18.5.199 of subnet lab"),
+    ("overlapping subnets", ("subnet", "add", "lab2", "--network", "198.18.5.128/25"),
+     "overlaps subnet lab (198.18.5.0/24)"),
+    ("overlapping ranges", ("subnet", "add", "lab3", "--network", "198.18.6.0/24", "--ranges",
+                            "198.18.6.10-198.18.6.50,198.18.6.40-198.18.6.60"),
+     "overlaps the range 198.18.6.10-198.18.6.50"),
+    ("unknown export", ("profile", "add", "p2", "--kernel", "k", "--export", "nope"),
+     "no such export"),
+    ("a mode the profile cannot serve", ("host", "add", MAC2, "--profile", "debian12",
+                                         "--boot-mode", "sanboot"),
+     "cannot boot: profile debian12 names no usable block export"),
+    ("a live host without a root image", ("host", "add", MAC2, "--profile", "debian12",
+                                          "--boot-mode", "live"),
+     "has no root_image for live boot"),
+]
+
+
+@pytest.mark.parametrize("what,argv,reason", BAD_WRITES, ids=[b[0] for b in BAD_WRITES])
+def test_the_cli_refuses_and_writes_nothing(cli, raw, what, argv, reason):
+    seed(cli)
+    before = sorted(raw.scan_iter("bootyard:*"))
+    code, out, err = cli(*argv)
+    assert code == 1 and reason in err, err
+    assert err.startswith("bootyard: ") and len(err.strip().splitlines()) == 1
+    assert sorted(raw.scan_iter("bootyard:*")) == before
+    # --force writes it (the error printed as a warning), and validate then reports it
+    code, _, err = cli(*argv, "--force")
+    assert code == 0 and reason in err
+    code, out, _ = cli("validate", "--no-templates")
+    assert code == 1 and reason in out
+
+
+@pytest.mark.parametrize("what,argv,reason", BAD_WRITES, ids=[b[0] for b in BAD_WRITES])
+def test_import_refuses_the_same(cli, raw, tmp_path, what, argv, reason):
+    seed(cli)
+    cli(*argv, "--force")
+    code, text, _ = cli("export")
+    raw.flushall()
+    seed(cli)
+    dump = tmp_path / "inv.yaml"
+    dump.write_text(text)
+    code, _, err = cli("import", str(dump))
+    assert code == 1 and reason in err and "nothing was imported" in err
+
+
+async def test_the_api_refuses_the_same(inventory_store_api):
+    api = inventory_store_api
+    for what, argv, reason in BAD_WRITES:
+        noun, _, ident, *options = argv
+        body = {"id": ident}
+        while options:
+            name, value = options.pop(0)[2:].replace("-", "_"), options.pop(0)
+            body[name] = value
+        plural = {"blockexport": "exports"}.get(noun, noun + "s")
+        resp = await api.post(f"/api/v1/{plural}", json=body)
+        assert resp.status == 422, what
+        reasons = [p["reason"] for p in (await resp.json())["problems"]]
+        assert any(reason in r for r in reasons), (what, reasons)
+
+
+@pytest.fixture
+async def inventory_store_api(redis_url, aiohttp_client):
+    from services.http.adminapi import AdminApi
+    from shared.events import EventLog
+    from shared.leases import Leases
+    from shared.store import InventoryStore, connect
+
+    client = connect(redis_url)
+    app = AdminApi(InventoryStore(client, redis_url), EventLog(client, "test"), "", "s" * 32,
+                   leases=Leases(client)).app()
+    api = await aiohttp_client(app)
+    for plural, body in (
+        ("subnets", {"id": "lab", "network": "198.18.5.0/24",
+                     "ranges": ["198.18.5.100-198.18.5.199"], "router": "198.18.5.1"}),
+        ("profiles", {"id": "debian12", "kernel": "debian12/linux",
+                      "initrd": ["debian12/initrd.gz"], "install": "preseed"}),
+        ("exports", {"id": "disk1", "kind": "aoe", "backing": "/srv/d1.img", "aoe_shelf": "0",
+                     "aoe_slot": "1"}),
+        ("hosts", {"id": MAC, "ip": "198.18.5.21", "hostname": "web1", "profile": "debian12"}),
+    ):
+        assert (await api.post(f"/api/v1/{plural}", json=body)).status == 201
+    yield api
+    await client.aclose()
+
+
+def test_values_are_normalised_where_safe(cli, raw):
+    seed(cli)
+    code, _, err = cli("host", "add", MAC2, "--ip", " 198.18.5.24", "--boot-mode", "Local",
+                       "--hostname", "Web2 ", "--enabled", "YES", "--profile", " Debian12")
+    assert code == 0, err
+    assert raw.hgetall(f"bootyard:host:{MAC2}") == {
+        "ip": "198.18.5.24", "boot_mode": "local", "hostname": "web2", "enabled": "yes",
+        "profile": "debian12"}
+    # the same typed with redis-cli: used, but validate says so (a warning; --strict fails)
+    raw.hset(f"bootyard:host:{MAC2}", mapping={"boot_mode": "Local", "ip": " 198.18.5.24"})
+    code, out, _ = cli("validate", "--no-templates")
+    assert code == 0
+    assert f"warning: bootyard:host:{MAC2} boot_mode='Local': not in canonical form" in out
+    assert cli("validate", "--strict", "--no-templates")[0] == 1
+
+
+def test_validate_finds_typo_keys_and_wrong_types(cli, raw):
+    seed(cli)
+    raw.hset("bootyard:hosts:52:54:00:00:00:05", "hostname", "lost")
+    raw.set("bootyard:host:52:54:00:00:00:06", "not a hash")
+    raw.hset("bootyard:events", "x", "y")
+    code, out, err = cli("host", "list")
+    assert code == 0 and MAC in out  # the good hosts are listed, the bad key named
+    assert "bootyard:host:52:54:00:00:00:06" in err and "not a hash" in err
+    code, out, _ = cli("validate", "--no-templates")
+    assert code == 1
+    assert ("error: bootyard:hosts:52:54:00:00:00:05 (key)='hash': matches no kind, so every "
+            "service ignores it: did you mean bootyard:host:52:54:00:00:00:05?") in out
+    assert "bootyard:host:52:54:00:00:00:06 (key)='string': is a Redis string, but a host " \
+           "object is a hash" in out
+    assert "bootyard:events (key)='hash': is a Redis hash, but the boot timeline is a stream" in out
+    code, _, err = cli("host", "show", "52:54:00:00:00:06")
+    assert code == 1 and "wrong Redis type" in err and len(err.strip().splitlines()) == 1
+
+
+class _NotRedis:
+    """A TCP server that answers like a web server (what a wrong port gets)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(4096)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                except OSError:
+                    pass
+
+
+def test_every_bad_input_is_one_line_and_no_traceback(redis_url, raw):
+    raw.set("bootyard:host:52:54:00:00:00:06", "not a hash")
+    web = _NotRedis()
+    cases = [
+        (["--redis-url", redis_url, "host", "show", "52:54:00:00:00:06"], "wrong Redis type"),
+        (["--redis-url", redis_url, "events", "-n", "0"], "not a positive number"),
+        (["--redis-url", redis_url, "events", "-n", "x"], "is not a whole number"),
+        (["--redis-url", "localhost:6379", "host", "list"], "not a Redis URL"),
+        (["--redis-url", "http://127.0.0.1:6379/", "host", "list"], "not a Redis URL"),
+        (["--redis-url", "redis://127.0.0.1:99999/0", "host", "list"], "port '99999'"),
+        (["--redis-url", "redis://127.0.0.1:6379/x", "host", "list"], "database 'x'"),
+        (["--redis-url", f"redis://127.0.0.1:{web.port}/0", "host", "list"], "Redis"),
+        (["--redis-url", redis_url, "import", "/nonexistent.yaml"], "/nonexistent.yaml"),
+        (["--redis-url", redis_url, "host", "add", "zz"], "is not a MAC address"),
+        (["--redis-url", redis_url, "host", "set", "--tag", "none", "--hostname", "x"],
+         "no host matches"),
+        (["host", "list", "--redis-url", "http://x/"], "not a Redis URL"),  # after the command
+    ]
+    for argv, text in cases:
+        result = subprocess.run([sys.executable, "-m", "cli", *argv], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode != 0, argv
+        assert "Traceback" not in result.stderr, (argv, result.stderr)
+        assert text in result.stderr.strip().splitlines()[-1], (argv, result.stderr)
+        if result.returncode == 1:
+            assert len(result.stderr.strip().splitlines()) == 1, (argv, result.stderr)
+    web.sock.close()
+
+
+def test_profile_install_gets_the_installers_command_line(cli, raw):
+    seed(cli)
+    assert raw.hget("bootyard:profile:debian12", "cmdline") == \
+        "auto=true priority=critical url={{ urls.preseed }}"
+    for install, expected in (("kickstart", "inst.ks={{ urls.kickstart }} inst.ks.sendmac"),
+                              ("cloud-init", "ds=nocloud;s={{ urls.nocloud }}")):
+        assert cli("profile", "set", "debian12", "--install", install)[0] == 0
+        assert raw.hget("bootyard:profile:debian12", "cmdline") == expected
+    assert cli("profile", "add", "own", "--kernel", "k", "--install", "preseed",
+               "--cmdline", "console=ttyS0")[0] == 0
+    assert raw.hget("bootyard:profile:own", "cmdline") == "console=ttyS0"
+    # the README's example boots an installer that fetches its file
+    assert cli("profile", "set", "debian12", "--install", "preseed")[0] == 0
+    host, _ = parse_record(KINDS["host"], MAC, raw.hgetall(f"bootyard:host:{MAC}"))
+    profile, _ = parse_record(KINDS["profile"], "debian12", raw.hgetall("bootyard:profile:debian12"))
+    plan = bootplan.plan(MAC, host, profile, None, bootplan.Facts("http://198.18.5.1:8080"))
+    assert plan.cmdline == (f"auto=true priority=critical url=http://198.18.5.1:8080/install/"
+                            f"{MAC}/preseed.cfg")
+
+
+def test_validate_renders_install_files_and_command_lines(cli, raw):
+    seed(cli)
+    assert cli("validate", "--templates", "templates")[0] == 0
+    raw.hdel("bootyard:profile:debian12", "var.root_password_hash")
+    code, out, _ = cli("validate", "--templates", "templates")
+    assert code == 1
+    assert (f"error: bootyard:host:{MAC} (install file)='preseed.cfg.j2': template "
+            "preseed.cfg.j2 does not render for this host (profile debian12): UndefinedError: "
+            "'dict object' has no attribute 'root_password_hash'") in out
+    raw.hset(f"bootyard:host:{MAC}", "var.root_password_hash", "$6$s$h")
+    assert cli("validate", "--templates", "templates")[0] == 0
+    # a cmdline that needs a variable the host lacks: refused on write, found by validate
+    code, _, err = cli("profile", "set", "debian12", "--cmdline", "console={{ vars.console }}")
+    assert code == 1 and f"bootyard:host:{MAC} profile='debian12'" in err
+    assert "template profile debian12 cmdline" in err and "'console'" in err
+    raw.hset("bootyard:profile:debian12", "cmdline", "console={{ vars.console }}")
+    code, out, _ = cli("validate", "--no-templates")
+    assert code == 1 and "template profile debian12 cmdline" in out and "'console'" in out
+
+
+def test_rm_refuses_to_leave_references_dangling(cli, raw):
+    seed(cli)
+    code, _, err = cli("profile", "rm", "debian12")
+    assert code == 1 and "no such profile" in err
+    assert raw.exists("bootyard:profile:debian12")
+    assert cli("profile", "rm", "debian12", "--force")[0] == 0
+
+
+def test_check_changes_reports_only_new_problems_of_other_objects():
+    dump = {name: {} for name in KINDS}
+    dump["host"] = {MAC: {"ip": "10.0.0.5"}, MAC2: {"ip": "10.0.0.5"}}
+    errors, _ = inventory.check_changes(dump, {("host", "52:54:00:00:00:03"): {"hostname": "x"}})
+    assert errors == []  # the existing clash is not this write's fault
+    errors, _ = inventory.check_changes(dump, {("host", MAC): {"ip": "10.0.0.5", "tags": "a"}})
+    assert [e.reason for e in errors] == ["same fixed address as host 52:54:00:00:00:02"]
