@@ -147,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     sub.add_argument("--count", "-n", type=_positive, default=200,
                      help="how many past events (200)")
+    sub = commands.add_parser("history", help="who changed the inventory, when, from what",
+                              parents=[common])
+    sub.add_argument("--host", metavar="MAC", help="only this host's changes")
+    sub.add_argument("--key", help="only this key's changes (bootyard:profile:debian12)")
+    sub.add_argument("--count", "-n", type=_positive, default=100,
+                     help="how many changes (100)")
+    sub.add_argument("--json", action="store_true", help="print JSON")
     sub = commands.add_parser("leases", help="list DHCP leases (current ones unless --all)",
                               parents=[common])
     sub.add_argument("--all", action="store_true",
@@ -253,6 +260,8 @@ async def _dispatch(args, store, client, out) -> int:
         return await _events(args, client, out)
     if args.command == "leases":
         return await _leases(args, client, out)
+    if args.command == "history":
+        return await _history(args, client, out)
     raise CliError(f"unknown command {args.command}")
 
 
@@ -479,6 +488,20 @@ async def _events(args, client, out) -> int:
         async for event in log.follow(mac, last_id=past.cursor):
             print(format_event(event, previous), file=out, flush=True)
             previous = event.ts
+    return 0
+
+
+async def _history(args, client, out) -> int:
+    from shared import audit
+    from shared.schema import KINDS
+
+    key = KINDS["host"].key(args.host) if args.host else args.key
+    entries = await audit.history(client, key, count=args.count)
+    if args.json:
+        _dump([e.json() for e in entries], "json", out)
+        return 0
+    for entry in entries:
+        print(audit.format_entry(entry), file=out)
     return 0
 
 

@@ -291,3 +291,79 @@ def test_check_changes_reports_only_new_problems_of_other_objects():
     assert errors == []  # the existing clash is not this write's fault
     errors, _ = inventory.check_changes(dump, {("host", MAC): {"ip": "10.0.0.5", "tags": "a"}})
     assert [e.reason for e in errors] == ["same fixed address as host 52:54:00:00:00:02"]
+
+
+def test_bulk_selectors_with_dry_run(cli, raw):
+    seed(cli)
+    macs = [f"52:54:00:00:01:{i:02x}" for i in range(50)]
+    for i, mac in enumerate(macs):
+        assert cli("host", "add", mac, "--tags", "rack2" if i % 2 else "rack3",
+                   "--profile", "debian12", "--ip", f"198.18.5.{30 + i}")[0] == 0
+    rack2 = [m for i, m in enumerate(macs) if i % 2]
+    code, out, _ = cli("host", "set", "--tag", "rack2", "--boot-mode", "local", "--dry-run")
+    assert code == 0 and "dry run: 25 hosts would change" in out
+    assert f"~ bootyard:host:{rack2[0]}" in out and "boot_mode: '(unset)' -> 'local'" in out
+    assert not any(raw.hget(f"bootyard:host:{m}", "boot_mode") for m in macs)
+    code, out, _ = cli("host", "set", "--tag", "rack2", "--boot-mode", "local")
+    assert code == 0 and "updated 25 of 25 hosts" in out
+    assert {m for m in macs if raw.hget(f"bootyard:host:{m}", "boot_mode") == "local"} == \
+        set(rack2)
+    code, out, _ = cli("host", "list", "--tag", "rack2", "--json")
+    import json
+    assert sorted(json.loads(out)) == rack2
+    code, out, _ = cli("host", "ls", "--subnet", "lab", "--profile", "debian12")
+    assert len(out.splitlines()) == 1 + 51
+    code, out, _ = cli("host", "rm", macs[0], macs[1], "--dry-run")
+    assert code == 0 and "- bootyard:host:52:54:00:00:01:00" in out and raw.exists(
+        f"bootyard:host:{macs[0]}")
+    assert cli("host", "delete", macs[0], macs[1])[0] == 0
+    assert not raw.exists(f"bootyard:host:{macs[0]}") and not raw.exists(
+        f"bootyard:host:{macs[1]}")
+
+
+def test_csv_import_and_import_dry_run(cli, raw, tmp_path):
+    seed(cli)
+    table = tmp_path / "hosts.csv"
+    table.write_text('mac,hostname,ip,profile,tags,var.disk\n'
+                     '52-54-00-00-02-01,db1,198.18.5.41,debian12,"rack1,db",/dev/sda\n'
+                     '52:54:00:00:02:02, DB2 ,198.18.5.42,debian12,db,\n')
+    code, out, _ = cli("import", "--dry-run", str(table))
+    assert code == 0 and "+ bootyard:host:52:54:00:00:02:01" in out and "would give 2 added" in out
+    assert not raw.exists("bootyard:host:52:54:00:00:02:01")
+    code, out, err = cli("import", str(table))
+    assert code == 0, err
+    assert raw.hgetall("bootyard:host:52:54:00:00:02:01") == {
+        "hostname": "db1", "ip": "198.18.5.41", "profile": "debian12", "tags": "rack1,db",
+        "var.disk": "/dev/sda"}
+    assert raw.hget("bootyard:host:52:54:00:00:02:02", "hostname") == "db2"
+    table.write_text("mac,ip\n52:54:00:00:02:03,198.18.5.21\n")
+    code, _, err = cli("import", str(table))
+    assert code == 1 and "same fixed address as host 52:54:00:12:34:56" in err
+
+
+def test_history_records_who_changed_what(cli, raw, monkeypatch):
+    monkeypatch.setenv("USER", "alice")
+    monkeypatch.setenv("LOGNAME", "alice")
+    seed(cli)
+    assert cli("host", "set", MAC, "--boot-mode", "install", "--hostname", "web9")[0] == 0
+    code, out, _ = cli("history", "--host", MAC)
+    lines = out.splitlines()
+    assert len(lines) == 2
+    assert f"alice@{socket.gethostname()}  add  bootyard:host:{MAC}" in lines[0]
+    assert "set  bootyard:host:" in lines[1] and "boot_mode: (unset) -> install" in lines[1]
+    assert "hostname: web1 -> web9" in lines[1]
+    code, out, _ = cli("history", "--json", "-n", "1")
+    import json
+    (entry,) = json.loads(out)
+    assert entry["after"]["hostname"] == "web9" and entry["before"]["hostname"] == "web1"
+
+
+async def test_api_changes_are_in_the_history(inventory_store_api):
+    api = inventory_store_api
+    resp = await api.patch(f"/api/v1/hosts/{MAC}", json={"boot_mode": "Install"})
+    assert resp.status == 200
+    assert (await resp.json())["fields"]["boot_mode"] == "install"  # normalised
+    entries = await (await api.get(f"/api/v1/history?host={MAC}")).json()
+    assert [e["op"] for e in entries] == ["add", "set"]
+    assert entries[1]["who"].startswith("api:admin@")
+    assert entries[1]["after"]["boot_mode"] == "install" and "boot_mode" not in entries[1]["before"]
