@@ -365,9 +365,11 @@ async def _object_command(args, kind, store, out) -> int:
                       file=out)
         return 0 if shown["valid"] else 1
     if verb == "list":
-        ids = await _select(args, kind, store)
         skipped: list = []
-        objects = await inventory.list_objects(store, kind, ids=ids, skipped=skipped)
+        objects = await inventory.list_objects(
+            store, kind, getattr(args, "select_tag", None), ids=args.ids,
+            profile=getattr(args, "select_profile", None),
+            subnet=getattr(args, "select_subnet", None), skipped=skipped)
         for problem in skipped:
             print(f"warning: {problem}", file=sys.stderr)
         if args.format:

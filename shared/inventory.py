@@ -650,11 +650,13 @@ async def show(store: InventoryStore, kind, ident: str) -> dict[str, Any]:
 
 async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
                  tag: str | None = None, profile: str | None = None,
-                 subnet: str | None = None) -> list[str]:
+                 subnet: str | None = None, objects: Mapping[str, Mapping[str, str]] | None = None
+                 ) -> list[str]:
     """The ids of the objects named (``ids``: any spelling; each must exist) and, for hosts,
     of those with ``tag``, of ``profile``, or with a fixed address in ``subnet``. Without any
-    of them: every object of the kind."""
-    objects = await store.raw_all(kind)
+    of them: every object of the kind. ``objects``: the kind's hashes, if already read."""
+    if objects is None:
+        objects = await store.raw_all(kind)
     chosen = set()
     for ident in ids:
         canonical = kind.canonical_id(ident)
@@ -689,15 +691,15 @@ async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
 
 
 async def list_objects(store: InventoryStore, kind, tag: str | None = None, *,
-                       ids: Iterable[str] | None = None, profile: str | None = None,
+                       ids: Iterable[str] = (), profile: str | None = None,
                        subnet: str | None = None, skipped: list[Problem] | None = None
                        ) -> dict[str, dict[str, str]]:
-    """{id: hash} of the objects :func:`select` picks (``ids`` already canonical: only those);
-    keys of the wrong Redis type are left out and named in ``skipped``."""
-    if ids is None:
-        ids = await select(store, kind, tag=tag, profile=profile, subnet=subnet)
+    """{id: hash} of the objects :func:`select` picks, sorted by id; keys of the wrong Redis
+    type are left out and named in ``skipped``."""
     objects = await store.raw_all(kind, skipped)
-    return {i: objects[i] for i in sorted(ids) if i in objects}
+    chosen = await select(store, kind, ids, tag=tag, profile=profile, subnet=subnet,
+                          objects=objects)
+    return {i: objects[i] for i in chosen}
 
 
 def list_json(kind, objects: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, Any]]:
