@@ -102,3 +102,58 @@ def format_entry(entry: Entry) -> str:
                            f"{new if new is not None else '(unset)'}")
     return f"{when}  {entry.who}  {entry.op}  {entry.key}" + (
         "  " + "; ".join(changes) if changes else "")
+
+
+# Record a change seen through keyspace notifications unless the newest entry for the key already
+# has this "after" (the change was ours, recorded in its own transaction, or another worker of
+# the service recorded it first): atomic, so several workers record a change once.
+_DIRECT_SCRIPT = """
+local entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 500)
+for _, entry in ipairs(entries) do
+  local fields, key, after = entry[2], nil, nil
+  for i = 1, #fields, 2 do
+    if fields[i] == 'key' then key = fields[i + 1] elseif fields[i] == 'after' then
+      after = fields[i + 1] end
+  end
+  if key == ARGV[1] then
+    if after == ARGV[2] then return 0 end
+    break
+  end
+end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[7], '*', 'ts', ARGV[3], 'who', ARGV[4],
+           'key', ARGV[1], 'op', ARGV[5], 'before', ARGV[6], 'after', ARGV[2])
+return 1
+"""
+
+
+class DirectRecorder:
+    """Records inventory changes nobody recorded (made with redis-cli) as ``who=direct``.
+
+    A service's inventory cache (:class:`shared.cache.InventoryCache` ``on_raw``) hands it every
+    object hash it reads: at start (remembered, not recorded), on each keyspace notification and
+    on each resync. A hash that differs from the one remembered is a change; it is recorded
+    unless the newest audit entry for the key already ends in it (our writers record in the
+    write's transaction). The HTTP service runs one (its workers record a change once)."""
+
+    def __init__(self, client, who: str = "direct") -> None:
+        self._redis = client
+        self._who = who
+        self._last: dict[str, dict[str, str]] = {}
+
+    async def seen(self, key: str, raw: dict[str, str], initial: bool = False) -> None:
+        last = self._last.get(key)
+        if raw:
+            self._last[key] = dict(raw)
+        else:
+            self._last.pop(key, None)
+        if initial or (last or {}) == (raw or {}):
+            return
+        fields = entry_fields(self._who, key, last, raw)
+        from shared.store import InventoryUnavailable, redis_errors
+        try:
+            with redis_errors("audit"):
+                await self._redis.eval(_DIRECT_SCRIPT, 1, keys.AUDIT_STREAM, key,
+                                       fields["after"], fields["ts"], fields["who"],
+                                       fields["op"], fields["before"], str(MAX_ENTRIES))
+        except InventoryUnavailable:
+            pass  # counted in bootyard_redis_errors_total{operation="audit"}; the change stands

@@ -246,7 +246,8 @@ class InventoryStore:
         return parse_record(kind, canonical, raw)
 
     async def write(self, kind: Kind, ident: str, changes: Mapping[str, str], *,
-                    mode: str, precondition: Callable[[dict[str, str]], str | None] | None = None
+                    mode: str, precondition: Callable[[dict[str, str]], str | None] | None = None,
+                    record: Callable[[Any, dict[str, str], dict[str, str]], None] | None = None
                     ) -> Any:
         """Create (``mode='add'``), update (``'set'``) or overwrite (``'replace'``) one object.
 
@@ -255,6 +256,10 @@ class InventoryStore:
         concurrent edit with redis-cli is never half-overwritten. ``precondition(current_hash)``
         returns None to go on or a reason to refuse (PreconditionFailed); it is checked inside
         the same transaction, so "switch only if not switched yet" happens exactly once.
+        ``record(pipe, before, after)`` queues more commands into the transaction (the audit
+        entry, :func:`shared.audit.queue`). The CLI and the admin API write through
+        :func:`shared.inventory.commit`, which also checks references; this is for a service's
+        own narrow writes (the install-done callback).
         """
         canonical = kind.canonical_id(ident)
         key = kind.key(canonical)
@@ -282,15 +287,17 @@ class InventoryStore:
                             raise RecordInvalid([Problem(
                                 key, "(all)", "", "a Redis hash cannot be empty: give at least "
                                 "one field (for a host, e.g. --enabled yes)")])
-                        record, problems = parse_record(kind, canonical, merged)
-                        if record is None:
+                        parsed, problems = parse_record(kind, canonical, merged)
+                        if parsed is None:
                             raise RecordInvalid(problems)
                         pipe.multi()
                         pipe.delete(key)
                         if merged:
                             pipe.hset(key, mapping=merged)
+                        if record is not None:
+                            record(pipe, current, merged)
                         await pipe.execute()
-                        return record
+                        return parsed
                     except WatchError:
                         continue
 

@@ -24,6 +24,7 @@ from services.http.render import Renderer
 from services.http.server import BootService
 from services.http.settings import HttpSettings
 from shared import logs, metrics, runtime
+from shared.audit import DirectRecorder
 from shared.cache import InventoryCache
 from shared.events import EventLog
 from shared.leases import Leases
@@ -71,7 +72,8 @@ async def serve(settings, stop: asyncio.Event) -> None:
     limits = transport.Limits(header_timeout=cfg.header_timeout, idle_timeout=cfg.idle_timeout,
                               max_connections=cfg.max_connections, max_body=cfg.max_body)
     client = connect(settings.redis.url, timeout=settings.redis.timeout)
-    inventory = InventoryCache(client, service="http")
+    # the HTTP service records inventory changes made with redis-cli in the audit trail
+    inventory = InventoryCache(client, service="http", on_raw=DirectRecorder(client).seen)
     events = EventLog(client, "http", known=inventory.knows_host)
     store = InventoryStore(client, settings.redis.url)
     leases = Leases(client)
