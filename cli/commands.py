@@ -300,6 +300,8 @@ async def _select(args, kind, store) -> list[str]:
         raise CliError(f"name the {kind.plural} to {args.verb}: one or more "
                        f"{'MACs' if kind.name == 'host' else 'names'}"
                        + (", or --tag, --of-profile or --subnet" if kind.name == "host" else ""))
+    if not any(selectors.values()) and args.verb != "list":
+        return ids  # the write checks that each exists (one read of the inventory, not two)
     try:
         return await inventory.select(store, kind, ids, **selectors)
     except inventory.NotFound as exc:

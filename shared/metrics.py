@@ -25,6 +25,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -105,6 +106,20 @@ EVENTS_EMITTED = counter(
     {"service": ("dhcp", "tftp", "http", "blockexport", "mirrorsync", "cli")})
 BUILD_INFO = Info("bootyard_build", "bootyard version")
 
+# Prometheus users expect no <name>_created series next to counters and histograms.
+disable_created_metrics()
+
+
+def set_build_info() -> None:
+    """``bootyard_build_info{version="..."} 1``: set where metrics are served (not at import:
+    reading the package metadata is start-up time the CLI does not need)."""
+    from importlib import metadata
+    try:
+        version = metadata.version("bootyard")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    BUILD_INFO.info({"version": version})
+
 
 _registry: CollectorRegistry = REGISTRY
 
@@ -134,6 +149,7 @@ def multiprocess_registry(path: str) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     MultiProcessCollector(registry, path)
     registry.register(BUILD_INFO)
+    set_build_info()
     _registry = registry
     return registry
 
@@ -157,6 +173,8 @@ def add_routes(app: web.Application, health: HealthCheck | None = None) -> None:
     """Add ``/metrics`` and ``/healthz`` to an aiohttp application (the HTTP service uses this)."""
     from aiohttp import web
 
+    set_build_info()
+
     async def healthz(_request: web.Request) -> web.Response:
         ok = True
         if health is not None:
@@ -174,6 +192,8 @@ async def start_metrics_server(host: str, port: int,
     ``await runner.cleanup()``. A port that cannot be bound raises the OSError (wrap the call in
     ``runtime.listening``)."""
     from aiohttp import web
+
+    set_build_info()
     app = web.Application()
     add_routes(app, health)
     runner = web.AppRunner(app, access_log=None)
