@@ -43,7 +43,14 @@ from shared.schema import (
     parse_record,
     to_hash,
 )
-from shared.store import AlreadyExists, InventoryError, InventoryStore, NotFound, RecordInvalid
+from shared.store import (
+    AlreadyExists,
+    InventoryError,
+    InventoryStore,
+    NotFound,
+    PreconditionFailed,
+    RecordInvalid,
+)
 
 
 class ImportRefused(InventoryError):
@@ -503,6 +510,28 @@ async def commit(store: InventoryStore, compute, *, watch: Iterable[str] = (),
     return result
 
 
+def etag(raw: Mapping[str, str]) -> str:
+    """An object's entity tag (the admin API's ETag): a digest of its whole hash, quoted."""
+    import hashlib
+    import json
+    digest = hashlib.sha256(json.dumps(dict(raw), sort_keys=True).encode()).hexdigest()
+    return f'"{digest[:32]}"'
+
+
+def _check_match(kind, canonical: str, current: Mapping[str, str], if_match: str | None) -> None:
+    """If-Match: refuse (PreconditionFailed) unless the object is as the editor last saw it."""
+    if if_match is None:
+        return
+    tags = {t.strip() for t in if_match.split(",")}
+    if "*" in tags and current:
+        return
+    if not current or etag(current) not in tags:
+        raise PreconditionFailed(
+            f"{kind.name} {canonical} changed since it was read (If-Match {if_match} does not "
+            f"match {etag(current) if current else 'a missing object'}): read it again and "
+            "redo the change")
+
+
 def _merged(kind, canonical: str, current: Mapping[str, str], changes: Mapping[str, str],
             mode: str) -> tuple[dict[str, str], list[str]]:
     key = kind.key(canonical)
@@ -535,26 +564,30 @@ def _merged(kind, canonical: str, current: Mapping[str, str], changes: Mapping[s
 
 async def write_object(store: InventoryStore, kind, ident: str, changes: Mapping[str, str], *,
                        mode: str, force: bool = False, dry_run: bool = False,
-                       record=None) -> Written:
+                       record=None, if_match: str | None = None) -> Written:
     """Create (``mode='add'``), update (``'set'``) or overwrite (``'replace'``) one object:
     values normalised (:func:`shared.schema.normalise`); a profile with an ``install`` kind and
     no ``cmdline`` gets the installer's (``bootplan.INSTALL_CMDLINE``); checked as
     :func:`commit` checks."""
     return await write_many(store, kind, [ident], changes, mode=mode, force=force,
-                            dry_run=dry_run, record=record)
+                            dry_run=dry_run, record=record, if_match=if_match)
 
 
 async def write_many(store: InventoryStore, kind, idents: Iterable[str],
                      changes: Mapping[str, str], *, mode: str, force: bool = False,
-                     dry_run: bool = False, record=None) -> Written:
-    """The same change to several objects of one kind, in one transaction."""
+                     dry_run: bool = False, record=None, if_match: str | None = None
+                     ) -> Written:
+    """The same change to several objects of one kind, in one transaction. ``if_match``: the
+    ETag the editor read (:func:`etag`); a changed object is refused (PreconditionFailed)."""
     canonical = sorted({kind.canonical_id(i) for i in idents})
     changes = normalise(kind, changes)
 
     def compute(dump):
         out, notes = {}, []
         for ident in canonical:
-            merged, found = _merged(kind, ident, dump[kind.name].get(ident, {}), changes, mode)
+            current = dump[kind.name].get(ident, {})
+            _check_match(kind, ident, current, if_match)
+            merged, found = _merged(kind, ident, current, changes, mode)
             out[(kind.name, ident)] = merged
             notes += found
         return out, notes
@@ -564,7 +597,8 @@ async def write_many(store: InventoryStore, kind, idents: Iterable[str],
 
 
 async def delete_objects(store: InventoryStore, kind, idents: Iterable[str], *,
-                         force: bool = False, dry_run: bool = False, record=None) -> Written:
+                         force: bool = False, dry_run: bool = False, record=None,
+                         if_match: str | None = None) -> Written:
     """Delete objects; refused if that leaves a reference dangling (a host's profile), unless
     ``force``."""
     canonical = sorted({kind.canonical_id(i) for i in idents})
@@ -573,6 +607,7 @@ async def delete_objects(store: InventoryStore, kind, idents: Iterable[str], *,
         for ident in canonical:
             if ident not in dump[kind.name]:
                 raise NotFound(f"no {kind.name} {ident} (key {kind.key(ident)})")
+            _check_match(kind, ident, dump[kind.name][ident], if_match)
         return {(kind.name, i): None for i in canonical}, []
 
     return await commit(store, compute, watch=[kind.key(i) for i in canonical], force=force,
@@ -642,14 +677,17 @@ def object_json(kind, ident: str, raw: Mapping[str, str], record: Any,
     import dataclasses
 
     return {"key": kind.key(ident), "id": ident, "fields": from_hash(kind, raw),
-            "valid": record is not None, "problems": [dataclasses.asdict(p) for p in problems]}
+            "valid": record is not None, "problems": [dataclasses.asdict(p) for p in problems],
+            "etag": etag(raw)}
 
 
 async def show(store: InventoryStore, kind, ident: str) -> dict[str, Any]:
     """One object, its fields and problems; raises NotFound."""
-    record, problems = await store.get(kind, ident)
     canonical = kind.canonical_id(ident)
     raw = await store.raw(kind, canonical)
+    if not raw:
+        raise NotFound(f"no {kind.name} {canonical} (key {kind.key(canonical)})")
+    record, problems = parse_record(kind, canonical, raw)
     return object_json(kind, canonical, raw, record, problems)
 
 

@@ -39,6 +39,7 @@ from shared.store import (
     InventoryStore,
     InventoryUnavailable,
     NotFound,
+    PreconditionFailed,
     RecordInvalid,
     WrongType,
 )
@@ -111,6 +112,7 @@ class AdminApi:
         r.add_post(f"{PREFIX}/import", self.import_)
         r.add_get(f"{PREFIX}/hosts/{{id}}/token", self.host_token)
         r.add_get(f"{PREFIX}/history", self.history)
+        r.add_get(f"{PREFIX}/openapi.json", self.openapi)
         for plural in KIND_BY_PLURAL:
             r.add_get(f"{PREFIX}/{plural}", self.list_objects)
             r.add_post(f"{PREFIX}/{plural}", self.create)
@@ -202,6 +204,8 @@ class AdminApi:
             return _error(422, str(exc), problems=[str(p) for p in exc.problems])
         except WrongType as exc:
             return _error(409, str(exc))
+        except PreconditionFailed as exc:
+            return _error(412, str(exc))
         except (InventoryError, AddressError) as exc:
             return _error(400, str(exc))
 
@@ -229,7 +233,10 @@ class AdminApi:
         return _json(admin.list_json(kind, objects))
 
     async def show(self, request: web.Request) -> web.Response:
-        return _json(await admin.show(self.store, self._kind(request), request.match_info["id"]))
+        shown = await admin.show(self.store, self._kind(request), request.match_info["id"])
+        response = _json(shown)
+        response.headers["ETag"] = shown["etag"]
+        return response
 
     @staticmethod
     def _who(request: web.Request) -> str:
@@ -250,7 +257,9 @@ class AdminApi:
         shown["warnings"] = [str(p) for p in written.warnings]
         if written.notes:
             shown["notes"] = written.notes
-        return _json(shown, status)
+        response = _json(shown, status)
+        response.headers["ETag"] = shown["etag"]
+        return response
 
     async def create(self, request: web.Request) -> web.Response:
         kind = self._kind(request)
@@ -273,7 +282,8 @@ class AdminApi:
         written = await admin.write_object(self.store, kind, ident,
                                            admin.changes_from_fields(kind, body), mode=mode,
                                            force=self._flag(request, "force"),
-                                           record=audit.recorder(self._who(request)))
+                                           record=audit.recorder(self._who(request)),
+                                           if_match=request.headers.get("If-Match"))
         log.info("api_write", kind=kind.name, id=ident, mode=mode, ip=request.remote)
         return await self._written(request, kind, ident, written)
 
@@ -287,7 +297,8 @@ class AdminApi:
         kind = self._kind(request)
         await admin.delete_objects(self.store, kind, [request.match_info["id"]],
                                    force=self._flag(request, "force"),
-                                   record=audit.recorder(self._who(request)))
+                                   record=audit.recorder(self._who(request)),
+                                   if_match=request.headers.get("If-Match"))
         log.info("api_write", kind=kind.name, id=request.match_info["id"], mode="delete",
                  ip=request.remote)
         return web.Response(status=204)
@@ -329,6 +340,10 @@ class AdminApi:
         log.info("api_import", ip=request.remote, replace=replace, dry_run=dry_run,
                  written=counts["written"], deleted=counts["deleted"])
         return _json(counts)
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        from services.http.openapi import document
+        return _json(document())
 
     async def history(self, request: web.Request) -> web.Response:
         try:
