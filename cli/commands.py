@@ -46,6 +46,23 @@ def _positive(text: str) -> int:
     return value
 
 
+def _since(text: str) -> float:
+    """A Unix time from ``90s``/``10m``/``2h``/``1d`` (ago) or an ISO 8601 time."""
+    import re
+    import time
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", text.strip())
+    if match:
+        seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return time.time() - seconds
+    from datetime import datetime
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a duration (90s, 10m, 2h, 1d) or an ISO time "
+            "(2026-12-05T16:00)") from None
+
+
 class _Version(argparse.Action):
     def __init__(self, option_strings, dest, **kwargs):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
@@ -147,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     sub.add_argument("--count", "-n", type=_positive, default=200,
                      help="how many past events (200)")
+    sub.add_argument("--since", type=_since, metavar="WHEN",
+                     help="only events since then: 90s, 10m, 2h, 1d ago, or an ISO time "
+                          "(2026-12-05T16:00)")
+    sub.add_argument("--kind", metavar="KIND",
+                     help="only events of this kind (dhcp.ack) or kinds (dhcp: dhcp.*)")
+    sub.add_argument("--json", action="store_true",
+                     help="one JSON object per line (the admin API's event shape)")
     sub = commands.add_parser("history", help="who changed the inventory, when, from what",
                               parents=[common])
     sub.add_argument("--host", metavar="MAC", help="only this host's changes")
@@ -154,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--count", "-n", type=_positive, default=100,
                      help="how many changes (100)")
     sub.add_argument("--json", action="store_true", help="print JSON")
+    sub = commands.add_parser("completion", help="print a shell completion script: "
+                              "source <(bootyard completion bash)")
+    sub.add_argument("shell", choices=("bash",))
     sub = commands.add_parser("leases", help="list DHCP leases (current ones unless --all)",
                               parents=[common])
     sub.add_argument("--all", action="store_true",
@@ -483,15 +510,31 @@ async def _events(args, client, out) -> int:
     mac = KINDS["host"].canonical_id(args.host) if args.host else None
     log = EventLog(client, "cli")
     previous = None
+
+    def wanted(event) -> bool:
+        if args.since is not None and event.ts < args.since:
+            return False
+        return not args.kind or event.kind == args.kind or \
+            event.kind.startswith(args.kind.rstrip(".") + ".")
+
+    def show(event) -> None:
+        nonlocal previous
+        if args.json:
+            import json
+            print(json.dumps(event.json()), file=out, flush=args.follow)
+        else:
+            print(format_event(event, previous), file=out, flush=args.follow)
+        previous = event.ts
+
     past = await log.history(mac, count=args.count)
     for event in past.events:
-        print(format_event(event, previous), file=out)
-        previous = event.ts
+        if wanted(event):
+            show(event)
     out.flush()
     if args.follow:
         async for event in log.follow(mac, last_id=past.cursor):
-            print(format_event(event, previous), file=out, flush=True)
-            previous = event.ts
+            if wanted(event):
+                show(event)
     return 0
 
 
@@ -547,9 +590,52 @@ def _redis_url(args) -> str:
         raise CliError(f"settings error: {exc}") from None
 
 
+def completion_script(parser: argparse.ArgumentParser) -> str:
+    """A bash completion function for every command, verb and option of ``parser``."""
+    def choices(p: argparse.ArgumentParser) -> tuple[list[str], dict[str, argparse.ArgumentParser]]:
+        options = [o for a in p._actions for o in a.option_strings]
+        subs: dict[str, argparse.ArgumentParser] = {}
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                subs.update(action.choices)
+        return options, subs
+
+    cases = []
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        options, subs = choices(p)
+        words = sorted(subs) + sorted(options)
+        cases.append(f'        "{path}") words="{" ".join(words)}" ;;')
+        for name, sub in subs.items():
+            walk(sub, f"{path} {name}".strip())
+
+    walk(parser, "")
+    return "\n".join([
+        "# bash completion for bootyard: source <(bootyard completion bash)",
+        "_bootyard() {",
+        '    local cur="${COMP_WORDS[COMP_CWORD]}" path="" i words',
+        "    for ((i = 1; i < COMP_CWORD; i++)); do",
+        '        case "${COMP_WORDS[i]}" in -*) ;; *) path="${path:+$path }${COMP_WORDS[i]}" ;; esac',
+        "    done",
+        '    while :; do',
+        '        case "$path" in',
+        *cases,
+        '        *) if [[ "$path" == *" "* ]]; then path="${path% *}"; continue; fi; words="" ;;',
+        "        esac",
+        "        break",
+        "    done",
+        '    COMPREPLY=($(compgen -W "$words" -- "$cur"))',
+        "}",
+        "complete -o default -F _bootyard bootyard",
+        ""])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "completion":
+        sys.stdout.write(completion_script(parser))
+        return 0
     import asyncio
 
     from shared.addresses import AddressError

@@ -416,5 +416,4 @@ class AdminApi:
 
 
 def _event_json(event) -> dict[str, Any]:
-    return {"id": event.id, "ts": event.ts, "service": event.service, "kind": event.kind,
-            "mac": event.mac, "fields": event.fields}
+    return event.json()

@@ -367,3 +367,53 @@ async def test_api_changes_are_in_the_history(inventory_store_api):
     assert [e["op"] for e in entries] == ["add", "set"]
     assert entries[1]["who"].startswith("api:admin@")
     assert entries[1]["after"]["boot_mode"] == "install" and "boot_mode" not in entries[1]["before"]
+
+
+async def _emit(url, *events):
+    from shared.events import EventLog
+    from shared.store import connect
+    client = connect(url)
+    log = EventLog(client, "dhcp")
+    for kind, mac in events:
+        log.emit(kind, mac, ip="198.18.5.21")
+    await log.flush()
+    await client.aclose()
+
+
+def test_events_json_since_kind(cli, redis_url):
+    import asyncio
+    import json
+    asyncio.run(_emit(redis_url, ("dhcp.discover", MAC), ("dhcp.ack", MAC),
+                      ("tftp.transfer", MAC)))
+    code, out, _ = cli("events", "--json", "--kind", "dhcp")
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [e["kind"] for e in lines] == ["dhcp.discover", "dhcp.ack"]
+    assert set(lines[0]) == {"id", "ts", "service", "kind", "mac", "fields"}  # the API's shape
+    code, out, _ = cli("events", "--kind", "dhcp.ack", "--since", "10m")
+    assert code == 0 and len(out.splitlines()) == 1 and "dhcp.ack" in out
+    code, out, _ = cli("events", "--since", "2000-01-01T00:00", "--kind", "tftp")
+    assert len(out.splitlines()) == 1
+    with pytest.raises(SystemExit) as exc:
+        cli("events", "--since", "yesterday")
+    assert exc.value.code == 2
+
+
+def test_bash_completion_and_version(tmp_path):
+    script = subprocess.run([sys.executable, "-m", "cli", "completion", "bash"],
+                            capture_output=True, text=True, check=True).stdout
+    (tmp_path / "c.sh").write_text(script)
+
+    def complete(*words):
+        line = " ".join(f"'{w}'" for w in words)
+        result = subprocess.run(
+            ["bash", "-c", f"source {tmp_path}/c.sh; COMP_WORDS=(bootyard {line}); "
+                           f"COMP_CWORD={len(words)}; _bootyard; echo ${{COMPREPLY[@]}}"],
+            capture_output=True, text=True, check=True)
+        return result.stdout.split()
+    assert complete("ho") == ["host"]
+    assert complete("host", "l") == ["list", "ls"]
+    assert complete("host", "set", MAC, "--boot") == ["--boot-mode"]
+    version = subprocess.run([sys.executable, "-m", "cli", "--version"], capture_output=True,
+                             text=True, check=True).stdout
+    assert version.startswith("bootyard ")
