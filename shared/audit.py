@@ -12,7 +12,9 @@ One capped Redis stream, ``bootyard:audit`` (:data:`shared.keys.AUDIT_STREAM`, a
     after   {"boot_mode": "install", ...} (JSON; {} when deleted)
 
 Writers that are ours (the CLI, the admin API, ``import``) queue the entry in the same
-transaction as the change (:func:`recorder`), so a change is never without its entry.
+transaction as the change (:func:`recorder`), so a change is never without its entry; they also
+keep the digest of each object's recorded hash in ``bootyard:audit:last``, so that a service
+seeing the change through keyspace notifications (:class:`DirectRecorder`) knows it is recorded.
 ``bootyard history [--host MAC]`` reads it (:func:`history`).
 """
 
@@ -50,10 +52,23 @@ def entry_fields(who: str, key: str, before: dict[str, str] | None,
             "after": json.dumps(after or {}, sort_keys=True)}
 
 
+def digest(fields_json: str) -> str:
+    """What ``bootyard:audit:last`` keeps of an object's recorded hash (its JSON's digest)."""
+    import hashlib
+    return hashlib.sha1(fields_json.encode()).hexdigest()
+
+
+EMPTY = digest("{}")
+
+
 def queue(pipe, who: str, key: str, before, after) -> None:
-    """Queue one entry into a Redis pipeline or transaction."""
-    pipe.xadd(keys.AUDIT_STREAM, entry_fields(who, key, before, after), maxlen=MAX_ENTRIES,
-              approximate=True)
+    """Queue one entry into a Redis pipeline or transaction, and the object's new digest."""
+    fields = entry_fields(who, key, before, after)
+    pipe.xadd(keys.AUDIT_STREAM, fields, maxlen=MAX_ENTRIES, approximate=True)
+    if after:
+        pipe.hset(keys.AUDIT_LAST, key, digest(fields["after"]))
+    else:
+        pipe.hdel(keys.AUDIT_LAST, key)
 
 
 def recorder(who: str):
@@ -104,24 +119,21 @@ def format_entry(entry: Entry) -> str:
         "  " + "; ".join(changes) if changes else "")
 
 
-# Record a change seen through keyspace notifications unless the newest entry for the key already
-# has this "after" (the change was ours, recorded in its own transaction, or another worker of
-# the service recorded it first): atomic, so several workers record a change once.
+# Record a change seen through keyspace notifications unless the object's last recorded hash
+# (bootyard:audit:last, kept by every writer in the write's transaction) already is this one: the
+# change was ours, or another worker of the service recorded it first. Atomic, so several
+# workers record a change once. KEYS: stream, last; ARGV: key, after, ts, who, op, before,
+# maxlen, digest of after, digest of {}.
 _DIRECT_SCRIPT = """
-local entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 500)
-for _, entry in ipairs(entries) do
-  local fields, key, after = entry[2], nil, nil
-  for i = 1, #fields, 2 do
-    if fields[i] == 'key' then key = fields[i + 1] elseif fields[i] == 'after' then
-      after = fields[i + 1] end
-  end
-  if key == ARGV[1] then
-    if after == ARGV[2] then return 0 end
-    break
-  end
-end
+local last = redis.call('HGET', KEYS[2], ARGV[1]) or ARGV[9]
+if last == ARGV[8] then return 0 end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[7], '*', 'ts', ARGV[3], 'who', ARGV[4],
            'key', ARGV[1], 'op', ARGV[5], 'before', ARGV[6], 'after', ARGV[2])
+if ARGV[8] == ARGV[9] then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+else
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[8])
+end
 return 1
 """
 
@@ -132,8 +144,8 @@ class DirectRecorder:
     A service's inventory cache (:class:`shared.cache.InventoryCache` ``on_raw``) hands it every
     object hash it reads: at start (remembered, not recorded), on each keyspace notification and
     on each resync. A hash that differs from the one remembered is a change; it is recorded
-    unless the newest audit entry for the key already ends in it (our writers record in the
-    write's transaction). The HTTP service runs one (its workers record a change once)."""
+    unless the object's last recorded hash already is it (``bootyard:audit:last``: our writers
+    keep it in the write's transaction). The HTTP service runs one (its workers record a change once)."""
 
     def __init__(self, client, who: str = "direct") -> None:
         self._redis = client
@@ -152,8 +164,9 @@ class DirectRecorder:
         from shared.store import InventoryUnavailable, redis_errors
         try:
             with redis_errors("audit"):
-                await self._redis.eval(_DIRECT_SCRIPT, 1, keys.AUDIT_STREAM, key,
-                                       fields["after"], fields["ts"], fields["who"],
-                                       fields["op"], fields["before"], str(MAX_ENTRIES))
+                await self._redis.eval(_DIRECT_SCRIPT, 2, keys.AUDIT_STREAM, keys.AUDIT_LAST,
+                                       key, fields["after"], fields["ts"], fields["who"],
+                                       fields["op"], fields["before"], str(MAX_ENTRIES),
+                                       digest(fields["after"]), EMPTY)
         except InventoryUnavailable:
             pass  # counted in bootyard_redis_errors_total{operation="audit"}; the change stands

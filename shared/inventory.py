@@ -240,7 +240,7 @@ def key_problems(types: Mapping[str, str]) -> list[Problem]:
         shape = keys.shape_of(key, KINDS)
         if shape is None:
             segment = key.split(":")[1] if key.count(":") >= 1 else key
-            close = difflib.get_close_matches(segment, names, n=1, cutoff=0.6)
+            close = difflib.get_close_matches(segment, names, n=1, cutoff=0.8)
             if close and close[0] in KINDS:
                 rest = key.split(":", 2)[2] if key.count(":") >= 2 else ""
                 problems.append(Problem(key, "(key)", found, "matches no kind, so every "

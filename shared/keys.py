@@ -20,6 +20,8 @@ key                                 type       holds
                                                it still is, for Ethernet clients)
 ``bootyard:audit``                  stream     the inventory's change history (who changed
                                                which key, fields before and after)
+``bootyard:audit:last``             hash       object key -> digest of its hash as last
+                                               recorded (so a change is recorded once)
 ==================================  =========  ===============================================
 
 :func:`shape_of` names the shape a key has (and the Redis type it must be), so that
@@ -90,6 +92,7 @@ def by_client(subnet: str) -> str:
 
 # the inventory's change history (shared/audit.py)
 AUDIT_STREAM = f"{PREFIX}:audit"
+AUDIT_LAST = f"{PREFIX}:audit:last"
 
 
 # Every key shape but the inventory objects: (prefix or exact key, Redis type, what it holds).
@@ -101,6 +104,7 @@ SHAPES: tuple[tuple[str, str, str], ...] = (
     (POOL_PREFIX, "zset", "a subnet's pool of dynamic addresses"),
     (BY_CLIENT_PREFIX, "hash", "a subnet's client -> address map"),
     (AUDIT_STREAM, "stream", "the inventory's change history"),
+    (AUDIT_LAST, "hash", "the history's last recorded digests"),
 )
 
 

@@ -60,3 +60,32 @@ async def test_direct_changes_are_recorded_once_and_ours_are_not_recorded_twice(
         stop.set()
         await asyncio.gather(*tasks)
         await client.aclose()
+
+
+async def test_a_big_import_is_not_recorded_again_as_direct(redis_server, redis_url):
+    client = connect(redis_url)
+    stop = asyncio.Event()
+    cache = InventoryCache(client, on_raw=audit.DirectRecorder(client).seen)
+    task = asyncio.create_task(cache.run(stop))
+    try:
+        await cache.wait_ready(10)
+        store = InventoryStore(client, redis_url)
+        dump = {name: {} for name in KINDS}
+        dump["host"] = {f"52:54:00:00:{i // 256:02x}:{i % 256:02x}": {"hostname": f"h{i}"}
+                        for i in range(800)}
+        await inventory.import_dump(store, dump, replace=False,
+                                    record=audit.recorder("alice@deploy1"))
+        await wait_until(lambda: len(cache.hosts()) == 800, what="the cache saw the import")
+        redis_cli(redis_server.port, "HSET", KEY, "hostname", "last")  # a marker, direct
+
+        async def marker():
+            return await audit.history(client, KEY)
+        await wait_until(marker, what="the direct change recorded")
+        entries = await audit.history(client, count=10_000)
+        assert len(entries) == 801
+        assert {e.who for e in entries[:800]} == {"alice@deploy1"}
+        assert entries[800].who == "direct"
+    finally:
+        stop.set()
+        await task
+        await client.aclose()
