@@ -417,3 +417,21 @@ def test_bash_completion_and_version(tmp_path):
     version = subprocess.run([sys.executable, "-m", "cli", "--version"], capture_output=True,
                              text=True, check=True).stdout
     assert version.startswith("bootyard ")
+
+
+@pytest.mark.parametrize("install", ["preseed", "kickstart", "cloud-init"])
+def test_shipped_templates_render_with_the_documented_variables(cli, install):
+    """docs/http.md: root_password_hash is the one variable the shipped templates need
+    (cloud-init's is optional); every other one has a default."""
+    assert cli("subnet", "add", "lab", "--network", "198.18.5.0/24")[0] == 0
+    assert cli("profile", "add", "p", "--kernel", "k/linux", "--initrd", "k/initrd.gz",
+               "--install", install)[0] == 0
+    assert cli("host", "add", MAC, "--ip", "198.18.5.21", "--profile", "p")[0] == 0
+    code, out, _ = cli("validate", "--templates", "templates")
+    if install == "cloud-init":
+        assert code == 0, out
+    else:
+        assert code == 1 and "root_password_hash" in out and f"bootyard:host:{MAC}" in out
+    assert cli("profile", "set", "p", "--var", "root_password_hash=$6$s$h")[0] == 0
+    code, out, _ = cli("validate", "--templates", "templates")
+    assert code == 0, out
