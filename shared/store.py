@@ -178,7 +178,12 @@ class InventoryStore:
                       ) -> dict[str, dict[str, str]]:
         """{id: hash} for every object of ``kind`` (ids exactly as in the keys). A key of the
         kind's shape that is not a hash is left out, and named in ``skipped`` if given."""
-        names = await self.keys(kind)
+        return {split_key(k)[1]: h
+                for k, h in (await self._hashes(await self.keys(kind), skipped)).items()}
+
+    async def _hashes(self, names: list[str], skipped: list[Problem] | None
+                      ) -> dict[str, dict[str, str]]:
+        """{key: hash} of ``names`` (one pipeline); empty and wrong-typed keys left out."""
         with self._errors():
             pipe = self.redis.pipeline(transaction=False)
             for key in names:
@@ -194,7 +199,7 @@ class InventoryStore:
                     skipped.append(Problem(key, "(key)", "", "not a hash (WRONGTYPE): every "
                                            "service ignores it; delete it or rename it"))
             elif found:
-                out[split_key(key)[1]] = found
+                out[key] = found
         return out
 
     async def key_types(self) -> dict[str, str]:
@@ -310,8 +315,16 @@ class InventoryStore:
 
     async def dump(self, skipped: list[Problem] | None = None
                    ) -> dict[str, dict[str, dict[str, str]]]:
-        """{kind: {id: hash}} for the whole inventory (wrong-typed keys named in ``skipped``)."""
-        return {name: await self.raw_all(kind, skipped) for name, kind in KINDS.items()}
+        """{kind: {id: hash}} for the whole inventory (wrong-typed keys named in ``skipped``):
+        one SCAN and one pipeline."""
+        with self._errors():
+            found = {k async for k in self.redis.scan_iter(match=keys.ANY_KEY, count=1000)}
+        names = sorted(k for k in found if split_key(k))
+        out: dict[str, dict[str, dict[str, str]]] = {name: {} for name in KINDS}
+        for key, raw in (await self._hashes(names, skipped)).items():
+            kind, ident = split_key(key)
+            out[kind.name][ident] = raw
+        return out
 
     async def load(self, data: Mapping[str, Mapping[str, Mapping[str, str]]], *,
                    replace: bool) -> dict[str, int]:
