@@ -230,7 +230,22 @@ class AdminApi:
         objects = await admin.list_objects(self.store, kind, request.query.get("tag"),
                                            profile=request.query.get("profile"),
                                            subnet=request.query.get("subnet"))
-        return _json(admin.list_json(kind, objects))
+        # pagination: ?limit=N (up to 10000) from after ?after=<id>; a Link header names the
+        # next page while there is one
+        try:
+            limit = int(request.query["limit"]) if "limit" in request.query else None
+        except ValueError:
+            return _error(400, "limit must be a whole number")
+        if limit is not None and not 1 <= limit <= 10_000:
+            return _error(400, "limit must be between 1 and 10000")
+        after = request.query.get("after")
+        ids = [i for i in objects if after is None or i > kind.canonical_id(after)]
+        page = ids if limit is None else ids[:limit]
+        response = _json(admin.list_json(kind, {i: objects[i] for i in page}))
+        if limit is not None and len(ids) > limit:
+            query = dict(request.query, after=page[-1], limit=str(limit))
+            response.headers["Link"] = (f'<{request.rel_url.with_query(query)}>; rel="next"')
+        return response
 
     async def show(self, request: web.Request) -> web.Response:
         shown = await admin.show(self.store, self._kind(request), request.match_info["id"])

@@ -70,7 +70,11 @@ def document() -> dict[str, Any]:
         fields = {"$ref": f"#/components/schemas/{name}"}
         body = {"required": True, "content": {"application/json": {"schema": fields}}}
         filters = [{"name": n, "in": "query", "schema": {"type": "string"}}
-                   for n in (("tag", "profile", "subnet") if kind.name == "host" else ())]
+                   for n in (("tag", "profile", "subnet") if kind.name == "host" else ())
+                   + ("after",)]
+        filters.append({"name": "limit", "in": "query", "schema": {
+            "type": "integer", "minimum": 1, "maximum": 10000},
+            "description": "page size; a Link header (rel=next) names the next page"})
         paths[f"{PREFIX}/{plural}"] = {
             "get": {"summary": f"every {kind.name}: {{id: fields}}", "parameters": filters,
                     "responses": {"200": _ok("the objects", {

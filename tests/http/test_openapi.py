@@ -53,3 +53,20 @@ async def test_if_match_refuses_a_stale_edit(api):
     assert (await api.delete(f"/api/v1/hosts/{MAC}", headers={"If-Match": tag})).status == 412
     assert (await api.delete(f"/api/v1/hosts/{MAC}",
                              headers={"If-Match": ok.headers["ETag"]})).status == 204
+
+
+async def test_lists_page_and_filter(api):
+    macs = [f"52:54:00:00:00:{i:02x}" for i in range(1, 6)]
+    for i, mac in enumerate(macs):
+        assert (await api.post("/api/v1/hosts", json={
+            "id": mac, "hostname": f"n{i}", "tags": ["odd" if i % 2 else "even"]})).status == 201
+    first = await api.get("/api/v1/hosts?limit=2")
+    assert list(await first.json()) == macs[:2]
+    link = first.headers["Link"]
+    assert link.endswith('>; rel="next"')
+    second = await api.get(link[1:link.index(">")])
+    assert list(await second.json()) == macs[2:4]
+    last = await api.get(second.headers["Link"][1:second.headers["Link"].index(">")])
+    assert list(await last.json()) == macs[4:] and "Link" not in last.headers
+    assert list(await (await api.get("/api/v1/hosts?tag=odd")).json()) == [macs[1], macs[3]]
+    assert (await api.get("/api/v1/hosts?limit=0")).status == 400
