@@ -88,11 +88,16 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 class AdminApi:
     def __init__(self, store: InventoryStore, events: EventLog, token: str, token_secret: str,
                  public_url: str = "", *, hostnames: tuple[str, ...] = (),
-                 accounting: Accounting | None = None, max_body: int = 8 << 20, leases) -> None:
+                 accounting: Accounting | None = None, max_body: int = 8 << 20, leases,
+                 tokens: dict[str, tuple[str, str]] | None = None) -> None:
         self.store = store
         self.events = events
         self._leases = leases  # shared.leases.Leases (the handler is self.leases)
         self.token = token
+        # {token: (name, scope)}: http.admin_token is the token named "admin", scope admin
+        self.tokens = dict(tokens or {})
+        if token:
+            self.tokens[token] = ("admin", "admin")
         self.token_secret = token_secret
         self.public_url = public_url.rstrip("/")
         self.hostnames = frozenset(n.strip().lower().rstrip(".") for n in hostnames if n.strip())
@@ -174,15 +179,29 @@ class AdminApi:
 
     @web.middleware
     async def auth(self, request: web.Request, handler):
-        if self.token:
+        """The bearer token names who asks (the audit trail's "who") and what they may do:
+        ``read`` tokens only read, and never a host's install token."""
+        request["who"], request["scope"] = "admin", "admin"  # no token set: loopback only
+        if self.tokens:
             given = request.headers.get("Authorization", "")
             scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                    value.strip().encode(), self.token.encode()):
+            found = None
+            for token, owner in self.tokens.items():  # every one compared: no early exit
+                if hmac.compare_digest(value.strip().encode(), token.encode()):
+                    found = owner
+            if scheme.lower() != "bearer" or found is None:
                 m.DENIED.labels("admin_token").inc()
                 log.warning("admin_denied", ip=request.remote, path=request.path)
                 return web.json_response({"error": "missing or wrong bearer token"}, status=401,
                                          headers={"WWW-Authenticate": 'Bearer realm="bootyard"'})
+            request["who"], request["scope"] = found
+            if found[1] != "admin" and (request.method not in ("GET", "HEAD") or
+                                        request.path.endswith("/token")):
+                m.DENIED.labels("admin_scope").inc()
+                log.warning("admin_denied", ip=request.remote, path=request.path,
+                            token=found[0], reason="read-only token")
+                return _error(403, f"token {found[0]!r} is read-only: it may not "
+                                   f"{request.method} {request.path}")
         return await handler(request)
 
     @web.middleware
@@ -256,7 +275,7 @@ class AdminApi:
     @staticmethod
     def _who(request: web.Request) -> str:
         """The audit trail's "who" for an API request: the token's name and the client."""
-        return f"api:admin@{request.remote}"
+        return f"api:{request.get('who', 'admin')}@{request.remote}"
 
     @staticmethod
     def _flag(request: web.Request, name: str) -> bool:

@@ -70,3 +70,25 @@ async def test_lists_page_and_filter(api):
     assert list(await last.json()) == macs[4:] and "Link" not in last.headers
     assert list(await (await api.get("/api/v1/hosts?tag=odd")).json()) == [macs[1], macs[3]]
     assert (await api.get("/api/v1/hosts?limit=0")).status == 400
+
+
+async def test_named_tokens_and_read_only_scope(inventory, aiohttp_client):
+    from services.http.settings import parse_tokens
+    tokens = parse_tokens(["alice:admin:alice-token-0123456789", "grafana:read:read-token-0123456789"])
+    app = AdminApi(inventory.store, inventory.events, "", SECRET, leases=Leases(inventory.client),
+                   tokens=tokens)
+    client = await aiohttp_client(app.app())
+    alice = {"Authorization": "Bearer alice-token-0123456789"}
+    reader = {"Authorization": "Bearer read-token-0123456789"}
+    assert (await client.get("/api/v1/hosts")).status == 401
+    assert (await client.post("/api/v1/hosts", json={"id": MAC, "hostname": "web1"},
+                              headers=alice)).status == 201
+    assert (await client.get(f"/api/v1/hosts/{MAC}", headers=reader)).status == 200
+    refused = await client.patch(f"/api/v1/hosts/{MAC}", json={"hostname": "x"}, headers=reader)
+    assert refused.status == 403 and "'grafana' is read-only" in (await refused.json())["error"]
+    assert (await client.get(f"/api/v1/hosts/{MAC}/token", headers=reader)).status == 403
+    assert (await client.get(f"/api/v1/hosts/{MAC}/token", headers=alice)).status == 200
+    history = await (await client.get("/api/v1/history", headers=reader)).json()
+    assert [e["who"].split("@")[0] for e in history] == ["api:alice"]
+    with pytest.raises(ValueError, match="scope read or admin"):
+        parse_tokens(["bob:write:0123456789abcdef"])
