@@ -110,6 +110,7 @@ class AdminApi:
         r = app.router
         r.add_get(f"{PREFIX}/leases", self.leases)
         r.add_get(f"{PREFIX}/leases/{{ip}}", self.lease)
+        r.add_delete(f"{PREFIX}/leases/{{ip}}", self.release)
         r.add_get(f"{PREFIX}/events", self.event_list)
         r.add_get(f"{PREFIX}/events/stream", self.event_stream)
         r.add_get(f"{PREFIX}/validate", self.validate)
@@ -399,6 +400,32 @@ class AdminApi:
         if lease is None:
             return _error(404, f"no lease for {ip}")
         return _json(_lease_json(lease))
+
+    async def release(self, request: web.Request) -> web.Response:
+        """Release a lease as its client's DHCPRELEASE would (the lease step's script): the
+        address goes back to the pool. The operator's way to free an address a machine that is
+        gone still holds."""
+        import time as time_mod
+
+        from shared.leases import LeaseStore
+
+        ip = normalise_ipv4(request.match_info["ip"])
+        lease = await self._leases.lease(ip)
+        if lease is None:
+            return _error(404, f"no lease for {ip}")
+        if lease.state != "bound" and lease.state != "offered":
+            return _error(409, f"the lease of {ip} is {lease.state}, not held: nothing to "
+                               "release")
+        step = LeaseStore(self.store.redis).release_step(
+            lease.subnet, lease.mac, ip, now=int(time_mod.time()),
+            client="" if lease.client == lease.mac else lease.client)
+        outcome = await LeaseStore(self.store.redis).step(step)
+        if outcome.kind != "ok":
+            return _error(409, f"lease of {ip} not released: {outcome.kind} {outcome.reason}")
+        self.events.emit("api.lease_release", lease.mac, ip=ip, subnet=lease.subnet,
+                         who=self._who(request))
+        log.info("api_lease_release", ip=ip, mac=lease.mac, who=self._who(request))
+        return _json(_lease_json(await self._leases.lease(ip)))
 
     # -- events --------------------------------------------------------------------------------
     def _event_mac(self, request: web.Request) -> str | None:

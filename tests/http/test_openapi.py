@@ -92,3 +92,26 @@ async def test_named_tokens_and_read_only_scope(inventory, aiohttp_client):
     assert [e["who"].split("@")[0] for e in history] == ["api:alice"]
     with pytest.raises(ValueError, match="scope read or admin"):
         parse_tokens(["bob:write:0123456789abcdef"])
+
+
+async def test_lease_release(api, inventory):
+    import time
+
+    from shared import leases
+    store = leases.LeaseStore(inventory.client)
+    await store.sync_pool("lab", (("198.18.6.10", "198.18.6.10"),))
+    now = int(time.time())
+    offer = await store.step(store.offer_step("lab", MAC, reserved=None, requested=None,
+                                              hostname="", now=now))
+    await store.step(store.request_step("lab", MAC, offer.ip, reserved=None, hostname="",
+                                        lease_time=600, now=now))
+    assert await leases.Leases(inventory.client).holder(offer.ip) == MAC
+    resp = await api.delete(f"/api/v1/leases/{offer.ip}")
+    assert resp.status == 200 and (await resp.json())["state"] == "released"
+    assert await leases.Leases(inventory.client).holder(offer.ip) is None
+    assert (await api.delete(f"/api/v1/leases/{offer.ip}")).status == 409
+    assert (await api.delete("/api/v1/leases/198.18.6.99")).status == 404
+    # the address is free again: another client gets it
+    other = await store.step(store.offer_step("lab", "52:54:00:00:00:77", reserved=None,
+                                              requested=None, hostname="", now=now + 1))
+    assert other.kind == "ok" and other.ip == offer.ip
