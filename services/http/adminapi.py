@@ -47,6 +47,9 @@ from shared.store import (
 log = logs.get_logger("http.api")
 PREFIX = "/api/v1"
 SSE_KEEPALIVE = 15.0
+# who asks (the token's name) and what they may do (read, admin), set by the auth middleware
+WHO = web.RequestKey("who", str)
+SCOPE = web.RequestKey("scope", str)
 JSON_TYPES = ("application/json",)
 IMPORT_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
                 "application/json")
@@ -182,7 +185,7 @@ class AdminApi:
     async def auth(self, request: web.Request, handler):
         """The bearer token names who asks (the audit trail's "who") and what they may do:
         ``read`` tokens only read, and never a host's install token."""
-        request["who"], request["scope"] = "admin", "admin"  # no token set: loopback only
+        request[WHO], request[SCOPE] = "admin", "admin"  # no token set: loopback only
         if self.tokens:
             given = request.headers.get("Authorization", "")
             scheme, _, value = given.partition(" ")
@@ -195,7 +198,7 @@ class AdminApi:
                 log.warning("admin_denied", ip=request.remote, path=request.path)
                 return web.json_response({"error": "missing or wrong bearer token"}, status=401,
                                          headers={"WWW-Authenticate": 'Bearer realm="bootyard"'})
-            request["who"], request["scope"] = found
+            request[WHO], request[SCOPE] = found
             if found[1] != "admin" and (request.method not in ("GET", "HEAD") or
                                         request.path.endswith("/token")):
                 m.DENIED.labels("admin_scope").inc()
@@ -276,7 +279,7 @@ class AdminApi:
     @staticmethod
     def _who(request: web.Request) -> str:
         """The audit trail's "who" for an API request: the token's name and the client."""
-        return f"api:{request.get('who', 'admin')}@{request.remote}"
+        return f"api:{request.get(WHO, 'admin')}@{request.remote}"
 
     @staticmethod
     def _flag(request: web.Request, name: str) -> bool:
