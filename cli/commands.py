@@ -1,34 +1,25 @@
 """``bootyard``: the operator's command line for the inventory and the boot timeline.
 
-Every user error (unknown host, bad MAC, a value that fails validation, Redis unreachable) is one
-line on stderr and exit status 1; usage errors exit 2. Run ``bootyard --help`` for the commands.
+Every user error (unknown host, bad MAC, a value that fails validation, a bad Redis URL, Redis
+unreachable) is one line on stderr and exit status 1; usage errors exit 2; never a traceback.
+Run ``bootyard --help`` for the commands.
+
+Start-up is kept short: this module imports only the standard library at the top; each command
+imports what it needs (Redis client, YAML, templates) when it runs (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
-import json
 import os
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
-
-from services.blockexport.settings import BlockexportSection
-from services.blockexport.storage import CowDisk, StorageError
-from shared import inventory, leases, settings as settings_mod
-from shared.addresses import AddressError
-from shared.attachments import Attachments
-from shared.events import GLOBAL_SCAN, EventLog, format_event
-from shared.mirrors import MirrorState
-from shared.schema import KINDS, Kind, from_hash
-from shared.store import InventoryError, InventoryStore, InventoryUnavailable, connect
 
 # CLI noun -> inventory kind. Block exports are "blockexport" because "export" dumps the inventory.
 NOUNS = {"host": "host", "profile": "profile", "subnet": "subnet",
          "blockexport": "export", "mirror": "mirror", "netboot": "netboot"}
+PLURALS = {"host": "hosts", "profile": "profiles", "subnet": "subnets", "export": "exports",
+           "mirror": "mirrors", "netboot": "netboots"}
 LIST_COLUMNS = {
     "host": ("hostname", "ip", "profile", "boot_mode", "enabled", "tags"),
     "profile": ("install", "kernel", "root_image", "export"),
@@ -37,24 +28,81 @@ LIST_COLUMNS = {
     "mirror": ("source", "path", "interval", "enabled"),
     "netboot": ("index", "title", "boot_file", "root_path", "default", "enabled"),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class CliSettings:
-    redis: settings_mod.RedisSection = dataclasses.field(default_factory=settings_mod.RedisSection)
-    blockexport: BlockexportSection = dataclasses.field(default_factory=BlockexportSection)
+# verb -> the other names people type for it
+VERB_ALIASES = {"list": ["ls"], "show": ["get"], "rm": ["delete", "remove"]}
 
 
 class CliError(Exception):
     pass
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number (1 or more)")
+    return value
+
+
+def _since(text: str) -> float:
+    """A Unix time from ``90s``/``10m``/``2h``/``1d`` (ago) or an ISO 8601 time."""
+    import re
+    import time
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", text.strip())
+    if match:
+        seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return time.time() - seconds
+    from datetime import datetime
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a duration (90s, 10m, 2h, 1d) or an ISO time "
+            "(2026-12-05T16:00)") from None
+
+
+class _Version(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib import metadata
+        try:
+            version = metadata.version("bootyard")
+        except metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        print(f"bootyard {version}")
+        parser.exit()
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options accepted before or after the command (``bootyard host list --redis-url U``)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--redis-url", default=argparse.SUPPRESS,
+                        help="Redis URL (overrides BOOTYARD_REDIS_URL)")
+    return common
+
+
+def _format_options(sub: argparse.ArgumentParser) -> None:
+    group = sub.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_const", const="json", dest="format",
+                       help="print JSON (the admin API's shape)")
+    group.add_argument("--yaml", action="store_const", const="yaml", dest="format",
+                       help="print YAML (the same shape)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from shared.schema import KINDS
+
+    common = _common()
     parser = argparse.ArgumentParser(
         prog="bootyard", description="Edit bootyard's inventory and read the boot timeline.",
+        parents=[common],
         epilog="Redis is found through --redis-url, BOOTYARD_REDIS_URL or the redis section of "
                "BOOTYARD_CONFIG (default redis://127.0.0.1:6379/0).")
-    parser.add_argument("--redis-url", help="Redis URL (overrides BOOTYARD_REDIS_URL)")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     for noun, kind_name in NOUNS.items():
@@ -62,68 +110,113 @@ def build_parser() -> argparse.ArgumentParser:
         id_name = "MAC" if kind_name == "host" else "NAME"
         noun_parser = commands.add_parser(noun, help=f"manage {kind.plural}")
         verbs = noun_parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-        for verb, text in (("add", f"create a {noun}"), ("set", f"change fields of a {noun}")):
-            sub = verbs.add_parser(verb, help=text)
-            sub.add_argument("id", metavar=id_name)
-            _add_field_options(sub, kind, verb)
-        sub = verbs.add_parser("rm", help=f"delete a {noun}")
+        sub = verbs.add_parser("add", help=f"create a {noun}", parents=[common])
         sub.add_argument("id", metavar=id_name)
-        sub = verbs.add_parser("show", help=f"print one {noun} and its problems")
+        _add_field_options(sub, kind, "add")
+        _write_options(sub)
+        sub = verbs.add_parser("set", help=f"change fields of {kind.plural}", parents=[common])
+        _selectors(sub, kind, id_name)
+        _add_field_options(sub, kind, "set")
+        _write_options(sub)
+        sub = verbs.add_parser("rm", aliases=VERB_ALIASES["rm"], help=f"delete {kind.plural}",
+                               parents=[common])
+        sub.set_defaults(verb="rm")
+        _selectors(sub, kind, id_name)
+        _write_options(sub)
+        sub = verbs.add_parser("show", aliases=VERB_ALIASES["show"],
+                               help=f"print one {noun} and its problems", parents=[common])
+        sub.set_defaults(verb="show")
         sub.add_argument("id", metavar=id_name)
-        sub.add_argument("--json", action="store_true", help="print JSON")
-        sub = verbs.add_parser("list", help=f"list {kind.plural}")
-        sub.add_argument("--json", action="store_true", help="print JSON")
-        if kind_name == "host":
-            sub.add_argument("--tag", help="only hosts with this tag")
+        _format_options(sub)
+        sub = verbs.add_parser("list", aliases=VERB_ALIASES["list"], help=f"list {kind.plural}",
+                               parents=[common])
+        sub.set_defaults(verb="list")
+        _selectors(sub, kind, id_name, required=False)
+        _format_options(sub)
         if kind_name == "export":
-            _add_overlay_verbs(verbs)
-
+            from cli import blockexport
+            blockexport.add_verbs(verbs, common)
         if kind_name == "mirror":
-            sub = verbs.add_parser("sync", help="ask the mirrorsync service to sync a mirror now")
-            sub.add_argument("id", metavar=id_name)
-            sub = verbs.add_parser("status", help="each mirror's sync state, last success, last "
-                                   "attempt, duration, size, files and last error")
-            sub.add_argument("id", metavar=id_name, nargs="?", help="only this mirror")
-            sub.add_argument("--json", action="store_true", help="print JSON")
+            from cli import mirrors
+            mirrors.add_verbs(verbs, common, id_name)
 
-    sub = commands.add_parser("export", help="print the whole inventory as YAML")
+    sub = commands.add_parser("export", help="print the whole inventory as YAML",
+                              parents=[common])
     sub.add_argument("-o", "--output", help="write to this file instead of stdout")
-    sub = commands.add_parser("import", help="load a YAML file made by 'bootyard export'")
-    sub.add_argument("file", help="YAML file, or - for standard input")
+    sub = commands.add_parser("import", help="load a YAML file made by 'bootyard export', or a "
+                              "CSV file of one kind", parents=[common])
+    sub.add_argument("file", help="YAML or CSV file, or - for standard input")
     sub.add_argument("--replace", action="store_true",
-                     help="also delete objects that are not in the file (Redis matches the file)")
-    commands.add_parser("validate", help="check every record; exit 1 if anything is wrong")
-    sub = commands.add_parser("events", help="print the boot timeline")
+                     help="also delete objects that are not in the file (Redis matches the "
+                          "file); deleting needs --yes")
+    sub.add_argument("--yes", action="store_true", help="delete what --replace would delete")
+    sub.add_argument("--dry-run", action="store_true",
+                     help="print what would be added, changed and deleted; write nothing")
+    sub.add_argument("--format", choices=("yaml", "csv"),
+                     help="file format (default: csv for *.csv, else yaml)")
+    sub.add_argument("--kind", choices=sorted(NOUNS), default="host",
+                     help="CSV only: the kind of every row (default host)")
+    sub = commands.add_parser("validate", help="check every record, reference and key; exit 1 "
+                              "on an error", parents=[common])
+    sub.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    sub.add_argument("--no-templates", action="store_true",
+                     help="do not render the install files")
+    sub.add_argument("--templates", metavar="DIR",
+                     help="also render every host's install file from the templates in DIR "
+                          "(default: http.templates_dir of BOOTYARD_CONFIG, else ./templates, "
+                          "else the templates shipped with bootyard)")
+    sub = commands.add_parser("events", help="print the boot timeline", parents=[common])
     sub.add_argument("--host", metavar="MAC", help="only this host's events")
     sub.add_argument("--mirror", metavar="NAME", help="only this mirror's sync events")
     sub.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
-    sub.add_argument("--count", "-n", type=int, default=200, help="how many past events (200)")
-    sub = commands.add_parser("leases", help="list DHCP leases (current ones unless --all)")
+    sub.add_argument("--count", "-n", type=_positive, default=200,
+                     help="how many past events (200)")
+    sub.add_argument("--since", type=_since, metavar="WHEN",
+                     help="only events since then: 90s, 10m, 2h, 1d ago, or an ISO time "
+                          "(2026-12-05T16:00)")
+    sub.add_argument("--kind", metavar="KIND",
+                     help="only events of this kind (dhcp.ack) or kinds (dhcp: dhcp.*)")
+    sub.add_argument("--json", action="store_true",
+                     help="one JSON object per line (the admin API's event shape)")
+    sub = commands.add_parser("history", help="who changed the inventory, when, from what",
+                              parents=[common])
+    sub.add_argument("--host", metavar="MAC", help="only this host's changes")
+    sub.add_argument("--key", help="only this key's changes (bootyard:profile:debian12)")
+    sub.add_argument("--count", "-n", type=_positive, default=100,
+                     help="how many changes (100)")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    sub = commands.add_parser("completion", help="print a shell completion script: "
+                              "source <(bootyard completion bash)")
+    sub.add_argument("shell", choices=("bash",))
+    sub = commands.add_parser("leases", help="list DHCP leases (current ones unless --all)",
+                              parents=[common])
     sub.add_argument("--all", action="store_true",
                      help="also expired, released, declined and offered addresses")
     sub.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
-def _add_overlay_verbs(verbs) -> None:
-    where = ("overlay directory (default: blockexport.overlay_root of BOOTYARD_CONFIG or "
-             "BOOTYARD_BLOCKEXPORT__OVERLAY_ROOT); run where the block export service's "
-             "overlays are, e.g. docker compose exec blockexport bootyard ...")
-    sub = verbs.add_parser("overlays", help="list the per-host copy-on-write overlays of a "
-                                            "cow export, with their allocated size")
-    sub.add_argument("id", metavar="NAME")
-    sub.add_argument("--json", action="store_true", help="print JSON")
-    sub.add_argument("--overlay-root", help=where)
-    sub = verbs.add_parser("reset", help="drop a host's overlay: its next boot starts from the "
-                                         "golden image again")
-    sub.add_argument("id", metavar="NAME")
-    sub.add_argument("mac", metavar="MAC")
+def _selectors(sub: argparse.ArgumentParser, kind, id_name: str, required: bool = True) -> None:
+    sub.add_argument("ids", nargs="*", metavar=id_name,
+                     help=f"one or more {id_name}s" + (" (or a selector below)" if required
+                                                       else " (default: all)"))
+    if kind.name == "host":
+        sub.add_argument("--tag", dest="select_tag", metavar="TAG", help="hosts with this tag")
+        # on set, --profile is the field to set: the selector is --of-profile there
+        sub.add_argument("--of-profile" if required else "--profile", dest="select_profile",
+                         metavar="NAME", help="hosts of this profile")
+        sub.add_argument("--subnet", dest="select_subnet", metavar="NAME",
+                         help="hosts whose fixed address is in this subnet")
+
+
+def _write_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--dry-run", action="store_true",
+                     help="print what would change; write nothing")
     sub.add_argument("--force", action="store_true",
-                     help="reset even while the host is attached (its unsynced writes are lost)")
-    sub.add_argument("--overlay-root", help=where)
+                     help="write even if the checks find errors (they are printed)")
 
 
-def _add_field_options(sub: argparse.ArgumentParser, kind: Kind, verb: str) -> None:
+def _add_field_options(sub: argparse.ArgumentParser, kind, verb: str) -> None:
     for fname, spec in kind.fields.items():
         extra = " (required)" if spec.required and verb == "add" else ""
         sub.add_argument(f"--{fname.replace('_', '-')}", dest=f"field_{fname}", metavar="VALUE",
@@ -136,7 +229,7 @@ def _add_field_options(sub: argparse.ArgumentParser, kind: Kind, verb: str) -> N
                          help="remove a field (repeatable)")
 
 
-def _changes(args: argparse.Namespace, kind: Kind) -> dict[str, str]:
+def _changes(args: argparse.Namespace, kind) -> dict[str, str]:
     changes = {}
     for fname in kind.fields:
         value = getattr(args, f"field_{fname}", None)
@@ -155,7 +248,20 @@ def _changes(args: argparse.Namespace, kind: Kind) -> dict[str, str]:
     return changes
 
 
+def who() -> str:
+    """The CLI user as the audit trail names them: user@host."""
+    import getpass
+    import socket
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
 async def run(args: argparse.Namespace, url: str, out=None) -> int:
+    from shared.store import InventoryStore, connect
+
     out = out or sys.stdout
     client = connect(url)
     store = InventoryStore(client, url)
@@ -165,80 +271,131 @@ async def run(args: argparse.Namespace, url: str, out=None) -> int:
         await client.aclose()
 
 
-async def _dispatch(args, store: InventoryStore, client, out) -> int:
+async def _dispatch(args, store, client, out) -> int:
+    from shared.schema import KINDS
+
     if args.command in NOUNS:
         kind = KINDS[NOUNS[args.command]]
         return await _object_command(args, kind, store, out)
     if args.command == "export":
+        from shared import inventory
         text = await inventory.export_yaml(store)
         if args.output:
+            from pathlib import Path
             Path(args.output).write_text(text, encoding="utf-8")
         else:
             out.write(text)
         return 0
     if args.command == "import":
-        source = "stdin" if args.file == "-" else args.file
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-        try:
-            counts = await inventory.import_yaml(store, text, replace=args.replace, source=source)
-        except inventory.ImportRefused as exc:
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
-            raise
-        print(f"imported {counts['written']} object(s) from {source}"
-              + (f", deleted {counts['deleted']}" if args.replace else ""), file=out)
-        return 0
+        return await _import(args, store, out)
     if args.command == "validate":
-        problems = await inventory.validate(store)
-        for problem in problems:
-            print(f"{problem.severity}: {problem}", file=out)
-        if problems:
-            errors = sum(p.severity == "error" for p in problems)
-            print(f"{len(problems)} problem(s): {errors} error(s), "
-                  f"{len(problems) - errors} warning(s)", file=sys.stderr)
-            return 1
-        print("inventory is valid", file=sys.stderr)
-        return 0
+        return await _validate(args, store, out)
     if args.command == "events":
         return await _events(args, client, out)
     if args.command == "leases":
         return await _leases(args, client, out)
+    if args.command == "history":
+        return await _history(args, client, out)
     raise CliError(f"unknown command {args.command}")
 
 
-async def _object_command(args, kind: Kind, store: InventoryStore, out) -> int:
+def _print_warnings(written) -> None:
+    for problem in written.warnings:
+        print(f"{problem.severity}: {problem}", file=sys.stderr)
+    for note in written.notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
+def _print_diff(written, out, *, fields: bool = True) -> None:
+    """One line per object: ``+`` added, ``~`` changed (with its fields), ``-`` deleted."""
+    for key in sorted(written.after):
+        before, after = written.before.get(key) or {}, written.after[key]
+        if after is None:
+            print(f"- {key}", file=out)
+        elif not before:
+            print(f"+ {key}", file=out)
+        else:
+            print(f"~ {key}", file=out)
+            if fields:
+                for fname in sorted(set(before) | set(after)):
+                    if before.get(fname) != after.get(fname):
+                        print(f"    {fname}: {before.get(fname, '(unset)')!r} -> "
+                              f"{after.get(fname, '(unset)')!r}", file=out)
+
+
+async def _select(args, kind, store) -> list[str]:
+    from shared import inventory
+    ids = list(getattr(args, "ids", []) or [])
+    selectors = {name: getattr(args, f"select_{name}", None)
+                 for name in ("tag", "profile", "subnet")}
+    if not ids and not any(selectors.values()):
+        if args.verb == "list":
+            return await inventory.select(store, kind)
+        raise CliError(f"name the {kind.plural} to {args.verb}: one or more "
+                       f"{'MACs' if kind.name == 'host' else 'names'}"
+                       + (", or --tag, --of-profile or --subnet" if kind.name == "host" else ""))
+    if not any(selectors.values()) and args.verb != "list":
+        return ids  # the write checks that each exists (one read of the inventory, not two)
+    try:
+        return await inventory.select(store, kind, ids, **selectors)
+    except inventory.NotFound as exc:
+        if args.verb == "set":
+            raise CliError(f"{exc}; use 'bootyard {args.command} add' to create it") from None
+        raise
+
+
+async def _object_command(args, kind, store, out) -> int:
+    from shared import audit, inventory
+
     verb = args.verb
     if verb in ("overlays", "reset"):
-        return await _overlays(args, store, out)
-
-    if verb == "sync":
-        name = kind.canonical_id(args.id)
-        record, _problems = await store.get(kind, name)  # NotFound names the key
-        state = MirrorState(store.redis)
-        await state.request_sync(name, time.time())
-        paused = "" if record is None or record.enabled else " (the mirror is paused: enabled=no)"
-        print(f"asked for a sync of mirror {name}{paused}; follow it with 'bootyard mirror "
-              f"status {name}' or 'bootyard events --mirror {name} -f'", file=out)
-        return 0
-    if verb == "status":
-        return await _mirror_status(args, kind, store, out)
+        from cli import blockexport
+        return await blockexport.run(args, store, out)
+    if verb in ("sync", "status"):
+        from cli import mirrors
+        return await mirrors.run(args, kind, store, out)
+    record = audit.recorder(who())
     if verb in ("add", "set"):
         changes = _changes(args, kind)
         if verb == "set" and not changes:
             raise CliError("nothing to change: give at least one --FIELD, --var or --unset")
-        record = await store.write(kind, args.id, changes, mode=verb)
-        ident = getattr(record, kind.id_field)
-        print(f"{'added' if verb == 'add' else 'updated'} {kind.name} {ident}", file=out)
+        ids = [args.id] if verb == "add" else await _select(args, kind, store)
+        if not ids:
+            raise CliError(f"no {kind.name} matches")
+        written = await inventory.write_many(store, kind, ids, changes, mode=verb,
+                                             force=args.force, dry_run=args.dry_run,
+                                             record=record)
+        _print_warnings(written)
+        if args.dry_run:
+            _print_diff(written, out)
+            print(f"dry run: {len(written.after)} {kind.plural} would change, nothing written",
+                  file=out)
+            return 0
+        done = "added" if verb == "add" else "updated"
+        names = [kind.canonical_id(i) for i in ids]
+        print(f"{done} {kind.name} {names[0]}" if len(names) == 1 else
+              f"{done} {len(written.after)} of {len(names)} {kind.plural} "
+              f"({len(names) - len(written.after)} already so)", file=out)
         return 0
     if verb == "rm":
-        await store.delete(kind, args.id)
-        print(f"removed {kind.name} {kind.canonical_id(args.id)}", file=out)
+        ids = await _select(args, kind, store)
+        if not ids:
+            raise CliError(f"no {kind.name} matches")
+        written = await inventory.delete_objects(store, kind, ids, force=args.force,
+                                                 dry_run=args.dry_run, record=record)
+        _print_warnings(written)
+        if args.dry_run:
+            _print_diff(written, out)
+            print(f"dry run: {len(written.after)} {kind.plural} would be removed, nothing "
+                  "written", file=out)
+            return 0
+        for key in sorted(written.after):
+            print(f"removed {kind.name} {key.split(':', 2)[2]}", file=out)
         return 0
     if verb == "show":
         shown = await inventory.show(store, kind, args.id)
-        if args.json:
-            json.dump({k: v for k, v in shown.items() if k != "id"}, out, indent=2)
-            out.write("\n")
+        if args.format:
+            _dump(shown, args.format, out)
         else:
             raw = await store.raw(kind, shown["id"])
             print(shown["key"], file=out)
@@ -250,15 +407,21 @@ async def _object_command(args, kind: Kind, store: InventoryStore, out) -> int:
                       file=out)
         return 0 if shown["valid"] else 1
     if verb == "list":
-        objects = await inventory.list_objects(store, kind, getattr(args, "tag", None))
-        columns = LIST_COLUMNS[kind.name]
-        if args.json:
-            json.dump({i: from_hash(kind, r) for i, r in sorted(objects.items())}, out, indent=2)
-            out.write("\n")
+        skipped: list = []
+        objects = await inventory.list_objects(
+            store, kind, getattr(args, "select_tag", None), ids=args.ids,
+            profile=getattr(args, "select_profile", None),
+            subnet=getattr(args, "select_subnet", None), skipped=skipped)
+        for problem in skipped:
+            print(f"warning: {problem}", file=sys.stderr)
+        if args.format:
+            _dump(inventory.list_json(kind, objects), args.format, out)
             return 0
+        columns = LIST_COLUMNS[kind.name]
         rows = [(kind.id_field.upper(),) + tuple(c.upper() for c in columns)]
-        for ident in sorted(objects):
-            rows.append((ident,) + tuple(objects[ident].get(c, "") for c in columns))
+        for ident, raw in objects.items():
+            shown = inventory.effective(kind, raw)
+            rows.append((ident,) + tuple(shown.get(c, "") for c in columns))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
             print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
@@ -266,113 +429,152 @@ async def _object_command(args, kind: Kind, store: InventoryStore, out) -> int:
     raise CliError(f"unknown verb {verb}")
 
 
-async def _overlays(args, store: InventoryStore, out) -> int:
-    kind = KINDS["export"]
-    export, problems = await store.get(kind, args.id)
-    if export is None:
-        raise CliError(f"export {kind.canonical_id(args.id)} is not valid: "
-                       + "; ".join(f"{p.field}: {p.reason}" for p in problems))
-    if not export.cow:
-        raise CliError(f"export {export.name} has no overlays: it is not a copy-on-write export "
-                       "(cow: yes)")
-    attachments = await Attachments(store.redis).attached(export.name)
-    try:
-        cow = CowDisk(export.backing, args.overlay_root, export.name)
-    except StorageError as exc:
-        raise CliError(f"export {export.name}: {exc}") from None
-    try:
-        if args.verb == "overlays":
-            overlays = cow.overlays()
-            if args.json:
-                json.dump([dict(dataclasses.asdict(o), attached=o.mac in attachments)
-                           for o in overlays], out, indent=2)
-                out.write("\n")
-                return 0
-            rows = [("MAC", "ALLOCATED", "BLOCKS", "ATTACHED", "PATH")]
-            for o in overlays:
-                rows.append((o.mac, str(o.allocated), str(o.blocks),
-                             "yes" if o.mac in attachments else "no", o.path))
-            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-            for row in rows:
-                print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
-            return 0
-        mac = KINDS["host"].canonical_id(args.mac)
-        if mac in attachments and not args.force:
-            left = attachments[mac] - time.time()
-            raise CliError(f"export {export.name}: host {mac} is attached (it sent a frame "
-                           f"recently; it counts as attached for {left:.0f}s more): stop the "
-                           "host first, or use --force")
-        if not cow.reset(mac):
-            raise CliError(f"export {export.name}: host {mac} has no overlay under "
-                           f"{cow.dir}")
-        print(f"reset {export.name} for {mac}: its next read starts from the golden image",
-              file=out)
-        return 0
-    finally:
-        cow.close()
-MIRROR_STATUS_COLUMNS = ("state", "last_success", "last_attempt", "duration", "size", "files",
-                         "last_error")
-
-
-async def _mirror_status(args, kind: Kind, store: InventoryStore, out) -> int:
-    names = [kind.canonical_id(args.id)] if args.id else \
-        sorted((await store.raw_all(kind)).keys())
-    if args.id:
-        await store.get(kind, names[0])  # NotFound names the key
-    statuses = await MirrorState(store.redis).statuses(names)
-    if args.json:
-        json.dump(statuses, out, indent=2)
+def _dump(data, fmt: str, out) -> None:
+    if fmt == "json":
+        import json
+        json.dump(data, out, indent=2)
         out.write("\n")
-        return 0
-    rows = [("MIRROR",) + tuple(c.upper() for c in MIRROR_STATUS_COLUMNS)]
-    for name in names:
-        status = statuses[name]
-        state = status.get("state", "never synced")
-        if state == "syncing" and not status.get("lock"):
-            state = "interrupted"  # the replica died: its lock's lease ran out
-        rows.append((name, state, _when(status.get("last_success")),
-                     _when(status.get("last_attempt")),
-                     f"{status['duration']}s" if status.get("duration") else "",
-                     status.get("size", ""), status.get("files", ""),
-                     (f"{status.get('last_result', '')}: {status['last_error']}"
-                      if status.get("last_error") else "")))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
+    else:
+        import yaml
+        out.write(yaml.safe_dump(data, sort_keys=False, default_flow_style=False,
+                                 allow_unicode=True))
+
+
+async def _import(args, store, out) -> int:
+    from pathlib import Path
+
+    from shared import audit, inventory
+
+    source = "stdin" if args.file == "-" else args.file
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    fmt = args.format or ("csv" if source.lower().endswith(".csv") else "yaml")
+    try:
+        dump = (inventory.csv_to_dump(text, NOUNS[args.kind], source) if fmt == "csv"
+                else inventory.yaml_to_dump(text, source))
+        written = await inventory.import_dump(store, dump, replace=args.replace, yes=args.yes,
+                                              dry_run=args.dry_run, source=source,
+                                              record=audit.recorder(who()))
+    except inventory.ImportRefused as exc:
+        for problem in exc.problems:
+            print(f"{problem.severity}: {problem}", file=sys.stderr)
+        raise
+    except inventory.ConfirmationNeeded as exc:
+        _print_diff(exc.written, sys.stderr, fields=False)
+        raise
+    _print_warnings(written)
+    diff = written.diff()
+    if args.dry_run or args.replace or len(written.after) <= 20:
+        _print_diff(written, out)
+    summary = (f"{len(diff['added'])} added, {len(diff['changed'])} changed, "
+               f"{len(diff['deleted'])} deleted")
+    if args.dry_run:
+        print(f"dry run: {source} would give {summary}; nothing written", file=out)
+    else:
+        print(f"imported {source}: {summary}", file=out)
     return 0
 
 
-def _when(value: str | None) -> str:
-    if not value:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(value)))
+async def _validate(args, store, out) -> int:
+    from shared import inventory
+
+    problems = await inventory.validate(store)
+    templates = None if args.no_templates else args.templates or _configured_templates()
+    if templates:
+        problems += await _render_install_files(store, templates)
+    for problem in problems:
+        print(f"{problem.severity}: {problem}", file=out)
+    errors = sum(p.severity == "error" for p in problems)
+    if problems:
+        print(f"{len(problems)} problem(s): {errors} error(s), "
+              f"{len(problems) - errors} warning(s)", file=sys.stderr)
+    if errors or (problems and args.strict):
+        return 1
+    print("inventory is valid" + (" (with warnings)" if problems else ""), file=sys.stderr)
+    return 0
+
+
+def _configured_templates() -> str | None:
+    """http.templates_dir from BOOTYARD_CONFIG / BOOTYARD_HTTP__TEMPLATES_DIR, if it exists."""
+    from pathlib import Path
+    value = os.environ.get("BOOTYARD_HTTP__TEMPLATES_DIR")
+    if value is None and os.environ.get("BOOTYARD_CONFIG"):
+        import yaml
+        try:
+            loaded = yaml.safe_load(Path(os.environ["BOOTYARD_CONFIG"]).read_text()) or {}
+            value = ((loaded.get("http") or {}).get("templates_dir")
+                     if isinstance(loaded, dict) else None)
+        except (OSError, yaml.YAMLError):
+            value = None
+    if value is None:  # http.templates_dir's default, else the templates shipped with bootyard
+        shipped = Path(__file__).resolve().parent.parent / "templates"
+        value = "templates" if Path("templates").is_dir() else str(shipped)
+    return value if value and Path(value).is_dir() else None
+
+
+async def _render_install_files(store, templates: str):
+    from cli import dryrun
+    return dryrun.install_problems(await store.dump(), templates)
 
 
 async def _events(args, client, out) -> int:
+    from shared.events import GLOBAL_SCAN, EventLog, format_event
+    from shared.schema import KINDS
+
     mac = KINDS["host"].canonical_id(args.host) if args.host else None
     mirror = KINDS["mirror"].canonical_id(args.mirror) if args.mirror else None
-
-    def wanted(event) -> bool:
-        return mirror is None or event.fields.get("mirror") == mirror
-
     log = EventLog(client, "cli")
     previous = None
+
+    def wanted(event) -> bool:
+        if args.since is not None and event.ts < args.since:
+            return False
+        if mirror is not None and event.fields.get("mirror") != mirror:
+            return False
+        return not args.kind or event.kind == args.kind or \
+            event.kind.startswith(args.kind.rstrip(".") + ".")
+
+    def show(event) -> None:
+        nonlocal previous
+        if args.json:
+            import json
+            print(json.dumps(event.json()), file=out, flush=args.follow)
+        else:
+            print(format_event(event, previous), file=out, flush=args.follow)
+        previous = event.ts
+
     # a mirror's events are in the global stream among the others: read more, keep its own
     past = await log.history(mac, count=args.count if mirror is None else GLOBAL_SCAN)
-    shown = [e for e in past.events if wanted(e)][-args.count:]
-    for event in shown:
-        print(format_event(event, previous), file=out)
-        previous = event.ts
+    for event in [e for e in past.events if wanted(e)][-args.count:]:
+        show(event)
     out.flush()
     if args.follow:
         async for event in log.follow(mac, last_id=past.cursor):
             if wanted(event):
-                print(format_event(event, previous), file=out, flush=True)
-                previous = event.ts
+                show(event)
+    return 0
+
+
+async def _history(args, client, out) -> int:
+    from shared import audit
+    from shared.schema import KINDS
+
+    key = KINDS["host"].key(args.host) if args.host else args.key
+    entries = await audit.history(client, key, count=args.count)
+    if args.json:
+        _dump([e.json() for e in entries], "json", out)
+        return 0
+    for entry in entries:
+        print(audit.format_entry(entry), file=out)
     return 0
 
 
 async def _leases(args, client, out) -> int:
+    import dataclasses
+    import json
+    import time
+
+    from shared import leases
+
     now = time.time()
     records = [r for r in await leases.Leases(client).all() if args.all or r.current(now)]
     if args.json:
@@ -392,27 +594,87 @@ async def _leases(args, client, out) -> int:
     return 0
 
 
+def _redis_url(args) -> str:
+    if getattr(args, "redis_url", None):
+        return args.redis_url
+    from cli.settings import CliSettings
+    from shared import settings as settings_mod
+
+    try:
+        return settings_mod.load_settings(CliSettings, None, os.environ).redis.url
+    except settings_mod.SettingsError as exc:
+        raise CliError(f"settings error: {exc}") from None
+
+
+def completion_script(parser: argparse.ArgumentParser) -> str:
+    """A bash completion function for every command, verb and option of ``parser``."""
+    def choices(p: argparse.ArgumentParser) -> tuple[list[str], dict[str, argparse.ArgumentParser]]:
+        options = [o for a in p._actions for o in a.option_strings]
+        subs: dict[str, argparse.ArgumentParser] = {}
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                subs.update(action.choices)
+        return options, subs
+
+    cases = []
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        options, subs = choices(p)
+        words = sorted(subs) + sorted(options)
+        cases.append(f'        "{path}") words="{" ".join(words)}" ;;')
+        for name, sub in subs.items():
+            walk(sub, f"{path} {name}".strip())
+
+    walk(parser, "")
+    return "\n".join([
+        "# bash completion for bootyard: source <(bootyard completion bash)",
+        "_bootyard() {",
+        '    local cur="${COMP_WORDS[COMP_CWORD]}" path="" i words',
+        "    for ((i = 1; i < COMP_CWORD; i++)); do",
+        '        case "${COMP_WORDS[i]}" in -*) ;; *) path="${path:+$path }${COMP_WORDS[i]}" ;; esac',
+        "    done",
+        '    while :; do',
+        '        case "$path" in',
+        *cases,
+        '        *) if [[ "$path" == *" "* ]]; then path="${path% *}"; continue; fi; words="" ;;',
+        "        esac",
+        "        break",
+        "    done",
+        '    COMPREPLY=($(compgen -W "$words" -- "$cur"))',
+        "}",
+        "complete -o default -F _bootyard bootyard",
+        ""])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "completion":
+        sys.stdout.write(completion_script(parser))
+        return 0
+    import asyncio
+
+    from shared.addresses import AddressError
+    from shared.store import InventoryError, InventoryUnavailable
+
     try:
-        cfg = settings_mod.load_settings(CliSettings, None, os.environ)
-    except settings_mod.SettingsError as exc:
-        print(f"bootyard: settings error: {exc}", file=sys.stderr)
-        return 2
-    url = args.redis_url or cfg.redis.url
-    if getattr(args, "verb", None) in ("overlays", "reset") and not args.overlay_root:
-        args.overlay_root = cfg.blockexport.overlay_root
-    try:
+        url = _redis_url(args)
         return asyncio.run(run(args, url))
     except InventoryUnavailable as exc:
-        print(f"bootyard: {exc} (is redis-server running? set BOOTYARD_REDIS_URL or --redis-url)",
-              file=sys.stderr)
+        hint = (" (is redis-server running? set BOOTYARD_REDIS_URL or --redis-url)"
+                if str(exc).startswith(("Redis unreachable", "no free Redis")) else "")
+        print(f"bootyard: {exc}{hint}", file=sys.stderr)
     except (InventoryError, AddressError, CliError) as exc:
         print(f"bootyard: {exc}", file=sys.stderr)
     except OSError as exc:
-        print(f"bootyard: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        print(f"bootyard: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+    except UnicodeDecodeError as exc:
+        print(f"bootyard: the input is not UTF-8 text: {exc.reason}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback; BOOTYARD_DEBUG=1 shows it
+        if os.environ.get("BOOTYARD_DEBUG"):
+            raise
+        print(f"bootyard: internal error: {type(exc).__name__}: {exc} "
+              "(BOOTYARD_DEBUG=1 shows the traceback)", file=sys.stderr)
     return 1
-

@@ -296,6 +296,15 @@ def install_urls(base_url: str, mac: str, token: str | None = None) -> dict[str,
 
 _INSTALL_URL = {"kickstart": "kickstart", "preseed": "preseed", "cloud-init": "nocloud"}
 
+# The kernel arguments that make each installer fetch its file: a profile written with
+# ``install`` and no ``cmdline`` gets this one (shared/inventory.py), so an installer boots
+# with its file's URL (Debian/Ubuntu preseed, anaconda kickstart, cloud-init NoCloud).
+INSTALL_CMDLINE = {
+    "preseed": "auto=true priority=critical url={{ urls.preseed }}",
+    "kickstart": "inst.ks={{ urls.kickstart }} inst.ks.sendmac",
+    "cloud-init": "ds=nocloud;s={{ urls.nocloud }}",
+}
+
 
 def template_context(mac: str, host: Host | None, profile: Profile | None,
                      subnet: Subnet | None, base_url: str | None, *, url_token: str | None,

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from shared import keys, logs, metrics
 from shared.schema import KINDS, Export, Host, Mirror, Profile, Subnet, parse_record, split_key
-from shared.store import InventoryUnavailable, ResponseError, db_index, redis_errors
+from shared.store import InventoryUnavailable, ResponseError, WrongType, db_index, redis_errors
 
 ChangeListener = Callable[[str, str], None]
+# Hands every object hash the cache reads to someone else (the audit trail's DirectRecorder):
+# (key, hash ({} if gone), initial: read by the first load)
+RawListener = Callable[[str, dict, bool], Awaitable[None]]
 
 
 class InventoryView:
@@ -160,8 +163,9 @@ class InventoryCache(InventoryView):
     ``await cache.wait_ready()`` before serving."""
 
     def __init__(self, client, *, resync_interval: float = 30.0, poll_interval: float = 1.0,
-                 service: str = "cache") -> None:
+                 service: str = "cache", on_raw: RawListener | None = None) -> None:
         super().__init__()
+        self._on_raw = on_raw
         self.ready = False
         self._redis = client
         self._resync_interval = resync_interval
@@ -198,16 +202,26 @@ class InventoryCache(InventoryView):
             pipe = self._redis.pipeline(transaction=False)
             for key in objects:
                 pipe.hgetall(key)
-            hashes = await pipe.execute() if objects else []
+            hashes = await pipe.execute(raise_on_error=False) if objects else []
         seen = {name: set() for name in KINDS}
         for key, raw in zip(objects, hashes):
+            if isinstance(raw, Exception):  # a key of the wrong type: ignored, said once
+                if not str(raw).startswith("WRONGTYPE"):
+                    with redis_errors("inventory"):
+                        raise raw
+                self._wrong_type(key)
+                continue
             kind, ident = split_key(key)
             seen[kind.name].add(ident)
             self._apply(key, raw)
+            if self._on_raw is not None:
+                await self._on_raw(key, raw, not self.ready)
         for name in KINDS:
             for ident in list(self._objects[name]):
                 if ident not in seen[name]:
                     self._put(name, ident, None)
+                    if self._on_raw is not None:
+                        await self._on_raw(keys.object_key(name, ident), {}, False)
         metrics.INVENTORY_RELOADS.labels("full").inc()
         self._mark_up()
         if not self.ready:
@@ -272,10 +286,16 @@ class InventoryCache(InventoryView):
     async def _reload_key(self, key: str) -> None:
         if not split_key(key):
             return
-        with redis_errors("inventory"):
-            raw = await self._redis.hgetall(key)
+        try:
+            with redis_errors("inventory"):
+                raw = await self._redis.hgetall(key)
+        except WrongType:
+            self._wrong_type(key)
+            return
         metrics.INVENTORY_RELOADS.labels("notification").inc()
         self._apply(key, raw)
+        if self._on_raw is not None:
+            await self._on_raw(key, raw, False)
 
     def _apply(self, key: str, raw: dict[str, str]) -> None:
         kind, ident = split_key(key)
@@ -303,6 +323,12 @@ class InventoryCache(InventoryView):
             self._reported.pop(key, None)
         if record is not None:
             self._put(kind.name, ident, record)
+
+    def _wrong_type(self, key: str) -> None:
+        if self._reported.get(key) != ("WRONGTYPE",):
+            self._reported[key] = ("WRONGTYPE",)
+            self._log.warning("inventory_wrong_type", key=key, action="ignored",
+                              reason="not a hash (bootyard validate names it)")
 
     def _mark_down(self, reason: str) -> None:
         metrics.REDIS_UP.set(0)

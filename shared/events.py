@@ -67,6 +67,11 @@ class Event:
     mac: str | None
     fields: dict[str, str]
 
+    def json(self) -> dict[str, Any]:
+        """The one JSON shape of an event (the admin API, ``bootyard events --json``)."""
+        return {"id": self.id, "ts": self.ts, "service": self.service, "kind": self.kind,
+                "mac": self.mac, "fields": self.fields}
+
     @classmethod
     def from_entry(cls, entry_id: str, data: dict[str, str]) -> Event:
         data = dict(data)

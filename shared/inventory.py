@@ -24,15 +24,33 @@ Every scalar is the Redis hash field's text; list fields are YAML lists (commas 
 from __future__ import annotations
 
 import collections
-from collections.abc import Mapping
+import dataclasses
+import difflib
+import ipaddress
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
 
-from shared import keys
+from shared import bootplan, keys
 from shared.addresses import AddressError
-from shared.schema import KIND_BY_PLURAL, KINDS, Problem, from_hash, parse_record, to_hash
-from shared.store import InventoryError, InventoryStore
+from shared.schema import (
+    KIND_BY_PLURAL,
+    KINDS,
+    Problem,
+    from_hash,
+    normalise,
+    parse_record,
+    to_hash,
+)
+from shared.store import (
+    AlreadyExists,
+    InventoryError,
+    InventoryStore,
+    NotFound,
+    PreconditionFailed,
+    RecordInvalid,
+)
 
 
 class ImportRefused(InventoryError):
@@ -43,44 +61,94 @@ class ImportRefused(InventoryError):
         self.problems = problems or []
 
 
-def check_references(records: Mapping[str, Mapping[str, Any]]) -> list[Problem]:
-    """Problems between valid records: missing profiles and exports, clashing addresses."""
+# Facts for checking what a host boots without a running service: the URL and the SAN address
+# only appear in the rendered text, never decide whether a plan can be made. No token, as in a
+# boot script without http.token_in_scripts.
+CHECK_FACTS = bootplan.Facts(base_url="http://bootyard.invalid", san_server="192.0.2.1")
+
+Records = dict[str, dict[str, Any]]
+Dump = Mapping[str, Mapping[str, Mapping[str, str]]]
+
+
+def parse_dump(dump: Dump) -> tuple[Records, dict[str, list[Problem]]]:
+    """Typed records ``{kind: {id: record}}`` of the valid objects, and each key's problems."""
+    records: Records = {name: {} for name in KINDS}
+    problems: dict[str, list[Problem]] = {}
+    for kind_name, objects in dump.items():
+        kind = KINDS[kind_name]
+        for ident, raw in objects.items():
+            record, found = parse_record(kind, ident, raw)
+            if found:
+                problems[keys.object_key(kind_name, ident)] = found
+            if record is not None:
+                records[kind_name][ident] = record
+    return records, problems
+
+
+def check_references(records: Mapping[str, Mapping[str, Any]],
+                     plan_hosts: Iterable[str] | None = None) -> list[Problem]:
+    """Problems between valid records: missing profiles and exports, clashing addresses and
+    names, overlapping subnets, and hosts whose boot mode their profile cannot serve (the boot
+    plan of ``plan_hosts``, every host if None, is made as the services would)."""
     problems = []
     hosts, profiles = records["host"], records["profile"]
     exports, subnets = records["export"], records["subnet"]
     by_ip: dict[str, list[str]] = collections.defaultdict(list)
+    by_name: dict[str, list[str]] = collections.defaultdict(list)
+    # subnets and ranges as integers, once: 5,000 hosts are checked against them
+    spans = [(int(s.network.network_address), int(s.network.broadcast_address),
+              [(int(ipaddress.IPv4Address(a)), int(ipaddress.IPv4Address(b)), a, b)
+               for a, b in s.ranges], s.name) for s in subnets.values()]
     for mac, host in sorted(hosts.items()):
         key = keys.object_key("host", mac)
         if host.profile and host.profile not in profiles:
             missing = keys.object_key("profile", host.profile)
             problems.append(Problem(key, "profile", host.profile,
                                     f"no such profile (key {missing})"))
+        if host.hostname:
+            by_name[host.hostname].append(mac)
         if host.ip:
             by_ip[host.ip].append(mac)
-            if subnets and not any(_in(host.ip, s.network) for s in subnets.values()):
-                problems.append(Problem(key, "ip", host.ip, "not inside any subnet",
+            address = int(ipaddress.IPv4Address(host.ip))
+            if spans and not any(first <= address <= last for first, last, _, _ in spans):
+                problems.append(Problem(key, "ip", host.ip, "not inside any subnet: DHCP "
+                                        "serves no subnet this address is in",
                                         severity="warning"))
-            for subnet in subnets.values():
-                if any(_in_range(host.ip, r) for r in subnet.ranges):
-                    problems.append(Problem(
-                        key, "ip", host.ip,
-                        f"inside the dynamic range of subnet {subnet.name}: the pool may hand it "
-                        "to another machine", severity="warning"))
-        if host.boot_mode == "sanboot" and host.profile in profiles and \
-                not profiles[host.profile].export:
-            problems.append(Problem(key, "boot_mode", "sanboot",
-                                    f"profile {host.profile} names no export to sanboot from"))
-    for ip, macs in sorted(by_ip.items()):
-        if len(macs) > 1:
-            for mac in macs:
-                others = ", ".join(m for m in macs if m != mac)
-                problems.append(Problem(keys.object_key("host", mac), "ip", ip,
-                                        f"same fixed address as host {others}"))
+            for _first, _last, ranges, name in spans:
+                for low, high, first, last in ranges:
+                    if low <= address <= high:
+                        problems.append(Problem(
+                            key, "ip", host.ip,
+                            f"inside the dynamic range {first}-{last} of subnet {name}: the "
+                            "pool may hand it to another machine"))
+                        break
+    for what, index in (("fixed address", by_ip), ("host name", by_name)):
+        for value, macs in sorted(index.items()):
+            if len(macs) > 1:
+                for mac in macs:
+                    others = ", ".join(m for m in macs if m != mac)
+                    problems.append(Problem(keys.object_key("host", mac),
+                                            "ip" if what == "fixed address" else "hostname",
+                                            value, f"same {what} as host {others}"))
+    ordered = sorted(subnets.items())
+    for i, (name, subnet) in enumerate(ordered):
+        for other, other_subnet in ordered[:i] + ordered[i + 1:]:
+            if subnet.network.overlaps(other_subnet.network):
+                problems.append(Problem(keys.object_key("subnet", name), "network",
+                                        str(subnet.network),
+                                        f"overlaps subnet {other} ({other_subnet.network}): "
+                                        "DHCP could not tell which one a client is in"))
     for name, profile in sorted(profiles.items()):
+        key = keys.object_key("profile", name)
         if profile.export and profile.export not in exports:
             missing = keys.object_key("export", profile.export)
-            problems.append(Problem(keys.object_key("profile", name), "export", profile.export,
+            problems.append(Problem(key, "export", profile.export,
                                     f"no such export (key {missing})"))
+        if profile.install in bootplan.INSTALL_CMDLINE and not profile.cmdline:
+            problems.append(Problem(
+                key, "cmdline", "", f"install={profile.install} but no cmdline: the installer "
+                "is not told where its file is; for example "
+                f"{bootplan.INSTALL_CMDLINE[profile.install]!r}", severity="warning"))
     seen_targets: dict[tuple, str] = {}
     for name, export in sorted(exports.items()):
         target = (export.aoe_shelf, export.aoe_slot) if export.kind == "aoe" else (export.iqn,)
@@ -90,37 +158,110 @@ def check_references(records: Mapping[str, Mapping[str, Any]]) -> list[Problem]:
                                     ".".join(map(str, target)),
                                     f"same target as export {seen_targets[target]}"))
         seen_targets[target] = name
+    for mac in sorted(hosts) if plan_hosts is None else sorted(set(plan_hosts) & set(hosts)):
+        problems += plan_problems(hosts[mac], records)
     return problems
 
 
+def subnet_of(host, subnets: Mapping[str, Any]):
+    if host.ip:
+        for subnet in subnets.values():
+            if _in(host.ip, subnet.network):
+                return subnet
+        return None
+    # a pool host: any subnet may lease to it; the first stands for them
+    return subnets[min(subnets)] if subnets else None
+
+
+def plan_problems(host, records: Mapping[str, Mapping[str, Any]]) -> list[Problem]:
+    """What keeps ``host`` from booting in its boot mode: the boot plan (shared/bootplan.py)
+    made as the services make it, its cmdline template rendered for this host. A disabled host
+    is checked as if enabled (it will be)."""
+    if host.boot_mode == "local":
+        return []
+    key = keys.object_key("host", host.mac)
+    if not host.profile:
+        return [Problem(key, "profile", "", f"boot_mode {host.boot_mode} needs a profile: "
+                        "the host gets no boot configuration until it has one",
+                        severity="warning")]
+    profile = records["profile"].get(host.profile)
+    if profile is None:
+        return []  # "no such profile" says it
+    name = host.vars.get("export") or profile.export
+    export = records["export"].get(name) if name else None
+    facts = dataclasses.replace(CHECK_FACTS, subnet=subnet_of(host, records["subnet"]))
+    enabled = host if host.enabled else dataclasses.replace(host, enabled=True)
+    try:
+        result = bootplan.plan(host.mac, enabled, profile, export, facts)
+    except bootplan.TemplateFailed as exc:
+        return [Problem(key, "profile", host.profile, f"cannot render for this host: {exc}")]
+    if result.outcome == "error":
+        return [Problem(key, "boot_mode", host.boot_mode, f"cannot boot: {result.reason}")]
+    return []
+
+
 def _in(ip: str, network) -> bool:
-    import ipaddress
     return ipaddress.IPv4Address(ip) in network
 
 
-def _in_range(ip: str, rng: tuple[str, str]) -> bool:
-    import ipaddress
-    address = ipaddress.IPv4Address(ip)
-    return ipaddress.IPv4Address(rng[0]) <= address <= ipaddress.IPv4Address(rng[1])
-
-
-def validate_dump(dump: Mapping[str, Mapping[str, Mapping[str, str]]]) -> list[Problem]:
-    """Every problem in a whole inventory ``{kind: {id: hash}}``, sorted by key."""
-    problems: list[Problem] = []
-    records: dict[str, dict[str, Any]] = {name: {} for name in KINDS}
+def canonical_problems(dump: Dump) -> list[Problem]:
+    """Warnings for values stored in a spelling bootyard would have normalised
+    (``boot_mode Local``, ``ip " 198.18.5.24"``), written with redis-cli."""
+    problems = []
     for kind_name, objects in dump.items():
         kind = KINDS[kind_name]
         for ident, raw in objects.items():
-            record, found = parse_record(kind, ident, raw)
-            problems += found
-            if record is not None:
-                records[kind_name][ident] = record
+            fixed = normalise(kind, raw)
+            for fname, value in raw.items():
+                if fixed.get(fname) != value:
+                    problems.append(Problem(
+                        keys.object_key(kind_name, ident), fname, value,
+                        f"not in canonical form: services read it as {fixed[fname]!r}, but "
+                        "exports and redis-cli show it as typed; write it as that",
+                        severity="warning"))
+    return problems
+
+
+def validate_dump(dump: Dump) -> list[Problem]:
+    """Every problem in a whole inventory ``{kind: {id: hash}}``, sorted by key."""
+    records, by_key = parse_dump(dump)
+    problems = [p for found in by_key.values() for p in found]
     problems += check_references(records)
+    problems += canonical_problems(dump)
     return sorted(problems, key=lambda p: (p.key, p.field))
 
 
+def key_problems(types: Mapping[str, str]) -> list[Problem]:
+    """Keys under ``bootyard:`` that match no key shape (a typo such as ``bootyard:hosts:...``,
+    which every service ignores), or hold the wrong Redis type."""
+    problems = []
+    names = list(KINDS) + [s[0].split(":")[1] for s in keys.SHAPES]
+    for key, found in sorted(types.items()):
+        shape = keys.shape_of(key, KINDS)
+        if shape is None:
+            segment = key.split(":")[1] if key.count(":") >= 1 else key
+            close = difflib.get_close_matches(segment, names, n=1, cutoff=0.8)
+            if close and close[0] in KINDS:
+                rest = key.split(":", 2)[2] if key.count(":") >= 2 else ""
+                problems.append(Problem(key, "(key)", found, "matches no kind, so every "
+                                        f"service ignores it: did you mean "
+                                        f"{keys.object_key(close[0], rest)}?"))
+            else:
+                problems.append(Problem(key, "(key)", found, "matches no bootyard key shape "
+                                        "(docs/inventory.md): every service ignores it",
+                                        severity="warning"))
+        elif shape[1] != found:
+            problems.append(Problem(key, "(key)", found, f"is a Redis {found}, but "
+                                    f"{shape[0]} is a {shape[1]}: every service ignores it; "
+                                    "delete it or rename it"))
+    return problems
+
+
 async def validate(store: InventoryStore) -> list[Problem]:
-    return validate_dump(await store.dump())
+    """validate_dump of what Redis holds, with the key checks."""
+    types = await store.key_types()
+    problems = validate_dump(await store.dump()) + key_problems(types)
+    return sorted(problems, key=lambda p: (p.key, p.field))
 
 
 def dump_to_yaml(dump: Mapping[str, Mapping[str, Mapping[str, str]]]) -> str:
@@ -148,6 +289,60 @@ def yaml_to_dump(text: str, source: str = "file") -> dict[str, dict[str, dict[st
         document = yaml.load(text, Loader=yaml.BaseLoader)
     except yaml.YAMLError as exc:
         raise ImportRefused(f"{source}: not valid YAML: {exc}") from None
+    return document_to_dump(document, source)
+
+
+def csv_to_dump(text: str, kind_name: str, source: str = "file"
+                ) -> dict[str, dict[str, dict[str, str]]]:
+    """Parse a CSV file of one kind into ``{kind: {id: hash}}``, validating it as
+    :func:`yaml_to_dump` does. The header names the columns: the id (``mac`` for hosts,
+    ``name`` otherwise, or ``id``), then fields; ``var.<name>`` columns are template variables;
+    a list field's cell is comma separated (quoted); an empty cell leaves the field unset::
+
+        mac,hostname,ip,profile,tags,var.disk
+        52:54:00:12:34:56,web1,198.18.5.21,debian12,"rack1,web",/dev/vda
+    """
+    import csv
+    import io
+
+    kind = KINDS[kind_name]
+    rows = list(csv.reader(io.StringIO(text)))
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if not rows:
+        return {name: {} for name in KINDS}
+    header = [h.strip() for h in rows[0]]
+    id_columns = [i for i, h in enumerate(header) if h in (kind.id_field, "id")]
+    if len(id_columns) != 1:
+        raise ImportRefused(f"{source}: the CSV header must have one id column "
+                            f"({kind.id_field!r} or 'id'); it has {', '.join(header)}")
+    objects: dict[str, dict[str, Any]] = {}
+    problems = []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            problems.append(Problem(f"{source}:{line}", "(row)", ",".join(row),
+                                    f"{len(row)} cells for {len(header)} columns"))
+            continue
+        ident = row[id_columns[0]].strip()
+        body: dict[str, Any] = {}
+        for name, cell in zip(header, row):
+            if name in (kind.id_field, "id") or cell.strip() == "":
+                continue
+            if name.startswith("var.") and kind.has_vars:
+                body.setdefault("vars", {})[name[4:]] = cell
+            else:
+                body[name] = cell
+        if ident in objects:
+            problems.append(Problem(f"{source}:{line}", "(id)", ident, "appears twice"))
+        objects[ident] = body
+    if problems:
+        raise ImportRefused(f"{source}: {len(problems)} problem(s); nothing was imported",
+                            problems)
+    return document_to_dump({kind.plural: objects}, source)
+
+
+def document_to_dump(document: Any, source: str = "file"
+                     ) -> dict[str, dict[str, dict[str, str]]]:
+    """``{plural: {id: fields}}`` (the export form) into ``{kind: {id: hash}}``, validated."""
     if document in (None, ""):
         document = {}
     if not isinstance(document, dict):
@@ -188,7 +383,7 @@ def yaml_to_dump(text: str, source: str = "file") -> dict[str, dict[str, dict[st
                                             "expected text or a list"))
                 else:
                     fields[fname] = str(value)
-            raw = {k: v for k, v in to_hash(kind, fields).items() if v != ""}
+            raw = {k: v for k, v in normalise(kind, to_hash(kind, fields)).items() if v != ""}
             if canonical in dump[kind.name]:
                 problems.append(Problem(kind.key(canonical), "(id)", str(ident),
                                         "appears twice in the file (different spellings?)"))
@@ -203,20 +398,275 @@ def yaml_to_dump(text: str, source: str = "file") -> dict[str, dict[str, dict[st
     return dump
 
 
-async def import_yaml(store: InventoryStore, text: str, *, replace: bool,
-                      source: str = "file") -> dict[str, int]:
-    """Load an export file; references are checked against what Redis will hold afterwards."""
-    dump = yaml_to_dump(text, source)
-    merged = {name: dict(objects) for name, objects in dump.items()}
-    if not replace:
-        for name, objects in (await store.dump()).items():
-            for ident, raw in objects.items():
-                merged[name].setdefault(ident, raw)
-    in_file = {KINDS[name].key(ident) for name, objects in dump.items() for ident in objects}
-    errors = [p for p in validate_dump(merged) if p.severity == "error" and p.key in in_file]
-    if errors:
-        raise ImportRefused(f"{source}: {len(errors)} problem(s); nothing was imported", errors)
-    return await store.load(dump, replace=replace)
+# ---------------------------------------------------------------- writes (CLI, API, import)
+
+Change = Mapping[tuple[str, str], Mapping[str, str] | None]  # (kind, id) -> whole hash or None
+
+
+@dataclasses.dataclass
+class Written:
+    """What a write did (or, with dry_run, would do): each key's hash before and after
+    (``{}`` absent: added; None after: deleted), and the warnings it was written with."""
+
+    before: dict[str, dict[str, str]]
+    after: dict[str, dict[str, str] | None]
+    warnings: list[Problem]
+    notes: list[str] = dataclasses.field(default_factory=list)
+    dry_run: bool = False
+
+    def diff(self) -> dict[str, list[str]]:
+        """Keys added, changed and deleted."""
+        out: dict[str, list[str]] = {"added": [], "changed": [], "deleted": []}
+        for key in sorted(self.after):
+            after = self.after[key]
+            if after is None:
+                out["deleted"].append(key)
+            elif not self.before.get(key):
+                out["added"].append(key)
+            else:
+                out["changed"].append(key)
+        return out
+
+
+def _affected_hosts(records: Records, changed: Iterable[tuple[str, str]]) -> set[str]:
+    """Hosts whose boot plan a change of these objects can change."""
+    hosts: set[str] = set()
+    for kind_name, ident in changed:
+        if kind_name == "host":
+            hosts.add(ident)
+        elif kind_name == "subnet":
+            return set(records["host"])
+        elif kind_name == "profile":
+            hosts |= {m for m, h in records["host"].items() if h.profile == ident}
+        elif kind_name == "export":
+            names = {n for n, p in records["profile"].items() if p.export == ident}
+            hosts |= {m for m, h in records["host"].items()
+                      if h.vars.get("export") == ident or h.profile in names}
+    return hosts
+
+
+def check_changes(dump: Dump, changes: Change, checked: Iterable[tuple[str, str]] = ()
+                  ) -> tuple[list[Problem], list[Problem]]:
+    """(errors, warnings) a write of ``changes`` to the inventory ``dump`` would bring: every
+    problem of a changed (or ``checked``) object, and the new ones of the others (a host left
+    without its profile by a delete, a second host with the same address)."""
+    records, _ = parse_dump(dump)
+    after = {name: dict(objs) for name, objs in records.items()}
+    own: list[Problem] = []
+    for (kind_name, ident), raw in changes.items():
+        if raw is None:
+            after[kind_name].pop(ident, None)
+            continue
+        record, found = parse_record(KINDS[kind_name], ident, raw)
+        own += found
+        if record is None:
+            after[kind_name].pop(ident, None)
+        else:
+            after[kind_name][ident] = record
+    touched = set(changes) | set(checked)
+    written = {keys.object_key(k, i) for k, i in touched}
+    plan_hosts = _affected_hosts(records, touched) | _affected_hosts(after, touched)
+    before = {(p.key, p.field, p.reason) for p in check_references(records, plan_hosts)}
+    for (kind_name, ident) in set(checked) - set(changes):
+        own += parse_record(KINDS[kind_name], ident, dump[kind_name][ident])[1]
+    found = own + [p for p in check_references(after, plan_hosts)
+                   if p.key in written or (p.key, p.field, p.reason) not in before]
+    return ([p for p in found if p.severity == "error"],
+            [p for p in found if p.severity != "error"])
+
+
+async def commit(store: InventoryStore, compute, *, watch: Iterable[str] = (),
+                 force: bool = False, dry_run: bool = False, checked=None,
+                 record=None) -> Written:
+    """The one write path of the CLI, the admin API and import: ``compute(dump)`` says what to
+    write (``{(kind, id): whole hash or None to delete}``); every record and reference check
+    runs on the result (:func:`check_changes`); errors refuse the write
+    (:class:`RecordInvalid`, nothing written) unless ``force`` (then they are warnings);
+    the write is one transaction, computed again if a watched key changes meanwhile.
+    ``record(written, pipe)`` queues more commands into the transaction (the audit trail)."""
+    result: Written | None = None
+
+    async def build():
+        nonlocal result
+        dump = await store.dump()
+        changes, notes = compute(dump)
+        changes = {k: v for k, v in changes.items()
+                   if v is None or dump[k[0]].get(k[1]) != dict(v)}
+        errors, warnings = check_changes(dump, changes, checked(dump) if checked else ())
+        if errors and not force:
+            raise RecordInvalid(errors + warnings)
+        result = Written({KINDS[k].key(i): dict(dump[k].get(i, {})) for k, i in changes},
+                         {KINDS[k].key(i): (None if v is None else dict(v))
+                          for (k, i), v in changes.items()},
+                         errors + warnings, notes, dry_run)
+        return result.after
+
+    if dry_run:
+        await build()
+    else:
+        await store.atomically(list(watch), build,
+                               None if record is None else lambda pipe: record(result, pipe))
+    assert result is not None
+    return result
+
+
+def etag(raw: Mapping[str, str]) -> str:
+    """An object's entity tag (the admin API's ETag): a digest of its whole hash, quoted."""
+    import hashlib
+    import json
+    digest = hashlib.sha256(json.dumps(dict(raw), sort_keys=True).encode()).hexdigest()
+    return f'"{digest[:32]}"'
+
+
+def _check_match(kind, canonical: str, current: Mapping[str, str], if_match: str | None) -> None:
+    """If-Match: refuse (PreconditionFailed) unless the object is as the editor last saw it."""
+    if if_match is None:
+        return
+    tags = {t.strip() for t in if_match.split(",")}
+    if "*" in tags and current:
+        return
+    if not current or etag(current) not in tags:
+        raise PreconditionFailed(
+            f"{kind.name} {canonical} changed since it was read (If-Match {if_match} does not "
+            f"match {etag(current) if current else 'a missing object'}): read it again and "
+            "redo the change")
+
+
+def _merged(kind, canonical: str, current: Mapping[str, str], changes: Mapping[str, str],
+            mode: str) -> tuple[dict[str, str], list[str]]:
+    key = kind.key(canonical)
+    if mode == "add" and current:
+        raise AlreadyExists(f"{kind.name} {canonical} already exists; use "
+                            f"'bootyard {kind.name} set' to change it")
+    if mode == "set" and not current:
+        raise NotFound(f"no {kind.name} {canonical} (key {key}); use "
+                       f"'bootyard {kind.name} add' to create it")
+    merged = {} if mode == "replace" else dict(current)
+    merged.update(changes)
+    merged = {f: v for f, v in merged.items() if v != ""}
+    notes = []
+    if kind.name == "profile":
+        install = merged.get("install", "")
+        default = bootplan.INSTALL_CMDLINE.get(install)
+        cmdline = merged.get("cmdline")
+        if default and "cmdline" not in changes and (
+                cmdline is None or cmdline in bootplan.INSTALL_CMDLINE.values()):
+            if cmdline != default:
+                merged["cmdline"] = default
+                notes.append(f"cmdline set to {default!r}: what install={install} needs "
+                             "(give --cmdline to choose another)")
+    if not merged:
+        raise RecordInvalid([Problem(
+            key, "(all)", "", "a Redis hash cannot be empty: give at least one field (for a "
+            "host, e.g. --enabled yes)")])
+    return merged, notes
+
+
+async def write_object(store: InventoryStore, kind, ident: str, changes: Mapping[str, str], *,
+                       mode: str, force: bool = False, dry_run: bool = False,
+                       record=None, if_match: str | None = None) -> Written:
+    """Create (``mode='add'``), update (``'set'``) or overwrite (``'replace'``) one object:
+    values normalised (:func:`shared.schema.normalise`); a profile with an ``install`` kind and
+    no ``cmdline`` gets the installer's (``bootplan.INSTALL_CMDLINE``); checked as
+    :func:`commit` checks."""
+    return await write_many(store, kind, [ident], changes, mode=mode, force=force,
+                            dry_run=dry_run, record=record, if_match=if_match)
+
+
+async def write_many(store: InventoryStore, kind, idents: Iterable[str],
+                     changes: Mapping[str, str], *, mode: str, force: bool = False,
+                     dry_run: bool = False, record=None, if_match: str | None = None
+                     ) -> Written:
+    """The same change to several objects of one kind, in one transaction. ``if_match``: the
+    ETag the editor read (:func:`etag`); a changed object is refused (PreconditionFailed)."""
+    canonical = sorted({kind.canonical_id(i) for i in idents})
+    changes = normalise(kind, changes)
+
+    def compute(dump):
+        out, notes = {}, []
+        for ident in canonical:
+            current = dump[kind.name].get(ident, {})
+            _check_match(kind, ident, current, if_match)
+            merged, found = _merged(kind, ident, current, changes, mode)
+            out[(kind.name, ident)] = merged
+            notes += found
+        return out, notes
+
+    return await commit(store, compute, watch=[kind.key(i) for i in canonical], force=force,
+                        dry_run=dry_run, record=record)
+
+
+async def delete_objects(store: InventoryStore, kind, idents: Iterable[str], *,
+                         force: bool = False, dry_run: bool = False, record=None,
+                         if_match: str | None = None) -> Written:
+    """Delete objects; refused if that leaves a reference dangling (a host's profile), unless
+    ``force``."""
+    canonical = sorted({kind.canonical_id(i) for i in idents})
+
+    def compute(dump):
+        for ident in canonical:
+            if ident not in dump[kind.name]:
+                raise NotFound(f"no {kind.name} {ident} (key {kind.key(ident)})")
+            _check_match(kind, ident, dump[kind.name][ident], if_match)
+        return {(kind.name, i): None for i in canonical}, []
+
+    return await commit(store, compute, watch=[kind.key(i) for i in canonical], force=force,
+                        dry_run=dry_run, record=record)
+
+
+class ConfirmationNeeded(InventoryError):
+    """An import that would delete objects, without the operator's yes."""
+
+    def __init__(self, message: str, written: Written) -> None:
+        super().__init__(message)
+        self.written = written
+
+
+async def import_dump(store: InventoryStore, dump: Dump, *, replace: bool, yes: bool = False,
+                      dry_run: bool = False, source: str = "file", record=None) -> Written:
+    """Load ``{kind: {id: hash}}`` (each object written whole); with ``replace``, delete every
+    object not in it, which needs ``yes``. Every object of the file is checked, and references
+    against what Redis will hold afterwards; nothing is written if anything is wrong."""
+    in_file = [(k, i) for k, objs in dump.items() for i in objs]
+
+    def compute(current):
+        out: dict[tuple[str, str], Any] = {(k, i): dict(dump[k][i]) for k, i in in_file}
+        if replace:
+            for kind_name, objects in current.items():
+                for ident in objects:
+                    if ident not in dump.get(kind_name, {}):
+                        out[(kind_name, ident)] = None
+        return out, []
+
+    def checked(current):
+        return [(k, i) for k, i in in_file if i in current[k]]
+
+    try:
+        preview = await commit(store, compute, checked=checked, dry_run=True)
+    except RecordInvalid as exc:
+        raise ImportRefused(f"{source}: {len(exc.problems)} problem(s); nothing was imported",
+                            exc.problems) from None
+    deleted = preview.diff()["deleted"]
+    if dry_run:
+        return preview
+    if deleted and not yes:
+        raise ConfirmationNeeded(
+            f"{source}: --replace would delete {len(deleted)} object(s) that are not in the "
+            "file; nothing was written (give --yes to delete them, --dry-run to see the list)",
+            preview)
+    try:
+        return await commit(store, compute, checked=checked, record=record,
+                            watch=[KINDS[k].key(i) for k, i in in_file])
+    except RecordInvalid as exc:
+        raise ImportRefused(f"{source}: {len(exc.problems)} problem(s); nothing was imported",
+                            exc.problems) from None
+
+
+async def import_yaml(store: InventoryStore, text: str, *, replace: bool, yes: bool = False,
+                      dry_run: bool = False, source: str = "file", record=None) -> Written:
+    """Load an export file (:func:`import_dump`)."""
+    return await import_dump(store, yaml_to_dump(text, source), replace=replace, yes=yes,
+                             dry_run=dry_run, source=source, record=record)
 
 
 # ---------------------------------------------------------------- object operations (CLI and API)
@@ -227,25 +677,100 @@ def object_json(kind, ident: str, raw: Mapping[str, str], record: Any,
     import dataclasses
 
     return {"key": kind.key(ident), "id": ident, "fields": from_hash(kind, raw),
-            "valid": record is not None, "problems": [dataclasses.asdict(p) for p in problems]}
+            "valid": record is not None, "problems": [dataclasses.asdict(p) for p in problems],
+            "etag": etag(raw)}
 
 
 async def show(store: InventoryStore, kind, ident: str) -> dict[str, Any]:
     """One object, its fields and problems; raises NotFound."""
-    record, problems = await store.get(kind, ident)
     canonical = kind.canonical_id(ident)
     raw = await store.raw(kind, canonical)
+    if not raw:
+        raise NotFound(f"no {kind.name} {canonical} (key {kind.key(canonical)})")
+    record, problems = parse_record(kind, canonical, raw)
     return object_json(kind, canonical, raw, record, problems)
 
 
-async def list_objects(store: InventoryStore, kind, tag: str | None = None
+async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
+                 tag: str | None = None, profile: str | None = None,
+                 subnet: str | None = None, objects: Mapping[str, Mapping[str, str]] | None = None
+                 ) -> list[str]:
+    """The ids of the objects named (``ids``: any spelling; each must exist) and, for hosts,
+    of those with ``tag``, of ``profile``, or with a fixed address in ``subnet``. Without any
+    of them: every object of the kind. ``objects``: the kind's hashes, if already read."""
+    if objects is None:
+        objects = await store.raw_all(kind)
+    chosen = set()
+    for ident in ids:
+        canonical = kind.canonical_id(ident)
+        if canonical not in objects:
+            raise NotFound(f"no {kind.name} {canonical} (key {kind.key(canonical)})")
+        chosen.add(canonical)
+    selectors = tag or profile or subnet
+    if selectors:
+        network = None
+        if subnet:
+            raw = await store.raw(KINDS["subnet"], subnet)
+            record, _ = parse_record(KINDS["subnet"], KINDS["subnet"].canonical_id(subnet), raw)
+            if record is None:
+                raise NotFound(f"no usable subnet {subnet} (key {KINDS['subnet'].key(subnet)})")
+            network = record.network
+        for ident, raw in objects.items():
+            fields = normalise(kind, raw)
+            if tag and tag not in fields.get("tags", "").split(","):
+                continue
+            if profile and fields.get("profile") != profile.strip().lower():
+                continue
+            if network is not None:
+                try:
+                    if ipaddress.IPv4Address(fields.get("ip", "")) not in network:
+                        continue
+                except ValueError:
+                    continue
+            chosen.add(ident)
+    elif not ids:
+        chosen = set(objects)
+    return sorted(chosen)
+
+
+async def list_objects(store: InventoryStore, kind, tag: str | None = None, *,
+                       ids: Iterable[str] = (), profile: str | None = None,
+                       subnet: str | None = None, skipped: list[Problem] | None = None
                        ) -> dict[str, dict[str, str]]:
-    """{id: hash} of every object of ``kind`` (hosts optionally only those with ``tag``)."""
-    objects = await store.raw_all(kind)
-    if tag:
-        objects = {i: r for i, r in objects.items()
-                   if tag in [t.strip() for t in r.get("tags", "").split(",")]}
-    return dict(sorted(objects.items()))
+    """{id: hash} of the objects :func:`select` picks, sorted by id; keys of the wrong Redis
+    type are left out and named in ``skipped``."""
+    objects = await store.raw_all(kind, skipped)
+    chosen = await select(store, kind, ids, tag=tag, profile=profile, subnet=subnet,
+                          objects=objects)
+    return {i: objects[i] for i in chosen}
+
+
+def list_json(kind, objects: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, Any]]:
+    """A list of objects as the CLI's ``list --json`` and the API's ``GET /api/v1/<kind>``
+    print it: ``{id: fields}`` in the export form."""
+    return {ident: from_hash(kind, raw) for ident, raw in objects.items()}
+
+
+def effective(kind, raw: Mapping[str, str]) -> dict[str, str]:
+    """The fields as the services use them, for ``list``: unset fields with a default show it
+    (a host's ``boot_mode install``, ``enabled yes``); yes/no values as yes/no."""
+    out = dict(raw)
+    for field in dataclasses.fields(kind.record):
+        if field.name in out or field.name not in kind.fields:
+            continue
+        default = field.default
+        if isinstance(default, bool):
+            out[field.name] = "yes" if default else "no"
+        elif default not in (None, "", dataclasses.MISSING) and not isinstance(default, tuple):
+            out[field.name] = str(default)
+    for fname, value in raw.items():
+        spec = kind.fields.get(fname)
+        if spec is not None and spec.parse.__name__ == "_bool":
+            try:
+                out[fname] = "yes" if spec.parse(value) else "no"
+            except ValueError:
+                pass
+    return out
 
 
 def changes_from_fields(kind, fields: Mapping[str, Any]) -> dict[str, str]:

@@ -30,7 +30,16 @@ key                                 type       holds
                                                written by the service, read by the CLI
 ``bootyard:mirrorsync:requests``    hash       mirror name -> when ``bootyard mirror sync``
                                                asked for a sync now
+``bootyard:audit``                  stream     the inventory's change history (who changed
+                                               which key, fields before and after)
+``bootyard:audit:last``             hash       object key -> digest of its hash as last
+                                               recorded (so a change is recorded once)
 ==================================  =========  ===============================================
+
+:func:`shape_of` names the shape a key has (and the Redis type it must be), so that
+``bootyard validate`` can report a key under ``bootyard:`` that matches none (a typo such as
+``bootyard:hosts:...``, which every service would ignore) or has the wrong type. A new key shape
+is added here, in :data:`SHAPES`, or validate reports it.
 
 The inventory's change counter (``InventoryView.version``) is kept in each service's memory,
 not in Redis: services learn of changes from keyspace notifications on the object keys.
@@ -125,3 +134,38 @@ def mirror_lock(name: str) -> str:
 def mirror_status(name: str) -> str:
     """The hash of mirror ``name``'s sync state."""
     return MIRROR_STATUS_PREFIX + name
+
+
+# the inventory's change history (shared/audit.py)
+AUDIT_STREAM = f"{PREFIX}:audit"
+AUDIT_LAST = f"{PREFIX}:audit:last"
+
+
+# Every key shape but the inventory objects: (prefix or exact key, Redis type, what it holds).
+# A prefix ends with ':'; an exact key does not.
+SHAPES: tuple[tuple[str, str, str], ...] = (
+    (HOST_EVENTS_PREFIX, "stream", "a host's event stream"),
+    (EVENTS_STREAM, "stream", "the boot timeline"),
+    (LEASE_PREFIX, "hash", "a DHCP lease"),
+    (POOL_PREFIX, "zset", "a subnet's pool of dynamic addresses"),
+    (BY_CLIENT_PREFIX, "hash", "a subnet's client -> address map"),
+    (AUDIT_STREAM, "stream", "the inventory's change history"),
+    (AUDIT_LAST, "hash", "the history's last recorded digests"),
+    (ATTACHED_PREFIX, "hash", "a block export's attached initiators"),
+    (TARGET_STATE_PREFIX, "hash", "an AoE export's saved config string, mask and reserve lists"),
+    (MIRROR_LOCK_PREFIX, "string", "a mirror's sync lock"),
+    (MIRROR_STATUS_PREFIX, "hash", "a mirror's sync state"),
+    (MIRROR_REQUESTS, "hash", "mirror syncs asked for with bootyard mirror sync"),
+)
+
+
+def shape_of(key: str, kinds) -> tuple[str, str] | None:
+    """(what the key is, the Redis type it must have) for a bootyard key, or None if it matches
+    no shape (an inventory object of one of ``kinds`` is a hash)."""
+    found = split_object_key(key, kinds)
+    if found is not None:
+        return f"a {found[0]} object", "hash"
+    for shape, redis_type, what in SHAPES:
+        if key == shape or (shape.endswith(":") and key.startswith(shape) and key != shape):
+            return what, redis_type
+    return None

@@ -15,8 +15,8 @@ import bisect
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -25,11 +25,15 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from shared.schema import KINDS
+
+if TYPE_CHECKING:  # the CLI imports this module and never serves: aiohttp only when serving
+    from aiohttp import web
 
 _NAME = re.compile(r"bootyard_[a-z][a-z0-9]*_[a-z0-9_]+")
 Labels = Mapping[str, Iterable[str]]
@@ -102,6 +106,20 @@ EVENTS_EMITTED = counter(
     {"service": ("dhcp", "tftp", "http", "blockexport", "mirrorsync", "cli")})
 BUILD_INFO = Info("bootyard_build", "bootyard version")
 
+# Prometheus users expect no <name>_created series next to counters and histograms.
+disable_created_metrics()
+
+
+def set_build_info() -> None:
+    """``bootyard_build_info{version="..."} 1``: set where metrics are served (not at import:
+    reading the package metadata is start-up time the CLI does not need)."""
+    from importlib import metadata
+    try:
+        version = metadata.version("bootyard")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    BUILD_INFO.info({"version": version})
+
 
 _registry: CollectorRegistry = REGISTRY
 
@@ -131,6 +149,7 @@ def multiprocess_registry(path: str) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     MultiProcessCollector(registry, path)
     registry.register(BUILD_INFO)
+    set_build_info()
     _registry = registry
     return registry
 
@@ -141,6 +160,8 @@ def exposition() -> tuple[bytes, str]:
 
 
 async def metrics_handler(_request: web.Request) -> web.Response:
+    from aiohttp import web
+
     body, content_type = exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -150,6 +171,9 @@ HealthCheck = Callable[[], "bool | Awaitable[bool]"]
 
 def add_routes(app: web.Application, health: HealthCheck | None = None) -> None:
     """Add ``/metrics`` and ``/healthz`` to an aiohttp application (the HTTP service uses this)."""
+    from aiohttp import web
+
+    set_build_info()
 
     async def healthz(_request: web.Request) -> web.Response:
         ok = True
@@ -167,6 +191,9 @@ async def start_metrics_server(host: str, port: int,
     """Serve ``/metrics`` and ``/healthz`` on ``host:port``; stop it with
     ``await runner.cleanup()``. A port that cannot be bound raises the OSError (wrap the call in
     ``runtime.listening``)."""
+    from aiohttp import web
+
+    set_build_info()
     app = web.Application()
     add_routes(app, health)
     runner = web.AppRunner(app, access_log=None)

@@ -570,6 +570,11 @@ def _record_checks(kind: Kind, key: str, values: dict[str, Any]) -> list[Problem
                         key, fname, ip, f"{ip} is inside the dynamic range {inside[0]}-"
                         f"{inside[1]}: the pool would give this address to a client; take it "
                         "out of ranges"))
+        ordered = sorted(ranges, key=lambda r: ipaddress.IPv4Address(r[0]))
+        for (first, last), (nfirst, nlast) in zip(ordered, ordered[1:]):
+            if ipaddress.IPv4Address(nfirst) <= ipaddress.IPv4Address(last):
+                problems.append(Problem(key, "ranges", f"{nfirst}-{nlast}",
+                                        f"overlaps the range {first}-{last}"))
     if kind.name == "export":
         if values.get("kind") == "aoe" and (values.get("aoe_shelf") is None
                                             or values.get("aoe_slot") is None):
@@ -591,6 +596,40 @@ def range_containing(ip: str, ranges: Iterable[tuple[str, str]]) -> tuple[str, s
         if ipaddress.IPv4Address(first) <= address <= ipaddress.IPv4Address(last):
             return first, last
     return None
+
+
+def normalise(kind: Kind, raw: Mapping[str, str]) -> dict[str, str]:
+    """``raw`` with each field's value in its canonical text where that is safe: surrounding
+    spaces removed, enumerations, yes/no values, host names and names in lower case, addresses
+    and lists in their canonical spelling (``boot_mode Local`` -> ``local``,
+    ``ip " 198.18.5.24"`` -> ``198.18.5.24``). A value its field refuses is left as it is (the
+    write then fails naming it); template variables are left as they are."""
+    out: dict[str, str] = {}
+    for fname, value in raw.items():
+        spec = kind.fields.get(fname)
+        if spec is None or not isinstance(value, str):
+            out[fname] = value
+            continue
+        text = value.strip()
+        if spec.parse is _name or spec.parse is _bool:
+            text = text.lower()
+        try:
+            parsed = spec.parse(text) if text else ""
+        except FieldError:
+            out[fname] = value
+            continue
+        out[fname] = _canonical_text(parsed, text)
+    return out
+
+
+def _canonical_text(parsed: Any, text: str) -> str:
+    if isinstance(parsed, str):
+        return parsed
+    if isinstance(parsed, ipaddress.IPv4Network):
+        return str(parsed)
+    if isinstance(parsed, tuple):
+        return ",".join(f"{p[0]}-{p[1]}" if isinstance(p, tuple) else str(p) for p in parsed)
+    return text  # yes/no and numbers: as written, without the spaces
 
 
 def to_hash(kind: Kind, fields: Mapping[str, Any]) -> dict[str, str]:

@@ -22,8 +22,9 @@ from services.http.accounting import Accounting
 from services.http.adminapi import AdminApi
 from services.http.render import Renderer
 from services.http.server import BootService
-from services.http.settings import HttpSettings
+from services.http.settings import HttpSettings, parse_tokens
 from shared import logs, metrics, runtime
+from shared.audit import DirectRecorder
 from shared.cache import InventoryCache
 from shared.events import EventLog
 from shared.leases import Leases
@@ -48,7 +49,8 @@ def check_settings(cfg) -> None:
         raise StartupError("http.token_secret is empty: set it (BOOTYARD_HTTP__TOKEN_SECRET) to a "
                            "long random string, e.g. the output of `openssl rand -hex 32`; "
                            "per-host install tokens are derived from it")
-    if cfg.admin_enabled and not cfg.admin_token and not is_loopback(cfg.admin_host):
+    if cfg.admin_enabled and not (cfg.admin_token or cfg.admin_tokens) and \
+            not is_loopback(cfg.admin_host):
         raise StartupError(f"the admin API would listen on {cfg.admin_host} without a token: set "
                            "http.admin_token, or bind http.admin_host to 127.0.0.1")
     if cfg.workers > 1 and cfg.port == 0:
@@ -71,7 +73,8 @@ async def serve(settings, stop: asyncio.Event) -> None:
     limits = transport.Limits(header_timeout=cfg.header_timeout, idle_timeout=cfg.idle_timeout,
                               max_connections=cfg.max_connections, max_body=cfg.max_body)
     client = connect(settings.redis.url, timeout=settings.redis.timeout)
-    inventory = InventoryCache(client, service="http")
+    # the HTTP service records inventory changes made with redis-cli in the audit trail
+    inventory = InventoryCache(client, service="http", on_raw=DirectRecorder(client).seen)
     events = EventLog(client, "http", known=inventory.knows_host)
     store = InventoryStore(client, settings.redis.url)
     leases = Leases(client)
@@ -94,6 +97,7 @@ async def serve(settings, stop: asyncio.Event) -> None:
         ports = {"port": metrics.bound_port(runner)}
         if cfg.admin_enabled and (worker is None or worker.index == 0):
             api = AdminApi(store, events, cfg.admin_token, cfg.token_secret, cfg.public_url,
+                           tokens=parse_tokens(cfg.admin_tokens),
                            hostnames=cfg.admin_hostnames, accounting=accounting,
                            max_body=cfg.max_body, leases=leases)
             runner = await transport.start_listener(api.app(), cfg.admin_host, cfg.admin_port,

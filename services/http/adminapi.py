@@ -15,6 +15,7 @@ listens on loopback only. With or without a token, a request is refused (docs/se
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import ipaddress
 import json
@@ -27,7 +28,7 @@ from services.http import metrics as m
 from services.http.access import host_token
 from services.http.accounting import Accounting, Record
 from services.http.policy import install_urls
-from shared import inventory as admin, logs
+from shared import audit, inventory as admin, logs
 from shared.addresses import AddressError, normalise_ipv4, normalise_mac
 from shared.events import EventLog
 from shared.leases import LeaseRecord
@@ -38,12 +39,17 @@ from shared.store import (
     InventoryStore,
     InventoryUnavailable,
     NotFound,
+    PreconditionFailed,
     RecordInvalid,
+    WrongType,
 )
 
 log = logs.get_logger("http.api")
 PREFIX = "/api/v1"
 SSE_KEEPALIVE = 15.0
+# who asks (the token's name) and what they may do (read, admin), set by the auth middleware
+WHO = web.RequestKey("who", str)
+SCOPE = web.RequestKey("scope", str)
 JSON_TYPES = ("application/json",)
 IMPORT_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
                 "application/json")
@@ -85,11 +91,16 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 class AdminApi:
     def __init__(self, store: InventoryStore, events: EventLog, token: str, token_secret: str,
                  public_url: str = "", *, hostnames: tuple[str, ...] = (),
-                 accounting: Accounting | None = None, max_body: int = 8 << 20, leases) -> None:
+                 accounting: Accounting | None = None, max_body: int = 8 << 20, leases,
+                 tokens: dict[str, tuple[str, str]] | None = None) -> None:
         self.store = store
         self.events = events
         self._leases = leases  # shared.leases.Leases (the handler is self.leases)
         self.token = token
+        # {token: (name, scope)}: http.admin_token is the token named "admin", scope admin
+        self.tokens = dict(tokens or {})
+        if token:
+            self.tokens[token] = ("admin", "admin")
         self.token_secret = token_secret
         self.public_url = public_url.rstrip("/")
         self.hostnames = frozenset(n.strip().lower().rstrip(".") for n in hostnames if n.strip())
@@ -102,12 +113,15 @@ class AdminApi:
         r = app.router
         r.add_get(f"{PREFIX}/leases", self.leases)
         r.add_get(f"{PREFIX}/leases/{{ip}}", self.lease)
+        r.add_delete(f"{PREFIX}/leases/{{ip}}", self.release)
         r.add_get(f"{PREFIX}/events", self.event_list)
         r.add_get(f"{PREFIX}/events/stream", self.event_stream)
         r.add_get(f"{PREFIX}/validate", self.validate)
         r.add_get(f"{PREFIX}/export", self.export)
         r.add_post(f"{PREFIX}/import", self.import_)
         r.add_get(f"{PREFIX}/hosts/{{id}}/token", self.host_token)
+        r.add_get(f"{PREFIX}/history", self.history)
+        r.add_get(f"{PREFIX}/openapi.json", self.openapi)
         for plural in KIND_BY_PLURAL:
             r.add_get(f"{PREFIX}/{plural}", self.list_objects)
             r.add_post(f"{PREFIX}/{plural}", self.create)
@@ -169,15 +183,29 @@ class AdminApi:
 
     @web.middleware
     async def auth(self, request: web.Request, handler):
-        if self.token:
+        """The bearer token names who asks (the audit trail's "who") and what they may do:
+        ``read`` tokens only read, and never a host's install token."""
+        request[WHO], request[SCOPE] = "admin", "admin"  # no token set: loopback only
+        if self.tokens:
             given = request.headers.get("Authorization", "")
             scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                    value.strip().encode(), self.token.encode()):
+            found = None
+            for token, owner in self.tokens.items():  # every one compared: no early exit
+                if hmac.compare_digest(value.strip().encode(), token.encode()):
+                    found = owner
+            if scheme.lower() != "bearer" or found is None:
                 m.DENIED.labels("admin_token").inc()
                 log.warning("admin_denied", ip=request.remote, path=request.path)
                 return web.json_response({"error": "missing or wrong bearer token"}, status=401,
                                          headers={"WWW-Authenticate": 'Bearer realm="bootyard"'})
+            request[WHO], request[SCOPE] = found
+            if found[1] != "admin" and (request.method not in ("GET", "HEAD") or
+                                        request.path.endswith("/token")):
+                m.DENIED.labels("admin_scope").inc()
+                log.warning("admin_denied", ip=request.remote, path=request.path,
+                            token=found[0], reason="read-only token")
+                return _error(403, f"token {found[0]!r} is read-only: it may not "
+                                   f"{request.method} {request.path}")
         return await handler(request)
 
     @web.middleware
@@ -197,6 +225,10 @@ class AdminApi:
                  "severity": p.severity} for p in exc.problems])
         except admin.ImportRefused as exc:
             return _error(422, str(exc), problems=[str(p) for p in exc.problems])
+        except WrongType as exc:
+            return _error(409, str(exc))
+        except PreconditionFailed as exc:
+            return _error(412, str(exc))
         except (InventoryError, AddressError) as exc:
             return _error(400, str(exc))
 
@@ -218,12 +250,54 @@ class AdminApi:
 
     async def list_objects(self, request: web.Request) -> web.Response:
         kind = self._kind(request)
-        objects = await admin.list_objects(self.store, kind, request.query.get("tag"))
-        from shared.schema import from_hash
-        return _json({ident: from_hash(kind, raw) for ident, raw in objects.items()})
+        objects = await admin.list_objects(self.store, kind, request.query.get("tag"),
+                                           profile=request.query.get("profile"),
+                                           subnet=request.query.get("subnet"))
+        # pagination: ?limit=N (up to 10000) from after ?after=<id>; a Link header names the
+        # next page while there is one
+        try:
+            limit = int(request.query["limit"]) if "limit" in request.query else None
+        except ValueError:
+            return _error(400, "limit must be a whole number")
+        if limit is not None and not 1 <= limit <= 10_000:
+            return _error(400, "limit must be between 1 and 10000")
+        after = request.query.get("after")
+        ids = [i for i in objects if after is None or i > kind.canonical_id(after)]
+        page = ids if limit is None else ids[:limit]
+        response = _json(admin.list_json(kind, {i: objects[i] for i in page}))
+        if limit is not None and len(ids) > limit:
+            query = dict(request.query, after=page[-1], limit=str(limit))
+            response.headers["Link"] = (f'<{request.rel_url.with_query(query)}>; rel="next"')
+        return response
 
     async def show(self, request: web.Request) -> web.Response:
-        return _json(await admin.show(self.store, self._kind(request), request.match_info["id"]))
+        shown = await admin.show(self.store, self._kind(request), request.match_info["id"])
+        response = _json(shown)
+        response.headers["ETag"] = shown["etag"]
+        return response
+
+    @staticmethod
+    def _who(request: web.Request) -> str:
+        """The audit trail's "who" for an API request: the token's name and the client."""
+        return f"api:{request.get(WHO, 'admin')}@{request.remote}"
+
+    @staticmethod
+    def _flag(request: web.Request, name: str) -> bool:
+        return request.query.get(name, "").lower() in ("1", "yes", "true")
+
+    async def _written(self, request: web.Request, kind, ident: str, written,
+                       status: int = 200) -> web.Response:
+        """The object after a write, with the warnings it was written with (and the notes)."""
+        shown = await admin.show(self.store, kind, ident)
+        shown["problems"] += [dataclasses.asdict(p) for p in written.warnings
+                              if p.key == shown["key"] and dataclasses.asdict(p)
+                              not in shown["problems"]]
+        shown["warnings"] = [str(p) for p in written.warnings]
+        if written.notes:
+            shown["notes"] = written.notes
+        response = _json(shown, status)
+        response.headers["ETag"] = shown["etag"]
+        return response
 
     async def create(self, request: web.Request) -> web.Response:
         kind = self._kind(request)
@@ -231,18 +305,25 @@ class AdminApi:
         ident = body.pop("id", None) or body.pop(kind.id_field, None)
         if not ident:
             return _error(400, f"give the {kind.name}'s {kind.id_field} as \"id\"")
-        await self.store.write(kind, str(ident), admin.changes_from_fields(kind, body), mode="add")
+        written = await admin.write_object(self.store, kind, str(ident),
+                                           admin.changes_from_fields(kind, body), mode="add",
+                                           force=self._flag(request, "force"),
+                                           record=audit.recorder(self._who(request)))
         log.info("api_write", kind=kind.name, id=str(ident), mode="add", ip=request.remote)
-        return _json(await admin.show(self.store, kind, str(ident)), 201)
+        return await self._written(request, kind, str(ident), written, 201)
 
     async def _write(self, request: web.Request, mode: str) -> web.Response:
         kind = self._kind(request)
         ident = request.match_info["id"]
         body = await self._body(request)
         body.pop("id", None)
-        await self.store.write(kind, ident, admin.changes_from_fields(kind, body), mode=mode)
+        written = await admin.write_object(self.store, kind, ident,
+                                           admin.changes_from_fields(kind, body), mode=mode,
+                                           force=self._flag(request, "force"),
+                                           record=audit.recorder(self._who(request)),
+                                           if_match=request.headers.get("If-Match"))
         log.info("api_write", kind=kind.name, id=ident, mode=mode, ip=request.remote)
-        return _json(await admin.show(self.store, kind, ident))
+        return await self._written(request, kind, ident, written)
 
     async def replace(self, request: web.Request) -> web.Response:
         return await self._write(request, "replace")
@@ -252,7 +333,10 @@ class AdminApi:
 
     async def delete(self, request: web.Request) -> web.Response:
         kind = self._kind(request)
-        await self.store.delete(kind, request.match_info["id"])
+        await admin.delete_objects(self.store, kind, [request.match_info["id"]],
+                                   force=self._flag(request, "force"),
+                                   record=audit.recorder(self._who(request)),
+                                   if_match=request.headers.get("If-Match"))
         log.info("api_write", kind=kind.name, id=request.match_info["id"], mode="delete",
                  ip=request.remote)
         return web.Response(status=204)
@@ -277,11 +361,37 @@ class AdminApi:
                             content_type="application/yaml")
 
     async def import_(self, request: web.Request) -> web.Response:
-        replace = request.query.get("replace", "").lower() in ("1", "yes", "true")
-        counts = await admin.import_yaml(self.store, await request.text(), replace=replace,
-                                         source="request body")
-        log.info("api_import", ip=request.remote, replace=replace, **counts)
+        replace = self._flag(request, "replace")
+        dry_run = self._flag(request, "dry_run")
+        try:
+            written = await admin.import_yaml(
+                self.store, await request.text(), replace=replace,
+                yes=self._flag(request, "confirm"), dry_run=dry_run, source="request body",
+                record=audit.recorder(self._who(request)))
+        except admin.ConfirmationNeeded as exc:
+            return _error(409, str(exc).replace("--yes", "confirm=yes").replace(
+                "--dry-run", "dry_run=yes"), diff=exc.written.diff())
+        diff = written.diff()
+        counts = {"written": len(diff["added"]) + len(diff["changed"]),
+                  "deleted": len(diff["deleted"]), "diff": diff,
+                  "warnings": [str(p) for p in written.warnings], "dry_run": dry_run}
+        log.info("api_import", ip=request.remote, replace=replace, dry_run=dry_run,
+                 written=counts["written"], deleted=counts["deleted"])
         return _json(counts)
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        from services.http.openapi import document
+        return _json(document())
+
+    async def history(self, request: web.Request) -> web.Response:
+        try:
+            count = max(1, min(int(request.query.get("count", "100")), 10_000))
+        except ValueError:
+            return _error(400, "count must be a whole number")
+        host = request.query.get("host")
+        key = KINDS["host"].key(normalise_mac(host)) if host else request.query.get("key")
+        entries = await audit.history(self.store.redis, key, count=count)
+        return _json([e.json() for e in entries])
 
     # -- leases --------------------------------------------------------------------------------
     async def leases(self, _request: web.Request) -> web.Response:
@@ -293,6 +403,32 @@ class AdminApi:
         if lease is None:
             return _error(404, f"no lease for {ip}")
         return _json(_lease_json(lease))
+
+    async def release(self, request: web.Request) -> web.Response:
+        """Release a lease as its client's DHCPRELEASE would (the lease step's script): the
+        address goes back to the pool. The operator's way to free an address a machine that is
+        gone still holds."""
+        import time as time_mod
+
+        from shared.leases import LeaseStore
+
+        ip = normalise_ipv4(request.match_info["ip"])
+        lease = await self._leases.lease(ip)
+        if lease is None:
+            return _error(404, f"no lease for {ip}")
+        if lease.state != "bound" and lease.state != "offered":
+            return _error(409, f"the lease of {ip} is {lease.state}, not held: nothing to "
+                               "release")
+        step = LeaseStore(self.store.redis).release_step(
+            lease.subnet, lease.mac, ip, now=int(time_mod.time()),
+            client="" if lease.client == lease.mac else lease.client)
+        outcome = await LeaseStore(self.store.redis).step(step)
+        if outcome.kind != "ok":
+            return _error(409, f"lease of {ip} not released: {outcome.kind} {outcome.reason}")
+        self.events.emit("api.lease_release", lease.mac, ip=ip, subnet=lease.subnet,
+                         who=self._who(request))
+        log.info("api_lease_release", ip=ip, mac=lease.mac, who=self._who(request))
+        return _json(_lease_json(await self._leases.lease(ip)))
 
     # -- events --------------------------------------------------------------------------------
     def _event_mac(self, request: web.Request) -> str | None:
@@ -344,5 +480,4 @@ class AdminApi:
 
 
 def _event_json(event) -> dict[str, Any]:
-    return {"id": event.id, "ts": event.ts, "service": event.service, "kind": event.kind,
-            "mac": event.mac, "fields": event.fields}
+    return event.json()

@@ -10,8 +10,8 @@ STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 TEMPLATES = ("ipxe", "grub", "cmdline", "kickstart", "preseed", "user-data", "meta-data",
              "vendor-data")
 RENDER_RESULTS = ("ok", "cached", "error")
-DENY_REASONS = ("address", "unknown_host", "bad_token", "admin_token", "admin_host",
-                "admin_origin", "admin_content_type")
+DENY_REASONS = ("address", "unknown_host", "bad_token", "admin_token", "admin_scope",
+                "admin_host", "admin_origin", "admin_content_type")
 
 REQUESTS = metrics.counter(
     "bootyard_http_requests_total", "HTTP requests answered, by route family and status class",
@@ -30,7 +30,8 @@ RENDERS = metrics.counter(
 DENIED = metrics.counter(
     "bootyard_http_denied_total", "Requests refused by access rules, by reason (admin_host: "
     "421, a Host name the admin API is not served as; admin_origin: 403, a cross-origin "
-    "request; admin_content_type: 415, a body not declared as JSON/YAML; the others 401/403)",
+    "request; admin_content_type: 415, a body not declared as JSON/YAML; admin_scope: 403, a "
+    "write with a read-only token; the others 401/403)",
     {"reason": DENY_REASONS})
 INVENTORY_ERRORS = metrics.counter(
     "bootyard_http_inventory_errors_total",

@@ -31,7 +31,7 @@ from services.http import files, metrics as m, policy
 from services.http.access import Access
 from services.http.accounting import Accounting, Record
 from services.http.render import INSTALL_FILES, Renderer, RenderError, build_context, template_for
-from shared import bootplan, logs, metrics as shared_metrics
+from shared import audit, bootplan, logs, metrics as shared_metrics
 from shared.addresses import AddressError, normalise_mac
 from shared.schema import KINDS, Host
 from shared.store import InventoryStore, InventoryUnavailable, PreconditionFailed
@@ -483,7 +483,9 @@ class BootService:
 
         try:
             await self.store.write(kind, mac, {"boot_mode": "local"}, mode="set",
-                                   precondition=not_yet)
+                                   precondition=not_yet, record=lambda pipe, before, after:
+                                   audit.queue(pipe, "http:install-done", kind.key(mac), before,
+                                               after))
         except PreconditionFailed:
             log.info("install_done_again", mac=mac, ip=request.remote)
             return web.Response(text="bootyard: already done; this host boots from its disk\n")

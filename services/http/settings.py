@@ -8,6 +8,28 @@ from dataclasses import field
 from shared.bootplan import UNKNOWN_HOST
 from shared.settings import CommonSettings, non_negative, port_number, positive, setting
 
+SCOPES = ("read", "admin")
+
+
+def parse_tokens(entries) -> dict[str, tuple[str, str]]:
+    """``http.admin_tokens`` entries ``NAME:SCOPE:TOKEN`` (scope ``read`` or ``admin``) as
+    {token: (name, scope)}; ValueError names a bad entry (without its token)."""
+    tokens: dict[str, tuple[str, str]] = {}
+    for entry in entries:
+        name, _, rest = entry.strip().partition(":")
+        scope, _, token = rest.partition(":")
+        if not name or scope not in SCOPES or len(token) < 16:
+            raise ValueError(f"admin token {name or '?'!r}: write NAME:SCOPE:TOKEN with scope "
+                             "read or admin and a token of at least 16 characters")
+        if token in tokens:
+            raise ValueError(f"admin tokens {tokens[token][0]!r} and {name!r} are the same")
+        tokens[token] = (name, scope)
+    return tokens
+
+
+def _check_tokens(value) -> None:
+    parse_tokens(value)
+
 
 def _workers(value: int) -> None:
     if not 1 <= value <= 64:
@@ -71,6 +93,10 @@ class HttpSection:
     admin_port: int = setting(9180, help="port of the admin API", check=port_number)
     admin_token: str = setting("", help="bearer token for the admin API; may only be empty "
                                         "when admin_host is a loopback address", secret=True)
+    admin_tokens: tuple[str, ...] = setting(
+        (), help="more admin API tokens, each NAME:SCOPE:TOKEN (scope read or admin; the name "
+                 "is who the history names); admin_token is the one named admin",
+        secret=True, check=_check_tokens)
     admin_hostnames: tuple[str, ...] = setting(
         (), help="host names the admin API may be reached by (Host header), besides localhost "
                  "and IP addresses; any other name is refused (DNS rebinding)")

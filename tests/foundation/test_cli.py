@@ -35,7 +35,7 @@ def seed(cli):
                "--domain", "lab.example")[0] == 0
     assert cli("profile", "add", "debian12", "--kernel", "debian/linux", "--initrd",
                "debian/initrd.gz", "--install", "preseed", "--cmdline", "console=ttyS0 quiet",
-               "--var", "suite=bookworm")[0] == 0
+               "--var", "suite=bookworm", "--var", "root_password_hash=$6$s$h")[0] == 0
     assert cli("host", "add", "52-54-00-12-34-56", "--ip", "198.18.5.21", "--hostname", "web1",
                "--profile", "debian12", "--var", "disk=/dev/vda", "--tags", "rack1,web")[0] == 0
 
@@ -48,7 +48,9 @@ def test_host_lifecycle(cli, raw):
     code, out, _ = cli("host", "show", "5254.0012.3456")
     assert code == 0 and f"bootyard:host:{MAC}" in out and "var.disk  /dev/vda" in out
     code, out, _ = cli("host", "list")
-    assert out.splitlines()[1].split() == [MAC, "web1", "198.18.5.21", "debian12", "rack1,web"]
+    # effective values: the default boot mode and enabled, not blanks
+    assert out.splitlines()[1].split() == [MAC, "web1", "198.18.5.21", "debian12", "install",
+                                           "yes", "rack1,web"]
     assert cli("host", "set", MAC, "--boot-mode", "local", "--unset", "tags", "--var", "disk=")[0] == 0
     assert raw.hgetall(f"bootyard:host:{MAC}") == {
         "ip": "198.18.5.21", "hostname": "web1", "profile": "debian12", "boot_mode": "local"}
@@ -104,11 +106,13 @@ def test_validate_checks_references(cli, raw):
     assert code == 1
     assert "bootyard:host:52:54:00:00:00:02 profile='nope': no such profile" in out
     assert "same fixed address as host 52:54:00:12:34:56" in out
-    assert "warning: bootyard:host:52:54:00:00:00:03 ip='198.18.5.150': inside the dynamic range" in out
+    assert "error: bootyard:host:52:54:00:00:00:03 ip='198.18.5.150': inside the dynamic range" in out
 
 
 def snapshot(client):
-    return {key: client.hgetall(key) for key in client.scan_iter("bootyard:*")}
+    """Every inventory object (the audit stream is not inventory)."""
+    return {key: client.hgetall(key) for key in client.scan_iter("bootyard:*")
+            if not key.startswith("bootyard:audit")}
 
 
 def test_import_export_import_is_identical(cli, raw, tmp_path):
@@ -138,8 +142,12 @@ def test_import_replace_makes_redis_match_the_file(cli, raw, tmp_path):
     cli("host", "add", "52:54:00:00:00:09", "--hostname", "extra")
     assert cli("import", str(dump))[0] == 0
     assert raw.exists("bootyard:host:52:54:00:00:00:09")  # plain import keeps other objects
-    code, out, _ = cli("import", "--replace", str(dump))
-    assert code == 0 and "deleted 1" in out
+    code, out, err = cli("import", "--replace", str(dump))
+    assert code == 1 and "would delete 1 object(s)" in err and "give --yes" in err
+    assert "- bootyard:host:52:54:00:00:00:09" in err
+    assert raw.exists("bootyard:host:52:54:00:00:00:09")  # nothing deleted without --yes
+    code, out, _ = cli("import", "--replace", "--yes", str(dump))
+    assert code == 0 and "1 deleted" in out and "- bootyard:host:52:54:00:00:00:09" in out
     assert not raw.exists("bootyard:host:52:54:00:00:00:09")
 
 

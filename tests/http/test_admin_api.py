@@ -85,7 +85,13 @@ async def test_exports_subnets_mirrors_validate_export_import(api):
         "id": "lab", "network": "10.0.0.0/24", "ranges": ["10.0.0.100-10.0.0.199"]})).status == 201
     assert (await api.post("/api/v1/mirrors", json={
         "id": "debian", "source": "rsync://x/debian", "path": "debian"})).status == 201
-    assert (await api.post("/api/v1/hosts", json={"id": MAC, "profile": "missing"})).status == 201
+    # the API runs the CLI's reference checks: an unknown profile is refused...
+    refused = await api.post("/api/v1/hosts", json={"id": MAC, "profile": "missing"})
+    assert refused.status == 422
+    assert (await refused.json())["problems"][0]["reason"].startswith("no such profile")
+    # ... unless forced (then written, and validate reports it)
+    assert (await api.post("/api/v1/hosts?force=yes",
+                           json={"id": MAC, "profile": "missing"})).status == 201
     report = await (await api.get("/api/v1/validate")).json()
     assert not report["valid"]
     assert report["problems"][0]["reason"].startswith("no such profile")
@@ -93,7 +99,12 @@ async def test_exports_subnets_mirrors_validate_export_import(api):
     assert "subnets:" in exported and "web1-root:" in exported
     resp = await api.post("/api/v1/import?replace=yes", data="hosts: {}\n",
                           headers={"Content-Type": "application/yaml"})
-    assert await resp.json() == {"written": 0, "deleted": 4}
+    assert resp.status == 409 and "confirm=yes" in (await resp.json())["error"]
+    assert len((await resp.json())["diff"]["deleted"]) == 4
+    resp = await api.post("/api/v1/import?replace=yes&confirm=yes", data="hosts: {}\n",
+                          headers={"Content-Type": "application/yaml"})
+    body = await resp.json()
+    assert (body["written"], body["deleted"]) == (0, 4)
     assert await (await api.get("/api/v1/exports")).json() == {}
 
 

@@ -1,0 +1,16 @@
+"""The CLI's settings: the redis section of BOOTYARD_CONFIG and BOOTYARD_REDIS_* (imported
+only when a command needs Redis, so that ``bootyard --help`` stays quick)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from services.blockexport.settings import BlockexportSection
+from shared import settings as settings_mod
+
+
+@dataclasses.dataclass(frozen=True)
+class CliSettings:
+    redis: settings_mod.RedisSection = dataclasses.field(default_factory=settings_mod.RedisSection)
+    # read by `bootyard blockexport overlays|reset` for its overlay directory
+    blockexport: BlockexportSection = dataclasses.field(default_factory=BlockexportSection)
