@@ -20,6 +20,7 @@ from services.http import transport
 from services.http.access import Access
 from services.http.accounting import Accounting
 from services.http.adminapi import AdminApi
+from services.http.board import Board
 from services.http.render import Renderer
 from services.http.server import BootService
 from services.http.settings import HttpSettings
@@ -85,6 +86,9 @@ async def serve(settings, stop: asyncio.Event) -> None:
         else:
             log.warning("fast_path_unavailable", reason="this aiohttp's RequestHandler "
                         "changed; serving every request through aiohttp")
+    # the hosts' boot states: computed by the process serving the admin API (board.py says why)
+    states = Board(events, inventory, settings.bootstate) \
+        if worker is None or worker.index == 0 else None
     runners = []
     try:
         runner = await transport.start_listener(boot.app(), cfg.host, cfg.port, "http.port",
@@ -95,7 +99,7 @@ async def serve(settings, stop: asyncio.Event) -> None:
         if cfg.admin_enabled and (worker is None or worker.index == 0):
             api = AdminApi(store, events, cfg.admin_token, cfg.token_secret, cfg.public_url,
                            hostnames=cfg.admin_hostnames, accounting=accounting,
-                           max_body=cfg.max_body, leases=leases)
+                           max_body=cfg.max_body, leases=leases, board=states)
             runner = await transport.start_listener(api.app(), cfg.admin_host, cfg.admin_port,
                                                     "http.admin_port", limits=limits)
             runners.append(runner)
@@ -111,6 +115,8 @@ async def serve(settings, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(inventory.run(stop))
             tasks.create_task(events.run(stop))
+            if states is not None:
+                tasks.create_task(states.run(stop))
             await stop.wait()
             for runner in reversed(runners):
                 await runner.cleanup()

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.http import metrics as m
+from services.http import board, metrics as m
 from services.http.access import host_token
 from services.http.accounting import Accounting, Record
 from services.http.policy import install_urls
@@ -85,8 +85,10 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 class AdminApi:
     def __init__(self, store: InventoryStore, events: EventLog, token: str, token_secret: str,
                  public_url: str = "", *, hostnames: tuple[str, ...] = (),
-                 accounting: Accounting | None = None, max_body: int = 8 << 20, leases) -> None:
+                 accounting: Accounting | None = None, max_body: int = 8 << 20, leases,
+                 board=None) -> None:
         self.store = store
+        self.board = board  # services.http.board.Board: the hosts' boot states
         self.events = events
         self._leases = leases  # shared.leases.Leases (the handler is self.leases)
         self.token = token
@@ -108,6 +110,8 @@ class AdminApi:
         r.add_get(f"{PREFIX}/export", self.export)
         r.add_post(f"{PREFIX}/import", self.import_)
         r.add_get(f"{PREFIX}/hosts/{{id}}/token", self.host_token)
+        if self.board is not None:  # GET hosts/<mac>/state and states (services/http/board.py)
+            board.add_routes(r, PREFIX, self.board)
         for plural in KIND_BY_PLURAL:
             r.add_get(f"{PREFIX}/{plural}", self.list_objects)
             r.add_post(f"{PREFIX}/{plural}", self.create)

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import field
 
 from shared.bootplan import UNKNOWN_HOST
+from shared.bootstate import Expected
 from shared.settings import CommonSettings, non_negative, port_number, positive, setting
 
 
@@ -83,3 +84,4 @@ class HttpSection:
 @dataclasses.dataclass(frozen=True)
 class HttpSettings(CommonSettings):
     http: HttpSection = field(default_factory=HttpSection)
+    bootstate: Expected = field(default_factory=Expected)  # seconds per boot stage
