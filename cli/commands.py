@@ -16,8 +16,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from cli import states as boot_states
 from shared import inventory, leases, settings as settings_mod
 from shared.addresses import AddressError
+from shared.bootstate import STATES, Expected
 from shared.events import EventLog, format_event
 from shared.schema import KINDS, Kind, from_hash
 from shared.store import InventoryError, InventoryStore, InventoryUnavailable, connect
@@ -38,6 +40,7 @@ LIST_COLUMNS = {
 @dataclasses.dataclass(frozen=True)
 class CliSettings:
     redis: settings_mod.RedisSection = dataclasses.field(default_factory=settings_mod.RedisSection)
+    bootstate: Expected = dataclasses.field(default_factory=Expected)
 
 
 class CliError(Exception):
@@ -70,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="print JSON")
         if kind_name == "host":
             sub.add_argument("--tag", help="only hosts with this tag")
+            sub.add_argument("--state", choices=STATES,
+                             help="only hosts whose latest boot is in this state (docs/console.md)")
 
     sub = commands.add_parser("export", help="print the whole inventory as YAML")
     sub.add_argument("-o", "--output", help="write to this file instead of stdout")
@@ -204,13 +209,25 @@ async def _object_command(args, kind: Kind, store: InventoryStore, out) -> int:
     if verb == "list":
         objects = await inventory.list_objects(store, kind, getattr(args, "tag", None))
         columns = LIST_COLUMNS[kind.name]
+        extra: dict = {}  # hosts: their boot states (cli/states.py)
+        if kind.name == "host":
+            now = time.time()
+            found = await boot_states.host_states(store.redis, store, objects, now,
+                                                  getattr(args, "bootstate", None))
+            objects = {i: r for i, r in objects.items()
+                       if not args.state or found[i].state == args.state}
+            extra = {i: found[i] for i in objects}
         if args.json:
-            json.dump({i: from_hash(kind, r) for i, r in sorted(objects.items())}, out, indent=2)
+            json.dump({i: dict(from_hash(kind, r), **({"boot_state": extra[i].as_dict()}
+                                                      if i in extra else {}))
+                       for i, r in sorted(objects.items())}, out, indent=2)
             out.write("\n")
             return 0
-        rows = [(kind.id_field.upper(),) + tuple(c.upper() for c in columns)]
+        rows = [(kind.id_field.upper(),) + tuple(c.upper() for c in columns)
+                + (tuple(c.upper() for c in boot_states.COLUMNS) if kind.name == "host" else ())]
         for ident in sorted(objects):
-            rows.append((ident,) + tuple(objects[ident].get(c, "") for c in columns))
+            rows.append((ident,) + tuple(objects[ident].get(c, "") for c in columns)
+                        + (boot_states.cells(extra[ident], now) if ident in extra else ()))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
             print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
@@ -263,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bootyard: settings error: {exc}", file=sys.stderr)
         return 2
     url = args.redis_url or cfg.redis.url
+    args.bootstate = cfg.bootstate  # expected seconds per boot stage (host list's states)
     try:
         return asyncio.run(run(args, url))
     except InventoryUnavailable as exc:
