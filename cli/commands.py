@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from cli import states as boot_states
+from cli import doctor, states as boot_states
 from shared import inventory, leases, settings as settings_mod
 from shared.addresses import AddressError
 from shared.bootstate import STATES, Expected
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--all", action="store_true",
                      help="also expired, released, declined and offered addresses")
     sub.add_argument("--json", action="store_true", help="print JSON")
+    doctor.add_parser(commands)  # cli/doctor.py
     return parser
 
 
@@ -174,6 +175,8 @@ async def _dispatch(args, store: InventoryStore, client, out) -> int:
         return await _events(args, client, out)
     if args.command == "leases":
         return await _leases(args, client, out)
+    if args.command == "doctor":
+        return await doctor.run(args, store, client, out)
     raise CliError(f"unknown command {args.command}")
 
 
@@ -281,6 +284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     url = args.redis_url or cfg.redis.url
     args.bootstate = cfg.bootstate  # expected seconds per boot stage (host list's states)
+    if args.command == "doctor":
+        try:
+            args.doctor_settings = doctor.load_settings(os.environ)
+        except settings_mod.SettingsError as exc:
+            print(f"bootyard: settings error: {exc}", file=sys.stderr)
+            return 2
     try:
         return asyncio.run(run(args, url))
     except InventoryUnavailable as exc:

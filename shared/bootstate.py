@@ -18,7 +18,8 @@ Boot attempts: the firmware's DHCP (a DISCOVER, OFFER or ACK with a boot file or
 architecture) after a finished or stuck attempt, or after the kernel was fetched (the machine
 rebooted into its firmware), starts a new attempt. The state speaks of the latest; earlier ones
 stay listed. A TFTP size probe the firmware aborts (``tsize_probe``) is benign and never a
-reason.
+reason. What ``bootyard doctor`` did acting as the host's firmware (the events between its
+``doctor.start`` and ``doctor.end``) is not a boot.
 """
 
 from __future__ import annotations
@@ -437,17 +438,37 @@ def _firmware_dhcp(e: EventLike) -> bool:
     return e.kind in ("dhcp.offer", "dhcp.ack") and bool(e.fields.get("boot_file"))
 
 
+DOCTOR_LIMIT = 300.0  # seconds a doctor.start without its doctor.end is taken to cover
+
+
+def _doctor_windows(ordered: Sequence[EventLike]) -> list[tuple[float, float]]:
+    """The spans between ``doctor.start`` and ``doctor.end`` (cli/doctor.py's probes)."""
+    windows, start = [], None
+    for e in ordered:
+        if e.kind == "doctor.start":
+            start = e.ts
+        elif e.kind == "doctor.end" and start is not None:
+            windows.append((start, e.ts))
+            start = None
+    if start is not None:
+        windows.append((start, start + DOCTOR_LIMIT))
+    return windows
+
+
 def attempts(mac: str, events: Iterable[EventLike], now: float,
              expected: Expected | None = None, host: Any = None,
              profile: Any = None) -> list[Attempt]:
     """Every boot attempt in ``events`` (oldest first)."""
     expected = expected or Expected()
     ordered = sorted(events, key=lambda e: e.ts)
+    probes = _doctor_windows(ordered)
     built: list[_Build] = []
     current: _Build | None = None
     for e in ordered:
         if not (e.kind.startswith(("dhcp.", "tftp.", "http."))):
             continue
+        if any(start <= e.ts <= end for start, end in probes):
+            continue  # bootyard doctor acting as the host's firmware: not a boot
         if e.kind in ("dhcp.release", "dhcp.decline", "dhcp.expire", "http.discovery"):
             continue
         new = current is None

@@ -354,3 +354,13 @@ def test_events_out_of_order_are_read_by_time():
     events = install_boot(1000.0)[:9]
     got = state(list(reversed(events)), now=1005)
     assert got.stage == "script" and got.state == "progressing"
+
+
+def test_the_doctors_probes_are_not_a_boot():
+    probe = ([ev(100, "doctor.start")] + dhcp_firmware(101) + ipxe_dhcp(102) + script(103)
+             + [ev(104, "doctor.end")])
+    assert state(probe, now=1000).state == "idle"
+    got = state(install_boot(10.0) + probe, now=1000)
+    assert (got.state, got.stage, len(got.attempts)) == ("finished", "installed", 1)
+    # a doctor that never said it ended covers DOCTOR_LIMIT seconds
+    assert state(probe[:-1], now=1000).state == "idle"
