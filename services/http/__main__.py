@@ -21,6 +21,7 @@ from services.http.access import Access
 from services.http.accounting import Accounting
 from services.http.adminapi import AdminApi
 from services.http.board import Board
+from services.http.console import Console
 from services.http.render import Renderer
 from services.http.server import BootService
 from services.http.settings import HttpSettings
@@ -99,7 +100,8 @@ async def serve(settings, stop: asyncio.Event) -> None:
         if cfg.admin_enabled and (worker is None or worker.index == 0):
             api = AdminApi(store, events, cfg.admin_token, cfg.token_secret, cfg.public_url,
                            hostnames=cfg.admin_hostnames, accounting=accounting,
-                           max_body=cfg.max_body, leases=leases, board=states)
+                           max_body=cfg.max_body, leases=leases, board=states,
+                           console=Console(cfg.admin_token) if cfg.console else None)
             runner = await transport.start_listener(api.app(), cfg.admin_host, cfg.admin_port,
                                                     "http.admin_port", limits=limits)
             runners.append(runner)

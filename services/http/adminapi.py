@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.http import board, metrics as m
+from services.http import board, console as console_mod, metrics as m
 from services.http.access import host_token
 from services.http.accounting import Accounting, Record
 from services.http.policy import install_urls
@@ -86,9 +86,10 @@ class AdminApi:
     def __init__(self, store: InventoryStore, events: EventLog, token: str, token_secret: str,
                  public_url: str = "", *, hostnames: tuple[str, ...] = (),
                  accounting: Accounting | None = None, max_body: int = 8 << 20, leases,
-                 board=None) -> None:
+                 board=None, console=None) -> None:
         self.store = store
         self.board = board  # services.http.board.Board: the hosts' boot states
+        self.console = console  # services.http.console.Console: the web console
         self.events = events
         self._leases = leases  # shared.leases.Leases (the handler is self.leases)
         self.token = token
@@ -112,6 +113,8 @@ class AdminApi:
         r.add_get(f"{PREFIX}/hosts/{{id}}/token", self.host_token)
         if self.board is not None:  # GET hosts/<mac>/state and states (services/http/board.py)
             board.add_routes(r, PREFIX, self.board)
+        if self.console is not None:  # /console/... (services/http/console.py)
+            self.console.add_routes(r)
         for plural in KIND_BY_PLURAL:
             r.add_get(f"{PREFIX}/{plural}", self.list_objects)
             r.add_post(f"{PREFIX}/{plural}", self.create)
@@ -165,6 +168,8 @@ class AdminApi:
                                     "API does not serve web pages of other sites")
         if request.method in ("POST", "PUT", "PATCH"):
             allowed = IMPORT_TYPES if request.path == f"{PREFIX}/import" else JSON_TYPES
+            if self.console is not None and request.path in console_mod.FORM_PATHS:
+                allowed = console_mod.FORM_TYPES
             if request.content_type not in allowed:
                 return self._refuse(request, 415, "admin_content_type",
                                     f"Content-Type {request.content_type!r} refused: send "
@@ -178,6 +183,12 @@ class AdminApi:
             scheme, _, value = given.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(
                     value.strip().encode(), self.token.encode()):
+                # the web console: its login page, or a request with its session cookie
+                decision = self.console.check(request) if self.console is not None else None
+                if decision is True:
+                    return await handler(request)
+                if decision is not None:
+                    return decision
                 m.DENIED.labels("admin_token").inc()
                 log.warning("admin_denied", ip=request.remote, path=request.path)
                 return web.json_response({"error": "missing or wrong bearer token"}, status=401,

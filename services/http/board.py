@@ -5,8 +5,9 @@ that already reads them continuously (the admin API's live stream) and answers o
 admin API, the console). One process computes it, the one serving the admin API (the only one,
 or worker 0): it loads each host's recent events once (one pipelined read), then follows the
 global stream; the metrics ``bootyard_boot_hosts`` and ``bootyard_boot_stuck_hosts`` are set
-from it every :data:`REFRESH` seconds, and ``GET /api/v1/hosts/<mac>/state`` and
-``GET /api/v1/states`` read it without touching Redis.
+from it every :data:`REFRESH` seconds, and ``GET /api/v1/states`` reads it without touching
+Redis (``GET /api/v1/hosts/<mac>/state`` reads that host's stream first: one read, current to the
+event a client has just seen).
 
 A host's state is recomputed only when it has new events, or while it is progressing (time
 alone can make it stuck): finished, stuck and idle hosts stay so until their next event.
@@ -128,6 +129,13 @@ class Board:
         self._dirty.discard(mac)
         return state
 
+    async def fresh_state(self, mac: str) -> BootState:
+        """The host's state from its stream read now (one Redis read): what a client asks for
+        right after an event may not have reached this board's follower yet."""
+        found = (await self._log.read_hosts([mac], count=PER_HOST)).get(mac, [])
+        self._events[mac] = collections.deque(found, maxlen=PER_HOST)
+        return self.state(mac)
+
     def refresh(self, now: float | None = None) -> dict[str, BootState]:
         """Every inventory host's state (recomputed where it may have changed), and the
         metrics set from them."""
@@ -167,7 +175,7 @@ def add_routes(router: web.UrlDispatcher, prefix: str, board: Board) -> None:
         mac = normalise_mac(request.match_info["id"])
         if board._inventory.host(mac) is None:
             raise NotFound(f"no host {mac} in the inventory")
-        return _json(board.state(mac).as_dict())
+        return _json((await board.fresh_state(mac)).as_dict())
 
     async def states(request: web.Request) -> web.Response:
         wanted = request.query.get("state")

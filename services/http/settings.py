@@ -72,6 +72,8 @@ class HttpSection:
     admin_port: int = setting(9180, help="port of the admin API", check=port_number)
     admin_token: str = setting("", help="bearer token for the admin API; may only be empty "
                                         "when admin_host is a loopback address", secret=True)
+    console: bool = setting(True, help="serve the web console on the admin listener "
+                                       "(/console/, docs/console.md)")
     admin_hostnames: tuple[str, ...] = setting(
         (), help="host names the admin API may be reached by (Host header), besides localhost "
                  "and IP addresses; any other name is refused (DNS rebinding)")
