@@ -89,3 +89,26 @@ async def test_states_from_loaded_and_followed_events_in_the_api_and_metrics(
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_a_pool_hosts_downloads_carry_its_mac_from_its_lease(inventory, aiohttp_client):
+    """A host without a reserved address fetches its kernel from its leased address: the
+    http.file event names it (its boot state needs the kernel and initrd stages)."""
+    import time as clock
+
+    from httpkit import make_service
+
+    from shared import keys
+    await inventory.put("host", OTHER, profile="debian")  # no ip: a pool address
+    (inventory.tmp / "images" / "vmlinuz").write_bytes(b"k" * 100)
+    await inventory.client.hset(keys.lease("127.0.0.1"), mapping={
+        "mac": OTHER, "client": OTHER, "state": "bound", "subnet": "lab", "hostname": "",
+        "expires": str(int(clock.time()) + 600)})
+    http = await aiohttp_client(make_service(inventory).app())
+    assert (await http.get("/images/vmlinuz")).status == 200
+
+    async def fetched():
+        return await inventory.events_of("http.file", OTHER)
+    await wait_until(fetched, 10, "the http.file event with the lease's MAC")
+    (event,) = await fetched()
+    assert event.mac == OTHER and event.fields["path"] == "/images/vmlinuz"
