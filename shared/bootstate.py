@@ -15,8 +15,9 @@ live root fetched, the OS asked DHCP for a netroot/sanboot system) is *finished*
 *progressing*.
 
 Boot attempts: the firmware's DHCP (a DISCOVER, OFFER or ACK with a boot file or a client
-architecture) after a finished or stuck attempt, or after the kernel was fetched (the machine
-rebooted into its firmware), starts a new attempt. The state speaks of the latest; earlier ones
+architecture) after a finished attempt, a stuck one that had got its address, or after the
+kernel was fetched (the machine rebooted into its firmware), starts a new attempt; its DHCP
+retries before it got an address are the same attempt. The state speaks of the latest; earlier ones
 stay listed. A TFTP size probe the firmware aborts (``tsize_probe``) is benign and never a
 reason. What ``bootyard doctor`` did acting as the host's firmware (the events between its
 ``doctor.start`` and ``doctor.end``) is not a boot.
@@ -473,9 +474,10 @@ def attempts(mac: str, events: Iterable[EventLike], now: float,
             continue
         new = current is None
         if current is not None and _firmware_dhcp(e) and (
-                current.finished() or current.stuck_at(e.ts, expected)
-                or _RANK[current.stage] >= _RANK["kernel"]):
-            new = True
+                current.finished() or _RANK[current.stage] >= _RANK["kernel"]
+                or (_RANK[current.stage] >= _RANK["bound"]
+                    and current.stuck_at(e.ts, expected))):
+            new = True  # (the firmware's DHCP retries before it got an address: one attempt)
         if new:
             current = _Build(len(built) + 1, e, profile, host)
             built.append(current)

@@ -364,3 +364,15 @@ def test_the_doctors_probes_are_not_a_boot():
     assert (got.state, got.stage, len(got.attempts)) == ("finished", "installed", 1)
     # a doctor that never said it ended covers DOCTOR_LIMIT seconds
     assert state(probe[:-1], now=1000).state == "idle"
+
+
+def test_dhcp_retries_before_an_address_are_one_attempt():
+    ignored = [ev(t, k, **f) for t in (1, 40, 80) for k, f in (
+        ("dhcp.discover", {"arch": "0"}),
+        ("dhcp.ignored", {"reason": "host_disabled"}))]
+    got = state(ignored, now=100)
+    assert (len(got.attempts), got.reason_code, got.since) == (1, "dhcp_ignored", 1.0)
+    offer = dhcp_firmware(0)[1]
+    offers = [dataclasses.replace(offer, ts=float(t)) for t in (1, 40, 80)]
+    got = state(offers, now=100)
+    assert len(got.attempts) == 1 and got.reason.startswith(f"offered {IP} 3 times")
