@@ -317,6 +317,9 @@ class _Build:
         if "installed" in r or "local" in r:
             return True
         mode = self.mode()
+        if mode == "install" and getattr(self.profile, "install", "none") in (None, "none") \
+                and self.profile is not None:
+            return "os_dhcp" in r  # a kernel with no installer: up once its OS asked DHCP
         if mode == "live":
             return "root" in r or ("os_dhcp" in r and not self._names("root_image"))
         if mode in ("netroot", "sanboot"):

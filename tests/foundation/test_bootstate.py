@@ -376,3 +376,12 @@ def test_dhcp_retries_before_an_address_are_one_attempt():
     offers = [dataclasses.replace(offer, ts=float(t)) for t in (1, 40, 80)]
     got = state(offers, now=100)
     assert len(got.attempts) == 1 and got.reason.startswith(f"offered {IP} 3 times")
+
+
+def test_a_kernel_without_an_installer_finishes_when_its_os_asks_dhcp():
+    plain = Profile(name="plain", kernel="vmlinuz", initrd=("initrd.img",), install="none")
+    events = dhcp_firmware(1) + script(4) + [
+        ev(5, "http.file", path="/images/vmlinuz"), ev(6, "http.file", path="/images/initrd.img")]
+    assert state(events, now=7, profile=plain).state == "progressing"
+    got = state(events + os_dhcp(20), now=2000, profile=plain)
+    assert (got.state, got.stage) == ("finished", "os_dhcp")
