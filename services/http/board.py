@@ -108,6 +108,8 @@ class Board:
             if self.loaded.is_set():
                 try:
                     self.refresh()
+                except InventoryUnavailable:
+                    pass  # the inventory is not loaded (Redis down): the next turn
                 except Exception:  # noqa: BLE001 - a bug here must not end the service
                     log.exception("boot_states_failed")
             try:
