@@ -243,7 +243,13 @@ async def _events(args, client, out) -> int:
     log = EventLog(client, "cli")
     previous = None
     past = await log.history(mac, count=args.count)
+    labels = await boot_states.attempt_labels(InventoryStore(client), mac, past.events,
+                                              getattr(args, "bootstate", None)) if mac else {}
+    attempt = None
     for event in past.events:
+        if labels.get(event.id) and labels[event.id] != attempt:  # a boot attempt begins
+            attempt = labels[event.id]
+            print(f"--- boot attempt {attempt}", file=out)
         print(format_event(event, previous), file=out)
         previous = event.ts
     out.flush()

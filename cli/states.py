@@ -52,3 +52,16 @@ def cells(state: BootState, now: float | None = None) -> tuple[str, ...]:
     now = time.time() if now is None else now
     since = ago(now - state.since) if state.since is not None else ""
     return (state.state, state.stage, since, state.reason)
+
+
+async def attempt_labels(store: InventoryStore, mac: str, events,
+                         expected: Expected | None = None) -> dict[str, str | None]:
+    """The boot attempt of each of one host's ``events``, by event id."""
+    raw = await store.raw(KINDS["host"], mac)
+    host = parse_record(KINDS["host"], mac, raw)[0] if raw else None
+    profile = None
+    if host is not None and host.profile:
+        raw = await store.raw(KINDS["profile"], host.profile)
+        profile = parse_record(KINDS["profile"], host.profile, raw)[0] if raw else None
+    return {e.id: attempt for e, attempt in bootstate.attempt_of_each(
+        mac, events, expected, host, profile)}

@@ -428,7 +428,7 @@ class _Build:
             code, reason = self.reason(now, expected)
         else:
             state, code, reason = "progressing", "", ""
-        return Attempt(number=self.number, id=f"{mac}@{int(self.start * 1000)}",
+        return Attempt(number=self.number, id=f"{mac}@{round(self.start * 1000)}",
                        start=self.start, state=state, stage=stage,
                        since=self.reached.get(stage, self.start), stages=tuple(stages),
                        reason=reason, reason_code=code, outcome=self.outcome,
@@ -459,21 +459,22 @@ def _doctor_windows(ordered: Sequence[EventLike]) -> list[tuple[float, float]]:
     return windows
 
 
-def attempts(mac: str, events: Iterable[EventLike], now: float,
-             expected: Expected | None = None, host: Any = None,
-             profile: Any = None) -> list[Attempt]:
-    """Every boot attempt in ``events`` (oldest first)."""
-    expected = expected or Expected()
+def _split(events: Iterable[EventLike], expected: Expected, host: Any,
+           profile: Any) -> tuple[list[_Build], list[tuple[EventLike, _Build | None]]]:
+    """The attempts, and each event (in time order) with the attempt it belongs to (None: not
+    a boot event, or the doctor's)."""
     ordered = sorted(events, key=lambda e: e.ts)
     probes = _doctor_windows(ordered)
     built: list[_Build] = []
     current: _Build | None = None
+    labelled: list[tuple[EventLike, _Build | None]] = []
     for e in ordered:
-        if not (e.kind.startswith(("dhcp.", "tftp.", "http."))):
+        if not e.kind.startswith(("dhcp.", "tftp.", "http.")) or \
+                any(start <= e.ts <= end for start, end in probes):
+            labelled.append((e, None))  # bootyard doctor acting as the firmware: not a boot
             continue
-        if any(start <= e.ts <= end for start, end in probes):
-            continue  # bootyard doctor acting as the host's firmware: not a boot
         if e.kind in ("dhcp.release", "dhcp.decline", "dhcp.expire", "http.discovery"):
+            labelled.append((e, current))
             continue
         new = current is None
         if current is not None and _firmware_dhcp(e) and (
@@ -485,8 +486,27 @@ def attempts(mac: str, events: Iterable[EventLike], now: float,
             current = _Build(len(built) + 1, e, profile, host)
             built.append(current)
         current.add(e)
+        labelled.append((e, current))
+    return built, labelled
+
+
+def attempts(mac: str, events: Iterable[EventLike], now: float,
+             expected: Expected | None = None, host: Any = None,
+             profile: Any = None) -> list[Attempt]:
+    """Every boot attempt in ``events`` (oldest first)."""
+    expected = expected or Expected()
+    built, _ = _split(events, expected, host, profile)
     return [b.build(mac, now if i == len(built) - 1 else built[i + 1].start, expected)
             for i, b in enumerate(built)]
+
+
+def attempt_of_each(mac: str, events: Iterable[EventLike], expected: Expected | None = None,
+                    host: Any = None, profile: Any = None) -> list[tuple[EventLike, str | None]]:
+    """Each event in time order with the id of the boot attempt it belongs to (what a
+    timeline shows beside each event; None for events outside any attempt)."""
+    _, labelled = _split(events, expected or Expected(), host, profile)
+    return [(e, f"{mac}@{round(b.start * 1000)}" if b is not None else None)
+            for e, b in labelled]
 
 
 def boot_state(mac: str, events: Sequence[EventLike], now: float,

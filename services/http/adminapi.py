@@ -319,8 +319,14 @@ class AdminApi:
             count = max(1, min(int(request.query.get("count", "200")), 10_000))
         except ValueError:
             return _error(400, "count must be a whole number")
-        events = await self.events.read(self._event_mac(request), count=count)
-        return _json([_event_json(e) for e in events])
+        mac = self._event_mac(request)
+        events = await self.events.read(mac, count=count)
+        body = [_event_json(e) for e in events]
+        if mac and self.board is not None:  # each event's boot attempt (docs/console.md)
+            attempts = self.board.attempt_ids(mac, events)
+            for item in body:
+                item["attempt"] = attempts.get(item["id"])
+        return _json(body)
 
     async def event_stream(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: one ``event: <kind>`` message per event, JSON data, the stream

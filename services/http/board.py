@@ -138,6 +138,13 @@ class Board:
         self._events[mac] = collections.deque(found, maxlen=PER_HOST)
         return self.state(mac)
 
+    def attempt_ids(self, mac: str, events) -> dict[str, str | None]:
+        """The boot attempt of each of ``events`` (one host's, by their ids)."""
+        host = self._inventory.host(mac)
+        profile = self._inventory.profile(host.profile) if host and host.profile else None
+        return {e.id: attempt for e, attempt in bootstate.attempt_of_each(
+            mac, events, self.expected, host, profile)}
+
     def refresh(self, now: float | None = None) -> dict[str, BootState]:
         """Every inventory host's state (recomputed where it may have changed), and the
         metrics set from them."""

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from shared.bootstate import REASONS, STAGES, Expected, attempts, boot_state
+from shared.bootstate import REASONS, STAGES, Expected, attempt_of_each, attempts, boot_state
 from shared.schema import Host, Profile
 
 MAC = "52:54:00:12:34:56"
@@ -385,3 +385,17 @@ def test_a_kernel_without_an_installer_finishes_when_its_os_asks_dhcp():
     assert state(events, now=7, profile=plain).state == "progressing"
     got = state(events + os_dhcp(20), now=2000, profile=plain)
     assert (got.state, got.stage) == ("finished", "os_dhcp")
+
+
+def test_each_event_is_labelled_with_its_attempt():
+    first = install_boot(1000.0)
+    second = dhcp_firmware(2000) + script(2004, "local")
+    probe = [ev(3000, "doctor.start"), *dhcp_firmware(3001), ev(3002, "doctor.end")]
+    labelled = attempt_of_each(MAC, list(reversed(first + second + probe)), host=HOST,
+                               profile=PROFILE)
+    ids = [a for _e, a in labelled]
+    assert ids[:len(first)] == [f"{MAC}@1000000"] * len(first)
+    assert ids[len(first):len(first) + len(second)] == [f"{MAC}@2000000"] * len(second)
+    assert ids[-len(probe):] == [None] * len(probe)
+    found = attempts(MAC, first + second, now=2010, host=HOST, profile=PROFILE)
+    assert [a.id for a in found] == [f"{MAC}@1000000", f"{MAC}@2000000"]

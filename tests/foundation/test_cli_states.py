@@ -68,3 +68,20 @@ def test_host_list_state_columns_and_filter(cli, redis_url, monkeypatch):
     assert sorted(listed) == [STUCK, FRESH]
     assert listed[FRESH]["boot_state"]["stage"] == "bound"
     assert listed[FRESH]["profile"] == "debian12"
+
+
+def test_events_of_a_host_show_where_each_boot_attempt_begins(cli, redis_url):
+    assert cli("host", "add", STUCK, "--ip", "198.18.5.21")[0] == 0
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    for start in (1000.0, 5000.0):  # two boots, the first one stuck at bound
+        emit(client, STUCK, start, "dhcp", "dhcp.offer", ip="198.18.5.21",
+             boot_file="undionly.kpxe")
+        emit(client, STUCK, start + 1, "dhcp", "dhcp.ack", ip="198.18.5.21",
+             boot_file="undionly.kpxe")
+    client.close()
+    code, out, _ = cli("events", "--host", STUCK)
+    lines = out.splitlines()
+    assert code == 0
+    assert [line for line in lines if line.startswith("---")] == [
+        f"--- boot attempt {STUCK}@1000000", f"--- boot attempt {STUCK}@5000000"]
+    assert lines[0].startswith("---") and lines[3].startswith("---") and len(lines) == 6

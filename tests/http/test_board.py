@@ -65,6 +65,10 @@ async def test_states_from_loaded_and_followed_events_in_the_api_and_metrics(
         assert got["reason"].startswith("asked TFTP for undionly.kpxe: not found")
         assert [s["stage"] for s in got["attempt"]["stages"]] == ["dhcp", "offered", "bound"]
 
+        timeline = await (await api.get(f"/api/v1/events?host={MAC}")).json()
+        assert {e["attempt"] for e in timeline} == {got["attempt"]["id"]}
+        assert len(timeline) == 4
+
         stuck = await (await api.get("/api/v1/states?state=stuck")).json()
         assert list(stuck) == [MAC]
         every = await (await api.get("/api/v1/states")).json()

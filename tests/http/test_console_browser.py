@@ -64,6 +64,7 @@ def test_console_login_live_states_filter_boot_mode_logout(console, redis_url, t
     assert browser.url == base + "/console/login"  # no session: the login form
     browser.type("#token", "wrong")
     browser.click("#login")
+    browser.wait("return document.querySelector('p.error') !== null", what="the refusal")
     assert "wrong token" in browser.text("p.error")
     browser.type("#token", ADMIN_TOKEN)
     browser.click("#login")
@@ -116,6 +117,9 @@ def test_console_login_live_states_filter_boot_mode_logout(console, redis_url, t
     assert "not found" in browser.text("#reason")
     browser.wait("return document.querySelectorAll('#events tbody tr').length >= 3",
                  what="the timeline")
+    assert browser.js("return [...document.querySelectorAll('#events tr.attempt')]"
+                      ".map(r => r.textContent)") == [
+        f"boot attempt {STUCK}@{round(float(f'{now - 100:.3f}') * 1000)}"]
     assert browser.js("return [...document.querySelectorAll('.stage b')]"
                       ".map(b => b.textContent)") == ["dhcp", "offered", "bound"]
     browser.screenshot(shots / "console-machine.png")

@@ -191,7 +191,13 @@ async function machine() {
     }
   }
 
+  let lastAttempt = null;
   function addEvent(e) {
+    if (e.attempt && e.attempt !== lastAttempt) {  // a boot attempt begins (newest on top)
+      lastAttempt = e.attempt;
+      events.prepend(el("tr", { class: "attempt" }, el("td", { colspan: "5" },
+        "boot attempt " + e.attempt)));
+    }
     const when = new Date(e.ts * 1000);
     const gap = lastTs == null ? "" : "+" + (e.ts - lastTs).toFixed(3);
     lastTs = e.ts;
