@@ -245,6 +245,8 @@ async def _events(args, client, out) -> int:
     past = await log.history(mac, count=args.count)
     labels = await boot_states.attempt_labels(InventoryStore(client), mac, past.events,
                                               getattr(args, "bootstate", None)) if mac else {}
+    if len({a for a in labels.values() if a}) < 2:
+        labels = {}  # one boot attempt (or none): nothing to tell apart
     attempt = None
     for event in past.events:
         if labels.get(event.id) and labels[event.id] != attempt:  # a boot attempt begins
