@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 # CLI noun -> inventory kind. Block exports are "blockexport" because "export" dumps the inventory.
@@ -133,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(verb="list")
         _selectors(sub, kind, id_name, required=False)
         _format_options(sub)
+        if kind_name == "host":
+            from shared.bootstate import STATES
+            sub.add_argument("--state", choices=STATES,
+                             help="only hosts whose latest boot is in this state (docs/console.md)")
         if kind_name == "export":
             from cli import blockexport
             blockexport.add_verbs(verbs, common)
@@ -193,7 +198,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--all", action="store_true",
                      help="also expired, released, declined and offered addresses")
     sub.add_argument("--json", action="store_true", help="print JSON")
+    _doctor_parser(commands, common)  # runs in cli/doctor.py
     return parser
+
+
+def _doctor_parser(commands, common) -> None:
+    sub = commands.add_parser(
+        "doctor", parents=[common], help="check what will fail for a host before it boots (or the deploy host)",
+        description="With MAC: the inventory, then live DHCP/TFTP/HTTP probes acting as that "
+                    "host's firmware (docs/doctor.md). Without: the deploy host's services, "
+                    "Redis, interfaces, loaders and images.")
+    sub.add_argument("mac", nargs="?", metavar="MAC")
+    sub.add_argument("--interface", help="served interface to probe DHCP on (one of "
+                                         "dhcp.interfaces; default: the first)")
+    sub.add_argument("--no-probe", action="store_true", help="the inventory checks only")
+    sub.add_argument("--force", action="store_true",
+                     help="probe DHCP even if the host holds a lease now (it is released)")
 
 
 def _selectors(sub: argparse.ArgumentParser, kind, id_name: str, required: bool = True) -> None:
@@ -296,6 +316,9 @@ async def _dispatch(args, store, client, out) -> int:
         return await _leases(args, client, out)
     if args.command == "history":
         return await _history(args, client, out)
+    if args.command == "doctor":
+        from cli import doctor
+        return await doctor.run(args, store, client, out)
     raise CliError(f"unknown command {args.command}")
 
 
@@ -414,14 +437,29 @@ async def _object_command(args, kind, store, out) -> int:
             subnet=getattr(args, "select_subnet", None), skipped=skipped)
         for problem in skipped:
             print(f"warning: {problem}", file=sys.stderr)
+        extra: dict = {}  # hosts: their boot states (cli/states.py)
+        now = time.time()
+        if kind.name == "host":
+            from cli import states as boot_states
+            found = await boot_states.host_states(store.redis, store, objects, now,
+                                                  getattr(args, "bootstate", None))
+            objects = {i: r for i, r in objects.items()
+                       if not getattr(args, "state", None) or found[i].state == args.state}
+            extra = {i: found[i] for i in objects}
         if args.format:
-            _dump(inventory.list_json(kind, objects), args.format, out)
+            listed = inventory.list_json(kind, objects)
+            if extra:
+                listed = {i: dict(v, boot_state=extra[i].as_dict()) if i in extra else v
+                          for i, v in listed.items()}
+            _dump(listed, args.format, out)
             return 0
         columns = LIST_COLUMNS[kind.name]
-        rows = [(kind.id_field.upper(),) + tuple(c.upper() for c in columns)]
+        rows = [(kind.id_field.upper(),) + tuple(c.upper() for c in columns)
+                + (tuple(c.upper() for c in boot_states.COLUMNS) if extra else ())]
         for ident, raw in objects.items():
             shown = inventory.effective(kind, raw)
-            rows.append((ident,) + tuple(shown.get(c, "") for c in columns))
+            rows.append((ident,) + tuple(shown.get(c, "") for c in columns)
+                        + (boot_states.cells(extra[ident], now) if ident in extra else ()))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
             print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
@@ -544,7 +582,20 @@ async def _events(args, client, out) -> int:
 
     # a mirror's events are in the global stream among the others: read more, keep its own
     past = await log.history(mac, count=args.count if mirror is None else GLOBAL_SCAN)
-    for event in [e for e in past.events if wanted(e)][-args.count:]:
+    shown = [e for e in past.events if wanted(e)][-args.count:]
+    labels: dict = {}  # a host's events -> the boot attempt each belongs to (cli/states.py)
+    if mac and not args.json:
+        from cli import states as boot_states
+        from shared.store import InventoryStore
+        labels = await boot_states.attempt_labels(InventoryStore(client), mac, past.events,
+                                                  getattr(args, "bootstate", None))
+        if len({a for a in labels.values() if a}) < 2:
+            labels = {}  # one boot attempt (or none): nothing to tell apart
+    attempt = None
+    for event in shown:
+        if labels.get(event.id) and labels[event.id] != attempt:  # a boot attempt begins
+            attempt = labels[event.id]
+            print(f"--- boot attempt {attempt}", file=out)
         show(event)
     out.flush()
     if args.follow:
@@ -594,16 +645,26 @@ async def _leases(args, client, out) -> int:
     return 0
 
 
-def _redis_url(args) -> str:
-    if getattr(args, "redis_url", None):
-        return args.redis_url
+def _settings(args):
+    """The CLI's settings (BOOTYARD_CONFIG and BOOTYARD_* variables: cli/settings.py); the
+    boot-stage times go on ``args`` for the commands that show boot states."""
     from cli.settings import CliSettings
     from shared import settings as settings_mod
 
     try:
-        return settings_mod.load_settings(CliSettings, None, os.environ).redis.url
+        cfg = settings_mod.load_settings(CliSettings, None, os.environ)
+        if args.command == "doctor":
+            from cli import doctor
+            args.doctor_settings = doctor.load_settings(os.environ)
     except settings_mod.SettingsError as exc:
         raise CliError(f"settings error: {exc}") from None
+    args.bootstate = cfg.bootstate  # expected seconds per boot stage (host list's states)
+    return cfg
+
+
+def _redis_url(args) -> str:
+    cfg = _settings(args)
+    return getattr(args, "redis_url", None) or cfg.redis.url
 
 
 def completion_script(parser: argparse.ArgumentParser) -> str:

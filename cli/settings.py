@@ -7,6 +7,7 @@ import dataclasses
 
 from services.blockexport.settings import BlockexportSection
 from shared import settings as settings_mod
+from shared.bootstate import Expected
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,3 +15,5 @@ class CliSettings:
     redis: settings_mod.RedisSection = dataclasses.field(default_factory=settings_mod.RedisSection)
     # read by `bootyard blockexport overlays|reset` for its overlay directory
     blockexport: BlockexportSection = dataclasses.field(default_factory=BlockexportSection)
+    # expected seconds per boot stage: `bootyard host list` and `events --host` boot states
+    bootstate: Expected = dataclasses.field(default_factory=Expected)

@@ -7,3 +7,8 @@ bench-http: install
 ## test-http: the HTTP service's tests
 test-http: install
 	$(PY) -m pytest tests/http $(PYTEST_ARGS)
+
+## screenshots: the web console's pages as PNGs for docs/console.md (headless Chromium)
+.PHONY: screenshots
+screenshots: install
+	BOOTYARD_SCREENSHOTS=$(CURDIR)/docs/images $(PY) -m pytest tests/http/test_console_browser.py $(PYTEST_ARGS)

@@ -35,6 +35,14 @@ BOOT_PIPELINE = [
          [("in progress", 'clamp_min(sum(increase(bootyard_dhcp_packets_total{direction="out",type="ack"}[1h])) '
                           '- sum(increase(bootyard_http_requests_total{family="callback",status="2xx"}[1h])), 0)')],
          "Acks in the last hour not yet followed by an install-done callback"),
+        ("Hosts by boot stage", "timeseries", "none",
+         [("{{state}} {{stage}}", 'sum by (state, stage) (bootyard_boot_hosts{state!="idle"})')],
+         "Inventory hosts by the state and the stage of their latest boot attempt "
+         "(docs/console.md; `bootyard host list` shows each)"),
+        ("Stuck hosts by reason", "timeseries", "none",
+         [("{{reason}}", "sum by (reason) (bootyard_boot_stuck_hosts) > 0")],
+         "Hosts whose boot stopped past a stage's expected time, by the most likely reason "
+         "(alert BootyardHostsStuck; `bootyard host list --state stuck` names them)"),
         ("Boot timeline events by service", "timeseries", "ops",
          [("{{service}}", f"sum by (service) (rate(bootyard_events_emitted_total[{R}]))")],
          "Events appended to the boot timeline (bootyard events --host MAC shows them)"),

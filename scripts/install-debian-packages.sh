@@ -20,6 +20,7 @@ PACKAGES=(
     qemu-system-x86 ipxe-qemu ovmf ipxe  # the QEMU lab: SeaBIOS + iPXE ROM, OVMF, iPXE binaries
     grub-efi-amd64-bin grub-pc-bin grub-common pxelinux syslinux-common  # boot loaders served by TFTP
     squashfs-tools cpio xz-utils zstd # live root images and initramfs building
+    chromium chromium-driver          # the web console's browser test (tests/http/test_console_browser.py)
     docker.io debootstrap prometheus  # make compose-test: a private dockerd, locally built base
                                       # images (no registry), Prometheus + promtool for dashboards
     rsync                             # mirror sync: the service's transport and the tests' upstream daemon

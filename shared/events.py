@@ -218,6 +218,26 @@ class EventLog:
                 start = "(" + chunk[-1][0]
         return History(merge_host_entries(matches, own)[-count:], cursor)
 
+    async def read_hosts(self, macs: Iterable[str], count: int = 200) -> dict[str, list[Event]]:
+        """Each inventory host's latest ``count`` events from its own stream (oldest first, by
+        ``ts``), in one pipelined round trip: the events of many hosts at once (their boot
+        states), without scanning the global stream per host as :meth:`read` does. A host has
+        no list here until its first event."""
+        macs = list(macs)
+        out: dict[str, list[Event]] = {}
+        for start in range(0, len(macs), SCAN_CHUNK):
+            chunk = macs[start:start + SCAN_CHUNK]
+            pipe = self._redis.pipeline(transaction=False)
+            for mac in chunk:
+                pipe.xrevrange(host_stream(mac), count=count)
+            with redis_errors("events"):
+                replies = await pipe.execute()
+            for mac, entries in zip(chunk, replies):
+                if entries:
+                    out[mac] = sorted((Event.from_entry(i, d) for i, d in reversed(entries)),
+                                      key=lambda e: e.ts)
+        return out
+
     async def follow(self, mac: str | None = None, last_id: str = "$",
                      block_ms: int = 1000) -> AsyncIterator[Event]:
         """Yield new events as they arrive (forever; cancel the consumer to stop). Follows the

@@ -18,7 +18,8 @@ RS = "\x1e"  # separates the steps of a batch, and the results
 # for TFTP and HTTP, for events, and to recognise a reserved host (reserved by MAC).
 # emit: '0' no event, '1' the global event stream only (a MAC not in the inventory: no stream of
 # its own, shared/events.py), '2' the global stream and the host's.
-# offer:   hold_until, reserved ip or '', requested ip or '', hostname
+# offer:   hold_until, reserved ip or '', requested ip or '', hostname, discover ('1': write the
+#          DISCOVER's dhcp.discover event before the step's own, '0'), the client's arches
 # request: expires, reserved ip or '', requested ip, hostname
 # release: ip, only_offered ('1'/'0')
 # decline: ip, quarantine_until
@@ -197,6 +198,10 @@ for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
   local a = split(packed)
   subnet, mac, client, now = a[2], a[3], a[4], tonumber(a[5])
   pool, bymac = '%(pool_prefix)s' .. subnet, '%(by_client_prefix)s' .. subnet
+  if a[6] ~= '0' and a[1] == 'offer' and a[15] == '1' then
+    -- the DISCOVER before the OFFER that answers it: one batch time, stream order is time order
+    emitters['dhcp.discover'](a, nil, a[6] == '2')
+  end
   local r = ops[a[1]](a)
   if a[6] ~= '0' then
     local kinds = event_kind[a[1]]
@@ -211,11 +216,11 @@ return table.concat(results)
 
 # Where the lease script finds each event field's value (a: the packed step, r: its result).
 _LUA_HEADER = {"ts": "a[7]", "service": "'dhcp'", "mac": "mac"}  # and kind: the kind
-_LUA_VALUE = {"ip": "r[2]", "subnet": "subnet", "interface": "a[8]", "boot_file": "a[9]",
+_LUA_VALUE = {"arch": "a[16]", "ip": "r[2]", "subnet": "subnet", "interface": "a[8]", "boot_file": "a[9]",
               "boot_reason": "a[10]", "result": "r[1]", "reason": "r[5]", "detail": "r[5]"}
 _LUA_VALUE_OF = {("dhcp.ignored", "reason"): "ignored_reason[r[1]]"}
-LEASE_EVENT_KINDS = ("dhcp.offer", "dhcp.ack", "dhcp.nak", "dhcp.ignored", "dhcp.release",
-                     "dhcp.decline")  # the events the lease script writes
+LEASE_EVENT_KINDS = ("dhcp.discover", "dhcp.offer", "dhcp.ack", "dhcp.nak", "dhcp.ignored",
+                     "dhcp.release", "dhcp.decline")  # the events the lease script writes
 
 
 def _lua_emitters() -> str:

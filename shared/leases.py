@@ -237,9 +237,15 @@ class LeaseStore:
     # -- steps (``event``: (interface, boot_file, boot_reason, known), see Step; ``client``:
     # the client identity, client_identity(), if it is not the MAC) ----------------------------
     def offer_step(self, subnet: str, mac: str, *, reserved: str | None, requested: str | None,
-                   hostname: str, now: int, event=None, client: str = "") -> Step:
+                   hostname: str, now: int, event=None, client: str = "",
+                   discover: str | None = None) -> Step:
+        """``discover``: the client's arches (option 93, comma-separated) to record the
+        DISCOVER's ``dhcp.discover`` event in the same step, before the OFFER's (with
+        ``event``); None: no discover event."""
         return Step("offer", subnet, mac, now, (str(now + self.offer_hold), reserved or "",
-                                                requested or "", hostname), client, event=event)
+                                                requested or "", hostname,
+                                                "0" if discover is None else "1",
+                                                discover or ""), client, event=event)
 
     def request_step(self, subnet: str, mac: str, ip: str, *, reserved: str | None,
                      hostname: str, lease_time: int, now: int, event=None,

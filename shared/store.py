@@ -176,6 +176,15 @@ class InventoryStore:
         with self._errors():
             await self.redis.ping()
 
+    async def persistence(self) -> dict[str, str]:
+        """Redis's persistence settings (``appendonly``, ``appendfsync``, ``save``), for
+        ``bootyard doctor``; raises InventoryUnavailable if Redis refuses CONFIG GET."""
+        out: dict[str, str] = {}
+        with self._errors():
+            for name in ("appendonly", "appendfsync", "save"):
+                out.update(await self.redis.config_get(name))
+        return out
+
     async def raw(self, kind: Kind, ident: str) -> dict[str, str]:
         with self._errors():
             return await self.redis.hgetall(kind.key(ident))

@@ -265,9 +265,13 @@ class DhcpServer:
             event = (dgram.interface.name, boot.file if boot else "", boot.reason if boot else "",
                      w.host is not None)
         if mtype == MessageType.DISCOVER:
+            # the lease script writes the DISCOVER's event before the OFFER's: in time order
+            discover = (",".join(map(str, msg.client_arches))
+                        if self._emit_discover else None)
             w.step = store.offer_step(subnet.name, mac, reserved=w.reserved,
                                       requested=msg.ip_option(Opt.REQUESTED_IP),
-                                      hostname=hostname, now=now, event=event, client=client)
+                                      hostname=hostname, now=now, event=event, client=client,
+                                      discover=discover)
         elif mtype == MessageType.REQUEST:
             w.requested = policy.requested_address(msg)
             if w.requested is None:
@@ -310,7 +314,8 @@ class DhcpServer:
 
     def _finish(self, w: Work, outcome: Outcome | None, redis_failed: bool, now: int) -> None:
         mtype = w.mtype
-        if self._emit_discover and mtype == MessageType.DISCOVER:
+        if self._emit_discover and mtype == MessageType.DISCOVER and not w.recorded:
+            # (the lease script wrote it when its step ran: w.recorded)
             self.events.emit("dhcp.discover", w.mac, arch=",".join(map(str, w.msg.client_arches)))
         if self.section.proxy and w.pre is None:
             self._finish_proxy(w, now)

@@ -20,6 +20,8 @@ from services.http import transport
 from services.http.access import Access
 from services.http.accounting import Accounting
 from services.http.adminapi import AdminApi
+from services.http.board import Board
+from services.http.console import Console
 from services.http.render import Renderer
 from services.http.server import BootService
 from services.http.settings import HttpSettings, parse_tokens
@@ -88,6 +90,9 @@ async def serve(settings, stop: asyncio.Event) -> None:
         else:
             log.warning("fast_path_unavailable", reason="this aiohttp's RequestHandler "
                         "changed; serving every request through aiohttp")
+    # the hosts' boot states: computed by the process serving the admin API (board.py says why)
+    states = Board(events, inventory, settings.bootstate) \
+        if worker is None or worker.index == 0 else None
     runners = []
     try:
         runner = await transport.start_listener(boot.app(), cfg.host, cfg.port, "http.port",
@@ -99,7 +104,8 @@ async def serve(settings, stop: asyncio.Event) -> None:
             api = AdminApi(store, events, cfg.admin_token, cfg.token_secret, cfg.public_url,
                            tokens=parse_tokens(cfg.admin_tokens),
                            hostnames=cfg.admin_hostnames, accounting=accounting,
-                           max_body=cfg.max_body, leases=leases)
+                           max_body=cfg.max_body, leases=leases, board=states,
+                           console=Console(cfg.admin_token) if cfg.console else None)
             runner = await transport.start_listener(api.app(), cfg.admin_host, cfg.admin_port,
                                                     "http.admin_port", limits=limits)
             runners.append(runner)
@@ -115,6 +121,8 @@ async def serve(settings, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(inventory.run(stop))
             tasks.create_task(events.run(stop))
+            if states is not None:
+                tasks.create_task(states.run(stop))
             await stop.wait()
             for runner in reversed(runners):
                 await runner.cleanup()

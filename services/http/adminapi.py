@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.http import metrics as m
+from services.http import board, console as console_mod, metrics as m
 from services.http.access import host_token
 from services.http.accounting import Accounting, Record
 from services.http.policy import install_urls
@@ -92,8 +92,11 @@ class AdminApi:
     def __init__(self, store: InventoryStore, events: EventLog, token: str, token_secret: str,
                  public_url: str = "", *, hostnames: tuple[str, ...] = (),
                  accounting: Accounting | None = None, max_body: int = 8 << 20, leases,
-                 tokens: dict[str, tuple[str, str]] | None = None) -> None:
+                 tokens: dict[str, tuple[str, str]] | None = None,
+                 board=None, console=None) -> None:
         self.store = store
+        self.board = board  # services.http.board.Board: the hosts' boot states
+        self.console = console  # services.http.console.Console: the web console
         self.events = events
         self._leases = leases  # shared.leases.Leases (the handler is self.leases)
         self.token = token
@@ -122,6 +125,10 @@ class AdminApi:
         r.add_get(f"{PREFIX}/hosts/{{id}}/token", self.host_token)
         r.add_get(f"{PREFIX}/history", self.history)
         r.add_get(f"{PREFIX}/openapi.json", self.openapi)
+        if self.board is not None:  # GET hosts/<mac>/state and states (services/http/board.py)
+            board.add_routes(r, PREFIX, self.board)
+        if self.console is not None:  # /console/... (services/http/console.py)
+            self.console.add_routes(r)
         for plural in KIND_BY_PLURAL:
             r.add_get(f"{PREFIX}/{plural}", self.list_objects)
             r.add_post(f"{PREFIX}/{plural}", self.create)
@@ -175,6 +182,8 @@ class AdminApi:
                                     "API does not serve web pages of other sites")
         if request.method in ("POST", "PUT", "PATCH"):
             allowed = IMPORT_TYPES if request.path == f"{PREFIX}/import" else JSON_TYPES
+            if self.console is not None and request.path in console_mod.FORM_PATHS:
+                allowed = console_mod.FORM_TYPES
             if request.content_type not in allowed:
                 return self._refuse(request, 415, "admin_content_type",
                                     f"Content-Type {request.content_type!r} refused: send "
@@ -194,6 +203,13 @@ class AdminApi:
                 if hmac.compare_digest(value.strip().encode(), token.encode()):
                     found = owner
             if scheme.lower() != "bearer" or found is None:
+                # the web console: its login page, or a request with its session cookie
+                decision = self.console.check(request) if self.console is not None else None
+                if decision is True:
+                    request[WHO] = "console"
+                    return await handler(request)
+                if decision is not None:
+                    return decision
                 m.DENIED.labels("admin_token").inc()
                 log.warning("admin_denied", ip=request.remote, path=request.path)
                 return web.json_response({"error": "missing or wrong bearer token"}, status=401,
@@ -440,8 +456,14 @@ class AdminApi:
             count = max(1, min(int(request.query.get("count", "200")), 10_000))
         except ValueError:
             return _error(400, "count must be a whole number")
-        events = await self.events.read(self._event_mac(request), count=count)
-        return _json([_event_json(e) for e in events])
+        mac = self._event_mac(request)
+        events = await self.events.read(mac, count=count)
+        body = [_event_json(e) for e in events]
+        if mac and self.board is not None:  # each event's boot attempt (docs/console.md)
+            attempts = self.board.attempt_ids(mac, events)
+            for item in body:
+                item["attempt"] = attempts.get(item["id"])
+        return _json(body)
 
     async def event_stream(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: one ``event: <kind>`` message per event, JSON data, the stream

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared import metrics
+from shared import bootstate, metrics
 
 FAMILIES = ("script", "grub", "install", "callback", "discovery", "images", "mirror", "api",
             "metrics", "other")
@@ -62,6 +62,16 @@ BAD_REQUESTS = metrics.counter(
     "Requests refused with 400 before routing because they were not valid HTTP, by reason "
     "(too_long: a request line or header over the size limits; not_http: no HTTP method)",
     {"reason": BAD_REQUEST_REASONS})
+
+# Boot states (services/http/board.py): computed by the process serving the admin API.
+BOOT_STAGES = bootstate.STAGES + ("none",)  # none: an idle host (no boot events)
+BOOT_HOSTS = metrics.gauge(
+    "bootyard_boot_hosts", "Inventory hosts by boot state and the stage their latest boot "
+    "attempt reached (docs/console.md)", {"state": bootstate.STATES, "stage": BOOT_STAGES},
+    across_processes="livemax")
+BOOT_STUCK = metrics.gauge(
+    "bootyard_boot_stuck_hosts", "Inventory hosts whose latest boot is stuck, by the most likely "
+    "reason", {"reason": bootstate.REASONS}, across_processes="livemax")
 
 # Label children looked up once: ``labels()`` costs microseconds on every request otherwise.
 REQUESTS_BY = {(f, s): REQUESTS.labels(f, s) for f in FAMILIES for s in STATUS_CLASSES}

@@ -100,6 +100,7 @@ class BootService:
         self.accounting = accounting or Accounting()
         self.cache = RenderCache(cfg.render_cache_size)
         self._recent: dict[tuple, float] = {}
+        self._lookups: set[asyncio.Task] = set()  # http.file events waiting for a lease read
         self._macs: dict[str | None, str] = {}  # spelling in the request -> canonical MAC
 
     # -- application ---------------------------------------------------------------------------
@@ -183,14 +184,28 @@ class BootService:
         self.events.emit(kind, mac, ip=ip, **fields)
 
     def _file_event(self, request: web.Request, status: int, sent: int, elapsed: float) -> None:
+        ip = request.remote or ""
         try:
-            host = self.inventory.host_by_ip(request.remote or "")
+            host = self.inventory.host_by_ip(ip)
         except InventoryUnavailable:
             host = None
-        self.events.emit("http.file", host.mac if host else None, ip=request.remote,
-                         path=request.path, status=status, bytes=sent,
-                         duration_ms=f"{elapsed * 1000:.1f}",
-                         range="yes" if status == 206 else None)
+        fields = dict(ip=request.remote, path=request.path, status=status, bytes=sent,
+                      duration_ms=f"{elapsed * 1000:.1f}", range="yes" if status == 206 else None)
+        if host is not None or not ip:
+            self.events.emit("http.file", host.mac if host else None, **fields)
+            return
+        # not a reserved address: its lease says whose it is (the host's boot state needs the
+        # MAC on its kernel and initrd fetches); one Redis read, after the response
+        task = asyncio.get_running_loop().create_task(self._file_event_by_lease(ip, fields))
+        self._lookups.add(task)
+        task.add_done_callback(self._lookups.discard)
+
+    async def _file_event_by_lease(self, ip: str, fields: dict[str, Any]) -> None:
+        try:
+            mac = await self.access.leases.holder(ip)
+        except InventoryUnavailable:
+            mac = None
+        self.events.emit("http.file", mac, **fields)
 
     # -- helpers -------------------------------------------------------------------------------
     def base_url(self, host_header: str | None, sockname) -> str:

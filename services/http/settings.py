@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import field
 
 from shared.bootplan import UNKNOWN_HOST
+from shared.bootstate import Expected
 from shared.settings import CommonSettings, non_negative, port_number, positive, setting
 
 SCOPES = ("read", "admin")
@@ -97,6 +98,8 @@ class HttpSection:
         (), help="more admin API tokens, each NAME:SCOPE:TOKEN (scope read or admin; the name "
                  "is who the history names); admin_token is the one named admin",
         secret=True, check=_check_tokens)
+    console: bool = setting(True, help="serve the web console on the admin listener "
+                                       "(/console/, docs/console.md)")
     admin_hostnames: tuple[str, ...] = setting(
         (), help="host names the admin API may be reached by (Host header), besides localhost "
                  "and IP addresses; any other name is refused (DNS rebinding)")
@@ -109,3 +112,4 @@ class HttpSection:
 @dataclasses.dataclass(frozen=True)
 class HttpSettings(CommonSettings):
     http: HttpSection = field(default_factory=HttpSection)
+    bootstate: Expected = field(default_factory=Expected)  # seconds per boot stage

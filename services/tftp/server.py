@@ -269,6 +269,20 @@ class TftpServer:
                       message: str) -> None:
         self.listener.send(codec.error(code, message), addr)
         record.result, record.detail = result, message
+        if record.mac is None and (self.leases is not None or self.events is not None):
+            # whose request it was (a machine stuck on a missing file: its boot state names
+            # the file): looked up after the answer is sent, as after a transfer
+            task = asyncio.create_task(self._record_with_mac(record, addr[0]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        self._record(record)
+
+    async def _record_with_mac(self, record: Record, ip: str) -> None:
+        try:
+            record.mac = await asyncio.wait_for(self._mac_of(ip), 2.0)
+        except (TimeoutError, InventoryUnavailable):
+            pass
         self._record(record)
 
     async def _open(self, path: Path, name: str, addr, record: Record):

@@ -196,3 +196,33 @@ def test_the_bootyard_image_is_built_once_and_never_pulled(tmp_path):
     assert all(svc["pull_policy"] == "never" for svc in ours.values())
     assert [name for name, svc in ours.items() if "build" in svc] == ["http"]
     assert ours["http"]["build"]["dockerfile"] == "deploy/Dockerfile"
+
+
+def test_stuck_hosts_alert_fires_with_its_reason(tmp_path):
+    """BootyardHostsStuck, evaluated by `promtool test rules` on a series of the HTTP service's
+    bootyard_boot_stuck_hosts: fires after 5 minutes of a stuck host, names the reason."""
+    alerts = REPO / "deploy" / "prometheus" / "alerts.yml"
+    rule = next(r for r in yaml.safe_load(alerts.read_text())["groups"][0]["rules"]
+                if r.get("alert") == "BootyardHostsStuck")
+    series = 'bootyard_boot_stuck_hosts{{job="bootyard-http",reason="{}"}}'
+    tests = {
+        "rule_files": [str(alerts)],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": series.format("tftp_not_found"),
+                              "values": "0 0 1 1 1 1 1 1 1 1"},
+                             {"series": series.format("no_os_dhcp"), "values": "0x9"}],
+            "alert_rule_test": [
+                {"eval_time": "4m", "alertname": "BootyardHostsStuck", "exp_alerts": []},
+                {"eval_time": "8m", "alertname": "BootyardHostsStuck", "exp_alerts": [{
+                    "exp_labels": {"severity": "warning", "reason": "tftp_not_found"},
+                    "exp_annotations": {
+                        "summary": "1 host(s) stuck in their boot: tftp_not_found",
+                        "description": rule["annotations"]["description"].replace(
+                            "{{ $labels.reason }}", "tftp_not_found")}}]}]}]}
+    path = tmp_path / "stuck_test.yml"
+    path.write_text(yaml.safe_dump(tests))
+    run = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True,
+                         text=True, cwd=REPO)
+    assert run.returncode == 0, run.stdout + run.stderr

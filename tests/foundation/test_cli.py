@@ -48,9 +48,9 @@ def test_host_lifecycle(cli, raw):
     code, out, _ = cli("host", "show", "5254.0012.3456")
     assert code == 0 and f"bootyard:host:{MAC}" in out and "var.disk  /dev/vda" in out
     code, out, _ = cli("host", "list")
-    # effective values: the default boot mode and enabled, not blanks
+    # effective values: the default boot mode and enabled, not blanks; then the boot state
     assert out.splitlines()[1].split() == [MAC, "web1", "198.18.5.21", "debian12", "install",
-                                           "yes", "rack1,web"]
+                                           "yes", "rack1,web", "idle"]
     assert cli("host", "set", MAC, "--boot-mode", "local", "--unset", "tags", "--var", "disk=")[0] == 0
     assert raw.hgetall(f"bootyard:host:{MAC}") == {
         "ip": "198.18.5.21", "hostname": "web1", "profile": "debian12", "boot_mode": "local"}

@@ -107,7 +107,8 @@ async def test_lease_script_and_eventlog_write_one_event_layout(redis_url):
         ev = ("eth0", "undionly.kpxe", "bios", False)
         a, b = "52:54:00:06:00:01", "52:54:00:06:00:02"
         offer = await lease_store.step(lease_store.offer_step(
-            "layout", a, reserved=None, requested=None, hostname="", now=now, event=ev))
+            "layout", a, reserved=None, requested=None, hostname="", now=now, event=ev,
+            discover="0,7"))  # and dhcp.discover, before it
         for step in (
                 lease_store.request_step("layout", a, offer.ip, reserved=None, hostname="",
                                          lease_time=60, now=now, event=ev),  # dhcp.ack

@@ -418,12 +418,16 @@ async def test_default_by_lease_from_real_redis_and_event_recorded(root, client,
             data, _, _ = await client.fetch(address, "pxelinux.cfg/default")
             assert b"rendered for 52:54:00:00:00:02" in data and b"LOCALBOOT" in data
             await client.fetch(address, "small.bin")  # static: attributed by lease too
-            await wait_records(srv, 2)
+            with pytest.raises(TftpError):  # a missing file too (the host's boot state)
+                await client.fetch(address, "missing.efi")
+            await wait_records(srv, 3)
             await events.flush()
             got = await events.read("52:54:00:00:00:02")
-            assert [e.fields["file"] for e in got] == ["pxelinux.cfg/default", "small.bin"]
+            assert [e.fields["file"] for e in got] == ["pxelinux.cfg/default", "small.bin",
+                                                       "missing.efi"]
             assert got[1].kind == "tftp.transfer" and got[1].fields["result"] == "ok"
             assert got[1].fields["bytes"] == "3000"
+            assert got[2].fields["result"] == "not_found"
         finally:
             await srv.close()
         # an expired lease is not current

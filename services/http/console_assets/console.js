@@ -1,0 +1,233 @@
+// bootyard console: the machines list and one machine's page, from the admin API.
+// No framework, no CDN. Live updates from /api/v1/events/stream (server-sent events).
+"use strict";
+
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+// the event kinds the services write (the stream names each message by its kind)
+const KINDS = ["dhcp.discover", "dhcp.offer", "dhcp.ack", "dhcp.nak", "dhcp.ignored",
+  "dhcp.release", "dhcp.decline", "dhcp.inform", "dhcp.expire", "tftp.transfer",
+  "http.script", "http.file", "http.install", "http.install_done", "http.denied",
+  "http.discovery", "http.render_error", "doctor.start", "doctor.end"];
+
+async function api(path, options = {}) {
+  const opts = { credentials: "same-origin", headers: {}, ...options };
+  if (opts.method && opts.method !== "GET") {
+    opts.headers["X-CSRF-Token"] = CSRF;
+    opts.headers["Content-Type"] = "application/json";
+  }
+  const resp = await fetch(path, opts);
+  if (resp.status === 401) { location.href = "/console/login"; throw new Error("logged out"); }
+  const body = await resp.json();
+  if (!resp.ok) throw new Error(body.error || ("HTTP " + resp.status));
+  return body;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v; else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : String(c ?? ""));
+  return node;
+}
+
+function ago(ts) {
+  if (ts == null) return "";
+  const s = Math.max(0, Math.round(Date.now() / 1000 - ts));
+  if (s < 120) return s + " s ago";
+  if (s < 7200) return Math.floor(s / 60) + " min ago";
+  if (s < 172800) return Math.floor(s / 3600) + " h ago";
+  return Math.floor(s / 86400) + " d ago";
+}
+
+function seconds(s) {
+  if (s < 120) return s.toFixed(s < 10 ? 1 : 0) + " s";
+  if (s < 7200) return Math.round(s / 60) + " min";
+  return (s / 3600).toFixed(1) + " h";
+}
+
+function live(onEvent, host) {
+  const badge = document.getElementById("live");
+  const source = new EventSource("/api/v1/events/stream" + (host ? "?host=" + host : ""));
+  source.onopen = () => { badge.textContent = "live"; badge.classList.add("on"); };
+  source.onerror = () => { badge.textContent = "reconnecting…"; badge.classList.remove("on"); };
+  let seen = 0;
+  for (const kind of KINDS) {
+    source.addEventListener(kind, (msg) => {
+      badge.dataset.events = ++seen;
+      onEvent(JSON.parse(msg.data));
+    });
+  }
+  return source;
+}
+
+// -- the machines list ------------------------------------------------------------------------
+async function machines() {
+  const body = document.querySelector("#machines tbody");
+  const count = document.getElementById("count");
+  const filters = { state: document.getElementById("f-state"),
+    profile: document.getElementById("f-profile"), tag: document.getElementById("f-tag"),
+    text: document.getElementById("f-text") };
+  const rows = new Map();  // mac -> {host, state, tr, text}
+  const [hosts, states] = await Promise.all([api("/api/v1/hosts"), api("/api/v1/states")]);
+  const profiles = new Set();
+  for (const [mac, host] of Object.entries(hosts)) {
+    rows.set(mac, { host, state: states[mac] || { state: "idle" } });
+    if (host.profile) profiles.add(host.profile);
+  }
+  for (const name of [...profiles].sort()) filters.profile.append(el("option", {}, name));
+
+  function render(row, mac) {
+    const st = row.state;
+    const tr = el("tr", { "data-mac": mac, "data-state": st.state },
+      el("td", { class: "mac" }, el("a", { href: "/console/machines/" + mac }, mac)),
+      el("td", {}, row.host.hostname || ""), el("td", {}, row.host.profile || ""),
+      el("td", {}, row.host.boot_mode || "install"),
+      el("td", {}, el("span", { class: "badge " + st.state }, st.state)),
+      el("td", {}, st.stage_text || ""), el("td", { class: "since" }, ago(st.since)),
+      el("td", { class: "reason" }, st.reason || ""));
+    row.text = [mac, row.host.hostname, row.host.profile, st.reason, st.stage]
+      .join(" ").toLowerCase();
+    if (row.tr) row.tr.replaceWith(tr);
+    row.tr = tr;
+    return tr;
+  }
+
+  function visible(row) {
+    const tags = row.host.tags || [];
+    return (!filters.state.value || row.state.state === filters.state.value)
+      && (!filters.profile.value || row.host.profile === filters.profile.value)
+      && (!filters.tag.value || tags.includes(filters.tag.value))
+      && (!filters.text.value || row.text.includes(filters.text.value.toLowerCase()));
+  }
+
+  function applyFilters() {
+    let shown = 0;
+    for (const row of rows.values()) {
+      const show = visible(row);
+      row.tr.hidden = !show;
+      if (show) shown++;
+    }
+    count.textContent = shown + " of " + rows.size + " machines";
+  }
+
+  const fragment = document.createDocumentFragment();
+  for (const mac of [...rows.keys()].sort()) fragment.append(render(rows.get(mac), mac));
+  body.append(fragment);
+  applyFilters();
+  for (const input of Object.values(filters)) input.addEventListener("input", applyFilters);
+
+  // live: the hosts an event named are refreshed together, at most every half second
+  const dirty = new Set();
+  let timer = null;
+  async function refresh() {
+    timer = null;
+    const macs = [...dirty];
+    dirty.clear();
+    const fresh = macs.length > 20 ? await api("/api/v1/states") : Object.fromEntries(
+      await Promise.all(macs.map(async (m) => [m, await api("/api/v1/hosts/" + m + "/state")])));
+    for (const mac of macs) {
+      const row = rows.get(mac);
+      if (!row || !fresh[mac]) continue;
+      row.state = fresh[mac];
+      render(row, mac);
+      row.tr.hidden = !visible(row);
+    }
+    applyFilters();
+  }
+  live((event) => {
+    if (!event.mac || !rows.has(event.mac)) return;
+    dirty.add(event.mac);
+    if (!timer) timer = setTimeout(refresh, 500);
+  });
+  setInterval(() => { for (const mac of rows.keys()) dirty.add(mac); refresh(); }, 30000);
+}
+
+// -- one machine ------------------------------------------------------------------------------
+async function machine() {
+  const mac = document.body.dataset.mac;
+  const events = document.querySelector("#events tbody");
+  let lastTs = null;
+
+  async function showState() {
+    const st = await api("/api/v1/hosts/" + mac + "/state");
+    const p = document.getElementById("state");
+    p.replaceChildren(el("span", { class: "badge " + st.state }, st.state), " ",
+      st.stage_text ? st.stage_text + " " + ago(st.since) : "no boot seen",
+      st.reason ? el("div", { class: "error", id: "reason" }, st.reason) : "");
+    const stages = document.getElementById("stages");
+    stages.replaceChildren();
+    const list = st.attempt ? st.attempt.stages : [];
+    const total = list.reduce((a, s) => a + Math.max(s.seconds, 0.5), 0) || 1;
+    list.forEach((s, i) => {
+      const current = i === list.length - 1;
+      const bar = el("div", { class: "stage" + (current ? " current " + st.state : ""),
+        title: s.stage + ": " + seconds(s.seconds) }, el("b", {}, s.stage), seconds(s.seconds));
+      bar.style.flexGrow = Math.max(s.seconds, 0.5) / total * 100;  // CSSOM: allowed by the CSP
+      stages.append(bar);
+    });
+  }
+
+  async function showRecord() {
+    const shown = await api("/api/v1/hosts/" + mac);
+    const record = document.getElementById("record");
+    record.replaceChildren();
+    for (const [k, v] of Object.entries(shown.fields)) {
+      record.append(el("tr", {}, el("td", {}, k),
+        el("td", {}, Array.isArray(v) ? v.join(", ")
+          : typeof v === "object" ? JSON.stringify(v) : v)));
+    }
+    document.getElementById("mode").textContent = shown.fields.boot_mode || "install";
+    const problems = document.getElementById("problems");
+    problems.replaceChildren(...shown.problems.map(
+      (p) => el("li", {}, p.field + ": " + p.reason)));
+    if (shown.fields.ip) {
+      try {
+        const lease = await api("/api/v1/leases/" + shown.fields.ip);
+        document.getElementById("lease").textContent = shown.fields.ip + ": " + lease.state
+          + (lease.mac === mac ? "" : " (held by " + lease.mac + ")")
+          + ", until " + new Date(lease.expires * 1000).toLocaleString();
+      } catch (e) { document.getElementById("lease").textContent = "none"; }
+    }
+  }
+
+  let lastAttempt = null;
+  function addEvent(e) {
+    if (e.attempt && e.attempt !== lastAttempt) {  // a boot attempt begins (newest on top)
+      lastAttempt = e.attempt;
+      events.prepend(el("tr", { class: "attempt" }, el("td", { colspan: "5" },
+        "boot attempt " + e.attempt)));
+    }
+    const when = new Date(e.ts * 1000);
+    const gap = lastTs == null ? "" : "+" + (e.ts - lastTs).toFixed(3);
+    lastTs = e.ts;
+    const details = Object.entries(e.fields).map(([k, v]) => k + "=" + v).join(" ");
+    events.prepend(el("tr", { "data-kind": e.kind }, el("td", {}, when.toLocaleTimeString()),
+      el("td", {}, gap), el("td", {}, e.service), el("td", {}, e.kind), el("td", {}, details)));
+  }
+
+  for (const button of document.querySelectorAll("button[data-mode]")) {
+    button.addEventListener("click", async () => {
+      const result = document.getElementById("action-result");
+      try {
+        await api("/api/v1/hosts/" + mac, { method: "PATCH",
+          body: JSON.stringify({ boot_mode: button.dataset.mode }) });
+        result.textContent = "boot mode set to " + button.dataset.mode;
+        result.className = "";
+      } catch (err) { result.textContent = err.message; result.className = "error"; }
+      await showRecord();
+    });
+  }
+  await Promise.all([showState(), showRecord()]);
+  for (const e of await api("/api/v1/events?count=200&host=" + mac)) addEvent(e);
+  live((e) => { addEvent(e); showState(); }, mac);
+  setInterval(showState, 10000);
+}
+
+document.getElementById("logout")?.addEventListener("click", async () => {
+  await api("/console/logout", { method: "POST", body: "{}" });
+  location.href = "/console/login";
+});
+({ machines, machine })[document.body.dataset.page]().catch((err) => {
+  document.querySelector("main").prepend(el("p", { class: "error" }, err.message));
+});
