@@ -1,4 +1,5 @@
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -250,7 +251,14 @@ def test_supervisor_runs_workers_sums_metrics_and_ends_with_them(tmp_path):
     proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        started = sorted(proc.stdout.readline().split()[1:] for _ in range(2))
+        # the two workers' lines (two processes on one pipe: read by pattern, not by line)
+        found: list[list[str]] = []
+        for _ in range(10):
+            found += [list(m) for m in re.findall(r"WORKER (\d+) (\d+) (\d+)",
+                                                  proc.stdout.readline())]
+            if len(found) >= 2:
+                break
+        started = sorted(found)
         assert [s[:2] for s in started] == [["0", "2"], ["1", "2"]]
         pids = [int(s[2]) for s in started]
 
