@@ -513,9 +513,9 @@ async def _import(args, store, out) -> int:
 
 
 async def _validate(args, store, out) -> int:
-    from shared import inventory
+    from shared import checks
 
-    problems = await inventory.validate(store)
+    problems = await checks.validate(store)
     templates = None if args.no_templates else args.templates or _configured_templates()
     if templates:
         problems += await _render_install_files(store, templates)

@@ -36,7 +36,7 @@ from services.dhcp.settings import DhcpSection
 from services.http.access import host_token
 from services.http.settings import HttpSection
 from services.tftp.settings import TftpSection
-from shared import bootplan, inventory, paths
+from shared import bootplan, checks, paths
 from shared.addresses import normalise_mac
 from shared.events import EventLog
 from shared.leases import Leases
@@ -126,7 +126,7 @@ async def inventory_checks(report: Report, store: InventoryStore, client, mac: s
                            cfg: DoctorSettings) -> Found:
     found = Found()
     dump = await store.dump()
-    problems = inventory.validate_dump(dump)
+    problems = checks.validate_dump(dump)
     host_key = KINDS["host"].key(mac)
 
     def problems_of(key: str, area: str, what: str, fix: str) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from services.http.render import INSTALL_FILES, Renderer, RenderError, build_context, template_for
 from shared import keys
-from shared.inventory import CHECK_FACTS, parse_dump, subnet_of
+from shared.checks import CHECK_FACTS, parse_dump, subnet_of
 from shared.schema import Problem
 
 

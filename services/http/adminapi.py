@@ -28,7 +28,7 @@ from services.http import board, console as console_mod, metrics as m
 from services.http.access import host_token
 from services.http.accounting import Accounting, Record
 from services.http.policy import install_urls
-from shared import audit, inventory as admin, logs
+from shared import audit, checks, inventory as admin, logs
 from shared.addresses import AddressError, normalise_ipv4, normalise_mac
 from shared.events import EventLog
 from shared.leases import LeaseRecord
@@ -366,7 +366,7 @@ class AdminApi:
 
     # -- whole inventory -----------------------------------------------------------------------
     async def validate(self, _request: web.Request) -> web.Response:
-        problems = await admin.validate(self.store)
+        problems = await checks.validate(self.store)
         return _json({"valid": not any(p.severity == "error" for p in problems),
                       "problems": [{"key": p.key, "field": p.field, "value": p.value,
                                     "reason": p.reason, "severity": p.severity}
