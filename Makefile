@@ -35,7 +35,7 @@ test: install
 test-fast: install
 	$(PY) -m pytest --skip-slow $(PYTEST_ARGS)
 
-## bench: every service against its peer, one after the other (root; ~15 min); each run's log
+## bench: every service against its peer, one after the other (root; ~25 min); each run's log
 ## goes to build/bench/<name>.log and the RESULT lines are printed together at the end
 BENCHES ?= bench-dhcp bench-tftp bench-http bench-boot bench-aoe bench-mirror
 bench: install
