@@ -236,15 +236,20 @@ def main() -> int:
               f"ratio_big={big['ours'] / big['nginx']:.2f} ratio_render={ratio_render:.2f}")
         return 0
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         redis.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    """Terminate every process, then wait for each (killing one that outlives 10 s)."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 if __name__ == "__main__":

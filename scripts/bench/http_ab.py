@@ -99,13 +99,7 @@ def main() -> int:
             print(f"{case:<9} old={before:.0f} new={after:.0f} new/old={after / before:.2f}")
         return 0
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        bench.stop_all(procs)
         redis.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 

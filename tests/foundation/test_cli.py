@@ -3,30 +3,11 @@
 import subprocess
 import sys
 
-import pytest
-import redis
-
 from cli.commands import main
 
 MAC = "52:54:00:12:34:56"
 
 
-@pytest.fixture
-def cli(redis_url, monkeypatch, capsys):
-    monkeypatch.setenv("BOOTYARD_REDIS_URL", redis_url)
-
-    def run(*argv):
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
-
-
-@pytest.fixture
-def raw(redis_url):
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
 
 
 def seed(cli):

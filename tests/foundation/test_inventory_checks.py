@@ -9,9 +9,7 @@ import sys
 import threading
 
 import pytest
-import redis
 
-from cli.commands import main
 from shared import bootplan, inventory
 from shared.schema import KINDS, parse_record
 
@@ -19,23 +17,6 @@ MAC = "52:54:00:12:34:56"
 MAC2 = "52:54:00:00:00:02"
 
 
-@pytest.fixture
-def cli(redis_url, monkeypatch, capsys):
-    monkeypatch.setenv("BOOTYARD_REDIS_URL", redis_url)
-    monkeypatch.delenv("BOOTYARD_CONFIG", raising=False)
-
-    def run(*argv):
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
-
-
-@pytest.fixture
-def raw(redis_url):
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
 
 
 def seed(cli):
