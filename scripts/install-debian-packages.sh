@@ -16,6 +16,9 @@ PACKAGES=(
                                       # the TFTP benchmark unpacks it with dpkg -x instead)
     nginx-light wrk                   # HTTP peer and load client
     vblade                            # AoE peer (the block export benchmark and comparisons)
+    libiscsi-bin tgt open-iscsi       # iSCSI peers: iscsi-test-cu/iscsi-perf/iscsi-ls, tgtd, iscsiadm/iscsistart
+    redis-sentinel                    # Redis failover tests (3 sentinels, a master and a replica)
+    openipmi ipmitool                 # power control: OpenIPMI's BMC simulator (ipmi_sim) and the IPMI client
     tshark tcpdump                    # packet captures
     qemu-system-x86 ipxe-qemu ovmf ipxe  # the QEMU lab: SeaBIOS + iPXE ROM, OVMF, iPXE binaries
     grub-efi-amd64-bin grub-pc-bin grub-common pxelinux syslinux-common  # boot loaders served by TFTP
