@@ -37,7 +37,8 @@ from shared.schema import KINDS, Export, Host, Profile, Subnet, plain
 
 # ------------------------------------------------------------------------------ vocabulary
 
-OUTCOMES = ("install", "live", "netroot", "sanboot", "local", "disabled", "unknown", "error")
+OUTCOMES = ("install", "live", "netroot", "sanboot", "local", "disabled", "unknown", "error",
+            "discovery")
 # What an unknown MAC gets, for every service (http.unknown_host and tftp.unknown_host):
 # discovery: record the machine, show a message, boot the next device (iPXE reports its details);
 # local: boot the local disk at once; none: no boot config at all (TFTP: ERROR 1 file not found,
@@ -207,6 +208,17 @@ def target(export: Export, portal: str) -> Target:
 # ------------------------------------------------------------------------------ the plan
 
 @dataclasses.dataclass(frozen=True)
+class Discovery:
+    """The discovery boot (docs/discovery.md), from the ``discovery`` settings: the live image
+    an unknown machine boots to report its hardware, and what it does afterwards."""
+
+    kernel: str = "discovery/vmlinuz"
+    initrd: tuple[str, ...] = ("discovery/initrd.img",)
+    cmdline: str = ""  # more kernel arguments (a console)
+    after: str = "poweroff"  # poweroff or wait, once reported
+
+
+@dataclasses.dataclass(frozen=True)
 class Facts:
     """What the service knows about itself (all text, no I/O)."""
 
@@ -217,6 +229,7 @@ class Facts:
     unknown_delay: int = 10
     token: str | None = None  # the host's token, only when http.token_in_scripts is on
     subnet: Subnet | None = None
+    discovery: Discovery | None = None  # discovery.enabled: the discovery boot, else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,7 +331,8 @@ def template_context(mac: str, host: Host | None, profile: Profile | None,
     ``http.token_in_scripts`` is on.
     """
     out: dict[str, Any] = {"mac": mac, "host": plain(host) or {"mac": mac},
-                           "profile": plain(profile), "vars": merged_vars(host, profile)}
+                           "profile": plain(profile), "vars": merged_vars(host, profile),
+                           "hw": host_hw(host)}
     subnet_d = plain(subnet) or None
     if subnet is not None:
         subnet_d["netmask"] = str(subnet.network.netmask)
@@ -339,12 +353,20 @@ def template_context(mac: str, host: Host | None, profile: Profile | None,
     return out
 
 
+def host_hw(host: Host | None) -> dict[str, Any]:
+    """The host's hardware report for templates (``hw.disks[0].name``): {} when it has none."""
+    return (plain(host).get("hw") or {}) if host is not None else {}
+
+
 def plan(mac: str, host: Host | None, profile: Profile | None, export: Export | None,
          facts: Facts) -> Plan:
     """What ``mac`` boots. Inventory gaps give ``outcome="error"`` with the reason; a failing
     cmdline template raises :class:`TemplateFailed`."""
     if host is None:
-        return Plan(mac, "unknown", mac, reason=unknown_host_choice(facts.unknown_host))
+        action = unknown_host_choice(facts.unknown_host)
+        if action == "discovery" and facts.discovery is not None:
+            return discovery_plan(mac, facts)
+        return Plan(mac, "unknown", mac, reason=action)
     who = f"{host.hostname} ({mac})" if host.hostname else mac
     base = Plan(mac, host.boot_mode, who, host, host.profile)
     if not host.enabled:
@@ -355,6 +377,45 @@ def plan(mac: str, host: Host | None, profile: Profile | None, export: Export | 
         return _boot(base, host, profile, export, facts)
     except PlanError as exc:
         return dataclasses.replace(base, outcome="error", reason=str(exc))
+
+
+def discovery_url(base_url: str, mac: str | None = None) -> str:
+    """The discovery boot's iPXE script for ``mac`` (None: iPXE's own ``${mac}``, for a menu
+    entry): ``<base>/boot/discovery.ipxe?mac=...``."""
+    return f"{base_url.rstrip('/')}/boot/discovery.ipxe?mac={mac or '${mac}'}"
+
+
+def report_url(base_url: str, mac: str) -> str:
+    """Where the discovery image posts its hardware report."""
+    return f"{base_url.rstrip('/')}/discovery/report?mac={mac}"
+
+
+def discovery_plan(mac: str, facts: Facts) -> Plan:
+    """The discovery boot of ``mac`` (any MAC, known or not): the discovery image's kernel and
+    initrd, told which NIC is its own (``bootyard.mac``), where to report
+    (``bootyard.server``) and what to do then (``bootyard.after``), plus
+    ``discovery.cmdline``. ``outcome="error"`` when discovery is off or the image path is bad."""
+    found = facts.discovery
+    base = Plan(mac, "discovery", mac, reason="discovery")
+    if found is None or not facts.base_url:
+        return dataclasses.replace(base, outcome="error", reason="discovery is not enabled "
+                                   "(discovery.enabled)")
+    try:
+        kernel = _discovery_location("discovery.kernel", found.kernel)
+        initrds = tuple(_discovery_location("discovery.initrd", i) for i in found.initrd)
+        args = [f"bootyard.mac={mac}", f"bootyard.server={facts.base_url.rstrip('/')}",
+                f"bootyard.after={found.after}", *found.cmdline.split()]
+        check_args(args, "discovery.cmdline")
+    except PlanError as exc:
+        return dataclasses.replace(base, outcome="error", reason=str(exc))
+    return dataclasses.replace(base, kernel=kernel, initrds=initrds, args=tuple(args))
+
+
+def _discovery_location(setting: str, value: str) -> Location:
+    try:
+        return parse_location(value)
+    except ValueError as exc:
+        raise PlanError(f"{setting}={value!r}: {exc}") from None
 
 
 def _need_export(profile: Profile, export: Export | None) -> Export:

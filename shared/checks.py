@@ -114,6 +114,11 @@ def check_references(records: Mapping[str, Mapping[str, Any]],
                 key, "cmdline", "", f"install={profile.install} but no cmdline: the installer "
                 "is not told where its file is; for example "
                 f"{bootplan.INSTALL_CMDLINE[profile.install]!r}", severity="warning"))
+    for name, rule in sorted(records.get("discovery_rule", {}).items()):
+        if rule.profile not in profiles:
+            problems.append(Problem(keys.object_key("discovery_rule", name), "profile",
+                                    rule.profile, "no such profile (key "
+                                    f"{keys.object_key('profile', rule.profile)})"))
     seen_targets: dict[tuple, str] = {}
     for name, export in sorted(exports.items()):
         target = (export.aoe_shelf, export.aoe_slot) if export.kind == "aoe" else (export.iqn,)

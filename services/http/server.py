@@ -48,6 +48,8 @@ def family_of(path: str) -> str:
         if path.startswith("/boot/grub"):
             return "grub"
         return "discovery" if path.startswith("/boot/discover") else "script"
+    if path.startswith("/discovery/"):
+        return "discovery"
     if path.startswith("/install/"):
         return "callback" if path.endswith("/done") else "install"
     if path.startswith("/images/") or path == "/images":
@@ -90,7 +92,8 @@ class BootService:
     """Request handlers for the boot/file listener."""
 
     def __init__(self, cfg, inventory, events, store: InventoryStore, renderer: Renderer,
-                 access: Access, accounting: Accounting | None = None) -> None:
+                 access: Access, accounting: Accounting | None = None,
+                 discovery_cfg=None) -> None:
         self.cfg = cfg  # the http settings section
         self.inventory = inventory
         self.events = events
@@ -102,6 +105,11 @@ class BootService:
         self._recent: dict[tuple, float] = {}
         self._lookups: set[asyncio.Task] = set()  # http.file events waiting for a lease read
         self._macs: dict[str | None, str] = {}  # spelling in the request -> canonical MAC
+        # the discovery boot (docs/discovery.md): its facts for the boot plan when enabled
+        self.discovery_cfg = discovery_cfg
+        self.discovery = bootplan.Discovery(
+            discovery_cfg.kernel, tuple(discovery_cfg.initrd), discovery_cfg.cmdline,
+            discovery_cfg.after) if discovery_cfg is not None and discovery_cfg.enabled else None
 
     # -- application ---------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -110,6 +118,7 @@ class BootService:
         r.add_get("/boot/ipxe", self.ipxe)
         r.add_get("/boot/grub.cfg", self.grub)
         r.add_get("/boot/discover", self.discover)
+        r.add_get("/boot/discovery.ipxe", self.discovery_ipxe)  # before {mac}.ipxe
         r.add_get("/boot/{mac}.ipxe", self.ipxe)
         r.add_get("/install/ks.cfg", self.kickstart_by_header)
         r.add_route("*", "/install/{mac}/done", self.install_done)
@@ -118,6 +127,10 @@ class BootService:
         r.add_get("/mirror", self.to_directory)
         r.add_get("/images/{path:.*}", self.images)
         r.add_get("/mirror/{path:.*}", self.mirror)
+        if self.discovery_cfg is not None:
+            from services.http.discovery import Reports
+            Reports(self.discovery_cfg, self.inventory, self.events, self.store,
+                    self.access.leases).add_routes(r)
         shared_metrics.add_routes(app, self.healthy)
         return app
 
@@ -369,7 +382,7 @@ class BootService:
                                  initiator_prefix=self.cfg.initiator_prefix,
                                  unknown_host=self.cfg.unknown_host,
                                  unknown_delay=self.cfg.unknown_delay, token=token,
-                                 subnet=self._subnet(ip, host))
+                                 subnet=self._subnet(ip, host), discovery=self.discovery)
         make = policy.ipxe_script if kind == "ipxe" else policy.grub_config
         script = make(mac, host, profile, export, ctx)
         self.cache.put((kind, mac, base, san), script)
@@ -383,6 +396,19 @@ class BootService:
         else:
             self.emit_coalesced("http.script", mac, ip, script=kind, outcome=script.outcome,
                                 profile=host.profile, reason=script.reason or None)
+
+    async def discovery_ipxe(self, request: web.Request) -> web.Response:
+        """The discovery boot for any MAC (a menu entry, or a known host to inventory again)."""
+        mac = self.mac(request.query.get("mac"))
+        sock = self._sockname(request)
+        ctx = policy.BootContext(base_url=self.base_url(request.headers.get(hdrs.HOST), sock),
+                                 discovery=self.discovery)
+        script = policy.discovery_ipxe(mac, ctx)
+        self.emit_coalesced("http.discovery", mac, request.remote, stage="discovery-boot",
+                            outcome=script.outcome)
+        if script.outcome == "error":
+            log.warning("discovery_boot_error", mac=mac, reason=script.reason)
+        return web.Response(body=script.body, headers=TEXT_PLAIN)
 
     async def discover(self, request: web.Request) -> web.Response:
         mac = self.mac(request.query.get("mac"))
