@@ -18,9 +18,10 @@ from collections.abc import Sequence
 
 # CLI noun -> inventory kind. Block exports are "blockexport" because "export" dumps the inventory.
 NOUNS = {"host": "host", "profile": "profile", "subnet": "subnet",
-         "blockexport": "export", "mirror": "mirror", "netboot": "netboot"}
+         "blockexport": "export", "mirror": "mirror", "netboot": "netboot",
+         "discovery-rule": "discovery_rule"}
 PLURALS = {"host": "hosts", "profile": "profiles", "subnet": "subnets", "export": "exports",
-           "mirror": "mirrors", "netboot": "netboots"}
+           "mirror": "mirrors", "netboot": "netboots", "discovery_rule": "discovery_rules"}
 LIST_COLUMNS = {
     "host": ("hostname", "ip", "profile", "boot_mode", "enabled", "tags"),
     "profile": ("install", "kernel", "root_image", "export"),
@@ -28,6 +29,7 @@ LIST_COLUMNS = {
     "export": ("kind", "backing", "iqn", "aoe_shelf", "aoe_slot"),
     "mirror": ("source", "path", "interval", "enabled"),
     "netboot": ("index", "title", "boot_file", "root_path", "default", "enabled"),
+    "discovery_rule": ("priority", "match", "profile", "hostname", "boot_mode", "enabled"),
 }
 # verb -> the other names people type for it
 VERB_ALIASES = {"list": ["ls"], "show": ["get"], "rm": ["delete", "remove"]}
@@ -144,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
         if kind_name == "mirror":
             from cli import mirrors
             mirrors.add_verbs(verbs, common, id_name)
+        if kind_name == "host":  # host adopt (cli/discovered.py)
+            from cli import discovered
+            discovered.add_host_verbs(verbs, common)
+    from cli import discovered
+    discovered.add_parsers(commands, common, _format_options)
 
     sub = commands.add_parser("export", help="print the whole inventory as YAML",
                               parents=[common])
@@ -297,6 +304,9 @@ async def _dispatch(args, store, client, out) -> int:
     if args.command in NOUNS:
         kind = KINDS[NOUNS[args.command]]
         return await _object_command(args, kind, store, out)
+    if args.command == "discovered":
+        from cli import discovered
+        return await discovered.run(args, store, out)
     if args.command == "export":
         from shared import inventory
         text = await inventory.export_yaml(store)
@@ -377,6 +387,9 @@ async def _object_command(args, kind, store, out) -> int:
     if verb in ("sync", "status"):
         from cli import mirrors
         return await mirrors.run(args, kind, store, out)
+    if verb == "adopt":
+        from cli import discovered
+        return await discovered.adopt(args, store, out)
     record = audit.recorder(who())
     if verb in ("add", "set"):
         changes = _changes(args, kind)
@@ -425,6 +438,9 @@ async def _object_command(args, kind, store, out) -> int:
             width = max((len(f) for f in raw), default=0)
             for fname in sorted(raw):
                 print(f"  {fname:<{width}}  {raw[fname]}", file=out)
+            if kind.name == "host" and raw.get("hw"):
+                from cli import discovered
+                discovered.print_hw(raw["hw"], out)
             for problem in shown["problems"]:
                 print(f"  {problem['severity']}: {problem['field']}: {problem['reason']}",
                       file=out)
