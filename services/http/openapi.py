@@ -107,6 +107,21 @@ def document() -> dict[str, Any]:
         f"{PREFIX}/hosts/{{id}}/token": {"get": {
             "summary": "a host's install token and install URLs", "parameters": [ident],
             "responses": {"200": _ok("token and URLs", {"type": "object"})}}},
+        f"{PREFIX}/discovered/{{id}}/adopt": {"post": {
+            "summary": "make a discovered machine a host (docs/discovery.md)",
+            "parameters": [ident, force], "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"type": "object", "required": ["profile"],
+                                                "properties": {
+                                                    "profile": {"type": "string"},
+                                                    "hostname": {"type": "string"},
+                                                    "boot_mode": {"type": "string"},
+                                                    "tags": {"type": "array",
+                                                             "items": {"type": "string"}}},
+                                                "additionalProperties": False}}}},
+            "responses": {"201": _ok("the new host", obj),
+                          "404": _error("no such discovered machine"),
+                          "409": _error("a host already"),
+                          "422": _error("refused by the checks")}}},
         f"{PREFIX}/validate": {"get": {"summary": "every problem of the inventory",
                                        "responses": {"200": _ok("{valid, problems}", {
                                            "type": "object"})}}},
