@@ -102,3 +102,27 @@ def raw(redis_url):
     client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def boot_assets():
+    """The lab's kernel, initramfs, squashfs and boot programs (as tests/e2e has them)."""
+    from lab.assets import ensure_assets
+    return ensure_assets()
+
+
+@pytest.fixture
+def bootlab(lab, tmp_path, boot_assets):
+    """``bootlab(stack)``: a lab.runner.BootLab on a fresh segment, stopped after the test."""
+    from lab.runner import BootLab
+
+    made = []
+
+    def make(stack: str):
+        boot = BootLab(lab, tmp_path / f"lab{len(made)}", stack=stack, assets=boot_assets)
+        made.append(boot)
+        return boot
+
+    yield make
+    for boot in made:
+        boot.stop()
