@@ -89,6 +89,7 @@ class Console:
         router.add_post(LOGIN, self.login)
         router.add_post("/console/logout", self.logout)
         router.add_get("/console/machines/{mac}", self.machine)
+        router.add_get("/console/discovered", self.discovered)
         router.add_get("/console/static/{name}", self.asset)
 
     async def to_list(self, _request: web.Request) -> web.Response:
@@ -105,7 +106,8 @@ class Console:
 <title>{html.escape(title)} · bootyard</title>
 <link rel="stylesheet" href="/console/static/console.css">
 </head><body data-page="{page}" {attrs}>
-<header><a class="brand" href="/console/">bootyard</a><span class="title">{html.escape(title)}
+<header><a class="brand" href="/console/">bootyard</a>
+<a class="nav" href="/console/discovered">Discovered</a><span class="title">{html.escape(title)}
 </span><span id="live" class="live">connecting…</span>
 {'<button id="logout" type="button">Log out</button>' if self.token else ''}</header>
 <main>{body}</main>
@@ -149,6 +151,18 @@ class Console:
 <th>Time</th><th>+s</th><th>Service</th><th>Event</th><th>Details</th></tr></thead>
 <tbody></tbody></table></section>"""
         return self._page(request, mac, body, "machine", mac=mac)
+
+    async def discovered(self, request: web.Request) -> web.Response:
+        """Machines that reported their hardware (docs/discovery.md), each with an adopt form
+        that posts to /api/v1/discovered/<mac>/adopt (the API's checks, the session's CSRF)."""
+        body = """
+<p class="count">Machines that booted the discovery image and reported their hardware. Adopt
+one to make it a host: it boots the chosen profile at its next network boot.</p>
+<table id="discovered" class="machines"><thead><tr><th>MAC</th><th>IP</th><th>Vendor</th>
+<th>Product</th><th>Serial</th><th>CPUs</th><th>Memory</th><th>Disks</th><th>NICs</th>
+<th>Firmware</th><th>Last seen</th><th>Adopt</th></tr></thead><tbody></tbody></table>
+<p id="adopt-result"></p>"""
+        return self._page(request, "Discovered", body, "discovered")
 
     async def login_form(self, request: web.Request, error: str = "") -> web.Response:
         if not self.token or self.session_csrf(request) is not None:

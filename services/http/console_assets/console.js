@@ -224,10 +224,57 @@ async function machine() {
   setInterval(showState, 10000);
 }
 
+// -- discovered machines (docs/discovery.md) ---------------------------------------------------
+function size(bytes) {
+  for (const [unit, power] of [["T", 40], ["G", 30], ["M", 20], ["K", 10]]) {
+    if (bytes >= 2 ** power) return +(bytes / 2 ** power).toFixed(1) + unit;
+  }
+  return bytes + "B";
+}
+
+async function discovered() {
+  const body = document.querySelector("#discovered tbody");
+  const result = document.getElementById("adopt-result");
+  const profiles = Object.keys(await api("/api/v1/profiles"));
+  async function refresh() {
+    const found = await api("/api/v1/discovered");
+    body.replaceChildren();
+    for (const [mac, fields] of Object.entries(found)) {
+      let hw = {};
+      try { hw = JSON.parse(fields.hw || "{}"); } catch (e) { hw = {}; }
+      const dmi = hw.dmi || {};
+      const profile = el("select", { "data-field": "profile" },
+        ...profiles.map((p) => el("option", { value: p }, p)));
+      const hostname = el("input", { "data-field": "hostname", size: "12",
+        placeholder: "host name" });
+      const adopt = el("button", { type: "button", "data-adopt": mac }, "Adopt");
+      adopt.addEventListener("click", async () => {
+        try {
+          await api("/api/v1/discovered/" + mac + "/adopt", { method: "POST",
+            body: JSON.stringify({ profile: profile.value,
+              ...(hostname.value ? { hostname: hostname.value } : {}) }) });
+          result.textContent = "adopted " + mac + " with profile " + profile.value;
+          result.className = "";
+          await refresh();
+        } catch (err) { result.textContent = mac + ": " + err.message; result.className = "error"; }
+      });
+      body.append(el("tr", { "data-mac": mac }, el("td", {}, mac), el("td", {}, fields.ip),
+        el("td", {}, dmi.vendor), el("td", {}, dmi.product), el("td", {}, dmi.serial),
+        el("td", {}, hw.cpus), el("td", {}, hw.memory_bytes ? size(hw.memory_bytes) : ""),
+        el("td", {}, (hw.disks || []).map((d) => d.name + " " + size(d.size_bytes)).join(", ")),
+        el("td", {}, (hw.nics || []).map((n) => n.mac + " " + n.link).join(", ")),
+        el("td", {}, hw.firmware), el("td", {}, ago(+fields.last_seen || null)),
+        el("td", {}, profile, hostname, adopt)));
+    }
+  }
+  await refresh();
+  setInterval(refresh, 10000);
+}
+
 document.getElementById("logout")?.addEventListener("click", async () => {
   await api("/console/logout", { method: "POST", body: "{}" });
   location.href = "/console/login";
 });
-({ machines, machine })[document.body.dataset.page]().catch((err) => {
+({ machines, machine, discovered })[document.body.dataset.page]().catch((err) => {
   document.querySelector("main").prepend(el("p", { class: "error" }, err.message));
 });
