@@ -114,6 +114,11 @@ def check_references(records: Mapping[str, Mapping[str, Any]],
                 key, "cmdline", "", f"install={profile.install} but no cmdline: the installer "
                 "is not told where its file is; for example "
                 f"{bootplan.INSTALL_CMDLINE[profile.install]!r}", severity="warning"))
+    for mac in sorted(set(records.get("discovered", {})) & set(hosts)):
+        problems.append(Problem(keys.object_key("discovered", mac), "(key)", mac,
+                                "this MAC is a host too (added without 'bootyard host adopt'): "
+                                "remove the record with 'bootyard discovered rm'",
+                                severity="warning"))
     for name, rule in sorted(records.get("discovery_rule", {}).items()):
         if rule.profile not in profiles:
             problems.append(Problem(keys.object_key("discovery_rule", name), "profile",

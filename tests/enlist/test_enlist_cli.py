@@ -122,3 +122,11 @@ def test_rule_host_names_fill_placeholders_and_count():
     assert discovery.hostname_for("n{n}", MAC, hw, {"n1", "n2"}) == "n3"
     with pytest.raises(discovery.AdoptionError, match="no serial"):
         discovery.hostname_for("node-{serial}", MAC, {}, set())
+
+
+def test_validate_warns_of_a_discovered_mac_that_is_a_host_too(cli, raw):
+    _discovered(raw)
+    assert cli("host", "add", MAC, "--boot-mode", "local")[0] == 0
+    code, out, err = cli("validate")
+    assert code == 0
+    assert f"bootyard:discovered:{MAC}" in out + err and "is a host too" in out + err
