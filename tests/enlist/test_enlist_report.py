@@ -132,6 +132,12 @@ async def test_an_unknown_mac_gets_the_discovery_boot_when_enabled(env, boot):
                "bootyard.after=poweroff console=ttyS0 || goto failed" in text, url
         assert "initrd --name initrd.img http://10.0.0.1:8080/images/discovery/initrd.img" \
                in text
+    text = await (await client.get(f"/boot/grub.cfg?mac={MAC}")).text()  # UEFI HTTP boot
+    assert "linux (http,10.0.0.1:8080)/images/discovery/vmlinuz bootyard.mac=" in text
+    assert "initrd (http,10.0.0.1:8080)/images/discovery/initrd.img" in text
+    waiting = await boot(after="wait")
+    text = await (await waiting.get(f"/boot/ipxe?mac={MAC}")).text()
+    assert "bootyard.after=wait" in text
     off = await boot(enabled=False)
     text = await (await off.get(f"/boot/ipxe?mac={MAC}")).text()
     assert "vmlinuz" not in text and "not in the inventory" in text  # the message, as before
