@@ -330,9 +330,10 @@ def template_context(mac: str, host: Host | None, profile: Profile | None,
     both; boot scripts and kernel command lines (which anyone may fetch) get neither unless
     ``http.token_in_scripts`` is on.
     """
-    out: dict[str, Any] = {"mac": mac, "host": plain(host) or {"mac": mac},
+    host_d = plain(host)
+    out: dict[str, Any] = {"mac": mac, "host": host_d or {"mac": mac},
                            "profile": plain(profile), "vars": merged_vars(host, profile),
-                           "hw": host_hw(host)}
+                           "hw": host_d.get("hw") or {}}
     subnet_d = plain(subnet) or None
     if subnet is not None:
         subnet_d["netmask"] = str(subnet.network.netmask)
@@ -351,11 +352,6 @@ def template_context(mac: str, host: Host | None, profile: Profile | None,
         out["server"] = {"url": base, "ip": server_ip,
                          "host": urllib.parse.urlsplit(base).netloc}
     return out
-
-
-def host_hw(host: Host | None) -> dict[str, Any]:
-    """The host's hardware report for templates (``hw.disks[0].name``): {} when it has none."""
-    return (plain(host).get("hw") or {}) if host is not None else {}
 
 
 def plan(mac: str, host: Host | None, profile: Profile | None, export: Export | None,
