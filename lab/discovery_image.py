@@ -15,7 +15,9 @@ shared/bootplan.py writes), reads the hardware (DMI from ``/sys/class/dmi/id``, 
 ``/sys/class/net``, BIOS or UEFI from ``/sys/firmware/efi``), posts it as JSON
 (shared/hardware.py's shape) to ``<bootyard.server>/discovery/report?mac=<mac>``, and then does
 what the answer's ``action=`` line says (``poweroff``, ``wait``, or ``reboot`` once a discovery
-rule adopted it), falling back to ``bootyard.after=``. Console lines start with
+rule adopted it), falling back to ``bootyard.after=``. Waiting, it asks
+``<bootyard.server>/discovery/next?mac=<mac>`` every ``bootyard.poll=`` seconds and reboots
+once the answer is ``action=reboot`` (it has been adopted). Console lines start with
 ``bootyard-discovery:``.
 """
 
@@ -45,10 +47,11 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 say() { echo "bootyard-discovery: $*"; }
-MAC=; SERVER=; AFTER=poweroff
+MAC=; SERVER=; AFTER=poweroff; POLL=30
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         bootyard.mac=*) MAC="${arg#*=}" ;;
+        bootyard.poll=*) POLL="${arg#*=}" ;;
         bootyard.server=*) SERVER="${arg#*=}" ;;
         bootyard.after=*) AFTER="${arg#*=}" ;;
     esac
@@ -56,8 +59,14 @@ done
 finish() {
     case "$1" in
         reboot) say "rebooting"; sync; reboot -f ;;
-        wait) say "waiting: reported; reboot or power this machine off when you like"
-              while :; do sleep 3600; done ;;
+        wait) say "waiting until it is adopted (or rebooted, or powered off)"
+              while :; do
+                  sleep "$POLL"
+                  if wget -q -O /tmp/next "$SERVER/discovery/next?mac=$MAC" \
+                          && grep -q '^action=reboot' /tmp/next; then
+                      say "adopted: $(head -n 1 /tmp/next)"; finish reboot
+                  fi
+              done ;;
         *) say "powering off"; sync; poweroff -f ;;
     esac
     sleep 60

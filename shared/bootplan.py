@@ -216,6 +216,7 @@ class Discovery:
     initrd: tuple[str, ...] = ("discovery/initrd.img",)
     cmdline: str = ""  # more kernel arguments (a console)
     after: str = "poweroff"  # poweroff or wait, once reported
+    poll: int = 30  # waiting: seconds between its questions "adopted yet?"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -400,7 +401,8 @@ def discovery_plan(mac: str, facts: Facts) -> Plan:
         kernel = _discovery_location("discovery.kernel", found.kernel)
         initrds = tuple(_discovery_location("discovery.initrd", i) for i in found.initrd)
         args = [f"bootyard.mac={mac}", f"bootyard.server={facts.base_url.rstrip('/')}",
-                f"bootyard.after={found.after}", *found.cmdline.split()]
+                f"bootyard.after={found.after}", f"bootyard.poll={found.poll}",
+                *found.cmdline.split()]
         check_args(args, "discovery.cmdline")
     except PlanError as exc:
         return dataclasses.replace(base, outcome="error", reason=str(exc))

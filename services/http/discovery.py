@@ -18,7 +18,8 @@ of a known host, it replaces that host's ``hw``. Both writes are recorded in the
 at once (``who`` = ``http:rule:<name>``). Every report is a ``discovery.report`` event (and a
 refused one ``discovery.refused``; an adoption ``discovery.adopted``); the answer's last line
 ``action=poweroff|wait|reboot`` tells the image what to do next (reboot: adopted, so that it
-boots its profile now).
+boots its profile now). ``GET /discovery/next?mac=M`` answers a waiting machine's question
+(``action=wait`` until it is a host, then ``action=reboot``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,33 @@ class Reports:
 
     def add_routes(self, router) -> None:
         router.add_post("/discovery/report", self.report)
+        router.add_get("/discovery/next", self.next_action)
+
+    async def next_action(self, request: web.Request) -> web.Response:
+        """What a machine waiting after its report (``discovery.after: wait``) does next:
+        ``action=reboot`` once it is a host (adopted: it boots its profile), else
+        ``action=wait``. The same bounds as a report: the MAC's lease, the rate limit."""
+        try:
+            mac = normalise_mac(request.query.get("mac", ""))
+        except AddressError as exc:
+            return web.Response(status=400, text=f"bootyard: give ?mac=: {exc}\n", headers=TEXT)
+        if not self.cfg.enabled:
+            return web.Response(status=404, text="bootyard: discovery is off "
+                                "(discovery.enabled)\n", headers=TEXT)
+        ip = request.remote or ""
+        if not self.limit.allow(("next", mac), time.time()):
+            return web.Response(status=429, text="bootyard: too many questions from this "
+                                "MAC\n", headers=TEXT)
+        host = self.inventory.host(mac)
+        if not (host is not None and host.ip and host.ip == ip) and \
+                await self.leases.holder(ip) != mac:
+            return web.Response(status=403, text=f"bootyard: {ip} holds no lease for {mac}\n",
+                                headers=TEXT)
+        if host is None:
+            return web.Response(text=f"bootyard: {mac} is not adopted yet\naction=wait\n",
+                                headers=TEXT)
+        return web.Response(text=f"bootyard: {mac} is host {host.hostname or mac} (profile "
+                                 f"{host.profile or '-'})\naction=reboot\n", headers=TEXT)
 
     def _refuse(self, request: web.Request, mac: str | None, status: int, result: str,
                 message: str) -> web.Response:

@@ -109,7 +109,8 @@ class BootService:
         self.discovery_cfg = discovery_cfg
         self.discovery = bootplan.Discovery(
             discovery_cfg.kernel, tuple(discovery_cfg.initrd), discovery_cfg.cmdline,
-            discovery_cfg.after) if discovery_cfg is not None and discovery_cfg.enabled else None
+            discovery_cfg.after, discovery_cfg.poll_seconds) \
+            if discovery_cfg is not None and discovery_cfg.enabled else None
 
     # -- application ---------------------------------------------------------------------------
     def app(self) -> web.Application:

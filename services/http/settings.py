@@ -137,7 +137,11 @@ class DiscoverySection:
                                         "hardware; off: the iPXE message only")
     after: str = setting("poweroff", choices=("poweroff", "wait"),
                          help="what a machine does once it has reported: poweroff, or wait "
-                              "(stays up, at a prompt-less console) until it is rebooted")
+                              "(stays up, asking every poll_seconds whether it has been "
+                              "adopted, and reboots into its profile when it has)")
+    poll_seconds: int = setting(30, check=positive,
+                                help="how often a waiting machine asks whether it has been "
+                                     "adopted (GET /discovery/next)")
     kernel: str = setting("discovery/vmlinuz", check=_image_path,
                           help="the discovery image's kernel: a path under http.images_root "
                                "(make discovery-image writes it) or a URL")

@@ -129,7 +129,7 @@ async def test_an_unknown_mac_gets_the_discovery_boot_when_enabled(env, boot):
         text = await (await client.get(url)).text()
         assert "kernel http://10.0.0.1:8080/images/discovery/vmlinuz initrd=initrd.img " \
                f"bootyard.mac={MAC} bootyard.server=http://10.0.0.1:8080 " \
-               "bootyard.after=poweroff console=ttyS0 || goto failed" in text, url
+               "bootyard.after=poweroff bootyard.poll=30 console=ttyS0 || goto failed" in text, url
         assert "initrd --name initrd.img http://10.0.0.1:8080/images/discovery/initrd.img" \
                in text
     text = await (await client.get(f"/boot/grub.cfg?mac={MAC}")).text()  # UEFI HTTP boot
@@ -163,3 +163,18 @@ async def test_a_report_the_image_would_send_is_accepted_as_it_is(env, boot, raw
     hw = json.loads(raw.hgetall(keys.object_key("discovered", MAC))["hw"])
     assert hw["cpu_model"] == "QEMU Virtual CPU version 2.5+"
     assert [n["link"] for n in hw["nics"]] == ["up", "down"]
+
+
+async def test_a_waiting_machine_learns_when_it_has_been_adopted(env, boot):
+    client = await boot(after="wait", poll_seconds=5)
+    text = await (await client.get(f"/boot/ipxe?mac={MAC}")).text()
+    assert "bootyard.after=wait bootyard.poll=5" in text
+    url = f"/discovery/next?mac={MAC}"
+    assert (await client.get(url)).status == 403  # no lease for this MAC here
+    await env.lease("127.0.0.1", MAC)
+    resp = await client.post(URL, data=report_body(), headers=JSON)
+    assert (await resp.text()).splitlines()[-1] == "action=wait"
+    assert (await (await client.get(url)).text()).splitlines()[-1] == "action=wait"
+    await env.put("host", MAC, profile="node", hostname="node7")
+    answer = await (await client.get(url)).text()
+    assert answer.splitlines()[-1] == "action=reboot" and "host node7" in answer
