@@ -41,6 +41,7 @@ OUTCOMES = ("install", "live", "netroot", "sanboot", "local", "disabled", "unkno
             "discovery")
 # What an unknown MAC gets, for every service (http.unknown_host and tftp.unknown_host):
 # discovery: record the machine, show a message, boot the next device (iPXE reports its details);
+# with discovery.enabled (Facts.discovery), the discovery boot instead (discovery_plan);
 # local: boot the local disk at once; none: no boot config at all (TFTP: ERROR 1 file not found,
 # so the loader tries its next name; HTTP: a bare iPXE exit / GRUB exit).
 UNKNOWN_HOST = ("discovery", "local", "none")
@@ -380,11 +381,6 @@ def discovery_url(base_url: str, mac: str | None = None) -> str:
     """The discovery boot's iPXE script for ``mac`` (None: iPXE's own ``${mac}``, for a menu
     entry): ``<base>/boot/discovery.ipxe?mac=...``."""
     return f"{base_url.rstrip('/')}/boot/discovery.ipxe?mac={mac or '${mac}'}"
-
-
-def report_url(base_url: str, mac: str) -> str:
-    """Where the discovery image posts its hardware report."""
-    return f"{base_url.rstrip('/')}/discovery/report?mac={mac}"
 
 
 def discovery_plan(mac: str, facts: Facts) -> Plan:

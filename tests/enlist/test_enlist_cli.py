@@ -114,6 +114,7 @@ def test_discovery_plan_refuses_what_cannot_go_into_a_script():
     assert plan.outcome == "error" and "discovery.cmdline" in plan.reason
     plan = bootplan.plan(MAC, None, None, None, bootplan.Facts(base_url="http://s"))
     assert plan.outcome == "unknown"  # discovery off: the unknown-host action as before
+    assert bootplan.discovery_url("http://s/") == "http://s/boot/discovery.ipxe?mac=${mac}"
 
 
 def test_rule_host_names_fill_placeholders_and_count():
