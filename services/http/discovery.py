@@ -131,7 +131,12 @@ class Reports:
         limit = self.cfg.max_report_bytes
         if request.content_length is not None and request.content_length > limit:
             return self._refuse(request, mac, 413, "too_large", f"over {limit} bytes")
-        body = await request.content.read(limit + 1)
+        body = bytearray()  # read(n) may return less than n before the end: read to the end
+        while len(body) <= limit:
+            chunk = await request.content.read(limit + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
         if len(body) > limit:
             return self._refuse(request, mac, 413, "too_large", f"over {limit} bytes")
         host = self.inventory.host(mac)
@@ -140,7 +145,7 @@ class Reports:
             return self._refuse(request, mac, 403, "no_lease", f"{ip} holds no lease for "
                                 f"{mac}: a machine reports only from the address DHCP gave it")
         try:
-            hw = hardware.check(json.loads(body))
+            hw = hardware.check(json.loads(bytes(body)))
         except (ValueError, UnicodeDecodeError) as exc:
             return self._refuse(request, mac, 422, "invalid", str(exc)[:300])
         text = hardware.dumps(hw)

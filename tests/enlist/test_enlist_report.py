@@ -178,3 +178,18 @@ async def test_a_waiting_machine_learns_when_it_has_been_adopted(env, boot):
     await env.put("host", MAC, profile="node", hostname="node7")
     answer = await (await client.get(url)).text()
     assert answer.splitlines()[-1] == "action=reboot" and "host node7" in answer
+
+
+async def test_a_chunked_report_is_read_whole_and_bounded(env, boot, raw):
+    client = await boot(max_report_bytes=4096)
+    await env.lease("127.0.0.1", MAC)
+
+    async def pieces(data: bytes, size: int = 100):
+        for i in range(0, len(data), size):
+            yield data[i:i + size]
+
+    resp = await client.post(URL, data=pieces(report_body()), headers=JSON)  # no length
+    assert resp.status == 200, await resp.text()
+    assert raw.hget(KINDS["discovered"].key(MAC), "reports") == "1"
+    resp = await client.post(URL, data=pieces(b" " * 5000 + report_body()), headers=JSON)
+    assert resp.status == 413
