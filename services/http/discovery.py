@@ -73,6 +73,9 @@ class Reports:
         self.store = store
         self.leases = leases
         self.limit = RateLimit(cfg.reports_per_minute)
+        # a waiting machine asks every poll_seconds: allow twice that (and never fewer
+        # questions than reports)
+        self.questions = RateLimit(max(cfg.reports_per_minute, 120 // cfg.poll_seconds + 1))
 
     def add_routes(self, router) -> None:
         router.add_post("/discovery/report", self.report)
@@ -90,7 +93,7 @@ class Reports:
             return web.Response(status=404, text="bootyard: discovery is off "
                                 "(discovery.enabled)\n", headers=TEXT)
         ip = request.remote or ""
-        if not self.limit.allow(("next", mac), time.time()):
+        if not self.questions.allow(("next", mac), time.time()):
             return web.Response(status=429, text="bootyard: too many questions from this "
                                 "MAC\n", headers=TEXT)
         host = self.inventory.host(mac)
