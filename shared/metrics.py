@@ -98,6 +98,11 @@ REDIS_ERRORS = counter(
     "bootyard_redis_errors_total",
     "Redis commands that failed (connection refused, timeout, error reply)",
     {"operation": ("inventory", "events", "leases", "admin", "mirrors")})
+LEASE_REPLICATION = counter(
+    "bootyard_lease_replication_total",
+    "Lease batches whose writes were waited for on Redis replicas (dhcp.replica_acks): acked "
+    "by enough replicas in time, or short (answered anyway; the lease journal covers them)",
+    {"outcome": ("acked", "short")})
 REDIS_UP = gauge("bootyard_redis_up", "1 while this process reaches Redis, 0 while it does not",
                  across_processes="min")
 EVENTS_EMITTED = counter(

@@ -137,7 +137,8 @@ class DhcpServer:
                 if self._redis_down:
                     self._redis_down = False
                     self._pools_dirty = True
-                    log.info("lease_store_reachable_again")
+                    log.info("lease_store_reachable_again",
+                             journal_replayed=self.store.replayed)
             except InventoryUnavailable as exc:
                 outcomes = None
                 if not self._redis_down:
