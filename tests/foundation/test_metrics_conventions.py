@@ -25,7 +25,9 @@ async def test_build_info_has_the_version_and_no_created_series():
 def test_license_matches_pyproject():
     from pathlib import Path
     repo = Path(__file__).parents[2]
-    assert 'license = { text = "Apache-2.0" }' in (repo / "pyproject.toml").read_text()
+    import tomllib
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
     assert "Apache License" in (repo / "LICENSE").read_text().splitlines()[0] + \
         (repo / "LICENSE").read_text()[:200]
 
