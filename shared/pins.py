@@ -9,8 +9,9 @@ A release of either may rename what we use without notice, and the failure would
 fast path off, or wrong histograms), so every service refuses to start on a version not listed
 here (:func:`shared.runtime.run_service`: one log line ``event=untested_dependency`` naming the
 package, the version found and the versions tested; exit status 2). To move to a new version:
-install it in the .venv, run the tests, add it here and run `make lock` (constraints.txt, which
-tests/foundation/test_packaging.py checks against this table).
+install it in the .venv, run the tests, add it here and in pyproject.toml (which pins both
+exactly) and run `make lock` (constraints.txt); tests/foundation/test_packaging.py checks that the
+three agree.
 """
 
 from __future__ import annotations

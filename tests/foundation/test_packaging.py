@@ -40,6 +40,9 @@ def test_every_dependency_is_pinned_and_the_pins_agree():
     assert names - set(pinned) == set()
     for package, tested in pins.TESTED.items():
         assert pinned[package] in tested, f"constraints.txt has {package} {pinned[package]}"
+        assert f"{package}=={pinned[package]}" in [
+            canonical(r.split("==")[0]) + "==" + r.split("==")[-1] for r in project["dependencies"]
+        ], f"pyproject.toml does not pin {package}=={pinned[package]}"
     assert pins.untested() == []  # this venv runs the tested versions
 
 
