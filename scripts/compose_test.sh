@@ -327,6 +327,10 @@ PROM=http://127.0.0.1:$PROM_PORT
 jobs=prometheus
 for svc in "${present[@]}"; do jobs="$jobs,bootyard-$svc"; done
 if "$PY" tests/deploy/dashboard_checks.py --prometheus "$PROM" --wait-targets 90 --expect-jobs "$jobs" >&2; then
+    for _ in $(seq 30); do  # Prometheus lists its Alertmanagers a few seconds after its start
+        curl -fsS "$PROM/api/v1/alertmanagers" | grep -q '"url":"http://alertmanager:9093/api/v2/alerts"' && break
+        sleep 1
+    done
     curl -fsS "$PROM/api/v1/alertmanagers" | grep -q '"url":"http://alertmanager:9093/api/v2/alerts"' \
         || fail "Prometheus does not send its alerts to the alertmanager service"
     curl -fsS "http://127.0.0.1:$AM_PORT/api/v2/status" | grep -q 'receiver: operator' \
