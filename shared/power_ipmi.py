@@ -29,13 +29,19 @@ from shared.power import IPMI_PORT, PowerError, Result, Target
 TOOL = "ipmitool"
 TIMEOUT = 2  # seconds ipmitool waits for each answer (-N) ...
 RETRIES = 2  # ... and how often it asks again (-R)
+# RMCP+ cipher suite (-C): 3 (HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128) is the one IPMI 2.0 BMCs
+# support; without -C, ipmitool 1.8.19 first asks the BMC for its cipher suites, which many
+# (ipmi_sim among them) do not answer: seconds lost on every command.
+CIPHER_SUITE = 3
 
 
-def command(target: Target, *words: str, tool: str = TOOL) -> list[str]:
+def command(target: Target, *words: str, tool: str = TOOL,
+            cipher_suite: int = CIPHER_SUITE) -> list[str]:
     """ipmitool's argument list for ``chassis <words>`` on ``target``'s BMC (verbose, so that
     an authentication failure says so); the password comes from the environment."""
-    argv = [tool, "-I", "lanplus", "-H", target.host, "-p", str(target.port or IPMI_PORT),
-            "-U", target.user, "-E", "-N", str(TIMEOUT), "-R", str(RETRIES), "-v"]
+    argv = [tool, "-I", "lanplus", "-C", str(cipher_suite), "-H", target.host,
+            "-p", str(target.port or IPMI_PORT), "-U", target.user, "-E",
+            "-N", str(TIMEOUT), "-R", str(RETRIES), "-v"]
     return argv + ["chassis", *words]
 
 
@@ -83,14 +89,15 @@ def parse_status(output: str) -> str | None:
     return None
 
 
-async def _ipmitool(target: Target, *words: str, timeout: float) -> str:
+async def _ipmitool(target: Target, *words: str, timeout: float,
+                    cipher_suite: int = CIPHER_SUITE) -> str:
     """Run ipmitool; its stdout, or PowerError naming the host, the BMC and the reason."""
     tool = shutil.which(TOOL)
     if tool is None:
         raise PowerError("tool_missing", f"host {target.mac}{target.where()}: ipmitool is not "
                          "installed (Debian package ipmitool)")
     proc = await asyncio.create_subprocess_exec(
-        *command(target, *words, tool=tool), stdin=asyncio.subprocess.DEVNULL,
+        *command(target, *words, tool=tool, cipher_suite=cipher_suite), stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env=environment(target))
     try:
@@ -108,8 +115,8 @@ async def _ipmitool(target: Target, *words: str, timeout: float) -> str:
     return text
 
 
-async def status(target: Target, timeout: float) -> str:
-    out = await _ipmitool(target, "power", "status", timeout=timeout)
+async def status(target: Target, timeout: float, cipher_suite: int = CIPHER_SUITE) -> str:
+    out = await _ipmitool(target, "power", "status", timeout=timeout, cipher_suite=cipher_suite)
     state = parse_status(out)
     if state is None:
         raise PowerError("bmc_error", f"host {target.mac}{target.where()}: cannot read the "
@@ -117,9 +124,11 @@ async def status(target: Target, timeout: float) -> str:
     return state
 
 
-async def run(target: Target, action: str, *, pxe: bool = True, timeout: float = 30) -> Result:
+async def run(target: Target, action: str, *, pxe: bool = True, timeout: float = 30,
+              cipher_suite: int = CIPHER_SUITE) -> Result:
     """Do ``action`` (on, off, cycle, status) on ``target``; PowerError on failure."""
     start = time.monotonic()
+    suite = cipher_suite
     deadline = start + timeout
 
     def left() -> float:
@@ -129,19 +138,19 @@ async def run(target: Target, action: str, *, pxe: bool = True, timeout: float =
         return Result(target.mac, action, "ipmi", outcome, state, detail=detail,
                       address=target.address, seconds=time.monotonic() - start, pxe=did_pxe)
 
-    state = await status(target, left())
+    state = await status(target, left(), suite)
     if action == "status":
         return result("ok", state, f"power is {state}")
     if action == "off":
         if state == "off":
             return result("already", "off", "power was already off")
-        await _ipmitool(target, "power", "off", timeout=left())
+        await _ipmitool(target, "power", "off", timeout=left(), cipher_suite=suite)
         return result("ok", "off", "chassis power off")
     if action == "on" and state == "on":
         return result("already", "on", "power was already on (nothing done)")
     if pxe:
-        await _ipmitool(target, "bootdev", "pxe", timeout=left())
+        await _ipmitool(target, "bootdev", "pxe", timeout=left(), cipher_suite=suite)
     verb = "cycle" if action == "cycle" and state == "on" else "on"
-    await _ipmitool(target, "power", verb, timeout=left())
+    await _ipmitool(target, "power", verb, timeout=left(), cipher_suite=suite)
     return result("ok", "on", f"chassis power {verb}" + (", bootdev pxe (once)" if pxe else ""),
                   pxe)

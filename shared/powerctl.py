@@ -36,6 +36,9 @@ class PowerSection:
                                check=positive)
     timeout: float = setting(30.0, help="seconds one host's action may take (all its requests "
                                         "to the BMC together)", check=positive)
+    ipmi_cipher_suite: int = setting(
+        3, help="IPMI 2.0 cipher suite (ipmitool -C): 3 (HMAC-SHA1, AES-128) is the one BMCs "
+                "support; 17 (HMAC-SHA256) for BMCs that only allow it")
     pxe: bool = setting(True, help="before 'on' and 'cycle', ask the BMC for one network (PXE) "
                                    "boot (IPMI chassis bootdev pxe, Redfish boot override "
                                    "Pxe/Once); 'bootyard power on --no-pxe' skips it once")
@@ -101,7 +104,8 @@ async def _drive(target, action: str, *, pxe: bool, settings: PowerSection,
         return power_wol.run(target, action, allowed=allowed, port=settings.wol_port)
     if target.method == "ipmi":
         from shared import power_ipmi
-        return await power_ipmi.run(target, action, pxe=pxe, timeout=settings.timeout)
+        return await power_ipmi.run(target, action, pxe=pxe, timeout=settings.timeout,
+                                    cipher_suite=settings.ipmi_cipher_suite)
     from shared import power_redfish
     return await power_redfish.run(target, action, pxe=pxe, timeout=settings.timeout)
 
