@@ -151,7 +151,9 @@ class Client:
             base_url=self.t.base_url(), timeout=aiohttp.ClientTimeout(total=self.timeout),
             connector=aiohttp.TCPConnector(ssl=context),
             headers={"Accept": "application/json", "OData-Version": "4.0"})
-        self._basic = aiohttp.BasicAuth(self.t.user, self.t.secret)
+        import base64
+        pair = f"{self.t.user}:{self.t.secret}".encode()
+        self._basic = "Basic " + base64.b64encode(pair).decode()
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -171,7 +173,7 @@ class Client:
         if auth and self._token:
             extra["X-Auth-Token"] = self._token
         elif auth:
-            kwargs["auth"] = self._basic
+            extra["Authorization"] = self._basic
         if body is not None:
             kwargs["data"] = json.dumps(body)
             extra["Content-Type"] = "application/json"
