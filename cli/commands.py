@@ -352,7 +352,7 @@ def _print_warnings(written) -> None:
 
 def _print_diff(written, out, *, fields: bool = True) -> None:
     """One line per object: ``+`` added, ``~`` changed (with its fields), ``-`` deleted."""
-    from shared.schema import mask_change
+    from shared.secrets import mask_change
 
     for key in sorted(written.after):
         before, after = written.before.get(key) or {}, written.after[key]
@@ -446,7 +446,7 @@ async def _object_command(args, kind, store, out) -> int:
         if args.format:
             _dump(shown, args.format, out)
         else:
-            from shared.schema import mask
+            from shared.secrets import mask
             raw = await store.raw(kind, shown["id"])
             raw = raw if secrets else mask(kind, raw)
             print(shown["key"], file=out)

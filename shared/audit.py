@@ -48,9 +48,9 @@ class Entry:
 def entry_fields(who: str, key: str, before: dict[str, str] | None,
                  after: dict[str, str] | None, ts: float | None = None) -> dict[str, str]:
     """The stream entry of one change; secret fields (``power_secret``) are masked
-    (:func:`shared.schema.mask_change`): the history says that a secret changed, never what it
+    (:func:`shared.secrets.mask_change`): the history says that a secret changed, never what it
     is."""
-    from shared.schema import mask_change
+    from shared.secrets import mask_change
 
     op = "delete" if not after else "add" if not before else "set"
     shown_before, shown_after = mask_change(key, before or {}, after or {})

@@ -38,12 +38,11 @@ from shared.schema import (
     KINDS,
     Problem,
     from_hash,
-    keep_secrets,
-    mask,
     normalise,
     parse_record,
     to_hash,
 )
+from shared.secrets import keep_secrets, mask
 from shared.store import (
     AlreadyExists,
     InventoryError,
@@ -316,9 +315,11 @@ def etag(raw: Mapping[str, str]) -> str:
     """An object's entity tag (the admin API's ETag): a digest of its whole hash, quoted."""
     import hashlib
     import json
+
     # over the hash with its secrets masked: a digest of a weak password could be guessed
+    from shared.secrets import SECRET_MASK
     hidden = {f for kind in KINDS.values() for f, spec in kind.fields.items() if spec.secret}
-    shown = {k: ("********" if k in hidden and v else v) for k, v in raw.items()}
+    shown = {k: (SECRET_MASK if k in hidden and v else v) for k, v in raw.items()}
     digest = hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()
     return f'"{digest[:32]}"'
 

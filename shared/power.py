@@ -39,7 +39,6 @@ REASONS = ("unreachable", "auth_refused", "unsupported", "bmc_error", "not_confi
 REDFISH_AUTH = ("session", "basic")
 IPMI_PORT = 623
 WOL_PORT = 9
-SECRET_MASK = "********"
 
 _HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?|\[[0-9A-Fa-f:.]+\]")
 _SYSTEM_RE = re.compile(r"/redfish/v1/Systems/[A-Za-z0-9._~%:@!$&'()*+,;=-]+/?")

@@ -270,28 +270,15 @@ def _split(value: str) -> tuple[str, ...]:
 POWER_METHODS = ("wol", "ipmi", "redfish")
 
 
-def _power_address(value: str) -> str:
-    from shared.power import parse_address
-    try:
-        return parse_address(value)
-    except ValueError as exc:
-        raise FieldError(str(exc)) from None
-
-
-def _power_system(value: str) -> str:
-    from shared.power import parse_system
-    try:
-        return parse_system(value)
-    except ValueError as exc:
-        raise FieldError(str(exc)) from None
-
-
-def _power_interface(value: str) -> str:
-    from shared.power import parse_interface
-    try:
-        return parse_interface(value)
-    except ValueError as exc:
-        raise FieldError(str(exc)) from None
+def _power_check(name: str) -> Callable[[str], str]:
+    """A power field's check, from shared/power.py (where the rules live)."""
+    def parse(value: str) -> str:
+        from shared import power
+        try:
+            return getattr(power, name)(value)
+        except ValueError as exc:
+            raise FieldError(str(exc)) from None
+    return parse
 
 
 def _mac(value: str) -> str:
@@ -454,19 +441,19 @@ KINDS: dict[str, Kind] = {
         "description": _ANY_TEXT,
         # power control (docs/power.md)
         "power": FieldSpec(_choice(POWER_METHODS), "power control: wol, ipmi or redfish"),
-        "power_address": FieldSpec(_power_address, "BMC address: host[:port] (IPMI, Redfish) "
+        "power_address": FieldSpec(_power_check("parse_address"), "BMC address: host[:port] (IPMI, Redfish) "
                                    "or https://host[:port] (Redfish)"),
         "power_user": FieldSpec(_text, "BMC user name"),
         "power_secret": FieldSpec(_text, "BMC password (a secret: never printed; '-' on the "
                                   "command line reads it from standard input)", secret=True),
-        "power_system": FieldSpec(_power_system, "Redfish ComputerSystem path (default: the "
+        "power_system": FieldSpec(_power_check("parse_system"), "Redfish ComputerSystem path (default: the "
                                   "BMC's only system)"),
         "power_auth": FieldSpec(_choice(("session", "basic")), "Redfish authentication: "
                                 "session (default) or basic"),
         "power_verify_tls": FieldSpec(_bool, "yes (default): verify the Redfish BMC's TLS "
                                       "certificate; no for a self-signed one"),
         "power_mac": FieldSpec(_mac, "MAC the Wake-on-LAN packet wakes (default: the host's)"),
-        "power_interface": FieldSpec(_power_interface, "deploy interface Wake-on-LAN is sent on "
+        "power_interface": FieldSpec(_power_check("parse_interface"), "deploy interface Wake-on-LAN is sent on "
                                      "(default: every deploy interface)"),
     }, has_vars=True),
     "profile": Kind("profile", "profiles", Profile, "name", {
@@ -597,7 +584,8 @@ def parse_record(kind: Kind, ident: str, raw: Mapping[str, str]) -> tuple[Any, l
         try:
             values[fname] = spec.parse(raw_value)
         except FieldError as exc:
-            problems.append(Problem(key, fname, SECRET_MASK if spec.secret else raw_value,
+            # a refused secret is not printed either (shared/secrets.py SECRET_MASK)
+            problems.append(Problem(key, fname, "********" if spec.secret else raw_value,
                                     str(exc)))
     for fname, spec in kind.fields.items():
         if spec.required and fname not in values and not any(
@@ -745,52 +733,6 @@ def plain(record: Any) -> dict[str, Any]:
         return {}
     return {fld.name: _plain_value(getattr(record, fld.name)) for fld in dataclasses.fields(record)
             if not fld.metadata.get("secret")}
-
-
-# ---------------------------------------------------------------- secrets
-
-SECRET_MASK = "********"  # what is shown, exported and recorded instead of a secret's value
-
-
-def secret_fields(kind: Kind) -> tuple[str, ...]:
-    return tuple(f for f, spec in kind.fields.items() if spec.secret)
-
-
-def mask(kind: Kind, raw: Mapping[str, str]) -> dict[str, str]:
-    """``raw`` with each secret field's value (if set) replaced by :data:`SECRET_MASK`: what
-    show, list, export, the API and the history print."""
-    hidden = secret_fields(kind)
-    return {f: (SECRET_MASK if f in hidden and v else v) for f, v in raw.items()}
-
-
-def mask_change(key: str, before: Mapping[str, str], after: Mapping[str, str]
-                ) -> tuple[dict[str, str], dict[str, str]]:
-    """(before, after) of one object's change with secrets masked; a secret that changed
-    shows as ``******** (changed)`` after, so the history tells that it changed."""
-    found = split_key(key)
-    if found is None:
-        return dict(before), dict(after)
-    kind = found[0]
-    shown_after = mask(kind, after)
-    for fname in secret_fields(kind):
-        if after.get(fname) and before.get(fname) and before[fname] != after[fname]:
-            shown_after[fname] = f"{SECRET_MASK} (changed)"
-    return mask(kind, before), shown_after
-
-
-def keep_secrets(kind: Kind, current: Mapping[str, str], new: Mapping[str, str]
-                 ) -> dict[str, str]:
-    """``new`` with a secret field given as :data:`SECRET_MASK` (what export and the API
-    show) set back to its current value (or removed): re-importing an export, or saving what
-    the API returned, keeps the secret."""
-    out = dict(new)
-    for fname in secret_fields(kind):
-        if out.get(fname) == SECRET_MASK:
-            if current.get(fname):
-                out[fname] = current[fname]
-            else:
-                out.pop(fname)
-    return out
 
 
 def _plain_value(value: Any) -> Any:

@@ -8,8 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +19,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from vmctl import Vm  # noqa: E402
-
-MAC = "52:54:00:5e:00:01"
 
 
 @pytest.fixture
@@ -153,21 +149,3 @@ def redfish_bmc(tmp_path):
     for bmc in started:
         stop_process(bmc.proc)
         bmc.vm.stop()
-
-
-def mock_requests(bmc: Bmc) -> list[dict]:
-    """What the Redfish mock received (method, path, body without passwords)."""
-    import json
-    import ssl
-    context = ssl._create_unverified_context() if bmc.address.startswith("https") else None
-    with urllib.request.urlopen(f"{bmc.address}/mock/requests", timeout=10,
-                                context=context) as resp:
-        return json.loads(resp.read())["requests"]
-
-
-def wait_vm(predicate, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)

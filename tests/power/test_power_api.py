@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import MAC, wait_vm
+from powerkit import MAC, wait_vm
 
 from services.http.adminapi import AdminApi
 from services.http.console import Console

@@ -10,7 +10,7 @@ import re
 
 import pytest
 import redis
-from conftest import MAC, wait_vm
+from powerkit import MAC, wait_vm
 
 pytestmark = [pytest.mark.slow]
 

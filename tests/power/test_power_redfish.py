@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import MAC, mock_requests, wait_vm
+from powerkit import MAC, mock_requests, wait_vm
 
 pytestmark = [pytest.mark.slow]
 

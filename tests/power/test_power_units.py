@@ -9,7 +9,7 @@ import json
 
 import pytest
 import redis
-from conftest import MAC
+from powerkit import MAC
 
 from shared import power, power_ipmi, power_redfish
 from shared.schema import KINDS, parse_record, plain
