@@ -65,6 +65,7 @@ class Bmc:
         self.boot = {"BootSourceOverrideEnabled": "Disabled",
                      "BootSourceOverrideTarget": "None"}
         self.requests: list[dict] = []
+        self.most_sessions = 0  # the most sessions open at once
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.record, self.auth])
@@ -231,6 +232,7 @@ class Bmc:
                          f"{SESSIONS}, the service received an authorization error.")
         token, sid = secrets.token_hex(16), secrets.token_hex(4)
         self.sessions[token] = sid
+        self.most_sessions = max(self.most_sessions, len(self.sessions))
         return web.json_response({
             "@odata.id": f"{SESSIONS}/{sid}", "@odata.type": "#Session.v1_6_0.Session",
             "Id": sid, "UserName": self.user}, status=201,
@@ -246,7 +248,8 @@ class Bmc:
                      "found.")
 
     async def log(self, _request):
-        return web.json_response({"requests": self.requests, "sessions": len(self.sessions)})
+        return web.json_response({"requests": self.requests, "sessions": len(self.sessions),
+                                  "most_sessions": self.most_sessions})
 
 
 def main(argv: list[str] | None = None) -> int:

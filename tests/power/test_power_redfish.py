@@ -5,7 +5,9 @@ BMC allows, the one-time PXE override before a power-on, and clear errors."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import urllib.request
 
 import pytest
 from powerkit import MAC, mock_requests, wait_vm
@@ -120,3 +122,24 @@ def test_redfish_tls_is_verified_unless_the_host_says_not(cli, redfish_bmc, tmp_
     assert cli("host", "set", MAC, "--power-verify-tls", "no")[0] == 0
     code, out, _ = cli("power", "status", MAC)
     assert code == 0 and out.split()[3:5] == ["ok", "off"], out
+
+
+def test_many_hosts_at_once_within_the_concurrency_bound(cli, redfish_bmc, monkeypatch):
+    """Six hosts behind one BMC (each host's action is one session), power.concurrency 2: every
+    host answered, never more than 2 sessions open at once."""
+    bmc = redfish_bmc()
+    macs = [f"52:54:00:5e:01:{i:02x}" for i in range(6)]
+    for mac in macs:
+        code, _out, err = cli("host", "add", mac, "--boot-mode", "local", "--tags", "rack9",
+                              "--power", "redfish", "--power-address", bmc.address,
+                              "--power-user", bmc.user, "--power-secret", bmc.password)
+        assert code == 0, err
+    monkeypatch.setenv("BOOTYARD_POWER__CONCURRENCY", "2")
+    code, out, err = cli("power", "status", "--tag", "rack9")
+    assert code == 0, err
+    assert [line.split()[0] for line in out.splitlines()] == macs
+    assert all(line.split()[3:5] == ["ok", "off"] for line in out.splitlines()), out
+    assert "6 hosts: 6 ok" in err
+    with urllib.request.urlopen(f"{bmc.address}/mock/requests", timeout=10) as resp:
+        seen = json.loads(resp.read())
+    assert 1 <= seen["most_sessions"] <= 2 and seen["sessions"] == 0
