@@ -129,11 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(verb="show")
         sub.add_argument("id", metavar=id_name)
         _format_options(sub)
+        _secrets_option(sub, kind)
         sub = verbs.add_parser("list", aliases=VERB_ALIASES["list"], help=f"list {kind.plural}",
                                parents=[common])
         sub.set_defaults(verb="list")
         _selectors(sub, kind, id_name, required=False)
         _format_options(sub)
+        _secrets_option(sub, kind)
         if kind_name == "host":
             from shared.bootstate import STATES
             sub.add_argument("--state", choices=STATES,
@@ -148,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("export", help="print the whole inventory as YAML",
                               parents=[common])
     sub.add_argument("-o", "--output", help="write to this file instead of stdout")
+    sub.add_argument("--show-secrets", action="store_true",
+                     help="write secret fields (power_secret) as they are, not as ******** "
+                          "(importing ******** keeps a host's secret)")
     sub = commands.add_parser("import", help="load a YAML file made by 'bootyard export', or a "
                               "CSV file of one kind", parents=[common])
     sub.add_argument("file", help="YAML or CSV file, or - for standard input")
@@ -199,7 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also expired, released, declined and offered addresses")
     sub.add_argument("--json", action="store_true", help="print JSON")
     _doctor_parser(commands, common)  # runs in cli/doctor.py
+    from cli import power
+    power.add_parser(commands, common)  # runs in cli/power.py
     return parser
+
+
+def _secrets_option(sub: argparse.ArgumentParser, kind) -> None:
+    if any(spec.secret for spec in kind.fields.values()):
+        sub.add_argument("--show-secrets", action="store_true",
+                         help="print secret fields (power_secret) instead of ********")
 
 
 def _doctor_parser(commands, common) -> None:
@@ -255,6 +268,11 @@ def _changes(args: argparse.Namespace, kind) -> dict[str, str]:
         value = getattr(args, f"field_{fname}", None)
         if value is not None:
             changes[fname] = value
+    for fname, spec in kind.fields.items():
+        if spec.secret and changes.get(fname) == "-":  # the secret from standard input
+            import getpass
+            changes[fname] = (getpass.getpass(f"{fname}: ") if sys.stdin.isatty()
+                              else sys.stdin.readline().rstrip("\n"))
     for item in getattr(args, "var", []) or []:
         if "=" not in item:
             raise CliError(f"--var {item!r}: expected KEY=VALUE")
@@ -299,7 +317,7 @@ async def _dispatch(args, store, client, out) -> int:
         return await _object_command(args, kind, store, out)
     if args.command == "export":
         from shared import inventory
-        text = await inventory.export_yaml(store)
+        text = await inventory.export_yaml(store, getattr(args, "show_secrets", False))
         if args.output:
             from pathlib import Path
             Path(args.output).write_text(text, encoding="utf-8")
@@ -319,6 +337,9 @@ async def _dispatch(args, store, client, out) -> int:
     if args.command == "doctor":
         from cli import doctor
         return await doctor.run(args, store, client, out)
+    if args.command == "power":
+        from cli import power
+        return await power.run(args, store, client, out)
     raise CliError(f"unknown command {args.command}")
 
 
@@ -331,8 +352,12 @@ def _print_warnings(written) -> None:
 
 def _print_diff(written, out, *, fields: bool = True) -> None:
     """One line per object: ``+`` added, ``~`` changed (with its fields), ``-`` deleted."""
+    from shared.secrets import mask_change
+
     for key in sorted(written.after):
         before, after = written.before.get(key) or {}, written.after[key]
+        if after is not None:
+            before, after = mask_change(key, before, after)
         if after is None:
             print(f"- {key}", file=out)
         elif not before:
@@ -416,11 +441,14 @@ async def _object_command(args, kind, store, out) -> int:
             print(f"removed {kind.name} {key.split(':', 2)[2]}", file=out)
         return 0
     if verb == "show":
-        shown = await inventory.show(store, kind, args.id)
+        secrets = getattr(args, "show_secrets", False)
+        shown = await inventory.show(store, kind, args.id, secrets)
         if args.format:
             _dump(shown, args.format, out)
         else:
+            from shared.secrets import mask
             raw = await store.raw(kind, shown["id"])
+            raw = raw if secrets else mask(kind, raw)
             print(shown["key"], file=out)
             width = max((len(f) for f in raw), default=0)
             for fname in sorted(raw):
@@ -447,7 +475,7 @@ async def _object_command(args, kind, store, out) -> int:
                        if not getattr(args, "state", None) or found[i].state == args.state}
             extra = {i: found[i] for i in objects}
         if args.format:
-            listed = inventory.list_json(kind, objects)
+            listed = inventory.list_json(kind, objects, getattr(args, "show_secrets", False))
             if extra:
                 listed = {i: dict(v, boot_state=extra[i].as_dict()) if i in extra else v
                           for i, v in listed.items()}

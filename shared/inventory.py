@@ -42,6 +42,7 @@ from shared.schema import (
     parse_record,
     to_hash,
 )
+from shared.secrets import keep_secrets, mask
 from shared.store import (
     AlreadyExists,
     InventoryError,
@@ -60,19 +61,23 @@ class ImportRefused(InventoryError):
         self.problems = problems or []
 
 
-def dump_to_yaml(dump: Mapping[str, Mapping[str, Mapping[str, str]]]) -> str:
+def dump_to_yaml(dump: Mapping[str, Mapping[str, Mapping[str, str]]],
+                 secrets: bool = False) -> str:
+    """The export file; secret fields (``power_secret``) as ``********`` unless ``secrets``
+    (import keeps an object's secret when the file has the mask)."""
     document = {}
     for kind_name, kind in KINDS.items():
         objects = dump.get(kind_name) or {}
         if objects:
-            document[kind.plural] = {ident: from_hash(kind, objects[ident])
-                                     for ident in sorted(objects)}
+            document[kind.plural] = {
+                ident: from_hash(kind, objects[ident] if secrets else mask(kind, objects[ident]))
+                for ident in sorted(objects)}
     return yaml.safe_dump(document, sort_keys=False, default_flow_style=False,
                           allow_unicode=True) if document else "{}\n"
 
 
-async def export_yaml(store: InventoryStore) -> str:
-    return dump_to_yaml(await store.dump())
+async def export_yaml(store: InventoryStore, secrets: bool = False) -> str:
+    return dump_to_yaml(await store.dump(), secrets)
 
 
 def yaml_to_dump(text: str, source: str = "file") -> dict[str, dict[str, dict[str, str]]]:
@@ -310,7 +315,12 @@ def etag(raw: Mapping[str, str]) -> str:
     """An object's entity tag (the admin API's ETag): a digest of its whole hash, quoted."""
     import hashlib
     import json
-    digest = hashlib.sha256(json.dumps(dict(raw), sort_keys=True).encode()).hexdigest()
+
+    # over the hash with its secrets masked: a digest of a weak password could be guessed
+    from shared.secrets import SECRET_MASK
+    hidden = {f for kind in KINDS.values() for f, spec in kind.fields.items() if spec.secret}
+    shown = {k: (SECRET_MASK if k in hidden and v else v) for k, v in raw.items()}
+    digest = hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()
     return f'"{digest[:32]}"'
 
 
@@ -338,7 +348,7 @@ def _merged(kind, canonical: str, current: Mapping[str, str], changes: Mapping[s
         raise NotFound(f"no {kind.name} {canonical} (key {key}); use "
                        f"'bootyard {kind.name} add' to create it")
     merged = {} if mode == "replace" else dict(current)
-    merged.update(changes)
+    merged.update(keep_secrets(kind, current, changes))
     merged = {f: v for f, v in merged.items() if v != ""}
     notes = []
     if kind.name == "profile":
@@ -426,7 +436,8 @@ async def import_dump(store: InventoryStore, dump: Dump, *, replace: bool, yes: 
     in_file = [(k, i) for k, objs in dump.items() for i in objs]
 
     def compute(current):
-        out: dict[tuple[str, str], Any] = {(k, i): dict(dump[k][i]) for k, i in in_file}
+        out: dict[tuple[str, str], Any] = {
+            (k, i): keep_secrets(KINDS[k], current[k].get(i, {}), dump[k][i]) for k, i in in_file}
         if replace:
             for kind_name, objects in current.items():
                 for ident in objects:
@@ -468,23 +479,26 @@ async def import_yaml(store: InventoryStore, text: str, *, replace: bool, yes: b
 # ---------------------------------------------------------------- object operations (CLI and API)
 
 def object_json(kind, ident: str, raw: Mapping[str, str], record: Any,
-                problems: list[Problem]) -> dict[str, Any]:
-    """One object as the CLI's ``show --json`` and the API print it."""
+                problems: list[Problem], secrets: bool = False) -> dict[str, Any]:
+    """One object as the CLI's ``show --json`` and the API print it (secrets masked unless
+    ``secrets``)."""
     import dataclasses
 
-    return {"key": kind.key(ident), "id": ident, "fields": from_hash(kind, raw),
+    return {"key": kind.key(ident), "id": ident,
+            "fields": from_hash(kind, raw if secrets else mask(kind, raw)),
             "valid": record is not None, "problems": [dataclasses.asdict(p) for p in problems],
             "etag": etag(raw)}
 
 
-async def show(store: InventoryStore, kind, ident: str) -> dict[str, Any]:
+async def show(store: InventoryStore, kind, ident: str, secrets: bool = False
+               ) -> dict[str, Any]:
     """One object, its fields and problems; raises NotFound."""
     canonical = kind.canonical_id(ident)
     raw = await store.raw(kind, canonical)
     if not raw:
         raise NotFound(f"no {kind.name} {canonical} (key {kind.key(canonical)})")
     record, problems = parse_record(kind, canonical, raw)
-    return object_json(kind, canonical, raw, record, problems)
+    return object_json(kind, canonical, raw, record, problems, secrets)
 
 
 async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
@@ -541,10 +555,12 @@ async def list_objects(store: InventoryStore, kind, tag: str | None = None, *,
     return {i: objects[i] for i in chosen}
 
 
-def list_json(kind, objects: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, Any]]:
+def list_json(kind, objects: Mapping[str, Mapping[str, str]], secrets: bool = False
+              ) -> dict[str, dict[str, Any]]:
     """A list of objects as the CLI's ``list --json`` and the API's ``GET /api/v1/<kind>``
-    print it: ``{id: fields}`` in the export form."""
-    return {ident: from_hash(kind, raw) for ident, raw in objects.items()}
+    print it: ``{id: fields}`` in the export form (secrets masked unless ``secrets``)."""
+    return {ident: from_hash(kind, raw if secrets else mask(kind, raw))
+            for ident, raw in objects.items()}
 
 
 def effective(kind, raw: Mapping[str, str]) -> dict[str, str]:

@@ -145,6 +145,17 @@ EVENTS_EMITTED = counter(
     "Events appended to the boot timeline streams, by the component that wrote them",
     {"component": ("dhcp", "tftp", "http", "blockexport", "mirrorsync", "cli")})
 BUILD_INFO = Info("bootyard_build", "bootyard version")
+# Power actions (shared/powerctl.py): counted by the process that runs them, the HTTP service for
+# the admin API and the console (the CLI's one-shot process serves no metrics)
+POWER_ACTIONS = counter(
+    "bootyard_power_actions_total",
+    "Power actions on hosts, by method, action and outcome",
+    {"method": ("wol", "ipmi", "redfish", "none"), "action": ("on", "off", "cycle", "status"),
+     "outcome": ("ok", "already", "failed", "unsupported")})
+POWER_SECONDS = histogram(
+    "bootyard_power_action_seconds",
+    "Time one power action took (all its requests to the BMC), by method",
+    (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), {"method": ("wol", "ipmi", "redfish")})
 
 # Prometheus users expect no <name>_created series next to counters and histograms.
 disable_created_metrics()

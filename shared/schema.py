@@ -267,6 +267,27 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+POWER_METHODS = ("wol", "ipmi", "redfish")
+
+
+def _power_check(name: str) -> Callable[[str], str]:
+    """A power field's check, from shared/power.py (where the rules live)."""
+    def parse(value: str) -> str:
+        from shared import power
+        try:
+            return getattr(power, name)(value)
+        except ValueError as exc:
+            raise FieldError(str(exc)) from None
+    return parse
+
+
+def _mac(value: str) -> str:
+    try:
+        return normalise_mac(value)
+    except AddressError as exc:
+        raise FieldError(str(exc)) from None
+
+
 # ---------------------------------------------------------------- records
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +301,17 @@ class Host:
     tags: tuple[str, ...] = ()
     enabled: bool = True
     description: str = ""
+    # power control (shared/power.py, docs/power.md)
+    power: str | None = None
+    power_address: str | None = None
+    power_user: str | None = None
+    power_secret: str | None = dataclasses.field(default=None, repr=False,
+                                                 metadata={"secret": True})
+    power_system: str | None = None
+    power_auth: str = "session"
+    power_verify_tls: bool = True
+    power_mac: str | None = None
+    power_interface: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -367,6 +399,7 @@ class FieldSpec:
     doc: str
     required: bool = False
     list_like: bool = False  # comma-separated: exported to YAML as a list
+    secret: bool = False  # never printed, logged or recorded (mask(), docs/power.md)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,6 +439,22 @@ KINDS: dict[str, Kind] = {
         "tags": FieldSpec(_tags, "comma-separated labels", list_like=True),
         "enabled": FieldSpec(_bool, "yes (default) or no: services do not boot a disabled host"),
         "description": _ANY_TEXT,
+        # power control (docs/power.md)
+        "power": FieldSpec(_choice(POWER_METHODS), "power control: wol, ipmi or redfish"),
+        "power_address": FieldSpec(_power_check("parse_address"), "BMC address: host[:port] (IPMI, Redfish) "
+                                   "or https://host[:port] (Redfish)"),
+        "power_user": FieldSpec(_text, "BMC user name"),
+        "power_secret": FieldSpec(_text, "BMC password (a secret: never printed; '-' on the "
+                                  "command line reads it from standard input)", secret=True),
+        "power_system": FieldSpec(_power_check("parse_system"), "Redfish ComputerSystem path (default: the "
+                                  "BMC's only system)"),
+        "power_auth": FieldSpec(_choice(("session", "basic")), "Redfish authentication: "
+                                "session (default) or basic"),
+        "power_verify_tls": FieldSpec(_bool, "yes (default): verify the Redfish BMC's TLS "
+                                      "certificate; no for a self-signed one"),
+        "power_mac": FieldSpec(_mac, "MAC the Wake-on-LAN packet wakes (default: the host's)"),
+        "power_interface": FieldSpec(_power_check("parse_interface"), "deploy interface Wake-on-LAN is sent on "
+                                     "(default: every deploy interface)"),
     }, has_vars=True),
     "profile": Kind("profile", "profiles", Profile, "name", {
         "kernel": FieldSpec(_location, "kernel path under the images root, or an http(s):// "
@@ -535,7 +584,9 @@ def parse_record(kind: Kind, ident: str, raw: Mapping[str, str]) -> tuple[Any, l
         try:
             values[fname] = spec.parse(raw_value)
         except FieldError as exc:
-            problems.append(Problem(key, fname, raw_value, str(exc)))
+            # a refused secret is not printed either (shared/secrets.py SECRET_MASK)
+            problems.append(Problem(key, fname, "********" if spec.secret else raw_value,
+                                    str(exc)))
     for fname, spec in kind.fields.items():
         if spec.required and fname not in values and not any(
                 p.field == fname for p in problems):
@@ -582,6 +633,9 @@ def _record_checks(kind: Kind, key: str, values: dict[str, Any]) -> list[Problem
                                     "an AoE export needs aoe_shelf and aoe_slot"))
         if values.get("kind") == "iscsi" and not values.get("iqn"):
             problems.append(Problem(key, "iqn", "", "an iSCSI export needs an iqn"))
+    if kind.name == "host" and values.get("power"):
+        from shared.power import record_problems
+        problems += [Problem(key, f, v, r) for f, v, r in record_problems(values)]
     return problems
 
 
@@ -607,8 +661,8 @@ def normalise(kind: Kind, raw: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for fname, value in raw.items():
         spec = kind.fields.get(fname)
-        if spec is None or not isinstance(value, str):
-            out[fname] = value
+        if spec is None or not isinstance(value, str) or spec.secret:
+            out[fname] = value  # a secret is kept exactly as given (spaces may be part of it)
             continue
         text = value.strip()
         if spec.parse is _name or spec.parse is _bool:
@@ -673,10 +727,12 @@ def _scalar(value: Any) -> str:
 
 def plain(record: Any) -> dict[str, Any]:
     """A parsed record (Host, Profile, Subnet, ...) as plain data for templates and JSON: lists for
-    tuples, dicts for mappings, strings for addresses and networks; {} for None."""
+    tuples, dicts for mappings, strings for addresses and networks; {} for None. Secret fields
+    (``power_secret``) are left out: templates and boot scripts never see them."""
     if record is None:
         return {}
-    return {fld.name: _plain_value(getattr(record, fld.name)) for fld in dataclasses.fields(record)}
+    return {fld.name: _plain_value(getattr(record, fld.name)) for fld in dataclasses.fields(record)
+            if not fld.metadata.get("secret")}
 
 
 def _plain_value(value: Any) -> Any:

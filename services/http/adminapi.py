@@ -93,8 +93,9 @@ class AdminApi:
                  public_url: str = "", *, hostnames: tuple[str, ...] = (),
                  accounting: Accounting | None = None, max_body: int = 8 << 20, leases,
                  tokens: dict[str, tuple[str, str]] | None = None,
-                 board=None, console=None) -> None:
+                 board=None, console=None, power=None) -> None:
         self.store = store
+        self.power = power  # shared.powerctl.PowerSection: power actions (services/http/power.py)
         self.board = board  # services.http.board.Board: the hosts' boot states
         self.console = console  # services.http.console.Console: the web console
         self.events = events
@@ -129,6 +130,8 @@ class AdminApi:
             board.add_routes(r, PREFIX, self.board)
         if self.console is not None:  # /console/... (services/http/console.py)
             self.console.add_routes(r)
+        from services.http.power import PowerApi  # hosts/<mac>/power, /power
+        PowerApi(self.store, self.events, self.power, self._who).add_routes(r, PREFIX)
         for plural in KIND_BY_PLURAL:
             r.add_get(f"{PREFIX}/{plural}", self.list_objects)
             r.add_post(f"{PREFIX}/{plural}", self.create)

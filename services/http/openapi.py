@@ -150,6 +150,8 @@ def document() -> dict[str, Any]:
         f"{PREFIX}/openapi.json": {"get": {"summary": "this document", "responses": {
             "200": _ok("OpenAPI 3.1", {"type": "object"})}}},
     })
+    from services.http.power import openapi_paths
+    paths.update(openapi_paths(PREFIX))
     return {
         "openapi": "3.1.0",
         "info": {"title": "bootyard admin API", "version": "1",

@@ -7,6 +7,7 @@ from dataclasses import field
 
 from shared.bootplan import UNKNOWN_HOST
 from shared.bootstate import Expected
+from shared.powerctl import PowerSection
 from shared.settings import CommonSettings, non_negative, port_number, positive, setting
 
 SCOPES = ("read", "admin")
@@ -113,3 +114,4 @@ class HttpSection:
 class HttpSettings(CommonSettings):
     http: HttpSection = field(default_factory=HttpSection)
     bootstate: Expected = field(default_factory=Expected)  # seconds per boot stage
+    power: PowerSection = field(default_factory=PowerSection)  # power actions (docs/power.md)

@@ -7,7 +7,8 @@ const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const KINDS = ["dhcp.discover", "dhcp.offer", "dhcp.ack", "dhcp.nak", "dhcp.ignored",
   "dhcp.release", "dhcp.decline", "dhcp.inform", "dhcp.expire", "tftp.transfer",
   "http.script", "http.file", "http.install", "http.install_done", "http.denied",
-  "http.discovery", "http.render_error", "doctor.start", "doctor.end"];
+  "http.discovery", "http.render_error", "doctor.start", "doctor.end",
+  "power.request", "power.result"];
 
 async function api(path, options = {}) {
   const opts = { credentials: "same-origin", headers: {}, ...options };
@@ -216,6 +217,21 @@ async function machine() {
         result.className = "";
       } catch (err) { result.textContent = err.message; result.className = "error"; }
       await showRecord();
+    });
+  }
+  // power control (docs/power.md): the same action as `bootyard power ACTION MAC`
+  for (const button of document.querySelectorAll("button[data-power]")) {
+    button.addEventListener("click", async () => {
+      const result = document.getElementById("power-result");
+      result.textContent = "power " + button.dataset.power + "…";
+      result.className = "";
+      try {
+        const done = await api("/api/v1/hosts/" + mac + "/power", { method: "POST",
+          body: JSON.stringify({ action: button.dataset.power }) });
+        document.getElementById("power-state").textContent = done.state;
+        result.textContent = done.action + ": " + done.outcome + " (" + done.method + ")"
+          + (done.detail ? ": " + done.detail : "");
+      } catch (err) { result.textContent = err.message; result.className = "error"; }
     });
   }
   await Promise.all([showState(), showRecord()]);
