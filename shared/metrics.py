@@ -153,7 +153,7 @@ POWER_ACTIONS = counter(
     {"method": ("wol", "ipmi", "redfish", "none"), "action": ("on", "off", "cycle", "status"),
      "outcome": ("ok", "already", "failed", "unsupported")})
 POWER_SECONDS = histogram(
-    "bootyard_power_action_seconds",
+    "bootyard_power_action_duration_seconds",
     "Time one power action took (all its requests to the BMC), by method",
     (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), {"method": ("wol", "ipmi", "redfish")})
 
