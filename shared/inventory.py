@@ -172,6 +172,8 @@ def document_to_dump(document: Any, source: str = "file"
                                                 "vars must be a mapping"))
                         continue
                     fields["vars"] = {str(k): str(v) for k, v in value.items()}
+                elif isinstance(value, dict) and any(f.attr == fname for f in kind.families):
+                    fields[fname] = {str(k): str(v) for k, v in value.items()}
                 elif isinstance(value, list):
                     fields[fname] = [str(v) for v in value]
                 elif isinstance(value, dict):
@@ -230,7 +232,7 @@ def _affected_hosts(records: Records, changed: Iterable[tuple[str, str]]) -> set
     for kind_name, ident in changed:
         if kind_name == "host":
             hosts.add(ident)
-        elif kind_name == "subnet":
+        elif kind_name in ("subnet", "group"):
             return set(records["host"])
         elif kind_name == "profile":
             hosts |= {m for m, h in records["host"].items() if h.profile == ident}
@@ -580,6 +582,10 @@ def changes_from_fields(kind, fields: Mapping[str, Any]) -> dict[str, str]:
             if not isinstance(value, Mapping):
                 raise InventoryError("vars must be an object of name: value")
             changes["vars"] = {str(k): "" if v is None else v for k, v in value.items()}
+        elif any(f.attr == fname for f in kind.families):
+            if not isinstance(value, Mapping):
+                raise InventoryError(f"{fname} must be an object of name: value")
+            changes[fname] = {str(k): "" if v is None else v for k, v in value.items()}
         elif fname in kind.fields:
             if isinstance(value, Mapping):
                 raise InventoryError(f"{fname}: expected text or a list")
@@ -587,5 +593,6 @@ def changes_from_fields(kind, fields: Mapping[str, Any]) -> dict[str, str]:
         else:
             raise InventoryError(f"{kind.name} has no field {fname!r} "
                                  f"(fields: {', '.join(kind.fields)}"
-                                 f"{', vars' if kind.has_vars else ''})")
+                                 f"{', vars' if kind.has_vars else ''}"
+                                 + "".join(f", {f.attr}" for f in kind.families) + ")")
     return to_hash(kind, changes)
