@@ -330,7 +330,9 @@ class TftpServer:
         elif dynamic.generic:
             mac = await self._mac_of(addr[0])
         record.mac = mac
-        host = self.inventory.host(mac) if mac else None
+        # the effective host (groups, one-shot; an unknown MAC under profile:<name>)
+        host, profile, export = bootplan.records(self.inventory, mac, self.cfg.unknown_host) \
+            if mac else (None, None, None)
         if host is None and not dynamic.generic:
             # the loader tries its next name (IP hex, then default)
             self._finish_error(addr, record, "not_found", ErrorCode.FILE_NOT_FOUND,
@@ -341,7 +343,6 @@ class TftpServer:
             self._finish_error(addr, record, "not_found", ErrorCode.FILE_NOT_FOUND,
                                "unknown host")
             return None
-        _host, profile, export = bootplan.records(self.inventory, mac) if host else (None,) * 3
         try:
             boot = render.plan(mac, host, profile, export, images_prefix=self.cfg.images_prefix,
                                http_base_url=self.cfg.http_base_url,
