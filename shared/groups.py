@@ -67,7 +67,7 @@ class SelectorError(ValueError):
 
 def hw_path(path: str) -> tuple[str, ...]:
     """``dmi.vendor``, ``disks[0].name`` or ``disks.0.name`` as path segments."""
-    parts = tuple(p for p in re.sub(r"\[(\d+)\]", r".\1", path).split(".") if p != "")
+    parts = tuple(re.sub(r"\[(\d+)\]", r".\1", path).split("."))
     if not parts or not all(_PATH_PART.fullmatch(p) for p in parts):
         raise SelectorError(f"hw path {path!r}: dotted names of letters, digits and '_' "
                             "(hw.dmi.vendor, hw.disks.0.size_bytes)")

@@ -596,3 +596,21 @@ def changes_from_fields(kind, fields: Mapping[str, Any]) -> dict[str, str]:
                                  f"{', vars' if kind.has_vars else ''}"
                                  + "".join(f", {f.attr}" for f in kind.families) + ")")
     return to_hash(kind, changes)
+
+
+async def explain_host(store: InventoryStore, ident: str) -> dict[str, Any]:
+    """A host's effective values and their sources (shared/effective.py); raises NotFound."""
+    from shared import effective
+
+    kind = KINDS["host"]
+    canonical = kind.canonical_id(ident)
+    dump = await store.dump()
+    raw = dump["host"].get(canonical)
+    if not raw:
+        raise NotFound(f"no host {canonical} (key {kind.key(canonical)})")
+    records, problems = parse_dump(dump)
+    host = records["host"].get(canonical)
+    if host is None:
+        found = problems.get(kind.key(canonical), [])
+        raise RecordInvalid(found or [Problem(kind.key(canonical), "(all)", "", "invalid")])
+    return effective.explain(host, records, raw)
