@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.http import board, console as console_mod, metrics as m
+from services.http import board, console as console_mod, fleetapi, metrics as m
 from services.http.access import host_token
 from services.http.accounting import Accounting, Record
 from services.http.policy import install_urls
@@ -123,6 +123,7 @@ class AdminApi:
         r.add_get(f"{PREFIX}/export", self.export)
         r.add_post(f"{PREFIX}/import", self.import_)
         r.add_get(f"{PREFIX}/hosts/{{id}}/token", self.host_token)
+        fleetapi.add_routes(r, PREFIX, self)
         r.add_get(f"{PREFIX}/history", self.history)
         r.add_get(f"{PREFIX}/openapi.json", self.openapi)
         if self.board is not None:  # GET hosts/<mac>/state and states (services/http/board.py)
@@ -287,6 +288,8 @@ class AdminApi:
         return response
 
     async def show(self, request: web.Request) -> web.Response:
+        if self._flag(request, "effective") and self._kind(request).name == "host":
+            return await fleetapi.effective(self, request)
         shown = await admin.show(self.store, self._kind(request), request.match_info["id"])
         response = _json(shown)
         response.headers["ETag"] = shown["etag"]
