@@ -36,6 +36,7 @@ import jinja2
 from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from shared.groups import effective_host
 from shared.schema import KINDS, Export, Host, Profile, Subnet, plain
 
 # ------------------------------------------------------------------------------ vocabulary
@@ -282,11 +283,9 @@ def records(inventory: Any, mac: str | None, unknown: str | None = None
     with ``unknown`` = ``profile:<name>`` (the unknown-host setting) is a host of that profile
     (:func:`default_host`). The export is the host's ``var.export``, else its profile's
     ``export``."""
-    from shared import groups
-
     host = inventory.host(mac) if mac else None
     if host is not None:
-        host = groups.effective_host(inventory, host)
+        host = effective_host(inventory, host)
     elif mac and unknown and unknown.startswith(DEFAULT_PROFILE):
         host = default_host(mac, inventory.profile(unknown[len(DEFAULT_PROFILE):]))
     profile = inventory.profile(host.profile) if host and host.profile else None

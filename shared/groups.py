@@ -192,6 +192,35 @@ def selector_matches(key: str, value: str, host: Host, hw: Mapping[str, Any],
     return False
 
 
+def _compile(key: str, value: str):
+    """One selector as a test ``(host, hw, subnets) -> bool`` (its text parsed once)."""
+    if key == "tags":
+        needed = frozenset(t.strip() for t in value.split(",") if t.strip())
+        return lambda host, hw, subnets: needed.issubset(host.tags)
+    if key == "mac":
+        items = _mac_items(value)
+        if "*" in items:
+            return lambda host, hw, subnets: True
+        return lambda host, hw, subnets: host.mac.startswith(items) and any(
+            host.mac == i or host.mac.startswith(i + ":") for i in items)
+    return lambda host, hw, subnets: selector_matches(key, value, host, hw, subnets)
+
+
+_COMPILED: dict[int, tuple[Any, tuple]] = {}
+
+
+def _tests(group) -> tuple:
+    """A group's selectors compiled (kept per group record, by identity)."""
+    found = _COMPILED.get(id(group))
+    if found is not None and found[0] is group:
+        return found[1]
+    if len(_COMPILED) > 4096:
+        _COMPILED.clear()
+    tests = tuple(_compile(k, v) for k, v in group.match.items())
+    _COMPILED[id(group)] = (group, tests)
+    return tests
+
+
 def matches(group, host: Host, subnets: Mapping[str, Any], hw: Mapping[str, Any] | None = None
             ) -> bool:
     """Whether every selector of ``group`` matches ``host`` (a group without selectors matches
@@ -199,7 +228,10 @@ def matches(group, host: Host, subnets: Mapping[str, Any], hw: Mapping[str, Any]
     if not group.enabled or not group.match:
         return False
     hw = host_hw(host) if hw is None else hw
-    return all(selector_matches(k, v, host, hw, subnets) for k, v in group.match.items())
+    for test in _tests(group):
+        if not test(host, hw, subnets):
+            return False
+    return True
 
 
 # ------------------------------------------------------------------------------ resolution
@@ -248,9 +280,8 @@ def resolve(host: Host, groups: Iterable[Any], subnets: Mapping[str, Any]) -> Re
     """The effective host: its groups' settings (most specific first; ties left out and
     reported), then its own fields, then its one-shot boot."""
     hw = host_hw(host)
-    matched = sorted(((specificity(g), g.name, g) for g in groups if matches(g, host, subnets,
-                                                                             hw)),
-                     key=lambda t: (-t[0], t[1]))
+    matched = sorted(((specificity(g), g.name, g) for g in groups
+                      if matches(g, host, subnets, hw)), key=lambda t: (-t[0], t[1]))
     own = _items(host)
     once = bool(getattr(host, "once_profile", None))
     if not matched and not once:
@@ -301,6 +332,10 @@ def effective_host(inventory, host: Host) -> Host:
     found = cache.get(host.mac)
     if found is not None and found[0] is host:
         return found[1]
+    return _effective_miss(inventory, host, cache)
+
+
+def _effective_miss(inventory, host: Host, cache: dict) -> Host:
     groups = cache.get(None)
     if groups is None:
         groups = cache[None] = tuple(g for g in inventory.all("group") if g.enabled)
