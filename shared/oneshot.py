@@ -70,3 +70,26 @@ async def rescue(store: InventoryStore, macs: Iterable[str], *, profile: str | N
         changes = {"once_profile": profile, "once_mode": mode}
     return await inventory.write_many(store, kind, list(macs), changes, mode="set",
                                       force=force, dry_run=dry_run, record=record)
+
+
+async def consume(store: InventoryStore, mac: str, profile: str, who: str) -> bool:
+    """Clear ``mac``'s one-shot boot of ``profile`` once a service has served that boot's
+    configuration (the HTTP service's iPXE or GRUB script, the TFTP service's rendered
+    PXELINUX/GRUB config): a conditional write (an operator's newer one-shot is kept), recorded in
+    the history as ``who``. True if this call cleared it."""
+    from shared import audit
+    from shared.store import PreconditionFailed
+
+    kind = KINDS["host"]
+
+    def still(current: dict[str, str]) -> str | None:
+        return None if current.get("once_profile") == profile else "one-shot changed meanwhile"
+
+    try:
+        await store.write(kind, mac, {"once_profile": "", "once_mode": ""}, mode="set",
+                          precondition=still,
+                          record=lambda pipe, before, after: audit.queue(
+                              pipe, who, kind.key(mac), before, after))
+    except PreconditionFailed:
+        return False
+    return True

@@ -3,19 +3,17 @@
 ``bootyard host rescue MAC --profile live-rescue`` sets the host's ``once_profile`` (and
 ``once_mode``, default ``live``); the boot plan boots that profile while it is set
 (shared/groups.py). When this service has served the boot script (iPXE or GRUB) of such a boot,
-it clears both fields, so the next boot is the host's usual one again ("served" is the signal:
-a rescue system need not call back). The write is the host's own, conditional on the field still
-naming the profile that was served (an operator's new one-shot is never lost), recorded in the
-audit trail as ``http:once-served`` and in the timeline as ``http.once_served``.
+it clears both fields (:func:`shared.oneshot.consume`), so the next boot is the host's usual one
+again ("served" is the signal: a rescue system need not call back). Recorded in the audit trail
+as ``http:once-served`` and in the timeline as ``http.once_served``.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from shared import audit, logs
-from shared.schema import KINDS
-from shared.store import InventoryError, PreconditionFailed
+from shared import logs, oneshot
+from shared.store import InventoryError
 
 log = logs.get_logger("http.oneshot")
 WHO = "http:once-served"
@@ -34,22 +32,13 @@ def served(service, mac: str, profile: str, ip: str | None) -> None:
 
 
 async def _clear(service, mac: str, profile: str, ip: str | None) -> None:
-    kind = KINDS["host"]
-
-    def still(current: dict[str, str]) -> str | None:
-        return None if current.get("once_profile") == profile else "one-shot changed meanwhile"
-
     try:
-        await service.store.write(
-            kind, mac, {"once_profile": "", "once_mode": ""}, mode="set", precondition=still,
-            record=lambda pipe, before, after: audit.queue(pipe, WHO, kind.key(mac), before,
-                                                           after))
-    except PreconditionFailed:
-        return
+        if not await oneshot.consume(service.store, mac, profile, WHO):
+            return
     except InventoryError as exc:
         log.warning("once_clear_failed", mac=mac, profile=profile, reason=str(exc),
                     effect="the host boots its one-shot profile again until it is cleared "
-                           "(bootyard host set MAC --unset once_profile)")
+                           "(bootyard host rescue MAC --cancel)")
         return
     service.events.emit("http.once_served", mac, ip=ip, profile=profile)
     log.info("once_served", mac=mac, ip=ip, profile=profile)

@@ -7,7 +7,8 @@ const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const KINDS = ["dhcp.discover", "dhcp.offer", "dhcp.ack", "dhcp.nak", "dhcp.ignored",
   "dhcp.release", "dhcp.decline", "dhcp.inform", "dhcp.expire", "tftp.transfer",
   "http.script", "http.file", "http.install", "http.install_done", "http.denied",
-  "http.discovery", "http.render_error", "http.once_served", "doctor.start", "doctor.end"];
+  "http.discovery", "http.render_error", "http.once_served", "tftp.once_served", "doctor.start",
+  "doctor.end"];
 
 async function api(path, options = {}) {
   const opts = { credentials: "same-origin", headers: {}, ...options };
