@@ -236,6 +236,8 @@ def _selectors(sub: argparse.ArgumentParser, kind, id_name: str, required: bool 
                          metavar="NAME", help="hosts of this profile")
         sub.add_argument("--subnet", dest="select_subnet", metavar="NAME",
                          help="hosts whose fixed address is in this subnet")
+        sub.add_argument("--group", dest="select_group", metavar="NAME",
+                         help="hosts this group matches (its selectors)")
 
 
 def _write_options(sub: argparse.ArgumentParser) -> None:
@@ -369,13 +371,14 @@ async def _select(args, kind, store) -> list[str]:
     from shared import inventory
     ids = list(getattr(args, "ids", []) or [])
     selectors = {name: getattr(args, f"select_{name}", None)
-                 for name in ("tag", "profile", "subnet")}
+                 for name in ("tag", "profile", "subnet", "group")}
     if not ids and not any(selectors.values()):
         if args.verb == "list":
             return await inventory.select(store, kind)
         raise CliError(f"name the {kind.plural} to {args.verb}: one or more "
                        f"{'MACs' if kind.name == 'host' else 'names'}"
-                       + (", or --tag, --of-profile or --subnet" if kind.name == "host" else ""))
+                       + (", or --tag, --of-profile, --subnet or --group" if kind.name == "host"
+                          else ""))
     if not any(selectors.values()) and args.verb != "list":
         return ids  # the write checks that each exists (one read of the inventory, not two)
     try:
@@ -466,7 +469,8 @@ async def _object_command(args, kind, store, out) -> int:
         objects = await inventory.list_objects(
             store, kind, getattr(args, "select_tag", None), ids=args.ids,
             profile=getattr(args, "select_profile", None),
-            subnet=getattr(args, "select_subnet", None), skipped=skipped)
+            subnet=getattr(args, "select_subnet", None), skipped=skipped,
+            group=getattr(args, "select_group", None))
         for problem in skipped:
             print(f"warning: {problem}", file=sys.stderr)
         extra: dict = {}  # hosts: their boot states (cli/states.py)

@@ -491,11 +491,12 @@ async def show(store: InventoryStore, kind, ident: str) -> dict[str, Any]:
 
 async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
                  tag: str | None = None, profile: str | None = None,
-                 subnet: str | None = None, objects: Mapping[str, Mapping[str, str]] | None = None
-                 ) -> list[str]:
+                 subnet: str | None = None, objects: Mapping[str, Mapping[str, str]] | None = None,
+                 group: str | None = None) -> list[str]:
     """The ids of the objects named (``ids``: any spelling; each must exist) and, for hosts,
-    of those with ``tag``, of ``profile``, or with a fixed address in ``subnet``. Without any
-    of them: every object of the kind. ``objects``: the kind's hashes, if already read."""
+    of those with ``tag``, of ``profile``, with a fixed address in ``subnet``, or matched by
+    ``group`` (its selectors, shared/groups.py). Without any of them: every object of the
+    kind. ``objects``: the kind's hashes, if already read."""
     if objects is None:
         objects = await store.raw_all(kind)
     chosen = set()
@@ -504,7 +505,8 @@ async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
         if canonical not in objects:
             raise NotFound(f"no {kind.name} {canonical} (key {kind.key(canonical)})")
         chosen.add(canonical)
-    selectors = tag or profile or subnet
+    in_group = await _matched_by(store, group, objects) if group else None
+    selectors = tag or profile or subnet or group
     if selectors:
         network = None
         if subnet:
@@ -514,6 +516,8 @@ async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
                 raise NotFound(f"no usable subnet {subnet} (key {KINDS['subnet'].key(subnet)})")
             network = record.network
         for ident, raw in objects.items():
+            if in_group is not None and ident not in in_group:
+                continue
             fields = normalise(kind, raw)
             if tag and tag not in fields.get("tags", "").split(","):
                 continue
@@ -531,15 +535,39 @@ async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
     return sorted(chosen)
 
 
+async def _matched_by(store: InventoryStore, name: str, hosts: Mapping[str, Mapping[str, str]]
+                      ) -> set[str]:
+    """The hosts group ``name`` matches (its selectors; the group must exist and be valid)."""
+    from shared.groups import matches
+
+    kind = KINDS["group"]
+    canonical = kind.canonical_id(name)
+    raw = await store.raw(kind, canonical)
+    group = parse_record(kind, canonical, raw)[0] if raw else None
+    if group is None:
+        raise NotFound(f"no usable group {canonical} (key {kind.key(canonical)})")
+    subnets = {}
+    for ident, raw in (await store.raw_all(KINDS["subnet"])).items():
+        record = parse_record(KINDS["subnet"], ident, raw)[0]
+        if record is not None:
+            subnets[ident] = record
+    found = set()
+    for mac, raw in hosts.items():
+        host = parse_record(KINDS["host"], mac, raw)[0]
+        if host is not None and matches(group, host, subnets):
+            found.add(mac)
+    return found
+
+
 async def list_objects(store: InventoryStore, kind, tag: str | None = None, *,
                        ids: Iterable[str] = (), profile: str | None = None,
-                       subnet: str | None = None, skipped: list[Problem] | None = None
-                       ) -> dict[str, dict[str, str]]:
+                       subnet: str | None = None, skipped: list[Problem] | None = None,
+                       group: str | None = None) -> dict[str, dict[str, str]]:
     """{id: hash} of the objects :func:`select` picks, sorted by id; keys of the wrong Redis
     type are left out and named in ``skipped``."""
     objects = await store.raw_all(kind, skipped)
     chosen = await select(store, kind, ids, tag=tag, profile=profile, subnet=subnet,
-                          objects=objects)
+                          objects=objects, group=group)
     return {i: objects[i] for i in chosen}
 
 

@@ -269,7 +269,8 @@ class AdminApi:
         kind = self._kind(request)
         objects = await admin.list_objects(self.store, kind, request.query.get("tag"),
                                            profile=request.query.get("profile"),
-                                           subnet=request.query.get("subnet"))
+                                           subnet=request.query.get("subnet"),
+                                           group=request.query.get("group"))
         # pagination: ?limit=N (up to 10000) from after ?after=<id>; a Link header names the
         # next page while there is one
         try:

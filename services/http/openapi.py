@@ -75,7 +75,8 @@ def document() -> dict[str, Any]:
         fields = {"$ref": f"#/components/schemas/{name}"}
         body = {"required": True, "content": {"application/json": {"schema": fields}}}
         filters = [{"name": n, "in": "query", "schema": {"type": "string"}}
-                   for n in (("tag", "profile", "subnet") if kind.name == "host" else ())
+                   for n in (("tag", "profile", "subnet", "group") if kind.name == "host"
+                             else ())
                    + ("after",)]
         filters.append({"name": "limit", "in": "query", "schema": {
             "type": "integer", "minimum": 1, "maximum": 10000},

@@ -70,6 +70,16 @@ def test_group_sets_profile_vars_kernel_args_and_host_overrides(fleet, raw):
     assert code == 0 and "matches      2 host(s)" in out and MAC1 in out and MAC3 not in out
     code, out, _ = cli("group", "list")
     assert "tags=rack1,web" in out and "rocky9" in out
+    # the hosts a group matches, as a selector (with the others: all must hold)
+    code, out, _ = cli("host", "list", "--group", "rack1", "--json")
+    assert sorted(json.loads(out)) == [MAC1, MAC2]
+    code, out, _ = cli("host", "list", "--group", "rack1", "--tag", "web", "--json")
+    assert sorted(json.loads(out)) == [MAC1]
+    assert cli("host", "set", "--group", "web", "--boot-mode", "local")[0] == 0
+    assert raw.hget(f"bootyard:host:{MAC1}", "boot_mode") == "local"
+    assert raw.hget(f"bootyard:host:{MAC2}", "boot_mode") is None
+    code, _, err = cli("host", "list", "--group", "nosuch")
+    assert code == 1 and "no usable group nosuch" in err
 
 
 def test_a_tie_is_refused_and_validate_names_both_groups_and_the_host(fleet, raw):
