@@ -12,6 +12,7 @@ subnet     ``bootyard:subnet:lab``              name
 export     ``bootyard:export:web1-root``        name (a block device exported over AoE/iSCSI)
 mirror     ``bootyard:mirror:debian``           name (an OS mirror kept in sync by rsync)
 netboot    ``bootyard:netboot:catalina``        name (an Apple NetBoot image offered over BSDP)
+group      ``bootyard:group:rack1``             name (hosts matched by selectors: groups.py)
 =========  ==================================  =============================================
 
 docs/inventory.md documents every field. Parsing a hash gives a typed, frozen record and the list
