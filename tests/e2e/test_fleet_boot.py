@@ -37,3 +37,25 @@ def test_rescue_once_with_group_kernel_args_then_local_disk(bootlab):
 
     result = boot.boot(db, BIOS)  # its own marker, from its local disk
     assert "stage=local-disk" in result.marker.text
+
+
+def test_unknown_machine_menu_times_out_to_its_local_disk(bootlab, tmp_path):
+    """``http.unknown_host: menu`` with real iPXE: the menu (the local disk, a profile with
+    ``menu: yes``) waits ``unknown_delay`` seconds and takes its default, the local disk
+    (discovery is off): ``sanboot --no-describe --drive 0x80`` boots the disk's boot sector."""
+    from lab.disk import make_disk
+
+    boot = bootlab("bootyard")
+    boot.plan.add_host("known1", kind="kernel")
+    boot.plan.settings.update({"BOOTYARD_HTTP__UNKNOWN_HOST": "menu",
+                               "BOOTYARD_HTTP__UNKNOWN_DELAY": "2"})
+    boot.start()
+    boot.stack.cli("profile", "set", "known1", "--menu", "yes")
+    mac = boot.plan.unknown_mac()
+    token = f"menu-{secrets.token_hex(4)}"
+    disk = make_disk(tmp_path / "unknown-disk.img", f"BOOTYARD-MARKER {token} stage=local-disk")
+    result = boot.boot(mac, BIOS, pattern=rf"BOOTYARD-MARKER {token} ", disk=disk)
+    vm = boot.vms[0]
+    assert vm.find(r"Boot from the local disk") and vm.find(r"known1: lab profile of known1")
+    assert "stage=local-disk" in result.marker.text
+    assert not vm.find(r"vmlinuz")
