@@ -492,8 +492,13 @@ async def _object_command(args, kind, store, out) -> int:
         columns = LIST_COLUMNS[kind.name]
         rows = [(kind.id_field.upper(),) + tuple(c.upper() for c in columns)
                 + (tuple(c.upper() for c in boot_states.COLUMNS) if extra else ())]
+        from_groups: dict = {}  # hosts: the profile and boot mode their groups give them
+        if kind.name == "host":
+            from cli import groups
+            from_groups = await groups.effective_columns(store, objects)
         for ident, raw in objects.items():
             shown = inventory.effective(kind, raw)
+            shown.update(from_groups.get(ident, {}))
             if kind.name == "group":
                 from cli import groups
                 shown["match"] = groups.match_text(raw)

@@ -137,3 +137,32 @@ async def print_matches(store, name: str, out) -> None:
               + (f"  tie: {'; '.join(ties)}" if ties else ""), file=out)
     if len(hosts) > 200:
         print(f"    ... and {len(hosts) - 200} more", file=sys.stderr)
+
+
+async def effective_columns(store, objects) -> dict[str, dict[str, str]]:
+    """For ``host list``: the profile and boot mode a host gets from its groups or its one-shot
+    boot where they differ from its own fields, as ``debian12 (group:rack7)``. Nothing (and no
+    extra read) when there is no group and no one-shot boot."""
+    from shared.checks import parse_dump
+    from shared.groups import resolve
+    from shared.schema import KINDS
+
+    if not any(raw.get("once_profile") for raw in objects.values()) and \
+            not await store.keys(KINDS["group"]):
+        return {}
+
+    records, _ = parse_dump(await store.dump())
+    out: dict[str, dict[str, str]] = {}
+    for mac in objects:
+        host = records["host"].get(mac)
+        if host is None:
+            continue
+        found = resolve(host, records["group"].values(), records["subnet"])
+        cells = {}
+        for name in ("profile", "boot_mode"):
+            source = found.sources.get(name, "host")
+            if source != "host":
+                cells[name] = f"{getattr(found.host, name)} ({source})"
+        if cells:
+            out[mac] = cells
+    return out

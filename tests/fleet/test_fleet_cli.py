@@ -71,6 +71,8 @@ def test_group_sets_profile_vars_kernel_args_and_host_overrides(fleet, raw):
     code, out, _ = cli("group", "list")
     assert "tags=rack1,web" in out and "rocky9" in out
     # the hosts a group matches, as a selector (with the others: all must hold)
+    code, out, _ = cli("host", "list", "--tag", "rack1")
+    assert "debian12 (group:rack1)" in out.splitlines()[2]  # MAC2: its group's profile
     code, out, _ = cli("host", "list", "--group", "rack1", "--json")
     assert sorted(json.loads(out)) == [MAC1, MAC2]
     code, out, _ = cli("host", "list", "--group", "rack1", "--tag", "web", "--json")
