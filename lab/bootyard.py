@@ -139,6 +139,7 @@ class BootyardStack:
             "BOOTYARD_HTTP__METRICS_HOST": "127.0.0.1",
             "BOOTYARD_HTTP__METRICS_PORT": str(METRICS_PORTS["http"]),
         })
+        env.update(self.plan.settings)
         (self.plan.www_root / "mirror").mkdir(parents=True, exist_ok=True)
         return env
 

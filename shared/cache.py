@@ -42,6 +42,7 @@ class InventoryView:
         self._listeners: list[ChangeListener] = []
         self.version = 0  # bumped on every change: render caches compare it
         self.ready = True
+        self._memos: dict[str, tuple[int, dict]] = {}
 
     # -- questions ---------------------------------------------------------------------------
     def _check(self) -> None:
@@ -84,6 +85,14 @@ class InventoryView:
 
     def hosts(self) -> list[Host]:
         return self.all("host")
+
+    def memo(self, name: str) -> dict:
+        """A dict for answers derived from the inventory (a host's groups resolved:
+        shared/groups.py), emptied whenever the inventory changes."""
+        found = self._memos.get(name)
+        if found is None or found[0] != self.version:
+            found = self._memos[name] = (self.version, {})
+        return found[1]
 
     def subnets(self) -> list[Subnet]:
         return [s for s in self.all("subnet") if s.enabled]
@@ -136,10 +145,10 @@ class StaticInventory(InventoryView):
 
     def __init__(self, *, hosts: Iterable[Host] = (), profiles: Iterable[Profile] = (),
                  subnets: Iterable[Subnet] = (), exports: Iterable[Export] = (),
-                 mirrors: Iterable[Mirror] = ()) -> None:
+                 mirrors: Iterable[Mirror] = (), groups: Iterable[Any] = ()) -> None:
         super().__init__()
         for kind, records in (("host", hosts), ("profile", profiles), ("subnet", subnets),
-                              ("export", exports), ("mirror", mirrors)):
+                              ("export", exports), ("mirror", mirrors), ("group", groups)):
             for record in records:
                 self.put(kind, record)
 

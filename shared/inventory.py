@@ -177,6 +177,8 @@ def document_to_dump(document: Any, source: str = "file"
                                                 "vars must be a mapping"))
                         continue
                     fields["vars"] = {str(k): str(v) for k, v in value.items()}
+                elif isinstance(value, dict) and any(f.attr == fname for f in kind.families):
+                    fields[fname] = {str(k): str(v) for k, v in value.items()}
                 elif isinstance(value, list):
                     fields[fname] = [str(v) for v in value]
                 elif isinstance(value, dict):
@@ -235,7 +237,7 @@ def _affected_hosts(records: Records, changed: Iterable[tuple[str, str]]) -> set
     for kind_name, ident in changed:
         if kind_name == "host":
             hosts.add(ident)
-        elif kind_name == "subnet":
+        elif kind_name in ("subnet", "group"):
             return set(records["host"])
         elif kind_name == "profile":
             hosts |= {m for m, h in records["host"].items() if h.profile == ident}
@@ -503,11 +505,12 @@ async def show(store: InventoryStore, kind, ident: str, secrets: bool = False
 
 async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
                  tag: str | None = None, profile: str | None = None,
-                 subnet: str | None = None, objects: Mapping[str, Mapping[str, str]] | None = None
-                 ) -> list[str]:
+                 subnet: str | None = None, objects: Mapping[str, Mapping[str, str]] | None = None,
+                 group: str | None = None) -> list[str]:
     """The ids of the objects named (``ids``: any spelling; each must exist) and, for hosts,
-    of those with ``tag``, of ``profile``, or with a fixed address in ``subnet``. Without any
-    of them: every object of the kind. ``objects``: the kind's hashes, if already read."""
+    of those with ``tag``, of ``profile``, with a fixed address in ``subnet``, or matched by
+    ``group`` (its selectors, shared/groups.py). Without any of them: every object of the
+    kind. ``objects``: the kind's hashes, if already read."""
     if objects is None:
         objects = await store.raw_all(kind)
     chosen = set()
@@ -516,7 +519,8 @@ async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
         if canonical not in objects:
             raise NotFound(f"no {kind.name} {canonical} (key {kind.key(canonical)})")
         chosen.add(canonical)
-    selectors = tag or profile or subnet
+    in_group = await _matched_by(store, group, objects) if group else None
+    selectors = tag or profile or subnet or group
     if selectors:
         network = None
         if subnet:
@@ -526,6 +530,8 @@ async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
                 raise NotFound(f"no usable subnet {subnet} (key {KINDS['subnet'].key(subnet)})")
             network = record.network
         for ident, raw in objects.items():
+            if in_group is not None and ident not in in_group:
+                continue
             fields = normalise(kind, raw)
             if tag and tag not in fields.get("tags", "").split(","):
                 continue
@@ -543,15 +549,39 @@ async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
     return sorted(chosen)
 
 
+async def _matched_by(store: InventoryStore, name: str, hosts: Mapping[str, Mapping[str, str]]
+                      ) -> set[str]:
+    """The hosts group ``name`` matches (its selectors; the group must exist and be valid)."""
+    from shared.groups import matches
+
+    kind = KINDS["group"]
+    canonical = kind.canonical_id(name)
+    raw = await store.raw(kind, canonical)
+    group = parse_record(kind, canonical, raw)[0] if raw else None
+    if group is None:
+        raise NotFound(f"no usable group {canonical} (key {kind.key(canonical)})")
+    subnets = {}
+    for ident, raw in (await store.raw_all(KINDS["subnet"])).items():
+        record = parse_record(KINDS["subnet"], ident, raw)[0]
+        if record is not None:
+            subnets[ident] = record
+    found = set()
+    for mac, raw in hosts.items():
+        host = parse_record(KINDS["host"], mac, raw)[0]
+        if host is not None and matches(group, host, subnets):
+            found.add(mac)
+    return found
+
+
 async def list_objects(store: InventoryStore, kind, tag: str | None = None, *,
                        ids: Iterable[str] = (), profile: str | None = None,
-                       subnet: str | None = None, skipped: list[Problem] | None = None
-                       ) -> dict[str, dict[str, str]]:
+                       subnet: str | None = None, skipped: list[Problem] | None = None,
+                       group: str | None = None) -> dict[str, dict[str, str]]:
     """{id: hash} of the objects :func:`select` picks, sorted by id; keys of the wrong Redis
     type are left out and named in ``skipped``."""
     objects = await store.raw_all(kind, skipped)
     chosen = await select(store, kind, ids, tag=tag, profile=profile, subnet=subnet,
-                          objects=objects)
+                          objects=objects, group=group)
     return {i: objects[i] for i in chosen}
 
 
@@ -596,6 +626,10 @@ def changes_from_fields(kind, fields: Mapping[str, Any]) -> dict[str, str]:
             if not isinstance(value, Mapping):
                 raise InventoryError("vars must be an object of name: value")
             changes["vars"] = {str(k): "" if v is None else v for k, v in value.items()}
+        elif any(f.attr == fname for f in kind.families):
+            if not isinstance(value, Mapping):
+                raise InventoryError(f"{fname} must be an object of name: value")
+            changes[fname] = {str(k): "" if v is None else v for k, v in value.items()}
         elif fname in kind.fields:
             if isinstance(value, Mapping):
                 raise InventoryError(f"{fname}: expected text or a list")
@@ -603,5 +637,24 @@ def changes_from_fields(kind, fields: Mapping[str, Any]) -> dict[str, str]:
         else:
             raise InventoryError(f"{kind.name} has no field {fname!r} "
                                  f"(fields: {', '.join(kind.fields)}"
-                                 f"{', vars' if kind.has_vars else ''})")
+                                 f"{', vars' if kind.has_vars else ''}"
+                                 + "".join(f", {f.attr}" for f in kind.families) + ")")
     return to_hash(kind, changes)
+
+
+async def explain_host(store: InventoryStore, ident: str) -> dict[str, Any]:
+    """A host's effective values and their sources (shared/effective.py); raises NotFound."""
+    from shared import effective
+
+    kind = KINDS["host"]
+    canonical = kind.canonical_id(ident)
+    dump = await store.dump()
+    raw = dump["host"].get(canonical)
+    if not raw:
+        raise NotFound(f"no host {canonical} (key {kind.key(canonical)})")
+    records, problems = parse_dump(dump)
+    host = records["host"].get(canonical)
+    if host is None:
+        found = problems.get(kind.key(canonical), [])
+        raise RecordInvalid(found or [Problem(kind.key(canonical), "(all)", "", "invalid")])
+    return effective.explain(host, records, raw)

@@ -12,6 +12,7 @@ subnet     ``bootyard:subnet:lab``              name
 export     ``bootyard:export:web1-root``        name (a block device exported over AoE/iSCSI)
 mirror     ``bootyard:mirror:debian``           name (an OS mirror kept in sync by rsync)
 netboot    ``bootyard:netboot:catalina``        name (an Apple NetBoot image offered over BSDP)
+group      ``bootyard:group:rack1``             name (hosts matched by selectors: groups.py)
 =========  ==================================  =============================================
 
 docs/inventory.md documents every field. Parsing a hash gives a typed, frozen record and the list
@@ -247,6 +248,34 @@ def _script_word(value: str) -> str:
     return value
 
 
+def _kernel_args(value: str) -> str:
+    from shared.bootplan import args_problem
+    _text(value)
+    problem = args_problem(value)
+    if problem:
+        raise FieldError(f"goes onto the kernel command line as it is: {problem}")
+    if len(value) > 1024:
+        raise FieldError("at most 1024 characters")
+    return value.strip()
+
+
+def _option_field(name: str, value: str) -> str:
+    from shared.dhcpoptions import OptionError, parse
+    try:
+        parse(name, value)
+    except OptionError as exc:
+        raise FieldError(str(exc)) from None
+    return value
+
+
+def _match_field(name: str, value: str) -> str:
+    from shared.groups import SelectorError, parse_selector
+    try:
+        return parse_selector(name, value)
+    except SelectorError as exc:
+        raise FieldError(str(exc)) from None
+
+
 # var.<name> values that go into boot scripts or DHCP replies as they are: checked at write
 # time (free-form variables reach scripts only through the cmdline template, whose rendered
 # text is checked by shared/bootplan.py).
@@ -312,6 +341,11 @@ class Host:
     power_verify_tls: bool = True
     power_mac: str | None = None
     power_interface: str | None = None
+    kernel: str | None = None  # overrides the profile's kernel (rare)
+    kernel_args: str = ""  # appended after the profile's cmdline
+    once_profile: str | None = None  # one-shot boot (bootyard host rescue)
+    once_mode: str | None = None
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)  # option.<name>
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,6 +363,7 @@ class Profile:
     arch: str | None = None
     vars: Mapping[str, str] = dataclasses.field(default_factory=dict)
     description: str = ""
+    menu: bool = False  # offered in the unknown-host menu (http.unknown_host menu)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,6 +382,7 @@ class Subnet:
     boot_file_arm64: str | None = None
     enabled: bool = True
     description: str = ""
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)  # option.<name>
 
 
 @dataclasses.dataclass(frozen=True)
@@ -394,6 +430,39 @@ class NetbootImage:
 
 
 @dataclasses.dataclass(frozen=True)
+class Group:
+    """Hosts matched by selectors (``match.<key>``) and what they get (shared/groups.py)."""
+
+    name: str
+    match: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    profile: str | None = None
+    kernel: str | None = None
+    kernel_args: str = ""
+    vars: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    enabled: bool = True
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """Fields ``<prefix><name>`` gathered into one record attribute (and one YAML section),
+    as ``var.<name>`` are: ``option.<name>`` (DHCP options), ``match.<key>`` (selectors)."""
+
+    prefix: str
+    attr: str  # the record attribute and the YAML/JSON section
+    parse: Callable[[str, str], Any]  # (name, value) -> value, or FieldError
+    doc: str
+
+
+OPTION_FAMILY = Family("option.", "options", _option_field,
+                       "custom DHCP option: option.<name or number> = [TYPE:]VALUE")
+MATCH_FAMILY = Family("match.", "match", _match_field,
+                      "selector: match.tags, match.mac, match.arch, match.firmware, "
+                      "match.subnet, match.hw.<path>")
+
+
+@dataclasses.dataclass(frozen=True)
 class FieldSpec:
     parse: Callable[[str], Any]
     doc: str
@@ -410,6 +479,14 @@ class Kind:
     id_field: str
     fields: Mapping[str, FieldSpec]
     has_vars: bool = False
+    families: tuple[Family, ...] = ()
+
+    def family(self, fname: str) -> Family | None:
+        """The family a field name belongs to (``option.ntp-servers``), or None."""
+        for family in self.families:
+            if fname.startswith(family.prefix):
+                return family
+        return None
 
     def key(self, ident: str) -> str:
         return keys.object_key(self.name, self.canonical_id(ident))
@@ -455,7 +532,15 @@ KINDS: dict[str, Kind] = {
         "power_mac": FieldSpec(_mac, "MAC the Wake-on-LAN packet wakes (default: the host's)"),
         "power_interface": FieldSpec(_power_check("parse_interface"), "deploy interface Wake-on-LAN is sent on "
                                      "(default: every deploy interface)"),
-    }, has_vars=True),
+        "kernel": FieldSpec(_location, "kernel overriding the profile's (rare): a path under "
+                            "the images root or a URL"),
+        "kernel_args": FieldSpec(_kernel_args, "extra kernel arguments, after the profile's "
+                                 "cmdline (console=ttyS0,115200 net.ifnames=0)"),
+        "once_profile": FieldSpec(_name, "one-shot boot: this profile once, then back "
+                                  "(bootyard host rescue)"),
+        "once_mode": FieldSpec(_choice(("install", "live", "netroot", "sanboot")),
+                               "boot mode of the one-shot boot (default live)"),
+    }, has_vars=True, families=(OPTION_FAMILY,)),
     "profile": Kind("profile", "profiles", Profile, "name", {
         "kernel": FieldSpec(_location, "kernel path under the images root, or an http(s):// "
                             "or tftp:// URL"),
@@ -471,6 +556,8 @@ KINDS: dict[str, Kind] = {
         "export": FieldSpec(_name, "block export to boot from (netroot, sanboot)"),
         "arch": FieldSpec(_choice(("x86_64", "i386", "arm64")), "machine architecture"),
         "description": _ANY_TEXT,
+        "menu": FieldSpec(_bool, "yes: offered in the unknown-host menu (http.unknown_host "
+                          "menu); no (default)"),
     }, has_vars=True),
     "subnet": Kind("subnet", "subnets", Subnet, "name", {
         "network": FieldSpec(_network, "IPv4 network in CIDR form", required=True),
@@ -487,7 +574,7 @@ KINDS: dict[str, Kind] = {
         "boot_file_arm64": FieldSpec(_text, "boot file for ARM64 UEFI PXE"),
         "enabled": FieldSpec(_bool, "yes (default) or no"),
         "description": _ANY_TEXT,
-    }),
+    }, families=(OPTION_FAMILY,)),
     "export": Kind("export", "exports", Export, "name", {
         "kind": FieldSpec(_choice(EXPORT_KINDS), "aoe or iscsi", required=True),
         "backing": FieldSpec(_text, "backing file or block device path", required=True),
@@ -535,6 +622,13 @@ KINDS: dict[str, Kind] = {
         "description": _ANY_TEXT,
     }),
 }
+KINDS["group"] = Kind("group", "groups", Group, "name", {
+    "profile": FieldSpec(_name, "profile of the hosts it matches"),
+    "kernel": FieldSpec(_location, "kernel overriding the profile's for its hosts"),
+    "kernel_args": FieldSpec(_kernel_args, "extra kernel arguments for its hosts"),
+    "enabled": FieldSpec(_bool, "yes (default) or no: a disabled group matches nothing"),
+    "description": _ANY_TEXT,
+}, has_vars=True, families=(MATCH_FAMILY, OPTION_FAMILY))
 KIND_BY_PLURAL = {k.plural: k for k in KINDS.values()}
 
 
@@ -572,6 +666,16 @@ def parse_record(kind: Kind, ident: str, raw: Mapping[str, str]) -> tuple[Any, l
                     variables[var] = raw_value
             else:
                 variables[var] = raw_value
+            continue
+        family = kind.family(fname) if kind.families else None
+        if family is not None:
+            name = fname[len(family.prefix):]
+            if raw_value == "":
+                continue
+            try:
+                values.setdefault(family.attr, {})[name] = family.parse(name, raw_value)
+            except FieldError as exc:
+                problems.append(Problem(key, fname, raw_value, str(exc)))
             continue
         spec = kind.fields.get(fname)
         if spec is None:
@@ -693,6 +797,9 @@ def to_hash(kind: Kind, fields: Mapping[str, Any]) -> dict[str, str]:
         if fname == "vars":
             for var, text in (value or {}).items():
                 out[f"{VAR_PREFIX}{var}"] = _scalar(text)
+        elif isinstance(value, Mapping) and fname in _sections(kind):
+            for name, text in value.items():
+                out[f"{_sections(kind)[fname].prefix}{name}"] = _scalar(text)
         elif isinstance(value, (list, tuple)):
             out[fname] = ",".join(_scalar(v) for v in value)
         else:
@@ -706,8 +813,11 @@ def from_hash(kind: Kind, raw: Mapping[str, str]) -> dict[str, Any]:
     variables = {}
     for fname in sorted(raw):
         value = raw[fname]
+        family = kind.family(fname) if kind.families else None
         if kind.has_vars and fname.startswith(VAR_PREFIX):
             variables[fname[len(VAR_PREFIX):]] = value
+        elif family is not None:
+            out.setdefault(family.attr, {})[fname[len(family.prefix):]] = value
         elif fname in kind.fields and kind.fields[fname].list_like:
             out[fname] = list(_split(value))
         else:
@@ -715,6 +825,11 @@ def from_hash(kind: Kind, raw: Mapping[str, str]) -> dict[str, Any]:
     if variables:
         out["vars"] = variables
     return out
+
+
+def _sections(kind: Kind) -> dict[str, Family]:
+    """A kind's families by their YAML section (``options``, ``match``)."""
+    return {f.attr: f for f in kind.families}
 
 
 def _scalar(value: Any) -> str:

@@ -82,7 +82,8 @@ async def serve(settings, stop: asyncio.Event) -> None:
     leases = Leases(client)
     accounting = Accounting()
     boot = BootService(cfg, inventory, events, store, Renderer(cfg.templates_dir),
-                       Access(cfg.token_secret, inventory, leases), accounting)
+                       Access(cfg.token_secret, inventory, leases), accounting,
+                       discovery=settings.discovery.enabled)
     fast = None
     if cfg.fast_path:
         if transport.fast_path_supported():

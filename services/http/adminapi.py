@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.http import board, console as console_mod, metrics as m
+from services.http import board, console as console_mod, fleetapi, metrics as m
 from services.http.access import host_token
 from services.http.accounting import Accounting, Record
 from services.http.policy import install_urls
@@ -124,6 +124,7 @@ class AdminApi:
         r.add_get(f"{PREFIX}/export", self.export)
         r.add_post(f"{PREFIX}/import", self.import_)
         r.add_get(f"{PREFIX}/hosts/{{id}}/token", self.host_token)
+        fleetapi.add_routes(r, PREFIX, self)
         r.add_get(f"{PREFIX}/history", self.history)
         r.add_get(f"{PREFIX}/openapi.json", self.openapi)
         if self.board is not None:  # GET hosts/<mac>/state and states (services/http/board.py)
@@ -271,7 +272,8 @@ class AdminApi:
         kind = self._kind(request)
         objects = await admin.list_objects(self.store, kind, request.query.get("tag"),
                                            profile=request.query.get("profile"),
-                                           subnet=request.query.get("subnet"))
+                                           subnet=request.query.get("subnet"),
+                                           group=request.query.get("group"))
         # pagination: ?limit=N (up to 10000) from after ?after=<id>; a Link header names the
         # next page while there is one
         try:
@@ -290,6 +292,8 @@ class AdminApi:
         return response
 
     async def show(self, request: web.Request) -> web.Response:
+        if self._flag(request, "effective") and self._kind(request).name == "host":
+            return await fleetapi.effective(self, request)
         shown = await admin.show(self.store, self._kind(request), request.match_info["id"])
         response = _json(shown)
         response.headers["ETag"] = shown["etag"]

@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from services.http import files, metrics as m, policy
+from services.http import files, metrics as m, oneshot, policy
 from services.http.access import Access
 from services.http.accounting import Accounting, Record
 from services.http.render import INSTALL_FILES, Renderer, RenderError, build_context, template_for
@@ -90,8 +90,10 @@ class BootService:
     """Request handlers for the boot/file listener."""
 
     def __init__(self, cfg, inventory, events, store: InventoryStore, renderer: Renderer,
-                 access: Access, accounting: Accounting | None = None) -> None:
+                 access: Access, accounting: Accounting | None = None, *,
+                 discovery: bool = False) -> None:
         self.cfg = cfg  # the http settings section
+        self.discovery = discovery  # discovery.enabled: the unknown-host menu offers it
         self.inventory = inventory
         self.events = events
         self.store = store
@@ -102,6 +104,7 @@ class BootService:
         self._recent: dict[tuple, float] = {}
         self._lookups: set[asyncio.Task] = set()  # http.file events waiting for a lease read
         self._macs: dict[str | None, str] = {}  # spelling in the request -> canonical MAC
+        self._once: set[asyncio.Task] = set()  # one-shot boots being cleared (oneshot.py)
 
     # -- application ---------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -245,7 +248,7 @@ class BootService:
         return mac
 
     def _records(self, mac: str):
-        return bootplan.records(self.inventory, mac)
+        return bootplan.records(self.inventory, mac, self.cfg.unknown_host)
 
     def stamp(self) -> tuple:
         return (self.inventory.version, self.renderer.generation())
@@ -349,7 +352,7 @@ class BootService:
         script = self.cache.get(self.stamp(), (kind, mac, base, san))
         if script is not None:
             self.accounting.tally(m.RENDERS_BY[kind, "cached"])
-            host = self.inventory.host(mac)
+            host = self._records(mac)[0]
         elif not render:
             return None
         else:
@@ -358,6 +361,8 @@ class BootService:
         self.script_event(mac, host, script, kind, ip, arch)
         if script.outcome == "error":
             log.warning("boot_config_error", mac=mac, reason=script.reason)
+        elif host is not None and host.once_profile:
+            oneshot.served(self, mac, host.once_profile, ip)
         return script
 
     def _render_script(self, kind: str, mac: str, base: str, san: str, ip: str | None,
@@ -369,12 +374,20 @@ class BootService:
                                  initiator_prefix=self.cfg.initiator_prefix,
                                  unknown_host=self.cfg.unknown_host,
                                  unknown_delay=self.cfg.unknown_delay, token=token,
-                                 subnet=self._subnet(ip, host))
+                                 subnet=self._subnet(ip, host),
+                                 menu=self._menu() if host is None else ())
         make = policy.ipxe_script if kind == "ipxe" else policy.grub_config
         script = make(mac, host, profile, export, ctx)
         self.cache.put((kind, mac, base, san), script)
         m.RENDERS_BY[kind, "ok"].inc()
         return script
+
+    def _menu(self) -> tuple:
+        """The unknown-host menu's entries (http.unknown_host menu), from the boot plan."""
+        if self.cfg.unknown_host != "menu":
+            return ()
+        return bootplan.menu_entries(self.inventory.all("profile"), self.discovery,
+                                     self.inventory.export)
 
     def script_event(self, mac: str, host: Host | None, script: policy.Script, kind: str,
                       ip: str | None, arch: str | None = None) -> None:

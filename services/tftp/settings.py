@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.bootplan import UNKNOWN_HOST
+from shared.bootplan import check_unknown_host
 from shared.settings import CommonSettings, http_url, non_negative, port_number, positive, setting
 
 
@@ -65,8 +65,10 @@ class TftpSection:
                                         check=http_url)
     unknown_host: str = setting("local", help="what an unknown host's generic config does "
                                 "(one vocabulary with http.unknown_host): local (boot the local "
-                                "disk), discovery (the same, noted in the config) or none (file "
-                                "not found)", choices=UNKNOWN_HOST)
+                                "disk), discovery (the same, noted in the config), none (file "
+                                "not found), menu (the HTTP service's iPXE menu through "
+                                "boot.ipxe; local in other loaders) or profile:<name> (boot "
+                                "that profile)", check=check_unknown_host)
 
 
 @dataclass(frozen=True)
