@@ -18,16 +18,17 @@ from collections.abc import Sequence
 
 # CLI noun -> inventory kind. Block exports are "blockexport" because "export" dumps the inventory.
 NOUNS = {"host": "host", "profile": "profile", "subnet": "subnet",
-         "blockexport": "export", "mirror": "mirror", "netboot": "netboot"}
+         "blockexport": "export", "mirror": "mirror", "netboot": "netboot", "image": "image"}
 PLURALS = {"host": "hosts", "profile": "profiles", "subnet": "subnets", "export": "exports",
-           "mirror": "mirrors", "netboot": "netboots"}
+           "mirror": "mirrors", "netboot": "netboots", "image": "images"}
 LIST_COLUMNS = {
     "host": ("hostname", "ip", "profile", "boot_mode", "enabled", "tags"),
-    "profile": ("install", "kernel", "root_image", "export"),
+    "profile": ("install", "image", "kernel", "root_image", "export"),
     "subnet": ("network", "ranges", "router", "relays"),
     "export": ("kind", "backing", "iqn", "aoe_shelf", "aoe_slot"),
     "mirror": ("source", "path", "interval", "enabled"),
     "netboot": ("index", "title", "boot_file", "root_path", "default", "enabled"),
+    "image": ("kernel", "initrd", "squashfs", "source_kind", "imported"),
 }
 # verb -> the other names people type for it
 VERB_ALIASES = {"list": ["ls"], "show": ["get"], "rm": ["delete", "remove"]}
@@ -144,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         if kind_name == "mirror":
             from cli import mirrors
             mirrors.add_verbs(verbs, common, id_name)
+        if kind_name == "image":
+            from cli import images
+            images.add_verbs(verbs, common, id_name)
 
     sub = commands.add_parser("export", help="print the whole inventory as YAML",
                               parents=[common])
@@ -377,6 +381,9 @@ async def _object_command(args, kind, store, out) -> int:
     if verb in ("sync", "status"):
         from cli import mirrors
         return await mirrors.run(args, kind, store, out)
+    if verb in ("import", "verify"):
+        from cli import images
+        return await images.run(args, kind, store, out)
     record = audit.recorder(who())
     if verb in ("add", "set"):
         changes = _changes(args, kind)

@@ -233,6 +233,10 @@ def _records(dump, mac: str):
         def export(self, name):
             raw = dump.get("export", {}).get(name)
             return parse_record(KINDS["export"], name, raw)[0] if raw else None
+
+        def image(self, name):
+            raw = dump.get("image", {}).get(name)
+            return parse_record(KINDS["image"], name, raw)[0] if raw else None
     return bootplan.records(View(), mac)
 
 

@@ -33,7 +33,7 @@ import jinja2
 from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-from shared.schema import KINDS, Export, Host, Profile, Subnet, plain
+from shared.schema import KINDS, Export, Host, Image, Profile, Subnet, plain
 
 # ------------------------------------------------------------------------------ vocabulary
 
@@ -250,8 +250,21 @@ def records(inventory: Any, mac: str | None) -> tuple[Host | None, Profile | Non
     The export is the host's ``var.export``, else its profile's ``export``."""
     host = inventory.host(mac) if mac else None
     profile = inventory.profile(host.profile) if host and host.profile else None
+    if profile is not None and profile.image:
+        profile = with_image(profile, inventory.image(profile.image))
     name = (host.vars.get("export") if host else None) or (profile.export if profile else None)
     return host, profile, (inventory.export(name) if name else None)
+
+
+def with_image(profile: Profile, image: Image | None) -> Profile:
+    """The profile with the files of its ``image`` where it names none of its own (its own
+    kernel, initrd or root_image win). A missing image leaves the profile as it is: the plan
+    then says so if the profile has no kernel of its own."""
+    if image is None or not profile.image:
+        return profile
+    return dataclasses.replace(profile, kernel=profile.kernel or image.kernel,
+                               initrd=profile.initrd or image.initrd,
+                               root_image=profile.root_image or image.squashfs)
 
 
 def merged_vars(host: Host | None, profile: Profile | None) -> dict[str, str]:
@@ -383,6 +396,9 @@ def _boot(base: Plan, host: Host, profile: Profile | None, export: Export | None
         iqn = initiator_iqn(host, profile, facts.initiator_prefix) if tgt.kind == "iscsi" else ""
         _check_target(host, tgt, iqn)
         return dataclasses.replace(base, target=tgt, initiator=iqn)
+    if not profile.kernel and profile.image:
+        raise PlanError(f"profile {profile.name} image={profile.image}: no such image (key "
+                        f"{KINDS['image'].key(profile.image)}; bootyard image import)")
     if not profile.kernel:
         raise PlanError(f"profile {profile.name} has no kernel")
     kernel = _location(profile, "kernel", profile.kernel)
