@@ -9,10 +9,11 @@ import subprocess
 import sys
 
 import pytest
-from harness.netlab import stop_process, wait_for
-from harness.redis_server import RedisServer
 from httpkit import REPO, ServiceProcess
 from scapy.all import TCP, rdpcap
+
+from harness.netlab import stop_process, wait_for
+from harness.redis_server import RedisServer
 
 pytestmark = pytest.mark.lab
 
