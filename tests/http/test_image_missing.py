@@ -30,15 +30,17 @@ async def test_a_missing_image_is_an_event_in_the_hosts_timeline(inventory, aioh
     http = await aiohttp_client(make_service(inventory).app())
     with caplog.at_level("WARNING", logger="bootyard.http"):
         assert (await http.get("/images/debian/linux")).status == 200
+        # (each event waits for its lease read: the kernel's first, as a booting host's are)
+        await wait_until(lambda: inventory.events_of("http.file", POOL_MAC), 10, "the first")
         assert (await http.get("/images/debian/initrd.gz")).status == 404
 
         async def events():
             found = await inventory.events_of("http.file", POOL_MAC)
             return found if len(found) == 2 else None
         await wait_until(events, 10, "both http.file events of the host")
-        kernel, initrd = await events()
+        by_path = {e.fields["path"]: e for e in await events()}
+        kernel, initrd = by_path["/images/debian/linux"], by_path["/images/debian/initrd.gz"]
     assert (kernel.fields["status"], kernel.fields.get("result")) == ("200", None)
-    assert initrd.fields["path"] == "/images/debian/initrd.gz"
     assert (initrd.fields["status"], initrd.fields["result"]) == ("404", "not_found")
     lines = [r for r in caplog.records if r.getMessage() == "image_not_found"]
     assert len(lines) == 1 and lines[0].fields["path"] == "/images/debian/initrd.gz"
