@@ -229,3 +229,20 @@ def test_choose_and_sniff():
     assert sniff(b"!<arch>\ndebian-binary   ") == "deb"
     assert sniff(b"\0" * 0x8001 + b"CD001" + b"\0" * 10) == "iso"
     assert sniff(b"hello") is None
+
+
+def test_images_export_and_import_like_the_other_kinds(cli, raw, tmp_path, images):
+    tree = _netboot_tree(tmp_path / "tree")
+    assert cli("image", "import", "deb12", str(tree), "--images-dir", str(images))[0] == 0
+    code, text, _ = cli("export")
+    assert code == 0 and "images:\n  deb12:\n" in text
+    assert f"  - deb12/linux={_sha(KERNEL)}\n" in text  # the checksums as a YAML list
+    before = raw.hgetall("bootyard:image:deb12")
+    raw.delete("bootyard:image:deb12")
+    dump = tmp_path / "inventory.yaml"
+    dump.write_text(text)
+    code, out, err = cli("import", str(dump))
+    assert code == 0, err
+    assert raw.hgetall("bootyard:image:deb12") == before
+    code, out, _ = cli("image", "list")
+    assert code == 0 and "deb12/linux" in out and "dir" in out
