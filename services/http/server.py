@@ -42,6 +42,7 @@ HOST_HEADER = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5
 _REPORT_FIELDS = ("arch", "platform", "manufacturer", "product", "serial", "uuid")
 ANACONDA_MAC_HEADER = "X-RHN-Provisioning-MAC-"
 TEXT_PLAIN = {"Content-Type": "text/plain; charset=utf-8"}
+AUTH = web.RequestKey("auth", str)  # how an install file or callback was allowed (log line)
 
 
 def family_of(path: str) -> str:
@@ -166,7 +167,8 @@ class BootService:
         mac_text = request.match_info.get("mac") or request.query.get("mac")
         self.accounting.record(Record(family, status, sent, elapsed, request.method,
                                       request.path, request.remote,
-                                      self._macs.get(mac_text) if mac_text else None))
+                                      self._macs.get(mac_text) if mac_text else None,
+                                      auth=request.get(AUTH)))
         if family == "images" and request.method == "GET":
             if status == 404:
                 self._image_missing(request)
@@ -311,6 +313,7 @@ class BootService:
         if "%" in target or "+" in target:
             return None  # percent-encoded: aiohttp decodes it
         path, _, query = target.partition("?")
+        how = None  # an install file's authorisation: token, reserved or lease
         try:
             if path.startswith("/boot/"):
                 if path == "/boot/ipxe" and query.startswith("mac=") and "&" not in query:
@@ -348,7 +351,7 @@ class BootService:
         except (InventoryUnavailable, web.HTTPException):
             return None
         self.accounting.record(Record(family, 200, len(body), time.perf_counter() - start,
-                                      "GET", path, peer, mac, "fast"))
+                                      "GET", path, peer, mac, "fast", how))
         return body
 
     # -- boot scripts --------------------------------------------------------------------------
@@ -477,6 +480,7 @@ class BootService:
 
     def _install_response(self, request: web.Request, mac: str, filename: str,
                           how: str) -> web.Response:
+        request[AUTH] = how  # the request's log line says how it was allowed
         try:
             sock = self._sockname(request)
             text = self.install_answer(
@@ -521,6 +525,7 @@ class BootService:
         if self.inventory.host(mac) is None:
             raise self._deny_unknown(request, mac, "done")
         how = await self._authorise(request, mac, "done")
+        request[AUTH] = how
         kind = KINDS["host"]
 
         def not_yet(current: dict[str, str]) -> str | None:

@@ -93,7 +93,7 @@ def test_debian_installer_fetches_its_preseed_and_asks_the_mirror(bootlab, tmp_p
     # the kernel, initrd and preseed went to the host, the preseed by its token
     for path in ("/images/debian12/linux", "/images/debian12/initrd.gz"):
         assert re.search(rf"path={re.escape(path)} status=200 ", log), path
-    preseed = re.search(rf"path=/install/{host.mac}/preseed.cfg status=200 ", log)
+    preseed = re.search(rf"path=/install/{host.mac}/preseed.cfg status=200 .* auth=token", log)
     assert preseed, [line for line in log.splitlines() if "preseed" in line]
     kinds = [(e.kind, e.fields.get("file") or e.fields.get("path"), e.fields.get("via"))
              for e in boot.events(host.mac)]
