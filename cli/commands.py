@@ -18,17 +18,19 @@ from collections.abc import Sequence
 
 # CLI noun -> inventory kind. Block exports are "blockexport" because "export" dumps the inventory.
 NOUNS = {"host": "host", "profile": "profile", "subnet": "subnet",
-         "blockexport": "export", "mirror": "mirror", "netboot": "netboot", "group": "group"}
+         "blockexport": "export", "mirror": "mirror", "netboot": "netboot", "group": "group",
+         "image": "image"}
 PLURALS = {"host": "hosts", "profile": "profiles", "subnet": "subnets", "export": "exports",
-           "mirror": "mirrors", "netboot": "netboots", "group": "groups"}
+           "mirror": "mirrors", "netboot": "netboots", "group": "groups", "image": "images"}
 LIST_COLUMNS = {
     "host": ("hostname", "ip", "profile", "boot_mode", "enabled", "tags"),
-    "profile": ("install", "kernel", "root_image", "export"),
+    "profile": ("install", "image", "kernel", "root_image", "export"),
     "subnet": ("network", "ranges", "router", "relays"),
     "export": ("kind", "backing", "iqn", "aoe_shelf", "aoe_slot"),
     "mirror": ("source", "path", "interval", "enabled"),
     "netboot": ("index", "title", "boot_file", "root_path", "default", "enabled"),
     "group": ("match", "profile", "kernel_args", "enabled"),
+    "image": ("kernel", "initrd", "squashfs", "source_kind", "imported"),
 }
 # verb -> the other names people type for it
 VERB_ALIASES = {"list": ["ls"], "show": ["get"], "rm": ["delete", "remove"]}
@@ -155,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
             from cli import groups
             groups.add_host_verbs(verbs, common,
                                   lambda p, k=kind: _selectors(p, k, "MAC"))
+        if kind_name == "image":
+            from cli import images
+            images.add_verbs(verbs, common, id_name)
 
     sub = commands.add_parser("export", help="print the whole inventory as YAML",
                               parents=[common])
@@ -424,6 +429,9 @@ async def _object_command(args, kind, store, out) -> int:
     if verb in ("sync", "status"):
         from cli import mirrors
         return await mirrors.run(args, kind, store, out)
+    if verb in ("import", "verify"):
+        from cli import images
+        return await images.run(args, kind, store, out)
     record = audit.recorder(who())
     if verb in ("reinstall", "rescue"):
         from cli import groups

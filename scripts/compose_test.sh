@@ -15,6 +15,10 @@
 #     tftp-hpa fetches iPXE from the tftp container; curl fetches the host's iPXE script from http.
 #     mirrorsync syncs a small tree from an rsync daemon on the test interface, and curl fetches
 #     the published file through the http container, which shares the mirror volume.
+#     `bootyard image import` of a netboot tarball runs in the cli container (images volume
+#     writable, as docs/deploy.md shows); http serves the imported kernel with its recorded
+#     SHA-256, the host's script boots it through its profile's image, and the seeded UEFI HTTP
+#     boot file /images/ipxe.efi is served.
 #  5. Prometheus has every target up, sends its alerts to Alertmanager, and every dashboard
 #     panel's query returns data.
 #  6. Redis is killed (SIGKILL) and started again: the host record and the lease are still there,
@@ -84,7 +88,7 @@ if [ "${1:-}" != --inside ]; then
         -e "s|^BOOTYARD_SUBNET_RANGE=.*|BOOTYARD_SUBNET_RANGE=192.0.2.100-192.0.2.199|" \
         -e "s|^BOOTYARD_ADMIN_TOKEN=.*|BOOTYARD_ADMIN_TOKEN=0123|" \
         -e "s|^BOOTYARD_TOKEN_SECRET=.*|BOOTYARD_TOKEN_SECRET=4567|" "$tmp/full.env"
-    for profile in "" monitoring; do
+    for profile in "" monitoring tools; do
         $COMPOSE_BIN --project-directory "$REPO" --env-file "$tmp/full.env" \
             ${profile:+--profile "$profile"} config -q || fail "docker-compose config (profile '${profile:-default}')"
     done
@@ -275,6 +279,31 @@ if [[ " ${present[*]} " == *" http "* ]]; then
     head -1 "$tmp/script.ipxe" | grep -q '^#!ipxe' || { cat "$tmp/script.ipxe" >&2; fail "not an iPXE script"; }
     grep -q vmlinuz "$tmp/script.ipxe" || { cat "$tmp/script.ipxe" >&2; fail "the script does not boot the profile's kernel"; }
     say "step 4e: ok"
+
+    say "step 4h: bootyard image import in the cli container; http serves the image"
+    mkdir -p "$tmp/src/netboot/debian-installer/amd64"
+    head -c 300000 /dev/urandom > "$tmp/src/netboot/debian-installer/amd64/linux"
+    head -c 700000 /dev/urandom > "$tmp/src/netboot/debian-installer/amd64/initrd.gz"
+    tar -C "$tmp/src/netboot" -czf "$tmp/src/netboot.tar.gz" .
+    chmod o+x "$tmp"; chmod -R o+rX "$tmp/src"  # the cli container runs as uid 10001
+    dc run --rm -T -v "$tmp/src:/src:ro" cli image import ct-netboot /src/netboot.tar.gz >&2 \
+        || fail "bootyard image import in the cli container"
+    want=$(sha256sum < "$tmp/src/netboot/debian-installer/amd64/linux" | cut -d' ' -f1)
+    rcli HGET bootyard:image:ct-netboot sha256 | grep -q "ct-netboot/linux=$want" \
+        || fail "the image record lacks the kernel's SHA-256"
+    got=$(timeout 30 ip netns exec "$NS" curl -fsS "http://$SERVER:$HTTP_PORT/images/ct-netboot/linux" | sha256sum | cut -d' ' -f1)
+    [ "$got" = "$want" ] || fail "http served a different kernel than the one imported"
+    bootyard profile add ct-image --image ct-netboot --install none >&2
+    bootyard host set "$CLIENT_MAC" --profile ct-image >&2
+    sleep 2
+    timeout 30 ip netns exec "$NS" curl -fsS "http://$SERVER:$HTTP_PORT/boot/ipxe?mac=$CLIENT_MAC" > "$tmp/script2.ipxe" \
+        || fail "HTTP boot script fetch failed"
+    grep -q "/images/ct-netboot/linux" "$tmp/script2.ipxe" \
+        || { cat "$tmp/script2.ipxe" >&2; fail "the script does not boot the image's kernel"; }
+    timeout 30 ip netns exec "$NS" curl -fsS "http://$SERVER:$HTTP_PORT/images/ipxe.efi" -o "$tmp/ipxe.efi" \
+        || fail "the UEFI HTTP boot file /images/ipxe.efi is not served"
+    [ "$(head -c 2 "$tmp/ipxe.efi")" = MZ ] || fail "/images/ipxe.efi is not an EFI program"
+    say "step 4h: ok"
 fi
 
 if [[ " ${present[*]} " == *" blockexport "* ]]; then

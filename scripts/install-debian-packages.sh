@@ -31,6 +31,7 @@ PACKAGES=(
     rsync                             # mirror sync: the service's transport and the tests' upstream daemon
     apt-utils dpkg-dev gnupg          # mirror sync tests: a real apt repository (apt-ftparchive, dpkg-deb, InRelease)
     createrepo-c rpm dnf dnf-plugins-core  # mirror sync tests: a real yum repository and the dnf client
+    libarchive-tools xorriso          # bootyard image import reads ISOs with bsdtar; the tests make ISOs with xorriso
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

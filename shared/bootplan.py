@@ -37,7 +37,7 @@ from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from shared.groups import effective_host
-from shared.schema import KINDS, Export, Host, Profile, Subnet, plain
+from shared.schema import KINDS, Export, Host, Image, Profile, Subnet, plain
 
 # ------------------------------------------------------------------------------ vocabulary
 
@@ -289,6 +289,8 @@ def records(inventory: Any, mac: str | None, unknown: str | None = None
     elif mac and unknown and unknown.startswith(DEFAULT_PROFILE):
         host = default_host(mac, inventory.profile(unknown[len(DEFAULT_PROFILE):]))
     profile = inventory.profile(host.profile) if host and host.profile else None
+    if profile is not None and profile.image:
+        profile = with_image(profile, inventory.image(profile.image))
     name = (host.vars.get("export") if host else None) or (profile.export if profile else None)
     return host, profile, (inventory.export(name) if name else None)
 
@@ -330,6 +332,17 @@ def menu_entries(profiles, discovery: bool, exports: Any = None) -> tuple[MenuEn
         export = exports(profile.export) if exports and profile.export else None
         out.append(MenuEntry(f"profile-{profile.name}", label, "profile", profile, export))
     return tuple(out)
+
+
+def with_image(profile: Profile, image: Image | None) -> Profile:
+    """The profile with the files of its ``image`` where it names none of its own (its own
+    kernel, initrd or root_image win). A missing image leaves the profile as it is: the plan
+    then says so if the profile has no kernel of its own."""
+    if image is None or not profile.image:
+        return profile
+    return dataclasses.replace(profile, kernel=profile.kernel or image.kernel,
+                               initrd=profile.initrd or image.initrd,
+                               root_image=profile.root_image or image.squashfs)
 
 
 def merged_vars(host: Host | None, profile: Profile | None) -> dict[str, str]:
@@ -466,6 +479,9 @@ def _boot(base: Plan, host: Host, profile: Profile | None, export: Export | None
             kernel = parse_location(host.kernel)
         except ValueError as exc:
             raise PlanError(f"host {host.mac} kernel={host.kernel!r}: {exc}") from None
+    elif not profile.kernel and profile.image:
+        raise PlanError(f"profile {profile.name} image={profile.image}: no such image (key "
+                        f"{KINDS['image'].key(profile.image)}; bootyard image import)")
     elif not profile.kernel:
         raise PlanError(f"profile {profile.name} has no kernel")
     else:

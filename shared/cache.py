@@ -24,7 +24,17 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from shared import keys, logs, metrics
-from shared.schema import KINDS, Export, Host, Mirror, Profile, Subnet, parse_record, split_key
+from shared.schema import (
+    KINDS,
+    Export,
+    Host,
+    Image,
+    Mirror,
+    Profile,
+    Subnet,
+    parse_record,
+    split_key,
+)
 from shared.store import InventoryUnavailable, ResponseError, WrongType, db_index, redis_errors
 
 ChangeListener = Callable[[str, str], None]
@@ -78,6 +88,10 @@ class InventoryView:
     def mirror(self, name: str) -> Mirror | None:
         self._check()
         return self._objects["mirror"].get(name)
+
+    def image(self, name: str) -> Image | None:
+        self._check()
+        return self._objects["image"].get(name)
 
     def all(self, kind: str) -> list[Any]:
         self._check()
@@ -145,10 +159,12 @@ class StaticInventory(InventoryView):
 
     def __init__(self, *, hosts: Iterable[Host] = (), profiles: Iterable[Profile] = (),
                  subnets: Iterable[Subnet] = (), exports: Iterable[Export] = (),
-                 mirrors: Iterable[Mirror] = (), groups: Iterable[Any] = ()) -> None:
+                 mirrors: Iterable[Mirror] = (), groups: Iterable[Any] = (),
+                 images: Iterable[Image] = ()) -> None:
         super().__init__()
         for kind, records in (("host", hosts), ("profile", profiles), ("subnet", subnets),
-                              ("export", exports), ("mirror", mirrors), ("group", groups)):
+                              ("export", exports), ("mirror", mirrors), ("group", groups),
+                              ("image", images)):
             for record in records:
                 self.put(kind, record)
 

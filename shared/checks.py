@@ -109,6 +109,10 @@ def check_references(records: Mapping[str, Mapping[str, Any]],
             missing = keys.object_key("export", profile.export)
             problems.append(Problem(key, "export", profile.export,
                                     f"no such export (key {missing})"))
+        if profile.image and profile.image not in records["image"]:
+            missing = keys.object_key("image", profile.image)
+            problems.append(Problem(key, "image", profile.image,
+                                    f"no such image (key {missing}; bootyard image import)"))
         if profile.install in bootplan.INSTALL_CMDLINE and not profile.cmdline:
             problems.append(Problem(
                 key, "cmdline", "", f"install={profile.install} but no cmdline: the installer "
@@ -172,6 +176,8 @@ def plan_problems(host, records: Mapping[str, Mapping[str, Any]]) -> list[Proble
     profile = records["profile"].get(host.profile)
     if profile is None:
         return ties  # "no such profile" says it
+    if profile.image:
+        profile = bootplan.with_image(profile, records["image"].get(profile.image))
     name = host.vars.get("export") or profile.export
     export = records["export"].get(name) if name else None
     facts = dataclasses.replace(CHECK_FACTS, subnet=subnet_of(host, records["subnet"]))

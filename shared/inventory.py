@@ -241,6 +241,9 @@ def _affected_hosts(records: Records, changed: Iterable[tuple[str, str]]) -> set
             return set(records["host"])
         elif kind_name == "profile":
             hosts |= {m for m, h in records["host"].items() if h.profile == ident}
+        elif kind_name == "image":
+            names = {n for n, p in records["profile"].items() if p.image == ident}
+            hosts |= {m for m, h in records["host"].items() if h.profile in names}
         elif kind_name == "export":
             names = {n for n, p in records["profile"].items() if p.export == ident}
             hosts |= {m for m, h in records["host"].items()

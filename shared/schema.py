@@ -13,6 +13,8 @@ export     ``bootyard:export:web1-root``        name (a block device exported ov
 mirror     ``bootyard:mirror:debian``           name (an OS mirror kept in sync by rsync)
 netboot    ``bootyard:netboot:catalina``        name (an Apple NetBoot image offered over BSDP)
 group      ``bootyard:group:rack1``             name (hosts matched by selectors: groups.py)
+image      ``bootyard:image:debian12``          name (a kernel, initrds, a squashfs under the
+                                               images root, written by ``bootyard image import``)
 =========  ==================================  =============================================
 
 docs/inventory.md documents every field. Parsing a hash gives a typed, frozen record and the list
@@ -44,6 +46,7 @@ INSTALL_KINDS = ("none", "kickstart", "preseed", "cloud-init")
 LIVE_STYLES = ("dracut", "rooturl")
 NETROOT_STYLES = ("dracut", "kernel")
 EXPORT_KINDS = ("aoe", "iscsi")
+IMAGE_SOURCES = ("dir", "tarball", "iso", "url", "deb", "manual")
 _TRUE = ("yes", "true", "1", "on")
 _FALSE = ("no", "false", "0", "off")
 
@@ -224,6 +227,31 @@ def _locations(value: str) -> tuple[str, ...]:
     return tuple(_location(v) for v in _split(value))
 
 
+def _image_path(value: str) -> str:
+    from shared.bootplan import parse_location
+    try:
+        found = parse_location(value)
+    except ValueError as exc:
+        raise FieldError(str(exc)) from None
+    if found.scheme != "image":
+        raise FieldError("an image's files are paths under the images root, not URLs")
+    return found.value
+
+
+def _image_paths(value: str) -> tuple[str, ...]:
+    return tuple(_image_path(v) for v in _split(value))
+
+
+def _checksums(value: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in _split(value):
+        path, _, digest = item.rpartition("=")
+        if not path or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise FieldError(f"{item!r}: expected PATH=SHA256 (64 lower-case hex digits)")
+        out.append((_image_path(path), digest))
+    return tuple(out)
+
+
 def _cmdline(value: str) -> str:
     from shared.bootplan import check_template
     _text(value)
@@ -364,6 +392,7 @@ class Profile:
     vars: Mapping[str, str] = dataclasses.field(default_factory=dict)
     description: str = ""
     menu: bool = False  # offered in the unknown-host menu (http.unknown_host menu)
+    image: str | None = None  # an image record: kernel/initrd/root_image the profile leaves unset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -463,6 +492,25 @@ MATCH_FAMILY = Family("match.", "match", _match_field,
 
 
 @dataclasses.dataclass(frozen=True)
+class Image:
+    """Boot files under the images root (``bootyard image import``, docs/inventory.md)."""
+
+    name: str
+    kernel: str
+    initrd: tuple[str, ...] = ()
+    squashfs: str | None = None
+    sha256: tuple[tuple[str, str], ...] = ()  # (path under the images root, hex digest)
+    source_kind: str = "manual"
+    source: str = ""
+    imported: str = ""  # UTC time of the import, ISO 8601
+    description: str = ""
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (self.kernel,) + self.initrd + ((self.squashfs,) if self.squashfs else ())
+
+
+@dataclasses.dataclass(frozen=True)
 class FieldSpec:
     parse: Callable[[str], Any]
     doc: str
@@ -558,6 +606,8 @@ KINDS: dict[str, Kind] = {
         "description": _ANY_TEXT,
         "menu": FieldSpec(_bool, "yes: offered in the unknown-host menu (http.unknown_host "
                           "menu); no (default)"),
+        "image": FieldSpec(_name, "image (bootyard image import) whose kernel, initrds and "
+                           "squashfs the profile boots where it sets none of its own"),
     }, has_vars=True),
     "subnet": Kind("subnet", "subnets", Subnet, "name", {
         "network": FieldSpec(_network, "IPv4 network in CIDR form", required=True),
@@ -619,6 +669,20 @@ KINDS: dict[str, Kind] = {
         "install": FieldSpec(_bool, "yes for an install image, no (default) for a boot image"),
         "default": FieldSpec(_bool, "yes for the image a Mac boots when none is chosen"),
         "enabled": FieldSpec(_bool, "yes (default) or no"),
+        "description": _ANY_TEXT,
+    }),
+    "image": Kind("image", "images", Image, "name", {
+        "kernel": FieldSpec(_image_path, "kernel path under the images root", required=True),
+        "initrd": FieldSpec(_image_paths, "comma-separated initrd paths under the images root",
+                            list_like=True),
+        "squashfs": FieldSpec(_image_path, "squashfs root image path under the images root"),
+        "sha256": FieldSpec(_checksums, "comma-separated PATH=SHA256 of each file (written by "
+                            "bootyard image import, checked by bootyard image verify)",
+                            list_like=True),
+        "source_kind": FieldSpec(_choice(IMAGE_SOURCES), "where the files came from: dir, "
+                                 "tarball, iso, url, deb or manual"),
+        "source": FieldSpec(_text, "the directory, file or URL imported"),
+        "imported": FieldSpec(_text, "when it was imported (UTC, ISO 8601)"),
         "description": _ANY_TEXT,
     }),
 }
@@ -730,6 +794,18 @@ def _record_checks(kind: Kind, key: str, values: dict[str, Any]) -> list[Problem
             if ipaddress.IPv4Address(nfirst) <= ipaddress.IPv4Address(last):
                 problems.append(Problem(key, "ranges", f"{nfirst}-{nlast}",
                                         f"overlaps the range {first}-{last}"))
+    if kind.name == "image" and "kernel" in values:
+        files = [values["kernel"], *values.get("initrd", ()),
+                 *((values["squashfs"],) if values.get("squashfs") else ())]
+        summed = dict(values.get("sha256", ()))
+        for path in summed:
+            if path not in files:
+                problems.append(Problem(key, "sha256", path, "a checksum of a file that is not "
+                                        f"one of the image's ({', '.join(files)})"))
+        for path in files:
+            if path not in summed:
+                problems.append(Problem(key, "sha256", "", f"no checksum for {path}: bootyard "
+                                        "image verify cannot check it", severity="warning"))
     if kind.name == "export":
         if values.get("kind") == "aoe" and (values.get("aoe_shelf") is None
                                             or values.get("aoe_slot") is None):
@@ -775,6 +851,9 @@ def normalise(kind: Kind, raw: Mapping[str, str]) -> dict[str, str]:
             parsed = spec.parse(text) if text else ""
         except FieldError:
             out[fname] = value
+            continue
+        if spec.parse is _checksums and parsed:
+            out[fname] = ",".join(f"{path}={digest}" for path, digest in parsed)
             continue
         out[fname] = _canonical_text(parsed, text)
     return out

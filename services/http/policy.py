@@ -21,7 +21,8 @@ decided in the plan, the same for every loader; here it only becomes script text
 
 Every failing step ends in ``goto failed``: a line naming the host and iPXE's error, a pause and
 ``exit``, so a broken boot is visible on the console and never silently falls into another one.
-A failing cmdline template raises :class:`TemplateFailed` (the server answers 500 and logs why).
+A failing cmdline template raises :class:`TemplateFailed`; the server then answers
+:func:`cannot_render` (a script that names the template, waits and exits) and logs why.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ from shared.bootplan import (
 )
 from shared.schema import Export, Host, Profile
 
-__all__ = ["BootContext", "Script", "TemplateFailed", "grub_config", "grub_path", "image_url",
-           "initrd_names", "install_urls", "ipxe_script", "merged_vars"]
+__all__ = ["BootContext", "Script", "TemplateFailed", "cannot_render", "grub_config",
+           "grub_path", "image_url", "initrd_names", "install_urls", "ipxe_script",
+           "merged_vars"]
 
 FAIL_PAUSE = 10  # seconds a failure message stays on screen before exit
 
@@ -216,6 +218,22 @@ def _menu_profile(mac: str, entry: bootplan.MenuEntry, ctx: BootContext) -> list
         return [f"echo bootyard: profile {entry.profile.name} cannot boot: "
                 f"{_echo(plan.reason)}", f"sleep {FAIL_PAUSE}", "exit"]
     return _ipxe_body(plan, ctx)
+
+
+def cannot_render(kind: str, mac: str, host: Host | None) -> Script:
+    """What a host whose profile's cmdline template fails gets (``kind`` ipxe or grub): a line
+    saying so (neither the template's name nor its error, which anyone could fetch here: they
+    are in the service log and the ``http.render_error`` event), a pause, ``exit``."""
+    who = f"{host.hostname} ({mac})" if host and host.hostname else mac
+    reason = "its kernel command line template does not render"
+    lines = [f"bootyard: {who} cannot boot: {reason}",
+             "bootyard: bootyard validate names the problem (the HTTP service log says it too); "
+             "fix it, then reboot this machine"]
+    if kind == "ipxe":
+        text = ["#!ipxe", f"# bootyard: {who}"] + [f"echo {_echo(line)}" for line in lines]
+    else:
+        text = [f"# bootyard: {who}"] + [f"echo {grub_word(line)}" for line in lines]
+    return Script("\n".join(text + [f"sleep {FAIL_PAUSE}", "exit", ""]), "error", reason)
 
 
 # ------------------------------------------------------------------------------ GRUB

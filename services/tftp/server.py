@@ -215,6 +215,17 @@ class TftpServer:
         if self._busy.get(addr) is handling:
             self._busy.pop(addr, None)
 
+    def _resolve(self, name: str) -> Path:
+        """The file a client's name means: under ``tftp.images_root`` for a name under
+        ``/<images_prefix>/`` when that is set, else under the TFTP root (the one sanitiser
+        either way)."""
+        if self.cfg.images_root:
+            parts = clean_relative(name).parts
+            prefix = clean_relative(self.cfg.images_prefix).parts
+            if len(parts) > len(prefix) and parts[:len(prefix)] == prefix:
+                return resolve_under(self.cfg.images_root, "/".join(parts[len(prefix):]))
+        return resolve_under(self.root, name)
+
     async def _handle(self, request: codec.Request, addr: tuple[str, int],
                       handling: _Handling) -> None:
         record = Record(addr[0], addr[1], request.filename)
@@ -222,7 +233,7 @@ class TftpServer:
         slot = False
         try:
             try:
-                path = resolve_under(self.root, request.filename)
+                path = self._resolve(request.filename)
             except PathRefused as exc:
                 self._refuse(addr, request.filename, "path", ErrorCode.ACCESS_VIOLATION,
                              f"access violation: {exc.reason}", record)

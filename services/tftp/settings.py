@@ -60,6 +60,9 @@ class TftpSection:
     dynamic: bool = setting(True, help="render per-host PXELINUX/GRUB/iPXE configs")
     images_prefix: str = setting("images", help="directory of the TFTP root holding profile "
                                  "kernels and initrds (the HTTP service's /images/)")
+    images_root: str = setting("", help="if set, names under /<images_prefix>/ are read from "
+                               "this directory (the HTTP service's http.images_root) instead of "
+                               "the TFTP root: one images directory for both, no copy")
     http_base_url: str | None = setting(None, help="if set, boot.ipxe chains to the HTTP "
                                         "service's per-host script at <this>/boot/ipxe",
                                         check=http_url)
