@@ -41,10 +41,10 @@ class BootPlan:
     tftp_root: Path
     http_port: int = 80
     hosts: list[HostSpec] = dataclasses.field(default_factory=list)
-    # more BOOTYARD_* settings for bootyard's services (e.g. BOOTYARD_DISCOVERY__ENABLED)
-    service_env: dict[str, str] = dataclasses.field(default_factory=dict)
     default_marker: str = dataclasses.field(default_factory=lambda: "discovery-"
                                             + secrets.token_hex(4))
+    # more BOOTYARD_* settings for bootyard's services (BOOTYARD_HTTP__UNKNOWN_HOST, BOOTYARD_DISCOVERY__ENABLED)
+    settings: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def prefix(self) -> str:

@@ -45,7 +45,7 @@ import ipaddress
 import time
 from collections.abc import Iterable, Sequence
 
-from shared import keys, store as door
+from shared import keys, metrics, store as door
 from shared.lease_script import BATCH, RS, SEP
 from shared.store import InventoryUnavailable, redis_errors
 
@@ -221,15 +221,23 @@ class LeaseStore:
     """Lease steps for the DHCP service. Build steps with the ``*_step`` methods, send a batch
     with :meth:`run` (one command, one round trip, atomic in Redis)."""
 
-    def __init__(self, client, *, offer_hold: int = 30, quarantine: int = 600) -> None:
+    def __init__(self, client, *, offer_hold: int = 30, quarantine: int = 600,
+                 wait_replicas: int = 0, wait_timeout: float = 0.1) -> None:
+        """``wait_replicas``: after each batch, wait (Redis ``WAIT``, at most ``wait_timeout``
+        seconds) until that many replicas hold its writes before the replies go out; a batch
+        that times out is counted (``bootyard_lease_replication_total{outcome="short"}``) and
+        answered anyway: the journal below replays it on a new master after a failover."""
         self.redis = client
         self.offer_hold = offer_hold
         self.quarantine = quarantine
+        self.wait_replicas = wait_replicas
+        self._wait_ms = max(1, int(wait_timeout * 1000))
         self._sha: str | None = None
         # (monotonic time, step, outcome) of recent acknowledged binds; replayed as restore
         # steps (built only then) after a Redis failure
         self._journal: collections.deque[tuple[float, Step, Outcome]] = collections.deque()
         self._replay: list[Step] = []
+        self.replayed = 0  # restore steps the last replay wrote (after a Redis failure)
         self._idle: list = []  # connections of _evalsha with no call in flight
         self._open: set = set()
         self.failed = False
@@ -272,7 +280,7 @@ class LeaseStore:
                 if self._replay:
                     await self._execute([Step("restore", s.subnet, s.mac, int(time.time()),
                                               s.args, s.client) for s in self._replay])
-                    self._replay = []
+                    self.replayed, self._replay = len(self._replay), []
                 results = await self._execute(steps)
         except InventoryUnavailable:
             # After a failure no kept connection is trusted, ours or the client's.
@@ -305,36 +313,59 @@ class LeaseStore:
         if self._sha is None:
             self._sha = await self._command("SCRIPT", "LOAD", BATCH)
         try:
-            reply = await self._command("EVALSHA", self._sha, 0, packed)
+            reply = await self._script(packed)
         except door.NoScriptError:  # Redis restarted and lost its script cache
             self._sha = await self._command("SCRIPT", "LOAD", BATCH)
-            reply = await self._command("EVALSHA", self._sha, 0, packed)
+            reply = await self._script(packed)
         results = [r.split(SEP) for r in reply.split(RS)[:-1]]
         if len(results) != len(steps):
             raise InventoryUnavailable(f"lease script answered {len(results)} results for "
                                        f"{len(steps)} steps (a bootyard version mismatch?)")
         return results
 
+    async def _script(self, packed: str):
+        """The batch script, then (``wait_replicas``) ``WAIT`` on the same connection, which
+        is what WAIT measures: both sent at once, one round trip."""
+        if not self.wait_replicas:
+            return await self._command("EVALSHA", self._sha, 0, packed)
+        reply, acked = await self._commands(("EVALSHA", self._sha, 0, packed),
+                                            ("WAIT", self.wait_replicas, self._wait_ms))
+        metrics.LEASE_REPLICATION.labels(
+            "acked" if int(acked) >= self.wait_replicas else "short").inc()
+        return reply
+
     async def _command(self, *args):
-        """One command on a connection of our own (the client's pool, retry and observability
-        layers cost more per call than a small batch's own work, docs/benchmarks.md). One
-        connection per call in flight; one that fails in any way is closed, never reused."""
+        return (await self._commands(args))[0]
+
+    async def _commands(self, *commands):
+        """Commands sent together on a connection of our own, their replies in order (the
+        client's pool, retry and observability layers cost more per call than a small
+        batch's own work, docs/benchmarks.md). One connection per call in flight; one that
+        fails in any way is closed, never reused; an error reply is raised after every reply
+        has been read (the connection stays usable)."""
         conn = self._idle.pop() if self._idle else None
         if conn is None:
             conn = self.redis.connection_pool.make_connection()
             self._open.add(conn)
+        replies, refused = [], None
         try:
-            await conn.send_command(*args)
-            reply = await conn.read_response()
-        except door.ResponseError:
-            self._idle.append(conn)  # an error reply: the connection itself is fine
-            raise
+            if not conn.is_connected:  # connect() (not the send's own): Sentinel's finds the master
+                await conn.connect()
+            await conn.send_packed_command(conn.pack_commands(commands))
+            for _ in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except door.ResponseError as exc:
+                    refused = refused or exc
+                    replies.append(None)
         except BaseException:
             self._open.discard(conn)
             await conn.disconnect()
             raise
         self._idle.append(conn)
-        return reply
+        if refused is not None:
+            raise refused
+        return replies
 
     async def aclose(self) -> None:
         """Close the connections :meth:`run` opened (the client is closed by its owner)."""

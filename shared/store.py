@@ -1,7 +1,8 @@
 """The one door to Redis: the client, error translation, and reads/writes of inventory records.
 
 This is the only module that imports ``redis``. It builds every client (:func:`connect`: URLs
-``redis://``, ``rediss://`` and ``unix://``, bounded timeouts, a bounded connection pool), turns
+``redis://``, ``rediss://``, ``unix://`` and ``redis+sentinel://`` (a master found through Redis
+Sentinel and followed across failovers), bounded timeouts, a bounded connection pool), turns
 Redis failures into :class:`InventoryUnavailable` (:func:`redis_errors`), and re-exports the
 few Redis exception types other modules must tell apart (:data:`ResponseError`,
 :data:`NoScriptError`, :data:`WatchError`). :mod:`shared.cache`, :mod:`shared.events` and
@@ -14,12 +15,14 @@ is ``None`` or :class:`NotFound` (normal).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_exceptions
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from shared import keys, metrics
@@ -72,22 +75,90 @@ def connect(url: str, timeout: float = 2.0, *, max_connections: int = MAX_CONNEC
     connection pool: at most ``max_connections`` open; a command that finds them all in use
     waits up to ``timeout`` seconds for one, then fails as InventoryUnavailable (through
     :func:`redis_errors`). ``retries=False``: no silent retries and no idle health checks, so a
-    Redis restart surfaces as an error on the next command (the lease store wants that)."""
+    Redis restart surfaces as an error on the next command (the lease store wants that).
+    A ``redis+sentinel://`` URL gives a client of the master the sentinels name: every new
+    connection asks them, so after a failover the next connection reaches the new master."""
     check_url(url)
     if retries:
         options: dict[str, Any] = {"health_check_interval": 30}
     else:
         options = {"retry": Retry(NoBackoff(), 0), "health_check_interval": 0}
+    common = dict(max_connections=max_connections, timeout=timeout, decode_responses=True,
+                  socket_timeout=timeout, socket_connect_timeout=timeout, **options)
     try:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=timeout, decode_responses=True,
-            socket_timeout=timeout, socket_connect_timeout=timeout, **options)
+        if is_sentinel_url(url):
+            target = parse_sentinel_url(url)
+            sentinel = Sentinel(target.sentinels, sentinel_kwargs={
+                "password": target.sentinel_password, "socket_timeout": timeout,
+                "socket_connect_timeout": timeout})
+            pool = _SentinelPool(target.service, sentinel, db=target.db,
+                                 username=target.username, password=target.password, **common)
+        else:
+            pool = aioredis.BlockingConnectionPool.from_url(url, **common)
     except (ValueError, TypeError) as exc:
         raise InventoryError(f"Redis URL {describe_url(url)!r}: {exc}") from None
     return aioredis.Redis.from_pool(pool)
 
 
-URL_SCHEMES = ("redis", "rediss", "unix")
+class _SentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """Connections to the master Sentinel names, with the bounded wait of the other clients."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SentinelTarget:
+    sentinels: list[tuple[str, int]]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_password: str | None = None
+
+
+SENTINEL_SCHEME = "redis+sentinel"
+SENTINEL_PORT = 26379
+
+
+def is_sentinel_url(url: str) -> bool:
+    return url.partition("://")[0].lower() == SENTINEL_SCHEME
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget:
+    """``redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB]``
+    ``[?sentinel_password=...]`` (port 26379 by default; the password is the master's)."""
+    def bad(reason: str) -> InventoryError:
+        return InventoryError(f"Redis URL {describe_url(url)!r}: {reason}; give "
+                              "redis+sentinel://HOST:26379,HOST:26379/SERVICE/DB")
+    rest = url.partition("://")[2]
+    rest, _, query = rest.partition("?")
+    userinfo, at, rest = rest.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username, password = (user or None, secret) if colon else (None, user)
+    hosts, _, path = rest.partition("/")
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        raise bad("no Sentinel service name (the name in 'sentinel monitor NAME ...')")
+    if len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+        raise bad(f"{path!r} is not SERVICE or SERVICE/DB")
+    sentinels = []
+    for item in hosts.split(","):
+        host, colon, port = item.strip().rpartition(":") if ":" in item else (item, "", "")
+        host = host.strip("[]")
+        if not host:
+            raise bad(f"sentinel {item!r} has no host")
+        if colon and not (port.isdigit() and 0 < int(port) < 65536):
+            raise bad(f"sentinel port {port!r} is not a number from 1 to 65535")
+        sentinels.append((host, int(port) if colon else SENTINEL_PORT))
+    options = dict(pair.partition("=")[::2] for pair in query.split("&") if pair)
+    unknown = sorted(set(options) - {"sentinel_password"})
+    if unknown:
+        raise bad(f"unknown option {unknown[0]!r} (only sentinel_password)")
+    return SentinelTarget(sentinels, parts[0], int(parts[1]) if len(parts) == 2 else 0,
+                          username, password, options.get("sentinel_password") or None)
+
+
+URL_SCHEMES = ("redis", "rediss", "unix", SENTINEL_SCHEME)
 
 
 def check_url(url: str) -> None:
@@ -97,8 +168,11 @@ def check_url(url: str) -> None:
     if not sep or scheme.lower() not in URL_SCHEMES:
         raise InventoryError(
             f"Redis URL {describe_url(url)!r}: not a Redis URL; give redis://HOST:PORT/DB, "
-            "rediss://... (TLS) or unix:///path/to/redis.sock")
-    if scheme.lower() != "unix":
+            "rediss://... (TLS), unix:///path/to/redis.sock or "
+            "redis+sentinel://HOST:26379,HOST:26379/SERVICE/DB")
+    if scheme.lower() == SENTINEL_SCHEME:
+        parse_sentinel_url(url)
+    elif scheme.lower() != "unix":
         hostport = rest.split("/", 1)[0].rsplit("@", 1)[-1]
         port = hostport.rsplit(":", 1)[1] if ":" in hostport and "]" not in \
             hostport.rsplit(":", 1)[1] else ""

@@ -11,9 +11,17 @@ from services.dhcp.transport import Transport, resolve_interfaces
 from shared import leases, logs, metrics, runtime
 from shared.cache import InventoryCache
 from shared.events import EventLog
-from shared.store import connect
+from shared.store import connect, is_sentinel_url
 
 log = logs.get_logger("dhcp")
+
+
+def replica_acks(section, url: str) -> int:
+    """``dhcp.replica_acks`` as a number: ``auto`` waits for one replica behind Sentinel (a
+    failover promotes a replica: it must have the leases) and for none otherwise."""
+    if section.replica_acks == "auto":
+        return 1 if is_sentinel_url(url) else 0
+    return int(section.replica_acks)
 
 
 async def serve(cfg: DhcpSettings, stop: asyncio.Event) -> None:
@@ -29,7 +37,9 @@ async def serve(cfg: DhcpSettings, stop: asyncio.Event) -> None:
     cache = InventoryCache(client, service="dhcp")
     events = EventLog(client, "dhcp", known=cache.knows_host)
     store = leases.LeaseStore(lease_client, offer_hold=section.offer_hold,
-                              quarantine=section.decline_quarantine)
+                              quarantine=section.decline_quarantine,
+                              wait_replicas=replica_acks(section, cfg.redis.url),
+                              wait_timeout=section.replica_timeout)
     server = DhcpServer(section, cache, store, events, transport)
     try:
         with runtime.listening("dhcp.metrics_port", section.metrics_host, section.metrics_port):

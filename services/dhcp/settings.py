@@ -52,6 +52,13 @@ class DhcpSection:
                           choices=("all", "leases", "none"))
     housekeeping_interval: float = setting(5.0, help="seconds between pool syncs, pool metrics "
                                                      "and expire events", check=positive)
+    replica_acks: str = setting(
+        "auto", help="Redis replicas that must hold a lease batch before its replies go out "
+                     "(Redis WAIT); auto: 1 with a redis+sentinel:// URL, 0 otherwise",
+        choices=("auto", "0", "1", "2", "3"))
+    replica_timeout: float = setting(
+        0.1, help="seconds to wait for replica_acks before answering anyway (counted as short)",
+        check=positive)
     metrics_host: str = setting("0.0.0.0", help="address of the /metrics and /healthz listener")
     metrics_port: int = setting(9101, help="port of the /metrics and /healthz listener",
                                 check=port_number)

@@ -106,6 +106,7 @@ async def serve(settings, stop: asyncio.Event) -> None:
                            tokens=parse_tokens(cfg.admin_tokens),
                            hostnames=cfg.admin_hostnames, accounting=accounting,
                            max_body=cfg.max_body, leases=leases, board=states,
+                           power=settings.power,
                            console=Console(cfg.admin_token) if cfg.console else None)
             runner = await transport.start_listener(api.app(), cfg.admin_host, cfg.admin_port,
                                                     "http.admin_port", limits=limits)

@@ -46,7 +46,7 @@ def test_an_unknown_machine_is_discovered_adopted_and_boots_its_profile(
     assert services_present()
     boot = bootlab("bootyard")
     boot.plan.add_host("known1", kind="kernel")  # someone else is known
-    boot.plan.service_env.update({
+    boot.plan.settings.update({
         "BOOTYARD_DISCOVERY__ENABLED": "true",
         "BOOTYARD_DISCOVERY__AFTER": "wait",
         "BOOTYARD_DISCOVERY__POLL_SECONDS": "2",
