@@ -104,6 +104,8 @@ def test_doctor_passes_a_healthy_host_and_the_deploy_host_and_leaves_no_lease(de
     assert step(lines, "http      install file").startswith("PASS")
     # no lease left behind: the address is released
     assert client.hget(f"bootyard:lease:{ip}", "state") == "released"
+    # nor a boot attempt: its DISCOVER began one, the doctor put the host's back (it had none)
+    assert not client.exists(f"bootyard:attempt:{MAC}")
     # the probes are in the timeline between the doctor's markers, and the TFTP probe was benign
     wait_for(lambda: "http.install" in [e[1]["kind"] for e in client.xrange(
         f"bootyard:events:{MAC}")], 10, what="the HTTP service's events written")
