@@ -46,9 +46,17 @@ CHAIN_SECONDS = 60  # a loader's own DISCOVER within this long of the ACK that h
 # sent: recorded), '' (any other event: read only). ts: the event's time (text, seconds with
 # milliseconds); now: integer seconds. Returns the attempt id, or nil (none yet).
 LUA = """
-local function attempt_acked(mac, now, boot_file, boot_reason)  -- the attempt's ACK was sent
+local function attempt_read(mac)  -- the id, and 'bound loader' of the attempt
+  local v = redis.call('HMGET', '%(prefix)s' .. mac, 'id', 'bound', 'loader')
+  if not v[1] then return nil, nil end
+  return v[1], tostring(v[2]) .. tostring(v[3])
+end
+-- the attempt's ACK was sent (bl: attempt_read's 'bound loader'; written only if it changes,
+-- or to renew acked for a loader's chain window)
+local function attempt_acked(mac, now, boot_file, boot_reason, bl)
   local loader = '0'
   if boot_file ~= '' and boot_reason ~= 'ipxe-script' then loader = '1' end
+  if bl == '1' .. loader and loader == '0' then return end
   redis.call('HSET', '%(prefix)s' .. mac, 'bound', '1', 'loader', loader, 'acked', tostring(now))
 end
 local function attempt_of(mac, op, ts, now, boot_file, boot_reason)
@@ -63,8 +71,8 @@ local function attempt_of(mac, op, ts, now, boot_file, boot_reason)
     redis.call('HSET', key, 'id', id, 'bound', '0', 'loader', '0', 'acked', '0')
     return id
   end
-  local id = redis.call('HGET', key, 'id')
-  if id and op == 'ack' then attempt_acked(mac, now, boot_file, boot_reason) end
+  local id, bl = attempt_read(mac)
+  if id and op == 'ack' then attempt_acked(mac, now, boot_file, boot_reason, bl) end
   return id
 end
 """ % {"prefix": keys.ATTEMPT_PREFIX, "chain": CHAIN_SECONDS}

@@ -37,7 +37,7 @@ _BATCH = """
 local prefix = '%(lease_prefix)s'
 local results = {}
 local pool, bymac, subnet, mac, client, now
-local att  -- the step's boot attempt id (emit '2' only), or nil
+local att, ab  -- the step's boot attempt id (emit '2' only) or nil, and its bound/loader
 
 local function split(s)
   local t = {}
@@ -190,14 +190,6 @@ local event_kind = {
 local ignored_reason = {exhausted = 'pool_exhausted', conflict = 'lease_conflict'}
 
 local function append(own_stream, ...)  -- the event's field/value pairs
-  if own_stream and att then
-    local e = {...}
-    e[#e + 1] = 'attempt'
-    e[#e + 1] = att
-    redis.call('XADD', '%(global)s', 'MAXLEN', '~', %(global_max)d, '*', unpack(e))
-    redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', %(host_max)d, '*', unpack(e))
-    return
-  end
   redis.call('XADD', '%(global)s', 'MAXLEN', '~', %(global_max)d, '*', ...)
   if own_stream then
     redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', %(host_max)d, '*', ...)
@@ -211,12 +203,12 @@ for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
   local a = split(packed)
   subnet, mac, client, now = a[2], a[3], a[4], tonumber(a[5])
   pool, bymac = '%(pool_prefix)s' .. subnet, '%(by_client_prefix)s' .. subnet
-  att = nil
+  att, ab = nil, nil
   if a[6] == '2' then  -- an inventory host's step: its boot attempt
     if a[1] == 'offer' and a[16] ~= '' then
       att = attempt_of(mac, 'discover', a[7], now, a[9], a[10])
     else
-      att = attempt_of(mac, '', a[7], now, a[9], a[10])
+      att, ab = attempt_read(mac)
     end
   end
   if a[6] ~= '0' and a[1] == 'offer' and a[15] == '1' then
@@ -224,7 +216,7 @@ for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
     emitters['dhcp.discover'](a, nil, a[6] == '2')
   end
   local r = ops[a[1]](a)
-  if att and a[1] == 'request' and r[1] == 'ok' then attempt_acked(mac, now, a[9], a[10]) end
+  if att and a[1] == 'request' and r[1] == 'ok' then attempt_acked(mac, now, a[9], a[10], ab) end
   if a[6] ~= '0' then
     local kinds = event_kind[a[1]]
     local kind = kinds and kinds[r[1]]
@@ -263,11 +255,16 @@ def _lua_emitters() -> str:
         for k in range(n, 0, -1):
             shape = " and ".join([f"p{i}" for i in range(k)] + [f"not p{i}" for i in range(k, n)])
             pairs = ", ".join(f"'{names[i]}', v{i}" for i in range(k))
-            out.append(f"  if {shape} then append(own, {header}, {pairs}) return end")
+            out.append(f"  if {shape} then")
+            out.append(f"    if att then append(own, {header}, {pairs}, 'attempt', att)")
+            out.append(f"    else append(own, {header}, {pairs}) end")
+            out.append("    return")
+            out.append("  end")
         out.append(f"  local e = {{{header}}}")
         out += [f"  if p{i} then e[#e + 1] = '{names[i]}'; e[#e + 1] = v{i} end"
                 for i in range(n)]
-        out += ["  append(own, unpack(e))", "end"]
+        out += ["  if att then e[#e + 1] = 'attempt'; e[#e + 1] = att end",
+                "  append(own, unpack(e))", "end"]
     return "\n".join(out)
 
 
