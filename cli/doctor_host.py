@@ -3,10 +3,12 @@ reachable and persistent, the DHCP interfaces, loaders and images present, mirro
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from cli.doctor_report import DoctorSettings, Report, http_fetch
 from shared import paths
+from shared.mirrors import MirrorState
 from shared.schema import KINDS, parse_record
 from shared.store import InventoryStore, InventoryUnavailable
 
@@ -77,5 +79,36 @@ async def deploy_host_checks(report: Report, store: InventoryStore, cfg: DoctorS
                 if not path.is_file():
                     report.add("host", f"profile {name}", False, f"{path} is missing",
                                f"put {value} under {images}")
-    if await store.keys(KINDS["mirror"]):
-        report.add("host", "mirrors", None, "mirror freshness is not checked yet")
+    await mirror_checks(report, store, time.time())
+
+
+async def mirror_checks(report: Report, store: InventoryStore, now: float) -> None:
+    """Each enabled mirror published within twice its interval (the BootyardMirrorStale rule),
+    from the mirrorsync service's status records (shared/mirrors.py)."""
+    mirrors = {n: parse_record(KINDS["mirror"], n, r)[0]
+               for n, r in (await store.raw_all(KINDS["mirror"])).items()}
+    statuses = await MirrorState(store.redis).statuses(mirrors) if mirrors else {}
+    for name, mirror in sorted(mirrors.items()):
+        if mirror is None or not mirror.enabled:
+            continue
+        status = statuses.get(name, {})
+        fix = (f"bootyard mirror sync {name}; bootyard mirror status {name}; is the "
+               "mirrorsync service running? (docker compose logs mirrorsync)")
+        if not status.get("last_success"):
+            why = status.get("last_error") or status.get("last_result") or "never synced"
+            report.add("host", f"mirror {name}", False, f"never published ({why})", fix)
+            continue
+        age = now - float(status["last_success"])
+        limit = 2 * mirror.interval
+        detail = (f"published {_age(age)} ago (limit {_age(limit)}: twice its interval), "
+                  f"{status.get('size', '?')} bytes, {status.get('files', '?')} files")
+        if status.get("failures", "0") not in ("", "0"):
+            detail += f"; {status['failures']} failed syncs since: {status.get('last_error', '')}"
+        report.add("host", f"mirror {name}", age <= limit, detail, fix)
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"

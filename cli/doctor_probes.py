@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from cli.doctor_report import DoctorSettings, Found, Report, base_url, http_fetch
+from cli.doctor_vendor import vendor_problems
 from services.dhcp.settings import DhcpSection
 from services.http.access import host_token
 from shared import bootplan
@@ -214,9 +215,7 @@ async def _dora(report: Report, client, probe: DhcpProbe, mac: str, found: Found
         problems.append("no boot file in the OFFER")
     if ipxe and not offer.boot_file.startswith(("http://", "https://")) and offer.boot_file:
         problems.append(f"iPXE was offered {offer.boot_file!r}, not its script URL")
-    vendor_echo = offer.options.get("vendor_class_id", b"")
-    if not ipxe and isinstance(vendor_echo, bytes) and not vendor_echo.startswith(b"PXEClient"):
-        problems.append("no option 60 PXEClient in the OFFER (PXE firmware ignores it)")
+    problems += vendor_problems(offer.options, ipxe)
     detail = (f"OFFER {offer.yiaddr} from {offer.server}, boot file {offer.boot_file!r}, "
               f"next-server {offer.siaddr}")
     if problems:

@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from services.blockexport.settings import BlockexportSection
 from services.dhcp.settings import DhcpSection
 from services.http.settings import HttpSection
 from services.tftp.settings import TftpSection
@@ -21,6 +22,7 @@ class DoctorSettings(CommonSettings):
     dhcp: DhcpSection = dataclasses.field(default_factory=DhcpSection)
     tftp: TftpSection = dataclasses.field(default_factory=TftpSection)
     http: HttpSection = dataclasses.field(default_factory=HttpSection)
+    blockexport: BlockexportSection = dataclasses.field(default_factory=BlockexportSection)
 
 
 @dataclasses.dataclass(frozen=True)
