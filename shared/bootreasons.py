@@ -22,7 +22,13 @@ LOGIN_REFUSED = {
                    "list, or the host's var.initiator_iqn)",
     "unknown_target": "unknown target {target} (the iSCSI name in its boot script or on its "
                       "command line: bootyard blockexport show)",
-    "no_export": "unknown target {target} (no export serves it)",
+    "auth_required": "the export wants CHAP and the initiator offered none (give the host the "
+                     "export's CHAP user and secret)",
+    "no_host": "initiator {initiator} matches no inventory host (var.initiator_iqn, or "
+               "blockexport.initiator_prefix equal to http.initiator_prefix)",
+    "export_down": "the export is down (its backing store: bootyard doctor)",
+    "too_many_connections": "the target has too many connections",
+    "timeout": "the login did not finish in time",
 }
 
 

@@ -127,6 +127,12 @@ class Attempt:
         out["stages"] = [dataclasses.asdict(s) for s in self.stages]
         return out
 
+    def summary(self) -> dict[str, Any]:
+        """One line's worth: the attempt without its stages (the state's ``history``)."""
+        return {"number": self.number, "id": self.id, "start": self.start, "state": self.state,
+                "stage": self.stage, "since": self.since, "reason_code": self.reason_code,
+                "reason": self.reason, "outcome": self.outcome, "events": self.events}
+
 
 @dataclasses.dataclass(frozen=True)
 class BootState:
@@ -148,7 +154,8 @@ class BootState:
                 "stage_text": self.stage_text if self.stage else "", "since": self.since,
                 "reason": self.reason, "reason_code": self.reason_code,
                 "attempt": self.attempt.as_dict() if self.attempt else None,
-                "attempts": len(self.attempts)}
+                "attempts": len(self.attempts),
+                "history": [a.summary() for a in self.attempts]}
 
 
 def _base(path: str | None) -> str:

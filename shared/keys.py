@@ -121,6 +121,12 @@ def export_attached(name: str) -> str:
 
 
 TARGET_STATE_PREFIX = f"{PREFIX}:blockexport:target:"
+EXPORT_STATUS_PREFIX = f"{PREFIX}:blockexport:status:"
+
+
+def export_status(name: str) -> str:
+    """The hash of what the blockexport service sees of one export (shared/attachments.py)."""
+    return EXPORT_STATUS_PREFIX + name
 
 
 def export_target_state(name: str) -> str:
@@ -166,6 +172,7 @@ SHAPES: tuple[tuple[str, str, str], ...] = (
     (MIRROR_STATUS_PREFIX, "hash", "a mirror's sync state"),
     (MIRROR_REQUESTS, "hash", "mirror syncs asked for with bootyard mirror sync"),
     (ATTEMPT_PREFIX, "hash", "a host's current boot attempt"),
+    (EXPORT_STATUS_PREFIX, "hash", "what the blockexport service sees of an export"),
 )
 
 
