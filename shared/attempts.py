@@ -46,9 +46,15 @@ CHAIN_SECONDS = 60  # a loader's own DISCOVER within this long of the ACK that h
 # sent: recorded), '' (any other event: read only). ts: the event's time (text, seconds with
 # milliseconds); now: integer seconds. Returns the attempt id, or nil (none yet).
 LUA = """
+-- (pcall: a key of another type, written by hand, must not fail the step: no attempt then)
+local function attempt_hash(key, ...)
+  local v = redis.pcall('HMGET', key, ...)
+  if v.err then return nil end
+  return v
+end
 local function attempt_read(mac)  -- the id, and 'bound loader' of the attempt
-  local v = redis.call('HMGET', '%(prefix)s' .. mac, 'id', 'bound', 'loader')
-  if not v[1] then return nil, nil end
+  local v = attempt_hash('%(prefix)s' .. mac, 'id', 'bound', 'loader')
+  if not v or not v[1] then return nil, nil end
   return v[1], tostring(v[2]) .. tostring(v[3])
 end
 -- the attempt's ACK was sent (bl: attempt_read's 'bound loader'; written only if it changes,
@@ -57,18 +63,20 @@ local function attempt_acked(mac, now, boot_file, boot_reason, bl)
   local loader = '0'
   if boot_file ~= '' and boot_reason ~= 'ipxe-script' then loader = '1' end
   if bl == '1' .. loader and loader == '0' then return end
-  redis.call('HSET', '%(prefix)s' .. mac, 'bound', '1', 'loader', loader, 'acked', tostring(now))
+  redis.pcall('HSET', '%(prefix)s' .. mac, 'bound', '1', 'loader', loader, 'acked',
+              tostring(now))
 end
 local function attempt_of(mac, op, ts, now, boot_file, boot_reason)
   local key = '%(prefix)s' .. mac
   if op == 'discover' then
-    local v = redis.call('HMGET', key, 'id', 'bound', 'loader', 'acked')
+    local v = attempt_hash(key, 'id', 'bound', 'loader', 'acked')
+    if not v then return nil end
     if v[1] and (v[2] ~= '1' or (v[3] == '1' and (boot_reason == 'ipxe-script'
         or now - (tonumber(v[4]) or 0) < %(chain)d))) then
       return v[1]
     end
     local id = mac .. '@' .. string.format('%%.0f', tonumber(ts) * 1000)
-    redis.call('HSET', key, 'id', id, 'bound', '0', 'loader', '0', 'acked', '0')
+    redis.pcall('HSET', key, 'id', id, 'bound', '0', 'loader', '0', 'acked', '0')
     return id
   end
   local id, bl = attempt_read(mac)

@@ -117,5 +117,28 @@ async def test_attempt_ids_written_by_the_lease_steps(redis_url):
     await run(redis_url, "leases")
 
 
+async def test_an_attempt_key_of_another_type_fails_nothing(redis_url):
+    """Written by hand as a string: the host still gets its address and its events, without
+    an attempt id (the lease step and the events flush go on)."""
+    client = leases.connect(redis_url)
+    lab = Lab(client, "leases")
+    try:
+        await lab.server.sync_pools()
+        await client.set(keys.attempt(KNOWN), "oops")
+        await client.set(keys.attempt(DISABLED), "oops")
+        ack = await lab.dora(2, **PXE)
+        assert ack.message_type == codec.MessageType.ACK
+        lab.tftp.emit("tftp.transfer", KNOWN, file="undionly.kpxe", result="ok")
+        await lab.discover(3, **PXE)
+        seen = await lab.host_events(KNOWN)
+        assert [e.kind for e in seen] == ["dhcp.offer", "dhcp.ack", "tftp.transfer"]
+        assert all(e.attempt is None for e in seen)
+        assert [e.kind for e in await lab.host_events(DISABLED)] == ["dhcp.ignored"]
+        assert await client.get(keys.attempt(KNOWN)) == "oops"
+    finally:
+        await lab.store.aclose()
+        await client.aclose()
+
+
 async def test_attempt_ids_with_discover_events(redis_url):
     await run(redis_url, "all")
