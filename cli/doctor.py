@@ -75,6 +75,10 @@ async def inventory_checks(report: Report, store: InventoryStore, client, mac: s
         report.add("inventory", "enabled", False, "the host is disabled: DHCP ignores it and "
                    "its script boots nothing", f"bootyard host set {mac} --enabled true")
     host_, profile, export = _records(dump, mac)
+    netboots = [parse_record(KINDS["netboot"], n, r)[0] for n, r in
+                dump.get("netboot", {}).items()]
+    found.netboots = tuple(sorted(i.title or i.name for i in netboots
+                                  if i is not None and i.enabled))
     found.profile, found.export = profile, export
     if host.profile:
         key = KINDS["profile"].key(host.profile)

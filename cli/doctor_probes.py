@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from cli.doctor_report import DoctorSettings, Found, Report, base_url, http_fetch
-from cli.doctor_vendor import vendor_problems
+from cli.doctor_vendor import bsdp_images, bsdp_list_packet, vendor_problems
 from services.dhcp.settings import DhcpSection
 from services.http.access import host_token
 from shared import bootplan
@@ -181,9 +181,45 @@ async def dhcp_checks(report: Report, client, mac: str, found: Found, cfg: Docto
                                  "iPXE", ipxe=True)
             if answer is not None:
                 got.append(answer)
+        if found.netboots:  # Apple NetBoot images in the inventory: a Mac asks with BSDP
+            bsdp_check(report, probe, mac, found.netboots)
     finally:
         probe.close()
     return got
+
+
+def bsdp_check(report: Report, probe: DhcpProbe, mac: str, images: tuple[str, ...]) -> None:
+    """A Mac's INFORM[LIST] from the interface's address; the answer (unicast to the port the
+    request names, BSDP option 5) must list the inventory's enabled NetBoot images."""
+    from services.dhcp.transport import interface_address
+    try:
+        ciaddr = interface_address(probe.interface)
+    except OSError as exc:
+        report.add("dhcp", "BSDP (Mac NetBoot)", None, f"no address on {probe.interface}: {exc}")
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as replies:
+        replies.bind(("0.0.0.0", 0))
+        xid = secrets.randbits(32)
+        probe.send(bsdp_list_packet(mac, xid, ciaddr, replies.getsockname()[1]))
+        deadline = time.monotonic() + DHCP_WAIT
+        listed = None
+        while listed is None and (left := deadline - time.monotonic()) > 0:
+            replies.settimeout(left)
+            try:
+                data, _source = replies.recvfrom(4096)
+            except TimeoutError:
+                break
+            listed = bsdp_images(data, xid)
+    if listed is None:
+        report.add("dhcp", "BSDP (Mac NetBoot)", False, f"no answer to a BSDP INFORM[LIST] in "
+                   f"{DHCP_WAIT:.0f} s", "the DHCP service log says why (event=ignored); "
+                   "are the netboot images enabled?")
+        return
+    missing = sorted(set(images) - set(listed))
+    report.add("dhcp", "BSDP (Mac NetBoot)", not missing,
+               f"LIST answered with {', '.join(listed) or 'no image'}" +
+               (f"; missing {', '.join(missing)}" if missing else ""),
+               "bootyard netboot show NAME (enabled? a valid index?)")
 
 
 async def _dora(report: Report, client, probe: DhcpProbe, mac: str, found: Found, arch: int,

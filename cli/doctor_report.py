@@ -78,6 +78,7 @@ class Found:
     export: Any = None
     subnet: Any = None
     plan: bootplan.Plan | None = None
+    netboots: tuple[str, ...] = ()  # the names of the enabled Apple NetBoot images
 
 
 def http_fetch(url: str, method: str = "GET", limit: int = 65536) -> tuple[int, bytes, str]:
