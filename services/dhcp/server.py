@@ -267,8 +267,9 @@ class DhcpServer:
         if mtype == MessageType.DISCOVER:
             # the lease script writes the DISCOVER's event before the OFFER's: in time order
             # (an inventory host's DISCOVER with arches may begin a boot attempt: the same
-            # step decides it, shared/attempts.py)
-            arches = ",".join(map(str, msg.client_arches))
+            # step decides it, shared/attempts.py; a pool client has none: no work for it)
+            arches = (",".join(map(str, msg.client_arches))
+                      if w.host is not None or self._emit_discover else "")
             w.step = store.offer_step(subnet.name, mac, reserved=w.reserved,
                                       requested=msg.ip_option(Opt.REQUESTED_IP),
                                       hostname=hostname, now=now, event=event, client=client,
