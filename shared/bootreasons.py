@@ -143,7 +143,8 @@ def reason(b: Any, now: float, expected: Any) -> tuple[str, str]:
         return "script_not_fetched", (f"loader fetched, never asked for its boot script in "
                                       f"{waited} (check dhcp.http_base_url and that the "
                                       "loader can reach the HTTP service)")
-    if stage == "script":
+    if stage == "script" or (stage == "root" and b.mode() == "netroot"
+                             and "kernel" not in b.reached):  # (iPXE's sanhook came first)
         kernels = ", ".join(sorted(b.names("kernel"))) or "its kernel"
         return "kernel_not_fetched", (f"boot script served, {kernels} never fetched in "
                                       f"{waited} (is it under http.images_root? the HTTP "

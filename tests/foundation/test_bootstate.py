@@ -433,6 +433,14 @@ def test_iscsi_session_lost():
     assert stuck(events + iscsi_login(20), now=2000).reason_code == "never_up"
 
 
+def test_ibft_netroot_attached_by_ipxe_then_no_kernel():
+    """iPXE logs in (sanhook) before it fetches the kernel: attached, but no kernel is not
+    "never came up"."""
+    events = dhcp_firmware(1) + script(4, outcome="netroot") + iscsi_login(5)
+    got = stuck(events, now=2000)
+    assert (got.stage, got.reason_code) == ("root", "kernel_not_fetched")
+
+
 def test_kernel_started_never_came_up():
     got = stuck(netroot_to_os_dhcp() + aoe_attach(10), now=2000)
     assert (got.stage, got.reason_code) == ("root", "never_up")
