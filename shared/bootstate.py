@@ -294,14 +294,16 @@ class _Build:
         elif kind == "http.denied":
             why = f.get("reason", "")
             what = f.get("file", "install file")
-            text = {"bad_token": f"install file {what} refused: wrong token (the token in the "
+            what = {"booted": "its booted call", "done": "its install-done call"}.get(
+                what, f"install file {what}")
+            text = {"bad_token": f"{what} refused: wrong token (the token in the "
                                  "URL is not this host's: check http.token_secret and the "
                                  "install URL on the command line)",
-                    "address": f"install file {what} refused: address {e.fields.get('ip', '?')}"
+                    "address": f"{what} refused: address {e.fields.get('ip', '?')}"
                                " is not the host's reserved or leased address (give it its "
                                "reserved IP, or turn on http.token_in_scripts)",
-                    "unknown_host": f"install file {what} refused: the MAC is not in the "
-                                    "inventory"}.get(why, f"install file {what} refused: {why}")
+                    "unknown_host": f"{what} refused: the MAC is not in the "
+                                    "inventory"}.get(why, f"{what} refused: {why}")
             self.failures.append((ts, "install_file_refused", text))
         elif kind == "http.install_done":
             self.reach("installed", ts)

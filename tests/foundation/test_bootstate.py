@@ -433,6 +433,14 @@ def test_iscsi_session_lost():
     assert stuck(events + iscsi_login(20), now=2000).reason_code == "never_up"
 
 
+def test_a_refused_booted_call_says_so():
+    refused = ev(30, "http.denied", ip="10.9.9.9", path=f"/booted/{MAC}", reason="address",
+                 file="booted")
+    got = stuck(live_boot(1.0) + [refused], now=2000, profile=LIVE)
+    assert got.reason_code == "install_file_refused"
+    assert got.reason.startswith("its booted call refused: address 10.9.9.9 is not the host's")
+
+
 def test_ibft_netroot_attached_by_ipxe_then_no_kernel():
     """iPXE logs in (sanhook) before it fetches the kernel: attached, but no kernel is not
     "never came up"."""
