@@ -14,7 +14,7 @@ inventory host's events, ``attempt``: the id of the host's boot attempt when the
 written (shared/attempts.py; :attr:`Event.attempt`).
 
 :meth:`EventLog.emit` never blocks and never raises: it queues the event, and a background task
-writes the queue to Redis in pipelined batches (``await log.run(stop)`` in the service's
+writes the queue to Redis in batches, one script call each (``await log.run(stop)`` in the service's
 TaskGroup, or ``await log.flush()`` in one-shot code). While Redis is down events wait in a bounded
 queue; when it overflows the oldest are dropped and counted (``bootyard_events_dropped_total``).
 """
@@ -83,7 +83,8 @@ for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
       e[#e + 1] = id
     end
     redis.call('XADD', '%(global)s', 'MAXLEN', '~', %(global_max)d, '*', unpack(e))
-    redis.call('XADD', '%(host_prefix)s' .. a[1], 'MAXLEN', '~', %(host_max)d, '*', unpack(e))
+    -- (pcall: a host stream of another type, made by hand, loses that host's copy only)
+    redis.pcall('XADD', '%(host_prefix)s' .. a[1], 'MAXLEN', '~', %(host_max)d, '*', unpack(e))
   else
     redis.call('XADD', '%(global)s', 'MAXLEN', '~', %(global_max)d, '*', unpack(e))
   end

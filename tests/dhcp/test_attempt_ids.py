@@ -142,3 +142,20 @@ async def test_an_attempt_key_of_another_type_fails_nothing(redis_url):
 
 async def test_attempt_ids_with_discover_events(redis_url):
     await run(redis_url, "all")
+
+
+async def test_a_host_stream_of_another_type_loses_only_that_copy(redis_url):
+    """The events flush writes the rest of its batch, and the global copy, when one host's
+    stream key was made by hand with another type."""
+    client = leases.connect(redis_url)
+    try:
+        log = EventLog(client, "tftp")
+        await client.set(keys.host_events(KNOWN), "oops")
+        log.emit("tftp.transfer", KNOWN, file="a", result="ok")
+        log.emit("tftp.transfer", POOL, file="b", result="ok")
+        await log.flush()
+        everything = [d for _i, d in await client.xrange(keys.EVENTS_STREAM)]
+        assert [(d["mac"], d["file"]) for d in everything] == [(KNOWN, "a"), (POOL, "b")]
+        assert await client.get(keys.host_events(KNOWN)) == "oops"
+    finally:
+        await client.aclose()
