@@ -127,6 +127,7 @@ class AdminApi:
         fleetapi.add_routes(r, PREFIX, self)
         r.add_get(f"{PREFIX}/history", self.history)
         r.add_get(f"{PREFIX}/openapi.json", self.openapi)
+        r.add_get(f"{PREFIX}/overview", self.overview)  # mirrors and exports (overview.py)
         if self.board is not None:  # GET hosts/<mac>/state and states (services/http/board.py)
             board.add_routes(r, PREFIX, self.board)
         if self.console is not None:  # /console/... (services/http/console.py)
@@ -405,6 +406,10 @@ class AdminApi:
     async def openapi(self, _request: web.Request) -> web.Response:
         from services.http.openapi import document
         return _json(document())
+
+    async def overview(self, _request: web.Request) -> web.Response:
+        from services.http import overview
+        return _json(await overview.read(self.store, time.time()))
 
     async def history(self, request: web.Request) -> web.Response:
         try:
