@@ -515,6 +515,9 @@ async def _object_command(args, kind, store, out) -> int:
             if kind.name == "group":
                 from cli import groups
                 await groups.print_matches(store, shown["id"], out)
+            if kind.name == "host":  # its boot attempts, newest last (cli/states.py)
+                from cli import states as boot_states
+                await boot_states.print_attempts(store.redis, store, shown["id"], raw, out)
         return 0 if shown["valid"] else 1
     if verb == "list":
         skipped: list = []

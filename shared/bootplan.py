@@ -397,8 +397,19 @@ def install_urls(base_url: str, mac: str, token: str | None = None) -> dict[str,
         "meta_data": f"{root}/meta-data{suffix}",
         "vendor_data": f"{root}/vendor-data{suffix}",
         "done": f"{root}/done{suffix}",
+        "booted": booted_url(base_url, mac, token),
         "script": f"{base_url}/boot/{mac}.ipxe",
     }
+
+
+BOOTED_ARG = "bootyard.booted"  # the kernel argument naming the host's booted URL
+BOOTED_MODES = ("live", "netroot", "sanboot")  # the OS says it is up (docs/http.md)
+
+
+def booted_url(base_url: str, mac: str, token: str | None = None) -> str:
+    """The URL a live, netroot or sanboot system calls once it is up (docs/http.md): its
+    reserved or leased address, or its token, lets it in, as for the done callback."""
+    return f"{base_url}/booted/{mac}" + (f"?token={token}" if token else "")
 
 
 _INSTALL_URL = {"kickstart": "kickstart", "preseed": "preseed", "cloud-init": "nocloud"}
@@ -567,6 +578,8 @@ def _boot(base: Plan, host: Host, profile: Profile | None, export: Export | None
             else:
                 args += [f"netroot={tgt.san_uri}", f"rd.iscsi.initiator={iqn}", "ip=dhcp",
                          "rd.neednet=1"]
+    if mode in BOOTED_MODES and facts.base_url:
+        args.append(f"{BOOTED_ARG}={booted_url(facts.base_url.rstrip('/'), host.mac, facts.token)}")
     check_args(args, f"host {host.mac} {mode}")
     cmdline = render_cmdline(host, profile, facts) if profile.cmdline else ""
     if cmdline:

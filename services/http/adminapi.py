@@ -128,6 +128,7 @@ class AdminApi:
         r.add_get(f"{PREFIX}/history", self.history)
         r.add_get(f"{PREFIX}/openapi.json", self.openapi)
         r.add_post(f"{PREFIX}/discovered/{{id}}/adopt", self.adopt)  # docs/discovery.md
+        r.add_get(f"{PREFIX}/overview", self.overview)  # mirrors and exports (overview.py)
         if self.board is not None:  # GET hosts/<mac>/state and states (services/http/board.py)
             board.add_routes(r, PREFIX, self.board)
         if self.console is not None:  # /console/... (services/http/console.py)
@@ -429,6 +430,10 @@ class AdminApi:
     async def openapi(self, _request: web.Request) -> web.Response:
         from services.http.openapi import document
         return _json(document())
+
+    async def overview(self, _request: web.Request) -> web.Response:
+        from services.http import overview
+        return _json(await overview.read(self.store, time.time()))
 
     async def history(self, request: web.Request) -> web.Response:
         try:

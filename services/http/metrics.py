@@ -44,7 +44,7 @@ EVENTS_COALESCED = metrics.counter(
     "Events not written because the same event for the same host was written in the last "
     "second (boot loops, load tests)",
     {"kind": ("http.script", "http.install", "http.discovery", "http.denied",
-              "http.render_error")})
+              "http.render_error", "http.booted")})
 
 CONNECTIONS = metrics.gauge(
     "bootyard_http_connections", "Open connections on every listener of the service")
@@ -80,7 +80,7 @@ SENT_BY = {f: SENT_BYTES.labels(f) for f in FAMILIES}
 RENDERS_BY = {(t, r): RENDERS.labels(t, r) for t in TEMPLATES for r in RENDER_RESULTS}
 COALESCED_BY = {k: EVENTS_COALESCED.labels(k) for k in
                 ("http.script", "http.install", "http.discovery", "http.denied",
-                 "http.render_error")}
+                 "http.render_error", "http.booted")}
 CLOSED_BY = {r: CONNECTIONS_CLOSED.labels(r) for r in CLOSE_REASONS}
 BAD_REQUESTS_BY = {r: BAD_REQUESTS.labels(r) for r in BAD_REQUEST_REASONS}
 STATUS_CLASS = {code: f"{min(max(code // 100, 2), 5)}xx" for code in range(100, 600)}

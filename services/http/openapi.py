@@ -196,6 +196,11 @@ def document() -> dict[str, Any]:
             "summary": "server-sent events from now on (Last-Event-ID resumes)",
             "parameters": [mac], "responses": {"200": _ok("text/event-stream", {
                 "type": "string"}, "text/event-stream")}}},
+        f"{PREFIX}/overview": {"get": {
+            "summary": "mirrors (freshness, size, state) and block exports (size, overlays, "
+                       "sessions) at a glance", "responses": {
+                "200": _ok('{"mirrors": {name: ...}, "exports": {name: ...}}',
+                           {"type": "object"})}}},
         f"{PREFIX}/openapi.json": {"get": {"summary": "this document", "responses": {
             "200": _ok("OpenAPI 3.1", {"type": "object"})}}},
     })

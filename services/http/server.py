@@ -6,7 +6,8 @@ Routes (docs/http.md has the contract):
   GRUB config for UEFI HTTP boot; ``/boot/discover?mac=M&...``: an unknown machine's report.
 - ``/install/M/{ks.cfg,preseed.cfg,user-data,meta-data,vendor-data}``: install files (only to the
   host itself); ``/install/ks.cfg`` picks the host from anaconda's ``X-RHN-Provisioning-MAC-*``
-  headers; ``/install/M/done``: the installed host's callback (boot mode becomes ``local``).
+  headers; ``/install/M/done``: the installed host's callback (boot mode becomes ``local``);
+  ``/booted/M`` and ``/booted``: a live, netroot or sanboot system is up (services/http/booted.py).
 - ``/images/...``, ``/mirror/...``: files; ``/metrics``, ``/healthz``.
 
 The base URL, the SAN server address, who may read a host's install files (:class:`Access`) and
@@ -27,7 +28,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from services.http import files, metrics as m, oneshot, policy
+from services.http import booted, files, metrics as m, oneshot, policy
 from services.http.access import Access
 from services.http.accounting import Accounting, Record
 from services.http.render import INSTALL_FILES, Renderer, RenderError, build_context, template_for
@@ -54,6 +55,8 @@ def family_of(path: str) -> str:
         return "discovery"
     if path.startswith("/install/"):
         return "callback" if path.endswith("/done") else "install"
+    if path.startswith("/booted"):
+        return "callback"
     if path.startswith("/images/") or path == "/images":
         return "images"
     if path.startswith("/mirror/") or path == "/mirror":
@@ -128,6 +131,8 @@ class BootService:
         r.add_get("/boot/{mac}.ipxe", self.ipxe)
         r.add_get("/install/ks.cfg", self.kickstart_by_header)
         r.add_route("*", "/install/{mac}/done", self.install_done)
+        r.add_route("*", "/booted/{mac}", self.booted)
+        r.add_route("*", "/booted", self.booted)
         r.add_get("/install/{mac}/{file}", self.install_file)
         r.add_get("/images", self.to_directory)
         r.add_get("/mirror", self.to_directory)
@@ -581,6 +586,9 @@ class BootService:
                          boot_mode="local")
         log.info("install_done", mac=mac, ip=request.remote, via=how)
         return web.Response(text="bootyard: recorded; this host now boots from its disk\n")
+
+    async def booted(self, request: web.Request) -> web.Response:
+        return await booted.booted(self, request)
 
     # -- files ---------------------------------------------------------------------------------
     async def to_directory(self, request: web.Request) -> web.StreamResponse:

@@ -80,7 +80,7 @@ def test_the_discovered_page_adopts_a_machine(service, redis_url):
     browser.wait(f"return document.querySelector('tr[data-mac=\"{MAC}\"]') !== null",
                  what="the discovered machine listed")
     row = browser.text(f'tr[data-mac="{MAC}"]')
-    assert "LAB-0042" in row and "vda 3G" in row and f"{MAC} up" in row
+    assert "LAB-0042" in row and "vda 3.0 GiB" in row and f"{MAC} up" in row
 
     cookie = {c["name"]: c for c in browser.cmd("GET", "/cookie")}["bootyard_console"]
     request = urllib.request.Request(
