@@ -285,7 +285,9 @@ class LogicalUnit:
             return b""
         if opcode == op.COMPARE_AND_WRITE:
             if req.expected_length != data_out_length(cdb, unit.block_size):
-                raise Check(ILLEGAL_REQUEST, scsi_io.INVALID_FIELD_IN_INFORMATION_UNIT)
+                # The NUMBER OF LOGICAL BLOCKS disagrees with the data sent (libiscsi's
+                # CompareAndWrite tests send 256 blocks as 0 and expect this).
+                raise invalid_cdb(13)
             with self._write_lock(disk):
                 scsi_io.compare_and_write(unit, cdb, data, disk)
             return b""

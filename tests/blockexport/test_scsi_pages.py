@@ -129,7 +129,7 @@ def test_read_capacity_data():
     assert pages.read_capacity_10(big)[:4] == b"\xff\xff\xff\xff"
     data = pages.read_capacity_16(UNIT)
     assert len(data) == 32 and int.from_bytes(data[0:8], "big") == (1 << 21) - 1
-    assert data[13] == 3 and data[14] & 0xC0 == 0xC0  # 8 blocks/physical, LBPME, LBPRZ
+    assert data[13] == 0 and data[14] & 0xC0 == 0xC0  # LBPPBE 0, LBPME, LBPRZ
     golden = pages.Unit(name="g", serial="g", size_bytes=1 << 20,
                         unmapped=pages.UNMAPPED_GOLDEN)
     assert pages.read_capacity_16(golden)[14] & 0xC0 == 0x80  # thin, LBPRZ 0
