@@ -86,12 +86,12 @@ SPC2_ALLOWED = frozenset((op.INQUIRY, op.REPORT_LUNS, op.REQUEST_SENSE, op.RELEA
 # Commands a pending unit attention does not stop (SAM-5 5.14, SPC-4 5.11).
 UA_EXEMPT = frozenset((op.INQUIRY, op.REPORT_LUNS, op.REQUEST_SENSE))
 MEDIUM_WRITES = (op.WRITES | op.WRITE_VERIFIES | op.WRITE_SAMES | op.SYNCS
-                 | {op.UNMAP, op.COMPARE_AND_WRITE, op.MODE_SELECT_6, op.MODE_SELECT_10,
+                 | {op.UNMAP, op.COMPARE_AND_WRITE, op.ORWRITE_16, op.MODE_SELECT_6, op.MODE_SELECT_10,
                     op.START_STOP_UNIT, op.PREVENT_ALLOW})
 MEDIUM_READS = (op.READS | op.VERIFIES | op.PRE_FETCHES
                 | {op.MODE_SENSE_6, op.MODE_SENSE_10})
 WRITE_COMMANDS = (op.WRITES | op.WRITE_VERIFIES | op.WRITE_SAMES
-                  | {op.UNMAP, op.COMPARE_AND_WRITE})
+                  | {op.UNMAP, op.COMPARE_AND_WRITE, op.ORWRITE_16})
 
 
 def _residuals(cdb: bytes, block_size: int, expected: int, data: bytes,
@@ -291,6 +291,12 @@ class LogicalUnit:
             with self._write_lock(disk):
                 scsi_io.compare_and_write(unit, cdb, data, disk)
             return b""
+        if opcode == op.ORWRITE_16:
+            with self._write_lock(disk):
+                scsi_io.orwrite(unit, cdb, data, disk)
+            return b""
+        if opcode in (op.READ_DEFECT_DATA_10, op.READ_DEFECT_DATA_12):
+            return scsi_io.read_defect_data(cdb)
         if opcode in op.PRE_FETCHES:
             scsi_io.pre_fetch(unit, cdb)
             return b""

@@ -146,7 +146,7 @@ def unmap_granularity(unit: Unit) -> int:
 
 def block_limits(unit: Unit) -> bytes:
     body = bytearray(0x3C)
-    body[0] = 0x01  # WSNZ: a WRITE SAME of 0 blocks is refused (never "to the end")
+    body[0] = 0x00  # WSNZ 0: a WRITE SAME of 0 blocks writes to the end of the medium
     body[1] = MAX_COMPARE_AND_WRITE
     granularity = max(1, unit.physical_block // unit.block_size)
     body[2:4] = granularity.to_bytes(2, "big")

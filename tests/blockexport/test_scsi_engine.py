@@ -193,8 +193,10 @@ def test_write_same(plain):
     assert read10(plain, 100, 5) == b"s" * BS * 5
     assert plain(cdb16(op.WRITE_SAME_16, 100, 2, 0x01), b"", expected=0).status == 0  # NDOB
     assert read10(plain, 100, 2) == bytes(2 * BS)
-    zero = plain(cdb10(op.WRITE_SAME_10, 0, 0), b"s" * BS)  # WSNZ
-    assert sense_of(zero)[1] == (0x24, 0x00)
+    assert plain(cdb10(op.WRITE_SAME_10, BLOCKS - 4, 0), b"e" * BS).status == 0  # to the end
+    assert read10(plain, BLOCKS - 5, 5) == bytes(BS) + b"e" * BS * 4
+    past = plain(cdb10(op.WRITE_SAME_10, BLOCKS + 1, 0), b"e" * BS)
+    assert sense_of(past)[1] == (0x21, 0x00)
     assert sense_of(plain(cdb10(op.WRITE_SAME_10, 0, 1), b"s" * (BS // 2)))[0] == 0x05
     assert sense_of(plain(cdb10(op.WRITE_SAME_10, 0, 1), b"s" * (BS * 2)))[0] == 0x05
     assert sense_of(plain(cdb16(op.WRITE_SAME_16, BLOCKS - 1, 2), b"s" * BS))[1] == (0x21, 0)
@@ -232,9 +234,9 @@ def test_unmap_on_a_plain_disk_reads_zeros_and_frees(plain):
     assert plain(bytes((op.UNMAP,)) + bytes(15), b"", expected=0).status == 0  # empty list
     short = bytes((op.UNMAP,)) + bytes(6) + (4).to_bytes(2, "big") + b"\0"
     assert sense_of(plain(short, bytes(4)))[1] == (0x1A, 0x00)
-    # WRITE SAME with UNMAP and zeros: discarded (reads zeros, LBPRZ 1)
+    # WRITE SAME with UNMAP: discarded whatever the block (reads zeros, LBPRZ 1)
     write10(plain, 104, b"w" * BS * 8)  # one whole 4 KiB file system block
-    assert plain(cdb16(op.WRITE_SAME_16, 104, 8, 0x08), bytes(BS)).status == 0
+    assert plain(cdb16(op.WRITE_SAME_16, 104, 8, 0x08), b"\xff" * BS).status == 0
     assert read10(plain, 104, 8) == bytes(8 * BS) and lba_status(plain, 104)[0][2] == 1
     beyond = bytes((0x9E, 0x12)) + BLOCKS.to_bytes(8, "big") + (24).to_bytes(4, "big") + b"\0\0"
     assert sense_of(plain(beyond))[1] == (0x21, 0x00)
@@ -253,9 +255,21 @@ def test_unmap_on_an_overlay_reads_golden_again(cow):
     write10(io, 10, b"n" * BS)  # a block written again after the unmap merges golden
     again = read10(io, 8, 8)
     assert again == golden[8 * BS:10 * BS] + b"n" * BS + golden[11 * BS:16 * BS]
-    # WRITE SAME with UNMAP on an overlay writes (unmapped would read golden, not zeros)
+    # WRITE SAME with UNMAP on an overlay unmaps too: golden again (LBPRZ 0)
+    write10(io, 64, b"m" * BS * 8)
     assert io(cdb10(op.WRITE_SAME_10, 64, 8, 0x08), bytes(BS)).status == 0
-    assert read10(io, 64, 8) == bytes(8 * BS)
+    assert read10(io, 64, 8) == golden[64 * BS:72 * BS]
+
+
+def test_orwrite_and_read_defect_data(plain):
+    write10(plain, 50, bytes((0x0F,)) * BS)
+    assert plain(cdb16(op.ORWRITE_16, 50, 1), bytes((0xA0,)) * BS).status == 0
+    assert read10(plain, 50, 1) == bytes((0xAF,)) * BS
+    assert sense_of(plain(cdb16(op.ORWRITE_16, BLOCKS, 1), bytes(BS)))[1] == (0x21, 0x00)
+    defects = plain(bytes((0x37, 0, 0x18, 0, 0, 0, 0, 0, 32, 0)), expected=32)
+    assert defects.data_in == bytes((0, 0x18, 0, 0)) and defects.underflow == 28
+    twelve = plain(bytes((0xB7, 0x0D, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0)), expected=32)
+    assert twelve.data_in == bytes((0, 0x0D)) + bytes(6)
 
 
 def test_synchronize_cache_and_prefetch(plain):
