@@ -180,15 +180,17 @@ class LogicalUnit:
 
     def reset(self, kind: str, initiator: str | None = None) -> None:
         """A task management reset ("lun", "target_warm", "target_cold"): the SPC-2
-        reservation is released (persistent ones stay) and every other nexus that has used
-        this unit gets a unit attention (BUS DEVICE RESET FUNCTION OCCURRED, or POWER ON,
-        RESET for a cold reset, which the issuer gets too)."""
+        reservation is released (persistent ones stay) and every nexus that has used this
+        unit, the issuer too (SAM-5 6.3; libiscsi's MultipathIO.Reset looks on every path),
+        gets a unit attention: BUS DEVICE RESET FUNCTION OCCURRED, or POWER ON, RESET for a
+        cold reset. It replaces the attentions pending before."""
         code = POWER_ON_RESET if kind == "target_cold" else BUS_DEVICE_RESET
         with self._lock:
             self.reservations.reset()
+            if initiator is not None:
+                self._nexuses.add(initiator)
             for nexus in self._nexuses:
-                if nexus != initiator or kind == "target_cold":
-                    self._attention[nexus] = [code]
+                self._attention[nexus] = [code]
 
     def nexus_lost(self, initiator: str) -> None:
         """A session ended: its RESERVE (6) is released and its unit attentions dropped;

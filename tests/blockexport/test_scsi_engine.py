@@ -301,7 +301,8 @@ def test_request_sense_unit_attention_and_resets(plain):
     other = plain.as_("iqn.other,i,0x1")
     assert plain(bytes(6)).status == 0 and other(bytes(6)).status == 0
     plain.lu.reset("lun", NEXUS_A)
-    assert plain(bytes(6)).status == 0  # the issuer gets none
+    assert sense_of(plain(bytes(6))) == (0x06, (0x29, 0x03))  # the issuer too
+    assert plain(bytes(6)).status == 0
     assert other(bytes((0x12, 0, 0, 0, 36, 0))).status == 0  # INQUIRY is not stopped
     sense = other(bytes((0x03, 0, 0, 0, 18, 0)))  # REQUEST SENSE reports and clears it
     assert sense.status == 0 and sense.data_in[2] == 0x06 and sense.data_in[12:14] == b"\x29\x03"

@@ -68,7 +68,7 @@ def test_reserve6_released_by_reset_and_nexus_loss(pair):
     one, two = pair
     ok(one(RESERVE6))
     one.lu.reset("lun", NEXUS_A)
-    ok(one(TUR))
+    assert sense_of(one(TUR)) == (0x06, (0x29, 0x03))
     clear_attention(two)
     ok(two(RESERVE6))
     one.lu.nexus_lost(NEXUS_B)
@@ -227,5 +227,6 @@ def test_registrations_survive_resets_and_nexus_loss(pair):
     one.lu.reset("target_warm", NEXUS_B)
     one.lu.nexus_lost(NEXUS_A)
     clear_attention(one)
+    clear_attention(two)
     assert read_reservation(two) == (K1, pr.EXCLUSIVE_ACCESS)
     assert reads(two) == 0x18
