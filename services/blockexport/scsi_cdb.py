@@ -71,14 +71,21 @@ class Command:
     name: str
     usage: bytes  # the CDB usage data; its length is the CDB length
     service_action: int | None = None
+    length: int = 0  # len(usage), set by _cmd
+    forbidden: int = 0  # the CDB bits that must be 0 (bytes 1.., NACA), as one integer
 
-    @property
-    def length(self) -> int:
-        return len(self.usage)
+
+def _forbidden(usage: bytes) -> int:
+    mask = bytearray(len(usage))
+    for index in range(1, len(usage) - 1):
+        mask[index] = ~usage[index] & 0xFF
+    mask[-1] = 0x04  # control byte: only NACA matters (no ACA here)
+    return int.from_bytes(mask, "big")
 
 
 def _cmd(opcode: int, name: str, *mask: int, sa: int | None = None) -> Command:
-    return Command(opcode, name, bytes((opcode, *mask)), sa)
+    usage = bytes((opcode, *mask))
+    return Command(opcode, name, usage, sa, len(usage), _forbidden(usage))
 
 
 FF4 = (0xFF,) * 4
@@ -155,11 +162,10 @@ def lookup(cdb: bytes) -> Command | None:
 def check_mask(cdb: bytes, command: Command) -> None:
     """Refuse a bit set outside the command's usage mask (reserved or unsupported field);
     of the control byte only NACA is refused (we support no ACA); the rest is ignored."""
+    if not int.from_bytes(cdb[:command.length], "big") & command.forbidden:
+        return
     for index in range(1, command.length):
-        if index == command.length - 1:  # control byte: only NACA matters (no ACA here)
-            extra = cdb[index] & 0x04
-        else:
-            extra = cdb[index] & ~command.usage[index] & 0xFF
+        extra = cdb[index] & (command.forbidden >> (8 * (command.length - 1 - index))) & 0xFF
         if extra:
             raise invalid_cdb(index, extra.bit_length() - 1)
 

@@ -343,3 +343,41 @@ def test_no_such_lun_and_report_luns():
     assert sense_of(refused) == (0x05, (0x25, 0x00)) and refused.underflow == 512
     luns = report_luns([0, 1], request(bytes((0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0)), 256))
     assert luns.data_in[:4] == (16).to_bytes(4, "big") and luns.underflow == 256 - 24
+
+
+def test_execute_many_batches_writes_in_order(plain):
+    lu, disk = plain.lu, plain.disk
+    assert plain(bytes(6)).status == 0  # the nexus is known
+
+    def request(cdb, data=b"", expected=None):
+        return Request(cdb.ljust(16, b"\0"), 0, NEXUS_A, data,
+                       len(data) if expected is None else expected, not data, bool(data))
+
+    items = [(request(cdb10(op.WRITE_10, 0, 1), b"1" * BS), disk),
+             (request(cdb16(op.WRITE_16, 1, 1), b"2" * BS), disk),
+             (request(cdb10(op.READ_10, 0, 2), expected=2 * BS), disk),  # sees both writes
+             (request(cdb10(op.WRITE_10, 0, 1), b"3" * BS), disk),
+             (request(cdb10(op.WRITE_10, BLOCKS, 1), b"4" * BS), disk),  # out of range
+             (request(cdb10(op.WRITE_10, 2, 1), b"5" * 2 * BS), disk)]  # EDTL > transfer
+    responses = lu.execute_many(items)
+    assert [r.status for r in responses] == [0, 0, 0, 0, 2, 0]
+    assert responses[2].data_in == b"1" * BS + b"2" * BS
+    assert sense_of(responses[4])[1] == (0x21, 0x00)
+    assert responses[5].underflow == BS
+    assert read10(plain, 0, 3) == b"3" * BS + b"2" * BS + b"5" * BS
+
+
+def test_execute_many_failed_batch_answers_each(tmp_path):
+    class Failing(PlainDisk):
+        def write(self, writes):
+            raise OSError(errno.EIO, "bad disk")
+
+    path = tmp_path / "f.img"
+    path.write_bytes(bytes(64 * BS))
+    disk = Failing(str(path))
+    lu = LogicalUnit(name="f", serial="f", size_bytes=disk.size, readonly=False)
+    items = [(Request(cdb10(op.WRITE_10, i, 1).ljust(16, b"\0"), 0, NEXUS_A, b"x" * BS, BS,
+                      False, True), disk) for i in range(3)]
+    lu.execute(Request(bytes(16), 0, NEXUS_A, b"", 0, False, False), disk)
+    assert [sense_of(r) for r in lu.execute_many(items)] == [(0x03, (0x0C, 0x00))] * 3
+    disk.close()
