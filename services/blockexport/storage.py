@@ -58,6 +58,9 @@ class StorageError(Exception):
 
 
 Write = tuple[int, bytes]  # (byte offset, whole sectors of data)
+Extent = tuple[int, int]  # (byte offset, length in bytes)
+UNMAPPED_ZEROS = "zeros"  # a discarded range reads back as zeros (plain disks: holes)
+UNMAPPED_GOLDEN = "golden"  # ... as the golden image (overlays: the host's blocks dropped)
 
 
 def _size_of(fd: int) -> int:
@@ -101,6 +104,20 @@ class Disk:
     def flush(self) -> None:
         """Make everything written durable (already so after every :meth:`write`)."""
 
+    # What an unmapped (discarded) range reads back as: UNMAPPED_ZEROS, UNMAPPED_GOLDEN, or
+    # None when the disk cannot discard.
+    unmapped: str | None = None
+
+    def discard(self, extents: Sequence[Extent]) -> None:
+        """Unmap the (offset, length) ranges: durable when it returns, then they read back as
+        :attr:`unmapped` says. A disk may keep parts it cannot free (an overlay keeps the
+        blocks an extent covers only partly)."""
+        raise OSError(errno.EOPNOTSUPP, "this disk cannot discard")
+
+    def allocation(self, offset: int, length: int) -> list[tuple[int, int, bool]]:
+        """(offset, length, mapped) runs covering the range, in order."""
+        return [(offset, length, True)]
+
     @property
     def sectors(self) -> int:
         return self.size // SECTOR
@@ -131,8 +148,86 @@ class PlainDisk(Disk):
         if not self.readonly:
             os.fdatasync(self.fd)
 
+    @property
+    def unmapped(self) -> str | None:  # type: ignore[override]
+        return None if self.readonly else UNMAPPED_ZEROS
+
+    def discard(self, extents: Sequence[Extent]) -> None:
+        """Punch holes (a block device discards and reads zeros); where the file system
+        cannot, write zeros. Durable when it returns."""
+        if self.readonly:
+            raise OSError(errno.EROFS, "read-only export")
+        with self._lock:
+            for offset, length in extents:
+                try:
+                    punch_hole(self.fd, offset, length)
+                except OSError as exc:
+                    if exc.errno not in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL,
+                                         errno.ENODEV):
+                        raise
+                    _write_zeros(self.fd, offset, length)
+            os.fdatasync(self.fd)
+
+    def allocation(self, offset: int, length: int) -> list[tuple[int, int, bool]]:
+        return _file_allocation(self.fd, offset, length)
+
     def close(self) -> None:
         os.close(self.fd)
+
+
+_FALLOC_PUNCH = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
+_libc = None
+
+
+def punch_hole(fd: int, offset: int, length: int) -> None:
+    """fallocate(PUNCH_HOLE | KEEP_SIZE): the range reads back as zeros, its space freed."""
+    global _libc
+    if length <= 0:
+        return
+    if _libc is None:
+        import ctypes
+        import ctypes.util
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    if _libc.fallocate(fd, _FALLOC_PUNCH, offset, length) != 0:
+        import ctypes
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def _write_zeros(fd: int, offset: int, length: int) -> None:
+    chunk = bytes(min(length, 1 << 20))
+    end = offset + length
+    while offset < end:
+        _pwrite_full(fd, chunk[:end - offset], offset)
+        offset += len(chunk)
+
+
+def _file_allocation(fd: int, offset: int, length: int) -> list[tuple[int, int, bool]]:
+    """Data and hole runs of a file (SEEK_DATA/SEEK_HOLE); all mapped where unsupported."""
+    end = offset + length
+    out: list[tuple[int, int, bool]] = []
+    position = offset
+    while position < end:
+        try:
+            data = os.lseek(fd, position, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # no SEEK_DATA here (a block device): all mapped
+                return [(offset, length, True)]
+            data = end  # only a hole from here to the end of the file
+        if data > position:
+            stop = min(data, end)
+            out.append((position, stop - position, False))
+            position = stop
+            continue
+        try:
+            hole = os.lseek(fd, position, os.SEEK_HOLE)
+        except OSError:
+            hole = end
+        stop = min(max(hole, position + SECTOR), end)
+        out.append((position, stop - position, True))
+        position = stop
+    return out
 
 
 def mac_dir(mac: str) -> str:
@@ -256,6 +351,51 @@ class Overlay:
             lo, hi = min(fresh) >> 3, (max(fresh) >> 3) + 1
             _pwrite_full(self.mapfd, self.bits[lo:hi], MAP_HEADER + lo)
             os.fdatasync(self.mapfd)
+
+    def discard(self, extents: Sequence[Extent]) -> None:
+        """Drop the host's copy of every block an extent covers whole: the map bits are
+        cleared and synced first (those blocks read from golden again), then the data file's
+        blocks are punched out (their space freed; a crash in between only leaves unused
+        bytes). Blocks an extent covers only partly keep the host's data."""
+        block = self.block
+        dropped: list[int] = []
+        for offset, length in extents:
+            end = min(offset + length, self.size)
+            first = -(-offset // block)
+            last = self.nblocks if end == self.size else end // block  # exclusive
+            dropped.extend(i for i in range(first, last) if self.allocated(i))
+        if not dropped:
+            return
+        for index in dropped:
+            self.bits[index >> 3] &= ~(1 << (index & 7)) & 0xFF
+        lo, hi = min(dropped) >> 3, (max(dropped) >> 3) + 1
+        _pwrite_full(self.mapfd, self.bits[lo:hi], MAP_HEADER + lo)
+        os.fdatasync(self.mapfd)
+        dropped.sort()
+        start = previous = dropped[0]
+        for index in dropped[1:] + [-1]:
+            if index == previous + 1:
+                previous = index
+                continue
+            try:
+                punch_hole(self.data, start * block,
+                           min((previous + 1) * block, self.size) - start * block)
+            except OSError:
+                pass  # space not freed; the map already says golden
+            start = previous = index
+
+    def allocation(self, offset: int, length: int) -> list[tuple[int, int, bool]]:
+        out: list[tuple[int, int, bool]] = []
+        end = offset + length
+        while offset < end:
+            mine = self.allocated(offset // self.block)
+            stop = min(((offset // self.block) + 1) * self.block, end)
+            if out and out[-1][2] == mine:
+                out[-1] = (out[-1][0], out[-1][1] + stop - offset, mine)
+            else:
+                out.append((offset, stop - offset, mine))
+            offset = stop
+        return out
 
     def blocks(self) -> int:
         return sum(bin(b).count("1") for b in self.bits)
@@ -417,6 +557,26 @@ class HostView(Disk):
             if overlay is not None:
                 os.fdatasync(overlay.data)
                 os.fdatasync(overlay.mapfd)
+
+    @property
+    def unmapped(self) -> str | None:  # type: ignore[override]
+        return None if self.readonly else UNMAPPED_GOLDEN
+
+    def discard(self, extents: Sequence[Extent]) -> None:
+        if self.readonly:
+            raise OSError(errno.EROFS, "read-only export")
+        with self.cow.lock(self.mac):
+            overlay = self.cow.overlay(self.mac, create=False)
+            if overlay is not None:  # no overlay: every block is golden already
+                overlay.discard(extents)
+
+    def allocation(self, offset: int, length: int) -> list[tuple[int, int, bool]]:
+        """Mapped = the host's own block; unmapped = golden."""
+        with self.cow.lock(self.mac):
+            overlay = self.cow.overlay(self.mac, create=False)
+            if overlay is None:
+                return [(offset, length, False)]
+            return overlay.allocation(offset, length)
 
 
 def check_writes(disk: Disk, writes: Iterable[Write]) -> None:
