@@ -86,12 +86,12 @@ SPC2_ALLOWED = frozenset((op.INQUIRY, op.REPORT_LUNS, op.REQUEST_SENSE, op.RELEA
 # Commands a pending unit attention does not stop (SAM-5 5.14, SPC-4 5.11).
 UA_EXEMPT = frozenset((op.INQUIRY, op.REPORT_LUNS, op.REQUEST_SENSE))
 MEDIUM_WRITES = (op.WRITES | op.WRITE_VERIFIES | op.WRITE_SAMES | op.SYNCS
-                 | {op.UNMAP, op.COMPARE_AND_WRITE, op.MODE_SELECT_6, op.MODE_SELECT_10,
+                 | {op.UNMAP, op.COMPARE_AND_WRITE, op.ORWRITE_16, op.MODE_SELECT_6, op.MODE_SELECT_10,
                     op.START_STOP_UNIT, op.PREVENT_ALLOW})
 MEDIUM_READS = (op.READS | op.VERIFIES | op.PRE_FETCHES
                 | {op.MODE_SENSE_6, op.MODE_SENSE_10})
 WRITE_COMMANDS = (op.WRITES | op.WRITE_VERIFIES | op.WRITE_SAMES
-                  | {op.UNMAP, op.COMPARE_AND_WRITE})
+                  | {op.UNMAP, op.COMPARE_AND_WRITE, op.ORWRITE_16})
 
 
 def _residuals(cdb: bytes, block_size: int, expected: int, data: bytes,
@@ -180,15 +180,17 @@ class LogicalUnit:
 
     def reset(self, kind: str, initiator: str | None = None) -> None:
         """A task management reset ("lun", "target_warm", "target_cold"): the SPC-2
-        reservation is released (persistent ones stay) and every other nexus that has used
-        this unit gets a unit attention (BUS DEVICE RESET FUNCTION OCCURRED, or POWER ON,
-        RESET for a cold reset, which the issuer gets too)."""
+        reservation is released (persistent ones stay) and every nexus that has used this
+        unit, the issuer too (SAM-5 6.3; libiscsi's MultipathIO.Reset looks on every path),
+        gets a unit attention: BUS DEVICE RESET FUNCTION OCCURRED, or POWER ON, RESET for a
+        cold reset. It replaces the attentions pending before."""
         code = POWER_ON_RESET if kind == "target_cold" else BUS_DEVICE_RESET
         with self._lock:
             self.reservations.reset()
+            if initiator is not None:
+                self._nexuses.add(initiator)
             for nexus in self._nexuses:
-                if nexus != initiator or kind == "target_cold":
-                    self._attention[nexus] = [code]
+                self._attention[nexus] = [code]
 
     def nexus_lost(self, initiator: str) -> None:
         """A session ended: its RESERVE (6) is released and its unit attentions dropped;
@@ -285,10 +287,18 @@ class LogicalUnit:
             return b""
         if opcode == op.COMPARE_AND_WRITE:
             if req.expected_length != data_out_length(cdb, unit.block_size):
-                raise Check(ILLEGAL_REQUEST, scsi_io.INVALID_FIELD_IN_INFORMATION_UNIT)
+                # The NUMBER OF LOGICAL BLOCKS disagrees with the data sent (libiscsi's
+                # CompareAndWrite tests send 256 blocks as 0 and expect this).
+                raise invalid_cdb(13)
             with self._write_lock(disk):
                 scsi_io.compare_and_write(unit, cdb, data, disk)
             return b""
+        if opcode == op.ORWRITE_16:
+            with self._write_lock(disk):
+                scsi_io.orwrite(unit, cdb, data, disk)
+            return b""
+        if opcode in (op.READ_DEFECT_DATA_10, op.READ_DEFECT_DATA_12):
+            return scsi_io.read_defect_data(cdb)
         if opcode in op.PRE_FETCHES:
             scsi_io.pre_fetch(unit, cdb)
             return b""

@@ -30,6 +30,7 @@ WRITE_10 = 0x2A
 WRITE_VERIFY_10 = 0x2E
 VERIFY_10 = 0x2F
 PRE_FETCH_10 = 0x34
+READ_DEFECT_DATA_10 = 0x37
 SYNCHRONIZE_CACHE_10 = 0x35
 WRITE_SAME_10 = 0x41
 UNMAP = 0x42
@@ -41,6 +42,7 @@ PERSISTENT_RESERVE_IN = 0x5E
 PERSISTENT_RESERVE_OUT = 0x5F
 READ_16 = 0x88
 COMPARE_AND_WRITE = 0x89
+ORWRITE_16 = 0x8B
 WRITE_16 = 0x8A
 WRITE_VERIFY_16 = 0x8E
 VERIFY_16 = 0x8F
@@ -51,6 +53,7 @@ SERVICE_ACTION_IN_16 = 0x9E
 REPORT_LUNS = 0xA0
 MAINTENANCE_IN = 0xA3
 READ_12 = 0xA8
+READ_DEFECT_DATA_12 = 0xB7
 WRITE_12 = 0xAA
 WRITE_VERIFY_12 = 0xAE
 VERIFY_12 = 0xAF
@@ -102,6 +105,7 @@ COMMANDS: tuple[Command, ...] = (
     _cmd(VERIFY_10, "VERIFY (10)", 0x16, *FF4, 0x1F, 0xFF, 0xFF, 0x04),
     _cmd(PRE_FETCH_10, "PRE-FETCH (10)", 0x02, *FF4, 0x1F, 0xFF, 0xFF, 0x04),
     _cmd(SYNCHRONIZE_CACHE_10, "SYNCHRONIZE CACHE (10)", 0x06, *FF4, 0x1F, 0xFF, 0xFF, 0x04),
+    _cmd(READ_DEFECT_DATA_10, "READ DEFECT DATA (10)", 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0x04),
     _cmd(WRITE_SAME_10, "WRITE SAME (10)", 0x08, *FF4, 0x1F, 0xFF, 0xFF, 0x04),
     _cmd(UNMAP, "UNMAP", 0, 0, 0, 0, 0, 0x1F, 0xFF, 0xFF, 0x04),
     _cmd(MODE_SELECT_10, "MODE SELECT (10)", 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x04),
@@ -113,6 +117,7 @@ COMMANDS: tuple[Command, ...] = (
     _cmd(PERSISTENT_RESERVE_OUT, "PERSISTENT RESERVE OUT", 0x1F, 0xFF, 0, 0, *FF4, 0x04),
     _cmd(READ_16, "READ (16)", RW, *FF8, *FF4, 0x1F, 0x04),
     _cmd(COMPARE_AND_WRITE, "COMPARE AND WRITE", RW, *FF8, 0, 0, 0, 0xFF, 0x1F, 0x04),
+    _cmd(ORWRITE_16, "ORWRITE (16)", RW, *FF8, *FF4, 0x1F, 0x04),
     _cmd(WRITE_16, "WRITE (16)", RW, *FF8, *FF4, 0x1F, 0x04),
     _cmd(WRITE_VERIFY_16, "WRITE AND VERIFY (16)", 0x12, *FF8, *FF4, 0x1F, 0x04),
     _cmd(VERIFY_16, "VERIFY (16)", 0x16, *FF8, *FF4, 0x1F, 0x04),
@@ -128,6 +133,7 @@ COMMANDS: tuple[Command, ...] = (
          0x87, 0xFF, 0xFF, 0xFF, *FF4, 0, 0x04, sa=SA_REPORT_SUPPORTED_OPCODES),
     _cmd(READ_12, "READ (12)", RW, *FF4, *FF4, 0x1F, 0x04),
     _cmd(WRITE_12, "WRITE (12)", RW, *FF4, *FF4, 0x1F, 0x04),
+    _cmd(READ_DEFECT_DATA_12, "READ DEFECT DATA (12)", 0x1F, 0, 0, 0, 0, *FF4, 0, 0x04),
     _cmd(WRITE_VERIFY_12, "WRITE AND VERIFY (12)", 0x12, *FF4, *FF4, 0x1F, 0x04),
     _cmd(VERIFY_12, "VERIFY (12)", 0x16, *FF4, *FF4, 0x1F, 0x04),
 )
@@ -201,7 +207,7 @@ def data_out_length(cdb: bytes, block_size: int) -> int | None:
     if lookup(cdb) is None or len(cdb) < lookup(cdb).length:
         return None
     opcode = cdb[0]
-    if opcode in WRITES or opcode in WRITE_VERIFIES:
+    if opcode in WRITES or opcode in WRITE_VERIFIES or opcode == ORWRITE_16:
         return transfer(cdb).blocks * block_size
     if opcode in VERIFIES:
         bytchk = (cdb[1] >> 1) & 0x03

@@ -21,7 +21,6 @@ from services.blockexport.scsi_cdb import (
 from services.blockexport.scsi_pages import (
     MAX_COMPARE_AND_WRITE,
     MAX_UNMAP_DESCRIPTORS,
-    UNMAPPED_ZEROS,
     Unit,
     max_write_same,
 )
@@ -154,6 +153,30 @@ def write_and_verify(unit: Unit, cdb: bytes, data: bytes, disk: Disk) -> None:
             raise Check(MISCOMPARE, MISCOMPARE_DURING_VERIFY)
 
 
+def orwrite(unit: Unit, cdb: bytes, data: bytes, disk: Disk) -> None:
+    """ORWRITE (16): each byte of the blocks becomes itself OR the Data-Out's byte (the caller
+    holds the disk's write lock, so the read-modify-write is atomic)."""
+    xfer = checked(unit, cdb)
+    blocks = short_data(data, xfer.blocks * unit.block_size, unit.block_size)
+    if not blocks:
+        return
+    size = blocks * unit.block_size
+    offset = xfer.lba * unit.block_size
+    stored = _read(disk, offset, size)
+    merged = (int.from_bytes(stored, "big") | int.from_bytes(data[:size], "big")).to_bytes(
+        size, "big")
+    _write(disk, [(offset, merged)])
+
+
+def read_defect_data(cdb: bytes) -> bytes:
+    """READ DEFECT DATA (10)/(12): the lists asked for are valid and empty."""
+    if cdb[0] == 0x37:
+        flags, allocation = cdb[2] & 0x1F, be(cdb, 7, 2)
+        return (bytes((0, flags)) + bytes(2))[:allocation]
+    flags, allocation = cdb[1] & 0x1F, be(cdb, 6, 4)
+    return (bytes((0, flags)) + bytes(6))[:allocation]
+
+
 def compare_and_write(unit: Unit, cdb: bytes, data: bytes, disk: Disk) -> None:
     """COMPARE AND WRITE: the caller holds the disk's write lock (atomic against every other
     write of this logical unit to the same disk)."""
@@ -174,28 +197,34 @@ def compare_and_write(unit: Unit, cdb: bytes, data: bytes, disk: Disk) -> None:
 
 
 def write_same(unit: Unit, cdb: bytes, data: bytes, expected_length: int, disk: Disk) -> None:
-    """WRITE SAME (10)/(16): one block (or zeros with NDOB) written to every LBA of the range.
-    With UNMAP set the range is discarded instead when an unmapped block reads back as that
-    data (zeros on a plain disk, LBPRZ 1); otherwise it is written (always correct)."""
+    """WRITE SAME (10)/(16): one block (or zeros with NDOB) written to every LBA of the range
+(0 blocks: to the end of the medium, within the maximum WRITE SAME length).
+    With UNMAP set the range is unmapped as UNMAP does and the block is not written: it reads
+    back as the unit's unmapped blocks do (zeros on a plain disk, LBPRZ 1; golden on an
+    overlay, LBPRZ 0). That is what libiscsi's WriteSame10.UnmapUntilEnd expects (it sends
+    0xFF blocks and reads zeros back) and what Linux relies on only with LBPRZ 1."""
     sixteen = cdb[0] == WRITE_SAME_16
     ndob = sixteen and bool(cdb[1] & 0x01)
     unmap = bool(cdb[1] & 0x08)
     xfer = transfer(cdb)
     if unmap and not unit.thin:
         raise invalid_cdb(1, 3)
-    if not xfer.blocks:
-        raise invalid_cdb(13 if sixteen else 7)  # WSNZ: 0 blocks is not "to the end"
-    if xfer.blocks > max_write_same(unit):
+    blocks = xfer.blocks
+    if not blocks:  # WSNZ 0: from the LBA to the end of the medium
+        if xfer.lba > unit.blocks:
+            raise lba_out_of_range()
+        blocks = unit.blocks - xfer.lba
+    if blocks > max_write_same(unit):
         raise invalid_cdb(10 if sixteen else 7)
-    check_range(unit, xfer.lba, xfer.blocks)
+    check_range(unit, xfer.lba, blocks)
     if ndob:
         block = bytes(unit.block_size)
     else:
         if expected_length != unit.block_size or len(data) < unit.block_size:
             raise Check(ILLEGAL_REQUEST, INVALID_FIELD_IN_INFORMATION_UNIT)
         block = bytes(data[:unit.block_size])
-    start, size = xfer.lba * unit.block_size, xfer.blocks * unit.block_size
-    if unmap and unit.unmapped == UNMAPPED_ZEROS and not any(block):
+    start, size = xfer.lba * unit.block_size, blocks * unit.block_size
+    if unmap:
         discard(disk, [(start, size)])
         return
     per_chunk = max(1, CHUNK // unit.block_size)

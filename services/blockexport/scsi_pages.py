@@ -49,9 +49,12 @@ class Unit:
 
     @property
     def lbppbe(self) -> int:
-        """Logical blocks per physical block exponent (READ CAPACITY (16))."""
-        ratio = max(1, self.physical_block // self.block_size)
-        return ratio.bit_length() - 1
+        """Logical blocks per physical block exponent (READ CAPACITY (16)): 0. A logical block
+        is written atomically on its own; the 4 KiB allocation unit is said by the block
+        limits' granularity fields instead. (libiscsi's GetLBAStatus.UnmapSingle expects the
+        first descriptor of a GET LBA STATUS at LBA n+1 to start at n + 2^LBPPBE, which only
+        holds for 0.)"""
+        return 0
 
     @property
     def naa(self) -> bytes:
@@ -143,7 +146,7 @@ def unmap_granularity(unit: Unit) -> int:
 
 def block_limits(unit: Unit) -> bytes:
     body = bytearray(0x3C)
-    body[0] = 0x01  # WSNZ: a WRITE SAME of 0 blocks is refused (never "to the end")
+    body[0] = 0x00  # WSNZ 0: a WRITE SAME of 0 blocks writes to the end of the medium
     body[1] = MAX_COMPARE_AND_WRITE
     granularity = max(1, unit.physical_block // unit.block_size)
     body[2:4] = granularity.to_bytes(2, "big")
@@ -159,7 +162,9 @@ def block_limits(unit: Unit) -> bytes:
 
 
 def max_write_same(unit: Unit) -> int:
-    return (1 << 30) // unit.block_size  # 1 GiB a command
+    """As large as the largest transfer (libiscsi's WriteSame16.Unmap writes that many blocks
+    with one WRITE (16) first)."""
+    return unit.max_transfer_bytes // unit.block_size
 
 
 def inquiry(unit: Unit, cdb: bytes) -> bytes:

@@ -29,8 +29,15 @@ Crash safety, in this order for every batch: the data of every write goes to ``d
 written for the first time gets its whole golden content merged in, so the file never holds a
 half-copied block), ``fdatasync(data)``; only then are the new blocks' bits written to ``map``
 and ``fdatasync(map)``. A crash before the map is synced loses only unanswered writes (their
-blocks read from golden again); bits only ever go from 0 to 1, so a torn map write is harmless.
+blocks read from golden again); a write only sets bits, so a torn map write is harmless.
 A new overlay is built in a ``.new`` directory, synced, and renamed into place.
+
+Discard (SCSI UNMAP, :meth:`Disk.discard`): a plain disk punches holes (the range reads back as
+zeros); an overlay drops the host's copy of the blocks an extent covers whole: their bits are
+cleared and ``fdatasync(map)`` first, then their data is punched out. Those blocks read from
+golden again. A crash between the two leaves unused bytes in ``data``, never a wrong block (a
+block whose bit is clear is never read from ``data``, and its next write merges golden in
+whole); a torn map write leaves each byte of bits as before or after the unanswered discard.
 """
 
 from __future__ import annotations
