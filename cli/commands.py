@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("export", help="print the whole inventory as YAML",
                               parents=[common])
     sub.add_argument("-o", "--output", help="write to this file instead of stdout")
+    sub.add_argument("--secrets", action="store_true",
+                     help="include secret fields (iSCSI CHAP secrets); hidden otherwise")
     sub = commands.add_parser("import", help="load a YAML file made by 'bootyard export', or a "
                               "CSV file of one kind", parents=[common])
     sub.add_argument("file", help="YAML or CSV file, or - for standard input")
@@ -299,7 +301,7 @@ async def _dispatch(args, store, client, out) -> int:
         return await _object_command(args, kind, store, out)
     if args.command == "export":
         from shared import inventory
-        text = await inventory.export_yaml(store)
+        text = await inventory.export_yaml(store, secrets=args.secrets)
         if args.output:
             from pathlib import Path
             Path(args.output).write_text(text, encoding="utf-8")
@@ -420,7 +422,8 @@ async def _object_command(args, kind, store, out) -> int:
         if args.format:
             _dump(shown, args.format, out)
         else:
-            raw = await store.raw(kind, shown["id"])
+            from shared.schema import hide_secrets
+            raw = hide_secrets(kind, await store.raw(kind, shown["id"]))
             print(shown["key"], file=out)
             width = max((len(f) for f in raw), default=0)
             for fname in sorted(raw):

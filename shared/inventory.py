@@ -38,6 +38,7 @@ from shared.schema import (
     KINDS,
     Problem,
     from_hash,
+    hide_secrets,
     normalise,
     parse_record,
     to_hash,
@@ -60,19 +61,23 @@ class ImportRefused(InventoryError):
         self.problems = problems or []
 
 
-def dump_to_yaml(dump: Mapping[str, Mapping[str, Mapping[str, str]]]) -> str:
+def dump_to_yaml(dump: Mapping[str, Mapping[str, Mapping[str, str]]],
+                 secrets: bool = False) -> str:
+    """The inventory as YAML; secret fields (CHAP secrets) hidden unless ``secrets``."""
     document = {}
     for kind_name, kind in KINDS.items():
         objects = dump.get(kind_name) or {}
         if objects:
-            document[kind.plural] = {ident: from_hash(kind, objects[ident])
-                                     for ident in sorted(objects)}
+            document[kind.plural] = {
+                ident: (from_hash(kind, objects[ident]) if secrets
+                        else hide_secrets(kind, from_hash(kind, objects[ident])))
+                for ident in sorted(objects)}
     return yaml.safe_dump(document, sort_keys=False, default_flow_style=False,
                           allow_unicode=True) if document else "{}\n"
 
 
-async def export_yaml(store: InventoryStore) -> str:
-    return dump_to_yaml(await store.dump())
+async def export_yaml(store: InventoryStore, secrets: bool = False) -> str:
+    return dump_to_yaml(await store.dump(), secrets)
 
 
 def yaml_to_dump(text: str, source: str = "file") -> dict[str, dict[str, dict[str, str]]]:
@@ -472,7 +477,8 @@ def object_json(kind, ident: str, raw: Mapping[str, str], record: Any,
     """One object as the CLI's ``show --json`` and the API print it."""
     import dataclasses
 
-    return {"key": kind.key(ident), "id": ident, "fields": from_hash(kind, raw),
+    return {"key": kind.key(ident), "id": ident,
+            "fields": hide_secrets(kind, from_hash(kind, raw)),
             "valid": record is not None, "problems": [dataclasses.asdict(p) for p in problems],
             "etag": etag(raw)}
 
