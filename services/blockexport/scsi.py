@@ -18,10 +18,10 @@ the command set, WCE and the UNMAP contract.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from services.blockexport import scsi_cdb as op, scsi_io, scsi_pages
 from services.blockexport.scsi_cdb import check_mask, data_out_length, lookup
@@ -56,8 +56,10 @@ __all__ = ["LogicalUnit", "Request", "Response", "data_out_length", "no_such_lun
            "report_luns", "unmapped_mode"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Request:
+# Request and Response are immutable named tuples rather than frozen dataclasses: the same
+# constructor (positional or keyword) and attributes, at a third of the cost per command
+# (a frozen dataclass's __init__ costs ~2-4 us a command; measured in docs/blockexport.md).
+class Request(NamedTuple):
     cdb: bytes  # as received (16 bytes in iSCSI, trailing zeros allowed)
     lun: int
     initiator: str  # the I_T nexus' initiator port: "<iqn>,i,0x<isid>"
@@ -67,8 +69,7 @@ class Request:
     write: bool  # W bit
 
 
-@dataclasses.dataclass(frozen=True)
-class Response:
+class Response(NamedTuple):
     status: int
     data_in: bytes = b""  # already cut to expected_length
     sense: bytes = b""  # fixed-format sense data for CHECK CONDITION
