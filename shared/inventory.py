@@ -549,8 +549,8 @@ async def list_objects(store: InventoryStore, kind, tag: str | None = None, *,
 
 def list_json(kind, objects: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, Any]]:
     """A list of objects as the CLI's ``list --json`` and the API's ``GET /api/v1/<kind>``
-    print it: ``{id: fields}`` in the export form."""
-    return {ident: from_hash(kind, raw) for ident, raw in objects.items()}
+    print it: ``{id: fields}`` in the export form (secret fields hidden)."""
+    return {ident: hide_secrets(kind, from_hash(kind, raw)) for ident, raw in objects.items()}
 
 
 def effective(kind, raw: Mapping[str, str]) -> dict[str, str]:

@@ -101,7 +101,12 @@ class Connection(asyncio.Protocol):
         self.last_rx = time.monotonic()
         self.buf += data
         if not self.holding:
-            self._frames()
+            try:
+                self._frames()
+            except Exception as exc:  # noqa: BLE001 - a bug for one PDU ends one connection
+                log.exception("iscsi_pdu_failed", address=self.address, reason=str(exc))
+                self._pdu_error("protocol", str(exc))
+                self.close("internal_error")
 
     # -- framing -----------------------------------------------------------------------------
     def _frames(self) -> None:

@@ -464,7 +464,7 @@ class IscsiServer:
         if served is None:
             return
         self.events.emit("blockexport.iscsi_reset", mac=conn.mac, export=served.record.name,
-                         initiator=conn.initiator, kind=kind, lun=lun)
+                         initiator=conn.initiator, reset=kind, lun=lun)
         log.info("iscsi_reset", export=served.record.name, initiator=conn.initiator,
                  kind=kind, lun=lun)
         if kind == "target_warm" or lun == served.record.lun:

@@ -139,7 +139,7 @@ def test_chap_required_and_refused(unix_redis, service, tmp_path):
     assert SECRET not in svc.log()
     env = {"BOOTYARD_REDIS_URL": unix_redis.url, "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     for argv in (["blockexport", "show", "chap"], ["blockexport", "show", "chap", "--json"],
-                 ["export"]):
+                 ["blockexport", "list", "--json"], ["export"]):
         shown = subprocess.run([sys.executable, "-m", "cli", *argv], capture_output=True,
                                text=True, env=env, timeout=60, cwd=str(REPO))
         assert shown.returncode == 0, shown.stderr
