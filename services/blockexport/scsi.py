@@ -23,7 +23,7 @@ import threading
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from services.blockexport import scsi_cdb as op, scsi_io, scsi_pages
+from services.blockexport import scsi_cdb as op, scsi_io, scsi_pages, scsi_xcopy
 from services.blockexport.scsi_cdb import check_mask, data_out_length, lookup
 from services.blockexport.scsi_pages import Unit, mode_pages
 from services.blockexport.scsi_pr import Conflict, Reservations
@@ -88,12 +88,12 @@ SPC2_ALLOWED = frozenset((op.INQUIRY, op.REPORT_LUNS, op.REQUEST_SENSE, op.RELEA
 # Commands a pending unit attention does not stop (SAM-5 5.14, SPC-4 5.11).
 UA_EXEMPT = frozenset((op.INQUIRY, op.REPORT_LUNS, op.REQUEST_SENSE))
 MEDIUM_WRITES = (op.WRITES | op.WRITE_VERIFIES | op.WRITE_SAMES | op.SYNCS
-                 | {op.UNMAP, op.COMPARE_AND_WRITE, op.ORWRITE_16, op.MODE_SELECT_6, op.MODE_SELECT_10,
-                    op.START_STOP_UNIT, op.PREVENT_ALLOW})
+                 | {op.UNMAP, op.COMPARE_AND_WRITE, op.ORWRITE_16, op.EXTENDED_COPY,
+                    op.MODE_SELECT_6, op.MODE_SELECT_10, op.START_STOP_UNIT, op.PREVENT_ALLOW})
 MEDIUM_READS = (op.READS | op.VERIFIES | op.PRE_FETCHES
                 | {op.MODE_SENSE_6, op.MODE_SENSE_10})
 WRITE_COMMANDS = (op.WRITES | op.WRITE_VERIFIES | op.WRITE_SAMES
-                  | {op.UNMAP, op.COMPARE_AND_WRITE, op.ORWRITE_16})
+                  | {op.UNMAP, op.COMPARE_AND_WRITE, op.ORWRITE_16, op.EXTENDED_COPY})
 
 
 def _residuals(cdb: bytes, block_size: int, expected: int, data: bytes,
@@ -163,6 +163,7 @@ class LogicalUnit:
         self._attention: dict[str, list[tuple[int, int]]] = {}
         self._nexuses: set[str] = set()
         self._write_locks: dict[object, threading.Lock] = {}
+        self._copies: dict[str, dict[int, bytes]] = {}  # held EXTENDED COPY results, by nexus
 
     # ------------------------------------------------------------- unit attention
 
@@ -201,6 +202,7 @@ class LogicalUnit:
             self.reservations.nexus_lost(initiator)
             self._attention.pop(initiator, None)
             self._nexuses.discard(initiator)
+            self._copies.pop(initiator, None)
 
     def _write_lock(self, disk: Disk) -> threading.Lock:
         key = getattr(disk, "mac", None)
@@ -391,6 +393,13 @@ class LogicalUnit:
             with self._write_lock(disk):
                 scsi_io.orwrite(unit, cdb, data, disk)
             return b""
+        if opcode == op.EXTENDED_COPY:
+            self._extended_copy(req, disk)
+            return b""
+        if opcode == op.RECEIVE_COPY_RESULTS:
+            with self._lock:
+                held = dict(self._copies.get(req.initiator, {}))
+            return scsi_xcopy.receive_copy_results(cdb, held, unit.block_size)
         if opcode in (op.READ_DEFECT_DATA_10, op.READ_DEFECT_DATA_12):
             return scsi_io.read_defect_data(cdb)
         if opcode in op.PRE_FETCHES:
@@ -428,6 +437,33 @@ class LogicalUnit:
         raise Check(ILLEGAL_REQUEST, INVALID_COMMAND_OPERATION_CODE)
 
     # ------------------------------------------------------------ small commands
+
+    def _extended_copy(self, req: Request, disk: Disk) -> None:
+        """EXTENDED COPY (LID1) inside this unit (:mod:`scsi_xcopy`), under the disk's write
+        lock; its result is held for RECEIVE COPY RESULTS when the list asks for it."""
+        unit, cdb = self.unit, req.cdb
+        length = int.from_bytes(cdb[10:14], "big")
+        if length == 0:
+            return
+        copy = scsi_xcopy.parse(req.data_out, length, scsi_pages.designators(unit),
+                                unit.block_size)
+        scsi_xcopy.check_ranges(copy, unit.blocks, unit.block_size)
+        done, moved = 0, 0
+        try:
+            with self._write_lock(disk):
+                for segment in copy.segments:
+                    moved += scsi_io.copy_blocks(unit, disk, segment.source_lba,
+                                                 segment.destination_lba, segment.blocks)
+                    done += 1
+        finally:
+            if copy.hold:
+                with self._lock:
+                    held = self._copies.setdefault(req.initiator, {})
+                    held.pop(copy.list_id, None)
+                    held[copy.list_id] = scsi_xcopy.copy_status(
+                        done == len(copy.segments), done, moved)
+                    while len(held) > scsi_xcopy.HELD_RESULTS:
+                        del held[next(iter(held))]
 
     def _request_sense(self, req: Request) -> bytes:
         cdb = req.cdb

@@ -50,6 +50,8 @@ PRE_FETCH_16 = 0x90
 SYNCHRONIZE_CACHE_16 = 0x91
 WRITE_SAME_16 = 0x93
 SERVICE_ACTION_IN_16 = 0x9E
+EXTENDED_COPY = 0x83
+RECEIVE_COPY_RESULTS = 0x84
 REPORT_LUNS = 0xA0
 MAINTENANCE_IN = 0xA3
 READ_12 = 0xA8
@@ -135,6 +137,11 @@ COMMANDS: tuple[Command, ...] = (
          0, 0x04, sa=SA_READ_CAPACITY_16),
     _cmd(SERVICE_ACTION_IN_16, "GET LBA STATUS", SA_GET_LBA_STATUS, *FF8, *FF4, 0, 0x04,
          sa=SA_GET_LBA_STATUS),
+    _cmd(EXTENDED_COPY, "EXTENDED COPY (LID1)", 0x00, *(0,) * 8, *FF4, 0, 0x04, sa=0x00),
+    _cmd(RECEIVE_COPY_RESULTS, "RECEIVE COPY STATUS (LID1)", 0x00, 0xFF, *(0,) * 7, *FF4,
+         0, 0x04, sa=0x00),
+    _cmd(RECEIVE_COPY_RESULTS, "RECEIVE COPY OPERATING PARAMETERS", 0x03, 0, *(0,) * 7,
+         *FF4, 0, 0x04, sa=0x03),
     _cmd(REPORT_LUNS, "REPORT LUNS", 0, 0xFF, 0, 0, 0, *FF4, 0, 0x04),
     _cmd(MAINTENANCE_IN, "REPORT SUPPORTED OPERATION CODES", SA_REPORT_SUPPORTED_OPCODES,
          0x87, 0xFF, 0xFF, 0xFF, *FF4, 0, 0x04, sa=SA_REPORT_SUPPORTED_OPCODES),
@@ -229,4 +236,6 @@ def data_out_length(cdb: bytes, block_size: int) -> int | None:
         return cdb[4]
     if opcode == PERSISTENT_RESERVE_OUT:
         return be(cdb, 5, 4)
+    if opcode == EXTENDED_COPY:
+        return be(cdb, 10, 4)
     return 0

@@ -168,6 +168,21 @@ def orwrite(unit: Unit, cdb: bytes, data: bytes, disk: Disk) -> None:
     _write(disk, [(offset, merged)])
 
 
+def copy_blocks(unit: Unit, disk: Disk, source: int, destination: int, blocks: int) -> int:
+    """Copy blocks inside the disk (EXTENDED COPY), a chunk at a time, backwards when the
+    ranges overlap with the destination after the source (as if all were read first).
+    The caller holds the disk's write lock. Returns the bytes copied."""
+    per_chunk = max(1, CHUNK // unit.block_size)
+    starts = list(range(0, blocks, per_chunk))
+    if source < destination < source + blocks:
+        starts.reverse()
+    for start in starts:
+        count = min(per_chunk, blocks - start)
+        data = _read(disk, (source + start) * unit.block_size, count * unit.block_size)
+        _write(disk, [((destination + start) * unit.block_size, data)])
+    return blocks * unit.block_size
+
+
 def read_defect_data(cdb: bytes) -> bytes:
     """READ DEFECT DATA (10)/(12): the lists asked for are valid and empty."""
     if cdb[0] == 0x37:

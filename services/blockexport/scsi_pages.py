@@ -86,6 +86,7 @@ def standard_inquiry(unit: Unit) -> bytes:
     out[2] = 0x06  # SPC-4
     out[3] = 0x12  # HISUP, response data format 2
     out[4] = len(out) - 5
+    out[5] = 0x08  # 3PC: EXTENDED COPY (LID1) within the unit
     out[7] = 0x02  # CMDQUE
     out[8:16] = _ascii(unit.vendor, 8)
     out[16:32] = _ascii(unit.product, 16)
@@ -106,6 +107,13 @@ def _designator(code_set: int, kind: int, value: bytes, association: int = 0,
     return bytes((first, second, 0, len(value))) + value
 
 
+def designators(unit: Unit) -> list[bytes]:
+    """The logical unit's designation descriptors: NAA, then T10 vendor ID (VPD page 83h;
+    EXTENDED COPY names its copy target with one of them)."""
+    t10 = _ascii(unit.vendor, 8) + _ascii(unit.name, len(unit.name))
+    return [_designator(1, 3, unit.naa), _designator(2, 1, t10)]
+
+
 def vpd_page(unit: Unit, code: int) -> bytes:
     """A VPD page; INVALID FIELD IN CDB (byte 2) for one we do not have."""
     if code == 0x00:
@@ -113,11 +121,8 @@ def vpd_page(unit: Unit, code: int) -> bytes:
     if code == 0x80:
         return _page(0x80, _ascii(unit.serial, len(unit.serial)))
     if code == 0x83:
-        t10 = _ascii(unit.vendor, 8) + _ascii(unit.name, len(unit.name))
-        body = (_designator(1, 3, unit.naa)  # NAA, the logical unit
-                + _designator(2, 1, t10)  # T10 vendor ID, the logical unit
-                + _designator(1, 4, (1).to_bytes(4, "big"), association=1,
-                              protocol=5))  # relative target port 1 (iSCSI)
+        body = b"".join(designators(unit)) + _designator(
+            1, 4, (1).to_bytes(4, "big"), association=1, protocol=5)  # relative target port 1
         return _page(0x83, body)
     if code == 0xB0:
         return _page(0xB0, block_limits(unit))

@@ -14,6 +14,7 @@ from scsikit import NEXUS_A, Initiator, cdb6, cdb10, cdb16, field_pointer, sense
 
 from services.blockexport import scsi_cdb as op
 from services.blockexport.scsi import LogicalUnit, Request, no_such_lun, report_luns, unmapped_mode
+from services.blockexport.scsi_pages import designators
 from services.blockexport.storage import CowDisk, PlainDisk
 
 BS = 512
@@ -405,3 +406,62 @@ def test_random_cdbs_never_break_the_engine(plain, caplog):
             assert key != 0x04, (cdb.hex(), response)
         assert not (response.overflow and response.underflow)
     assert "scsi_command_failed" not in caplog.text
+
+
+def xcopy(plain, segments, target=None, list_id=1, usage=0, targets=1, length=None):
+    """An EXTENDED COPY (LID1) of block-to-block segments (source lba, destination lba,
+    blocks) inside the unit, named by its NAA designator unless ``target`` is given."""
+    if target is None:
+        naa = designators(plain.lu.unit)[0]
+        target = bytes((0xE4, 0, 0, 0)) + naa.ljust(24, b"\0") + bytes((0, 0, 2, 0))
+    body = target * targets
+    segs = b"".join(bytes((0x02, 0, 0, 0x18, 0, 0, 0, 0, 0, 0)) + n.to_bytes(2, "big")
+                    + src.to_bytes(8, "big") + dst.to_bytes(8, "big") for src, dst, n in segments)
+    header = bytes((list_id, usage << 3)) + len(body).to_bytes(2, "big") + bytes(4) \
+        + len(segs).to_bytes(4, "big") + bytes(4)
+    data = header + body + segs
+    size = len(data) if length is None else length
+    cdb = bytes((0x83, 0)) + bytes(8) + size.to_bytes(4, "big") + b"\0\0"
+    return plain(cdb, data[:size], expected=size, write=True)
+
+
+def copy_results(plain, action, list_id=1):
+    cdb = bytes((0x84, action, list_id)) + bytes(7) + (1024).to_bytes(4, "big") + b"\0\0"
+    return plain(cdb, expected=1024)
+
+
+def test_extended_copy_inside_the_unit(plain):
+    assert plain(bytes((0x12, 0, 0, 0, 36, 0))).data_in[5] & 0x08  # 3PC
+    params = copy_results(plain, 0x03, list_id=0).data_in
+    assert int.from_bytes(params[8:10], "big") == 2 and params[44:46] == b"\x02\xe4"
+    assert sense_of(copy_results(plain, 0x00))[1] == (0x24, 0x00)  # nothing held yet
+    write10(plain, 0, b"x" * BS * 4 + b"y" * BS * 4)
+    assert xcopy(plain, [(0, 100, 8), (4, 200, 2)]).status == 0
+    assert read10(plain, 100, 8) == b"x" * BS * 4 + b"y" * BS * 4
+    assert read10(plain, 200, 2) == b"y" * BS * 2
+    status = copy_results(plain, 0x00).data_in
+    assert status[4] == 0x01 and int.from_bytes(status[5:7], "big") == 2
+    assert xcopy(plain, [(0, 2, 6)]).status == 0  # overlapping, destination after source
+    assert read10(plain, 0, 8) == b"x" * BS * 4 + b"x" * BS * 2 + b"y" * BS * 2
+    assert plain(bytes((0x83,)) + bytes(15), b"", expected=0).status == 0  # empty list
+
+
+def test_extended_copy_refusals(plain):
+    assert sense_of(xcopy(plain, [(0, 1, 1)], length=40))[1] == (0x1A, 0x00)  # cut short
+    assert sense_of(xcopy(plain, [(0, 1, 1)], targets=3))[1] == (0x26, 0x06)
+    assert sense_of(xcopy(plain, [(0, 1, 1)] * 17))[1] == (0x26, 0x08)
+    other = bytes((0xE0,)) + bytes(31)
+    assert sense_of(xcopy(plain, [(0, 1, 1)], target=other))[1] == (0x26, 0x07)
+    stranger = bytes((0xE4, 0, 0, 0, 1, 3, 0, 8)) + bytes(8) + bytes(12) + bytes((0, 0, 2, 0))
+    assert sense_of(xcopy(plain, [(0, 1, 1)], target=stranger)) == (0x0A, (0x08, 0x04))
+    beyond = xcopy(plain, [(0, BLOCKS - 1, 2)])
+    assert sense_of(beyond)[0] == 0x0A
+    segment = xcopy(plain, [(0, 1, 1)])
+    assert segment.status == 0
+    bad_index = bytes((0x83, 0)) + bytes(8)  # a segment naming target 1 of 1
+    naa = designators(plain.lu.unit)[0]
+    target = bytes((0xE4, 0, 0, 0)) + naa.ljust(24, b"\0") + bytes((0, 0, 2, 0))
+    seg = bytes((0x02, 0, 0, 0x18, 0, 0, 0, 1, 0, 0, 0, 1)) + bytes(16)
+    data = bytes((1, 0, 0, 32)) + bytes(4) + (28).to_bytes(4, "big") + bytes(4) + target + seg
+    response = plain(bad_index + len(data).to_bytes(4, "big") + b"\0\0", data)
+    assert sense_of(response) == (0x0A, (0x08, 0x04))
