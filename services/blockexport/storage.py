@@ -51,6 +51,8 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 
+from services.blockexport.storage_holes import file_allocation, punch_hole, write_zeros
+
 SECTOR = 512
 MAP_HEADER = 4096
 MAGIC = b"BYCOWMAP"
@@ -172,69 +174,14 @@ class PlainDisk(Disk):
                     if exc.errno not in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL,
                                          errno.ENODEV):
                         raise
-                    _write_zeros(self.fd, offset, length)
+                    write_zeros(self.fd, offset, length)
             os.fdatasync(self.fd)
 
     def allocation(self, offset: int, length: int) -> list[tuple[int, int, bool]]:
-        return _file_allocation(self.fd, offset, length)
+        return file_allocation(self.fd, offset, length)
 
     def close(self) -> None:
         os.close(self.fd)
-
-
-_FALLOC_PUNCH = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
-_libc = None
-
-
-def punch_hole(fd: int, offset: int, length: int) -> None:
-    """fallocate(PUNCH_HOLE | KEEP_SIZE): the range reads back as zeros, its space freed."""
-    global _libc
-    if length <= 0:
-        return
-    if _libc is None:
-        import ctypes
-        import ctypes.util
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
-    if _libc.fallocate(fd, _FALLOC_PUNCH, offset, length) != 0:
-        import ctypes
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
-
-
-def _write_zeros(fd: int, offset: int, length: int) -> None:
-    chunk = bytes(min(length, 1 << 20))
-    end = offset + length
-    while offset < end:
-        _pwrite_full(fd, chunk[:end - offset], offset)
-        offset += len(chunk)
-
-
-def _file_allocation(fd: int, offset: int, length: int) -> list[tuple[int, int, bool]]:
-    """Data and hole runs of a file (SEEK_DATA/SEEK_HOLE); all mapped where unsupported."""
-    end = offset + length
-    out: list[tuple[int, int, bool]] = []
-    position = offset
-    while position < end:
-        try:
-            data = os.lseek(fd, position, os.SEEK_DATA)
-        except OSError as exc:
-            if exc.errno != errno.ENXIO:  # no SEEK_DATA here (a block device): all mapped
-                return [(offset, length, True)]
-            data = end  # only a hole from here to the end of the file
-        if data > position:
-            stop = min(data, end)
-            out.append((position, stop - position, False))
-            position = stop
-            continue
-        try:
-            hole = os.lseek(fd, position, os.SEEK_HOLE)
-        except OSError:
-            hole = end
-        stop = min(max(hole, position + SECTOR), end)
-        out.append((position, stop - position, True))
-        position = stop
-    return out
 
 
 def mac_dir(mac: str) -> str:

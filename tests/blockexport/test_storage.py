@@ -173,3 +173,24 @@ def test_overlay_discard_matches_a_block_by_block_model(tmp_path):
     reopened = CowDisk(str(golden_path), str(tmp_path / "ov"), "d")
     assert reopened.view(A).read(0, size) == bytes(image)
     reopened.close()
+
+
+def test_holes_punch_zero_and_allocation(tmp_path):
+    from services.blockexport.storage_holes import file_allocation, punch_hole, write_zeros
+
+    path = tmp_path / "h.img"
+    path.write_bytes(b"d" * (64 * 4096))
+    fd = os.open(path, os.O_RDWR)
+    try:
+        punch_hole(fd, 8 * 4096, 16 * 4096)
+        write_zeros(fd, 40 * 4096, 3 * 4096 + 512)
+        data = os.pread(fd, 64 * 4096, 0)
+        assert data[:8 * 4096] == b"d" * 8 * 4096 and data[8 * 4096:24 * 4096] == bytes(
+            16 * 4096)
+        assert data[40 * 4096:43 * 4096 + 512] == bytes(3 * 4096 + 512)
+        assert data[43 * 4096 + 512:] == b"d" * (64 * 4096 - 43 * 4096 - 512)
+        runs = file_allocation(fd, 0, 64 * 4096)
+        assert runs[:3] == [(0, 8 * 4096, True), (8 * 4096, 16 * 4096, False),
+                            (24 * 4096, 40 * 4096, True)]  # zeros written stay allocated
+    finally:
+        os.close(fd)
