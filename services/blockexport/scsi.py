@@ -12,7 +12,7 @@ One :class:`LogicalUnit` per export holds what every session of it shares: SPC-2
 persistent reservations (:mod:`scsi_pr`), unit attention conditions per I_T nexus, and a write
 lock per disk view that makes COMPARE AND WRITE atomic against every other write. The pure
 parts (CDB table, replies, sense) are in :mod:`scsi_cdb`, :mod:`scsi_pages`, :mod:`scsi_sense`;
-the medium commands in :mod:`scsi_io`. docs/blockexport.md ("iSCSI: SCSI commands") describes
+the medium commands in :mod:`scsi_io`, EXTENDED COPY in :mod:`scsi_xcopy`. docs/blockexport.md ("iSCSI: SCSI commands") describes
 the command set, WCE and the UNMAP contract.
 """
 
