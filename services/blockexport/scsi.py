@@ -12,8 +12,9 @@ One :class:`LogicalUnit` per export holds what every session of it shares: SPC-2
 persistent reservations (:mod:`scsi_pr`), unit attention conditions per I_T nexus, and a write
 lock per disk view that makes COMPARE AND WRITE atomic against every other write. The pure
 parts (CDB table, replies, sense) are in :mod:`scsi_cdb`, :mod:`scsi_pages`, :mod:`scsi_sense`;
-the medium commands in :mod:`scsi_io`, EXTENDED COPY in :mod:`scsi_xcopy`. docs/blockexport.md ("iSCSI: SCSI commands") describes
-the command set, WCE and the UNMAP contract.
+the medium commands in :mod:`scsi_io`, EXTENDED COPY in :mod:`scsi_xcopy`.
+docs/blockexport.md ("iSCSI: SCSI commands") describes the command set, WCE and the UNMAP
+contract.
 """
 
 from __future__ import annotations
@@ -235,6 +236,8 @@ class LogicalUnit:
         transfer limit, a write's data all there and no larger than its EDTL says. Anything
         else (None) takes the full path, which also makes every error's sense data."""
         cdb = req.cdb
+        if len(cdb) < 16:  # iSCSI always sends 16; anything shorter takes the full path
+            return None
         opcode = cdb[0]
         if opcode == 0x28 or opcode == 0x2A:
             if cdb[1] & 0xE7 or cdb[6] & 0xE0 or cdb[9] & 0x04:

@@ -465,3 +465,12 @@ def test_extended_copy_refusals(plain):
     data = bytes((1, 0, 0, 32)) + bytes(4) + (28).to_bytes(4, "big") + bytes(4) + target + seg
     response = plain(bad_index + len(data).to_bytes(4, "big") + b"\0\0", data)
     assert sense_of(response) == (0x0A, (0x08, 0x04))
+
+
+def test_short_and_empty_cdbs(plain):
+    lu, disk = plain.lu, plain.disk
+    for cdb in (b"", b"\x28", cdb10(op.READ_10, 0, 1), bytes((0x88,)) + bytes(9), b"\x9e\x10"):
+        response = lu.execute(Request(cdb, 0, NEXUS_A, b"", 512, True, False), disk)
+        assert response.status in (0x00, 0x02)
+    ten = lu.execute(Request(cdb10(op.READ_10, 0, 1), 0, NEXUS_A, b"", 512, True, False), disk)
+    assert ten.status == 0 and len(ten.data_in) == 512  # a 10-byte CDB works too
