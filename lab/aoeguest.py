@@ -73,10 +73,30 @@ def kernel_tree() -> tuple[Path, Path, str]:
     return tree, busybox, version
 
 
+def host_binaries(paths: tuple[str, ...]) -> dict[str, tuple[bytes, int]]:
+    """The host executables ``paths`` and the shared libraries ``ldd`` names for them (and the
+    dynamic loader), as initramfs files: path -> (content, mode). The lab guest runs Debian's
+    kernel with the host's Debian userland (open-iscsi, e2fsprogs)."""
+    import subprocess
+    out: dict[str, tuple[bytes, int]] = {}
+    for path in paths:
+        out[path.lstrip("/")] = (Path(path).read_bytes(), 0o755)
+        listing = subprocess.run(["ldd", path], capture_output=True, text=True, check=True,
+                                 timeout=30).stdout
+        for line in listing.splitlines():
+            words = line.split()
+            lib = words[2] if "=>" in words and len(words) > 2 else words[0]
+            if lib.startswith("/"):
+                out[lib.lstrip("/")] = (Path(lib).read_bytes(), 0o755)
+    return out
+
+
 def build(workdir: Path, init: str, modules: tuple[str, ...] = MODULES,
-          files: dict[str, bytes] | None = None) -> tuple[Path, Path]:
+          files: dict[str, bytes] | None = None,
+          binaries: tuple[str, ...] = ()) -> tuple[Path, Path]:
     """(kernel, initramfs) in ``workdir``; ``init`` is the /init script (it may ``.
-    /etc/aoe-functions``), ``files`` extra files (path in the initramfs -> content)."""
+    /etc/aoe-functions``), ``files`` extra files (path in the initramfs -> content; their
+    directories are made), ``binaries`` host executables copied with their libraries."""
     tree, busybox, version = kernel_tree()
     module_root = tree / "lib" / "modules" / version
     order = initramfs.module_closure(module_root, modules)
@@ -98,8 +118,17 @@ def build(workdir: Path, init: str, modules: tuple[str, ...] = MODULES,
         cpio.file(f"lib/modules/{version}/{rel}", (module_root / rel).read_bytes())
     cpio.file("etc/modules-load", ("\n".join(order) + "\n").encode())
     cpio.file("etc/aoe-functions", FUNCTIONS.encode())
-    for name, data in (files or {}).items():
-        cpio.file(name, data)
+    extra = {name: (data, 0o644) for name, data in (files or {}).items()}
+    extra.update(host_binaries(binaries))
+    dirs = {"bin", "dev", "proc", "sys", "etc", "lib", "lib/modules"}
+    for name, (data, mode) in sorted(extra.items()):
+        parts = Path(name).parts
+        for i in range(1, len(parts)):
+            sub = "/".join(parts[:i])
+            if sub not in dirs:
+                cpio.directory(sub)
+                dirs.add(sub)
+        cpio.file(name, data, mode)
     cpio.file("init", init.encode(), 0o755)
     workdir.mkdir(parents=True, exist_ok=True)
     initrd = workdir / "aoe-initrd.img"

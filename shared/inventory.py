@@ -63,7 +63,7 @@ class ImportRefused(InventoryError):
 
 def dump_to_yaml(dump: Mapping[str, Mapping[str, Mapping[str, str]]],
                  secrets: bool = False) -> str:
-    """The export file; secret fields (``power_secret``) as ``********`` unless ``secrets``
+    """The export file; secret fields (``power_secret``, the iSCSI CHAP secrets) as ``********`` unless ``secrets``
     (import keeps an object's secret when the file has the mask)."""
     document = {}
     for kind_name, kind in KINDS.items():

@@ -206,6 +206,38 @@ def _rsync_patterns(value: str) -> tuple[str, ...]:
     return patterns
 
 
+SECRET_MASK = "********"  # shown, exported and recorded instead of a secret (shared/secrets.py)
+
+
+def _chap_name(value: str) -> str:
+    if not 1 <= len(value) <= 255 or not value.isprintable():
+        raise FieldError("1-255 printable characters")
+    return value
+
+
+def _chap_secret(value: str) -> str:
+    if value == SECRET_MASK:
+        raise FieldError("this value was masked by show/export: set the secret itself "
+                         "(bootyard export --show-secrets includes them)")
+    if not 12 <= len(value) <= 255 or not value.isprintable():
+        raise FieldError("12-255 printable characters (RFC 7143 12.1.3: at least 96 bits)")
+    return value
+
+
+def _initiator_list(value: str) -> tuple[str, ...]:
+    out = []
+    for item in _split(value):
+        if item.lower().startswith(("iqn.", "eui.", "naa.")):
+            out.append(_iqn(item) if not item.lower().startswith("naa.") else item)
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise FieldError(f"{item!r} is neither an iSCSI name (iqn., eui., naa.) nor an "
+                             "address or network") from None
+    return tuple(out)
+
+
 def _iqn(value: str) -> str:
     # RFC 3720 3.2.6.2: letters, digits, '-', '.' and ':' (it goes into iPXE scripts and kernel
     # command lines as it is, so nothing else is accepted)
@@ -470,8 +502,14 @@ class Export:
     aoe_shelf: int | None = None
     aoe_slot: int | None = None
     iqn: str | None = None
-    lun: int = 1
+    lun: int = 0  # docs/blockexport.md: LUN 0 is the disk (iPXE's iscsi:server::::iqn)
     description: str = ""
+    chap_user: str = ""
+    chap_secret: str = dataclasses.field(default="", repr=False)
+    chap_mutual_user: str = ""
+    chap_mutual_secret: str = dataclasses.field(default="", repr=False)
+    allow: tuple[str, ...] = ()
+    unmatched: str = "plain"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -591,7 +629,7 @@ class FieldSpec:
     doc: str
     required: bool = False
     list_like: bool = False  # comma-separated: exported to YAML as a list
-    secret: bool = False  # never printed, logged or recorded (mask(), docs/power.md)
+    secret: bool = False  # never printed, logged or recorded (shared/secrets.py mask(): power_secret, CHAP secrets)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -711,8 +749,22 @@ KINDS: dict[str, Kind] = {
         "aoe_shelf": FieldSpec(_int_between(0, 65534), "AoE shelf (major) number"),
         "aoe_slot": FieldSpec(_int_between(0, 254), "AoE slot (minor) number"),
         "iqn": FieldSpec(_iqn, "iSCSI target name"),
-        "lun": FieldSpec(_int_between(0, 255), "iSCSI LUN of the disk (default 1)"),
+        "lun": FieldSpec(_int_between(0, 255), "iSCSI LUN of the disk (default 0: iPXE's "
+                                               "iscsi:server::::iqn finds it)"),
         "description": _ANY_TEXT,
+        "chap_user": FieldSpec(_chap_name, "iSCSI: CHAP user name initiators log in with"),
+        "chap_secret": FieldSpec(_chap_secret, "iSCSI: CHAP secret initiators must prove "
+                                 "(12-255 characters; with it, CHAP is required)", secret=True),
+        "chap_mutual_user": FieldSpec(_chap_name, "iSCSI: the target's CHAP name for mutual "
+                                      "CHAP (default: the iqn)"),
+        "chap_mutual_secret": FieldSpec(_chap_secret, "iSCSI: the target's secret for mutual "
+                                        "CHAP (12-255 characters, not the chap_secret)",
+                                        secret=True),
+        "allow": FieldSpec(_initiator_list, "iSCSI: initiators allowed to log in (IQNs, "
+                           "addresses, networks); empty: any", list_like=True),
+        "unmatched": FieldSpec(_choice(("plain", "refuse")), "iSCSI: a session that belongs "
+                               "to no inventory host gets the plain disk (plain, default; "
+                               "the golden image read-only for cow) or is refused (refuse)"),
     }),
     "mirror": Kind("mirror", "mirrors", Mirror, "name", {
         "source": FieldSpec(_mirror_source, "rsync://host/module/path or an absolute local "
@@ -912,6 +964,16 @@ def _record_checks(kind: Kind, key: str, values: dict[str, Any]) -> list[Problem
                                     "an AoE export needs aoe_shelf and aoe_slot"))
         if values.get("kind") == "iscsi" and not values.get("iqn"):
             problems.append(Problem(key, "iqn", "", "an iSCSI export needs an iqn"))
+        if values.get("chap_secret") and not values.get("chap_user"):
+            problems.append(Problem(key, "chap_user", "", "CHAP needs a chap_user with the "
+                                    "chap_secret"))
+        if values.get("chap_mutual_secret"):
+            if not values.get("chap_secret"):
+                problems.append(Problem(key, "chap_mutual_secret", SECRET_MASK, "mutual CHAP needs "
+                                        "the one-way chap_user and chap_secret too"))
+            elif values["chap_mutual_secret"] == values["chap_secret"]:
+                problems.append(Problem(key, "chap_mutual_secret", SECRET_MASK, "must differ from "
+                                        "chap_secret (RFC 7143 12.1.3)"))
     if kind.name == "host" and values.get("power"):
         from shared.power import record_problems
         problems += [Problem(key, f, v, r) for f, v, r in record_problems(values)]

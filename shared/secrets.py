@@ -1,4 +1,4 @@
-"""Secret inventory fields (``power_secret``): masked wherever a record is shown, exported or
+"""Secret inventory fields (``power_secret``, the iSCSI CHAP secrets): masked wherever a record is shown, exported or
 recorded, and kept when the mask is written back (pure).
 
 A field is secret when its :class:`shared.schema.FieldSpec` says ``secret=True``. ``show``,
@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from shared.schema import Kind, split_key
-
-SECRET_MASK = "********"  # what is shown, exported and recorded instead of a secret's value
+from shared.schema import SECRET_MASK, Kind, split_key
 
 
 def secret_fields(kind: Kind) -> tuple[str, ...]:

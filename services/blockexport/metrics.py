@@ -4,6 +4,7 @@ never a MAC (attachments are in the logs and the boot timeline)."""
 
 from __future__ import annotations
 
+from services.blockexport.iscsi_login import LOGIN_FAILURE_REASONS
 from services.blockexport.policy import DROP_REASONS
 from shared import metrics
 
@@ -46,11 +47,53 @@ INITIATORS = metrics.gauge(
     "blockexport.attach_timeout)", {"export": ()}, across_processes="max")
 EXPORT_UP = metrics.gauge(
     "bootyard_blockexport_export_up",
-    "1 while an AoE export of the inventory is served, 0 when its backing store cannot be "
-    "opened (missing, unreadable) or its shelf.slot is taken", {"export": ()},
+    "1 while an export of the inventory is served (AoE or iSCSI), 0 when its backing store "
+    "cannot be opened (missing, unreadable) or its shelf.slot or iqn is taken", {"export": ()},
     across_processes="max")
 QUEUE = metrics.gauge("bootyard_blockexport_queue_requests",
                       "I/O requests waiting for the exports' I/O threads (at the last housekeeping)")
+
+# iSCSI (docs/blockexport.md "The iSCSI target")
+PDU_ERROR_REASONS = ("malformed", "too_long", "bad_ahs", "bad_text", "unknown_opcode", "cmdsn",
+                     "snack", "sequence", "protocol")
+ISCSI_SESSIONS = metrics.gauge(
+    "bootyard_blockexport_iscsi_sessions", "iSCSI sessions logged in, per export (target)",
+    {"export": ()}, across_processes="max")
+ISCSI_CONNECTIONS = metrics.gauge(
+    "bootyard_blockexport_iscsi_connections",
+    "iSCSI connections by phase: logging in, in a normal session, in a discovery session",
+    {"phase": ("login", "normal", "discovery")}, across_processes="max")
+ISCSI_LOGIN_FAILURES = metrics.counter(
+    "bootyard_blockexport_iscsi_login_failures_total",
+    "iSCSI logins refused or abandoned, by reason (connections over the cap count as "
+    "too_many_connections)", {"reason": LOGIN_FAILURE_REASONS})
+ISCSI_PDU_ERRORS = metrics.counter(
+    "bootyard_blockexport_iscsi_pdu_errors_total",
+    "iSCSI PDUs rejected, ignored or that closed their connection, by reason",
+    {"reason": PDU_ERROR_REASONS})
+ISCSI_DIGEST_ERRORS = metrics.counter(
+    "bootyard_blockexport_iscsi_digest_errors_total",
+    "iSCSI PDUs whose header or data digest (CRC32C) did not match", {"which": ("header",
+                                                                                "data")})
+ISCSI_COMMANDS = metrics.counter(
+    "bootyard_blockexport_iscsi_commands_total",
+    "SCSI commands answered over iSCSI, per export and status",
+    {"export": (), "status": ("good", "check_condition", "other")})
+
+_PDU_REASON = {"command_in_discovery": "protocol", "bad_itt": "protocol",
+               "immediate_data": "protocol", "unsolicited_data": "protocol",
+               "data_out_unknown_task": "sequence", "data_out_unsolicited": "sequence",
+               "data_out_sequence": "sequence", "login_in_session": "protocol",
+               "text_too_long": "protocol", "header_digest": "malformed",
+               "data_digest": "malformed"}
+
+
+def pdu_error_reason(label: str) -> str:
+    """The metric label of a session's or codec's error label."""
+    if label in PDU_ERROR_REASONS:
+        return label
+    return _PDU_REASON.get(label, "protocol")
+
 
 ERRORS_BY = {r: ERRORS.labels(r) for r in ERROR_REASONS}
 DROPPED_BY = {r: DROPPED.labels(r)
@@ -67,3 +110,5 @@ def preinit_export(name: str) -> None:
     SYNCS.labels(name)
     for gauge in (OVERLAY_BYTES, FREE_BYTES, INITIATORS):
         gauge.labels(name)
+    for status in ("good", "check_condition", "other"):
+        ISCSI_COMMANDS.labels(name, status)

@@ -29,8 +29,15 @@ Crash safety, in this order for every batch: the data of every write goes to ``d
 written for the first time gets its whole golden content merged in, so the file never holds a
 half-copied block), ``fdatasync(data)``; only then are the new blocks' bits written to ``map``
 and ``fdatasync(map)``. A crash before the map is synced loses only unanswered writes (their
-blocks read from golden again); bits only ever go from 0 to 1, so a torn map write is harmless.
+blocks read from golden again); a write only sets bits, so a torn map write is harmless.
 A new overlay is built in a ``.new`` directory, synced, and renamed into place.
+
+Discard (SCSI UNMAP, :meth:`Disk.discard`): a plain disk punches holes (the range reads back as
+zeros); an overlay drops the host's copy of the blocks an extent covers whole: their bits are
+cleared and ``fdatasync(map)`` first, then their data is punched out. Those blocks read from
+golden again. A crash between the two leaves unused bytes in ``data``, never a wrong block (a
+block whose bit is clear is never read from ``data``, and its next write merges golden in
+whole); a torn map write leaves each byte of bits as before or after the unanswered discard.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ import struct
 import threading
 import time
 from collections.abc import Iterable, Sequence
+
+from services.blockexport.storage_holes import file_allocation, punch_hole, write_zeros
 
 SECTOR = 512
 MAP_HEADER = 4096
@@ -58,6 +67,9 @@ class StorageError(Exception):
 
 
 Write = tuple[int, bytes]  # (byte offset, whole sectors of data)
+Extent = tuple[int, int]  # (byte offset, length in bytes)
+UNMAPPED_ZEROS = "zeros"  # a discarded range reads back as zeros (plain disks: holes)
+UNMAPPED_GOLDEN = "golden"  # ... as the golden image (overlays: the host's blocks dropped)
 
 
 def _size_of(fd: int) -> int:
@@ -101,6 +113,20 @@ class Disk:
     def flush(self) -> None:
         """Make everything written durable (already so after every :meth:`write`)."""
 
+    # What an unmapped (discarded) range reads back as: UNMAPPED_ZEROS, UNMAPPED_GOLDEN, or
+    # None when the disk cannot discard.
+    unmapped: str | None = None
+
+    def discard(self, extents: Sequence[Extent]) -> None:
+        """Unmap the (offset, length) ranges: durable when it returns, then they read back as
+        :attr:`unmapped` says. A disk may keep parts it cannot free (an overlay keeps the
+        blocks an extent covers only partly)."""
+        raise OSError(errno.EOPNOTSUPP, "this disk cannot discard")
+
+    def allocation(self, offset: int, length: int) -> list[tuple[int, int, bool]]:
+        """(offset, length, mapped) runs covering the range, in order."""
+        return [(offset, length, True)]
+
     @property
     def sectors(self) -> int:
         return self.size // SECTOR
@@ -130,6 +156,29 @@ class PlainDisk(Disk):
     def flush(self) -> None:
         if not self.readonly:
             os.fdatasync(self.fd)
+
+    @property
+    def unmapped(self) -> str | None:  # type: ignore[override]
+        return None if self.readonly else UNMAPPED_ZEROS
+
+    def discard(self, extents: Sequence[Extent]) -> None:
+        """Punch holes (a block device discards and reads zeros); where the file system
+        cannot, write zeros. Durable when it returns."""
+        if self.readonly:
+            raise OSError(errno.EROFS, "read-only export")
+        with self._lock:
+            for offset, length in extents:
+                try:
+                    punch_hole(self.fd, offset, length)
+                except OSError as exc:
+                    if exc.errno not in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL,
+                                         errno.ENODEV):
+                        raise
+                    write_zeros(self.fd, offset, length)
+            os.fdatasync(self.fd)
+
+    def allocation(self, offset: int, length: int) -> list[tuple[int, int, bool]]:
+        return file_allocation(self.fd, offset, length)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -256,6 +305,61 @@ class Overlay:
             lo, hi = min(fresh) >> 3, (max(fresh) >> 3) + 1
             _pwrite_full(self.mapfd, self.bits[lo:hi], MAP_HEADER + lo)
             os.fdatasync(self.mapfd)
+
+    def discard(self, extents: Sequence[Extent]) -> None:
+        """Drop the host's copy of every block an extent covers whole: the map bits are
+        cleared and synced first (those blocks read from golden again), then the data file's
+        ranges are punched out (their space freed; a crash in between only leaves unused
+        bytes). Blocks an extent covers only partly keep the host's data. Whole bytes of the
+        map are cleared by slices, so discarding a terabyte costs milliseconds, not a loop
+        over its blocks."""
+        block, bits = self.block, self.bits
+        lo_changed, hi_changed = len(bits), -1
+        punches: list[Extent] = []
+        for offset, length in extents:
+            end = min(offset + length, self.size)
+            first = -(-offset // block)
+            last = self.nblocks if end == self.size else end // block  # exclusive
+            if first >= last:
+                continue
+            punches.append((first * block, min(last * block, self.size) - first * block))
+            head, tail = (first + 7) >> 3, last >> 3  # the whole map bytes inside
+            singles = (range(first, last) if head >= tail else
+                       [*range(first, head << 3), *range(tail << 3, last)])
+            for index in singles:
+                if bits[index >> 3] & (1 << (index & 7)):
+                    bits[index >> 3] &= ~(1 << (index & 7)) & 0xFF
+                    lo_changed, hi_changed = (min(lo_changed, index >> 3),
+                                              max(hi_changed, (index >> 3) + 1))
+            if head < tail:
+                middle = bytes(bits[head:tail])
+                used = middle.lstrip(b"\0")
+                if used:
+                    lo_changed = min(lo_changed, tail - len(used))
+                    hi_changed = max(hi_changed, head + len(middle.rstrip(b"\0")))
+                    bits[head:tail] = bytes(tail - head)
+        if hi_changed < 0:
+            return
+        _pwrite_full(self.mapfd, bits[lo_changed:hi_changed], MAP_HEADER + lo_changed)
+        os.fdatasync(self.mapfd)
+        for start, length in punches:
+            try:
+                punch_hole(self.data, start, length)
+            except OSError:
+                pass  # space not freed; the map already says golden
+
+    def allocation(self, offset: int, length: int) -> list[tuple[int, int, bool]]:
+        out: list[tuple[int, int, bool]] = []
+        end = offset + length
+        while offset < end:
+            mine = self.allocated(offset // self.block)
+            stop = min(((offset // self.block) + 1) * self.block, end)
+            if out and out[-1][2] == mine:
+                out[-1] = (out[-1][0], out[-1][1] + stop - offset, mine)
+            else:
+                out.append((offset, stop - offset, mine))
+            offset = stop
+        return out
 
     def blocks(self) -> int:
         return sum(bin(b).count("1") for b in self.bits)
@@ -417,6 +521,26 @@ class HostView(Disk):
             if overlay is not None:
                 os.fdatasync(overlay.data)
                 os.fdatasync(overlay.mapfd)
+
+    @property
+    def unmapped(self) -> str | None:  # type: ignore[override]
+        return None if self.readonly else UNMAPPED_GOLDEN
+
+    def discard(self, extents: Sequence[Extent]) -> None:
+        if self.readonly:
+            raise OSError(errno.EROFS, "read-only export")
+        with self.cow.lock(self.mac):
+            overlay = self.cow.overlay(self.mac, create=False)
+            if overlay is not None:  # no overlay: every block is golden already
+                overlay.discard(extents)
+
+    def allocation(self, offset: int, length: int) -> list[tuple[int, int, bool]]:
+        """Mapped = the host's own block; unmapped = golden."""
+        with self.cow.lock(self.mac):
+            overlay = self.cow.overlay(self.mac, create=False)
+            if overlay is None:
+                return [(offset, length, False)]
+            return overlay.allocation(offset, length)
 
 
 def check_writes(disk: Disk, writes: Iterable[Write]) -> None:

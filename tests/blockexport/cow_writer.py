@@ -5,6 +5,8 @@ to two hosts' overlays of one copy-on-write disk and to one plain disk, forever.
 prints ``I <json>`` (the batch), after ``Disk.write`` returned (the writes are durable: what a
 target would answer) it prints ``A <batch id>``. Sector ``s`` of write ``w`` holds
 ``struct.pack('<QQ', w, s)`` 32 times, so a sector that mixes two writes is recognisable.
+One batch in four is a discard (``Disk.discard``, SCSI UNMAP) of a few ranges instead: its line
+has ``discards`` ([lba, count] pairs) in place of ``writes``.
 """
 
 import json
@@ -35,13 +37,25 @@ def main() -> None:
     out = sys.stdout
     while True:
         target = rng.choice(TARGETS)
+        batch_id += 1
+        if rng.random() < 0.25:
+            extents = []
+            for _ in range(rng.randint(1, 3)):
+                count = rng.randint(1, 40)
+                extents.append((rng.randrange(0, sectors - count), count))
+            out.write("I " + json.dumps({"batch": batch_id, "target": target,
+                                         "discards": extents}) + "\n")
+            out.flush()
+            disks[target].discard([(lba * 512, count * 512) for lba, count in extents])
+            out.write(f"A {batch_id}\n")
+            out.flush()
+            continue
         writes = []
         for _ in range(rng.randint(1, 8)):
             count = rng.randint(1, 17)
             lba = rng.randrange(0, sectors - count)
             write_id += 1
             writes.append((write_id, lba, count))
-        batch_id += 1
         out.write("I " + json.dumps({"batch": batch_id, "target": target,
                                      "writes": writes}) + "\n")
         out.flush()

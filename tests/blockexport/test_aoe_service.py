@@ -46,7 +46,8 @@ def make_disk(path, seed: int) -> bytes:
 def test_refuses_to_start_without_an_interface(lab, unix_redis):
     seg = lab.segment()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTYARD_")}
-    env.update({"BOOTYARD_REDIS_URL": unix_redis.url, "PYTHONPATH": str(REPO)})
+    env.update({"BOOTYARD_REDIS_URL": unix_redis.url, "PYTHONPATH": str(REPO),
+                "BOOTYARD_BLOCKEXPORT__ISCSI_PORT": "0"})  # no iSCSI either: nothing to serve
     result = seg.server.run(sys.executable, "-m", "services.blockexport", check=False, env=env,
                             cwd=str(REPO), timeout=30)
     assert result.returncode == 2

@@ -3,7 +3,10 @@ killed at a random point of a write workload, 60 times; after each kill every wr
 told was durable reads back exactly, every other sector holds either its previous content or one
 of the writes in flight (never a mix of two writes inside one sector), and the golden image's
 checksum is unchanged. Every fifth round one host's overlay is reset first, so kills also land
-while an overlay is being created."""
+while an overlay is being created. A quarter of the batches are discards (SCSI UNMAP): an
+answered one reads back as zeros on the plain disk and as golden on an overlay (the 4 KiB
+blocks it covers whole; the others keep their data); one in flight leaves each sector as it was
+or as discarded."""
 
 from __future__ import annotations
 
@@ -57,7 +60,25 @@ class Reader(threading.Thread):
                 f"writer acknowledged {len(self.acked)} batches, waited for {count}"
 
 
-def check_round(images: dict[str, bytearray], disks: dict, reader: Reader) -> None:
+OVERLAY_BLOCK = 8  # sectors in a 4 KiB overlay block
+
+
+def discarded(batch: dict, golden: bytes) -> dict[int, bytes]:
+    """What each sector a discard batch changes reads back as once it is done."""
+    out: dict[int, bytes] = {}
+    for lba, count in batch["discards"]:
+        if batch["target"] == "plain":
+            out.update((s, bytes(512)) for s in range(lba, lba + count))
+            continue
+        first = -(-lba // OVERLAY_BLOCK)
+        last = (lba + count) // OVERLAY_BLOCK
+        for s in range(first * OVERLAY_BLOCK, last * OVERLAY_BLOCK):
+            out[s] = golden[s * 512:(s + 1) * 512]
+    return out
+
+
+def check_round(images: dict[str, bytearray], disks: dict, reader: Reader,
+                golden: bytes) -> None:
     acked = set(reader.acked)
     for target, image in images.items():
         allowed: dict[int, set[bytes]] = {}
@@ -65,6 +86,14 @@ def check_round(images: dict[str, bytearray], disks: dict, reader: Reader) -> No
         for batch_id in sorted(reader.issued):
             batch = reader.issued[batch_id]
             if batch["target"] != target:
+                continue
+            if "discards" in batch:
+                for s, data in discarded(batch, golden).items():
+                    if batch_id in acked:
+                        expected[s * 512:(s + 1) * 512] = data
+                        allowed.pop(s, None)
+                    else:
+                        allowed.setdefault(s, set()).add(data)
                 continue
             for write_id, lba, count in batch["writes"]:
                 for s in range(lba, lba + count):
@@ -89,7 +118,8 @@ def test_kill_9_at_random_points(tmp_path):
     rng = random.Random(20261205)
     golden = tmp_path / "golden.img"
     golden.write_bytes(rng.randbytes(DISK))
-    golden_sum = hashlib.sha256(golden.read_bytes()).hexdigest()
+    golden_bytes = golden.read_bytes()
+    golden_sum = hashlib.sha256(golden_bytes).hexdigest()
     plain = tmp_path / "plain.img"
     plain.write_bytes(rng.randbytes(DISK))
     root = tmp_path / "overlays"
@@ -122,7 +152,7 @@ def test_kill_9_at_random_points(tmp_path):
                  "cow:52:54:00:00:00:01": cow.view("52:54:00:00:00:01"),
                  "cow:52:54:00:00:00:02": cow.view("52:54:00:00:00:02")}
         try:
-            check_round(images, disks, reader)
+            check_round(images, disks, reader, golden_bytes)
         finally:
             cow.close()
             disks["plain"].close()

@@ -133,3 +133,64 @@ def test_check_writes():
     for bad in [(1, bytes(512)), (0, bytes(100)), (3584, bytes(1024))]:
         with pytest.raises(ValueError):
             check_writes(D(), [bad])
+
+
+def test_overlay_discard_matches_a_block_by_block_model(tmp_path):
+    """Discards of random extents (inside one map byte, across many, to the end of a disk whose
+    last block is partial) drop exactly the blocks they cover whole; the others keep the
+    host's data; the map on disk says the same after a reopen."""
+    import random
+
+    rng = random.Random(7)
+    size = 300 * 4096 + 1024  # the last overlay block is a partial one
+    golden_path = tmp_path / "golden.img"
+    golden_path.write_bytes(rng.randbytes(size))
+    golden = golden_path.read_bytes()
+    cow = CowDisk(str(golden_path), str(tmp_path / "ov"), "d")
+    view = cow.view(A)
+    image = bytearray(golden)
+    for _ in range(40):
+        sectors = rng.randint(1, 64)
+        offset = rng.randrange(0, size // 512 - sectors) * 512
+        data = rng.randbytes(sectors * 512)
+        view.write([(offset, data)])
+        image[offset:offset + len(data)] = data
+    nblocks = -(-size // 4096)
+    for _ in range(30):
+        offset = rng.randrange(0, size // 512) * 512
+        length = rng.choice((512, 4096, 8192, rng.randrange(1, 120) * 4096,
+                             size - offset)) if offset < size else 512
+        length = min(length, size - offset)
+        view.discard([(offset, length)])
+        end = offset + length
+        first = -(-offset // 4096)
+        last = nblocks if end == size else end // 4096
+        for index in range(first, last):
+            lo, hi = index * 4096, min((index + 1) * 4096, size)
+            image[lo:hi] = golden[lo:hi]
+        assert view.read(0, size) == bytes(image)
+    cow.close()
+    reopened = CowDisk(str(golden_path), str(tmp_path / "ov"), "d")
+    assert reopened.view(A).read(0, size) == bytes(image)
+    reopened.close()
+
+
+def test_holes_punch_zero_and_allocation(tmp_path):
+    from services.blockexport.storage_holes import file_allocation, punch_hole, write_zeros
+
+    path = tmp_path / "h.img"
+    path.write_bytes(b"d" * (64 * 4096))
+    fd = os.open(path, os.O_RDWR)
+    try:
+        punch_hole(fd, 8 * 4096, 16 * 4096)
+        write_zeros(fd, 40 * 4096, 3 * 4096 + 512)
+        data = os.pread(fd, 64 * 4096, 0)
+        assert data[:8 * 4096] == b"d" * 8 * 4096 and data[8 * 4096:24 * 4096] == bytes(
+            16 * 4096)
+        assert data[40 * 4096:43 * 4096 + 512] == bytes(3 * 4096 + 512)
+        assert data[43 * 4096 + 512:] == b"d" * (64 * 4096 - 43 * 4096 - 512)
+        runs = file_allocation(fd, 0, 64 * 4096)
+        assert runs[:3] == [(0, 8 * 4096, True), (8 * 4096, 16 * 4096, False),
+                            (24 * 4096, 40 * 4096, True)]  # zeros written stay allocated
+    finally:
+        os.close(fd)

@@ -73,7 +73,27 @@ def test_export_needs_its_target_fields():
     assert problems[0].field == "iqn"
     record, problems = parse_record(KINDS["export"], "root1", {
         "kind": "iscsi", "backing": "/x", "iqn": "iqn.2026-11.org.bootyard:root1"})
-    assert problems == [] and record.lun == 1
+    assert problems == [] and record.lun == 0  # LUN 0 is the disk (docs/blockexport.md)
+
+
+def test_export_chap_fields():
+    base = {"kind": "iscsi", "backing": "/x", "iqn": "iqn.2026-11.org.bootyard:root1"}
+    record, problems = parse_record(KINDS["export"], "root1", dict(
+        base, chap_user="web1", chap_secret="twelve-chars", chap_mutual_secret="other-secret1",
+        allow="iqn.2026-11.org.bootyard:web1, 10.0.0.0/24, 10.1.0.7", unmatched="refuse"))
+    assert problems == [] and record.unmatched == "refuse"
+    assert record.allow == ("iqn.2026-11.org.bootyard:web1", "10.0.0.0/24", "10.1.0.7/32")
+    assert "twelve-chars" not in repr(record)
+    for fields, field in (({"chap_secret": "short"}, "chap_secret"),
+                          ({"chap_secret": "twelve-chars"}, "chap_user"),
+                          ({"chap_user": "u", "chap_secret": "twelve-chars",
+                            "chap_mutual_secret": "twelve-chars"}, "chap_mutual_secret"),
+                          ({"chap_mutual_secret": "twelve-chars"}, "chap_mutual_secret"),
+                          ({"chap_user": "u", "chap_secret": "********"}, "chap_secret"),
+                          ({"allow": "web1"}, "allow"),
+                          ({"unmatched": "maybe"}, "unmatched")):
+        _, problems = parse_record(KINDS["export"], "root1", dict(base, **fields))
+        assert any(p.field == field for p in problems), (fields, problems)
 
 
 def test_hash_forms_round_trip():

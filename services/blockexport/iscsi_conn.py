@@ -1,0 +1,291 @@
+"""One iSCSI TCP connection (asyncio protocol): framing, the login phase, then the full feature
+phase (:mod:`iscsi_session`), SCSI commands handed to the export's I/O thread.
+
+- Framing: a PDU is read whole (BHS, AHS, digests, padded data) before it is decoded; a data
+  segment longer than we declared (8,192 bytes during login, ``iscsi_max_recv_dsl`` after), a
+  header digest error or a PDU that cannot be decoded during login closes the connection
+  (error recovery level 0); after login a bad PDU is Rejected and the connection goes on.
+- Timeouts: a login not finished in ``iscsi_login_timeout`` seconds closes the connection; a
+  session that sends nothing for ``iscsi_idle_timeout`` seconds (0: never) is closed. Every
+  ``iscsi_nop_interval`` seconds of silence we send a NOP-In ping; an unanswered one never ends
+  a session (iPXE answers none); TCP keepalive finds peers that are gone.
+- Writes: a command is executed only once all its data is in, as one call of the SCSI engine,
+  so a dropped connection leaves no half-applied write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from services.blockexport import iscsi_pdu as pdu, metrics as m
+from services.blockexport.iscsi_login import Login, Step
+from services.blockexport.iscsi_pdu import DecodeError, DigestError, LoginRequest
+from services.blockexport.iscsi_session import Session, Task, fixed_sense
+from shared import logs
+
+log = logs.get_logger("blockexport")
+
+LOGIN_MAX_DSL = 8192  # what a target may receive before it declares more (13.12)
+ABORTED_COMMAND = 0x0B
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.login: Login | None = None
+        self.session: Session | None = None
+        self.export = None  # the served export (iscsi_server.Served) of a normal session
+        self.disk = None
+        self.lu = None
+        self.mac: str | None = None
+        self.initiator = ""
+        self.nexus = ""
+        self.key: tuple[str, bytes, str] | None = None
+        self.address = ""
+        self.portal = ""
+        self.hd = self.dd = False
+        self.limit = LOGIN_MAX_DSL
+        self.closed = False
+        self.paused = False
+        self.holding = False  # the last login step waits for the host lookup
+        self.last_rx = time.monotonic()
+        self.timer: asyncio.TimerHandle | None = None
+        self.phase = "login"
+        self.read_once = False
+        self.end_reason = "closed"
+
+    # -- asyncio ---------------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("", 0)
+        sock = transport.get_extra_info("sockname") or ("", 0)
+        self.address = peer[0]
+        host = sock[0]
+        self.portal = f"[{host}]:{sock[1]}" if ":" in host else f"{host}:{sock[1]}"
+        raw = transport.get_extra_info("socket")
+        if raw is not None:
+            try:
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60)
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 6)
+            except OSError:
+                pass
+        if not self.server.admit(self):
+            self.closed = True
+            transport.abort()
+            return
+        self.login = self.server.new_login(self)
+        self.timer = asyncio.get_running_loop().call_later(
+            self.server.section.iscsi_login_timeout, self._login_expired)
+
+    def connection_lost(self, exc) -> None:
+        self._ended()
+
+    def pause_writing(self) -> None:  # the initiator does not read: stop reading its commands
+        self.paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_rx = time.monotonic()
+        self.buf += data
+        if not self.holding:
+            try:
+                self._frames()
+            except Exception as exc:  # noqa: BLE001 - a bug for one PDU ends one connection
+                log.exception("iscsi_pdu_failed", address=self.address, reason=str(exc))
+                self._pdu_error("protocol", str(exc))
+                self.close("internal_error")
+
+    # -- framing -----------------------------------------------------------------------------
+    def _frames(self) -> None:
+        buf = self.buf
+        while not self.closed and not self.holding and len(buf) >= pdu.BHS:
+            head, body = pdu.frame_lengths(buf[:pdu.BHS], self.hd, self.dd)
+            dsl = pdu.data_length(buf[:pdu.BHS])
+            if dsl > self.limit:
+                self._pdu_error("too_long", f"data segment of {dsl} bytes, more than the "
+                                f"{self.limit} we declared")
+                self.close("protocol")
+                return
+            total = pdu.BHS + head + body
+            if len(buf) < total:
+                return
+            raw = bytes(buf[:total])
+            del buf[:total]
+            self._pdu(raw)
+
+    def _pdu(self, raw: bytes) -> None:
+        try:
+            p = pdu.decode(raw, self.hd, self.dd)
+        except DigestError as exc:
+            m.ISCSI_DIGEST_ERRORS.labels(exc.which).inc()
+            log.debug("iscsi_digest_error", which=exc.which, address=self.address)
+            if exc.which == "header" or self.session is None:
+                self.close("digest")
+                return
+            self._data_digest_error(raw)
+            return
+        except DecodeError as exc:
+            self._pdu_error(exc.reason, str(exc))
+            if self.session is None:
+                self.close("protocol")
+            else:
+                self._reject(pdu.RejectReason.INVALID_PDU_FIELD, raw[:pdu.BHS])
+            return
+        if self.session is None:
+            if not isinstance(p, LoginRequest):
+                self._pdu_error("protocol", f"opcode {p.op:#04x} before the login finished")
+                self.close("protocol")
+                return
+            self._login_step(p)
+            return
+        self.session.receive(p)
+        self._flush()
+
+    def _pdu_error(self, reason: str, detail: str) -> None:
+        m.ISCSI_PDU_ERRORS.labels(m.pdu_error_reason(reason)).inc()
+        log.debug("iscsi_pdu_error", reason=reason, detail=detail, address=self.address)
+
+    def _data_digest_error(self, raw: bytes) -> None:
+        """Reject it; a command waiting for this data ends with ABORTED COMMAND (CRC error)."""
+        try:
+            p = pdu.decode(raw[:-4], self.hd, False)
+        except DecodeError:
+            self.close("digest")
+            return
+        self._reject(pdu.RejectReason.DATA_DIGEST, raw[:pdu.BHS])
+        task = self.session.tasks.get(getattr(p, "itt", -1))
+        if task is not None and not task.executing:
+            self.session.fail_task(task, fixed_sense(ABORTED_COMMAND, 0x47, 0x05))
+            self._flush()
+
+    def _reject(self, reason: int, bhs: bytes) -> None:
+        s = self.session
+        header, data = pdu.reject(s.numbers(), reason, bhs)
+        self._write([pdu.frame(header, data, self.hd, self.dd)])
+
+    # -- login -------------------------------------------------------------------------------
+    def _login_step(self, req: LoginRequest) -> None:
+        step = self.login.receive(req)
+        if step.state == "failed":
+            self._write([step.response])
+            self.server.login_failed(self, step.reason, step.detail)
+            self.close("login_failed")
+            return
+        if step.state == "continue":
+            self._write([step.response])
+            return
+        self.holding = True  # the host lookup (Redis) decides before the answer goes out
+        asyncio.get_running_loop().create_task(self._finish_login(req, step))
+
+    async def _finish_login(self, req: LoginRequest, step: Step) -> None:
+        try:
+            refusal = await self.server.logged_in(self, self.login)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not leave a hung login
+            log.exception("iscsi_login_failed", reason=str(exc))
+            refusal = ("export_down", f"internal error: {exc}")
+        if self.closed:
+            return
+        if refusal is not None:
+            reason, detail = refusal
+            failed = self.login._fail(req, (2, 2) if reason in ("no_host", "not_allowed")
+                                      else (3, 1), reason, detail)
+            self._write([failed.response])
+            self.server.login_failed(self, reason, detail)
+            self.close("login_failed")
+            return
+        self._write([step.response])
+        if self.timer is not None:
+            self.timer.cancel()
+        self.holding = False
+        self._frames()
+
+    def start_session(self, session: Session) -> None:
+        self.session = session
+        params = session.p
+        self.hd, self.dd = params.header_digest, params.data_digest
+        self.limit = params.max_recv_dsl
+        self.phase = "discovery" if session.discovery else "normal"
+        self._arm_idle()
+
+    def _login_expired(self) -> None:
+        if self.session is None and not self.closed:
+            self.server.login_failed(self, "timeout", "the login did not finish in "
+                                     f"{self.server.section.iscsi_login_timeout:g}s")
+            self.close("login_timeout")
+
+    def _arm_idle(self) -> None:
+        section = self.server.section
+        period = min(x for x in (section.iscsi_nop_interval, section.iscsi_idle_timeout, 3600)
+                     if x > 0)
+        self.timer = asyncio.get_running_loop().call_later(period, self._idle_check)
+
+    def _idle_check(self) -> None:
+        if self.closed or self.session is None:
+            return
+        section = self.server.section
+        quiet = time.monotonic() - self.last_rx
+        if section.iscsi_idle_timeout and quiet >= section.iscsi_idle_timeout:
+            log.info("iscsi_idle_timeout", address=self.address, initiator=self.initiator,
+                     seconds=round(quiet))
+            self.close("idle")
+            return
+        if section.iscsi_nop_interval and quiet >= section.iscsi_nop_interval \
+                and not self.session.executing():
+            self.session.ping()
+            self._flush()
+        self._arm_idle()
+
+    # -- the full feature phase ----------------------------------------------------------------
+    def _flush(self) -> None:
+        out = self.session.drain()
+        if out.errors:
+            for label in out.errors:
+                self._pdu_error(label, "session")
+        if out.send:
+            self._write(out.send)
+        for task in out.execute:
+            self.server.execute(self, task)
+        for kind, lun in out.resets:
+            self.server.reset(self, kind, lun)
+        if out.close:
+            self.close(out.close)
+
+    def completed(self, task: Task, status: int, data_in: bytes, sense: bytes, overflow: int,
+                  underflow: int) -> None:
+        if self.closed or self.session is None:
+            return
+        self.session.complete(task, status, data_in, sense, overflow, underflow)
+        self._flush()
+
+    def _write(self, frames: list[bytes]) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.writelines(frames)
+
+    def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.end_reason = reason
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()  # what is written still goes out
+        self._ended()
+
+    def _ended(self) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.server.ended(self)
