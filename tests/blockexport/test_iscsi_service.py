@@ -105,7 +105,7 @@ def test_libiscsi_tools_and_data(unix_redis, service, tmp_path):
     assert login["export"] == "plain" and login["initiator"] == INITIATOR
     attach = [e for e in events(r, "blockexport.attach") if e.get("transport") == "iscsi"]
     assert attach and attach[-1]["export"] == "plain"
-    assert svc.metric("bootyard_blockexport_bytes_total", export="plain",
+    assert svc.metric("bootyard_blockexport_transferred_bytes_total", export="plain",
                       direction="write") >= len(blob) + len(big)
 
 
