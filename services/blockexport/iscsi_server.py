@@ -141,6 +141,15 @@ class Served:
     worker: Worker
     golden_lu: scsi.LogicalUnit | None = None
     conns: set = dataclasses.field(default_factory=set)
+    counters: dict = dataclasses.field(default_factory=dict)  # metric children (labels() is slow)
+
+    def __post_init__(self) -> None:
+        name = self.record.name
+        self.counters = {("op", op): m.OPERATIONS.labels(name, op)
+                         for op in ("read", "write", "flush", "other")}
+        self.counters.update({("bytes", d): m.BYTES.labels(name, d) for d in ("read", "write")})
+        self.counters.update({("status", s): m.ISCSI_COMMANDS.labels(name, s)
+                              for s in ("good", "check_condition", "other")})
 
 
 def disk_changed(old: Export, new: Export) -> bool:
@@ -436,12 +445,13 @@ class IscsiServer:
         if served is None:
             return
         name = served.record.name
+        counters = served.counters
         opcode = request.cdb[0] if request.cdb else -1
         op = "read" if opcode in READS else "write" if opcode in WRITES else \
             "flush" if opcode in SYNCS else "other"
-        m.OPERATIONS.labels(name, op).inc()
+        counters["op", op].inc()
         if op == "read":
-            m.BYTES.labels(name, "read").inc(len(response.data_in))
+            counters["bytes", "read"].inc(len(response.data_in))
             if not conn.read_once and response.status == 0:
                 conn.read_once = True
                 self.events.emit("blockexport.first_read", mac=conn.mac, export=name,
@@ -450,14 +460,12 @@ class IscsiServer:
                                      else request.cdb[2:10] if opcode == 0x88 else b"\0",
                                      "big"))
         elif op == "write":
-            m.BYTES.labels(name, "write").inc(len(request.data_out))
+            counters["bytes", "write"].inc(len(request.data_out))
         if op != "other":
             m.LATENCY_BY[op].observe(seconds)
-        if response.status not in (0, 0x02):
-            m.ISCSI_COMMANDS.labels(name, "other").inc()
-        else:
-            m.ISCSI_COMMANDS.labels(name, "good" if response.status == 0
-                                    else "check_condition").inc()
+        status = response.status
+        counters["status", "good" if status == 0 else "check_condition" if status == 2
+                 else "other"].inc()
 
     def reset(self, conn: Connection, kind: str, lun: int) -> None:
         served = conn.export
