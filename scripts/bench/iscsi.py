@@ -16,7 +16,8 @@ Each run lasts ``--seconds``; the target's CPU time (utime + stime of its proces
 over the run divided by the I/Os is its CPU per I/O. Medians over the rounds are printed per
 case; the last line is (1 session; MB = 10^6 bytes)
 
-    RESULT iscsi seq_mbps=<ours> tgtd_seq_mbps=<theirs> ratio_seq=<r> rand_iops=<ours> tgtd_rand_iops=<theirs> ratio_rand=<r>
+    RESULT iscsi seq_mbps=<ours> tgtd_seq_mbps=<theirs> ratio_seq=<r> rand_iops=<ours> \
+        tgtd_rand_iops=<theirs> ratio_rand=<r>      (one line)
 """
 
 from __future__ import annotations

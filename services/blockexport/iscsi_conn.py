@@ -57,6 +57,7 @@ class Connection(asyncio.Protocol):
         self.phase = "login"
         self.read_once = False
         self.end_reason = "closed"
+        self.corked: list[bytes] | None = None
 
     # -- asyncio ---------------------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -271,8 +272,21 @@ class Connection(asyncio.Protocol):
         self._flush()
 
     def _write(self, frames: list[bytes]) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.writelines(frames)
+        if self.transport is None or self.closed:
+            return
+        if self.corked is not None:  # completions of one batch leave in one send
+            self.corked += frames
+            return
+        self.transport.writelines(frames)
+
+    def cork(self) -> None:
+        if self.corked is None:
+            self.corked = []
+
+    def uncork(self) -> None:
+        frames, self.corked = self.corked, None
+        if frames:
+            self._write(frames)
 
     def close(self, reason: str) -> None:
         if self.closed:

@@ -100,13 +100,16 @@ def test_libiscsi_tools_and_data(unix_redis, service, tmp_path):
     assert w.fields(bhs)["itt"] == 99 and data == b"ping"
     c.logout()
     c.close()
-    wait_for(lambda: events(r, "blockexport.iscsi_logout"), 10, what="logout event")
-    login = events(r, "blockexport.iscsi_login")[-1]
-    assert login["export"] == "plain" and login["initiator"] == INITIATOR
+    wait_for(lambda: [e for e in events(r, "blockexport.iscsi_logout")
+                      if e["initiator"] == INITIATOR and e["reason"] == "logout"], 10,
+             what="our logout event")
+    login = [e for e in events(r, "blockexport.iscsi_login") if e["initiator"] == INITIATOR]
+    assert login and login[-1]["export"] == "plain" and login[-1]["address"] == "127.0.0.1"
     attach = [e for e in events(r, "blockexport.attach") if e.get("transport") == "iscsi"]
-    assert attach and attach[-1]["export"] == "plain"
-    assert svc.metric("bootyard_blockexport_bytes_total", export="plain",
-                      direction="write") >= len(blob) + len(big)
+    assert {e["export"] for e in attach} == {"plain", "other"}
+    wait_for(lambda: svc.metric("bootyard_blockexport_bytes_total", export="plain",
+                                direction="write") >= len(blob) + len(big), 10,
+             what="bytes written counted")
 
 
 def test_chap_required_and_refused(unix_redis, service, tmp_path):
