@@ -65,12 +65,19 @@ def build_writer(workdir: Path) -> Path:
 class Tgtd:
     def __init__(self, workdir: Path, image: Path) -> None:
         self.port = free_port()
-        self.control = str(40000 + os.getpid() % 20000)
         self.log = (workdir / "tgtd.log").open("w")
-        self.proc = subprocess.Popen(["tgtd", "-f", "-C", self.control, "--iscsi",
-                                      f"portal=127.0.0.1:{self.port}"],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(self._ready, 20, what="tgtd to answer tgtadm")
+        for attempt in range(20):  # its own control socket (-C, at most 32767), not in use
+            self.control = str(2000 + (os.getpid() + attempt * 997) % 28000)
+            self.proc = subprocess.Popen(["tgtd", "-f", "-C", self.control, "--iscsi",
+                                          f"portal=127.0.0.1:{self.port}"],
+                                         stdout=self.log, stderr=subprocess.STDOUT)
+            try:
+                wait_for(self._ready, 20, what="tgtd to answer tgtadm")
+                break
+            except RuntimeError:
+                continue
+        else:
+            raise RuntimeError(f"tgtd did not start: {(workdir / 'tgtd.log').read_text()}")
         adm = ["tgtadm", "-C", self.control, "--lld", "iscsi"]
         for argv in (["--op", "new", "--mode", "target", "--tid", "1", "-T", TGT_IQN],
                      ["--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1",
