@@ -381,13 +381,17 @@ class IscsiServer:
             log.info("iscsi_discovery", initiator=conn.initiator, address=conn.address)
         return None
 
-    async def _host(self, initiator: str, address: str):
+    def _candidates(self, initiator: str) -> list:
+        """The hosts ``initiator`` is the rendered name of (the index follows the inventory)."""
         version = getattr(self.cache, "version", 0)
         if self._names[0] != version or version == 0:
             index = iscsi_hosts.names_index(self.cache.hosts(), self.cache.profile,
                                             self.section.initiator_prefix)
             self._names = (version, index)
-        candidates = self._names[1].get(initiator.lower(), [])
+        return self._names[1].get(initiator.lower(), [])
+
+    async def _host(self, initiator: str, address: str):
+        candidates = self._candidates(initiator)
         if not candidates:
             return None
         holder = None
@@ -415,9 +419,16 @@ class IscsiServer:
         login = conn.login
         initiator = login.initiator if login else ""
         target = login.target.export if login and login.target else ""
+        mac = conn.mac
+        if mac is None and initiator:  # on the host's timeline when its reservation says so
+            try:
+                host = iscsi_hosts.match(self._candidates(initiator), conn.address, None)
+            except InventoryUnavailable:
+                host = None
+            mac = host.mac if host else None
         log.warning("iscsi_login_failed", reason=reason, detail=detail, address=conn.address,
-                    initiator=initiator, export=target)
-        self.events.emit("blockexport.iscsi_login_failed", mac=conn.mac, reason=reason,
+                    initiator=initiator, export=target, mac=mac or "")
+        self.events.emit("blockexport.iscsi_login_failed", mac=mac, reason=reason,
                          export=target, initiator=initiator, address=conn.address)
 
     def ended(self, conn: Connection) -> None:
