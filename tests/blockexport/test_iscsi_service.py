@@ -274,3 +274,51 @@ def test_dropped_connection_leaves_no_half_write(unix_redis, service, tmp_path):
     again.login(IQN_PLAIN, INITIATOR)
     assert again.read10(64, blocks) == data[64 * 512:(64 + blocks) * 512]
     again.close()
+
+
+def test_exports_follow_the_inventory_live(unix_redis, service, tmp_path):
+    disk = tmp_path / "plain.img"
+    data = make_disk(disk, 7)
+    r = unix_redis.client()
+    svc = service()
+    url = f"iscsi://127.0.0.1:{svc.port}"
+    # added: served within a second or so, no restart
+    r.hset("bootyard:export:live", mapping={"kind": "iscsi", "backing": str(disk),
+                                             "iqn": "iqn.2026-11.org.example:live"})
+    wait_for(lambda: "iqn.2026-11.org.example:live" in run("iscsi-ls", url).stdout, 10,
+             what="the new export listed")
+    c = Client("127.0.0.1", svc.port)
+    c.login("iqn.2026-11.org.example:live", INITIATOR)
+    assert c.read10(0, 1) == data[:512]
+    # a second export with the same iqn is not served, and says why
+    r.hset("bootyard:export:twin", mapping={"kind": "iscsi", "backing": str(disk),
+                                             "iqn": "iqn.2026-11.org.example:live"})
+    wait_for(lambda: "is already served for export 'live'" in svc.log(), 10, what="iqn clash")
+    assert svc.metric("bootyard_blockexport_export_up", export="twin") == 0
+    # a backing store that cannot be opened
+    r.hset("bootyard:export:broken", mapping={"kind": "iscsi", "backing": str(tmp_path / "no"),
+                                               "iqn": "iqn.2026-11.org.example:broken"})
+    wait_for(lambda: "key=bootyard:export:broken field=backing" in svc.log(), 10,
+             what="the broken export reported")
+    # a new disk for the export: its sessions are closed, the initiator logs in again
+    other = tmp_path / "other.img"
+    other_data = make_disk(other, 8)
+    r.hset("bootyard:export:live", "backing", str(other))
+    c.sock.settimeout(10)
+    wait_for(lambda: c.sock.recv(65536) == b"", 10, what="the old session closed")
+    c.close()
+    c = Client("127.0.0.1", svc.port)
+    c.login("iqn.2026-11.org.example:live", INITIATOR)
+    assert c.read10(0, 1) == other_data[:512]
+    # removed: its session is closed, logins are refused as an unknown target (the twin, which
+    # would take the free iqn over, goes first)
+    r.delete("bootyard:export:twin")
+    r.delete("bootyard:export:live")
+    c.sock.settimeout(10)
+    wait_for(lambda: c.sock.recv(65536) == b"", 10, what="the session of a removed export closed")
+    c.close()
+    c = Client("127.0.0.1", svc.port)
+    with pytest.raises(LoginFailed) as info:
+        c.login("iqn.2026-11.org.example:live", INITIATOR)
+    assert info.value.status == (2, 3)
+    c.close()
