@@ -32,7 +32,8 @@ def feed(s: Session, raw: bytes):
 
 
 def sent(out) -> list[tuple[dict, bytes]]:
-    return [(w.fields(bhs), data) for frame in out.send for bhs, data in w.split(frame)]
+    stream = b"".join(bytes(part) for part in out.send)
+    return [(w.fields(bhs), data) for bhs, data in w.split(stream)]
 
 
 def test_read_split_with_status_in_the_last_data_in():
