@@ -201,8 +201,9 @@ class Connection(asyncio.Protocol):
             return
         if refusal is not None:
             reason, detail = refusal
-            failed = self.login._fail(req, (2, 2) if reason in ("no_host", "not_allowed")
-                                      else (3, 1), reason, detail)
+            status = {"no_host": (2, 2), "not_allowed": (2, 2),
+                      "unknown_target": (2, 3)}.get(reason, (3, 1))
+            failed = self.login.refuse(req, status, reason, detail)
             self._write([failed.response])
             self.server.login_failed(self, reason, detail)
             self.close("login_failed")
