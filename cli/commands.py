@@ -243,9 +243,6 @@ def _add_field_options(sub: argparse.ArgumentParser, kind, verb: str) -> None:
         extra = " (required)" if spec.required and verb == "add" else ""
         sub.add_argument(f"--{fname.replace('_', '-')}", dest=f"field_{fname}", metavar="VALUE",
                          help=spec.doc + extra)
-        if spec.secret:  # a value on the command line is visible in ps and shell history
-            sub.add_argument(f"--{fname.replace('_', '-')}-file", dest=f"file_{fname}",
-                             metavar="PATH", help=f"read {fname} from a file ('-': stdin)")
     if kind.has_vars:
         sub.add_argument("--var", action="append", default=[], metavar="KEY=VALUE",
                          help="template variable (repeatable; KEY= removes it)")
@@ -258,14 +255,6 @@ def _changes(args: argparse.Namespace, kind) -> dict[str, str]:
     changes = {}
     for fname in kind.fields:
         value = getattr(args, f"field_{fname}", None)
-        path = getattr(args, f"file_{fname}", None)
-        if path is not None:
-            try:
-                value = (sys.stdin.read() if path == "-" else
-                         open(path, encoding="utf-8").read()).rstrip("\r\n")
-            except OSError as exc:
-                raise CliError(f"--{fname.replace('_', '-')}-file {path}: {exc.strerror}") \
-                    from None
         if value is not None:
             changes[fname] = value
     for item in getattr(args, "var", []) or []:

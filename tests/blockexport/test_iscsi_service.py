@@ -152,14 +152,6 @@ def test_chap_required_and_refused(unix_redis, service, tmp_path):
                                text=True, env=env, timeout=60, cwd=str(REPO))
         assert shown.returncode == 0, shown.stderr
         assert "(hidden)" in shown.stdout and SECRET not in shown.stdout, shown.stdout
-    # a secret from a file (or stdin), never on the command line
-    (tmp_path / "secret").write_text("another-secret-99\n")
-    added = subprocess.run([sys.executable, "-m", "cli", "blockexport", "set", "chap",
-                            "--chap-mutual-secret-file", str(tmp_path / "secret")],
-                           capture_output=True, text=True, env=env, timeout=60, cwd=str(REPO))
-    assert added.returncode == 0, added.stderr
-    assert r.hget("bootyard:export:chap", "chap_mutual_secret") == "another-secret-99"
-    assert "another-secret-99" not in added.stdout + added.stderr
 
 
 def test_sessions_belong_to_hosts(unix_redis, service, tmp_path):
