@@ -96,7 +96,7 @@ BOOT_PIPELINE = [
          "Requests refused with 401/403"),
     ]),
     ("Block export", [
-        ("Throughput per export (AoE and iSCSI)", "timeseries", "Bps",
+        ("AoE throughput per export", "timeseries", "Bps",
          [("{{export}} {{direction}}", f"sum by (export, direction) (rate(bootyard_blockexport_bytes_total[{R}]))")],
          "Bytes initiators read and wrote (writes counted once durable)"),
         ("AoE latency (p99) and writes per sync", "timeseries", "s",
