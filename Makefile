@@ -43,7 +43,7 @@ test-fast: install
 
 ## bench: every service against its peer, one after the other (root; ~25 min); each run's log
 ## goes to build/bench/<name>.log and the RESULT lines are printed together at the end
-BENCHES ?= bench-dhcp bench-tftp bench-http bench-boot bench-aoe bench-mirror
+BENCHES ?= bench-dhcp bench-tftp bench-http bench-boot bench-aoe bench-mirror bench-iscsi
 bench: install
 	@mkdir -p build/bench; \
 	for b in $(BENCHES); do \

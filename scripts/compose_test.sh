@@ -158,9 +158,9 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-for port in 9101 9102 9104; do
+for port in 9101 9102 9104 3260; do
     if "$PY" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $port)) != 0)"; then
-        fail "port $port is taken on this host: the host-network dhcp/tftp/blockexport metrics need it"
+        fail "port $port is taken on this host: the host-network dhcp/tftp/blockexport metrics (and blockexport's iSCSI, 3260) need it"
     fi
 done
 
@@ -195,7 +195,8 @@ done
 grep -q '^setup exited' "$tmp/ps" || fail "setup did not run"
 dc logs --no-color setup | grep -q 'setup: created subnet lan' || fail "setup did not create the subnet"
 # What the processes really hold: dhcp exactly NET_BIND_SERVICE|NET_ADMIN|NET_RAW (bits 10, 12,
-# 13), tftp exactly NET_BIND_SERVICE, http none and not root.
+# 13), tftp exactly NET_BIND_SERVICE, blockexport NET_RAW|NET_BIND_SERVICE (AoE, iSCSI's 3260),
+# http none and not root.
 caps() { dc exec -T "$1" sh -c 'grep "^CapEff" /proc/1/status' | awk '{print $2}'; }
 if [[ " ${present[*]} " == *" dhcp "* ]]; then
     [ "$(caps dhcp)" = 0000000000003400 ] || fail "dhcp holds capabilities $(caps dhcp), not exactly NET_RAW, NET_ADMIN, NET_BIND_SERVICE"
@@ -204,7 +205,7 @@ if [[ " ${present[*]} " == *" tftp "* ]]; then
     [ "$(caps tftp)" = 0000000000000400 ] || fail "tftp holds capabilities $(caps tftp), not exactly NET_BIND_SERVICE"
 fi
 if [[ " ${present[*]} " == *" blockexport "* ]]; then
-    [ "$(caps blockexport)" = 0000000000002000 ] || fail "blockexport holds capabilities $(caps blockexport), not exactly NET_RAW"
+    [ "$(caps blockexport)" = 0000000000002400 ] || fail "blockexport holds capabilities $(caps blockexport), not exactly NET_RAW, NET_BIND_SERVICE"
 fi
 if [[ " ${present[*]} " == *" http "* ]]; then
     [ "$(caps http)" = 0000000000000000 ] || fail "http holds capabilities $(caps http)"
@@ -317,6 +318,23 @@ if [[ " ${present[*]} " == *" blockexport "* ]]; then
         --lba 0 --count 4 --timeout 20) || fail "aoe-probe read no block from the blockexport container"
     grep -q "md5 $want " <<<"$aoe_out" || fail "aoe-probe read other bytes: $aoe_out"
     say "step 4f: ok ($(head -1 <<<"$aoe_out"))"
+
+    say "step 4f: an iSCSI login and read from $NS through the blockexport container"
+    rcli HSET bootyard:export:compose-iscsi kind iscsi backing /var/lib/bootyard/exports/compose-test.img \
+        iqn iqn.2026-11.org.bootyard:compose-test readonly yes >/dev/null
+    listing=""
+    for _ in $(seq 1 20); do  # the export is served within a second of the write
+        listing=$(timeout 20 ip netns exec "$NS" iscsi-ls -s "iscsi://$SERVER:3260" 2>&1) || true
+        grep -q "Target:iqn.2026-11.org.bootyard:compose-test" <<<"$listing" && break
+        sleep 0.5
+    done
+    grep -q "Target:iqn.2026-11.org.bootyard:compose-test" <<<"$listing" \
+        || fail "iscsi-ls from $NS did not list the test target: $listing"
+    iscsi_out=$(ip netns exec "$NS" "$PY" scripts/iscsi-probe.py --portal "$SERVER:3260" \
+        --target iqn.2026-11.org.bootyard:compose-test --lba 0 --count 4) \
+        || fail "iscsi-probe read no block from the blockexport container"
+    grep -q "md5 $want " <<<"$iscsi_out" || fail "iscsi-probe read other bytes: $iscsi_out"
+    say "step 4f: ok (iSCSI: $(head -1 <<<"$iscsi_out"))"
 fi
 
 if [[ " ${present[*]} " == *" mirrorsync "* ]]; then

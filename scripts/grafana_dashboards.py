@@ -115,6 +115,20 @@ BOOT_PIPELINE = [
           ("initiators {{export}}", "bootyard_blockexport_initiators"),
           ("overlay GiB {{export}}", "bootyard_blockexport_overlay_bytes / 2^30")],
          "Exports served (alert BootyardExportDown at 0), attached initiators, copy-on-write bytes"),
+        ("iSCSI sessions and connections", "timeseries", "none",
+         [("sessions {{export}}", "bootyard_blockexport_iscsi_sessions"),
+          ("connections {{phase}}", "bootyard_blockexport_iscsi_connections")],
+         "iSCSI sessions logged in per export (target); TCP connections logging in, in normal and "
+         "in discovery sessions"),
+        ("iSCSI login failures and PDU errors", "timeseries", "ops",
+         [("login failed {{reason}}",
+           f"sum by (reason) (rate(bootyard_blockexport_iscsi_login_failures_total[{R}]))"),
+          ("PDU error {{reason}}",
+           f"sum by (reason) (rate(bootyard_blockexport_iscsi_pdu_errors_total[{R}]))"),
+          ("digest error {{which}}",
+           f"sum by (which) (rate(bootyard_blockexport_iscsi_digest_errors_total[{R}]))")],
+         "Logins refused (chap, not_allowed, no_host, unknown_target, timeout ...) and PDUs "
+         "rejected or that closed their connection; `bootyard events --host MAC` says whose"),
     ]),
     ("Mirror sync", [
         ("Mirror freshness (age of the published tree)", "timeseries", "s",

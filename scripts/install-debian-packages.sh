@@ -17,6 +17,8 @@ PACKAGES=(
     nginx-light wrk                   # HTTP peer and load client
     vblade                            # AoE peer (the block export benchmark and comparisons)
     libiscsi-bin tgt open-iscsi       # iSCSI peers: iscsi-test-cu/iscsi-perf/iscsi-ls, tgtd, iscsiadm/iscsistart
+    libiscsi-dev gcc libc6-dev        # make bench-iscsi builds its libiscsi write client (iscsi-perf only reads)
+    dosfstools mtools                 # an EFI system disk without loop devices (iPXE EFI sanboot test)
     redis-sentinel                    # Redis failover tests (3 sentinels, a master and a replica)
     openipmi ipmitool                 # power control: OpenIPMI's BMC simulator (ipmi_sim) and the IPMI client
     tshark tcpdump                    # packet captures

@@ -57,6 +57,7 @@ class Connection(asyncio.Protocol):
         self.phase = "login"
         self.read_once = False
         self.end_reason = "closed"
+        self.corked: list[bytes] | None = None
 
     # -- asyncio ---------------------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -200,8 +201,9 @@ class Connection(asyncio.Protocol):
             return
         if refusal is not None:
             reason, detail = refusal
-            failed = self.login._fail(req, (2, 2) if reason in ("no_host", "not_allowed")
-                                      else (3, 1), reason, detail)
+            status = {"no_host": (2, 2), "not_allowed": (2, 2),
+                      "unknown_target": (2, 3)}.get(reason, (3, 1))
+            failed = self.login.refuse(req, status, reason, detail)
             self._write([failed.response])
             self.server.login_failed(self, reason, detail)
             self.close("login_failed")
@@ -271,8 +273,21 @@ class Connection(asyncio.Protocol):
         self._flush()
 
     def _write(self, frames: list[bytes]) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.writelines(frames)
+        if self.transport is None or self.closed:
+            return
+        if self.corked is not None:  # completions of one batch leave in one send
+            self.corked += frames
+            return
+        self.transport.writelines(frames)
+
+    def cork(self) -> None:
+        if self.corked is None:
+            self.corked = []
+
+    def uncork(self) -> None:
+        frames, self.corked = self.corked, None
+        if frames:
+            self._write(frames)
 
     def close(self, reason: str) -> None:
         if self.closed:

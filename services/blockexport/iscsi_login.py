@@ -485,6 +485,11 @@ class Login:
         self.statsn = (self.statsn + 1) & 0xFFFFFFFF
         return pdu.frame(header, data)
 
+    def refuse(self, req: LoginRequest, status: tuple[int, int], reason: str,
+               detail: str) -> Step:
+        """A failed Login Response decided outside the negotiation (no host, export gone)."""
+        return self._fail(req, status, reason, detail)
+
     def _fail(self, req: LoginRequest, status: tuple[int, int], reason: str,
               detail: str, answers: list[tuple[str, str]] | None = None) -> Step:
         data = pdu.format_text(_dedupe(answers)) if answers else b""

@@ -1,4 +1,4 @@
-"""iSCSI PDUs (RFC 7143 section 11) <-> frozen dataclasses. Pure: no sockets, no clock.
+"""iSCSI PDUs (RFC 7143 section 11) <-> dataclasses. Pure: no sockets, no clock.
 
 A PDU is a 48-byte Basic Header Segment (BHS), Additional Header Segments (AHS, 4-byte words,
 ``TotalAHSLength``), an optional header digest, a data segment padded to 4 bytes and an optional
@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import struct
+from typing import NamedTuple
 
 from crc32c import crc32c as _crc32c
 
@@ -102,8 +103,10 @@ class TmfResponse(enum.IntEnum):
 
 
 # -- received PDUs ------------------------------------------------------------------------------
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which made decoding
+# a SCSI Command take 12 us instead of 5 (measured); nothing changes a PDU after decode.
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Pdu:
     """What every PDU has: its opcode, the I bit, the raw BHS (a Reject carries it back)."""
     op: int
@@ -111,7 +114,7 @@ class Pdu:
     bhs: bytes
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class NopOut(Pdu):
     lun: int
     itt: int  # 0xffffffff: no NOP-In wanted (an answer to ours, or a one-way ping)
@@ -121,7 +124,7 @@ class NopOut(Pdu):
     data: bytes
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class ScsiCommand(Pdu):
     final: bool  # F: no unsolicited Data-Out follows
     read: bool  # R
@@ -136,7 +139,7 @@ class ScsiCommand(Pdu):
     data: bytes  # immediate data
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class TaskMgmtRequest(Pdu):
     function: int
     lun: int
@@ -147,7 +150,7 @@ class TaskMgmtRequest(Pdu):
     ref_cmdsn: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class LoginRequest(Pdu):
     transit: bool  # T
     cont: bool  # C
@@ -164,7 +167,7 @@ class LoginRequest(Pdu):
     data: bytes
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class TextRequest(Pdu):
     final: bool
     cont: bool
@@ -176,7 +179,7 @@ class TextRequest(Pdu):
     data: bytes
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class DataOut(Pdu):
     final: bool
     lun: int
@@ -188,7 +191,7 @@ class DataOut(Pdu):
     data: bytes
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class LogoutRequest(Pdu):
     reason: int  # 0 close the session, 1 close the connection, 2 remove it for recovery
     itt: int
@@ -197,13 +200,13 @@ class LogoutRequest(Pdu):
     expstatsn: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class SnackRequest(Pdu):
     type: int
     itt: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Unknown(Pdu):
     """An opcode a target never receives (a target opcode, a vendor one): Rejected."""
 
@@ -318,9 +321,8 @@ def _extended_cdb(ahs: bytes, cdb: bytes) -> bytes:
 
 # -- sent PDUs ------------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Numbers:
-    """StatSN, ExpCmdSN and MaxCmdSN as a PDU carries them."""
+class Numbers(NamedTuple):
+    """StatSN, ExpCmdSN and MaxCmdSN as a PDU carries them (a tuple: made twice a command)."""
     statsn: int
     expcmdsn: int
     maxcmdsn: int

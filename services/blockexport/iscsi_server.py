@@ -126,10 +126,16 @@ class Worker:
 
 def _deliver(done) -> None:
     now = time.perf_counter()
+    corked = set()
     for conn, task, request, response, started in done:
         conn.server.account(conn, request, response, now - started)
+        if conn not in corked:
+            conn.cork()
+            corked.add(conn)
         conn.completed(task, response.status, response.data_in, response.sense,
                        response.overflow, response.underflow)
+    for conn in corked:
+        conn.uncork()
 
 
 @dataclasses.dataclass
@@ -141,6 +147,26 @@ class Served:
     worker: Worker
     golden_lu: scsi.LogicalUnit | None = None
     conns: set = dataclasses.field(default_factory=set)
+    counters: dict = dataclasses.field(default_factory=dict)  # metric children (labels() is slow)
+    tally: dict = dataclasses.field(default_factory=dict)  # counts not yet in the metrics
+
+    def __post_init__(self) -> None:
+        name = self.record.name
+        self.counters = {("op", op): m.OPERATIONS.labels(name, op)
+                         for op in ("read", "write", "flush", "other")}
+        self.counters.update({("bytes", d): m.BYTES.labels(name, d) for d in ("read", "write")})
+        self.counters.update({("status", s): m.ISCSI_COMMANDS.labels(name, s)
+                              for s in ("good", "check_condition", "other")})
+        self.tally = dict.fromkeys(self.counters, 0)
+
+    def flush_counts(self) -> None:
+        """Move the per-command counts into the metrics (a Python add per command is a tenth
+        of a prometheus-client inc; flushed every second and when the export goes)."""
+        tally = self.tally
+        for key, value in tally.items():
+            if value:
+                self.counters[key].inc(value)
+                tally[key] = 0
 
 
 def disk_changed(old: Export, new: Export) -> bool:
@@ -263,6 +289,7 @@ class IscsiServer:
         if self.by_iqn.get(iqn) is served:
             del self.by_iqn[iqn]
         log.info("export_withdrawn", export=name, transport="iscsi", reason=why)
+        served.flush_counts()
         for conn in list(served.conns):
             conn.close("export_withdrawn")
         served.worker.stop()
@@ -354,13 +381,17 @@ class IscsiServer:
             log.info("iscsi_discovery", initiator=conn.initiator, address=conn.address)
         return None
 
-    async def _host(self, initiator: str, address: str):
+    def _candidates(self, initiator: str) -> list:
+        """The hosts ``initiator`` is the rendered name of (the index follows the inventory)."""
         version = getattr(self.cache, "version", 0)
         if self._names[0] != version or version == 0:
             index = iscsi_hosts.names_index(self.cache.hosts(), self.cache.profile,
                                             self.section.initiator_prefix)
             self._names = (version, index)
-        candidates = self._names[1].get(initiator.lower(), [])
+        return self._names[1].get(initiator.lower(), [])
+
+    async def _host(self, initiator: str, address: str):
+        candidates = self._candidates(initiator)
         if not candidates:
             return None
         holder = None
@@ -388,9 +419,16 @@ class IscsiServer:
         login = conn.login
         initiator = login.initiator if login else ""
         target = login.target.export if login and login.target else ""
+        mac = conn.mac
+        if mac is None and initiator:  # on the host's timeline when its reservation says so
+            try:
+                host = iscsi_hosts.match(self._candidates(initiator), conn.address, None)
+            except InventoryUnavailable:
+                host = None
+            mac = host.mac if host else None
         log.warning("iscsi_login_failed", reason=reason, detail=detail, address=conn.address,
-                    initiator=initiator, export=target)
-        self.events.emit("blockexport.iscsi_login_failed", mac=conn.mac, reason=reason,
+                    initiator=initiator, export=target, mac=mac or "")
+        self.events.emit("blockexport.iscsi_login_failed", mac=mac, reason=reason,
                          export=target, initiator=initiator, address=conn.address)
 
     def ended(self, conn: Connection) -> None:
@@ -436,12 +474,13 @@ class IscsiServer:
         if served is None:
             return
         name = served.record.name
+        tally = served.tally
         opcode = request.cdb[0] if request.cdb else -1
         op = "read" if opcode in READS else "write" if opcode in WRITES else \
             "flush" if opcode in SYNCS else "other"
-        m.OPERATIONS.labels(name, op).inc()
+        tally["op", op] += 1
         if op == "read":
-            m.BYTES.labels(name, "read").inc(len(response.data_in))
+            tally["bytes", "read"] += len(response.data_in)
             if not conn.read_once and response.status == 0:
                 conn.read_once = True
                 self.events.emit("blockexport.first_read", mac=conn.mac, export=name,
@@ -450,14 +489,12 @@ class IscsiServer:
                                      else request.cdb[2:10] if opcode == 0x88 else b"\0",
                                      "big"))
         elif op == "write":
-            m.BYTES.labels(name, "write").inc(len(request.data_out))
+            tally["bytes", "write"] += len(request.data_out)
         if op != "other":
             m.LATENCY_BY[op].observe(seconds)
-        if response.status not in (0, 0x02):
-            m.ISCSI_COMMANDS.labels(name, "other").inc()
-        else:
-            m.ISCSI_COMMANDS.labels(name, "good" if response.status == 0
-                                    else "check_condition").inc()
+        status = response.status
+        tally["status", "good" if status == 0 else "check_condition" if status == 2
+              else "other"] += 1
 
     def reset(self, conn: Connection, kind: str, lun: int) -> None:
         served = conn.export
@@ -488,12 +525,19 @@ class IscsiServer:
             log.debug("attachment_not_published", export=export, mac=mac, reason=str(exc))
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
+        last_publish = 0.0
         while not stop.is_set():
+            now = time.monotonic()
+            publish = now - last_publish >= max(1.0, self.section.attach_timeout / 4)
             for served in list(self.served.values()):
-                for conn in list(served.conns):
-                    self._publish(served, conn)
+                served.flush_counts()
+                if publish:
+                    for conn in list(served.conns):
+                        self._publish(served, conn)
+            if publish:
+                last_publish = now
             try:
-                await asyncio.wait_for(stop.wait(), max(1.0, self.section.attach_timeout / 4))
+                await asyncio.wait_for(stop.wait(), 1.0)
             except TimeoutError:
                 pass
 

@@ -346,7 +346,13 @@ class Session:
                 else:
                     header = pdu.data_in(self.numbers(advance=False), task.itt, lun, datasn,
                                          offset, length, final=final)
-                send.append(self._frame(header, data[offset:end]))
+                if p.header_digest or p.data_digest:
+                    send.append(self._frame(header, data[offset:end]))
+                else:  # header, data and padding as they are: no copy of the data
+                    send.append(header)
+                    send.append(data[offset:end])
+                    if length & 3:
+                        send.append(bytes(4 - (length & 3)))
                 datasn += 1
                 offset = end
             if collapse:

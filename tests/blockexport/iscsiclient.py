@@ -34,6 +34,7 @@ class Client:
         self.itt = 1
         self.buf = b""
         self.max_send = 8192
+        self.lun = 0
 
     def close(self) -> None:
         self.sock.close()
@@ -105,7 +106,7 @@ class Client:
         itt, cmdsn = self.itt, self.cmdsn
         self.cmdsn += 1
         self.send(w.command(cdb, itt=itt, cmdsn=cmdsn, edtl=read or len(data),
-                            read=bool(read), write=bool(data)))
+                            read=bool(read), write=bool(data), lun=self.lun))
         got = bytearray()
         while True:
             bhs, seg = self.recv_pdu()
@@ -117,7 +118,7 @@ class Client:
                 while pos < offset + length:
                     n = min(self.max_send, offset + length - pos)
                     self.send(w.data_out(data[pos:pos + n], itt=itt, ttt=f["ttt"],
-                                         datasn=datasn, offset=pos,
+                                         datasn=datasn, offset=pos, lun=self.lun,
                                          final=pos + n >= offset + length))
                     pos += n
                     datasn += 1

@@ -100,13 +100,16 @@ def test_libiscsi_tools_and_data(unix_redis, service, tmp_path):
     assert w.fields(bhs)["itt"] == 99 and data == b"ping"
     c.logout()
     c.close()
-    wait_for(lambda: events(r, "blockexport.iscsi_logout"), 10, what="logout event")
-    login = events(r, "blockexport.iscsi_login")[-1]
-    assert login["export"] == "plain" and login["initiator"] == INITIATOR
+    wait_for(lambda: [e for e in events(r, "blockexport.iscsi_logout")
+                      if e["initiator"] == INITIATOR and e["reason"] == "logout"], 10,
+             what="our logout event")
+    login = [e for e in events(r, "blockexport.iscsi_login") if e["initiator"] == INITIATOR]
+    assert login and login[-1]["export"] == "plain" and login[-1]["address"] == "127.0.0.1"
     attach = [e for e in events(r, "blockexport.attach") if e.get("transport") == "iscsi"]
-    assert attach and attach[-1]["export"] == "plain"
-    assert svc.metric("bootyard_blockexport_transferred_bytes_total", export="plain",
-                      direction="write") >= len(blob) + len(big)
+    assert {e["export"] for e in attach} == {"plain", "other"}
+    wait_for(lambda: svc.metric("bootyard_blockexport_transferred_bytes_total",
+                                export="plain", direction="write") >= len(blob) + len(big), 10,
+             what="bytes written counted")
 
 
 def test_chap_required_and_refused(unix_redis, service, tmp_path):
@@ -116,6 +119,7 @@ def test_chap_required_and_refused(unix_redis, service, tmp_path):
     r.hset("bootyard:export:chap", mapping={"kind": "iscsi", "backing": str(disk),
                                              "iqn": IQN_CHAP, "chap_user": "web1",
                                              "chap_secret": SECRET})
+    r.hset("bootyard:host:52:54:00:00:00:05", mapping={"hostname": "chap1", "ip": "127.0.0.1"})
     svc = service()
     url = f"127.0.0.1:{svc.port}/{IQN_CHAP}/0"
     ok = run("iscsi-inq", f"iscsi://web1%{SECRET}@{url}", check=False)
@@ -125,9 +129,13 @@ def test_chap_required_and_refused(unix_redis, service, tmp_path):
         assert refused.returncode != 0
     c = Client("127.0.0.1", svc.port)
     with pytest.raises(LoginFailed) as info:
-        c.login(IQN_CHAP, INITIATOR, user="web1", secret="wrongsecret99")
+        c.login(IQN_CHAP, "iqn.2026-11.org.bootyard:chap1", user="web1", secret="wrongsecret99")
     assert info.value.status == (2, 1)
     c.close()
+    # the host's own timeline says why it could not log in
+    wait_for(lambda: [e for _, e in r.xrange("bootyard:events:52:54:00:00:00:05")
+                      if e.get("kind") == "blockexport.iscsi_login_failed"
+                      and e.get("reason") == "chap"], 10, what="chap failure on the host's timeline")
     c = Client("127.0.0.1", svc.port)
     c.login(IQN_CHAP, INITIATOR, user="web1", secret=SECRET)
     c.read10(0, 1)
@@ -239,3 +247,78 @@ def test_bad_input_answered_and_counted(unix_redis, service, tmp_path):
     assert svc.proc.poll() is None
     t0 = time.monotonic()
     assert time.monotonic() - t0 < 60
+
+
+def test_dropped_connection_leaves_no_half_write(unix_redis, service, tmp_path):
+    """A write whose data never all arrived is never applied, not even the part that came."""
+    disk = tmp_path / "plain.img"
+    data = make_disk(disk, 6)
+    r = unix_redis.client()
+    r.hset("bootyard:export:plain", mapping={"kind": "iscsi", "backing": str(disk),
+                                              "iqn": IQN_PLAIN})
+    r.hset("bootyard:host:52:54:00:00:00:07", mapping={"hostname": "web7", "ip": "127.0.0.1"})
+    svc = service()
+    c = Client("127.0.0.1", svc.port)
+    c.login(IQN_PLAIN, "iqn.2026-11.org.bootyard:web7", )
+    blocks = 512  # 256 KiB: R2Ts of 256 KiB (our MaxBurstLength offer is the lower one)
+    c.send(w.command(bytes([0x2A, 0, 0, 0, 0, 64, 0, 0, blocks >> 8 & 0xFF, blocks & 0xFF]),
+                     itt=50, cmdsn=c.cmdsn, edtl=blocks * 512, write=True))
+    bhs, _ = c.recv_op(0x31)
+    r2t = w.fields(bhs)
+    c.send(w.data_out(b"\xee" * 65536, itt=50, ttt=r2t["ttt"], offset=0, final=False))
+    c.close()  # the rest never comes
+    wait_for(lambda: [e for e in events(r, "blockexport.iscsi_logout")
+                      if e.get("mac") == "52:54:00:00:00:07"], 10, what="the session ended")
+    assert disk.read_bytes() == data
+    again = Client("127.0.0.1", svc.port)
+    again.login(IQN_PLAIN, INITIATOR)
+    assert again.read10(64, blocks) == data[64 * 512:(64 + blocks) * 512]
+    again.close()
+
+
+def test_exports_follow_the_inventory_live(unix_redis, service, tmp_path):
+    disk = tmp_path / "plain.img"
+    data = make_disk(disk, 7)
+    r = unix_redis.client()
+    svc = service()
+    url = f"iscsi://127.0.0.1:{svc.port}"
+    # added: served within a second or so, no restart
+    r.hset("bootyard:export:live", mapping={"kind": "iscsi", "backing": str(disk),
+                                             "iqn": "iqn.2026-11.org.example:live"})
+    wait_for(lambda: "iqn.2026-11.org.example:live" in run("iscsi-ls", url).stdout, 10,
+             what="the new export listed")
+    c = Client("127.0.0.1", svc.port)
+    c.login("iqn.2026-11.org.example:live", INITIATOR)
+    assert c.read10(0, 1) == data[:512]
+    # a second export with the same iqn is not served, and says why
+    r.hset("bootyard:export:twin", mapping={"kind": "iscsi", "backing": str(disk),
+                                             "iqn": "iqn.2026-11.org.example:live"})
+    wait_for(lambda: "is already served for export 'live'" in svc.log(), 10, what="iqn clash")
+    assert svc.metric("bootyard_blockexport_export_up", export="twin") == 0
+    # a backing store that cannot be opened
+    r.hset("bootyard:export:broken", mapping={"kind": "iscsi", "backing": str(tmp_path / "no"),
+                                               "iqn": "iqn.2026-11.org.example:broken"})
+    wait_for(lambda: "key=bootyard:export:broken field=backing" in svc.log(), 10,
+             what="the broken export reported")
+    # a new disk for the export: its sessions are closed, the initiator logs in again
+    other = tmp_path / "other.img"
+    other_data = make_disk(other, 8)
+    r.hset("bootyard:export:live", "backing", str(other))
+    c.sock.settimeout(10)
+    wait_for(lambda: c.sock.recv(65536) == b"", 10, what="the old session closed")
+    c.close()
+    c = Client("127.0.0.1", svc.port)
+    c.login("iqn.2026-11.org.example:live", INITIATOR)
+    assert c.read10(0, 1) == other_data[:512]
+    # removed: its session is closed, logins are refused as an unknown target (the twin, which
+    # would take the free iqn over, goes first)
+    r.delete("bootyard:export:twin")
+    r.delete("bootyard:export:live")
+    c.sock.settimeout(10)
+    wait_for(lambda: c.sock.recv(65536) == b"", 10, what="the session of a removed export closed")
+    c.close()
+    c = Client("127.0.0.1", svc.port)
+    with pytest.raises(LoginFailed) as info:
+        c.login("iqn.2026-11.org.example:live", INITIATOR)
+    assert info.value.status == (2, 3)
+    c.close()

@@ -84,13 +84,15 @@ def test_dhcp_runs_on_the_host_network_with_only_its_capabilities(tmp_path):
         assert config[name]["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
-def test_blockexport_runs_on_the_host_network_with_net_raw_only(tmp_path):
+def test_blockexport_runs_on_the_host_network_with_net_raw_and_bind_only(tmp_path):
     run = compose(tmp_path, env_file(tmp_path), "config", "--format", "json")
     service = yaml.safe_load(run.stdout)["services"]["blockexport"]
     assert service["network_mode"] == "host"
-    assert service["cap_drop"] == ["ALL"] and service["cap_add"] == ["NET_RAW"]
+    assert service["cap_drop"] == ["ALL"]
+    assert sorted(service["cap_add"]) == ["NET_BIND_SERVICE", "NET_RAW"]  # AoE; iSCSI's 3260
     assert "privileged" not in service
     assert service["environment"]["BOOTYARD_BLOCKEXPORT__INTERFACE"] == "eth9"  # the DHCP one
+    assert service["environment"]["BOOTYARD_BLOCKEXPORT__ISCSI_PORT"] == "3260"
     assert service["healthcheck"]["test"] and service["restart"] == "unless-stopped"
     targets = {v["target"] for v in service["volumes"]}
     assert {"/var/lib/bootyard/exports", "/var/lib/bootyard/overlays"} <= targets
