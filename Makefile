@@ -4,15 +4,16 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast lint clean debian-packages bench
+.PHONY: install test test-fast lint lock clean debian-packages bench
 
 # Each service and the lab add their own targets (bench-*, demo, compose-test) in mk/*.mk.
 -include mk/*.mk
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt: the exact versions the tests passed with (make lock writes it)
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 debian-packages:
@@ -20,6 +21,11 @@ debian-packages:
 
 ## install: Debian packages (when root) and .venv with bootyard and its test tools
 install: debian-packages $(VENV)/.installed
+
+## lock: write constraints.txt, the exact versions of the runtime and test dependencies installed
+## in .venv (after upgrading one and running the tests); make install and the image use it
+lock:
+	$(PY) scripts/lock.py
 
 ## lint: ruff and the import contracts (pyproject.toml [tool.ruff], [tool.importlinter]; the
 ## contracts are the floor plan of docs/architecture.md)

@@ -18,16 +18,19 @@ from collections.abc import Sequence
 
 # CLI noun -> inventory kind. Block exports are "blockexport" because "export" dumps the inventory.
 NOUNS = {"host": "host", "profile": "profile", "subnet": "subnet",
-         "blockexport": "export", "mirror": "mirror", "netboot": "netboot"}
+         "blockexport": "export", "mirror": "mirror", "netboot": "netboot", "group": "group",
+         "image": "image"}
 PLURALS = {"host": "hosts", "profile": "profiles", "subnet": "subnets", "export": "exports",
-           "mirror": "mirrors", "netboot": "netboots"}
+           "mirror": "mirrors", "netboot": "netboots", "group": "groups", "image": "images"}
 LIST_COLUMNS = {
     "host": ("hostname", "ip", "profile", "boot_mode", "enabled", "tags"),
-    "profile": ("install", "kernel", "root_image", "export"),
+    "profile": ("install", "image", "kernel", "root_image", "export"),
     "subnet": ("network", "ranges", "router", "relays"),
     "export": ("kind", "backing", "iqn", "aoe_shelf", "aoe_slot"),
     "mirror": ("source", "path", "interval", "enabled"),
     "netboot": ("index", "title", "boot_file", "root_path", "default", "enabled"),
+    "group": ("match", "profile", "kernel_args", "enabled"),
+    "image": ("kernel", "initrd", "squashfs", "source_kind", "imported"),
 }
 # verb -> the other names people type for it
 VERB_ALIASES = {"list": ["ls"], "show": ["get"], "rm": ["delete", "remove"]}
@@ -129,11 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(verb="show")
         sub.add_argument("id", metavar=id_name)
         _format_options(sub)
+        _secrets_option(sub, kind)
+        if kind_name == "host":
+            sub.add_argument("--effective", action="store_true",
+                             help="the values the host boots with (its groups, profile and "
+                                  "one-shot boot layered) and where each comes from")
         sub = verbs.add_parser("list", aliases=VERB_ALIASES["list"], help=f"list {kind.plural}",
                                parents=[common])
         sub.set_defaults(verb="list")
         _selectors(sub, kind, id_name, required=False)
         _format_options(sub)
+        _secrets_option(sub, kind)
         if kind_name == "host":
             from shared.bootstate import STATES
             sub.add_argument("--state", choices=STATES,
@@ -144,10 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
         if kind_name == "mirror":
             from cli import mirrors
             mirrors.add_verbs(verbs, common, id_name)
+        if kind_name == "host":
+            from cli import groups
+            groups.add_host_verbs(verbs, common,
+                                  lambda p, k=kind: _selectors(p, k, "MAC"))
+        if kind_name == "image":
+            from cli import images
+            images.add_verbs(verbs, common, id_name)
 
     sub = commands.add_parser("export", help="print the whole inventory as YAML",
                               parents=[common])
     sub.add_argument("-o", "--output", help="write to this file instead of stdout")
+    sub.add_argument("--show-secrets", action="store_true",
+                     help="write secret fields (power_secret) as they are, not as ******** "
+                          "(importing ******** keeps a host's secret)")
     sub = commands.add_parser("import", help="load a YAML file made by 'bootyard export', or a "
                               "CSV file of one kind", parents=[common])
     sub.add_argument("file", help="YAML or CSV file, or - for standard input")
@@ -199,7 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also expired, released, declined and offered addresses")
     sub.add_argument("--json", action="store_true", help="print JSON")
     _doctor_parser(commands, common)  # runs in cli/doctor.py
+    from cli import power
+    power.add_parser(commands, common)  # runs in cli/power.py
     return parser
+
+
+def _secrets_option(sub: argparse.ArgumentParser, kind) -> None:
+    if any(spec.secret for spec in kind.fields.values()):
+        sub.add_argument("--show-secrets", action="store_true",
+                         help="print secret fields (power_secret) instead of ********")
 
 
 def _doctor_parser(commands, common) -> None:
@@ -227,6 +254,8 @@ def _selectors(sub: argparse.ArgumentParser, kind, id_name: str, required: bool 
                          metavar="NAME", help="hosts of this profile")
         sub.add_argument("--subnet", dest="select_subnet", metavar="NAME",
                          help="hosts whose fixed address is in this subnet")
+        sub.add_argument("--group", dest="select_group", metavar="NAME",
+                         help="hosts this group matches (its selectors)")
 
 
 def _write_options(sub: argparse.ArgumentParser) -> None:
@@ -244,6 +273,9 @@ def _add_field_options(sub: argparse.ArgumentParser, kind, verb: str) -> None:
     if kind.has_vars:
         sub.add_argument("--var", action="append", default=[], metavar="KEY=VALUE",
                          help="template variable (repeatable; KEY= removes it)")
+    if kind.families:
+        from cli import groups
+        groups.family_options(sub, kind)
     if verb == "set":
         sub.add_argument("--unset", action="append", default=[], metavar="FIELD",
                          help="remove a field (repeatable)")
@@ -255,13 +287,25 @@ def _changes(args: argparse.Namespace, kind) -> dict[str, str]:
         value = getattr(args, f"field_{fname}", None)
         if value is not None:
             changes[fname] = value
+    for fname, spec in kind.fields.items():
+        if spec.secret and changes.get(fname) == "-":  # the secret from standard input
+            import getpass
+            changes[fname] = (getpass.getpass(f"{fname}: ") if sys.stdin.isatty()
+                              else sys.stdin.readline().rstrip("\n"))
     for item in getattr(args, "var", []) or []:
         if "=" not in item:
             raise CliError(f"--var {item!r}: expected KEY=VALUE")
         key, value = item.split("=", 1)
         changes[f"var.{key}"] = value
+    if kind.families:
+        from cli import groups
+        try:
+            changes.update(groups.family_changes(args, kind))
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     for fname in getattr(args, "unset", []) or []:
-        if fname not in kind.fields and not fname.startswith("var."):
+        if fname not in kind.fields and not fname.startswith("var.") and \
+                kind.family(fname) is None:
             raise CliError(f"--unset {fname}: {kind.name} has no field {fname!r} "
                            f"(fields: {', '.join(kind.fields)})")
         changes[fname] = ""
@@ -299,7 +343,7 @@ async def _dispatch(args, store, client, out) -> int:
         return await _object_command(args, kind, store, out)
     if args.command == "export":
         from shared import inventory
-        text = await inventory.export_yaml(store)
+        text = await inventory.export_yaml(store, getattr(args, "show_secrets", False))
         if args.output:
             from pathlib import Path
             Path(args.output).write_text(text, encoding="utf-8")
@@ -319,6 +363,9 @@ async def _dispatch(args, store, client, out) -> int:
     if args.command == "doctor":
         from cli import doctor
         return await doctor.run(args, store, client, out)
+    if args.command == "power":
+        from cli import power
+        return await power.run(args, store, client, out)
     raise CliError(f"unknown command {args.command}")
 
 
@@ -331,8 +378,12 @@ def _print_warnings(written) -> None:
 
 def _print_diff(written, out, *, fields: bool = True) -> None:
     """One line per object: ``+`` added, ``~`` changed (with its fields), ``-`` deleted."""
+    from shared.secrets import mask_change
+
     for key in sorted(written.after):
         before, after = written.before.get(key) or {}, written.after[key]
+        if after is not None:
+            before, after = mask_change(key, before, after)
         if after is None:
             print(f"- {key}", file=out)
         elif not before:
@@ -350,13 +401,14 @@ async def _select(args, kind, store) -> list[str]:
     from shared import inventory
     ids = list(getattr(args, "ids", []) or [])
     selectors = {name: getattr(args, f"select_{name}", None)
-                 for name in ("tag", "profile", "subnet")}
+                 for name in ("tag", "profile", "subnet", "group")}
     if not ids and not any(selectors.values()):
         if args.verb == "list":
             return await inventory.select(store, kind)
         raise CliError(f"name the {kind.plural} to {args.verb}: one or more "
                        f"{'MACs' if kind.name == 'host' else 'names'}"
-                       + (", or --tag, --of-profile or --subnet" if kind.name == "host" else ""))
+                       + (", or --tag, --of-profile, --subnet or --group" if kind.name == "host"
+                          else ""))
     if not any(selectors.values()) and args.verb != "list":
         return ids  # the write checks that each exists (one read of the inventory, not two)
     try:
@@ -377,7 +429,17 @@ async def _object_command(args, kind, store, out) -> int:
     if verb in ("sync", "status"):
         from cli import mirrors
         return await mirrors.run(args, kind, store, out)
+    if verb in ("import", "verify"):
+        from cli import images
+        return await images.run(args, kind, store, out)
     record = audit.recorder(who())
+    if verb in ("reinstall", "rescue"):
+        from cli import groups
+        ids = await _select(args, kind, store)
+        if not ids:
+            raise CliError(f"no {kind.name} matches")
+        return await groups.run_host_verb(args, ids, store, out, record, _print_diff,
+                                          _print_warnings)
     if verb in ("add", "set"):
         changes = _changes(args, kind)
         if verb == "set" and not changes:
@@ -415,12 +477,18 @@ async def _object_command(args, kind, store, out) -> int:
         for key in sorted(written.after):
             print(f"removed {kind.name} {key.split(':', 2)[2]}", file=out)
         return 0
+    if verb == "show" and getattr(args, "effective", False):
+        from cli import groups
+        return await groups.show_effective(args, store, out)
     if verb == "show":
-        shown = await inventory.show(store, kind, args.id)
+        secrets = getattr(args, "show_secrets", False)
+        shown = await inventory.show(store, kind, args.id, secrets)
         if args.format:
             _dump(shown, args.format, out)
         else:
+            from shared.secrets import mask
             raw = await store.raw(kind, shown["id"])
+            raw = raw if secrets else mask(kind, raw)
             print(shown["key"], file=out)
             width = max((len(f) for f in raw), default=0)
             for fname in sorted(raw):
@@ -428,13 +496,17 @@ async def _object_command(args, kind, store, out) -> int:
             for problem in shown["problems"]:
                 print(f"  {problem['severity']}: {problem['field']}: {problem['reason']}",
                       file=out)
+            if kind.name == "group":
+                from cli import groups
+                await groups.print_matches(store, shown["id"], out)
         return 0 if shown["valid"] else 1
     if verb == "list":
         skipped: list = []
         objects = await inventory.list_objects(
             store, kind, getattr(args, "select_tag", None), ids=args.ids,
             profile=getattr(args, "select_profile", None),
-            subnet=getattr(args, "select_subnet", None), skipped=skipped)
+            subnet=getattr(args, "select_subnet", None), skipped=skipped,
+            group=getattr(args, "select_group", None))
         for problem in skipped:
             print(f"warning: {problem}", file=sys.stderr)
         extra: dict = {}  # hosts: their boot states (cli/states.py)
@@ -447,7 +519,7 @@ async def _object_command(args, kind, store, out) -> int:
                        if not getattr(args, "state", None) or found[i].state == args.state}
             extra = {i: found[i] for i in objects}
         if args.format:
-            listed = inventory.list_json(kind, objects)
+            listed = inventory.list_json(kind, objects, getattr(args, "show_secrets", False))
             if extra:
                 listed = {i: dict(v, boot_state=extra[i].as_dict()) if i in extra else v
                           for i, v in listed.items()}
@@ -456,8 +528,16 @@ async def _object_command(args, kind, store, out) -> int:
         columns = LIST_COLUMNS[kind.name]
         rows = [(kind.id_field.upper(),) + tuple(c.upper() for c in columns)
                 + (tuple(c.upper() for c in boot_states.COLUMNS) if extra else ())]
+        from_groups: dict = {}  # hosts: the profile and boot mode their groups give them
+        if kind.name == "host":
+            from cli import groups
+            from_groups = await groups.effective_columns(store, objects)
         for ident, raw in objects.items():
             shown = inventory.effective(kind, raw)
+            shown.update(from_groups.get(ident, {}))
+            if kind.name == "group":
+                from cli import groups
+                shown["match"] = groups.match_text(raw)
             rows.append((ident,) + tuple(shown.get(c, "") for c in columns)
                         + (boot_states.cells(extra[ident], now) if ident in extra else ()))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -233,6 +233,14 @@ def _records(dump, mac: str):
         def export(self, name):
             raw = dump.get("export", {}).get(name)
             return parse_record(KINDS["export"], name, raw)[0] if raw else None
+
+        def all(self, kind):  # groups and subnets: the host's groups are resolved
+            found = (parse_record(KINDS[kind], i, raw)[0]
+                     for i, raw in dump.get(kind, {}).items())
+            return [r for r in found if r is not None]
+        def image(self, name):
+            raw = dump.get("image", {}).get(name)
+            return parse_record(KINDS["image"], name, raw)[0] if raw else None
     return bootplan.records(View(), mac)
 
 

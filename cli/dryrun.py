@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from services.http.render import INSTALL_FILES, Renderer, RenderError, build_context, template_for
 from shared import keys
 from shared.checks import CHECK_FACTS, parse_dump, subnet_of
+from shared.groups import resolve
 from shared.schema import Problem
 
 
@@ -21,6 +22,8 @@ def install_problems(dump: Mapping, templates_dir: str) -> list[Problem]:
     problems = []
     rendered: set[tuple] = set()
     for mac, host in sorted(records["host"].items()):
+        # the effective host, as the HTTP service renders it (its groups, its one-shot boot)
+        host = resolve(host, records["group"].values(), records["subnet"]).host
         if host.boot_mode != "install" or not host.profile:
             continue
         profile = records["profile"].get(host.profile)

@@ -65,8 +65,10 @@ def inventory(plan: BootPlan) -> dict:
 class BootyardStack:
     name = "bootyard"
 
-    def __init__(self, plan: BootPlan, server_ns, workdir: Path) -> None:
+    def __init__(self, plan: BootPlan, server_ns, workdir: Path,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.plan = plan
+        self.extra_env = dict(extra_env or {})
         self.ns = server_ns
         self.workdir = workdir
         self.socket = workdir / "redis.sock"
@@ -139,6 +141,8 @@ class BootyardStack:
             "BOOTYARD_HTTP__METRICS_HOST": "127.0.0.1",
             "BOOTYARD_HTTP__METRICS_PORT": str(METRICS_PORTS["http"]),
         })
+        env.update(self.plan.settings)
+        env.update(self.extra_env)
         (self.plan.www_root / "mirror").mkdir(parents=True, exist_ok=True)
         return env
 

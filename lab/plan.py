@@ -43,6 +43,8 @@ class BootPlan:
     hosts: list[HostSpec] = dataclasses.field(default_factory=list)
     default_marker: str = dataclasses.field(default_factory=lambda: "discovery-"
                                             + secrets.token_hex(4))
+    # more BOOTYARD_* settings for bootyard's services (e.g. BOOTYARD_HTTP__UNKNOWN_HOST)
+    settings: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def prefix(self) -> str:

@@ -70,7 +70,8 @@ class BootResult:
 
 class BootLab:
     def __init__(self, netlab, workdir: Path, stack: str = "classic",
-                 assets: assets_mod.Assets | None = None) -> None:
+                 assets: assets_mod.Assets | None = None,
+                 stack_env: dict[str, str] | None = None) -> None:
         if stack not in ("classic", "bootyard"):
             raise ValueError("stack is classic or bootyard")
         self.netlab = netlab
@@ -82,6 +83,7 @@ class BootLab:
         self.plan = BootPlan(server_ip=self.seg.address(1), network=self.seg.network,
                              www_root=self.workdir / "www", tftp_root=self.workdir / "tftp")
         self.stack = None
+        self.stack_env = dict(stack_env or {})  # bootyard stack: more BOOTYARD_* settings
         self.vms: list[VM] = []
 
     @property
@@ -98,14 +100,15 @@ class BootLab:
             self.stack = ClassicStack(self.plan, self.server, self.workdir)
         else:
             from lab.bootyard import BootyardStack
-            self.stack = BootyardStack(self.plan, self.server, self.workdir)
+            self.stack = BootyardStack(self.plan, self.server, self.workdir,
+                                       extra_env=self.stack_env)
         self.stack.start()
 
     def vm(self, mac: str, firmware: Firmware, name: str | None = None,
-           disk: Path | None = None) -> VM:
+           disk: Path | None = None, memory_mb: int = 512) -> VM:
         tap = self.seg.add_tap()
         vm = VM(self.seg.switch, tap, mac, firmware, self.workdir,
-                name=name or f"vm{len(self.vms)}", disk=disk)
+                name=name or f"vm{len(self.vms)}", disk=disk, memory_mb=memory_mb)
         self.vms.append(vm)
         return vm
 

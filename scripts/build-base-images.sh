@@ -7,6 +7,7 @@
 #                              cached as var/cache/compose/bookworm-minbase.tar (delete it to refresh).
 #   redis:7.2-bookworm         Debian's redis-server (7.0) on that base, redis-server on PATH, /data
 #   prom/prometheus:v2.42.0    Debian's prometheus (2.42.0, the same version), /bin/prometheus entrypoint
+#   prom/alertmanager:v0.25.0  Debian's prometheus-alertmanager (0.25.0, the same version)
 #
 # Grafana has no Debian package: its dashboards are checked by structure and by evaluating every
 # panel's query against the Prometheus stand-in (scripts/compose_test.sh), not by a running Grafana.
@@ -102,5 +103,17 @@ WORKDIR /prometheus
 EXPOSE 9090
 ENTRYPOINT ["/usr/bin/prometheus"]
 CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]
+EOF
+build_standin "${BOOTYARD_ALERTMANAGER_IMAGE:-prom/alertmanager:v0.25.0}" <<'EOF'
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends prometheus-alertmanager wget \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /alertmanager /etc/alertmanager && chown nobody:nogroup /alertmanager
+USER nobody
+WORKDIR /alertmanager
+EXPOSE 9093
+ENTRYPOINT ["/usr/bin/prometheus-alertmanager"]
+CMD ["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager"]
 EOF
 log "images ready: $(docker images --format '{{.Repository}}:{{.Tag}}' | tr '\n' ' ')"

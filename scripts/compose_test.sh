@@ -7,7 +7,7 @@
 #  2. A private dockerd (scripts/docker-engine.sh) gets local base and stand-in images
 #     (scripts/build-base-images.sh: no registry is reachable) and builds bootyard's image offline
 #     from host-built wheels.
-#  3. `docker compose up --wait` brings up redis, setup, dhcp, tftp, http, blockexport and prometheus; every
+#  3. `docker compose up --wait` brings up redis, setup, dhcp, tftp, http, blockexport, prometheus and alertmanager; every
 #     service must be healthy.
 #  4. Real clients go through it: udhcpc in a client namespace on a veth pair whose other end,
 #     bydct0 in the root namespace with 198.19.250.1/24 (a test-made interface inside
@@ -15,7 +15,12 @@
 #     tftp-hpa fetches iPXE from the tftp container; curl fetches the host's iPXE script from http.
 #     mirrorsync syncs a small tree from an rsync daemon on the test interface, and curl fetches
 #     the published file through the http container, which shares the mirror volume.
-#  5. Prometheus has every target up and every dashboard panel's query returns data.
+#     `bootyard image import` of a netboot tarball runs in the cli container (images volume
+#     writable, as docs/deploy.md shows); http serves the imported kernel with its recorded
+#     SHA-256, the host's script boots it through its profile's image, and the seeded UEFI HTTP
+#     boot file /images/ipxe.efi is served.
+#  5. Prometheus has every target up, sends its alerts to Alertmanager, and every dashboard
+#     panel's query returns data.
 #  6. Redis is killed (SIGKILL) and started again: the host record and the lease are still there,
 #     every service reaches Redis again, and the client renews its address.
 #  7. Everything is torn down (trap): compose project and volumes, engine, namespace, veth.
@@ -46,7 +51,7 @@ fail() { echo "compose-test: FAIL: $*" >&2; exit 1; }
 # ---------------------------------------------------------------- outside the engine: steps 1-2
 if [ "${1:-}" != --inside ]; then
     [ "$(id -u)" = 0 ] || fail "needs root (dockerd, network namespaces)"
-    for tool in dockerd debootstrap promtool udhcpc tftp curl redis-cli ip rsync; do
+    for tool in dockerd debootstrap promtool amtool udhcpc tftp curl redis-cli ip rsync; do
         command -v "$tool" >/dev/null || fail "$tool missing: run scripts/install-debian-packages.sh"
     done
     [ -x "$COMPOSE_BIN" ] || fail "$COMPOSE_BIN missing: pip install -e '.[compose]'"
@@ -83,12 +88,13 @@ if [ "${1:-}" != --inside ]; then
         -e "s|^BOOTYARD_SUBNET_RANGE=.*|BOOTYARD_SUBNET_RANGE=192.0.2.100-192.0.2.199|" \
         -e "s|^BOOTYARD_ADMIN_TOKEN=.*|BOOTYARD_ADMIN_TOKEN=0123|" \
         -e "s|^BOOTYARD_TOKEN_SECRET=.*|BOOTYARD_TOKEN_SECRET=4567|" "$tmp/full.env"
-    for profile in "" monitoring; do
+    for profile in "" monitoring tools; do
         $COMPOSE_BIN --project-directory "$REPO" --env-file "$tmp/full.env" \
             ${profile:+--profile "$profile"} config -q || fail "docker-compose config (profile '${profile:-default}')"
     done
     promtool check config deploy/prometheus/prometheus.yml >/dev/null || fail "promtool check config"
     promtool check rules deploy/prometheus/alerts.yml >/dev/null || fail "promtool check rules"
+    amtool check-config deploy/alertmanager/alertmanager.yml >/dev/null || fail "amtool check-config"
     "$PY" tests/deploy/dashboard_checks.py --promtool >/dev/null && "$PY" scripts/grafana_dashboards.py --check || fail "dashboard structure or query syntax"
     say "step 1: ok (refusals, config for every profile, promtool, dashboards)"
 
@@ -97,7 +103,7 @@ if [ "${1:-}" != --inside ]; then
     # Markers are evaluated for the host's Python; the image runs Debian's 3.11.2, for which redis
     # also needs async-timeout (python_full_version < "3.11.3"). Wheels for both are harmless.
     echo 'async-timeout>=4.0.3' >> "$tmp/req.txt"
-    "$PY" -m pip wheel -q -w deploy/wheelhouse -r "$tmp/req.txt" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    "$PY" -m pip wheel -q -w deploy/wheelhouse -r "$tmp/req.txt" -c constraints.txt 2>&1 | grep -v '^WARNING: Location' >&2 || true
     ls deploy/wheelhouse/*.whl >/dev/null 2>&1 || fail "pip wheel produced no wheels"
     rm -rf "$tmp"; trap - EXIT
     status=0
@@ -116,6 +122,7 @@ for svc in "${SERVICES[@]}"; do [ -f "services/$svc/__main__.py" ] && present+=(
 tmp=$(mktemp -d /tmp/bootyard-ct.XXXXXX)
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 HTTP_PORT=$(free_port); ADMIN_PORT=$(free_port); REDIS_PORT=$(free_port); PROM_PORT=$(free_port)
+AM_PORT=$(free_port)
 TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 cat > "$tmp/test.env" <<EOF
 BOOTYARD_DHCP_INTERFACE=$IFACE
@@ -128,6 +135,7 @@ BOOTYARD_HTTP_PORT=$HTTP_PORT
 BOOTYARD_ADMIN_PORT=$ADMIN_PORT
 BOOTYARD_REDIS_PORT=$REDIS_PORT
 BOOTYARD_PROMETHEUS_PORT=$PROM_PORT
+BOOTYARD_ALERTMANAGER_PORT=$AM_PORT
 EOF
 COMPOSE=("$COMPOSE_BIN" --project-directory "$REPO" -p bootyard-test --env-file "$tmp/test.env" --profile monitoring)
 dc() { "${COMPOSE[@]}" "$@"; }
@@ -175,13 +183,13 @@ ip netns exec "$NS" ip link set lo up
 ip netns exec "$NS" ip link set eth0 address "$CLIENT_MAC"
 ip netns exec "$NS" ip link set eth0 up
 
-say "step 3: docker compose up --wait (${present[*]} + redis, setup, prometheus)"
-up_services=(redis setup "${present[@]}" prometheus)
+say "step 3: docker compose up --wait (${present[*]} + redis, setup, prometheus, alertmanager)"
+up_services=(redis setup "${present[@]}" prometheus alertmanager)
 locked "${COMPOSE[@]}" up -d --wait --wait-timeout 120 "${up_services[@]}" >&2 \
     || fail "docker compose up --wait"
 dc ps -a --format '{{.Service}} {{.State}} {{.Health}}' > "$tmp/ps"
 cat "$tmp/ps" >&2
-for svc in redis "${present[@]}" prometheus; do
+for svc in redis "${present[@]}" prometheus alertmanager; do
     grep -q "^$svc running healthy$" "$tmp/ps" || fail "$svc is not running and healthy"
 done
 grep -q '^setup exited' "$tmp/ps" || fail "setup did not run"
@@ -271,6 +279,31 @@ if [[ " ${present[*]} " == *" http "* ]]; then
     head -1 "$tmp/script.ipxe" | grep -q '^#!ipxe' || { cat "$tmp/script.ipxe" >&2; fail "not an iPXE script"; }
     grep -q vmlinuz "$tmp/script.ipxe" || { cat "$tmp/script.ipxe" >&2; fail "the script does not boot the profile's kernel"; }
     say "step 4e: ok"
+
+    say "step 4h: bootyard image import in the cli container; http serves the image"
+    mkdir -p "$tmp/src/netboot/debian-installer/amd64"
+    head -c 300000 /dev/urandom > "$tmp/src/netboot/debian-installer/amd64/linux"
+    head -c 700000 /dev/urandom > "$tmp/src/netboot/debian-installer/amd64/initrd.gz"
+    tar -C "$tmp/src/netboot" -czf "$tmp/src/netboot.tar.gz" .
+    chmod o+x "$tmp"; chmod -R o+rX "$tmp/src"  # the cli container runs as uid 10001
+    dc run --rm -T -v "$tmp/src:/src:ro" cli image import ct-netboot /src/netboot.tar.gz >&2 \
+        || fail "bootyard image import in the cli container"
+    want=$(sha256sum < "$tmp/src/netboot/debian-installer/amd64/linux" | cut -d' ' -f1)
+    rcli HGET bootyard:image:ct-netboot sha256 | grep -q "ct-netboot/linux=$want" \
+        || fail "the image record lacks the kernel's SHA-256"
+    got=$(timeout 30 ip netns exec "$NS" curl -fsS "http://$SERVER:$HTTP_PORT/images/ct-netboot/linux" | sha256sum | cut -d' ' -f1)
+    [ "$got" = "$want" ] || fail "http served a different kernel than the one imported"
+    bootyard profile add ct-image --image ct-netboot --install none >&2
+    bootyard host set "$CLIENT_MAC" --profile ct-image >&2
+    sleep 2
+    timeout 30 ip netns exec "$NS" curl -fsS "http://$SERVER:$HTTP_PORT/boot/ipxe?mac=$CLIENT_MAC" > "$tmp/script2.ipxe" \
+        || fail "HTTP boot script fetch failed"
+    grep -q "/images/ct-netboot/linux" "$tmp/script2.ipxe" \
+        || { cat "$tmp/script2.ipxe" >&2; fail "the script does not boot the image's kernel"; }
+    timeout 30 ip netns exec "$NS" curl -fsS "http://$SERVER:$HTTP_PORT/images/ipxe.efi" -o "$tmp/ipxe.efi" \
+        || fail "the UEFI HTTP boot file /images/ipxe.efi is not served"
+    [ "$(head -c 2 "$tmp/ipxe.efi")" = MZ ] || fail "/images/ipxe.efi is not an EFI program"
+    say "step 4h: ok"
 fi
 
 if [[ " ${present[*]} " == *" blockexport "* ]]; then
@@ -323,6 +356,14 @@ PROM=http://127.0.0.1:$PROM_PORT
 jobs=prometheus
 for svc in "${present[@]}"; do jobs="$jobs,bootyard-$svc"; done
 if "$PY" tests/deploy/dashboard_checks.py --prometheus "$PROM" --wait-targets 90 --expect-jobs "$jobs" >&2; then
+    for _ in $(seq 30); do  # Prometheus lists its Alertmanagers a few seconds after its start
+        curl -fsS "$PROM/api/v1/alertmanagers" | grep -q '"url":"http://alertmanager:9093/api/v2/alerts"' && break
+        sleep 1
+    done
+    curl -fsS "$PROM/api/v1/alertmanagers" | grep -q '"url":"http://alertmanager:9093/api/v2/alerts"' \
+        || fail "Prometheus does not send its alerts to the alertmanager service"
+    curl -fsS "http://127.0.0.1:$AM_PORT/api/v2/status" | grep -q 'receiver: operator' \
+        || fail "Alertmanager has not loaded deploy/alertmanager/alertmanager.yml"
     say "step 5: ok"
 elif [ ${#present[@]} -lt ${#SERVICES[@]} ]; then
     say "step 5: PARTIAL: queries of missing services return nothing (expected without them)"

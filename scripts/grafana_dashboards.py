@@ -43,8 +43,8 @@ BOOT_PIPELINE = [
          [("{{reason}}", "sum by (reason) (bootyard_boot_stuck_hosts) > 0")],
          "Hosts whose boot stopped past a stage's expected time, by the most likely reason "
          "(alert BootyardHostsStuck; `bootyard host list --state stuck` names them)"),
-        ("Boot timeline events by service", "timeseries", "ops",
-         [("{{service}}", f"sum by (service) (rate(bootyard_events_emitted_total[{R}]))")],
+        ("Boot timeline events by component", "timeseries", "ops",
+         [("{{component}}", f"sum by (component) (rate(bootyard_events_emitted_total[{R}]))")],
          "Events appended to the boot timeline (bootyard events --host MAC shows them)"),
     ]),
     ("DHCP", [
@@ -59,7 +59,7 @@ BOOT_PIPELINE = [
          "Share of each subnet's dynamic pool offered, leased or quarantined "
          "(alert BootyardPoolNearlyExhausted above 90%)"),
         ("DHCP reply latency (p99) and drops", "timeseries", "s",
-         [("p99", f"histogram_quantile(0.99, sum by (le) (rate(bootyard_dhcp_response_seconds_bucket[{R}])))"),
+         [("p99", f"histogram_quantile(0.99, sum by (le) (rate(bootyard_dhcp_response_duration_seconds_bucket[{R}])))"),
           ("dropped {{cause}}", f"sum by (cause) (rate(bootyard_dhcp_dropped_total[{R}]))")],
          "Time from request to reply; packets dropped before handling or sending"),
     ]),
@@ -68,7 +68,7 @@ BOOT_PIPELINE = [
          [("{{result}}", f"sum by (result) (rate(bootyard_tftp_transfers_total[{R}]))")],
          "Read requests answered (alert BootyardTftpErrors when most fail)"),
         ("TFTP throughput", "timeseries", "Bps",
-         [("sent", f"sum(rate(bootyard_tftp_bytes_total[{R}]))")],
+         [("sent", f"sum(rate(bootyard_tftp_sent_bytes_total[{R}]))")],
          "File octets sent (first sends only)"),
         ("TFTP retransmits and refusals", "timeseries", "pps",
          [("retransmits", f"sum(rate(bootyard_tftp_retransmits_total[{R}]))"),
@@ -97,11 +97,12 @@ BOOT_PIPELINE = [
     ]),
     ("Block export", [
         ("AoE throughput per export", "timeseries", "Bps",
-         [("{{export}} {{direction}}", f"sum by (export, direction) (rate(bootyard_blockexport_bytes_total[{R}]))")],
+         [("{{export}} {{direction}}", "sum by (export, direction) "
+           f"(rate(bootyard_blockexport_transferred_bytes_total[{R}]))")],
          "Bytes initiators read and wrote (writes counted once durable)"),
         ("AoE latency (p99) and writes per sync", "timeseries", "s",
          [("p99 {{op}}", "histogram_quantile(0.99, sum by (le, op) "
-                         f"(rate(bootyard_blockexport_request_seconds_bucket[{R}])))"),
+                         f"(rate(bootyard_blockexport_request_duration_seconds_bucket[{R}])))"),
           ("writes per sync", f'sum(rate(bootyard_blockexport_operations_total{{op="write"}}[{R}])) '
                               f"/ sum(rate(bootyard_blockexport_syncs_total[{R}]))")],
          "Time from request to reply (writes: after the sync); how many writes each fdatasync covers"),

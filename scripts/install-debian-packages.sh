@@ -26,9 +26,12 @@ PACKAGES=(
     chromium chromium-driver          # the web console's browser test (tests/http/test_console_browser.py)
     docker.io debootstrap prometheus  # make compose-test: a private dockerd, locally built base
                                       # images (no registry), Prometheus + promtool for dashboards
+    prometheus-alertmanager           # the alert tests (tests/deploy/test_alerts_live.py: a real
+                                      # Prometheus + Alertmanager) and amtool check-config
     rsync                             # mirror sync: the service's transport and the tests' upstream daemon
     apt-utils dpkg-dev gnupg          # mirror sync tests: a real apt repository (apt-ftparchive, dpkg-deb, InRelease)
     createrepo-c rpm dnf dnf-plugins-core  # mirror sync tests: a real yum repository and the dnf client
+    libarchive-tools xorriso          # bootyard image import reads ISOs with bsdtar; the tests make ISOs with xorriso
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

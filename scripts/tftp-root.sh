@@ -6,13 +6,16 @@
 # Boot loaders come from the installed packages when present, else from `apt-get download` +
 # `dpkg -x` into <cache-dir> (default ~/.cache/bootyard/debs); nothing is installed system-wide.
 # TFTP_ROOT_DOWNLOAD=1 takes the download path even for installed packages.
-#   ipxe             -> undionly.kpxe (BIOS), ipxe.efi, snponly.efi (UEFI), ipxe.lkrn
+#   ipxe             -> undionly.kpxe (BIOS), ipxe.efi, snponly.efi (UEFI), ipxe.lkrn, and
+#                       images/ipxe.efi: the default UEFI HTTP boot file (dhcp.http_boot_x64,
+#                       served by HTTP as /images/ipxe.efi from the images directory)
 #   pxelinux         -> pxelinux.0, lpxelinux.0
 #   syslinux-common  -> ldlinux.c32 libcom32.c32 libutil.c32 menu.c32 vesamenu.c32 chain.c32 reboot.c32
 #   grub-efi-amd64-bin, grub-pc-bin (+ grub-common's grub-mknetdir)
 #                    -> boot/grub/x86_64-efi/core.efi, boot/grub/i386-pc/core.0 and their modules;
 #                       grub-mknetdir also writes boot/grub/<platform>/grub.cfg ("source
-#                       boot/grub/grub.cfg"), and bootyard renders boot/grub/grub.cfg* per host.
+#                       boot/grub/grub.cfg"), and bootyard renders boot/grub/grub.cfg* per host;
+#                       images/grubx64-http.efi: GRUB for UEFI HTTP boot (scripts/grub-http-image.sh)
 # Per-host configs (pxelinux.cfg/*, boot/grub/grub.cfg*, boot.ipxe) are NOT written here: the
 # service renders them from the inventory. Kernels and initrds go under <root>/images/.
 set -euo pipefail
@@ -48,6 +51,7 @@ copy() {  # copy <tree> <path-in-package> <dest-name>
 
 ipxe=$(tree_of ipxe)
 for f in undionly.kpxe ipxe.efi snponly.efi ipxe.lkrn; do copy "$ipxe" "usr/lib/ipxe/$f" "$f"; done
+copy "$ipxe" usr/lib/ipxe/ipxe.efi images/ipxe.efi
 
 pxelinux=$(tree_of pxelinux)
 copy "$pxelinux" usr/lib/PXELINUX/pxelinux.0 pxelinux.0
@@ -73,7 +77,11 @@ for pair in grub-efi-amd64-bin:x86_64-efi grub-pc-bin:i386-pc; do
     tree=$(tree_of "$pkg")
     "$mknetdir" --net-directory="$root" --subdir=boot/grub -d "$tree/usr/lib/grub/$platform" \
         >/dev/null
+    if [ "$platform" = x86_64-efi ]; then
+        GRUB_MKIMAGE="$mkimage_dir/grub-mkimage" bash "$(dirname "$0")/grub-http-image.sh" \
+            "$root/images/grubx64-http.efi" "$tree/usr/lib/grub/$platform"
+    fi
 done
 
 echo "tftp-root: $root ready:"
-(cd "$root" && ls -1 *.kpxe *.efi *.0 boot/grub/*/core.* 2>/dev/null | sed 's/^/  /')
+(cd "$root" && ls -1 *.kpxe *.efi *.0 boot/grub/*/core.* images/*.efi 2>/dev/null | sed 's/^/  /')

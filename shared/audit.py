@@ -39,6 +39,7 @@ class Entry:
     op: str
     before: dict[str, str]
     after: dict[str, str]
+    detail: dict[str, str] = dataclasses.field(default_factory=dict)  # an action's (op power)
 
     def json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -46,10 +47,22 @@ class Entry:
 
 def entry_fields(who: str, key: str, before: dict[str, str] | None,
                  after: dict[str, str] | None, ts: float | None = None) -> dict[str, str]:
+    """The stream entry of one change; secret fields (``power_secret``) are masked
+    (:func:`shared.secrets.mask_change`): the history says that a secret changed, never what it
+    is."""
+    from shared.secrets import mask_change
+
     op = "delete" if not after else "add" if not before else "set"
+    shown_before, shown_after = mask_change(key, before or {}, after or {})
     return {"ts": f"{time.time() if ts is None else ts:.3f}", "who": who, "key": key, "op": op,
-            "before": json.dumps(before or {}, sort_keys=True),
-            "after": json.dumps(after or {}, sort_keys=True)}
+            "before": json.dumps(shown_before, sort_keys=True),
+            "after": json.dumps(shown_after, sort_keys=True)}
+
+
+def hash_digest(fields: dict[str, str] | None) -> str:
+    """The digest ``bootyard:audit:last`` keeps of an object's hash (of the hash itself, so a
+    change of a masked secret is a change too)."""
+    return digest(json.dumps(fields or {}, sort_keys=True))
 
 
 def digest(fields_json: str) -> str:
@@ -66,7 +79,7 @@ def queue(pipe, who: str, key: str, before, after) -> None:
     fields = entry_fields(who, key, before, after)
     pipe.xadd(keys.AUDIT_STREAM, fields, maxlen=MAX_ENTRIES, approximate=True)
     if after:
-        pipe.hset(keys.AUDIT_LAST, key, digest(fields["after"]))
+        pipe.hset(keys.AUDIT_LAST, key, hash_digest(after))
     else:
         pipe.hdel(keys.AUDIT_LAST, key)
 
@@ -89,7 +102,18 @@ def parse(entry_id: str, fields: dict[str, str]) -> Entry:
         return value if isinstance(value, dict) else {}
     return Entry(entry_id, float(fields.get("ts", 0) or 0), fields.get("who", ""),
                  fields.get("key", ""), fields.get("op", ""), load(fields.get("before")),
-                 load(fields.get("after")))
+                 load(fields.get("after")), load(fields.get("detail")))
+
+
+async def record_action(client, who: str, key: str, op: str, detail: dict[str, str]) -> None:
+    """Record an action on an object that is not a change of it (``op power``: a power
+    action and its result, ``detail``), so the history shows who powered what, and when."""
+    from shared.store import redis_errors
+
+    fields = {"ts": f"{time.time():.3f}", "who": who, "key": key, "op": op, "before": "{}",
+              "after": "{}", "detail": json.dumps(detail, sort_keys=True)}
+    with redis_errors("admin"):
+        await client.xadd(keys.AUDIT_STREAM, fields, maxlen=MAX_ENTRIES, approximate=True)
 
 
 async def history(client, key: str | None = None, count: int = 100,
@@ -115,6 +139,8 @@ def format_entry(entry: Entry) -> str:
         if old != new:
             changes.append(f"{fname}: {old if old is not None else '(unset)'} -> "
                            f"{new if new is not None else '(unset)'}")
+    if entry.detail:
+        changes.append(" ".join(f"{k}={v}" for k, v in sorted(entry.detail.items())))
     return f"{when}  {entry.who}  {entry.op}  {entry.key}" + (
         "  " + "; ".join(changes) if changes else "")
 
@@ -167,6 +193,6 @@ class DirectRecorder:
                 await self._redis.eval(_DIRECT_SCRIPT, 2, keys.AUDIT_STREAM, keys.AUDIT_LAST,
                                        key, fields["after"], fields["ts"], fields["who"],
                                        fields["op"], fields["before"], str(MAX_ENTRIES),
-                                       digest(fields["after"]), EMPTY)
+                                       hash_digest(raw), EMPTY)
         except InventoryUnavailable:
             pass  # counted in bootyard_redis_errors_total{operation="audit"}; the change stands

@@ -4,6 +4,9 @@
 knows about itself (:class:`Facts`) into a :class:`Plan`: the boot mode's outcome, the kernel and
 initrd :class:`Location` s, the kernel arguments (generated for the mode, then the profile's
 ``cmdline`` template rendered once), the block export's :class:`Target` and the install-file URL.
+``records`` gives the host's effective record (its groups' settings and one-shot boot,
+shared/groups.py, under its own fields: one resolution for every service); a host's
+``kernel`` replaces the profile's and its ``kernel_args`` go after the cmdline.
 The formatters only write it out: ``services/http/policy.py`` (iPXE script, GRUB over HTTP) and
 ``services/tftp/render.py`` (PXELINUX, GRUB over TFTP, iPXE over TFTP). So a host in a given mode
 gets the same kernel arguments through every loader (tests/bootplan).
@@ -33,7 +36,8 @@ import jinja2
 from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-from shared.schema import KINDS, Export, Host, Profile, Subnet, plain
+from shared.groups import effective_host
+from shared.schema import KINDS, Export, Host, Image, Profile, Subnet, plain
 
 # ------------------------------------------------------------------------------ vocabulary
 
@@ -41,8 +45,11 @@ OUTCOMES = ("install", "live", "netroot", "sanboot", "local", "disabled", "unkno
 # What an unknown MAC gets, for every service (http.unknown_host and tftp.unknown_host):
 # discovery: record the machine, show a message, boot the next device (iPXE reports its details);
 # local: boot the local disk at once; none: no boot config at all (TFTP: ERROR 1 file not found,
-# so the loader tries its next name; HTTP: a bare iPXE exit / GRUB exit).
-UNKNOWN_HOST = ("discovery", "local", "none")
+# so the loader tries its next name; HTTP: a bare iPXE exit / GRUB exit); menu: an iPXE menu
+# (menu_entries: discovery, the local disk, every profile with menu=yes); profile:<name>: that
+# profile, as if the machine were a host of it (default_host).
+UNKNOWN_HOST = ("discovery", "local", "none", "menu")
+DEFAULT_PROFILE = "profile:"  # profile:<name>
 # Old spellings, still accepted (deprecated): HTTP's "exit" was a bare exit, i.e. "none".
 UNKNOWN_HOST_DEPRECATED = {"exit": "none"}
 
@@ -58,9 +65,20 @@ def unknown_host_choice(value: str) -> str:
     """The canonical unknown-host action for a setting value (old spellings mapped)."""
     low = value.strip().lower()
     low = UNKNOWN_HOST_DEPRECATED.get(low, low)
+    if low.startswith(DEFAULT_PROFILE):
+        name = low[len(DEFAULT_PROFILE):].strip()
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", name):
+            raise ValueError(f"{value!r}: profile:<name> names a profile (lower-case letters, "
+                             "digits, '.', '_', '-')")
+        return DEFAULT_PROFILE + name
     if low not in UNKNOWN_HOST:
-        raise ValueError(f"must be one of {', '.join(UNKNOWN_HOST)}")
+        raise ValueError(f"must be one of {', '.join(UNKNOWN_HOST)} or profile:<name>")
     return low
+
+
+def check_unknown_host(value: str) -> None:
+    """The settings' check of ``http.unknown_host`` / ``tftp.unknown_host``."""
+    unknown_host_choice(value)
 
 
 class PlanError(ValueError):
@@ -207,6 +225,18 @@ def target(export: Export, portal: str) -> Target:
 # ------------------------------------------------------------------------------ the plan
 
 @dataclasses.dataclass(frozen=True)
+class MenuEntry:
+    """One entry of the unknown-host menu: ``discovery`` (the discovery boot's script),
+    ``local`` (the local disk) or ``profile`` (boot that profile, :func:`default_host`)."""
+
+    key: str  # iPXE label and menu item name: discovery, local, profile-<name>
+    label: str  # what the menu shows
+    kind: str  # discovery, local, profile
+    profile: Profile | None = None
+    export: Export | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Facts:
     """What the service knows about itself (all text, no I/O)."""
 
@@ -217,6 +247,7 @@ class Facts:
     unknown_delay: int = 10
     token: str | None = None  # the host's token, only when http.token_in_scripts is on
     subnet: Subnet | None = None
+    menu: tuple[MenuEntry, ...] = ()  # unknown_host menu: its entries (menu_entries)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,14 +275,74 @@ class Plan:
         return " ".join(self.args)
 
 
-def records(inventory: Any, mac: str | None) -> tuple[Host | None, Profile | None,
-                                                       Export | None]:
+def records(inventory: Any, mac: str | None, unknown: str | None = None
+            ) -> tuple[Host | None, Profile | None, Export | None]:
     """The one host -> profile -> export lookup: (host, its profile, its block export).
-    The export is the host's ``var.export``, else its profile's ``export``."""
+    The host is its effective record: its groups' settings under its own fields, and its
+    one-shot boot (shared/groups.py); services never resolve groups themselves. An unknown MAC
+    with ``unknown`` = ``profile:<name>`` (the unknown-host setting) is a host of that profile
+    (:func:`default_host`). The export is the host's ``var.export``, else its profile's
+    ``export``."""
     host = inventory.host(mac) if mac else None
+    if host is not None:
+        host = effective_host(inventory, host)
+    elif mac and unknown and unknown.startswith(DEFAULT_PROFILE):
+        host = default_host(mac, inventory.profile(unknown[len(DEFAULT_PROFILE):]))
     profile = inventory.profile(host.profile) if host and host.profile else None
+    if profile is not None and profile.image:
+        profile = with_image(profile, inventory.image(profile.image))
     name = (host.vars.get("export") if host else None) or (profile.export if profile else None)
     return host, profile, (inventory.export(name) if name else None)
+
+
+def default_mode(profile: Profile) -> str:
+    """How a profile boots a machine that is not a host (the unknown-host default and menu):
+    ``live`` with a root image, else ``install`` with a kernel, else ``sanboot``."""
+    if profile.root_image:
+        return "live"
+    if profile.kernel or not profile.export:
+        return "install"
+    return "sanboot"
+
+
+UNKNOWN_DESCRIPTION = "bootyard: not in the inventory (the unknown-host default)"
+
+
+def default_host(mac: str, profile: Profile | None) -> Host | None:
+    """The host record an unknown MAC boots as under ``profile:<name>`` (None: no such
+    profile, so the machine stays unknown)."""
+    if profile is None:
+        return None
+    return Host(mac, profile=profile.name, boot_mode=default_mode(profile),
+                description=UNKNOWN_DESCRIPTION)
+
+
+def menu_entries(profiles, discovery: bool, exports: Any = None) -> tuple[MenuEntry, ...]:
+    """The unknown-host menu: ``discovery`` when the discovery boot is on
+    (``discovery.enabled``), the local disk, then every profile with ``menu`` yes, by name.
+    ``exports(name)`` finds a profile's block export."""
+    out = []
+    if discovery:
+        out.append(MenuEntry("discovery", "Discover this machine (report its hardware)",
+                             "discovery"))
+    out.append(MenuEntry("local", "Boot from the local disk", "local"))
+    for profile in sorted((p for p in profiles if p.menu), key=lambda p: p.name):
+        label = f"{profile.name}: {profile.description}" if profile.description else \
+            f"{profile.name} ({default_mode(profile)})"
+        export = exports(profile.export) if exports and profile.export else None
+        out.append(MenuEntry(f"profile-{profile.name}", label, "profile", profile, export))
+    return tuple(out)
+
+
+def with_image(profile: Profile, image: Image | None) -> Profile:
+    """The profile with the files of its ``image`` where it names none of its own (its own
+    kernel, initrd or root_image win). A missing image leaves the profile as it is: the plan
+    then says so if the profile has no kernel of its own."""
+    if image is None or not profile.image:
+        return profile
+    return dataclasses.replace(profile, kernel=profile.kernel or image.kernel,
+                               initrd=profile.initrd or image.initrd,
+                               root_image=profile.root_image or image.squashfs)
 
 
 def merged_vars(host: Host | None, profile: Profile | None) -> dict[str, str]:
@@ -383,9 +474,18 @@ def _boot(base: Plan, host: Host, profile: Profile | None, export: Export | None
         iqn = initiator_iqn(host, profile, facts.initiator_prefix) if tgt.kind == "iscsi" else ""
         _check_target(host, tgt, iqn)
         return dataclasses.replace(base, target=tgt, initiator=iqn)
-    if not profile.kernel:
+    if host.kernel:  # the host's (or its group's) own kernel, rare
+        try:
+            kernel = parse_location(host.kernel)
+        except ValueError as exc:
+            raise PlanError(f"host {host.mac} kernel={host.kernel!r}: {exc}") from None
+    elif not profile.kernel and profile.image:
+        raise PlanError(f"profile {profile.name} image={profile.image}: no such image (key "
+                        f"{KINDS['image'].key(profile.image)}; bootyard image import)")
+    elif not profile.kernel:
         raise PlanError(f"profile {profile.name} has no kernel")
-    kernel = _location(profile, "kernel", profile.kernel)
+    else:
+        kernel = _location(profile, "kernel", profile.kernel)
     initrds = tuple(_location(profile, "initrd", i) for i in profile.initrd)
     args: list[str] = []
     tgt, iqn, hook = None, "", False
@@ -415,6 +515,9 @@ def _boot(base: Plan, host: Host, profile: Profile | None, export: Export | None
     cmdline = render_cmdline(host, profile, facts) if profile.cmdline else ""
     if cmdline:
         args.append(cmdline)
+    if host.kernel_args:  # the host's (or its group's) extra arguments, after the cmdline
+        check_args((host.kernel_args,), f"host {host.mac} kernel_args")
+        args.append(host.kernel_args)
     install = None
     if facts.base_url and profile.install in _INSTALL_URL:
         urls = install_urls(facts.base_url.rstrip("/"), host.mac, facts.token)

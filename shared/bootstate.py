@@ -259,8 +259,8 @@ class _Build:
                                  (f" ({f['detail']})" if f.get("detail") else "")))
         elif kind == "tftp.transfer":
             self._file(ts, f.get("file", ""), f.get("result", ""), f.get("detail", ""), "TFTP")
-        elif kind == "http.file":
-            self._file(ts, f.get("path", ""), "ok", "", "HTTP")
+        elif kind == "http.file":  # a 404 under /images/ carries result=not_found
+            self._file(ts, f.get("path", ""), f.get("result") or "ok", "", "HTTP")
         elif kind == "http.script":
             self.reach("script", ts)
             self.outcome = f.get("outcome", "")

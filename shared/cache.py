@@ -24,7 +24,17 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from shared import keys, logs, metrics
-from shared.schema import KINDS, Export, Host, Mirror, Profile, Subnet, parse_record, split_key
+from shared.schema import (
+    KINDS,
+    Export,
+    Host,
+    Image,
+    Mirror,
+    Profile,
+    Subnet,
+    parse_record,
+    split_key,
+)
 from shared.store import InventoryUnavailable, ResponseError, WrongType, db_index, redis_errors
 
 ChangeListener = Callable[[str, str], None]
@@ -42,6 +52,7 @@ class InventoryView:
         self._listeners: list[ChangeListener] = []
         self.version = 0  # bumped on every change: render caches compare it
         self.ready = True
+        self._memos: dict[str, tuple[int, dict]] = {}
 
     # -- questions ---------------------------------------------------------------------------
     def _check(self) -> None:
@@ -78,12 +89,24 @@ class InventoryView:
         self._check()
         return self._objects["mirror"].get(name)
 
+    def image(self, name: str) -> Image | None:
+        self._check()
+        return self._objects["image"].get(name)
+
     def all(self, kind: str) -> list[Any]:
         self._check()
         return list(self._objects[kind].values())
 
     def hosts(self) -> list[Host]:
         return self.all("host")
+
+    def memo(self, name: str) -> dict:
+        """A dict for answers derived from the inventory (a host's groups resolved:
+        shared/groups.py), emptied whenever the inventory changes."""
+        found = self._memos.get(name)
+        if found is None or found[0] != self.version:
+            found = self._memos[name] = (self.version, {})
+        return found[1]
 
     def subnets(self) -> list[Subnet]:
         return [s for s in self.all("subnet") if s.enabled]
@@ -136,10 +159,12 @@ class StaticInventory(InventoryView):
 
     def __init__(self, *, hosts: Iterable[Host] = (), profiles: Iterable[Profile] = (),
                  subnets: Iterable[Subnet] = (), exports: Iterable[Export] = (),
-                 mirrors: Iterable[Mirror] = ()) -> None:
+                 mirrors: Iterable[Mirror] = (), groups: Iterable[Any] = (),
+                 images: Iterable[Image] = ()) -> None:
         super().__init__()
         for kind, records in (("host", hosts), ("profile", profiles), ("subnet", subnets),
-                              ("export", exports), ("mirror", mirrors)):
+                              ("export", exports), ("mirror", mirrors), ("group", groups),
+                              ("image", images)):
             for record in records:
                 self.put(kind, record)
 

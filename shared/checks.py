@@ -15,7 +15,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shared import bootplan, keys
+from shared import bootplan, groups, keys
 from shared.schema import (
     KINDS,
     Problem,
@@ -109,11 +109,30 @@ def check_references(records: Mapping[str, Mapping[str, Any]],
             missing = keys.object_key("export", profile.export)
             problems.append(Problem(key, "export", profile.export,
                                     f"no such export (key {missing})"))
+        if profile.image and profile.image not in records["image"]:
+            missing = keys.object_key("image", profile.image)
+            problems.append(Problem(key, "image", profile.image,
+                                    f"no such image (key {missing}; bootyard image import)"))
         if profile.install in bootplan.INSTALL_CMDLINE and not profile.cmdline:
             problems.append(Problem(
                 key, "cmdline", "", f"install={profile.install} but no cmdline: the installer "
                 "is not told where its file is; for example "
                 f"{bootplan.INSTALL_CMDLINE[profile.install]!r}", severity="warning"))
+    for name, group in sorted(records.get("group", {}).items()):
+        key = keys.object_key("group", name)
+        if group.profile and group.profile not in profiles:
+            problems.append(Problem(key, "profile", group.profile, "no such profile (key "
+                                    f"{keys.object_key('profile', group.profile)})"))
+        subnet = group.match.get("subnet")
+        if subnet and subnet.lower() not in subnets:
+            problems.append(Problem(key, "match.subnet", subnet, "no such subnet (key "
+                                    f"{keys.object_key('subnet', subnet.lower())}): the group "
+                                    "matches no host", severity="warning"))
+    for mac, host in sorted(hosts.items()):
+        if host.once_profile and host.once_profile not in profiles:
+            problems.append(Problem(keys.object_key("host", mac), "once_profile",
+                                    host.once_profile, "no such profile (key "
+                                    f"{keys.object_key('profile', host.once_profile)})"))
     seen_targets: dict[tuple, str] = {}
     for name, export in sorted(exports.items()):
         target = (export.aoe_shelf, export.aoe_slot) if export.kind == "aoe" else (export.iqn,)
@@ -142,16 +161,23 @@ def plan_problems(host, records: Mapping[str, Mapping[str, Any]]) -> list[Proble
     """What keeps ``host`` from booting in its boot mode: the boot plan (shared/bootplan.py)
     made as the services make it, its cmdline template rendered for this host. A disabled host
     is checked as if enabled (it will be)."""
-    if host.boot_mode == "local":
-        return []
     key = keys.object_key("host", host.mac)
+    resolution = groups.resolve(host, records.get("group", {}).values(), records["subnet"])
+    ties = [Problem(key, c.item, "", f"tie: {c}; the host gets it from neither: give one "
+                    "group more selectors, change one, or set it on the host")
+            for c in resolution.conflicts]
+    host = resolution.host
+    if host.boot_mode == "local":
+        return ties
     if not host.profile:
-        return [Problem(key, "profile", "", f"boot_mode {host.boot_mode} needs a profile: "
-                        "the host gets no boot configuration until it has one",
-                        severity="warning")]
+        return ties + [Problem(key, "profile", "", f"boot_mode {host.boot_mode} needs a "
+                               "profile: the host gets no boot configuration until it has "
+                               "one (its own, or a group's)", severity="warning")]
     profile = records["profile"].get(host.profile)
     if profile is None:
-        return []  # "no such profile" says it
+        return ties  # "no such profile" says it
+    if profile.image:
+        profile = bootplan.with_image(profile, records["image"].get(profile.image))
     name = host.vars.get("export") or profile.export
     export = records["export"].get(name) if name else None
     facts = dataclasses.replace(CHECK_FACTS, subnet=subnet_of(host, records["subnet"]))
@@ -159,10 +185,11 @@ def plan_problems(host, records: Mapping[str, Mapping[str, Any]]) -> list[Proble
     try:
         result = bootplan.plan(host.mac, enabled, profile, export, facts)
     except bootplan.TemplateFailed as exc:
-        return [Problem(key, "profile", host.profile, f"cannot render for this host: {exc}")]
+        return ties + [Problem(key, "profile", host.profile,
+                               f"cannot render for this host: {exc}")]
     if result.outcome == "error":
-        return [Problem(key, "boot_mode", host.boot_mode, f"cannot boot: {result.reason}")]
-    return []
+        return ties + [Problem(key, "boot_mode", host.boot_mode, f"cannot boot: {result.reason}")]
+    return ties
 
 
 def _in(ip: str, network) -> bool:

@@ -42,6 +42,7 @@ from shared.schema import (
     parse_record,
     to_hash,
 )
+from shared.secrets import keep_secrets, mask
 from shared.store import (
     AlreadyExists,
     InventoryError,
@@ -60,19 +61,23 @@ class ImportRefused(InventoryError):
         self.problems = problems or []
 
 
-def dump_to_yaml(dump: Mapping[str, Mapping[str, Mapping[str, str]]]) -> str:
+def dump_to_yaml(dump: Mapping[str, Mapping[str, Mapping[str, str]]],
+                 secrets: bool = False) -> str:
+    """The export file; secret fields (``power_secret``) as ``********`` unless ``secrets``
+    (import keeps an object's secret when the file has the mask)."""
     document = {}
     for kind_name, kind in KINDS.items():
         objects = dump.get(kind_name) or {}
         if objects:
-            document[kind.plural] = {ident: from_hash(kind, objects[ident])
-                                     for ident in sorted(objects)}
+            document[kind.plural] = {
+                ident: from_hash(kind, objects[ident] if secrets else mask(kind, objects[ident]))
+                for ident in sorted(objects)}
     return yaml.safe_dump(document, sort_keys=False, default_flow_style=False,
                           allow_unicode=True) if document else "{}\n"
 
 
-async def export_yaml(store: InventoryStore) -> str:
-    return dump_to_yaml(await store.dump())
+async def export_yaml(store: InventoryStore, secrets: bool = False) -> str:
+    return dump_to_yaml(await store.dump(), secrets)
 
 
 def yaml_to_dump(text: str, source: str = "file") -> dict[str, dict[str, dict[str, str]]]:
@@ -172,6 +177,8 @@ def document_to_dump(document: Any, source: str = "file"
                                                 "vars must be a mapping"))
                         continue
                     fields["vars"] = {str(k): str(v) for k, v in value.items()}
+                elif isinstance(value, dict) and any(f.attr == fname for f in kind.families):
+                    fields[fname] = {str(k): str(v) for k, v in value.items()}
                 elif isinstance(value, list):
                     fields[fname] = [str(v) for v in value]
                 elif isinstance(value, dict):
@@ -230,10 +237,13 @@ def _affected_hosts(records: Records, changed: Iterable[tuple[str, str]]) -> set
     for kind_name, ident in changed:
         if kind_name == "host":
             hosts.add(ident)
-        elif kind_name == "subnet":
+        elif kind_name in ("subnet", "group"):
             return set(records["host"])
         elif kind_name == "profile":
             hosts |= {m for m, h in records["host"].items() if h.profile == ident}
+        elif kind_name == "image":
+            names = {n for n, p in records["profile"].items() if p.image == ident}
+            hosts |= {m for m, h in records["host"].items() if h.profile in names}
         elif kind_name == "export":
             names = {n for n, p in records["profile"].items() if p.export == ident}
             hosts |= {m for m, h in records["host"].items()
@@ -310,7 +320,12 @@ def etag(raw: Mapping[str, str]) -> str:
     """An object's entity tag (the admin API's ETag): a digest of its whole hash, quoted."""
     import hashlib
     import json
-    digest = hashlib.sha256(json.dumps(dict(raw), sort_keys=True).encode()).hexdigest()
+
+    # over the hash with its secrets masked: a digest of a weak password could be guessed
+    from shared.secrets import SECRET_MASK
+    hidden = {f for kind in KINDS.values() for f, spec in kind.fields.items() if spec.secret}
+    shown = {k: (SECRET_MASK if k in hidden and v else v) for k, v in raw.items()}
+    digest = hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()
     return f'"{digest[:32]}"'
 
 
@@ -338,7 +353,7 @@ def _merged(kind, canonical: str, current: Mapping[str, str], changes: Mapping[s
         raise NotFound(f"no {kind.name} {canonical} (key {key}); use "
                        f"'bootyard {kind.name} add' to create it")
     merged = {} if mode == "replace" else dict(current)
-    merged.update(changes)
+    merged.update(keep_secrets(kind, current, changes))
     merged = {f: v for f, v in merged.items() if v != ""}
     notes = []
     if kind.name == "profile":
@@ -426,7 +441,8 @@ async def import_dump(store: InventoryStore, dump: Dump, *, replace: bool, yes: 
     in_file = [(k, i) for k, objs in dump.items() for i in objs]
 
     def compute(current):
-        out: dict[tuple[str, str], Any] = {(k, i): dict(dump[k][i]) for k, i in in_file}
+        out: dict[tuple[str, str], Any] = {
+            (k, i): keep_secrets(KINDS[k], current[k].get(i, {}), dump[k][i]) for k, i in in_file}
         if replace:
             for kind_name, objects in current.items():
                 for ident in objects:
@@ -468,32 +484,36 @@ async def import_yaml(store: InventoryStore, text: str, *, replace: bool, yes: b
 # ---------------------------------------------------------------- object operations (CLI and API)
 
 def object_json(kind, ident: str, raw: Mapping[str, str], record: Any,
-                problems: list[Problem]) -> dict[str, Any]:
-    """One object as the CLI's ``show --json`` and the API print it."""
+                problems: list[Problem], secrets: bool = False) -> dict[str, Any]:
+    """One object as the CLI's ``show --json`` and the API print it (secrets masked unless
+    ``secrets``)."""
     import dataclasses
 
-    return {"key": kind.key(ident), "id": ident, "fields": from_hash(kind, raw),
+    return {"key": kind.key(ident), "id": ident,
+            "fields": from_hash(kind, raw if secrets else mask(kind, raw)),
             "valid": record is not None, "problems": [dataclasses.asdict(p) for p in problems],
             "etag": etag(raw)}
 
 
-async def show(store: InventoryStore, kind, ident: str) -> dict[str, Any]:
+async def show(store: InventoryStore, kind, ident: str, secrets: bool = False
+               ) -> dict[str, Any]:
     """One object, its fields and problems; raises NotFound."""
     canonical = kind.canonical_id(ident)
     raw = await store.raw(kind, canonical)
     if not raw:
         raise NotFound(f"no {kind.name} {canonical} (key {kind.key(canonical)})")
     record, problems = parse_record(kind, canonical, raw)
-    return object_json(kind, canonical, raw, record, problems)
+    return object_json(kind, canonical, raw, record, problems, secrets)
 
 
 async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
                  tag: str | None = None, profile: str | None = None,
-                 subnet: str | None = None, objects: Mapping[str, Mapping[str, str]] | None = None
-                 ) -> list[str]:
+                 subnet: str | None = None, objects: Mapping[str, Mapping[str, str]] | None = None,
+                 group: str | None = None) -> list[str]:
     """The ids of the objects named (``ids``: any spelling; each must exist) and, for hosts,
-    of those with ``tag``, of ``profile``, or with a fixed address in ``subnet``. Without any
-    of them: every object of the kind. ``objects``: the kind's hashes, if already read."""
+    of those with ``tag``, of ``profile``, with a fixed address in ``subnet``, or matched by
+    ``group`` (its selectors, shared/groups.py). Without any of them: every object of the
+    kind. ``objects``: the kind's hashes, if already read."""
     if objects is None:
         objects = await store.raw_all(kind)
     chosen = set()
@@ -502,7 +522,8 @@ async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
         if canonical not in objects:
             raise NotFound(f"no {kind.name} {canonical} (key {kind.key(canonical)})")
         chosen.add(canonical)
-    selectors = tag or profile or subnet
+    in_group = await _matched_by(store, group, objects) if group else None
+    selectors = tag or profile or subnet or group
     if selectors:
         network = None
         if subnet:
@@ -512,6 +533,8 @@ async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
                 raise NotFound(f"no usable subnet {subnet} (key {KINDS['subnet'].key(subnet)})")
             network = record.network
         for ident, raw in objects.items():
+            if in_group is not None and ident not in in_group:
+                continue
             fields = normalise(kind, raw)
             if tag and tag not in fields.get("tags", "").split(","):
                 continue
@@ -529,22 +552,48 @@ async def select(store: InventoryStore, kind, ids: Iterable[str] = (), *,
     return sorted(chosen)
 
 
+async def _matched_by(store: InventoryStore, name: str, hosts: Mapping[str, Mapping[str, str]]
+                      ) -> set[str]:
+    """The hosts group ``name`` matches (its selectors; the group must exist and be valid)."""
+    from shared.groups import matches
+
+    kind = KINDS["group"]
+    canonical = kind.canonical_id(name)
+    raw = await store.raw(kind, canonical)
+    group = parse_record(kind, canonical, raw)[0] if raw else None
+    if group is None:
+        raise NotFound(f"no usable group {canonical} (key {kind.key(canonical)})")
+    subnets = {}
+    for ident, raw in (await store.raw_all(KINDS["subnet"])).items():
+        record = parse_record(KINDS["subnet"], ident, raw)[0]
+        if record is not None:
+            subnets[ident] = record
+    found = set()
+    for mac, raw in hosts.items():
+        host = parse_record(KINDS["host"], mac, raw)[0]
+        if host is not None and matches(group, host, subnets):
+            found.add(mac)
+    return found
+
+
 async def list_objects(store: InventoryStore, kind, tag: str | None = None, *,
                        ids: Iterable[str] = (), profile: str | None = None,
-                       subnet: str | None = None, skipped: list[Problem] | None = None
-                       ) -> dict[str, dict[str, str]]:
+                       subnet: str | None = None, skipped: list[Problem] | None = None,
+                       group: str | None = None) -> dict[str, dict[str, str]]:
     """{id: hash} of the objects :func:`select` picks, sorted by id; keys of the wrong Redis
     type are left out and named in ``skipped``."""
     objects = await store.raw_all(kind, skipped)
     chosen = await select(store, kind, ids, tag=tag, profile=profile, subnet=subnet,
-                          objects=objects)
+                          objects=objects, group=group)
     return {i: objects[i] for i in chosen}
 
 
-def list_json(kind, objects: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, Any]]:
+def list_json(kind, objects: Mapping[str, Mapping[str, str]], secrets: bool = False
+              ) -> dict[str, dict[str, Any]]:
     """A list of objects as the CLI's ``list --json`` and the API's ``GET /api/v1/<kind>``
-    print it: ``{id: fields}`` in the export form."""
-    return {ident: from_hash(kind, raw) for ident, raw in objects.items()}
+    print it: ``{id: fields}`` in the export form (secrets masked unless ``secrets``)."""
+    return {ident: from_hash(kind, raw if secrets else mask(kind, raw))
+            for ident, raw in objects.items()}
 
 
 def effective(kind, raw: Mapping[str, str]) -> dict[str, str]:
@@ -580,6 +629,10 @@ def changes_from_fields(kind, fields: Mapping[str, Any]) -> dict[str, str]:
             if not isinstance(value, Mapping):
                 raise InventoryError("vars must be an object of name: value")
             changes["vars"] = {str(k): "" if v is None else v for k, v in value.items()}
+        elif any(f.attr == fname for f in kind.families):
+            if not isinstance(value, Mapping):
+                raise InventoryError(f"{fname} must be an object of name: value")
+            changes[fname] = {str(k): "" if v is None else v for k, v in value.items()}
         elif fname in kind.fields:
             if isinstance(value, Mapping):
                 raise InventoryError(f"{fname}: expected text or a list")
@@ -587,5 +640,24 @@ def changes_from_fields(kind, fields: Mapping[str, Any]) -> dict[str, str]:
         else:
             raise InventoryError(f"{kind.name} has no field {fname!r} "
                                  f"(fields: {', '.join(kind.fields)}"
-                                 f"{', vars' if kind.has_vars else ''})")
+                                 f"{', vars' if kind.has_vars else ''}"
+                                 + "".join(f", {f.attr}" for f in kind.families) + ")")
     return to_hash(kind, changes)
+
+
+async def explain_host(store: InventoryStore, ident: str) -> dict[str, Any]:
+    """A host's effective values and their sources (shared/effective.py); raises NotFound."""
+    from shared import effective
+
+    kind = KINDS["host"]
+    canonical = kind.canonical_id(ident)
+    dump = await store.dump()
+    raw = dump["host"].get(canonical)
+    if not raw:
+        raise NotFound(f"no host {canonical} (key {kind.key(canonical)})")
+    records, problems = parse_dump(dump)
+    host = records["host"].get(canonical)
+    if host is None:
+        found = problems.get(kind.key(canonical), [])
+        raise RecordInvalid(found or [Problem(kind.key(canonical), "(all)", "", "invalid")])
+    return effective.explain(host, records, raw)

@@ -7,7 +7,7 @@ lists these keys, docs/dhcp.md the lease keys' fields. Code builds keys only wit
 key                                 type       holds
 ==================================  =========  ===============================================
 ``bootyard:<kind>:<id>``            hash       one inventory object: kind host, profile,
-                                               subnet, export, mirror or netboot
+                                               subnet, export, mirror, netboot, group or image
                                                (:mod:`shared.schema` validates the fields)
 ``bootyard:events``                 stream     every service's timeline events
 ``bootyard:events:<mac>``           stream     one inventory host's events

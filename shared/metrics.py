@@ -2,7 +2,10 @@
 
 Rules (docs/metrics.md): names are ``bootyard_<service>_<noun>_<unit or total>``; every label has
 a closed set of values declared up front and pre-initialised, so dashboards show zeros instead of
-gaps; never a MAC, IP, path or transaction id as a label (those go to logs and events).
+gaps; never a MAC, IP, path or transaction id as a label (those go to logs and events). Units are
+base units, at the end: ``_seconds`` and ``_bytes`` (counters ``_seconds_total``,
+``_bytes_total``), histograms of time ``_duration_seconds``; no label is named like a scrape
+target's label (``service``, ``job``, ``instance``). The declaring functions refuse the rest.
 
 Services declare their own metrics with :func:`counter`, :func:`gauge` and :func:`histogram`
 (in ``services/<name>/metrics.py``) and expose them with :func:`start_metrics_server`, which also
@@ -39,9 +42,38 @@ _NAME = re.compile(r"bootyard_[a-z][a-z0-9]*_[a-z0-9_]+")
 Labels = Mapping[str, Iterable[str]]
 
 
-def _check_name(name: str) -> None:
+# Labels Prometheus attaches to every series of a scrape target (prometheus.yml sets `service`):
+# a metric's own label of that name would be renamed exported_<name> on ingestion.
+TARGET_LABELS = frozenset({"service", "job", "instance"})
+_NOT_BASE_UNIT = re.compile(
+    r"_(ms|us|ns|millis|milliseconds|microseconds|nanoseconds|minutes|hours|days|kb|kib|mb|mib|"
+    r"gb|gib|kilobytes|megabytes|gigabytes|percent|bits)(_|$)")
+
+
+def _check_name(name: str, kind: str = "gauge") -> None:
     if not _NAME.fullmatch(name):
         raise ValueError(f"metric name {name!r} must look like bootyard_<service>_<noun>_<unit>")
+    if _NOT_BASE_UNIT.search(name):
+        raise ValueError(f"metric name {name!r}: base units only (seconds, bytes, a plain ratio)")
+    base = name.removesuffix("_total")
+    words = base.split("_")
+    for unit in ("seconds", "bytes"):
+        if unit in words and words[-1] != unit:
+            raise ValueError(f"metric name {name!r}: the unit goes at the end "
+                             f"(..._{unit}, a counter ..._{unit}_total)")
+        if words[-1] == unit and len(words) < 4:
+            raise ValueError(f"metric name {name!r} must name what it measures: "
+                             f"bootyard_<service>_<noun>_{unit}")
+    if kind == "histogram" and not (base.endswith("_duration_seconds") or words[-1] == "bytes"):
+        raise ValueError(f"histogram {name!r}: a histogram of time ends in _duration_seconds, "
+                         f"of sizes in _bytes")
+
+
+def _check_labels(name: str, labels: Labels | None) -> None:
+    clash = TARGET_LABELS.intersection(labels or ())
+    if clash:
+        raise ValueError(f"metric {name!r}: label {sorted(clash)[0]!r} is a scrape target's "
+                         f"label (name it e.g. 'component')")
 
 
 def _preinit(metric, labels: Labels | None):
@@ -58,6 +90,7 @@ def _preinit(metric, labels: Labels | None):
 def counter(name: str, doc: str, labels: Labels | None = None) -> Counter:
     """A counter; ``name`` ends in ``_total`` and ``labels`` maps each label to all its values."""
     _check_name(name)
+    _check_labels(name, labels)
     if not name.endswith("_total"):
         raise ValueError(f"counter {name!r} must end in _total")
     return _preinit(Counter(name[: -len("_total")], doc, list(labels or ())), labels)
@@ -69,13 +102,15 @@ def gauge(name: str, doc: str, labels: Labels | None = None,
     (prometheus-client's multiprocess mode, see :func:`multiprocess_registry`) combines the
     workers' values: ``livesum`` (sum over live workers), ``max`` or ``min``."""
     _check_name(name)
+    _check_labels(name, labels)
     return _preinit(Gauge(name, doc, list(labels or ()), multiprocess_mode=across_processes),
                     labels)
 
 
 def histogram(name: str, doc: str, buckets: Iterable[float],
               labels: Labels | None = None) -> Histogram:
-    _check_name(name)
+    _check_name(name, "histogram")
+    _check_labels(name, labels)
     return _preinit(Histogram(name, doc, list(labels or ()), buckets=tuple(buckets)), labels)
 
 
@@ -107,9 +142,20 @@ REDIS_UP = gauge("bootyard_redis_up", "1 while this process reaches Redis, 0 whi
                  across_processes="min")
 EVENTS_EMITTED = counter(
     "bootyard_events_emitted_total",
-    "Events appended to the boot timeline streams, by service",
-    {"service": ("dhcp", "tftp", "http", "blockexport", "mirrorsync", "cli")})
+    "Events appended to the boot timeline streams, by the component that wrote them",
+    {"component": ("dhcp", "tftp", "http", "blockexport", "mirrorsync", "cli")})
 BUILD_INFO = Info("bootyard_build", "bootyard version")
+# Power actions (shared/powerctl.py): counted by the process that runs them, the HTTP service for
+# the admin API and the console (the CLI's one-shot process serves no metrics)
+POWER_ACTIONS = counter(
+    "bootyard_power_actions_total",
+    "Power actions on hosts, by method, action and outcome",
+    {"method": ("wol", "ipmi", "redfish", "none"), "action": ("on", "off", "cycle", "status"),
+     "outcome": ("ok", "already", "failed", "unsupported")})
+POWER_SECONDS = histogram(
+    "bootyard_power_action_duration_seconds",
+    "Time one power action took (all its requests to the BMC), by method",
+    (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), {"method": ("wol", "ipmi", "redfish")})
 
 # Prometheus users expect no <name>_created series next to counters and histograms.
 disable_created_metrics()

@@ -9,7 +9,8 @@ where ``serve(settings, stop)`` is a coroutine that starts its tasks in an ``asy
 and returns once ``stop`` (an :class:`asyncio.Event`) is set. SIGTERM and SIGINT set ``stop``;
 a service that has not finished ``grace`` seconds later is cancelled. A :class:`StartupError`
 (or a :class:`~shared.settings.SettingsError`) ends the process with status 2 and one clear line;
-a :class:`ServiceFailed` raised by ``serve`` ends it with status 1, and so does a
+so does an installed aiohttp or prometheus-client of a version bootyard was not tested with
+(:mod:`shared.pins`); a :class:`ServiceFailed` raised by ``serve`` ends it with status 1, and so does a
 :class:`PortUnavailable` (a port this service must listen on is taken: one log line naming the
 port and the setting, no traceback; raise it with :func:`listening`).
 
@@ -35,7 +36,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
-from shared import logs, metrics, settings as settings_mod
+from shared import logs, metrics, pins, settings as settings_mod
 
 
 class StartupError(Exception):
@@ -140,6 +141,13 @@ def run_service(service: str, settings_cls: type,
         return 0
     logs.configure(cfg.log.format, cfg.log.level)
     log = logs.get_logger(service)
+    untested = pins.untested()
+    if untested:
+        package, found, tested = untested[0]
+        log.error("untested_dependency", package=package, found=found, tested=",".join(tested),
+                  fix=f"install {package}=={tested[-1]} (pip install -c constraints.txt); a new "
+                      f"version needs the tests and an entry in shared/pins.py")
+        return 2
     for note in notes:
         log.warning("setting_renamed", note=note)
     _become_worker(log)

@@ -12,6 +12,9 @@ subnet     ``bootyard:subnet:lab``              name
 export     ``bootyard:export:web1-root``        name (a block device exported over AoE/iSCSI)
 mirror     ``bootyard:mirror:debian``           name (an OS mirror kept in sync by rsync)
 netboot    ``bootyard:netboot:catalina``        name (an Apple NetBoot image offered over BSDP)
+group      ``bootyard:group:rack1``             name (hosts matched by selectors: groups.py)
+image      ``bootyard:image:debian12``          name (a kernel, initrds, a squashfs under the
+                                               images root, written by ``bootyard image import``)
 =========  ==================================  =============================================
 
 docs/inventory.md documents every field. Parsing a hash gives a typed, frozen record and the list
@@ -43,6 +46,7 @@ INSTALL_KINDS = ("none", "kickstart", "preseed", "cloud-init")
 LIVE_STYLES = ("dracut", "rooturl")
 NETROOT_STYLES = ("dracut", "kernel")
 EXPORT_KINDS = ("aoe", "iscsi")
+IMAGE_SOURCES = ("dir", "tarball", "iso", "url", "deb", "manual")
 _TRUE = ("yes", "true", "1", "on")
 _FALSE = ("no", "false", "0", "off")
 
@@ -223,6 +227,31 @@ def _locations(value: str) -> tuple[str, ...]:
     return tuple(_location(v) for v in _split(value))
 
 
+def _image_path(value: str) -> str:
+    from shared.bootplan import parse_location
+    try:
+        found = parse_location(value)
+    except ValueError as exc:
+        raise FieldError(str(exc)) from None
+    if found.scheme != "image":
+        raise FieldError("an image's files are paths under the images root, not URLs")
+    return found.value
+
+
+def _image_paths(value: str) -> tuple[str, ...]:
+    return tuple(_image_path(v) for v in _split(value))
+
+
+def _checksums(value: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in _split(value):
+        path, _, digest = item.rpartition("=")
+        if not path or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise FieldError(f"{item!r}: expected PATH=SHA256 (64 lower-case hex digits)")
+        out.append((_image_path(path), digest))
+    return tuple(out)
+
+
 def _cmdline(value: str) -> str:
     from shared.bootplan import check_template
     _text(value)
@@ -247,6 +276,34 @@ def _script_word(value: str) -> str:
     return value
 
 
+def _kernel_args(value: str) -> str:
+    from shared.bootplan import args_problem
+    _text(value)
+    problem = args_problem(value)
+    if problem:
+        raise FieldError(f"goes onto the kernel command line as it is: {problem}")
+    if len(value) > 1024:
+        raise FieldError("at most 1024 characters")
+    return value.strip()
+
+
+def _option_field(name: str, value: str) -> str:
+    from shared.dhcpoptions import OptionError, parse
+    try:
+        parse(name, value)
+    except OptionError as exc:
+        raise FieldError(str(exc)) from None
+    return value
+
+
+def _match_field(name: str, value: str) -> str:
+    from shared.groups import SelectorError, parse_selector
+    try:
+        return parse_selector(name, value)
+    except SelectorError as exc:
+        raise FieldError(str(exc)) from None
+
+
 # var.<name> values that go into boot scripts or DHCP replies as they are: checked at write
 # time (free-form variables reach scripts only through the cmdline template, whose rendered
 # text is checked by shared/bootplan.py).
@@ -267,6 +324,27 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+POWER_METHODS = ("wol", "ipmi", "redfish")
+
+
+def _power_check(name: str) -> Callable[[str], str]:
+    """A power field's check, from shared/power.py (where the rules live)."""
+    def parse(value: str) -> str:
+        from shared import power
+        try:
+            return getattr(power, name)(value)
+        except ValueError as exc:
+            raise FieldError(str(exc)) from None
+    return parse
+
+
+def _mac(value: str) -> str:
+    try:
+        return normalise_mac(value)
+    except AddressError as exc:
+        raise FieldError(str(exc)) from None
+
+
 # ---------------------------------------------------------------- records
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +358,22 @@ class Host:
     tags: tuple[str, ...] = ()
     enabled: bool = True
     description: str = ""
+    # power control (shared/power.py, docs/power.md)
+    power: str | None = None
+    power_address: str | None = None
+    power_user: str | None = None
+    power_secret: str | None = dataclasses.field(default=None, repr=False,
+                                                 metadata={"secret": True})
+    power_system: str | None = None
+    power_auth: str = "session"
+    power_verify_tls: bool = True
+    power_mac: str | None = None
+    power_interface: str | None = None
+    kernel: str | None = None  # overrides the profile's kernel (rare)
+    kernel_args: str = ""  # appended after the profile's cmdline
+    once_profile: str | None = None  # one-shot boot (bootyard host rescue)
+    once_mode: str | None = None
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)  # option.<name>
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,6 +391,8 @@ class Profile:
     arch: str | None = None
     vars: Mapping[str, str] = dataclasses.field(default_factory=dict)
     description: str = ""
+    menu: bool = False  # offered in the unknown-host menu (http.unknown_host menu)
+    image: str | None = None  # an image record: kernel/initrd/root_image the profile leaves unset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,6 +411,7 @@ class Subnet:
     boot_file_arm64: str | None = None
     enabled: bool = True
     description: str = ""
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)  # option.<name>
 
 
 @dataclasses.dataclass(frozen=True)
@@ -362,11 +459,64 @@ class NetbootImage:
 
 
 @dataclasses.dataclass(frozen=True)
+class Group:
+    """Hosts matched by selectors (``match.<key>``) and what they get (shared/groups.py)."""
+
+    name: str
+    match: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    profile: str | None = None
+    kernel: str | None = None
+    kernel_args: str = ""
+    vars: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    enabled: bool = True
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """Fields ``<prefix><name>`` gathered into one record attribute (and one YAML section),
+    as ``var.<name>`` are: ``option.<name>`` (DHCP options), ``match.<key>`` (selectors)."""
+
+    prefix: str
+    attr: str  # the record attribute and the YAML/JSON section
+    parse: Callable[[str, str], Any]  # (name, value) -> value, or FieldError
+    doc: str
+
+
+OPTION_FAMILY = Family("option.", "options", _option_field,
+                       "custom DHCP option: option.<name or number> = [TYPE:]VALUE")
+MATCH_FAMILY = Family("match.", "match", _match_field,
+                      "selector: match.tags, match.mac, match.arch, match.firmware, "
+                      "match.subnet, match.hw.<path>")
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    """Boot files under the images root (``bootyard image import``, docs/inventory.md)."""
+
+    name: str
+    kernel: str
+    initrd: tuple[str, ...] = ()
+    squashfs: str | None = None
+    sha256: tuple[tuple[str, str], ...] = ()  # (path under the images root, hex digest)
+    source_kind: str = "manual"
+    source: str = ""
+    imported: str = ""  # UTC time of the import, ISO 8601
+    description: str = ""
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (self.kernel,) + self.initrd + ((self.squashfs,) if self.squashfs else ())
+
+
+@dataclasses.dataclass(frozen=True)
 class FieldSpec:
     parse: Callable[[str], Any]
     doc: str
     required: bool = False
     list_like: bool = False  # comma-separated: exported to YAML as a list
+    secret: bool = False  # never printed, logged or recorded (mask(), docs/power.md)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -377,6 +527,14 @@ class Kind:
     id_field: str
     fields: Mapping[str, FieldSpec]
     has_vars: bool = False
+    families: tuple[Family, ...] = ()
+
+    def family(self, fname: str) -> Family | None:
+        """The family a field name belongs to (``option.ntp-servers``), or None."""
+        for family in self.families:
+            if fname.startswith(family.prefix):
+                return family
+        return None
 
     def key(self, ident: str) -> str:
         return keys.object_key(self.name, self.canonical_id(ident))
@@ -406,7 +564,31 @@ KINDS: dict[str, Kind] = {
         "tags": FieldSpec(_tags, "comma-separated labels", list_like=True),
         "enabled": FieldSpec(_bool, "yes (default) or no: services do not boot a disabled host"),
         "description": _ANY_TEXT,
-    }, has_vars=True),
+        # power control (docs/power.md)
+        "power": FieldSpec(_choice(POWER_METHODS), "power control: wol, ipmi or redfish"),
+        "power_address": FieldSpec(_power_check("parse_address"), "BMC address: host[:port] (IPMI, Redfish) "
+                                   "or https://host[:port] (Redfish)"),
+        "power_user": FieldSpec(_text, "BMC user name"),
+        "power_secret": FieldSpec(_text, "BMC password (a secret: never printed; '-' on the "
+                                  "command line reads it from standard input)", secret=True),
+        "power_system": FieldSpec(_power_check("parse_system"), "Redfish ComputerSystem path (default: the "
+                                  "BMC's only system)"),
+        "power_auth": FieldSpec(_choice(("session", "basic")), "Redfish authentication: "
+                                "session (default) or basic"),
+        "power_verify_tls": FieldSpec(_bool, "yes (default): verify the Redfish BMC's TLS "
+                                      "certificate; no for a self-signed one"),
+        "power_mac": FieldSpec(_mac, "MAC the Wake-on-LAN packet wakes (default: the host's)"),
+        "power_interface": FieldSpec(_power_check("parse_interface"), "deploy interface Wake-on-LAN is sent on "
+                                     "(default: every deploy interface)"),
+        "kernel": FieldSpec(_location, "kernel overriding the profile's (rare): a path under "
+                            "the images root or a URL"),
+        "kernel_args": FieldSpec(_kernel_args, "extra kernel arguments, after the profile's "
+                                 "cmdline (console=ttyS0,115200 net.ifnames=0)"),
+        "once_profile": FieldSpec(_name, "one-shot boot: this profile once, then back "
+                                  "(bootyard host rescue)"),
+        "once_mode": FieldSpec(_choice(("install", "live", "netroot", "sanboot")),
+                               "boot mode of the one-shot boot (default live)"),
+    }, has_vars=True, families=(OPTION_FAMILY,)),
     "profile": Kind("profile", "profiles", Profile, "name", {
         "kernel": FieldSpec(_location, "kernel path under the images root, or an http(s):// "
                             "or tftp:// URL"),
@@ -422,6 +604,10 @@ KINDS: dict[str, Kind] = {
         "export": FieldSpec(_name, "block export to boot from (netroot, sanboot)"),
         "arch": FieldSpec(_choice(("x86_64", "i386", "arm64")), "machine architecture"),
         "description": _ANY_TEXT,
+        "menu": FieldSpec(_bool, "yes: offered in the unknown-host menu (http.unknown_host "
+                          "menu); no (default)"),
+        "image": FieldSpec(_name, "image (bootyard image import) whose kernel, initrds and "
+                           "squashfs the profile boots where it sets none of its own"),
     }, has_vars=True),
     "subnet": Kind("subnet", "subnets", Subnet, "name", {
         "network": FieldSpec(_network, "IPv4 network in CIDR form", required=True),
@@ -438,7 +624,7 @@ KINDS: dict[str, Kind] = {
         "boot_file_arm64": FieldSpec(_text, "boot file for ARM64 UEFI PXE"),
         "enabled": FieldSpec(_bool, "yes (default) or no"),
         "description": _ANY_TEXT,
-    }),
+    }, families=(OPTION_FAMILY,)),
     "export": Kind("export", "exports", Export, "name", {
         "kind": FieldSpec(_choice(EXPORT_KINDS), "aoe or iscsi", required=True),
         "backing": FieldSpec(_text, "backing file or block device path", required=True),
@@ -485,7 +671,28 @@ KINDS: dict[str, Kind] = {
         "enabled": FieldSpec(_bool, "yes (default) or no"),
         "description": _ANY_TEXT,
     }),
+    "image": Kind("image", "images", Image, "name", {
+        "kernel": FieldSpec(_image_path, "kernel path under the images root", required=True),
+        "initrd": FieldSpec(_image_paths, "comma-separated initrd paths under the images root",
+                            list_like=True),
+        "squashfs": FieldSpec(_image_path, "squashfs root image path under the images root"),
+        "sha256": FieldSpec(_checksums, "comma-separated PATH=SHA256 of each file (written by "
+                            "bootyard image import, checked by bootyard image verify)",
+                            list_like=True),
+        "source_kind": FieldSpec(_choice(IMAGE_SOURCES), "where the files came from: dir, "
+                                 "tarball, iso, url, deb or manual"),
+        "source": FieldSpec(_text, "the directory, file or URL imported"),
+        "imported": FieldSpec(_text, "when it was imported (UTC, ISO 8601)"),
+        "description": _ANY_TEXT,
+    }),
 }
+KINDS["group"] = Kind("group", "groups", Group, "name", {
+    "profile": FieldSpec(_name, "profile of the hosts it matches"),
+    "kernel": FieldSpec(_location, "kernel overriding the profile's for its hosts"),
+    "kernel_args": FieldSpec(_kernel_args, "extra kernel arguments for its hosts"),
+    "enabled": FieldSpec(_bool, "yes (default) or no: a disabled group matches nothing"),
+    "description": _ANY_TEXT,
+}, has_vars=True, families=(MATCH_FAMILY, OPTION_FAMILY))
 KIND_BY_PLURAL = {k.plural: k for k in KINDS.values()}
 
 
@@ -524,6 +731,16 @@ def parse_record(kind: Kind, ident: str, raw: Mapping[str, str]) -> tuple[Any, l
             else:
                 variables[var] = raw_value
             continue
+        family = kind.family(fname) if kind.families else None
+        if family is not None:
+            name = fname[len(family.prefix):]
+            if raw_value == "":
+                continue
+            try:
+                values.setdefault(family.attr, {})[name] = family.parse(name, raw_value)
+            except FieldError as exc:
+                problems.append(Problem(key, fname, raw_value, str(exc)))
+            continue
         spec = kind.fields.get(fname)
         if spec is None:
             hint = " (per-host template variables are var.<name>)" if kind.has_vars else ""
@@ -535,7 +752,9 @@ def parse_record(kind: Kind, ident: str, raw: Mapping[str, str]) -> tuple[Any, l
         try:
             values[fname] = spec.parse(raw_value)
         except FieldError as exc:
-            problems.append(Problem(key, fname, raw_value, str(exc)))
+            # a refused secret is not printed either (shared/secrets.py SECRET_MASK)
+            problems.append(Problem(key, fname, "********" if spec.secret else raw_value,
+                                    str(exc)))
     for fname, spec in kind.fields.items():
         if spec.required and fname not in values and not any(
                 p.field == fname for p in problems):
@@ -575,6 +794,18 @@ def _record_checks(kind: Kind, key: str, values: dict[str, Any]) -> list[Problem
             if ipaddress.IPv4Address(nfirst) <= ipaddress.IPv4Address(last):
                 problems.append(Problem(key, "ranges", f"{nfirst}-{nlast}",
                                         f"overlaps the range {first}-{last}"))
+    if kind.name == "image" and "kernel" in values:
+        files = [values["kernel"], *values.get("initrd", ()),
+                 *((values["squashfs"],) if values.get("squashfs") else ())]
+        summed = dict(values.get("sha256", ()))
+        for path in summed:
+            if path not in files:
+                problems.append(Problem(key, "sha256", path, "a checksum of a file that is not "
+                                        f"one of the image's ({', '.join(files)})"))
+        for path in files:
+            if path not in summed:
+                problems.append(Problem(key, "sha256", "", f"no checksum for {path}: bootyard "
+                                        "image verify cannot check it", severity="warning"))
     if kind.name == "export":
         if values.get("kind") == "aoe" and (values.get("aoe_shelf") is None
                                             or values.get("aoe_slot") is None):
@@ -582,6 +813,9 @@ def _record_checks(kind: Kind, key: str, values: dict[str, Any]) -> list[Problem
                                     "an AoE export needs aoe_shelf and aoe_slot"))
         if values.get("kind") == "iscsi" and not values.get("iqn"):
             problems.append(Problem(key, "iqn", "", "an iSCSI export needs an iqn"))
+    if kind.name == "host" and values.get("power"):
+        from shared.power import record_problems
+        problems += [Problem(key, f, v, r) for f, v, r in record_problems(values)]
     return problems
 
 
@@ -607,8 +841,8 @@ def normalise(kind: Kind, raw: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for fname, value in raw.items():
         spec = kind.fields.get(fname)
-        if spec is None or not isinstance(value, str):
-            out[fname] = value
+        if spec is None or not isinstance(value, str) or spec.secret:
+            out[fname] = value  # a secret is kept exactly as given (spaces may be part of it)
             continue
         text = value.strip()
         if spec.parse is _name or spec.parse is _bool:
@@ -617,6 +851,9 @@ def normalise(kind: Kind, raw: Mapping[str, str]) -> dict[str, str]:
             parsed = spec.parse(text) if text else ""
         except FieldError:
             out[fname] = value
+            continue
+        if spec.parse is _checksums and parsed:
+            out[fname] = ",".join(f"{path}={digest}" for path, digest in parsed)
             continue
         out[fname] = _canonical_text(parsed, text)
     return out
@@ -639,6 +876,9 @@ def to_hash(kind: Kind, fields: Mapping[str, Any]) -> dict[str, str]:
         if fname == "vars":
             for var, text in (value or {}).items():
                 out[f"{VAR_PREFIX}{var}"] = _scalar(text)
+        elif isinstance(value, Mapping) and fname in _sections(kind):
+            for name, text in value.items():
+                out[f"{_sections(kind)[fname].prefix}{name}"] = _scalar(text)
         elif isinstance(value, (list, tuple)):
             out[fname] = ",".join(_scalar(v) for v in value)
         else:
@@ -652,8 +892,11 @@ def from_hash(kind: Kind, raw: Mapping[str, str]) -> dict[str, Any]:
     variables = {}
     for fname in sorted(raw):
         value = raw[fname]
+        family = kind.family(fname) if kind.families else None
         if kind.has_vars and fname.startswith(VAR_PREFIX):
             variables[fname[len(VAR_PREFIX):]] = value
+        elif family is not None:
+            out.setdefault(family.attr, {})[fname[len(family.prefix):]] = value
         elif fname in kind.fields and kind.fields[fname].list_like:
             out[fname] = list(_split(value))
         else:
@@ -661,6 +904,11 @@ def from_hash(kind: Kind, raw: Mapping[str, str]) -> dict[str, Any]:
     if variables:
         out["vars"] = variables
     return out
+
+
+def _sections(kind: Kind) -> dict[str, Family]:
+    """A kind's families by their YAML section (``options``, ``match``)."""
+    return {f.attr: f for f in kind.families}
 
 
 def _scalar(value: Any) -> str:
@@ -673,10 +921,12 @@ def _scalar(value: Any) -> str:
 
 def plain(record: Any) -> dict[str, Any]:
     """A parsed record (Host, Profile, Subnet, ...) as plain data for templates and JSON: lists for
-    tuples, dicts for mappings, strings for addresses and networks; {} for None."""
+    tuples, dicts for mappings, strings for addresses and networks; {} for None. Secret fields
+    (``power_secret``) are left out: templates and boot scripts never see them."""
     if record is None:
         return {}
-    return {fld.name: _plain_value(getattr(record, fld.name)) for fld in dataclasses.fields(record)}
+    return {fld.name: _plain_value(getattr(record, fld.name)) for fld in dataclasses.fields(record)
+            if not fld.metadata.get("secret")}
 
 
 def _plain_value(value: Any) -> Any:

@@ -26,7 +26,8 @@ ENV_PREFIX = "BOOTYARD_"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # Sections any bootyard service may find in a shared config file.
 KNOWN_SECTIONS = frozenset(
-    {"redis", "log", "dhcp", "tftp", "http", "blockexport", "mirrorsync", "cli", "bootstate"}
+    {"redis", "log", "dhcp", "tftp", "http", "blockexport", "mirrorsync", "cli", "bootstate",
+     "power", "discovery"}
 )
 # Environment variables with the prefix that are not settings.
 _NOT_SETTINGS = frozenset({"BOOTYARD_CONFIG", "BOOTYARD_REDIS_URL", "BOOTYARD_SKIP_SLOW"})

@@ -331,6 +331,7 @@ def spy_summary(path: Path, top: int = 25) -> str:
 
 def codec_timings(rounds: int = 2000) -> str:
     """Decode/encode time per packet, our codec vs scapy, on a PXE DISCOVER and its OFFER."""
+    import dataclasses
     import ipaddress
     import timeit
 
@@ -338,22 +339,29 @@ def codec_timings(rounds: int = 2000) -> str:
 
     from services.dhcp import codec, policy
     from services.dhcp.policy import Lease, ServerContext
-    from shared.schema import Subnet
+    from shared.schema import Host, Subnet
 
     discover = bytes(BOOTP(op=1, xid=7, chaddr=bytes.fromhex("525400000001") + bytes(10)) / DHCP(
         options=[("message-type", "discover"), ("vendor_class_id", b"PXEClient:Arch:00000"),
-                 (93, b"\x00\x00"), ("param_req_list", [1, 3, 6, 43, 60, 66, 67]), "end"]))
+                 (93, b"\x00\x00"), ("param_req_list", [1, 3, 6, 42, 43, 60, 66, 67]), "end"]))
     msg = codec.decode(discover)
     subnet = Subnet("b", ipaddress.IPv4Network("198.19.0.0/16"), router="198.19.0.1")
     ctx = ServerContext("198.19.0.1", "http://198.19.0.1:8080")
     offer = policy.decide(msg, None, None, subnet, Lease("198.19.1.1", 3600), ctx,
                           "52:54:00:00:00:01").message
+    optioned = Host("52:54:00:00:00:01", options={"ntp-servers": "198.19.0.5",
+                                                  "tftp-server-name": "boot.example"})
+    subnet_options = dataclasses.replace(subnet, options={"domain-name-servers": "198.19.0.2"})
     per = {
         "codec.decode": timeit.timeit(lambda: codec.decode(discover), number=rounds),
         "scapy decode": timeit.timeit(lambda: BOOTP(discover), number=rounds // 10) * 10,
         "policy.decide": timeit.timeit(lambda: policy.decide(
             msg, None, None, subnet, Lease("198.19.1.1", 3600), ctx, "52:54:00:00:00:01"),
             number=rounds),
+        # a host with two custom options and a subnet with one (docs/dhcp.md "Custom options")
+        "policy.decide+options": timeit.timeit(lambda: policy.decide(
+            msg, optioned, None, subnet_options, Lease("198.19.1.1", 3600), ctx,
+            "52:54:00:00:00:01"), number=rounds),
         "codec.encode": timeit.timeit(lambda: codec.encode(offer), number=rounds),
         "scapy build": timeit.timeit(lambda: bytes(BOOTP(op=2, yiaddr="198.19.1.1") / DHCP(
             options=[("message-type", "offer"), ("server_id", "198.19.0.1"),

@@ -12,7 +12,7 @@ ERROR_REASONS = ("malformed", "bad_argument", "past_end", "unsupported", "read_o
                  "reserved", "version", "unknown_command", "config_present", "mask",
                  "read_failed", "write_failed", "flush_failed")
 BYTES = metrics.counter(
-    "bootyard_blockexport_bytes_total", "Bytes read and written by initiators, per export",
+    "bootyard_blockexport_transferred_bytes_total", "Bytes read and written by initiators, per export",
     {"export": (), "direction": ("read", "write")})
 OPERATIONS = metrics.counter(
     "bootyard_blockexport_operations_total", "Requests answered, per export and operation",
@@ -29,7 +29,7 @@ DROPPED = metrics.counter(
     "bootyard_blockexport_dropped_total", "Frames not answered, by reason",
     {"reason": DROP_REASONS + ("queue_full", "send_failed", "no_export")})
 LATENCY = metrics.histogram(
-    "bootyard_blockexport_request_seconds",
+    "bootyard_blockexport_request_duration_seconds",
     "Time from receiving an I/O request to sending its reply (writes: durable)",
     buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0),
     labels={"op": ("read", "write", "flush")})

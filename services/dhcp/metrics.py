@@ -25,7 +25,7 @@ OWN_ADDRESS_IN_RANGE = metrics.counter(
     "This server's own address found inside a subnet's dynamic range (kept out of the pool); "
     "once per subnet, range and address")
 LATENCY = metrics.histogram(
-    "bootyard_dhcp_response_seconds", "Time from receiving a request to sending its reply",
+    "bootyard_dhcp_response_duration_seconds", "Time from receiving a request to sending its reply",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0))
 QUEUE = metrics.gauge("bootyard_dhcp_queue_packets", "Packets waiting for a worker")
 POOL_SIZE = metrics.gauge("bootyard_dhcp_pool_addresses",

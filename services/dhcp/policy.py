@@ -15,7 +15,7 @@ import re
 
 from services.dhcp import codec
 from services.dhcp.codec import FLAG_BROADCAST, ZERO_IP, Message, MessageType, Opt
-from shared import bootplan
+from shared import bootplan, dhcpoptions
 from shared.schema import FieldError, Host, Profile, Subnet, parse_hostname
 
 BROADCAST_IP = "255.255.255.255"
@@ -288,6 +288,38 @@ def _build_subnet_options(subnet: Subnet) -> tuple[tuple[int, bytes], ...]:
     return tuple(out)
 
 
+_CUSTOM: dict[tuple[int, int], tuple[Subnet, Host | None, tuple[tuple[int, bytes], ...]]] = {}
+
+
+def custom_options(subnet: Subnet, host: Host | None) -> tuple[tuple[int, bytes], ...]:
+    """The custom DHCP options (``option.<name>`` fields) for ``host`` in ``subnet``: the
+    subnet's, then the host's (its effective record, groups already layered under its own:
+    shared/groups.py), encoded once per pair of records (by identity: the records are replaced
+    when the inventory changes), not per packet."""
+    if not subnet.options and (host is None or not host.options):
+        return ()
+    key = (id(subnet), id(host))
+    cached = _CUSTOM.get(key)
+    if cached is not None and cached[0] is subnet and cached[1] is host:
+        return cached[2]
+    if len(_CUSTOM) >= 4096:
+        _CUSTOM.clear()
+    layers = dhcpoptions.layered((subnet.options, host.options if host is not None else {}))
+    found = tuple((code, dhcpoptions.parse(name, value)[1])
+                  for code, (name, value) in sorted(layers.items()))
+    _CUSTOM[key] = (subnet, host, found)
+    return found
+
+
+def custom_sent(request: Message, custom: tuple[tuple[int, bytes], ...],
+                boot: BootChoice | None) -> tuple[tuple[int, bytes], ...]:
+    """The custom options a reply carries: those the client asks for (option 55), except a
+    custom 67 when the boot plan chose a boot file (docs/dhcp.md "Custom options")."""
+    prl = request.options.get(Opt.PARAMETER_REQUEST_LIST, b"")
+    return tuple((code, value) for code, value in custom
+                 if code in prl and not (code == Opt.BOOTFILE_NAME and boot is not None))
+
+
 def _network_options(options: dict[int, bytes], subnet: Subnet) -> None:
     options.update(_subnet_options(subnet))
 
@@ -369,6 +401,9 @@ def decide(request: Message, host: Host | None, profile: Profile | None, subnet:
         if boot is NOT_CHOSEN:
             boot = choose_boot(request, host, profile, subnet, ctx, mac)
         siaddr, file = _boot_fields(request, boot, options, subnet, ctx)
+        custom = custom_options(subnet, host)
+        if custom:  # after the subnet's and the boot plan's (43 replaces PXE's, documented)
+            options.update(custom_sent(request, custom, boot))
     if Opt.RELAY_AGENT_INFO in request.options:  # RFC 3046 §2.2: echo it back unchanged
         options[Opt.RELAY_AGENT_INFO] = request.options[Opt.RELAY_AGENT_INFO]
     flags = request.flags & FLAG_BROADCAST

@@ -10,7 +10,8 @@ can make it so large (a very long boot file name or subnet options).
 
 Templates: the options, ``siaddr``, ``sname`` and ``file`` of an OFFER or ACK that grants a lease
 depend only on the subnet, the interface's context, the lease time, the host's name, the boot
-choice and four things in the request: whether its parameter request list asks for option 67,
+choice, the custom options it carries (those of the subnet and host that the client asks for)
+and four things in the request: whether its parameter request list asks for option 67,
 whether its vendor class starts with ``PXEClient``, its relay agent information (echoed) and its
 maximum message size. The other header fields (xid, flags, ciaddr, yiaddr, giaddr, chaddr, htype,
 hlen) are the packet's own, and never change the reply's size. So ``template`` is called before
@@ -87,7 +88,9 @@ class ReplyEncoder:
         step gives, the reply is this size."""
         mtype = request.message_type
         options = request.options
+        custom = policy.custom_options(subnet, host)
         key = (mtype, id(subnet), id(ctx), lease_time, host.hostname if host else None,
+               policy.custom_sent(request, custom, boot) if custom else None,
                (boot.file, boot.reason, boot.http) if boot is not None else None,
                Opt.BOOTFILE_NAME in options.get(Opt.PARAMETER_REQUEST_LIST, b""),
                options.get(Opt.VENDOR_CLASS_ID, b"").startswith(b"PXEClient"),

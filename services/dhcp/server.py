@@ -15,7 +15,7 @@ from services.dhcp.policy import Ignore, Lease, Refusal, Reply, ServerContext
 from services.dhcp.replies import ReplyEncoder, Template, encode_reply, too_big
 from services.dhcp.settings import DhcpSection
 from services.dhcp.transport import Datagram, Interface, Transport
-from shared import logs, metrics as shared_metrics
+from shared import bootplan, logs, metrics as shared_metrics
 from shared.addresses import mac_from_bytes
 from shared.leases import LeaseStore, Outcome, Step, client_identity
 from shared.schema import KINDS, range_containing
@@ -223,9 +223,8 @@ class DhcpServer:
                 w.subnet = self._relay_subnet(msg.giaddr)
             else:
                 w.subnet = self._local_subnet(dgram.interface)
-            w.host = inv.host(mac)
-            if w.host is not None and w.host.profile:
-                w.profile = inv.profile(w.host.profile)
+            # the effective host (its groups, its one-shot boot): the boot plan's lookup
+            w.host, w.profile, _export = bootplan.records(inv, mac)
         except InventoryUnavailable:
             w.pre = Ignore("redis_down", "inventory not loaded")
             return w

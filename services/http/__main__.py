@@ -82,7 +82,8 @@ async def serve(settings, stop: asyncio.Event) -> None:
     leases = Leases(client)
     accounting = Accounting()
     boot = BootService(cfg, inventory, events, store, Renderer(cfg.templates_dir),
-                       Access(cfg.token_secret, inventory, leases), accounting)
+                       Access(cfg.token_secret, inventory, leases), accounting,
+                       discovery=settings.discovery.enabled)
     fast = None
     if cfg.fast_path:
         if transport.fast_path_supported():
@@ -105,6 +106,7 @@ async def serve(settings, stop: asyncio.Event) -> None:
                            tokens=parse_tokens(cfg.admin_tokens),
                            hostnames=cfg.admin_hostnames, accounting=accounting,
                            max_body=cfg.max_body, leases=leases, board=states,
+                           power=settings.power,
                            console=Console(cfg.admin_token) if cfg.console else None)
             runner = await transport.start_listener(api.app(), cfg.admin_host, cfg.admin_port,
                                                     "http.admin_port", limits=limits)

@@ -31,6 +31,7 @@ class Record(NamedTuple):
     ip: str | None
     mac: str | None = None
     via: str | None = None  # "fast": answered by the fast path
+    auth: str | None = None  # install files, the done callback: token, reserved or lease
 
 
 class Accounting:
@@ -95,4 +96,6 @@ def _fields(rec: Record) -> dict[str, Any]:
         fields["mac"] = rec.mac
     if rec.via:
         fields["via"] = rec.via
+    if rec.auth:
+        fields["auth"] = rec.auth
     return fields

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.http import board, console as console_mod, metrics as m
+from services.http import board, console as console_mod, fleetapi, metrics as m
 from services.http.access import host_token
 from services.http.accounting import Accounting, Record
 from services.http.policy import install_urls
@@ -93,8 +93,9 @@ class AdminApi:
                  public_url: str = "", *, hostnames: tuple[str, ...] = (),
                  accounting: Accounting | None = None, max_body: int = 8 << 20, leases,
                  tokens: dict[str, tuple[str, str]] | None = None,
-                 board=None, console=None) -> None:
+                 board=None, console=None, power=None) -> None:
         self.store = store
+        self.power = power  # shared.powerctl.PowerSection: power actions (services/http/power.py)
         self.board = board  # services.http.board.Board: the hosts' boot states
         self.console = console  # services.http.console.Console: the web console
         self.events = events
@@ -123,12 +124,15 @@ class AdminApi:
         r.add_get(f"{PREFIX}/export", self.export)
         r.add_post(f"{PREFIX}/import", self.import_)
         r.add_get(f"{PREFIX}/hosts/{{id}}/token", self.host_token)
+        fleetapi.add_routes(r, PREFIX, self)
         r.add_get(f"{PREFIX}/history", self.history)
         r.add_get(f"{PREFIX}/openapi.json", self.openapi)
         if self.board is not None:  # GET hosts/<mac>/state and states (services/http/board.py)
             board.add_routes(r, PREFIX, self.board)
         if self.console is not None:  # /console/... (services/http/console.py)
             self.console.add_routes(r)
+        from services.http.power import PowerApi  # hosts/<mac>/power, /power
+        PowerApi(self.store, self.events, self.power, self._who).add_routes(r, PREFIX)
         for plural in KIND_BY_PLURAL:
             r.add_get(f"{PREFIX}/{plural}", self.list_objects)
             r.add_post(f"{PREFIX}/{plural}", self.create)
@@ -268,7 +272,8 @@ class AdminApi:
         kind = self._kind(request)
         objects = await admin.list_objects(self.store, kind, request.query.get("tag"),
                                            profile=request.query.get("profile"),
-                                           subnet=request.query.get("subnet"))
+                                           subnet=request.query.get("subnet"),
+                                           group=request.query.get("group"))
         # pagination: ?limit=N (up to 10000) from after ?after=<id>; a Link header names the
         # next page while there is one
         try:
@@ -287,6 +292,8 @@ class AdminApi:
         return response
 
     async def show(self, request: web.Request) -> web.Response:
+        if self._flag(request, "effective") and self._kind(request).name == "host":
+            return await fleetapi.effective(self, request)
         shown = await admin.show(self.store, self._kind(request), request.match_info["id"])
         response = _json(shown)
         response.headers["ETag"] = shown["etag"]

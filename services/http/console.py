@@ -141,9 +141,22 @@ class Console:
 <p>Boot mode: <b id="mode"></b>
 <button type="button" data-mode="install">Install once</button>
 <button type="button" data-mode="local">Local disk</button>
-<button type="button" data-mode="live">Live</button></p><p id="action-result"></p></section>
+<button type="button" data-mode="live">Live</button></p>
+<p><button type="button" id="reinstall">Reinstall (install once, then local disk)</button>
+<label>Profile <input id="rescue-profile" size="14" placeholder="live-rescue"></label>
+<button type="button" id="rescue">Boot it once (live)</button>
+<button type="button" id="rescue-cancel">Cancel the one-shot boot</button></p>
+<p id="action-result"></p>
+<p>Power: <b id="power-state">?</b>
+<button type="button" data-power="status">Status</button>
+<button type="button" data-power="on">Power on</button>
+<button type="button" data-power="off">Power off</button>
+<button type="button" data-power="cycle">Power cycle</button></p>
+<p id="power-result"></p></section>
 <section class="card"><h2>Record</h2><table id="record" class="kv"></table>
 <ul id="problems" class="problems"></ul></section>
+<section class="card"><h2>Effective</h2><p id="groups"></p>
+<table id="effective" class="kv"></table><ul id="conflicts" class="problems"></ul></section>
 <section class="card"><h2>Lease</h2><p id="lease">none</p></section>
 <section class="card"><h2>Timeline</h2><table id="events" class="events"><thead><tr>
 <th>Time</th><th>+s</th><th>Service</th><th>Event</th><th>Details</th></tr></thead>

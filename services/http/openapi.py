@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.oneshot import ONCE_MODES
 from shared.schema import KIND_BY_PLURAL
 
 PREFIX = "/api/v1"
@@ -38,6 +39,10 @@ def _fields_schema(kind) -> dict[str, Any]:
     if kind.has_vars:
         props["vars"] = {"type": "object", "additionalProperties": {"type": ["string", "null"]},
                          "description": "template variables (var.<name>)"}
+    for family in kind.families:
+        props[family.attr] = {"type": "object",
+                              "additionalProperties": {"type": ["string", "null"]},
+                              "description": f"{family.doc} ({family.prefix}<name> fields)"}
     return {"type": "object", "properties": props, "additionalProperties": False}
 
 
@@ -70,7 +75,8 @@ def document() -> dict[str, Any]:
         fields = {"$ref": f"#/components/schemas/{name}"}
         body = {"required": True, "content": {"application/json": {"schema": fields}}}
         filters = [{"name": n, "in": "query", "schema": {"type": "string"}}
-                   for n in (("tag", "profile", "subnet") if kind.name == "host" else ())
+                   for n in (("tag", "profile", "subnet", "group") if kind.name == "host"
+                             else ())
                    + ("after",)]
         filters.append({"name": "limit", "in": "query", "schema": {
             "type": "integer", "minimum": 1, "maximum": 10000},
@@ -84,9 +90,14 @@ def document() -> dict[str, Any]:
                          "201": _ok("created", obj), "409": _error("exists"),
                          "422": _error("refused by the checks")}},
         }
+        effective = [{"name": "effective", "in": "query", **FLAG, "description":
+                      "yes: the host's effective values and where each comes from (host, "
+                      "group:<name>, profile:<name>, subnet:<name>, default)"}] \
+            if kind.name == "host" else []
         paths[f"{PREFIX}/{plural}/{{id}}"] = {
-            "get": {"summary": f"one {kind.name}", "parameters": [ident], "responses": {
-                "200": _ok("the object (ETag header)", obj), "404": _error("no such object")}},
+            "get": {"summary": f"one {kind.name}", "parameters": [ident] + effective,
+                    "responses": {"200": _ok("the object (ETag header)", obj),
+                                  "404": _error("no such object")}},
             "put": {"summary": f"replace a {kind.name}", "parameters": [ident, force, if_match],
                     "requestBody": body, "responses": {
                         "200": _ok("replaced", obj), "412": _error("changed since read"),
@@ -102,11 +113,34 @@ def document() -> dict[str, Any]:
                                      "422": _error("would leave a reference dangling")}},
         }
     mac = {"name": "host", "in": "query", "schema": {"type": "string"}}
+    dry_run = {"name": "dry_run", "in": "query", **FLAG,
+               "description": "answer the diff; write nothing"}
     count = {"name": "count", "in": "query", "schema": {"type": "integer"}}
     paths.update({
         f"{PREFIX}/hosts/{{id}}/token": {"get": {
             "summary": "a host's install token and install URLs", "parameters": [ident],
             "responses": {"200": _ok("token and URLs", {"type": "object"})}}},
+        f"{PREFIX}/hosts/{{id}}/reinstall": {"post": {
+            "summary": "install once, then boot the local disk (boot_mode install; the "
+                       "installer's done callback sets local)",
+            "parameters": [ident, force, dry_run],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"profile": {"type": "string"}}}}}},
+            "responses": {"200": _ok("the host", obj), "404": _error("no such host"),
+                          "422": _error("refused (a profile with install none, ...)")}}},
+        f"{PREFIX}/hosts/{{id}}/rescue": {
+            "post": {"summary": "boot a profile once (default live), then the usual boot",
+                     "parameters": [ident, force, dry_run],
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": {"type": "object", "required": ["profile"], "properties": {
+                             "profile": {"type": "string"},
+                             "mode": {"type": "string", "enum": list(ONCE_MODES)}}}}}},
+                     "responses": {"200": _ok("the host", obj), "404": _error("no such host"),
+                                   "422": _error("refused by the checks")}},
+            "delete": {"summary": "cancel a pending one-shot boot",
+                       "parameters": [ident, force, dry_run],
+                       "responses": {"200": _ok("the host", obj),
+                                     "404": _error("no such host")}}},
         f"{PREFIX}/validate": {"get": {"summary": "every problem of the inventory",
                                        "responses": {"200": _ok("{valid, problems}", {
                                            "type": "object"})}}},
@@ -150,6 +184,8 @@ def document() -> dict[str, Any]:
         f"{PREFIX}/openapi.json": {"get": {"summary": "this document", "responses": {
             "200": _ok("OpenAPI 3.1", {"type": "object"})}}},
     })
+    from services.http.power import openapi_paths
+    paths.update(openapi_paths(PREFIX))
     return {
         "openapi": "3.1.0",
         "info": {"title": "bootyard admin API", "version": "1",

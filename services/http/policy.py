@@ -14,12 +14,15 @@ decided in the plan, the same for every loader; here it only becomes script text
 - ``local``: ``exit``, so the firmware boots the next device (the local disk).
 - a disabled host: a message, then ``exit``.
 - an unknown MAC (``http.unknown_host``): ``discovery`` (a message, a report fetch that records
-  the machine's details, a pause, ``exit``), ``local`` (a message, ``exit``) or ``none`` (a plain
-  ``exit``).
+  the machine's details, a pause, ``exit``), ``local`` (a message, ``exit``), ``none`` (a plain
+  ``exit``), ``menu`` (an iPXE menu: discovery when ``discovery.enabled``, the local disk, each
+  profile with ``menu`` yes) or ``profile:<name>`` (the boot plan makes the MAC a host of that
+  profile: its script is that profile's).
 
 Every failing step ends in ``goto failed``: a line naming the host and iPXE's error, a pause and
 ``exit``, so a broken boot is visible on the console and never silently falls into another one.
-A failing cmdline template raises :class:`TemplateFailed` (the server answers 500 and logs why).
+A failing cmdline template raises :class:`TemplateFailed`; the server then answers
+:func:`cannot_render` (a script that names the template, waits and exits) and logs why.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ from shared.bootplan import (
 )
 from shared.schema import Export, Host, Profile
 
-__all__ = ["BootContext", "Script", "TemplateFailed", "grub_config", "grub_path", "image_url",
-           "initrd_names", "install_urls", "ipxe_script", "merged_vars"]
+__all__ = ["BootContext", "Script", "TemplateFailed", "cannot_render", "grub_config",
+           "grub_path", "image_url", "initrd_names", "install_urls", "ipxe_script",
+           "merged_vars"]
 
 FAIL_PAUSE = 10  # seconds a failure message stays on screen before exit
 
@@ -157,6 +161,14 @@ def _unknown_ipxe(mac: str, action: str, ctx: BootContext) -> Script:
         return Script("\n".join(lines + [
             f"echo bootyard: this machine ({mac}) is not in the inventory; booting the next "
             "device", "exit", ""]), "unknown")
+    if action == "menu":
+        return Script("\n".join(lines + menu_lines(mac, ctx) + [""]), "unknown")
+    if action.startswith(bootplan.DEFAULT_PROFILE):
+        name = action[len(bootplan.DEFAULT_PROFILE):]
+        return Script("\n".join(lines + [
+            f"echo bootyard: this machine ({mac}) is not in the inventory and the default "
+            f"profile {_echo(name)} (http.unknown_host) does not exist; booting the next device",
+            f"sleep {ctx.unknown_delay}", "exit", ""]), "unknown")
     report = (f"{ctx.base_url}/boot/discover?mac={mac}&arch=${{buildarch}}"
               "&platform=${platform}&manufacturer=${manufacturer:uristring}"
               "&product=${product:uristring}&serial=${serial:uristring}&uuid=${uuid}")
@@ -168,6 +180,60 @@ def _unknown_ipxe(mac: str, action: str, ctx: BootContext) -> Script:
         f"sleep {ctx.unknown_delay}",
         "exit", ""]
     return Script("\n".join(lines), "unknown")
+
+
+LOCAL_DISK = ["iseq ${platform} pcbios && sanboot --no-describe --drive 0x80 ||", "exit"]
+
+
+def menu_lines(mac: str, ctx: BootContext) -> list[str]:
+    """The unknown-host menu (``http.unknown_host menu``): its entries come from the boot plan
+    (``ctx.menu``, :func:`shared.bootplan.menu_entries`); the default (discovery when offered,
+    else the local disk) is chosen after ``unknown_delay`` seconds."""
+    entries = ctx.menu or bootplan.menu_entries((), False)
+    default = "discovery" if any(e.kind == "discovery" for e in entries) else "local"
+    lines = [f"menu bootyard: this machine ({mac}) is not in the inventory"]
+    lines += [f"item {e.key} {_echo(e.label)}" for e in entries]
+    lines += [f"choose --timeout {ctx.unknown_delay * 1000} --default {default} selected || "
+              f"goto {default}", "goto ${selected}"]
+    for entry in entries:
+        lines.append(f":{entry.key}")
+        if entry.kind == "discovery":
+            lines.append(f"chain {ctx.base_url}/boot/discovery.ipxe?mac=${{mac}} || goto failed")
+        elif entry.kind == "local":
+            lines += ["echo bootyard: booting from the local disk"] + LOCAL_DISK
+        else:
+            lines += _menu_profile(mac, entry, ctx)
+    return lines + [":failed", "echo bootyard: this menu entry failed: ${errno}",
+                    f"sleep {FAIL_PAUSE}", "exit"]
+
+
+def _menu_profile(mac: str, entry: bootplan.MenuEntry, ctx: BootContext) -> list[str]:
+    host = bootplan.default_host(mac, entry.profile)
+    try:
+        plan = bootplan.plan(mac, host, entry.profile, entry.export, ctx)
+    except TemplateFailed as exc:
+        return [f"echo bootyard: profile {entry.profile.name} cannot boot: "
+                f"{_echo(exc.reason)}", f"sleep {FAIL_PAUSE}", "exit"]
+    if plan.outcome == "error":
+        return [f"echo bootyard: profile {entry.profile.name} cannot boot: "
+                f"{_echo(plan.reason)}", f"sleep {FAIL_PAUSE}", "exit"]
+    return _ipxe_body(plan, ctx)
+
+
+def cannot_render(kind: str, mac: str, host: Host | None) -> Script:
+    """What a host whose profile's cmdline template fails gets (``kind`` ipxe or grub): a line
+    saying so (neither the template's name nor its error, which anyone could fetch here: they
+    are in the service log and the ``http.render_error`` event), a pause, ``exit``."""
+    who = f"{host.hostname} ({mac})" if host and host.hostname else mac
+    reason = "its kernel command line template does not render"
+    lines = [f"bootyard: {who} cannot boot: {reason}",
+             "bootyard: bootyard validate names the problem (the HTTP service log says it too); "
+             "fix it, then reboot this machine"]
+    if kind == "ipxe":
+        text = ["#!ipxe", f"# bootyard: {who}"] + [f"echo {_echo(line)}" for line in lines]
+    else:
+        text = [f"# bootyard: {who}"] + [f"echo {grub_word(line)}" for line in lines]
+    return Script("\n".join(text + [f"sleep {FAIL_PAUSE}", "exit", ""]), "error", reason)
 
 
 # ------------------------------------------------------------------------------ GRUB

@@ -27,12 +27,13 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from services.http import files, metrics as m, policy
+from services.http import files, metrics as m, oneshot, policy
 from services.http.access import Access
 from services.http.accounting import Accounting, Record
 from services.http.render import INSTALL_FILES, Renderer, RenderError, build_context, template_for
 from shared import audit, bootplan, logs, metrics as shared_metrics
 from shared.addresses import AddressError, normalise_mac
+from shared.logbudget import LogBudget
 from shared.schema import KINDS, Host
 from shared.store import InventoryStore, InventoryUnavailable, PreconditionFailed
 
@@ -41,6 +42,7 @@ HOST_HEADER = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5
 _REPORT_FIELDS = ("arch", "platform", "manufacturer", "product", "serial", "uuid")
 ANACONDA_MAC_HEADER = "X-RHN-Provisioning-MAC-"
 TEXT_PLAIN = {"Content-Type": "text/plain; charset=utf-8"}
+AUTH = web.RequestKey("auth", str)  # how an install file or callback was allowed (log line)
 
 
 def family_of(path: str) -> str:
@@ -90,8 +92,10 @@ class BootService:
     """Request handlers for the boot/file listener."""
 
     def __init__(self, cfg, inventory, events, store: InventoryStore, renderer: Renderer,
-                 access: Access, accounting: Accounting | None = None) -> None:
+                 access: Access, accounting: Accounting | None = None, *,
+                 discovery: bool = False) -> None:
         self.cfg = cfg  # the http settings section
+        self.discovery = discovery  # discovery.enabled: the unknown-host menu offers it
         self.inventory = inventory
         self.events = events
         self.store = store
@@ -101,7 +105,10 @@ class BootService:
         self.cache = RenderCache(cfg.render_cache_size)
         self._recent: dict[tuple, float] = {}
         self._lookups: set[asyncio.Task] = set()  # http.file events waiting for a lease read
+        self._missing = LogBudget(burst=10, interval=60.0)  # image_not_found lines
+        self._missing_timer: asyncio.TimerHandle | None = None
         self._macs: dict[str | None, str] = {}  # spelling in the request -> canonical MAC
+        self._once: set[asyncio.Task] = set()  # one-shot boots being cleared (oneshot.py)
 
     # -- application ---------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -163,10 +170,13 @@ class BootService:
         mac_text = request.match_info.get("mac") or request.query.get("mac")
         self.accounting.record(Record(family, status, sent, elapsed, request.method,
                                       request.path, request.remote,
-                                      self._macs.get(mac_text) if mac_text else None))
-        if family == "images" and self.cfg.file_events and request.method == "GET" \
-                and status in (200, 206):
-            self._file_event(request, status, sent, elapsed)
+                                      self._macs.get(mac_text) if mac_text else None,
+                                      auth=request.get(AUTH)))
+        if family == "images" and request.method == "GET":
+            if status == 404:
+                self._image_missing(request)
+            if self.cfg.file_events and status in (200, 206, 404):
+                self._file_event(request, status, sent, elapsed)
 
     def emit_coalesced(self, kind: str, mac: str | None, ip: str | None, **fields: Any) -> None:
         """Emit an event unless the same event (kind, host, address, fields) was emitted in the last
@@ -183,6 +193,23 @@ class BootService:
         self._recent[key] = now
         self.events.emit(kind, mac, ip=ip, **fields)
 
+    def _image_missing(self, request: web.Request) -> None:
+        """One warning line per missing image, within the log budget any client can cause
+        (shared/logbudget.py); what is held back is summed up once a minute."""
+        now = time.monotonic()
+        if self._missing.allow(request.remote or "", "not_found", now):
+            log.warning("image_not_found", path=request.path, ip=request.remote,
+                        root=self.cfg.images_root)
+        if self._missing.summary_due is not None and self._missing_timer is None:
+            self._missing_timer = asyncio.get_running_loop().call_later(
+                max(0.0, self._missing.summary_due - now), self._missing_summary)
+
+    def _missing_summary(self) -> None:
+        self._missing_timer = None
+        fields = self._missing.summary(time.monotonic())
+        if fields:
+            log.warning("image_not_found_summary", **fields)
+
     def _file_event(self, request: web.Request, status: int, sent: int, elapsed: float) -> None:
         ip = request.remote or ""
         try:
@@ -190,7 +217,8 @@ class BootService:
         except InventoryUnavailable:
             host = None
         fields = dict(ip=request.remote, path=request.path, status=status, bytes=sent,
-                      duration_ms=f"{elapsed * 1000:.1f}", range="yes" if status == 206 else None)
+                      duration_ms=f"{elapsed * 1000:.1f}", range="yes" if status == 206 else None,
+                      result="not_found" if status == 404 else None)
         if host is not None or not ip:
             self.events.emit("http.file", host.mac if host else None, **fields)
             return
@@ -245,7 +273,7 @@ class BootService:
         return mac
 
     def _records(self, mac: str):
-        return bootplan.records(self.inventory, mac)
+        return bootplan.records(self.inventory, mac, self.cfg.unknown_host)
 
     def stamp(self) -> tuple:
         return (self.inventory.version, self.renderer.generation())
@@ -266,13 +294,17 @@ class BootService:
 
     def _render_failed(self, request: web.Request, mac: str, exc: RenderError,
                        label: str) -> web.Response:
-        m.RENDERS_BY[label, "error"].inc()
-        log.warning("render_error", mac=mac, template=exc.template, reason=exc.reason)
-        self.emit_coalesced("http.render_error", mac, request.remote, template=exc.template,
-                         reason=exc.reason, path=request.path)
+        self._render_error(request, mac, exc, label)
         # the reason and the template's name go to the log and the event, not to the client
         return web.Response(status=500, text=f"bootyard: cannot render this host's {label}; "
                                              "the HTTP service log says why\n")
+
+    def _render_error(self, request: web.Request, mac: str, exc: RenderError,
+                      label: str) -> None:
+        m.RENDERS_BY[label, "error"].inc()
+        log.warning("render_error", mac=mac, template=exc.template, reason=exc.reason)
+        self.emit_coalesced("http.render_error", mac, request.remote, template=exc.template,
+                            reason=exc.reason, path=request.path)
 
     # -- the fast path: a render-cache hit answered before aiohttp parses the request ---------
     def fast_answer(self, target: str, host_header: str | None, peer: str, sockname,
@@ -284,6 +316,7 @@ class BootService:
         if "%" in target or "+" in target:
             return None  # percent-encoded: aiohttp decodes it
         path, _, query = target.partition("?")
+        how = None  # an install file's authorisation: token, reserved or lease
         try:
             if path.startswith("/boot/"):
                 if path == "/boot/ipxe" and query.startswith("mac=") and "&" not in query:
@@ -321,7 +354,7 @@ class BootService:
         except (InventoryUnavailable, web.HTTPException):
             return None
         self.accounting.record(Record(family, 200, len(body), time.perf_counter() - start,
-                                      "GET", path, peer, mac, "fast"))
+                                      "GET", path, peer, mac, "fast", how))
         return body
 
     # -- boot scripts --------------------------------------------------------------------------
@@ -339,7 +372,10 @@ class BootService:
                 kind, mac, self.base_url(request.headers.get(hdrs.HOST), sock),
                 self.san_server(sock), request.remote, request.query.get("arch"))
         except RenderError as exc:
-            return self._render_failed(request, mac, exc, "cmdline")
+            # a script that says so and stops (a 500 would only show iPXE's error number); the
+            # template's error goes to the log and the http.render_error event
+            self._render_error(request, mac, exc, "cmdline")
+            script = policy.cannot_render(kind, mac, self.inventory.host(mac))
         return web.Response(body=script.body, headers=TEXT_PLAIN)
 
     def script_answer(self, kind: str, mac: str, base: str, san: str, ip: str | None,
@@ -349,7 +385,7 @@ class BootService:
         script = self.cache.get(self.stamp(), (kind, mac, base, san))
         if script is not None:
             self.accounting.tally(m.RENDERS_BY[kind, "cached"])
-            host = self.inventory.host(mac)
+            host = self._records(mac)[0]
         elif not render:
             return None
         else:
@@ -358,6 +394,8 @@ class BootService:
         self.script_event(mac, host, script, kind, ip, arch)
         if script.outcome == "error":
             log.warning("boot_config_error", mac=mac, reason=script.reason)
+        elif host is not None and host.once_profile:
+            oneshot.served(self, mac, host.once_profile, ip)
         return script
 
     def _render_script(self, kind: str, mac: str, base: str, san: str, ip: str | None,
@@ -369,12 +407,20 @@ class BootService:
                                  initiator_prefix=self.cfg.initiator_prefix,
                                  unknown_host=self.cfg.unknown_host,
                                  unknown_delay=self.cfg.unknown_delay, token=token,
-                                 subnet=self._subnet(ip, host))
+                                 subnet=self._subnet(ip, host),
+                                 menu=self._menu() if host is None else ())
         make = policy.ipxe_script if kind == "ipxe" else policy.grub_config
         script = make(mac, host, profile, export, ctx)
         self.cache.put((kind, mac, base, san), script)
         m.RENDERS_BY[kind, "ok"].inc()
         return script
+
+    def _menu(self) -> tuple:
+        """The unknown-host menu's entries (http.unknown_host menu), from the boot plan."""
+        if self.cfg.unknown_host != "menu":
+            return ()
+        return bootplan.menu_entries(self.inventory.all("profile"), self.discovery,
+                                     self.inventory.export)
 
     def script_event(self, mac: str, host: Host | None, script: policy.Script, kind: str,
                       ip: str | None, arch: str | None = None) -> None:
@@ -447,6 +493,7 @@ class BootService:
 
     def _install_response(self, request: web.Request, mac: str, filename: str,
                           how: str) -> web.Response:
+        request[AUTH] = how  # the request's log line says how it was allowed
         try:
             sock = self._sockname(request)
             text = self.install_answer(
@@ -491,6 +538,7 @@ class BootService:
         if self.inventory.host(mac) is None:
             raise self._deny_unknown(request, mac, "done")
         how = await self._authorise(request, mac, "done")
+        request[AUTH] = how
         kind = KINDS["host"]
 
         def not_yet(current: dict[str, str]) -> str | None:

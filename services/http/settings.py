@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import field
 
-from shared.bootplan import UNKNOWN_HOST
+from shared.bootplan import check_unknown_host
 from shared.bootstate import Expected
+from shared.powerctl import PowerSection
 from shared.settings import CommonSettings, non_negative, port_number, positive, setting
 
 SCOPES = ("read", "admin")
@@ -61,12 +62,15 @@ class HttpSection:
                  "the client reached this service on")
     initiator_prefix: str = setting("iqn.2026-11.org.bootyard",
                                     help="iSCSI initiator names are <prefix>:<hostname or MAC>")
-    unknown_host: str = setting("discovery", choices=UNKNOWN_HOST + ("exit",),
+    unknown_host: str = setting("discovery", check=check_unknown_host,
                                 help="unknown MACs (one vocabulary with tftp.unknown_host): "
                                      "discovery (record, show a message, next boot device), "
-                                     "local (a message, next boot device) or none (a bare "
-                                     "exit); 'exit' is the deprecated spelling of none")
-    unknown_delay: int = setting(10, help="seconds an unknown host shows its message",
+                                     "local (a message, next boot device), none (a bare "
+                                     "exit), menu (an iPXE menu: discovery, local disk, the "
+                                     "profiles with menu yes) or profile:<name> (boot that "
+                                     "profile); 'exit' is the deprecated spelling of none")
+    unknown_delay: int = setting(10, help="seconds an unknown host shows its message (and "
+                                          "the unknown-host menu waits before its default)",
                                  check=non_negative)
     render_cache_size: int = setting(4096, help="rendered scripts/files kept in memory "
                                                 "(0 disables the render cache)",
@@ -110,6 +114,15 @@ class HttpSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class DiscoverySection:
+    enabled: bool = setting(False, help="offer the discovery boot (/boot/discovery.ipxe) to "
+                                        "unknown machines, e.g. as the unknown-host menu's "
+                                        "first entry")
+
+
+@dataclasses.dataclass(frozen=True)
 class HttpSettings(CommonSettings):
     http: HttpSection = field(default_factory=HttpSection)
+    discovery: DiscoverySection = field(default_factory=DiscoverySection)
     bootstate: Expected = field(default_factory=Expected)  # seconds per boot stage
+    power: PowerSection = field(default_factory=PowerSection)  # power actions (docs/power.md)

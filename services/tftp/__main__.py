@@ -19,7 +19,7 @@ from shared import logs, metrics as shared_metrics, runtime
 from shared.cache import InventoryCache
 from shared.events import EventLog
 from shared.leases import Leases
-from shared.store import connect
+from shared.store import InventoryStore, connect
 
 log = logs.get_logger("tftp")
 
@@ -54,7 +54,8 @@ async def serve_transfers(cfg: TftpSettings, stop: asyncio.Event) -> None:
     inventory = InventoryCache(client, service="tftp")
     events = EventLog(client, "tftp", known=inventory.knows_host)
     server = TftpServer(section, inventory, leases=Leases(client).holder,
-                        events=events, worker=worker.index if worker else None)
+                        events=events, worker=worker.index if worker else None,
+                        store=InventoryStore(client, cfg.redis.url))
     runner = None
     try:
         with runtime.listening("tftp.port", section.bind, section.port, "udp"):

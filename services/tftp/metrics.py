@@ -17,7 +17,7 @@ REFUSED_UNLOGGED = metrics.counter(
     "bootyard_tftp_refused_unlogged_total",
     "Refused requests past a source's log budget: no line or event of their own, counted in "
     "the periodic refused_summary line", {"reason": REFUSALS})
-BYTES = metrics.counter("bootyard_tftp_bytes_total", "File octets sent (first sends only)")
+BYTES = metrics.counter("bootyard_tftp_sent_bytes_total", "File octets sent (first sends only)")
 RETRANSMITS = metrics.counter("bootyard_tftp_retransmits_total",
                               "DATA/OACK datagrams sent again after a timeout or a gap")
 DURATION = metrics.histogram("bootyard_tftp_transfer_duration_seconds",

@@ -21,10 +21,10 @@ from services.tftp.content import BytesSource, FileCache, NetasciiSource, NotAFi
 from services.tftp.session import Limits, ReadSession
 from services.tftp.settings import TftpSection
 from services.tftp.transport import ListenerProtocol, ThreadTransfer, Transfer
-from shared import bootplan, logs
+from shared import bootplan, logs, oneshot
 from shared.logbudget import LogBudget
 from shared.paths import PathRefused, clean_relative, resolve_under
-from shared.store import InventoryUnavailable
+from shared.store import InventoryError, InventoryUnavailable
 
 log = logs.get_logger("tftp")
 LeaseLookup = Callable[[str], Awaitable[str | None]]
@@ -81,8 +81,10 @@ class _Handling:
 
 class TftpServer:
     def __init__(self, cfg: TftpSection, inventory, *, leases: LeaseLookup | None = None,
-                 events=None, worker: int | None = None) -> None:
+                 events=None, worker: int | None = None, store=None) -> None:
         self.cfg = cfg
+        self.store = store  # InventoryStore: clears a one-shot boot once its config was served
+        self._once: set[asyncio.Task] = set()
         self.worker = worker  # this process's index when tftp.workers > 1 (in logs)
         self.inventory = inventory
         self.leases = leases
@@ -213,6 +215,17 @@ class TftpServer:
         if self._busy.get(addr) is handling:
             self._busy.pop(addr, None)
 
+    def _resolve(self, name: str) -> Path:
+        """The file a client's name means: under ``tftp.images_root`` for a name under
+        ``/<images_prefix>/`` when that is set, else under the TFTP root (the one sanitiser
+        either way)."""
+        if self.cfg.images_root:
+            parts = clean_relative(name).parts
+            prefix = clean_relative(self.cfg.images_prefix).parts
+            if len(parts) > len(prefix) and parts[:len(prefix)] == prefix:
+                return resolve_under(self.cfg.images_root, "/".join(parts[len(prefix):]))
+        return resolve_under(self.root, name)
+
     async def _handle(self, request: codec.Request, addr: tuple[str, int],
                       handling: _Handling) -> None:
         record = Record(addr[0], addr[1], request.filename)
@@ -220,7 +233,7 @@ class TftpServer:
         slot = False
         try:
             try:
-                path = resolve_under(self.root, request.filename)
+                path = self._resolve(request.filename)
             except PathRefused as exc:
                 self._refuse(addr, request.filename, "path", ErrorCode.ACCESS_VIOLATION,
                              f"access violation: {exc.reason}", record)
@@ -330,7 +343,9 @@ class TftpServer:
         elif dynamic.generic:
             mac = await self._mac_of(addr[0])
         record.mac = mac
-        host = self.inventory.host(mac) if mac else None
+        # the effective host (groups, one-shot; an unknown MAC under profile:<name>)
+        host, profile, export = bootplan.records(self.inventory, mac, self.cfg.unknown_host) \
+            if mac else (None, None, None)
         if host is None and not dynamic.generic:
             # the loader tries its next name (IP hex, then default)
             self._finish_error(addr, record, "not_found", ErrorCode.FILE_NOT_FOUND,
@@ -341,7 +356,6 @@ class TftpServer:
             self._finish_error(addr, record, "not_found", ErrorCode.FILE_NOT_FOUND,
                                "unknown host")
             return None
-        _host, profile, export = bootplan.records(self.inventory, mac) if host else (None,) * 3
         try:
             boot = render.plan(mac, host, profile, export, images_prefix=self.cfg.images_prefix,
                                http_base_url=self.cfg.http_base_url,
@@ -353,9 +367,31 @@ class TftpServer:
                                f"bootyard cannot render this host's config: {exc}"[:400])
             return None
         metrics.RENDERED.labels(dynamic.kind).inc()
+        if host is not None and host.once_profile and boot.action == "kernel" and \
+                self.store is not None and not (dynamic.kind == "ipxe" and self.cfg.http_base_url):
+            self._once_served(mac, host.once_profile, addr[0])
         data = text.encode("utf-8")
         record.source, record.size = f"rendered:{dynamic.kind}", len(data)
         return BytesSource(data), len(data)
+
+    def _once_served(self, mac: str, profile: str, ip: str) -> None:
+        """A one-shot boot's config was served: clear it in the background (an iPXE script
+        chained to the HTTP service is cleared there). shared/oneshot.py ``consume``."""
+        if any(t.get_name() == mac for t in self._once):
+            return
+
+        async def clear() -> None:
+            try:
+                if await oneshot.consume(self.store, mac, profile, "tftp:once-served") and \
+                        self.events is not None:
+                    self.events.emit("tftp.once_served", mac, ip=ip, profile=profile)
+            except InventoryError as exc:
+                log.warning("once_clear_failed", mac=mac, profile=profile, reason=str(exc),
+                            effect="the host boots its one-shot profile again until it is "
+                                   "cleared (bootyard host rescue MAC --cancel)")
+        task = asyncio.get_running_loop().create_task(clear(), name=mac)
+        self._once.add(task)
+        task.add_done_callback(self._once.discard)
 
     async def _transfer(self, request, addr, source, size, record: Record,
                         started: float, handling: _Handling) -> None:

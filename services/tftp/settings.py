@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.bootplan import UNKNOWN_HOST
+from shared.bootplan import check_unknown_host
 from shared.settings import CommonSettings, http_url, non_negative, port_number, positive, setting
 
 
@@ -60,13 +60,18 @@ class TftpSection:
     dynamic: bool = setting(True, help="render per-host PXELINUX/GRUB/iPXE configs")
     images_prefix: str = setting("images", help="directory of the TFTP root holding profile "
                                  "kernels and initrds (the HTTP service's /images/)")
+    images_root: str = setting("", help="if set, names under /<images_prefix>/ are read from "
+                               "this directory (the HTTP service's http.images_root) instead of "
+                               "the TFTP root: one images directory for both, no copy")
     http_base_url: str | None = setting(None, help="if set, boot.ipxe chains to the HTTP "
                                         "service's per-host script at <this>/boot/ipxe",
                                         check=http_url)
     unknown_host: str = setting("local", help="what an unknown host's generic config does "
                                 "(one vocabulary with http.unknown_host): local (boot the local "
-                                "disk), discovery (the same, noted in the config) or none (file "
-                                "not found)", choices=UNKNOWN_HOST)
+                                "disk), discovery (the same, noted in the config), none (file "
+                                "not found), menu (the HTTP service's iPXE menu through "
+                                "boot.ipxe; local in other loaders) or profile:<name> (boot "
+                                "that profile)", check=check_unknown_host)
 
 
 @dataclass(frozen=True)

@@ -264,13 +264,16 @@ def test_ordinary_cmdline_templates_still_pass():
 # ------------------------------------------------------------------ unknown hosts, one vocabulary
 
 def test_unknown_host_one_vocabulary():
-    assert bootplan.UNKNOWN_HOST == ("discovery", "local", "none")
+    assert bootplan.UNKNOWN_HOST == ("discovery", "local", "none", "menu")
     assert bootplan.unknown_host_choice("exit") == "none"  # HTTP's old spelling, deprecated
-    with pytest.raises(ValueError, match="discovery, local, none"):
+    assert bootplan.unknown_host_choice(" Profile:Rescue ") == "profile:rescue"
+    with pytest.raises(ValueError, match="discovery, local, none, menu or profile:<name>"):
         bootplan.unknown_host_choice("boot")
-    for value in ("discovery", "local", "none", "exit"):
+    with pytest.raises(ValueError, match="names a profile"):
+        bootplan.unknown_host_choice("profile:")
+    for value in ("discovery", "local", "none", "exit", "menu", "profile:rescue"):
         HttpSection(unknown_host=value)
-    for value in bootplan.UNKNOWN_HOST:
+    for value in bootplan.UNKNOWN_HOST + ("profile:rescue",):
         TftpSection(unknown_host=value)
     assert render("unknown-none", "ipxe") == \
         "outcome=unknown\n#!ipxe\n# bootyard: unknown host 52:54:00:12:34:56\nexit\n"

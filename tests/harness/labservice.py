@@ -20,11 +20,13 @@ class LabService:
     service = ""
     defaults: dict[str, str] = {}
 
-    def __init__(self, ns, redis_url: str, logfile: Path, **settings: str) -> None:
+    def __init__(self, ns, redis_url: str, logfile: Path, *,
+                 extra_env: dict[str, str] | None = None, **settings: str) -> None:
+        """``extra_env``: more environment (other sections' settings, e.g. BOOTYARD_BOOTSTATE__*)."""
         self.logfile = logfile
         section = self.service.upper()
         env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTYARD_")}
-        env.update({"BOOTYARD_REDIS_URL": redis_url, "PYTHONPATH": str(REPO)})
+        env.update({"BOOTYARD_REDIS_URL": redis_url, "PYTHONPATH": str(REPO), **(extra_env or {})})
         for key, value in {**self.defaults, **settings}.items():
             env[f"BOOTYARD_{section}__{key.upper()}"] = str(value)
         self.handle = logfile.open("w")

@@ -6,6 +6,7 @@ import time
 
 from httpkit import MAC, SECRET, make_service
 
+from harness.waiting import wait_until
 from services.http.access import host_token
 from shared.schema import KINDS
 
@@ -256,3 +257,16 @@ async def test_inventory_unavailable_is_503(inventory, aiohttp_client):
     resp = await client.get(f"/boot/ipxe?mac={MAC}")
     assert resp.status == 503 and "inventory unavailable" in await resp.text()
     assert (await client.get("/healthz")).status == 503
+
+
+async def test_the_request_line_says_how_an_install_file_was_allowed(inventory, http, caplog):
+    await setup(inventory, ip="10.9.9.9")  # not the client's address: only its token serves
+    token = host_token(SECRET, MAC)
+    with caplog.at_level("INFO", logger="bootyard.http"):
+        assert (await http.get(f"/install/{MAC}/preseed.cfg?token={token}")).status == 200
+        await wait_until(lambda: any(r.getMessage() == "request" and
+                                     r.fields.get("family") == "install"
+                                     for r in caplog.records), 5, "the request line")
+    (line,) = [r for r in caplog.records if r.getMessage() == "request"
+               and r.fields.get("family") == "install"]
+    assert line.fields["auth"] == "token" and token not in str(line.fields)

@@ -106,7 +106,7 @@ def test_two_workers_real_clients_spread_metrics_and_stop(lab, root, tmp_path):
     assert len(workers) == 16 and set(workers) == {"0", "1"}, workers
     # one scrape endpoint, the supervisor's, counts both workers' transfers
     assert metric(seg, 'bootyard_tftp_transfers_total{result="ok"}') == 16
-    assert metric(seg, "bootyard_tftp_bytes_total") == 16 * 1_000_000
+    assert metric(seg, "bootyard_tftp_sent_bytes_total") == 16 * 1_000_000
     assert metric(seg, "bootyard_tftp_sessions_in_flight") == 0
     assert seg.server.run("curl", "-sS", "http://127.0.0.1:9102/healthz").stdout == "ok\n"
     stop_process(service.proc)

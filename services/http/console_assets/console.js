@@ -7,7 +7,8 @@ const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const KINDS = ["dhcp.discover", "dhcp.offer", "dhcp.ack", "dhcp.nak", "dhcp.ignored",
   "dhcp.release", "dhcp.decline", "dhcp.inform", "dhcp.expire", "tftp.transfer",
   "http.script", "http.file", "http.install", "http.install_done", "http.denied",
-  "http.discovery", "http.render_error", "doctor.start", "doctor.end"];
+  "http.discovery", "http.render_error", "http.once_served", "tftp.once_served", "doctor.start",
+  "doctor.end", "power.request", "power.result"];
 
 async function api(path, options = {}) {
   const opts = { credentials: "same-origin", headers: {}, ...options };
@@ -191,6 +192,43 @@ async function machine() {
     }
   }
 
+  async function showEffective() {  // what the host boots with, and where each value is from
+    const found = await api("/api/v1/hosts/" + mac + "?effective=1");
+    document.getElementById("groups").textContent = "Groups: " + (found.groups.length
+      ? found.groups.map((g) => g.name + " (" + g.specificity + ")").join(", ") : "none")
+      + (found.once ? " · one-shot: " + found.once.mode + " " + found.once.profile : "");
+    const table = document.getElementById("effective");
+    table.replaceChildren();
+    const row = (k, item) => table.append(el("tr", {}, el("td", {}, k),
+      el("td", {}, item.value ?? "-"), el("td", { class: "source" }, item.source)));
+    for (const k of ["profile", "boot_mode", "kernel", "cmdline", "kernel_args"]) row(k, found[k]);
+    for (const [k, item] of Object.entries(found.vars)) row("var." + k, item);
+    for (const [k, item] of Object.entries(found.options)) row("option." + k, item);
+    if (found.plan.cmdline !== undefined) {
+      row("kernel arguments", { value: found.plan.cmdline, source: "boot plan" });
+    }
+    document.getElementById("conflicts").replaceChildren(
+      ...found.conflicts.map((c) => el("li", {}, "tie: " + c)));
+  }
+
+  async function act(path, method, body, done) {
+    const result = document.getElementById("action-result");
+    try {
+      await api("/api/v1/hosts/" + mac + path, { method, body: JSON.stringify(body) });
+      result.textContent = done;
+      result.className = "";
+    } catch (err) { result.textContent = err.message; result.className = "error"; }
+    await Promise.all([showRecord(), showEffective()]);
+  }
+  document.getElementById("reinstall").addEventListener("click", () =>
+    act("/reinstall", "POST", {}, "reinstall: install once, then the local disk"));
+  document.getElementById("rescue").addEventListener("click", () => {
+    const profile = document.getElementById("rescue-profile").value.trim();
+    act("/rescue", "POST", { profile }, "one-shot: live " + profile + " at the next boot");
+  });
+  document.getElementById("rescue-cancel").addEventListener("click", () =>
+    act("/rescue", "DELETE", {}, "one-shot boot cancelled"));
+
   let lastAttempt = null;
   function addEvent(e) {
     if (e.attempt && e.attempt !== lastAttempt) {  // a boot attempt begins (newest on top)
@@ -215,10 +253,25 @@ async function machine() {
         result.textContent = "boot mode set to " + button.dataset.mode;
         result.className = "";
       } catch (err) { result.textContent = err.message; result.className = "error"; }
-      await showRecord();
+      await Promise.all([showRecord(), showEffective()]);
     });
   }
-  await Promise.all([showState(), showRecord()]);
+  // power control (docs/power.md): the same action as `bootyard power ACTION MAC`
+  for (const button of document.querySelectorAll("button[data-power]")) {
+    button.addEventListener("click", async () => {
+      const result = document.getElementById("power-result");
+      result.textContent = "power " + button.dataset.power + "…";
+      result.className = "";
+      try {
+        const done = await api("/api/v1/hosts/" + mac + "/power", { method: "POST",
+          body: JSON.stringify({ action: button.dataset.power }) });
+        document.getElementById("power-state").textContent = done.state;
+        result.textContent = done.action + ": " + done.outcome + " (" + done.method + ")"
+          + (done.detail ? ": " + done.detail : "");
+      } catch (err) { result.textContent = err.message; result.className = "error"; }
+    });
+  }
+  await Promise.all([showState(), showRecord(), showEffective()]);
   for (const e of await api("/api/v1/events?count=200&host=" + mac)) addEvent(e);
   live((e) => { addEvent(e); showState(); }, mac);
   setInterval(showState, 10000);
