@@ -425,3 +425,24 @@ def test_worker_processes_share_the_port_sum_metrics_and_stop_with_the_service(r
         wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
                  open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
                  "the worker to exit")
+
+
+def test_multipart_client_gone_before_the_headers_is_no_server_error(service_process, big_file):
+    """Found by make fuzz: a client that sends a several-range request and resets the
+    connection at once made the multipart path log a server_error with a traceback (its
+    headers were written to a closing transport); it is a client gone (499), like every other
+    path's."""
+    import socket
+    host, port = service_process.url.split("//")[1].split(":")
+    import struct
+    for _ in range(40):
+        conn = socket.create_connection((host, int(port)))
+        conn.sendall(b"GET /images/disk%20images/big.img HTTP/1.1\r\nHost: x\r\n"
+                     b"Range: bytes=0-9,20-29\r\n\r\n")
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # a reset, at once
+    assert curl("-r", "0-9,20-29", "-o", "/dev/null", "-w", "%{http_code}",
+                f"{service_process.url}/images/disk%20images/big.img").stdout == b"206"
+    log = service_process.log.read_text()
+    assert "status=499" in log
+    assert "server_error" not in log and "Traceback" not in log
