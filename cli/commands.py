@@ -19,9 +19,10 @@ from collections.abc import Sequence
 # CLI noun -> inventory kind. Block exports are "blockexport" because "export" dumps the inventory.
 NOUNS = {"host": "host", "profile": "profile", "subnet": "subnet",
          "blockexport": "export", "mirror": "mirror", "netboot": "netboot", "group": "group",
-         "image": "image"}
+         "image": "image", "discovery-rule": "discovery_rule"}
 PLURALS = {"host": "hosts", "profile": "profiles", "subnet": "subnets", "export": "exports",
-           "mirror": "mirrors", "netboot": "netboots", "group": "groups", "image": "images"}
+           "mirror": "mirrors", "netboot": "netboots", "group": "groups", "image": "images",
+           "discovered": "discovered", "discovery_rule": "discovery_rules"}
 LIST_COLUMNS = {
     "host": ("hostname", "ip", "profile", "boot_mode", "enabled", "tags"),
     "profile": ("install", "image", "kernel", "root_image", "export"),
@@ -31,6 +32,7 @@ LIST_COLUMNS = {
     "netboot": ("index", "title", "boot_file", "root_path", "default", "enabled"),
     "group": ("match", "profile", "kernel_args", "enabled"),
     "image": ("kernel", "initrd", "squashfs", "source_kind", "imported"),
+    "discovery_rule": ("priority", "match", "profile", "hostname", "boot_mode", "enabled"),
 }
 # verb -> the other names people type for it
 VERB_ALIASES = {"list": ["ls"], "show": ["get"], "rm": ["delete", "remove"]}
@@ -160,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
         if kind_name == "image":
             from cli import images
             images.add_verbs(verbs, common, id_name)
+        if kind_name == "host":  # host adopt (cli/discovered.py)
+            from cli import discovered
+            discovered.add_host_verbs(verbs, common)
+    from cli import discovered
+    discovered.add_parsers(commands, common, _format_options)
 
     sub = commands.add_parser("export", help="print the whole inventory as YAML",
                               parents=[common])
@@ -341,6 +348,9 @@ async def _dispatch(args, store, client, out) -> int:
     if args.command in NOUNS:
         kind = KINDS[NOUNS[args.command]]
         return await _object_command(args, kind, store, out)
+    if args.command == "discovered":
+        from cli import discovered
+        return await discovered.run(args, store, out)
     if args.command == "export":
         from shared import inventory
         text = await inventory.export_yaml(store, getattr(args, "show_secrets", False))
@@ -429,6 +439,9 @@ async def _object_command(args, kind, store, out) -> int:
     if verb in ("sync", "status"):
         from cli import mirrors
         return await mirrors.run(args, kind, store, out)
+    if verb == "adopt":
+        from cli import discovered
+        return await discovered.adopt(args, store, out)
     if verb in ("import", "verify"):
         from cli import images
         return await images.run(args, kind, store, out)
@@ -493,12 +506,18 @@ async def _object_command(args, kind, store, out) -> int:
             width = max((len(f) for f in raw), default=0)
             for fname in sorted(raw):
                 print(f"  {fname:<{width}}  {raw[fname]}", file=out)
+            if kind.name == "host" and raw.get("hw"):
+                from cli import discovered
+                discovered.print_hw(raw["hw"], out)
             for problem in shown["problems"]:
                 print(f"  {problem['severity']}: {problem['field']}: {problem['reason']}",
                       file=out)
             if kind.name == "group":
                 from cli import groups
                 await groups.print_matches(store, shown["id"], out)
+            if kind.name == "host":  # its boot attempts, newest last (cli/states.py)
+                from cli import states as boot_states
+                await boot_states.print_attempts(store.redis, store, shown["id"], raw, out)
         return 0 if shown["valid"] else 1
     if verb == "list":
         skipped: list = []

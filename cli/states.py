@@ -65,3 +65,17 @@ async def attempt_labels(store: InventoryStore, mac: str, events,
         profile = parse_record(KINDS["profile"], host.profile, raw)[0] if raw else None
     return {e.id: attempt for e, attempt in bootstate.attempt_of_each(
         mac, events, expected, host, profile)}
+
+
+async def print_attempts(client, store: InventoryStore, mac: str, raw: Mapping[str, str], out,
+                         now: float | None = None, expected: Expected | None = None) -> None:
+    """``bootyard host show``'s boot state and every boot attempt in the host's stream."""
+    now = time.time() if now is None else now
+    state = (await host_states(client, store, {mac: raw}, now, expected))[mac]
+    print(f"boot state: {state.state}" + (f", {state.stage_text} since "
+                                          f"{ago(now - state.since)}" if state.stage else "")
+          + (f": {state.reason}" if state.reason else ""), file=out)
+    for attempt in state.attempts:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(attempt.start))
+        print(f"  attempt {attempt.number} {attempt.id}  {started}  {attempt.state:<11} "
+              f"{attempt.stage:<9} {attempt.reason}".rstrip(), file=out)

@@ -10,6 +10,10 @@ ownership need no privileges), gzip-compressed. Its ``/init`` (a busybox shell s
    live style writes it, ``root=live:URL`` or ``bootyard.root=URL``): prints the success marker;
    with one: fetches the squashfs with ``wget``, mounts it under an overlay with a tmpfs upper layer,
    ``switch_root`` s into it, and the live root's ``/sbin/init`` prints the marker.
+4. before the marker, a system that bootyard named a booted URL (``bootyard.booted=URL`` on the
+   command line: live and netroot boots, docs/http.md) calls it with ``wget``, as a booted OS's
+   last boot step would: the host's boot state reaches ``up``. A failed call is printed, not
+   fatal (the classic stack has no such URL to answer).
 
 Every line the guest prints for the lab starts with ``bootyard-lab:``; the success line is
 ``BOOTYARD-MARKER <token> stage=<initramfs|liveroot>`` where the token comes from the command line
@@ -39,10 +43,11 @@ uptime() { cut -d' ' -f1 /proc/uptime; }
 say() { echo "bootyard-lab: $* uptime=$(uptime)"; }
 fail() { echo "BOOTYARD-FAIL $*"; sync; poweroff -f; sleep 60; }
 say "stage=init kernel=$(uname -r)"
-MARKER=none; ROOT=
+MARKER=none; ROOT=; BOOTED=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         bootyard.marker=*) MARKER="${arg#*=}" ;;
+        bootyard.booted=*) BOOTED="${arg#*=}" ;;
         bootyard.root=*|rooturl=*) ROOT="${arg#*=}" ;;
         root=live:*) ROOT="${arg#root=live:}" ;;
     esac
@@ -60,7 +65,13 @@ done
 udhcpc -i eth0 -s /etc/udhcpc.script -n -q -t 10 -T 2 \
     || fail "no DHCP lease on eth0"
 say "stage=network ip=$(cat /run/ip)"
+booted() {
+    [ -n "$BOOTED" ] || return 0
+    if wget -q -O /dev/null "$BOOTED"; then say "stage=booted-called"
+    else say "stage=booted-call-failed url=$BOOTED"; fi
+}
 if [ -z "$ROOT" ]; then
+    booted
     echo "BOOTYARD-MARKER $MARKER stage=initramfs ip=$(cat /run/ip)"
     sync; poweroff -f; sleep 60
 fi
@@ -103,9 +114,12 @@ exit 0
 
 LIVE_INIT = r"""#!/bin/sh
 export PATH=/bin:/sbin
-MARKER=none
+MARKER=none; BOOTED=
 for arg in $(cat /proc/cmdline); do
-    case "$arg" in bootyard.marker=*) MARKER="${arg#*=}" ;; esac
+    case "$arg" in
+        bootyard.marker=*) MARKER="${arg#*=}" ;;
+        bootyard.booted=*) BOOTED="${arg#*=}" ;;
+    esac
 done
 uptime() { cut -d' ' -f1 /proc/uptime; }
 fstype=$(grep ' / ' /proc/mounts | tail -n 1 | cut -d' ' -f3)
@@ -115,6 +129,10 @@ fi
 echo "bootyard-lab: stage=live-root fstype=$fstype release=$(cat /etc/bootyard-release) uptime=$(uptime)"
 if [ "$fstype" != overlay ]; then
     echo "BOOTYARD-FAIL live root is $fstype, not overlay"; sync; poweroff -f
+fi
+if [ -n "$BOOTED" ]; then  # up: what a booted OS's last step does (docs/http.md)
+    if wget -q -O /dev/null "$BOOTED"; then echo "bootyard-lab: stage=booted-called"
+    else echo "bootyard-lab: stage=booted-call-failed url=$BOOTED"; fi
 fi
 echo "BOOTYARD-MARKER $MARKER stage=liveroot ip=$(cat /run-ip)"
 sync

@@ -43,7 +43,7 @@ class BootPlan:
     hosts: list[HostSpec] = dataclasses.field(default_factory=list)
     default_marker: str = dataclasses.field(default_factory=lambda: "discovery-"
                                             + secrets.token_hex(4))
-    # more BOOTYARD_* settings for bootyard's services (e.g. BOOTYARD_HTTP__UNKNOWN_HOST)
+    # more BOOTYARD_* settings for bootyard's services (BOOTYARD_HTTP__UNKNOWN_HOST, BOOTYARD_DISCOVERY__ENABLED)
     settings: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property

@@ -81,6 +81,7 @@ class VM:
         self.started_at: float | None = None  # time.time() of power-on
         self.log_path = self.workdir / f"{name}-console.log"
         self.on_line = None  # optional callback(vm, Line), called from the reader thread
+        self.extra_args: list[str] = []  # more QEMU arguments (disks, -smbios ...)
 
     def argv(self) -> list[str]:
         nic = f"virtio-net-pci,netdev=n0,mac={self.mac},bootindex=1"
@@ -91,7 +92,7 @@ class VM:
                 "-monitor", "none", "-vga", "none",
                 *self.firmware.argv(self.workdir),
                 "-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no",
-                "-device", nic, *self._disk_argv()]
+                "-device", nic, *self._disk_argv(), *self.extra_args]
 
     def _disk_argv(self) -> list[str]:
         if self.disk is None:

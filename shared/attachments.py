@@ -9,6 +9,11 @@
   initiators set over the wire and which survive a restart of the service, as they would on a
   disk with its own memory (:func:`shared.keys.export_target_state`: fields ``config`` (hex),
   ``masks`` and ``reserved`` (comma-separated MACs)).
+- :class:`ExportStatus`: what the service sees of each export it serves, for the console's
+  exports overview (:func:`shared.keys.export_status`: fields ``kind``, ``size`` (bytes),
+  ``overlays`` (hosts with a copy-on-write overlay), ``overlay_bytes``, ``free_bytes``, ``up``
+  (``1``/``0``), ``reason`` (why it is down), ``updated`` (Unix time)). Written every
+  housekeeping round with an expiry of a few rounds: a stopped service's status goes away.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from shared.store import redis_errors
 class Attachments:
     def __init__(self, client) -> None:
         self._redis = client
+
+    @property
+    def client(self):
+        return self._redis
 
     async def touch(self, export: str, mac: str, until: float) -> None:
         """Record that ``mac`` counts as attached to ``export`` until ``until``."""
@@ -72,3 +81,27 @@ class TargetStates:
     async def forget(self, export: str) -> None:
         with redis_errors("target_state"):
             await self._redis.delete(keys.export_target_state(export))
+
+
+class ExportStatus:
+    def __init__(self, client) -> None:
+        self._redis = client
+
+    async def publish(self, export: str, fields: dict[str, object], ttl: float) -> None:
+        key = keys.export_status(export)
+        with redis_errors("export_status"):
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.delete(key)
+            pipe.hset(key, mapping={k: str(v) for k, v in fields.items() if v is not None})
+            pipe.expire(key, max(1, int(ttl)))
+            await pipe.execute()
+
+    async def read(self, exports) -> dict[str, dict[str, str]]:
+        """Each export's status (empty: no service published one lately)."""
+        exports = sorted(exports)
+        with redis_errors("export_status"):
+            pipe = self._redis.pipeline(transaction=False)
+            for name in exports:
+                pipe.hgetall(keys.export_status(name))
+            replies = await pipe.execute() if exports else []
+        return dict(zip(exports, replies))

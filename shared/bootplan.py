@@ -41,9 +41,11 @@ from shared.schema import KINDS, Export, Host, Image, Profile, Subnet, plain
 
 # ------------------------------------------------------------------------------ vocabulary
 
-OUTCOMES = ("install", "live", "netroot", "sanboot", "local", "disabled", "unknown", "error")
+OUTCOMES = ("install", "live", "netroot", "sanboot", "local", "disabled", "unknown", "error",
+            "discovery")
 # What an unknown MAC gets, for every service (http.unknown_host and tftp.unknown_host):
 # discovery: record the machine, show a message, boot the next device (iPXE reports its details);
+# with discovery.enabled (Facts.discovery), the discovery boot instead (discovery_plan);
 # local: boot the local disk at once; none: no boot config at all (TFTP: ERROR 1 file not found,
 # so the loader tries its next name; HTTP: a bare iPXE exit / GRUB exit); menu: an iPXE menu
 # (menu_entries: discovery, the local disk, every profile with menu=yes); profile:<name>: that
@@ -225,6 +227,18 @@ def target(export: Export, portal: str) -> Target:
 # ------------------------------------------------------------------------------ the plan
 
 @dataclasses.dataclass(frozen=True)
+class Discovery:
+    """The discovery boot (docs/discovery.md), from the ``discovery`` settings: the live image
+    an unknown machine boots to report its hardware, and what it does afterwards."""
+
+    kernel: str = "discovery/vmlinuz"
+    initrd: tuple[str, ...] = ("discovery/initrd.img",)
+    cmdline: str = ""  # more kernel arguments (a console)
+    after: str = "poweroff"  # poweroff or wait, once reported
+    poll: int = 30  # waiting: seconds between its questions "adopted yet?"
+
+
+@dataclasses.dataclass(frozen=True)
 class MenuEntry:
     """One entry of the unknown-host menu: ``discovery`` (the discovery boot's script),
     ``local`` (the local disk) or ``profile`` (boot that profile, :func:`default_host`)."""
@@ -247,6 +261,7 @@ class Facts:
     unknown_delay: int = 10
     token: str | None = None  # the host's token, only when http.token_in_scripts is on
     subnet: Subnet | None = None
+    discovery: Discovery | None = None  # discovery.enabled: the discovery boot, else None
     menu: tuple[MenuEntry, ...] = ()  # unknown_host menu: its entries (menu_entries)
 
 
@@ -317,9 +332,10 @@ def default_host(mac: str, profile: Profile | None) -> Host | None:
                 description=UNKNOWN_DESCRIPTION)
 
 
-def menu_entries(profiles, discovery: bool, exports: Any = None) -> tuple[MenuEntry, ...]:
-    """The unknown-host menu: ``discovery`` when the discovery boot is on
-    (``discovery.enabled``), the local disk, then every profile with ``menu`` yes, by name.
+def menu_entries(profiles, discovery: Any, exports: Any = None) -> tuple[MenuEntry, ...]:
+    """The unknown-host menu: ``discovery`` when the discovery boot is on (``discovery``
+    truthy: the :class:`Discovery` of ``discovery.enabled``), the local disk, then every
+    profile with ``menu`` yes, by name.
     ``exports(name)`` finds a profile's block export."""
     out = []
     if discovery:
@@ -381,8 +397,19 @@ def install_urls(base_url: str, mac: str, token: str | None = None) -> dict[str,
         "meta_data": f"{root}/meta-data{suffix}",
         "vendor_data": f"{root}/vendor-data{suffix}",
         "done": f"{root}/done{suffix}",
+        "booted": booted_url(base_url, mac, token),
         "script": f"{base_url}/boot/{mac}.ipxe",
     }
+
+
+BOOTED_ARG = "bootyard.booted"  # the kernel argument naming the host's booted URL
+BOOTED_MODES = ("live", "netroot", "sanboot")  # the OS says it is up (docs/http.md)
+
+
+def booted_url(base_url: str, mac: str, token: str | None = None) -> str:
+    """The URL a live, netroot or sanboot system calls once it is up (docs/http.md): its
+    reserved or leased address, or its token, lets it in, as for the done callback."""
+    return f"{base_url}/booted/{mac}" + (f"?token={token}" if token else "")
 
 
 _INSTALL_URL = {"kickstart": "kickstart", "preseed": "preseed", "cloud-init": "nocloud"}
@@ -408,8 +435,10 @@ def template_context(mac: str, host: Host | None, profile: Profile | None,
     both; boot scripts and kernel command lines (which anyone may fetch) get neither unless
     ``http.token_in_scripts`` is on.
     """
-    out: dict[str, Any] = {"mac": mac, "host": plain(host) or {"mac": mac},
-                           "profile": plain(profile), "vars": merged_vars(host, profile)}
+    host_d = plain(host)
+    out: dict[str, Any] = {"mac": mac, "host": host_d or {"mac": mac},
+                           "profile": plain(profile), "vars": merged_vars(host, profile),
+                           "hw": host_d.get("hw") or {}}
     subnet_d = plain(subnet) or None
     if subnet is not None:
         subnet_d["netmask"] = str(subnet.network.netmask)
@@ -435,7 +464,10 @@ def plan(mac: str, host: Host | None, profile: Profile | None, export: Export | 
     """What ``mac`` boots. Inventory gaps give ``outcome="error"`` with the reason; a failing
     cmdline template raises :class:`TemplateFailed`."""
     if host is None:
-        return Plan(mac, "unknown", mac, reason=unknown_host_choice(facts.unknown_host))
+        action = unknown_host_choice(facts.unknown_host)
+        if action == "discovery" and facts.discovery is not None:
+            return discovery_plan(mac, facts)
+        return Plan(mac, "unknown", mac, reason=action)
     who = f"{host.hostname} ({mac})" if host.hostname else mac
     base = Plan(mac, host.boot_mode, who, host, host.profile)
     if not host.enabled:
@@ -446,6 +478,41 @@ def plan(mac: str, host: Host | None, profile: Profile | None, export: Export | 
         return _boot(base, host, profile, export, facts)
     except PlanError as exc:
         return dataclasses.replace(base, outcome="error", reason=str(exc))
+
+
+def discovery_url(base_url: str, mac: str | None = None) -> str:
+    """The discovery boot's iPXE script for ``mac`` (None: iPXE's own ``${mac}``, for a menu
+    entry): ``<base>/boot/discovery.ipxe?mac=...``."""
+    return f"{base_url.rstrip('/')}/boot/discovery.ipxe?mac={mac or '${mac}'}"
+
+
+def discovery_plan(mac: str, facts: Facts) -> Plan:
+    """The discovery boot of ``mac`` (any MAC, known or not): the discovery image's kernel and
+    initrd, told which NIC is its own (``bootyard.mac``), where to report
+    (``bootyard.server``) and what to do then (``bootyard.after``), plus
+    ``discovery.cmdline``. ``outcome="error"`` when discovery is off or the image path is bad."""
+    found = facts.discovery
+    base = Plan(mac, "discovery", mac, reason="discovery")
+    if found is None or not facts.base_url:
+        return dataclasses.replace(base, outcome="error", reason="discovery is not enabled "
+                                   "(discovery.enabled)")
+    try:
+        kernel = _discovery_location("discovery.kernel", found.kernel)
+        initrds = tuple(_discovery_location("discovery.initrd", i) for i in found.initrd)
+        args = [f"bootyard.mac={mac}", f"bootyard.server={facts.base_url.rstrip('/')}",
+                f"bootyard.after={found.after}", f"bootyard.poll={found.poll}",
+                *found.cmdline.split()]
+        check_args(args, "discovery.cmdline")
+    except PlanError as exc:
+        return dataclasses.replace(base, outcome="error", reason=str(exc))
+    return dataclasses.replace(base, kernel=kernel, initrds=initrds, args=tuple(args))
+
+
+def _discovery_location(setting: str, value: str) -> Location:
+    try:
+        return parse_location(value)
+    except ValueError as exc:
+        raise PlanError(f"{setting}={value!r}: {exc}") from None
 
 
 def _need_export(profile: Profile, export: Export | None) -> Export:
@@ -511,6 +578,8 @@ def _boot(base: Plan, host: Host, profile: Profile | None, export: Export | None
             else:
                 args += [f"netroot={tgt.san_uri}", f"rd.iscsi.initiator={iqn}", "ip=dhcp",
                          "rd.neednet=1"]
+    if mode in BOOTED_MODES and facts.base_url:
+        args.append(f"{BOOTED_ARG}={booted_url(facts.base_url.rstrip('/'), host.mac, facts.token)}")
     check_args(args, f"host {host.mac} {mode}")
     cmdline = render_cmdline(host, profile, facts) if profile.cmdline else ""
     if cmdline:

@@ -3,23 +3,25 @@
 Pure (no Redis, no clock): :func:`boot_state` is handed the host's events (oldest first or not:
 they are ordered by ``ts`` here), its inventory records and ``now``. Every service's events are
 read as they are written (``dhcp.*`` by the DHCP service and its lease script, ``tftp.transfer``,
-``http.script`` / ``http.file`` / ``http.install`` / ``http.denied`` / ``http.install_done``);
-an event only needs ``ts``, ``kind`` and ``fields`` (a :class:`shared.events.Event`, or anything
-shaped like it).
+``http.script`` / ``http.file`` / ``http.install`` / ``http.denied`` / ``http.install_done`` /
+``http.booted``, ``blockexport.*``); an event only needs ``ts``, ``kind`` and ``fields`` (a
+:class:`shared.events.Event`, or anything shaped like it).
 
 A boot is a sequence of stages (:data:`STAGES`). Each stage has an expected time to the next one
 (:class:`Expected`, the ``bootstate`` settings section); a boot that stays at a stage past it is
-*stuck*, and the reason says, from what the events show and what they lack, what most likely
-went wrong and what to do. A boot that reached its last stage (install done, local disk, the
-live root fetched, the OS asked DHCP for a netroot/sanboot system) is *finished*; otherwise it is
-*progressing*.
+*stuck*, and the reason (:mod:`shared.bootreasons`) says, from what the events show and what they
+lack, what most likely went wrong and what to do. A boot that reached its last stage (install
+done, local disk, a live, netroot or sanboot system up: its OS called the booted URL) is
+*finished*; otherwise it is *progressing*.
 
-Boot attempts: the firmware's DHCP (a DISCOVER, OFFER or ACK with a boot file or a client
-architecture) after a finished attempt, a stuck one that had got its address, or after the
-kernel was fetched (the machine rebooted into its firmware), starts a new attempt; its DHCP
-retries before it got an address are the same attempt. The state speaks of the latest; earlier ones
-stay listed. A TFTP size probe the firmware aborts (``tsize_probe``) is benign and never a
-reason. What ``bootyard doctor`` did acting as the host's firmware (the events between its
+Boot attempts: an event written with its attempt id (``attempt``: decided by the DHCP service
+when it sees the firmware's DISCOVER, shared/events.py) belongs to that attempt. For events
+without one, the attempt is derived: the firmware's DHCP (a DISCOVER, OFFER or ACK with a boot
+file or a client architecture) after a finished attempt, a stuck one that had got its address, or
+after the kernel was fetched (the machine rebooted into its firmware), starts a new attempt; its
+DHCP retries before it got an address are the same attempt. The state speaks of the latest;
+earlier ones stay listed. A TFTP size probe the firmware aborts (``tsize_probe``) is benign and
+never a reason. What ``bootyard doctor`` did acting as the host's firmware (the events between its
 ``doctor.start`` and ``doctor.end``) is not a boot.
 """
 
@@ -31,27 +33,30 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+from shared.bootplan import BOOTED_MODES
+from shared.bootreasons import reason as _reason
 from shared.settings import positive, setting
 
 # The stages of a boot, in order. A boot reaches a subset of them (an iPXE ROM has no loader
 # to fetch, an install has no root image, a local boot stops at the script's "local").
 STAGES = ("dhcp", "offered", "bound", "loader", "script", "kernel", "initrd", "os_dhcp", "root",
-          "installer", "installed", "local")
+          "installer", "installed", "local", "up")
 STAGE_TEXT = {
     "dhcp": "first DHCP", "offered": "offered an address", "bound": "bound an address",
     "loader": "loader fetched", "script": "boot script fetched", "kernel": "kernel fetched",
-    "initrd": "initrd fetched", "os_dhcp": "the OS asked DHCP", "root": "root attached",
-    "installer": "installer fetched its file", "installed": "install done",
-    "local": "booting from its disk"}
+    "initrd": "initrd fetched", "os_dhcp": "the OS asked DHCP",
+    "root": "root or block device attached", "installer": "installer fetched its file",
+    "installed": "install done", "local": "booting from its disk", "up": "up (said it booted)"}
 STATES = ("idle", "progressing", "finished", "stuck")
 # Stuck reasons (a closed set: the metrics' reason label).
 REASONS = ("dhcp_ignored", "dhcp_unanswered", "dhcp_refused", "offer_not_requested",
            "no_boot_file", "http_client_tftp_path", "tftp_not_found", "tftp_failed",
            "boot_file_not_fetched", "script_not_fetched", "script_error", "kernel_not_fetched",
            "initrd_not_fetched", "no_os_dhcp", "install_file_refused",
-           "install_file_not_fetched", "root_not_fetched", "install_timeout")
+           "install_file_not_fetched", "root_not_fetched", "install_timeout",
+           "export_not_attached", "export_not_read", "iscsi_login_refused", "iscsi_session_lost",
+           "block_io_error", "never_up")
 _RANK = {s: i for i, s in enumerate(STAGES)}
-HTTP_CLIENT_ARCHES = ("16", "19")  # option 93: x64 and arm64 UEFI HTTP boot clients
 _KERNEL_NAME = re.compile(r"(vmlinu[xz]|bzimage|kernel|linux)[^/]*$", re.I)
 _INITRD_NAME = re.compile(r"(initrd|initramfs)[^/]*$", re.I)
 _SCRIPT_NAME = re.compile(r"(^|/)(pxelinux\.cfg/|grub[^/]*\.cfg[^/]*$|[^/]*\.ipxe$)", re.I)
@@ -74,12 +79,17 @@ class Expected:
     kernel: float = setting(120.0, help="seconds from the kernel to the initrd", check=positive)
     initrd: float = setting(300.0, help="seconds from the initrd to the OS's DHCP",
                             check=positive)
-    os_dhcp: float = setting(600.0, help="seconds from the OS's DHCP to the installer's file "
-                                         "or the live root", check=positive)
-    root: float = setting(600.0, help="seconds from the root attached to the installer's "
+    os_dhcp: float = setting(600.0, help="seconds from the OS's DHCP to the installer's file, "
+                                         "the live root, the block device or up",
+                             check=positive)
+    root: float = setting(600.0, help="seconds from the root or block device attached to "
+                                      "the OS saying it is up (booted URL) or the installer's "
                                       "file", check=positive)
     installer: float = setting(7200.0, help="seconds from the installer's file to install "
                                             "done", check=positive)
+    booted: bool = setting(True, help="live, netroot and sanboot boots finish when their OS "
+                                      "calls the booted URL (docs/http.md); false: when it "
+                                      "asks DHCP (no booted call expected)")
 
     def of(self, stage: str) -> float | None:
         return getattr(self, stage, None)
@@ -117,6 +127,12 @@ class Attempt:
         out["stages"] = [dataclasses.asdict(s) for s in self.stages]
         return out
 
+    def summary(self) -> dict[str, Any]:
+        """One line's worth: the attempt without its stages (the state's ``history``)."""
+        return {"number": self.number, "id": self.id, "start": self.start, "state": self.state,
+                "stage": self.stage, "since": self.since, "reason_code": self.reason_code,
+                "reason": self.reason, "outcome": self.outcome, "events": self.events}
+
 
 @dataclasses.dataclass(frozen=True)
 class BootState:
@@ -138,7 +154,8 @@ class BootState:
                 "stage_text": self.stage_text if self.stage else "", "since": self.since,
                 "reason": self.reason, "reason_code": self.reason_code,
                 "attempt": self.attempt.as_dict() if self.attempt else None,
-                "attempts": len(self.attempts)}
+                "attempts": len(self.attempts),
+                "history": [a.summary() for a in self.attempts]}
 
 
 def _base(path: str | None) -> str:
@@ -149,22 +166,15 @@ def _base(path: str | None) -> str:
     return posixpath.basename(path.rstrip("/"))
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours} h" + (f" {rest // 60} min" if rest >= 60 else "")
-
-
 class _Build:
     """One attempt while its events are read."""
 
-    def __init__(self, number: int, first: EventLike, profile: Any, host: Any) -> None:
+    def __init__(self, number: int, first: EventLike, profile: Any, host: Any,
+                 expected: Expected, ident: str | None = None) -> None:
         self.number = number
         self.start = first.ts
+        self.ident = ident  # the attempt id its events carry (None: derived, see build)
+        self.expected = expected
         self.reached: dict[str, float] = {}
         self.profile = profile
         self.host = host
@@ -179,9 +189,17 @@ class _Build:
         self.ignored: list[tuple[float, str]] = []
         self.events = 0
         self.last = first.ts
+        # block devices: export -> (transport, target) attached; export -> (op, reason) failing
+        self.attached: dict[str, tuple[str, str]] = {}
+        self.read_from: set[str] = set()
+        self.io_errors: dict[str, tuple[str, str]] = {}
+        self.login_ok = float("-inf")  # the last iSCSI login
+        self.login_failed: list[tuple[float, str, dict[str, str]]] = []
+        self.session_lost = float("-inf")  # the last iSCSI logout / reset
+        self.session_lost_how = ""
 
     # -- what a file is, for this host --------------------------------------------------------
-    def _names(self, field: str) -> set[str]:
+    def names(self, field: str) -> set[str]:
         value = getattr(self.profile, field, None) if self.profile is not None else None
         if not value:
             return set()
@@ -192,8 +210,8 @@ class _Build:
         name = _base(path)
         if not name:
             return None
-        kernels, initrds, roots = (self._names("kernel"), self._names("initrd"),
-                                   self._names("root_image"))
+        kernels, initrds, roots = (self.names("kernel"), self.names("initrd"),
+                                   self.names("root_image"))
         if self.boot_file and name == _base(self.boot_file):
             return "loader"
         if name in kernels:
@@ -276,17 +294,46 @@ class _Build:
         elif kind == "http.denied":
             why = f.get("reason", "")
             what = f.get("file", "install file")
-            text = {"bad_token": f"install file {what} refused: wrong token (the token in the "
+            what = {"booted": "its booted call", "done": "its install-done call"}.get(
+                what, f"install file {what}")
+            text = {"bad_token": f"{what} refused: wrong token (the token in the "
                                  "URL is not this host's: check http.token_secret and the "
                                  "install URL on the command line)",
-                    "address": f"install file {what} refused: address {e.fields.get('ip', '?')}"
+                    "address": f"{what} refused: address {e.fields.get('ip', '?')}"
                                " is not the host's reserved or leased address (give it its "
                                "reserved IP, or turn on http.token_in_scripts)",
-                    "unknown_host": f"install file {what} refused: the MAC is not in the "
-                                    "inventory"}.get(why, f"install file {what} refused: {why}")
+                    "unknown_host": f"{what} refused: the MAC is not in the "
+                                    "inventory"}.get(why, f"{what} refused: {why}")
             self.failures.append((ts, "install_file_refused", text))
         elif kind == "http.install_done":
             self.reach("installed", ts)
+        elif kind == "http.booted":
+            self.reach("up", ts)
+        elif kind.startswith("blockexport."):
+            self._block(ts, kind[len("blockexport."):], f)
+
+    def _block(self, ts: float, kind: str, f: dict[str, str]) -> None:
+        export = f.get("export", "?")
+        if kind == "attach":
+            self.reach("root", ts)
+            self.attached[export] = (f.get("transport", "aoe"), f.get("target", ""))
+        elif kind == "first_read":
+            self.reach("root", ts)
+            self.read_from.add(export)
+        elif kind == "iscsi_login":
+            self.reach("root", ts)
+            self.attached.setdefault(export, ("iscsi", f.get("target", "")))
+            self.login_ok = ts
+        elif kind == "iscsi_login_failed":
+            self.login_failed.append((ts, f.get("reason", ""), f))
+        elif kind in ("iscsi_logout", "iscsi_reset"):
+            self.session_lost = ts
+            self.session_lost_how = "logged out" if kind == "iscsi_logout" else \
+                "reset" + (f": {f['reason']}" if f.get("reason") else "")
+        elif kind == "io_error":
+            self.io_errors[export] = (f.get("op", "I/O"), f.get("reason", "?"))
+        elif kind == "io_recovered":
+            self.io_errors.pop(export, None)
 
     def _file(self, ts: float, path: str, result: str, detail: str, proto: str) -> None:
         if result == "tsize_probe":
@@ -320,11 +367,13 @@ class _Build:
         if mode == "install" and getattr(self.profile, "install", "none") in (None, "none") \
                 and self.profile is not None:
             return "os_dhcp" in r  # a kernel with no installer: up once its OS asked DHCP
+        if mode in BOOTED_MODES and self.expected.booted:
+            return "up" in r  # its OS called the booted URL
         if mode == "live":
-            return "root" in r or ("os_dhcp" in r and not self._names("root_image"))
+            return "root" in r or ("os_dhcp" in r and not self.names("root_image"))
         if mode in ("netroot", "sanboot"):
-            return "os_dhcp" in r or "root" in r
-        return False
+            return "os_dhcp" in r  # (booted: false: "up" inferred from the OS's DHCP)
+        return "up" in r
 
     def stuck_at(self, now: float, expected: Expected) -> bool:
         if self.finished():
@@ -334,85 +383,8 @@ class _Build:
         limit = expected.of(self.stage)
         return limit is not None and now - self.reached.get(self.stage, self.start) > limit
 
-    def reason(self, now: float, expected: Expected) -> tuple[str, str]:
-        stage = self.stage
-        since = self.reached.get(stage, self.start)
-        recent = [x for x in self.failures if x[0] >= since]
-        refused = [x for x in recent if x[1] == "install_file_refused"]
-        if refused:
-            return refused[-1][1], refused[-1][2]
-        if self.outcome in ("error", "disabled", "unknown"):
-            text = {"error": f"its boot script is an error: {self.script_reason or '?'} (fix the "
-                             "host's profile: bootyard host show MAC)",
-                    "disabled": "the host is disabled: its script boots nothing (bootyard host "
-                                "set MAC --enabled true)",
-                    "unknown": "the MAC is not in the inventory: it got the discovery script "
-                               "(bootyard host add MAC --profile ...)"}[self.outcome]
-            return "script_error", text
-        if any(x[1] == "script_error" for x in recent):
-            x = [x for x in recent if x[1] == "script_error"][-1]
-            return x[1], x[2]
-        waited = _duration(now - since)
-        ip = self.offer_ip or "an address"
-        if stage == "dhcp":
-            if any(x[1] == "dhcp_refused" for x in recent):
-                x = [x for x in recent if x[1] == "dhcp_refused"][-1]
-                return x[1], x[2]
-            if self.ignored:
-                why = self.ignored[-1][1]
-                fix = (" (bootyard host set MAC --enabled true)" if why.startswith("host_disabled")
-                       else "")
-                return "dhcp_ignored", f"DHCP ignores it: {why}{fix}"
-            return "dhcp_unanswered", (f"DISCOVER not answered for {waited} (is the DHCP "
-                                       "service on this network, or a relay pointing at it?)")
-        if stage == "offered":
-            if any(x[1] == "dhcp_refused" for x in recent):
-                x = [x for x in recent if x[1] == "dhcp_refused"][-1]
-                return x[1], x[2]
-            times = "twice" if self.offers == 2 else (f"{self.offers} times" if self.offers > 2
-                                                      else "once")
-            return "offer_not_requested", (
-                f"offered {ip} {times}, never requested (another DHCP server answering? the "
-                "firmware rejected the offer: see its options, e.g. the boot file)")
-        if stage == "bound" and self.arch in HTTP_CLIENT_ARCHES and \
-                not self.boot_file.startswith(("http://", "https://")):
-            return "http_client_tftp_path", (
-                f"UEFI HTTP client was offered a TFTP path {self.boot_file!r} (give it an "
-                "http:// URL: var.http_boot_file)")
-        if recent and recent[-1][1] in ("tftp_not_found", "tftp_failed"):
-            return recent[-1][1], recent[-1][2]
-        if stage == "bound":
-            if not self.boot_file:
-                return "no_boot_file", (f"bound {ip} without a boot file (not a PXE client? "
-                                        "check the subnet's boot_file_* and the host's vars)")
-            return "boot_file_not_fetched", (
-                f"bound {ip}, never fetched its boot file {self.boot_file} in {waited} "
-                "(next-server unreachable? UDP 69 or the HTTP port blocked?)")
-        if stage == "loader":
-            return "script_not_fetched", (f"loader fetched, never asked for its boot script in "
-                                          f"{waited} (check dhcp.http_base_url and that the "
-                                          "loader can reach the HTTP service)")
-        if stage == "script":
-            kernels = ", ".join(sorted(self._names("kernel"))) or "its kernel"
-            return "kernel_not_fetched", (f"boot script served, {kernels} never fetched in "
-                                          f"{waited} (is it under http.images_root? the HTTP "
-                                          "log shows a 404)")
-        if stage == "kernel" and self._names("initrd"):
-            return "initrd_not_fetched", (
-                f"fetched the kernel, never asked for the initrd "
-                f"{', '.join(sorted(self._names('initrd')))} (a 404? the HTTP log says)")
-        if stage in ("kernel", "initrd"):
-            return "no_os_dhcp", (f"kernel fetched, no DHCP from the OS within {waited} "
-                                  "(network driver missing in the initrd, or a VLAN?)")
-        if stage == "installer":
-            return "install_timeout", (f"installing for {waited}, no install-done (did the "
-                                       "installer fail? its last step calls /install/MAC/done)")
-        if self.mode() == "live":
-            roots = ", ".join(sorted(self._names("root_image"))) or "its root image"
-            return "root_not_fetched", f"the OS is up, {roots} never fetched in {waited}"
-        return "install_file_not_fetched", (
-            f"the OS asked DHCP, the installer never fetched its install file in {waited} "
-            "(the install URL on the kernel command line? the profile's install field?)")
+    def id(self, mac: str) -> str:
+        return self.ident or f"{mac}@{round(self.start * 1000)}"
 
     def build(self, mac: str, now: float, expected: Expected) -> Attempt:
         order = sorted(self.reached.items(), key=lambda kv: (kv[1], _RANK[kv[0]]))
@@ -425,14 +397,22 @@ class _Build:
             state, code, reason = "finished", "", ""
         elif self.stuck_at(now, expected):
             state = "stuck"
-            code, reason = self.reason(now, expected)
+            code, reason = _reason(self, now, expected)
         else:
             state, code, reason = "progressing", "", ""
-        return Attempt(number=self.number, id=f"{mac}@{round(self.start * 1000)}",
+        return Attempt(number=self.number, id=self.id(mac),
                        start=self.start, state=state, stage=stage,
                        since=self.reached.get(stage, self.start), stages=tuple(stages),
                        reason=reason, reason_code=code, outcome=self.outcome,
                        events=self.events)
+
+
+BOOT_KINDS = ("dhcp.", "tftp.", "http.", "blockexport.")  # the events of a boot
+
+
+def carried_attempt(e: EventLike) -> str | None:
+    """The attempt id an event was written with (``attempt``: shared/events.py), or None."""
+    return getattr(e, "attempt", None) or e.fields.get("attempt") or None
 
 
 def _firmware_dhcp(e: EventLike) -> bool:
@@ -469,21 +449,24 @@ def _split(events: Iterable[EventLike], expected: Expected, host: Any,
     current: _Build | None = None
     labelled: list[tuple[EventLike, _Build | None]] = []
     for e in ordered:
-        if not e.kind.startswith(("dhcp.", "tftp.", "http.")) or \
+        if not e.kind.startswith(BOOT_KINDS) or \
                 any(start <= e.ts <= end for start, end in probes):
             labelled.append((e, None))  # bootyard doctor acting as the firmware: not a boot
             continue
         if e.kind in ("dhcp.release", "dhcp.decline", "dhcp.expire", "http.discovery"):
             labelled.append((e, current))
             continue
-        new = current is None
-        if current is not None and _firmware_dhcp(e) and (
+        ident = carried_attempt(e)
+        if ident is not None:  # written with the event (the DHCP service decided it)
+            new = current is None or current.ident != ident
+        else:  # derived: events written before attempt ids were, or without one
+            new = current is None or (_firmware_dhcp(e) and (
                 current.finished() or _RANK[current.stage] >= _RANK["kernel"]
                 or (_RANK[current.stage] >= _RANK["bound"]
-                    and current.stuck_at(e.ts, expected))):
-            new = True  # (the firmware's DHCP retries before it got an address: one attempt)
+                    and current.stuck_at(e.ts, expected))))
+            # (the firmware's DHCP retries before it got an address: one attempt)
         if new:
-            current = _Build(len(built) + 1, e, profile, host)
+            current = _Build(len(built) + 1, e, profile, host, expected, ident)
             built.append(current)
         current.add(e)
         labelled.append((e, current))
@@ -505,8 +488,7 @@ def attempt_of_each(mac: str, events: Iterable[EventLike], expected: Expected | 
     """Each event in time order with the id of the boot attempt it belongs to (what a
     timeline shows beside each event; None for events outside any attempt)."""
     _, labelled = _split(events, expected or Expected(), host, profile)
-    return [(e, f"{mac}@{round(b.start * 1000)}" if b is not None else None)
-            for e, b in labelled]
+    return [(e, b.id(mac) if b is not None else None) for e, b in labelled]
 
 
 def boot_state(mac: str, events: Sequence[EventLike], now: float,

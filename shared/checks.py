@@ -118,6 +118,16 @@ def check_references(records: Mapping[str, Mapping[str, Any]],
                 key, "cmdline", "", f"install={profile.install} but no cmdline: the installer "
                 "is not told where its file is; for example "
                 f"{bootplan.INSTALL_CMDLINE[profile.install]!r}", severity="warning"))
+    for mac in sorted(set(records.get("discovered", {})) & set(hosts)):
+        problems.append(Problem(keys.object_key("discovered", mac), "(key)", mac,
+                                "this MAC is a host too (added without 'bootyard host adopt'): "
+                                "remove the record with 'bootyard discovered rm'",
+                                severity="warning"))
+    for name, rule in sorted(records.get("discovery_rule", {}).items()):
+        if rule.profile not in profiles:
+            problems.append(Problem(keys.object_key("discovery_rule", name), "profile",
+                                    rule.profile, "no such profile (key "
+                                    f"{keys.object_key('profile', rule.profile)})"))
     for name, group in sorted(records.get("group", {}).items()):
         key = keys.object_key("group", name)
         if group.profile and group.profile not in profiles:

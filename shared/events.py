@@ -9,10 +9,12 @@ entries among the global stream's newest :data:`GLOBAL_SCAN`, and :meth:`EventLo
 follows the global stream, which has every event. Each entry holds the fields
 ``ts`` (Unix time in seconds, with milliseconds, taken when the event happened), ``service``,
 ``kind`` (``dhcp.ack``, ``tftp.transfer``, ``http.script`` ...), ``mac`` and ``ip`` when known,
-and the event's own details (:data:`EVENT_FIELDS`: the layout of each DHCP event).
+and the event's own details (:data:`EVENT_FIELDS`: the layout of each DHCP event), and last, for an
+inventory host's events, ``attempt``: the id of the host's boot attempt when the event was
+written (shared/attempts.py; :attr:`Event.attempt`).
 
 :meth:`EventLog.emit` never blocks and never raises: it queues the event, and a background task
-writes the queue to Redis in pipelined batches (``await log.run(stop)`` in the service's
+writes the queue to Redis in batches, one script call each (``await log.run(stop)`` in the service's
 TaskGroup, or ``await log.flush()`` in one-shot code). While Redis is down events wait in a bounded
 queue; when it overflows the oldest are dropped and counted (``bootyard_events_dropped_total``).
 """
@@ -22,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
-from shared import keys, logs, metrics
+from shared import attempts, keys, logs, metrics
 from shared.store import InventoryUnavailable, redis_errors
 
 GLOBAL_STREAM = keys.EVENTS_STREAM
@@ -58,6 +61,50 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+SEP = "\x1f"  # separates the fields of a packed event (and of a lease step: lease_script.py)
+RS = "\x1e"  # separates the packed events of a batch
+
+# Writes a batch of queued events: each to the global stream, an inventory host's also to its own
+# with its boot attempt's id (shared/attempts.py) appended. ARGV[1]: the packed events, each
+# ended by RS: own-stream MAC or '', attempt op ('discover', 'ack', ''), boot file, boot reason,
+# then the entry's field/value pairs (ts first); ARGV[2]: now (integer seconds).
+_FLUSH = """
+local now = tonumber(ARGV[2])
+%(attempts)s
+for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
+  local a = {}
+  for f in string.gmatch(packed .. '\\31', '([^\\31]*)\\31') do a[#a + 1] = f end
+  local e = {}
+  for i = 5, #a do e[#e + 1] = a[i] end
+  if a[1] ~= '' then
+    local id = attempt_of(a[1], a[2], e[2], now, a[3], a[4])
+    if id then
+      e[#e + 1] = 'attempt'
+      e[#e + 1] = id
+    end
+    redis.call('XADD', '%(global)s', 'MAXLEN', '~', %(global_max)d, '*', unpack(e))
+    -- (pcall: a host stream of another type, made by hand, loses that host's copy only)
+    redis.pcall('XADD', '%(host_prefix)s' .. a[1], 'MAXLEN', '~', %(host_max)d, '*', unpack(e))
+  else
+    redis.call('XADD', '%(global)s', 'MAXLEN', '~', %(global_max)d, '*', unpack(e))
+  end
+end
+return 1
+""" % {"attempts": attempts.LUA, "global": GLOBAL_STREAM, "global_max": GLOBAL_MAXLEN,
+       "host_prefix": keys.HOST_EVENTS_PREFIX, "host_max": HOST_MAXLEN}
+
+
+def _pack(mac: str | None, step: tuple[str, str, str] | None, entry: dict[str, str]) -> str:
+    """One queued event for :data:`_FLUSH` (a separator inside a value is dropped)."""
+    fields = [mac or "", *(step or ("", "", ""))]
+    for name, value in entry.items():
+        fields += (name, value)
+    text = SEP.join(fields)
+    if text.count(SEP) != len(fields) - 1 or RS in text:
+        text = SEP.join(v.replace(SEP, "").replace(RS, "") for v in fields)
+    return text + RS
+
+
 @dataclasses.dataclass(frozen=True)
 class Event:
     id: str
@@ -66,11 +113,12 @@ class Event:
     kind: str
     mac: str | None
     fields: dict[str, str]
+    attempt: str | None = None  # the boot attempt it was written in (shared/attempts.py)
 
     def json(self) -> dict[str, Any]:
         """The one JSON shape of an event (the admin API, ``bootyard events --json``)."""
         return {"id": self.id, "ts": self.ts, "service": self.service, "kind": self.kind,
-                "mac": self.mac, "fields": self.fields}
+                "mac": self.mac, "fields": self.fields, "attempt": self.attempt}
 
     @classmethod
     def from_entry(cls, entry_id: str, data: dict[str, str]) -> Event:
@@ -80,7 +128,8 @@ class Event:
         except (KeyError, ValueError):
             ts = int(entry_id.split("-", 1)[0]) / 1000
         return cls(id=entry_id, ts=ts, service=data.pop("service", "?"),
-                   kind=data.pop("kind", "?"), mac=data.pop("mac", None) or None, fields=data)
+                   kind=data.pop("kind", "?"), mac=data.pop("mac", None) or None, fields=data,
+                   attempt=data.pop("attempt", None) or None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,14 +153,19 @@ class EventLog:
         self._redis = client
         self.service = service
         self._known = known
-        self._queue: collections.deque[tuple[str | None, dict[str, str]]] = collections.deque()
+        self._queue: collections.deque[tuple[str | None, dict[str, str],
+                                             tuple[str, str, str] | None]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._log = logs.get_logger(f"{service}.events")
         self._failing = False
 
     # -- writing -------------------------------------------------------------------------------
-    def emit(self, kind: str, mac: str | None = None, **fields: Any) -> None:
-        """Queue one event (``kind`` like ``dhcp.ack``); values are stored as text."""
+    def emit(self, kind: str, mac: str | None = None, *,
+             attempt_step: tuple[str, str, str] | None = None, **fields: Any) -> None:
+        """Queue one event (``kind`` like ``dhcp.ack``); values are stored as text.
+        ``attempt_step``: the DHCP service's events that no lease step wrote, (op, boot file,
+        boot reason) with op ``discover`` (a DISCOVER with option 93: it may begin a boot
+        attempt) or ``ack`` (shared/attempts.py)."""
         entry = {"ts": f"{time.time():.3f}", "service": self.service, "kind": kind}
         if mac:
             entry["mac"] = mac
@@ -124,7 +178,7 @@ class EventLog:
         if len(self._queue) >= QUEUE_LIMIT:
             self._queue.popleft()
             DROPPED.inc()
-        self._queue.append((mac if mac and self.has_stream(mac) else None, entry))
+        self._queue.append((mac if mac and self.has_stream(mac) else None, entry, attempt_step))
         self._wakeup.set()
 
     def has_stream(self, mac: str) -> bool:
@@ -139,14 +193,10 @@ class EventLog:
     async def flush(self) -> None:
         """Write everything queued; raises InventoryUnavailable (and keeps the queue) on failure."""
         while self._queue:
-            batch = list(self._queue)[:500]
-            pipe = self._redis.pipeline(transaction=False)
-            for mac, entry in batch:
-                pipe.xadd(GLOBAL_STREAM, entry, maxlen=GLOBAL_MAXLEN, approximate=True)
-                if mac:
-                    pipe.xadd(host_stream(mac), entry, maxlen=HOST_MAXLEN, approximate=True)
-            with redis_errors("events"):
-                await pipe.execute()
+            batch = list(itertools.islice(self._queue, 500))
+            packed = "".join(_pack(mac, step, entry) for mac, entry, step in batch)
+            with redis_errors("events"):  # one script: the same round trip as a pipeline
+                await self._redis.eval(_FLUSH, 0, packed, int(time.time()))
             for _ in batch:
                 self._queue.popleft()
             metrics.EVENTS_EMITTED.labels(self.service).inc(len(batch))

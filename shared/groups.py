@@ -46,7 +46,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shared import dhcpoptions
+from shared import dhcpoptions, hardware
 from shared.schema import Host
 
 MATCH_PREFIX = "match."
@@ -146,17 +146,6 @@ def host_hw(host: Host) -> dict[str, Any]:
     return found if isinstance(found, Mapping) else {}
 
 
-def _lookup(data: Any, parts: Iterable[str]) -> Any:
-    for part in parts:
-        if isinstance(data, Mapping) and part in data:
-            data = data[part]
-        elif isinstance(data, (list, tuple)) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            return None
-    return data
-
-
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -188,7 +177,7 @@ def selector_matches(key: str, value: str, host: Host, hw: Mapping[str, Any],
         import ipaddress
         return ipaddress.IPv4Address(host.ip) in subnet.network
     if key.startswith("hw."):
-        return _same(_lookup(hw, hw_path(key[3:])), value.strip())
+        return _same(hardware.lookup(hw, ".".join(hw_path(key[3:]))), value.strip())
     return False
 
 

@@ -81,6 +81,15 @@ def host_events(mac: str) -> str:
     return HOST_EVENTS_PREFIX + mac
 
 
+# the boot attempt of an inventory host (shared/attempts.py)
+ATTEMPT_PREFIX = f"{PREFIX}:attempt:"
+
+
+def attempt(mac: str) -> str:
+    """The hash of one inventory host's current boot attempt (id, bound, loader, acked)."""
+    return ATTEMPT_PREFIX + mac
+
+
 # DHCP leases
 LEASE_PREFIX = f"{PREFIX}:lease:"
 POOL_PREFIX = f"{PREFIX}:leases:pool:"
@@ -112,6 +121,12 @@ def export_attached(name: str) -> str:
 
 
 TARGET_STATE_PREFIX = f"{PREFIX}:blockexport:target:"
+EXPORT_STATUS_PREFIX = f"{PREFIX}:blockexport:status:"
+
+
+def export_status(name: str) -> str:
+    """The hash of what the blockexport service sees of one export (shared/attachments.py)."""
+    return EXPORT_STATUS_PREFIX + name
 
 
 def export_target_state(name: str) -> str:
@@ -156,6 +171,8 @@ SHAPES: tuple[tuple[str, str, str], ...] = (
     (MIRROR_LOCK_PREFIX, "string", "a mirror's sync lock"),
     (MIRROR_STATUS_PREFIX, "hash", "a mirror's sync state"),
     (MIRROR_REQUESTS, "hash", "mirror syncs asked for with bootyard mirror sync"),
+    (ATTEMPT_PREFIX, "hash", "a host's current boot attempt"),
+    (EXPORT_STATUS_PREFIX, "hash", "what the blockexport service sees of an export"),
 )
 
 

@@ -6,10 +6,10 @@ in from :mod:`shared.keys` and :mod:`shared.events` (no key shape is spelled her
 
 from __future__ import annotations
 
-from shared import events, keys
+from shared import attempts, events, keys
 
-SEP = "\x1f"  # separates the fields of one packed step (never in MACs, IPs, names or URLs)
-RS = "\x1e"  # separates the steps of a batch, and the results
+SEP = events.SEP  # separates the fields of one packed step (never in MACs, IPs, names or URLs)
+RS = events.RS  # separates the steps of a batch, and the results
 
 
 # One script runs a whole batch of steps atomically. ARGV[1]: the packed steps, each ended by RS:
@@ -20,6 +20,8 @@ RS = "\x1e"  # separates the steps of a batch, and the results
 # its own, shared/events.py), '2' the global stream and the host's.
 # offer:   hold_until, reserved ip or '', requested ip or '', hostname, discover ('1': write the
 #          DISCOVER's dhcp.discover event before the step's own, '0'), the client's arches
+#          (option 93, comma-separated; '' without it: with emit '2', a DISCOVER with arches
+#          may begin a new boot attempt, shared/attempts.py)
 # request: expires, reserved ip or '', requested ip, hostname
 # release: ip, only_offered ('1'/'0')
 # decline: ip, quarantine_until
@@ -29,11 +31,13 @@ RS = "\x1e"  # separates the steps of a batch, and the results
 # With emit '1' or '2' the step's
 # timeline event (dhcp.offer, dhcp.ack, dhcp.nak, dhcp.release, dhcp.decline, dhcp.ignored) is
 # appended to the event streams in the same atomic step, with the fields of
-# events.EVENT_FIELDS (the emitters are generated from it: _lua_emitters).
+# events.EVENT_FIELDS (the emitters are generated from it: _lua_emitters). An inventory host's
+# events (emit '2') end with its boot attempt's id (field attempt: shared/attempts.py).
 _BATCH = """
 local prefix = '%(lease_prefix)s'
 local results = {}
 local pool, bymac, subnet, mac, client, now
+local att, ab  -- the step's boot attempt id (emit '2' only) or nil, and its bound/loader
 
 local function split(s)
   local t = {}
@@ -191,6 +195,7 @@ local function append(own_stream, ...)  -- the event's field/value pairs
     redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', %(host_max)d, '*', ...)
   end
 end
+%(attempts)s
 
 %(emitters)s
 
@@ -198,11 +203,20 @@ for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
   local a = split(packed)
   subnet, mac, client, now = a[2], a[3], a[4], tonumber(a[5])
   pool, bymac = '%(pool_prefix)s' .. subnet, '%(by_client_prefix)s' .. subnet
+  att, ab = nil, nil
+  if a[6] == '2' then  -- an inventory host's step: its boot attempt
+    if a[1] == 'offer' and a[16] ~= '' then
+      att = attempt_of(mac, 'discover', a[7], now, a[9], a[10])
+    else
+      att, ab = attempt_read(mac)
+    end
+  end
   if a[6] ~= '0' and a[1] == 'offer' and a[15] == '1' then
     -- the DISCOVER before the OFFER that answers it: one batch time, stream order is time order
     emitters['dhcp.discover'](a, nil, a[6] == '2')
   end
   local r = ops[a[1]](a)
+  if att and a[1] == 'request' and r[1] == 'ok' then attempt_acked(mac, now, a[9], a[10], ab) end
   if a[6] ~= '0' then
     local kinds = event_kind[a[1]]
     local kind = kinds and kinds[r[1]]
@@ -241,11 +255,16 @@ def _lua_emitters() -> str:
         for k in range(n, 0, -1):
             shape = " and ".join([f"p{i}" for i in range(k)] + [f"not p{i}" for i in range(k, n)])
             pairs = ", ".join(f"'{names[i]}', v{i}" for i in range(k))
-            out.append(f"  if {shape} then append(own, {header}, {pairs}) return end")
+            out.append(f"  if {shape} then")
+            out.append(f"    if att then append(own, {header}, {pairs}, 'attempt', att)")
+            out.append(f"    else append(own, {header}, {pairs}) end")
+            out.append("    return")
+            out.append("  end")
         out.append(f"  local e = {{{header}}}")
         out += [f"  if p{i} then e[#e + 1] = '{names[i]}'; e[#e + 1] = v{i} end"
                 for i in range(n)]
-        out += ["  append(own, unpack(e))", "end"]
+        out += ["  if att then e[#e + 1] = 'attempt'; e[#e + 1] = att end",
+                "  append(own, unpack(e))", "end"]
     return "\n".join(out)
 
 
@@ -253,4 +272,5 @@ BATCH = _BATCH % {
     "lease_prefix": keys.LEASE_PREFIX, "pool_prefix": keys.POOL_PREFIX,
     "by_client_prefix": keys.BY_CLIENT_PREFIX, "global": events.GLOBAL_STREAM,
     "global_max": events.GLOBAL_MAXLEN, "host_prefix": keys.HOST_EVENTS_PREFIX,
-    "host_max": events.HOST_MAXLEN, "emitters": _lua_emitters()}
+    "host_max": events.HOST_MAXLEN, "emitters": _lua_emitters(),
+    "attempts": attempts.LUA}

@@ -246,14 +246,16 @@ class LeaseStore:
     # the client identity, client_identity(), if it is not the MAC) ----------------------------
     def offer_step(self, subnet: str, mac: str, *, reserved: str | None, requested: str | None,
                    hostname: str, now: int, event=None, client: str = "",
-                   discover: str | None = None) -> Step:
+                   discover: str | None = None, arches: str = "") -> Step:
         """``discover``: the client's arches (option 93, comma-separated) to record the
         DISCOVER's ``dhcp.discover`` event in the same step, before the OFFER's (with
-        ``event``); None: no discover event."""
+        ``event``); None: no discover event. ``arches``: the same, given with or without the
+        discover event: an inventory host's DISCOVER with arches may begin a new boot attempt
+        (shared/attempts.py)."""
         return Step("offer", subnet, mac, now, (str(now + self.offer_hold), reserved or "",
                                                 requested or "", hostname,
                                                 "0" if discover is None else "1",
-                                                discover or ""), client, event=event)
+                                                discover or arches), client, event=event)
 
     def request_step(self, subnet: str, mac: str, ip: str, *, reserved: str | None,
                      hostname: str, lease_time: int, now: int, event=None,

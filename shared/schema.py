@@ -15,6 +15,9 @@ netboot    ``bootyard:netboot:catalina``        name (an Apple NetBoot image off
 group      ``bootyard:group:rack1``             name (hosts matched by selectors: groups.py)
 image      ``bootyard:image:debian12``          name (a kernel, initrds, a squashfs under the
                                                images root, written by ``bootyard image import``)
+discovery_rule ``bootyard:discovery_rule:dell`` name (adopts discovered machines it matches)
+discovered ``bootyard:discovered:52:54:...``    MAC of a machine that reported its hardware from the
+                                               discovery image (docs/discovery.md), not yet a host
 =========  ==================================  =============================================
 
 docs/inventory.md documents every field. Parsing a hash gives a typed, frozen record and the list
@@ -33,6 +36,7 @@ from typing import Any
 
 from shared import keys
 from shared.addresses import AddressError, normalise_ipv4, normalise_mac, normalise_network
+from shared.hardware import HardwareError, dumps as hardware_dumps, parse_text as parse_hw_text
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 # re.ASCII: without it IGNORECASE lets [a-z] match the Kelvin sign, a long s or a dotless i.
@@ -320,6 +324,47 @@ SCRIPT_VARS: dict[str, Callable[[str], Any]] = {
 }
 
 
+def _hw(value: str) -> dict[str, Any]:
+    try:
+        return parse_hw_text(value)
+    except HardwareError as exc:
+        raise FieldError(f"hardware report: {exc}") from None
+
+
+HOSTNAME_PLACEHOLDERS = ("mac", "serial", "uuid", "vendor", "product", "n")
+HOSTNAME_PLACEHOLDER = re.compile(r"\{([a-z]+)\}")
+
+
+def _hw_match(value: str) -> tuple[str, ...]:
+    """A discovery rule's ``match``: ``path=glob[,path=glob...]`` on the hardware report."""
+    pairs = []
+    for item in _split(value):
+        path, sep, pattern = item.partition("=")
+        path = path.strip()
+        if not sep or not re.fullmatch(r"[a-z_]+(\.[a-z0-9_]+)*", path):
+            raise FieldError(f"{item!r}: write PATH=GLOB with a hardware path such as "
+                             "dmi.vendor=QEMU, dmi.product=PowerEdge*, firmware=uefi or "
+                             "mac=52:54:00:*")
+        pairs.append(f"{path}={pattern.strip()}")
+    if not pairs:
+        raise FieldError("give at least one PATH=GLOB")
+    return tuple(pairs)
+
+
+def _hostname_pattern(value: str) -> str:
+    """A host name pattern: text and {mac} {serial} {uuid} {vendor} {product} {n}."""
+    for name in HOSTNAME_PLACEHOLDER.findall(value):
+        if name not in HOSTNAME_PLACEHOLDERS:
+            raise FieldError(f"unknown placeholder {{{name}}} (known: "
+                             f"{', '.join('{' + p + '}' for p in HOSTNAME_PLACEHOLDERS)})")
+    try:
+        _hostname(HOSTNAME_PLACEHOLDER.sub("a1", value))
+    except FieldError:
+        raise FieldError("with its placeholders filled in it must be a host name (letters, "
+                         "digits and '-', e.g. node-{serial} or rack1-{n})") from None
+    return value
+
+
 def _split(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
@@ -358,6 +403,7 @@ class Host:
     tags: tuple[str, ...] = ()
     enabled: bool = True
     description: str = ""
+    hw: Mapping[str, Any] | None = None  # the hardware report (shared/hardware.py)
     # power control (shared/power.py, docs/power.md)
     power: str | None = None
     power_address: str | None = None
@@ -459,6 +505,35 @@ class NetbootImage:
 
 
 @dataclasses.dataclass(frozen=True)
+class Discovered:
+    """A machine that booted the discovery image and reported its hardware (docs/discovery.md):
+    not a host until it is adopted."""
+
+    mac: str
+    ip: str | None = None
+    first_seen: int = 0
+    last_seen: int = 0
+    reports: int = 0
+    hw: Mapping[str, Any] | None = None
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscoveryRule:
+    """Adopts discovered machines whose report matches (docs/discovery.md)."""
+
+    name: str
+    match: tuple[str, ...]  # PATH=GLOB items
+    profile: str
+    hostname: str | None = None  # a pattern: node-{serial}, rack1-{n}
+    boot_mode: str | None = None
+    tags: tuple[str, ...] = ()
+    priority: int = 100
+    enabled: bool = True
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Group:
     """Hosts matched by selectors (``match.<key>``) and what they get (shared/groups.py)."""
 
@@ -544,7 +619,7 @@ class Kind:
         return keys.object_pattern(self.name)
 
     def canonical_id(self, ident: str) -> str:
-        if self.name == "host":
+        if self.name in MAC_KINDS:
             return normalise_mac(ident)
         value = ident.strip().lower()
         if not NAME_RE.fullmatch(value):
@@ -554,6 +629,7 @@ class Kind:
 
 
 _ANY_TEXT = FieldSpec(_text, "free text")
+MAC_KINDS = ("host", "discovered")  # kinds whose id is a MAC
 
 KINDS: dict[str, Kind] = {
     "host": Kind("host", "hosts", Host, "mac", {
@@ -588,6 +664,7 @@ KINDS: dict[str, Kind] = {
                                   "(bootyard host rescue)"),
         "once_mode": FieldSpec(_choice(("install", "live", "netroot", "sanboot")),
                                "boot mode of the one-shot boot (default live)"),
+        "hw": FieldSpec(_hw, "hardware report (JSON, docs/discovery.md); templates see it as hw"),
     }, has_vars=True, families=(OPTION_FAMILY,)),
     "profile": Kind("profile", "profiles", Profile, "name", {
         "kernel": FieldSpec(_location, "kernel path under the images root, or an http(s):// "
@@ -683,6 +760,28 @@ KINDS: dict[str, Kind] = {
                                  "tarball, iso, url, deb or manual"),
         "source": FieldSpec(_text, "the directory, file or URL imported"),
         "imported": FieldSpec(_text, "when it was imported (UTC, ISO 8601)"),
+        "description": _ANY_TEXT,
+    }),
+    "discovered": Kind("discovered", "discovered", Discovered, "mac", {
+        "ip": FieldSpec(_ipv4, "address it reported from"),
+        "first_seen": FieldSpec(_int_between(0, 1 << 40), "Unix time of its first report"),
+        "last_seen": FieldSpec(_int_between(0, 1 << 40), "Unix time of its last report"),
+        "reports": FieldSpec(_int_between(0, 1 << 40), "reports received"),
+        "hw": FieldSpec(_hw, "hardware report (JSON, docs/discovery.md)"),
+        "description": _ANY_TEXT,
+    }),
+    "discovery_rule": Kind("discovery_rule", "discovery_rules", DiscoveryRule, "name", {
+        "match": FieldSpec(_hw_match, "hardware PATH=GLOB items, all must hold: "
+                           "dmi.vendor=QEMU,dmi.product=Standard*", required=True,
+                           list_like=True),
+        "profile": FieldSpec(_name, "profile of the hosts it adopts", required=True),
+        "hostname": FieldSpec(_hostname_pattern, "host name pattern: node-{serial}, rack1-{n} "
+                              "(placeholders mac serial uuid vendor product n)"),
+        "boot_mode": FieldSpec(_choice(BOOT_MODES), "boot mode of the hosts it adopts"),
+        "tags": FieldSpec(_tags, "tags of the hosts it adopts", list_like=True),
+        "priority": FieldSpec(_int_between(0, 10000), "lower is tried first (default 100); two "
+                              "matching rules of one priority adopt nothing"),
+        "enabled": FieldSpec(_bool, "yes (default) or no"),
         "description": _ANY_TEXT,
     }),
 }
@@ -862,6 +961,8 @@ def normalise(kind: Kind, raw: Mapping[str, str]) -> dict[str, str]:
 def _canonical_text(parsed: Any, text: str) -> str:
     if isinstance(parsed, str):
         return parsed
+    if isinstance(parsed, Mapping):
+        return hardware_dumps(parsed)
     if isinstance(parsed, ipaddress.IPv4Network):
         return str(parsed)
     if isinstance(parsed, tuple):

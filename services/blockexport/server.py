@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from services.blockexport import codec, metrics as m, policy
+from services.blockexport import codec, export_status, metrics as m, policy
 from services.blockexport.codec import (
     BROADCAST_MAC,
     BROADCAST_SHELF,
@@ -47,7 +47,7 @@ from services.blockexport.settings import BlockexportSection
 from services.blockexport.storage import CowDisk, Disk, PlainDisk, StorageError
 from services.blockexport.transport import Received, Transport
 from shared import bootplan, keys, logs
-from shared.attachments import Attachments, TargetStates
+from shared.attachments import Attachments, ExportStatus, TargetStates
 from shared.schema import Export
 from shared.store import InventoryUnavailable
 
@@ -122,6 +122,7 @@ class BlockexportServer:
         transport.handler = self.handle
         self.attachments = attachments
         self.states = states
+        self.status = ExportStatus(attachments.client) if attachments is not None else None
         self._publishing: set[asyncio.Task] = set()
         self._unsaved: dict[str, object] = {}  # export -> newest State (or FORGET) to write
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -481,6 +482,10 @@ class BlockexportServer:
                     m.EXPORT_UP.labels(name).set(0)
                 elif self._reported.pop(name, None) is not None:
                     m.EXPORT_UP.labels(name).set(1)
+                if self.status is not None:  # for the console's exports overview
+                    self._background(export_status.publish(
+                        self.status, name, "aoe", served.disk, overlay, free, missing,
+                        3 * self.section.housekeeping_interval + 60))
             try:
                 await asyncio.wait_for(stop.wait(), self.section.housekeeping_interval)
             except TimeoutError:

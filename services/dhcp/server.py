@@ -266,12 +266,15 @@ class DhcpServer:
                      w.host is not None)
         if mtype == MessageType.DISCOVER:
             # the lease script writes the DISCOVER's event before the OFFER's: in time order
-            discover = (",".join(map(str, msg.client_arches))
-                        if self._emit_discover else None)
+            # (an inventory host's DISCOVER with arches may begin a boot attempt: the same
+            # step decides it, shared/attempts.py; a pool client has none: no work for it)
+            arches = (",".join(map(str, msg.client_arches))
+                      if w.host is not None or self._emit_discover else "")
             w.step = store.offer_step(subnet.name, mac, reserved=w.reserved,
                                       requested=msg.ip_option(Opt.REQUESTED_IP),
                                       hostname=hostname, now=now, event=event, client=client,
-                                      discover=discover)
+                                      discover=arches if self._emit_discover else None,
+                                      arches=arches)
         elif mtype == MessageType.REQUEST:
             w.requested = policy.requested_address(msg)
             if w.requested is None:
@@ -316,7 +319,8 @@ class DhcpServer:
         mtype = w.mtype
         if self._emit_discover and mtype == MessageType.DISCOVER and not w.recorded:
             # (the lease script wrote it when its step ran: w.recorded)
-            self.events.emit("dhcp.discover", w.mac, arch=",".join(map(str, w.msg.client_arches)))
+            self.events.emit("dhcp.discover", w.mac, arch=",".join(map(str, w.msg.client_arches)),
+                             attempt_step=_discover_step(w, w.boot))
         if self.section.proxy and w.pre is None:
             self._finish_proxy(w, now)
             return
@@ -420,7 +424,12 @@ class DhcpServer:
                 fields["boot_reason"] = "bsdp"
             if rtype == MessageType.NAK:
                 fields["reason"] = lease.reason
-            self.events.emit(event, w.mac, **fields)
+            step = None  # the boot attempt (shared/attempts.py), as the lease script decides it
+            if event == "dhcp.offer":
+                step = _discover_step(w, boot)
+            elif event == "dhcp.ack":
+                step = ("ack", fields.get("boot_file") or "", fields.get("boot_reason") or "")
+            self.events.emit(event, w.mac, attempt_step=step, **fields)
 
     def _ignored(self, w: Work, why: Ignore) -> None:
         if why.reason == "no_reply_expected":
@@ -430,7 +439,8 @@ class DhcpServer:
             log.warning("ignored", mac=w.mac, reason=why.reason, detail=why.detail,
                         interface=w.dgram.interface.name)
             if self._emit and not w.recorded:
-                self.events.emit("dhcp.ignored", w.mac, reason=why.reason, detail=why.detail)
+                self.events.emit("dhcp.ignored", w.mac, reason=why.reason, detail=why.detail,
+                                 attempt_step=_discover_step(w, None))
         else:
             log.debug("ignored", mac=w.mac, reason=why.reason, detail=why.detail)
 
@@ -491,3 +501,10 @@ class DhcpServer:
             except TimeoutError:
                 pass
 
+
+def _discover_step(w: Work, boot) -> tuple[str, str, str] | None:
+    """The attempt step of a DISCOVER with option 93 (it may begin a boot attempt,
+    shared/attempts.py) for an event no lease step wrote; None for anything else."""
+    if w.mtype != MessageType.DISCOVER or not w.msg.client_arches:
+        return None
+    return ("discover", getattr(boot, "file", "") or "", getattr(boot, "reason", "") or "")

@@ -83,7 +83,7 @@ async def serve(settings, stop: asyncio.Event) -> None:
     accounting = Accounting()
     boot = BootService(cfg, inventory, events, store, Renderer(cfg.templates_dir),
                        Access(cfg.token_secret, inventory, leases), accounting,
-                       discovery=settings.discovery.enabled)
+                       discovery_cfg=settings.discovery)
     fast = None
     if cfg.fast_path:
         if transport.fast_path_supported():

@@ -127,6 +127,8 @@ class AdminApi:
         fleetapi.add_routes(r, PREFIX, self)
         r.add_get(f"{PREFIX}/history", self.history)
         r.add_get(f"{PREFIX}/openapi.json", self.openapi)
+        r.add_post(f"{PREFIX}/discovered/{{id}}/adopt", self.adopt)  # docs/discovery.md
+        r.add_get(f"{PREFIX}/overview", self.overview)  # mirrors and exports (overview.py)
         if self.board is not None:  # GET hosts/<mac>/state and states (services/http/board.py)
             board.add_routes(r, PREFIX, self.board)
         if self.console is not None:  # /console/... (services/http/console.py)
@@ -322,6 +324,29 @@ class AdminApi:
         response.headers["ETag"] = shown["etag"]
         return response
 
+    async def adopt(self, request: web.Request) -> web.Response:
+        """A discovered machine becomes a host (shared/discovery.py): body ``{"profile",
+        "hostname", "boot_mode", "tags"}``; 201 with the host, or what the checks refused."""
+        from shared import discovery
+
+        body = await self._body(request)
+        unknown = sorted(set(body) - {"profile", "hostname", "boot_mode", "tags"})
+        if unknown or not isinstance(body.get("profile"), str):
+            return _error(400, "give {\"profile\": NAME} and optionally hostname, boot_mode, "
+                               "tags" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+        tags = body.get("tags") or []
+        tags = tags.split(",") if isinstance(tags, str) else [str(t) for t in tags]
+        mac = KINDS["host"].canonical_id(request.match_info["id"])
+        who = self._who(request)
+        written = await discovery.adopt(
+            self.store, mac, body["profile"], who=who, hostname=body.get("hostname") or None,
+            boot_mode=body.get("boot_mode") or None, tags=tuple(t.strip() for t in tags if t),
+            force=self._flag(request, "force"))
+        self.events.emit("discovery.adopted", mac, by=who, profile=body["profile"],
+                         hostname=body.get("hostname") or None)
+        log.info("api_adopt", mac=mac, profile=body["profile"], ip=request.remote)
+        return await self._written(request, KINDS["host"], mac, written, 201)
+
     async def create(self, request: web.Request) -> web.Response:
         kind = self._kind(request)
         body = await self._body(request)
@@ -405,6 +430,10 @@ class AdminApi:
     async def openapi(self, _request: web.Request) -> web.Response:
         from services.http.openapi import document
         return _json(document())
+
+    async def overview(self, _request: web.Request) -> web.Response:
+        from services.http import overview
+        return _json(await overview.read(self.store, time.time()))
 
     async def history(self, request: web.Request) -> web.Response:
         try:

@@ -1,8 +1,9 @@
-"""The web console (docs/console.md): the machines list and one machine's page, served by the
-HTTP service on the admin listener, behind the admin token.
+"""The web console (docs/console.md): the machines list, one machine's page and the mirrors and
+exports overview, served by the HTTP service on the admin listener, behind the admin token.
 
 The pages are small HTML shells; the browser fills them from the admin API (``/api/v1/hosts``,
-``/api/v1/states``, ``/api/v1/events`` and the live ``/api/v1/events/stream``) with
+``/api/v1/states``, ``/api/v1/events``, ``/api/v1/overview`` and the live
+``/api/v1/events/stream``) with
 ``console.js``. Every asset ships here (``console_assets/``): no CDN, no internet needed.
 
 Login: a form takes the admin token (never in a URL) and sets a session cookie (HttpOnly,
@@ -89,6 +90,8 @@ class Console:
         router.add_post(LOGIN, self.login)
         router.add_post("/console/logout", self.logout)
         router.add_get("/console/machines/{mac}", self.machine)
+        router.add_get("/console/storage", self.storage)
+        router.add_get("/console/discovered", self.discovered)
         router.add_get("/console/static/{name}", self.asset)
 
     async def to_list(self, _request: web.Request) -> web.Response:
@@ -98,6 +101,11 @@ class Console:
               **data: str) -> web.Response:
         csrf = self.session_csrf(request) or ""
         attrs = " ".join(f'data-{k}="{html.escape(v)}"' for k, v in data.items())
+        # the nav names these pages
+        shown = "" if page in ("machines", "storage", "discovered") else title
+
+        def current(name: str) -> str:
+            return ' class="current"' if name == page else ""
         text = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -105,7 +113,10 @@ class Console:
 <title>{html.escape(title)} · bootyard</title>
 <link rel="stylesheet" href="/console/static/console.css">
 </head><body data-page="{page}" {attrs}>
-<header><a class="brand" href="/console/">bootyard</a><span class="title">{html.escape(title)}
+<header><a class="brand" href="/console/">bootyard</a><nav><a id="nav-machines"
+ href="/console/"{current("machines")}>Machines</a><a id="nav-storage" href="/console/storage"
+{current("storage")}>Mirrors and exports</a><a id="nav-discovered" href="/console/discovered"
+{current("discovered")}>Discovered</a></nav><span class="title">{html.escape(shown)}
 </span><span id="live" class="live">connecting…</span>
 {'<button id="logout" type="button">Log out</button>' if self.token else ''}</header>
 <main>{body}</main>
@@ -136,7 +147,9 @@ class Console:
             raise web.HTTPBadRequest(text=f"bootyard: {exc}\n") from None
         body = """
 <section class="card"><h2>Boot</h2><p id="state" class="state"></p>
-<div id="stages" class="stages"></div></section>
+<div id="stages" class="stages"></div>
+<table id="attempts" class="attempts"><thead><tr><th>Attempt</th><th>Started</th><th>State</th>
+<th>Stage</th><th>Reason</th></tr></thead><tbody></tbody></table></section>
 <section class="card"><h2>Actions</h2>
 <p>Boot mode: <b id="mode"></b>
 <button type="button" data-mode="install">Install once</button>
@@ -162,6 +175,29 @@ class Console:
 <th>Time</th><th>+s</th><th>Service</th><th>Event</th><th>Details</th></tr></thead>
 <tbody></tbody></table></section>"""
         return self._page(request, mac, body, "machine", mac=mac)
+
+    async def discovered(self, request: web.Request) -> web.Response:
+        """Machines that reported their hardware (docs/discovery.md), each with an adopt form
+        that posts to /api/v1/discovered/<mac>/adopt (the API's checks, the session's CSRF)."""
+        body = """
+<p class="count">Machines that booted the discovery image and reported their hardware. Adopt
+one to make it a host: it boots the chosen profile at its next network boot.</p>
+<table id="discovered" class="machines"><thead><tr><th>MAC</th><th>IP</th><th>Vendor</th>
+<th>Product</th><th>Serial</th><th>CPUs</th><th>Memory</th><th>Disks</th><th>NICs</th>
+<th>Firmware</th><th>Last seen</th><th>Adopt</th></tr></thead><tbody></tbody></table>
+<p id="adopt-result"></p>"""
+        return self._page(request, "Discovered", body, "discovered")
+
+    async def storage(self, request: web.Request) -> web.Response:
+        body = """
+<section class="card"><h2>Mirrors</h2><table id="mirrors" class="mirrors"><thead><tr>
+<th>Mirror</th><th>State</th><th>Freshness</th><th>Last published</th><th>Size</th>
+<th>Files</th><th>Source</th><th>Last error</th></tr></thead><tbody></tbody></table></section>
+<section class="card"><h2>Block exports</h2><table id="exports" class="exports"><thead><tr>
+<th>Export</th><th>Kind</th><th>Target</th><th>State</th><th>Size</th><th>Overlays</th>
+<th>Overlay bytes</th><th>Free</th><th>Sessions</th><th>Backing</th></tr></thead><tbody>
+</tbody></table></section>"""
+        return self._page(request, "Mirrors and exports", body, "storage")
 
     async def login_form(self, request: web.Request, error: str = "") -> web.Response:
         if not self.token or self.session_csrf(request) is not None:

@@ -44,7 +44,7 @@ EVENTS_COALESCED = metrics.counter(
     "Events not written because the same event for the same host was written in the last "
     "second (boot loops, load tests)",
     {"kind": ("http.script", "http.install", "http.discovery", "http.denied",
-              "http.render_error")})
+              "http.render_error", "http.booted")})
 
 CONNECTIONS = metrics.gauge(
     "bootyard_http_connections", "Open connections on every listener of the service")
@@ -80,7 +80,19 @@ SENT_BY = {f: SENT_BYTES.labels(f) for f in FAMILIES}
 RENDERS_BY = {(t, r): RENDERS.labels(t, r) for t in TEMPLATES for r in RENDER_RESULTS}
 COALESCED_BY = {k: EVENTS_COALESCED.labels(k) for k in
                 ("http.script", "http.install", "http.discovery", "http.denied",
-                 "http.render_error")}
+                 "http.render_error", "http.booted")}
 CLOSED_BY = {r: CONNECTIONS_CLOSED.labels(r) for r in CLOSE_REASONS}
 BAD_REQUESTS_BY = {r: BAD_REQUESTS.labels(r) for r in BAD_REQUEST_REASONS}
 STATUS_CLASS = {code: f"{min(max(code // 100, 2), 5)}xx" for code in range(100, 600)}
+
+# Hardware reports of the discovery image (services/http/discovery.py, docs/discovery.md).
+DISCOVERY_RESULTS = ("recorded", "host_updated", "adopted", "disabled", "rate_limited",
+                     "too_large", "no_lease", "invalid", "full")
+DISCOVERY_REPORTS = metrics.counter(
+    "bootyard_http_discovery_reports_total",
+    "Hardware reports received at POST /discovery/report, by result: recorded (a discovered "
+    "record), host_updated (a known host's hw), adopted (a discovery rule made it a host), or "
+    "refused: disabled (discovery.enabled off), rate_limited, too_large, no_lease (the sender "
+    "holds no lease for the MAC), invalid (not the report's shape), full (discovery.max_records)",
+    {"result": DISCOVERY_RESULTS})
+DISCOVERY_BY = {r: DISCOVERY_REPORTS.labels(r) for r in DISCOVERY_RESULTS}

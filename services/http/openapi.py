@@ -120,6 +120,21 @@ def document() -> dict[str, Any]:
         f"{PREFIX}/hosts/{{id}}/token": {"get": {
             "summary": "a host's install token and install URLs", "parameters": [ident],
             "responses": {"200": _ok("token and URLs", {"type": "object"})}}},
+        f"{PREFIX}/discovered/{{id}}/adopt": {"post": {
+            "summary": "make a discovered machine a host (docs/discovery.md)",
+            "parameters": [ident, force], "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"type": "object", "required": ["profile"],
+                                                "properties": {
+                                                    "profile": {"type": "string"},
+                                                    "hostname": {"type": "string"},
+                                                    "boot_mode": {"type": "string"},
+                                                    "tags": {"type": "array",
+                                                             "items": {"type": "string"}}},
+                                                "additionalProperties": False}}}},
+            "responses": {"201": _ok("the new host", obj),
+                          "404": _error("no such discovered machine"),
+                          "409": _error("a host already"),
+                          "422": _error("refused by the checks")}}},
         f"{PREFIX}/hosts/{{id}}/reinstall": {"post": {
             "summary": "install once, then boot the local disk (boot_mode install; the "
                        "installer's done callback sets local)",
@@ -181,6 +196,11 @@ def document() -> dict[str, Any]:
             "summary": "server-sent events from now on (Last-Event-ID resumes)",
             "parameters": [mac], "responses": {"200": _ok("text/event-stream", {
                 "type": "string"}, "text/event-stream")}}},
+        f"{PREFIX}/overview": {"get": {
+            "summary": "mirrors (freshness, size, state) and block exports (size, overlays, "
+                       "sessions) at a glance", "responses": {
+                "200": _ok('{"mirrors": {name: ...}, "exports": {name: ...}}',
+                           {"type": "object"})}}},
         f"{PREFIX}/openapi.json": {"get": {"summary": "this document", "responses": {
             "200": _ok("OpenAPI 3.1", {"type": "object"})}}},
     })

@@ -13,11 +13,12 @@ decided in the plan, the same for every loader; here it only becomes script text
   ``sanboot aoe:eSHELF.SLOT``.
 - ``local``: ``exit``, so the firmware boots the next device (the local disk).
 - a disabled host: a message, then ``exit``.
-- an unknown MAC (``http.unknown_host``): ``discovery`` (a message, a report fetch that records
-  the machine's details, a pause, ``exit``), ``local`` (a message, ``exit``), ``none`` (a plain
-  ``exit``), ``menu`` (an iPXE menu: discovery when ``discovery.enabled``, the local disk, each
-  profile with ``menu`` yes) or ``profile:<name>`` (the boot plan makes the MAC a host of that
-  profile: its script is that profile's).
+- an unknown MAC (``http.unknown_host``): ``discovery`` (with ``discovery.enabled``: the
+  discovery image, which reports the machine's hardware, docs/discovery.md; without: a message,
+  a report fetch that records the details iPXE knows, a pause, ``exit``), ``local`` (a message,
+  ``exit``), ``none`` (a plain ``exit``), ``menu`` (an iPXE menu: discovery when
+  ``discovery.enabled``, the local disk, each profile with ``menu`` yes) or ``profile:<name>``
+  (the boot plan makes the MAC a host of that profile: its script is that profile's).
 
 Every failing step ends in ``goto failed``: a line naming the host and iPXE's error, a pause and
 ``exit``, so a broken boot is visible on the console and never silently falls into another one.
@@ -43,8 +44,8 @@ from shared.bootplan import (
 )
 from shared.schema import Export, Host, Profile
 
-__all__ = ["BootContext", "Script", "TemplateFailed", "cannot_render", "grub_config",
-           "grub_path", "image_url", "initrd_names", "install_urls", "ipxe_script",
+__all__ = ["BootContext", "Script", "TemplateFailed", "cannot_render", "discovery_ipxe",
+           "grub_config", "grub_path", "image_url", "initrd_names", "install_urls", "ipxe_script",
            "merged_vars"]
 
 FAIL_PAUSE = 10  # seconds a failure message stays on screen before exit
@@ -109,6 +110,8 @@ def ipxe_script(mac: str, host: Host | None, profile: Profile | None, export: Ex
     Raises :class:`TemplateFailed` when the profile's cmdline template fails."""
     plan = bootplan.plan(mac, host, profile, export, ctx)
     if host is None:
+        if plan.outcome in ("discovery", "error"):
+            return _discovery_ipxe(plan, ctx)
         return _unknown_ipxe(mac, plan.reason, ctx)
     who = plan.who
     head = ["#!ipxe", f"# bootyard: {who} profile {host.profile or '-'} "
@@ -151,6 +154,30 @@ def _ipxe_body(plan: bootplan.Plan, ctx: BootContext) -> list[str]:
         lines.append(f"initrd --name {name} {_url(ctx, loc)} || goto failed")
     lines.append("boot || goto failed")
     return lines
+
+
+def discovery_ipxe(mac: str, ctx: BootContext) -> Script:
+    """The discovery boot's iPXE script (``/boot/discovery.ipxe?mac=``), for any MAC."""
+    return _discovery_ipxe(bootplan.discovery_plan(mac, ctx), ctx)
+
+
+def _discovery_ipxe(plan: bootplan.Plan, ctx: BootContext) -> Script:
+    head = ["#!ipxe", f"# bootyard: discovery boot of {plan.mac}"]
+    if plan.outcome == "error":
+        return Script("\n".join(head + [
+            f"echo bootyard: {plan.mac}: no discovery boot: {_echo(plan.reason)}",
+            f"sleep {FAIL_PAUSE}", "exit", ""]), "error", plan.reason)
+    names = initrd_names(plan.initrds)
+    args = " ".join([f"initrd={n}" for n in names] + list(plan.args))
+    lines = head + [f"echo bootyard: {plan.mac}: booting the discovery image to record its "
+                    "hardware",
+                    f"kernel {_url(ctx, plan.kernel)} {args} || goto failed"]
+    for name, loc in zip(names, plan.initrds):
+        lines.append(f"initrd --name {name} {_url(ctx, loc)} || goto failed")
+    lines += ["boot || goto failed", ":failed",
+              f"echo bootyard: {plan.mac}: discovery boot failed: ${{errno}}",
+              f"sleep {FAIL_PAUSE}", "exit", ""]
+    return Script("\n".join(lines), "discovery")
 
 
 def _unknown_ipxe(mac: str, action: str, ctx: BootContext) -> Script:
@@ -198,7 +225,7 @@ def menu_lines(mac: str, ctx: BootContext) -> list[str]:
     for entry in entries:
         lines.append(f":{entry.key}")
         if entry.kind == "discovery":
-            lines.append(f"chain {ctx.base_url}/boot/discovery.ipxe?mac=${{mac}} || goto failed")
+            lines.append(f"chain {bootplan.discovery_url(ctx.base_url)} || goto failed")
         elif entry.kind == "local":
             lines += ["echo bootyard: booting from the local disk"] + LOCAL_DISK
         else:
@@ -238,6 +265,21 @@ def cannot_render(kind: str, mac: str, host: Host | None) -> Script:
 
 # ------------------------------------------------------------------------------ GRUB
 
+def _discovery_grub(plan: bootplan.Plan, ctx: BootContext) -> Script:
+    try:
+        kernel = _grub_location(ctx, plan.kernel)
+        initrds = " ".join(_grub_location(ctx, loc) for loc in plan.initrds)
+    except BootConfigError as exc:
+        return Script("\n".join([f"# bootyard: discovery boot of {plan.mac}",
+                                 f"echo {grub_word('bootyard: no discovery boot: ' + str(exc))}",
+                                 f"sleep {FAIL_PAUSE}", "exit", ""]), "error", str(exc))
+    words = " ".join(grub_word(w) for w in plan.args)
+    return Script("\n".join([
+        f"# bootyard: discovery boot of {plan.mac}", "set timeout=0", "set default=0",
+        f"menuentry {grub_word(f'bootyard: discovery of {plan.mac}')} {{",
+        f"    linux {kernel} {words}", f"    initrd {initrds}", "}", ""]), "discovery")
+
+
 def grub_path(url: str) -> str:
     """``http://server:port/path`` as GRUB's ``(http,server:port)/path`` (bootplan's helper)."""
     return grub_device_path(url)
@@ -254,6 +296,8 @@ def grub_config(mac: str, host: Host | None, profile: Profile | None, export: Ex
     """GRUB configuration for UEFI HTTP boot clients (GRUB cannot sanboot: it says so).
     Raises :class:`TemplateFailed` when the profile's cmdline template fails."""
     plan = bootplan.plan(mac, host, profile, export, ctx)
+    if host is None and plan.outcome == "discovery":
+        return _discovery_grub(plan, ctx)
     if host is None:
         text = [f"# bootyard: unknown host {mac}"]
         if plan.reason != "none":

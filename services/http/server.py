@@ -6,7 +6,8 @@ Routes (docs/http.md has the contract):
   GRUB config for UEFI HTTP boot; ``/boot/discover?mac=M&...``: an unknown machine's report.
 - ``/install/M/{ks.cfg,preseed.cfg,user-data,meta-data,vendor-data}``: install files (only to the
   host itself); ``/install/ks.cfg`` picks the host from anaconda's ``X-RHN-Provisioning-MAC-*``
-  headers; ``/install/M/done``: the installed host's callback (boot mode becomes ``local``).
+  headers; ``/install/M/done``: the installed host's callback (boot mode becomes ``local``);
+  ``/booted/M`` and ``/booted``: a live, netroot or sanboot system is up (services/http/booted.py).
 - ``/images/...``, ``/mirror/...``: files; ``/metrics``, ``/healthz``.
 
 The base URL, the SAN server address, who may read a host's install files (:class:`Access`) and
@@ -27,7 +28,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from services.http import files, metrics as m, oneshot, policy
+from services.http import booted, files, metrics as m, oneshot, policy
 from services.http.access import Access
 from services.http.accounting import Accounting, Record
 from services.http.render import INSTALL_FILES, Renderer, RenderError, build_context, template_for
@@ -50,8 +51,12 @@ def family_of(path: str) -> str:
         if path.startswith("/boot/grub"):
             return "grub"
         return "discovery" if path.startswith("/boot/discover") else "script"
+    if path.startswith("/discovery/"):
+        return "discovery"
     if path.startswith("/install/"):
         return "callback" if path.endswith("/done") else "install"
+    if path.startswith("/booted"):
+        return "callback"
     if path.startswith("/images/") or path == "/images":
         return "images"
     if path.startswith("/mirror/") or path == "/mirror":
@@ -93,9 +98,8 @@ class BootService:
 
     def __init__(self, cfg, inventory, events, store: InventoryStore, renderer: Renderer,
                  access: Access, accounting: Accounting | None = None, *,
-                 discovery: bool = False) -> None:
+                 discovery_cfg=None) -> None:
         self.cfg = cfg  # the http settings section
-        self.discovery = discovery  # discovery.enabled: the unknown-host menu offers it
         self.inventory = inventory
         self.events = events
         self.store = store
@@ -108,6 +112,12 @@ class BootService:
         self._missing = LogBudget(burst=10, interval=60.0)  # image_not_found lines
         self._missing_timer: asyncio.TimerHandle | None = None
         self._macs: dict[str | None, str] = {}  # spelling in the request -> canonical MAC
+        # the discovery boot (docs/discovery.md): its facts for the boot plan when enabled
+        self.discovery_cfg = discovery_cfg
+        self.discovery = bootplan.Discovery(
+            discovery_cfg.kernel, tuple(discovery_cfg.initrd), discovery_cfg.cmdline,
+            discovery_cfg.after, discovery_cfg.poll_seconds) \
+            if discovery_cfg is not None and discovery_cfg.enabled else None
         self._once: set[asyncio.Task] = set()  # one-shot boots being cleared (oneshot.py)
 
     # -- application ---------------------------------------------------------------------------
@@ -117,14 +127,21 @@ class BootService:
         r.add_get("/boot/ipxe", self.ipxe)
         r.add_get("/boot/grub.cfg", self.grub)
         r.add_get("/boot/discover", self.discover)
+        r.add_get("/boot/discovery.ipxe", self.discovery_ipxe)  # before {mac}.ipxe
         r.add_get("/boot/{mac}.ipxe", self.ipxe)
         r.add_get("/install/ks.cfg", self.kickstart_by_header)
         r.add_route("*", "/install/{mac}/done", self.install_done)
+        r.add_route("*", "/booted/{mac}", self.booted)
+        r.add_route("*", "/booted", self.booted)
         r.add_get("/install/{mac}/{file}", self.install_file)
         r.add_get("/images", self.to_directory)
         r.add_get("/mirror", self.to_directory)
         r.add_get("/images/{path:.*}", self.images)
         r.add_get("/mirror/{path:.*}", self.mirror)
+        if self.discovery_cfg is not None:
+            from services.http.discovery import Reports
+            Reports(self.discovery_cfg, self.inventory, self.events, self.store,
+                    self.access.leases).add_routes(r)
         shared_metrics.add_routes(app, self.healthy)
         return app
 
@@ -410,7 +427,7 @@ class BootService:
                                  initiator_prefix=self.cfg.initiator_prefix,
                                  unknown_host=self.cfg.unknown_host,
                                  unknown_delay=self.cfg.unknown_delay, token=token,
-                                 subnet=self._subnet(ip, host),
+                                 subnet=self._subnet(ip, host), discovery=self.discovery,
                                  menu=self._menu() if host is None else ())
         make = policy.ipxe_script if kind == "ipxe" else policy.grub_config
         script = make(mac, host, profile, export, ctx)
@@ -432,6 +449,19 @@ class BootService:
         else:
             self.emit_coalesced("http.script", mac, ip, script=kind, outcome=script.outcome,
                                 profile=host.profile, reason=script.reason or None)
+
+    async def discovery_ipxe(self, request: web.Request) -> web.Response:
+        """The discovery boot for any MAC (a menu entry, or a known host to inventory again)."""
+        mac = self.mac(request.query.get("mac"))
+        sock = self._sockname(request)
+        ctx = policy.BootContext(base_url=self.base_url(request.headers.get(hdrs.HOST), sock),
+                                 discovery=self.discovery)
+        script = policy.discovery_ipxe(mac, ctx)
+        self.emit_coalesced("http.discovery", mac, request.remote, stage="discovery-boot",
+                            outcome=script.outcome)
+        if script.outcome == "error":
+            log.warning("discovery_boot_error", mac=mac, reason=script.reason)
+        return web.Response(body=script.body, headers=TEXT_PLAIN)
 
     async def discover(self, request: web.Request) -> web.Response:
         mac = self.mac(request.query.get("mac"))
@@ -559,6 +589,9 @@ class BootService:
                          boot_mode="local")
         log.info("install_done", mac=mac, ip=request.remote, via=how)
         return web.Response(text="bootyard: recorded; this host now boots from its disk\n")
+
+    async def booted(self, request: web.Request) -> web.Response:
+        return await booted.booted(self, request)
 
     # -- files ---------------------------------------------------------------------------------
     async def to_directory(self, request: web.Request) -> web.StreamResponse:

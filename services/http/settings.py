@@ -113,11 +113,55 @@ class HttpSection:
                                 check=port_number)
 
 
+def _image_path(value: str) -> None:
+    from shared.bootplan import parse_location
+    parse_location(value)
+
+
+def _image_paths(value) -> None:
+    if not value:
+        raise ValueError("give at least one initrd")
+    for item in value:
+        _image_path(item)
+
+
+def _kernel_args(value: str) -> None:
+    from shared.bootplan import args_problem
+    problem = args_problem(value)
+    if problem:
+        raise ValueError(f"cannot go on a kernel command line: {problem}")
+
+
 @dataclasses.dataclass(frozen=True)
 class DiscoverySection:
-    enabled: bool = setting(False, help="offer the discovery boot (/boot/discovery.ipxe) to "
-                                        "unknown machines, e.g. as the unknown-host menu's "
-                                        "first entry")
+    """Section ``discovery`` (docs/discovery.md): the discovery boot of unknown machines."""
+
+    enabled: bool = setting(False, help="unknown MACs boot the discovery image (when "
+                                        "http.unknown_host is discovery; with menu it is the "
+                                        "menu's first entry) and report their hardware; off: "
+                                        "the iPXE message only")
+    after: str = setting("poweroff", choices=("poweroff", "wait"),
+                         help="what a machine does once it has reported: poweroff, or wait "
+                              "(stays up, asking every poll_seconds whether it has been "
+                              "adopted, and reboots into its profile when it has)")
+    poll_seconds: int = setting(30, check=positive,
+                                help="how often a waiting machine asks whether it has been "
+                                     "adopted (GET /discovery/next)")
+    kernel: str = setting("discovery/vmlinuz", check=_image_path,
+                          help="the discovery image's kernel: a path under http.images_root "
+                               "(make discovery-image writes it) or a URL")
+    initrd: tuple[str, ...] = setting(("discovery/initrd.img",), check=_image_paths,
+                                      help="the discovery image's initrd(s), as kernel")
+    cmdline: str = setting("console=tty0 console=ttyS0,115200n8", check=_kernel_args,
+                           help="more kernel arguments of the discovery boot (consoles)")
+    max_report_bytes: int = setting(65536, check=positive,
+                                    help="largest report accepted (bytes); larger: 413")
+    reports_per_minute: int = setting(6, check=positive,
+                                      help="reports accepted per MAC and per address each "
+                                           "minute (per HTTP worker); more: 429")
+    max_records: int = setting(10000, check=positive,
+                               help="discovered records kept at most; a new MAC's report past "
+                                    "it is refused (507) until some are adopted or removed")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -54,7 +54,10 @@ def test_same_host_same_mode_same_arguments_through_every_loader(case):
             assert case in ("live-dracut", "live-rooturl", "netroot-iscsi"), text
             continue
         found[loader] = kernel_args(text, loader)
+    alone = found.pop("ipxe-tftp-alone", None)
     assert len(set(map(tuple, found.values()))) == 1, found
+    if alone is not None:  # without tftp.http_base_url there is no booted URL to name
+        assert alone == [w for w in found["ipxe"] if not w.startswith("bootyard.booted=")]
     h, profile, export, _ = CASES[case]
     expected = bootplan.plan(MAC, h, profile, export,
                              bootplan.Facts(base_url=BASE, san_server=SAN))
@@ -63,17 +66,20 @@ def test_same_host_same_mode_same_arguments_through_every_loader(case):
 
 def test_live_and_netroot_over_tftp_carry_their_root():
     """The bug: PXELINUX and GRUB over TFTP gave live/netroot hosts no root argument."""
+    booted = f"bootyard.booted=http://10.0.0.1:8080/booted/{MAC}"
     assert "APPEND root=live:http://10.0.0.1:8080/images/live/root.squashfs ip=dhcp " \
-           "rd.neednet=1 rw quiet\n" in render("live-dracut", "pxelinux")
+           f"rd.neednet=1 {booted} rw quiet\n" in render("live-dracut", "pxelinux")
     assert "linux /images/live/vmlinuz root=/dev/etherd/e0.1 netroot=aoe:e0.1 rd.neednet=1 " \
-           "ip=dhcp ro BOOTIF=01-52-54-00-12-34-56\n" in render("netroot-aoe", "grub-tftp")
+           f"ip=dhcp {booted} ro BOOTIF=01-52-54-00-12-34-56\n" in render("netroot-aoe",
+                                                                      "grub-tftp")
 
 
 def test_netroot_has_its_own_style_field():
     kernel_style = dataclasses.replace(NETROOT_AOE, netroot_style="kernel", live_style="dracut")
     plan = bootplan.plan(MAC, host(boot_mode="netroot", profile="diskless"), kernel_style, AOE,
                          bootplan.Facts(base_url=BASE, san_server=SAN))
-    assert plan.args == ("root=/dev/etherd/e0.1", "ip=dhcp", "ro")
+    assert plan.args == ("root=/dev/etherd/e0.1", "ip=dhcp",
+                         f"bootyard.booted={BASE}/booted/{MAC}", "ro")
     # live_style no longer changes a netroot host's arguments
     rooturl = dataclasses.replace(NETROOT_AOE, live_style="rooturl")
     plan = bootplan.plan(MAC, host(boot_mode="netroot", profile="diskless"), rooturl, AOE,
@@ -81,6 +87,23 @@ def test_netroot_has_its_own_style_field():
     assert "netroot=aoe:e0.1" in plan.args
     record, problems = parse_record(KINDS["profile"], "p", {"netroot_style": "rooturl"})
     assert record is None and "must be one of dracut, kernel" in str(problems[0])
+
+
+def test_booted_url_on_live_and_netroot_command_lines_only():
+    """A live or netroot system names its booted URL (docs/http.md); with the token only when
+    http.token_in_scripts gives the plan one; an install boot has none (it calls done)."""
+    facts = bootplan.Facts(base_url=BASE + "/", san_server=SAN)
+    for case in ("live-dracut", "live-rooturl", "netroot-aoe", "netroot-iscsi"):
+        plan = bootplan.plan(MAC, *CASES[case][:3], facts)
+        assert f"bootyard.booted={BASE}/booted/{MAC}" in plan.args, (case, plan.args)
+    assert not any(a.startswith("bootyard.booted=") for a in bootplan.plan(
+        MAC, *CASES["install"][:3], facts).args)
+    tokened = bootplan.plan(MAC, *CASES["netroot-aoe"][:3],
+                            dataclasses.replace(facts, token="abc123"))
+    assert f"bootyard.booted={BASE}/booted/{MAC}?token=abc123" in tokened.args
+    context = bootplan.template_context(MAC, None, None, None, BASE, url_token=None,
+                                        done_token=None)
+    assert context["urls"]["booted"] == f"{BASE}/booted/{MAC}"
 
 
 def test_export_target_contract():

@@ -89,6 +89,9 @@ def deploy(lab, unix_redis, tmp_path):  # noqa: F811 - the fixture above
 
 def test_doctor_passes_a_healthy_host_and_the_deploy_host_and_leaves_no_lease(deploy):
     d, client, seg = deploy
+    client.hset("bootyard:netboot:catalina", mapping={  # a Mac would ask for it with BSDP
+        "index": "1001", "title": "Catalina", "boot_file": "netboot/i386/booter",
+        "root_path": "http://198.18.0.1/catalina.dmg"})
     code, lines = d.doctor(MAC)
     assert code == 0, "\n".join(lines)
     assert not [line for line in lines if line.startswith("FAIL")]
@@ -98,12 +101,15 @@ def test_doctor_passes_a_healthy_host_and_the_deploy_host_and_leaves_no_lease(de
     assert bios.startswith("PASS") and f"OFFER {ip}" in bios and "'undionly.kpxe'" in bios
     assert "'ipxe.efi'" in step(lines, "dhcp      UEFI x86-64 PXE (arch 7):")
     assert "/boot/ipxe?mac=" in step(lines, "dhcp      iPXE (arch 0):")
+    assert step(lines, "dhcp      BSDP (Mac NetBoot)").endswith("LIST answered with Catalina")
     assert step(lines, "tftp      boot file undionly.kpxe").endswith("70000 bytes")
     assert step(lines, "http      iPXE script").startswith("PASS")
     assert step(lines, "http      initrd debian12/initrd.gz").endswith("7000 bytes")
     assert step(lines, "http      install file").startswith("PASS")
     # no lease left behind: the address is released
     assert client.hget(f"bootyard:lease:{ip}", "state") == "released"
+    # nor a boot attempt: its DISCOVER began one, the doctor put the host's back (it had none)
+    assert not client.exists(f"bootyard:attempt:{MAC}")
     # the probes are in the timeline between the doctor's markers, and the TFTP probe was benign
     wait_for(lambda: "http.install" in [e[1]["kind"] for e in client.xrange(
         f"bootyard:events:{MAC}")], 10, what="the HTTP service's events written")

@@ -8,10 +8,14 @@ scenarios whose files it can serve the same way. See docs/lab.md.
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 
 import pytest
 
+from harness.netlab import wait_for
 from lab.bootyard import services_present
 from lab.qemu import BIOS, UEFI, UEFI_HTTP
 
@@ -36,6 +40,14 @@ def kinds_in_order(boot, mac: str, expected: list[str]) -> list[str]:
             raise AssertionError(f"no {kind} after {expected[:expected.index(kind)]} in the "
                                  f"events of {mac}: {kinds}") from None
     return kinds
+
+
+def host_state(boot, mac: str) -> dict:
+    """The host's boot state as ``bootyard host list --json`` computes it."""
+    run = subprocess.run([sys.executable, "-m", "cli", "--redis-url", boot.stack.redis_url,
+                          "host", "list", "--json"], capture_output=True, text=True, timeout=30,
+                         check=True)
+    return json.loads(run.stdout)[mac]["boot_state"]
 
 
 def file_events(boot, mac: str) -> list[str]:
@@ -133,6 +145,18 @@ def test_5_live_squashfs_root(bootlab, stack):
                                         "lab.guest_init", "http.file", "lab.live_root",
                                         "lab.marker"])
         assert any(p.endswith("root.squashfs") for p in file_events(boot, host.mac))
+        # the live root called its booted URL (bootyard.booted= on its command line): up
+        assert vm.find(r"stage=booted-called")
+        kinds_in_order(boot, host.mac, ["lab.live_root", "http.booted"])
+        state = wait_for(lambda: (lambda s: s if s["state"] == "finished" else None)(
+            host_state(boot, host.mac)), 30, what="the live host finished")
+        assert state["stage"] == "up", state
+        stages = [s["stage"] for s in state["attempt"]["stages"]]
+        assert stages[-2:] == ["root", "up"] and "kernel" in stages, stages
+        # every event of the boot carries the attempt id the DHCP service decided
+        boot_events = [e for e in boot.events(host.mac) if e.kind.startswith(("dhcp.", "http."))]
+        assert {e.attempt for e in boot_events} == {state["attempt"]["id"]}, [
+            (e.kind, e.attempt) for e in boot_events]
 
 
 @pytest.mark.parametrize("stack", MAIN)

@@ -17,6 +17,7 @@ PROFILE = Profile(name="debian", kernel="debian/vmlinuz", initrd=("debian/initrd
                   install="preseed")
 LIVE = Profile(name="live", kernel="live/vmlinuz", initrd=("live/initrd.img",),
                root_image="live/root.squashfs")
+SAN = Profile(name="san", export="web1-root")
 SCRIPT = "http://198.18.5.1:8080/boot/ipxe?mac=" + MAC
 
 
@@ -78,6 +79,19 @@ def done(t):
     return [ev(t, "http.install_done", ip=IP, via="reserved", boot_mode="local")]
 
 
+def aoe_attach(t, read=True):
+    return ([ev(t, "blockexport.attach", export="web1-root", target="e1.1", cow="yes")]
+            + ([ev(t + 1, "blockexport.first_read", export="web1-root", lba=0)] if read
+               else []))
+
+
+def iscsi_login(t):
+    return [ev(t, "blockexport.attach", export="web1-root", transport="iscsi",
+               target="iqn.2026-11.org.example:web1"),
+            ev(t, "blockexport.iscsi_login", export="web1-root",
+               initiator="iqn.2026-11.org.bootyard:web1", address=IP)]
+
+
 def install_boot(t=1000.0):
     return (dhcp_firmware(t) + loader(t + 2) + ipxe_dhcp(t + 3) + script(t + 4) + kernel(t + 5)
             + initrd(t + 8) + os_dhcp(t + 20) + installer(t + 25) + done(t + 900))
@@ -121,20 +135,54 @@ def test_local_boot_stage_finishes():
     assert (got.stage, got.state) == ("local", "finished")
 
 
-def test_live_root_stage_finishes():
-    live_kernel = [ev(5, "http.file", path="/images/live/vmlinuz", status=200),
-                   ev(6, "http.file", path="/images/live/initrd.img", status=200)]
-    events = (dhcp_firmware(1) + script(4, outcome="live") + live_kernel + os_dhcp(20)
-              + [ev(25, "http.file", path="/images/live/root.squashfs", status=200)])
+NO_BOOTED = Expected(booted=False)
+
+
+def booted(t):
+    return [ev(t, "http.booted", ip=IP, via="lease")]
+
+
+def live_boot(t=1.0):
+    return (dhcp_firmware(t) + script(t + 3, outcome="live")
+            + [ev(t + 4, "http.file", path="/images/live/vmlinuz", status=200),
+               ev(t + 5, "http.file", path="/images/live/initrd.img", status=200)]
+            + os_dhcp(t + 19)
+            + [ev(t + 24, "http.file", path="/images/live/root.squashfs", status=200)])
+
+
+def test_live_root_then_up_finishes():
+    events = live_boot(1.0)
     got = state(events, now=30, profile=LIVE)
-    assert (got.stage, got.state) == ("root", "finished")
+    assert (got.stage, got.state) == ("root", "progressing")
+    got = state(events + booted(28), now=30, profile=LIVE)
+    assert (got.stage, got.state) == ("up", "finished")
+    assert [s.stage for s in got.attempt.stages][-2:] == ["root", "up"]
     assert state(events[:-1], now=30, profile=LIVE).state == "progressing"
 
 
-def test_netroot_finishes_when_the_os_asks_dhcp():
+def test_live_root_finishes_without_the_booted_url_when_not_expected():
+    events = live_boot(1.0)
+    got = state(events, now=30, profile=LIVE, expected=NO_BOOTED)
+    assert (got.stage, got.state) == ("root", "finished")
+
+
+def test_netroot_finishes_when_the_os_says_it_is_up():
     events = dhcp_firmware(1) + script(4, outcome="netroot") + kernel(5) + initrd(6) + os_dhcp(9)
-    got = state(events, now=10)
+    assert state(events, now=10).state == "progressing"
+    got = state(events + aoe_attach(10) + booted(15), now=16)
+    assert (got.stage, got.state) == ("up", "finished")
+    got = state(events, now=10, expected=NO_BOOTED)
     assert (got.stage, got.state) == ("os_dhcp", "finished")
+
+
+def test_sanboot_stages_attach_then_up():
+    events = dhcp_firmware(1) + script(4, outcome="sanboot") + aoe_attach(5) + os_dhcp(30)
+    got = state(events, now=31, profile=SAN)
+    assert (got.stage, got.state) == ("root", "progressing")
+    assert [s.stage for s in got.attempt.stages] == ["dhcp", "offered", "bound", "script",
+                                                     "root", "os_dhcp"]
+    got = state(events + booted(40), now=41, profile=SAN)
+    assert (got.stage, got.state) == ("up", "finished")
 
 
 def test_pxelinux_over_tftp_stages():
@@ -311,8 +359,113 @@ def test_installing_for_two_hours_without_install_done():
     assert got.reason.startswith("installing for 2 h 1 min, no install-done")
 
 
+# -- block devices and up ----------------------------------------------------------------------
+def netroot_to_os_dhcp(t=1):
+    return (dhcp_firmware(t) + script(t + 3, outcome="netroot") + kernel(t + 4) + initrd(t + 5)
+            + os_dhcp(t + 8))
+
+
+@pytest.mark.parametrize("why, words", [
+    ("chap", "iSCSI login refused: CHAP"),
+    ("not_allowed", "iSCSI login refused: initiator iqn.2026-11.org.bootyard:web1 is not "
+                    "allowed"),
+    ("unknown_target", "iSCSI login refused: unknown target iqn.2026-11.org.example:nope"),
+])
+def test_iscsi_login_refused(why, words):
+    failed = ev(12, "blockexport.iscsi_login_failed", export="web1-root", reason=why,
+                initiator="iqn.2026-11.org.bootyard:web1", address=IP,
+                target="iqn.2026-11.org.example:nope")
+    got = stuck(netroot_to_os_dhcp() + [failed], now=2000)
+    assert got.reason_code == "iscsi_login_refused" and got.stage == "os_dhcp"
+    assert got.reason.startswith(words), got.reason
+    # a later login that worked: no longer the reason
+    got = state(netroot_to_os_dhcp() + [failed] + iscsi_login(13), now=20)
+    assert (got.stage, got.state) == ("root", "progressing")
+
+
+def test_sanboot_iscsi_login_refused_at_the_script():
+    failed = ev(6, "blockexport.iscsi_login_failed", export="web1-root", reason="chap",
+                initiator="iqn.x:y", address=IP)
+    events = dhcp_firmware(1) + script(4, outcome="sanboot") + [failed]
+    got = stuck(events, now=200, profile=SAN)
+    assert (got.stage, got.reason_code) == ("script", "iscsi_login_refused")
+    assert got.reason.startswith("iSCSI login refused: CHAP")
+
+
+def test_aoe_export_attached_never_read():
+    events = netroot_to_os_dhcp() + aoe_attach(10, read=False)
+    got = stuck(events, now=2000)
+    assert (got.stage, got.reason_code) == ("root", "export_not_read")
+    assert got.reason.startswith("AoE export web1-root (e1.1) attached, never read")
+    assert "driver not loaded? wrong shelf.slot" in got.reason
+
+
+def test_netroot_export_never_attached():
+    got = stuck(netroot_to_os_dhcp(), now=2000)
+    assert (got.stage, got.reason_code) == ("os_dhcp", "export_not_attached")
+    assert "the initramfs never attached" in got.reason
+
+
+def test_sanboot_export_never_attached():
+    events = dhcp_firmware(1) + script(4, outcome="sanboot")
+    got = stuck(events, now=200, profile=SAN)
+    assert (got.stage, got.reason_code) == ("script", "export_not_attached")
+    assert got.reason.startswith("iPXE's sanboot never attached web1-root")
+
+
+def test_block_io_errors_then_recovered():
+    error = ev(12, "blockexport.io_error", export="web1-root", op="write",
+               reason="No space left on device")
+    events = netroot_to_os_dhcp() + aoe_attach(10) + [error]
+    got = stuck(events, now=2000)
+    assert got.reason_code == "block_io_error"
+    assert got.reason.startswith("block export web1-root: its writes fail (No space left")
+    recovered = ev(13, "blockexport.io_recovered", export="web1-root")
+    assert stuck(events + [recovered], now=2000).reason_code == "never_up"
+
+
+def test_iscsi_session_lost():
+    events = netroot_to_os_dhcp() + iscsi_login(10) + [
+        ev(14, "blockexport.iscsi_reset", export="web1-root", reason="connection reset")]
+    got = stuck(events, now=2000)
+    assert (got.stage, got.reason_code) == ("root", "iscsi_session_lost")
+    assert "reset: connection reset" in got.reason
+    assert stuck(events + iscsi_login(20), now=2000).reason_code == "never_up"
+
+
+def test_a_refused_booted_call_says_so():
+    refused = ev(30, "http.denied", ip="10.9.9.9", path=f"/booted/{MAC}", reason="address",
+                 file="booted")
+    got = stuck(live_boot(1.0) + [refused], now=2000, profile=LIVE)
+    assert got.reason_code == "install_file_refused"
+    assert got.reason.startswith("its booted call refused: address 10.9.9.9 is not the host's")
+
+
+def test_ibft_netroot_attached_by_ipxe_then_no_kernel():
+    """iPXE logs in (sanhook) before it fetches the kernel: attached, but no kernel is not
+    "never came up"."""
+    events = dhcp_firmware(1) + script(4, outcome="netroot") + iscsi_login(5)
+    got = stuck(events, now=2000)
+    assert (got.stage, got.reason_code) == ("root", "kernel_not_fetched")
+
+
+def test_kernel_started_never_came_up():
+    got = stuck(netroot_to_os_dhcp() + aoe_attach(10), now=2000)
+    assert (got.stage, got.reason_code) == ("root", "never_up")
+    assert got.reason.startswith("kernel started (its root attached), never said it is up")
+    got = stuck(live_boot(1.0), now=2000, profile=LIVE)
+    assert (got.stage, got.reason_code) == ("root", "never_up")
+    events = dhcp_firmware(1) + script(4, outcome="live") + kernel(5) + initrd(6) + os_dhcp(9)
+    plain_live = Profile(name="l2", kernel="debian/vmlinuz", initrd=("debian/initrd.gz",))
+    got = stuck(events, now=2000, profile=plain_live)
+    assert (got.stage, got.reason_code) == ("os_dhcp", "never_up")
+    assert "(the OS asked DHCP)" in got.reason
+
+
 def test_every_reason_has_a_test():
-    tested = {"dhcp_ignored", "dhcp_unanswered", "dhcp_refused", "offer_not_requested",
+    tested = {"export_not_attached", "export_not_read", "iscsi_login_refused",
+              "iscsi_session_lost", "block_io_error", "never_up",
+              "dhcp_ignored", "dhcp_unanswered", "dhcp_refused", "offer_not_requested",
               "no_boot_file", "http_client_tftp_path", "tftp_not_found", "tftp_failed",
               "boot_file_not_fetched", "script_not_fetched", "script_error",
               "kernel_not_fetched", "initrd_not_fetched", "no_os_dhcp", "install_file_refused",

@@ -85,3 +85,24 @@ def test_events_of_a_host_show_where_each_boot_attempt_begins(cli, redis_url):
     assert [line for line in lines if line.startswith("---")] == [
         f"--- boot attempt {STUCK}@1000000", f"--- boot attempt {STUCK}@5000000"]
     assert lines[0].startswith("---") and lines[3].startswith("---") and len(lines) == 6
+
+
+def test_host_show_lists_every_boot_attempt(cli, redis_url):
+    assert cli("host", "add", STUCK, "--ip", "198.18.5.21")[0] == 0
+    code, out, _ = cli("host", "show", STUCK)
+    assert code == 0 and out.splitlines()[-1] == "boot state: idle"
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    for start, attempt in ((1000.0, f"{STUCK}@1000000"), (5000.0, f"{STUCK}@5000000")):
+        # as the services write them now: with the attempt id the DHCP service decided
+        emit(client, STUCK, start, "dhcp", "dhcp.offer", ip="198.18.5.21",
+             boot_file="undionly.kpxe", attempt=attempt)
+        emit(client, STUCK, start + 1, "dhcp", "dhcp.ack", ip="198.18.5.21",
+             boot_file="undionly.kpxe", attempt=attempt)
+    client.close()
+    code, out, _ = cli("host", "show", STUCK)
+    lines = out.splitlines()
+    assert lines[-3].startswith("boot state: stuck, bound an address since ")
+    assert lines[-3].endswith("never fetched its boot file undionly.kpxe in "
+                              f"{lines[-3].split(' in ')[-1]}")
+    assert lines[-2].startswith(f"  attempt 1 {STUCK}@1000000  ") and " stuck " in lines[-2]
+    assert lines[-1].startswith(f"  attempt 2 {STUCK}@5000000  ")

@@ -370,7 +370,8 @@ def test_events_json_since_kind(cli, redis_url):
     assert code == 0
     lines = [json.loads(line) for line in out.splitlines()]
     assert [e["kind"] for e in lines] == ["dhcp.discover", "dhcp.ack"]
-    assert set(lines[0]) == {"id", "ts", "service", "kind", "mac", "fields"}  # the API's shape
+    assert set(lines[0]) == {"id", "ts", "service", "kind", "mac", "fields",
+                             "attempt"}  # the API's shape (attempt: shared/attempts.py)
     code, out, _ = cli("events", "--kind", "dhcp.ack", "--since", "10m")
     assert code == 0 and len(out.splitlines()) == 1 and "dhcp.ack" in out
     code, out, _ = cli("events", "--since", "2000-01-01T00:00", "--kind", "tftp")

@@ -122,6 +122,9 @@ def test_console_login_live_states_filter_boot_mode_logout(console, redis_url, t
         f"boot attempt {STUCK}@{round(float(f'{now - 100:.3f}') * 1000)}"]
     assert browser.js("return [...document.querySelectorAll('.stage b')]"
                       ".map(b => b.textContent)") == ["dhcp", "offered", "bound"]
+    assert browser.js("return [...document.querySelectorAll('#attempts tbody tr')]"
+                      ".map(r => r.dataset.attempt + ' ' + r.textContent.includes('stuck'))") == [
+        f"{STUCK}@{round(float(f'{now - 100:.3f}') * 1000)} true"]
     browser.screenshot(shots / "console-machine.png")
     browser.click('button[data-mode="local"]')
     wait_for(lambda: client.hget(f"bootyard:host:{STUCK}", "boot_mode") == "local", 10,
@@ -140,11 +143,64 @@ def test_console_login_live_states_filter_boot_mode_logout(console, redis_url, t
     assert refused.value.code == 403
     assert client.hget(f"bootyard:host:{STUCK}", "boot_mode") == "local"
 
+    storage_page(browser, client, shots)
+
     browser.click("#logout")
     browser.wait("return location.pathname === '/console/login'", what="logged out")
     browser.get(base + "/console/")
     assert browser.url == base + "/console/login"
     client.close()
+
+
+def storage_page(browser, client, shots: Path) -> None:
+    """The mirrors and exports overview: from the nav, each mirror's freshness from the
+    mirrorsync status, each export's size, overlays and sessions from what the blockexport
+    service published; live when a sync ends."""
+    now = time.time()
+    client.hset("bootyard:mirror:debian", mapping={
+        "source": "rsync://deb.example/debian/", "path": "debian", "interval": "21600"})
+    client.hset(keys.mirror_status("debian"), mapping={
+        "state": "idle", "last_success": f"{now - 3600:.0f}", "size": str(3 << 30),
+        "files": "120345", "last_result": "published"})
+    client.hset("bootyard:mirror:rocky", mapping={
+        "source": "rsync://rocky.example/rocky/", "path": "rocky", "interval": "3600"})
+    client.hset(keys.mirror_status("rocky"), mapping={
+        "state": "idle", "last_success": f"{now - 5 * 3600:.0f}", "size": str(2 << 30),
+        "files": "9000", "last_result": "published"})
+    client.hset("bootyard:export:web-root", mapping={
+        "kind": "aoe", "backing": "/srv/disks/golden.img", "cow": "yes", "aoe_shelf": "1",
+        "aoe_slot": "1"})
+    client.hset(keys.export_status("web-root"), mapping={
+        "kind": "aoe", "size": str(8 << 30), "overlays": "2", "overlay_bytes": str(300 << 20),
+        "free_bytes": str(50 << 30), "up": "1", "updated": f"{now:.0f}"})
+    client.hset(keys.export_attached("web-root"), FRESH, f"{now + 600:.0f}")
+    client.hset("bootyard:export:db-root", mapping={
+        "kind": "iscsi", "backing": "/srv/disks/db.img", "iqn": "iqn.2026-11.org.example:db"})
+    browser.click("#nav-storage")
+    browser.wait("return document.querySelectorAll('#exports tbody tr').length === 2",
+                 what="the overview")
+    assert browser.js("return [...document.querySelectorAll('#mirrors tbody tr')]"
+                      ".map(r => r.dataset.mirror + ' ' + r.dataset.fresh)") == [
+        "debian true", "rocky false"]
+    assert browser.text('tr[data-mirror="debian"] td:nth-child(3)').startswith(
+        "fresh (60 min old, limit 12.0 h)")
+    assert browser.text('tr[data-mirror="rocky"] td:nth-child(3)').startswith("stale")
+    assert browser.text('tr[data-mirror="debian"] td:nth-child(5)') == "3.0 GiB"
+    assert browser.js("return [...document.querySelectorAll('#exports tbody tr')]"
+                      ".map(r => r.dataset.export + ' ' + r.dataset.state)") == [
+        "db-root not served", "web-root up"]
+    assert browser.text('tr[data-export="web-root"] td.overlays') == "2"
+    assert browser.text('tr[data-export="web-root"] td:nth-child(7)') == "300.0 MiB"
+    assert browser.text('tr[data-export="web-root"] td.sessions').strip() == FRESH
+    browser.screenshot(shots / "console-storage.png")
+    # a sync fails: the mirrorsync service's event refreshes the page
+    client.hset(keys.mirror_status("rocky"), mapping={
+        "state": "failed", "failures": "1", "last_error": "rsync exit 10 (socket I/O)"})
+    client.xadd(keys.EVENTS_STREAM, {"ts": f"{time.time():.3f}", "service": "mirrorsync",
+                                     "kind": "mirror.failed", "mirror": "rocky",
+                                     "reason": "rsync_failed"})
+    browser.wait("return document.querySelector('tr[data-mirror=\"rocky\"] td:nth-child(8)')"
+                 ".textContent.startsWith('rsync exit 10')", what="the failed sync shown")
 
 
 def test_console_with_5000_hosts_and_a_stream_of_events(console, redis_url, capsys):

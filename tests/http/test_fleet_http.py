@@ -15,6 +15,7 @@ from services.http.access import Access
 from services.http.adminapi import AdminApi
 from services.http.render import Renderer
 from services.http.server import BootService
+from services.http.settings import DiscoverySection
 from shared.leases import Leases
 
 UNKNOWN = "52:54:00:99:99:01"
@@ -26,7 +27,7 @@ def service(inv, discovery=False, **overrides) -> BootService:
     cfg = dataclasses.replace(inv.cfg, **overrides)
     return BootService(cfg, inv.cache, inv.events, inv.store, Renderer(cfg.templates_dir),
                        Access(cfg.token_secret, inv.cache, Leases(inv.client)),
-                       discovery=discovery)
+                       discovery_cfg=DiscoverySection(enabled=discovery))
 
 
 async def profiles(inv) -> None:

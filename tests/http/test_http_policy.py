@@ -54,14 +54,16 @@ def test_live_dracut_and_rooturl_styles():
 # bootyard: web1 (52:54:00:12:34:56) profile live boot mode live
 echo bootyard: web1 (52:54:00:12:34:56): live live
 kernel http://10.0.0.1:8080/images/live/vmlinuz initrd=initrd.img \
-root=live:http://10.0.0.1:8080/images/live/root.squashfs ip=dhcp rd.neednet=1 rw || goto failed
+root=live:http://10.0.0.1:8080/images/live/root.squashfs ip=dhcp rd.neednet=1 \
+bootyard.booted=http://10.0.0.1:8080/booted/52:54:00:12:34:56 rw || goto failed
 initrd --name initrd.img http://10.0.0.1:8080/images/live/initrd.img || goto failed
 boot || goto failed
 """ + FAILED.format(mode="live")
     busybox = dataclasses.replace(LIVE, live_style="rooturl", cmdline="")
     text = ipxe_script(MAC, host(boot_mode="live", profile="live"), busybox, None, CTX).text
     assert "kernel http://10.0.0.1:8080/images/live/vmlinuz initrd=initrd.img " \
-           "rooturl=http://10.0.0.1:8080/images/live/root.squashfs ip=dhcp || goto failed\n" in text
+           "rooturl=http://10.0.0.1:8080/images/live/root.squashfs ip=dhcp " \
+           "bootyard.booted=http://10.0.0.1:8080/booted/52:54:00:12:34:56 || goto failed\n" in text
 
 
 def test_netroot_iscsi_aoe_and_ibft():
@@ -72,20 +74,22 @@ def test_netroot_iscsi_aoe_and_ibft():
 echo bootyard: web1 (52:54:00:12:34:56): netroot diskless
 kernel http://10.0.0.1:8080/images/live/vmlinuz initrd=initrd.img \
 netroot=iscsi:10.0.0.1:::1:iqn.2026-11.org.example:web1 \
-rd.iscsi.initiator=iqn.2026-11.org.bootyard:web1 ip=dhcp rd.neednet=1 ro || goto failed
+rd.iscsi.initiator=iqn.2026-11.org.bootyard:web1 ip=dhcp rd.neednet=1 \
+bootyard.booted=http://10.0.0.1:8080/booted/52:54:00:12:34:56 ro || goto failed
 initrd --name initrd.img http://10.0.0.1:8080/images/live/initrd.img || goto failed
 boot || goto failed
 """ + FAILED.format(mode="netroot")
     bare = dataclasses.replace(profile, cmdline="")
     aoe = ipxe_script(MAC, host(boot_mode="netroot"), bare, AOE, CTX)
     assert "initrd=initrd.img root=/dev/etherd/e0.1 netroot=aoe:e0.1 rd.neednet=1 ip=dhcp " \
-           "|| goto failed\n" in aoe.text
+           "bootyard.booted=http://10.0.0.1:8080/booted/52:54:00:12:34:56 || goto failed\n" in aoe.text
     ibft = ipxe_script(MAC, host(boot_mode="netroot", vars={"iscsi": "ibft"}), bare, ISCSI,
                        CTX)
     assert ("set initiator-iqn iqn.2026-11.org.bootyard:web1\n"
             "sanhook iscsi:10.0.0.1:::1:iqn.2026-11.org.example:web1 || goto failed\n"
             "kernel http://10.0.0.1:8080/images/live/vmlinuz initrd=initrd.img "
-            "rd.iscsi.firmware=1 rd.iscsi.ibft=1 netroot=iscsi:ibft || goto failed\n") in ibft.text
+            "rd.iscsi.firmware=1 rd.iscsi.ibft=1 netroot=iscsi:ibft "
+            "bootyard.booted=http://10.0.0.1:8080/booted/52:54:00:12:34:56 || goto failed\n") in ibft.text
 
 
 def test_sanboot_iscsi_sets_initiator_and_aoe():

@@ -7,8 +7,13 @@ const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const KINDS = ["dhcp.discover", "dhcp.offer", "dhcp.ack", "dhcp.nak", "dhcp.ignored",
   "dhcp.release", "dhcp.decline", "dhcp.inform", "dhcp.expire", "tftp.transfer",
   "http.script", "http.file", "http.install", "http.install_done", "http.denied",
-  "http.discovery", "http.render_error", "http.once_served", "tftp.once_served", "doctor.start",
-  "doctor.end", "power.request", "power.result"];
+  "http.discovery", "http.render_error", "http.once_served", "tftp.once_served", "http.booted",
+  "doctor.start", "doctor.end", "power.request", "power.result",
+  "blockexport.attach", "blockexport.first_read", "blockexport.io_error",
+  "blockexport.io_recovered", "blockexport.iscsi_login", "blockexport.iscsi_logout",
+  "blockexport.iscsi_login_failed", "blockexport.iscsi_reset", "mirror.started",
+  "mirror.published", "mirror.failed", "mirror.skipped", "discovery.report", "discovery.adopted",
+  "discovery.refused"];
 
 async function api(path, options = {}) {
   const opts = { credentials: "same-origin", headers: {}, ...options };
@@ -167,6 +172,13 @@ async function machine() {
       bar.style.flexGrow = Math.max(s.seconds, 0.5) / total * 100;  // CSSOM: allowed by the CSP
       stages.append(bar);
     });
+    const attempts = document.querySelector("#attempts tbody");  // every attempt, newest first
+    attempts.replaceChildren(...[...(st.history || [])].reverse().map((a) => el("tr",
+      { "data-attempt": a.id, class: a.number === st.attempt?.number ? "latest" : "" },
+      el("td", { class: "mac" }, "#" + a.number), el("td", {},
+        new Date(a.start * 1000).toLocaleString()),
+      el("td", {}, el("span", { class: "badge " + a.state }, a.state)), el("td", {}, a.stage),
+      el("td", { class: "reason" }, a.reason || ""))));
   }
 
   async function showRecord() {
@@ -277,10 +289,104 @@ async function machine() {
   setInterval(showState, 10000);
 }
 
+// -- discovered machines (docs/discovery.md) ---------------------------------------------------
+async function discovered() {
+  const body = document.querySelector("#discovered tbody");
+  const result = document.getElementById("adopt-result");
+  const profiles = Object.keys(await api("/api/v1/profiles"));
+  async function refresh() {
+    const found = await api("/api/v1/discovered");
+    body.replaceChildren();
+    for (const [mac, fields] of Object.entries(found)) {
+      let hw = {};
+      try { hw = JSON.parse(fields.hw || "{}"); } catch (e) { hw = {}; }
+      const dmi = hw.dmi || {};
+      const profile = el("select", { "data-field": "profile" },
+        ...profiles.map((p) => el("option", { value: p }, p)));
+      const hostname = el("input", { "data-field": "hostname", size: "12",
+        placeholder: "host name" });
+      const adopt = el("button", { type: "button", "data-adopt": mac }, "Adopt");
+      adopt.addEventListener("click", async () => {
+        try {
+          await api("/api/v1/discovered/" + mac + "/adopt", { method: "POST",
+            body: JSON.stringify({ profile: profile.value,
+              ...(hostname.value ? { hostname: hostname.value } : {}) }) });
+          result.textContent = "adopted " + mac + " with profile " + profile.value;
+          result.className = "";
+          await refresh();
+        } catch (err) { result.textContent = mac + ": " + err.message; result.className = "error"; }
+      });
+      body.append(el("tr", { "data-mac": mac }, el("td", {}, mac), el("td", {}, fields.ip),
+        el("td", {}, dmi.vendor), el("td", {}, dmi.product), el("td", {}, dmi.serial),
+        el("td", {}, hw.cpus), el("td", {}, bytes(hw.memory_bytes)),
+        el("td", {}, (hw.disks || []).map((d) => d.name + " " + bytes(d.size_bytes)).join(", ")),
+        el("td", {}, (hw.nics || []).map((n) => n.mac + " " + n.link).join(", ")),
+        el("td", {}, hw.firmware), el("td", {}, ago(+fields.last_seen || null)),
+        el("td", {}, profile, hostname, adopt)));
+    }
+  }
+  await refresh();
+  setInterval(refresh, 10000);
+}
+
+// -- mirrors and exports ----------------------------------------------------------------------
+function bytes(n) {
+  if (n == null) return "";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i ? n.toFixed(1) : n) + " " + units[i];
+}
+
+async function storage() {
+  async function show() {
+    const data = await api("/api/v1/overview");
+    const mirrors = document.querySelector("#mirrors tbody");
+    mirrors.replaceChildren(...Object.entries(data.mirrors).map(([name, m]) => {
+      const fresh = !m.enabled ? "disabled" : m.age == null ? "never published"
+        : (m.fresh ? "fresh" : "stale") + " (" + seconds(m.age) + " old, limit "
+          + seconds(m.stale_after) + ")";
+      return el("tr", { "data-mirror": name, "data-fresh": String(m.fresh) },
+        el("td", { class: "mac" }, name),
+        el("td", {}, el("span", { class: "badge " + (m.state === "failed" ? "stuck"
+          : m.state === "syncing" ? "progressing" : m.fresh ? "finished" : "idle") }, m.state)),
+        el("td", { class: m.fresh || !m.enabled ? "" : "reason" }, fresh),
+        el("td", {}, m.last_success ? new Date(m.last_success * 1000).toLocaleString() : ""),
+        el("td", {}, bytes(m.size)), el("td", {}, m.files ?? ""), el("td", {}, m.source),
+        el("td", { class: "reason" }, m.last_error
+          ? m.last_error + (m.failures ? " (" + m.failures + " failed)" : "") : ""));
+    }));
+    const exports = document.querySelector("#exports tbody");
+    exports.replaceChildren(...Object.entries(data.exports).map(([name, x]) => {
+      const state = !x.served ? "not served" : x.up ? "up" : "down";
+      return el("tr", { "data-export": name, "data-state": state },
+        el("td", { class: "mac" }, name), el("td", {}, x.kind), el("td", {}, x.target || ""),
+        el("td", {}, el("span", { class: "badge " + (state === "up" ? "finished"
+          : state === "down" ? "stuck" : "idle") }, state),
+          x.reason ? el("div", { class: "error" }, x.reason) : ""),
+        el("td", {}, bytes(x.size)), el("td", { class: "overlays" },
+          x.cow ? (x.overlays ?? "") : "no (not copy-on-write)"),
+        el("td", {}, bytes(x.overlay_bytes)), el("td", {}, bytes(x.free_bytes)),
+        el("td", { class: "sessions" },
+          ...x.sessions.map((m) => el("a", { href: "/console/machines/" + m }, m)).flatMap(
+            (a, i) => i ? [" ", a] : [a])),
+        el("td", {}, x.backing));
+    }));
+    document.getElementById("count")?.remove();
+  }
+  await show();
+  let timer = null;
+  live((e) => {  // a sync or an attachment changed: read the overview again (at most 1/s)
+    if (!e.kind.startsWith("mirror.") && !e.kind.startsWith("blockexport.")) return;
+    if (!timer) timer = setTimeout(() => { timer = null; show(); }, 1000);
+  });
+  setInterval(show, 15000);
+}
+
 document.getElementById("logout")?.addEventListener("click", async () => {
   await api("/console/logout", { method: "POST", body: "{}" });
   location.href = "/console/login";
 });
-({ machines, machine })[document.body.dataset.page]().catch((err) => {
+({ machines, machine, storage, discovered })[document.body.dataset.page]().catch((err) => {
   document.querySelector("main").prepend(el("p", { class: "error" }, err.message));
 });
