@@ -53,5 +53,12 @@ bench: install
 	cat $(addprefix build/bench/,$(addsuffix .log,$(BENCHES))) | grep -E '^RESULT|^make bench: .* FAILED'; \
 	! grep -q '^make bench: .* FAILED' $(addprefix build/bench/,$(addsuffix .log,$(BENCHES)))
 
+## fuzz: every codec under atheris and every service fed mutated messages in a lab namespace,
+## 1M inputs each per protocol (root; about an hour); `make test` runs a short version
+## (tests/fuzz). FUZZ_ARGS e.g. --protocols tftp --inputs 200000. RESULT lines at the end.
+FUZZ_ARGS ?=
+fuzz: install
+	flock /tmp/bootyard-bench.lock $(PY) scripts/fuzz/run.py $(FUZZ_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .import_linter_cache build *.egg-info

@@ -224,8 +224,20 @@ def _read_small(path: Path, size: int) -> bytes:
 
 
 def _without(request: web.Request, *names: str) -> dict[str, str]:
+    """The request's headers without ``names``, for a cloned request. Also without any header
+    whose value is not UTF-8 (aiohttp keeps such bytes as surrogates and cannot encode them
+    again: found by make fuzz); no header the answer depends on can be one of those."""
     drop = {n.lower() for n in names}
-    return {k: v for k, v in request.headers.items() if k.lower() not in drop}
+    return {k: v for k, v in request.headers.items()
+            if k.lower() not in drop and _utf8(v)}
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _FileResponse(web.FileResponse):
@@ -245,6 +257,11 @@ def _file_response(request: web.Request, path: Path, headers: dict[str, str]) ->
     return _FileResponse(request, path, headers)
 
 
+# Set on a request whose client went away while its answer was being sent (the handler then
+# returns normally: re-raised, aiohttp would log a client's reset as a server error).
+CLIENT_GONE = "bootyard.client_gone"
+
+
 async def _multipart(request: web.Request, path: Path, st: os.stat_result,
                      ranges: list[tuple[int, int]], ctype: str, etag: str) -> web.StreamResponse:
     boundary = secrets.token_hex(12)
@@ -257,16 +274,14 @@ async def _multipart(request: web.Request, path: Path, st: os.stat_result,
         hdrs.ETAG: f'"{etag}"', hdrs.LAST_MODIFIED: formatdate(st.st_mtime, usegmt=True),
         hdrs.ACCEPT_RANGES: "bytes"})
     response.content_length = length
-    await response.prepare(request)
-    if request.method == "HEAD":
-        await response.write_eof()
-        return response
     try:
-        await _send_parts(response, path, heads, ranges, tail)
-    except ConnectionError:  # the client went away (or the file shrank): end this connection
-        response.force_close()
-        return response
-    await response.write_eof()
+        await response.prepare(request)
+        if request.method != "HEAD":
+            await _send_parts(response, path, heads, ranges, tail)
+        await response.write_eof()
+    except ConnectionError:  # the client went away (before the headers too: a client that
+        response.force_close()  # sends its request and resets) or the file shrank
+        request[CLIENT_GONE] = True
     return response
 
 

@@ -161,6 +161,9 @@ class BootService:
                 except ConnectionError:  # the client went away mid-file: not our error
                     self._account(request, family, 499, 0, start)
                     return response
+            if request.get(files.CLIENT_GONE):
+                self._account(request, family, 499, 0, start)
+                return response
         except web.HTTPException as exc:
             self._account(request, family, exc.status, len(exc.body or b""), start)
             raise

@@ -160,7 +160,10 @@ def decode(datagram: bytes) -> Message:
         message = raw.split(b"\x00", 1)[0].decode("ascii", "replace")
         return Error(second, message)
     if opcode == Opcode.OACK:
-        return OAck(_options(_strings(bytes(datagram[2:])), "OACK"))
+        options = _options(_strings(bytes(datagram[2:])), "OACK")
+        if not options:  # RFC 2347: an OACK acknowledges at least one option
+            raise DecodeError("OACK without options")
+        return OAck(options)
     raise DecodeError(f"unknown opcode {opcode}")
 
 

@@ -425,3 +425,41 @@ def test_worker_processes_share_the_port_sum_metrics_and_stop_with_the_service(r
         wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
                  open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
                  "the worker to exit")
+
+
+def test_multipart_client_gone_before_the_headers_is_no_server_error(service_process, big_file):
+    """Found by make fuzz: a client that sends a several-range request and resets the
+    connection at once made the multipart path log a server_error with a traceback (its
+    headers were written to a closing transport); it is a client gone (499), like every other
+    path's."""
+    import socket
+    host, port = service_process.url.split("//")[1].split(":")
+    import struct
+    for _ in range(40):
+        conn = socket.create_connection((host, int(port)))
+        conn.sendall(b"GET /images/disk%20images/big.img HTTP/1.1\r\nHost: x\r\n"
+                     b"Range: bytes=0-9,20-29\r\n\r\n")
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # a reset, at once
+    assert curl("-r", "0-9,20-29", "-o", "/dev/null", "-w", "%{http_code}",
+                f"{service_process.url}/images/disk%20images/big.img").stdout == b"206"
+    log = service_process.log.read_text()
+    assert "status=499" in log
+    assert "server_error" not in log and "Traceback" not in log
+
+
+def test_header_that_is_not_utf8_next_to_a_range(service_process, big_file):
+    """Found by make fuzz: a header whose value is not UTF-8 beside a Range header made the
+    file path fail with a 500 and a traceback (the request, cloned to rewrite its Range, could
+    not encode that header again); the range is answered as usual."""
+    import socket
+    host, port = service_process.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port))) as conn:
+        conn.sendall(b"GET /images/disk%20images/big.img HTTP/1.1\r\nHost: x\r\n"
+                     b"X-Junk: \xff\xfe\x81\r\nRange: bytes=0-9\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 206"), answer[:200]
+    assert answer.endswith(big_file.read_bytes()[:10])
+    assert "Traceback" not in service_process.log.read_text()

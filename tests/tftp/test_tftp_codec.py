@@ -55,7 +55,8 @@ def test_trailing_padding_after_last_nul_is_ignored():
     (b"\x00\x01abc\x00octet", "NUL-terminated"),
     (b"\x00\x07\x00\x00", "unknown opcode"),
     (b"\xff\xff\x00\x00", "unknown opcode"),
-])
+    (b"\x00\x06\xff\x10\x0cet", "OACK without options"),  # found by make fuzz: it decoded to
+])                                                          # an OACK that encoded to 2 bytes
 def test_malformed_is_decode_error(datagram, why):
     with pytest.raises(DecodeError, match=why):
         codec.decode(datagram)

@@ -1,0 +1,270 @@
+"""``make fuzz``: every protocol's input path under a coverage-guided fuzzer and a packet
+mutator against the running service.
+
+For each protocol (dhcp, tftp, aoe, http):
+1. the codec and the pure code behind it under atheris (libFuzzer, coverage-guided;
+   scripts/fuzz/targets.py), seeded with real clients' messages (tests/golden captures of
+   iPXE, OVMF, udhcpc, GRUB, PXELINUX; AoE and HTTP requests as the initiators send them);
+2. the service itself (``python -m services.<name>``, real Redis) in a lab network namespace,
+   fed mutated copies of the same messages from a client namespace (scripts/fuzz/blast.py);
+   afterwards it must still be running, answer a normal client (udhcpc, tftp-hpa, curl, an AoE
+   read), and hold no more file descriptors and not much more memory than after the warm-up
+   tenth of the inputs.
+A crash, a hang, a leak or a service that stops answering fails the run (exit 1). The last
+line is ``RESULT fuzz ...`` with the counts. Bounded in count and time; namespaces are
+removed afterwards, even on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "blockexport")]
+
+from harness.dhcpkit import UnixRedis, seed_inventory  # noqa: E402
+from harness.labservice import LabService  # noqa: E402
+from harness.netlab import Lab, wait_for  # noqa: E402
+
+PROTOCOLS = ("dhcp", "tftp", "aoe", "http")
+HERE = Path(__file__).resolve().parent
+RSS_GROWTH_LIMIT_KIB = 32 * 1024  # after the warm-up tenth; a leak of a few bytes per input
+FD_GROWTH_LIMIT = 8               # of 1M inputs shows far beyond both
+
+
+# -- seeds: what real clients send ------------------------------------------------------------
+def _pcap_payloads(names: list[str], port: int) -> list[bytes]:
+    from scapy.all import UDP, rdpcap  # noqa: PLC0415 - slow import, only here
+    out = []
+    for name in names:
+        for packet in rdpcap(str(REPO / "tests" / "golden" / name)):
+            if UDP in packet and (packet[UDP].dport == port or port == 0):
+                out.append(bytes(packet[UDP].payload))
+    return out
+
+
+def seeds(protocol: str) -> list[bytes]:
+    if protocol == "dhcp":
+        return _pcap_payloads([f"dhcp-{n}.pcap" for n in
+                               ("ipxe-bios", "ipxe-efi", "ovmf-http", "ovmf-pxe", "udhcpc")], 67)
+    if protocol == "tftp":
+        return _pcap_payloads([f"tftp-{n}.pcap" for n in ("grub", "ipxe", "ovmf", "pxelinux")],
+                              0)[:400]
+    if protocol == "aoe":
+        from services.blockexport import codec  # noqa: PLC0415
+        from services.blockexport.codec import Ata, Config, Frame, Header  # noqa: PLC0415
+        me, them = b"\x02\x00\x00\x00\x00\x09", codec.BROADCAST_MAC
+        frames = [Frame(Header(them, me, 0xFFFF, 0xFF, codec.Command.QUERY_CONFIG, 1), Config()),
+                  Frame(Header(them, me, 4, 4, codec.Command.ATA, 2),
+                        Ata(count=1, command=codec.AtaCommand.IDENTIFY_DEVICE)),
+                  Frame(Header(them, me, 4, 4, codec.Command.ATA, 3),
+                        Ata(aflags=codec.AFlag.EXTENDED, count=2, lba=8,
+                            command=codec.AtaCommand.READ_SECTORS_EXT)),
+                  Frame(Header(them, me, 4, 4, codec.Command.ATA, 4),
+                        Ata(aflags=codec.AFlag.EXTENDED | codec.AFlag.WRITE, count=1, lba=9,
+                            command=codec.AtaCommand.WRITE_SECTORS_EXT, data=bytes(512)))]
+        return [codec.encode(f) for f in frames]
+    return [b"GET /boot/52:54:00:12:34:56.ipxe HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /images/fuzz/kernel HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9,20-\r\n\r\n",
+            b"HEAD /images/fuzz/kernel HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"a\"\r\n\r\n",
+            b"GET /install/52:54:00:12:34:56/preseed.cfg?token=abc HTTP/1.0\r\n\r\n",
+            b"POST /install-done?mac=52:54:00:12:34:56 HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 2\r\n\r\n{}",
+            b"GET /mirror/debian/dists/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]
+
+
+# -- 1. the codec under atheris --------------------------------------------------------------
+def fuzz_codec(protocol: str, inputs: int, seconds: int, work: Path) -> dict:
+    corpus = work / "corpus" / protocol
+    corpus.mkdir(parents=True, exist_ok=True)
+    for n, seed in enumerate(seeds(protocol) if protocol != "http" else []):
+        (corpus / f"seed-{n}").write_bytes(seed)
+    started = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, str(HERE / "targets.py"), protocol, f"-runs={inputs}",
+         f"-max_total_time={seconds}", "-timeout=10", "-rss_limit_mb=2048",
+         f"-artifact_prefix={work}/{protocol}-", str(corpus)],
+        capture_output=True, text=True, cwd=work, timeout=seconds + 120)
+    done = re.search(r"Done (\d+) runs in (\d+) second", run.stderr)
+    cov = re.findall(r"cov: (\d+)", run.stderr)
+    result = {"codec_inputs": int(done.group(1)) if done else 0,
+              "codec_s": round(time.monotonic() - started, 1),
+              "coverage": int(cov[-1]) if cov else 0}
+    if run.returncode != 0:
+        tail = "\n".join(run.stderr.splitlines()[-30:])
+        raise Finding(f"{protocol} codec: the fuzzer found a failing input "
+                      f"(saved as {work}/{protocol}-crash-*):\n{tail}")
+    return result
+
+
+class Finding(Exception):
+    pass
+
+
+# -- 2. the running service -----------------------------------------------------------------
+class Service(LabService):
+    def __init__(self, name: str, ns, redis_url: str, logfile: Path, **settings: str) -> None:
+        self.service = name
+        super().__init__(ns, redis_url, logfile, **settings)
+
+    def _serving(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.service} exited: {self.log()}")
+        return "event=serving" in self.log() or "event=listening" in self.log()
+
+
+def usage(pid: int) -> tuple[int, int]:
+    """(RSS in KiB, open file descriptors) of a process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def blast(ns, kind: str, target: str, seed_file: Path, count: int, seconds: float,
+          rng: int) -> int:
+    out = ns.run(sys.executable, str(HERE / "blast.py"), kind, target, str(seed_file),
+                 str(count), str(seconds), str(rng), timeout=seconds + 60).stdout
+    return int(out.split()[-1])
+
+
+def fuzz_service(protocol: str, inputs: int, seconds: int, work: Path) -> dict:
+    seed_file = work / f"{protocol}.seeds"
+    seed_file.write_text("\n".join(s.hex() for s in seeds(protocol)) + "\n")
+    with Lab() as lab:
+        seg = lab.segment()
+        client = seg.add_client(seg.address(10) + "/24")
+        redis = UnixRedis(work / f"redis-{protocol}")
+        redis.start()
+        try:
+            return _against(protocol, lab, seg, client, redis, seed_file, inputs, seconds, work)
+        finally:
+            redis.stop()
+
+
+def _against(protocol, lab, seg, client, redis, seed_file, inputs, seconds, work) -> dict:
+    log = work / f"{protocol}.log"
+    server_ip = seg.address(1)
+    check, kind, target, settings = None, "udp", "", {}
+    root = work / f"root-{protocol}"
+    (root / "fuzz").mkdir(parents=True, exist_ok=True)
+    (root / "fuzz" / "kernel").write_bytes(os.urandom(100_000))
+    if protocol == "dhcp":
+        seed_inventory(redis.client(), seg)
+        settings = {"interfaces": "eth0", "metrics_host": "127.0.0.1"}
+        kind, target = "udp", "255.255.255.255:67"
+        probe = lab.namespace("probe")
+        lab._wire(seg.switch, probe, None)
+
+        def check() -> bool:
+            run = probe.run("busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "5",
+                            "-T", "1", "-s", "/bin/true", check=False, timeout=30)
+            return run.returncode == 0
+    elif protocol == "tftp":
+        settings = {"root": str(root), "metrics_host": "127.0.0.1"}
+        kind, target = "udp", f"{server_ip}:69"
+
+        def check() -> bool:
+            got = work / "tftp-got"
+            got.unlink(missing_ok=True)
+            client.run("tftp", server_ip, "-c", "get", "fuzz/kernel", str(got), check=False,
+                       timeout=30)
+            return got.exists() and got.read_bytes() == (root / "fuzz" / "kernel").read_bytes()
+    elif protocol == "http":
+        settings = {"host": "0.0.0.0", "port": "8080", "images_root": str(root),
+                    "metrics_host": "127.0.0.1", "token_secret": "fuzz-secret-0123456789"}
+        kind, target = "tcp", f"{server_ip}:8080"
+
+        def check() -> bool:
+            run = client.run("curl", "-sf", "-o", "/dev/null", "-w", "%{http_code}",
+                             f"http://{server_ip}:8080/images/fuzz/kernel", check=False,
+                             timeout=30)
+            return run.stdout == "200"
+    else:
+        disk = work / "aoe-disk.img"
+        disk.write_bytes(os.urandom(1 << 20))
+        redis.client().hset("bootyard:export:fuzz", mapping={
+            "kind": "aoe", "backing": str(disk), "aoe_shelf": "4", "aoe_slot": "4"})
+        settings = {"interface": "eth0", "metrics_host": "127.0.0.1", "metrics_port": "0"}
+        kind, target = "raw", "eth0"
+        from aoeclient import Initiator  # noqa: PLC0415
+
+        def check() -> bool:
+            host = Initiator(client.name)
+            try:
+                (found,) = host.discover(1)
+                return host.read(found, 0, 2) == disk.read_bytes()[:1024]
+            finally:
+                host.close()
+    service = Service({"aoe": "blockexport"}.get(protocol, protocol), seg.server, redis.url, log,
+                      **settings)
+    try:
+        if not check():
+            raise RuntimeError(f"{protocol}: the normal client failed before any fuzzing")
+        warm = max(inputs // 10, 1)
+        sent = blast(client, kind, target, seed_file, warm, seconds / 10, 1)
+        wait_for(check, 30, what=f"{protocol} to answer after the warm-up")
+        rss0, fds0 = usage(service.proc.pid)
+        sent += blast(client, kind, target, seed_file, inputs - warm, seconds * 0.9, 2)
+        if service.proc.poll() is not None:
+            raise Finding(f"{protocol} service exited under fuzzing: {service.log()[-2000:]}")
+        try:
+            wait_for(check, 30, interval=1, what=f"{protocol} to answer a normal client")
+        except TimeoutError as exc:
+            raise Finding(f"{protocol} service stopped answering after {sent} mutated inputs: "
+                          f"{exc}") from None
+        time.sleep(2)  # transfers and connections the fuzzing opened time out
+        rss1, fds1 = usage(service.proc.pid)
+        if fds1 > fds0 + FD_GROWTH_LIMIT:
+            raise Finding(f"{protocol}: open file descriptors grew from {fds0} to {fds1}")
+        if rss1 - rss0 > RSS_GROWTH_LIMIT_KIB:
+            raise Finding(f"{protocol}: RSS grew from {rss0} to {rss1} KiB")
+        tracebacks = service.log().count("Traceback")
+        if tracebacks:
+            raise Finding(f"{protocol}: {tracebacks} tracebacks in the service log ({log})")
+        return {"service_inputs": sent, "rss_kib": f"{rss0}->{rss1}", "fds": f"{fds0}->{fds1}"}
+    finally:
+        service.stop()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS))
+    parser.add_argument("--inputs", type=int, default=1_000_000,
+                        help="codec inputs per protocol (atheris runs)")
+    parser.add_argument("--seconds", type=int, default=900, help="codec time limit")
+    parser.add_argument("--service-inputs", type=int, default=1_000_000)
+    parser.add_argument("--service-seconds", type=int, default=900)
+    parser.add_argument("--workdir", help="keep the corpus and logs here (default: a temp dir)")
+    args = parser.parse_args(argv)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bootyard-fuzz-"))
+    work.mkdir(parents=True, exist_ok=True)
+    failures, lines = 0, []
+    for protocol in args.protocols.split(","):
+        result = {"proto": protocol}
+        try:
+            result.update(fuzz_codec(protocol, args.inputs, args.seconds, work))
+            result.update(fuzz_service(protocol, args.service_inputs, args.service_seconds,
+                                       work))
+            result["ok"] = "yes"
+        except Finding as exc:
+            failures += 1
+            result["ok"] = "no"
+            print(f"FINDING {exc}", file=sys.stderr, flush=True)
+        line = "RESULT fuzz " + " ".join(f"{k}={v}" for k, v in result.items())
+        print(line, flush=True)
+        lines.append(line)
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
