@@ -9,7 +9,7 @@ and one-second scrape and evaluation intervals; its rules are the shipped alerts
 Alertmanager configuration is the shipped one with the receiver's URL pointed at the test's
 receiver and short group waits.
 
-Each test provokes its condition for real (a cmdline template that cannot render, DHCP clients
+Each test provokes its condition for real (a cmdline template and an install file that cannot render, DHCP clients
 in namespaces exhausting the pool, a host whose boot stops after its script, Redis gone while
 events pile up) and waits, bounded, until Alertmanager's API lists the alert and the receiver
 got it.
@@ -31,6 +31,7 @@ import yaml
 from harness.dhcpkit import DhcpProcess, UnixRedis
 from harness.labservice import LabService
 from harness.netlab import Lab, wait_for
+from services.http.access import host_token
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -133,7 +134,11 @@ class Stack:
         images = self.tmp / "images"
         images.mkdir()
         (images / "tiny.bin").write_bytes(b"x" * 64)
+        templates = self.tmp / "templates"
+        templates.mkdir(exist_ok=True)  # an install file that cannot render: the 5xx alert
+        (templates / "am-broken.ks.j2").write_text("network --hostname={{ vars.am_missing }}\n")
         self.http = HttpProcess(self.ns, self.redis.url, self.tmp / "http.log",
+                                templates_dir=str(templates),
                                 images_root=str(images),
                                 extra_env={"BOOTYARD_BOOTSTATE__SCRIPT": "1"})
         self.services.append(self.http)
@@ -173,7 +178,8 @@ class Stack:
         # A cmdline template that cannot render (written as redis-cli would: no write checks)
         client.hset("bootyard:profile:am-broken", mapping={
             "kernel": "vmlinuz", "initrd": "initrd.img",
-            "cmdline": "console=ttyS0 {{ vars.am_missing }}"})
+            "cmdline": "console=ttyS0 {{ vars.am_missing }}",
+            "install": "kickstart", "template": "am-broken.ks.j2"})
         client.hset(f"bootyard:host:{STUCK_MAC}", mapping={"profile": "am-live"})
         client.hset(f"bootyard:host:{BROKEN_MAC}", mapping={"profile": "am-broken"})
 
@@ -263,17 +269,20 @@ def test_services_expose_build_info_and_no_created_series(stack):
 def test_render_errors_alert(stack):
     wait_for(lambda: stack.query('bootyard_http_renders_total{template="cmdline",result="error"}'),
              30, what="the render counter scraped at 0")
-    assert boot_script(stack, BROKEN_MAC) == "500"
+    # the host gets a script that says it cannot boot (200); the error is counted and logged
+    assert boot_script(stack, BROKEN_MAC) == "200"
     labels = stack.wait_alert("BootyardRenderErrors", template="cmdline")
     assert labels["service"] == "http" and labels["severity"] == "warning"
 
 
 def test_http_server_errors_alert(stack):
-    wait_for(lambda: stack.query('bootyard_http_requests_total{family="script",status="5xx"}'),
+    wait_for(lambda: stack.query('bootyard_http_requests_total{family="install",status="5xx"}'),
              30, what="the request counter scraped")
+    token = host_token("ops17-alert-test-secret", BROKEN_MAC)
     for _ in range(6):  # the alert wants at least 5 in 10 minutes, and over 5% of the family
-        assert boot_script(stack, BROKEN_MAC) == "500"
-    labels = stack.wait_alert("BootyardHttpServerErrors", family="script")
+        assert stack.get(f"http://127.0.0.1:{HTTP_PORT}/install/{BROKEN_MAC}/ks.cfg"
+                         f"?token={token}", "-o", "/dev/null", "-w", "%{http_code}") == "500"
+    labels = stack.wait_alert("BootyardHttpServerErrors", family="install")
     assert labels["job"] == "bootyard-http" and labels["severity"] == "warning"
 
 

@@ -66,7 +66,7 @@ async def test_each_mode_from_the_inventory(inventory, http):
     await inventory.put("host", MAC, hostname="web1", profile="san", boot_mode="sanboot")
     text = await (await http.get(f"/boot/ipxe?mac={MAC}")).text()
     assert "set initiator-iqn iqn.2026-11.org.bootyard:web1\n" \
-           "sanboot iscsi:10.0.0.1:::1:iqn.2026-11.org.example:web1 || goto failed\n" in text
+           "sanboot iscsi:10.0.0.1:::0:iqn.2026-11.org.example:web1 || goto failed\n" in text
     await inventory.put("host", MAC, hostname="web1", profile="san", boot_mode="local")
     assert (await (await http.get(f"/boot/ipxe?mac={MAC}")).text()).endswith(
         "echo bootyard: web1 (52:54:00:12:34:56): booting from the local disk\nexit\n")
