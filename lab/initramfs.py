@@ -10,7 +10,10 @@ ownership need no privileges), gzip-compressed. Its ``/init`` (a busybox shell s
    live style writes it, ``root=live:URL`` or ``bootyard.root=URL``): prints the success marker;
    with one: fetches the squashfs with ``wget``, mounts it under an overlay with a tmpfs upper layer,
    ``switch_root`` s into it, and the live root's ``/sbin/init`` prints the marker.
-4. before the marker, a system that bootyard named a booted URL (``bootyard.booted=URL`` on the
+4. an install file named on the command line (``inst.ks=URL``) is fetched as an installer
+   would (after ``bootyard.lab_ip=ADDR/PREFIX``, if given, replaced the leased address: an
+   installer with an address of its own); a refusal is printed, not fatal;
+5. before the marker, a system that bootyard named a booted URL (``bootyard.booted=URL`` on the
    command line: live and netroot boots, docs/http.md) calls it with ``wget``, as a booted OS's
    last boot step would: the host's boot state reaches ``up``. A failed call is printed, not
    fatal (the classic stack has no such URL to answer).
@@ -43,11 +46,13 @@ uptime() { cut -d' ' -f1 /proc/uptime; }
 say() { echo "bootyard-lab: $* uptime=$(uptime)"; }
 fail() { echo "BOOTYARD-FAIL $*"; sync; poweroff -f; sleep 60; }
 say "stage=init kernel=$(uname -r)"
-MARKER=none; ROOT=; BOOTED=
+MARKER=none; ROOT=; BOOTED=; KS=; LABIP=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         bootyard.marker=*) MARKER="${arg#*=}" ;;
         bootyard.booted=*) BOOTED="${arg#*=}" ;;
+        inst.ks=*) KS="${arg#*=}" ;;
+        bootyard.lab_ip=*) LABIP="${arg#*=}" ;;
         bootyard.root=*|rooturl=*) ROOT="${arg#*=}" ;;
         root=live:*) ROOT="${arg#root=live:}" ;;
     esac
@@ -65,6 +70,13 @@ done
 udhcpc -i eth0 -s /etc/udhcpc.script -n -q -t 10 -T 2 \
     || fail "no DHCP lease on eth0"
 say "stage=network ip=$(cat /run/ip)"
+if [ -n "$LABIP" ]; then  # an installer that sets an address of its own (not its lease)
+    ip addr flush dev eth0 && ip addr add "$LABIP" dev eth0 && say "stage=own-address ip=$LABIP"
+fi
+if [ -n "$KS" ]; then  # an installer fetching its install file (kickstart's inst.ks=)
+    if wget -q -O /tmp/install-file "$KS"; then say "stage=install-file-fetched"
+    else say "stage=install-file-refused url=$KS"; fi
+fi
 booted() {
     [ -n "$BOOTED" ] || return 0
     if wget -q -O /dev/null "$BOOTED"; then say "stage=booted-called"

@@ -17,7 +17,8 @@ from lab.qemu import BIOS, UEFI
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.e2e]
 SHORT = {f"BOOTYARD_BOOTSTATE__{stage.upper()}": "4"
-         for stage in ("dhcp", "offered", "bound", "loader", "script", "kernel", "initrd")}
+         for stage in ("dhcp", "offered", "bound", "loader", "script", "kernel", "initrd",
+                       "os_dhcp")}
 
 
 def states(boot, state: str | None = None) -> dict:
@@ -32,6 +33,8 @@ def states(boot, state: str | None = None) -> dict:
     ("dhcp", BIOS, "dhcp", "dhcp_ignored"),  # the host disabled
     ("tftp", UEFI, "bound", "tftp_not_found"),  # its loader missing from the TFTP root
     ("http", BIOS, "kernel", "tftp_not_found"),  # its initrd missing from the images: a 404
+    # its installer fetches the install file from an address that is not the host's
+    ("install", BIOS, "os_dhcp", "install_file_refused"),
 ])
 def test_a_boot_made_to_fail_is_shown_stuck_with_its_reason(bootlab, fault, firmware, stage,
                                                             reason):
@@ -44,6 +47,12 @@ def test_a_boot_made_to_fail_is_shown_stuck_with_its_reason(bootlab, fault, firm
         boot.stack._sync_client().hset(f"bootyard:host:{host.mac}", "enabled", "no")
     elif fault == "tftp":
         (boot.plan.tftp_root / "ipxe.efi").unlink()
+    elif fault == "install":
+        own = boot.plan.network.rsplit(".", 1)[0] + ".199/24"  # outside the pool, no lease
+        boot.stack._sync_client().hset(f"bootyard:profile:{host.name}", mapping={
+            "install": "kickstart",
+            "cmdline": f"{host.cmdline} inst.ks={boot.plan.http_base}/install/{host.mac}/ks.cfg "
+                       f"bootyard.lab_ip={own}"})
     else:
         (boot.plan.www_root / "images" / "initrd.img").unlink()
     vm = boot.vm(host.mac, firmware)
@@ -63,7 +72,10 @@ def test_a_boot_made_to_fail_is_shown_stuck_with_its_reason(bootlab, fault, firm
         except TimeoutError:
             timeline = [(round(e.ts, 1), e.kind, e.fields.get("file") or e.fields.get("arch"),
                          e.fields.get("result")) for e in boot.events(host.mac)]
-            raise AssertionError(f"last seen: {seen}; events: {timeline}") from None
+            now = states(boot).get(host.mac) or {}
+            raise AssertionError(f"last seen: {seen}; now: {now.get('state')} "
+                                 f"{now.get('stage')} {now.get('reason_code')}; "
+                                 f"events: {timeline}") from None
     finally:
         vm.stop()
     assert found["stage"] == stage, found
