@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-import redis as sync_redis
 
+from harness.clikit import cli, raw  # noqa: F401 - pytest fixtures
 from services.http.access import Access
 from services.http.render import Renderer
 from services.http.server import BootService
@@ -80,28 +80,6 @@ def boot(env, aiohttp_client):
     async def make(**discovery):
         return await aiohttp_client(boot_service(env, **discovery).app())
     return make
-
-
-@pytest.fixture
-def cli(redis_url, monkeypatch, capsys):
-    """``cli(*argv) -> (exit code, stdout, stderr)`` of ``bootyard`` on the test's Redis."""
-    from cli.commands import main
-
-    monkeypatch.setenv("BOOTYARD_REDIS_URL", redis_url)
-    monkeypatch.delenv("BOOTYARD_CONFIG", raising=False)
-
-    def run(*argv):
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
-
-
-@pytest.fixture
-def raw(redis_url):
-    client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="session")

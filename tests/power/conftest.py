@@ -13,27 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from harness.clikit import cli  # noqa: F401 - a pytest fixture
 from harness.netlab import stop_process, wait_for
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from vmctl import Vm  # noqa: E402
-
-
-@pytest.fixture
-def cli(redis_url, monkeypatch, capsys):
-    """``cli(*argv) -> (exit code, stdout, stderr)`` of ``bootyard`` on the test's Redis."""
-    from cli.commands import main
-
-    monkeypatch.setenv("BOOTYARD_REDIS_URL", redis_url)
-    monkeypatch.delenv("BOOTYARD_CONFIG", raising=False)
-
-    def run(*argv):
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
