@@ -63,10 +63,11 @@ def images_dir(args):
     from services.http.settings import HttpSection
     from shared import settings as settings_mod
 
-    @dataclasses.dataclass(frozen=True)
-    class Images:
-        http: HttpSection = dataclasses.field(default_factory=HttpSection)
-
+    # built here, not declared: with postponed annotations a class in this function would name
+    # HttpSection as a string the settings loader resolves in the module, where it is not
+    Images = dataclasses.make_dataclass(
+        "Images", [("http", HttpSection, dataclasses.field(default_factory=HttpSection))],
+        frozen=True)
     try:
         cfg = settings_mod.load_settings(Images, None, os.environ)
     except settings_mod.SettingsError as exc:

@@ -246,3 +246,13 @@ def test_images_export_and_import_like_the_other_kinds(cli, raw, tmp_path, image
     assert raw.hgetall("bootyard:image:deb12") == before
     code, out, _ = cli("image", "list")
     assert code == 0 and "deb12/linux" in out and "dir" in out
+
+
+def test_images_directory_from_the_settings(cli, raw, tmp_path, images, monkeypatch):
+    """Without --images-dir the directory is http.images_root (as in the compose cli container,
+    BOOTYARD_HTTP__IMAGES_ROOT): compose-test found this path failing with a NameError."""
+    tree = _netboot_tree(tmp_path / "tree")
+    monkeypatch.setenv("BOOTYARD_HTTP__IMAGES_ROOT", str(images))
+    code, out, err = cli("image", "import", "deb12", str(tree))
+    assert code == 0, err
+    assert (images / "deb12" / "linux").exists()
