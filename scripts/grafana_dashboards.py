@@ -40,7 +40,7 @@ BOOT_PIPELINE = [
          "Inventory hosts by the state and the stage of their latest boot attempt "
          "(docs/console.md; `bootyard host list` shows each)"),
         ("Stuck hosts by reason", "timeseries", "none",
-         [("{{reason}}", "sum by (reason) (bootyard_boot_stuck_hosts) > 0")],
+         [("{{reason}}", "sum by (reason) (bootyard_boot_stuck_hosts)")],
          "Hosts whose boot stopped past a stage's expected time, by the most likely reason "
          "(alert BootyardHostsStuck; `bootyard host list --state stuck` names them)"),
         ("Boot timeline events by component", "timeseries", "ops",
