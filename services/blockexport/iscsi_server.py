@@ -30,6 +30,7 @@ import threading
 import time
 
 from services.blockexport import iscsi_hosts, metrics as m, scsi
+from services.blockexport.follow import FollowsExports
 from services.blockexport.iscsi_conn import Connection
 from services.blockexport.iscsi_login import Login, Offer, TargetConfig
 from services.blockexport.iscsi_session import Session, Task
@@ -174,7 +175,7 @@ def disk_changed(old: Export, new: Export) -> bool:
         (new.backing, new.cow, new.readonly, new.iqn, new.lun)
 
 
-class IscsiServer:
+class IscsiServer(FollowsExports):
     def __init__(self, section: BlockexportSection, cache, events, leases=None,
                  attachments=None) -> None:
         self.section = section
@@ -187,8 +188,6 @@ class IscsiServer:
         self.conns: set[Connection] = set()
         self.sessions: dict[tuple, Connection] = {}
         self._reported: dict[str, str] = {}
-        self._dirty = asyncio.Event()
-        self._dirty.set()
         self._tsih = itertools.count(1)
         self._names: tuple[int, dict] = (-1, {})
         self._tasks: set[asyncio.Task] = set()
@@ -197,7 +196,7 @@ class IscsiServer:
                            first_burst=min(section.iscsi_first_burst, section.iscsi_max_burst))
         self.server: asyncio.base_events.Server | None = None
         self._reconciled = 0
-        cache.on_change(self._on_change)
+        self._watch_exports(cache)
 
     # -- listening ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -212,19 +211,6 @@ class IscsiServer:
         return self.server.sockets[0].getsockname()[1] if self.server else 0
 
     # -- exports -----------------------------------------------------------------------------
-    def _on_change(self, kind: str, _ident: str) -> None:
-        if kind == "export":
-            self._dirty.set()
-
-    async def follow_inventory(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self._dirty.wait()
-            self._dirty.clear()
-            try:
-                await self.reconcile()
-            except Exception as exc:  # noqa: BLE001 - the next change retries
-                log.exception("reconcile_failed", reason=str(exc))
-
     async def reconcile(self) -> None:
         wanted = {e.name: e for e in self.cache.all("export") if e.kind == "iscsi"}
         for name in list(self.served):

@@ -42,6 +42,7 @@ from services.blockexport.codec import (
     Frame,
     Header,
 )
+from services.blockexport.follow import FollowsExports
 from services.blockexport.policy import Drop, Flush, Read, Reply, State, Target, Write
 from services.blockexport.settings import BlockexportSection
 from services.blockexport.storage import CowDisk, Disk, PlainDisk, StorageError
@@ -114,7 +115,7 @@ def disk_changed(old: Export, new: Export) -> bool:
     return (old.backing, old.cow, old.readonly) != (new.backing, new.cow, new.readonly)
 
 
-class BlockexportServer:
+class BlockexportServer(FollowsExports):
     def __init__(self, section: BlockexportSection, cache, events, transport: Transport,
                  attachments: Attachments | None = None,
                  states: TargetStates | None = None) -> None:
@@ -132,25 +133,10 @@ class BlockexportServer:
         self.served: dict[str, Served] = {}
         self.by_address: dict[tuple[int, int], Served] = {}
         self._reported: dict[str, str] = {}
-        self._dirty = asyncio.Event()
-        self._dirty.set()
         self._reconciled = 0  # reconcile rounds done (tests wait on it)
-        cache.on_change(self._on_change)
+        self._watch_exports(cache)
 
     # -- exports from the inventory --------------------------------------------------------
-    def _on_change(self, kind: str, _ident: str) -> None:
-        if kind == "export":
-            self._dirty.set()
-
-    async def follow_inventory(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self._dirty.wait()
-            self._dirty.clear()
-            try:
-                await self.reconcile()
-            except Exception as exc:  # noqa: BLE001 - next change retries; never stop serving
-                log.exception("reconcile_failed", reason=str(exc))
-
     async def reconcile(self) -> None:
         wanted = {e.name: e for e in self.cache.all("export") if e.kind == "aoe"}
         for name in list(self.served):
