@@ -107,16 +107,7 @@ def build(workdir: Path, init: str, modules: tuple[str, ...] = MODULES,
     cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
     for applet in APPLETS:
         cpio.symlink(f"bin/{applet}", "busybox")
-    made = set()
-    for rel in order:
-        parts = Path(rel).parts
-        for i in range(1, len(parts)):
-            sub = "/".join(parts[:i])
-            if sub not in made:
-                cpio.directory(f"lib/modules/{version}/{sub}")
-                made.add(sub)
-        cpio.file(f"lib/modules/{version}/{rel}", (module_root / rel).read_bytes())
-    cpio.file("etc/modules-load", ("\n".join(order) + "\n").encode())
+    cpio.modules(version, module_root, order)
     cpio.file("etc/aoe-functions", FUNCTIONS.encode())
     extra = {name: (data, 0o644) for name, data in (files or {}).items()}
     extra.update(host_binaries(binaries))

@@ -215,16 +215,7 @@ def build(images: Path, cache: Path | None = None, log=print) -> tuple[Path, Pat
     cpio.file("usr/sbin/dmidecode", _find(trees["dmidecode"], "dmidecode").read_bytes(), 0o755)
     for target, name in LIBRARIES.items():
         cpio.file(target, _find(trees["libc6"], name).read_bytes(), 0o755)
-    made = set()
-    for rel in order:
-        parts = Path(rel).parts
-        for i in range(1, len(parts)):
-            sub = "/".join(parts[:i])
-            if sub not in made:
-                cpio.directory(f"lib/modules/{version}/{sub}")
-                made.add(sub)
-        cpio.file(f"lib/modules/{version}/{rel}", (module_root / rel).read_bytes())
-    cpio.file("etc/modules-load", ("\n".join(order) + "\n").encode())
+    cpio.modules(version, module_root, order)
     cpio.file("etc/udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
     cpio.file("init", INIT.encode(), 0o755)
     out = images / "discovery"

@@ -184,6 +184,21 @@ class Cpio:
     def symlink(self, name: str, target: str) -> None:
         self._entry(name, stat.S_IFLNK | 0o777, target.encode())
 
+    def modules(self, version: str, module_root: Path, order: list[str]) -> None:
+        """The kernel modules ``order`` (paths under ``module_root``) under
+        ``lib/modules/<version>/``, with their directories, and ``etc/modules-load`` listing them
+        in that order (the guest's init loads them one by one)."""
+        made = set()
+        for rel in order:
+            parts = Path(rel).parts
+            for i in range(1, len(parts)):
+                sub = "/".join(parts[:i])
+                if sub not in made:
+                    self.directory(f"lib/modules/{version}/{sub}")
+                    made.add(sub)
+            self.file(f"lib/modules/{version}/{rel}", (module_root / rel).read_bytes())
+        self.file("etc/modules-load", ("\n".join(order) + "\n").encode())
+
     def chardev(self, name: str, major: int, minor: int) -> None:
         self._entry(name, stat.S_IFCHR | 0o600, rdev=(major, minor))
 
@@ -242,22 +257,14 @@ def build_initramfs(busybox: Path, module_root: Path, kernel_version: str,
     for applet in APPLETS:
         cpio.symlink(f"bin/{applet}", "busybox")
     cpio.symlink("bin/cp", "busybox")
-    made = set()
+    cpio.modules(kernel_version, module_root, order)
     dep_lines = []
     for rel in order:
-        parts = Path(rel).parts
-        for i in range(1, len(parts)):
-            sub = "/".join(parts[:i])
-            if sub not in made:
-                cpio.directory(f"lib/modules/{kernel_version}/{sub}")
-                made.add(sub)
-        cpio.file(f"lib/modules/{kernel_version}/{rel}", (module_root / rel).read_bytes())
         deps = [r for r in order if Path(r).stem.replace("-", "_") in
                 {d.replace("-", "_") for d in modinfo_depends(module_root / rel)}]
         dep_lines.append(f"{rel}: {' '.join(deps)}".rstrip())
     # modules.dep so busybox modprobe works too (pitfall 11: the .deb ships none).
     cpio.file(f"lib/modules/{kernel_version}/modules.dep", ("\n".join(dep_lines) + "\n").encode())
-    cpio.file("etc/modules-load", ("\n".join(order) + "\n").encode())
     cpio.file("etc/udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
     cpio.file("init", INIT.encode(), 0o755)
     return gzip.compress(cpio.finish(), compresslevel=6, mtime=0)
