@@ -48,3 +48,16 @@ def service_process(redis_url, tmp_path):
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def console(redis_url, tmp_path):
+    """The HTTP service as a process and a headless Chromium (the console's browser tests)."""
+    from harness.webdriver import Browser
+
+    proc = ServiceProcess(tmp_path, redis_url)
+    proc.start()
+    browser = Browser()
+    yield proc, browser
+    browser.close()
+    proc.stop()

@@ -16,24 +16,13 @@ from pathlib import Path
 
 import pytest
 import redis
-from httpkit import ADMIN_TOKEN, ServiceProcess
+from httpkit import ADMIN_TOKEN
 
 from harness.netlab import wait_for
-from harness.webdriver import Browser
 from shared import keys
 
 FRESH = "52:54:00:0c:00:01"
 STUCK = "52:54:00:0c:00:02"
-
-
-@pytest.fixture
-def console(redis_url, tmp_path):
-    proc = ServiceProcess(tmp_path, redis_url)
-    proc.start()
-    browser = Browser()
-    yield proc, browser
-    browser.close()
-    proc.stop()
 
 
 def emit(client, mac, ts, service, kind, **fields):

@@ -4,24 +4,12 @@ the reinstall / rescue-once / cancel buttons writing through the admin API."""
 
 from __future__ import annotations
 
-import pytest
 import redis
-from httpkit import ADMIN_TOKEN, ServiceProcess
+from httpkit import ADMIN_TOKEN
 
 from harness.netlab import wait_for
-from harness.webdriver import Browser
 
 MAC = "52:54:00:0d:00:01"
-
-
-@pytest.fixture
-def console(redis_url, tmp_path):
-    proc = ServiceProcess(tmp_path, redis_url)
-    proc.start()
-    browser = Browser()
-    yield proc, browser
-    browser.close()
-    proc.stop()
 
 
 def test_machine_page_shows_effective_values_and_one_shot_buttons(console, redis_url):
