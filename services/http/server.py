@@ -31,10 +31,10 @@ from aiohttp import hdrs, web
 from services.http import booted, files, metrics as m, oneshot, policy
 from services.http.access import Access
 from services.http.accounting import Accounting, Record
+from services.http.fileevents import FileEvents
 from services.http.render import INSTALL_FILES, Renderer, RenderError, build_context, template_for
 from shared import audit, bootplan, logs, metrics as shared_metrics
 from shared.addresses import AddressError, normalise_mac
-from shared.logbudget import LogBudget
 from shared.schema import KINDS, Host
 from shared.store import InventoryStore, InventoryUnavailable, PreconditionFailed
 
@@ -108,9 +108,7 @@ class BootService:
         self.accounting = accounting or Accounting()
         self.cache = RenderCache(cfg.render_cache_size)
         self._recent: dict[tuple, float] = {}
-        self._lookups: set[asyncio.Task] = set()  # http.file events waiting for a lease read
-        self._missing = LogBudget(burst=10, interval=60.0)  # image_not_found lines
-        self._missing_timer: asyncio.TimerHandle | None = None
+        self.file_events = FileEvents(cfg, inventory, events, access.leases)
         self._macs: dict[str | None, str] = {}  # spelling in the request -> canonical MAC
         # the discovery boot (docs/discovery.md): its facts for the boot plan when enabled
         self.discovery_cfg = discovery_cfg
@@ -193,10 +191,7 @@ class BootService:
                                       self._macs.get(mac_text) if mac_text else None,
                                       auth=request.get(AUTH)))
         if family == "images" and request.method == "GET":
-            if status == 404:
-                self._image_missing(request)
-            if self.cfg.file_events and status in (200, 206, 404):
-                self._file_event(request, status, sent, elapsed)
+            self.file_events.answered(request, status, sent, elapsed)
 
     def emit_coalesced(self, kind: str, mac: str | None, ip: str | None, **fields: Any) -> None:
         """Emit an event unless the same event (kind, host, address, fields) was emitted in the last
@@ -212,48 +207,6 @@ class BootService:
             self._recent = {k: t for k, t in self._recent.items() if now - t < 1.0}
         self._recent[key] = now
         self.events.emit(kind, mac, ip=ip, **fields)
-
-    def _image_missing(self, request: web.Request) -> None:
-        """One warning line per missing image, within the log budget any client can cause
-        (shared/logbudget.py); what is held back is summed up once a minute."""
-        now = time.monotonic()
-        if self._missing.allow(request.remote or "", "not_found", now):
-            log.warning("image_not_found", path=request.path, ip=request.remote,
-                        root=self.cfg.images_root)
-        if self._missing.summary_due is not None and self._missing_timer is None:
-            self._missing_timer = asyncio.get_running_loop().call_later(
-                max(0.0, self._missing.summary_due - now), self._missing_summary)
-
-    def _missing_summary(self) -> None:
-        self._missing_timer = None
-        fields = self._missing.summary(time.monotonic())
-        if fields:
-            log.warning("image_not_found_summary", **fields)
-
-    def _file_event(self, request: web.Request, status: int, sent: int, elapsed: float) -> None:
-        ip = request.remote or ""
-        try:
-            host = self.inventory.host_by_ip(ip)
-        except InventoryUnavailable:
-            host = None
-        fields = dict(ip=request.remote, path=request.path, status=status, bytes=sent,
-                      duration_ms=f"{elapsed * 1000:.1f}", range="yes" if status == 206 else None,
-                      result="not_found" if status == 404 else None)
-        if host is not None or not ip:
-            self.events.emit("http.file", host.mac if host else None, **fields)
-            return
-        # not a reserved address: its lease says whose it is (the host's boot state needs the
-        # MAC on its kernel and initrd fetches); one Redis read, after the response
-        task = asyncio.get_running_loop().create_task(self._file_event_by_lease(ip, fields))
-        self._lookups.add(task)
-        task.add_done_callback(self._lookups.discard)
-
-    async def _file_event_by_lease(self, ip: str, fields: dict[str, Any]) -> None:
-        try:
-            mac = await self.access.leases.holder(ip)
-        except InventoryUnavailable:
-            mac = None
-        self.events.emit("http.file", mac, **fields)
 
     # -- helpers -------------------------------------------------------------------------------
     def base_url(self, host_header: str | None, sockname) -> str:

@@ -54,7 +54,7 @@ async def test_a_missing_image_is_an_event_in_the_hosts_timeline(inventory, aioh
 
 async def test_missing_images_past_the_budget_are_summed_up(inventory, aiohttp_client, caplog):
     service = make_service(inventory)
-    service._missing = LogBudget(burst=3, interval=0.5)
+    service.file_events._missing = LogBudget(burst=3, interval=0.5)
     http = await aiohttp_client(service.app())
     with caplog.at_level("WARNING", logger="bootyard.http"):
         for i in range(12):  # an unknown address: events in the global stream only

@@ -1,0 +1,77 @@
+"""What the boot listener tells about files under /images/: an ``http.file`` event per GET
+(200, 206, 404: a host's boot state needs its kernel and initrd fetches, docs/http.md) and one
+``image_not_found`` warning per missing image within the log budget any client can cause."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import web
+
+from shared import logs
+from shared.logbudget import LogBudget
+from shared.store import InventoryUnavailable
+
+log = logs.get_logger("http")
+
+
+class FileEvents:
+    def __init__(self, cfg, inventory, events, leases) -> None:
+        self.cfg = cfg  # the http settings section (file_events, images_root)
+        self.inventory = inventory
+        self.events = events
+        self.leases = leases
+        self._lookups: set[asyncio.Task] = set()  # http.file events waiting for a lease read
+        self._missing = LogBudget(burst=10, interval=60.0)  # image_not_found lines
+        self._missing_timer: asyncio.TimerHandle | None = None
+
+    def answered(self, request: web.Request, status: int, sent: int, elapsed: float) -> None:
+        """A GET under /images/ was answered."""
+        if status == 404:
+            self._image_missing(request)
+        if self.cfg.file_events and status in (200, 206, 404):
+            self._file_event(request, status, sent, elapsed)
+
+    def _image_missing(self, request: web.Request) -> None:
+        """One warning line per missing image, within the log budget any client can cause
+        (shared/logbudget.py); what is held back is summed up once a minute."""
+        now = time.monotonic()
+        if self._missing.allow(request.remote or "", "not_found", now):
+            log.warning("image_not_found", path=request.path, ip=request.remote,
+                        root=self.cfg.images_root)
+        if self._missing.summary_due is not None and self._missing_timer is None:
+            self._missing_timer = asyncio.get_running_loop().call_later(
+                max(0.0, self._missing.summary_due - now), self._missing_summary)
+
+    def _missing_summary(self) -> None:
+        self._missing_timer = None
+        fields = self._missing.summary(time.monotonic())
+        if fields:
+            log.warning("image_not_found_summary", **fields)
+
+    def _file_event(self, request: web.Request, status: int, sent: int, elapsed: float) -> None:
+        ip = request.remote or ""
+        try:
+            host = self.inventory.host_by_ip(ip)
+        except InventoryUnavailable:
+            host = None
+        fields = dict(ip=request.remote, path=request.path, status=status, bytes=sent,
+                      duration_ms=f"{elapsed * 1000:.1f}", range="yes" if status == 206 else None,
+                      result="not_found" if status == 404 else None)
+        if host is not None or not ip:
+            self.events.emit("http.file", host.mac if host else None, **fields)
+            return
+        # not a reserved address: its lease says whose it is (the host's boot state needs the
+        # MAC on its kernel and initrd fetches); one Redis read, after the response
+        task = asyncio.get_running_loop().create_task(self._file_event_by_lease(ip, fields))
+        self._lookups.add(task)
+        task.add_done_callback(self._lookups.discard)
+
+    async def _file_event_by_lease(self, ip: str, fields: dict[str, Any]) -> None:
+        try:
+            mac = await self.leases.holder(ip)
+        except InventoryUnavailable:
+            mac = None
+        self.events.emit("http.file", mac, **fields)
