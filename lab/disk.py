@@ -4,6 +4,11 @@ When the deploy host sends a machine to local boot (iPXE ``exit``), SeaBIOS move
 boot device, this disk, and its 16-bit boot code writes ``BOOTYARD-MARKER local-disk-<token>`` to
 COM1 (0x3f8) and halts. So the test sees positive proof that the machine booted from its disk,
 not merely that the network boot stopped. The code is hand-assembled below (no assembler needed).
+
+It starts with ``cli``: SeaBIOS mirrors its screen to the serial port from a buffer it flushes on
+the timer interrupt, and on a loaded machine the tail of its "Booting from Hard Disk..." line
+came out in the middle of the marker (``..B.`` then ``OOTYARD-MARKER``); with interrupts off
+nothing of SeaBIOS's can land between the marker's characters. The marker starts its own line.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ ORIGIN = 0x7C00
 
 
 def boot_sector(message: str) -> bytes:
-    text = message.encode("ascii") + b"\r\n\0"
+    text = b"\r\n" + message.encode("ascii") + b"\r\n\0"
     code = bytearray()
+    code += b"\xfa"                  # cli                  (see the module's docstring)
     code += b"\x31\xc0"              # xor ax, ax
     code += b"\x8e\xd8"              # mov ds, ax
     msg_fixup = len(code) + 1
