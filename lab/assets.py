@@ -17,7 +17,9 @@ Everything is rebuilt when the kernel version or the guest scripts change (a sta
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -97,6 +99,33 @@ def resolve_kernel_package() -> str:
                      "(run apt-get update?)")
 
 
+_held: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def cache_lock(root: Path | None = None):
+    """Hold the asset cache for this process: one builder at a time across processes (pytest
+    workers, helpers' test runs, `python -m lab.assets`), re-entrant within a process."""
+    root = root or cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    key = str(root.resolve())
+    if _held.get(key):
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    with open(root / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            _held[key] = 0
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def download(package: str, debs: Path) -> Path:
     """``apt-get download`` one package into ``debs`` (once); returns the .deb path."""
     debs.mkdir(parents=True, exist_ok=True)
@@ -128,6 +157,11 @@ def _stamp(kernel_package: str) -> str:
 def ensure_assets(root: Path | None = None, log=print) -> Assets:
     """Fetch and build what is missing; return the asset paths."""
     root = root or cache_dir()
+    with cache_lock(root):
+        return _ensure_assets(root, log)
+
+
+def _ensure_assets(root: Path, log) -> Assets:
     root.mkdir(parents=True, exist_ok=True)
     stamp_file = root / "stamp.json"
     kernel_package = resolve_kernel_package()

@@ -195,10 +195,11 @@ def build(images: Path, cache: Path | None = None, log=print) -> tuple[Path, Pat
     kernel_package = assets.resolve_kernel_package()
     version = kernel_package.removeprefix("linux-image-")
     log(f"discovery-image: fetching {kernel_package} and {', '.join(PACKAGES)} into {debs}")
-    kernel_tree = assets.unpack(assets.download(kernel_package, debs),
-                                cache / "unpacked" / kernel_package)
-    trees = {p: assets.unpack(assets.download(p, debs), cache / "unpacked" / p)
-             for p in PACKAGES}
+    with assets.cache_lock(cache):
+        kernel_tree = assets.unpack(assets.download(kernel_package, debs),
+                                    cache / "unpacked" / kernel_package)
+        trees = {p: assets.unpack(assets.download(p, debs), cache / "unpacked" / p)
+                 for p in PACKAGES}
     module_root = kernel_tree / "lib" / "modules" / version
     modules = _existing_modules(module_root, MODULES)
     order = initramfs.module_closure(module_root, modules)

@@ -31,11 +31,12 @@ def installer_package() -> str:
     """The package's .deb in the lab's asset cache (apt-get download once)."""
     cache = assets.cache_dir() / "debian-installer"
     cache.mkdir(parents=True, exist_ok=True)
-    found = sorted(cache.glob(f"{PACKAGE}_*.deb"))
-    if not found:
-        subprocess.run(["apt-get", "download", PACKAGE], cwd=cache, check=True,
-                       capture_output=True, timeout=600)
+    with assets.cache_lock():
         found = sorted(cache.glob(f"{PACKAGE}_*.deb"))
+        if not found:
+            subprocess.run(["apt-get", "download", PACKAGE], cwd=cache, check=True,
+                           capture_output=True, timeout=600)
+            found = sorted(cache.glob(f"{PACKAGE}_*.deb"))
     assert found, f"apt-get download {PACKAGE} left no .deb in {cache}"
     return str(found[-1])
 
