@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PYTEST_ARGS ?=
+# test workers (pytest-xdist; 0 = one process): the QEMU boots and lab load tests mostly wait on
+# one core each, so two workers finish sooner even on a 2-core machine (docs/benchmarks.md)
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadscope
 
 .PHONY: install test test-fast lint lock clean debian-packages bench
 
@@ -35,11 +39,11 @@ lint: $(VENV)/.installed
 
 ## test: every test, as CI runs them (real Redis, network namespaces, real peers)
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 ## test-fast: the same, skipping tests marked slow (QEMU boots, load tests)
 test-fast: install
-	$(PY) -m pytest --skip-slow $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) --skip-slow $(PYTEST_ARGS)
 
 ## bench: every service against its peer, one after the other (root; ~25 min); each run's log
 ## goes to build/bench/<name>.log and the RESULT lines are printed together at the end

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from lab import initramfs
-from lab.assets import cache_dir, download, resolve_kernel_package, unpack
+from lab.assets import cache_dir, cache_lock, download, resolve_kernel_package, unpack
 from lab.qemu import VM
 
 APPLETS = ("sh", "mount", "umount", "cat", "echo", "sleep", "ip", "insmod", "poweroff", "cut",
@@ -67,9 +67,10 @@ def kernel_tree() -> tuple[Path, Path, str]:
     package = resolve_kernel_package()
     version = package.removeprefix("linux-image-")
     debs = cache_dir() / "debs"
-    tree = unpack(download(package, debs), cache_dir() / "unpacked" / package)
-    busybox = unpack(download("busybox-static", debs),
-                     cache_dir() / "unpacked" / "busybox-static") / "bin" / "busybox"
+    with cache_lock():
+        tree = unpack(download(package, debs), cache_dir() / "unpacked" / package)
+        busybox = unpack(download("busybox-static", debs),
+                         cache_dir() / "unpacked" / "busybox-static") / "bin" / "busybox"
     return tree, busybox, version
 
 
