@@ -89,8 +89,9 @@ def _run(lab, seg, loader, reserved, redis, dhcp_process, tmp_path, outage):
         "network": "198.19.0.0/16", "ranges": "198.19.10.0-198.19.29.255",
         "relays": "198.19.0.5", "lease_time": "3600"})
     pcap, capture_log = tmp_path / "dhcp.pcap", tmp_path / "tcpdump.log"
+    # a 64 MiB capture buffer: a capture starved of CPU for a while still loses nothing
     capture = seg.server.popen("tcpdump", "-i", "eth0", "-n", "-U", "--immediate-mode",
-                               "-w", str(pcap),
+                               "-B", "65536", "-s", "1500", "-w", str(pcap),
                                "udp and src port 67", stdout=subprocess.DEVNULL,
                                stderr=capture_log.open("w"))
     wait_for(lambda: "listening on" in capture_log.read_text(), 10, what="tcpdump to start")
@@ -127,6 +128,8 @@ def _run(lab, seg, loader, reserved, redis, dhcp_process, tmp_path, outage):
         capture.send_signal(signal.SIGINT)
         capture.wait(10)
     assert all(s.proc.poll() is None for s in services[-1:]), "the DHCP service must keep running"
+    dropped = re.search(r"(\d+) packets? dropped by kernel", capture_log.read_text())
+    assert dropped and dropped.group(1) == "0", f"the capture is incomplete: {dropped}"
     acked = acks_on_wire(pcap)
     by_ip: dict[str, set[str]] = {}
     for ip, mac in acked:

@@ -4,9 +4,9 @@ bytes, and nothing in Redis is corrupted (every hash as before, every event stre
 ``bootyard validate`` clean).
 
 Four clients in a lab namespace each download a 3 MiB file three times (tftp-hpa, or curl held
-to 1 MB/s so that downloads are in flight), checking its SHA-256, retrying a failed attempt up
+to 512 KiB/s so that downloads are in flight), checking its SHA-256, retrying a failed attempt up
 to 8 times with a back-off (0.5 s doubling, at most 8 s); the service (2 worker processes, as
-a multi-core host runs it) is killed (SIGKILL to all its processes) once downloads have
+a multi-core host runs it) is killed (SIGKILL to all its processes) once a download has
 completed and others are in flight. Bounded: each attempt 20 s at most, the whole load 300 s.
 (DHCP's kill -9 is in test_outage_under_load.py, blockexport's in
 tests/blockexport/test_service_crash.py, mirrorsync's in tests/mirrorsync.)
@@ -44,7 +44,7 @@ for _ in range(rounds):
         if kind == "tftp":
             argv = ["tftp", "-m", "binary", server, "-c", "get", "big.bin", out]
         else:
-            argv = ["curl", "-sf", "--max-time", "20", "--limit-rate", "1M", "-o", out,
+            argv = ["curl", "-sf", "--max-time", "20", "--limit-rate", "512K", "-o", out,
                     f"http://{server}:8080/images/big.bin"]
         try:
             subprocess.run(argv, timeout=20, capture_output=True)
@@ -138,7 +138,7 @@ def _run(seg, client_ns, redis, root, data, tmp_path, service):
         return sum((tmp_path / f"client-{n}.out").read_text().count("done")
                    for n in range(CLIENTS))
 
-    wait_for(lambda: completed() >= 2, 120, what="two downloads before the kill")
+    wait_for(lambda: completed() >= 1, 120, what="a download before the kill")
     # kill -9 of the whole service, supervisor and workers at once, as `docker kill` or the
     # OOM killer of a cgroup does: no graceful stop for the transfers in flight
     os.killpg(procs[0].proc.pid, signal.SIGKILL)
