@@ -25,6 +25,14 @@
 #     every service reaches Redis again, and the client renews its address.
 #  7. Everything is torn down (trap): compose project and volumes, engine, namespace, veth.
 #
+# COMPOSE_TEST_HA=1 (make compose-test-ha) runs the same with the ha profile: a master, a replica
+# and three sentinels on the host network announcing the engine's docker0 address, every service
+# given the sentinels' URL (BOOTYARD_STACK_REDIS_URL); steps 3-5 then write the host and the
+# lease through the sentinels, and step 6 becomes: kill -9 the master's container, the
+# sentinels promote the replica, the host record and the lease are on it, and every service
+# follows without a restart (a new host added after the failover is served by http and tftp,
+# dhcp writes a new lease on the promoted replica, Prometheus sees every service on Redis).
+#
 # It fails loudly when a service is missing. COMPOSE_TEST_PARTIAL=1 (development only) runs the
 # machinery with the services that exist and still exits 1 at the end.
 set -euo pipefail
@@ -88,7 +96,7 @@ if [ "${1:-}" != --inside ]; then
         -e "s|^BOOTYARD_SUBNET_RANGE=.*|BOOTYARD_SUBNET_RANGE=192.0.2.100-192.0.2.199|" \
         -e "s|^BOOTYARD_ADMIN_TOKEN=.*|BOOTYARD_ADMIN_TOKEN=0123|" \
         -e "s|^BOOTYARD_TOKEN_SECRET=.*|BOOTYARD_TOKEN_SECRET=4567|" "$tmp/full.env"
-    for profile in "" monitoring tools; do
+    for profile in "" monitoring tools ha; do
         $COMPOSE_BIN --project-directory "$REPO" --env-file "$tmp/full.env" \
             ${profile:+--profile "$profile"} config -q || fail "docker-compose config (profile '${profile:-default}')"
     done
@@ -138,6 +146,19 @@ BOOTYARD_PROMETHEUS_PORT=$PROM_PORT
 BOOTYARD_ALERTMANAGER_PORT=$AM_PORT
 EOF
 COMPOSE=("$COMPOSE_BIN" --project-directory "$REPO" -p bootyard-test --env-file "$tmp/test.env" --profile monitoring)
+HA=${COMPOSE_TEST_HA:-}
+HA_SERVICES=()
+if [ -n "$HA" ]; then
+    # The address the ha profile's Redis listens on and announces: docker0's, reachable from
+    # the host-network services (a local address) and from the bridge ones (via their gateway).
+    HA_ADDR=$(ip -4 -o addr show docker0 | awk '{print $4}' | cut -d/ -f1)
+    [ -n "$HA_ADDR" ] || fail "the engine's docker0 has no IPv4 address"
+    HA_URL="redis+sentinel://$HA_ADDR:26379,$HA_ADDR:26380,$HA_ADDR:26381/bootyard/0"
+    printf '%s\n' "BOOTYARD_HA_ADDRESS=$HA_ADDR" BOOTYARD_HA_DOWN_AFTER_MS=2000 \
+        "BOOTYARD_STACK_REDIS_URL=$HA_URL" >> "$tmp/test.env"
+    COMPOSE+=(--profile ha)
+    HA_SERVICES=(redis-ha-a redis-ha-b redis-ha-sentinel-1 redis-ha-sentinel-2 redis-ha-sentinel-3)
+fi
 dc() { "${COMPOSE[@]}" "$@"; }
 
 teardown() {
@@ -158,9 +179,9 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-for port in 9101 9102 9104 3260; do
+for port in 9101 9102 9104 3260 ${HA:+6380 6381 26379 26380 26381}; do
     if "$PY" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $port)) != 0)"; then
-        fail "port $port is taken on this host: the host-network dhcp/tftp/blockexport metrics (and blockexport's iSCSI, 3260) need it"
+        fail "port $port is taken on this host: the host-network dhcp/tftp/blockexport metrics (and blockexport's iSCSI, 3260; the ha profile's Redis, 6380-6381 and 26379-26381) need it"
     fi
 done
 
@@ -184,12 +205,12 @@ ip netns exec "$NS" ip link set eth0 address "$CLIENT_MAC"
 ip netns exec "$NS" ip link set eth0 up
 
 say "step 3: docker compose up --wait (${present[*]} + redis, setup, prometheus, alertmanager)"
-up_services=(redis setup "${present[@]}" prometheus alertmanager)
+up_services=(redis "${HA_SERVICES[@]}" setup "${present[@]}" prometheus alertmanager)
 locked "${COMPOSE[@]}" up -d --wait --wait-timeout 120 "${up_services[@]}" >&2 \
     || fail "docker compose up --wait"
 dc ps -a --format '{{.Service}} {{.State}} {{.Health}}' > "$tmp/ps"
 cat "$tmp/ps" >&2
-for svc in redis "${present[@]}" prometheus alertmanager; do
+for svc in redis "${HA_SERVICES[@]}" "${present[@]}" prometheus alertmanager; do
     grep -q "^$svc running healthy$" "$tmp/ps" || fail "$svc is not running and healthy"
 done
 grep -q '^setup exited' "$tmp/ps" || fail "setup did not run"
@@ -217,7 +238,15 @@ if [[ " ${present[*]} " == *" mirrorsync "* ]]; then
 fi
 say "step 3: ok: every service healthy; dhcp, tftp and http hold only their capabilities"
 
-rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+if [ -n "$HA" ]; then
+    # the master the sentinels name now (what the services write to)
+    master_port() { redis-cli -h "$HA_ADDR" -p 26379 SENTINEL get-master-addr-by-name bootyard | tail -1; }
+    rcli() { redis-cli -h "$HA_ADDR" -p "$(master_port)" "$@"; }
+    [ "$(master_port)" = 6380 ] || fail "the sentinels do not name redis-ha-a (6380) as the master"
+    [ "$(redis-cli -h "$HA_ADDR" -p 6381 ROLE | head -1)" = slave ] || fail "redis-ha-b is not a replica"
+else
+    rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+fi
 [ "$(rcli CONFIG GET appendonly | tail -1)" = yes ] || fail "redis runs without appendonly"
 case "$(rcli CONFIG GET notify-keyspace-events | tail -1)" in
     *K*) ;; *) fail "redis has no keyspace notifications";;
@@ -388,6 +417,56 @@ elif [ ${#present[@]} -lt ${#SERVICES[@]} ]; then
     partial_status=1
 else
     fail "Prometheus targets or dashboard queries"
+fi
+
+if [ -n "$HA" ]; then
+    say "step 6 (ha): kill -9 the master's container; the sentinels promote the replica"
+    rcli HGETALL "bootyard:host:$CLIENT_MAC" > "$tmp/host.before"
+    [ -s "$tmp/host.before" ] || fail "no host record before the failover"
+    rcli HGETALL "bootyard:lease:$CLIENT_IP" > "$tmp/lease.before"
+    # what the CLI wrote is on the replica before the kill (DHCP's leases wait for it themselves)
+    [ "$(rcli WAIT 1 5000)" -ge 1 ] || fail "the replica did not acknowledge the writes"
+    dc kill -s SIGKILL redis-ha-a >&2
+    killed=$(date +%s)
+    for _ in $(seq 120); do [ "$(master_port)" = 6381 ] && break; sleep 0.5; done
+    [ "$(master_port)" = 6381 ] || fail "the sentinels did not promote redis-ha-b within 60 s"
+    say "step 6 (ha): redis-ha-b promoted $(( $(date +%s) - killed )) s after the kill"
+    [ "$(rcli ROLE | head -1)" = master ] || fail "redis-ha-b does not say it is the master"
+    rcli HGETALL "bootyard:host:$CLIENT_MAC" > "$tmp/host.after"
+    cmp "$tmp/host.before" "$tmp/host.after" || fail "the host record is not on the promoted replica"
+    rcli HGETALL "bootyard:lease:$CLIENT_IP" > "$tmp/lease.after"
+    cmp "$tmp/lease.before" "$tmp/lease.after" || fail "the lease is not on the promoted replica"
+    # every service follows, without a restart: a host added now (CLI through the sentinels) is
+    # served by http and tftp, dhcp writes a lease on the new master
+    bootyard host add 02:b0:07:ea:00:02 --hostname ct-after --profile ct-live >&2 \
+        || fail "the CLI could not write through the sentinels after the failover"
+    sleep 2
+    if [[ " ${present[*]} " == *" http "* ]]; then
+        timeout 30 ip netns exec "$NS" curl -fsS "http://$SERVER:$HTTP_PORT/boot/ipxe?mac=02:b0:07:ea:00:02" \
+            > "$tmp/after.ipxe" || fail "http did not serve the host added after the failover"
+        grep -q vmlinuz "$tmp/after.ipxe" || { cat "$tmp/after.ipxe" >&2; fail "http does not see the new host's profile"; }
+    fi
+    if [[ " ${present[*]} " == *" tftp "* ]]; then
+        (cd "$tmp" && timeout 60 ip netns exec "$NS" tftp -m binary "$SERVER" -c get "$BOOT_FILE" after.bin) \
+            || fail "tftp fetch after the failover failed"
+        cmp "$tmp/after.bin" "$tmp/expected.bin" || fail "tftp served different bytes after the failover"
+    fi
+    if [[ " ${present[*]} " == *" dhcp "* ]]; then
+        expires=$(rcli HGET "bootyard:lease:$CLIENT_IP" expires)
+        sleep 1  # the renewal's expiry is a later second
+        pxe_udhcpc || fail "no lease from dhcp after the failover"
+        grep -qx "ip=$CLIENT_IP" "$tmp/lease.bound" || fail "the client got a different address after the failover"
+        rcli HGET "bootyard:lease:$CLIENT_IP" mac | grep -qx "$CLIENT_MAC" \
+            || fail "the lease on the promoted replica is not the client's"
+        [ "$(rcli HGET "bootyard:lease:$CLIENT_IP" expires)" -gt "$expires" ] \
+            || fail "dhcp did not write the renewal on the promoted replica"
+    fi
+    "$PY" tests/deploy/dashboard_checks.py --prometheus "$PROM" --wait-redis-up 90 >&2 \
+        || fail "services did not reach Redis after the failover"
+    dc ps --format '{{.Service}} {{.State}} {{.Health}}' | grep -v 'running healthy' \
+        | grep -v -e '^setup' -e '^redis-ha-a' && fail "a service is unhealthy after the failover"
+    say "step 6 (ha): ok (records on the promoted replica; cli, http, tftp, dhcp followed it)"
+    exit $partial_status
 fi
 
 say "step 6: kill -9 redis, start it again: nothing acknowledged is lost"

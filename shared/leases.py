@@ -237,6 +237,9 @@ class LeaseStore:
         # steps (built only then) after a Redis failure
         self._journal: collections.deque[tuple[float, Step, Outcome]] = collections.deque()
         self._replay: list[Step] = []
+        # reserved hosts acknowledged from the cache while Redis was unreachable (the degraded
+        # mode): {(client, ip): restore step}, written with the replay when Redis answers again
+        self._offline: dict[tuple[str, str], Step] = {}
         self.replayed = 0  # restore steps the last replay wrote (after a Redis failure)
         self._idle: list = []  # connections of _evalsha with no call in flight
         self._open: set = set()
@@ -279,10 +282,12 @@ class LeaseStore:
         fails (then nothing of the batch may be assumed done)."""
         try:
             with redis_errors("leases"):
-                if self._replay:
+                if self._replay or self._offline:
+                    replay = self._replay + list(self._offline.values())
                     await self._execute([Step("restore", s.subnet, s.mac, int(time.time()),
-                                              s.args, s.client) for s in self._replay])
-                    self.replayed, self._replay = len(self._replay), []
+                                              s.args, s.client) for s in replay])
+                    self.replayed, self._replay = len(replay), []
+                    self._offline.clear()
                 results = await self._execute(steps)
         except InventoryUnavailable:
             # After a failure no kept connection is trusted, ours or the client's.
@@ -375,6 +380,15 @@ class LeaseStore:
             await conn.disconnect()
         self._open.clear()
         self._idle.clear()
+
+    def acked_offline(self, step: Step, ip: str) -> None:
+        """A reserved host's REQUEST (``step``, a :meth:`request_step`) acknowledged with
+        ``ip`` from the inventory cache while Redis was unreachable: its lease is written with
+        the journal's replay, before any new step, once Redis answers again (one entry per
+        client and address however often it renews meanwhile)."""
+        client = step.client or step.mac
+        self._offline[(client, ip)] = Step("restore", step.subnet, step.mac, step.now, (
+            ip, "bound", step.args[0], step.args[3]), step.client)
 
     def _fail(self) -> None:
         if not self.failed:

@@ -3,7 +3,9 @@
 ``python blast.py KIND TARGET SEEDS COUNT SECONDS [RNG_SEED]``
 KIND: ``udp`` (TARGET host:port; broadcast allowed), ``tcp`` (host:port: one connection per
 input, 8 at a time, the answer read and dropped), ``raw`` (TARGET interface: whole Ethernet
-frames on it). SEEDS: a file of hex-encoded valid messages, one per line. Stops after COUNT
+frames on it), ``iscsi`` (host:port: a login, the first seed, then mutated PDUs of the others
+on each connection; :func:`iscsi`). SEEDS: a file of hex-encoded valid messages, one per
+line. Stops after COUNT
 inputs or SECONDS, whichever comes first, and prints ``sent N`` (bounded in count and time).
 """
 
@@ -44,6 +46,44 @@ def mutate(rng: random.Random, seeds: list[bytes]) -> bytes:
     return bytes(data)
 
 
+def iscsi(target: str, seeds: list[bytes], rng: random.Random, count: int,
+          deadline: float) -> int:
+    """8 connections at a time; on each, the login (seeds[0]) then 1-31 mutated PDUs of
+    seeds[1:], or (one in five) a mutated login then mutated PDUs; every PDU one input."""
+    host, port = target.rsplit(":", 1)
+    login, pdus = seeds[0], seeds[1:]
+    lock = threading.Lock()
+    state = {"sent": 0}
+
+    def worker(n: int) -> None:
+        local = random.Random(rng.random() + n)
+        while time.monotonic() < deadline:
+            many = local.randint(1, 32)
+            with lock:
+                many = min(many, count - state["sent"])
+                if many <= 0:
+                    return
+                state["sent"] += many
+            first = login if local.random() < 0.8 else mutate(local, [login])
+            stream = first + b"".join(mutate(local, pdus) for _ in range(many - 1))
+            try:
+                with socket.create_connection((host, int(port)), timeout=2) as conn:
+                    conn.settimeout(0.3)
+                    conn.sendall(stream)
+                    conn.shutdown(socket.SHUT_WR)
+                    while conn.recv(65536):
+                        pass
+            except OSError:
+                pass
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return state["sent"]
+
+
 def main() -> int:
     kind, target, seeds_file, count, seconds = sys.argv[1:6]
     rng = random.Random(int(sys.argv[6]) if len(sys.argv) > 6 else 1)
@@ -70,6 +110,8 @@ def main() -> int:
             except OSError:
                 time.sleep(0.001)
             sent += 1
+    elif kind == "iscsi":
+        sent = iscsi(target, seeds, rng, count, deadline)
     else:
         host, port = target.rsplit(":", 1)
         lock = threading.Lock()

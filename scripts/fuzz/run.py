@@ -1,15 +1,17 @@
 """``make fuzz``: every protocol's input path under a coverage-guided fuzzer and a packet
 mutator against the running service.
 
-For each protocol (dhcp, tftp, aoe, http):
+For each protocol (dhcp, tftp, aoe, http, iscsi):
 1. the codec and the pure code behind it under atheris (libFuzzer, coverage-guided;
    scripts/fuzz/targets.py), seeded with real clients' messages (tests/golden captures of
-   iPXE, OVMF, udhcpc, GRUB, PXELINUX; AoE and HTTP requests as the initiators send them);
+   iPXE, OVMF, udhcpc, GRUB, PXELINUX; AoE and HTTP requests and iSCSI logins and commands
+   as the initiators send them);
 2. the service itself (``python -m services.<name>``, real Redis) in a lab network namespace,
-   fed mutated copies of the same messages from a client namespace (scripts/fuzz/blast.py);
+   fed mutated copies of the same messages from a client namespace (scripts/fuzz/blast.py;
+   iSCSI: on each connection a login, then mutated PDUs, or a mutated login);
    afterwards it must still be running, answer a normal client (udhcpc, tftp-hpa, curl, an AoE
-   read), and hold no more file descriptors and not much more memory than after the warm-up
-   tenth of the inputs.
+   read, an iSCSI login and read, libiscsi's iscsi-inq), and hold no more file descriptors
+   and not much more memory than after the warm-up tenth of the inputs.
 A crash, a hang, a leak or a service that stops answering fails the run (exit 1). The last
 line is ``RESULT fuzz ...`` with the counts. Bounded in count and time; namespaces are
 removed afterwards, even on failure.
@@ -34,7 +36,7 @@ from harness.dhcpkit import UnixRedis, seed_inventory  # noqa: E402
 from harness.labservice import LabService  # noqa: E402
 from harness.netlab import Lab, wait_for  # noqa: E402
 
-PROTOCOLS = ("dhcp", "tftp", "aoe", "http")
+PROTOCOLS = ("dhcp", "tftp", "aoe", "http", "iscsi")
 HERE = Path(__file__).resolve().parent
 RSS_GROWTH_LIMIT_KIB = 32 * 1024  # after the warm-up tenth; a leak of a few bytes per input
 FD_GROWTH_LIMIT = 8               # of 1M inputs shows far beyond both
@@ -72,6 +74,8 @@ def seeds(protocol: str) -> list[bytes]:
                         Ata(aflags=codec.AFlag.EXTENDED | codec.AFlag.WRITE, count=1, lba=9,
                             command=codec.AtaCommand.WRITE_SECTORS_EXT, data=bytes(512)))]
         return [codec.encode(f) for f in frames]
+    if protocol == "iscsi":
+        return iscsi_seeds()
     return [b"GET /boot/52:54:00:12:34:56.ipxe HTTP/1.1\r\nHost: x\r\n\r\n",
             b"GET /images/fuzz/kernel HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9,20-\r\n\r\n",
             b"HEAD /images/fuzz/kernel HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"a\"\r\n\r\n",
@@ -81,11 +85,77 @@ def seeds(protocol: str) -> list[bytes]:
             b"GET /mirror/debian/dists/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]
 
 
+ISCSI_IQN = "iqn.2026-12.org.bootyard:fuzz"
+
+
+def iscsi_login_stream(target: str = ISCSI_IQN, discovery: bool = False) -> bytes:
+    """A whole login as an initiator pipelines it: security stage, then operational to full
+    feature, no CHAP (as open-iscsi and iPXE log in to an export without a secret)."""
+    import iscsiwire as w  # noqa: PLC0415 - tests/blockexport
+    keys = [("InitiatorName", "iqn.2026-12.org.bootyard:fuzzer")]
+    keys += [("SessionType", "Discovery")] if discovery else [("TargetName", target),
+                                                               ("SessionType", "Normal")]
+    return (w.login(keys + [("AuthMethod", "None")], csg=0, nsg=1, transit=True) +
+            w.login([("HeaderDigest", "None"), ("DataDigest", "None"), ("InitialR2T", "No"),
+                     ("ImmediateData", "Yes"), ("MaxRecvDataSegmentLength", "65536"),
+                     ("MaxBurstLength", "262144"), ("FirstBurstLength", "65536"),
+                     ("MaxOutstandingR2T", "1"), ("ErrorRecoveryLevel", "0")],
+                    csg=1, nsg=3, transit=True))
+
+
+def iscsi_pdus() -> list[bytes]:
+    """Full-feature PDUs an initiator sends after that login (CmdSN from 1)."""
+    import iscsiwire as w  # noqa: PLC0415
+    from scsikit import cdb6, cdb10, cdb16, pr_in, pr_out  # noqa: PLC0415
+    block = bytes(range(256)) * 2
+    cdbs = [(bytes((0x12, 0, 0, 0, 96, 0)), 96), (bytes((0x12, 1, 0x80, 0, 255, 0)), 255),
+            (bytes((0x12, 1, 0x83, 0, 255, 0)), 255), (cdb10(0x25), 8),
+            (cdb16(0x9E, flags=0x10, blocks=32), 32), (bytes(6), 0),
+            (bytes((0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0)), 16),
+            (bytes((0x1A, 0, 0x3F, 0, 255, 0)), 255), (cdb10(0x28, 0, 8), 4096),
+            (cdb16(0x88, 16, 4), 2048), (cdb6(0x08, 4, 1), 512), (cdb10(0x35), 0),
+            (cdb10(0x2F, 0, 8), 0), (pr_in(0), 1024), (bytes((0x03, 0, 0, 0, 18, 0)), 18)]
+    out = [w.command(cdb, itt=2 + n, cmdsn=1 + n, edtl=edtl, read=bool(edtl))
+           for n, (cdb, edtl) in enumerate(cdbs)]
+    out += [w.command(cdb10(0x2A, 40, 1), itt=40, cmdsn=20, edtl=512, write=True, data=block),
+            w.command(cdb10(0x2A, 41, 2), itt=41, cmdsn=21, edtl=1024, write=True, final=False,
+                      data=block),
+            w.data_out(block, itt=41, offset=512, datasn=0),
+            w.command(cdb16(0x93, 42, 4), itt=42, cmdsn=22, edtl=512, write=True, data=block),
+            w.command(bytes((0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0)), itt=43, cmdsn=23, edtl=24,
+                      write=True, data=bytes((0, 22, 0, 16)) + bytes(4) + (50).to_bytes(8, "big")
+                      + (2).to_bytes(4, "big") + bytes(4)),
+            w.command(pr_out(0, 0, 0x1234)[0], itt=44, cmdsn=24, edtl=24, write=True,
+                      data=pr_out(0, 0, 0x1234)[1]),
+            w.nop_out(itt=45, cmdsn=25, data=b"ping"),
+            w.text_request([("SendTargets", "All")], itt=46, cmdsn=25),
+            w.task_mgmt(1, itt=47, cmdsn=25, ref_itt=41),
+            w.task_mgmt(5, itt=48, cmdsn=25),
+            w.logout(itt=49, cmdsn=25)]
+    return out
+
+
+def iscsi_seeds() -> list[bytes]:
+    """For the service blaster: the login first, then the full-feature PDUs. (The codec
+    fuzzer gets whole connections: iscsi_corpus.)"""
+    return [iscsi_login_stream(), *iscsi_pdus()]
+
+
+def iscsi_corpus() -> list[bytes]:
+    """Whole connections for the codec fuzzer: logins followed by commands."""
+    login, pdus = iscsi_login_stream(), iscsi_pdus()
+    out = [login + b"".join(pdus[:-1]), iscsi_login_stream(discovery=True) + pdus[-4]]
+    out += [login + p for p in pdus]
+    return out
+
+
 # -- 1. the codec under atheris --------------------------------------------------------------
 def fuzz_codec(protocol: str, inputs: int, seconds: int, work: Path) -> dict:
     corpus = work / "corpus" / protocol
     corpus.mkdir(parents=True, exist_ok=True)
-    for n, seed in enumerate(seeds(protocol) if protocol != "http" else []):
+    corpus_seeds = iscsi_corpus() if protocol == "iscsi" else \
+        seeds(protocol) if protocol != "http" else []
+    for n, seed in enumerate(corpus_seeds):
         (corpus / f"seed-{n}").write_bytes(seed)
     started = time.monotonic()
     run = subprocess.run(
@@ -187,6 +257,24 @@ def _against(protocol, lab, seg, client, redis, seed_file, inputs, seconds, work
                              f"http://{server_ip}:8080/images/fuzz/kernel", check=False,
                              timeout=30)
             return run.stdout == "200"
+    elif protocol == "iscsi":
+        disk = work / "iscsi-disk.img"
+        disk.write_bytes(os.urandom(1 << 20))
+        redis.client().hset("bootyard:export:fuzz", mapping={
+            "kind": "iscsi", "backing": str(disk), "iqn": ISCSI_IQN})
+        settings = {"interface": "", "iscsi_port": "3260", "metrics_host": "127.0.0.1",
+                    "metrics_port": "0", "iscsi_login_timeout": "5"}
+        kind, target = "iscsi", f"{server_ip}:3260"
+
+        def check() -> bool:
+            import hashlib  # noqa: PLC0415
+            want = hashlib.md5(disk.read_bytes()[:2048]).hexdigest()  # writes are allowed
+            probe = client.run(sys.executable, str(REPO / "scripts" / "iscsi-probe.py"),
+                               "--portal", f"{server_ip}:3260", "--target", ISCSI_IQN,
+                               "--lba", "0", "--count", "4", check=False, timeout=60)
+            inq = client.run("iscsi-inq", f"iscsi://{server_ip}:3260/{ISCSI_IQN}/0",
+                             check=False, timeout=60)
+            return f"md5 {want} " in probe.stdout and inq.returncode == 0
     else:
         disk = work / "aoe-disk.img"
         disk.write_bytes(os.urandom(1 << 20))
@@ -203,8 +291,8 @@ def _against(protocol, lab, seg, client, redis, seed_file, inputs, seconds, work
                 return host.read(found, 0, 2) == disk.read_bytes()[:1024]
             finally:
                 host.close()
-    service = Service({"aoe": "blockexport"}.get(protocol, protocol), seg.server, redis.url, log,
-                      **settings)
+    name = {"aoe": "blockexport", "iscsi": "blockexport"}.get(protocol, protocol)
+    service = Service(name, seg.server, redis.url, log, **settings)
     try:
         if not check():
             raise RuntimeError(f"{protocol}: the normal client failed before any fuzzing")

@@ -11,7 +11,10 @@ stops, writes the input to ``crash-*`` and exits non-zero.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,7 +23,17 @@ sys.path.insert(0, str(REPO))
 import atheris  # noqa: E402
 
 with atheris.instrument_imports():
-    from services.blockexport import codec as aoe_codec, policy as aoe_policy
+    from services.blockexport import (
+        codec as aoe_codec,
+        iscsi_login,
+        iscsi_pdu,
+        policy as aoe_policy,
+        scsi,
+        scsi_cdb,
+    )
+    from services.blockexport.iscsi_session import Session
+    from services.blockexport.scsi_sense import Check
+    from services.blockexport.storage import PlainDisk
     from services.dhcp import codec as dhcp_codec, policy as dhcp_policy
     from services.http import files as http_files
     from services.tftp import codec as tftp_codec, session as tftp_session
@@ -107,7 +120,129 @@ def http(data: bytes) -> None:
     assert ".." not in path.parts and not path.is_absolute(), path
 
 
-TARGETS = {"dhcp": dhcp, "tftp": tftp, "aoe": aoe, "http": http}
+ISCSI_TARGETS = {t.iqn: t for t in (
+    iscsi_login.TargetConfig("iqn.2026-12.org.bootyard:fuzz", "fuzz"),
+    iscsi_login.TargetConfig("iqn.2026-12.org.bootyard:chap", "chap", chap_user="fuzz",
+                             chap_secret="fuzz-secret-0123"))}
+ISCSI_OFFER = iscsi_login.Offer(max_recv_dsl=8192, max_burst=16384, first_burst=8192,
+                                max_outstanding_r2t=2)
+ISCSI_NEXUS = "iqn.2026-12.org.bootyard:initiator,i,0x400001370000"
+_UNIT: list = []  # (disk, logical unit): one 1 MiB file for the whole run
+
+
+def _iscsi_unit():
+    if not _UNIT:
+        where = tempfile.mkdtemp(prefix="bootyard-fuzz-iscsi-")
+        atexit.register(shutil.rmtree, where, True)
+        with open(f"{where}/disk.img", "wb") as f:
+            f.truncate(1 << 20)
+        disk = PlainDisk(f"{where}/disk.img")
+        _UNIT.extend((disk, scsi.LogicalUnit(name="fuzz", serial="fuzz", size_bytes=disk.size,
+                                             readonly=False, unmapped=scsi.unmapped_mode(disk))))
+    return _UNIT
+
+
+def _iscsi_cdb(cdb: bytes) -> None:
+    """The CDB decoder: a known command's mask check, transfer range and Data-Out length."""
+    command = scsi_cdb.lookup(cdb)
+    if command is not None and len(cdb) >= command.length:
+        try:
+            scsi_cdb.check_mask(cdb, command)
+        except Check:
+            pass
+        if cdb[0] in scsi_cdb.READS | scsi_cdb.WRITES | scsi_cdb.VERIFIES:
+            scsi_cdb.transfer(cdb)
+    length = scsi_cdb.data_out_length(cdb, 512)
+    assert length is None or length >= 0, length
+
+
+def _iscsi_sent(session: Session, frames) -> None:
+    """What the target sends is well framed, and no data segment is longer than the
+    initiator's MaxRecvDataSegmentLength."""
+    stream = b"".join(bytes(f) for f in frames)
+    hd, dd = session.p.header_digest, session.p.data_digest
+    while stream:
+        head, body = iscsi_pdu.frame_lengths(stream[:iscsi_pdu.BHS], hd, dd)
+        assert len(stream) >= iscsi_pdu.BHS + head + body, "a PDU we send is cut short"
+        assert iscsi_pdu.data_length(stream[:iscsi_pdu.BHS]) <= session.p.max_send_dsl, \
+            "a data segment longer than the initiator's MaxRecvDataSegmentLength"
+        stream = stream[iscsi_pdu.BHS + head + body:]
+
+
+def _iscsi_run(session: Session) -> None:
+    """Execute what the session hands out, as the server does, until nothing is left."""
+    disk, lu = _iscsi_unit()
+    for _ in range(32):
+        out = session.drain()
+        _iscsi_sent(session, out.send)
+        for kind, _lun in out.resets:
+            lu.reset(kind, ISCSI_NEXUS)
+        if not out.execute:
+            return
+        for task in out.execute:
+            request = scsi.Request(task.cdb, task.lun, ISCSI_NEXUS, task.data_out, task.edtl,
+                                   task.read, task.write)
+            response = lu.execute(request, disk) if task.lun == 0 else scsi.no_such_lun(request)
+            session.complete(task, response.status, response.data_in, response.sense,
+                             response.overflow, response.underflow)
+
+
+def iscsi(data: bytes) -> None:
+    """A stream of initiator PDUs, framed as the connection frames them: the first ones go
+    through a login (Login.receive, as iscsi_conn does), the rest, once the login is done,
+    into the full feature phase (Session.receive) whose SCSI commands run on a 1 MiB logical
+    unit; every CDB also goes through the CDB decoder, every text through parse_text."""
+    login = iscsi_login.Login(
+        targets=ISCSI_TARGETS.get, visible=lambda i, a: list(ISCSI_TARGETS.values()),
+        address="198.18.0.10", offer=ISCSI_OFFER, statsn=1, challenge=lambda n: bytes(n),
+        tsih=lambda: 1)
+    session = None
+    hd = dd = False
+    rest = data
+    for _ in range(64):
+        if len(rest) < iscsi_pdu.BHS:
+            return
+        head, body = iscsi_pdu.frame_lengths(rest[:iscsi_pdu.BHS], hd, dd)
+        raw, rest = rest[:iscsi_pdu.BHS + head + body], rest[iscsi_pdu.BHS + head + body:]
+        try:
+            p = iscsi_pdu.decode(raw, hd, dd)
+        except iscsi_pdu.DecodeError:
+            if session is None:
+                return  # the connection closes
+            continue  # rejected
+        if isinstance(p, iscsi_pdu.ScsiCommand):
+            _iscsi_cdb(p.cdb)
+        elif isinstance(p, (iscsi_pdu.TextRequest, iscsi_pdu.LoginRequest)):
+            try:
+                iscsi_pdu.parse_text(p.data)
+            except iscsi_pdu.DecodeError:
+                pass
+        if session is None:
+            if not isinstance(p, iscsi_pdu.LoginRequest):
+                return
+            step = login.receive(p)
+            assert step.state in ("continue", "done", "failed"), step.state
+            assert iscsi_pdu.data_length(step.response) + iscsi_pdu.BHS <= len(step.response)
+            if step.state == "failed":
+                return
+            if step.state == "done":
+                discovery = login.session_type == "Discovery"
+                session = Session(login.params, statsn=login.statsn, expcmdsn=login.cmdsn,
+                                  window=8, discovery=discovery,
+                                  target=None if discovery else login.target,
+                                  visible=lambda: list(ISCSI_TARGETS.values()),
+                                  portal="198.18.0.1:3260", portal_group=1,
+                                  wanted=lambda cdb: scsi.data_out_length(cdb, 512),
+                                  cid=login.first.cid)
+                hd, dd = session.p.header_digest, session.p.data_digest
+            continue
+        session.receive(p)
+        _iscsi_run(session)
+        if session.closing:
+            return
+
+
+TARGETS = {"dhcp": dhcp, "tftp": tftp, "aoe": aoe, "http": http, "iscsi": iscsi}
 
 
 def main() -> None:

@@ -209,8 +209,6 @@ class Connection(asyncio.Protocol):
             self.close("login_failed")
             return
         self._write([step.response])
-        if self.timer is not None:
-            self.timer.cancel()
         self.holding = False
         self._frames()
 
@@ -220,6 +218,8 @@ class Connection(asyncio.Protocol):
         self.hd, self.dd = params.header_digest, params.data_digest
         self.limit = params.max_recv_dsl
         self.phase = "discovery" if session.discovery else "normal"
+        if self.timer is not None:  # the login's: it would hold this connection until it ran out
+            self.timer.cancel()
         self._arm_idle()
 
     def _login_expired(self) -> None:

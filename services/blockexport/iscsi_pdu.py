@@ -24,6 +24,9 @@ from crc32c import crc32c as _crc32c
 
 BHS = 48
 RESERVED_TAG = 0xFFFFFFFF  # 11.2.1.8/11.19: "no task" / "no reply wanted"
+# The Residual Count is 32 bits (11.4.5): a larger residual (WRITE (16) of 2^32-1 blocks with
+# a small expected length) is sent as the largest one, the overflow/underflow bit still set.
+RESIDUAL_MAX = 0xFFFFFFFF
 
 
 class DecodeError(ValueError):
@@ -366,10 +369,10 @@ def scsi_response(n: Numbers, itt: int, status: int, *, response: int = 0, overf
     residual = 0
     if overflow:
         flags |= 0x04
-        residual = overflow
+        residual = min(overflow, RESIDUAL_MAX)
     elif underflow:
         flags |= 0x02
-        residual = underflow
+        residual = min(underflow, RESIDUAL_MAX)
     data = len(sense).to_bytes(2, "big") + sense if sense else b""
     return _bhs(Op.SCSI_RESPONSE, flags, response, status, dsl=len(data), itt=itt,
                 f24=n.statsn, f28=n.expcmdsn, f32=n.maxcmdsn, f36=expdatasn,
@@ -388,10 +391,10 @@ def data_in(n: Numbers | None, itt: int, lun: int, datasn: int, offset: int, len
         statsn = n.statsn
         if overflow:
             flags |= 0x04
-            residual = overflow
+            residual = min(overflow, RESIDUAL_MAX)
         elif underflow:
             flags |= 0x02
-            residual = underflow
+            residual = min(underflow, RESIDUAL_MAX)
     return _bhs(Op.DATA_IN, flags, 0, status or 0, dsl=length, lun=lun, itt=itt,
                 f20=RESERVED_TAG, f24=statsn, f28=n.expcmdsn, f32=n.maxcmdsn, f36=datasn,
                 f40=offset, f44=residual)

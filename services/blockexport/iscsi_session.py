@@ -43,6 +43,11 @@ from services.blockexport.iscsi_pdu import (
 )
 
 MASK = 0xFFFFFFFF
+# Data-Out one command may carry: twice the logical unit's transfer limit (8 MiB; COMPARE AND
+# WRITE carries two of them). A write announcing more is refused before its buffer is made (one
+# WRITE (16) with a large block count and EDTL would otherwise allocate up to 4 GiB).
+MAX_DATA_OUT = 16 << 20
+ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB = 0x05, 0x24
 GOOD, CHECK_CONDITION = 0x00, 0x02
 SUPPORTED_TMF = {Tmf.ABORT_TASK, Tmf.ABORT_TASK_SET, Tmf.LOGICAL_UNIT_RESET,
                  Tmf.TARGET_WARM_RESET}
@@ -123,8 +128,10 @@ class Session:
     def __init__(self, params: Params, *, statsn: int, expcmdsn: int, window: int,
                  discovery: bool, target: TargetConfig | None,
                  visible: Callable[[], list[TargetConfig]], portal: str, portal_group: int,
-                 wanted: Callable[[bytes], int | None], cid: int = 0) -> None:
+                 wanted: Callable[[bytes], int | None], cid: int = 0,
+                 max_data_out: int = MAX_DATA_OUT) -> None:
         self.p = params
+        self.max_data_out = max_data_out
         self.statsn = statsn
         self.expcmdsn = expcmdsn
         self.window = window
@@ -243,6 +250,9 @@ class Session:
             return
         wanted = self.wanted(c.cdb)
         task.needed = c.edtl if wanted is None else min(c.edtl, wanted)
+        if task.needed > self.max_data_out:  # the data that still comes is rejected
+            self.fail_task(task, fixed_sense(ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB, 0))
+            return
         task.buffer = bytearray(task.needed)
         self._store(task, 0, c.data)
         task.unsol_next = len(c.data)

@@ -302,6 +302,8 @@ class DhcpServer:
                 return Ignore("redis_down", "no dynamic address without Redis")
             if w.mtype == MessageType.REQUEST and w.requested != w.reserved:
                 return Refusal(f"this client has the reserved address {w.reserved}")
+            if w.mtype == MessageType.REQUEST:  # its lease is written when Redis is back
+                self.store.acked_offline(w.step, w.reserved)
             return Lease(w.reserved, lease_time)
         if outcome is None:
             return None

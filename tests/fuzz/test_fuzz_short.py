@@ -1,7 +1,8 @@
 """The short run of ``make fuzz`` (docs/benchmarks.md has the long one's figures): per protocol,
 the codec under atheris (coverage-guided) and the running service fed mutated messages in a lab
-namespace, then checked alive, answering a normal client (udhcpc, tftp-hpa, curl, an AoE read),
-with no file descriptor leak, no memory growth beyond the bound and no traceback in its log.
+namespace, then checked alive, answering a normal client (udhcpc, tftp-hpa, curl, an AoE read,
+an iSCSI login and read and iscsi-inq), with no file descriptor leak, no memory growth beyond
+the bound and no traceback in its log.
 About half a minute per protocol."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("protocol", ["dhcp", "tftp", "aoe", "http"])
+@pytest.mark.parametrize("protocol", ["dhcp", "tftp", "aoe", "http", "iscsi"])
 def test_fuzz_short_run(protocol, tmp_path):
     run = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "fuzz" / "run.py"), "--protocols", protocol,
