@@ -42,10 +42,14 @@ class TftpSection:
                            "and queue_max // workers of the admission limits, and this process "
                            "supervises them and serves the summed /metrics (docs/tftp.md)",
                            check=positive)
-    queue_timeout: float = setting(2.0, help="seconds a request may wait for a transfer slot",
-                                   check=non_negative)
+    queue_timeout: float = setting(2.0, help="seconds a request may wait for a transfer slot "
+                                   "after the client last sent it (a firmware retransmitting "
+                                   "its RRQ keeps its place)", check=non_negative)
     queue_max: int = setting(1000, help="requests allowed to wait for a slot at once",
                              check=non_negative)
+    busy_error: bool = setting(False, help="answer a request that found no slot with ERROR "
+                               "'busy' instead of no answer; firmware gives up the boot on an "
+                               "ERROR but retransmits an unanswered RRQ (docs/tftp.md)")
     transfer_threads: int = setting(1, help="up to this many transfers at once run each in its "
                                     "own thread with blocking I/O (lowest latency per block); "
                                     "the others share the event loop; 0: all on the event loop",
