@@ -6,7 +6,8 @@ its own macvlan interface (its own MAC, so the server's ARP, DHCP and TCP all se
 MAC) and goes through, in order:
 
 1. ``dhcp``: the firmware's PXE DORA (BIOS arch 0 or UEFI arch 7, options as the golden captures
-   of a PXE ROM / OVMF, broadcast flag set), retransmitting at 4, 8, 16 and 32 s (PXE spec);
+   of a PXE ROM / OVMF, broadcast flag set), retransmitting after 4, 8, 16 and 32 s (PXE spec),
+   each +-1 s at random (RFC 2131 4.1); a NAK starts over (3 times at most);
 2. ``tftp``: the boot file the offer names (undionly.kpxe or ipxe.efi) from its next-server,
    blksize 1468; UEFI first asks for the size (``tsize``) and aborts, then reads with windowsize 4
    as OVMF does; an RRQ or ACK unanswered for 4 s is sent again, 6 times at most (OVMF's MTFTP);
@@ -33,6 +34,7 @@ import json
 import os
 import random
 import re
+import resource
 import socket
 import struct
 import sys
@@ -51,7 +53,8 @@ SO_ATTACH_FILTER = 26
 BPF_DHCP_CLIENT = [(0x28, 0, 0, 12), (0x15, 0, 8, 0x800), (0x30, 0, 0, 23), (0x15, 0, 6, 17),
                    (0x28, 0, 0, 20), (0x45, 4, 0, 0x1fff), (0xb1, 0, 0, 14), (0x48, 0, 0, 16),
                    (0x15, 0, 1, 68), (0x6, 0, 0, 0x40000), (0x6, 0, 0, 0)]
-FW_DHCP_TIMEOUTS = (4, 8, 16, 32)  # PXE 2.1 spec: DISCOVER retries
+FW_DHCP_TIMEOUTS = (4, 8, 16, 32)  # PXE 2.1 spec: DISCOVER retries, each +-1 s at random as
+FW_DHCP_JITTER = 1.0  # RFC 2131 4.1 asks (iPXE's timer has no such jitter)
 IPXE_DHCP_TIMEOUTS = (1, 2, 4, 8, 10)  # iPXE: DHCP_DISC_START/END_TIMEOUT_SEC, doubling
 IPXE_PROXY_WAIT = 2.0
 DHCP_NAK_RESTARTS = 3  # iPXE: DHCP_DISC_PROXY_TIMEOUT_SEC
@@ -236,6 +239,10 @@ class Machine:
         return codec.Message(xid=xid, secs=secs, flags=codec.FLAG_BROADCAST if broadcast else 0,
                              chaddr=self.mac + bytes(10), options=opts)
 
+    @staticmethod
+    def _timeout(base: float, ipxe: bool) -> float:
+        return base if ipxe else base + random.uniform(-FW_DHCP_JITTER, FW_DHCP_JITTER)
+
     async def dora(self, stage: str) -> Lease:
         """DORA; a NAK starts over with a new DISCOVER (RFC 2131 4.4.1), 3 times at most."""
         for _ in range(DHCP_NAK_RESTARTS + 1):
@@ -269,7 +276,7 @@ class Machine:
                 secs = int(time.monotonic() - start)
                 port.send(self.mac, self._message(xid, secs, self._request_options(
                     ipxe, codec.MessageType.DISCOVER), broadcast=not ipxe))
-                tick = time.monotonic() + timeouts[attempt]
+                tick = time.monotonic() + self._timeout(timeouts[attempt], ipxe)
                 attempt += 1
                 while True:
                     if offer is not None and (not ipxe or _no_pxedhcp(offer)):
@@ -296,7 +303,7 @@ class Machine:
                 secs = int(time.monotonic() - start)
                 port.send(self.mac, self._message(xid, secs, self._request_options(
                     ipxe, codec.MessageType.REQUEST, lease), broadcast=not ipxe))
-                deadline = time.monotonic() + timeout
+                deadline = time.monotonic() + self._timeout(timeout, ipxe)
                 while (left := deadline - time.monotonic()) > 0:
                     try:
                         msg = await asyncio.wait_for(queue.get(), left)
@@ -743,7 +750,9 @@ def main(argv: list[str]) -> int:
         pass
     worker = Worker(spec)
     results = asyncio.run(worker.run())
-    Path(argv[1]).write_text(json.dumps(results))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    Path(argv[1]).write_text(json.dumps({"results": results,
+                                         "cpu_s": usage.ru_utime + usage.ru_stime}))
     return 0
 
 

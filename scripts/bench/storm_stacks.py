@@ -9,7 +9,11 @@
   offer) and nginx for HTTP (Debian's defaults: ``worker_processes auto``,
   ``worker_connections 768``, sendfile), the per-host iPXE scripts written out as static files and
   dnsmasq handing iPXE ``http://SERVER/boot/${net0/mac}.ipxe`` (iPXE expands the MAC), as the
-  seeds' setups do; ``classic-raised`` is the same with ``tftp-max`` raised to the storm's size.
+  seeds' setups do; ``classic-raised`` is the same with ``tftp-max`` raised to the storm's size;
+  ``classic-tuned`` also has ``no-ping``, gives iPXE option 175.176 (no-pxedhcp) and gets an
+  8 MiB socket receive buffer (``net.core.rmem_default`` raised while it starts: dnsmasq has no
+  setting; bootyard's DHCP asks for as much), as an operator who had read docs/benchmarks.md
+  would set dnsmasq up for a storm.
 
 Every server process gets a file-descriptor limit of 65,536 or the hard limit (the storm holds ~1,000 TCP
 connections and TFTP transfers at once; a shell's 1,024 would be the limit otherwise).
@@ -124,7 +128,8 @@ def ipxe_script(plan: StormPlan, mac: str) -> str:
             "boot\n")
 
 
-def dnsmasq_conf(plan: StormPlan, workdir: Path, tftp_max: int | None) -> str:
+def dnsmasq_conf(plan: StormPlan, workdir: Path, tftp_max: int | None,
+                 tuned: bool = False) -> str:
     srv = plan.server_ip
     lines = [
         "port=0", "user=root", "interface=eth0", "bind-interfaces",
@@ -146,6 +151,8 @@ def dnsmasq_conf(plan: StormPlan, workdir: Path, tftp_max: int | None) -> str:
         lines.append(f"dhcp-lease-max={len(plan.macs) + 100}")
     if tftp_max is not None:
         lines.append(f"tftp-max={tftp_max}")
+    if tuned:  # no 3 s ping check before an offer; iPXE told not to wait for ProxyDHCP
+        lines += ["no-ping", "dhcp-option=tag:ipxe,encap:175,176,1b"]
     return "\n".join(lines) + "\n"
 
 
@@ -178,9 +185,11 @@ http {{
 
 class Classic:
     def __init__(self, plan: StormPlan, server_ns, workdir: Path,
-                 tftp_max: int | None = None) -> None:
+                 tftp_max: int | None = None, tuned: bool = False) -> None:
         self.plan, self.ns, self.workdir, self.tftp_max = plan, server_ns, workdir, tftp_max
-        self.name = "classic" if tftp_max is None else "classic-raised"
+        self.tuned = tuned
+        self.name = "classic-tuned" if tuned else \
+            "classic" if tftp_max is None else "classic-raised"
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self) -> None:
@@ -193,13 +202,22 @@ class Classic:
             (boot / f"{mac}.ipxe").write_text(ipxe_script(self.plan, mac))
         (self.workdir / "nginx-tmp").mkdir(exist_ok=True)
         conf = self.workdir / "dnsmasq.conf"
-        conf.write_text(dnsmasq_conf(self.plan, self.workdir, self.tftp_max))
+        conf.write_text(dnsmasq_conf(self.plan, self.workdir, self.tftp_max, self.tuned))
         nconf = self.workdir / "nginx.conf"
         nconf.write_text(nginx_conf(self.plan, self.workdir))
         out = open(self.workdir / "dnsmasq.out", "w")
-        self.procs["dnsmasq"] = self.ns.popen("dnsmasq", "--keep-in-foreground",
-                                              f"--conf-file={conf}", stdout=out,
-                                              stderr=subprocess.STDOUT, preexec_fn=_limits)
+        # tuned: dnsmasq's sockets get the 8 MiB receive buffer bootyard's DHCP asks for (it has
+        # no setting of its own: the kernel's default, raised while it starts, as bench-dhcp does)
+        rmem = _RmemDefault(8 << 20) if self.tuned else None
+        try:
+            self.procs["dnsmasq"] = self.ns.popen("dnsmasq", "--keep-in-foreground",
+                                                  f"--conf-file={conf}", stdout=out,
+                                                  stderr=subprocess.STDOUT, preexec_fn=_limits)
+            if rmem is not None:
+                self._wait_log("DHCP, sockets bound")
+        finally:
+            if rmem is not None:
+                rmem.restore()
         nout = open(self.workdir / "nginx.out", "w")
         self.procs["nginx"] = self.ns.popen("nginx", "-c", str(nconf), "-p", str(self.workdir),
                                             stdout=nout, stderr=subprocess.STDOUT,
@@ -216,6 +234,14 @@ class Classic:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nginx did not serve {url}: see {self.workdir}")
             time.sleep(0.1)
+
+    def _wait_log(self, text: str, timeout: float = 10) -> None:
+        log = self.workdir / "dnsmasq.log"
+        deadline = time.monotonic() + timeout
+        while not (log.exists() and text in log.read_text()):
+            if time.monotonic() > deadline or self.procs["dnsmasq"].poll() is not None:
+                raise RuntimeError(f"dnsmasq did not log {text!r}: see {log}")
+            time.sleep(0.05)
 
     def pids(self) -> dict[str, int]:
         """dnsmasq, and nginx's master and workers (ip netns exec runs them in place)."""
@@ -238,6 +264,20 @@ class Classic:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+class _RmemDefault:
+    """net.core.rmem_default raised (never lowered) until restore()."""
+
+    PATH = Path("/proc/sys/net/core/rmem_default")
+
+    def __init__(self, value: int) -> None:
+        self.old = self.PATH.read_text().strip()
+        if int(self.old) < value:
+            self.PATH.write_text(str(value))
+
+    def restore(self) -> None:
+        self.PATH.write_text(self.old)
 
 
 def _children(pid: int) -> list[int]:

@@ -34,15 +34,15 @@ class TftpSection:
                            "and never sooner than retries x timeout_max since the client's last "
                            "ACK",
                            check=positive)
-    max_transfers: int = setting(500, help="concurrent transfers; more requests wait "
-                                 "queue_timeout for a slot, then get ERROR 'busy, retry'",
+    max_transfers: int = setting(500, help="concurrent transfers; more requests wait for a "
+                                 "slot while their client keeps asking (queue_timeout)",
                                  check=positive)
     workers: int = setting(1, help="processes serving transfers; above 1 each binds the "
                            "listener port with SO_REUSEPORT and gets max_transfers // workers "
                            "and queue_max // workers of the admission limits, and this process "
                            "supervises them and serves the summed /metrics (docs/tftp.md)",
                            check=positive)
-    queue_timeout: float = setting(2.0, help="seconds a request may wait for a transfer slot "
+    queue_timeout: float = setting(5.0, help="seconds a request may wait for a transfer slot "
                                    "after the client last sent it (a firmware retransmitting "
                                    "its RRQ keeps its place)", check=non_negative)
     queue_max: int = setting(1000, help="requests allowed to wait for a slot at once",
