@@ -76,8 +76,9 @@ class StormPlan(BootPlan):
 class Bootyard(BootyardStack):
     name = "bootyard"
 
-    def __init__(self, plan: StormPlan, server_ns, workdir: Path) -> None:
-        super().__init__(plan, server_ns, workdir)
+    def __init__(self, plan: StormPlan, server_ns, workdir: Path,
+                 settings: dict[str, str] | None = None) -> None:
+        super().__init__(plan, server_ns, workdir, extra_env=settings)
 
     def inventory(self) -> dict:
         plan = self.plan
@@ -105,7 +106,9 @@ class Bootyard(BootyardStack):
         self._wait_ready(60)
 
     def pids(self) -> dict[str, int]:
-        out = {name: proc.pid for name, proc in self.procs.items()}
+        """The services (and their worker processes, when a setting asks for workers) and
+        Redis."""
+        out = _with_children({name: proc.pid for name, proc in self.procs.items()})
         if self.redis is not None:
             out["redis"] = self.redis.pid
         return out
@@ -245,12 +248,7 @@ class Classic:
 
     def pids(self) -> dict[str, int]:
         """dnsmasq, and nginx's master and workers (ip netns exec runs them in place)."""
-        out = {name: proc.pid for name, proc in self.procs.items()}
-        master = out.get("nginx")
-        if master is not None:
-            for child in _children(master):
-                out[f"nginx-{child}"] = child
-        return out
+        return _with_children({name: proc.pid for name, proc in self.procs.items()})
 
     def redis_memory(self) -> dict[str, int]:
         return {}
@@ -286,6 +284,18 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(x) for x in text.split()]
+
+
+def _with_children(pids: dict[str, int]) -> dict[str, int]:
+    """``pids`` and every process under them, named ``<name>-<pid>``."""
+    out = dict(pids)
+    todo = list(pids.items())
+    while todo:
+        name, pid = todo.pop()
+        for child in _children(pid):
+            out[f"{name}-{child}"] = child
+            todo.append((name, child))
+    return out
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
