@@ -38,10 +38,12 @@ import os
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -179,8 +181,10 @@ def run_storm(stack_name: str, args, files: dict[str, Path], assets, workroot: P
         client_cpu += data["cpu_s"]
     summary = summarise(stack_name, results, t0, args)
     summary["client_cpu_s"] = round(client_cpu, 2)
-    summary["cpu_s"] = {name: round(cpu1.get(name, 0) - cpu0.get(name, 0), 2)
+    summary["cpu_s"] = {name: round(cpu1[name][0] - cpu0.get(name, (0, 0))[0], 2)
                         for name in cpu1}
+    summary["cpu_user_s"] = {name: round(cpu1[name][1] - cpu0.get(name, (0, 0))[1], 2)
+                             for name in cpu1}
     summary["redis"] = redis
     summary["workdir"] = str(workdir)
     if not args.keep and summary["failed"] == 0:
@@ -242,12 +246,17 @@ def print_summary(s: dict) -> None:
     cpu = s["cpu_s"]
     print(f"   retransmissions/retries: {s['retries']}")
     print(f"   server CPU {sum(cpu.values()):.2f} s: " +
-          ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items())) +
+          ", ".join(f"{k} {v:.2f} ({s['cpu_user_s'][k]:.2f} user)"
+                    for k, v in sorted(cpu.items())) +
           f"; the clients' CPU {s['client_cpu_s']:.2f} s")
     if s["redis"]:
         print(f"   Redis memory: used {s['redis']['used'] / 2**20:.1f} MiB, peak "
               f"{s['redis']['peak'] / 2**20:.1f} MiB, rss {s['redis']['rss'] / 2**20:.1f} MiB")
     sys.stdout.flush()
+
+
+def _terminated(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench-storm: needs root (network namespaces)", file=sys.stderr)
         return 2
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (timeout, make's interrupt) unwinds like an error: namespaces, processes and
+        # the raised kernel limits are put back by the finally blocks
+        signal.signal(signal.SIGTERM, _terminated)
     stacks = [s for s in args.stacks.split(",") if s]
     unknown = set(stacks) - set(STACKS)
     if unknown or not stacks:
