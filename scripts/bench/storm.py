@@ -10,17 +10,19 @@ retries and timeouts, taken from the PXE spec, OVMF and iPXE). Half the machines
 (arch 0: undionly.kpxe), half UEFI (arch 7: ipxe.efi); each powers on at a uniformly random time
 in ``[0, spread]`` seconds. The stacks run in turn, the order flipped every round
 (``--rounds``): bootyard, dnsmasq with its defaults (tftp-max 50, the ping check), dnsmasq with
-``tftp-max`` raised to the storm's size, and that with ``no-ping`` and iPXE's no-pxedhcp option
-too; nginx for HTTP in all three (scripts/bench/storm_stacks.py).
+``tftp-max`` raised to the storm's size, and that with ``no-ping``, iPXE's no-pxedhcp option and
+an 8 MiB receive buffer too; nginx for HTTP in all three (scripts/bench/storm_stacks.py).
+``--env BOOTYARD_X__Y=V`` gives bootyard's services a setting (A/B runs).
 
 For each run: machines finished and failed (by stage and reason), the time from the first
 power-on slot to the last machine's initrd, p50/p99 of each stage, retransmissions, the CPU
-seconds of every server process (Redis included) and Redis's memory. The last line is
+seconds of every server process (Redis and worker processes included; how much in user space)
+and of the clients, and Redis's memory. The last line is
 ``RESULT storm clients=N bootyard_s=<t> classic_s=<t> ratio=<ours/theirs> failures=<n>``, where
 classic_s is the best-configured classic run that ran (classic-tuned, else classic-raised; every
 classic run's time and failures are printed above it), times are medians over the rounds and
-failures are bootyard's over all rounds. ``--json FILE``
-writes every run's summary (tests/storm reads it).
+failures are bootyard's over all rounds. ``--json FILE`` writes every run's summary (tests/storm
+reads it). SIGTERM unwinds like an error: namespaces, processes and kernel limits are put back.
 
 Bounds: every machine gives up after its firmware's retries, and the whole storm after
 ``--deadline`` seconds. With more than 200 machines the kernel's neighbour-table limits
