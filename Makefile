@@ -45,9 +45,9 @@ test: install
 test-fast: install
 	$(PY) -m pytest $(XDIST) --skip-slow $(PYTEST_ARGS)
 
-## bench: every service against its peer, one after the other (root; ~25 min); each run's log
+## bench: every service against its peer, one after the other (root; ~30 min); each run's log
 ## goes to build/bench/<name>.log and the RESULT lines are printed together at the end
-BENCHES ?= bench-dhcp bench-tftp bench-http bench-boot bench-aoe bench-mirror bench-iscsi
+BENCHES ?= bench-dhcp bench-tftp bench-http bench-boot bench-aoe bench-mirror bench-iscsi bench-storm
 bench: install
 	@mkdir -p build/bench; \
 	for b in $(BENCHES); do \

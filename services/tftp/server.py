@@ -29,6 +29,8 @@ from shared.store import InventoryError, InventoryUnavailable
 log = logs.get_logger("tftp")
 LeaseLookup = Callable[[str], Awaitable[str | None]]
 BUSY_MESSAGE = "server busy: too many transfers, retry in a few seconds"
+BUSY_UNANSWERED = ("no transfer slot (max_transfers in use; queue_max waiting, or queue_timeout "
+                   "passed since the client last asked): not answered, firmware retransmits")
 REFUSALS_LOGGED = 10             # refusals of one source address logged (and evented) ...
 REFUSAL_SUMMARY_INTERVAL = 60.0  # ... per this many seconds; the rest in one summary line
 
@@ -77,6 +79,7 @@ class _Handling:
     further requests (its session tells a copy from the next request); before that (path
     rules, admission, rendering) the client has had no answer, and they are copies."""
     transfer: Transfer | ThreadTransfer | None = None
+    seen: float = 0.0  # when the peer last sent its request (loop time): waiting keeps its place
 
 
 class TftpServer:
@@ -145,8 +148,10 @@ class TftpServer:
                                    addr)
             return
         handling = self._busy.get(addr)
-        if handling is not None and (handling.transfer is None
-                                     or self._request_seen(handling.transfer, message, addr)):
+        if handling is not None and handling.transfer is None:
+            handling.seen = asyncio.get_running_loop().time()  # still asking: keep waiting
+            return
+        if handling is not None and self._request_seen(handling.transfer, message, addr):
             return
         self._serve(message, addr)
 
@@ -171,7 +176,7 @@ class TftpServer:
         self._start(message, addr)
 
     def _start(self, message: codec.Request, addr: tuple[str, int]) -> None:
-        handling = self._busy[addr] = _Handling()
+        handling = self._busy[addr] = _Handling(seen=asyncio.get_running_loop().time())
         task = asyncio.create_task(self._handle(message, addr, handling))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -179,7 +184,9 @@ class TftpServer:
     def _refuse(self, addr, name: str, reason: str, code: ErrorCode, message: str,
                 record: Record | None = None) -> None:
         metrics.REFUSED.labels(reason).inc()
-        self.listener.send(codec.error(code, message), addr)
+        if reason != "busy" or self.cfg.busy_error:
+            # busy: no answer by default, so the firmware retransmits instead of giving up
+            self.listener.send(codec.error(code, message), addr)
         loop = asyncio.get_running_loop()
         if not self.refusal_budget.allow(addr[0], reason, loop.time()):
             metrics.REFUSED_UNLOGGED.labels(reason).inc()
@@ -238,10 +245,10 @@ class TftpServer:
                 self._refuse(addr, request.filename, "path", ErrorCode.ACCESS_VIOLATION,
                              f"access violation: {exc.reason}", record)
                 return
-            slot = await self._admit()
+            slot = await self._admit(handling)
             if not slot:
                 self._refuse(addr, request.filename, "busy", ErrorCode.NOT_DEFINED,
-                             BUSY_MESSAGE, record)
+                             BUSY_MESSAGE if self.cfg.busy_error else BUSY_UNANSWERED, record)
                 return
             try:
                 opened = await self._open(path, request.filename, addr, record)
@@ -261,7 +268,11 @@ class TftpServer:
                 self._slots.release()
             self._release(addr, handling)
 
-    async def _admit(self) -> bool:
+    async def _admit(self, handling: _Handling) -> bool:
+        """A transfer slot, waited for in order while the client keeps asking: a request
+        waits until ``queue_timeout`` after the client last sent it (firmware retransmits an
+        unanswered RRQ every few seconds, and each copy renews the wait; a client that gave up
+        is forgotten). False: no slot (the queue is full, or the client stopped asking)."""
         if not self._slots.locked():
             await self._slots.acquire()
             return True
@@ -269,12 +280,20 @@ class TftpServer:
             return False
         self._queued += 1
         metrics.QUEUED.set(self._queued)
+        loop = asyncio.get_running_loop()
+        acquire = asyncio.ensure_future(self._slots.acquire())  # one place in the line
         try:
-            await asyncio.wait_for(self._slots.acquire(), self.cfg.queue_timeout)
-            return True
-        except TimeoutError:
-            return False
+            while True:
+                left = handling.seen + self.cfg.queue_timeout - loop.time()
+                if left > 0:
+                    await asyncio.wait((acquire,), timeout=left)
+                if acquire.done():
+                    return True
+                if handling.seen + self.cfg.queue_timeout <= loop.time():
+                    return False
         finally:
+            if not acquire.done():
+                acquire.cancel()  # Semaphore.acquire gives a slot handed to it on the way back
             self._queued -= 1
             metrics.QUEUED.set(self._queued)
 

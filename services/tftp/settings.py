@@ -34,18 +34,22 @@ class TftpSection:
                            "and never sooner than retries x timeout_max since the client's last "
                            "ACK",
                            check=positive)
-    max_transfers: int = setting(500, help="concurrent transfers; more requests wait "
-                                 "queue_timeout for a slot, then get ERROR 'busy, retry'",
+    max_transfers: int = setting(500, help="concurrent transfers; more requests wait for a "
+                                 "slot while their client keeps asking (queue_timeout)",
                                  check=positive)
     workers: int = setting(1, help="processes serving transfers; above 1 each binds the "
                            "listener port with SO_REUSEPORT and gets max_transfers // workers "
                            "and queue_max // workers of the admission limits, and this process "
                            "supervises them and serves the summed /metrics (docs/tftp.md)",
                            check=positive)
-    queue_timeout: float = setting(2.0, help="seconds a request may wait for a transfer slot",
-                                   check=non_negative)
+    queue_timeout: float = setting(5.0, help="seconds a request may wait for a transfer slot "
+                                   "after the client last sent it (a firmware retransmitting "
+                                   "its RRQ keeps its place)", check=non_negative)
     queue_max: int = setting(1000, help="requests allowed to wait for a slot at once",
                              check=non_negative)
+    busy_error: bool = setting(False, help="answer a request that found no slot with ERROR "
+                               "'busy' instead of no answer; firmware gives up the boot on an "
+                               "ERROR but retransmits an unanswered RRQ (docs/tftp.md)")
     transfer_threads: int = setting(1, help="up to this many transfers at once run each in its "
                                     "own thread with blocking I/O (lowest latency per block); "
                                     "the others share the event loop; 0: all on the event loop",

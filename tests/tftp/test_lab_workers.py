@@ -116,7 +116,7 @@ def test_two_workers_real_clients_spread_metrics_and_stop(lab, root, tmp_path):
 
 def test_two_workers_admission_cap_in_total(lab, root, tmp_path):
     seg = lab.segment(clients=1, client_addresses=True)
-    service = start(seg, root, tmp_path, max_transfers=2, queue_timeout=0)
+    service = start(seg, root, tmp_path, max_transfers=2, queue_timeout=0, busy_error="true")
     result = seg.clients[0].run(sys.executable, "-c", RAW, seg.address(1), "8", "0",
                                 timeout=60)
     answers = json.loads(result.stdout)

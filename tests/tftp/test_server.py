@@ -278,7 +278,7 @@ async def test_many_unacknowledged_requests_time_out_and_free_everything(root):
 # ------------------------------------------------------------------------------- admission
 async def test_admission_queues_then_refuses_busy(root):
     srv = TftpServer(section(root, max_transfers=1, queue_timeout=0.3, retries=20,
-                             timeout_initial=0.2), StaticInventory())
+                             timeout_initial=0.2, busy_error=True), StaticInventory())
     srv.records = []
     address = await srv.start()
     hog, waiter, late = RawClient(), RawClient(), RawClient()
