@@ -31,12 +31,14 @@ RS = events.RS  # separates the steps of a batch, and the results
 # With emit '1' or '2' the step's
 # timeline event (dhcp.offer, dhcp.ack, dhcp.nak, dhcp.release, dhcp.decline, dhcp.ignored) is
 # appended to the event streams in the same atomic step, with the fields of
-# events.EVENT_FIELDS (the emitters are generated from it: _lua_emitters). An inventory host's
+# events.EVENT_FIELDS (the emitters are generated from it: _lua_emitters).
+# Numbers given to redis.call are passed as text (nows, '0', the MAXLENs): Lua would format a
+# number with sprintf for every call. An inventory host's
 # events (emit '2') end with its boot attempt's id (field attempt: shared/attempts.py).
 _BATCH = """
 local prefix = '%(lease_prefix)s'
 local results = {}
-local pool, bymac, subnet, mac, client, now
+local pool, bymac, subnet, mac, client, now, nows  -- nows: now as the step's text
 local att, ab  -- the step's boot attempt id (emit '2' only) or nil, and its bound/loader
 
 local function split(s)
@@ -66,8 +68,8 @@ local function put(ip, state, expires, hostname, old)
   if old and old ~= '' and old ~= ip then
     local c, st = holder(old)
     if c == client and (st == 'offered' or st == 'bound') then
-      redis.call('HSET', prefix .. old, 'state', 'released', 'expires', now)
-      redis.call('ZADD', pool, 'XX', now, old)
+      redis.call('HSET', prefix .. old, 'state', 'released', 'expires', nows)
+      redis.call('ZADD', pool, 'XX', nows, old)
     end
   end
   if old ~= ip then redis.call('HSET', bymac, client, ip) end  -- a REQUEST after our OFFER: same
@@ -108,7 +110,7 @@ local function offer(a)
       end
     end
   end
-  local found = redis.call('ZRANGEBYSCORE', pool, '-inf', now, 'LIMIT', 0, 1)
+  local found = redis.call('ZRANGEBYSCORE', pool, '-inf', nows, 'LIMIT', '0', '1')
   if #found == 0 then return {'exhausted', '', '', '0', 'no free address in subnet ' .. subnet} end
   take_from(found[1], (holder(found[1])))
   return put(found[1], 'offered', hold, hostname, prev or '')
@@ -150,9 +152,9 @@ local function release(a)
     return {'ignored', ip, '', '0', 'lease is ' .. tostring(st)}
   end
   if only_offered and st ~= 'offered' then return {'ignored', ip, '', '0', 'lease is bound'} end
-  redis.call('HSET', prefix .. ip, 'state', 'released', 'expires', now)
-  redis.call('ZADD', pool, 'XX', now, ip)
-  return {'ok', ip, 'released', tostring(now), ''}
+  redis.call('HSET', prefix .. ip, 'state', 'released', 'expires', nows)
+  redis.call('ZADD', pool, 'XX', nows, ip)
+  return {'ok', ip, 'released', nows, ''}
 end
 
 local function decline(a)
@@ -190,9 +192,9 @@ local event_kind = {
 local ignored_reason = {exhausted = 'pool_exhausted', conflict = 'lease_conflict'}
 
 local function append(own_stream, ...)  -- the event's field/value pairs
-  redis.call('XADD', '%(global)s', 'MAXLEN', '~', %(global_max)d, '*', ...)
+  redis.call('XADD', '%(global)s', 'MAXLEN', '~', '%(global_max)d', '*', ...)
   if own_stream then
-    redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', %(host_max)d, '*', ...)
+    redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', '%(host_max)d', '*', ...)
   end
 end
 %(attempts)s
@@ -201,7 +203,7 @@ end
 
 for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
   local a = split(packed)
-  subnet, mac, client, now = a[2], a[3], a[4], tonumber(a[5])
+  subnet, mac, client, now, nows = a[2], a[3], a[4], tonumber(a[5]), a[5]
   pool, bymac = '%(pool_prefix)s' .. subnet, '%(by_client_prefix)s' .. subnet
   att, ab = nil, nil
   if a[6] == '2' then  -- an inventory host's step: its boot attempt

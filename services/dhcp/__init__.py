@@ -18,7 +18,7 @@ import json
 import os
 import sys
 
-COMPILED = ("codec", "policy", "replies")  # the modules scripts/build_native.py compiles
+COMPILED = ("codec", "policy", "replies", "server")  # what scripts/build_native.py compiles
 MANIFEST = "native.json"
 SHARED_LIB = "native"  # mypyc's group library: native__mypyc.<suffix>
 

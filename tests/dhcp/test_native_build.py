@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 
 import services.dhcp as package
-from services.dhcp import codec, policy, replies
+from services.dhcp import codec, policy, replies, server
 
 REPO = Path(__file__).resolve().parents[2]
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
-WHICH = ("import services.dhcp as p; from services.dhcp import codec, policy, replies; "
-         "print(p.NATIVE, p.NATIVE_REASON, codec.__file__, policy.__file__, replies.__file__)")
+WHICH = ("import services.dhcp as p; from services.dhcp import codec, policy, replies, server; "
+         "print(p.NATIVE, p.NATIVE_REASON, codec.__file__, policy.__file__, replies.__file__, "
+         "server.__file__)")
 
 
 def env(**extra) -> dict[str, str]:
@@ -29,8 +30,8 @@ def env(**extra) -> dict[str, str]:
 
 
 def test_the_flag_says_which_modules_are_loaded():
-    """NATIVE is true exactly when the three modules are the extension modules."""
-    files = [Path(m.__file__).name for m in (codec, policy, replies)]
+    """NATIVE is true exactly when the compiled modules are the extension modules."""
+    files = [Path(m.__file__).name for m in (codec, policy, replies, server)]
     if package.NATIVE:
         assert files == [f"{n}{SUFFIX}" for n in package.COMPILED], files
     else:
@@ -46,10 +47,11 @@ def test_the_codec_policy_and_reply_tests_pass_on_the_pure_python_modules():
                          timeout=60)
     assert run.returncode == 0, run.stderr
     native, *rest = run.stdout.split()
-    assert native == "False" and all(f.endswith(".py") for f in rest[-3:]), run.stdout
+    assert native == "False" and all(f.endswith(".py") for f in rest[-4:]), run.stdout
     tests = ["tests/dhcp/test_dhcp_codec.py", "tests/dhcp/test_dhcp_policy.py",
              "tests/dhcp/test_replies.py", "tests/dhcp/test_codec_golden_scapy.py",
-             "tests/dhcp/test_policy_ipxe_golden.py"]
+             "tests/dhcp/test_policy_ipxe_golden.py", "tests/dhcp/test_event_order.py",
+             "tests/dhcp/test_client_identity.py"]  # the last two: DhcpServer.handle
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           *tests], capture_output=True, text=True, cwd=REPO, timeout=600,
                          env=env(PYTHONPATH=str(REPO), BOOTYARD_DHCP_NATIVE="0"))
@@ -63,9 +65,8 @@ def fake_package(tmp_path: Path, manifest: dict | None, built: bool = True) -> P
     pkg = tmp_path / "services" / "dhcp"
     pkg.mkdir(parents=True)
     (tmp_path / "services" / "__init__.py").write_text("")
-    shutil.copy(REPO / "services" / "dhcp" / "__init__.py", pkg)
-    for name in package.COMPILED:
-        shutil.copy(REPO / "services" / "dhcp" / f"{name}.py", pkg)
+    for source in (REPO / "services" / "dhcp").glob("*.py"):  # the real __init__ and sources
+        shutil.copy(source, pkg)
     if built:
         for name in (*package.COMPILED, f"{package.SHARED_LIB}__mypyc"):
             (pkg / f"{name}{SUFFIX}").write_bytes(b"not an ELF file")
@@ -113,7 +114,7 @@ def test_the_sources_load_when_a_stale_build_is_present(tmp_path):
     run = subprocess.run([sys.executable, "-c", WHICH], capture_output=True, text=True,
                          env=env(PYTHONPATH=str(tmp_path)), cwd=tmp_path, timeout=60)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split()[-3:] == [str(pkg / f"{n}.py") for n in package.COMPILED]
+    assert run.stdout.split()[-4:] == [str(pkg / f"{n}.py") for n in package.COMPILED]
 
 
 def test_the_build_script_without_mypy_says_so_and_leaves_the_sources(tmp_path):
@@ -131,4 +132,13 @@ def test_the_build_script_without_mypy_says_so_and_leaves_the_sources(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "not compiled (mypy (with mypyc) is not installed" in run.stderr
     assert sorted(p.name for p in pkg.iterdir()) == sorted(
-        ["__init__.py", *(f"{n}.py" for n in package.COMPILED)])
+        p.name for p in (REPO / "services" / "dhcp").glob("*.py"))
+
+
+def test_the_switch_is_not_refused_as_an_unknown_setting():
+    """BOOTYARD_DHCP_NATIVE is read before settings exist; the settings layer lets it pass."""
+    from services.dhcp.settings import DhcpSettings
+    from shared.settings import load_settings
+    cfg = load_settings(DhcpSettings, environ={"BOOTYARD_DHCP_NATIVE": "0",
+                                               "BOOTYARD_DHCP__INTERFACES": "eth0"})
+    assert cfg.dhcp.interfaces == ("eth0",)
