@@ -41,10 +41,17 @@ local results = {}
 local pool, bymac, subnet, mac, client, now, nows  -- nows: now as the step's text
 local att, ab  -- the step's boot attempt id (emit '2' only) or nil, and its bound/loader
 
-local function split(s)
-  local t = {}
-  for f in string.gmatch(s .. '\\31', '([^\\31]*)\\31') do t[#t + 1] = f end
-  return t
+local find, sub = string.find, string.sub
+-- the fields of the step in s[i..last] (plain finds: no pattern matching, no concatenation)
+local function split(s, i, last)
+  local t, n = {}, 0
+  while true do
+    local j = find(s, '\\31', i, true)
+    n = n + 1
+    if not j or j > last then t[n] = sub(s, i, last); return t end
+    t[n] = sub(s, i, j - 1)
+    i = j + 1
+  end
 end
 -- the lease of ip: its client identity (its mac in a record from before identities were
 -- kept), state, expiry and mac
@@ -201,8 +208,12 @@ end
 
 %(emitters)s
 
-for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
-  local a = split(packed)
+local batch, pos = ARGV[1], 1
+while true do
+  local stop = find(batch, '\\30', pos, true)
+  if not stop then break end
+  local a = split(batch, pos, stop - 1)
+  pos = stop + 1
   subnet, mac, client, now, nows = a[2], a[3], a[4], tonumber(a[5]), a[5]
   pool, bymac = '%(pool_prefix)s' .. subnet, '%(by_client_prefix)s' .. subnet
   att, ab = nil, nil
