@@ -37,7 +37,8 @@ RS = events.RS  # separates the steps of a batch, and the results
 # events (emit '2') end with its boot attempt's id (field attempt: shared/attempts.py).
 _BATCH = """
 local prefix = '%(lease_prefix)s'
-local results = {}
+local call = redis.call
+local results, nresults = {}, 0
 local pool, bymac, subnet, mac, client, now, nows  -- nows: now as the step's text
 local att, ab  -- the step's boot attempt id (emit '2' only) or nil, and its bound/loader
 
@@ -56,7 +57,7 @@ end
 -- the lease of ip: its client identity (its mac in a record from before identities were
 -- kept), state, expiry and mac
 local function holder(ip)
-  local v = redis.call('HMGET', prefix .. ip, 'client', 'mac', 'state', 'expires')
+  local v = call('HMGET', prefix .. ip, 'client', 'mac', 'state', 'expires')
   return v[1] or v[2], v[3], (tonumber(v[4]) or 0), v[2]
 end
 local function free_for_us(c, st, ex)  -- holder(ip)'s answer
@@ -68,18 +69,18 @@ end
 local function ours_by_mac(c, m) return c == client or (m ~= nil and m == mac) end
 -- old: the client's address in bymac when the caller read it ('' for none), nil if not read
 local function put(ip, state, expires, hostname, old)
-  redis.call('HSET', prefix .. ip, 'mac', mac, 'client', client, 'state', state,
+  call('HSET', prefix .. ip, 'mac', mac, 'client', client, 'state', state,
              'expires', expires, 'subnet', subnet, 'hostname', hostname)
-  redis.call('ZADD', pool, 'XX', expires, ip)  -- XX: only an address of the pool
-  if old == nil then old = redis.call('HGET', bymac, client) end
+  call('ZADD', pool, 'XX', expires, ip)  -- XX: only an address of the pool
+  if old == nil then old = call('HGET', bymac, client) end
   if old and old ~= '' and old ~= ip then
     local c, st = holder(old)
     if c == client and (st == 'offered' or st == 'bound') then
-      redis.call('HSET', prefix .. old, 'state', 'released', 'expires', nows)
-      redis.call('ZADD', pool, 'XX', nows, old)
+      call('HSET', prefix .. old, 'state', 'released', 'expires', nows)
+      call('ZADD', pool, 'XX', nows, old)
     end
   end
-  if old ~= ip then redis.call('HSET', bymac, client, ip) end  -- a REQUEST after our OFFER: same
+  if old ~= ip then call('HSET', bymac, client, ip) end  -- a REQUEST after our OFFER: same
   return {'ok', ip, state, tostring(expires), ''}
 end
 local function conflict(ip)
@@ -90,7 +91,7 @@ local function conflict(ip)
   return nil
 end
 local function take_from(ip, c)  -- c: holder(ip)'s client
-  if c and c ~= client and redis.call('HGET', bymac, c) == ip then redis.call('HDEL', bymac, c) end
+  if c and c ~= client and call('HGET', bymac, c) == ip then call('HDEL', bymac, c) end
 end
 
 local function offer(a)
@@ -104,9 +105,12 @@ local function offer(a)
     end
     return put(reserved, 'offered', hold, hostname)
   end
-  local prev = redis.call('HGET', bymac, client)
-  for _, ip in ipairs({prev or '', requested}) do
-    if ip ~= '' and redis.call('ZSCORE', pool, ip) then
+  local prev = call('HGET', bymac, client)
+  local candidates = prev or ''  -- the client's last address, then the one it asks for
+  for pass = 1, 2 do
+    local ip = candidates
+    if pass == 2 then ip = requested end
+    if ip ~= '' and call('ZSCORE', pool, ip) then
       local c, st, ex = holder(ip)
       if c == client and st == 'bound' and ex > now then
         return {'ok', ip, 'bound', tostring(ex), ''}
@@ -117,7 +121,7 @@ local function offer(a)
       end
     end
   end
-  local found = redis.call('ZRANGEBYSCORE', pool, '-inf', nows, 'LIMIT', '0', '1')
+  local found = call('ZRANGEBYSCORE', pool, '-inf', nows, 'LIMIT', '0', '1')
   if #found == 0 then return {'exhausted', '', '', '0', 'no free address in subnet ' .. subnet} end
   take_from(found[1], (holder(found[1])))
   return put(found[1], 'offered', hold, hostname, prev or '')
@@ -136,7 +140,7 @@ local function request(a)
   -- always against this subnet's pool, even for the answer to our own offer: the address may
   -- have left the pool (a range removed, a reservation added) during the hold, or the offer
   -- was made in another subnet (a client heard through a relay and directly)
-  if not redis.call('ZSCORE', pool, ip) then
+  if not call('ZSCORE', pool, ip) then
     return {'nak', ip, '', '0', ip .. ' is not in a pool of subnet ' .. subnet}
   end
   local c, st, ex = holder(ip)
@@ -159,8 +163,8 @@ local function release(a)
     return {'ignored', ip, '', '0', 'lease is ' .. tostring(st)}
   end
   if only_offered and st ~= 'offered' then return {'ignored', ip, '', '0', 'lease is bound'} end
-  redis.call('HSET', prefix .. ip, 'state', 'released', 'expires', nows)
-  redis.call('ZADD', pool, 'XX', nows, ip)
+  call('HSET', prefix .. ip, 'state', 'released', 'expires', nows)
+  call('ZADD', pool, 'XX', nows, ip)
   return {'ok', ip, 'released', nows, ''}
 end
 
@@ -174,9 +178,9 @@ local function decline(a)
     return {'ignored', ip, '', '0', 'lease is ' .. tostring(st)}
   end
   if ex <= now then return {'ignored', ip, '', '0', 'lease expired'} end
-  redis.call('HSET', prefix .. ip, 'state', 'declined', 'expires', untl)
-  redis.call('ZADD', pool, 'XX', untl, ip)
-  if redis.call('HGET', bymac, client) == ip then redis.call('HDEL', bymac, client) end
+  call('HSET', prefix .. ip, 'state', 'declined', 'expires', untl)
+  call('ZADD', pool, 'XX', untl, ip)
+  if call('HGET', bymac, client) == ip then call('HDEL', bymac, client) end
   return {'ok', ip, 'declined', untl, ''}
 end
 
@@ -199,9 +203,9 @@ local event_kind = {
 local ignored_reason = {exhausted = 'pool_exhausted', conflict = 'lease_conflict'}
 
 local function append(own_stream, ...)  -- the event's field/value pairs
-  redis.call('XADD', '%(global)s', 'MAXLEN', '~', '%(global_max)d', '*', ...)
+  call('XADD', '%(global)s', 'MAXLEN', '~', '%(global_max)d', '*', ...)
   if own_stream then
-    redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', '%(host_max)d', '*', ...)
+    call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', '%(host_max)d', '*', ...)
   end
 end
 %(attempts)s
@@ -235,8 +239,9 @@ while true do
     local kind = kinds and kinds[r[1]]
     if kind then emitters[kind](a, r, a[6] == '2') end
   end
-  results[#results + 1] = table.concat(r, '\\31')
-  results[#results + 1] = '\\30'
+  nresults = nresults + 2
+  results[nresults - 1] = table.concat(r, '\\31')
+  results[nresults] = '\\30'
 end
 return table.concat(results)
 """
