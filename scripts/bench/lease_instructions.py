@@ -32,7 +32,7 @@ from harness.netlab import wait_for  # noqa: E402
 from shared import leases  # noqa: E402
 
 SUBNET = "bench"
-KEEP = False
+KEEP = False  # True: keep the work directory (its callgrind dumps, for callgrind_annotate)
 
 
 async def exchanges(url: str, first: int, count: int, batch: int, events: bool) -> None:
