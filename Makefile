@@ -17,14 +17,14 @@ XDIST = -n $(TEST_WORKERS) --dist loadscope
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,native]'
 	touch $@
 
 debian-packages:
 	bash scripts/install-debian-packages.sh
 
 ## install: Debian packages (when root) and .venv with bootyard and its test tools
-install: debian-packages $(VENV)/.installed
+install: debian-packages $(VENV)/.installed services/dhcp/native.json
 
 ## lock: write constraints.txt, the exact versions of the runtime and test dependencies installed
 ## in .venv (after upgrading one and running the tests); make install and the image use it

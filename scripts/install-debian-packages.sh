@@ -34,6 +34,8 @@ PACKAGES=(
     apt-utils dpkg-dev gnupg          # mirror sync tests: a real apt repository (apt-ftparchive, dpkg-deb, InRelease)
     createrepo-c rpm dnf dnf-plugins-core  # mirror sync tests: a real yum repository and the dnf client
     libarchive-tools xorriso          # bootyard image import reads ISOs with bsdtar; the tests make ISOs with xorriso
+    python3-dev                       # make install compiles the DHCP packet path with mypyc (gcc above; optional)
+    valgrind                          # scripts/bench/lease_instructions.py: Redis's instructions per DHCP exchange
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

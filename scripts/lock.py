@@ -23,7 +23,7 @@ from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "constraints.txt"
-EXTRAS = ("test",)
+EXTRAS = ("test", "native")
 HEADER = """\
 # Exact versions of bootyard's runtime and test dependencies, the ones the tests passed with.
 # Written by `make lock` (scripts/lock.py) from the .venv; used by `make install`, deploy/Dockerfile

@@ -31,23 +31,33 @@ RS = events.RS  # separates the steps of a batch, and the results
 # With emit '1' or '2' the step's
 # timeline event (dhcp.offer, dhcp.ack, dhcp.nak, dhcp.release, dhcp.decline, dhcp.ignored) is
 # appended to the event streams in the same atomic step, with the fields of
-# events.EVENT_FIELDS (the emitters are generated from it: _lua_emitters). An inventory host's
+# events.EVENT_FIELDS (the emitters are generated from it: _lua_emitters).
+# Numbers given to redis.call are passed as text (nows, '0', the MAXLENs): Lua would format a
+# number with sprintf for every call. An inventory host's
 # events (emit '2') end with its boot attempt's id (field attempt: shared/attempts.py).
 _BATCH = """
 local prefix = '%(lease_prefix)s'
-local results = {}
-local pool, bymac, subnet, mac, client, now
+local call = redis.call
+local results, nresults = {}, 0
+local pool, bymac, subnet, mac, client, now, nows  -- nows: now as the step's text
 local att, ab  -- the step's boot attempt id (emit '2' only) or nil, and its bound/loader
 
-local function split(s)
-  local t = {}
-  for f in string.gmatch(s .. '\\31', '([^\\31]*)\\31') do t[#t + 1] = f end
-  return t
+local find, sub = string.find, string.sub
+-- the fields of the step in s[i..last] (plain finds: no pattern matching, no concatenation)
+local function split(s, i, last)
+  local t, n = {}, 0
+  while true do
+    local j = find(s, '\\31', i, true)
+    n = n + 1
+    if not j or j > last then t[n] = sub(s, i, last); return t end
+    t[n] = sub(s, i, j - 1)
+    i = j + 1
+  end
 end
 -- the lease of ip: its client identity (its mac in a record from before identities were
 -- kept), state, expiry and mac
 local function holder(ip)
-  local v = redis.call('HMGET', prefix .. ip, 'client', 'mac', 'state', 'expires')
+  local v = call('HMGET', prefix .. ip, 'client', 'mac', 'state', 'expires')
   return v[1] or v[2], v[3], (tonumber(v[4]) or 0), v[2]
 end
 local function free_for_us(c, st, ex)  -- holder(ip)'s answer
@@ -59,18 +69,18 @@ end
 local function ours_by_mac(c, m) return c == client or (m ~= nil and m == mac) end
 -- old: the client's address in bymac when the caller read it ('' for none), nil if not read
 local function put(ip, state, expires, hostname, old)
-  redis.call('HSET', prefix .. ip, 'mac', mac, 'client', client, 'state', state,
+  call('HSET', prefix .. ip, 'mac', mac, 'client', client, 'state', state,
              'expires', expires, 'subnet', subnet, 'hostname', hostname)
-  redis.call('ZADD', pool, 'XX', expires, ip)  -- XX: only an address of the pool
-  if old == nil then old = redis.call('HGET', bymac, client) end
+  call('ZADD', pool, 'XX', expires, ip)  -- XX: only an address of the pool
+  if old == nil then old = call('HGET', bymac, client) end
   if old and old ~= '' and old ~= ip then
     local c, st = holder(old)
     if c == client and (st == 'offered' or st == 'bound') then
-      redis.call('HSET', prefix .. old, 'state', 'released', 'expires', now)
-      redis.call('ZADD', pool, 'XX', now, old)
+      call('HSET', prefix .. old, 'state', 'released', 'expires', nows)
+      call('ZADD', pool, 'XX', nows, old)
     end
   end
-  if old ~= ip then redis.call('HSET', bymac, client, ip) end  -- a REQUEST after our OFFER: same
+  if old ~= ip then call('HSET', bymac, client, ip) end  -- a REQUEST after our OFFER: same
   return {'ok', ip, state, tostring(expires), ''}
 end
 local function conflict(ip)
@@ -81,7 +91,7 @@ local function conflict(ip)
   return nil
 end
 local function take_from(ip, c)  -- c: holder(ip)'s client
-  if c and c ~= client and redis.call('HGET', bymac, c) == ip then redis.call('HDEL', bymac, c) end
+  if c and c ~= client and call('HGET', bymac, c) == ip then call('HDEL', bymac, c) end
 end
 
 local function offer(a)
@@ -95,9 +105,12 @@ local function offer(a)
     end
     return put(reserved, 'offered', hold, hostname)
   end
-  local prev = redis.call('HGET', bymac, client)
-  for _, ip in ipairs({prev or '', requested}) do
-    if ip ~= '' and redis.call('ZSCORE', pool, ip) then
+  local prev = call('HGET', bymac, client)
+  local candidates = prev or ''  -- the client's last address, then the one it asks for
+  for pass = 1, 2 do
+    local ip = candidates
+    if pass == 2 then ip = requested end
+    if ip ~= '' and call('ZSCORE', pool, ip) then
       local c, st, ex = holder(ip)
       if c == client and st == 'bound' and ex > now then
         return {'ok', ip, 'bound', tostring(ex), ''}
@@ -108,7 +121,7 @@ local function offer(a)
       end
     end
   end
-  local found = redis.call('ZRANGEBYSCORE', pool, '-inf', now, 'LIMIT', 0, 1)
+  local found = call('ZRANGEBYSCORE', pool, '-inf', nows, 'LIMIT', '0', '1')
   if #found == 0 then return {'exhausted', '', '', '0', 'no free address in subnet ' .. subnet} end
   take_from(found[1], (holder(found[1])))
   return put(found[1], 'offered', hold, hostname, prev or '')
@@ -127,7 +140,7 @@ local function request(a)
   -- always against this subnet's pool, even for the answer to our own offer: the address may
   -- have left the pool (a range removed, a reservation added) during the hold, or the offer
   -- was made in another subnet (a client heard through a relay and directly)
-  if not redis.call('ZSCORE', pool, ip) then
+  if not call('ZSCORE', pool, ip) then
     return {'nak', ip, '', '0', ip .. ' is not in a pool of subnet ' .. subnet}
   end
   local c, st, ex = holder(ip)
@@ -150,9 +163,9 @@ local function release(a)
     return {'ignored', ip, '', '0', 'lease is ' .. tostring(st)}
   end
   if only_offered and st ~= 'offered' then return {'ignored', ip, '', '0', 'lease is bound'} end
-  redis.call('HSET', prefix .. ip, 'state', 'released', 'expires', now)
-  redis.call('ZADD', pool, 'XX', now, ip)
-  return {'ok', ip, 'released', tostring(now), ''}
+  call('HSET', prefix .. ip, 'state', 'released', 'expires', nows)
+  call('ZADD', pool, 'XX', nows, ip)
+  return {'ok', ip, 'released', nows, ''}
 end
 
 local function decline(a)
@@ -165,9 +178,9 @@ local function decline(a)
     return {'ignored', ip, '', '0', 'lease is ' .. tostring(st)}
   end
   if ex <= now then return {'ignored', ip, '', '0', 'lease expired'} end
-  redis.call('HSET', prefix .. ip, 'state', 'declined', 'expires', untl)
-  redis.call('ZADD', pool, 'XX', untl, ip)
-  if redis.call('HGET', bymac, client) == ip then redis.call('HDEL', bymac, client) end
+  call('HSET', prefix .. ip, 'state', 'declined', 'expires', untl)
+  call('ZADD', pool, 'XX', untl, ip)
+  if call('HGET', bymac, client) == ip then call('HDEL', bymac, client) end
   return {'ok', ip, 'declined', untl, ''}
 end
 
@@ -190,18 +203,22 @@ local event_kind = {
 local ignored_reason = {exhausted = 'pool_exhausted', conflict = 'lease_conflict'}
 
 local function append(own_stream, ...)  -- the event's field/value pairs
-  redis.call('XADD', '%(global)s', 'MAXLEN', '~', %(global_max)d, '*', ...)
+  call('XADD', '%(global)s', 'MAXLEN', '~', '%(global_max)d', '*', ...)
   if own_stream then
-    redis.call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', %(host_max)d, '*', ...)
+    call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', '%(host_max)d', '*', ...)
   end
 end
 %(attempts)s
 
 %(emitters)s
 
-for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
-  local a = split(packed)
-  subnet, mac, client, now = a[2], a[3], a[4], tonumber(a[5])
+local batch, pos = ARGV[1], 1
+while true do
+  local stop = find(batch, '\\30', pos, true)
+  if not stop then break end
+  local a = split(batch, pos, stop - 1)
+  pos = stop + 1
+  subnet, mac, client, now, nows = a[2], a[3], a[4], tonumber(a[5]), a[5]
   pool, bymac = '%(pool_prefix)s' .. subnet, '%(by_client_prefix)s' .. subnet
   att, ab = nil, nil
   if a[6] == '2' then  -- an inventory host's step: its boot attempt
@@ -222,8 +239,9 @@ for packed in string.gmatch(ARGV[1], '([^\\30]*)\\30') do
     local kind = kinds and kinds[r[1]]
     if kind then emitters[kind](a, r, a[6] == '2') end
   end
-  results[#results + 1] = table.concat(r, '\\31')
-  results[#results + 1] = '\\30'
+  nresults = nresults + 2
+  results[nresults - 1] = table.concat(r, '\\31')
+  results[nresults] = '\\30'
 end
 return table.concat(results)
 """

@@ -126,6 +126,14 @@ async def run(args, workdir: Path) -> None:
         if acks != exchanges:
             raise SystemExit(f"only {acks} ACKs for {exchanges} exchanges")
         redis_used = redis_cpu(redis_server.proc.pid) - redis_before
+        if args.commandstats:  # Redis's own time per command (scripts' inner calls included)
+            stats = await client.info("commandstats")
+            rows = sorted(stats.items(), key=lambda kv: -kv[1]["usec"])
+            total = sum(v["usec"] for _, v in rows)
+            for name, v in rows:
+                print(f"  {name[len('cmdstat_'):]:22s} calls/dora={v['calls'] / len(discovers):5.2f}"
+                      f" us/dora={v['usec'] / len(discovers):6.2f} us/call={v['usec_per_call']:6.2f}")
+            print(f"  (all commands: {total / len(discovers):.1f} us/dora; warm-up included)")
         if profiler:
             profiler.dump_stats(args.profile)
         print(f"RESULT dhcp_pipeline cpu_us_per_dora={cpu / exchanges * 1e6:.1f} "
@@ -147,6 +155,8 @@ def main() -> int:
     parser.add_argument("--events", default="leases", choices=("all", "leases", "none"))
     parser.add_argument("--keyspace", action="store_true",
                         help="keyspace notifications on, as the service's inventory cache has them")
+    parser.add_argument("--commandstats", action="store_true",
+                        help="print Redis's INFO commandstats per exchange at the end")
     parser.add_argument("--profile", help="write a cProfile (CPU clock) of the measured half")
     args = parser.parse_args()
     runtime.use_uvloop()  # as the service does

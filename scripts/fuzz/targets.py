@@ -12,6 +12,7 @@ stops, writes the input to ``crash-*`` and exits non-zero.
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import sys
 import tempfile
@@ -19,6 +20,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+# atheris follows coverage in Python bytecode: the DHCP codec and policy from their source, not
+# the mypyc build (services/dhcp/__init__.py); the service-level fuzzing runs the build
+os.environ.setdefault("BOOTYARD_DHCP_NATIVE", "0")
 
 import atheris  # noqa: E402
 

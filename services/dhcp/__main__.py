@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+import services.dhcp as package
 from services.dhcp.server import DhcpServer
 from services.dhcp.settings import DhcpSettings
 from services.dhcp.transport import Transport, resolve_interfaces
@@ -49,7 +50,9 @@ async def serve(cfg: DhcpSettings, stop: asyncio.Event) -> None:
         transport.close()
         raise
     log.info("listening", interfaces=",".join(f"{i.name}={i.address}" for i in interfaces),
-             port=section.server_port, metrics_port=metrics.bound_port(runner))
+             port=section.server_port, metrics_port=metrics.bound_port(runner),
+             # the packet path: compiled or why not (services/dhcp/__init__.py)
+             compiled="yes" if package.NATIVE else f"no ({package.NATIVE_REASON})")
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(cache.run(stop))

@@ -333,7 +333,7 @@ def _lease_options(lease_time: int) -> tuple[tuple[int, bytes], ...]:
 
 
 def _boot_fields(request: Message, boot: BootChoice | None, options: dict[int, bytes],
-                 subnet: Subnet, ctx: ServerContext) -> tuple[str, bytes]:
+                 subnet: Subnet | None, ctx: ServerContext) -> tuple[str, bytes]:
     """(siaddr, file) and boot options for ``boot``."""
     if boot is None:
         return ZERO_IP, b""
@@ -390,8 +390,9 @@ def decide(request: Message, host: Host | None, profile: Profile | None, subnet:
     yiaddr = ZERO_IP
     if reply_type == MessageType.NAK:
         boot = None
-        options[Opt.MESSAGE] = lease.reason.encode()[:255]
+        options[Opt.MESSAGE] = (lease.reason if isinstance(lease, Refusal) else "").encode()[:255]
     else:
+        assert subnet is not None  # screen() answers a request without a subnet: no_subnet
         _network_options(options, subnet)
         if isinstance(lease, Lease):
             yiaddr = lease.ip

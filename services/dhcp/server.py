@@ -8,6 +8,7 @@ import asyncio
 import collections
 import dataclasses
 import time
+from typing import Any
 
 from services.dhcp import bsdp, codec, metrics as m, policy
 from services.dhcp.codec import ZERO_IP, DecodeError, MessageType, Opt
@@ -18,7 +19,7 @@ from services.dhcp.transport import Datagram, Interface, Transport
 from shared import bootplan, logs, metrics as shared_metrics
 from shared.addresses import mac_from_bytes
 from shared.leases import LeaseStore, Outcome, Step, client_identity
-from shared.schema import KINDS, range_containing
+from shared.schema import KINDS, Host, Profile, Subnet, range_containing
 from shared.store import InventoryUnavailable
 
 log = logs.get_logger("dhcp")
@@ -37,16 +38,16 @@ class Work:
     mtype: int
     mac: str
     ctx: ServerContext
-    host: object = None
-    profile: object = None
-    subnet: object = None
+    host: Host | None = None
+    profile: Profile | None = None
+    subnet: Subnet | None = None
     pre: Ignore | None = None
     step: Step | None = None
     reserved: str | None = None
     requested: str | None = None
     recorded: bool = False  # the lease script wrote this packet's event
     client: str = ""  # the client identity its leases belong to (shared.leases)
-    boot: object = policy.NOT_CHOSEN  # choose_boot's answer, once computed
+    boot: Any = policy.NOT_CHOSEN  # choose_boot's answer (BootChoice or None), once computed
     template: Template | None = None  # the OFFER/ACK this request gets if its lease step grants
 
 
@@ -152,14 +153,17 @@ class DhcpServer:
         results = iter(outcomes or ())
         # The finishing loop has no await: these per-batch tallies cannot interleave with
         # another worker's batch.
-        self._acks = acks = []  # one log line per ACK, written together
+        acks: list[dict] = []  # one log line per ACK, written together
+        latencies: list[float] = []
+        self._acks = acks
         self._out = sent = dict.fromkeys(m.OUT, 0)
-        self._latencies = latencies = []
+        self._latencies = latencies
         try:
             for w in works:
                 outcome = (next(results) if (w.step is not None and outcomes is not None)
                            else None)
-                w.recorded = outcome is not None and w.step.event is not None
+                w.recorded = (outcome is not None and w.step is not None
+                              and w.step.event is not None)
                 try:
                     self._finish(w, outcome, outcomes is None, now)
                 except Exception as exc:  # noqa: BLE001 - one bad packet must not end the batch
@@ -239,6 +243,7 @@ class DhcpServer:
                                                      only_offered=True, client=client)
             return w
         subnet = w.subnet
+        assert subnet is not None  # screen() passed it
         w.reserved = policy.reserved_address(w.host, subnet)
         boot = None
         if mtype in (MessageType.DISCOVER, MessageType.REQUEST):
@@ -296,6 +301,7 @@ class DhcpServer:
     def _lease_for(self, w: Work, outcome: Outcome | None, redis_failed: bool):
         """The policy's lease argument from the lease step's outcome (or the cache if Redis is
         down: reserved hosts only)."""
+        assert w.subnet is not None  # only for a request screen() passed
         lease_time = w.subnet.lease_time
         if redis_failed and w.step is not None:
             if w.reserved is None:
@@ -332,21 +338,23 @@ class DhcpServer:
         if mtype in (MessageType.RELEASE, MessageType.DECLINE):
             kind = "release" if mtype == MessageType.RELEASE else "decline"
             ip = w.msg.ciaddr if kind == "release" else w.msg.ip_option(Opt.REQUESTED_IP)
-            result = outcome.kind if outcome else ("redis_down" if redis_failed else "ignored")
-            log.info(kind, mac=w.mac, ip=ip, result=result)
+            said = outcome.kind if outcome else ("redis_down" if redis_failed else "ignored")
+            log.info(kind, mac=w.mac, ip=ip, result=said)
             if self._emit and not w.recorded:
-                self.events.emit(f"dhcp.{kind}", w.mac, ip=ip, result=result,
+                self.events.emit(f"dhcp.{kind}", w.mac, ip=ip, result=said,
                                  reason=outcome.reason if outcome else None)
             return
         lease = self._lease_for(w, outcome, redis_failed)
         if isinstance(lease, Ignore):
             self._ignored(w, lease)
             return
+        result: Reply | Ignore
         if mtype == MessageType.INFORM and bsdp.is_bsdp(w.msg):  # Apple NetBoot
             result = bsdp.answer(w.msg, self._netboot_images(), w.ctx)
         elif isinstance(lease, Lease) and mtype in (MessageType.DISCOVER, MessageType.REQUEST):
             # an OFFER or ACK: decide() + encode(), templated (replies.py), chosen in _prepare
             template = w.template
+            assert template is not None  # _prepare chose it for a DISCOVER or REQUEST
             data, dest = self.replies.pack(w.msg, template, lease.ip, w.ctx)
             if template.relay_info_dropped:
                 self._relay_info_dropped(w)
@@ -375,11 +383,11 @@ class DhcpServer:
         message = reply.message
         data, dropped = encode_reply(message, policy.reply_size_limit(w.msg))
         if data is None:
-            self._ignored(w, too_big(message.message_type, w.msg, w.subnet, reply.boot))
+            self._ignored(w, too_big(message.message_type or 0, w.msg, w.subnet, reply.boot))
             return
         if dropped:
             self._relay_info_dropped(w)
-        self._sent(w, data, reply.destination, message.message_type, message.yiaddr, reply.boot,
+        self._sent(w, data, reply.destination, message.message_type or 0, message.yiaddr, reply.boot,
                    lease, message.file)
 
     def _relay_info_dropped(self, w: Work) -> None:

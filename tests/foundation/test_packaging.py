@@ -47,9 +47,10 @@ def test_every_dependency_is_pinned_and_the_pins_agree():
 
 
 def test_make_install_and_the_image_use_the_constraints():
-    assert "pip install -q -c constraints.txt -e '.[test]'" in (REPO / "Makefile").read_text()
+    assert "pip install -q -c constraints.txt -e '.[test,native]'" in (REPO / "Makefile").read_text()
     dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
-    assert dockerfile.count("-c /opt/bootyard/app/constraints.txt") == 2  # wheels and index
+    # wheels and index, for the runtime venv and for the native stage's mypy
+    assert dockerfile.count("-c /opt/bootyard/app/constraints.txt") == 4
     assert "!constraints.txt" in (REPO / ".dockerignore").read_text()
 
 

@@ -94,7 +94,7 @@ class SentReplies:
     def __init__(self, *interfaces) -> None:
         from services.dhcp import codec
         self._decode = codec.decode
-        self.interfaces = interfaces
+        self.interfaces = list(interfaces)  # a list, as Transport's (typed: compiled code checks)
         self.sent: list = []
 
     def send(self, iface, data, ip, port, local_port=None) -> bool:
