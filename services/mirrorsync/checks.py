@@ -35,8 +35,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
-from services.mirrorsync.policy import is_metadata
-
 HASH_FIELDS = (("SHA256", "sha256"), ("SHA1", "sha1"), ("MD5Sum", "md5"))
 COMPRESSIONS = ("", ".gz", ".xz", ".bz2", ".lzma", ".zst")
 RPM_NS = "{http://linux.duke.edu/metadata/repo}"
@@ -64,8 +62,13 @@ def detect(root: Path) -> str:
     """apt, yum or files: what the tree at ``root`` looks like."""
     if (root / "dists").is_dir():
         return "apt"
-    if any(root.glob("repodata/repomd.xml")) or any(root.glob("*/repodata/repomd.xml")):
+    if (root / "repodata" / "repomd.xml").is_file():
         return "yum"
+    with os.scandir(root) as entries:  # one level down, without listing those directories
+        if any(entry.is_dir(follow_symlinks=False) and
+               os.path.isfile(os.path.join(entry.path, "repodata", "repomd.xml"))
+               for entry in entries):
+            return "yum"
     return "files"
 
 
@@ -85,31 +88,6 @@ def count_files(root: Path) -> tuple[int, int]:
                         continue
                     files += 1
     return files, size
-
-
-def linked_metadata(root: Path, published: Path | None) -> list[str]:
-    """Repository metadata files under ``root`` that are the very files (inodes) of the
-    ``published`` snapshot: rsync's quick check kept them, so they are compared again by
-    checksum (:func:`services.mirrorsync.policy.metadata_argv`)."""
-    if published is None:
-        return []
-    found = []
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        with os.scandir(root / rel_dir if rel_dir else root) as entries:
-            for entry in entries:
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(rel)
-                elif entry.is_file(follow_symlinks=False) and is_metadata(entry.name):
-                    try:
-                        st, old = entry.stat(follow_symlinks=False), os.lstat(published / rel)
-                    except FileNotFoundError:
-                        continue
-                    if (st.st_dev, st.st_ino) == (old.st_dev, old.st_ino):
-                        found.append(rel)
-    return sorted(found)
 
 
 def excluded(rel: str, patterns: tuple[str, ...]) -> bool:
@@ -417,12 +395,16 @@ class _BytesReader:
 
 def check_snapshot(root: Path, *, check: str = "auto", published: Path | None = None,
                    published_files: int | None = None, max_shrink: float = 0.5,
-                   excludes: tuple[str, ...] = (), keyring: str | None = None) -> CheckResult:
+                   excludes: tuple[str, ...] = (), keyring: str | None = None,
+                   counted: tuple[int, int] | None = None) -> CheckResult:
     """Check the snapshot at ``root`` (``check``: auto, apt, yum or files) against the
     ``published`` snapshot (None for a first sync). Index files matching the mirror's
-    ``excludes`` may be missing (a mirror of some architectures or suites only)."""
+    ``excludes`` may be missing (a mirror of some architectures or suites only). ``counted``:
+    the snapshot's (files, bytes) as the sync's rsync listed them
+    (:mod:`services.mirrorsync.itemized`), so that the tree is not walked again; without it
+    the tree is counted here."""
     kind = detect(root) if check == "auto" else check
-    files, size = count_files(root)
+    files, size = counted if counted is not None else count_files(root)
     checker = _Checker(root, published, excludes)
     try:
         if files == 0:

@@ -25,6 +25,7 @@ import fnmatch
 import re
 import time
 
+from services.mirrorsync.itemized import ITEMIZE_ARGS
 from shared.schema import Mirror
 
 # Why a sync did not publish (the ``reason`` of events, status and metrics): a closed set.
@@ -61,6 +62,12 @@ EXIT_MEANINGS = {
     24: "partial transfer due to vanished source files", 25: "--max-delete limit stopped deletions",
     30: "timeout in data send/receive", 35: "timeout waiting for daemon connection",
 }
+
+# The attributes a snapshot keeps (rsync's --archive without owner, group and devices, modes
+# fixed as Debian's ftpsync fixes them): the same in every snapshot, so rsync never has a reason
+# to change an unchanged file's attributes in place, where a clone shares its inode with the
+# published snapshot.
+ATTRIBUTES = ("--links", "--perms", "--times", "--chmod=D755,F644")
 
 UPDATE_MARKER = "Archive-Update-in-Progress-"
 TMP_DIR = ".~tmp~"  # rsync's --delay-updates / partial directory: never copied
@@ -103,11 +110,18 @@ def rsync_argv(mirror: Mirror, dest: str, *, rsync: str = "rsync", link_dest: st
                ) -> list[str]:
     """The argument list that copies ``mirror`` into the new snapshot directory ``dest``.
 
-    ``link_dest``: the published snapshot (absolute), whose unchanged files are hard-linked
-    instead of copied. Include patterns come before exclude patterns (rsync takes the first
-    match), rsync's own temporary directories are never copied."""
-    argv = [rsync, "--archive", "--hard-links", "--delete", "--stats", "--no-human-readable",
-            f"--timeout={io_timeout}"]
+    ``dest`` is either empty, with ``link_dest`` the published snapshot (absolute), whose
+    unchanged files are hard-linked instead of copied, or a clone of the published snapshot
+    made after the last publish (:meth:`~services.mirrorsync.snapshots.Snapshots.prepare_next`):
+    rsync then only writes what changed, each changed file to a new inode renamed into place
+    (never ``--inplace``), and deletes what the upstream (or the mirror's ``exclude``) no longer
+    has. The attributes kept are :data:`ATTRIBUTES`: modes fixed as Debian's ftpsync fixes them,
+    no owner or group, so that rsync never changes a file's attributes in place (in a clone that
+    would change the published file too). Include patterns come before exclude patterns (rsync
+    takes the first match), rsync's own temporary directories are never copied. The itemized
+    output (:mod:`services.mirrorsync.itemized`) says what the run did."""
+    argv = [rsync, "--recursive", *ATTRIBUTES, "--hard-links", "--delete", "--delete-excluded",
+            "--stats", "--no-human-readable", *ITEMIZE_ARGS, f"--timeout={io_timeout}"]
     if is_daemon_source(mirror.source):
         argv.append(f"--contimeout={contimeout}")
     if link_dest:
@@ -128,9 +142,12 @@ METADATA_PATTERNS = ("InRelease", "Release", "Release.gpg", "Packages*", "Source
                      "Translation-*", "repomd.xml*", "SHA256SUMS*", "MD5SUMS*", "CHECKSUM*")
 
 
+_METADATA = re.compile("|".join(fnmatch.translate(p) for p in METADATA_PATTERNS))
+
+
 def is_metadata(name: str) -> bool:
     """Whether a file name is repository metadata (:data:`METADATA_PATTERNS`)."""
-    return any(fnmatch.fnmatchcase(name, p) for p in METADATA_PATTERNS)
+    return _METADATA.match(name) is not None
 
 
 def split_source(source: str) -> tuple[str, str]:
@@ -161,7 +178,8 @@ def metadata_argv(mirror: Mirror, dest: str, files_from: str, *, rsync: str = "r
     file that differs is written to a new inode, never into the hard link it replaces). A file
     gone from the upstream meanwhile is skipped (the check then finds the tree inconsistent)."""
     root, _ = split_source(mirror.source)
-    argv = [rsync, "--archive", "--checksum", "--stats", "--no-human-readable", "--from0",
+    argv = [rsync, *ATTRIBUTES, "--checksum", "--stats", "--no-human-readable", "--from0",
+            *ITEMIZE_ARGS,
             f"--files-from={files_from}", "--ignore-missing-args", f"--timeout={io_timeout}"]
     if is_daemon_source(mirror.source):
         argv.append(f"--contimeout={contimeout}")

@@ -25,14 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from services.mirrorsync import metrics as m
-from services.mirrorsync.checks import check_snapshot, linked_metadata
+from services.mirrorsync import itemized, metrics as m
+from services.mirrorsync.checks import check_snapshot
+from services.mirrorsync.phases import AFTER_PUBLISH, BEFORE_PUBLISH, PhaseClock
 from services.mirrorsync.policy import (
     RETRY_REASONS,
     Stats,
     archive_serial,
     classify_exit,
     due_at,
+    is_metadata,
     list_argv,
     listed_names,
     metadata_argv,
@@ -75,7 +77,9 @@ class Outcome:
     stats: Stats = dataclasses.field(default_factory=Stats)
     files: int = 0
     size: int = 0
-    duration: float = 0.0
+    duration: float = 0.0         # from the sync's start to its publish (or failure)
+    phases: dict[str, float] = dataclasses.field(default_factory=dict)  # PhaseClock.times
+    published_at: float | None = None  # time.time() of the publish's rename
 
 
 class MirrorSync:
@@ -250,6 +254,7 @@ class MirrorSync:
             log.info("sync", mirror=name, result="skipped", reason="locked", holder=holder)
             return outcome
         started = time.time()
+        clock = PhaseClock()
         m.LOCK_HELD.labels(name).set(1)
         m.IN_PROGRESS.labels(name).set(1)
         m.LAST_ATTEMPT.labels(name).set(started)
@@ -257,18 +262,28 @@ class MirrorSync:
         work: list[Path] = []
         outcome = Outcome("failed")
         status: dict[str, str] = {}
+        recorded = False  # a published sync is recorded at once, before its prune and clone
         try:
-            status = await self.state.status(name)
-            await self.state.update(name, {"state": "syncing", "last_attempt": f"{started:.3f}",
-                                           "holder": lock.token, "next_attempt": ""})
+            with clock.phase("prepare"):
+                status = await self.state.status(name)
+                await self.state.update(name, {"state": "syncing",
+                                               "last_attempt": f"{started:.3f}",
+                                               "holder": lock.token, "next_attempt": ""})
             self.events.emit("mirror.started", mirror=name, source=mirror.source, why=why)
             async with LockKeeper(lock, self.cfg.lock_ttl / 4) as keeper:
-                outcome = await self._sync(mirror, lock, keeper, snaps, status, work, started)
+                outcome = await self._sync(mirror, lock, keeper, snaps, status, work, started,
+                                           clock)
+                outcome.duration = time.time() - started
+                outcome.phases = clock.times
+                await self._record(mirror, outcome, status, started)
+                recorded = True
+                await self._after_publish(mirror, snaps, outcome, clock)
         except SyncFailed as exc:
             outcome = Outcome("failed", exc.reason, exc.detail)
         except asyncio.CancelledError:
-            outcome = Outcome("failed", "io_error", "sync cancelled (service stopping, or the "
-                              "mirror was paused, changed or removed)")
+            if not recorded:
+                outcome = Outcome("failed", "io_error", "sync cancelled (service stopping, or "
+                                  "the mirror was paused, changed or removed)")
             raise
         except OSError as exc:
             outcome = Outcome("failed", "disk_full" if exc.errno == 28 else "io_error",
@@ -276,12 +291,14 @@ class MirrorSync:
         except InventoryUnavailable as exc:  # the lock cannot be confirmed: never publish
             outcome = Outcome("failed", "lock_lost", f"cannot confirm the lock: {exc}")
         finally:
-            outcome.duration = time.time() - started
-            for path in work:  # a partial or an unpublished snapshot
-                if path.exists():
-                    await asyncio.to_thread(remove_tree, path)
             try:
-                await self._record(mirror, outcome, status, started)
+                if not recorded:
+                    outcome.duration = time.time() - started
+                    outcome.phases = clock.times
+                    for path in work:  # a partial or an unpublished snapshot
+                        if path.exists():
+                            await asyncio.to_thread(remove_tree, path)
+                    await self._record(mirror, outcome, status, started)
             finally:
                 try:
                     await lock.release()
@@ -295,97 +312,153 @@ class MirrorSync:
 
     async def _sync(self, mirror: Mirror, lock: MirrorLock, keeper: LockKeeper,
                     snaps: Snapshots, status: dict[str, str], work: list[Path],
-                    started: float) -> Outcome:
+                    started: float, clock: PhaseClock) -> Outcome:
         cfg = self.cfg
         name = mirror.name
-        self.root.mkdir(parents=True, exist_ok=True)
-        adopted = await asyncio.to_thread(snaps.adopt_directory)
-        if adopted:
-            log.info("adopted_directory", mirror=name, snapshot=adopted.name)
-        removed = await asyncio.to_thread(snaps.clean_partials)
-        if removed:
-            log.info("partial_snapshots_removed", mirror=name, snapshots=",".join(removed))
-        free, _total = disk_space(self.root)
-        needed = cfg.min_free_bytes + int(cfg.space_factor *
-                                          int(status.get("bytes_transferred") or 0))
-        if free < needed:
-            raise SyncFailed("disk_full", f"{free} bytes free on {self.root}, a sync needs "
-                             f"{needed} (mirrorsync.min_free_bytes + space_factor x the last "
-                             "sync's bytes)")
-        await self._upstream_not_updating(mirror)
-
-        published = snaps.published()
-        partial = snaps.new_partial(started)
-        work.append(partial)
+        with clock.phase("prepare"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            adopted = await asyncio.to_thread(snaps.adopt_directory)
+            if adopted:
+                log.info("adopted_directory", mirror=name, snapshot=adopted.name)
+            removed = await asyncio.to_thread(snaps.clean_partials)
+            if removed:
+                log.info("partial_snapshots_removed", mirror=name, snapshots=",".join(removed))
+            free, _total = disk_space(self.root)
+            needed = cfg.min_free_bytes + int(cfg.space_factor *
+                                              int(status.get("bytes_transferred") or 0))
+            if free < needed:
+                raise SyncFailed("disk_full", f"{free} bytes free on {self.root}, a sync needs "
+                                 f"{needed} (mirrorsync.min_free_bytes + space_factor x the "
+                                 "last sync's bytes)")
+            published = snaps.published()
+            # the clone of the published snapshot made after the last publish, else an empty
+            # directory that rsync fills with hard links to the published snapshot itself
+            base = snaps.prepared(published)
+            partial = snaps.new_partial(started, base=base)
+            work.append(partial)
         argv = rsync_argv(mirror, str(partial), rsync=cfg.rsync,
-                          link_dest=str(published.resolve()) if published else None,
+                          link_dest=str(published.resolve()) if published and not base else None,
                           io_timeout=cfg.io_timeout, contimeout=cfg.contimeout)
+        # the upstream's top is listed beside the copy (Archive-Update-in-Progress-*): an
+        # upstream being updated stops the copy at rsync's next watch, and is never published
+        listing = asyncio.create_task(self._upstream_not_updating(mirror))
+
         async def watch() -> str | None:
             if keeper.lost:
                 return "lock_lost"
+            if listing.done() and not listing.cancelled() and listing.exception() is not None:
+                return "upstream_updating"
             if disk_space(self.root)[0] < cfg.min_free_bytes:
                 return "disk_full"
             return None
 
-        run = await run_rsync(argv, deadline=cfg.deadline, watch=watch, stall=cfg.io_timeout)
+        try:
+            with clock.phase("rsync"):
+                run = await run_rsync(argv, deadline=cfg.deadline, watch=watch,
+                                      stall=cfg.io_timeout)
+                await listing  # raises SyncFailed: upstream updating, or unreachable
+        finally:
+            if not listing.done():
+                listing.cancel()
+                await asyncio.gather(listing, return_exceptions=True)
         stats = parse_stats(run.stdout)
         self._rsync_verdict(run)
-        # metadata the quick check (size, mtime) took for unchanged: again, by checksum
-        linked = await asyncio.to_thread(linked_metadata, partial, published)
-        if linked:
-            with tempfile.NamedTemporaryFile("wb", prefix=f"bootyard-{name}-",
-                                             suffix=".metadata") as listing:
-                listing.write(metadata_list(mirror, linked))
-                listing.flush()
-                meta = metadata_argv(mirror, str(partial), listing.name, rsync=cfg.rsync,
-                                     io_timeout=cfg.io_timeout, contimeout=cfg.contimeout)
-                remaining = max(cfg.deadline - (time.time() - started), 1.0)
-                run = await run_rsync(meta, deadline=remaining, watch=watch,
-                                      stall=cfg.io_timeout)
-            self._rsync_verdict(run)
-            more = parse_stats(run.stdout)
-            stats = dataclasses.replace(
-                stats, files_transferred=stats.files_transferred + more.files_transferred,
-                bytes_transferred=stats.bytes_transferred + more.bytes_transferred,
-                bytes_received=stats.bytes_received + more.bytes_received)
-        markers = updating_markers(p.name for p in partial.iterdir())
-        if markers:
-            raise SyncFailed("upstream_updating", f"the upstream started an update during the "
-                             f"sync ({markers[0]}); not published, retried later")
-        # files shared with a snapshot this service checked are not hashed again; an adopted
-        # directory (made by hand) was never checked
-        checked_before = published if published and not published.name.startswith(
-            ADOPTED_PREFIX) else None
-        result = await asyncio.to_thread(
-            check_snapshot, partial, check=mirror.check, published=checked_before,
-            published_files=int(status.get("files") or 0) or None, max_shrink=cfg.max_shrink,
-            excludes=mirror.exclude, keyring=mirror.keyring)
-        if not result.ok:
-            raise SyncFailed("check_failed", f"{result.kind} check: {result.problem}")
-        if keeper.lost:
-            raise SyncFailed("lock_lost", "another replica took the lock (lease expired) "
-                             "during the check: nothing published")
-        finished = time.time()
-        master = partial / "project" / "trace" / "master"
-        upstream_trace = master.read_text(errors="replace") if master.is_file() else None
-        trace = trace_text(started=started, finished=finished, upstream=mirror.source,
-                           serial=archive_serial(upstream_trace, finished), stats=stats,
-                           creator="bootyard mirrorsync", host=self.host)
-        await asyncio.to_thread(write_file_atomically,
-                                partial / "project" / "trace" / cfg.trace_name, trace)
-        final = snaps.finish(partial)
-        work[:] = [final]
-        if not await lock.renew():  # fencing: only the lock's owner publishes
-            raise SyncFailed("lock_lost", "the lock is no longer ours (its lease ran out): "
-                             "the checked snapshot is not published")
-        snaps.publish(final)
-        work.clear()
-        keep = mirror.keep if mirror.keep is not None else cfg.keep
-        pruned = await asyncio.to_thread(snaps.prune, keep)
-        if pruned:
-            log.info("snapshots_removed", mirror=name, snapshots=",".join(pruned), keep=keep)
+        items = itemized.parse(run.stdout)
+        if base is not None and items.changed_in_place:
+            log.warning("attributes_changed_in_place", mirror=name,
+                        files=len(items.changed_in_place), first=items.changed_in_place[0],
+                        note="rsync changed a kept file's attributes (not its contents): the "
+                        "published snapshot shares that file; see mirrorsync ATTRIBUTES")
+        with clock.phase("metadata"):
+            stats = await self._metadata_pass(mirror, partial, items, stats, watch, started)
+        with clock.phase("check"):
+            markers = updating_markers(p.name for p in partial.iterdir())
+            if markers:
+                raise SyncFailed("upstream_updating", f"the upstream started an update during "
+                                 f"the sync ({markers[0]}); not published, retried later")
+            # files shared with a snapshot this service checked are not hashed again; an
+            # adopted directory (made by hand) was never checked
+            checked_before = published if published and not published.name.startswith(
+                ADOPTED_PREFIX) else None
+            result = await asyncio.to_thread(
+                check_snapshot, partial, check=mirror.check, published=checked_before,
+                published_files=int(status.get("files") or 0) or None,
+                max_shrink=cfg.max_shrink, excludes=mirror.exclude, keyring=mirror.keyring,
+                counted=(items.files, items.size))
+            if not result.ok:
+                raise SyncFailed("check_failed", f"{result.kind} check: {result.problem}")
+            if keeper.lost:
+                raise SyncFailed("lock_lost", "another replica took the lock (lease expired) "
+                                 "during the check: nothing published")
+        with clock.phase("publish"):
+            finished = time.time()
+            master = partial / "project" / "trace" / "master"
+            upstream_trace = master.read_text(errors="replace") if master.is_file() else None
+            trace = trace_text(started=started, finished=finished, upstream=mirror.source,
+                               serial=archive_serial(upstream_trace, finished), stats=stats,
+                               creator="bootyard mirrorsync", host=self.host)
+            await asyncio.to_thread(write_file_atomically,
+                                    partial / "project" / "trace" / cfg.trace_name, trace)
+            final = snaps.finish(partial)
+            work[:] = [final]
+            if not await lock.renew():  # fencing: only the lock's owner publishes
+                raise SyncFailed("lock_lost", "the lock is no longer ours (its lease ran out): "
+                                 "the checked snapshot is not published")
+            snaps.publish(final)
+            work.clear()
         return Outcome("published", snapshot=final.name, stats=stats, files=result.files,
-                       size=result.size)
+                       size=result.size, published_at=time.time())
+
+    async def _metadata_pass(self, mirror: Mirror, partial: Path, items: itemized.Itemized,
+                             stats: Stats, watch, started: float) -> Stats:
+        """Repository metadata the copy kept (rsync's quick check, size and mtime, took it for
+        unchanged: the base's file or a hard link to the published one), copied again if its
+        checksum differs. Returns the two runs' figures together."""
+        cfg = self.cfg
+        kept = items.kept_matching(is_metadata)
+        if not kept:
+            return stats
+        with tempfile.NamedTemporaryFile("wb", prefix=f"bootyard-{mirror.name}-",
+                                         suffix=".metadata") as listing:
+            listing.write(metadata_list(mirror, kept))
+            listing.flush()
+            meta = metadata_argv(mirror, str(partial), listing.name, rsync=cfg.rsync,
+                                 io_timeout=cfg.io_timeout, contimeout=cfg.contimeout)
+            remaining = max(cfg.deadline - (time.time() - started), 1.0)
+            run = await run_rsync(meta, deadline=remaining, watch=watch, stall=cfg.io_timeout)
+        self._rsync_verdict(run)
+        for name in itemized.parse(run.stdout).transferred:  # its new size in the count
+            new = (partial / name).stat().st_size
+            items.size += new - items.kept.pop(name, new)
+        more = parse_stats(run.stdout)
+        return dataclasses.replace(
+            stats, files_transferred=stats.files_transferred + more.files_transferred,
+            bytes_transferred=stats.bytes_transferred + more.bytes_transferred,
+            bytes_received=stats.bytes_received + more.bytes_received)
+
+    async def _after_publish(self, mirror: Mirror, snaps: Snapshots, outcome: Outcome,
+                             clock: PhaseClock) -> None:
+        """Off the path to the publish, still under the lock: old snapshots beyond ``keep``
+        removed, and the new published snapshot cloned as the next sync's base. A failure here
+        is logged; the next sync then copies into an empty directory (``--link-dest``)."""
+        name = mirror.name
+        keep = mirror.keep if mirror.keep is not None else self.cfg.keep
+        try:
+            with clock.phase("prune"):
+                pruned = await asyncio.to_thread(snaps.prune, keep)
+            if pruned:
+                log.info("snapshots_removed", mirror=name, snapshots=",".join(pruned), keep=keep)
+            with clock.phase("clone"):
+                await asyncio.to_thread(snaps.prepare_next, snaps.dir / outcome.snapshot)
+        except OSError as exc:
+            log.warning("after_publish_failed", mirror=name,
+                        reason=f"{exc.filename or ''}: {exc.strerror or exc}",
+                        action="the next sync copies into an empty directory instead of a clone")
+        for phase in AFTER_PUBLISH:
+            if phase in clock.times:
+                m.PHASE_DURATION.labels(phase).observe(clock.times[phase])
+        log.info("sync_after_publish", mirror=name, snapshot=outcome.snapshot,
+                 phases=clock.text())
 
     def _rsync_verdict(self, run) -> None:
         """Raise SyncFailed unless the rsync run ended well."""
@@ -428,7 +501,13 @@ class MirrorSync:
         m.SYNCS.labels(outcome.result).inc()
         m.DURATION.labels(name).observe(outcome.duration)
         stats = outcome.stats
-        fields: dict[str, object] = {"holder": "", "duration": f"{outcome.duration:.1f}"}
+        phases = " ".join(f"{p}={outcome.phases[p]:.3f}" for p in BEFORE_PUBLISH
+                          if p in outcome.phases)
+        for phase in BEFORE_PUBLISH:
+            if phase in outcome.phases:
+                m.PHASE_DURATION.labels(phase).observe(outcome.phases[phase])
+        fields: dict[str, object] = {"holder": "", "duration": f"{outcome.duration:.1f}",
+                                     "phases": phases}
         if outcome.result == "published":
             m.LAST_SUCCESS.labels(name).set(started)
             m.CONSECUTIVE_FAILURES.labels(name).set(0)
@@ -443,12 +522,13 @@ class MirrorSync:
                           last_error="")
             self.events.emit("mirror.published", mirror=name, snapshot=outcome.snapshot,
                              files=outcome.files, size=outcome.size,
-                             bytes=stats.bytes_transferred, duration=f"{outcome.duration:.1f}")
+                             bytes=stats.bytes_transferred, duration=f"{outcome.duration:.1f}",
+                             phases=phases)
             log.info("sync", mirror=name, result="published", snapshot=outcome.snapshot,
                      files=outcome.files, size=outcome.size,
                      files_transferred=stats.files_transferred,
                      bytes_transferred=stats.bytes_transferred,
-                     duration_s=round(outcome.duration, 1))
+                     duration_s=round(outcome.duration, 3), phases=phases)
         else:
             failures = int(status.get("failures") or 0) + 1
             m.FAILURES.labels(name, outcome.reason).inc()
@@ -460,7 +540,7 @@ class MirrorSync:
                              detail=outcome.detail, duration=f"{outcome.duration:.1f}")
             log.warning("sync", mirror=name, result="failed", reason=outcome.reason,
                         detail=outcome.detail, failures=failures,
-                        duration_s=round(outcome.duration, 1),
+                        duration_s=round(outcome.duration, 3), phases=phases,
                         next="retry after mirrorsync.retry_delay" if retry
                         else "at the next interval")
         try:

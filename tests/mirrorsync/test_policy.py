@@ -24,7 +24,15 @@ def test_rsync_argv_is_an_argument_list_from_the_record():
                              "/m/.snapshots/debian/X.partial", link_dest="/m/.snapshots/debian/A",
                              io_timeout=60, contimeout=7)
     assert argv[0] == "rsync"
-    assert "--archive" in argv and "--hard-links" in argv and "--stats" in argv
+    assert "--hard-links" in argv and "--stats" in argv and "--recursive" in argv
+    # ftpsync's attributes: fixed modes, no owner, group or devices (so that rsync never
+    # changes an unchanged file's attributes in place: a clone shares it with the published
+    # snapshot); deletions include newly excluded names; never --inplace
+    assert policy.ATTRIBUTES == ("--links", "--perms", "--times", "--chmod=D755,F644")
+    assert all(a in argv for a in policy.ATTRIBUTES) and "--delete-excluded" in argv
+    assert not any(a in argv for a in ("--archive", "--owner", "--group", "--devices",
+                                       "--inplace", "--append", "-a"))
+    assert argv.count("--itemize-changes") == 2 and "--out-format=%i %l %n" in argv
     assert "--timeout=60" in argv and "--contimeout=7" in argv and "--bwlimit=500" in argv
     assert "--link-dest=/m/.snapshots/debian/A" in argv
     # rsync takes the first matching rule: includes before excludes; rsync's temp dirs never
@@ -38,6 +46,7 @@ def test_the_metadata_pass_takes_listed_files_by_checksum():
     assert "--checksum" in argv and "--files-from=/tmp/list" in argv and "--from0" in argv
     assert "--ignore-missing-args" in argv and "--bwlimit=10" in argv and "--timeout=9" in argv
     assert not any(a.startswith(("--delete", "--link-dest")) for a in argv)
+    assert all(a in argv for a in policy.ATTRIBUTES) and "--archive" not in argv
     assert argv[-3:] == ["--", "rsync://up.example:8873/debian/", "/m/X.partial/"]
     # a source below a module: the module is the source, the list names the path inside it
     deep = mirror(source="rsync://up.example/pub/debian/main")
