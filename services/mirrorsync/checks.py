@@ -8,8 +8,8 @@
   one form must be present (Debian's own Release lists uncompressed forms mirrors leave out).
   Every ``Packages`` and ``Sources`` index is then read: each file it lists must be present with
   its size, and with its hash (SHA256, else SHA1, else MD5) unless the file is the very file
-  (same inode, hard-linked by ``--link-dest``) of the published snapshot, which passed this check
-  when it was published.
+  (same inode, hard-linked by the clone or ``--link-dest``) of the published snapshot, which
+  passed this check when it was published.
 - yum/dnf (a ``repodata/repomd.xml``): each file repomd.xml lists must be present with its
   checksum (and size when given); every package ``primary`` lists must be present with its size
   and checksum (same inode rule).

@@ -7,12 +7,15 @@ a second), at the sync requests of ``bootyard mirror sync`` and at each mirror's
 starts syncs, at most ``max_concurrent`` at once.
 
 One sync (:meth:`MirrorSync.sync_one`): take the mirror's lock (another replica has it: skipped),
-remove partial snapshots a killed sync left, check the free space, look at the top of the upstream
-for ``Archive-Update-in-Progress-*``, rsync into a new snapshot (hard links to the published one)
-watching the free space, check the snapshot, write the trace file, check the lock is still ours
-(fencing), publish with one rename, prune old snapshots; the lock is renewed all along
-(:class:`LockKeeper`).
-Every sync ends in one record: a log line, the metrics, an event and the status hash.
+remove partial snapshots a killed sync left, check the free space, rsync into a new snapshot (the
+clone of the published one made after the last publish, else an empty directory with hard links
+to the published one) watching the free space while the top of the upstream is listed beside it
+for ``Archive-Update-in-Progress-*``, copy again the metadata rsync kept whose checksum differs,
+check the snapshot, write the trace file, check the lock is still ours (fencing), publish with
+one rename; record it; then, off the path to the publish, prune old snapshots and clone the new
+one as the next base. The lock is renewed all along (:class:`LockKeeper`).
+Every sync ends in one record: a log line, the metrics, an event and the status hash, with the
+time of each phase (:mod:`services.mirrorsync.phases`).
 """
 
 from __future__ import annotations
