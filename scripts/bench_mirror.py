@@ -7,7 +7,7 @@ of BENCH_MIRROR_FILES files (default 10,000) totalling BENCH_MIRROR_MIB MiB (def
 directories of 100 files, and two destinations on the same file system. Steps, in one run:
 
 1. first sync: bootyard (``MirrorSync.sync_one``, the service's own code path: lock, rsync into
-   a new snapshot with the upstream's listing beside it, metadata pass, check, trace file,
+   a new snapshot (stopped at once by an upstream update marker), metadata pass, check, trace file,
    publish; after the publish, prune and the clone that is the next sync's base), then plain
    rsync;
 2. BENCH_MIRROR_ROUNDS (default 3) times: another BENCH_MIRROR_CHANGED (default 0.01) of the

@@ -3,7 +3,7 @@
 
 Phases up to the publish (the sync's ``duration``: from its start to the new snapshot
 published): ``prepare`` (status, leftovers, free space, the base directory), ``rsync`` (the copy;
-the upstream's listing runs beside it), ``metadata`` (the second pass over repository metadata),
+rsync's output read as it comes), ``metadata`` (the second pass over repository metadata),
 ``check``, ``publish`` (trace file, fencing, the rename). After the publish, off that path but
 still under the mirror's lock: ``prune`` (old snapshots removed) and ``clone`` (the next sync's
 base made, :meth:`~services.mirrorsync.snapshots.Snapshots.prepare_next`).

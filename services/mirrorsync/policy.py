@@ -9,8 +9,9 @@
 - :func:`classify_exit`: rsync's exit status as ftpsync reads it: 0 and 24 (files vanished on the
   upstream during the transfer) are success, 23 (partial transfer) and 30 (I/O timeout) are
   retried soon, 25 (``--max-delete`` reached) is never published, the rest are failures.
-- :func:`updating_markers`: ftpsync's ``Archive-Update-in-Progress-*`` files at the top of an
-  upstream that is being updated: wait and retry later, do not copy or publish it.
+- :func:`updating_markers`, :func:`marker_in_output`: ftpsync's ``Archive-Update-in-Progress-*``
+  files at the top of an upstream that is being updated: stop the copy, wait and retry later,
+  never publish it.
 - :func:`trace_text`: the trace file (``project/trace/<name>``) written into a snapshot before it
   is published, in ftpsync's format, so that mirrors of this mirror check freshness the usual way.
 - :func:`parse_stats`: the figures of ``rsync --stats``.
@@ -129,6 +130,7 @@ def rsync_argv(mirror: Mirror, dest: str, *, rsync: str = "rsync", link_dest: st
     if mirror.bwlimit:
         argv.append(f"--bwlimit={mirror.bwlimit}")
     argv.append(f"--exclude={TMP_DIR}/")
+    argv.append(f"--include=/{UPDATE_MARKER}*")  # always copied, whatever the mirror excludes
     argv += [f"--include={p}" for p in mirror.include]
     argv += [f"--exclude={p}" for p in (*mirror.exclude, *extra_excludes)]
     argv += ["--", source_arg(mirror.source), dest.rstrip("/") + "/"]
@@ -189,23 +191,16 @@ def metadata_argv(mirror: Mirror, dest: str, files_from: str, *, rsync: str = "r
     return argv
 
 
-def list_argv(mirror: Mirror, *, rsync: str = "rsync", io_timeout: int = 300,
-              contimeout: int = 30) -> list[str]:
-    """The argument list that lists the top of the upstream (to look for update markers)."""
-    argv = [rsync, "--list-only", "--no-human-readable", f"--timeout={io_timeout}"]
-    if is_daemon_source(mirror.source):
-        argv.append(f"--contimeout={contimeout}")
-    return argv + ["--", source_arg(mirror.source)]
+_MARKER_LINE = re.compile(rb"^[^\n]{11} \d+ (" + re.escape(b"Archive-Update-in-Progress-")
+                          + rb"[^/\n]*)$", re.MULTILINE)
 
 
-def listed_names(listing: str) -> list[str]:
-    """File names in ``rsync --list-only`` output (one entry a line, the name last)."""
-    names = []
-    for line in listing.splitlines():
-        parts = line.split(None, 4)
-        if len(parts) == 5 and parts[0][:1] in "-dlbcps":
-            names.append(parts[4].split(" -> ", 1)[0])
-    return names
+def marker_in_output(chunk: bytes) -> str | None:
+    """The first ``Archive-Update-in-Progress-*`` name at the top of the tree in a piece of the
+    sync's itemized output (:mod:`services.mirrorsync.itemized`), or None. rsync copies the top
+    directory's files first, so an upstream being updated shows at the start of the run."""
+    match = _MARKER_LINE.search(chunk)
+    return match.group(1).decode("utf-8", "replace") if match else None
 
 
 def updating_markers(names) -> list[str]:

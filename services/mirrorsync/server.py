@@ -9,8 +9,8 @@ starts syncs, at most ``max_concurrent`` at once.
 One sync (:meth:`MirrorSync.sync_one`): take the mirror's lock (another replica has it: skipped),
 remove partial snapshots a killed sync left, check the free space, rsync into a new snapshot (the
 clone of the published one made after the last publish, else an empty directory with hard links
-to the published one) watching the free space while the top of the upstream is listed beside it
-for ``Archive-Update-in-Progress-*``, copy again the metadata rsync kept whose checksum differs,
+to the published one) watching the free space and rsync's output for an
+``Archive-Update-in-Progress-*`` file at the upstream's top, copy again the metadata rsync kept whose checksum differs,
 check the snapshot, write the trace file, check the lock is still ours (fencing), publish with
 one rename; record it; then, off the path to the publish, prune old snapshots and clone the new
 one as the next base. The lock is renewed all along (:class:`LockKeeper`).
@@ -33,13 +33,13 @@ from services.mirrorsync.checks import check_snapshot
 from services.mirrorsync.phases import AFTER_PUBLISH, BEFORE_PUBLISH, PhaseClock
 from services.mirrorsync.policy import (
     RETRY_REASONS,
+    UPDATE_MARKER,
     Stats,
     archive_serial,
     classify_exit,
     due_at,
     is_metadata,
-    list_argv,
-    listed_names,
+    marker_in_output,
     metadata_argv,
     metadata_list,
     parse_stats,
@@ -55,7 +55,7 @@ from services.mirrorsync.snapshots import (
     remove_tree,
     write_file_atomically,
 )
-from services.mirrorsync.transport import run_capture, run_rsync
+from services.mirrorsync.transport import run_rsync
 from shared import keys, logs
 from shared.mirrors import MirrorLock, MirrorState
 from shared.schema import Mirror
@@ -342,28 +342,22 @@ class MirrorSync:
         argv = rsync_argv(mirror, str(partial), rsync=cfg.rsync,
                           link_dest=str(published.resolve()) if published and not base else None,
                           io_timeout=cfg.io_timeout, contimeout=cfg.contimeout)
-        # the upstream's top is listed beside the copy (Archive-Update-in-Progress-*): an
-        # upstream being updated stops the copy at rsync's next watch, and is never published
-        listing = asyncio.create_task(self._upstream_not_updating(mirror))
 
         async def watch() -> str | None:
             if keeper.lost:
                 return "lock_lost"
-            if listing.done() and not listing.cancelled() and listing.exception() is not None:
-                return "upstream_updating"
             if disk_space(self.root)[0] < cfg.min_free_bytes:
                 return "disk_full"
             return None
 
-        try:
-            with clock.phase("rsync"):
-                run = await run_rsync(argv, deadline=cfg.deadline, watch=watch,
-                                      stall=cfg.io_timeout)
-                await listing  # raises SyncFailed: upstream updating, or unreachable
-        finally:
-            if not listing.done():
-                listing.cancel()
-                await asyncio.gather(listing, return_exceptions=True)
+        with clock.phase("rsync"):
+            # an Archive-Update-in-Progress-* file at the upstream's top (rsync copies the top's
+            # files first, and always that one) stops the copy as soon as rsync lists it
+            run = await run_rsync(argv, deadline=cfg.deadline, watch=watch,
+                                  stall=cfg.io_timeout, stop_on=marker_in_output)
+        if run.stopped and run.stopped.startswith(UPDATE_MARKER):
+            raise SyncFailed("upstream_updating", f"{mirror.source} is being updated "
+                             f"({run.stopped}); not copied, retried in mirrorsync.retry_delay")
         stats = parse_stats(run.stdout)
         self._rsync_verdict(run)
         items = itemized.parse(run.stdout)
@@ -481,22 +475,6 @@ class MirrorSync:
         verdict = classify_exit(run.code, run.stderr)
         if not verdict.ok:
             raise SyncFailed(verdict.reason, f"{verdict.detail}: {_last_line(run.stderr)}")
-
-    async def _upstream_not_updating(self, mirror: Mirror) -> None:
-        cfg = self.cfg
-        argv = list_argv(mirror, rsync=cfg.rsync, io_timeout=cfg.io_timeout,
-                         contimeout=cfg.contimeout)
-        code, out, err = await run_capture(argv, cfg.contimeout + cfg.io_timeout)
-        verdict = classify_exit(code, err)
-        if code == -9:
-            raise SyncFailed("unreachable", f"listing {mirror.source}: {err}")
-        if not verdict.ok:
-            raise SyncFailed(verdict.reason, f"listing {mirror.source}: {verdict.detail}: "
-                             f"{_last_line(err)}")
-        markers = updating_markers(listed_names(out))
-        if markers:
-            raise SyncFailed("upstream_updating", f"{mirror.source} is being updated "
-                             f"({markers[0]}); waiting, retried in mirrorsync.retry_delay")
 
     async def _record(self, mirror: Mirror, outcome: Outcome, status: dict[str, str],
                       started: float) -> None:

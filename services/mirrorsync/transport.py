@@ -59,11 +59,16 @@ def io_counter(pid: int) -> int | None:
 
 async def run_rsync(argv: Sequence[str], *, deadline: float, poll: float = 1.0,
                     watch: Callable[[], Awaitable[str | None]] | None = None,
-                    stall: float | None = None, grace: float = 5.0) -> RsyncRun:
+                    stall: float | None = None, grace: float = 5.0,
+                    stop_on: Callable[[bytes], str | None] | None = None) -> RsyncRun:
+    """Run rsync (see the module's text). ``stop_on`` is shown rsync's output as it comes
+    (each new piece with the end of the one before); a reason it returns stops rsync at once
+    and is the run's ``stopped``."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent)
-    out_task = asyncio.ensure_future(proc.stdout.read())
+    seen: list[str] = []
+    out_task = asyncio.ensure_future(_read_all(proc, stop_on, seen, grace))
     err_task = asyncio.ensure_future(_tail(proc.stderr))
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline
@@ -96,16 +101,26 @@ async def run_rsync(argv: Sequence[str], *, deadline: float, poll: float = 1.0,
         await proc.wait()
     stdout = (await out_task).decode("utf-8", errors="replace")
     stderr = await err_task
-    return RsyncRun(proc.returncode, stdout, stderr, stopped)
+    return RsyncRun(proc.returncode, stdout, stderr, stopped or (seen[0] if seen else None))
 
 
-async def run_capture(argv: Sequence[str], timeout: float) -> tuple[int, str, str]:
-    """Run a short command (``rsync --list-only``): (status, stdout, stderr); status -9 and a
-    message when it took longer than ``timeout``."""
-    run = await run_rsync(argv, deadline=timeout)
-    if run.stopped:
-        return -9, run.stdout, f"no answer within {timeout:.0f} s"
-    return run.code, run.stdout, run.stderr
+async def _read_all(proc: asyncio.subprocess.Process, stop_on, seen: list[str],
+                    grace: float) -> bytes:
+    if stop_on is None:
+        return await proc.stdout.read()
+    chunks: list[bytes] = []
+    tail = b""
+    while chunk := await proc.stdout.read(1 << 16):
+        chunks.append(chunk)
+        if not seen:
+            piece = tail + chunk
+            reason = stop_on(piece)
+            if reason:
+                seen.append(reason)
+                stopping = asyncio.ensure_future(_stop(proc, grace))
+                stopping.add_done_callback(lambda _t, keep=stopping: None)
+            tail = piece[-4096:]
+    return b"".join(chunks)
 
 
 async def _tail(stream: asyncio.StreamReader) -> str:

@@ -101,14 +101,19 @@ def test_retried_reasons_are_the_passing_ones():
     assert "max_delete" not in policy.RETRY_REASONS and "disk_full" not in policy.RETRY_REASONS
 
 
-def test_update_in_progress_markers_in_a_listing():
-    listing = ("drwxr-xr-x          4,096 2026/12/05 10:00:00 .\n"
-               "-rw-r--r--              0 2026/12/05 10:00:00 Archive-Update-in-Progress-ftp-master\n"
-               "drwxr-xr-x          4,096 2026/12/05 10:00:00 dists\n"
-               "lrwxrwxrwx              5 2026/12/05 10:00:00 current -> dists\n")
-    names = policy.listed_names(listing)
-    assert names == [".", "Archive-Update-in-Progress-ftp-master", "dists", "current"]
-    assert policy.updating_markers(names) == ["Archive-Update-in-Progress-ftp-master"]
+def test_update_in_progress_markers_in_the_itemized_output():
+    output = (b".d          4096 ./\n"
+              b">f+++++++++ 0 Archive-Update-in-Progress-ftp-master\n"
+              b"cd+++++++++ 4096 dists/\n"
+              b">f+++++++++ 9 dists/Archive-Update-in-Progress-not-at-the-top\n")
+    assert policy.marker_in_output(output) == "Archive-Update-in-Progress-ftp-master"
+    assert policy.marker_in_output(output.split(b"\n", 2)[2]) is None  # only at the top
+    assert policy.marker_in_output(b">f+++++++++ 5 README\n") is None
+    # copied whatever the mirror's filters say (a catch-all exclude comes after it)
+    argv = policy.rsync_argv(mirror(include="/dists/***", exclude="*"), "/m/X")
+    assert argv.index("--include=/Archive-Update-in-Progress-*") < argv.index("--exclude=*")
+    assert policy.updating_markers(["Archive-Update-in-Progress-x", "dists"]) == \
+        ["Archive-Update-in-Progress-x"]
     assert policy.updating_markers(["dists", "pool"]) == []
 
 

@@ -199,3 +199,24 @@ def test_itemized_output_read():
     assert got.kept_matching(lambda n: n.endswith("Release")) == ["dists/s/InRelease",
                                                                   "dists/s/Release"]
     assert itemized.unescape("a\\#303\\#251") == "a\u00e9"
+
+
+async def test_an_upstream_being_updated_stops_the_copy_as_rsync_lists_it(redis_url, tmp_path,
+                                                                          daemon):
+    # the marker at the top is copied first, whatever the filters: the run stops there, before
+    # the big file (at 256 KiB/s it would take 16 s), and nothing is published
+    up = tmp_path / "upstream" / "files"
+    up.mkdir(parents=True)
+    (up / "big.img").write_bytes(os.urandom(4 << 20))
+    (up / "Archive-Update-in-Progress-upstream.example").write_text("")
+    (tmp_path / "mirror").mkdir()
+    kit = Kit(redis_url, tmp_path / "mirror")
+    try:
+        outcome = await kit.sync_one(mirror_record("files", daemon.url + "files/", bwlimit=256,
+                                                   exclude="*.example"))
+        assert (outcome.result, outcome.reason) == ("failed", "upstream_updating"), outcome
+        assert "(Archive-Update-in-Progress-upstream.example); not copied" in outcome.detail
+        snaps = Snapshots(tmp_path / "mirror", "files")
+        assert snaps.published() is None and snaps.partials() == []
+    finally:
+        await kit.close()
