@@ -1,15 +1,15 @@
-"""What one rsync run did, read from its itemized output (pure: text in, figures out).
+"""What one rsync run changed, read from its itemized output (pure: text in, names out).
 
-The sync's rsync runs with ``--itemize-changes`` twice (``-ii``: unchanged files are listed too)
-and ``--out-format=%i %l %n``: one line per name in the new snapshot (``%i`` the 11-character
-change summary, ``%l`` the length, ``%n`` the name, directories ending in ``/``), and one
-``*deleting`` line per name removed from it. From that one listing the sync knows, without
-walking the snapshot again:
+The sync's rsync runs with ``--itemize-changes`` and ``--out-format=%i %l %n``: one line per name
+rsync changed in the new snapshot (``%i`` the 11-character change summary, ``%l`` the length,
+``%n`` the name, directories ending in ``/``), and one ``*deleting`` line per name removed from
+it. Unchanged names are not listed (listing them, ``-ii``, costs rsync a write per file); the
+snapshot's file count and size come from ``--stats``
+(:func:`services.mirrorsync.policy.parse_stats`). From the lines the sync knows:
 
-- how many regular files the snapshot has and their bytes (the check's file count);
-- which files came over the wire (new inodes) and which were kept (the very file the base
-  already had, or a hard link to the published snapshot's): repository metadata among the kept
-  ones is compared again by checksum (:func:`services.mirrorsync.policy.metadata_argv`);
+- which files came over the wire (new inodes: every other file is the base's, or a hard link to
+  the published snapshot's), so which repository metadata rsync kept as unchanged and must be
+  compared again by checksum (:func:`services.mirrorsync.policy.metadata_argv`);
 - which names were deleted;
 - names whose attributes rsync changed in place (``.f...p.....``): in a base cloned from the
   published snapshot that would also change the published file, so the sync's options make it
@@ -25,7 +25,7 @@ import dataclasses
 import re
 
 OUT_FORMAT = "%i %l %n"
-ITEMIZE_ARGS = ("--itemize-changes", "--itemize-changes", f"--out-format={OUT_FORMAT}")
+ITEMIZE_ARGS = ("--itemize-changes", f"--out-format={OUT_FORMAT}")
 
 _ESCAPE = re.compile(rb"\\#([0-7]{3})")
 
@@ -41,22 +41,15 @@ def unescape(name: str) -> str:
 
 @dataclasses.dataclass
 class Itemized:
-    files: int = 0                      # regular files in the snapshot (names)
-    size: int = 0                       # their bytes
-    transferred: list[str] = dataclasses.field(default_factory=list)  # came over the wire
-    kept: dict[str, int] = dataclasses.field(default_factory=dict)    # not transferred: size
-    deleted: list[str] = dataclasses.field(default_factory=list)
+    transferred: set[str] = dataclasses.field(default_factory=set)  # came over the wire
+    listed: dict[str, int] = dataclasses.field(default_factory=dict)  # other files listed: size
+    deleted: set[str] = dataclasses.field(default_factory=set)
     changed_in_place: list[str] = dataclasses.field(default_factory=list)
-    lines: int = 0
-
-    def kept_matching(self, predicate) -> list[str]:
-        """Kept regular files whose base name ``predicate`` accepts, sorted."""
-        return sorted(n for n in self.kept if predicate(n.rsplit("/", 1)[-1]))
 
 
 def parse(text: str) -> Itemized:
-    """Read rsync's ``-ii --out-format='%i %l %n'`` lines; other lines (``--stats``, the
-    ``created directory`` notice) are skipped."""
+    """Read rsync's ``--itemize-changes --out-format='%i %l %n'`` lines; other lines
+    (``--stats``, the ``created directory`` notice) are skipped."""
     out = Itemized()
     for line in text.splitlines():
         if len(line) < 13 or line[11] != " ":
@@ -66,20 +59,16 @@ def parse(text: str) -> Itemized:
         if not sep or not length.isdigit():
             continue
         name = unescape(name)
-        out.lines += 1
         if flags.startswith("*deleting"):
-            out.deleted.append(name.rstrip("/"))
+            out.deleted.add(name.rstrip("/"))
             continue
         update, kind = flags[0], flags[1]
         if kind != "f":
             continue
-        size = int(length)
-        out.files += 1
-        out.size += size
         if update == ">":
-            out.transferred.append(name)
-        else:  # ".": the base's file; "h": a hard link; "c": copied locally
-            out.kept[name] = size
+            out.transferred.add(name)
+        else:  # "." the base's file, attributes changed; "c" copied locally; "h" a hard link
+            out.listed[name] = int(length)
             if update == "." and flags[2:].strip(" ."):
                 out.changed_in_place.append(name)
     return out

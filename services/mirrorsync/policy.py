@@ -211,6 +211,7 @@ def updating_markers(names) -> list[str]:
 @dataclasses.dataclass(frozen=True)
 class Stats:
     files: int = 0              # files in the source (regular files and directories)
+    regular_files: int = 0      # regular files among them (names: hard links counted each)
     files_transferred: int = 0  # regular files copied (not hard-linked)
     total_bytes: int = 0        # size of the source's files
     bytes_transferred: int = 0  # size of the files copied
@@ -236,6 +237,9 @@ def parse_stats(text: str) -> Stats:
             match = re.match(r"\s*([\d,.]+)", rest)
             if match:
                 values[field] = int(re.sub(r"[,.]", "", match.group(1)))
+            if field == "files":
+                reg = re.search(r"\breg: ([\d,.]+)", rest)
+                values["regular_files"] = int(re.sub(r"[,.]", "", reg.group(1))) if reg else 0
     return Stats(**values)
 
 

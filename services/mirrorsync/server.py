@@ -52,6 +52,7 @@ from services.mirrorsync.snapshots import (
     ADOPTED_PREFIX,
     Snapshots,
     disk_space,
+    find_files,
     remove_tree,
     write_file_atomically,
 )
@@ -101,6 +102,8 @@ class MirrorSync:
         self._seen: dict[str, Mirror] = {}
         self._running: dict[str, asyncio.Task] = {}
         self._clash: dict[str, str] = {}  # mirror -> the mirror that has its path
+        # mirror -> (its prepared clone, the metadata files in it), from the clone's walk
+        self._clone_metadata: dict[str, tuple[str, list[str] | None]] = {}
         self._redis_failing = False
 
     # ------------------------------------------------------------------------------ schedule
@@ -337,6 +340,9 @@ class MirrorSync:
             # the clone of the published snapshot made after the last publish, else an empty
             # directory that rsync fills with hard links to the published snapshot itself
             base = snaps.prepared(published)
+            cloned_as, clone_metadata = self._clone_metadata.pop(name, (None, None))
+            if base is None or cloned_as != str(base):
+                clone_metadata = None
             partial = snaps.new_partial(started, base=base)
             work.append(partial)
         argv = rsync_argv(mirror, str(partial), rsync=cfg.rsync,
@@ -358,8 +364,8 @@ class MirrorSync:
         if run.stopped and run.stopped.startswith(UPDATE_MARKER):
             raise SyncFailed("upstream_updating", f"{mirror.source} is being updated "
                              f"({run.stopped}); not copied, retried in mirrorsync.retry_delay")
-        stats = parse_stats(run.stdout)
         self._rsync_verdict(run)
+        stats = parse_stats(run.stdout)
         items = itemized.parse(run.stdout)
         if base is not None and items.changed_in_place:
             log.warning("attributes_changed_in_place", mirror=name,
@@ -367,7 +373,8 @@ class MirrorSync:
                         note="rsync changed a kept file's attributes (not its contents): the "
                         "published snapshot shares that file; see mirrorsync ATTRIBUTES")
         with clock.phase("metadata"):
-            stats = await self._metadata_pass(mirror, partial, items, stats, watch, started)
+            stats = await self._metadata_pass(mirror, partial, items, stats, watch, started,
+                                              published, clone_metadata)
         with clock.phase("check"):
             markers = updating_markers(p.name for p in partial.iterdir())
             if markers:
@@ -381,7 +388,7 @@ class MirrorSync:
                 check_snapshot, partial, check=mirror.check, published=checked_before,
                 published_files=int(status.get("files") or 0) or None,
                 max_shrink=cfg.max_shrink, excludes=mirror.exclude, keyring=mirror.keyring,
-                counted=(items.files, items.size))
+                counted=(stats.regular_files, stats.total_bytes))
             if not result.ok:
                 raise SyncFailed("check_failed", f"{result.kind} check: {result.problem}")
             if keeper.lost:
@@ -407,31 +414,47 @@ class MirrorSync:
                        size=result.size, published_at=time.time())
 
     async def _metadata_pass(self, mirror: Mirror, partial: Path, items: itemized.Itemized,
-                             stats: Stats, watch, started: float) -> Stats:
+                             stats: Stats, watch, started: float, published: Path | None,
+                             clone_metadata: list[str] | None) -> Stats:
         """Repository metadata the copy kept (rsync's quick check, size and mtime, took it for
         unchanged: the base's file or a hard link to the published one), copied again if its
-        checksum differs. Returns the two runs' figures together."""
+        checksum differs. Which files those are: the metadata the clone had (listed when it was
+        made) or, without that list, a walk of the snapshot, less what came over the wire.
+        Returns the two runs' figures together (``total_bytes`` with the new sizes)."""
         cfg = self.cfg
-        kept = items.kept_matching(is_metadata)
+        if published is None:  # a first sync: everything came over the wire
+            return stats
+        if clone_metadata is not None:
+            candidates = set(clone_metadata) - items.deleted
+            candidates.update(n for n in items.listed if is_metadata(n.rsplit("/", 1)[-1]))
+        else:
+            candidates = set(await asyncio.to_thread(find_files, partial, is_metadata))
+        kept = sorted(candidates - items.transferred)
         if not kept:
             return stats
+        sizes = {}
+        for rel in kept:
+            try:
+                sizes[rel] = (partial / rel).stat().st_size
+            except FileNotFoundError:
+                continue
         with tempfile.NamedTemporaryFile("wb", prefix=f"bootyard-{mirror.name}-",
                                          suffix=".metadata") as listing:
-            listing.write(metadata_list(mirror, kept))
+            listing.write(metadata_list(mirror, sorted(sizes)))
             listing.flush()
             meta = metadata_argv(mirror, str(partial), listing.name, rsync=cfg.rsync,
                                  io_timeout=cfg.io_timeout, contimeout=cfg.contimeout)
             remaining = max(cfg.deadline - (time.time() - started), 1.0)
             run = await run_rsync(meta, deadline=remaining, watch=watch, stall=cfg.io_timeout)
         self._rsync_verdict(run)
-        for name in itemized.parse(run.stdout).transferred:  # its new size in the count
-            new = (partial / name).stat().st_size
-            items.size += new - items.kept.pop(name, new)
+        total = stats.total_bytes
+        for rel in itemized.parse(run.stdout).transferred:  # its new size in the total
+            total += (partial / rel).stat().st_size - sizes.get(rel, 0)
         more = parse_stats(run.stdout)
         return dataclasses.replace(
             stats, files_transferred=stats.files_transferred + more.files_transferred,
             bytes_transferred=stats.bytes_transferred + more.bytes_transferred,
-            bytes_received=stats.bytes_received + more.bytes_received)
+            bytes_received=stats.bytes_received + more.bytes_received, total_bytes=total)
 
     async def _after_publish(self, mirror: Mirror, snaps: Snapshots, outcome: Outcome,
                              clock: PhaseClock) -> None:
@@ -446,7 +469,9 @@ class MirrorSync:
             if pruned:
                 log.info("snapshots_removed", mirror=name, snapshots=",".join(pruned), keep=keep)
             with clock.phase("clone"):
-                await asyncio.to_thread(snaps.prepare_next, snaps.dir / outcome.snapshot)
+                clone, found = await asyncio.to_thread(
+                    snaps.prepare_next, snaps.dir / outcome.snapshot, is_metadata)
+            self._clone_metadata[name] = (str(clone), found)
         except OSError as exc:
             log.warning("after_publish_failed", mirror=name,
                         reason=f"{exc.filename or ''}: {exc.strerror or exc}",

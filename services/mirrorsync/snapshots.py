@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 SNAPSHOTS_DIR = ".snapshots"
@@ -96,22 +97,24 @@ class Snapshots:
         clone = self.dir / (published.name + NEXT)
         return clone if clone.is_dir() and not clone.is_symlink() else None
 
-    def prepare_next(self, published: Path) -> Path:
+    def prepare_next(self, published: Path,
+                     collect: Callable[[str], bool] | None = None) -> tuple[Path, list[str] | None]:
         """Clone the ``published`` snapshot as the next sync's base (:func:`clone_tree`): into
         ``<id>.next.partial`` (a clone cut short by a kill is a partial, removed by the next
-        sync), then renamed ``<id>.next``. Clones of other snapshots are removed."""
+        sync), then renamed ``<id>.next``. Clones of other snapshots are removed. Returns the
+        clone and the files in it whose name ``collect`` accepts (None: the clone was there)."""
         for stale in self.dir.iterdir():
             if stale.name.endswith(NEXT) and stale.name != published.name + NEXT:
                 remove_tree(stale)
         clone = self.dir / (published.name + NEXT)
         if clone.is_dir():
-            return clone
+            return clone, None
         work = clone.with_name(clone.name + PARTIAL)
         if work.exists():
             remove_tree(work)
-        clone_tree(published, work)
+        found = clone_tree(published, work, collect)
         os.rename(work, clone)
-        return clone
+        return clone, found
 
     def finish(self, partial: Path) -> Path:
         """Rename a checked partial snapshot to its final name."""
@@ -154,22 +157,24 @@ class Snapshots:
         return [p.name for p in doomed]
 
 
-def clone_tree(src: Path, dst: Path) -> None:
+def clone_tree(src: Path, dst: Path, collect: Callable[[str], bool] | None = None) -> list[str]:
     """Copy the tree ``src`` to ``dst`` with every regular file a hard link to ``src``'s (no data
     copied), directories made anew and symbolic links copied (a link shares nothing with
     ``src``'s, so rsync may change it). rsync replaces a changed file by renaming a new file over
-    its name, so writing the clone never writes into ``src``'s files."""
+    its name, so writing the clone never writes into ``src``'s files. Returns the regular files
+    (relative paths) whose name ``collect`` accepts."""
     os.mkdir(dst)
-    stack = [(str(src), str(dst))]
+    stack = [(str(src), str(dst), "")]
     dirs = []
+    found = []
     while stack:
-        s_dir, d_dir = stack.pop()
+        s_dir, d_dir, rel = stack.pop()
         with os.scandir(s_dir) as entries:
             for entry in entries:
                 target = os.path.join(d_dir, entry.name)
                 if entry.is_dir(follow_symlinks=False):
                     os.mkdir(target)
-                    stack.append((entry.path, target))
+                    stack.append((entry.path, target, f"{rel}{entry.name}/"))
                     dirs.append((entry.path, target))
                 elif entry.is_symlink():
                     os.symlink(os.readlink(entry.path), target)
@@ -177,11 +182,29 @@ def clone_tree(src: Path, dst: Path) -> None:
                     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
                 else:
                     os.link(entry.path, target, follow_symlinks=False)
+                    if collect is not None and collect(entry.name):
+                        found.append(rel + entry.name)
     dirs.append((str(src), str(dst)))
     for s_dir, d_dir in dirs:  # modes and times of directories, once their entries are made
         st = os.stat(s_dir)
         os.chmod(d_dir, st.st_mode & 0o7777)
         os.utime(d_dir, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return found
+
+
+def find_files(root: Path, accept: Callable[[str], bool]) -> list[str]:
+    """Regular files under ``root`` (relative paths) whose name ``accept`` accepts."""
+    found = []
+    stack = [(str(root), "")]
+    while stack:
+        directory, rel = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, f"{rel}{entry.name}/"))
+                elif entry.is_file(follow_symlinks=False) and accept(entry.name):
+                    found.append(rel + entry.name)
+    return found
 
 
 def remove_tree(path: Path) -> None:
