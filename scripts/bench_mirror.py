@@ -17,7 +17,7 @@ directories of 100 files, and two destinations on the same file system. Steps, i
 Reported: for bootyard the time from the call to the publish (the rename that makes the new,
 checked snapshot the served one: what an operator waits for) with each phase's time, and apart
 from it the work done after the publish under the mirror's lock (prune, the clone of the next
-base); for plain rsync the time until it exits; for both the bytes written to disk (the file
+base); for plain rsync the time until it exits; for both how much the disk use grew (the file
 system's used space before and after: hard-linked unchanged files cost nothing) and the
 ``sync(2)`` after each run (not in either timed figure; a ``sync(2)`` before each run starts both
 with no dirty pages); the time from the end of the upstream change to bootyard's published,
@@ -175,13 +175,13 @@ async def main() -> int:
 
         ours = await timed_ours(sync, events, mirror, ours_root)
         first_s = ours["to_publish"]
-        say(f"first sync, bootyard: {first_s:.2f} s to publish, {ours['written'] >> 20} MiB "
-            f"written; after the publish {ours['total'] - first_s:.2f} s more (prune, clone of "
-            f"the next base); sync(2) after: {ours['flush']:.2f} s; phases: "
+        say(f"first sync, bootyard: {first_s:.2f} s to publish, disk use "
+            f"+{ours['written'] >> 20} MiB; after the publish {ours['total'] - first_s:.2f} s "
+            f"more (prune, clone of the next base); sync(2) after: {ours['flush']:.2f} s; phases: "
             f"{phases_text(ours['phases'])}")
         rsync_first_s, rsync_first_bytes, flush = timed_rsync(daemon.url, theirs)
         say(f"first sync, rsync -a --delete: {rsync_first_s:.2f} s, "
-            f"{rsync_first_bytes >> 20} MiB written; sync(2) after: {flush:.2f} s")
+            f"disk use +{rsync_first_bytes >> 20} MiB; sync(2) after: {flush:.2f} s")
 
         incr, rsync_incr = [], []
         for round_no in range(1, ROUNDS + 1):
@@ -193,14 +193,14 @@ async def main() -> int:
             say(f"incremental {round_no}/{ROUNDS} ({changed} files changed), bootyard: "
                 f"{ours['to_publish']:.2f} s to publish (upstream change to published, checked "
                 f"snapshot: {to_publish:.2f} s, a sync(2) of the upstream's writes first), "
-                f"{ours['written'] >> 20} MiB written; after the "
+                f"disk use +{ours['written'] >> 20} MiB; after the "
                 f"publish, off the measured path: {ours['total'] - ours['to_publish']:.2f} s "
                 f"(prune, clone); sync(2) after: {ours['flush']:.2f} s; phases: "
                 f"{phases_text(ours['phases'])}")
             elapsed, written, flush = timed_rsync(daemon.url, theirs)
             rsync_incr.append(elapsed)
             say(f"incremental {round_no}/{ROUNDS}, rsync -a --delete: {elapsed:.2f} s, "
-                f"{written >> 20} MiB written; sync(2) after: {flush:.2f} s")
+                f"disk use +{written >> 20} MiB; sync(2) after: {flush:.2f} s")
         await client.aclose()
         incr_s, rsync_incr_s = median(incr), median(rsync_incr)
         say(f"incremental medians of {ROUNDS}: bootyard {incr_s:.2f} s to publish, rsync "

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from services.mirrorsync import itemized, metrics as m
 from services.mirrorsync.checks import check_snapshot
+from services.mirrorsync.lockkeeper import LockKeeper
 from services.mirrorsync.phases import AFTER_PUBLISH, BEFORE_PUBLISH, PhaseClock
 from services.mirrorsync.policy import (
     RETRY_REASONS,
@@ -553,41 +554,6 @@ class MirrorSync:
             await self.state.update(name, fields)
         except InventoryUnavailable as exc:
             log.error("status_not_written", mirror=name, reason=str(exc))
-
-
-class LockKeeper:
-    """Renews a held lock every ``every`` seconds for as long as a sync runs (rsync, the check,
-    the publish); ``lost`` turns true when the lock is no longer ours. A failed renewal (Redis
-    unreachable) is logged and tried again: the lease runs on, and the publish step asks Redis
-    itself before it publishes."""
-
-    def __init__(self, lock: MirrorLock, every: float) -> None:
-        self.lock = lock
-        self.every = every
-        self.lost = False
-        self._task: asyncio.Task | None = None
-
-    async def __aenter__(self) -> LockKeeper:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-
-    async def _run(self) -> None:
-        while not self.lost:
-            await asyncio.sleep(self.every)
-            try:
-                if not await self.lock.renew():
-                    self.lost = True
-                    log.warning("lock_lost", mirror=self.lock.name,
-                                action="the sync stops and publishes nothing")
-            except InventoryUnavailable as exc:
-                log.warning("lock_renew_failed", mirror=self.lock.name, reason=str(exc))
 
 
 def _last_line(text: str) -> str:
