@@ -105,6 +105,8 @@ class MirrorSync:
         self._clash: dict[str, str] = {}  # mirror -> the mirror that has its path
         # mirror -> (its prepared clone, the metadata files in it), from the clone's walk
         self._clone_metadata: dict[str, tuple[str, list[str] | None]] = {}
+        # mirror -> the index hashes of the check that let its published snapshot through
+        self._index_hashes: dict[str, tuple[str, dict]] = {}
         self._redis_failing = False
 
     # ------------------------------------------------------------------------------ schedule
@@ -385,11 +387,13 @@ class MirrorSync:
             # adopted directory (made by hand) was never checked
             checked_before = published if published and not published.name.startswith(
                 ADOPTED_PREFIX) else None
+            known = self._index_hashes.get(name)  # index hashes of the published one's check
             result = await asyncio.to_thread(
                 check_snapshot, partial, check=mirror.check, published=checked_before,
                 published_files=int(status.get("files") or 0) or None,
                 max_shrink=cfg.max_shrink, excludes=mirror.exclude, keyring=mirror.keyring,
-                counted=(stats.regular_files, stats.total_bytes))
+                counted=(stats.regular_files, stats.total_bytes),
+                hashes=known[1] if known and known[0] == str(checked_before) else None)
             if not result.ok:
                 raise SyncFailed("check_failed", f"{result.kind} check: {result.problem}")
             if keeper.lost:
@@ -411,6 +415,7 @@ class MirrorSync:
                                  "the checked snapshot is not published")
             snaps.publish(final)
             work.clear()
+            self._index_hashes[name] = (str(final), result.hashes)
         return Outcome("published", snapshot=final.name, stats=stats, files=result.files,
                        size=result.size, published_at=time.time())
 
