@@ -369,8 +369,8 @@ class MirrorSync:
                              f"({run.stopped}); not copied, retried in mirrorsync.retry_delay")
         self._rsync_verdict(run)
         stats = parse_stats(run.stdout)
-        items = itemized.parse(run.stdout)
-        if base is not None and items.changed_in_place:
+        items = None if run.truncated else itemized.parse(run.stdout)
+        if base is not None and items and items.changed_in_place:
             log.warning("attributes_changed_in_place", mirror=name,
                         files=len(items.changed_in_place), first=items.changed_in_place[0],
                         note="rsync changed a kept file's attributes (not its contents): the "
@@ -419,23 +419,24 @@ class MirrorSync:
         return Outcome("published", snapshot=final.name, stats=stats, files=result.files,
                        size=result.size, published_at=time.time())
 
-    async def _metadata_pass(self, mirror: Mirror, partial: Path, items: itemized.Itemized,
+    async def _metadata_pass(self, mirror: Mirror, partial: Path, items: itemized.Itemized | None,
                              stats: Stats, watch, started: float, published: Path | None,
                              clone_metadata: list[str] | None) -> Stats:
         """Repository metadata the copy kept (rsync's quick check, size and mtime, took it for
         unchanged: the base's file or a hard link to the published one), copied again if its
         checksum differs. Which files those are: the metadata the clone had (listed when it was
-        made) or, without that list, a walk of the snapshot, less what came over the wire.
-        Returns the two runs' figures together (``total_bytes`` with the new sizes)."""
+        made) or, without that list, a walk of the snapshot, less what came over the wire
+        (``items``; None when rsync's output was too long to keep: then every metadata file
+        of the snapshot). Returns the two runs' figures together (``total_bytes`` with the new sizes)."""
         cfg = self.cfg
         if published is None:  # a first sync: everything came over the wire
             return stats
-        if clone_metadata is not None:
+        if clone_metadata is not None and items is not None:
             candidates = set(clone_metadata) - items.deleted
             candidates.update(n for n in items.listed if is_metadata(n.rsplit("/", 1)[-1]))
         else:
             candidates = set(await asyncio.to_thread(find_files, partial, is_metadata))
-        kept = sorted(candidates - items.transferred)
+        kept = sorted(candidates - (items.transferred if items is not None else set()))
         if not kept:
             return stats
         sizes = {}

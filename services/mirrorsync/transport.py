@@ -21,6 +21,9 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 
 STDERR_KEPT = 4000  # last bytes of rsync's stderr kept for the failure message
+STDOUT_KEPT = 32 << 20  # bytes of rsync's stdout kept (the first sync of a big mirror itemizes
+STDOUT_TAIL = 64 << 10  # every file): beyond it only the last STDOUT_TAIL (--stats) are kept
+_BACKGROUND: set[asyncio.Future] = set()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +32,7 @@ class RsyncRun:
     stdout: str
     stderr: str            # its last STDERR_KEPT characters
     stopped: str | None    # why we stopped it: "deadline" or the reason watch() returned
+    truncated: bool = False  # stdout was longer than STDOUT_KEPT: its middle is not kept
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -99,28 +103,41 @@ async def run_rsync(argv: Sequence[str], *, deadline: float, poll: float = 1.0,
         raise
     finally:
         await proc.wait()
-    stdout = (await out_task).decode("utf-8", errors="replace")
+    out, truncated = await out_task
     stderr = await err_task
-    return RsyncRun(proc.returncode, stdout, stderr, stopped or (seen[0] if seen else None))
+    return RsyncRun(proc.returncode, out.decode("utf-8", errors="replace"), stderr,
+                    stopped or (seen[0] if seen else None), truncated)
 
 
 async def _read_all(proc: asyncio.subprocess.Process, stop_on, seen: list[str],
-                    grace: float) -> bytes:
-    if stop_on is None:
-        return await proc.stdout.read()
+                    grace: float) -> tuple[bytes, bool]:
+    """rsync's stdout (its first STDOUT_KEPT bytes, then only the last STDOUT_TAIL: whether
+    some was dropped), shown to ``stop_on`` as it comes."""
     chunks: list[bytes] = []
+    kept = 0
+    rolling = b""
+    truncated = False
     tail = b""
     while chunk := await proc.stdout.read(1 << 16):
-        chunks.append(chunk)
-        if not seen:
+        if not truncated and kept + len(chunk) <= STDOUT_KEPT:
+            chunks.append(chunk)
+            kept += len(chunk)
+        else:
+            truncated = True
+            rolling = (rolling + chunk)[-STDOUT_TAIL:]
+        if stop_on is not None and not seen:
             piece = tail + chunk
             reason = stop_on(piece)
             if reason:
                 seen.append(reason)
                 stopping = asyncio.ensure_future(_stop(proc, grace))
-                stopping.add_done_callback(lambda _t, keep=stopping: None)
+                _BACKGROUND.add(stopping)
+                stopping.add_done_callback(_BACKGROUND.discard)
             tail = piece[-4096:]
-    return b"".join(chunks)
+    if truncated:  # the last whole lines only
+        rolling = rolling[rolling.find(b"\n") + 1:]
+        chunks.append(b"\n" + rolling)
+    return b"".join(chunks), truncated
 
 
 async def _tail(stream: asyncio.StreamReader) -> str:

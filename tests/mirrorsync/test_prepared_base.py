@@ -248,3 +248,26 @@ async def test_metadata_kept_by_the_quick_check_is_compared_by_checksum_after_a_
             assert outcome.stats.files_transferred == 1
         finally:
             await kit.close()
+
+
+async def test_a_long_rsync_output_is_kept_head_and_tail(monkeypatch):
+    # the first sync of a big mirror itemizes every file: only the start and the end (--stats)
+    # are kept, and the sync knows the middle is missing
+    from services.mirrorsync import transport
+
+    monkeypatch.setattr(transport, "STDOUT_KEPT", 100_000)
+    monkeypatch.setattr(transport, "STDOUT_TAIL", 1_000)
+    seen = []
+
+    def stop_on(piece: bytes):
+        seen.append(len(piece))
+        return None
+
+    run = await transport.run_rsync(
+        ["sh", "-c", "seq 1 200000; echo 'Total file size: 5 bytes'"], deadline=60,
+        stop_on=stop_on)
+    assert run.code == 0 and run.truncated and run.stopped is None
+    assert run.stdout.startswith("1\n2\n") and run.stdout.endswith("Total file size: 5 bytes\n")
+    assert len(run.stdout) <= 100_000 + 1_001 and sum(seen) >= 1_288_895  # all seen
+    short = await transport.run_rsync(["sh", "-c", "echo one"], deadline=60, stop_on=stop_on)
+    assert (short.stdout, short.truncated) == ("one\n", False)
