@@ -10,8 +10,8 @@ One sync (:meth:`MirrorSync.sync_one`): take the mirror's lock (another replica 
 remove partial snapshots a killed sync left, check the free space, rsync into a new snapshot (the
 clone of the published one made after the last publish, else an empty directory with hard links
 to the published one) watching the free space and rsync's output for an
-``Archive-Update-in-Progress-*`` file at the upstream's top, copy again the metadata rsync kept whose checksum differs,
-check the snapshot, write the trace file, check the lock is still ours (fencing), publish with
+``Archive-Update-in-Progress-*`` file at the upstream's top, copy again the metadata rsync kept
+whose checksum differs, check the snapshot, write the trace file, check the lock is still ours (fencing), publish with
 one rename; record it; then, off the path to the publish, prune old snapshots and clone the new
 one as the next base. The lock is renewed all along (:class:`LockKeeper`).
 Every sync ends in one record: a log line, the metrics, an event and the status hash, with the
