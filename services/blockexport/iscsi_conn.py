@@ -22,6 +22,7 @@ import time
 from services.blockexport import iscsi_pdu as pdu, metrics as m
 from services.blockexport.iscsi_login import Login, Step
 from services.blockexport.iscsi_pdu import DecodeError, DigestError, LoginRequest
+from services.blockexport.iscsi_send import send_mixed
 from services.blockexport.iscsi_session import Session, Task, fixed_sense
 from shared import logs
 
@@ -40,6 +41,7 @@ class Connection(asyncio.Protocol):
         self.session: Session | None = None
         self.export = None  # the served export (iscsi_server.Served) of a normal session
         self.disk = None
+        self.read_fd: int | None = None  # the disk's fd when reads may run on the loop
         self.lu = None
         self.mac: str | None = None
         self.initiator = ""
@@ -58,6 +60,8 @@ class Connection(asyncio.Protocol):
         self.read_once = False
         self.end_reason = "closed"
         self.corked: list[bytes] | None = None
+        self.files = False  # what is to be written holds file data (iscsi_send.send_mixed)
+        self.fd = -1  # the socket's descriptor (file data is sent on it directly)
 
     # -- asyncio ---------------------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -69,6 +73,7 @@ class Connection(asyncio.Protocol):
         self.portal = f"[{host}]:{sock[1]}" if ":" in host else f"{host}:{sock[1]}"
         raw = transport.get_extra_info("socket")
         if raw is not None:
+            self.fd = raw.fileno()
             try:
                 raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 raw.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -102,12 +107,15 @@ class Connection(asyncio.Protocol):
         self.last_rx = time.monotonic()
         self.buf += data
         if not self.holding:
+            self.cork()  # the answers to everything this read brought leave in one write
             try:
                 self._frames()
             except Exception as exc:  # noqa: BLE001 - a bug for one PDU ends one connection
                 log.exception("iscsi_pdu_failed", address=self.address, reason=str(exc))
                 self._pdu_error("protocol", str(exc))
                 self.close("internal_error")
+            finally:
+                self.uncork()
 
     # -- framing -----------------------------------------------------------------------------
     def _frames(self) -> None:
@@ -256,6 +264,8 @@ class Connection(asyncio.Protocol):
         if out.errors:
             for label in out.errors:
                 self._pdu_error(label, "session")
+        if out.files:
+            self.files = True
         if out.send:
             self._write(out.send)
         for task in out.execute:
@@ -278,6 +288,14 @@ class Connection(asyncio.Protocol):
         if self.corked is not None:  # completions of one batch leave in one send
             self.corked += frames
             return
+        if self.files:
+            self.files = False
+            try:
+                send_mixed(self.transport, self.fd, frames)
+            except OSError as exc:
+                log.debug("iscsi_send_failed", address=self.address, reason=str(exc))
+                self.close("closed")
+            return
         self.transport.writelines(frames)
 
     def cork(self) -> None:
@@ -293,6 +311,7 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         self.end_reason = reason
+        self.uncork()  # answers held for one write (a Reject, a login failure) go first
         self.closed = True
         if self.transport is not None:
             self.transport.close()  # what is written still goes out

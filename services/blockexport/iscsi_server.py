@@ -24,7 +24,6 @@ import dataclasses
 import hashlib
 import itertools
 import os
-import queue
 import secrets
 import threading
 import time
@@ -34,6 +33,7 @@ from services.blockexport.follow import FollowsExports
 from services.blockexport.iscsi_conn import Connection
 from services.blockexport.iscsi_login import Login, Offer, TargetConfig
 from services.blockexport.iscsi_session import Session, Task
+from services.blockexport.iscsi_worker import Worker, direct_fd, read_now
 from services.blockexport.settings import BlockexportSection
 from services.blockexport.storage import (
     SECTOR,
@@ -67,7 +67,7 @@ class GoldenView(Disk):
     def read(self, offset: int, length: int) -> bytes:
         return _pread_full(self.cow.golden, length, offset)
 
-    def write(self, writes) -> None:
+    def write(self, writes, sync: bool = True) -> None:
         raise OSError(30, "read-only: this session belongs to no host")
 
 
@@ -79,66 +79,6 @@ def target_config(export: Export) -> TargetConfig:
                         allow=tuple(export.allow))
 
 
-class Worker:
-    """One export's I/O thread: SCSI commands in arrival order, results to the loop in batches."""
-
-    def __init__(self, name: str, loop: asyncio.AbstractEventLoop) -> None:
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.loop = loop
-        self.thread = threading.Thread(target=self._run, daemon=True, name=f"iscsi-io-{name}")
-        self.thread.start()
-
-    def submit(self, job) -> None:
-        self.inbox.put(job)
-
-    def stop(self) -> None:
-        self.inbox.put(None)
-
-    def _run(self) -> None:
-        inbox = self.inbox
-        while True:
-            job = inbox.get()
-            if job is None:
-                return
-            done = []
-            last = False
-            while True:
-                conn, task, lu, request, disk, started = job
-                try:
-                    response = lu.execute(request, disk)
-                except Exception as exc:  # noqa: BLE001 - the engine should not raise; never stop
-                    log.exception("iscsi_execute_failed", reason=str(exc))
-                    response = scsi.Response(0x02, sense=bytes([0x70, 0, 0x04, 0, 0, 0, 0, 10])
-                                             + bytes(4) + bytes([0x44, 0]) + bytes(4))
-                done.append((conn, task, request, response, started))
-                if len(done) >= 16:
-                    break
-                try:
-                    job = inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    last = True
-                    break
-            self.loop.call_soon_threadsafe(_deliver, done)
-            if last:
-                return
-
-
-def _deliver(done) -> None:
-    now = time.perf_counter()
-    corked = set()
-    for conn, task, request, response, started in done:
-        conn.server.account(conn, request, response, now - started)
-        if conn not in corked:
-            conn.cork()
-            corked.add(conn)
-        conn.completed(task, response.status, response.data_in, response.sense,
-                       response.overflow, response.underflow)
-    for conn in corked:
-        conn.uncork()
-
-
 @dataclasses.dataclass
 class Served:
     record: Export
@@ -147,6 +87,7 @@ class Served:
     lu: scsi.LogicalUnit
     worker: Worker
     golden_lu: scsi.LogicalUnit | None = None
+    busy: int = 0  # commands queued or executing on the I/O thread (iscsi_worker.read_now)
     conns: set = dataclasses.field(default_factory=set)
     counters: dict = dataclasses.field(default_factory=dict)  # metric children (labels() is slow)
     tally: dict = dataclasses.field(default_factory=dict)  # counts not yet in the metrics
@@ -171,8 +112,8 @@ class Served:
 
 
 def disk_changed(old: Export, new: Export) -> bool:
-    return (old.backing, old.cow, old.readonly, old.iqn, old.lun) != \
-        (new.backing, new.cow, new.readonly, new.iqn, new.lun)
+    return (old.backing, old.cow, old.readonly, old.iqn, old.lun, old.write_cache) != \
+        (new.backing, new.cow, new.readonly, new.iqn, new.lun, new.write_cache)
 
 
 class IscsiServer(FollowsExports):
@@ -284,6 +225,8 @@ class IscsiServer(FollowsExports):
         def close_after(thread=served.worker.thread) -> None:
             thread.join(30)
             try:
+                if not disk.readonly:
+                    disk.flush()  # what a write-back cache holds, durable before we let go
                 disk.close()
             except OSError as exc:
                 log.warning("close_failed", export=name, reason=str(exc))
@@ -334,6 +277,7 @@ class IscsiServer(FollowsExports):
                 return "unknown_target", f"target {login.target.iqn} was withdrawn"
             conn.export = served
             conn.lu, conn.disk = self._disk_for(served, conn.mac)
+            conn.read_fd = direct_fd(conn.disk)
             key = (login.initiator.lower(), bytes(login.first.isid), served.record.iqn)
             old = self.sessions.get(key)
             if old is not None and old is not conn:  # session reinstatement (ERL 0)
@@ -452,6 +396,14 @@ class IscsiServer(FollowsExports):
             conn.completed(task, response.status, response.data_in, response.sense,
                            response.overflow, response.underflow)
             return
+        if task.read and not served.busy and conn.read_fd is not None:
+            response = read_now(conn.lu, request, conn.read_fd, not conn.dd)
+            if response is not None:
+                self.account(conn, request, response, 0.0)
+                conn.completed(task, response.status, response.data_in, response.sense,
+                               response.overflow, response.underflow)
+                return
+        served.busy += 1
         served.worker.submit((conn, task, conn.lu, request, conn.disk, time.perf_counter()))
 
     def account(self, conn: Connection, request: scsi.Request, response: scsi.Response,
@@ -559,7 +511,7 @@ def _logical_unit(export: Export, disk, readonly: bool | None = None) -> scsi.Lo
         unmapped = None if ro else scsi.unmapped_mode(disk)
     serial = hashlib.sha256(f"{export.name}:{os.path.basename(export.backing)}".encode())
     lu = scsi.LogicalUnit(name=export.name, serial=serial.hexdigest()[:16], size_bytes=disk.size,
-                          readonly=ro, unmapped=unmapped)
+                          readonly=ro, unmapped=unmapped, write_cache=export.write_cache)
     lu.luns = [export.lun]
     return lu
 

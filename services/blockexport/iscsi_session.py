@@ -110,6 +110,7 @@ class Out:
     close: str = ""  # non-empty: close the connection (after sending), with this reason
     logout: bool = False  # the close is a logout
     errors: list[str] = dataclasses.field(default_factory=list)  # PDU error labels
+    files: bool = False  # ``send`` holds file data (iscsi_worker.FileData) to sendfile
 
 
 @dataclasses.dataclass
@@ -324,7 +325,14 @@ class Session:
     def _respond(self, task: Task, status: int, data_in: bytes, sense: bytes, overflow: int,
                  underflow: int) -> None:
         p = self.p
-        data = memoryview(data_in)[:task.edtl] if task.read else memoryview(b"")
+        is_file = False
+        if not task.read:
+            data = memoryview(b"")
+        elif hasattr(data_in, "part"):  # file data (sendfile), never longer than the EDTL
+            data = data_in
+            self.out.files = is_file = True
+        else:
+            data = memoryview(data_in)[:task.edtl]
         send = self.out.send
         lun = lun_field(task.lun)
         datasn = 0
@@ -346,7 +354,10 @@ class Session:
                 else:
                     header = pdu.data_in(self.numbers(advance=False), task.itt, lun, datasn,
                                          offset, length, final=final)
-                if p.header_digest or p.data_digest:
+                if is_file:  # whole blocks: no padding (no data digest: iscsi_worker)
+                    send.append(self._frame(header))
+                    send.append(data.part(offset, end))
+                elif p.header_digest or p.data_digest:
                     send.append(self._frame(header, data[offset:end]))
                 else:  # header, data and padding as they are: no copy of the data
                     send.append(header)
