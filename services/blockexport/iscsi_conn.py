@@ -120,20 +120,25 @@ class Connection(asyncio.Protocol):
     # -- framing -----------------------------------------------------------------------------
     def _frames(self) -> None:
         buf = self.buf
-        while not self.closed and not self.holding and len(buf) >= pdu.BHS:
-            head, body = pdu.frame_lengths(buf[:pdu.BHS], self.hd, self.dd)
-            dsl = pdu.data_length(buf[:pdu.BHS])
-            if dsl > self.limit:
-                self._pdu_error("too_long", f"data segment of {dsl} bytes, more than the "
-                                f"{self.limit} we declared")
-                self.close("protocol")
-                return
-            total = pdu.BHS + head + body
-            if len(buf) < total:
-                return
-            raw = bytes(buf[:total])
-            del buf[:total]
-            self._pdu(raw)
+        pos, size = 0, len(buf)  # PDUs are cut at pos; the buffer is shortened once, after
+        try:
+            while not self.closed and not self.holding and size - pos >= pdu.BHS:
+                dsl = int.from_bytes(buf[pos + 5:pos + 8], "big")
+                if dsl > self.limit:
+                    self._pdu_error("too_long", f"data segment of {dsl} bytes, more than the "
+                                    f"{self.limit} we declared")
+                    self.close("protocol")
+                    return
+                total = (pdu.BHS + buf[pos + 4] * 4 + (4 if self.hd else 0) + (-dsl & 3) + dsl
+                         + (4 if self.dd and dsl else 0))
+                if size - pos < total:
+                    return
+                raw = bytes(buf[pos:pos + total])
+                pos += total
+                self._pdu(raw)
+        finally:
+            if pos:
+                del buf[:pos]
 
     def _pdu(self, raw: bytes) -> None:
         try:

@@ -91,6 +91,7 @@ class Served:
     conns: set = dataclasses.field(default_factory=set)
     counters: dict = dataclasses.field(default_factory=dict)  # metric children (labels() is slow)
     tally: dict = dataclasses.field(default_factory=dict)  # counts not yet in the metrics
+    latency: m.LatencyTally = dataclasses.field(default_factory=m.LatencyTally)
 
     def __post_init__(self) -> None:
         name = self.record.name
@@ -109,6 +110,7 @@ class Served:
             if value:
                 self.counters[key].inc(value)
                 tally[key] = 0
+        self.latency.flush()
 
 
 def disk_changed(old: Export, new: Export) -> bool:
@@ -429,7 +431,7 @@ class IscsiServer(FollowsExports):
         elif op == "write":
             tally["bytes", "write"] += len(request.data_out)
         if op != "other":
-            m.LATENCY_BY[op].observe(seconds)
+            served.latency.add(op, seconds)
         status = response.status
         tally["status", "good" if status == 0 else "check_condition" if status == 2
               else "other"] += 1
