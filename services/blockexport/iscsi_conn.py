@@ -273,19 +273,30 @@ class Connection(asyncio.Protocol):
             self.files = True
         if out.send:
             self._write(out.send)
-        for task in out.execute:
-            self.server.execute(self, task)
+        if out.execute:
+            jobs: list = []  # one hand-over to the I/O thread (one wake-up) for all of them
+            for task in out.execute:
+                self.server.execute(self, task, jobs)
+            if jobs:
+                self.export.worker.submit(jobs)
         for kind, lun in out.resets:
             self.server.reset(self, kind, lun)
         if out.close:
             self.close(out.close)
 
     def completed(self, task: Task, status: int, data_in: bytes, sense: bytes, overflow: int,
-                  underflow: int) -> None:
+                  underflow: int, flush: bool = True) -> None:
+        """A task's result; with ``flush`` False the caller calls :meth:`flush` once after a
+        batch of them."""
         if self.closed or self.session is None:
             return
         self.session.complete(task, status, data_in, sense, overflow, underflow)
-        self._flush()
+        if flush:
+            self._flush()
+
+    def flush(self) -> None:
+        if not self.closed and self.session is not None:
+            self._flush()
 
     def _write(self, frames: list[bytes]) -> None:
         if self.transport is None or self.closed:

@@ -384,12 +384,14 @@ class IscsiServer(FollowsExports):
                          reason=conn.end_reason)
 
     # -- commands --------------------------------------------------------------------------------
-    def execute(self, conn: Connection, task: Task) -> None:
+    def execute(self, conn: Connection, task: Task, jobs: list | None = None) -> None:
+        """Run ``task``: answered at once (another LUN, a large cached read) or queued for the
+        export's I/O thread; with ``jobs`` the caller submits them all in one go."""
         served = conn.export
         record = served.record
-        request = scsi.Request(cdb=task.cdb, lun=task.lun, initiator=conn.nexus,
-                               data_out=task.data_out, expected_length=task.edtl,
-                               read=task.read, write=task.write)
+        request = scsi.Request(task.cdb, task.lun, conn.nexus,
+                               task.data_out if task.write else b"", task.edtl, task.read,
+                               task.write)
         if task.lun != record.lun:
             if task.cdb[:1] == bytes([REPORT_LUNS]):
                 response = scsi.report_luns([record.lun], request)
@@ -406,7 +408,11 @@ class IscsiServer(FollowsExports):
                                response.overflow, response.underflow)
                 return
         served.busy += 1
-        served.worker.submit((conn, task, conn.lu, request, conn.disk, time.perf_counter()))
+        job = (conn, task, conn.lu, request, conn.disk, time.perf_counter())
+        if jobs is None:
+            served.worker.submit([job])
+        else:
+            jobs.append(job)
 
     def account(self, conn: Connection, request: scsi.Request, response: scsi.Response,
                 seconds: float) -> None:

@@ -44,8 +44,9 @@ class Worker:
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"iscsi-io-{name}")
         self.thread.start()
 
-    def submit(self, job) -> None:
-        self.inbox.put(job)
+    def submit(self, jobs: list) -> None:
+        """Queue a list of jobs (one wake-up of the thread for all of them)."""
+        self.inbox.put(jobs)
 
     def stop(self) -> None:
         self.inbox.put(None)
@@ -53,20 +54,20 @@ class Worker:
     def _run(self) -> None:
         inbox = self.inbox
         while True:
-            job = inbox.get()
-            if job is None:
+            item = inbox.get()
+            if item is None:
                 return
-            jobs = [job]
+            jobs = list(item)
             last = False
             while len(jobs) < BATCH:  # what is queued now: executed (and synced) together
                 try:
-                    job = inbox.get_nowait()
+                    item = inbox.get_nowait()
                 except queue.Empty:
                     break
-                if job is None:
+                if item is None:
                     last = True
                     break
-                jobs.append(job)
+                jobs += item
             done = []
             start = 0
             while start < len(jobs):  # runs of one logical unit go to execute_many
@@ -99,8 +100,9 @@ def _deliver(done) -> None:
             conn.cork()
             corked.add(conn)
         conn.completed(task, response.status, response.data_in, response.sense,
-                       response.overflow, response.underflow)
+                       response.overflow, response.underflow, flush=False)
     for conn in corked:
+        conn.flush()
         conn.uncork()
 
 
