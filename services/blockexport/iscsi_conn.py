@@ -139,6 +139,8 @@ class Connection(asyncio.Protocol):
         finally:
             if pos:
                 del buf[:pos]
+                if self.session is not None and not self.closed:
+                    self._flush()  # once for every PDU this read brought
 
     def _pdu(self, raw: bytes) -> None:
         try:
@@ -165,8 +167,7 @@ class Connection(asyncio.Protocol):
                 return
             self._login_step(p)
             return
-        self.session.receive(p)
-        self._flush()
+        self.session.receive(p)  # _frames flushes what it leaves to do
 
     def _pdu_error(self, reason: str, detail: str) -> None:
         m.ISCSI_PDU_ERRORS.labels(m.pdu_error_reason(reason)).inc()

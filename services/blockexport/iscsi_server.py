@@ -54,6 +54,9 @@ READS = frozenset((0x08, 0x28, 0xA8, 0x88))
 WRITES = frozenset((0x0A, 0x2A, 0xAA, 0x8A, 0x2E, 0xAE, 0x8E))
 SYNCS = frozenset((0x35, 0x91))
 REPORT_LUNS = 0xA0
+OP_NAMES = {**dict.fromkeys(READS, "read"), **dict.fromkeys(WRITES, "write"),
+            **dict.fromkeys(SYNCS, "flush")}
+STATUS_NAMES = {0: ("status", "good"), 2: ("status", "check_condition")}
 
 
 class GoldenView(Disk):
@@ -419,15 +422,14 @@ class IscsiServer(FollowsExports):
         served = conn.export
         if served is None:
             return
-        name = served.record.name
         tally = served.tally
         opcode = request.cdb[0] if request.cdb else -1
-        op = "read" if opcode in READS else "write" if opcode in WRITES else \
-            "flush" if opcode in SYNCS else "other"
+        op = OP_NAMES.get(opcode, "other")
         tally["op", op] += 1
         if op == "read":
             tally["bytes", "read"] += len(response.data_in)
             if not conn.read_once and response.status == 0:
+                name = served.record.name
                 conn.read_once = True
                 self.events.emit("blockexport.first_read", mac=conn.mac, export=name,
                                  transport="iscsi", lba=int.from_bytes(
@@ -438,9 +440,7 @@ class IscsiServer(FollowsExports):
             tally["bytes", "write"] += len(request.data_out)
         if op != "other":
             served.latency.add(op, seconds)
-        status = response.status
-        tally["status", "good" if status == 0 else "check_condition" if status == 2
-              else "other"] += 1
+        tally[STATUS_NAMES.get(response.status, ("status", "other"))] += 1
 
     def reset(self, conn: Connection, kind: str, lun: int) -> None:
         served = conn.export
