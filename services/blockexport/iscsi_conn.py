@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import time
 
 from services.blockexport import iscsi_pdu as pdu, metrics as m
@@ -28,6 +29,7 @@ from shared import logs
 
 log = logs.get_logger("blockexport")
 
+_COMMAND = struct.Struct(">BB2xB3sQIIII16s")  # a SCSI Command BHS (11.3), for read_command
 LOGIN_MAX_DSL = 8192  # what a target may receive before it declares more (13.12)
 ABORTED_COMMAND = 0x0B
 
@@ -133,6 +135,12 @@ class Connection(asyncio.Protocol):
                          + (4 if self.dd and dsl else 0))
                 if size - pos < total:
                     return
+                if total == pdu.BHS and buf[pos + 1] & 0xE0 == 0xC0 and buf[pos] & 0x3F == 1 \
+                        and self.session is not None:  # a READ-like SCSI Command: F, R, no W
+                    op, _, _, _, lun, itt, edtl, cmdsn, _, cdb = _COMMAND.unpack_from(buf, pos)
+                    if self.session.read_command(op & 0x40, lun, itt, edtl, cmdsn, cdb):
+                        pos += total
+                        continue
                 raw = bytes(buf[pos:pos + total])
                 pos += total
                 self._pdu(raw)

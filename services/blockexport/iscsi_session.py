@@ -225,6 +225,22 @@ class Session:
             self._logout(p)
 
     # -- SCSI commands ---------------------------------------------------------------------------
+    def read_command(self, immediate: int, lun: int, itt: int, edtl: int, cmdsn: int,
+                     cdb: bytes) -> bool:
+        """The common case of a SCSI Command without data to collect (F and R set, W clear,
+        no AHS, no data segment, no header digest; the connection checked), taken straight
+        from the BHS fields: in order, not immediate, nothing waiting for a gap, a new ITT. It
+        does what :meth:`receive` would; anything else returns False and goes that way."""
+        if immediate or cmdsn != self.expcmdsn or self.ahead or self.closing \
+                or self.discovery or itt in self.tasks or itt == RESERVED_TAG:
+            return False
+        self.expcmdsn = (cmdsn + 1) & MASK
+        task = Task(itt, (lun >> 48) & 0x3FFF, cdb, True, False, edtl, cmdsn)
+        self.tasks[itt] = task
+        task.executing = True
+        self.out.execute.append(task)
+        return True
+
     def _command(self, c: ScsiCommand) -> None:
         if self.discovery:
             self._reject(RejectReason.PROTOCOL_ERROR, c.bhs, "command_in_discovery")
