@@ -99,7 +99,9 @@ class Task:
 
     @property
     def data_out(self) -> bytes:
-        return bytes(self.buffer) if self.buffer is not None else b""
+        """The Data-Out collected (the buffer itself, not a copy: nothing changes it once the
+        task executes)."""
+        return self.buffer if self.buffer is not None else b""  # type: ignore[return-value]
 
 
 class Out:
