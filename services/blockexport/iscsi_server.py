@@ -404,9 +404,10 @@ class IscsiServer(FollowsExports):
                            response.overflow, response.underflow)
             return
         if task.read and not served.busy and conn.read_fd is not None:
+            started = time.perf_counter()
             response = read_now(conn.lu, request, conn.read_fd, not conn.dd)
             if response is not None:
-                self.account(conn, request, response, 0.0)
+                self.account(conn, request, response, time.perf_counter() - started)
                 conn.completed(task, response.status, response.data_in, response.sense,
                                response.overflow, response.underflow)
                 return

@@ -33,7 +33,8 @@ DROPPED = metrics.counter(
     {"reason": DROP_REASONS + ("queue_full", "send_failed", "no_export")})
 LATENCY = metrics.histogram(
     "bootyard_blockexport_request_duration_seconds",
-    "Time from receiving an I/O request to sending its reply (writes: durable)",
+    "Time from receiving an I/O request to sending its reply (writes: as the "
+    "export's write cache says)",
     buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0),
     labels={"op": ("read", "write", "flush")})
 OVERLAY_BYTES = metrics.gauge(
