@@ -30,8 +30,19 @@ from shared import logs
 log = logs.get_logger("blockexport")
 
 _COMMAND = struct.Struct(">BB2xB3sQIIII16s")  # a SCSI Command BHS (11.3), for read_command
+_DATA_OUT = struct.Struct(">BB6xQII4xI4xII4x")  # a Data-Out BHS (11.7)
 LOGIN_MAX_DSL = 8192  # what a target may receive before it declares more (13.12)
 ABORTED_COMMAND = 0x0B
+
+
+def _data_out(buf: bytearray, pos: int, dsl: int) -> pdu.DataOut:
+    """The Data-Out PDU at ``pos`` (no AHS, no digests, whole words of data), as
+    :func:`iscsi_pdu.decode` makes it, without copying the PDU first."""
+    bhs = bytes(buf[pos:pos + pdu.BHS])
+    op, flags, lun, itt, ttt, expstatsn, datasn, offset = _DATA_OUT.unpack_from(bhs)
+    return pdu.DataOut(op & 0x3F, bool(op & 0x40), bhs, bool(flags & 0x80), lun, itt, ttt,
+                       expstatsn, datasn, offset,
+                       bytes(buf[pos + pdu.BHS:pos + pdu.BHS + dsl]))
 
 
 class Connection(asyncio.Protocol):
@@ -141,6 +152,11 @@ class Connection(asyncio.Protocol):
                     if self.session.read_command(op & 0x40, lun, itt, edtl, cmdsn, cdb):
                         pos += total
                         continue
+                elif buf[pos] & 0x3F == 0x05 and total == pdu.BHS + dsl and self.session \
+                        and not self.dd:  # a Data-Out without digests: its data copied once
+                    self.session.receive(_data_out(buf, pos, dsl))
+                    pos += total
+                    continue
                 raw = bytes(buf[pos:pos + total])
                 pos += total
                 self._pdu(raw)
