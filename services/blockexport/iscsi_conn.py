@@ -23,7 +23,7 @@ import time
 from services.blockexport import iscsi_pdu as pdu, metrics as m
 from services.blockexport.iscsi_login import Login, Step
 from services.blockexport.iscsi_pdu import DecodeError, DigestError, LoginRequest
-from services.blockexport.iscsi_send import send_mixed
+from services.blockexport.iscsi_send import send_direct, send_mixed
 from services.blockexport.iscsi_session import Session, Task, fixed_sense
 from shared import logs
 
@@ -329,15 +329,15 @@ class Connection(asyncio.Protocol):
         if self.corked is not None:  # completions of one batch leave in one send
             self.corked += frames
             return
-        if self.files:
-            self.files = False
-            try:
+        try:
+            if self.files:
+                self.files = False
                 send_mixed(self.transport, self.fd, frames)
-            except OSError as exc:
-                log.debug("iscsi_send_failed", address=self.address, reason=str(exc))
-                self.close("closed")
-            return
-        self.transport.writelines(frames)
+            else:
+                send_direct(self.transport, self.fd, frames)
+        except OSError as exc:
+            log.debug("iscsi_send_failed", address=self.address, reason=str(exc))
+            self.close("closed")
 
     def cork(self) -> None:
         if self.corked is None:

@@ -1,4 +1,5 @@
-"""Sending PDUs whose data comes straight from a file (large reads from the page cache).
+"""Sending PDUs on a connection's socket directly (``writev``, ``sendfile``), in order with
+what its event loop transport has buffered.
 
 ``send_mixed`` writes a connection's frames in order; a :class:`iscsi_worker.FileData` part is
 sent with ``sendfile`` (the kernel hands the page cache's pages to the socket: no copy into
@@ -39,6 +40,17 @@ def send_mixed(transport, sock: int, frames: list) -> None:
             _writev(transport, sock, parts)
         else:
             transport.writelines(parts)
+
+
+def send_direct(transport, sock: int, frames: list) -> None:
+    """Write ``frames`` on the socket with ``writev``, which lets go of the GIL while the
+    kernel sends (the I/O thread runs meanwhile; the transport's own write holds it), when the
+    transport has nothing buffered; what the socket does not take, and everything while the
+    transport has something buffered, goes to the transport."""
+    if sock >= 0 and transport.get_write_buffer_size() == 0:
+        _writev(transport, sock, frames)
+    else:
+        transport.writelines(frames)
 
 
 def _sendfile(sock: int, fd: int, offset: int, length: int) -> int:
