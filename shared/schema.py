@@ -510,6 +510,7 @@ class Export:
     chap_mutual_secret: str = dataclasses.field(default="", repr=False)
     allow: tuple[str, ...] = ()
     unmatched: str = "plain"
+    write_cache: bool = True  # iSCSI: WCE 1 (docs/blockexport.md "Durability and WCE")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -765,6 +766,9 @@ KINDS: dict[str, Kind] = {
         "unmatched": FieldSpec(_choice(("plain", "refuse")), "iSCSI: a session that belongs "
                                "to no inventory host gets the plain disk (plain, default; "
                                "the golden image read-only for cow) or is refused (refuse)"),
+        "write_cache": FieldSpec(_bool, "iSCSI: yes (default): a write-back cache (WCE 1), "
+                                 "writes durable on FUA or SYNCHRONIZE CACHE; no: every write "
+                                 "durable when answered"),
     }),
     "mirror": Kind("mirror", "mirrors", Mirror, "name", {
         "source": FieldSpec(_mirror_source, "rsync://host/module/path or an absolute local "

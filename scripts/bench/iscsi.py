@@ -9,8 +9,9 @@ sessions (4 client processes, their rates summed), in alternating target order:
 - ``seq_read``: libiscsi's ``iscsi-perf -m 32 -b 256`` (128 KiB sequential reads, QD 32);
 - ``rand_read``: ``iscsi-perf -m 32 -b 8 -r`` (4 KiB random reads, QD 32);
 - ``seq_write``: ``iscsi_write`` (scripts/bench/iscsi_write.c, built here with libiscsi-dev:
-  iscsi-perf only reads): 128 KiB sequential WRITE(10), QD 32. bootyard's writes are durable
-  when answered (docs/blockexport.md); tgtd's rdwr backing answers from the page cache.
+  iscsi-perf only reads): 128 KiB sequential WRITE(10), QD 32. Both answer from the page cache
+  (bootyard's export has the default ``write_cache: yes``, WCE 1, docs/blockexport.md; tgtd's
+  rdwr backing says WCE 1 too).
 
 Each run lasts ``--seconds``; the target's CPU time (utime + stime of its process, all threads)
 over the run divided by the I/Os is its CPU per I/O. Medians over the rounds are printed per

@@ -17,18 +17,32 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import time
 
 from services.blockexport import iscsi_pdu as pdu, metrics as m
 from services.blockexport.iscsi_login import Login, Step
 from services.blockexport.iscsi_pdu import DecodeError, DigestError, LoginRequest
+from services.blockexport.iscsi_send import send_direct, send_mixed
 from services.blockexport.iscsi_session import Session, Task, fixed_sense
 from shared import logs
 
 log = logs.get_logger("blockexport")
 
+_COMMAND = struct.Struct(">BB2xB3sQIIII16s")  # a SCSI Command BHS (11.3), for read_command
+_DATA_OUT = struct.Struct(">BB6xQII4xI4xII4x")  # a Data-Out BHS (11.7)
 LOGIN_MAX_DSL = 8192  # what a target may receive before it declares more (13.12)
 ABORTED_COMMAND = 0x0B
+
+
+def _data_out(buf: bytearray, pos: int, dsl: int) -> pdu.DataOut:
+    """The Data-Out PDU at ``pos`` (no AHS, no digests, whole words of data), as
+    :func:`iscsi_pdu.decode` makes it, without copying the PDU first."""
+    bhs = bytes(buf[pos:pos + pdu.BHS])
+    op, flags, lun, itt, ttt, expstatsn, datasn, offset = _DATA_OUT.unpack_from(bhs)
+    return pdu.DataOut(op & 0x3F, bool(op & 0x40), bhs, bool(flags & 0x80), lun, itt, ttt,
+                       expstatsn, datasn, offset,
+                       bytes(buf[pos + pdu.BHS:pos + pdu.BHS + dsl]))
 
 
 class Connection(asyncio.Protocol):
@@ -40,6 +54,7 @@ class Connection(asyncio.Protocol):
         self.session: Session | None = None
         self.export = None  # the served export (iscsi_server.Served) of a normal session
         self.disk = None
+        self.read_fd: int | None = None  # the disk's fd when reads may run on the loop
         self.lu = None
         self.mac: str | None = None
         self.initiator = ""
@@ -58,6 +73,8 @@ class Connection(asyncio.Protocol):
         self.read_once = False
         self.end_reason = "closed"
         self.corked: list[bytes] | None = None
+        self.files = False  # what is to be written holds file data (iscsi_send.send_mixed)
+        self.fd = -1  # the socket's descriptor (file data is sent on it directly)
 
     # -- asyncio ---------------------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -69,6 +86,7 @@ class Connection(asyncio.Protocol):
         self.portal = f"[{host}]:{sock[1]}" if ":" in host else f"{host}:{sock[1]}"
         raw = transport.get_extra_info("socket")
         if raw is not None:
+            self.fd = raw.fileno()
             try:
                 raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 raw.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -102,30 +120,51 @@ class Connection(asyncio.Protocol):
         self.last_rx = time.monotonic()
         self.buf += data
         if not self.holding:
+            self.cork()  # the answers to everything this read brought leave in one write
             try:
                 self._frames()
             except Exception as exc:  # noqa: BLE001 - a bug for one PDU ends one connection
                 log.exception("iscsi_pdu_failed", address=self.address, reason=str(exc))
                 self._pdu_error("protocol", str(exc))
                 self.close("internal_error")
+            finally:
+                self.uncork()
 
     # -- framing -----------------------------------------------------------------------------
     def _frames(self) -> None:
         buf = self.buf
-        while not self.closed and not self.holding and len(buf) >= pdu.BHS:
-            head, body = pdu.frame_lengths(buf[:pdu.BHS], self.hd, self.dd)
-            dsl = pdu.data_length(buf[:pdu.BHS])
-            if dsl > self.limit:
-                self._pdu_error("too_long", f"data segment of {dsl} bytes, more than the "
-                                f"{self.limit} we declared")
-                self.close("protocol")
-                return
-            total = pdu.BHS + head + body
-            if len(buf) < total:
-                return
-            raw = bytes(buf[:total])
-            del buf[:total]
-            self._pdu(raw)
+        pos, size = 0, len(buf)  # PDUs are cut at pos; the buffer is shortened once, after
+        try:
+            while not self.closed and not self.holding and size - pos >= pdu.BHS:
+                dsl = int.from_bytes(buf[pos + 5:pos + 8], "big")
+                if dsl > self.limit:
+                    self._pdu_error("too_long", f"data segment of {dsl} bytes, more than the "
+                                    f"{self.limit} we declared")
+                    self.close("protocol")
+                    return
+                total = (pdu.BHS + buf[pos + 4] * 4 + (4 if self.hd else 0) + (-dsl & 3) + dsl
+                         + (4 if self.dd and dsl else 0))
+                if size - pos < total:
+                    return
+                if total == pdu.BHS and buf[pos + 1] & 0xE0 == 0xC0 and buf[pos] & 0x3F == 1 \
+                        and self.session is not None:  # a READ-like SCSI Command: F, R, no W
+                    op, _, _, _, lun, itt, edtl, cmdsn, _, cdb = _COMMAND.unpack_from(buf, pos)
+                    if self.session.read_command(op & 0x40, lun, itt, edtl, cmdsn, cdb):
+                        pos += total
+                        continue
+                elif buf[pos] & 0x3F == 0x05 and total == pdu.BHS + dsl and self.session \
+                        and not self.dd:  # a Data-Out without digests: its data copied once
+                    self.session.receive(_data_out(buf, pos, dsl))
+                    pos += total
+                    continue
+                raw = bytes(buf[pos:pos + total])
+                pos += total
+                self._pdu(raw)
+        finally:
+            if pos:
+                del buf[:pos]
+                if self.session is not None and not self.closed:
+                    self._flush()  # once for every PDU this read brought
 
     def _pdu(self, raw: bytes) -> None:
         try:
@@ -152,8 +191,7 @@ class Connection(asyncio.Protocol):
                 return
             self._login_step(p)
             return
-        self.session.receive(p)
-        self._flush()
+        self.session.receive(p)  # _frames flushes what it leaves to do
 
     def _pdu_error(self, reason: str, detail: str) -> None:
         m.ISCSI_PDU_ERRORS.labels(m.pdu_error_reason(reason)).inc()
@@ -256,21 +294,34 @@ class Connection(asyncio.Protocol):
         if out.errors:
             for label in out.errors:
                 self._pdu_error(label, "session")
+        if out.files:
+            self.files = True
         if out.send:
             self._write(out.send)
-        for task in out.execute:
-            self.server.execute(self, task)
+        if out.execute:
+            jobs: list = []  # one hand-over to the I/O thread (one wake-up) for all of them
+            for task in out.execute:
+                self.server.execute(self, task, jobs)
+            if jobs:
+                self.export.worker.submit(jobs)
         for kind, lun in out.resets:
             self.server.reset(self, kind, lun)
         if out.close:
             self.close(out.close)
 
     def completed(self, task: Task, status: int, data_in: bytes, sense: bytes, overflow: int,
-                  underflow: int) -> None:
+                  underflow: int, flush: bool = True) -> None:
+        """A task's result; with ``flush`` False the caller calls :meth:`flush` once after a
+        batch of them."""
         if self.closed or self.session is None:
             return
         self.session.complete(task, status, data_in, sense, overflow, underflow)
-        self._flush()
+        if flush:
+            self._flush()
+
+    def flush(self) -> None:
+        if not self.closed and self.session is not None:
+            self._flush()
 
     def _write(self, frames: list[bytes]) -> None:
         if self.transport is None or self.closed:
@@ -278,7 +329,15 @@ class Connection(asyncio.Protocol):
         if self.corked is not None:  # completions of one batch leave in one send
             self.corked += frames
             return
-        self.transport.writelines(frames)
+        try:
+            if self.files:
+                self.files = False
+                send_mixed(self.transport, self.fd, frames)
+            else:
+                send_direct(self.transport, self.fd, frames)
+        except OSError as exc:
+            log.debug("iscsi_send_failed", address=self.address, reason=str(exc))
+            self.close("closed")
 
     def cork(self) -> None:
         if self.corked is None:
@@ -293,6 +352,7 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         self.end_reason = reason
+        self.uncork()  # answers held for one write (a Reject, a login failure) go first
         self.closed = True
         if self.transport is not None:
             self.transport.close()  # what is written still goes out

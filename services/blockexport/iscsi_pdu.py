@@ -331,14 +331,15 @@ class Numbers(NamedTuple):
     maxcmdsn: int
 
 
-_BHS = struct.Struct(">BBBBB3s8sII IIIIII".replace(" ", ""))
+# TotalAHSLength (0: we send no AHS) and DataSegmentLength (< 2**24) as one 32-bit field
+_BHS = struct.Struct(">BBBBIQIIIIIIII")
 
 
 def _bhs(op: int, flags: int, b2: int = 0, b3: int = 0, dsl: int = 0, lun: int = 0,
          itt: int = RESERVED_TAG, f20: int = 0, f24: int = 0, f28: int = 0, f32: int = 0,
          f36: int = 0, f40: int = 0, f44: int = 0) -> bytes:
-    return _BHS.pack(op, flags, b2, b3, 0, dsl.to_bytes(3, "big"), lun.to_bytes(8, "big"), itt,
-                     f20, f24, f28, f32, f36, f40, f44)
+    return _BHS.pack(op, flags, b2, b3, dsl & 0xFFFFFF, lun, itt, f20, f24, f28, f32, f36, f40,
+                     f44)
 
 
 def frame(bhs: bytes, data=b"", header_digest: bool = False, data_digest: bool = False) -> bytes:

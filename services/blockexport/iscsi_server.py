@@ -24,7 +24,6 @@ import dataclasses
 import hashlib
 import itertools
 import os
-import queue
 import secrets
 import threading
 import time
@@ -34,6 +33,7 @@ from services.blockexport.follow import FollowsExports
 from services.blockexport.iscsi_conn import Connection
 from services.blockexport.iscsi_login import Login, Offer, TargetConfig
 from services.blockexport.iscsi_session import Session, Task
+from services.blockexport.iscsi_worker import Worker, direct_fd, read_now
 from services.blockexport.settings import BlockexportSection
 from services.blockexport.storage import (
     SECTOR,
@@ -54,6 +54,9 @@ READS = frozenset((0x08, 0x28, 0xA8, 0x88))
 WRITES = frozenset((0x0A, 0x2A, 0xAA, 0x8A, 0x2E, 0xAE, 0x8E))
 SYNCS = frozenset((0x35, 0x91))
 REPORT_LUNS = 0xA0
+OP_NAMES = {**dict.fromkeys(READS, "read"), **dict.fromkeys(WRITES, "write"),
+            **dict.fromkeys(SYNCS, "flush")}
+STATUS_NAMES = {0: ("status", "good"), 2: ("status", "check_condition")}
 
 
 class GoldenView(Disk):
@@ -67,7 +70,7 @@ class GoldenView(Disk):
     def read(self, offset: int, length: int) -> bytes:
         return _pread_full(self.cow.golden, length, offset)
 
-    def write(self, writes) -> None:
+    def write(self, writes, sync: bool = True) -> None:
         raise OSError(30, "read-only: this session belongs to no host")
 
 
@@ -79,66 +82,6 @@ def target_config(export: Export) -> TargetConfig:
                         allow=tuple(export.allow))
 
 
-class Worker:
-    """One export's I/O thread: SCSI commands in arrival order, results to the loop in batches."""
-
-    def __init__(self, name: str, loop: asyncio.AbstractEventLoop) -> None:
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.loop = loop
-        self.thread = threading.Thread(target=self._run, daemon=True, name=f"iscsi-io-{name}")
-        self.thread.start()
-
-    def submit(self, job) -> None:
-        self.inbox.put(job)
-
-    def stop(self) -> None:
-        self.inbox.put(None)
-
-    def _run(self) -> None:
-        inbox = self.inbox
-        while True:
-            job = inbox.get()
-            if job is None:
-                return
-            done = []
-            last = False
-            while True:
-                conn, task, lu, request, disk, started = job
-                try:
-                    response = lu.execute(request, disk)
-                except Exception as exc:  # noqa: BLE001 - the engine should not raise; never stop
-                    log.exception("iscsi_execute_failed", reason=str(exc))
-                    response = scsi.Response(0x02, sense=bytes([0x70, 0, 0x04, 0, 0, 0, 0, 10])
-                                             + bytes(4) + bytes([0x44, 0]) + bytes(4))
-                done.append((conn, task, request, response, started))
-                if len(done) >= 16:
-                    break
-                try:
-                    job = inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    last = True
-                    break
-            self.loop.call_soon_threadsafe(_deliver, done)
-            if last:
-                return
-
-
-def _deliver(done) -> None:
-    now = time.perf_counter()
-    corked = set()
-    for conn, task, request, response, started in done:
-        conn.server.account(conn, request, response, now - started)
-        if conn not in corked:
-            conn.cork()
-            corked.add(conn)
-        conn.completed(task, response.status, response.data_in, response.sense,
-                       response.overflow, response.underflow)
-    for conn in corked:
-        conn.uncork()
-
-
 @dataclasses.dataclass
 class Served:
     record: Export
@@ -147,9 +90,11 @@ class Served:
     lu: scsi.LogicalUnit
     worker: Worker
     golden_lu: scsi.LogicalUnit | None = None
+    busy: int = 0  # commands queued or executing on the I/O thread (iscsi_worker.read_now)
     conns: set = dataclasses.field(default_factory=set)
     counters: dict = dataclasses.field(default_factory=dict)  # metric children (labels() is slow)
     tally: dict = dataclasses.field(default_factory=dict)  # counts not yet in the metrics
+    latency: m.LatencyTally = dataclasses.field(default_factory=m.LatencyTally)
 
     def __post_init__(self) -> None:
         name = self.record.name
@@ -168,11 +113,12 @@ class Served:
             if value:
                 self.counters[key].inc(value)
                 tally[key] = 0
+        self.latency.flush()
 
 
 def disk_changed(old: Export, new: Export) -> bool:
-    return (old.backing, old.cow, old.readonly, old.iqn, old.lun) != \
-        (new.backing, new.cow, new.readonly, new.iqn, new.lun)
+    return (old.backing, old.cow, old.readonly, old.iqn, old.lun, old.write_cache) != \
+        (new.backing, new.cow, new.readonly, new.iqn, new.lun, new.write_cache)
 
 
 class IscsiServer(FollowsExports):
@@ -284,6 +230,8 @@ class IscsiServer(FollowsExports):
         def close_after(thread=served.worker.thread) -> None:
             thread.join(30)
             try:
+                if not disk.readonly:
+                    disk.flush()  # what a write-back cache holds, durable before we let go
                 disk.close()
             except OSError as exc:
                 log.warning("close_failed", export=name, reason=str(exc))
@@ -334,6 +282,7 @@ class IscsiServer(FollowsExports):
                 return "unknown_target", f"target {login.target.iqn} was withdrawn"
             conn.export = served
             conn.lu, conn.disk = self._disk_for(served, conn.mac)
+            conn.read_fd = direct_fd(conn.disk)
             key = (login.initiator.lower(), bytes(login.first.isid), served.record.iqn)
             old = self.sessions.get(key)
             if old is not None and old is not conn:  # session reinstatement (ERL 0)
@@ -438,12 +387,14 @@ class IscsiServer(FollowsExports):
                          reason=conn.end_reason)
 
     # -- commands --------------------------------------------------------------------------------
-    def execute(self, conn: Connection, task: Task) -> None:
+    def execute(self, conn: Connection, task: Task, jobs: list | None = None) -> None:
+        """Run ``task``: answered at once (another LUN, a large cached read) or queued for the
+        export's I/O thread; with ``jobs`` the caller submits them all in one go."""
         served = conn.export
         record = served.record
-        request = scsi.Request(cdb=task.cdb, lun=task.lun, initiator=conn.nexus,
-                               data_out=task.data_out, expected_length=task.edtl,
-                               read=task.read, write=task.write)
+        request = scsi.Request(task.cdb, task.lun, conn.nexus,
+                               task.data_out if task.write else b"", task.edtl, task.read,
+                               task.write)
         if task.lun != record.lun:
             if task.cdb[:1] == bytes([REPORT_LUNS]):
                 response = scsi.report_luns([record.lun], request)
@@ -452,22 +403,34 @@ class IscsiServer(FollowsExports):
             conn.completed(task, response.status, response.data_in, response.sense,
                            response.overflow, response.underflow)
             return
-        served.worker.submit((conn, task, conn.lu, request, conn.disk, time.perf_counter()))
+        if task.read and not served.busy and conn.read_fd is not None:
+            started = time.perf_counter()
+            response = read_now(conn.lu, request, conn.read_fd, not conn.dd)
+            if response is not None:
+                self.account(conn, request, response, time.perf_counter() - started)
+                conn.completed(task, response.status, response.data_in, response.sense,
+                               response.overflow, response.underflow)
+                return
+        served.busy += 1
+        job = (conn, task, conn.lu, request, conn.disk, time.perf_counter())
+        if jobs is None:
+            served.worker.submit([job])
+        else:
+            jobs.append(job)
 
     def account(self, conn: Connection, request: scsi.Request, response: scsi.Response,
                 seconds: float) -> None:
         served = conn.export
         if served is None:
             return
-        name = served.record.name
         tally = served.tally
         opcode = request.cdb[0] if request.cdb else -1
-        op = "read" if opcode in READS else "write" if opcode in WRITES else \
-            "flush" if opcode in SYNCS else "other"
+        op = OP_NAMES.get(opcode, "other")
         tally["op", op] += 1
         if op == "read":
             tally["bytes", "read"] += len(response.data_in)
             if not conn.read_once and response.status == 0:
+                name = served.record.name
                 conn.read_once = True
                 self.events.emit("blockexport.first_read", mac=conn.mac, export=name,
                                  transport="iscsi", lba=int.from_bytes(
@@ -477,10 +440,8 @@ class IscsiServer(FollowsExports):
         elif op == "write":
             tally["bytes", "write"] += len(request.data_out)
         if op != "other":
-            m.LATENCY_BY[op].observe(seconds)
-        status = response.status
-        tally["status", "good" if status == 0 else "check_condition" if status == 2
-              else "other"] += 1
+            served.latency.add(op, seconds)
+        tally[STATUS_NAMES.get(response.status, ("status", "other"))] += 1
 
     def reset(self, conn: Connection, kind: str, lun: int) -> None:
         served = conn.export
@@ -559,7 +520,7 @@ def _logical_unit(export: Export, disk, readonly: bool | None = None) -> scsi.Lo
         unmapped = None if ro else scsi.unmapped_mode(disk)
     serial = hashlib.sha256(f"{export.name}:{os.path.basename(export.backing)}".encode())
     lu = scsi.LogicalUnit(name=export.name, serial=serial.hexdigest()[:16], size_bytes=disk.size,
-                          readonly=ro, unmapped=unmapped)
+                          readonly=ro, unmapped=unmapped, write_cache=export.write_cache)
     lu.luns = [export.lun]
     return lu
 

@@ -4,6 +4,8 @@ never a MAC (attachments are in the logs and the boot timeline)."""
 
 from __future__ import annotations
 
+import bisect
+
 from services.blockexport.iscsi_login import LOGIN_FAILURE_REASONS
 from services.blockexport.policy import DROP_REASONS
 from shared import metrics
@@ -31,7 +33,8 @@ DROPPED = metrics.counter(
     {"reason": DROP_REASONS + ("queue_full", "send_failed", "no_export")})
 LATENCY = metrics.histogram(
     "bootyard_blockexport_request_duration_seconds",
-    "Time from receiving an I/O request to sending its reply (writes: durable)",
+    "Time from receiving an I/O request to sending its reply (writes: as the "
+    "export's write cache says)",
     buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0),
     labels={"op": ("read", "write", "flush")})
 OVERLAY_BYTES = metrics.gauge(
@@ -112,3 +115,30 @@ def preinit_export(name: str) -> None:
         gauge.labels(name)
     for status in ("good", "check_condition", "other"):
         ISCSI_COMMANDS.labels(name, status)
+
+
+class LatencyTally:
+    """Request durations counted into the histogram's buckets locally and added to
+    :data:`LATENCY` in one go (:meth:`flush`): a bisect per request instead of
+    ``Histogram.observe`` with its locks (3-5% of the iSCSI loop's time at 4 KiB reads)."""
+
+    def __init__(self) -> None:
+        self.bounds = {op: list(child._upper_bounds) for op, child in LATENCY_BY.items()}
+        self.counts = {op: [0] * len(bounds) for op, bounds in self.bounds.items()}
+        self.sums = dict.fromkeys(LATENCY_BY, 0.0)
+
+    def add(self, op: str, seconds: float) -> None:
+        self.counts[op][bisect.bisect_left(self.bounds[op], seconds)] += 1
+        self.sums[op] += seconds
+
+    def flush(self) -> None:
+        for op, counts in self.counts.items():
+            if not any(counts):
+                continue
+            child = LATENCY_BY[op]
+            child._sum.inc(self.sums[op])
+            for index, count in enumerate(counts):
+                if count:
+                    child._buckets[index].inc(count)
+                    counts[index] = 0
+            self.sums[op] = 0.0

@@ -19,6 +19,7 @@ contract.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from services.blockexport.scsi_sense import (
     INTERNAL_TARGET_FAILURE,
     INVALID_COMMAND_OPERATION_CODE,
     LOGICAL_UNIT_NOT_SUPPORTED,
+    MODE_PARAMETERS_CHANGED,
     NO_ADDITIONAL,
     NO_SENSE,
     PARAMETER_LIST_LENGTH_ERROR,
@@ -76,6 +78,23 @@ class Response(NamedTuple):
     sense: bytes = b""  # fixed-format sense data for CHECK CONDITION
     overflow: int = 0  # residual overflow: the command would have moved this much more
     underflow: int = 0  # residual underflow: it moved this much less than expected_length
+
+
+FUA = 0x08  # byte 1 of READ/WRITE (10)/(12)/(16): force unit access
+
+
+class _Synced:
+    """A disk a SYNCHRONIZE CACHE just synced, nothing written since: the next one's flush
+    has nothing to do (every other call goes to the disk)."""
+
+    def __init__(self, disk: Disk) -> None:
+        self._disk = disk
+
+    def __getattr__(self, name: str):
+        return getattr(self._disk, name)
+
+    def flush(self) -> None:
+        pass
 
 
 def unmapped_mode(disk: Disk) -> str | None:
@@ -152,12 +171,14 @@ class LogicalUnit:
                  block_size: int = 512, unmapped: str | None = None,
                  physical_block: int = 4096, vendor: str = "BOOTYARD",
                  product: str = "blockexport", revision: str = "0001",
-                 max_transfer_bytes: int = 8 << 20) -> None:
+                 max_transfer_bytes: int = 8 << 20, write_cache: bool = False) -> None:
+        cache = write_cache and not readonly
         self.unit = Unit(name=name, serial=serial, size_bytes=size_bytes,
                          block_size=block_size, readonly=readonly,
                          unmapped=None if readonly else unmapped,
                          physical_block=physical_block, vendor=vendor, product=product,
-                         revision=revision, max_transfer_bytes=max_transfer_bytes)
+                         revision=revision, max_transfer_bytes=max_transfer_bytes,
+                         write_cache=cache, write_cache_default=cache)
         self.luns: list[int] = [0]  # what REPORT LUNS answers (the transport may set it)
         self._lock = threading.Lock()  # reservations, unit attentions, nexuses
         self.reservations = Reservations()
@@ -263,8 +284,9 @@ class LogicalUnit:
             return None
         return write, lba * unit.block_size, size
 
-    def _fast(self, req: Request, disk: Disk) -> Response | None:
-        plain = self._plain(req)
+    def _fast(self, req: Request, disk: Disk,
+              plain: tuple[bool, int, int] | None = None) -> Response | None:
+        plain = plain or self._plain(req)
         if plain is None:
             return None
         write, offset, size = plain
@@ -272,8 +294,10 @@ class LogicalUnit:
         try:
             if write:
                 data = req.data_out
+                sync = not self.unit.write_cache or bool(req.cdb[1] & FUA)
                 with self._write_lock(disk):
-                    disk.write([(offset, data if len(data) == size else data[:size])])
+                    scsi_io.write_through(disk, [(offset, data if len(data) == size
+                                                  else data[:size])], sync)
                 return Response(GOOD, b"", b"", 0, expected - size)
             data = disk.read(offset, size)
         except Exception:
@@ -284,19 +308,26 @@ class LogicalUnit:
 
     def execute_many(self, items: Sequence[tuple[Request, Disk]]) -> list[Response]:
         """Execute commands in order, as :meth:`execute` one by one would, except that
-        consecutive plain WRITEs to the same disk go to storage as one batch: one durable
-        ``write`` (one ``fdatasync``) answers them all, as the AoE target batches. If the batch
-        fails, its writes are done again one by one, so each gets its own answer."""
+        consecutive plain WRITEs to the same disk go to storage as one batch: one ``write``
+        (with WCE 0 or any FUA among them: one ``fdatasync``) answers them all, as the AoE
+        target batches; and of consecutive SYNCHRONIZE CACHEs to one disk only the first
+        syncs (nothing was written in between). If a batch of writes fails, its writes are
+        done again one by one, so each gets its own answer."""
         out: list[Response | None] = [None] * len(items)
         group: list[tuple[int, int, bytes, int]] = []  # (index, offset, data, size)
         group_disk: Disk | None = None
+        group_sync = False
+        flushed: Disk | None = None  # synced by a SYNCHRONIZE CACHE, nothing written since
 
         def flush() -> None:
+            nonlocal group_sync
             if not group:
                 return
             try:
                 with self._write_lock(group_disk):
-                    group_disk.write([(offset, data) for _, offset, data, _ in group])
+                    scsi_io.write_through(group_disk, [(offset, data)
+                                                       for _, offset, data, _ in group],
+                                          group_sync)
             except Exception:
                 for index, *_ in group:
                     out[index] = self.execute(*items[index])
@@ -305,6 +336,7 @@ class LogicalUnit:
                     out[index] = Response(GOOD, b"", b"", 0, items[index][0].expected_length
                                           - size)
             group.clear()
+            group_sync = False
 
         for index, (req, disk) in enumerate(items):
             plain = self._plain(req)
@@ -315,8 +347,20 @@ class LogicalUnit:
                 data = req.data_out
                 group.append((index, offset, data if len(data) == size else data[:size], size))
                 group_disk = disk
+                group_sync = group_sync or not self.unit.write_cache or bool(req.cdb[1] & FUA)
+                flushed = None
                 continue
             flush()
+            opcode = req.cdb[0] if req.cdb else -1
+            if opcode in op.SYNCS:
+                out[index] = self.execute(req, _Synced(disk) if flushed is disk else disk)
+                flushed = disk if out[index].status == GOOD else None
+                continue
+            if opcode not in op.READS:
+                flushed = None
+            elif plain is not None:  # a plain read: the short path, without asking again
+                out[index] = self._fast(req, disk, plain) or self.execute(req, disk)
+                continue
             out[index] = self.execute(req, disk)
         flush()
         return out  # type: ignore[return-value]
@@ -352,8 +396,9 @@ class LogicalUnit:
         if opcode in op.READS:
             return scsi_io.read(unit, cdb, disk)
         if opcode in op.WRITES:
+            sync = not unit.write_cache or (opcode != op.WRITE_6 and bool(cdb[1] & FUA))
             with self._write_lock(disk):
-                scsi_io.write(unit, cdb, data, disk)
+                scsi_io.write(unit, cdb, data, disk, sync)
             return b""
         if opcode == op.TEST_UNIT_READY:
             return b""
@@ -411,7 +456,8 @@ class LogicalUnit:
         if opcode in (op.MODE_SENSE_6, op.MODE_SENSE_10):
             return scsi_pages.mode_sense(unit, cdb)
         if opcode in (op.MODE_SELECT_6, op.MODE_SELECT_10):
-            self._mode_select(cdb, data)
+            if self._mode_select(cdb, data, req.initiator) is False:
+                scsi_io.synchronize_cache(unit, bytes(10), disk)  # write-through from now on
             return b""
         if opcode == op.REQUEST_SENSE:
             return self._request_sense(req)
@@ -486,22 +532,26 @@ class LogicalUnit:
             pass  # LOEJ with START 0 on a fixed medium: nothing to eject
         return b""
 
-    def _mode_select(self, cdb: bytes, data: bytes) -> None:
-        """MODE SELECT: nothing is changeable, so a parameter list is accepted when every page
-        it holds equals the current one (a no-op) and refused with INVALID FIELD IN
-        PARAMETER LIST (pointing at the first differing byte) otherwise."""
+    def _mode_select(self, cdb: bytes, data: bytes, nexus: str) -> bool | None:
+        """MODE SELECT: only WCE (caching page) is changeable, so a parameter list is accepted
+        when every page it holds equals the current one but for that bit, and refused with
+        INVALID FIELD IN PARAMETER LIST (pointing at the first differing byte) otherwise. A
+        changed WCE applies to every session of the unit (until the service restarts or the
+        export changes); the other nexuses get MODE PARAMETERS CHANGED. Returns the new WCE
+        when it changed."""
         ten = cdb[0] == op.MODE_SELECT_10
         if cdb[1] & 0x01:
             raise invalid_cdb(1, 0)  # SP: saving is not supported
         length = int.from_bytes(cdb[7:9], "big") if ten else cdb[4]
         if length == 0:
-            return
+            return None
         if not cdb[1] & 0x10:
             raise invalid_cdb(1, 4)  # PF 0: vendor-specific page format
         header = 8 if ten else 4
         if len(data) < length or length < header:
             raise Check(ILLEGAL_REQUEST, PARAMETER_LIST_LENGTH_ERROR)
         data = data[:length]
+        wce: bool | None = None
         descriptors = int.from_bytes(data[6:8], "big") if ten else data[3]
         position = header
         if descriptors:
@@ -526,7 +576,17 @@ class LogicalUnit:
             size = data[position + 1] + 2
             if size != len(current) or position + size > length:
                 raise invalid_parameter(position + 1)
+            mask = mode_pages(self.unit, code, 0, scsi_pages.CHANGEABLE)
             for index in range(2, size):
-                if data[position + index] != current[index]:
+                if (data[position + index] ^ current[index]) & ~mask[index]:
                     raise invalid_parameter(position + index)
+            if code == scsi_pages.CACHING:
+                wce = bool(data[position + 2] & scsi_pages.WCE)
             position += size
+        if wce is not None and wce != self.unit.write_cache:
+            with self._lock:
+                self.unit = dataclasses.replace(self.unit, write_cache=wce)
+                for other in self._nexuses - {nexus}:
+                    self._post(other, MODE_PARAMETERS_CHANGED)
+            return wce
+        return None

@@ -2,8 +2,9 @@
 UNMAP, COMPARE AND WRITE, GET LBA STATUS, SYNCHRONIZE CACHE, PRE-FETCH (SBC-3).
 
 Thin over the storage layer (:class:`services.blockexport.storage.Disk`); the decoding and
-checks are pure functions above the I/O. Every write goes through ``disk.write`` (durable when
-it returns), so FUA needs nothing more and SYNCHRONIZE CACHE is an extra ``flush``.
+checks are pure functions above the I/O. Every write goes through ``disk.write``: durable when
+it returns unless a plain WRITE without FUA meets a write-back cache (WCE 1), which leaves it in
+the kernel; SYNCHRONIZE CACHE is ``disk.flush``.
 Storage errors become sense data here (:func:`storage_check`), never exceptions out.
 """
 
@@ -88,9 +89,17 @@ def _read(disk: Disk, offset: int, length: int) -> bytes:
         raise storage_check(exc, writing=False) from None
 
 
-def _write(disk: Disk, writes: list[tuple[int, bytes]]) -> None:
-    try:
+def write_through(disk: Disk, writes, sync: bool) -> None:
+    """``disk.write``; ``sync`` False only when asked (a disk without write-back needs none)."""
+    if sync:
         disk.write(writes)
+    else:
+        disk.write(writes, False)
+
+
+def _write(disk: Disk, writes: list[tuple[int, bytes]], sync: bool = True) -> None:
+    try:
+        write_through(disk, writes, sync)
     except (OSError, StorageError) as exc:
         raise storage_check(exc, writing=True) from None
 
@@ -102,11 +111,13 @@ def read(unit: Unit, cdb: bytes, disk: Disk) -> bytes:
     return _read(disk, xfer.lba * unit.block_size, xfer.blocks * unit.block_size)
 
 
-def write(unit: Unit, cdb: bytes, data: bytes, disk: Disk) -> None:
+def write(unit: Unit, cdb: bytes, data: bytes, disk: Disk, sync: bool = True) -> None:
+    """WRITE: durable when it returns with ``sync`` (WCE 0, or FUA), else in the kernel."""
     xfer = checked(unit, cdb)
     blocks = short_data(data, xfer.blocks * unit.block_size, unit.block_size)
     if blocks:
-        _write(disk, [(xfer.lba * unit.block_size, bytes(data[:blocks * unit.block_size]))])
+        _write(disk, [(xfer.lba * unit.block_size, bytes(data[:blocks * unit.block_size]))],
+               sync)
 
 
 def verify_bytchk(cdb: bytes) -> int:

@@ -42,6 +42,12 @@ class Unit:
     vendor: str = "BOOTYARD"
     product: str = "blockexport"
     revision: str = "0001"
+    # WCE of the caching mode page: True is a write-back cache (a WRITE is answered once it is
+    # in the kernel; FUA and SYNCHRONIZE CACHE make it durable). ``write_cache_default`` is
+    # the export's setting (the DEFAULT page), ``write_cache`` the current value, which
+    # MODE SELECT may change (docs/blockexport.md "Durability and WCE").
+    write_cache: bool = False
+    write_cache_default: bool = False
 
     @property
     def blocks(self) -> int:
@@ -205,12 +211,21 @@ CACHING, CONTROL, INFORMATIONAL_EXCEPTIONS, ALL_PAGES = 0x08, 0x0A, 0x1C, 0x3F
 CURRENT, CHANGEABLE, DEFAULT, SAVED = 0, 1, 2, 3
 
 
+WCE = 0x04  # byte 2 of the caching page
+
+
 def mode_page(unit: Unit, code: int, control: int) -> bytes:
-    """One mode page (with its 2-byte header) for a page control; nothing is changeable."""
+    """One mode page (with its 2-byte header) for a page control; only WCE of the caching
+    page of a writable unit is changeable."""
     if code == CACHING:
         body = bytearray(18)
-        # WCE 0: a write is durable when it is answered (the storage layer's contract), so
-        # there is no volatile cache for SYNCHRONIZE CACHE to flush. RCD 0.
+        # WCE 1: writes are answered from the kernel's page cache, FUA and SYNCHRONIZE CACHE
+        # make them durable; WCE 0: every write is durable when answered. RCD 0.
+        if control == CHANGEABLE:
+            body[0] = 0 if unit.readonly else WCE
+            return bytes((code, len(body))) + bytes(body)
+        wce = unit.write_cache_default if control == DEFAULT else unit.write_cache
+        body[0] = WCE if wce and not unit.readonly else 0
     elif code == CONTROL:
         body = bytearray(10)
         body[0] = 0x02  # GLTSD: no log parameters are saved

@@ -14,6 +14,9 @@ The durability contract (docs/blockexport.md): when :meth:`Disk.write` returns, 
 the batch is on stable storage (``fdatasync``), so the caller may answer all of them. One batch
 holds the writes that were outstanding together, so one sync pays for many writes. A sector is
 written by one ``pwrite`` of whole sectors, so it never reads back as a mix of two writes.
+A write-back caller (iSCSI with WCE=1) passes ``sync=False``: the writes are in the kernel when
+``write`` returns (a kill -9 of the process loses none of them) and durable after
+:meth:`Disk.flush`; an overlay still syncs a batch's data before new blocks' bits go to ``map``.
 
 An overlay is a directory ``<overlay_root>/<export>/<mac with dashes>/`` holding
 
@@ -29,7 +32,10 @@ Crash safety, in this order for every batch: the data of every write goes to ``d
 written for the first time gets its whole golden content merged in, so the file never holds a
 half-copied block), ``fdatasync(data)``; only then are the new blocks' bits written to ``map``
 and ``fdatasync(map)``. A crash before the map is synced loses only unanswered writes (their
-blocks read from golden again); a write only sets bits, so a torn map write is harmless.
+blocks read from golden again); a write only sets bits, so a torn map write is harmless. Without
+``sync`` the order is the same, but only the data sync of a batch that makes new blocks is
+done: ``map`` never names a block whose data is not on stable storage, and a crash loses (reads
+as golden, or as the block's older content) only writes no flush covered.
 A new overlay is built in a ``.new`` directory, synced, and renamed into place.
 
 Discard (SCSI UNMAP, :meth:`Disk.discard`): a plain disk punches holes (the range reads back as
@@ -106,12 +112,14 @@ class Disk:
     def read(self, offset: int, length: int) -> bytes:
         raise NotImplementedError
 
-    def write(self, writes: Sequence[Write]) -> None:
-        """Apply the writes in order; durable when it returns (raises OSError otherwise)."""
+    def write(self, writes: Sequence[Write], sync: bool = True) -> None:
+        """Apply the writes in order; durable when it returns (raises OSError otherwise).
+        With ``sync`` False (a write-back cache, iSCSI WCE=1) they are in the kernel when it
+        returns (they survive a kill -9 of the process) and durable after :meth:`flush`."""
         raise NotImplementedError
 
     def flush(self) -> None:
-        """Make everything written durable (already so after every :meth:`write`)."""
+        """Make everything written durable (already so after every ``write(sync=True)``)."""
 
     # What an unmapped (discarded) range reads back as: UNMAPPED_ZEROS, UNMAPPED_GOLDEN, or
     # None when the disk cannot discard.
@@ -145,13 +153,14 @@ class PlainDisk(Disk):
     def read(self, offset: int, length: int) -> bytes:
         return _pread_full(self.fd, length, offset)
 
-    def write(self, writes: Sequence[Write]) -> None:
+    def write(self, writes: Sequence[Write], sync: bool = True) -> None:
         if self.readonly:
             raise OSError(errno.EROFS, "read-only export")
         with self._lock:
             for offset, data in writes:
                 _pwrite_full(self.fd, data, offset)
-            os.fdatasync(self.fd)
+            if sync:
+                os.fdatasync(self.fd)
 
     def flush(self) -> None:
         if not self.readonly:
@@ -275,7 +284,11 @@ class Overlay:
             offset = run_end
         return bytes(out)
 
-    def write(self, writes: Sequence[Write]) -> None:
+    def write(self, writes: Sequence[Write], sync: bool = True) -> None:
+        """Data first; a batch that makes new blocks whole syncs the data before their bits
+        go to ``map`` (so ``map`` never names a block whose data could be lost), synced too
+        with ``sync``. Without ``sync`` (write-back) a batch of rewrites of the host's own
+        blocks is only written; :meth:`flush` makes it durable."""
         block = self.block
         fresh: set[int] = set()  # blocks made whole in this batch (bits not yet in the map)
         for offset, data in writes:
@@ -298,13 +311,15 @@ class Overlay:
             buffer[offset - start:end - start] = data
             _pwrite_full(self.data, buffer, start)
             fresh.update(missing)
-        os.fdatasync(self.data)
+        if sync or fresh:
+            os.fdatasync(self.data)
         if fresh:
             for index in fresh:
                 self.bits[index >> 3] |= 1 << (index & 7)
             lo, hi = min(fresh) >> 3, (max(fresh) >> 3) + 1
             _pwrite_full(self.mapfd, self.bits[lo:hi], MAP_HEADER + lo)
-            os.fdatasync(self.mapfd)
+            if sync:
+                os.fdatasync(self.mapfd)
 
     def discard(self, extents: Sequence[Extent]) -> None:
         """Drop the host's copy of every block an extent covers whole: the map bits are
@@ -482,6 +497,15 @@ class CowDisk:
             shutil.rmtree(trash)
             return True
 
+    def flush(self) -> None:
+        """Make every open overlay durable (a write-back export being closed)."""
+        for mac in list(self._overlays):
+            with self.lock(mac):
+                overlay = self._overlays.get(mac)
+                if overlay is not None:
+                    os.fdatasync(overlay.data)
+                    os.fdatasync(overlay.mapfd)
+
     def allocated_bytes(self) -> int:
         return sum(_allocated_bytes(os.path.join(self.dir, e))
                    for e in (os.listdir(self.dir) if os.path.isdir(self.dir) else ()))
@@ -509,11 +533,11 @@ class HostView(Disk):
                 return _pread_full(self.cow.golden, length, offset)
             return overlay.read(offset, length)
 
-    def write(self, writes: Sequence[Write]) -> None:
+    def write(self, writes: Sequence[Write], sync: bool = True) -> None:
         if self.readonly:
             raise OSError(errno.EROFS, "read-only export")
         with self.cow.lock(self.mac):
-            self.cow.overlay(self.mac, create=True).write(writes)
+            self.cow.overlay(self.mac, create=True).write(writes, sync)
 
     def flush(self) -> None:
         with self.cow.lock(self.mac):

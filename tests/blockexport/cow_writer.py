@@ -1,10 +1,14 @@
 """A write workload on the storage layer, for the kill -9 test (tests/blockexport/test_crash.py).
 
-``python cow_writer.py <golden> <overlay_root> <plain> <seed>`` writes batches of random writes
+``python cow_writer.py <golden> <overlay_root> <plain> <seed> [writeback]`` writes batches of
+random writes
 to two hosts' overlays of one copy-on-write disk and to one plain disk, forever. Before a batch it
 prints ``I <json>`` (the batch), after ``Disk.write`` returned (the writes are durable: what a
-target would answer) it prints ``A <batch id>``. Sector ``s`` of write ``w`` holds
-``struct.pack('<QQ', w, s)`` 32 times, so a sector that mixes two writes is recognisable.
+target would answer) it prints ``A <batch id>``. With ``writeback`` the writes are made as an
+iSCSI target with WCE 1 makes them (``sync=False``: answered once in the kernel, which a kill -9
+of the process does not lose), with a ``flush`` (SYNCHRONIZE CACHE) after one batch in five.
+Sector ``s`` of write ``w`` holds ``struct.pack('<QQ', w, s)`` 32 times, so a sector that mixes
+two writes is recognisable.
 One batch in four is a discard (``Disk.discard``, SCSI UNMAP) of a few ranges instead: its line
 has ``discards`` ([lba, count] pairs) in place of ``writes``.
 """
@@ -25,6 +29,7 @@ def sector(write_id: int, lba: int) -> bytes:
 
 def main() -> None:
     golden, root, plain_path, seed = sys.argv[1:5]
+    writeback = sys.argv[5:6] == ["writeback"]
     rng = random.Random(int(seed))
     cow = CowDisk(golden, root, "disk")
     plain = PlainDisk(plain_path)
@@ -59,8 +64,14 @@ def main() -> None:
         out.write("I " + json.dumps({"batch": batch_id, "target": target,
                                      "writes": writes}) + "\n")
         out.flush()
-        disks[target].write([(lba * 512, b"".join(sector(w, lba + i) for i in range(count)))
-                             for w, lba, count in writes])
+        batch = [(lba * 512, b"".join(sector(w, lba + i) for i in range(count)))
+                 for w, lba, count in writes]
+        if writeback:
+            disks[target].write(batch, sync=False)
+            if rng.random() < 0.2:
+                disks[target].flush()
+        else:
+            disks[target].write(batch)
         out.write(f"A {batch_id}\n")
         out.flush()
 

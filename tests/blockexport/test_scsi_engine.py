@@ -286,7 +286,7 @@ def test_mode_select_accepts_no_change_and_refuses_changes(plain):
     select = bytes((0x15, 0x10, 0, 0, 4 + len(page), 0))
     assert plain(select, bytes(4) + page).status == 0
     changed = bytearray(page)
-    changed[2] |= 0x04  # WCE 1: not changeable
+    changed[2] |= 0x01  # RCD 1: not changeable (only WCE is: test_iscsi_writeback.py)
     refused = plain(select, bytes(4) + bytes(changed))
     assert sense_of(refused)[1] == (0x26, 0x00)
     assert field_pointer(refused) == (False, 6, None)
