@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 
 from services.blockexport import codec, export_status, metrics as m, policy
+from services.blockexport.aoe_direct import DirectReads
 from services.blockexport.codec import (
     BROADCAST_MAC,
     BROADCAST_SHELF,
@@ -93,6 +94,8 @@ class Served:
     failing: set[bytes] = dataclasses.field(default_factory=set)
     retired: bool = False
     thread: threading.Thread | None = None
+    queued: int = 0  # I/O steps handed to the thread (written by the event loop only)
+    completed: int = 0  # ... and finished by it (written by the I/O thread only)
     counters: dict = dataclasses.field(default_factory=dict)  # metric children of this export
 
     def __post_init__(self) -> None:
@@ -121,6 +124,8 @@ class BlockexportServer(FollowsExports):
                  states: TargetStates | None = None) -> None:
         self.section = section
         transport.handler = self.handle
+        self.direct = DirectReads(self)
+        transport.drained = self.direct.flush
         self.attachments = attachments
         self.states = states
         self.status = ExportStatus(attachments.client) if attachments is not None else None
@@ -236,6 +241,8 @@ class BlockexportServer(FollowsExports):
 
     # -- frames ----------------------------------------------------------------------------
     def handle(self, received: Received) -> None:
+        if self.direct.serve(received.data, received.received):
+            return
         try:
             frame = codec.decode(received.data)
         except DecodeError as exc:
@@ -275,6 +282,7 @@ class BlockexportServer(FollowsExports):
         if served.inbox.qsize() >= self.section.queue_size:  # the I/O thread is far behind
             m.DROPPED_BY["queue_full"].inc()  # the initiator retransmits
             return
+        served.queued += 1
         served.inbox.put(Pending(outcome, received.received, frame.header.src))
 
     def _count_reply(self, served: Served, reply: Reply) -> None:
@@ -395,6 +403,7 @@ class BlockexportServer(FollowsExports):
                 self._finish(served, batch, run_batch(served, batch))
             except Exception as exc:  # noqa: BLE001 - a bug must not stop the export's I/O
                 log.exception("io_batch_failed", export=served.record.name, reason=str(exc))
+            served.completed += len(batch)
         try:
             served.disk.close()
         except OSError as exc:

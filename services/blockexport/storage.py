@@ -60,6 +60,7 @@ MAP_FORMAT = struct.Struct("<8sIIQ")  # magic, format version, block size, disk 
 MAP_VERSION = 1
 DEFAULT_BLOCK = 4096  # docs/blockexport.md: why 4 KiB
 RECHECK = 1.0  # seconds between checks that an open overlay is still the one on disk
+NOWAIT = getattr(os, "RWF_NOWAIT", 0)  # Linux >= 4.14 (buffered reads)
 
 
 class StorageError(Exception):
@@ -90,6 +91,16 @@ def _pread_full(fd: int, length: int, offset: int) -> bytes:
     return data
 
 
+def _pread_cached(fd: int, into: memoryview, offset: int) -> bool:
+    """Fill ``into`` from ``fd`` at ``offset`` if the page cache holds all of it, without ever
+    waiting for the device (RWF_NOWAIT); False when it does not (or on any error: the caller
+    then reads the ordinary way, which reports errors)."""
+    try:
+        return os.preadv(fd, [into], offset, NOWAIT) == len(into)
+    except OSError:
+        return False
+
+
 def _pwrite_full(fd: int, data, offset: int) -> None:
     view = memoryview(data)
     while view:
@@ -105,6 +116,12 @@ class Disk:
 
     def read(self, offset: int, length: int) -> bytes:
         raise NotImplementedError
+
+    def read_cached(self, offset: int, length: int) -> bytearray | None:
+        """What :meth:`read` returns, if it can be had from the page cache without waiting
+        for the device or for a lock (an event loop may call it); else None (then
+        :meth:`read`, in a thread)."""
+        return None
 
     def write(self, writes: Sequence[Write]) -> None:
         """Apply the writes in order; durable when it returns (raises OSError otherwise)."""
@@ -144,6 +161,12 @@ class PlainDisk(Disk):
 
     def read(self, offset: int, length: int) -> bytes:
         return _pread_full(self.fd, length, offset)
+
+    def read_cached(self, offset: int, length: int) -> bytearray | None:
+        if not NOWAIT or offset + length > self.size:
+            return None
+        out = bytearray(length)
+        return out if _pread_cached(self.fd, memoryview(out), offset) else None
 
     def write(self, writes: Sequence[Write]) -> None:
         if self.readonly:
@@ -275,6 +298,24 @@ class Overlay:
             offset = run_end
         return bytes(out)
 
+    def read_cached(self, offset: int, length: int) -> bytearray | None:
+        out = bytearray(length)
+        view = memoryview(out)
+        end, at = offset + length, offset
+        block = self.block
+        while at < end:
+            index = at // block
+            mine = self.allocated(index)
+            run_end = (index + 1) * block
+            while run_end < end and self.allocated(run_end // block) == mine:
+                run_end += block
+            run_end = min(run_end, end)
+            if not _pread_cached(self.data if mine else self.golden,
+                                 view[at - offset:run_end - offset], at):
+                return None
+            at = run_end
+        return out
+
     def write(self, writes: Sequence[Write]) -> None:
         block = self.block
         fresh: set[int] = set()  # blocks made whole in this batch (bits not yet in the map)
@@ -402,6 +443,7 @@ class CowDisk:
         self.block = block
         self.dir = os.path.join(overlay_root, name)
         self._overlays: dict[str, Overlay] = {}
+        self._absent: dict[str, float] = {}  # mac -> when it was last seen to have no overlay
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         if cleanup:
@@ -441,13 +483,27 @@ class CowDisk:
             del self._overlays[mac]
             found.close()
             found = None
+        self._absent.pop(mac, None)
         if os.path.isdir(path):
             found = Overlay(path, self.golden, self.size, self.block)
         elif create:
             found = Overlay.create(path, self.golden, self.size, self.block)
         if found is not None:
             self._overlays[mac] = found
+        else:
+            self._absent[mac] = time.monotonic()
         return found
+
+    def known_overlay(self, mac: str) -> tuple[bool, Overlay | None]:
+        """(known, overlay): what :meth:`overlay` found within the last :data:`RECHECK`
+        seconds, with no file system call; (False, None) when it must look again. Call with
+        the host's lock held."""
+        now = time.monotonic()
+        found = self._overlays.get(mac)
+        if found is not None:
+            return now - found.checked < RECHECK, found
+        absent = self._absent.get(mac)
+        return absent is not None and now - absent < RECHECK, None
 
     def overlays(self) -> list[OverlayInfo]:
         out = []
@@ -471,6 +527,7 @@ class CowDisk:
         """Drop the host's overlay (its next read sees golden again); False if it had none."""
         with self.lock(mac):
             overlay = self._overlays.pop(mac, None)
+            self._absent.pop(mac, None)
             if overlay is not None:
                 overlay.close()
             path = self.path_of(mac)
@@ -508,6 +565,24 @@ class HostView(Disk):
             if overlay is None:
                 return _pread_full(self.cow.golden, length, offset)
             return overlay.read(offset, length)
+
+    def read_cached(self, offset: int, length: int) -> bytearray | None:
+        cow = self.cow
+        if not NOWAIT or offset + length > self.size:
+            return None
+        lock = cow.lock(self.mac)
+        if not lock.acquire(blocking=False):
+            return None
+        try:
+            known, overlay = cow.known_overlay(self.mac)
+            if not known:
+                return None
+            if overlay is not None:
+                return overlay.read_cached(offset, length)
+            out = bytearray(length)
+            return out if _pread_cached(cow.golden, memoryview(out), offset) else None
+        finally:
+            lock.release()
 
     def write(self, writes: Sequence[Write]) -> None:
         if self.readonly:

@@ -63,6 +63,7 @@ class Transport:
         self.name = interface_name
         self._mtu = mtu
         self.handler: Callable[[Received], None] | None = None
+        self.drained: Callable[[], None] | None = None  # called after each wake-up's frames
         self.sock: socket.socket | None = None
         self.interface: Interface | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -120,10 +121,22 @@ class Transport:
             except Exception as exc:  # noqa: BLE001 - a bug for one frame must not stop the reader
                 m.ERRORS_BY["malformed"].inc()
                 log.exception("frame_failed", reason=str(exc), length=len(data))
+        if self.drained is not None:
+            self.drained()
 
     def send(self, frame: bytes) -> bool:
         try:
             self.sock.send(frame)
+            return True
+        except OSError:
+            m.DROPPED_BY["send_failed"].inc()
+            return False
+
+    def send_parts(self, head: bytes, data) -> bool:
+        """One frame of ``head`` then ``data`` (one sendmsg: the data is not copied into a
+        joined buffer first)."""
+        try:
+            self.sock.sendmsg((head, data))
             return True
         except OSError:
             m.DROPPED_BY["send_failed"].inc()
