@@ -17,16 +17,21 @@ flight. So a read is answered on the spot when
 
 Anything else goes the full way (decode, :func:`policy.decide`, the I/O thread). The reply is
 the same bytes (tests/blockexport check it), sent as header and data in one ``sendmsg``. The
-operation, byte and latency metrics of direct reads are added once per socket wake-up.
+operation, byte and latency metrics of direct reads are added in bulk, within
+:data:`FLUSH_DELAY` of a wake-up that answered some (not once per wake-up: a host reading one
+block at a time, as iPXE does, would pay for it in every round trip).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from services.blockexport import codec, policy
 from services.blockexport.metrics import LATENCY_BY
 from shared.metrics import observe_all
+
+FLUSH_DELAY = 0.05  # seconds from a wake-up with direct reads to their metrics
 
 
 class DirectReads:
@@ -34,6 +39,7 @@ class DirectReads:
         self.server = server
         self.pending: dict[int, list] = {}  # id(Served) -> [Served, reads, bytes]
         self.latencies: list[float] = []
+        self.timer: asyncio.TimerHandle | None = None
 
     def serve(self, data: bytes, received: float) -> bool:
         """Answer ``data`` here if it is a read the page cache can answer now; False: not
@@ -67,8 +73,15 @@ class DirectReads:
         self.latencies.append(time.perf_counter() - received)
         return True
 
+    def drained(self) -> None:
+        """After a socket wake-up (on the event loop): the metrics of its direct reads are
+        added within :data:`FLUSH_DELAY`."""
+        if self.latencies and self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
+
     def flush(self) -> None:
-        """Add the direct reads since the last call to the metrics (once per wake-up)."""
+        """Add the direct reads since the last call to the metrics."""
+        self.timer = None
         if self.latencies:
             observe_all(LATENCY_BY["read"], self.latencies)
             self.latencies = []

@@ -125,7 +125,8 @@ class BlockexportServer(FollowsExports):
         self.section = section
         transport.handler = self.handle
         self.direct = DirectReads(self)
-        transport.drained = self.direct.flush
+        transport.fast = self.direct.serve
+        transport.drained = self.direct.drained
         self.attachments = attachments
         self.states = states
         self.status = ExportStatus(attachments.client) if attachments is not None else None
@@ -241,8 +242,6 @@ class BlockexportServer(FollowsExports):
 
     # -- frames ----------------------------------------------------------------------------
     def handle(self, received: Received) -> None:
-        if self.direct.serve(received.data, received.received):
-            return
         try:
             frame = codec.decode(received.data)
         except DecodeError as exc:
