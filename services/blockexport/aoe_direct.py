@@ -40,6 +40,8 @@ class DirectReads:
         self.pending: dict[int, list] = {}  # id(Served) -> [Served, reads, bytes]
         self.latencies: list[float] = []
         self.timer: asyncio.TimerHandle | None = None
+        # One buffer for every direct read: sendmsg has copied the data when it returns.
+        self.buffer = memoryview(bytearray(255 * codec.SECTOR))
 
     def serve(self, data: bytes, received: float) -> bool:
         """Answer ``data`` here if it is a read the page cache can answer now; False: not
@@ -58,8 +60,9 @@ class DirectReads:
                                   int.from_bytes(lba, "little"))
         if step is None:
             return False
-        out = served.view(src).read_cached(*step)
-        if out is None:
+        offset, length = step
+        out = self.buffer[:length]
+        if not served.view(src).read_cached(offset, out):
             return False
         server._touch(served, src)
         if not server.transport.send_parts(
@@ -69,7 +72,7 @@ class DirectReads:
         if counts is None:
             counts = self.pending[id(served)] = [served, 0, 0]
         counts[1] += 1
-        counts[2] += step[1]
+        counts[2] += length
         self.latencies.append(time.perf_counter() - received)
         return True
 

@@ -117,11 +117,11 @@ class Disk:
     def read(self, offset: int, length: int) -> bytes:
         raise NotImplementedError
 
-    def read_cached(self, offset: int, length: int) -> bytearray | None:
-        """What :meth:`read` returns, if it can be had from the page cache without waiting
-        for the device or for a lock (an event loop may call it); else None (then
-        :meth:`read`, in a thread)."""
-        return None
+    def read_cached(self, offset: int, into: memoryview) -> bool:
+        """Fill ``into`` with what :meth:`read` returns for ``len(into)`` bytes at ``offset``,
+        if it can be had from the page cache without waiting for the device or a lock (an
+        event loop may call it): True; else False (then :meth:`read`, in a thread)."""
+        return False
 
     def write(self, writes: Sequence[Write]) -> None:
         """Apply the writes in order; durable when it returns (raises OSError otherwise)."""
@@ -162,11 +162,10 @@ class PlainDisk(Disk):
     def read(self, offset: int, length: int) -> bytes:
         return _pread_full(self.fd, length, offset)
 
-    def read_cached(self, offset: int, length: int) -> bytearray | None:
-        if not NOWAIT or offset + length > self.size:
-            return None
-        out = bytearray(length)
-        return out if _pread_cached(self.fd, memoryview(out), offset) else None
+    def read_cached(self, offset: int, into: memoryview) -> bool:
+        if not NOWAIT or offset + len(into) > self.size:
+            return False
+        return _pread_cached(self.fd, into, offset)
 
     def write(self, writes: Sequence[Write]) -> None:
         if self.readonly:
@@ -298,10 +297,8 @@ class Overlay:
             offset = run_end
         return bytes(out)
 
-    def read_cached(self, offset: int, length: int) -> bytearray | None:
-        out = bytearray(length)
-        view = memoryview(out)
-        end, at = offset + length, offset
+    def read_cached(self, offset: int, into: memoryview) -> bool:
+        end, at = offset + len(into), offset
         block = self.block
         while at < end:
             index = at // block
@@ -311,10 +308,10 @@ class Overlay:
                 run_end += block
             run_end = min(run_end, end)
             if not _pread_cached(self.data if mine else self.golden,
-                                 view[at - offset:run_end - offset], at):
-                return None
+                                 into[at - offset:run_end - offset], at):
+                return False
             at = run_end
-        return out
+        return True
 
     def write(self, writes: Sequence[Write]) -> None:
         block = self.block
@@ -566,21 +563,20 @@ class HostView(Disk):
                 return _pread_full(self.cow.golden, length, offset)
             return overlay.read(offset, length)
 
-    def read_cached(self, offset: int, length: int) -> bytearray | None:
+    def read_cached(self, offset: int, into: memoryview) -> bool:
         cow = self.cow
-        if not NOWAIT or offset + length > self.size:
-            return None
+        if not NOWAIT or offset + len(into) > self.size:
+            return False
         lock = cow.lock(self.mac)
         if not lock.acquire(blocking=False):
-            return None
+            return False
         try:
             known, overlay = cow.known_overlay(self.mac)
             if not known:
-                return None
+                return False
             if overlay is not None:
-                return overlay.read_cached(offset, length)
-            out = bytearray(length)
-            return out if _pread_cached(cow.golden, memoryview(out), offset) else None
+                return overlay.read_cached(offset, into)
+            return _pread_cached(cow.golden, into, offset)
         finally:
             lock.release()
 
