@@ -7,12 +7,13 @@ replies.
   export's key, field, value and reason; the export keeps being served as it was (if it was) or
   is not served (``bootyard_blockexport_export_up`` 0). The config string, mask list and reserve
   list of a shelf.slot survive a change of its record.
-- Each frame is decoded and handed to :func:`policy.decide` for every export it addresses; a
+- A read the page cache holds is answered as its frame is read (:mod:`aoe_direct`). Every
+  other frame is decoded and handed to :func:`policy.decide` for every export it addresses; a
   reply is sent at once, an I/O step joins its export's queue. One I/O thread per export takes
   what is queued in batches: reads, then each host's writes in one ``Disk.write`` (one sync per
   host per batch: durable before answered), then flushes; it sends the replies when the batch is
-  done (the socket is shared; sending needs no hop back to the event loop). Storage I/O never
-  runs on the event loop; the thread hands events to the loop (``call_soon_threadsafe``).
+  done (the socket is shared; sending needs no hop back to the event loop). Storage I/O that
+  may wait never runs on the event loop; the thread hands events to the loop (``call_soon_threadsafe``).
 - Events (``blockexport.*``, per host, never per I/O): ``attach`` when an initiator is first seen
   (again after ``attach_timeout`` of silence), ``first_read`` after its first read,
   ``io_error`` when its I/O starts failing and ``io_recovered`` when it works again.
