@@ -52,19 +52,20 @@ class DirectReads:
         src, major, minor, tag, aflags, count, lba = peek
         server = self.server
         served = server.by_address.get((major, minor))
-        if (served is None or served.queued != served.completed or src not in served.read_by
-                or src in served.failing):
+        if served is None or served.queued != served.completed:
             return False
         target = served.target
         step = policy.direct_read(target, served.state, src, major, minor, aflags, count,
                                   int.from_bytes(lba, "little"))
         if step is None:
             return False
+        server._touch(served, src)  # first, as the full path does: it may start a new attach
+        if src not in served.read_by or src in served.failing:
+            return False
         offset, length = step
         out = self.buffer[:length]
         if not served.view(src).read_cached(offset, out):
             return False
-        server._touch(served, src)
         if not server.transport.send_parts(
                 policy.read_done_head(target, src, tag, aflags, count, lba), out):
             return True  # counted as send_failed; the initiator retransmits

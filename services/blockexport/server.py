@@ -98,6 +98,7 @@ class Served:
     queued: int = 0  # I/O steps handed to the thread (written by the event loop only)
     completed: int = 0  # ... and finished by it (written by the I/O thread only)
     counters: dict = dataclasses.field(default_factory=dict)  # metric children of this export
+    views: dict[bytes, Disk] = dataclasses.field(default_factory=dict)  # cow: each host's
 
     def __post_init__(self) -> None:
         name = self.record.name
@@ -107,7 +108,8 @@ class Served:
 
     def view(self, mac: bytes) -> Disk:
         if isinstance(self.disk, CowDisk):
-            return self.disk.view(codec.format_mac(mac))
+            return self.views.get(mac) or self.views.setdefault(
+                mac, self.disk.view(codec.format_mac(mac)))
         return self.disk
 
     @property
