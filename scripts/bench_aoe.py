@@ -106,7 +106,7 @@ def set_mtu(seg, taps: list[str], mtu: int) -> None:
 
 
 def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: Path,
-            initrd: Path, mtu: int, rounds: int, size_mb: int
+            initrd: Path, mtu: int, rounds: int, size_mb: int, capture_to: Path | None = None
             ) -> dict[tuple[str, str], list[float]]:
     seg = lab.segment()
     tap = seg.add_tap()
@@ -125,6 +125,11 @@ def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: 
                            append=f"console=ttyS0 quiet panic=-1 aoetest.mtu={mtu} "
                                   f"aoetest.ramkb={size_mb * 1024} "
                                   f"aoetest.rounds={rounds} aoetest.targets={','.join(TARGETS)}")
+    capture = None
+    if capture_to is not None:  # the guest's request pattern, for docs/benchmarks.md
+        capture = seg.server.popen("tcpdump", "-i", "eth0", "-s", "64", "-w",
+                                   str(capture_to / f"aoe-{mtu}.pcap"), "ether proto 0x88a2",
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started = cpu_seconds(service.proc.pid)  # its start-up (imports, Redis) is not the bench's
     try:
         vm.start()
@@ -138,7 +143,7 @@ def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: 
     finally:
         vm.stop()
         service.stop()
-        for proc in vblades:
+        for proc in vblades + ([capture] if capture else []):
             proc.terminate()
     out: dict[tuple[str, str], list[float]] = {}
     for line in vm.lines:
@@ -197,6 +202,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mtus", default="1500,9000")
     parser.add_argument("--workdir", type=Path, default=REPO / "build" / "bench-aoe")
+    parser.add_argument("--capture", type=Path, default=None,
+                        help="directory: tcpdump of the AoE frames (64 bytes each) per MTU")
     parser.add_argument("--sanboot-mb", type=int, default=32,
                         help="disk read through iPXE sanboot (INT 13h); 0: skip")
     args = parser.parse_args(argv)
@@ -222,7 +229,7 @@ def main(argv=None) -> int:
         for mtu in (int(m) for m in args.mtus.split(",")):
             with Lab() as lab:  # a fresh segment per MTU
                 results[mtu] = run_mtu(lab, work, redis, images, kernel, initrd, mtu,
-                                       args.rounds, args.size_mb)
+                                       args.rounds, args.size_mb, args.capture)
         sanboot = run_sanboot(work, args.sanboot_mb, args.rounds) if args.sanboot_mb else {}
     finally:
         redis.stop()
