@@ -2,6 +2,7 @@
 Linux's ``aoe`` driver (root; the lab's network namespaces and QEMU TCG).
 
     python scripts/bench_aoe.py [--size-mb 64] [--rounds 3] [--mtus 1500,9000] [--workdir DIR]
+                                [--sanboot-mb 32] [--capture DIR]
 
 For each MTU: the segment's links get that MTU; bootyard's block export service serves e1.1 and
 vblade (default, buffered) e2.1 and vblade -s (O_SYNC) e3.1, each on its own copy of the same
@@ -12,7 +13,10 @@ Medians over the rounds are printed per target, mode and MTU; the last line is
 
     RESULT aoe mbps_1500=<ours> vblade_1500=<theirs> ratio_1500=<r> mbps_9000=... ratio_9000=...
 
-(buffered reads; MB = 10^6 bytes). The guest's own limit is printed as ``guest-ram``: a read of
+(buffered reads; MB = 10^6 bytes). Each target's CPU seconds over an MTU's run are printed too
+(they all served the same requests). ``--capture DIR`` keeps a tcpdump of the AoE frames per
+MTU and of the sanboot run (``scripts/bench/aoe_pattern.py`` reads it: the guest's window and
+sizes, each target's answer times). The guest's own limit is printed as ``guest-ram``: a read of
 a RAM disk (brd) of the same size in the same guest. Then iPXE ``sanboot`` MB/s for both: SeaBIOS
 + iPXE ROM boot a disk (``--sanboot-mb``) whose boot sector reads all of it through INT 13h
 (lab/sanbench.py), from bootyard and from vblade, alternating.
@@ -155,7 +159,8 @@ def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: 
     return out
 
 
-def run_sanboot(work: Path, size_mb: int, rounds: int) -> dict[str, list[float]]:
+def run_sanboot(work: Path, size_mb: int, rounds: int,
+                capture_to: Path | None = None) -> dict[str, list[float]]:
     """iPXE sanboot (SeaBIOS + iPXE ROM, bootyard DHCP and HTTP) of a disk whose boot sector
     reads all of it through INT 13h; from bootyard (e1.1) and from vblade (e2.1), alternating."""
     out: dict[str, list[float]] = {}
@@ -181,6 +186,10 @@ def run_sanboot(work: Path, size_mb: int, rounds: int) -> dict[str, list[float]]
                                          work / "blockexport-sanboot.log")
             vblade = boot.server.popen("vblade", "2", "1", "eth0", str(theirs),
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if capture_to is not None:
+                boot.server.popen("tcpdump", "-i", "eth0", "-s", "64", "-w",
+                                  str(capture_to / "aoe-sanboot.pcap"), "ether proto 0x88a2",
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 for _ in range(rounds):
                     for name, host in hosts.items():
@@ -226,11 +235,11 @@ def main(argv=None) -> int:
     results: dict[int, dict[tuple[str, str], list[float]]] = {}
     t0 = time.monotonic()
     try:
-        for mtu in (int(m) for m in args.mtus.split(",")):
+        for mtu in (int(m) for m in args.mtus.split(",") if m):
             with Lab() as lab:  # a fresh segment per MTU
                 results[mtu] = run_mtu(lab, work, redis, images, kernel, initrd, mtu,
                                        args.rounds, args.size_mb, args.capture)
-        sanboot = run_sanboot(work, args.sanboot_mb, args.rounds) if args.sanboot_mb else {}
+        sanboot = run_sanboot(work, args.sanboot_mb, args.rounds, args.capture) if args.sanboot_mb else {}
     finally:
         redis.stop()
     print(f"bench-aoe: {args.size_mb} MiB, {args.rounds} round(s) per target, "
