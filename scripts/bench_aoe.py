@@ -2,6 +2,7 @@
 Linux's ``aoe`` driver (root; the lab's network namespaces and QEMU TCG).
 
     python scripts/bench_aoe.py [--size-mb 64] [--rounds 3] [--mtus 1500,9000] [--workdir DIR]
+                                [--sanboot-mb 32] [--capture DIR]
 
 For each MTU: the segment's links get that MTU; bootyard's block export service serves e1.1 and
 vblade (default, buffered) e2.1 and vblade -s (O_SYNC) e3.1, each on its own copy of the same
@@ -12,7 +13,10 @@ Medians over the rounds are printed per target, mode and MTU; the last line is
 
     RESULT aoe mbps_1500=<ours> vblade_1500=<theirs> ratio_1500=<r> mbps_9000=... ratio_9000=...
 
-(buffered reads; MB = 10^6 bytes). The guest's own limit is printed as ``guest-ram``: a read of
+(buffered reads; MB = 10^6 bytes). Each target's CPU seconds over an MTU's run are printed too
+(they all served the same requests). ``--capture DIR`` keeps a tcpdump of the AoE frames per
+MTU and of the sanboot run (``scripts/bench/aoe_pattern.py`` reads it: the guest's window and
+sizes, each target's answer times). The guest's own limit is printed as ``guest-ram``: a read of
 a RAM disk (brd) of the same size in the same guest. Then iPXE ``sanboot`` MB/s for both: SeaBIOS
 + iPXE ROM boot a disk (``--sanboot-mb``) whose boot sector reads all of it through INT 13h
 (lab/sanbench.py), from bootyard and from vblade, alternating.
@@ -21,6 +25,7 @@ a RAM disk (brd) of the same size in the same guest. Then iPXE ``sanboot`` MB/s 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -89,6 +94,12 @@ LINE = re.compile(r"AOEBENCH round=(\d+) target=(\S+) mode=(\S+) bytes=(\d+) sta
                   r"end=([\d.]+)")
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all its threads (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def set_mtu(seg, taps: list[str], mtu: int) -> None:
     for ns in (seg.switch,):
         links = ns.run("ip", "-o", "link", "show").stdout
@@ -99,7 +110,7 @@ def set_mtu(seg, taps: list[str], mtu: int) -> None:
 
 
 def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: Path,
-            initrd: Path, mtu: int, rounds: int, size_mb: int
+            initrd: Path, mtu: int, rounds: int, size_mb: int, capture_to: Path | None = None
             ) -> dict[tuple[str, str], list[float]]:
     seg = lab.segment()
     tap = seg.add_tap()
@@ -118,13 +129,25 @@ def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: 
                            append=f"console=ttyS0 quiet panic=-1 aoetest.mtu={mtu} "
                                   f"aoetest.ramkb={size_mb * 1024} "
                                   f"aoetest.rounds={rounds} aoetest.targets={','.join(TARGETS)}")
+    capture = None
+    if capture_to is not None:  # the guest's request pattern, for docs/benchmarks.md
+        capture = seg.server.popen("tcpdump", "-i", "eth0", "-s", "64", "-w",
+                                   str(capture_to / f"aoe-{mtu}.pcap"), "ether proto 0x88a2",
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = cpu_seconds(service.proc.pid)  # its start-up (imports, Redis) is not the bench's
     try:
         vm.start()
         vm.wait_for("AOEBENCH-DONE", timeout=3600)
+        # each target served the same reads and writes: its process's CPU time says what a
+        # request cost it (the rest of the time is the guest's)
+        cpu = {"e1.1": cpu_seconds(service.proc.pid) - started, "e2.1": cpu_seconds(vblades[0].pid),
+               "e3.1": cpu_seconds(vblades[1].pid)}
+        print(f"bench-aoe: MTU {mtu}: target CPU seconds over the run: " + ", ".join(
+            f"{TARGETS[t]} {s:.2f}" for t, s in cpu.items()), flush=True)
     finally:
         vm.stop()
         service.stop()
-        for proc in vblades:
+        for proc in vblades + ([capture] if capture else []):
             proc.terminate()
     out: dict[tuple[str, str], list[float]] = {}
     for line in vm.lines:
@@ -136,7 +159,8 @@ def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: 
     return out
 
 
-def run_sanboot(work: Path, size_mb: int, rounds: int) -> dict[str, list[float]]:
+def run_sanboot(work: Path, size_mb: int, rounds: int,
+                capture_to: Path | None = None) -> dict[str, list[float]]:
     """iPXE sanboot (SeaBIOS + iPXE ROM, bootyard DHCP and HTTP) of a disk whose boot sector
     reads all of it through INT 13h; from bootyard (e1.1) and from vblade (e2.1), alternating."""
     out: dict[str, list[float]] = {}
@@ -162,6 +186,10 @@ def run_sanboot(work: Path, size_mb: int, rounds: int) -> dict[str, list[float]]
                                          work / "blockexport-sanboot.log")
             vblade = boot.server.popen("vblade", "2", "1", "eth0", str(theirs),
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if capture_to is not None:
+                boot.server.popen("tcpdump", "-i", "eth0", "-s", "64", "-w",
+                                  str(capture_to / "aoe-sanboot.pcap"), "ether proto 0x88a2",
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 for _ in range(rounds):
                     for name, host in hosts.items():
@@ -183,6 +211,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mtus", default="1500,9000")
     parser.add_argument("--workdir", type=Path, default=REPO / "build" / "bench-aoe")
+    parser.add_argument("--capture", type=Path, default=None,
+                        help="directory: tcpdump of the AoE frames (64 bytes each) per MTU")
     parser.add_argument("--sanboot-mb", type=int, default=32,
                         help="disk read through iPXE sanboot (INT 13h); 0: skip")
     args = parser.parse_args(argv)
@@ -205,11 +235,11 @@ def main(argv=None) -> int:
     results: dict[int, dict[tuple[str, str], list[float]]] = {}
     t0 = time.monotonic()
     try:
-        for mtu in (int(m) for m in args.mtus.split(",")):
+        for mtu in (int(m) for m in args.mtus.split(",") if m):
             with Lab() as lab:  # a fresh segment per MTU
                 results[mtu] = run_mtu(lab, work, redis, images, kernel, initrd, mtu,
-                                       args.rounds, args.size_mb)
-        sanboot = run_sanboot(work, args.sanboot_mb, args.rounds) if args.sanboot_mb else {}
+                                       args.rounds, args.size_mb, args.capture)
+        sanboot = run_sanboot(work, args.sanboot_mb, args.rounds, args.capture) if args.sanboot_mb else {}
     finally:
         redis.stop()
     print(f"bench-aoe: {args.size_mb} MiB, {args.rounds} round(s) per target, "

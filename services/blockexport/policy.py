@@ -60,6 +60,7 @@ from services.blockexport.codec import (
     MaskError,
     Reserve,
     ReserveCommand,
+    ata_response_head as encode_ata_head,
 )
 
 MAX_MASKS = 64  # Mac Mask List entries (64 * 8 bytes fit a 1500-byte frame's reply)
@@ -70,6 +71,7 @@ FIRMWARE_TEXT = "bootyrd1"  # IDENTIFY words 23-26 (8 characters)
 # Plain ints for the per-frame path (IntFlag arithmetic costs microseconds per frame).
 RESPONSE, RESPONSE_ERROR = int(Flag.RESPONSE), int(Flag.RESPONSE | Flag.ERROR)
 ECHOED_AFLAGS = int(AFlag.EXTENDED | AFlag.DEVICE)
+EXTENDED = int(AFlag.EXTENDED)
 OK = int(AtaStatus.DRDY)
 FAILED = int(AtaStatus.DRDY | AtaStatus.ERR)
 FAULT = int(AtaStatus.DRDY | AtaStatus.DF | AtaStatus.ERR)
@@ -254,6 +256,31 @@ def ata(target: Target, frame: Frame, req: Ata) -> Outcome:
 def io_done(target: Target, outcome: Read | Write | Flush, data: bytes = b"") -> Reply:
     """The reply to an I/O step the storage layer completed (``data``: what a read read)."""
     return ata_reply(target, outcome.request, data=data, kind=IO_KINDS[type(outcome)])
+
+
+def direct_read(target: Target, state: State, src: bytes, major: int, minor: int,
+                aflags: int, count: int, lba: int) -> tuple[int, int] | None:
+    """The fast path's decision for an ATA READ request (:func:`codec.peek_read`): (byte
+    offset, length) when :func:`decide` would make it a :class:`Read`; None when it decides
+    anything else (the caller then takes the full path)."""
+    if major != target.shelf or minor != target.slot:
+        return None
+    if (state.masks and src not in state.masks) or (state.reserved and src not in state.reserved):
+        return None
+    if count == 0 or count > target.max_sectors:
+        return None
+    address = lba if aflags & EXTENDED else lba & 0x0FFFFFFF
+    if address + count > target.sectors:
+        return None
+    return address * SECTOR, count * SECTOR
+
+
+def read_done_head(target: Target, src: bytes, tag: int, aflags: int, count: int,
+                   lba: bytes) -> bytes:
+    """The header bytes of :func:`io_done`'s reply to a read that :func:`direct_read` allowed
+    (the data read follows them)."""
+    return encode_ata_head(src, target.mac, target.shelf, target.slot, tag,
+                           aflags & ECHOED_AFLAGS, 0, count, OK, lba)
 
 
 def io_failed(target: Target, outcome: Read | Write | Flush) -> Reply:

@@ -7,12 +7,13 @@ replies.
   export's key, field, value and reason; the export keeps being served as it was (if it was) or
   is not served (``bootyard_blockexport_export_up`` 0). The config string, mask list and reserve
   list of a shelf.slot survive a change of its record.
-- Each frame is decoded and handed to :func:`policy.decide` for every export it addresses; a
+- A read the page cache holds is answered as its frame is read (:mod:`aoe_direct`). Every
+  other frame is decoded and handed to :func:`policy.decide` for every export it addresses; a
   reply is sent at once, an I/O step joins its export's queue. One I/O thread per export takes
   what is queued in batches: reads, then each host's writes in one ``Disk.write`` (one sync per
   host per batch: durable before answered), then flushes; it sends the replies when the batch is
-  done (the socket is shared; sending needs no hop back to the event loop). Storage I/O never
-  runs on the event loop; the thread hands events to the loop (``call_soon_threadsafe``).
+  done (the socket is shared; sending needs no hop back to the event loop). Storage I/O that
+  may wait never runs on the event loop; the thread hands events to the loop (``call_soon_threadsafe``).
 - Events (``blockexport.*``, per host, never per I/O): ``attach`` when an initiator is first seen
   (again after ``attach_timeout`` of silence), ``first_read`` after its first read,
   ``io_error`` when its I/O starts failing and ``io_recovered`` when it works again.
@@ -31,6 +32,7 @@ import time
 from collections.abc import Sequence
 
 from services.blockexport import codec, export_status, metrics as m, policy
+from services.blockexport.aoe_direct import DirectReads
 from services.blockexport.codec import (
     BROADCAST_MAC,
     BROADCAST_SHELF,
@@ -93,7 +95,10 @@ class Served:
     failing: set[bytes] = dataclasses.field(default_factory=set)
     retired: bool = False
     thread: threading.Thread | None = None
+    queued: int = 0  # I/O steps handed to the thread (written by the event loop only)
+    completed: int = 0  # ... and finished by it (written by the I/O thread only)
     counters: dict = dataclasses.field(default_factory=dict)  # metric children of this export
+    views: dict[bytes, Disk] = dataclasses.field(default_factory=dict)  # cow: each host's
 
     def __post_init__(self) -> None:
         name = self.record.name
@@ -103,7 +108,8 @@ class Served:
 
     def view(self, mac: bytes) -> Disk:
         if isinstance(self.disk, CowDisk):
-            return self.disk.view(codec.format_mac(mac))
+            return self.views.get(mac) or self.views.setdefault(
+                mac, self.disk.view(codec.format_mac(mac)))
         return self.disk
 
     @property
@@ -121,6 +127,9 @@ class BlockexportServer(FollowsExports):
                  states: TargetStates | None = None) -> None:
         self.section = section
         transport.handler = self.handle
+        self.direct = DirectReads(self)
+        transport.fast = self.direct.serve
+        transport.drained = self.direct.drained
         self.attachments = attachments
         self.states = states
         self.status = ExportStatus(attachments.client) if attachments is not None else None
@@ -275,6 +284,7 @@ class BlockexportServer(FollowsExports):
         if served.inbox.qsize() >= self.section.queue_size:  # the I/O thread is far behind
             m.DROPPED_BY["queue_full"].inc()  # the initiator retransmits
             return
+        served.queued += 1
         served.inbox.put(Pending(outcome, received.received, frame.header.src))
 
     def _count_reply(self, served: Served, reply: Reply) -> None:
@@ -395,6 +405,7 @@ class BlockexportServer(FollowsExports):
                 self._finish(served, batch, run_batch(served, batch))
             except Exception as exc:  # noqa: BLE001 - a bug must not stop the export's I/O
                 log.exception("io_batch_failed", export=served.record.name, reason=str(exc))
+            served.completed += len(batch)
         try:
             served.disk.close()
         except OSError as exc:

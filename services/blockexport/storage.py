@@ -66,6 +66,7 @@ MAP_FORMAT = struct.Struct("<8sIIQ")  # magic, format version, block size, disk 
 MAP_VERSION = 1
 DEFAULT_BLOCK = 4096  # docs/blockexport.md: why 4 KiB
 RECHECK = 1.0  # seconds between checks that an open overlay is still the one on disk
+NOWAIT = getattr(os, "RWF_NOWAIT", 0)  # Linux >= 4.14 (buffered reads)
 
 
 class StorageError(Exception):
@@ -96,6 +97,16 @@ def _pread_full(fd: int, length: int, offset: int) -> bytes:
     return data
 
 
+def _pread_cached(fd: int, into: memoryview, offset: int) -> bool:
+    """Fill ``into`` from ``fd`` at ``offset`` if the page cache holds all of it, without ever
+    waiting for the device (RWF_NOWAIT); False when it does not (or on any error: the caller
+    then reads the ordinary way, which reports errors)."""
+    try:
+        return os.preadv(fd, [into], offset, NOWAIT) == len(into)
+    except OSError:
+        return False
+
+
 def _pwrite_full(fd: int, data, offset: int) -> None:
     view = memoryview(data)
     while view:
@@ -111,6 +122,12 @@ class Disk:
 
     def read(self, offset: int, length: int) -> bytes:
         raise NotImplementedError
+
+    def read_cached(self, offset: int, into: memoryview) -> bool:
+        """Fill ``into`` with what :meth:`read` returns for ``len(into)`` bytes at ``offset``,
+        if it can be had from the page cache without waiting for the device or a lock (an
+        event loop may call it): True; else False (then :meth:`read`, in a thread)."""
+        return False
 
     def write(self, writes: Sequence[Write], sync: bool = True) -> None:
         """Apply the writes in order; durable when it returns (raises OSError otherwise).
@@ -152,6 +169,11 @@ class PlainDisk(Disk):
 
     def read(self, offset: int, length: int) -> bytes:
         return _pread_full(self.fd, length, offset)
+
+    def read_cached(self, offset: int, into: memoryview) -> bool:
+        if not NOWAIT or offset + len(into) > self.size:
+            return False
+        return _pread_cached(self.fd, into, offset)
 
     def write(self, writes: Sequence[Write], sync: bool = True) -> None:
         if self.readonly:
@@ -283,6 +305,22 @@ class Overlay:
             out += _pread_full(self.data if mine else self.golden, run_end - offset, offset)
             offset = run_end
         return bytes(out)
+
+    def read_cached(self, offset: int, into: memoryview) -> bool:
+        end, at = offset + len(into), offset
+        block = self.block
+        while at < end:
+            index = at // block
+            mine = self.allocated(index)
+            run_end = (index + 1) * block
+            while run_end < end and self.allocated(run_end // block) == mine:
+                run_end += block
+            run_end = min(run_end, end)
+            if not _pread_cached(self.data if mine else self.golden,
+                                 into[at - offset:run_end - offset], at):
+                return False
+            at = run_end
+        return True
 
     def write(self, writes: Sequence[Write], sync: bool = True) -> None:
         """Data first; a batch that makes new blocks whole syncs the data before their bits
@@ -417,6 +455,7 @@ class CowDisk:
         self.block = block
         self.dir = os.path.join(overlay_root, name)
         self._overlays: dict[str, Overlay] = {}
+        self._absent: dict[str, float] = {}  # mac -> when it was last seen to have no overlay
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         if cleanup:
@@ -456,13 +495,27 @@ class CowDisk:
             del self._overlays[mac]
             found.close()
             found = None
+        self._absent.pop(mac, None)
         if os.path.isdir(path):
             found = Overlay(path, self.golden, self.size, self.block)
         elif create:
             found = Overlay.create(path, self.golden, self.size, self.block)
         if found is not None:
             self._overlays[mac] = found
+        else:
+            self._absent[mac] = time.monotonic()
         return found
+
+    def known_overlay(self, mac: str) -> tuple[bool, Overlay | None]:
+        """(known, overlay): what :meth:`overlay` found within the last :data:`RECHECK`
+        seconds, with no file system call; (False, None) when it must look again. Call with
+        the host's lock held."""
+        now = time.monotonic()
+        found = self._overlays.get(mac)
+        if found is not None:
+            return now - found.checked < RECHECK, found
+        absent = self._absent.get(mac)
+        return absent is not None and now - absent < RECHECK, None
 
     def overlays(self) -> list[OverlayInfo]:
         out = []
@@ -486,6 +539,7 @@ class CowDisk:
         """Drop the host's overlay (its next read sees golden again); False if it had none."""
         with self.lock(mac):
             overlay = self._overlays.pop(mac, None)
+            self._absent.pop(mac, None)
             if overlay is not None:
                 overlay.close()
             path = self.path_of(mac)
@@ -532,6 +586,23 @@ class HostView(Disk):
             if overlay is None:
                 return _pread_full(self.cow.golden, length, offset)
             return overlay.read(offset, length)
+
+    def read_cached(self, offset: int, into: memoryview) -> bool:
+        cow = self.cow
+        if not NOWAIT or offset + len(into) > self.size:
+            return False
+        lock = cow.lock(self.mac)
+        if not lock.acquire(blocking=False):
+            return False
+        try:
+            known, overlay = cow.known_overlay(self.mac)
+            if not known:
+                return False
+            if overlay is not None:
+                return overlay.read_cached(offset, into)
+            return _pread_cached(cow.golden, into, offset)
+        finally:
+            lock.release()
 
     def write(self, writes: Sequence[Write], sync: bool = True) -> None:
         if self.readonly:

@@ -63,6 +63,9 @@ class Transport:
         self.name = interface_name
         self._mtu = mtu
         self.handler: Callable[[Received], None] | None = None
+        self.fast: Callable[[bytes, float], bool] | None = None  # tried first: True = done
+        self.drained: Callable[[], None] | None = None  # called after each wake-up's frames
+        self._outgoing_seen = True  # False once the kernel keeps our own frames from us
         self.sock: socket.socket | None = None
         self.interface: Interface | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -82,6 +85,7 @@ class Transport:
             sock.bind((self.name, ETHERTYPE))
             try:
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+                self._outgoing_seen = False
             except OSError:
                 pass  # kernels before 4.20: the packet type check below does it
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
@@ -105,25 +109,45 @@ class Transport:
             self.sock = None
 
     def _readable(self) -> None:
-        sock, handler = self.sock, self.handler
+        sock, handler, fast = self.sock, self.handler, self.fast
+        recv, clock = sock.recv, time.perf_counter
         for _ in range(256):  # bounded work per wake-up
             try:
-                data, address = sock.recvfrom(MAX_FRAME)
+                if self._outgoing_seen:  # the packet type says whether we sent it
+                    data, address = sock.recvfrom(MAX_FRAME)
+                    if address[2] == PACKET_OUTGOING:
+                        continue
+                else:
+                    data = recv(MAX_FRAME)  # no address tuple to build for each frame
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 break
-            if address[2] == PACKET_OUTGOING or handler is None:
+            if handler is None:
                 continue
             try:
-                handler(Received(data, time.perf_counter()))
+                now = clock()
+                if fast is None or not fast(data, now):
+                    handler(Received(data, now))
             except Exception as exc:  # noqa: BLE001 - a bug for one frame must not stop the reader
                 m.ERRORS_BY["malformed"].inc()
                 log.exception("frame_failed", reason=str(exc), length=len(data))
+        if self.drained is not None:
+            self.drained()
 
     def send(self, frame: bytes) -> bool:
         try:
             self.sock.send(frame)
+            return True
+        except OSError:
+            m.DROPPED_BY["send_failed"].inc()
+            return False
+
+    def send_parts(self, head: bytes, data) -> bool:
+        """One frame of ``head`` then ``data`` (one sendmsg: the data is not copied into a
+        joined buffer first)."""
+        try:
+            self.sock.sendmsg((head, data))
             return True
         except OSError:
             m.DROPPED_BY["send_failed"].inc()
