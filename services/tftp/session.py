@@ -56,7 +56,7 @@ _data_header = struct.Struct("!HH").pack  # (opcode, block): the DATA header, fa
 
 
 class Source(Protocol):
-    def read(self, n: int) -> bytes: ...
+    def read(self, n: int) -> bytes | memoryview: ...  # memoryview: slices of cached files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +150,7 @@ class ReadSession:
         # the client's next request (see new_request), and whether it waits on an ``ok`` end
         self._next: codec.Request | None = None
         self._next_if_ok = False
+        self._oack: bytes | None = None  # the OACK, until the client ACKs it (block 0)
         if self.options.oack:
             self._oack = codec.encode(codec.OAck(self.options.oack))
             self._oack_sent_at: float | None = now
