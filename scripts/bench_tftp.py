@@ -9,7 +9,8 @@ server, servers in alternation within each round; the median of the rounds is re
   - one client, 64 MiB, blksize 1468 + windowsize 16: bootyard, atftpd (Debian's dnsmasq 2.90
     predates windowsize and tftpd-hpa ignores it)
   - 50 concurrent clients, 16 MiB each, blksize 1468: aggregate MB/s per server
-    (``--workers N`` adds bootyard with tftp.workers=N, as ``bootyard-wN``, to this round only;
+    (bootyard runs with its default tftp.workers, one per CPU; ``--workers N`` adds bootyard
+    with tftp.workers=N, as ``bootyard-wN``, to this round only;
     ``--concurrent-rounds`` repeats it, servers alternating)
   - the same 50-client round under a fixed background load (issue 19): ``--load-procs`` (default
     1) busy-loop processes, unpinned, started before each server's turn and stopped after it
@@ -62,7 +63,7 @@ def atftpd_binary(cache: Path) -> Path:
 
 
 def start_servers(ns, root: Path, work: Path, cache: Path, python: str,
-                  workers: int = 1) -> dict:
+                  workers: int = 0) -> dict:
     procs = {}
     sock = work / "redis.sock"
     ns.popen("redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
@@ -75,7 +76,7 @@ def start_servers(ns, root: Path, work: Path, cache: Path, python: str,
     procs["bootyard"] = ns.popen(python, "-m", "services.tftp", env=env, cwd=REPO,
                                  stdout=(work / "bootyard.log").open("wb"),
                                  stderr=subprocess.STDOUT)
-    if workers > 1:  # the same service with tftp.workers, for the many-client round
+    if workers > 0:  # the same service with tftp.workers=N, for the many-client round
         name = f"bootyard-w{workers}"
         PORTS[name] = PORTS["bootyard"] + 100
         wenv = dict(env, BOOTYARD_TFTP__PORT=str(PORTS[name]), BOOTYARD_TFTP__METRICS_PORT="9103",
@@ -107,13 +108,29 @@ def start_servers(ns, root: Path, work: Path, cache: Path, python: str,
 CLIENT_CPU: str | None = None   # set by --placement: taskset -c for the one-client rounds
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (bootyard's tftp.workers, started before pinning)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo += [int(child) for child in task.read_text().split()]
+            except OSError:
+                pass
+    return out
+
+
 def pin(procs: dict, cpus: str | None) -> None:
-    """Pin every server (all its threads; children forked later inherit it) to ``cpus``."""
+    """Pin every server (all its threads and processes; children forked later inherit it)
+    to ``cpus``."""
     if cpus is None:
         return
     for proc in procs.values():
-        subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(proc.pid)], check=True,
-                       capture_output=True)
+        for pid in descendants(proc.pid):
+            subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], check=False,
+                           capture_output=True)
 
 
 def atftp(server: str, remote: str, local: str, blksize: int, window: int | None,
@@ -180,9 +197,10 @@ def main() -> int:
     parser.add_argument("--placement", choices=("cross", "same", "free"), default="cross",
                         help="one-client rounds: server CPU 0 and client CPU 1 (cross), both "
                         "on CPU 0 (same), or the scheduler's choice (free)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="also run bootyard with tftp.workers=N (as bootyard-wN) in the "
-                        "many-client round; the one-client rounds are unchanged")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="also run bootyard with tftp.workers=N (as bootyard-wN; bootyard "
+                        "itself has the default, one per CPU) in the many-client rounds; the "
+                        "one-client rounds are unchanged")
     parser.add_argument("--concurrent-rounds", type=int, default=1,
                         help="rounds of the many-client round, servers alternating (median)")
     parser.add_argument("--load-procs", type=int, default=1,
@@ -288,11 +306,11 @@ def main() -> int:
         print(f"RESULT tftp mbps_1468={ours:.1f} tftpd_hpa={theirs:.1f} "
               f"ratio_tftpd_hpa={ours / theirs:.2f} ratio_windowed_atftpd={windowed:.2f} "
               f"ratio_50={ratio_50:.2f} ratio_50_loaded={ratio_50_loaded}")
-        if args.workers > 1:
+        if args.workers > 0:
             config = label
             print(f"RESULT tftp_workers workers={args.workers} "
                   f"mbps_{args.clients}_clients={med[(f'bootyard-w{args.workers}', config)]:.1f} "
-                  f"one_worker={med[('bootyard', config)]:.1f} "
+                  f"default_workers={med[('bootyard', config)]:.1f} "
                   f"tftpd_hpa={med[('tftpd-hpa', config)]:.1f}")
     return 0
 

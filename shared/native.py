@@ -19,6 +19,8 @@ import os
 import sys
 
 MANIFEST = "native.json"
+# the switches (environment variables, not settings: shared/settings.py lets them through)
+SWITCHES = frozenset({"BOOTYARD_TFTP_NATIVE"})  # services/tftp/__init__.py
 
 
 def extension_files(compiled: tuple[str, ...], group: str) -> list[str]:

@@ -116,10 +116,11 @@ class TftpServer:
         address = transport.get_extra_info("sockname")[:2]
         _grow_receive_buffer(transport.get_extra_info("socket"), self.cfg.listener_buffer)
         extra = {} if self.worker is None else {"worker": self.worker}
-        if not tftp_package.NATIVE:  # the per-block path in pure Python: say why
+        extra["native"] = tftp_package.NATIVE  # the per-block path compiled (or why not)
+        if not tftp_package.NATIVE:
             extra["native_reason"] = tftp_package.NATIVE_REASON
         log.info("listening", address=address[0], port=address[1], root=str(self.root),
-                 max_transfers=self.cfg.max_transfers, native=tftp_package.NATIVE, **extra)
+                 max_transfers=self.cfg.max_transfers, **extra)
         return address
 
     async def close(self) -> None:

@@ -37,11 +37,12 @@ class TftpSection:
     max_transfers: int = setting(500, help="concurrent transfers; more requests wait "
                                  "queue_timeout for a slot, then get ERROR 'busy, retry'",
                                  check=positive)
-    workers: int = setting(1, help="processes serving transfers; above 1 each binds the "
+    workers: int = setting(0, help="processes serving transfers; 0: one per CPU this process "
+                           "may run on (1 on a single CPU); above 1 each binds the "
                            "listener port with SO_REUSEPORT and gets max_transfers // workers "
                            "and queue_max // workers of the admission limits, and this process "
                            "supervises them and serves the summed /metrics (docs/tftp.md)",
-                           check=positive)
+                           check=non_negative)
     queue_timeout: float = setting(2.0, help="seconds a request may wait for a transfer slot",
                                    check=non_negative)
     queue_max: int = setting(1000, help="requests allowed to wait for a slot at once",
