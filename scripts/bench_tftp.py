@@ -102,7 +102,30 @@ def start_servers(ns, root: Path, work: Path, cache: Path, python: str,
     for name, proc in procs.items():
         if proc.poll() is not None:
             raise SystemExit(f"bench-tftp: {name} did not start (exit {proc.returncode})")
+    for name in [n for n in procs if n.startswith("bootyard")]:
+        wait_ready(ns, name, procs[name])
     return procs
+
+
+def wait_ready(ns, server: str, proc, timeout: float = 120) -> None:
+    """bootyard's workers (one per CPU) take a while to start on a busy machine: wait until
+    each has bound the listener port (the kernel hashes requests over the bound ones only), at
+    most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bench-tftp: {server} exited (status {proc.returncode})")
+        workers = len(descendants(proc.pid)) - 1
+        if workers < 1 or listeners(ns, PORTS[server]) >= max(1, workers):
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"bench-tftp: {server} not listening after {timeout:.0f} s")
+
+
+def listeners(ns, port: int) -> int:
+    """UDP sockets bound to ``port`` in the namespace (one per worker once they listen)."""
+    out = ns.run("ss", "-Hun", "state", "all", f"sport = :{port}", check=False).stdout
+    return len([line for line in out.splitlines() if line.strip()])
 
 
 CLIENT_CPU: str | None = None   # set by --placement: taskset -c for the one-client rounds
