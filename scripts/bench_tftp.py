@@ -231,6 +231,9 @@ def main() -> int:
                         "loaded round)")
     parser.add_argument("--load-max-s", type=float, default=120.0,
                         help="each busy loop ends by itself after this many seconds")
+    parser.add_argument("--many", default="bootyard,tftpd-hpa,dnsmasq,atftpd",
+                        help="servers of the many-client rounds (comma-separated; bootyard and "
+                        "tftpd-hpa are needed for ratio_50; bootyard-wN is added with --workers)")
     parser.add_argument("--skip-one-client", action="store_true",
                         help="only the many-client rounds (and the windowed one-client round "
                         "for ratio_windowed_atftpd)")
@@ -288,8 +291,9 @@ def main() -> int:
                 t = fetch_time(ns, server, "bench.bin", 1468)
                 runs.setdefault((server, "blksize 1468"), []).append(size / t / 1e6)
         pin(procs, None if server_cpu is None else f"0-{cpus - 1}")  # concurrent: unpinned
-        many = [s for s in PORTS if s.startswith("bootyard")] + ["tftpd-hpa", "dnsmasq",
-                                                                  "atftpd"]
+        wanted = set(args.many.split(","))
+        many = [s for s in PORTS if s.startswith("bootyard-w") or s in wanted]
+        many.sort(key=lambda s: (not s.startswith("bootyard"), list(PORTS).index(s)))
         label = f"{args.clients} clients x {args.concurrent_size_mib} MiB, blksize 1468, aggregate"
         loaded = f"{label}, + {args.load_procs} busy loop(s)"
         for _ in range(args.concurrent_rounds):
