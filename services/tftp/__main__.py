@@ -26,11 +26,16 @@ from shared.store import InventoryStore, connect
 log = logs.get_logger("tftp")
 
 
+AUTO_WORKERS_MAX = 8  # each worker has its own file cache (cache_total) and Redis connection
+
+
 def worker_count(workers: int, max_transfers: int) -> int:
-    """``tftp.workers``, with 0 (the default) meaning one per CPU this process may run on (but
-    no more than ``max_transfers``: each worker needs a slot): one process is bound by one
-    core, and a deploy host shares its cores with Redis, DHCP and HTTP (docs/benchmarks.md)."""
-    return workers or max(1, min(len(os.sched_getaffinity(0)), max_transfers))
+    """``tftp.workers``, with 0 (the default) meaning one per CPU this process may run on, at
+    most ``AUTO_WORKERS_MAX`` and ``max_transfers`` (each worker needs a slot): one process is
+    bound by one core, and a deploy host shares its cores with Redis, DHCP and HTTP
+    (docs/benchmarks.md)."""
+    return workers or max(1, min(len(os.sched_getaffinity(0)), AUTO_WORKERS_MAX,
+                                 max_transfers))
 
 
 def _probe_port(section) -> None:

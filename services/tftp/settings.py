@@ -38,7 +38,7 @@ class TftpSection:
                                  "queue_timeout for a slot, then get ERROR 'busy, retry'",
                                  check=positive)
     workers: int = setting(0, help="processes serving transfers; 0: one per CPU this process "
-                           "may run on (1 on a single CPU); above 1 each binds the "
+                           "may run on, at most 8 (1 on a single CPU); above 1 each binds the "
                            "listener port with SO_REUSEPORT and gets max_transfers // workers "
                            "and queue_max // workers of the admission limits, and this process "
                            "supervises them and serves the summed /metrics (docs/tftp.md)",
