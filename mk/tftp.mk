@@ -19,8 +19,9 @@ tftp-root:
 test-tftp: install
 	$(PY) -m pytest tests/tftp $(PYTEST_ARGS)
 
-## bench-tftp: bootyard vs tftpd-hpa, dnsmasq and atftpd, same client, alternating (root);
-## BENCH_TFTP_ARGS="--workers 2 --concurrent-rounds 3" adds bootyard with tftp.workers=2
+## bench-tftp: bootyard vs tftpd-hpa, dnsmasq and atftpd, same client, alternating (root); the
+## 50-client round quiet and under a busy loop (ratio_50, ratio_50_loaded);
+## BENCH_TFTP_ARGS="--workers 1 --concurrent-rounds 3" adds bootyard with tftp.workers=1
 BENCH_TFTP_ARGS ?=
 bench-tftp: install
 	flock /tmp/bootyard-bench.lock $(PY) scripts/bench_tftp.py --cache $(TFTP_DEB_CACHE) $(BENCH_TFTP_ARGS)
