@@ -9,8 +9,12 @@ server, servers in alternation within each round; the median of the rounds is re
   - one client, 64 MiB, blksize 1468 + windowsize 16: bootyard, atftpd (Debian's dnsmasq 2.90
     predates windowsize and tftpd-hpa ignores it)
   - 50 concurrent clients, 16 MiB each, blksize 1468: aggregate MB/s per server
-    (``--workers N`` adds bootyard with tftp.workers=N, as ``bootyard-wN``, to this round only;
+    (bootyard runs with its default tftp.workers, one per CPU; ``--workers N`` adds bootyard
+    with tftp.workers=N, as ``bootyard-wN``, to this round only;
     ``--concurrent-rounds`` repeats it, servers alternating)
+  - the same 50-client round under a fixed background load (issue 19): ``--load-procs`` (default
+    1) busy-loop processes, unpinned, started before each server's turn and stopped after it
+    (each also ends by itself after ``--load-max-s``), the same for every server
 
 Placement: a lock-step transfer is one round trip per block, and its speed depends mostly on
 whether client and server share a CPU (no cross-CPU wake-up: ~3x faster here) or not. Left to
@@ -23,7 +27,8 @@ concurrent round always runs unpinned.
 atftpd conflicts with tftpd-hpa as a package: it is unpacked with apt-get download + dpkg -x
 into --cache. Run as root, wrapped in flock /tmp/bootyard-bench.lock (the make target does).
 Last line: RESULT tftp mbps_1468=<ours> tftpd_hpa=<theirs> ratio_tftpd_hpa=<r>
-ratio_windowed_atftpd=<r2>; with --workers also RESULT tftp_workers ...
+ratio_windowed_atftpd=<r2> ratio_50=<ours/tftpd-hpa, 50 clients, quiet>
+ratio_50_loaded=<the same under the background load>; with --workers also RESULT tftp_workers ...
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ def atftpd_binary(cache: Path) -> Path:
 
 
 def start_servers(ns, root: Path, work: Path, cache: Path, python: str,
-                  workers: int = 1) -> dict:
+                  workers: int = 0) -> dict:
     procs = {}
     sock = work / "redis.sock"
     ns.popen("redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
@@ -71,7 +76,7 @@ def start_servers(ns, root: Path, work: Path, cache: Path, python: str,
     procs["bootyard"] = ns.popen(python, "-m", "services.tftp", env=env, cwd=REPO,
                                  stdout=(work / "bootyard.log").open("wb"),
                                  stderr=subprocess.STDOUT)
-    if workers > 1:  # the same service with tftp.workers, for the many-client round
+    if workers > 0:  # the same service with tftp.workers=N, for the many-client round
         name = f"bootyard-w{workers}"
         PORTS[name] = PORTS["bootyard"] + 100
         wenv = dict(env, BOOTYARD_TFTP__PORT=str(PORTS[name]), BOOTYARD_TFTP__METRICS_PORT="9103",
@@ -97,19 +102,58 @@ def start_servers(ns, root: Path, work: Path, cache: Path, python: str,
     for name, proc in procs.items():
         if proc.poll() is not None:
             raise SystemExit(f"bench-tftp: {name} did not start (exit {proc.returncode})")
+    for name in [n for n in procs if n.startswith("bootyard")]:
+        wait_ready(ns, name, procs[name])
     return procs
+
+
+def wait_ready(ns, server: str, proc, timeout: float = 120) -> None:
+    """bootyard's workers (one per CPU) take a while to start on a busy machine: wait until
+    each has bound the listener port (the kernel hashes requests over the bound ones only), at
+    most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bench-tftp: {server} exited (status {proc.returncode})")
+        workers = len(descendants(proc.pid)) - 1
+        if workers < 1 or listeners(ns, PORTS[server]) >= max(1, workers):
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"bench-tftp: {server} not listening after {timeout:.0f} s")
+
+
+def listeners(ns, port: int) -> int:
+    """UDP sockets bound to ``port`` in the namespace (one per worker once they listen)."""
+    out = ns.run("ss", "-Hun", "state", "all", f"sport = :{port}", check=False).stdout
+    return len([line for line in out.splitlines() if line.strip()])
 
 
 CLIENT_CPU: str | None = None   # set by --placement: taskset -c for the one-client rounds
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (bootyard's tftp.workers, started before pinning)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo += [int(child) for child in task.read_text().split()]
+            except OSError:
+                pass
+    return out
+
+
 def pin(procs: dict, cpus: str | None) -> None:
-    """Pin every server (all its threads; children forked later inherit it) to ``cpus``."""
+    """Pin every server (all its threads and processes; children forked later inherit it)
+    to ``cpus``."""
     if cpus is None:
         return
     for proc in procs.values():
-        subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(proc.pid)], check=True,
-                       capture_output=True)
+        for pid in descendants(proc.pid):
+            subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], check=False,
+                           capture_output=True)
 
 
 def atftp(server: str, remote: str, local: str, blksize: int, window: int | None,
@@ -129,6 +173,22 @@ def fetch_time(ns, server, remote, blksize, window=None, local="/dev/null") -> f
     if result.returncode != 0:
         raise SystemExit(f"bench-tftp: atftp from {server} failed: {result.stderr[-500:]}")
     return elapsed
+
+
+BUSY_LOOP = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\n" \
+    "while time.monotonic() < end:\n    pass\n"
+
+
+def background_load(procs: int, max_s: float) -> list[subprocess.Popen]:
+    """``procs`` busy loops (unpinned, nice 0), each ending by itself after ``max_s``."""
+    return [subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(max_s)])
+            for _ in range(procs)]
+
+
+def stop_load(load: list[subprocess.Popen]) -> None:
+    for proc in load:
+        proc.kill()
+        proc.wait()
 
 
 def concurrent(ns, server, remote, size, clients, blksize) -> float:
@@ -160,11 +220,23 @@ def main() -> int:
     parser.add_argument("--placement", choices=("cross", "same", "free"), default="cross",
                         help="one-client rounds: server CPU 0 and client CPU 1 (cross), both "
                         "on CPU 0 (same), or the scheduler's choice (free)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="also run bootyard with tftp.workers=N (as bootyard-wN) in the "
-                        "many-client round; the one-client rounds are unchanged")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="also run bootyard with tftp.workers=N (as bootyard-wN; bootyard "
+                        "itself has the default, one per CPU) in the many-client rounds; the "
+                        "one-client rounds are unchanged")
     parser.add_argument("--concurrent-rounds", type=int, default=1,
                         help="rounds of the many-client round, servers alternating (median)")
+    parser.add_argument("--load-procs", type=int, default=1,
+                        help="busy-loop processes during the loaded many-client round (0: no "
+                        "loaded round)")
+    parser.add_argument("--load-max-s", type=float, default=120.0,
+                        help="each busy loop ends by itself after this many seconds")
+    parser.add_argument("--many", default="bootyard,tftpd-hpa,dnsmasq,atftpd",
+                        help="servers of the many-client rounds (comma-separated; bootyard and "
+                        "tftpd-hpa are needed for ratio_50; bootyard-wN is added with --workers)")
+    parser.add_argument("--skip-one-client", action="store_true",
+                        help="only the many-client rounds (and the windowed one-client round "
+                        "for ratio_windowed_atftpd)")
     args = parser.parse_args()
     global CLIENT_CPU
     cpus = os.cpu_count() or 1
@@ -207,8 +279,9 @@ def main() -> int:
               f"MB/s (median)")
         runs: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.rounds):
-            for blksize in (512, 1468):
-                for server in ("bootyard", "tftpd-hpa", "dnsmasq"):
+            for blksize in (512, 1468) if not args.skip_one_client else (1468,):
+                for server in ("bootyard", "tftpd-hpa") + (
+                        ("dnsmasq",) if not args.skip_one_client else ()):
                     t = fetch_time(ns, server, "bench.bin", blksize)
                     runs.setdefault((server, f"blksize {blksize}"), []).append(size / t / 1e6)
             for server in ("bootyard", "atftpd"):
@@ -218,38 +291,53 @@ def main() -> int:
                 t = fetch_time(ns, server, "bench.bin", 1468)
                 runs.setdefault((server, "blksize 1468"), []).append(size / t / 1e6)
         pin(procs, None if server_cpu is None else f"0-{cpus - 1}")  # concurrent: unpinned
-        many = [s for s in PORTS if s.startswith("bootyard")] + ["tftpd-hpa", "dnsmasq",
-                                                                  "atftpd"]
+        wanted = set(args.many.split(","))
+        many = [s for s in PORTS if s.startswith("bootyard-w") or s in wanted]
+        many.sort(key=lambda s: (not s.startswith("bootyard"), list(PORTS).index(s)))
+        label = f"{args.clients} clients x {args.concurrent_size_mib} MiB, blksize 1468, aggregate"
+        loaded = f"{label}, + {args.load_procs} busy loop(s)"
         for _ in range(args.concurrent_rounds):
             for server in many:
                 rate = concurrent(ns, server, "small.bin", small, args.clients, 1468)
-                runs.setdefault((server, f"{args.clients} clients x {args.concurrent_size_mib} "
-                                 "MiB, blksize 1468, aggregate"), []).append(rate)
+                runs.setdefault((server, label), []).append(rate)
+        for _ in range(args.concurrent_rounds if args.load_procs > 0 else 0):
+            for server in many:
+                load = background_load(args.load_procs, args.load_max_s)
+                try:
+                    rate = concurrent(ns, server, "small.bin", small, args.clients, 1468)
+                finally:
+                    stop_load(load)
+                runs.setdefault((server, loaded), []).append(rate)
         med = {key: statistics.median(values) for key, values in runs.items()}
         configs = list(dict.fromkeys(config for _, config in runs))
         servers = many
-        print(f"{'configuration':58} " + " ".join(f"{s:>10}" for s in servers))
+        print(f"{'configuration':72} " + " ".join(f"{s:>10}" for s in servers))
         for config in configs:
             cells = [f"{med[(s, config)]:10.1f}" if (s, config) in med else f"{'-':>10}"
                      for s in servers]
-            print(f"{config:58} " + " ".join(cells))
+            print(f"{config:72} " + " ".join(cells))
         if args.concurrent_rounds > 1:
-            config = [c for c in configs if c.endswith("aggregate")][0]
-            print("many-client rounds, in order: " + "; ".join(
-                f"{s} " + " / ".join(f"{v:.1f}" for v in runs[(s, config)]) for s in servers))
+            for config in (label, loaded) if args.load_procs > 0 else (label,):
+                print(f"{config}, rounds in order: " + "; ".join(
+                    f"{s} " + " / ".join(f"{v:.1f}" for v in runs[(s, config)])
+                    for s in servers))
         ours = med[("bootyard", "blksize 1468")]
         theirs = med[("tftpd-hpa", "blksize 1468")]
         windowed = med[("bootyard", "blksize 1468 windowsize 16")] / \
             med[("atftpd", "blksize 1468 windowsize 16")]
         print(f"bootyard windowsize 16 vs its own lock-step: "
               f"{med[('bootyard', 'blksize 1468 windowsize 16')] / ours:.2f}x")
+        ratio_50 = med[("bootyard", label)] / med[("tftpd-hpa", label)]
+        ratio_50_loaded = (f"{med[('bootyard', loaded)] / med[('tftpd-hpa', loaded)]:.2f}"
+                           if args.load_procs > 0 else "-")
         print(f"RESULT tftp mbps_1468={ours:.1f} tftpd_hpa={theirs:.1f} "
-              f"ratio_tftpd_hpa={ours / theirs:.2f} ratio_windowed_atftpd={windowed:.2f}")
-        if args.workers > 1:
-            config = [c for c in configs if c.endswith("aggregate")][0]
+              f"ratio_tftpd_hpa={ours / theirs:.2f} ratio_windowed_atftpd={windowed:.2f} "
+              f"ratio_50={ratio_50:.2f} ratio_50_loaded={ratio_50_loaded}")
+        if args.workers > 0:
+            config = label
             print(f"RESULT tftp_workers workers={args.workers} "
                   f"mbps_{args.clients}_clients={med[(f'bootyard-w{args.workers}', config)]:.1f} "
-                  f"one_worker={med[('bootyard', config)]:.1f} "
+                  f"default_workers={med[('bootyard', config)]:.1f} "
                   f"tftpd_hpa={med[('tftpd-hpa', config)]:.1f}")
     return 0
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from shared import native
+
 ENV_PREFIX = "BOOTYARD_"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # Sections any bootyard service may find in a shared config file.
@@ -119,7 +121,7 @@ def load_settings(cls: type, config_path: str | Path | None = None,
     if environ.get("BOOTYARD_REDIS_URL") and "redis" in sections:
         raw["redis"]["url"] = (environ["BOOTYARD_REDIS_URL"], "environment BOOTYARD_REDIS_URL")
     for name, value in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
+        if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS or name in native.SWITCHES:
             continue
         rest = name[len(ENV_PREFIX):]
         if "__" not in rest:

@@ -192,10 +192,16 @@ class Service(LabService):
 
 
 def usage(pid: int) -> tuple[int, int]:
-    """(RSS in KiB, open file descriptors) of a process."""
+    """(RSS in KiB, open file descriptors) of a process and its children (a service's worker
+    processes: tftp.workers is one per CPU by default)."""
+    rss = fds = 0
+    for child in Path(f"/proc/{pid}/task").glob("*/children"):
+        for other in child.read_text().split():
+            more = usage(int(other))
+            rss, fds = rss + more[0], fds + more[1]
     status = Path(f"/proc/{pid}/status").read_text()
-    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+    rss += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+    return rss, fds + len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def blast(ns, kind: str, target: str, seed_file: Path, count: int, seconds: float,

@@ -1,6 +1,7 @@
 """``python -m services.tftp``: load settings, connect to Redis, serve until stopped.
 
-With ``tftp.workers`` above 1 this process is a supervisor (:func:`shared.runtime.supervise`): it
+With ``tftp.workers`` above 1 (or 0, the default, on a host with several CPUs: one worker per
+CPU) this process is a supervisor (:func:`shared.runtime.supervise`): it
 starts that many worker processes (this same command), each binding the listener port with
 SO_REUSEPORT and serving transfers, and serves their summed /metrics itself (docs/tftp.md).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import socket
 import sys
 
 from services.tftp import metrics as _metrics  # noqa: F401 - declares the service's metrics
@@ -24,14 +26,40 @@ from shared.store import InventoryStore, connect
 log = logs.get_logger("tftp")
 
 
+AUTO_WORKERS_MAX = 8  # each worker has its own file cache (cache_total) and Redis connection
+
+
+def worker_count(workers: int, max_transfers: int) -> int:
+    """``tftp.workers``, with 0 (the default) meaning one per CPU this process may run on, at
+    most ``AUTO_WORKERS_MAX`` and ``max_transfers`` (each worker needs a slot): one process is
+    bound by one core, and a deploy host shares its cores with Redis, DHCP and HTTP
+    (docs/benchmarks.md)."""
+    return workers or max(1, min(len(os.sched_getaffinity(0)), AUTO_WORKERS_MAX,
+                                 max_transfers))
+
+
+def _probe_port(section) -> None:
+    """Bind the listener port once (and let it go) before starting workers: a port another
+    process holds is then one clear error from the supervisor, not one per worker."""
+    with runtime.listening("tftp.port", section.bind, section.port, "udp"):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((section.bind, section.port))
+        finally:
+            sock.close()
+
+
 async def serve(cfg: TftpSettings, stop: asyncio.Event) -> None:
     section = cfg.tftp
-    if section.workers > 1 and runtime.worker() is None:
-        if section.max_transfers < section.workers:
+    workers = worker_count(section.workers, section.max_transfers)
+    if workers > 1 and runtime.worker() is None:
+        if section.max_transfers < workers:
             raise runtime.StartupError(
                 f"tftp.max_transfers ({section.max_transfers}) is less than tftp.workers "
                 f"({section.workers}): each worker needs at least one transfer slot")
-        await runtime.supervise("tftp", section.workers, stop,
+        _probe_port(section)
+        await runtime.supervise("tftp", workers, stop,
                                 metrics_host=section.metrics_host,
                                 metrics_port=section.metrics_port,
                                 metrics_setting="tftp.metrics_port")

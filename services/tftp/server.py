@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import services.tftp as tftp_package
 from services.tftp import codec, metrics, render
 from services.tftp.codec import ErrorCode, Opcode
 from services.tftp.content import BytesSource, FileCache, NetasciiSource, NotAFile
@@ -118,6 +119,9 @@ class TftpServer:
         address = transport.get_extra_info("sockname")[:2]
         _grow_receive_buffer(transport.get_extra_info("socket"), self.cfg.listener_buffer)
         extra = {} if self.worker is None else {"worker": self.worker}
+        extra["native"] = tftp_package.NATIVE  # the per-block path compiled (or why not)
+        if not tftp_package.NATIVE:
+            extra["native_reason"] = tftp_package.NATIVE_REASON
         log.info("listening", address=address[0], port=address[1], root=str(self.root),
                  max_transfers=self.cfg.max_transfers, **extra)
         return address

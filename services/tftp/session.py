@@ -56,7 +56,7 @@ _data_header = struct.Struct("!HH").pack  # (opcode, block): the DATA header, fa
 
 
 class Source(Protocol):
-    def read(self, n: int) -> bytes: ...
+    def read(self, n: int) -> bytes | memoryview: ...  # memoryview: slices of cached files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +150,7 @@ class ReadSession:
         # the client's next request (see new_request), and whether it waits on an ``ok`` end
         self._next: codec.Request | None = None
         self._next_if_ok = False
+        self._oack: bytes | None = None  # the OACK, until the client ACKs it (block 0)
         if self.options.oack:
             self._oack = codec.encode(codec.OAck(self.options.oack))
             self._oack_sent_at: float | None = now
@@ -202,6 +203,44 @@ class ReadSession:
         out = self._out
         if len(out) >= count:
             del out[len(out) - count:]  # already sent
+
+    def lockstep_sent(self, now: float) -> tuple[bytes, bytes, float] | None:
+        """Lock-step's (windowsize 1) :meth:`prepared_reply_sent`, with the next prepared
+        reply computed in the same call: the per-block path of a 50-client server, so it does
+        the same bookkeeping as ``prepared_reply_sent`` then ``prepared_reply`` in one step.
+
+        Call it only after a ``prepared_reply()`` (or a previous ``lockstep_sent``) whose ACK
+        the peer sent exactly and whose one datagram the transport has sent. Returns ``(ack,
+        datagram, deadline)``: the next prepared reply and the retransmission deadline; or
+        None when the block just sent was the last one (then nothing is prepared: the final ACK
+        goes through :meth:`receive`).
+        """
+        number = self._sent                 # the block the peer has just acknowledged
+        sent_at = self._sent_at
+        first_sent = sent_at.pop(number, None)
+        if first_sent is not None:
+            self._sample(first_sent, now)
+        blocks = self._blocks
+        del blocks[number]
+        self._acked = number
+        self._expiries = 0
+        self._progress_at = now
+        number += 1                         # the block the transport has just sent
+        ahead = self._ahead
+        datagram, size = ahead.pop()        # lock-step reads exactly one block ahead
+        blocks[number] = datagram
+        sent_at[number] = now
+        self._sent = number
+        self.bytes_sent += size
+        self._deadline = deadline = now + self._rto
+        blksize = self.blksize
+        if size < blksize:
+            self._last = number
+            return None
+        payload = self._source.read(blksize)
+        datagram = _data_header(3, (number + 1) & 0xFFFF) + payload
+        ahead.append((datagram, len(payload)))
+        return _data_header(4, number & 0xFFFF), datagram, deadline
 
     def foreign_datagram(self) -> bytes:
         """Count a datagram from another address or port and return the reply to send there

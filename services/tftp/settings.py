@@ -37,11 +37,12 @@ class TftpSection:
     max_transfers: int = setting(500, help="concurrent transfers; more requests wait for a "
                                  "slot while their client keeps asking (queue_timeout)",
                                  check=positive)
-    workers: int = setting(1, help="processes serving transfers; above 1 each binds the "
+    workers: int = setting(0, help="processes serving transfers; 0: one per CPU this process "
+                           "may run on, at most 8 (1 on a single CPU); above 1 each binds the "
                            "listener port with SO_REUSEPORT and gets max_transfers // workers "
                            "and queue_max // workers of the admission limits, and this process "
                            "supervises them and serves the summed /metrics (docs/tftp.md)",
-                           check=positive)
+                           check=non_negative)
     queue_timeout: float = setting(5.0, help="seconds a request may wait for a transfer slot "
                                    "after the client last sent it (a firmware retransmitting "
                                    "its RRQ keeps its place)", check=non_negative)

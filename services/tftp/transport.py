@@ -179,6 +179,10 @@ class Transfer(_Sockets):
         self._timer_at = 0.0
         self._recv = self._sock.recv
         self._prepared: tuple[bytes, list[bytes]] | None = None
+        # lock-step: the prepared reply as (ACK expected, DATA to send), the per-block path
+        self._lockstep = session.windowsize == 1
+        self._ack: bytes | None = None
+        self._datagram = b""
         self._loop.add_reader(self._sock.fileno(), self._on_readable)
         self._flush()
 
@@ -214,6 +218,20 @@ class Transfer(_Sockets):
             data = self._recv(RECV_SIZE)
         except OSError:
             return  # ICMP from the client (it went away) or nothing there: the timer decides
+        if data == self._ack:  # lock-step's expected ACK: send the block read ahead, then
+            try:               # the bookkeeping, in one session call (docs/benchmarks.md)
+                self._send(self._datagram)
+            except OSError:
+                pass  # the client went away (ICMP), a full buffer: the timer recovers or ends
+            following = self.session.lockstep_sent(self._loop.time())
+            if following is not None:
+                self._ack, self._datagram, deadline = following
+                if self._timer is None or deadline < self._timer_at:
+                    self._arm(deadline)
+                return
+            self._ack = None
+            self._flush()
+            return
         self._handle(data)
 
     def _handle(self, data: bytes) -> None:
@@ -258,7 +276,12 @@ class Transfer(_Sockets):
         deadline = session.next_timer()
         if deadline is not None and (self._timer is None or deadline < self._timer_at):
             self._arm(deadline)
-        self._prepared = session.prepared_reply()
+        prepared = session.prepared_reply()
+        if self._lockstep and prepared is not None:
+            self._ack, self._datagram = prepared[0], prepared[1][0]
+            self._prepared = None
+        else:
+            self._ack, self._prepared = None, prepared
 
     def _arm(self, when: float) -> None:
         self._cancel_timer()

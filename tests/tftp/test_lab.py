@@ -70,7 +70,9 @@ def test_real_clients_static_and_per_host(lab, root, tmp_path, kind, options):
     while len(service.events()) < len(names) and time.monotonic() < deadline:
         time.sleep(0.1)
     events = service.events()
-    assert [e["file"] for e in events] == names
+    # each transfer once; in request order only within one process: tftp.workers (one per
+    # CPU by default) write their batches independently (docs/tftp.md, Worker processes)
+    assert sorted(e["file"] for e in events) == sorted(names)
     assert {e["result"] for e in events} == {"ok"} and {e["kind"] for e in events} == \
         {"tftp.transfer"}
     if "blksize" in options and kind != "tftp-hpa":
