@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 XDIST = -n $(TEST_WORKERS) --dist loadscope
 
-.PHONY: install test test-fast lint lock clean debian-packages bench
+.PHONY: native install test test-fast lint lock clean debian-packages bench
 
 # Each service and the lab add their own targets (bench-*, demo, compose-test) in mk/*.mk.
 -include mk/*.mk
@@ -24,7 +24,17 @@ debian-packages:
 	bash scripts/install-debian-packages.sh
 
 ## install: Debian packages (when root) and .venv with bootyard and its test tools
-install: debian-packages $(VENV)/.installed services/dhcp/native.json
+install: debian-packages $(VENV)/.installed $(NATIVE_BUILDS)
+
+## native: compile the DHCP packet path and the TFTP per-block path with mypyc from their typed
+## source (scripts/build_native.py; part of install, again when a source changes); without mypy
+## or a C compiler it says so and the services run the pure-Python modules
+NATIVE_BUILDS = services/dhcp/native.json services/tftp/native.json
+services/dhcp/native.json: $(addprefix services/dhcp/,codec.py policy.py replies.py server.py)
+services/tftp/native.json: $(addprefix services/tftp/,session.py codec.py)
+$(NATIVE_BUILDS): scripts/build_native.py shared/native.py | $(VENV)/.installed
+	$(PY) scripts/build_native.py $(subst /,.,$(@D))
+native: $(NATIVE_BUILDS)
 
 ## lock: write constraints.txt, the exact versions of the runtime and test dependencies installed
 ## in .venv (after upgrading one and running the tests); make install and the image use it

@@ -2,14 +2,7 @@
 TFTP_ROOT ?= $(CURDIR)/build/tftp-root
 TFTP_DEB_CACHE ?= $(CURDIR)/build/debs
 
-.PHONY: tftp-root bench-tftp test-tftp native-tftp
-
-## native-tftp: compile the TFTP per-block path (session, codec) with mypyc, part of make install;
-## without mypy or a C compiler it says so and the service runs the pure-Python modules
-services/tftp/native.json: services/tftp/session.py services/tftp/codec.py scripts/build_native_tftp.py | $(VENV)/.installed
-	$(PY) scripts/build_native_tftp.py
-native-tftp: services/tftp/native.json
-install: services/tftp/native.json
+.PHONY: tftp-root bench-tftp test-tftp
 
 ## tftp-root: assemble the TFTP root (iPXE, PXELINUX, GRUB via grub-mknetdir) in $(TFTP_ROOT)
 tftp-root:

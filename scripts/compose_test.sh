@@ -111,7 +111,7 @@ if [ "${1:-}" != --inside ]; then
     # Markers are evaluated for the host's Python; the image runs Debian's 3.11.2, for which redis
     # also needs async-timeout (python_full_version < "3.11.3"). Wheels for both are harmless.
     echo 'async-timeout>=4.0.3' >> "$tmp/req.txt"
-    # the image's native stage: mypy to compile the DHCP packet path (scripts/build_native.py)
+    # the image's native stage: mypy to compile the DHCP and TFTP hot paths (scripts/build_native.py)
     "$PY" -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['native']))" >> "$tmp/req.txt"
     "$PY" -m pip wheel -q -w deploy/wheelhouse -r "$tmp/req.txt" -c constraints.txt 2>&1 | grep -v '^WARNING: Location' >&2 || true
     ls deploy/wheelhouse/*.whl >/dev/null 2>&1 || fail "pip wheel produced no wheels"

@@ -1,6 +1,6 @@
 """Compiled hot paths: which modules of a package run as mypyc extension modules.
 
-``scripts/build_native_tftp.py`` (``make native-tftp``, part of ``make install``) compiles a
+``scripts/build_native.py`` (``make native``, part of ``make install`` and the image) compiles a
 package's listed modules with mypyc, from the same typed Python source, into extension modules
 beside the sources, and writes ``native.json`` with the SHA-256 of each source it compiled.
 Python imports an extension module before a ``.py`` of the same name, so the package's
@@ -20,7 +20,9 @@ import sys
 
 MANIFEST = "native.json"
 # the switches (environment variables, not settings: shared/settings.py lets them through)
-SWITCHES = frozenset({"BOOTYARD_TFTP_NATIVE"})  # services/tftp/__init__.py
+SWITCHES = frozenset({"BOOTYARD_DHCP_NATIVE", "BOOTYARD_TFTP_NATIVE"})
+# the packages with compiled modules (each __init__ names COMPILED, GROUP and SWITCH)
+PACKAGES = ("services.dhcp", "services.tftp")
 
 
 def extension_files(compiled: tuple[str, ...], group: str) -> list[str]:
@@ -38,17 +40,17 @@ def reason_not_native(here: str, compiled: tuple[str, ...], group: str,
         with open(os.path.join(here, MANIFEST), "rb") as f:
             manifest = json.load(f)
     except FileNotFoundError:
-        return "not built (make native-tftp)"
+        return "not built (make native)"
     except (OSError, ValueError) as exc:
         return f"{MANIFEST} unreadable: {exc}"
     for name in extension_files(compiled, group):
         if not os.path.exists(os.path.join(here, name)):
-            return f"no {name} for this Python (rebuild: make native-tftp)"
+            return f"no {name} for this Python (rebuild: make native)"
     recorded = manifest.get("sources", {}) if isinstance(manifest, dict) else {}
     for name in compiled:
         with open(os.path.join(here, f"{name}.py"), "rb") as f:
             if hashlib.sha256(f.read()).hexdigest() != recorded.get(f"{name}.py"):
-                return f"{name}.py changed since the build (rebuild: make native-tftp)"
+                return f"{name}.py changed since the build (rebuild: make native)"
     return None
 
 

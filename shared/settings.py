@@ -32,8 +32,8 @@ KNOWN_SECTIONS = frozenset(
      "power", "discovery"}
 )
 # Environment variables with the prefix that are not settings.
-_NOT_SETTINGS = frozenset({"BOOTYARD_CONFIG", "BOOTYARD_REDIS_URL", "BOOTYARD_SKIP_SLOW",
-                           "BOOTYARD_DHCP_NATIVE"})  # services/dhcp/__init__.py
+# (and shared.native.SWITCHES, read before any settings exist)
+_NOT_SETTINGS = frozenset({"BOOTYARD_CONFIG", "BOOTYARD_REDIS_URL", "BOOTYARD_SKIP_SLOW"})
 
 
 class SettingsError(Exception):

@@ -20,9 +20,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-# atheris follows coverage in Python bytecode: the DHCP codec and policy from their source, not
-# the mypyc build (services/dhcp/__init__.py); the service-level fuzzing runs the build
+# atheris follows coverage in Python bytecode: the DHCP and TFTP modules from their source, not
+# the mypyc builds (shared/native.py); the service-level fuzzing runs the builds
 os.environ.setdefault("BOOTYARD_DHCP_NATIVE", "0")
+os.environ.setdefault("BOOTYARD_TFTP_NATIVE", "0")
 
 import atheris  # noqa: E402
 

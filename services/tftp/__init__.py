@@ -1,15 +1,15 @@
 """bootyard's read-only TFTP service (issue 7): boot loaders and per-host configs.
 
-The per-block path (``session``, ``codec``) may run compiled: ``make native-tftp`` (part of
-``make install``) builds them with mypyc, and :func:`shared.native.choose` decides here, before
-either is imported, whether the build is used (it matches the sources and
+The per-block path (``session``, ``codec``) may run compiled: ``make native`` (part of
+``make install`` and the image) builds them with mypyc, and :func:`shared.native.choose`
+decides here, before either is imported, whether the build is used (it matches the sources and
 ``BOOTYARD_TFTP_NATIVE`` is not ``0``) or the pure-Python sources. ``NATIVE`` says which,
 ``NATIVE_REASON`` why not (the service logs both when it starts).
 """
 
 from shared import native as _native
 
-COMPILED = ("session", "codec")  # the modules scripts/build_native_tftp.py compiles
+COMPILED = ("session", "codec")  # the modules scripts/build_native.py compiles
 GROUP = "native"                 # mypyc's group library: native__mypyc.<suffix>
 SWITCH = "BOOTYARD_TFTP_NATIVE"
 

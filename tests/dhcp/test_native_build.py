@@ -1,5 +1,5 @@
 """The compiled DHCP packet path (scripts/build_native.py) and its pure-Python fallback: which one
-runs is decided by services/dhcp/__init__.py, and the codec, policy and reply tests pass with
+runs is decided by services/dhcp/__init__.py (shared/native.py), and the codec, policy and reply tests pass with
 either (this file runs them again with the compiled modules turned off)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import services.dhcp as package
 from services.dhcp import codec, policy, replies, server
+from shared.native import MANIFEST
 
 REPO = Path(__file__).resolve().parents[2]
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
@@ -65,13 +66,16 @@ def fake_package(tmp_path: Path, manifest: dict | None, built: bool = True) -> P
     pkg = tmp_path / "services" / "dhcp"
     pkg.mkdir(parents=True)
     (tmp_path / "services" / "__init__.py").write_text("")
+    (tmp_path / "shared").mkdir()
+    for name in ("__init__.py", "native.py"):  # what the package's __init__ imports
+        shutil.copy(REPO / "shared" / name, tmp_path / "shared")
     for source in (REPO / "services" / "dhcp").glob("*.py"):  # the real __init__ and sources
         shutil.copy(source, pkg)
     if built:
-        for name in (*package.COMPILED, f"{package.SHARED_LIB}__mypyc"):
+        for name in (*package.COMPILED, f"{package.GROUP}__mypyc"):
             (pkg / f"{name}{SUFFIX}").write_bytes(b"not an ELF file")
     if manifest is not None:
-        (pkg / package.MANIFEST).write_text(json.dumps(manifest))
+        (pkg / MANIFEST).write_text(json.dumps(manifest))
     return pkg
 
 
@@ -90,26 +94,27 @@ def sources_of(pkg: Path) -> dict:
 
 def test_a_build_is_used_only_while_it_matches_the_sources(tmp_path):
     pkg = fake_package(tmp_path, None)
-    assert decision(tmp_path) == "False not built (scripts/build_native.py)"
-    (pkg / package.MANIFEST).write_text(json.dumps(sources_of(pkg)))
+    assert decision(tmp_path) == "False not built (make native)"
+    (pkg / MANIFEST).write_text(json.dumps(sources_of(pkg)))
     assert decision(tmp_path) == "True None"
     assert decision(tmp_path, BOOTYARD_DHCP_NATIVE="0") == "False BOOTYARD_DHCP_NATIVE=0"
     with (pkg / "policy.py").open("a") as f:  # edited after the build: never shadowed
         f.write("\n# an edit\n")
     assert decision(tmp_path) == ("False policy.py changed since the build "
-                                  "(rebuild: scripts/build_native.py)")
+                                  "(rebuild: make native)")
 
 
 def test_a_build_for_another_python_is_not_used(tmp_path):
     pkg = fake_package(tmp_path, None, built=False)
-    (pkg / package.MANIFEST).write_text(json.dumps(sources_of(pkg)))
+    (pkg / MANIFEST).write_text(json.dumps(sources_of(pkg)))
     assert decision(tmp_path) == (f"False no codec{SUFFIX} for this Python "
-                                  "(rebuild: scripts/build_native.py)")
+                                  "(rebuild: make native)")
 
 
 def test_the_sources_load_when_a_stale_build_is_present(tmp_path):
     """The fallback really imports the .py (the stand-in extensions would fail to load)."""
     pkg = fake_package(tmp_path, {"sources": {}})
+    shutil.rmtree(tmp_path / "shared")
     shutil.copytree(REPO / "shared", tmp_path / "shared")
     run = subprocess.run([sys.executable, "-c", WHICH], capture_output=True, text=True,
                          env=env(PYTHONPATH=str(tmp_path)), cwd=tmp_path, timeout=60)
@@ -126,7 +131,8 @@ def test_the_build_script_without_mypy_says_so_and_leaves_the_sources(tmp_path):
     blocker = tmp_path / "nomypy"
     blocker.mkdir()
     (blocker / "mypyc.py").write_text("raise ImportError('no mypyc here')\n")
-    run = subprocess.run([sys.executable, str(root / "scripts" / "build_native.py")],
+    run = subprocess.run([sys.executable, str(root / "scripts" / "build_native.py"),
+                          "services.dhcp"],
                          capture_output=True, text=True, cwd=root, timeout=60,
                          env=env(PYTHONPATH=f"{blocker}:{root}"))
     assert run.returncode == 0, run.stderr

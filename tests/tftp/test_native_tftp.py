@@ -1,4 +1,4 @@
-"""The compiled TFTP per-block path (scripts/build_native_tftp.py, mypyc) and its pure-Python
+"""The compiled TFTP per-block path (scripts/build_native.py, mypyc) and its pure-Python
 fallback: shared/native.py decides in services/tftp/__init__.py; the session, codec and server
 tests pass with either (this file runs them on the one the main run did not use)."""
 
@@ -82,7 +82,7 @@ def test_a_build_is_used_until_its_source_changes_and_its_tests_pass(tmp_path):
     and server tests; an edited source (or BOOTYARD_TFTP_NATIVE=0) brings back the pure ones."""
     root = copy_tree(tmp_path)
     assert which(root)[0] == "False"                       # not built: sources
-    build = subprocess.run([sys.executable, "scripts/build_native_tftp.py"], cwd=root,
+    build = subprocess.run([sys.executable, "scripts/build_native.py", "services.tftp"], cwd=root,
                            capture_output=True, text=True, timeout=600, env=env())
     assert build.returncode == 0 and "compiled session, codec" in build.stdout, build.stderr
     manifest = json.loads((root / "services/tftp" / MANIFEST).read_text())
@@ -96,6 +96,6 @@ def test_a_build_is_used_until_its_source_changes_and_its_tests_pass(tmp_path):
         f.write("\n# edited after the build\n")
     native, *reason = which(root)
     assert native == "False" and "codec.py changed since the build" in " ".join(reason)
-    subprocess.run([sys.executable, "scripts/build_native_tftp.py", "--clean"], cwd=root,
+    subprocess.run([sys.executable, "scripts/build_native.py", "--clean", "services.tftp"], cwd=root,
                    check=True, timeout=60, env=env())
     assert not list((root / "services/tftp").glob("*.so"))
