@@ -66,6 +66,16 @@ class Initiator:
     def send_raw(self, data: bytes) -> None:
         self.sock.send(data)
 
+    def drain(self) -> int:
+        """Drop what the socket holds (a packet socket also queues the frames this host sent:
+        after a burst its buffer is full, and a reply arriving then is dropped by the kernel);
+        returns how many frames were dropped."""
+        dropped = 0
+        while select.select([self.sock], [], [], 0)[0]:
+            self.sock.recv(65536)
+            dropped += 1
+        return dropped
+
     def replies(self, tag: int, count: int = 1, timeout: float = 5.0) -> list[Frame]:
         """The next ``count`` replies carrying ``tag`` (others are skipped)."""
         got: list[Frame] = []
@@ -108,15 +118,16 @@ class Initiator:
         return self.replies(tag, expected)
 
     def ata(self, target: Frame, command: int, count: int = 1, lba: int = 0, data: bytes = b"",
-            aflags: int = 0x40) -> Frame:
+            aflags: int = 0x40, timeout: float = 5.0) -> Frame:
         h = target.header
         if data:
             aflags |= 0x01
         return self.request(Command.ATA, Ata(aflags=aflags, count=count, command=command,
-                                             lba=lba, data=data), h.major, h.minor, dst=h.src)
+                                             lba=lba, data=data), h.major, h.minor, dst=h.src,
+                            timeout=timeout)
 
-    def read(self, target: Frame, lba: int, count: int) -> bytes:
-        reply = self.ata(target, 0x24, count, lba)
+    def read(self, target: Frame, lba: int, count: int, timeout: float = 5.0) -> bytes:
+        reply = self.ata(target, 0x24, count, lba, timeout=timeout)
         assert reply.body.command == 0x40, f"read failed: status {reply.body.command:#x}"
         return reply.body.data[:count * 512]
 
