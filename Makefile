@@ -4,7 +4,8 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PYTEST_ARGS ?=
 # test workers (pytest-xdist; 0 = one process): the QEMU boots and lab load tests mostly wait on
-# one core each, so two workers finish sooner even on a 2-core machine (docs/benchmarks.md)
+# one core each, so two workers finish sooner even on a 2-core machine (docs/benchmarks.md,
+# "The test suite")
 TEST_WORKERS ?= 2
 XDIST = -n $(TEST_WORKERS) --dist loadscope
 
