@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PYTEST_ARGS ?=
-# test workers (pytest-xdist; 0 = one process): the QEMU boots and lab load tests mostly wait on
-# one core each, so two workers finish sooner even on a 2-core machine (docs/benchmarks.md,
-# "The test suite")
-TEST_WORKERS ?= 2
+# test workers (pytest-xdist; 0 = one process, the default CI runs): TEST_WORKERS=2 takes about
+# two thirds of the time on a 2-core machine, but doubles the load the lab tests run under
+# (docs/benchmarks.md, "The test suite")
+TEST_WORKERS ?= 0
 XDIST = -n $(TEST_WORKERS) --dist loadscope
 
 .PHONY: native install test test-fast lint lock clean debian-packages bench
