@@ -46,30 +46,27 @@ def mutate(rng: random.Random, seeds: list[bytes]) -> bytes:
     return bytes(data)
 
 
-def iscsi(target: str, seeds: list[bytes], rng: random.Random, count: int,
-          deadline: float) -> int:
-    """8 connections at a time; on each, the login (seeds[0]) then 1-31 mutated PDUs of
-    seeds[1:], or (one in five) a mutated login then mutated PDUs; every PDU one input."""
+def tcp(target: str, rng: random.Random, count: int, deadline: float, stream, wait: float) -> int:
+    """8 connections at a time until ``count`` inputs or ``deadline``; ``stream(local_rng,
+    room)`` gives (the bytes for one connection, how many inputs they are, at most ``room``);
+    the answer is read (for at most ``wait`` s of silence) and dropped."""
     host, port = target.rsplit(":", 1)
-    login, pdus = seeds[0], seeds[1:]
     lock = threading.Lock()
     state = {"sent": 0}
 
     def worker(n: int) -> None:
         local = random.Random(rng.random() + n)
         while time.monotonic() < deadline:
-            many = local.randint(1, 32)
             with lock:
-                many = min(many, count - state["sent"])
-                if many <= 0:
+                room = count - state["sent"]
+                if room <= 0:
                     return
-                state["sent"] += many
-            first = login if local.random() < 0.8 else mutate(local, [login])
-            stream = first + b"".join(mutate(local, pdus) for _ in range(many - 1))
+                data, inputs = stream(local, room)
+                state["sent"] += inputs
             try:
                 with socket.create_connection((host, int(port)), timeout=2) as conn:
-                    conn.settimeout(0.3)
-                    conn.sendall(stream)
+                    conn.settimeout(wait)
+                    conn.sendall(data)
                     conn.shutdown(socket.SHUT_WR)
                     while conn.recv(65536):
                         pass
@@ -82,6 +79,20 @@ def iscsi(target: str, seeds: list[bytes], rng: random.Random, count: int,
     for t in threads:
         t.join()
     return state["sent"]
+
+
+def iscsi(target: str, seeds: list[bytes], rng: random.Random, count: int,
+          deadline: float) -> int:
+    """On each connection the login (seeds[0]) then 1-31 mutated PDUs of seeds[1:], or (one
+    in five) a mutated login then mutated PDUs; every PDU one input."""
+    login, pdus = seeds[0], seeds[1:]
+
+    def stream(local: random.Random, room: int) -> tuple[bytes, int]:
+        many = min(local.randint(1, 32), room)
+        first = login if local.random() < 0.8 else mutate(local, [login])
+        return first + b"".join(mutate(local, pdus) for _ in range(many - 1)), many
+
+    return tcp(target, rng, count, deadline, stream, wait=0.3)
 
 
 def main() -> int:
@@ -113,33 +124,8 @@ def main() -> int:
     elif kind == "iscsi":
         sent = iscsi(target, seeds, rng, count, deadline)
     else:
-        host, port = target.rsplit(":", 1)
-        lock = threading.Lock()
-        state = {"sent": 0}
-
-        def worker(n: int) -> None:
-            local = random.Random(rng.random() + n)
-            while time.monotonic() < deadline:
-                with lock:
-                    if state["sent"] >= count:
-                        return
-                    state["sent"] += 1
-                try:
-                    with socket.create_connection((host, int(port)), timeout=2) as conn:
-                        conn.settimeout(0.5)
-                        conn.sendall(mutate(local, seeds))
-                        conn.shutdown(socket.SHUT_WR)
-                        while conn.recv(65536):
-                            pass
-                except OSError:
-                    pass
-
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        sent = state["sent"]
+        sent = tcp(target, rng, count, deadline,
+                   lambda local, room: (mutate(local, seeds), 1), wait=0.5)
     print(f"sent {sent}", flush=True)
     return 0
 

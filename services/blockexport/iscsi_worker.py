@@ -24,6 +24,7 @@ import threading
 import time
 
 from services.blockexport import scsi
+from services.blockexport.ioqueue import batches
 from shared import logs
 
 log = logs.get_logger("blockexport")
@@ -52,22 +53,7 @@ class Worker:
         self.inbox.put(None)
 
     def _run(self) -> None:
-        inbox = self.inbox
-        while True:
-            item = inbox.get()
-            if item is None:
-                return
-            jobs = list(item)
-            last = False
-            while len(jobs) < BATCH:  # what is queued now: executed (and synced) together
-                try:
-                    item = inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    last = True
-                    break
-                jobs += item
+        for jobs in batches(self.inbox, BATCH, lists=True):
             done = []
             start = 0
             while start < len(jobs):  # runs of one logical unit go to execute_many
@@ -84,8 +70,6 @@ class Worker:
                 done += [(j[0], j[1], j[3], r, j[5]) for j, r in zip(run, responses, strict=True)]
                 start = end
             self.loop.call_soon_threadsafe(_deliver, done)
-            if last:
-                return
 
 
 def _deliver(done) -> None:

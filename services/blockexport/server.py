@@ -45,6 +45,7 @@ from services.blockexport.codec import (
     Header,
 )
 from services.blockexport.follow import FollowsExports
+from services.blockexport.ioqueue import batches
 from services.blockexport.policy import Drop, Flush, Read, Reply, State, Target, Write
 from services.blockexport.settings import BlockexportSection
 from services.blockexport.storage import CowDisk, Disk, PlainDisk, StorageError
@@ -385,22 +386,7 @@ class BlockexportServer(FollowsExports):
 
     def _io_thread(self, served: Served) -> None:
         """One export's I/O: batches of what is queued, until its sentinel (None) arrives."""
-        inbox, limit = served.inbox, self.section.batch_size
-        last = False
-        while not last:
-            item = inbox.get()
-            if item is None:
-                break
-            batch = [item]
-            while len(batch) < limit:
-                try:
-                    item = inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    last = True
-                    break
-                batch.append(item)
+        for batch in batches(served.inbox, self.section.batch_size):
             try:
                 self._finish(served, batch, run_batch(served, batch))
             except Exception as exc:  # noqa: BLE001 - a bug must not stop the export's I/O
