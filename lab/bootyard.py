@@ -219,14 +219,7 @@ class BootyardStack:
         return merge_host_entries(everything, client.xrange(host_stream(mac)))
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(self.procs.values())
         if self._client is not None:
             self._client.close()
         if self.redis is not None and self.redis.poll() is None:
@@ -235,3 +228,16 @@ class BootyardStack:
                 self.redis.wait(5)
             except subprocess.TimeoutExpired:
                 self.redis.kill()
+
+
+def stop_all(procs) -> None:
+    """SIGTERM every process still running, then wait for each (5 s) and SIGKILL what stays."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -56,13 +56,17 @@ def dnsmasq_conf(plan: BootPlan, workdir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def nginx_conf(plan: BootPlan, workdir: Path) -> str:
+def nginx_conf(plan: BootPlan, workdir: Path, *, workers: str = "1", connections: int = 256,
+               tuning: str = "") -> str:
+    """The seeds' nginx for ``plan`` (its server_ip, http_port, www_root). The boot bench's
+    storm (scripts/bench/storm_stacks.py) asks for Debian's defaults: ``workers="auto"``,
+    768 connections and keep-alive, ``tuning`` lines going into the http block."""
     return f"""user root;
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {workdir}/nginx.pid;
 error_log {workdir}/nginx-error.log;
-events {{ worker_connections 256; }}
+events {{ worker_connections {connections}; }}
 http {{
     types {{ application/efi efi; text/plain ipxe cfg; application/octet-stream img squashfs; }}
     default_type application/octet-stream;
@@ -73,7 +77,7 @@ http {{
     uwsgi_temp_path {workdir}/nginx-tmp/uwsgi;
     scgi_temp_path {workdir}/nginx-tmp/scgi;
     sendfile on;
-    server {{
+{tuning}    server {{
         listen {plan.server_ip}:{plan.http_port};
         root {plan.www_root};
     }}

@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from lab.bootyard import METRICS_PORTS, BootyardStack  # noqa: E402
+from lab import classic  # noqa: E402
+from lab.bootyard import METRICS_PORTS, BootyardStack, stop_all  # noqa: E402
 from lab.plan import BootPlan  # noqa: E402
 
 NOFILE = 65536
@@ -160,30 +161,9 @@ def dnsmasq_conf(plan: StormPlan, workdir: Path, tftp_max: int | None,
 
 
 def nginx_conf(plan: StormPlan, workdir: Path) -> str:
-    return f"""user root;
-worker_processes auto;
-daemon off;
-pid {workdir}/nginx.pid;
-error_log {workdir}/nginx-error.log;
-events {{ worker_connections 768; }}
-http {{
-    types {{ text/plain ipxe; application/octet-stream img; }}
-    default_type application/octet-stream;
-    access_log {workdir}/nginx-access.log;
-    client_body_temp_path {workdir}/nginx-tmp/body;
-    proxy_temp_path {workdir}/nginx-tmp/proxy;
-    fastcgi_temp_path {workdir}/nginx-tmp/fastcgi;
-    uwsgi_temp_path {workdir}/nginx-tmp/uwsgi;
-    scgi_temp_path {workdir}/nginx-tmp/scgi;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_timeout 65;
-    server {{
-        listen {plan.server_ip}:{plan.http_port};
-        root {plan.www_root};
-    }}
-}}
-"""
+    """The lab's nginx with Debian's defaults (workers per CPU, 768 connections, keep-alive)."""
+    return classic.nginx_conf(plan, workdir, workers="auto", connections=768,
+                              tuning="    tcp_nopush on;\n    keepalive_timeout 65;\n")
 
 
 class Classic:
@@ -254,14 +234,7 @@ class Classic:
         return {}
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(self.procs.values())
 
 
 class _RmemDefault:

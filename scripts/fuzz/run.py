@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "blockexport")]
 
 from harness.dhcpkit import UnixRedis, seed_inventory  # noqa: E402
-from harness.labservice import LabService  # noqa: E402
+from harness.labservice import NamedService as Service  # noqa: E402
 from harness.netlab import Lab, wait_for  # noqa: E402
 
 PROTOCOLS = ("dhcp", "tftp", "aoe", "http", "iscsi")
@@ -180,17 +180,6 @@ class Finding(Exception):
 
 
 # -- 2. the running service -----------------------------------------------------------------
-class Service(LabService):
-    def __init__(self, name: str, ns, redis_url: str, logfile: Path, **settings: str) -> None:
-        self.service = name
-        super().__init__(ns, redis_url, logfile, **settings)
-
-    def _serving(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.service} exited: {self.log()}")
-        return "event=serving" in self.log() or "event=listening" in self.log()
-
-
 def usage(pid: int) -> tuple[int, int]:
     """(RSS in KiB, open file descriptors) of a process and its children (a service's worker
     processes: tftp.workers is one per CPU by default)."""

@@ -24,7 +24,7 @@ import sys
 import pytest
 import redis as redis_py
 
-from harness.labservice import REPO, LabService
+from harness.labservice import REPO, NamedService as Service
 from harness.netlab import wait_for
 from harness.redis_server import RedisServer
 
@@ -59,17 +59,6 @@ for _ in range(rounds):
         time.sleep(min(8.0, 0.5 * 2 ** attempt))  # backing off, as iPXE does
 print(json.dumps({"good": good, "failed": failed}), flush=True)
 """
-
-
-class Service(LabService):
-    def __init__(self, name: str, ns, redis_url: str, logfile, **settings: str) -> None:
-        self.service = name
-        super().__init__(ns, redis_url, logfile, **settings)
-
-    def _serving(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.service} exited: {self.log()}")
-        return "event=serving" in self.log() or "event=listening" in self.log()
 
 
 def pids_in_group(pgid: int) -> list[int]:

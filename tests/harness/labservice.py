@@ -46,3 +46,17 @@ class LabService:
     def stop(self) -> None:
         stop_process(self.proc)
         self.handle.close()
+
+
+class NamedService(LabService):
+    """Any of the services by name (``NamedService("tftp", ns, url, log, workers="2")``), up
+    once it logs ``event=serving`` or ``event=listening``."""
+
+    def __init__(self, name: str, ns, redis_url: str, logfile: Path, **settings: str) -> None:
+        self.service = name
+        super().__init__(ns, redis_url, logfile, **settings)
+
+    def _serving(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.service} exited: {self.log()}")
+        return "event=serving" in self.log() or "event=listening" in self.log()
