@@ -7,13 +7,13 @@ from __future__ import annotations
 import hashlib
 import importlib.machinery
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import services.dhcp as package
+from harness.nativekit import env, run_tests
 from services.dhcp import codec, policy, replies, server
 from shared.native import MANIFEST
 
@@ -22,12 +22,6 @@ SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 WHICH = ("import services.dhcp as p; from services.dhcp import codec, policy, replies, server; "
          "print(p.NATIVE, p.NATIVE_REASON, codec.__file__, policy.__file__, replies.__file__, "
          "server.__file__)")
-
-
-def env(**extra) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("BOOTYARD_")}
-    out.update(extra)
-    return out
 
 
 def test_the_flag_says_which_modules_are_loaded():
@@ -53,11 +47,7 @@ def test_the_codec_policy_and_reply_tests_pass_on_the_pure_python_modules():
              "tests/dhcp/test_replies.py", "tests/dhcp/test_codec_golden_scapy.py",
              "tests/dhcp/test_policy_ipxe_golden.py", "tests/dhcp/test_event_order.py",
              "tests/dhcp/test_client_identity.py"]  # the last two: DhcpServer.handle
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          *tests], capture_output=True, text=True, cwd=REPO, timeout=600,
-                         env=env(PYTHONPATH=str(REPO), BOOTYARD_DHCP_NATIVE="0"))
-    assert run.returncode == 0, run.stdout[-3000:]
-    assert " passed" in run.stdout and "skipped" not in run.stdout
+    run_tests(REPO, tests, BOOTYARD_DHCP_NATIVE="0")
 
 
 def fake_package(tmp_path: Path, manifest: dict | None, built: bool = True) -> Path:

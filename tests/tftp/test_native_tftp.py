@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import services.tftp as package
+from harness.nativekit import env, run_tests
 from services.tftp import codec, session
 from shared.native import MANIFEST, extension_files
 
@@ -21,20 +21,6 @@ TESTS = ["tests/tftp/test_session.py", "tests/tftp/test_tftp_codec.py",
          "tests/tftp/test_server.py"]
 WHICH = ("import services.tftp as p; from services.tftp import session, codec; "
          "print(p.NATIVE, p.NATIVE_REASON, session.__file__, codec.__file__)")
-
-
-def env(**extra) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("BOOTYARD_")}
-    out.update(extra)
-    return out
-
-
-def run_tests(root: Path, tests: list[str], **extra) -> None:
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          *tests], capture_output=True, text=True, cwd=root, timeout=600,
-                         env=env(PYTHONPATH=str(root), **extra))
-    assert run.returncode == 0, run.stdout[-3000:]
-    assert " passed" in run.stdout and "skipped" not in run.stdout
 
 
 def test_the_flag_says_which_modules_are_loaded():
