@@ -359,6 +359,11 @@ class Overlay:
             if sync:
                 os.fdatasync(self.mapfd)
 
+    def flush(self) -> None:
+        """Data, then map, on stable storage (what write-back writes left in the kernel)."""
+        os.fdatasync(self.data)
+        os.fdatasync(self.mapfd)
+
     def discard(self, extents: Sequence[Extent]) -> None:
         """Drop the host's copy of every block an extent covers whole: the map bits are
         cleared and synced first (those blocks read from golden again), then the data file's
@@ -557,8 +562,7 @@ class CowDisk:
             with self.lock(mac):
                 overlay = self._overlays.get(mac)
                 if overlay is not None:
-                    os.fdatasync(overlay.data)
-                    os.fdatasync(overlay.mapfd)
+                    overlay.flush()
 
     def allocated_bytes(self) -> int:
         return sum(_allocated_bytes(os.path.join(self.dir, e))
@@ -614,8 +618,7 @@ class HostView(Disk):
         with self.cow.lock(self.mac):
             overlay = self.cow.overlay(self.mac, create=False)
             if overlay is not None:
-                os.fdatasync(overlay.data)
-                os.fdatasync(overlay.mapfd)
+                overlay.flush()
 
     @property
     def unmapped(self) -> str | None:  # type: ignore[override]
