@@ -14,7 +14,8 @@ Keys (:mod:`shared.keys`; docs/mirrorsync.md documents them for operators):
     ``last_success`` (Unix seconds), ``last_result`` (``published`` or a failure reason),
     ``failures`` (consecutive), ``duration`` (seconds), ``size`` and ``files`` (published
     snapshot), ``bytes_transferred``, ``files_transferred``, ``snapshot`` (published id),
-    ``last_error``, ``holder`` (replica syncing it now).
+    ``last_error``, ``holder`` (replica syncing it now), ``phases`` (seconds of each phase of
+    the last sync up to its publish or failure: ``prepare=0.002 rsync=0.250 ...``).
 ``bootyard:mirrorsync:requests``
     hash: mirror name -> Unix time ``bootyard mirror sync`` asked for a sync now; the replica
     that deletes the field (HDEL answers 1 to one replica only) runs it.
@@ -45,7 +46,7 @@ OPERATION = "mirrors"  # the bootyard_redis_errors_total label of these commands
 
 STATUS_FIELDS = ("state", "last_attempt", "last_success", "last_result", "failures", "duration",
                  "size", "files", "bytes_transferred", "files_transferred", "snapshot",
-                 "last_error", "holder", "next_attempt")
+                 "last_error", "holder", "next_attempt", "phases")
 
 
 def owner_token() -> str:

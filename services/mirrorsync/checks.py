@@ -8,8 +8,8 @@
   one form must be present (Debian's own Release lists uncompressed forms mirrors leave out).
   Every ``Packages`` and ``Sources`` index is then read: each file it lists must be present with
   its size, and with its hash (SHA256, else SHA1, else MD5) unless the file is the very file
-  (same inode, hard-linked by ``--link-dest``) of the published snapshot, which passed this check
-  when it was published.
+  (same inode, hard-linked by the clone or ``--link-dest``) of the published snapshot, which
+  passed this check when it was published.
 - yum/dnf (a ``repodata/repomd.xml``): each file repomd.xml lists must be present with its
   checksum (and size when given); every package ``primary`` lists must be present with its size
   and checksum (same inode rule).
@@ -35,8 +35,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
-from services.mirrorsync.policy import is_metadata
-
 HASH_FIELDS = (("SHA256", "sha256"), ("SHA1", "sha1"), ("MD5Sum", "md5"))
 COMPRESSIONS = ("", ".gz", ".xz", ".bz2", ".lzma", ".zst")
 RPM_NS = "{http://linux.duke.edu/metadata/repo}"
@@ -54,6 +52,8 @@ class CheckResult:
     size: int          # their bytes
     verified: int      # files whose hash was computed
     problem: str | None = None
+    # the hashes this check computed or reused, for the next check (see check_snapshot)
+    hashes: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -64,8 +64,13 @@ def detect(root: Path) -> str:
     """apt, yum or files: what the tree at ``root`` looks like."""
     if (root / "dists").is_dir():
         return "apt"
-    if any(root.glob("repodata/repomd.xml")) or any(root.glob("*/repodata/repomd.xml")):
+    if (root / "repodata" / "repomd.xml").is_file():
         return "yum"
+    with os.scandir(root) as entries:  # one level down, without listing those directories
+        if any(entry.is_dir(follow_symlinks=False) and
+               os.path.isfile(os.path.join(entry.path, "repodata", "repomd.xml"))
+               for entry in entries):
+            return "yum"
     return "files"
 
 
@@ -85,31 +90,6 @@ def count_files(root: Path) -> tuple[int, int]:
                         continue
                     files += 1
     return files, size
-
-
-def linked_metadata(root: Path, published: Path | None) -> list[str]:
-    """Repository metadata files under ``root`` that are the very files (inodes) of the
-    ``published`` snapshot: rsync's quick check kept them, so they are compared again by
-    checksum (:func:`services.mirrorsync.policy.metadata_argv`)."""
-    if published is None:
-        return []
-    found = []
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        with os.scandir(root / rel_dir if rel_dir else root) as entries:
-            for entry in entries:
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(rel)
-                elif entry.is_file(follow_symlinks=False) and is_metadata(entry.name):
-                    try:
-                        st, old = entry.stat(follow_symlinks=False), os.lstat(published / rel)
-                    except FileNotFoundError:
-                        continue
-                    if (st.st_dev, st.st_ino) == (old.st_dev, old.st_ino):
-                        found.append(rel)
-    return sorted(found)
 
 
 def excluded(rel: str, patterns: tuple[str, ...]) -> bool:
@@ -141,11 +121,13 @@ def excluded(rel: str, patterns: tuple[str, ...]) -> bool:
 
 class _Checker:
     def __init__(self, root: Path, published: Path | None,
-                 excludes: tuple[str, ...] = ()) -> None:
+                 excludes: tuple[str, ...] = (), hashes: dict | None = None) -> None:
         self.root = root
         self.published = published
         self.excludes = excludes
         self.verified = 0
+        self.known = hashes or {}  # (dev, ino, size, mtime_ns, algo) -> digest
+        self.hashes: dict = {}
 
     def _same_as_published(self, rel: str, st: os.stat_result) -> bool:
         if self.published is None:
@@ -167,8 +149,16 @@ class _Checker:
         if size is not None and st.st_size != size:
             raise CheckFailed(f"{rel}: size {st.st_size}, {listed_in} says {size}")
         if algo and digest and not (trust_published and self._same_as_published(rel, st)):
-            got = file_hash(path, algo)
-            self.verified += 1
+            # an index file the published snapshot shares (the same inode: never written in
+            # place) was hashed when that snapshot was checked: its hash is known, and compared
+            # with what the (maybe new) Release says
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, algo)
+            got = self.known.get(key) if self._same_as_published(rel, st) else None
+            if got is None:
+                got = file_hash(path, algo)
+                self.verified += 1
+            if not trust_published:
+                self.hashes[key] = got
             if got != digest.lower():
                 raise CheckFailed(f"{rel}: {algo} {got}, {listed_in} says {digest.lower()}")
 
@@ -417,13 +407,19 @@ class _BytesReader:
 
 def check_snapshot(root: Path, *, check: str = "auto", published: Path | None = None,
                    published_files: int | None = None, max_shrink: float = 0.5,
-                   excludes: tuple[str, ...] = (), keyring: str | None = None) -> CheckResult:
+                   excludes: tuple[str, ...] = (), keyring: str | None = None,
+                   counted: tuple[int, int] | None = None,
+                   hashes: dict | None = None) -> CheckResult:
     """Check the snapshot at ``root`` (``check``: auto, apt, yum or files) against the
     ``published`` snapshot (None for a first sync). Index files matching the mirror's
-    ``excludes`` may be missing (a mirror of some architectures or suites only)."""
+    ``excludes`` may be missing (a mirror of some architectures or suites only). ``counted``:
+    the snapshot's (files, bytes) as the sync's rsync listed them
+    (:mod:`services.mirrorsync.itemized`), so that the tree is not walked again; without it
+    the tree is counted here. ``hashes``: the result's ``hashes`` of the check that let the
+    ``published`` snapshot through: index files it shares are not hashed again."""
     kind = detect(root) if check == "auto" else check
-    files, size = count_files(root)
-    checker = _Checker(root, published, excludes)
+    files, size = counted if counted is not None else count_files(root)
+    checker = _Checker(root, published, excludes, hashes)
     try:
         if files == 0:
             raise CheckFailed("the snapshot has no files (is the source right?)")
@@ -444,4 +440,4 @@ def check_snapshot(root: Path, *, check: str = "auto", published: Path | None = 
     except (OSError, ValueError, EOFError, lzma.LZMAError, subprocess.SubprocessError) as exc:
         return CheckResult(kind, files, size, checker.verified,
                            f"cannot read an index: {exc}")
-    return CheckResult(kind, files, size, checker.verified)
+    return CheckResult(kind, files, size, checker.verified, hashes=checker.hashes)

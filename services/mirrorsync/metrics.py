@@ -3,6 +3,7 @@ label (an inventory name); ``reason`` is :data:`services.mirrorsync.policy.FAILU
 
 from __future__ import annotations
 
+from services.mirrorsync.phases import PHASES
 from services.mirrorsync.policy import FAILURE_REASONS
 from shared import metrics
 
@@ -22,6 +23,11 @@ DURATION = metrics.histogram(
     "bootyard_mirrorsync_sync_duration_seconds",
     "Time of a sync from its start to publish or failure",
     buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600), labels={"mirror": ()})
+PHASE_DURATION = metrics.histogram(
+    "bootyard_mirrorsync_phase_duration_seconds",
+    "Time of one phase of a sync (services/mirrorsync/phases.py)",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 15, 60, 300, 900, 3600, 21600),
+    labels={"phase": PHASES})
 SYNCS = metrics.counter("bootyard_mirrorsync_syncs_total", "Syncs ended, by result",
                         {"result": RESULTS})
 FAILURES = metrics.counter("bootyard_mirrorsync_failures_total",

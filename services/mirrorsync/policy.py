@@ -9,8 +9,9 @@
 - :func:`classify_exit`: rsync's exit status as ftpsync reads it: 0 and 24 (files vanished on the
   upstream during the transfer) are success, 23 (partial transfer) and 30 (I/O timeout) are
   retried soon, 25 (``--max-delete`` reached) is never published, the rest are failures.
-- :func:`updating_markers`: ftpsync's ``Archive-Update-in-Progress-*`` files at the top of an
-  upstream that is being updated: wait and retry later, do not copy or publish it.
+- :func:`updating_markers`, :func:`marker_in_output`: ftpsync's ``Archive-Update-in-Progress-*``
+  files at the top of an upstream that is being updated: stop the copy, wait and retry later,
+  never publish it.
 - :func:`trace_text`: the trace file (``project/trace/<name>``) written into a snapshot before it
   is published, in ftpsync's format, so that mirrors of this mirror check freshness the usual way.
 - :func:`parse_stats`: the figures of ``rsync --stats``.
@@ -25,6 +26,7 @@ import fnmatch
 import re
 import time
 
+from services.mirrorsync.itemized import ITEMIZE_ARGS
 from shared.schema import Mirror
 
 # Why a sync did not publish (the ``reason`` of events, status and metrics): a closed set.
@@ -61,6 +63,12 @@ EXIT_MEANINGS = {
     24: "partial transfer due to vanished source files", 25: "--max-delete limit stopped deletions",
     30: "timeout in data send/receive", 35: "timeout waiting for daemon connection",
 }
+
+# The attributes a snapshot keeps (rsync's --archive without owner, group and devices, modes
+# fixed as Debian's ftpsync fixes them): the same in every snapshot, so rsync never has a reason
+# to change an unchanged file's attributes in place, where a clone shares its inode with the
+# published snapshot.
+ATTRIBUTES = ("--links", "--perms", "--times", "--chmod=D755,F644")
 
 UPDATE_MARKER = "Archive-Update-in-Progress-"
 TMP_DIR = ".~tmp~"  # rsync's --delay-updates / partial directory: never copied
@@ -103,11 +111,18 @@ def rsync_argv(mirror: Mirror, dest: str, *, rsync: str = "rsync", link_dest: st
                ) -> list[str]:
     """The argument list that copies ``mirror`` into the new snapshot directory ``dest``.
 
-    ``link_dest``: the published snapshot (absolute), whose unchanged files are hard-linked
-    instead of copied. Include patterns come before exclude patterns (rsync takes the first
-    match), rsync's own temporary directories are never copied."""
-    argv = [rsync, "--archive", "--hard-links", "--delete", "--stats", "--no-human-readable",
-            f"--timeout={io_timeout}"]
+    ``dest`` is either empty, with ``link_dest`` the published snapshot (absolute), whose
+    unchanged files are hard-linked instead of copied, or a clone of the published snapshot
+    made after the last publish (:meth:`~services.mirrorsync.snapshots.Snapshots.prepare_next`):
+    rsync then only writes what changed, each changed file to a new inode renamed into place
+    (never ``--inplace``), and deletes what the upstream (or the mirror's ``exclude``) no longer
+    has. The attributes kept are :data:`ATTRIBUTES`: modes fixed as Debian's ftpsync fixes them,
+    no owner or group, so that rsync never changes a file's attributes in place (in a clone that
+    would change the published file too). Include patterns come before exclude patterns (rsync
+    takes the first match), rsync's own temporary directories are never copied. The itemized
+    output (:mod:`services.mirrorsync.itemized`) says what the run did."""
+    argv = [rsync, "--recursive", *ATTRIBUTES, "--hard-links", "--delete", "--delete-excluded",
+            "--stats", "--no-human-readable", *ITEMIZE_ARGS, f"--timeout={io_timeout}"]
     if is_daemon_source(mirror.source):
         argv.append(f"--contimeout={contimeout}")
     if link_dest:
@@ -115,6 +130,7 @@ def rsync_argv(mirror: Mirror, dest: str, *, rsync: str = "rsync", link_dest: st
     if mirror.bwlimit:
         argv.append(f"--bwlimit={mirror.bwlimit}")
     argv.append(f"--exclude={TMP_DIR}/")
+    argv.append(f"--include=/{UPDATE_MARKER}*")  # always copied, whatever the mirror excludes
     argv += [f"--include={p}" for p in mirror.include]
     argv += [f"--exclude={p}" for p in (*mirror.exclude, *extra_excludes)]
     argv += ["--", source_arg(mirror.source), dest.rstrip("/") + "/"]
@@ -128,9 +144,12 @@ METADATA_PATTERNS = ("InRelease", "Release", "Release.gpg", "Packages*", "Source
                      "Translation-*", "repomd.xml*", "SHA256SUMS*", "MD5SUMS*", "CHECKSUM*")
 
 
+_METADATA = re.compile("|".join(fnmatch.translate(p) for p in METADATA_PATTERNS))
+
+
 def is_metadata(name: str) -> bool:
     """Whether a file name is repository metadata (:data:`METADATA_PATTERNS`)."""
-    return any(fnmatch.fnmatchcase(name, p) for p in METADATA_PATTERNS)
+    return _METADATA.match(name) is not None
 
 
 def split_source(source: str) -> tuple[str, str]:
@@ -161,7 +180,8 @@ def metadata_argv(mirror: Mirror, dest: str, files_from: str, *, rsync: str = "r
     file that differs is written to a new inode, never into the hard link it replaces). A file
     gone from the upstream meanwhile is skipped (the check then finds the tree inconsistent)."""
     root, _ = split_source(mirror.source)
-    argv = [rsync, "--archive", "--checksum", "--stats", "--no-human-readable", "--from0",
+    argv = [rsync, *ATTRIBUTES, "--checksum", "--stats", "--no-human-readable", "--from0",
+            *ITEMIZE_ARGS,
             f"--files-from={files_from}", "--ignore-missing-args", f"--timeout={io_timeout}"]
     if is_daemon_source(mirror.source):
         argv.append(f"--contimeout={contimeout}")
@@ -171,23 +191,16 @@ def metadata_argv(mirror: Mirror, dest: str, files_from: str, *, rsync: str = "r
     return argv
 
 
-def list_argv(mirror: Mirror, *, rsync: str = "rsync", io_timeout: int = 300,
-              contimeout: int = 30) -> list[str]:
-    """The argument list that lists the top of the upstream (to look for update markers)."""
-    argv = [rsync, "--list-only", "--no-human-readable", f"--timeout={io_timeout}"]
-    if is_daemon_source(mirror.source):
-        argv.append(f"--contimeout={contimeout}")
-    return argv + ["--", source_arg(mirror.source)]
+_MARKER_LINE = re.compile(rb"^[^\n]{11} \d+ (" + re.escape(b"Archive-Update-in-Progress-")
+                          + rb"[^/\n]*)$", re.MULTILINE)
 
 
-def listed_names(listing: str) -> list[str]:
-    """File names in ``rsync --list-only`` output (one entry a line, the name last)."""
-    names = []
-    for line in listing.splitlines():
-        parts = line.split(None, 4)
-        if len(parts) == 5 and parts[0][:1] in "-dlbcps":
-            names.append(parts[4].split(" -> ", 1)[0])
-    return names
+def marker_in_output(chunk: bytes) -> str | None:
+    """The first ``Archive-Update-in-Progress-*`` name at the top of the tree in a piece of the
+    sync's itemized output (:mod:`services.mirrorsync.itemized`), or None. rsync copies the top
+    directory's files first, so an upstream being updated shows at the start of the run."""
+    match = _MARKER_LINE.search(chunk)
+    return match.group(1).decode("utf-8", "replace") if match else None
 
 
 def updating_markers(names) -> list[str]:
@@ -198,6 +211,7 @@ def updating_markers(names) -> list[str]:
 @dataclasses.dataclass(frozen=True)
 class Stats:
     files: int = 0              # files in the source (regular files and directories)
+    regular_files: int = 0      # regular files among them (names: hard links counted each)
     files_transferred: int = 0  # regular files copied (not hard-linked)
     total_bytes: int = 0        # size of the source's files
     bytes_transferred: int = 0  # size of the files copied
@@ -223,6 +237,9 @@ def parse_stats(text: str) -> Stats:
             match = re.match(r"\s*([\d,.]+)", rest)
             if match:
                 values[field] = int(re.sub(r"[,.]", "", match.group(1)))
+            if field == "files":
+                reg = re.search(r"\breg: ([\d,.]+)", rest)
+                values["regular_files"] = int(re.sub(r"[,.]", "", reg.group(1))) if reg else 0
     return Stats(**values)
 
 

@@ -7,12 +7,15 @@ a second), at the sync requests of ``bootyard mirror sync`` and at each mirror's
 starts syncs, at most ``max_concurrent`` at once.
 
 One sync (:meth:`MirrorSync.sync_one`): take the mirror's lock (another replica has it: skipped),
-remove partial snapshots a killed sync left, check the free space, look at the top of the upstream
-for ``Archive-Update-in-Progress-*``, rsync into a new snapshot (hard links to the published one)
-watching the free space, check the snapshot, write the trace file, check the lock is still ours
-(fencing), publish with one rename, prune old snapshots; the lock is renewed all along
-(:class:`LockKeeper`).
-Every sync ends in one record: a log line, the metrics, an event and the status hash.
+remove partial snapshots a killed sync left, check the free space, rsync into a new snapshot (the
+clone of the published one made after the last publish, else an empty directory with hard links
+to the published one) watching the free space and rsync's output for an
+``Archive-Update-in-Progress-*`` file at the upstream's top, copy again the metadata rsync kept
+whose checksum differs, check the snapshot, write the trace file, check the lock is still ours (fencing), publish with
+one rename; record it; then, off the path to the publish, prune old snapshots and clone the new
+one as the next base. The lock is renewed all along (:class:`LockKeeper`).
+Every sync ends in one record: a log line, the metrics, an event and the status hash, with the
+time of each phase (:mod:`services.mirrorsync.phases`).
 """
 
 from __future__ import annotations
@@ -25,16 +28,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from services.mirrorsync import metrics as m
-from services.mirrorsync.checks import check_snapshot, linked_metadata
+from services.mirrorsync import itemized, metrics as m
+from services.mirrorsync.checks import check_snapshot
+from services.mirrorsync.lockkeeper import LockKeeper
+from services.mirrorsync.phases import AFTER_PUBLISH, BEFORE_PUBLISH, PhaseClock
 from services.mirrorsync.policy import (
     RETRY_REASONS,
+    UPDATE_MARKER,
     Stats,
     archive_serial,
     classify_exit,
     due_at,
-    list_argv,
-    listed_names,
+    is_metadata,
+    marker_in_output,
     metadata_argv,
     metadata_list,
     parse_stats,
@@ -47,10 +53,11 @@ from services.mirrorsync.snapshots import (
     ADOPTED_PREFIX,
     Snapshots,
     disk_space,
+    find_files,
     remove_tree,
     write_file_atomically,
 )
-from services.mirrorsync.transport import run_capture, run_rsync
+from services.mirrorsync.transport import run_rsync
 from shared import keys, logs
 from shared.mirrors import MirrorLock, MirrorState
 from shared.schema import Mirror
@@ -75,7 +82,9 @@ class Outcome:
     stats: Stats = dataclasses.field(default_factory=Stats)
     files: int = 0
     size: int = 0
-    duration: float = 0.0
+    duration: float = 0.0         # from the sync's start to its publish (or failure)
+    phases: dict[str, float] = dataclasses.field(default_factory=dict)  # PhaseClock.times
+    published_at: float | None = None  # time.time() of the publish's rename
 
 
 class MirrorSync:
@@ -94,6 +103,10 @@ class MirrorSync:
         self._seen: dict[str, Mirror] = {}
         self._running: dict[str, asyncio.Task] = {}
         self._clash: dict[str, str] = {}  # mirror -> the mirror that has its path
+        # mirror -> (its prepared clone, the metadata files in it), from the clone's walk
+        self._clone_metadata: dict[str, tuple[str, list[str] | None]] = {}
+        # mirror -> the index hashes of the check that let its published snapshot through
+        self._index_hashes: dict[str, tuple[str, dict]] = {}
         self._redis_failing = False
 
     # ------------------------------------------------------------------------------ schedule
@@ -250,6 +263,7 @@ class MirrorSync:
             log.info("sync", mirror=name, result="skipped", reason="locked", holder=holder)
             return outcome
         started = time.time()
+        clock = PhaseClock()
         m.LOCK_HELD.labels(name).set(1)
         m.IN_PROGRESS.labels(name).set(1)
         m.LAST_ATTEMPT.labels(name).set(started)
@@ -257,18 +271,28 @@ class MirrorSync:
         work: list[Path] = []
         outcome = Outcome("failed")
         status: dict[str, str] = {}
+        recorded = False  # a published sync is recorded at once, before its prune and clone
         try:
-            status = await self.state.status(name)
-            await self.state.update(name, {"state": "syncing", "last_attempt": f"{started:.3f}",
-                                           "holder": lock.token, "next_attempt": ""})
+            with clock.phase("prepare"):
+                status = await self.state.status(name)
+                await self.state.update(name, {"state": "syncing",
+                                               "last_attempt": f"{started:.3f}",
+                                               "holder": lock.token, "next_attempt": ""})
             self.events.emit("mirror.started", mirror=name, source=mirror.source, why=why)
             async with LockKeeper(lock, self.cfg.lock_ttl / 4) as keeper:
-                outcome = await self._sync(mirror, lock, keeper, snaps, status, work, started)
+                outcome = await self._sync(mirror, lock, keeper, snaps, status, work, started,
+                                           clock)
+                outcome.duration = time.time() - started
+                outcome.phases = clock.times
+                await self._record(mirror, outcome, status, started)
+                recorded = True
+                await self._after_publish(mirror, snaps, outcome, clock)
         except SyncFailed as exc:
             outcome = Outcome("failed", exc.reason, exc.detail)
         except asyncio.CancelledError:
-            outcome = Outcome("failed", "io_error", "sync cancelled (service stopping, or the "
-                              "mirror was paused, changed or removed)")
+            if not recorded:
+                outcome = Outcome("failed", "io_error", "sync cancelled (service stopping, or "
+                                  "the mirror was paused, changed or removed)")
             raise
         except OSError as exc:
             outcome = Outcome("failed", "disk_full" if exc.errno == 28 else "io_error",
@@ -276,12 +300,14 @@ class MirrorSync:
         except InventoryUnavailable as exc:  # the lock cannot be confirmed: never publish
             outcome = Outcome("failed", "lock_lost", f"cannot confirm the lock: {exc}")
         finally:
-            outcome.duration = time.time() - started
-            for path in work:  # a partial or an unpublished snapshot
-                if path.exists():
-                    await asyncio.to_thread(remove_tree, path)
             try:
-                await self._record(mirror, outcome, status, started)
+                if not recorded:
+                    outcome.duration = time.time() - started
+                    outcome.phases = clock.times
+                    for path in work:  # a partial or an unpublished snapshot
+                        if path.exists():
+                            await asyncio.to_thread(remove_tree, path)
+                    await self._record(mirror, outcome, status, started)
             finally:
                 try:
                     await lock.release()
@@ -295,31 +321,37 @@ class MirrorSync:
 
     async def _sync(self, mirror: Mirror, lock: MirrorLock, keeper: LockKeeper,
                     snaps: Snapshots, status: dict[str, str], work: list[Path],
-                    started: float) -> Outcome:
+                    started: float, clock: PhaseClock) -> Outcome:
         cfg = self.cfg
         name = mirror.name
-        self.root.mkdir(parents=True, exist_ok=True)
-        adopted = await asyncio.to_thread(snaps.adopt_directory)
-        if adopted:
-            log.info("adopted_directory", mirror=name, snapshot=adopted.name)
-        removed = await asyncio.to_thread(snaps.clean_partials)
-        if removed:
-            log.info("partial_snapshots_removed", mirror=name, snapshots=",".join(removed))
-        free, _total = disk_space(self.root)
-        needed = cfg.min_free_bytes + int(cfg.space_factor *
-                                          int(status.get("bytes_transferred") or 0))
-        if free < needed:
-            raise SyncFailed("disk_full", f"{free} bytes free on {self.root}, a sync needs "
-                             f"{needed} (mirrorsync.min_free_bytes + space_factor x the last "
-                             "sync's bytes)")
-        await self._upstream_not_updating(mirror)
-
-        published = snaps.published()
-        partial = snaps.new_partial(started)
-        work.append(partial)
+        with clock.phase("prepare"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            adopted = await asyncio.to_thread(snaps.adopt_directory)
+            if adopted:
+                log.info("adopted_directory", mirror=name, snapshot=adopted.name)
+            removed = await asyncio.to_thread(snaps.clean_partials)
+            if removed:
+                log.info("partial_snapshots_removed", mirror=name, snapshots=",".join(removed))
+            free, _total = disk_space(self.root)
+            needed = cfg.min_free_bytes + int(cfg.space_factor *
+                                              int(status.get("bytes_transferred") or 0))
+            if free < needed:
+                raise SyncFailed("disk_full", f"{free} bytes free on {self.root}, a sync needs "
+                                 f"{needed} (mirrorsync.min_free_bytes + space_factor x the "
+                                 "last sync's bytes)")
+            published = snaps.published()
+            # the clone of the published snapshot made after the last publish, else an empty
+            # directory that rsync fills with hard links to the published snapshot itself
+            base = snaps.prepared(published)
+            cloned_as, clone_metadata = self._clone_metadata.pop(name, (None, None))
+            if base is None or cloned_as != str(base):
+                clone_metadata = None
+            partial = snaps.new_partial(started, base=base)
+            work.append(partial)
         argv = rsync_argv(mirror, str(partial), rsync=cfg.rsync,
-                          link_dest=str(published.resolve()) if published else None,
+                          link_dest=str(published.resolve()) if published and not base else None,
                           io_timeout=cfg.io_timeout, contimeout=cfg.contimeout)
+
         async def watch() -> str | None:
             if keeper.lost:
                 return "lock_lost"
@@ -327,65 +359,135 @@ class MirrorSync:
                 return "disk_full"
             return None
 
-        run = await run_rsync(argv, deadline=cfg.deadline, watch=watch, stall=cfg.io_timeout)
-        stats = parse_stats(run.stdout)
+        with clock.phase("rsync"):
+            # an Archive-Update-in-Progress-* file at the upstream's top (rsync copies the top's
+            # files first, and always that one) stops the copy as soon as rsync lists it
+            run = await run_rsync(argv, deadline=cfg.deadline, watch=watch,
+                                  stall=cfg.io_timeout, stop_on=marker_in_output)
+        if run.stopped and run.stopped.startswith(UPDATE_MARKER):
+            raise SyncFailed("upstream_updating", f"{mirror.source} is being updated "
+                             f"({run.stopped}); not copied, retried in mirrorsync.retry_delay")
         self._rsync_verdict(run)
-        # metadata the quick check (size, mtime) took for unchanged: again, by checksum
-        linked = await asyncio.to_thread(linked_metadata, partial, published)
-        if linked:
-            with tempfile.NamedTemporaryFile("wb", prefix=f"bootyard-{name}-",
-                                             suffix=".metadata") as listing:
-                listing.write(metadata_list(mirror, linked))
-                listing.flush()
-                meta = metadata_argv(mirror, str(partial), listing.name, rsync=cfg.rsync,
-                                     io_timeout=cfg.io_timeout, contimeout=cfg.contimeout)
-                remaining = max(cfg.deadline - (time.time() - started), 1.0)
-                run = await run_rsync(meta, deadline=remaining, watch=watch,
-                                      stall=cfg.io_timeout)
-            self._rsync_verdict(run)
-            more = parse_stats(run.stdout)
-            stats = dataclasses.replace(
-                stats, files_transferred=stats.files_transferred + more.files_transferred,
-                bytes_transferred=stats.bytes_transferred + more.bytes_transferred,
-                bytes_received=stats.bytes_received + more.bytes_received)
-        markers = updating_markers(p.name for p in partial.iterdir())
-        if markers:
-            raise SyncFailed("upstream_updating", f"the upstream started an update during the "
-                             f"sync ({markers[0]}); not published, retried later")
-        # files shared with a snapshot this service checked are not hashed again; an adopted
-        # directory (made by hand) was never checked
-        checked_before = published if published and not published.name.startswith(
-            ADOPTED_PREFIX) else None
-        result = await asyncio.to_thread(
-            check_snapshot, partial, check=mirror.check, published=checked_before,
-            published_files=int(status.get("files") or 0) or None, max_shrink=cfg.max_shrink,
-            excludes=mirror.exclude, keyring=mirror.keyring)
-        if not result.ok:
-            raise SyncFailed("check_failed", f"{result.kind} check: {result.problem}")
-        if keeper.lost:
-            raise SyncFailed("lock_lost", "another replica took the lock (lease expired) "
-                             "during the check: nothing published")
-        finished = time.time()
-        master = partial / "project" / "trace" / "master"
-        upstream_trace = master.read_text(errors="replace") if master.is_file() else None
-        trace = trace_text(started=started, finished=finished, upstream=mirror.source,
-                           serial=archive_serial(upstream_trace, finished), stats=stats,
-                           creator="bootyard mirrorsync", host=self.host)
-        await asyncio.to_thread(write_file_atomically,
-                                partial / "project" / "trace" / cfg.trace_name, trace)
-        final = snaps.finish(partial)
-        work[:] = [final]
-        if not await lock.renew():  # fencing: only the lock's owner publishes
-            raise SyncFailed("lock_lost", "the lock is no longer ours (its lease ran out): "
-                             "the checked snapshot is not published")
-        snaps.publish(final)
-        work.clear()
-        keep = mirror.keep if mirror.keep is not None else cfg.keep
-        pruned = await asyncio.to_thread(snaps.prune, keep)
-        if pruned:
-            log.info("snapshots_removed", mirror=name, snapshots=",".join(pruned), keep=keep)
+        stats = parse_stats(run.stdout)
+        items = None if run.truncated else itemized.parse(run.stdout)
+        if base is not None and items and items.changed_in_place:
+            log.warning("attributes_changed_in_place", mirror=name,
+                        files=len(items.changed_in_place), first=items.changed_in_place[0],
+                        note="rsync changed a kept file's attributes (not its contents): the "
+                        "published snapshot shares that file; see mirrorsync ATTRIBUTES")
+        with clock.phase("metadata"):
+            stats = await self._metadata_pass(mirror, partial, items, stats, watch, started,
+                                              published, clone_metadata)
+        with clock.phase("check"):
+            markers = updating_markers(p.name for p in partial.iterdir())
+            if markers:
+                raise SyncFailed("upstream_updating", f"the upstream started an update during "
+                                 f"the sync ({markers[0]}); not published, retried later")
+            # files shared with a snapshot this service checked are not hashed again; an
+            # adopted directory (made by hand) was never checked
+            checked_before = published if published and not published.name.startswith(
+                ADOPTED_PREFIX) else None
+            known = self._index_hashes.get(name)  # index hashes of the published one's check
+            result = await asyncio.to_thread(
+                check_snapshot, partial, check=mirror.check, published=checked_before,
+                published_files=int(status.get("files") or 0) or None,
+                max_shrink=cfg.max_shrink, excludes=mirror.exclude, keyring=mirror.keyring,
+                counted=(stats.regular_files, stats.total_bytes),
+                hashes=known[1] if known and known[0] == str(checked_before) else None)
+            if not result.ok:
+                raise SyncFailed("check_failed", f"{result.kind} check: {result.problem}")
+            if keeper.lost:
+                raise SyncFailed("lock_lost", "another replica took the lock (lease expired) "
+                                 "during the check: nothing published")
+        with clock.phase("publish"):
+            finished = time.time()
+            master = partial / "project" / "trace" / "master"
+            upstream_trace = master.read_text(errors="replace") if master.is_file() else None
+            trace = trace_text(started=started, finished=finished, upstream=mirror.source,
+                               serial=archive_serial(upstream_trace, finished), stats=stats,
+                               creator="bootyard mirrorsync", host=self.host)
+            await asyncio.to_thread(write_file_atomically,
+                                    partial / "project" / "trace" / cfg.trace_name, trace)
+            final = snaps.finish(partial)
+            work[:] = [final]
+            if not await lock.renew():  # fencing: only the lock's owner publishes
+                raise SyncFailed("lock_lost", "the lock is no longer ours (its lease ran out): "
+                                 "the checked snapshot is not published")
+            snaps.publish(final)
+            work.clear()
+            self._index_hashes[name] = (str(final), result.hashes)
         return Outcome("published", snapshot=final.name, stats=stats, files=result.files,
-                       size=result.size)
+                       size=result.size, published_at=time.time())
+
+    async def _metadata_pass(self, mirror: Mirror, partial: Path, items: itemized.Itemized | None,
+                             stats: Stats, watch, started: float, published: Path | None,
+                             clone_metadata: list[str] | None) -> Stats:
+        """Repository metadata the copy kept (rsync's quick check, size and mtime, took it for
+        unchanged: the base's file or a hard link to the published one), copied again if its
+        checksum differs. Which files those are: the metadata the clone had (listed when it was
+        made) or, without that list, a walk of the snapshot, less what came over the wire
+        (``items``; None when rsync's output was too long to keep: then every metadata file
+        of the snapshot). Returns the two runs' figures together (``total_bytes`` with the new sizes)."""
+        cfg = self.cfg
+        if published is None:  # a first sync: everything came over the wire
+            return stats
+        if clone_metadata is not None and items is not None:
+            candidates = set(clone_metadata) - items.deleted
+            candidates.update(n for n in items.listed if is_metadata(n.rsplit("/", 1)[-1]))
+        else:
+            candidates = set(await asyncio.to_thread(find_files, partial, is_metadata))
+        kept = sorted(candidates - (items.transferred if items is not None else set()))
+        if not kept:
+            return stats
+        sizes = {}
+        for rel in kept:
+            try:
+                sizes[rel] = (partial / rel).stat().st_size
+            except FileNotFoundError:
+                continue
+        with tempfile.NamedTemporaryFile("wb", prefix=f"bootyard-{mirror.name}-",
+                                         suffix=".metadata") as listing:
+            listing.write(metadata_list(mirror, sorted(sizes)))
+            listing.flush()
+            meta = metadata_argv(mirror, str(partial), listing.name, rsync=cfg.rsync,
+                                 io_timeout=cfg.io_timeout, contimeout=cfg.contimeout)
+            remaining = max(cfg.deadline - (time.time() - started), 1.0)
+            run = await run_rsync(meta, deadline=remaining, watch=watch, stall=cfg.io_timeout)
+        self._rsync_verdict(run)
+        total = stats.total_bytes
+        for rel in itemized.parse(run.stdout).transferred:  # its new size in the total
+            total += (partial / rel).stat().st_size - sizes.get(rel, 0)
+        more = parse_stats(run.stdout)
+        return dataclasses.replace(
+            stats, files_transferred=stats.files_transferred + more.files_transferred,
+            bytes_transferred=stats.bytes_transferred + more.bytes_transferred,
+            bytes_received=stats.bytes_received + more.bytes_received, total_bytes=total)
+
+    async def _after_publish(self, mirror: Mirror, snaps: Snapshots, outcome: Outcome,
+                             clock: PhaseClock) -> None:
+        """Off the path to the publish, still under the lock: old snapshots beyond ``keep``
+        removed, and the new published snapshot cloned as the next sync's base. A failure here
+        is logged; the next sync then copies into an empty directory (``--link-dest``)."""
+        name = mirror.name
+        keep = mirror.keep if mirror.keep is not None else self.cfg.keep
+        try:
+            with clock.phase("prune"):
+                pruned = await asyncio.to_thread(snaps.prune, keep)
+            if pruned:
+                log.info("snapshots_removed", mirror=name, snapshots=",".join(pruned), keep=keep)
+            with clock.phase("clone"):
+                clone, found = await asyncio.to_thread(
+                    snaps.prepare_next, snaps.dir / outcome.snapshot, is_metadata)
+            self._clone_metadata[name] = (str(clone), found)
+        except OSError as exc:
+            log.warning("after_publish_failed", mirror=name,
+                        reason=f"{exc.filename or ''}: {exc.strerror or exc}",
+                        action="the next sync copies into an empty directory instead of a clone")
+        for phase in AFTER_PUBLISH:
+            if phase in clock.times:
+                m.PHASE_DURATION.labels(phase).observe(clock.times[phase])
+        log.info("sync_after_publish", mirror=name, snapshot=outcome.snapshot,
+                 phases=clock.text())
 
     def _rsync_verdict(self, run) -> None:
         """Raise SyncFailed unless the rsync run ended well."""
@@ -406,29 +508,19 @@ class MirrorSync:
         if not verdict.ok:
             raise SyncFailed(verdict.reason, f"{verdict.detail}: {_last_line(run.stderr)}")
 
-    async def _upstream_not_updating(self, mirror: Mirror) -> None:
-        cfg = self.cfg
-        argv = list_argv(mirror, rsync=cfg.rsync, io_timeout=cfg.io_timeout,
-                         contimeout=cfg.contimeout)
-        code, out, err = await run_capture(argv, cfg.contimeout + cfg.io_timeout)
-        verdict = classify_exit(code, err)
-        if code == -9:
-            raise SyncFailed("unreachable", f"listing {mirror.source}: {err}")
-        if not verdict.ok:
-            raise SyncFailed(verdict.reason, f"listing {mirror.source}: {verdict.detail}: "
-                             f"{_last_line(err)}")
-        markers = updating_markers(listed_names(out))
-        if markers:
-            raise SyncFailed("upstream_updating", f"{mirror.source} is being updated "
-                             f"({markers[0]}); waiting, retried in mirrorsync.retry_delay")
-
     async def _record(self, mirror: Mirror, outcome: Outcome, status: dict[str, str],
                       started: float) -> None:
         name = mirror.name
         m.SYNCS.labels(outcome.result).inc()
         m.DURATION.labels(name).observe(outcome.duration)
         stats = outcome.stats
-        fields: dict[str, object] = {"holder": "", "duration": f"{outcome.duration:.1f}"}
+        phases = " ".join(f"{p}={outcome.phases[p]:.3f}" for p in BEFORE_PUBLISH
+                          if p in outcome.phases)
+        for phase in BEFORE_PUBLISH:
+            if phase in outcome.phases:
+                m.PHASE_DURATION.labels(phase).observe(outcome.phases[phase])
+        fields: dict[str, object] = {"holder": "", "duration": f"{outcome.duration:.1f}",
+                                     "phases": phases}
         if outcome.result == "published":
             m.LAST_SUCCESS.labels(name).set(started)
             m.CONSECUTIVE_FAILURES.labels(name).set(0)
@@ -443,12 +535,13 @@ class MirrorSync:
                           last_error="")
             self.events.emit("mirror.published", mirror=name, snapshot=outcome.snapshot,
                              files=outcome.files, size=outcome.size,
-                             bytes=stats.bytes_transferred, duration=f"{outcome.duration:.1f}")
+                             bytes=stats.bytes_transferred, duration=f"{outcome.duration:.1f}",
+                             phases=phases)
             log.info("sync", mirror=name, result="published", snapshot=outcome.snapshot,
                      files=outcome.files, size=outcome.size,
                      files_transferred=stats.files_transferred,
                      bytes_transferred=stats.bytes_transferred,
-                     duration_s=round(outcome.duration, 1))
+                     duration_s=round(outcome.duration, 3), phases=phases)
         else:
             failures = int(status.get("failures") or 0) + 1
             m.FAILURES.labels(name, outcome.reason).inc()
@@ -460,48 +553,13 @@ class MirrorSync:
                              detail=outcome.detail, duration=f"{outcome.duration:.1f}")
             log.warning("sync", mirror=name, result="failed", reason=outcome.reason,
                         detail=outcome.detail, failures=failures,
-                        duration_s=round(outcome.duration, 1),
+                        duration_s=round(outcome.duration, 3), phases=phases,
                         next="retry after mirrorsync.retry_delay" if retry
                         else "at the next interval")
         try:
             await self.state.update(name, fields)
         except InventoryUnavailable as exc:
             log.error("status_not_written", mirror=name, reason=str(exc))
-
-
-class LockKeeper:
-    """Renews a held lock every ``every`` seconds for as long as a sync runs (rsync, the check,
-    the publish); ``lost`` turns true when the lock is no longer ours. A failed renewal (Redis
-    unreachable) is logged and tried again: the lease runs on, and the publish step asks Redis
-    itself before it publishes."""
-
-    def __init__(self, lock: MirrorLock, every: float) -> None:
-        self.lock = lock
-        self.every = every
-        self.lost = False
-        self._task: asyncio.Task | None = None
-
-    async def __aenter__(self) -> LockKeeper:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-
-    async def _run(self) -> None:
-        while not self.lost:
-            await asyncio.sleep(self.every)
-            try:
-                if not await self.lock.renew():
-                    self.lost = True
-                    log.warning("lock_lost", mirror=self.lock.name,
-                                action="the sync stops and publishes nothing")
-            except InventoryUnavailable as exc:
-                log.warning("lock_renew_failed", mirror=self.lock.name, reason=str(exc))
 
 
 def _last_line(text: str) -> str:

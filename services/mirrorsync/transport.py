@@ -21,6 +21,9 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 
 STDERR_KEPT = 4000  # last bytes of rsync's stderr kept for the failure message
+STDOUT_KEPT = 32 << 20  # bytes of rsync's stdout kept (the first sync of a big mirror itemizes
+STDOUT_TAIL = 64 << 10  # every file): beyond it only the last STDOUT_TAIL (--stats) are kept
+_BACKGROUND: set[asyncio.Future] = set()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +32,7 @@ class RsyncRun:
     stdout: str
     stderr: str            # its last STDERR_KEPT characters
     stopped: str | None    # why we stopped it: "deadline" or the reason watch() returned
+    truncated: bool = False  # stdout was longer than STDOUT_KEPT: its middle is not kept
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -59,11 +63,16 @@ def io_counter(pid: int) -> int | None:
 
 async def run_rsync(argv: Sequence[str], *, deadline: float, poll: float = 1.0,
                     watch: Callable[[], Awaitable[str | None]] | None = None,
-                    stall: float | None = None, grace: float = 5.0) -> RsyncRun:
+                    stall: float | None = None, grace: float = 5.0,
+                    stop_on: Callable[[bytes], str | None] | None = None) -> RsyncRun:
+    """Run rsync (see the module's text). ``stop_on`` is shown rsync's output as it comes
+    (each new piece with the end of the one before); a reason it returns stops rsync at once
+    and is the run's ``stopped``."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent)
-    out_task = asyncio.ensure_future(proc.stdout.read())
+    seen: list[str] = []
+    out_task = asyncio.ensure_future(_read_all(proc, stop_on, seen, grace))
     err_task = asyncio.ensure_future(_tail(proc.stderr))
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline
@@ -94,18 +103,41 @@ async def run_rsync(argv: Sequence[str], *, deadline: float, poll: float = 1.0,
         raise
     finally:
         await proc.wait()
-    stdout = (await out_task).decode("utf-8", errors="replace")
+    out, truncated = await out_task
     stderr = await err_task
-    return RsyncRun(proc.returncode, stdout, stderr, stopped)
+    return RsyncRun(proc.returncode, out.decode("utf-8", errors="replace"), stderr,
+                    stopped or (seen[0] if seen else None), truncated)
 
 
-async def run_capture(argv: Sequence[str], timeout: float) -> tuple[int, str, str]:
-    """Run a short command (``rsync --list-only``): (status, stdout, stderr); status -9 and a
-    message when it took longer than ``timeout``."""
-    run = await run_rsync(argv, deadline=timeout)
-    if run.stopped:
-        return -9, run.stdout, f"no answer within {timeout:.0f} s"
-    return run.code, run.stdout, run.stderr
+async def _read_all(proc: asyncio.subprocess.Process, stop_on, seen: list[str],
+                    grace: float) -> tuple[bytes, bool]:
+    """rsync's stdout (its first STDOUT_KEPT bytes, then only the last STDOUT_TAIL: whether
+    some was dropped), shown to ``stop_on`` as it comes."""
+    chunks: list[bytes] = []
+    kept = 0
+    rolling = b""
+    truncated = False
+    tail = b""
+    while chunk := await proc.stdout.read(1 << 16):
+        if not truncated and kept + len(chunk) <= STDOUT_KEPT:
+            chunks.append(chunk)
+            kept += len(chunk)
+        else:
+            truncated = True
+            rolling = (rolling + chunk)[-STDOUT_TAIL:]
+        if stop_on is not None and not seen:
+            piece = tail + chunk
+            reason = stop_on(piece)
+            if reason:
+                seen.append(reason)
+                stopping = asyncio.ensure_future(_stop(proc, grace))
+                _BACKGROUND.add(stopping)
+                stopping.add_done_callback(_BACKGROUND.discard)
+            tail = piece[-4096:]
+    if truncated:  # the last whole lines only
+        rolling = rolling[rolling.find(b"\n") + 1:]
+        chunks.append(b"\n" + rolling)
+    return b"".join(chunks), truncated
 
 
 async def _tail(stream: asyncio.StreamReader) -> str:

@@ -122,6 +122,35 @@ def test_files_shared_with_the_published_snapshot_are_not_hashed_again(apt, tmp_
     assert "hello_1.0_all.deb: sha256" in check_snapshot(new, published=apt.root).problem
 
 
+def test_index_files_shared_with_the_published_snapshot_reuse_its_hashes(apt, tmp_path):
+    new = tmp_path / "new"
+    shutil.copytree(apt.root, new, copy_function=os.link)  # as the clone leaves it
+    first = check_snapshot(apt.root)
+    assert first.hashes  # the index files' hashes, for the next check
+    again = check_snapshot(new, published=apt.root, hashes=first.hashes)
+    assert again.ok and again.verified == 0 and again.hashes == first.hashes
+    # an index with new bytes (a new inode) is hashed, and must still match its Release
+    packages = new / "dists/stable/main/binary-amd64/Packages"
+    data = packages.read_bytes()
+    os.unlink(packages)
+    packages.write_bytes(data.replace(b"Package: hello", b"Package: hellO"))
+    result = check_snapshot(new, published=apt.root, hashes=first.hashes)
+    assert "main/binary-amd64/Packages: size" in result.problem or \
+        "main/binary-amd64/Packages: sha256" in result.problem
+    # a new InRelease listing another hash for an unchanged index (the published one's inode)
+    # is caught with the known hash
+    os.unlink(packages)
+    os.link(apt.root / "dists/stable/main/binary-amd64/Packages", packages)
+    inrelease = new / "dists/stable/InRelease"
+    text = inrelease.read_text()
+    _size, _algo, digest = release_entries(release_text(inrelease))["main/binary-amd64/Packages"]
+    os.unlink(inrelease)
+    inrelease.write_text(text.replace(digest, "0" * len(digest)))
+    result = check_snapshot(new, published=apt.root, hashes=first.hashes)
+    assert f"main/binary-amd64/Packages: sha256 {digest}" in result.problem
+    assert result.verified == 0  # the known hash, not hashed again
+
+
 def test_packages_index_in_gzip_only_is_read(apt):
     binary = apt.root / "dists/stable/main/binary-amd64"
     assert gzip.decompress((binary / "Packages.gz").read_bytes()) == (binary / "Packages").read_bytes()

@@ -24,7 +24,15 @@ def test_rsync_argv_is_an_argument_list_from_the_record():
                              "/m/.snapshots/debian/X.partial", link_dest="/m/.snapshots/debian/A",
                              io_timeout=60, contimeout=7)
     assert argv[0] == "rsync"
-    assert "--archive" in argv and "--hard-links" in argv and "--stats" in argv
+    assert "--hard-links" in argv and "--stats" in argv and "--recursive" in argv
+    # ftpsync's attributes: fixed modes, no owner, group or devices (so that rsync never
+    # changes an unchanged file's attributes in place: a clone shares it with the published
+    # snapshot); deletions include newly excluded names; never --inplace
+    assert policy.ATTRIBUTES == ("--links", "--perms", "--times", "--chmod=D755,F644")
+    assert all(a in argv for a in policy.ATTRIBUTES) and "--delete-excluded" in argv
+    assert not any(a in argv for a in ("--archive", "--owner", "--group", "--devices",
+                                       "--inplace", "--append", "-a"))
+    assert "--itemize-changes" in argv and "--out-format=%i %l %n" in argv
     assert "--timeout=60" in argv and "--contimeout=7" in argv and "--bwlimit=500" in argv
     assert "--link-dest=/m/.snapshots/debian/A" in argv
     # rsync takes the first matching rule: includes before excludes; rsync's temp dirs never
@@ -38,6 +46,7 @@ def test_the_metadata_pass_takes_listed_files_by_checksum():
     assert "--checksum" in argv and "--files-from=/tmp/list" in argv and "--from0" in argv
     assert "--ignore-missing-args" in argv and "--bwlimit=10" in argv and "--timeout=9" in argv
     assert not any(a.startswith(("--delete", "--link-dest")) for a in argv)
+    assert all(a in argv for a in policy.ATTRIBUTES) and "--archive" not in argv
     assert argv[-3:] == ["--", "rsync://up.example:8873/debian/", "/m/X.partial/"]
     # a source below a module: the module is the source, the list names the path inside it
     deep = mirror(source="rsync://up.example/pub/debian/main")
@@ -92,14 +101,19 @@ def test_retried_reasons_are_the_passing_ones():
     assert "max_delete" not in policy.RETRY_REASONS and "disk_full" not in policy.RETRY_REASONS
 
 
-def test_update_in_progress_markers_in_a_listing():
-    listing = ("drwxr-xr-x          4,096 2026/12/05 10:00:00 .\n"
-               "-rw-r--r--              0 2026/12/05 10:00:00 Archive-Update-in-Progress-ftp-master\n"
-               "drwxr-xr-x          4,096 2026/12/05 10:00:00 dists\n"
-               "lrwxrwxrwx              5 2026/12/05 10:00:00 current -> dists\n")
-    names = policy.listed_names(listing)
-    assert names == [".", "Archive-Update-in-Progress-ftp-master", "dists", "current"]
-    assert policy.updating_markers(names) == ["Archive-Update-in-Progress-ftp-master"]
+def test_update_in_progress_markers_in_the_itemized_output():
+    output = (b".d          4096 ./\n"
+              b">f+++++++++ 0 Archive-Update-in-Progress-ftp-master\n"
+              b"cd+++++++++ 4096 dists/\n"
+              b">f+++++++++ 9 dists/Archive-Update-in-Progress-not-at-the-top\n")
+    assert policy.marker_in_output(output) == "Archive-Update-in-Progress-ftp-master"
+    assert policy.marker_in_output(output.split(b"\n", 2)[2]) is None  # only at the top
+    assert policy.marker_in_output(b">f+++++++++ 5 README\n") is None
+    # copied whatever the mirror's filters say (a catch-all exclude comes after it)
+    argv = policy.rsync_argv(mirror(include="/dists/***", exclude="*"), "/m/X")
+    assert argv.index("--include=/Archive-Update-in-Progress-*") < argv.index("--exclude=*")
+    assert policy.updating_markers(["Archive-Update-in-Progress-x", "dists"]) == \
+        ["Archive-Update-in-Progress-x"]
     assert policy.updating_markers(["dists", "pool"]) == []
 
 
@@ -109,7 +123,8 @@ def test_stats_parsed_with_or_without_thousands_separators():
             "Total file size: 5,000,000 bytes\n"
             "Total transferred file size: 40000 bytes\n"
             "Total bytes received: 41,234\n")
-    assert policy.parse_stats(text) == policy.Stats(files=1234, files_transferred=12,
+    assert policy.parse_stats(text) == policy.Stats(files=1234, regular_files=1000,
+                                                    files_transferred=12,
                                                     total_bytes=5_000_000,
                                                     bytes_transferred=40000,
                                                     bytes_received=41234)
