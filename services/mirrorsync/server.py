@@ -286,7 +286,7 @@ class MirrorSync:
                 outcome.phases = clock.times
                 await self._record(mirror, outcome, status, started)
                 recorded = True
-                await self._after_publish(mirror, snaps, outcome, clock)
+                await self._after_publish(mirror, snaps, outcome, clock, keeper)
         except SyncFailed as exc:
             outcome = Outcome("failed", exc.reason, exc.detail)
         except asyncio.CancelledError:
@@ -464,12 +464,17 @@ class MirrorSync:
             bytes_received=stats.bytes_received + more.bytes_received, total_bytes=total)
 
     async def _after_publish(self, mirror: Mirror, snaps: Snapshots, outcome: Outcome,
-                             clock: PhaseClock) -> None:
+                             clock: PhaseClock, keeper: LockKeeper) -> None:
         """Off the path to the publish, still under the lock: old snapshots beyond ``keep``
         removed, and the new published snapshot cloned as the next sync's base. A failure here
-        is logged; the next sync then copies into an empty directory (``--link-dest``)."""
+        is logged; the next sync then copies into an empty directory (``--link-dest``). With
+        the lock lost (another replica may sync the mirror now) neither is done."""
         name = mirror.name
         keep = mirror.keep if mirror.keep is not None else self.cfg.keep
+        if keeper.lost:
+            log.warning("after_publish_skipped", mirror=name, reason="the lock was lost",
+                        action="no prune, no clone: the next sync copies into an empty directory")
+            return
         try:
             with clock.phase("prune"):
                 pruned = await asyncio.to_thread(snaps.prune, keep)

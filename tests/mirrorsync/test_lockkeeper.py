@@ -1,0 +1,117 @@
+"""The lock keeper ends whenever it is stopped, and a lock lost at any phase of a sync ends that
+sync cleanly: nothing published, no partial snapshot left, the failure recorded, the lock free.
+
+The keeper's renewals are real Redis commands. On Python 3.11 ``asyncio.wait_for`` (which
+redis-py wraps around every command it sends) returns the command's result and drops a
+``cancel()`` that arrives between the command's completion and the waiting task's wake-up, so a
+keeper stopped only by ``cancel()`` kept renewing for ever in that window and the sync awaiting
+it never ended (a sync with a 0.3 s lease, renewed every 75 ms, hung once in about 30 runs under
+load). The first test stops a keeper at every step of its first renewals in turn."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from repokit import RsyncDaemon
+from test_sync import Kit, mirror_record
+
+from services.mirrorsync import server
+from services.mirrorsync.lockkeeper import LockKeeper
+from services.mirrorsync.phases import BEFORE_PUBLISH, PhaseClock
+from services.mirrorsync.snapshots import Snapshots
+from shared import keys
+from shared.mirrors import MirrorLock
+from shared.store import connect
+
+STEPS = 400  # loop steps at which a keeper is stopped: covers several of its renewals
+ENDS_WITHIN = 30.0  # seconds a stopped keeper may take (one renewal: bounded by Redis timeouts)
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    (tmp_path / "upstream").mkdir(exist_ok=True)
+    d = RsyncDaemon(tmp_path / "rsyncd", tmp_path / "upstream")
+    d.start()
+    yield d
+    d.stop()
+
+
+async def test_a_keeper_stopped_at_any_step_of_its_renewals_ends(redis_url):
+    client = connect(redis_url)
+    lock = MirrorLock(client, "keeper", 10_000)
+    try:
+        assert await lock.acquire()
+        renewals = 0
+        for steps in range(STEPS):
+            keeper = LockKeeper(lock, every=0.0)  # renews as fast as Redis answers
+            await keeper.__aenter__()
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            exiting = asyncio.ensure_future(keeper.__aexit__(None, None, None))
+            done, _ = await asyncio.wait({exiting}, timeout=ENDS_WITHIN)
+            if not done:
+                keeper.lost = True  # lets the loop of a keeper that ignored its stop end
+                await asyncio.wait({exiting}, timeout=ENDS_WITHIN)
+            assert done, f"a keeper stopped {steps} loop steps after its start still renews"
+            exiting.result()
+            assert not keeper.lost
+            renewals = max(renewals, getattr(keeper, "renewals", 0))
+        assert renewals >= 3  # the stops fell across several renewals, not only before the first
+        assert await lock.holder() == lock.token
+    finally:
+        await lock.release()
+        await client.aclose()
+
+
+class LosingClock(PhaseClock):
+    """A sync's phase clock that hands the mirror's lock to another replica (a real SET in
+    Redis, as a replica does once a lease ran out) as the phase ``lose_at`` begins."""
+
+    lose_at = ""
+    redis_url = ""
+
+    @classmethod
+    def losing(cls, phase: str, redis_url: str) -> type[LosingClock]:
+        return type(f"Losing{phase}", (cls,), {"lose_at": phase, "redis_url": redis_url})
+
+    def phase(self, name: str):
+        if name == self.lose_at:
+            import redis
+            client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+            client.set(keys.mirror_lock("images"), "another-replica", px=60_000)
+            client.close()
+        return super().phase(name)
+
+
+@pytest.mark.parametrize("phase", BEFORE_PUBLISH)
+async def test_a_lock_lost_at_any_phase_publishes_nothing_and_ends(redis_url, daemon, tmp_path,
+                                                                  monkeypatch, phase):
+    (tmp_path / "mirror").mkdir()
+    tree = tmp_path / "upstream" / "images"
+    tree.mkdir(parents=True)
+    (tree / "one.img").write_bytes(os.urandom(4096))
+    (tree / "two.txt").write_text("two\n")
+    kit = Kit(redis_url, tmp_path / "mirror")
+    mirror = mirror_record("images", daemon.url + "images/")
+    try:
+        first = await asyncio.wait_for(kit.sync_one(mirror), 120)
+        assert first.result == "published", first
+        (tree / "three.txt").write_text("three\n")
+        monkeypatch.setattr(server, "PhaseClock", LosingClock.losing(phase, redis_url))
+        done, _ = await asyncio.wait({asyncio.ensure_future(kit.sync_one(mirror))}, timeout=120)
+        assert done, f"a sync whose lock was lost at its {phase} phase did not end"
+        outcome = done.pop().result()
+        assert (outcome.result, outcome.reason) == ("failed", "lock_lost"), outcome
+        snaps = Snapshots(tmp_path / "mirror", "images")
+        assert snaps.published().name == first.snapshot
+        assert not (snaps.published() / "three.txt").exists()
+        assert snaps.partials() == []
+        assert [p.name for p in snaps.snapshots()] == [first.snapshot]
+        status = await kit.state.status("images")
+        assert (status["state"], status["last_result"]) == ("failed", "lock_lost"), status
+        # the other replica's lock is left as it is
+        assert await kit.client.get(keys.mirror_lock("images")) == "another-replica"
+    finally:
+        await kit.close()
