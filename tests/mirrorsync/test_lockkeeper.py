@@ -6,7 +6,8 @@ redis-py wraps around every command it sends) returns the command's result and d
 ``cancel()`` that arrives between the command's completion and the waiting task's wake-up, so a
 keeper stopped only by ``cancel()`` kept renewing for ever in that window and the sync awaiting
 it never ended (a sync with a 0.3 s lease, renewed every 75 ms, hung once in about 30 runs under
-load). The first test stops a keeper at every step of its first renewals in turn."""
+load). The first test stops a keeper at each of the first loop steps after its start and after
+each of its first renewals, the window included."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from shared import keys
 from shared.mirrors import MirrorLock
 from shared.store import connect
 
-STEPS = 400  # loop steps at which a keeper is stopped: covers several of its renewals
+STEPS = 60  # loop steps after a renewal at which a keeper is stopped: more than one renewal takes
 ENDS_WITHIN = 30.0  # seconds a stopped keeper may take (one renewal: bounded by Redis timeouts)
 
 
@@ -38,27 +39,36 @@ def daemon(tmp_path):
     d.stop()
 
 
+async def renewed(keeper: LockKeeper, times: int) -> None:
+    """Wait (loop step by loop step, at most ENDS_WITHIN s) until ``keeper`` renewed ``times``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + ENDS_WITHIN
+    while keeper.renewals < times:
+        assert loop.time() < end, f"the keeper renewed {keeper.renewals} times, not {times}"
+        await asyncio.sleep(0)
+
+
 async def test_a_keeper_stopped_at_any_step_of_its_renewals_ends(redis_url):
     client = connect(redis_url)
     lock = MirrorLock(client, "keeper", 10_000)
     try:
         assert await lock.acquire()
-        renewals = 0
-        for steps in range(STEPS):
-            keeper = LockKeeper(lock, every=0.0)  # renews as fast as Redis answers
-            await keeper.__aenter__()
-            for _ in range(steps):
-                await asyncio.sleep(0)
-            exiting = asyncio.ensure_future(keeper.__aexit__(None, None, None))
-            done, _ = await asyncio.wait({exiting}, timeout=ENDS_WITHIN)
-            if not done:
-                keeper.lost = True  # lets the loop of a keeper that ignored its stop end
-                await asyncio.wait({exiting}, timeout=ENDS_WITHIN)
-            assert done, f"a keeper stopped {steps} loop steps after its start still renews"
-            exiting.result()
-            assert not keeper.lost
-            renewals = max(renewals, getattr(keeper, "renewals", 0))
-        assert renewals >= 3  # the stops fell across several renewals, not only before the first
+        for renewals in range(3):  # during its first renewal, its second, its third
+            for steps in range(STEPS):
+                keeper = LockKeeper(lock, every=0.0)  # renews as fast as Redis answers
+                await keeper.__aenter__()
+                await renewed(keeper, renewals)
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                exiting = asyncio.ensure_future(keeper.__aexit__(None, None, None))
+                done, _ = await asyncio.wait({exiting}, timeout=ENDS_WITHIN)
+                if not done:
+                    keeper.lost = True  # lets the loop of a keeper that ignored its stop end
+                    await asyncio.wait({exiting}, timeout=ENDS_WITHIN)
+                assert done, (f"a keeper stopped {steps} loop steps after its renewal "
+                              f"{renewals} still renews")
+                exiting.result()
+                assert not keeper.lost
         assert await lock.holder() == lock.token
     finally:
         await lock.release()
