@@ -8,4 +8,6 @@ from repokit import GpgKey
 
 @pytest.fixture(scope="session")
 def gpg_key(tmp_path_factory):
-    return GpgKey(tmp_path_factory.mktemp("gnupg"))
+    key = GpgKey(tmp_path_factory.mktemp("gnupg"))
+    yield key
+    key.close()

@@ -51,6 +51,11 @@ class GpgKey:
         self.public.write_bytes(subprocess.run(
             ["gpg", "--homedir", str(home), "--export"], capture_output=True, check=True).stdout)
 
+    def close(self) -> None:
+        """Stop the gpg-agent that gpg started for this home directory (it outlives the test)."""
+        subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
+                       capture_output=True, timeout=30, check=False)
+
     def clearsign(self, source: Path, target: Path) -> None:
         tmp = target.with_name(target.name + ".tmp")
         run(["gpg", "--homedir", self.home, "--batch", "--yes", "--clearsign", "--digest-algo",

@@ -54,7 +54,10 @@ def test_component_release_files_are_indices_not_suites(apt):
 def test_with_a_keyring_the_inrelease_signature_must_verify(apt, gpg_key, tmp_path):
     assert check_snapshot(apt.root, keyring=str(gpg_key.public)).ok
     other = GpgKey(tmp_path / "other-gnupg")
-    problem = check_snapshot(apt.root, keyring=str(other.public)).problem
+    try:
+        problem = check_snapshot(apt.root, keyring=str(other.public)).problem
+    finally:
+        other.close()
     assert problem.startswith("dists/stable/InRelease: signature not verified with "
                               f"{other.public}: ")
     # a Release without InRelease or Release.gpg cannot be verified
