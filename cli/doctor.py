@@ -33,8 +33,9 @@ from shared import attempts, bootplan, checks, paths
 from shared.addresses import normalise_mac
 from shared.events import EventLog
 from shared.leases import Leases
-from shared.schema import KINDS, parse_record
+from shared.schema import KINDS
 from shared.store import InventoryStore
+from shared.validation import parse_record
 
 __all__ = ["DoctorSettings", "Report", "load_settings", "run"]
 

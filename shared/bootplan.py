@@ -13,7 +13,7 @@ gets the same kernel arguments through every loader (tests/bootplan).
 
 Everything that goes into a script is checked here, once: locations are typed and refused unless
 they are a clean path under the images root, an http(s) URL or a tftp URL
-(:func:`parse_location`, also used by shared/schema.py at write time); kernel arguments must be
+(:func:`parse_location`, also used by shared/fields.py at write time); kernel arguments must be
 printable, one line, with no ``$`` (iPXE and GRUB expand it) and no ``||``/``&&`` word (iPXE
 runs them) (:func:`check_args`). The cmdline template renders in a sandbox with strict undefined
 variables and hard limits (:func:`check_template`, :func:`render_cmdline`): no loops, macros,
@@ -37,7 +37,8 @@ from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from shared.groups import effective_host
-from shared.schema import KINDS, Export, Host, Image, Profile, Subnet, plain
+from shared.records import Export, Host, Image, Profile, Subnet, plain
+from shared.schema import KINDS
 
 # ------------------------------------------------------------------------------ vocabulary
 
@@ -674,7 +675,7 @@ _COMPILED: dict[str, jinja2.Template | str] = {}
 
 def check_template(source: str) -> str | None:
     """Why ``source`` cannot be a cmdline template, or None. The same rules hold at write time
-    (shared/schema.py) and at render time."""
+    (shared/fields.py) and at render time."""
     if len(source) > MAX_TEMPLATE:
         return f"longer than {MAX_TEMPLATE} characters"
     try:

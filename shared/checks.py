@@ -16,15 +16,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shared import bootplan, groups, keys
-from shared.schema import (
-    KINDS,
-    Problem,
-    normalise,
-    parse_record,
-)
+from shared.fields import Problem
+from shared.hashform import normalise
+from shared.schema import KINDS
 from shared.store import (
     InventoryStore,
 )
+from shared.validation import parse_record
 
 # Facts for checking what a host boots without a running service: the URL and the SAN address
 # only appear in the rendered text, never decide whether a plan can be made. No token, as in a

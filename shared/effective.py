@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared import bootplan, dhcpoptions, groups
-from shared.schema import Host
+from shared.records import Host
 
 
 def _v(value: Any, source: str) -> dict[str, Any]:

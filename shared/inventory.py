@@ -33,15 +33,9 @@ import yaml
 from shared import bootplan, keys
 from shared.addresses import AddressError
 from shared.checks import Dump, Records, check_references, parse_dump
-from shared.schema import (
-    KIND_BY_PLURAL,
-    KINDS,
-    Problem,
-    from_hash,
-    normalise,
-    parse_record,
-    to_hash,
-)
+from shared.fields import Problem
+from shared.hashform import from_hash, normalise, to_hash
+from shared.schema import KIND_BY_PLURAL, KINDS
 from shared.secrets import keep_secrets, mask
 from shared.store import (
     AlreadyExists,
@@ -51,6 +45,7 @@ from shared.store import (
     PreconditionFailed,
     RecordInvalid,
 )
+from shared.validation import parse_record
 
 
 class ImportRefused(InventoryError):
@@ -377,7 +372,7 @@ async def write_object(store: InventoryStore, kind, ident: str, changes: Mapping
                        mode: str, force: bool = False, dry_run: bool = False,
                        record=None, if_match: str | None = None) -> Written:
     """Create (``mode='add'``), update (``'set'``) or overwrite (``'replace'``) one object:
-    values normalised (:func:`shared.schema.normalise`); a profile with an ``install`` kind and
+    values normalised (:func:`shared.hashform.normalise`); a profile with an ``install`` kind and
     no ``cmdline`` gets the installer's (``bootplan.INSTALL_CMDLINE``); checked as
     :func:`commit` checks."""
     return await write_many(store, kind, [ident], changes, mode=mode, force=force,

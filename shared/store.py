@@ -26,7 +26,9 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from shared import keys, metrics
-from shared.schema import KINDS, Kind, Problem, parse_record, split_key
+from shared.fields import Problem
+from shared.schema import KINDS, Kind, split_key
+from shared.validation import parse_record
 
 # Redis error replies other modules tell apart (so that they need not import redis)
 ResponseError = redis_exceptions.ResponseError  # an error reply (e.g. CONFIG renamed, a bad key)

@@ -42,7 +42,7 @@ from shared.bootplan import (
     install_urls,
     merged_vars,
 )
-from shared.schema import Export, Host, Profile
+from shared.records import Export, Host, Profile
 
 __all__ = ["BootContext", "Script", "TemplateFailed", "cannot_render", "discovery_ipxe",
            "grub_config", "grub_path", "image_url", "initrd_names", "install_urls", "ipxe_script",

@@ -30,7 +30,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from shared.bootplan import TemplateFailed, template_context
-from shared.schema import Host, Profile, Subnet
+from shared.records import Host, Profile, Subnet
 
 INSTALL_FILES = {
     # URL name: (profile.install value, default template, template-kind label for metrics)

@@ -25,7 +25,7 @@ import fnmatch
 import re
 import time
 
-from shared.schema import Mirror
+from shared.records import Mirror
 
 # Why a sync did not publish (the ``reason`` of events, status and metrics): a closed set.
 FAILURE_REASONS = (

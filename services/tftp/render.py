@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 from shared import bootplan
 from shared.addresses import AddressError, normalise_mac
 from shared.bootplan import Location, PathMapper, grub_device_path
-from shared.schema import KINDS, Export, Host, Profile, Subnet
+from shared.records import Export, Host, Profile, Subnet
+from shared.schema import KINDS
 
 _HEX_IP = re.compile(r"[0-9A-Fa-f]{8}")
 

@@ -16,7 +16,9 @@ from services.http.settings import HttpSection
 from services.tftp import render as tftp_render
 from services.tftp.settings import TftpSection
 from shared import bootplan
-from shared.schema import KINDS, Profile, parse_record
+from shared.records import Profile
+from shared.schema import KINDS
+from shared.validation import parse_record
 
 # ------------------------------------------------------------------ equivalence across loaders
 

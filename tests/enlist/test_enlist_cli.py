@@ -9,7 +9,8 @@ import pytest
 from enlistkit import MAC, REPORT
 
 from shared import bootplan, discovery, hardware
-from shared.schema import KINDS, parse_record
+from shared.schema import KINDS
+from shared.validation import parse_record
 
 HW = hardware.dumps(hardware.check(REPORT))
 
