@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from shared import bootplan, dhcpoptions, groups
+from shared import bootcmdline, bootplan, dhcpoptions, groups
 from shared.records import Host
 
 
@@ -77,7 +77,7 @@ def _plan(host: Host, profile, records, subnet) -> dict[str, Any]:
     facts = dataclasses.replace(CHECK_FACTS, subnet=subnet)
     try:
         plan = bootplan.plan(host.mac, host, profile, export, facts)
-    except bootplan.TemplateFailed as exc:
+    except bootcmdline.TemplateFailed as exc:
         return {"outcome": "error", "reason": str(exc)}
     out: dict[str, Any] = {"outcome": plan.outcome}
     if plan.reason:

@@ -6,8 +6,9 @@ A parser turns a Redis hash field's text into its typed value (``_bool``, ``_ipv
 parser of every field of every kind. Here too: the vocabularies those fields take (``BOOT_MODES``,
 ``EXPORT_KINDS``, ...), :data:`SCRIPT_VARS` (the ``var.<name>`` values checked because they go into
 boot scripts as they are), and :class:`Problem`, one thing wrong with one field of one record.
-Rules that belong to another module (boot-script values: shared/bootplan.py, DHCP options,
-group selectors, power) are asked of that module, so they live in one place.
+Rules that belong to another module (boot-script values: shared/scriptvalues.py and
+shared/bootcmdline.py; DHCP options, group selectors, power) are asked of that module, so they
+live in one place.
 """
 
 from __future__ import annotations
@@ -230,9 +231,10 @@ def _iqn(value: str) -> str:
 
 
 # Checks of values that go into boot scripts (iPXE, GRUB, PXELINUX, kernel command line): the
-# rules live in shared/bootplan.py, which applies them again when it builds a plan.
+# rules live in shared/scriptvalues.py and shared/bootcmdline.py, which the boot plan applies
+# again when it builds a plan.
 def _location(value: str) -> str:
-    from shared.bootplan import parse_location
+    from shared.scriptvalues import parse_location
     try:
         parse_location(value)
     except ValueError as exc:
@@ -245,7 +247,7 @@ def _locations(value: str) -> tuple[str, ...]:
 
 
 def _image_path(value: str) -> str:
-    from shared.bootplan import parse_location
+    from shared.scriptvalues import parse_location
     try:
         found = parse_location(value)
     except ValueError as exc:
@@ -270,7 +272,7 @@ def _checksums(value: str) -> tuple[tuple[str, str], ...]:
 
 
 def _cmdline(value: str) -> str:
-    from shared.bootplan import check_template
+    from shared.bootcmdline import check_template
     _text(value)
     problem = check_template(value)
     if problem:
@@ -286,7 +288,7 @@ def _loader_file(value: str) -> str:
 
 
 def _script_word(value: str) -> str:
-    from shared.bootplan import args_problem
+    from shared.scriptvalues import args_problem
     problem = args_problem(value)
     if problem or not value.strip() or len(value.split()) != 1:
         raise FieldError(f"goes into boot scripts as one word: {problem or 'spaces'}")
@@ -294,7 +296,7 @@ def _script_word(value: str) -> str:
 
 
 def _kernel_args(value: str) -> str:
-    from shared.bootplan import args_problem
+    from shared.scriptvalues import args_problem
     _text(value)
     problem = args_problem(value)
     if problem:
@@ -323,7 +325,7 @@ def _match_field(name: str, value: str) -> str:
 
 # var.<name> values that go into boot scripts or DHCP replies as they are: checked at write
 # time (free-form variables reach scripts only through the cmdline template, whose rendered
-# text is checked by shared/bootplan.py).
+# text is checked by shared/bootcmdline.py).
 SCRIPT_VARS: dict[str, Callable[[str], Any]] = {
     "initiator_iqn": _iqn,
     "iscsi": _choice(("ibft", "dracut")),
