@@ -271,8 +271,8 @@ def discovery_plan(mac: str, facts: Facts) -> Plan:
         return dataclasses.replace(base, outcome="error", reason="discovery is not enabled "
                                    "(discovery.enabled)")
     try:
-        kernel = _discovery_location("discovery.kernel", found.kernel)
-        initrds = tuple(_discovery_location("discovery.initrd", i) for i in found.initrd)
+        kernel = _location("discovery.kernel", found.kernel)
+        initrds = tuple(_location("discovery.initrd", i) for i in found.initrd)
         args = [f"bootyard.mac={mac}", f"bootyard.server={facts.base_url.rstrip('/')}",
                 f"bootyard.after={found.after}", f"bootyard.poll={found.poll}",
                 *found.cmdline.split()]
@@ -282,13 +282,6 @@ def discovery_plan(mac: str, facts: Facts) -> Plan:
     return dataclasses.replace(base, kernel=kernel, initrds=initrds, args=tuple(args))
 
 
-def _discovery_location(setting: str, value: str) -> Location:
-    try:
-        return parse_location(value)
-    except ValueError as exc:
-        raise PlanError(f"{setting}={value!r}: {exc}") from None
-
-
 def _need_export(profile: Profile, export: Export | None) -> Export:
     if export is None:
         raise PlanError(f"profile {profile.name} names no usable block export "
@@ -296,11 +289,13 @@ def _need_export(profile: Profile, export: Export | None) -> Export:
     return export
 
 
-def _location(profile: Profile, field: str, value: str) -> Location:
+def _location(what: str, value: str) -> Location:
+    """``value`` as a :class:`Location`, or PlanError naming ``what`` it is (``profile debian12
+    kernel``, ``discovery.initrd``) and why."""
     try:
         return parse_location(value)
     except ValueError as exc:
-        raise PlanError(f"profile {profile.name} {field}={value!r}: {exc}") from None
+        raise PlanError(f"{what}={value!r}: {exc}") from None
 
 
 def _boot(base: Plan, host: Host, profile: Profile | None, export: Export | None,
@@ -316,24 +311,22 @@ def _boot(base: Plan, host: Host, profile: Profile | None, export: Export | None
         _check_target(host, tgt, iqn)
         return dataclasses.replace(base, target=tgt, initiator=iqn)
     if host.kernel:  # the host's (or its group's) own kernel, rare
-        try:
-            kernel = parse_location(host.kernel)
-        except ValueError as exc:
-            raise PlanError(f"host {host.mac} kernel={host.kernel!r}: {exc}") from None
+        kernel = _location(f"host {host.mac} kernel", host.kernel)
     elif not profile.kernel and profile.image:
         raise PlanError(f"profile {profile.name} image={profile.image}: no such image (key "
                         f"{KINDS['image'].key(profile.image)}; bootyard image import)")
     elif not profile.kernel:
         raise PlanError(f"profile {profile.name} has no kernel")
     else:
-        kernel = _location(profile, "kernel", profile.kernel)
-    initrds = tuple(_location(profile, "initrd", i) for i in profile.initrd)
+        kernel = _location(f"profile {profile.name} kernel", profile.kernel)
+    initrds = tuple(_location(f"profile {profile.name} initrd", i) for i in profile.initrd)
     args: list[str] = []
     tgt, iqn, hook = None, "", False
     if mode == "live":
         if not profile.root_image:
             raise PlanError(f"profile {profile.name} has no root_image for live boot")
-        root = mapper.http_url(_location(profile, "root_image", profile.root_image))
+        root = mapper.http_url(_location(f"profile {profile.name} root_image",
+                                         profile.root_image))
         args += ([f"root=live:{root}", "ip=dhcp", "rd.neednet=1"]
                  if profile.live_style == "dracut" else [f"rooturl={root}", "ip=dhcp"])
     elif mode == "netroot":
