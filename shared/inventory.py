@@ -23,12 +23,12 @@ from shared.inventory_file import ImportRefused, yaml_to_dump
 from shared.schema import KINDS
 from shared.secrets import keep_secrets
 from shared.store import (
-    AlreadyExists,
     InventoryError,
     InventoryStore,
     NotFound,
     PreconditionFailed,
     RecordInvalid,
+    check_mode,
 )
 from shared.validation import parse_record
 
@@ -177,12 +177,7 @@ def _check_match(kind, canonical: str, current: Mapping[str, str], if_match: str
 def _merged(kind, canonical: str, current: Mapping[str, str], changes: Mapping[str, str],
             mode: str) -> tuple[dict[str, str], list[str]]:
     key = kind.key(canonical)
-    if mode == "add" and current:
-        raise AlreadyExists(f"{kind.name} {canonical} already exists; use "
-                            f"'bootyard {kind.name} set' to change it")
-    if mode == "set" and not current:
-        raise NotFound(f"no {kind.name} {canonical} (key {key}); use "
-                       f"'bootyard {kind.name} add' to create it")
+    check_mode(kind, canonical, current, mode)
     merged = {} if mode == "replace" else dict(current)
     merged.update(keep_secrets(kind, current, changes))
     merged = {f: v for f, v in merged.items() if v != ""}

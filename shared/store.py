@@ -71,6 +71,17 @@ class RecordInvalid(InventoryError):
         super().__init__("; ".join(str(p) for p in errors or problems))
 
 
+def check_mode(kind: Kind, canonical: str, current: Mapping[str, str], mode: str) -> None:
+    """Refuse a write of ``mode`` to an object that is ``current`` (``{}``: absent): ``add`` of
+    one that exists (AlreadyExists), ``set`` of one that does not (NotFound)."""
+    if mode == "add" and current:
+        raise AlreadyExists(f"{kind.name} {canonical} already exists; use "
+                            f"'bootyard {kind.name} set' to change it")
+    if mode == "set" and not current:
+        raise NotFound(f"no {kind.name} {canonical} (key {kind.key(canonical)}); use "
+                       f"'bootyard {kind.name} add' to create it")
+
+
 def connect(url: str, timeout: float = 2.0, *, max_connections: int = MAX_CONNECTIONS,
             retries: bool = True) -> aioredis.Redis:
     """A Redis client returning text (``decode_responses``) with bounded timeouts and a bounded
@@ -370,13 +381,7 @@ class InventoryStore:
                     try:
                         await pipe.watch(key)
                         current = await pipe.hgetall(key)
-                        if mode == "add" and current:
-                            raise AlreadyExists(
-                                f"{kind.name} {canonical} already exists; use "
-                                f"'bootyard {kind.name} set' to change it")
-                        if mode == "set" and not current:
-                            raise NotFound(f"no {kind.name} {canonical} (key {key}); use "
-                                           f"'bootyard {kind.name} add' to create it")
+                        check_mode(kind, canonical, current, mode)
                         if precondition is not None:
                             refused = precondition(current)
                             if refused:
