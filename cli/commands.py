@@ -87,8 +87,8 @@ async def _dispatch(args, store, client, out) -> int:
         from cli import discovered
         return await discovered.run(args, store, out)
     if args.command == "export":
-        from shared import inventory
-        text = await inventory.export_yaml(store, getattr(args, "show_secrets", False))
+        from shared import inventory_file
+        text = await inventory_file.export_yaml(store, getattr(args, "show_secrets", False))
         if args.output:
             from pathlib import Path
             Path(args.output).write_text(text, encoding="utf-8")
@@ -143,13 +143,13 @@ def _print_diff(written, out, *, fields: bool = True) -> None:
 
 
 async def _select(args, kind, store) -> list[str]:
-    from shared import inventory
+    from shared import inventory, inventory_view
     ids = list(getattr(args, "ids", []) or [])
     selectors = {name: getattr(args, f"select_{name}", None)
                  for name in ("tag", "profile", "subnet", "group")}
     if not ids and not any(selectors.values()):
         if args.verb == "list":
-            return await inventory.select(store, kind)
+            return await inventory_view.select(store, kind)
         raise CliError(f"name the {kind.plural} to {args.verb}: one or more "
                        f"{'MACs' if kind.name == 'host' else 'names'}"
                        + (", or --tag, --of-profile, --subnet or --group" if kind.name == "host"
@@ -157,7 +157,7 @@ async def _select(args, kind, store) -> list[str]:
     if not any(selectors.values()) and args.verb != "list":
         return ids  # the write checks that each exists (one read of the inventory, not two)
     try:
-        return await inventory.select(store, kind, ids, **selectors)
+        return await inventory_view.select(store, kind, ids, **selectors)
     except inventory.NotFound as exc:
         if args.verb == "set":
             raise CliError(f"{exc}; use 'bootyard {args.command} add' to create it") from None
@@ -165,7 +165,7 @@ async def _select(args, kind, store) -> list[str]:
 
 
 async def _object_command(args, kind, store, out) -> int:
-    from shared import audit, inventory
+    from shared import audit, inventory, inventory_view
 
     verb = args.verb
     if verb in ("overlays", "reset"):
@@ -230,7 +230,7 @@ async def _object_command(args, kind, store, out) -> int:
         return await groups.show_effective(args, store, out)
     if verb == "show":
         secrets = getattr(args, "show_secrets", False)
-        shown = await inventory.show(store, kind, args.id, secrets)
+        shown = await inventory_view.show(store, kind, args.id, secrets)
         if args.format:
             _dump(shown, args.format, out)
         else:
@@ -256,7 +256,7 @@ async def _object_command(args, kind, store, out) -> int:
         return 0 if shown["valid"] else 1
     if verb == "list":
         skipped: list = []
-        objects = await inventory.list_objects(
+        objects = await inventory_view.list_objects(
             store, kind, getattr(args, "select_tag", None), ids=args.ids,
             profile=getattr(args, "select_profile", None),
             subnet=getattr(args, "select_subnet", None), skipped=skipped,
@@ -273,7 +273,7 @@ async def _object_command(args, kind, store, out) -> int:
                        if not getattr(args, "state", None) or found[i].state == args.state}
             extra = {i: found[i] for i in objects}
         if args.format:
-            listed = inventory.list_json(kind, objects, getattr(args, "show_secrets", False))
+            listed = inventory_view.list_json(kind, objects, getattr(args, "show_secrets", False))
             if extra:
                 listed = {i: dict(v, boot_state=extra[i].as_dict()) if i in extra else v
                           for i, v in listed.items()}
@@ -287,7 +287,7 @@ async def _object_command(args, kind, store, out) -> int:
             from cli import groups
             from_groups = await groups.effective_columns(store, objects)
         for ident, raw in objects.items():
-            shown = inventory.effective(kind, raw)
+            shown = inventory_view.effective(kind, raw)
             shown.update(from_groups.get(ident, {}))
             if kind.name == "group":
                 from cli import groups
@@ -315,18 +315,18 @@ def _dump(data, fmt: str, out) -> None:
 async def _import(args, store, out) -> int:
     from pathlib import Path
 
-    from shared import audit, inventory
+    from shared import audit, inventory, inventory_file
 
     source = "stdin" if args.file == "-" else args.file
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     fmt = args.format or ("csv" if source.lower().endswith(".csv") else "yaml")
     try:
-        dump = (inventory.csv_to_dump(text, NOUNS[args.kind], source) if fmt == "csv"
-                else inventory.yaml_to_dump(text, source))
+        dump = (inventory_file.csv_to_dump(text, NOUNS[args.kind], source) if fmt == "csv"
+                else inventory_file.yaml_to_dump(text, source))
         written = await inventory.import_dump(store, dump, replace=args.replace, yes=args.yes,
                                               dry_run=args.dry_run, source=source,
                                               record=audit.recorder(who()))
-    except inventory.ImportRefused as exc:
+    except inventory_file.ImportRefused as exc:
         for problem in exc.problems:
             print(f"{problem.severity}: {problem}", file=sys.stderr)
         raise

@@ -69,12 +69,12 @@ def rows(objects, now: float) -> list[tuple[str, ...]]:
 
 async def run(args, store, out) -> int:
     from cli.commands import _dump, _print_warnings, who
-    from shared import audit, inventory
+    from shared import audit, inventory, inventory_view
     from shared.schema import KINDS
 
     kind = KINDS["discovered"]
     if args.verb == "list":
-        objects = await inventory.list_objects(store, kind)
+        objects = await inventory_view.list_objects(store, kind)
         if args.format:
             _dump(_structured(objects), args.format, out)
             return 0
@@ -84,7 +84,7 @@ async def run(args, store, out) -> int:
             print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
         return 0
     if args.verb == "show":
-        shown = await inventory.show(store, kind, args.id)
+        shown = await inventory_view.show(store, kind, args.id)
         raw = await store.raw(kind, shown["id"])
         if args.format:
             _dump(dict(shown, fields=_structured({shown["id"]: raw})[shown["id"]]),

@@ -29,12 +29,13 @@ from cli.doctor_block import block_checks
 from cli.doctor_host import deploy_host_checks
 from cli.doctor_probes import dhcp_checks, http_checks, tftp_checks
 from cli.doctor_report import DoctorSettings, Found, Report, base_url
-from shared import attempts, bootplan, checks, paths
+from shared import attempts, bootcmdline, bootplan, checks, paths, scriptvalues
 from shared.addresses import normalise_mac
 from shared.events import EventLog
 from shared.leases import Leases
-from shared.schema import KINDS, parse_record
+from shared.schema import KINDS
 from shared.store import InventoryStore
+from shared.validation import parse_record
 
 __all__ = ["DoctorSettings", "Report", "load_settings", "run"]
 
@@ -119,7 +120,7 @@ async def inventory_checks(report: Report, store: InventoryStore, client, mac: s
                            unknown_host=cfg.http.unknown_host, subnet=found.subnet)
     try:
         plan = bootplan.plan(mac, host_, profile, export, facts)
-    except bootplan.TemplateFailed as exc:
+    except bootcmdline.TemplateFailed as exc:
         report.add("inventory", "boot plan", False, f"the profile's cmdline does not render: "
                    f"{exc}", f"bootyard profile set {host.profile} --cmdline ...")
         return found
@@ -180,7 +181,7 @@ def _local_files(report: Report, plan: bootplan.Plan, profile, cfg: DoctorSettin
         return
     locations = [plan.kernel, *plan.initrds]
     if profile is not None and profile.root_image and plan.outcome == "live":
-        locations.append(bootplan.parse_location(profile.root_image))
+        locations.append(scriptvalues.parse_location(profile.root_image))
     for loc in locations:
         if loc is None or loc.scheme != "image":
             continue

@@ -21,7 +21,7 @@ import struct
 import time
 
 from cli.doctor_report import DoctorSettings, Report, http_fetch
-from shared import bootplan
+from shared import boottarget
 
 ISCSI_PORT = 3260
 WAIT = 3.0  # seconds for an answer
@@ -155,7 +155,7 @@ def _export_up(cfg: DoctorSettings, export: str) -> bool | None:
 
 
 # ------------------------------------------------------------------------------ the checks
-async def block_checks(report: Report, target: bootplan.Target, cfg: DoctorSettings,
+async def block_checks(report: Report, target: boottarget.Target, cfg: DoctorSettings,
                        interface: str | None, iscsi_port: int = ISCSI_PORT) -> None:
     what = f"{target.kind} target {target.export}"
     if target.kind == "iscsi":

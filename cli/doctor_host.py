@@ -9,8 +9,9 @@ from pathlib import Path
 from cli.doctor_report import DoctorSettings, Report, http_fetch
 from shared import paths
 from shared.mirrors import MirrorState
-from shared.schema import KINDS, parse_record
+from shared.schema import KINDS
 from shared.store import InventoryStore, InventoryUnavailable
+from shared.validation import parse_record
 
 
 async def deploy_host_checks(report: Report, store: InventoryStore, cfg: DoctorSettings) -> None:

@@ -17,7 +17,7 @@ from cli.doctor_report import DoctorSettings, Found, Report, base_url, http_fetc
 from cli.doctor_vendor import bsdp_images, bsdp_list_packet, vendor_problems
 from services.dhcp.settings import DhcpSection
 from services.http.access import host_token
-from shared import bootplan
+from shared import bootcontext, scriptvalues
 from shared.events import EventLog
 from shared.leases import Leases
 from shared.store import InventoryUnavailable
@@ -373,7 +373,7 @@ async def http_checks(report: Report, client, mac: str, found: Found, answers: l
                    "is the HTTP service running and reachable at that address?")
     if plan is None or plan.outcome in ("error", "disabled", "unknown", "local"):
         return
-    mapper = bootplan.PathMapper(base)
+    mapper = scriptvalues.PathMapper(base)
     for what, loc in [("kernel", plan.kernel)] + [("initrd", i) for i in plan.initrds]:
         if loc is None:
             continue
@@ -397,7 +397,7 @@ async def http_checks(report: Report, client, mac: str, found: Found, answers: l
         report.add("http", "install file", None, "http.token_secret is not in this config: "
                    "cannot fetch the install file as the host would")
         return
-    url = bootplan.install_urls(base, mac, host_token(cfg.http.token_secret, mac))[key]
+    url = bootcontext.install_urls(base, mac, host_token(cfg.http.token_secret, mac))[key]
     started = time.time()
     status, body, length = http_fetch(url, "HEAD")
     shown = url.split("?", 1)[0]

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from services.http.render import INSTALL_FILES, Renderer, RenderError, build_context, template_for
 from shared import keys
 from shared.checks import CHECK_FACTS, parse_dump, subnet_of
+from shared.fields import Problem
 from shared.groups import resolve
-from shared.schema import Problem
 
 
 def install_problems(dump: Mapping, templates_dir: str) -> list[Problem]:

@@ -87,9 +87,9 @@ async def run_host_verb(args, ids, store, out, record, print_diff, print_warning
 
 
 async def show_effective(args, store, out) -> int:
-    from shared import inventory
+    from shared import inventory_view
 
-    found = await inventory.explain_host(store, args.id)
+    found = await inventory_view.explain_host(store, args.id)
     if args.format:
         from cli.commands import _dump
         _dump(found, args.format, out)

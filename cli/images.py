@@ -117,7 +117,7 @@ async def run(args, kind, store, out) -> int:
 async def _verify(args, kind, store, root, out, check_files) -> int:
     import asyncio
 
-    from shared.schema import parse_record
+    from shared.validation import parse_record
 
     names = [kind.canonical_id(i) for i in args.ids] or sorted(
         (await store.raw_all(kind)).keys())

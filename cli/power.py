@@ -51,7 +51,7 @@ def load_settings(environ) -> PowerCliSettings:
 
 async def run(args, store, client, out) -> int:
     from cli.commands import CliError, who
-    from shared import inventory, powerctl
+    from shared import inventory_view, powerctl
     from shared.events import EventLog
     from shared.schema import KINDS
 
@@ -69,7 +69,7 @@ async def run(args, store, client, out) -> int:
     if args.all:
         macs = sorted(m for m, raw in objects.items() if raw.get("power"))
     else:
-        macs = await inventory.select(store, host, args.ids, objects=objects, **selectors)
+        macs = await inventory_view.select(store, host, args.ids, objects=objects, **selectors)
     if not macs:
         raise CliError("no host matches" + (" (none has power control set)" if args.all else ""))
     events = EventLog(client, "cli")

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from shared import bootstate
 from shared.bootstate import BootState, Expected
 from shared.events import EventLog
-from shared.schema import KINDS, parse_record
+from shared.schema import KINDS
 from shared.store import InventoryStore
+from shared.validation import parse_record
 
 COLUMNS = ("state", "stage", "since", "reason")
 

@@ -49,8 +49,9 @@ from harness.redis_server import RedisServer  # noqa: E402
 from services.mirrorsync.server import MirrorSync  # noqa: E402
 from services.mirrorsync.settings import MirrorsyncSection  # noqa: E402
 from shared.events import EventLog  # noqa: E402
-from shared.schema import KINDS, parse_record  # noqa: E402
+from shared.schema import KINDS  # noqa: E402
 from shared.store import connect  # noqa: E402
+from shared.validation import parse_record  # noqa: E402
 
 FILES = int(os.environ.get("BENCH_MIRROR_FILES", "10000"))
 MIB = float(os.environ.get("BENCH_MIRROR_MIB", "2048"))

@@ -11,15 +11,9 @@ The formatters only write it out: ``services/http/policy.py`` (iPXE script, GRUB
 ``services/tftp/render.py`` (PXELINUX, GRUB over TFTP, iPXE over TFTP). So a host in a given mode
 gets the same kernel arguments through every loader (tests/bootplan).
 
-Everything that goes into a script is checked here, once: locations are typed and refused unless
-they are a clean path under the images root, an http(s) URL or a tftp URL
-(:func:`parse_location`, also used by shared/schema.py at write time); kernel arguments must be
-printable, one line, with no ``$`` (iPXE and GRUB expand it) and no ``||``/``&&`` word (iPXE
-runs them) (:func:`check_args`). The cmdline template renders in a sandbox with strict undefined
-variables and hard limits (:func:`check_template`, :func:`render_cmdline`): no loops, macros,
-blocks or ``set``, calls only to a few string methods, a size cap on ``*``/``+``/``**`` results
-and on the output. Its context (:func:`template_context`) holds no secret (token, done URL)
-unless ``http.token_in_scripts`` is on.
+The checks of what goes into a script live in shared/scriptvalues.py (locations, kernel
+arguments) and shared/bootcmdline.py (the cmdline template's sandbox), the context templates
+see in shared/bootcontext.py, and the export -> target contract in shared/boottarget.py.
 
 Pure: no sockets, no Redis, no clock. :func:`records` reads an in-memory inventory view.
 """
@@ -27,17 +21,28 @@ Pure: no sockets, no Redis, no clock. :func:`records` reads an in-memory invento
 from __future__ import annotations
 
 import dataclasses
-import posixpath
 import re
-import urllib.parse
 from typing import Any
 
-import jinja2
-from jinja2 import nodes
-from jinja2.sandbox import SandboxedEnvironment
-
+from shared.bootcmdline import render_cmdline
+from shared.bootcontext import (
+    BOOTED_ARG,
+    BOOTED_MODES,
+    booted_url,
+    install_urls,
+    merged_vars,
+    var,  # noqa: F401 - see below
+)
+from shared.boottarget import Target, initiator_iqn, target
 from shared.groups import effective_host
-from shared.schema import KINDS, Export, Host, Image, Profile, Subnet, plain
+from shared.records import Export, Host, Image, Profile, Subnet
+from shared.schema import KINDS
+from shared.scriptvalues import Location, PathMapper, PlanError, check_args, parse_location
+
+# Reached through this module by files other work is changing now: services/dhcp/policy.py
+# (bootplan.var, on its packet path) and services/blockexport (bootplan.target,
+# bootplan.initiator_iqn). Point them at shared/bootcontext.py and shared/boottarget.py, then
+# drop ``var`` from the imports above.
 
 # ------------------------------------------------------------------------------ vocabulary
 
@@ -55,12 +60,6 @@ DEFAULT_PROFILE = "profile:"  # profile:<name>
 # Old spellings, still accepted (deprecated): HTTP's "exit" was a bare exit, i.e. "none".
 UNKNOWN_HOST_DEPRECATED = {"exit": "none"}
 
-MAX_CMDLINE = 2048       # rendered kernel arguments (x86 Linux COMMAND_LINE_SIZE)
-MAX_TEMPLATE = 4096      # cmdline template source
-MAX_VALUE = 4096         # any intermediate string/list a cmdline template builds
-MAX_EXPONENT = 64
-
-DEFAULT_PORTS = {"http": 80, "https": 443, "tftp": 69}
 
 
 def unknown_host_choice(value: str) -> str:
@@ -82,146 +81,6 @@ def check_unknown_host(value: str) -> None:
     """The settings' check of ``http.unknown_host`` / ``tftp.unknown_host``."""
     unknown_host_choice(value)
 
-
-class PlanError(ValueError):
-    """The inventory does not say enough to boot this host; the text names record and field."""
-
-
-class TemplateFailed(Exception):
-    """A template failed to render. ``template`` names it (``profile X cmdline``), ``reason``
-    says why: both are for the log and events, not for the public answer."""
-
-    def __init__(self, template: str, reason: str) -> None:
-        super().__init__(f"template {template}: {reason}")
-        self.template = template
-        self.reason = reason
-
-
-# ------------------------------------------------------------------------------ locations
-
-# Characters a location may hold: what a URL needs, minus what any loader's script syntax gives
-# a meaning to (whitespace, quotes, $, ;, |, backquote, backslash, braces, <>, #).
-_LOCATION_CHARS = re.compile(r"[A-Za-z0-9._~:/?=&%+,@!*()\[\]-]+")
-_IMAGE_PATH = re.compile(r"[A-Za-z0-9._~+,@-]+(/[A-Za-z0-9._~+,@-]+)*")
-
-
-@dataclasses.dataclass(frozen=True)
-class Location:
-    """Where a kernel, initrd or root image is: ``image`` (a path under the images root,
-    served by TFTP under ``/<images_prefix>/`` and by HTTP under ``/images/``), or a URL
-    (``http``, ``https``, ``tftp``) used as is."""
-
-    scheme: str  # image, http, https, tftp
-    value: str   # the path (no leading '/') or the whole URL
-    host: str = ""  # URL host[:port] (netloc)
-    path: str = ""  # URL path
-
-    @property
-    def name(self) -> str:
-        """The file name (last path component)."""
-        return posixpath.basename(self.value if self.scheme == "image" else self.path)
-
-
-def parse_location(text: str) -> Location:
-    """A profile's kernel/initrd/root_image value as a :class:`Location`; ValueError says why."""
-    if not text or not _LOCATION_CHARS.fullmatch(text):
-        raise ValueError("a path under the images root or an http://, https:// or tftp:// URL, "
-                         "without spaces, quotes or any of $ ; | ` \\ { } < > #")
-    if "://" in text:
-        parts = urllib.parse.urlsplit(text)
-        if parts.scheme not in ("http", "https", "tftp"):
-            raise ValueError(f"URL scheme {parts.scheme!r}: only http, https and tftp are "
-                             "loaded by every loader")
-        if not parts.hostname:
-            raise ValueError("the URL names no server")
-        if parts.scheme == "tftp" and (parts.query or parts.fragment):
-            raise ValueError("a tftp URL has no query")
-        return Location(parts.scheme, text, parts.netloc, parts.path or "/")
-    path = text.lstrip("/")
-    if not _IMAGE_PATH.fullmatch(path) or any(p in (".", "..") for p in path.split("/")):
-        raise ValueError("a path under the images root: names of letters, digits and "
-                         "'. _ ~ + , @ -', separated by '/', no '.' or '..'")
-    return Location("image", path)
-
-
-class PathMapper:
-    """Where a :class:`Location` is fetched from, per transport: the one place that writes
-    image paths as TFTP paths or HTTP URLs."""
-
-    def __init__(self, base_url: str | None, images_prefix: str = "images") -> None:
-        self.base_url = base_url.rstrip("/") if base_url else None
-        self.images_prefix = images_prefix.strip("/")
-
-    def tftp_path(self, loc: Location) -> str:
-        """For a loader that fetches over TFTP from its own server: ``/<prefix>/<path>``."""
-        return "/" + "/".join(p for p in (self.images_prefix, loc.value) if p)
-
-    def http_url(self, loc: Location) -> str:
-        """An image as a URL of the HTTP service (URLs unchanged)."""
-        if loc.scheme != "image":
-            return loc.value
-        if self.base_url is None:
-            raise PlanError(f"{loc.value}: an image served over HTTP needs the HTTP service's "
-                            "base URL (tftp.http_base_url)")
-        return f"{self.base_url}/images/{urllib.parse.quote(loc.value, safe='/._-~+')}"
-
-
-def grub_device_path(url: str) -> str:
-    """``scheme://server[:port]/path`` as GRUB's ``(scheme,server[:port])/path``; the
-    scheme's default port is left out."""
-    parts = urllib.parse.urlsplit(url)
-    port = parts.port
-    server = parts.hostname or ""
-    if port is not None and port != DEFAULT_PORTS.get(parts.scheme):
-        server = f"{server}:{port}"
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
-    return f"({parts.scheme},{server}){path}"
-
-
-_GRUB_PLAIN = re.compile(r"[A-Za-z0-9._,:/=@+%-]+")
-
-
-def grub_word(word: str) -> str:
-    """One GRUB word: plain, or single-quoted (no ``$`` expansion inside single quotes)."""
-    if _GRUB_PLAIN.fullmatch(word):
-        return word
-    return "'" + word.replace("'", "'\\''") + "'"
-
-
-# ------------------------------------------------------------------------------ targets
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """The export -> target contract: how a host reaches its block export (shared with the
-    block export service). AoE: ``e<shelf>.<slot>``; iSCSI: portal, target IQN and LUN."""
-
-    export: str
-    kind: str  # aoe or iscsi
-    portal: str = ""  # iSCSI: address of the target (http.san_server)
-    iqn: str = ""
-    lun: int = 1
-    shelf: int | None = None
-    slot: int | None = None
-
-    @property
-    def aoe_name(self) -> str:
-        return f"e{self.shelf}.{self.slot}"
-
-    @property
-    def san_uri(self) -> str:
-        """iPXE's / dracut's SAN URI (``iscsi:SERVER:::LUN:IQN``, ``aoe:eS.L``)."""
-        if self.kind == "aoe":
-            return f"aoe:{self.aoe_name}"
-        return f"iscsi:{self.portal}:::{self.lun}:{self.iqn}"
-
-
-def target(export: Export, portal: str) -> Target:
-    if export.kind == "aoe":
-        return Target(export.name, "aoe", shelf=export.aoe_shelf, slot=export.aoe_slot)
-    if not portal:
-        raise PlanError(f"export {export.name}: the iSCSI target's address is not known "
-                        "(set http.san_server, or tftp.http_base_url for TFTP loaders)")
-    return Target(export.name, "iscsi", portal=portal, iqn=export.iqn or "", lun=export.lun)
 
 
 # ------------------------------------------------------------------------------ the plan
@@ -361,57 +220,6 @@ def with_image(profile: Profile, image: Image | None) -> Profile:
                                root_image=profile.root_image or image.squashfs)
 
 
-def merged_vars(host: Host | None, profile: Profile | None) -> dict[str, str]:
-    """The one host-over-profile variable overlay: the profile's ``var.*``, then the host's
-    (a host's empty value does not hide the profile's: :func:`var` answers the same)."""
-    out: dict[str, str] = dict(profile.vars) if profile else {}
-    if host:
-        out.update((k, v) for k, v in host.vars.items() if v)
-    return out
-
-
-def var(name: str, host: Host | None, profile: Profile | None) -> str | None:
-    """One variable of :func:`merged_vars` without building the overlay (DHCP asks this per
-    packet): the host's non-empty value, else the profile's, else None."""
-    for record in (host, profile):
-        if record is not None and record.vars.get(name):
-            return record.vars[name]
-    return None
-
-
-def initiator_iqn(host: Host, profile: Profile | None, prefix: str) -> str:
-    """The host's iSCSI initiator name: ``var.initiator_iqn``, else <prefix>:<hostname or MAC>."""
-    named = merged_vars(host, profile).get("initiator_iqn")
-    return named or f"{prefix}:{host.hostname or host.mac.replace(':', '')}"
-
-
-def install_urls(base_url: str, mac: str, token: str | None = None) -> dict[str, str]:
-    """The per-host install URLs (the contract in docs/http.md); ``token`` is appended if given."""
-    suffix = f"?token={token}" if token else ""
-    root = f"{base_url}/install/{mac}"
-    return {
-        "kickstart": f"{root}/ks.cfg{suffix}",
-        "preseed": f"{root}/preseed.cfg{suffix}",
-        "nocloud": f"{root}/",  # cloud-init ds=nocloud;s=<this> appends user-data, meta-data
-        "user_data": f"{root}/user-data{suffix}",
-        "meta_data": f"{root}/meta-data{suffix}",
-        "vendor_data": f"{root}/vendor-data{suffix}",
-        "done": f"{root}/done{suffix}",
-        "booted": booted_url(base_url, mac, token),
-        "script": f"{base_url}/boot/{mac}.ipxe",
-    }
-
-
-BOOTED_ARG = "bootyard.booted"  # the kernel argument naming the host's booted URL
-BOOTED_MODES = ("live", "netroot", "sanboot")  # the OS says it is up (docs/http.md)
-
-
-def booted_url(base_url: str, mac: str, token: str | None = None) -> str:
-    """The URL a live, netroot or sanboot system calls once it is up (docs/http.md): its
-    reserved or leased address, or its token, lets it in, as for the done callback."""
-    return f"{base_url}/booted/{mac}" + (f"?token={token}" if token else "")
-
-
 _INSTALL_URL = {"kickstart": "kickstart", "preseed": "preseed", "cloud-init": "nocloud"}
 
 # The kernel arguments that make each installer fetch its file: a profile written with
@@ -423,40 +231,6 @@ INSTALL_CMDLINE = {
     "cloud-init": "ds=nocloud;s={{ urls.nocloud }}",
 }
 
-
-def template_context(mac: str, host: Host | None, profile: Profile | None,
-                     subnet: Subnet | None, base_url: str | None, *, url_token: str | None,
-                     done_token: str | None, server_ip: str = "") -> dict[str, Any]:
-    """The variables a template sees (docs/http.md "Template contexts").
-
-    ``url_token`` goes on the install URLs (``urls.kickstart`` ...). ``done_token`` is the
-    host's token for the done callback: with it the context holds ``token``, ``done_url`` and
-    ``urls.done``; without it none of the three. Install files (served only to the host) get
-    both; boot scripts and kernel command lines (which anyone may fetch) get neither unless
-    ``http.token_in_scripts`` is on.
-    """
-    host_d = plain(host)
-    out: dict[str, Any] = {"mac": mac, "host": host_d or {"mac": mac},
-                           "profile": plain(profile), "vars": merged_vars(host, profile),
-                           "hw": host_d.get("hw") or {}}
-    subnet_d = plain(subnet) or None
-    if subnet is not None:
-        subnet_d["netmask"] = str(subnet.network.netmask)
-        subnet_d["prefixlen"] = subnet.network.prefixlen
-    out["subnet"] = subnet_d
-    if base_url:
-        base = base_url.rstrip("/")
-        urls = install_urls(base, mac, url_token)
-        urls.update(base=base, images=f"{base}/images", mirror=f"{base}/mirror")
-        del urls["done"]
-        if done_token:
-            urls["done"] = install_urls(base, mac, done_token)["done"]
-            out["done_url"] = urls["done"]
-            out["token"] = done_token
-        out["urls"] = urls
-        out["server"] = {"url": base, "ip": server_ip,
-                         "host": urllib.parse.urlsplit(base).netloc}
-    return out
 
 
 def plan(mac: str, host: Host | None, profile: Profile | None, export: Export | None,
@@ -497,8 +271,8 @@ def discovery_plan(mac: str, facts: Facts) -> Plan:
         return dataclasses.replace(base, outcome="error", reason="discovery is not enabled "
                                    "(discovery.enabled)")
     try:
-        kernel = _discovery_location("discovery.kernel", found.kernel)
-        initrds = tuple(_discovery_location("discovery.initrd", i) for i in found.initrd)
+        kernel = _location("discovery.kernel", found.kernel)
+        initrds = tuple(_location("discovery.initrd", i) for i in found.initrd)
         args = [f"bootyard.mac={mac}", f"bootyard.server={facts.base_url.rstrip('/')}",
                 f"bootyard.after={found.after}", f"bootyard.poll={found.poll}",
                 *found.cmdline.split()]
@@ -508,13 +282,6 @@ def discovery_plan(mac: str, facts: Facts) -> Plan:
     return dataclasses.replace(base, kernel=kernel, initrds=initrds, args=tuple(args))
 
 
-def _discovery_location(setting: str, value: str) -> Location:
-    try:
-        return parse_location(value)
-    except ValueError as exc:
-        raise PlanError(f"{setting}={value!r}: {exc}") from None
-
-
 def _need_export(profile: Profile, export: Export | None) -> Export:
     if export is None:
         raise PlanError(f"profile {profile.name} names no usable block export "
@@ -522,11 +289,13 @@ def _need_export(profile: Profile, export: Export | None) -> Export:
     return export
 
 
-def _location(profile: Profile, field: str, value: str) -> Location:
+def _location(what: str, value: str) -> Location:
+    """``value`` as a :class:`Location`, or PlanError naming ``what`` it is (``profile debian12
+    kernel``, ``discovery.initrd``) and why."""
     try:
         return parse_location(value)
     except ValueError as exc:
-        raise PlanError(f"profile {profile.name} {field}={value!r}: {exc}") from None
+        raise PlanError(f"{what}={value!r}: {exc}") from None
 
 
 def _boot(base: Plan, host: Host, profile: Profile | None, export: Export | None,
@@ -542,24 +311,22 @@ def _boot(base: Plan, host: Host, profile: Profile | None, export: Export | None
         _check_target(host, tgt, iqn)
         return dataclasses.replace(base, target=tgt, initiator=iqn)
     if host.kernel:  # the host's (or its group's) own kernel, rare
-        try:
-            kernel = parse_location(host.kernel)
-        except ValueError as exc:
-            raise PlanError(f"host {host.mac} kernel={host.kernel!r}: {exc}") from None
+        kernel = _location(f"host {host.mac} kernel", host.kernel)
     elif not profile.kernel and profile.image:
         raise PlanError(f"profile {profile.name} image={profile.image}: no such image (key "
                         f"{KINDS['image'].key(profile.image)}; bootyard image import)")
     elif not profile.kernel:
         raise PlanError(f"profile {profile.name} has no kernel")
     else:
-        kernel = _location(profile, "kernel", profile.kernel)
-    initrds = tuple(_location(profile, "initrd", i) for i in profile.initrd)
+        kernel = _location(f"profile {profile.name} kernel", profile.kernel)
+    initrds = tuple(_location(f"profile {profile.name} initrd", i) for i in profile.initrd)
     args: list[str] = []
     tgt, iqn, hook = None, "", False
     if mode == "live":
         if not profile.root_image:
             raise PlanError(f"profile {profile.name} has no root_image for live boot")
-        root = mapper.http_url(_location(profile, "root_image", profile.root_image))
+        root = mapper.http_url(_location(f"profile {profile.name} root_image",
+                                         profile.root_image))
         args += ([f"root=live:{root}", "ip=dhcp", "rd.neednet=1"]
                  if profile.live_style == "dracut" else [f"rooturl={root}", "ip=dhcp"])
     elif mode == "netroot":
@@ -598,148 +365,3 @@ def _boot(base: Plan, host: Host, profile: Profile | None, export: Export | None
 def _check_target(host: Host, tgt: Target, iqn: str) -> None:
     check_args((iqn,), f"{KINDS['host'].key(host.mac)} var.initiator_iqn (iSCSI initiator name)")
     check_args((tgt.san_uri,), f"{KINDS['export'].key(tgt.export)} (target)")
-
-
-# ------------------------------------------------------------------------------ the one check
-
-_FORBIDDEN_WORDS = ("||", "&&")
-
-
-def args_problem(text: str) -> str | None:
-    """Why ``text`` cannot go on a kernel command line in a script, or None. One line of
-    printable text; no ``$`` (iPXE and GRUB expand it); no ``||``/``&&`` word (iPXE runs what
-    follows as a command)."""
-    for ch in text:
-        if ord(ch) < 32 or ord(ch) == 127:
-            return f"control character {ch!r} (a line break would start a new script command)"
-    if "$" in text:
-        return "'$' (iPXE and GRUB expand ${...} in scripts)"
-    for word in text.split():
-        if word in _FORBIDDEN_WORDS or word.startswith(_FORBIDDEN_WORDS):
-            return f"{word!r} (iPXE would run what follows as a command)"
-    return None
-
-
-def check_args(args, what: str) -> None:
-    for arg in args:
-        problem = args_problem(arg)
-        if problem:
-            raise PlanError(f"{what}={arg[:80]!r} cannot go into a boot script: {problem}")
-
-
-# ------------------------------------------------------------------------------ cmdline template
-
-_ALLOWED_FILTERS = frozenset({
-    "default", "d", "lower", "upper", "trim", "string", "int", "join", "urlencode", "first",
-    "last", "length", "count", "capitalize", "title", "e", "escape"})
-_ALLOWED_METHODS = frozenset({"get", "lower", "upper", "strip", "startswith", "endswith"})
-_ALLOWED_NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.If,
-                  nodes.Name, nodes.Const, nodes.Getattr, nodes.Getitem, nodes.Filter,
-                  nodes.Test, nodes.CondExpr, nodes.And, nodes.Or, nodes.Not, nodes.Compare,
-                  nodes.Operand, nodes.Concat, nodes.Add, nodes.Sub, nodes.Mul,
-                  nodes.Neg, nodes.Pos, nodes.Tuple, nodes.List, nodes.Keyword, nodes.Slice,
-                  nodes.Call)
-
-
-class _BoundedSandbox(SandboxedEnvironment):
-    """A sandbox whose ``*``, ``+`` and ``**`` cannot build a value above MAX_VALUE."""
-
-    intercepted_binops = frozenset({"*", "+", "**"})
-
-    def call_binop(self, context, operator, left, right):
-        if operator == "**":
-            if isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
-                raise TemplateLimit(f"exponent above {MAX_EXPONENT}")
-            return left ** right
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(times, int) \
-                        and len(seq) * times > MAX_VALUE:
-                    raise TemplateLimit(f"a value above {MAX_VALUE} characters")
-            return left * right
-        if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)) \
-                and len(left) + len(right) > MAX_VALUE:
-            raise TemplateLimit(f"a value above {MAX_VALUE} characters")
-        return left + right
-
-
-class TemplateLimit(Exception):
-    """A cmdline template went over a limit."""
-
-
-_ENV = _BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
-_ENV.globals.clear()  # no range, lipsum, cycler, joiner, namespace, dict
-_COMPILED: dict[str, jinja2.Template | str] = {}
-
-
-def check_template(source: str) -> str | None:
-    """Why ``source`` cannot be a cmdline template, or None. The same rules hold at write time
-    (shared/schema.py) and at render time."""
-    if len(source) > MAX_TEMPLATE:
-        return f"longer than {MAX_TEMPLATE} characters"
-    try:
-        tree = _ENV.parse(source)
-    except jinja2.TemplateSyntaxError as exc:
-        return f"template syntax error: {exc.message}"
-    for node in tree.find_all(nodes.Node):
-        if not isinstance(node, _ALLOWED_NODES):
-            return (f"'{type(node).__name__}' is not allowed in a kernel command line template "
-                    "(no loops, macros, blocks, set, include, % or ** there: use if/else, "
-                    "variables and filters)")
-        if isinstance(node, nodes.Mul) and any(
-                isinstance(side, nodes.Const) and isinstance(side.value, int)
-                and not isinstance(side.value, bool) and side.value > MAX_VALUE
-                for side in (node.left, node.right)):
-            return f"a repetition above {MAX_VALUE} (the command line is at most {MAX_CMDLINE})"
-        if isinstance(node, nodes.Filter) and node.name not in _ALLOWED_FILTERS:
-            return (f"filter {node.name!r} is not allowed in a kernel command line template "
-                    f"(allowed: {', '.join(sorted(_ALLOWED_FILTERS))})")
-        if isinstance(node, nodes.Call) and not (
-                isinstance(node.node, nodes.Getattr) and node.node.attr in _ALLOWED_METHODS):
-            return ("calls are not allowed in a kernel command line template except the methods "
-                    f"{', '.join(sorted(_ALLOWED_METHODS))}")
-    return None
-
-
-def _compiled(source: str) -> jinja2.Template | str:
-    found = _COMPILED.get(source)
-    if found is None:
-        if len(_COMPILED) > 1024:
-            _COMPILED.clear()
-        problem = check_template(source)
-        found = problem if problem else _ENV.from_string(source)
-        _COMPILED[source] = found
-    return found
-
-
-def render_cmdline(host: Host, profile: Profile, facts: Facts) -> str:
-    """The profile's cmdline template for this host, rendered once with the boot-script
-    context, within the limits, and checked (:func:`args_problem`)."""
-    label = f"profile {profile.name} cmdline"
-    compiled = _compiled(profile.cmdline)
-    if isinstance(compiled, str):
-        raise TemplateFailed(label, compiled)
-    context = template_context(host.mac, host, profile, facts.subnet, facts.base_url,
-                               url_token=facts.token, done_token=facts.token,
-                               server_ip=facts.san_server)
-    out: list[str] = []
-    size = 0
-    try:
-        for chunk in compiled.generate(context):
-            size += len(chunk)
-            if size > MAX_CMDLINE:
-                raise TemplateLimit(f"renders to more than {MAX_CMDLINE} characters")
-            out.append(chunk)
-    except TemplateLimit as exc:
-        raise TemplateFailed(label, f"over a limit: {exc}") from None
-    except jinja2.UndefinedError as exc:
-        hint = (" (boot scripts carry no token or done URL unless http.token_in_scripts is on)"
-                if any(s in str(exc) for s in ("token", "done")) else "")
-        raise TemplateFailed(label, f"{exc}{hint}") from None
-    except Exception as exc:  # noqa: BLE001 - any failure of a user template is a render error
-        raise TemplateFailed(label, f"{type(exc).__name__}: {exc}") from None
-    text = "".join(out).strip()
-    problem = args_problem(text)
-    if problem:
-        raise TemplateFailed(label, f"the rendered command line has {problem}")
-    return text

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.bootplan import BOOTED_MODES  # the modes whose OS calls the booted URL
+from shared.bootcontext import BOOTED_MODES  # the modes whose OS calls the booted URL
 
 HTTP_CLIENT_ARCHES = ("16", "19")  # option 93: x64 and arm64 UEFI HTTP boot clients
 # iscsi_login_failed's reason -> what it means and what to do

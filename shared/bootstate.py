@@ -33,7 +33,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from shared.bootplan import BOOTED_MODES
+from shared.bootcontext import BOOTED_MODES
 from shared.bootreasons import reason as _reason
 from shared.settings import positive, setting
 

@@ -24,18 +24,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from shared import keys, logs, metrics
-from shared.schema import (
-    KINDS,
-    Export,
-    Host,
-    Image,
-    Mirror,
-    Profile,
-    Subnet,
-    parse_record,
-    split_key,
-)
+from shared.records import Export, Host, Image, Mirror, Profile, Subnet
+from shared.schema import KINDS, split_key
 from shared.store import InventoryUnavailable, ResponseError, WrongType, db_index, redis_errors
+from shared.validation import parse_record
 
 ChangeListener = Callable[[str, str], None]
 # Hands every object hash the cache reads to someone else (the audit trail's DirectRecorder):

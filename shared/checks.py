@@ -15,16 +15,14 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shared import bootplan, groups, keys
-from shared.schema import (
-    KINDS,
-    Problem,
-    normalise,
-    parse_record,
-)
+from shared import bootcmdline, bootplan, groups, keys
+from shared.fields import Problem
+from shared.hashform import normalise
+from shared.schema import KINDS
 from shared.store import (
     InventoryStore,
 )
+from shared.validation import parse_record
 
 # Facts for checking what a host boots without a running service: the URL and the SAN address
 # only appear in the rendered text, never decide whether a plan can be made. No token, as in a
@@ -194,7 +192,7 @@ def plan_problems(host, records: Mapping[str, Mapping[str, Any]]) -> list[Proble
     enabled = host if host.enabled else dataclasses.replace(host, enabled=True)
     try:
         result = bootplan.plan(host.mac, enabled, profile, export, facts)
-    except bootplan.TemplateFailed as exc:
+    except bootcmdline.TemplateFailed as exc:
         return ties + [Problem(key, "profile", host.profile,
                                f"cannot render for this host: {exc}")]
     if result.outcome == "error":

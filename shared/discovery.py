@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared import hardware
-from shared.schema import HOSTNAME_PLACEHOLDER as _PLACEHOLDER, KINDS, FieldError, parse_hostname
+from shared.fields import HOSTNAME_PLACEHOLDER as _PLACEHOLDER, FieldError, parse_hostname
+from shared.schema import KINDS
 from shared.store import AlreadyExists, InventoryError, NotFound
 
 MAX_COUNTER = 100_000

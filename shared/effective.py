@@ -15,8 +15,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from shared import bootplan, dhcpoptions, groups
-from shared.schema import Host
+from shared import bootcmdline, bootplan, dhcpoptions, groups
+from shared.records import Host
 
 
 def _v(value: Any, source: str) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def _plan(host: Host, profile, records, subnet) -> dict[str, Any]:
     facts = dataclasses.replace(CHECK_FACTS, subnet=subnet)
     try:
         plan = bootplan.plan(host.mac, host, profile, export, facts)
-    except bootplan.TemplateFailed as exc:
+    except bootcmdline.TemplateFailed as exc:
         return {"outcome": "error", "reason": str(exc)}
     out: dict[str, Any] = {"outcome": plan.outcome}
     if plan.reason:

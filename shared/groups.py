@@ -31,7 +31,7 @@ A host's one-shot boot (``once_profile``, ``once_mode``, set by ``bootyard host 
 last: while it is set the host boots that profile in that mode (default ``live``), without its
 own or its groups' ``kernel``.
 
-:func:`resolve` gives the effective host record (a :class:`~shared.schema.Host` with the
+:func:`resolve` gives the effective host record (a :class:`~shared.records.Host` with the
 layered fields) and where each value came from; :func:`effective_host` is what
 :func:`shared.bootplan.records` calls, memoised per inventory version (services resolve a host
 once per inventory change, not per packet).
@@ -47,7 +47,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shared import dhcpoptions, hardware
-from shared.schema import Host
+from shared.records import Host
 
 MATCH_PREFIX = "match."
 SELECTORS = ("tags", "mac", "arch", "firmware", "subnet")

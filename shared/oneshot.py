@@ -20,8 +20,9 @@ from collections.abc import Iterable
 
 from shared import inventory
 from shared.checks import parse_dump
+from shared.fields import Problem
 from shared.groups import resolve
-from shared.schema import KINDS, Problem
+from shared.schema import KINDS
 from shared.store import InventoryStore, RecordInvalid
 
 ONCE_MODES = ("live", "install", "netroot", "sanboot")

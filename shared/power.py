@@ -153,7 +153,7 @@ class Target:
 
 
 def target(host) -> Target:
-    """The :class:`Target` of a parsed host record (:class:`shared.schema.Host`); PowerError
+    """The :class:`Target` of a parsed host record (:class:`shared.records.Host`); PowerError
     (``not_configured``) when the host has no ``power`` method."""
     method = getattr(host, "power", None)
     if not method:

@@ -17,9 +17,10 @@ from collections.abc import Iterable
 
 from shared import audit, metrics, power
 from shared.power import PowerError, Result
-from shared.schema import KINDS, parse_record
+from shared.schema import KINDS
 from shared.settings import port_number, positive, setting
 from shared.store import InventoryUnavailable
+from shared.validation import parse_record
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from shared.schema import SECRET_MASK, Kind, split_key
+from shared.fields import SECRET_MASK
+from shared.schema import Kind, split_key
 
 
 def secret_fields(kind: Kind) -> tuple[str, ...]:

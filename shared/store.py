@@ -26,7 +26,9 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from shared import keys, metrics
-from shared.schema import KINDS, Kind, Problem, parse_record, split_key
+from shared.fields import Problem
+from shared.schema import KINDS, Kind, split_key
+from shared.validation import parse_record
 
 # Redis error replies other modules tell apart (so that they need not import redis)
 ResponseError = redis_exceptions.ResponseError  # an error reply (e.g. CONFIG renamed, a bad key)
@@ -67,6 +69,17 @@ class RecordInvalid(InventoryError):
         self.problems = problems
         errors = [p for p in problems if p.severity == "error"]
         super().__init__("; ".join(str(p) for p in errors or problems))
+
+
+def check_mode(kind: Kind, canonical: str, current: Mapping[str, str], mode: str) -> None:
+    """Refuse a write of ``mode`` to an object that is ``current`` (``{}``: absent): ``add`` of
+    one that exists (AlreadyExists), ``set`` of one that does not (NotFound)."""
+    if mode == "add" and current:
+        raise AlreadyExists(f"{kind.name} {canonical} already exists; use "
+                            f"'bootyard {kind.name} set' to change it")
+    if mode == "set" and not current:
+        raise NotFound(f"no {kind.name} {canonical} (key {kind.key(canonical)}); use "
+                       f"'bootyard {kind.name} add' to create it")
 
 
 def connect(url: str, timeout: float = 2.0, *, max_connections: int = MAX_CONNECTIONS,
@@ -368,13 +381,7 @@ class InventoryStore:
                     try:
                         await pipe.watch(key)
                         current = await pipe.hgetall(key)
-                        if mode == "add" and current:
-                            raise AlreadyExists(
-                                f"{kind.name} {canonical} already exists; use "
-                                f"'bootyard {kind.name} set' to change it")
-                        if mode == "set" and not current:
-                            raise NotFound(f"no {kind.name} {canonical} (key {key}); use "
-                                           f"'bootyard {kind.name} add' to create it")
+                        check_mode(kind, canonical, current, mode)
                         if precondition is not None:
                             refused = precondition(current)
                             if refused:

@@ -350,7 +350,7 @@ def codec_timings(rounds: int = 2000) -> str:
 
     from services.dhcp import codec, policy
     from services.dhcp.policy import Lease, ServerContext
-    from shared.schema import Host, Subnet
+    from shared.records import Host, Subnet
 
     discover = bytes(BOOTP(op=1, xid=7, chaddr=bytes.fromhex("525400000001") + bytes(10)) / DHCP(
         options=[("message-type", "discover"), ("vendor_class_id", b"PXEClient:Arch:00000"),

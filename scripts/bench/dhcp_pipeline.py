@@ -36,7 +36,7 @@ from services.dhcp.transport import Datagram, Interface  # noqa: E402
 from shared import leases, logs, runtime  # noqa: E402
 from shared.cache import StaticInventory  # noqa: E402
 from shared.events import EventLog  # noqa: E402
-from shared.schema import Subnet  # noqa: E402
+from shared.records import Subnet  # noqa: E402
 
 RELAY = "198.19.0.5"
 SERVER = "198.19.0.1"

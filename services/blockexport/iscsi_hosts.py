@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from shared import bootplan
-from shared.schema import Host, Profile
+from shared.records import Host, Profile
 
 
 def names_index(hosts: Iterable[Host], profile_of, prefix: str) -> dict[str, list[Host]]:

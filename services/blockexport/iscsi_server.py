@@ -45,7 +45,7 @@ from services.blockexport.storage import (
     _pread_full,
 )
 from shared import keys, logs
-from shared.schema import Export
+from shared.records import Export
 from shared.store import InventoryUnavailable
 
 log = logs.get_logger("blockexport")

@@ -52,7 +52,7 @@ from services.blockexport.storage import CowDisk, Disk, PlainDisk, StorageError
 from services.blockexport.transport import Received, Transport
 from shared import bootplan, keys, logs
 from shared.attachments import Attachments, ExportStatus, TargetStates
-from shared.schema import Export
+from shared.records import Export
 from shared.store import InventoryUnavailable
 
 log = logs.get_logger("blockexport")

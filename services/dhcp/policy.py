@@ -16,7 +16,8 @@ import re
 from services.dhcp import codec
 from services.dhcp.codec import FLAG_BROADCAST, ZERO_IP, Message, MessageType, Opt
 from shared import bootplan, dhcpoptions
-from shared.schema import FieldError, Host, Profile, Subnet, parse_hostname
+from shared.fields import FieldError, parse_hostname
+from shared.records import Host, Profile, Subnet
 
 BROADCAST_IP = "255.255.255.255"
 # Every reason a request goes unanswered (a closed set: it is a metrics label).

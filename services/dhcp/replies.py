@@ -29,7 +29,7 @@ import dataclasses
 from services.dhcp import codec, policy
 from services.dhcp.codec import FLAG_BROADCAST, ZERO_IP, Message, MessageType, Opt
 from services.dhcp.policy import BootChoice, Destination, Ignore, Lease, ServerContext
-from shared.schema import Host, Profile, Subnet
+from shared.records import Host, Profile, Subnet
 
 TEMPLATES = 4096  # combinations kept (a handful per subnet and boot choice in practice)
 

@@ -19,8 +19,10 @@ from services.dhcp.transport import Datagram, Interface, Transport
 from shared import bootplan, logs, metrics as shared_metrics
 from shared.addresses import mac_from_bytes
 from shared.leases import LeaseStore, Outcome, Step, client_identity
-from shared.schema import KINDS, Host, Profile, Subnet, range_containing
+from shared.records import Host, Profile, Subnet
+from shared.schema import KINDS
 from shared.store import InventoryUnavailable
+from shared.validation import range_containing
 
 log = logs.get_logger("dhcp")
 EVENTS_BY_SCRIPT = shared_metrics.EVENTS_EMITTED.labels("dhcp")

@@ -1,6 +1,7 @@
 """The admin API: JSON over HTTP for the inventory, leases and events (docs/api.md).
 
-The same operations and validation as the ``bootyard`` CLI (both call :mod:`shared.inventory` and
+The same operations and validation as the ``bootyard`` CLI (both call :mod:`shared.inventory`,
+:mod:`shared.inventory_view`, :mod:`shared.inventory_file` and
 :class:`~shared.store.InventoryStore`). Every request needs ``Authorization: Bearer <token>``
 when ``http.admin_token`` is set; the service refuses to start without a token unless the API
 listens on loopback only. With or without a token, a request is refused (docs/security.md)
@@ -28,7 +29,7 @@ from services.http import board, console as console_mod, fleetapi, metrics as m
 from services.http.access import host_token
 from services.http.accounting import Accounting, Record
 from services.http.policy import install_urls
-from shared import audit, checks, inventory as admin, logs
+from shared import audit, checks, inventory as admin, inventory_file, inventory_view, logs
 from shared.addresses import AddressError, normalise_ipv4, normalise_mac
 from shared.events import EventLog
 from shared.leases import LeaseRecord
@@ -245,7 +246,7 @@ class AdminApi:
             return _error(422, str(exc), problems=[
                 {"key": p.key, "field": p.field, "value": p.value, "reason": p.reason,
                  "severity": p.severity} for p in exc.problems])
-        except admin.ImportRefused as exc:
+        except inventory_file.ImportRefused as exc:
             return _error(422, str(exc), problems=[str(p) for p in exc.problems])
         except WrongType as exc:
             return _error(409, str(exc))
@@ -272,7 +273,7 @@ class AdminApi:
 
     async def list_objects(self, request: web.Request) -> web.Response:
         kind = self._kind(request)
-        objects = await admin.list_objects(self.store, kind, request.query.get("tag"),
+        objects = await inventory_view.list_objects(self.store, kind, request.query.get("tag"),
                                            profile=request.query.get("profile"),
                                            subnet=request.query.get("subnet"),
                                            group=request.query.get("group"))
@@ -287,7 +288,7 @@ class AdminApi:
         after = request.query.get("after")
         ids = [i for i in objects if after is None or i > kind.canonical_id(after)]
         page = ids if limit is None else ids[:limit]
-        response = _json(admin.list_json(kind, {i: objects[i] for i in page}))
+        response = _json(inventory_view.list_json(kind, {i: objects[i] for i in page}))
         if limit is not None and len(ids) > limit:
             query = dict(request.query, after=page[-1], limit=str(limit))
             response.headers["Link"] = (f'<{request.rel_url.with_query(query)}>; rel="next"')
@@ -296,7 +297,7 @@ class AdminApi:
     async def show(self, request: web.Request) -> web.Response:
         if self._flag(request, "effective") and self._kind(request).name == "host":
             return await fleetapi.effective(self, request)
-        shown = await admin.show(self.store, self._kind(request), request.match_info["id"])
+        shown = await inventory_view.show(self.store, self._kind(request), request.match_info["id"])
         response = _json(shown)
         response.headers["ETag"] = shown["etag"]
         return response
@@ -313,7 +314,7 @@ class AdminApi:
     async def _written(self, request: web.Request, kind, ident: str, written,
                        status: int = 200) -> web.Response:
         """The object after a write, with the warnings it was written with (and the notes)."""
-        shown = await admin.show(self.store, kind, ident)
+        shown = await inventory_view.show(self.store, kind, ident)
         shown["problems"] += [dataclasses.asdict(p) for p in written.warnings
                               if p.key == shown["key"] and dataclasses.asdict(p)
                               not in shown["problems"]]
@@ -354,7 +355,7 @@ class AdminApi:
         if not ident:
             return _error(400, f"give the {kind.name}'s {kind.id_field} as \"id\"")
         written = await admin.write_object(self.store, kind, str(ident),
-                                           admin.changes_from_fields(kind, body), mode="add",
+                                           inventory_view.changes_from_fields(kind, body), mode="add",
                                            force=self._flag(request, "force"),
                                            record=audit.recorder(self._who(request)))
         log.info("api_write", kind=kind.name, id=str(ident), mode="add", ip=request.remote)
@@ -366,7 +367,7 @@ class AdminApi:
         body = await self._body(request)
         body.pop("id", None)
         written = await admin.write_object(self.store, kind, ident,
-                                           admin.changes_from_fields(kind, body), mode=mode,
+                                           inventory_view.changes_from_fields(kind, body), mode=mode,
                                            force=self._flag(request, "force"),
                                            record=audit.recorder(self._who(request)),
                                            if_match=request.headers.get("If-Match"))
@@ -405,7 +406,7 @@ class AdminApi:
                                    for p in problems]})
 
     async def export(self, _request: web.Request) -> web.Response:
-        return web.Response(text=await admin.export_yaml(self.store),
+        return web.Response(text=await inventory_file.export_yaml(self.store),
                             content_type="application/yaml")
 
     async def import_(self, request: web.Request) -> web.Response:

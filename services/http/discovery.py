@@ -32,8 +32,9 @@ from aiohttp import web
 from services.http import metrics as m
 from shared import audit, discovery, hardware, logs
 from shared.addresses import AddressError, normalise_mac
-from shared.schema import KINDS, parse_record
+from shared.schema import KINDS
 from shared.store import InventoryError, InventoryStore
+from shared.validation import parse_record
 
 log = logs.get_logger("http.discovery")
 TEXT = {"Content-Type": "text/plain; charset=utf-8"}

@@ -1,5 +1,5 @@
 """The admin API's fleet routes (docs/api.md "Fleet"): a host's effective values, reinstall and
-rescue. The same functions as the CLI (shared/effective.py through shared/inventory.py,
+rescue. The same functions as the CLI (shared/effective.py through shared/inventory_view.py,
 shared/oneshot.py), the same checks and audit trail.
 
 - ``GET /api/v1/hosts/<mac>?effective=1``: the effective values and their sources (the
@@ -19,7 +19,7 @@ import functools
 
 from aiohttp import web
 
-from shared import audit, inventory as admin, oneshot
+from shared import audit, inventory_view, oneshot
 from shared.schema import KINDS
 
 
@@ -33,7 +33,7 @@ def add_routes(router, prefix: str, api) -> None:
 
 async def effective(api, request: web.Request) -> web.Response:
     from services.http.adminapi import _json
-    return _json(await admin.explain_host(api.store, request.match_info["id"]))
+    return _json(await inventory_view.explain_host(api.store, request.match_info["id"]))
 
 
 async def _optional_body(api, request: web.Request) -> dict:

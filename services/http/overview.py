@@ -15,8 +15,9 @@ from typing import Any
 
 from shared.attachments import Attachments, ExportStatus
 from shared.mirrors import MirrorState
-from shared.schema import KINDS, parse_record
+from shared.schema import KINDS
 from shared.store import InventoryStore
+from shared.validation import parse_record
 
 
 def _number(value: str | None) -> float | int | None:

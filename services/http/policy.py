@@ -32,17 +32,11 @@ import dataclasses
 import functools
 import re
 
-from shared import bootplan
-from shared.bootplan import (
-    Location,
-    PathMapper,
-    TemplateFailed,
-    grub_device_path,
-    grub_word,
-    install_urls,
-    merged_vars,
-)
-from shared.schema import Export, Host, Profile
+from shared import bootplan, scriptvalues
+from shared.bootcmdline import TemplateFailed
+from shared.bootcontext import install_urls, merged_vars
+from shared.records import Export, Host, Profile
+from shared.scriptvalues import Location, PathMapper, grub_device_path, grub_word
 
 __all__ = ["BootContext", "Script", "TemplateFailed", "cannot_render", "discovery_ipxe",
            "grub_config", "grub_path", "image_url", "initrd_names", "install_urls", "ipxe_script",
@@ -77,7 +71,7 @@ class BootConfigError(ValueError):
 
 def image_url(base_url: str, path: str) -> str:
     """A profile's kernel/initrd/root path as a URL: URLs unchanged, else under /images/."""
-    return PathMapper(base_url).http_url(bootplan.parse_location(path))
+    return PathMapper(base_url).http_url(scriptvalues.parse_location(path))
 
 
 def _url(ctx: BootContext, loc: Location) -> str:
@@ -89,7 +83,7 @@ def initrd_names(locations) -> list[str]:
     names: list[str] = []
     for index, loc in enumerate(locations):
         if isinstance(loc, str):
-            loc = bootplan.parse_location(loc)
+            loc = scriptvalues.parse_location(loc)
         base = loc.name or f"initrd{index}"
         base = re.sub(r"[^A-Za-z0-9._+-]", "_", base)
         names.append(base if base not in names else f"{index}-{base}")
@@ -281,7 +275,7 @@ def _discovery_grub(plan: bootplan.Plan, ctx: BootContext) -> Script:
 
 
 def grub_path(url: str) -> str:
-    """``http://server:port/path`` as GRUB's ``(http,server:port)/path`` (bootplan's helper)."""
+    """``http://server:port/path`` as GRUB's ``(http,server:port)/path`` (scriptvalues' helper)."""
     return grub_device_path(url)
 
 

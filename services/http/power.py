@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from shared import inventory as admin, logs, powerctl
+from shared import inventory_view, logs, powerctl
 from shared.addresses import normalise_mac
 from shared.power import ACTIONS
 from shared.powerctl import PowerSection
@@ -107,7 +107,7 @@ class PowerApi:
                          400)
         if not hosts and not any(selectors.values()):
             return _json({"error": "name the hosts: hosts, tag, profile or subnet"}, 400)
-        macs = await admin.select(self.store, HOST, hosts, **selectors)
+        macs = await inventory_view.select(self.store, HOST, hosts, **selectors)
         if not macs:
             return _json({"error": "no host matches"}, 404)
         results = await self._act(request, macs, action, pxe)

@@ -29,8 +29,9 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from shared.bootplan import TemplateFailed, template_context
-from shared.schema import Host, Profile, Subnet
+from shared.bootcmdline import TemplateFailed
+from shared.bootcontext import template_context
+from shared.records import Host, Profile, Subnet
 
 INSTALL_FILES = {
     # URL name: (profile.install value, default template, template-kind label for metrics)
@@ -66,7 +67,7 @@ def build_context(mac: str, host: Host | None, profile: Profile | None, subnet: 
 
     ``token`` is the host's token (always present in install files, for the done callback);
     ``url_token`` is the token to put in the other install URLs (None unless
-    ``http.token_in_scripts``). Boot scripts use shared/bootplan.py's context, without secrets.
+    ``http.token_in_scripts``). Boot scripts use shared/bootcontext.py's context, without secrets.
     """
     return template_context(mac, host, profile, subnet, base_url, url_token=url_token,
                             done_token=token, server_ip=server_ip)

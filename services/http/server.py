@@ -35,7 +35,8 @@ from services.http.fileevents import FileEvents
 from services.http.render import INSTALL_FILES, Renderer, RenderError, build_context, template_for
 from shared import audit, bootplan, logs, metrics as shared_metrics
 from shared.addresses import AddressError, normalise_mac
-from shared.schema import KINDS, Host
+from shared.records import Host
+from shared.schema import KINDS
 from shared.store import InventoryStore, InventoryUnavailable, PreconditionFailed
 
 log = logs.get_logger("http")

@@ -114,7 +114,7 @@ class HttpSection:
 
 
 def _image_path(value: str) -> None:
-    from shared.bootplan import parse_location
+    from shared.scriptvalues import parse_location
     parse_location(value)
 
 
@@ -126,7 +126,7 @@ def _image_paths(value) -> None:
 
 
 def _kernel_args(value: str) -> None:
-    from shared.bootplan import args_problem
+    from shared.scriptvalues import args_problem
     problem = args_problem(value)
     if problem:
         raise ValueError(f"cannot go on a kernel command line: {problem}")

@@ -27,7 +27,7 @@ import re
 import time
 
 from services.mirrorsync.itemized import ITEMIZE_ARGS
-from shared.schema import Mirror
+from shared.records import Mirror
 
 # Why a sync did not publish (the ``reason`` of events, status and metrics): a closed set.
 FAILURE_REASONS = (

@@ -60,7 +60,7 @@ from services.mirrorsync.snapshots import (
 from services.mirrorsync.transport import run_rsync
 from shared import keys, logs
 from shared.mirrors import MirrorLock, MirrorState
-from shared.schema import Mirror
+from shared.records import Mirror
 from shared.store import InventoryUnavailable
 
 log = logs.get_logger("mirrorsync")

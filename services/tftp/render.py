@@ -21,10 +21,11 @@ import re
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
-from shared import bootplan
+from shared import bootcmdline, bootplan, scriptvalues
 from shared.addresses import AddressError, normalise_mac
-from shared.bootplan import Location, PathMapper, grub_device_path
-from shared.schema import KINDS, Export, Host, Profile, Subnet
+from shared.records import Export, Host, Profile, Subnet
+from shared.schema import KINDS
+from shared.scriptvalues import Location, PathMapper, grub_device_path
 
 _HEX_IP = re.compile(r"[0-9A-Fa-f]{8}")
 
@@ -129,7 +130,7 @@ def plan(mac: str | None, host: Host | None, profile: Profile | None,
     key = KINDS["host"].key(host.mac)
     try:
         found = bootplan.plan(host.mac, host, profile, export, facts)
-    except bootplan.TemplateFailed as exc:
+    except bootcmdline.TemplateFailed as exc:
         return Boot(bootplan.Plan(mac or "", "error", mac or ""), mapper, "error", "",
                     f"{KINDS['profile'].key(profile.name) if profile else 'profile -'} cmdline: "
                     f"template failed for {host.mac}: {exc.reason}")
@@ -194,7 +195,7 @@ def grub(boot: Boot) -> str:
                        '  if [ "${grub_platform}" = "efi" ]; then exit; fi\n'
                        "  set root=(hd0)\n  chainloader +1\n  boot\n}\n")
     bootif = f" BOOTIF=01-{boot.mac.replace(':', '-')}" if boot.mac else ""
-    words = " ".join(bootplan.grub_word(w) for w in boot.plan.cmdline.split())
+    words = " ".join(scriptvalues.grub_word(w) for w in boot.plan.cmdline.split())
     text += f'menuentry "bootyard: {boot.why}" {{\n'
     text += f"  linux {_grub_path(boot, boot.plan.kernel)} {words}{bootif}".rstrip() + "\n"
     if boot.plan.initrds:

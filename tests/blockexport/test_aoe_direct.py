@@ -16,7 +16,7 @@ from services.blockexport.codec import Ata, Frame, Header
 from services.blockexport.policy import Read, State, Target
 from services.blockexport.server import Served
 from services.blockexport.storage import CowDisk, PlainDisk
-from shared.schema import Export
+from shared.records import Export
 
 US = bytes.fromhex("020000000001")
 HOST = bytes.fromhex("525400000001")

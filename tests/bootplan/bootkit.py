@@ -6,7 +6,7 @@ import dataclasses
 
 from services.http import policy
 from services.tftp import render as tftp_render
-from shared.schema import Export, Host, Profile
+from shared.records import Export, Host, Profile
 
 MAC = "52:54:00:12:34:56"
 BASE = "http://10.0.0.1:8080"

@@ -15,8 +15,10 @@ from services.http import policy
 from services.http.settings import HttpSection
 from services.tftp import render as tftp_render
 from services.tftp.settings import TftpSection
-from shared import bootplan
-from shared.schema import KINDS, Profile, parse_record
+from shared import bootcmdline, bootcontext, bootplan, boottarget, scriptvalues
+from shared.records import Profile
+from shared.schema import KINDS
+from shared.validation import parse_record
 
 # ------------------------------------------------------------------ equivalence across loaders
 
@@ -101,19 +103,19 @@ def test_booted_url_on_live_and_netroot_command_lines_only():
     tokened = bootplan.plan(MAC, *CASES["netroot-aoe"][:3],
                             dataclasses.replace(facts, token="abc123"))
     assert f"bootyard.booted={BASE}/booted/{MAC}?token=abc123" in tokened.args
-    context = bootplan.template_context(MAC, None, None, None, BASE, url_token=None,
-                                        done_token=None)
+    context = bootcontext.template_context(MAC, None, None, None, BASE, url_token=None,
+                                           done_token=None)
     assert context["urls"]["booted"] == f"{BASE}/booted/{MAC}"
 
 
 def test_export_target_contract():
     plan = bootplan.plan(MAC, *CASES["netroot-iscsi"][:3],
                          bootplan.Facts(base_url=BASE, san_server=SAN))
-    assert plan.target == bootplan.Target("web1-root", "iscsi", portal="10.0.0.1",
-                                          iqn="iqn.2026-11.org.example:web1", lun=1)
+    assert plan.target == boottarget.Target("web1-root", "iscsi", portal="10.0.0.1",
+                                            iqn="iqn.2026-11.org.example:web1", lun=1)
     assert plan.target.san_uri == "iscsi:10.0.0.1:::1:iqn.2026-11.org.example:web1"
     assert plan.initiator == "iqn.2026-11.org.bootyard:web1"
-    aoe = bootplan.target(AOE, "")
+    aoe = boottarget.target(AOE, "")
     assert (aoe.kind, aoe.shelf, aoe.slot, aoe.san_uri) == ("aoe", 0, 1, "aoe:e0.1")
 
 
@@ -140,9 +142,9 @@ def test_tftp_kernel_is_a_tftp_url_for_every_loader():
 
 
 def test_one_grub_path_helper_leaves_default_ports_out():
-    assert bootplan.grub_device_path("http://10.0.0.1:80/a/k") == "(http,10.0.0.1)/a/k"
-    assert bootplan.grub_device_path("http://10.0.0.1:8080/a/k") == "(http,10.0.0.1:8080)/a/k"
-    assert bootplan.grub_device_path("tftp://10.0.0.1:69/k") == "(tftp,10.0.0.1)/k"
+    assert scriptvalues.grub_device_path("http://10.0.0.1:80/a/k") == "(http,10.0.0.1)/a/k"
+    assert scriptvalues.grub_device_path("http://10.0.0.1:8080/a/k") == "(http,10.0.0.1:8080)/a/k"
+    assert scriptvalues.grub_device_path("tftp://10.0.0.1:69/k") == "(tftp,10.0.0.1)/k"
     boot = tftp_render.plan(MAC, host(profile="remote"), dataclasses.replace(
         CASES["install-urls"][1], kernel="http://mirror.example:80/d/linux"), http_base_url=BASE)
     assert "  linux (http,mirror.example)/d/linux" in tftp_render.grub(boot)
@@ -153,7 +155,7 @@ def test_one_grub_path_helper_leaves_default_ports_out():
     ("debian/linux", "image"), ("/debian/linux", "image"), ("http://m/x?a=1&b=2", "http"),
     ("https://m:8443/x", "https"), ("tftp://10.0.0.9/boot/vmlinuz", "tftp")])
 def test_locations_accepted(value, kind):
-    assert bootplan.parse_location(value).scheme == kind
+    assert scriptvalues.parse_location(value).scheme == kind
 
 
 @pytest.mark.parametrize("value,reason", [
@@ -166,7 +168,7 @@ def test_locations_accepted(value, kind):
     ("linux\nchain http://evil", "without spaces")])
 def test_locations_refused(value, reason):
     with pytest.raises(ValueError, match=re.escape(reason)):
-        bootplan.parse_location(value)
+        scriptvalues.parse_location(value)
 
 
 # ------------------------------------------------------------------ F2: values that go into scripts
@@ -218,7 +220,7 @@ def test_f2_values_that_bypassed_the_schema_never_reach_a_script():
 def test_f2_rendered_cmdline_is_checked_once(cmdline, problem):
     profile = dataclasses.replace(CASES["install"][1], cmdline=cmdline)
     h = host(vars={"extra": "a\nchain http://evil/x"})
-    with pytest.raises(bootplan.TemplateFailed, match=re.escape(problem)):
+    with pytest.raises(bootcmdline.TemplateFailed, match=re.escape(problem)):
         bootplan.plan(MAC, h, profile, None, bootplan.Facts(base_url=BASE))
     with pytest.raises(tftp_render.RenderError, match=re.escape(problem)):
         tftp_render.grub(tftp_render.plan(MAC, h, profile, http_base_url=BASE))
@@ -228,17 +230,17 @@ def test_f2_rendered_cmdline_is_checked_once(cmdline, problem):
 
 def test_f1_boot_script_context_holds_no_secret_unless_token_in_scripts():
     profile = dataclasses.replace(CASES["install"][1], cmdline="console=ttyS0")
-    ctx = bootplan.template_context(MAC, host(), profile, None, BASE, url_token=None,
-                                    done_token=None)
+    ctx = bootcontext.template_context(MAC, host(), profile, None, BASE, url_token=None,
+                                       done_token=None)
     assert "token" not in ctx and "done_url" not in ctx and "done" not in ctx["urls"]
     assert "TOKEN" not in repr(ctx)
     leaky = dataclasses.replace(profile, cmdline="console=ttyS0 bootyard.done={{ done_url }}")
-    with pytest.raises(bootplan.TemplateFailed, match="http.token_in_scripts"):
+    with pytest.raises(bootcmdline.TemplateFailed, match="http.token_in_scripts"):
         bootplan.plan(MAC, host(), leaky, None, bootplan.Facts(base_url=BASE))
     opted = bootplan.plan(MAC, host(), leaky, None, bootplan.Facts(base_url=BASE, token="TOKEN"))
     assert opted.args[-1].endswith(f"/install/{MAC}/done?token=TOKEN")
-    install = bootplan.template_context(MAC, host(), profile, None, BASE, url_token=None,
-                                        done_token="TOKEN")
+    install = bootcontext.template_context(MAC, host(), profile, None, BASE, url_token=None,
+                                           done_token="TOKEN")
     assert install["token"] == "TOKEN" and install["done_url"].endswith("done?token=TOKEN")
     assert install["urls"]["preseed"].endswith("preseed.cfg")
 
@@ -272,7 +274,7 @@ def test_f9_render_is_bounded_even_for_records_that_skipped_validation():
                             ("{{ 'abcd' * 1000 }} {{ 'abcd' * 1000 }}", "more than 2048")]:
         profile = dataclasses.replace(CASES["install"][1], cmdline=cmdline)
         # stopped at the limit, before the value is built (no 16 MB string, no stall)
-        with pytest.raises(bootplan.TemplateFailed, match=re.escape(reason)):
+        with pytest.raises(bootcmdline.TemplateFailed, match=re.escape(reason)):
             bootplan.plan(MAC, h, profile, None, bootplan.Facts(base_url=BASE))
 
 

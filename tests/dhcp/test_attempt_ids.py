@@ -17,7 +17,7 @@ from services.dhcp.transport import Interface
 from shared import bootstate, keys, leases
 from shared.cache import StaticInventory
 from shared.events import EventLog
-from shared.schema import Host, Subnet
+from shared.records import Host, Subnet
 
 IFACE = Interface("eth0", 2, "198.18.8.1")
 SUBNET = Subnet("attempts", ipaddress.IPv4Network("198.18.8.0/24"),

@@ -9,7 +9,8 @@ from scapy.layers.dhcp import BOOTP, DHCP
 from services.dhcp import bsdp, codec
 from services.dhcp.codec import Message, MessageType, Opt
 from services.dhcp.policy import Ignore, ServerContext
-from shared.schema import KINDS, parse_record
+from shared.schema import KINDS
+from shared.validation import parse_record
 
 CTX = ServerContext(server_ip="198.18.0.1", http_base_url="http://198.18.0.1:8080")
 MAC = bytes.fromhex("a4b197000001")

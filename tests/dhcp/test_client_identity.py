@@ -23,7 +23,7 @@ from services.dhcp.transport import Datagram, Interface
 from shared import keys, leases
 from shared.cache import StaticInventory
 from shared.events import EventLog
-from shared.schema import Subnet
+from shared.records import Subnet
 
 IFACE = Interface("eth0", 2, "198.18.7.1")
 SUBNET = Subnet("ident", ipaddress.IPv4Network("198.18.7.0/24"),

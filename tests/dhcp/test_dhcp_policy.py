@@ -10,7 +10,7 @@ from services.dhcp import codec, policy
 from services.dhcp.codec import FLAG_BROADCAST, Message, MessageType, Opt
 from services.dhcp.policy import Ignore, Lease, Refusal, Reply, ServerContext
 from shared.cache import StaticInventory
-from shared.schema import Host, Profile, Subnet
+from shared.records import Host, Profile, Subnet
 
 MAC = "52:54:00:00:00:01"
 CHADDR = bytes.fromhex(MAC.replace(":", "")) + bytes(10)

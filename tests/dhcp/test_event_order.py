@@ -16,7 +16,7 @@ from services.dhcp.transport import Interface
 from shared import keys, leases
 from shared.cache import StaticInventory
 from shared.events import EventLog
-from shared.schema import Host, Subnet
+from shared.records import Host, Subnet
 
 IFACE = Interface("eth0", 2, "198.18.9.1")
 

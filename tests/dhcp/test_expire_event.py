@@ -17,7 +17,7 @@ from services.dhcp.transport import Datagram, Interface
 from shared import leases
 from shared.cache import StaticInventory
 from shared.events import EventLog, host_stream
-from shared.schema import Subnet
+from shared.records import Subnet
 
 IFACE = Interface("eth0", 2, "198.18.9.1")
 SUBNET = Subnet("expiry", ipaddress.IPv4Network("198.18.9.0/24"),

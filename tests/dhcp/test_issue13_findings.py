@@ -28,7 +28,9 @@ from services.dhcp.transport import MAX_PACKET, Datagram, Interface, Transport
 from shared import leases
 from shared.cache import StaticInventory
 from shared.events import EventLog
-from shared.schema import KINDS, Host, Subnet, parse_record
+from shared.records import Host, Subnet
+from shared.schema import KINDS
+from shared.validation import parse_record
 
 IFACE = Interface("eth0", 2, "198.18.7.1")
 LAB = Subnet("lab", ipaddress.IPv4Network("198.18.7.0/24"),

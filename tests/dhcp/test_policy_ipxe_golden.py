@@ -15,7 +15,7 @@ from harness.golden import packets
 from services.dhcp import codec, policy
 from services.dhcp.codec import MessageType, Opt
 from services.dhcp.policy import Lease, Reply, ServerContext
-from shared.schema import Subnet
+from shared.records import Subnet
 
 CTX = ServerContext(server_ip="198.18.0.1", http_base_url="http://198.18.0.1:8080")
 LAB = Subnet(name="lab", network=ipaddress.IPv4Network("198.18.0.0/24"),

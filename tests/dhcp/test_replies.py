@@ -13,7 +13,7 @@ from services.dhcp import codec, policy
 from services.dhcp.codec import Message, MessageType, Opt
 from services.dhcp.policy import Lease, ServerContext
 from services.dhcp.replies import ReplyEncoder
-from shared.schema import Host, Profile, Subnet
+from shared.records import Host, Profile, Subnet
 
 LAB = Subnet(name="lab", network=ipaddress.IPv4Network("198.18.0.0/24"),
              ranges=(("198.18.0.100", "198.18.0.199"),), router="198.18.0.254",

@@ -15,7 +15,7 @@ import pytest
 from cli.doctor_block import block_checks, iscsi_discovery
 from cli.doctor_report import DoctorSettings, Report
 from harness.netlab import stop_process, wait_for
-from shared import bootplan
+from shared import boottarget
 
 REPO = Path(__file__).resolve().parents[2]
 IQN = "iqn.2026-11.org.example:state18-doctor"
@@ -56,9 +56,9 @@ async def test_iscsi_discovery_lists_the_target(tgtd):
     ok, detail, names = iscsi_discovery("127.0.0.1", tgtd)
     assert ok is True and names == [IQN], detail
     report = Report(io.StringIO())
-    found = bootplan.Target("web1-root", "iscsi", portal="127.0.0.1", iqn=IQN, lun=1)
+    found = boottarget.Target("web1-root", "iscsi", portal="127.0.0.1", iqn=IQN, lun=1)
     await block_checks(report, found, DoctorSettings(), None, iscsi_port=tgtd)
-    other = bootplan.Target("web2-root", "iscsi", portal="127.0.0.1", iqn=IQN + "-other", lun=1)
+    other = boottarget.Target("web2-root", "iscsi", portal="127.0.0.1", iqn=IQN + "-other", lun=1)
     await block_checks(report, other, DoctorSettings(), None, iscsi_port=tgtd)
     closed = free_port()
     await block_checks(report, found, DoctorSettings(), None, iscsi_port=closed)

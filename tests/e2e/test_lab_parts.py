@@ -14,7 +14,7 @@ from lab.bootyard import inventory
 from lab.disk import boot_sector
 from lab.plan import BootPlan
 from lab.radvd import router_advertisement
-from shared.inventory import yaml_to_dump
+from shared.inventory_file import yaml_to_dump
 
 
 def test_cpio_archive_lists_with_gnu_cpio(tmp_path):

@@ -8,8 +8,9 @@ import json
 import pytest
 from enlistkit import MAC, REPORT
 
-from shared import bootplan, discovery, hardware
-from shared.schema import KINDS, parse_record
+from shared import bootcontext, bootplan, discovery, hardware
+from shared.schema import KINDS
+from shared.validation import parse_record
 
 HW = hardware.dumps(hardware.check(REPORT))
 
@@ -102,8 +103,8 @@ def test_the_install_disk_is_in_every_template_context():
         "kernel": "vmlinuz", "cmdline": "root=/dev/{{ hw.disks[0].name }}2"})
     plan = bootplan.plan(MAC, host, profile, None, bootplan.Facts(base_url="http://s"))
     assert plan.args[-1] == "root=/dev/vda2"
-    context = bootplan.template_context(MAC, host, profile, None, "http://s", url_token=None,
-                                        done_token="t")
+    context = bootcontext.template_context(MAC, host, profile, None, "http://s", url_token=None,
+                                           done_token="t")
     assert context["hw"]["disks"][0]["name"] == "vda" and context["host"]["hw"]["cpus"] == 2
 
 

@@ -9,7 +9,9 @@ import ipaddress
 from enlistkit import MAC, REPORT
 
 from shared import discovery, groups, hardware
-from shared.schema import KINDS, Subnet, parse_record
+from shared.records import Subnet
+from shared.schema import KINDS
+from shared.validation import parse_record
 
 SUBNETS = {"lab": Subnet("lab", ipaddress.IPv4Network("198.18.5.0/24"))}
 

@@ -15,7 +15,9 @@ from services.dhcp.policy import Lease, ServerContext
 from services.dhcp.replies import ReplyEncoder
 from shared import bootplan, dhcpoptions, groups
 from shared.cache import StaticInventory
-from shared.schema import KINDS, Group, Host, Profile, Subnet, parse_record
+from shared.records import Group, Host, Profile, Subnet
+from shared.schema import KINDS
+from shared.validation import parse_record
 
 MAC = "52:54:00:12:34:56"
 HW = {"dmi": {"vendor": "QEMU", "product": "Standard PC (Q35 + ICH9, 2009)",

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from shared.bootstate import REASONS, STAGES, Expected, attempt_of_each, attempts, boot_state
-from shared.schema import Host, Profile
+from shared.records import Host, Profile
 
 MAC = "52:54:00:12:34:56"
 IP = "198.18.5.21"

@@ -9,7 +9,7 @@ from harness.redis_server import RedisServer
 from harness.waiting import wait_until
 from shared import metrics
 from shared.cache import BrokenInventory, InventoryCache, StaticInventory
-from shared.schema import Host, Subnet
+from shared.records import Host, Subnet
 from shared.store import InventoryUnavailable, connect
 
 MAC = "52:54:00:12:34:56"

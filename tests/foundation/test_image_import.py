@@ -16,7 +16,8 @@ import pytest
 
 from shared import bootplan, checks
 from shared.images import ImageError, choose, sniff
-from shared.schema import KINDS, Host, Image, Profile
+from shared.records import Host, Image, Profile
+from shared.schema import KINDS
 
 KERNEL = b"kernel bytes " * 100
 INITRD = b"initrd bytes " * 300
@@ -201,7 +202,7 @@ def test_plan_takes_the_image_files_unless_the_profile_sets_its_own():
 
 def test_image_record_checks():
     kind = KINDS["image"]
-    from shared.schema import parse_record
+    from shared.validation import parse_record
     record, problems = parse_record(kind, "a", {
         "kernel": "a/linux", "initrd": "a/initrd.gz",
         "sha256": f"a/linux={_sha(KERNEL)},a/other={_sha(INITRD)}"})

@@ -11,7 +11,8 @@ import threading
 import pytest
 
 from shared import bootplan, inventory
-from shared.schema import KINDS, parse_record
+from shared.schema import KINDS
+from shared.validation import parse_record
 
 MAC = "52:54:00:12:34:56"
 MAC2 = "52:54:00:00:00:02"

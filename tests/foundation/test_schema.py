@@ -2,7 +2,9 @@ import ipaddress
 
 import pytest
 
-from shared.schema import KINDS, from_hash, parse_record, split_key, to_hash
+from shared.hashform import from_hash, to_hash
+from shared.schema import KINDS, split_key
+from shared.validation import parse_record
 
 HOST = KINDS["host"]
 SUBNET = KINDS["subnet"]
@@ -113,7 +115,7 @@ def test_split_key():
 def test_plain_gives_template_and_json_ready_data():
     import json
 
-    from shared.schema import plain
+    from shared.records import plain
 
     subnet, problems = parse_record(SUBNET, "lab", {
         "network": "10.0.0.0/24", "ranges": "10.0.0.100-10.0.0.150", "dns": "10.0.0.1,10.0.0.2"})

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from services.http.policy import BootContext, grub_config, image_url, initrd_names, ipxe_script
-from shared.schema import Export, Host, Profile
+from shared.records import Export, Host, Profile
 
 MAC = "52:54:00:12:34:56"
 CTX = BootContext(base_url="http://10.0.0.1:8080", san_server="10.0.0.1", unknown_delay=7)

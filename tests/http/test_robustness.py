@@ -14,7 +14,7 @@ from services.http.server import BootService
 from services.http.settings import HttpSection
 from services.http.transport import parse_head
 from shared.cache import StaticInventory
-from shared.schema import Host
+from shared.records import Host
 
 
 @given(st.text(max_size=200), st.integers(min_value=0, max_value=10**12))

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from services.mirrorsync import policy
-from shared.schema import KINDS, parse_record
+from shared.schema import KINDS
+from shared.validation import parse_record
 
 
 def mirror(**fields):

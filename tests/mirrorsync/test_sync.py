@@ -26,8 +26,9 @@ from services.mirrorsync.snapshots import Snapshots
 from shared import keys
 from shared.events import EventLog
 from shared.mirrors import MirrorState
-from shared.schema import KINDS, parse_record
+from shared.schema import KINDS
 from shared.store import connect
+from shared.validation import parse_record
 
 
 def mirror_record(name: str, source: str, **fields):

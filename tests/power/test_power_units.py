@@ -12,7 +12,9 @@ import redis
 from powerkit import MAC
 
 from shared import power, power_ipmi, power_redfish
-from shared.schema import KINDS, parse_record, plain
+from shared.records import plain
+from shared.schema import KINDS
+from shared.validation import parse_record
 
 HOST = KINDS["host"]
 

@@ -10,7 +10,7 @@ import pytest
 from tftp_lab import MAC, TftpService, client_command, sha256
 
 from services.tftp import render
-from shared.schema import Host, Profile
+from shared.records import Host, Profile
 
 pytestmark = pytest.mark.lab
 

@@ -19,7 +19,7 @@ from services.tftp.settings import TftpSection
 from shared import logs
 from shared.cache import BrokenInventory, StaticInventory
 from shared.leases import Leases
-from shared.schema import Host, Profile
+from shared.records import Host, Profile
 from shared.store import connect
 
 MAC = "52:54:00:ab:cd:ef"
