@@ -235,7 +235,8 @@ WORKERS = textwrap.dedent('''
             return
         SERVED.inc(10 ** worker.index)  # worker 0 counts 1, worker 1 counts 10
         UP.inc()
-        print("WORKER", worker.index, worker.count, os.getpid(), flush=True)
+        # one write(2) of a short line: the two workers share the pipe, and print() may split it
+        os.write(1, f"WORKER {worker.index} {worker.count} {os.getpid()}\\n".encode())
         await stop.wait()
 
     sys.exit(runtime.run_service("toy", ToySettings, serve, sys.argv[1:]))
