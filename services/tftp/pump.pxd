@@ -38,6 +38,8 @@ cdef class Slot:
     cdef public double timer_at
     cdef public object session
     cdef public object transfer
+    cdef object step
+    cdef bint serve(self, char *buf, object now)
 
 
 cdef class Pump:
@@ -47,4 +49,3 @@ cdef class Pump:
     cdef object clock
     cdef public unsigned long long blocks
     cdef public unsigned long long wakeups
-    cdef void _serve(self, Slot slot, char *buf, object now) except *

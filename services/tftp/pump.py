@@ -42,9 +42,34 @@ class Slot:
         self.fd = fd
         self.transfer = transfer
         self.session = session
+        self.step = session.lockstep_sent  # bound once: called per block
         self.ack = None
         self.datagram = b""
         self.timer_at = NO_TIMER
+
+    @cython.cfunc
+    def serve(self, buf: cython.p_char, now: object) -> cython.bint:
+        """Read one datagram (``buf``: the pump's buffer); True when it released a block."""
+        n: cython.Py_ssize_t = c_recv(self.fd, buf, RECV_SIZE, 0)
+        if n < 0:
+            return False  # nothing there, or the client's ICMP: the timer decides
+        ack: bytes = self.ack
+        if ack is not None and n == len(ack) and memcmp(
+                buf, cython.cast(cython.p_char, ack), n) == 0:
+            datagram: bytes = self.datagram
+            c_send(self.fd, cython.cast(cython.p_char, datagram), len(datagram), 0)
+            # a failed send (ICMP, a full buffer) is lost: the timer recovers or ends it
+            following = self.step(now)
+            if following is None:
+                self.ack = None
+                self.transfer._flush()
+                return True
+            self.ack, self.datagram, deadline = following
+            if deadline < self.timer_at:
+                self.transfer._arm(deadline)
+            return True
+        self.transfer._handle(buf[:n])
+        return False
 
 
 @cython.cclass
@@ -105,31 +130,11 @@ class Pump:
         self.wakeups += 1
         now: object = self.clock()
         i: cython.int
+        slot: Slot
         for i in range(ready):
-            slot = self.slots.get(events[i].data.fd)
-            if slot is None:
+            found = self.slots.get(events[i].data.fd)
+            if found is None:
                 continue  # removed by an earlier slot of this batch
-            self._serve(slot, buf, now)
-
-    @cython.cfunc
-    def _serve(self, slot: Slot, buf: cython.p_char, now: object) -> cython.void:
-        n: cython.Py_ssize_t = c_recv(slot.fd, buf, RECV_SIZE, 0)
-        if n < 0:
-            return  # nothing there, or the client's ICMP: the timer decides (as transport)
-        ack: bytes = slot.ack
-        if ack is not None and n == len(ack) and memcmp(
-                buf, cython.cast(cython.p_char, ack), n) == 0:
-            datagram: bytes = slot.datagram
-            c_send(slot.fd, cython.cast(cython.p_char, datagram), len(datagram), 0)
-            # a failed send (ICMP, a full buffer) is lost: the timer recovers or ends it
-            self.blocks += 1
-            following = slot.session.lockstep_sent(now)
-            if following is None:
-                slot.ack = None
-                slot.transfer._flush()
-                return
-            slot.ack, slot.datagram, deadline = following
-            if deadline < slot.timer_at:
-                slot.transfer._arm(deadline)
-            return
-        slot.transfer._handle(buf[:n])
+            slot = found
+            if slot.serve(buf, now):
+                self.blocks += 1

@@ -191,8 +191,8 @@ class Transfer(_Sockets):
         self._pump = self._slot = None
         if self._lockstep and _pump is not None:
             # the compiled pump serves the socket (services/tftp/pump.py), not the loop
-            self._pump = _pump_of(self._loop)
             self._slot = _pump.Slot(self._sock.fileno(), self, session)
+            self._pump = _pump_of(self._loop)
             self._pump.add(self._slot)
         else:
             self._loop.add_reader(self._sock.fileno(), self._on_readable)
@@ -316,7 +316,7 @@ class Transfer(_Sockets):
     def _close(self) -> None:
         self._cancel_timer()
         if self._sock is not None:
-            if self._slot is not None:
+            if self._pump is not None:
                 self._pump.remove(self._slot)
                 if not self._pump.open:
                     _pumps.pop(self._loop, None)
