@@ -32,7 +32,7 @@ install: debian-packages $(VENV)/.installed $(NATIVE_BUILDS)
 ## or a C compiler it says so and the services run the pure-Python modules
 NATIVE_BUILDS = services/dhcp/native.json services/tftp/native.json
 services/dhcp/native.json: $(addprefix services/dhcp/,codec.py policy.py replies.py server.py)
-services/tftp/native.json: $(addprefix services/tftp/,session.py codec.py)
+services/tftp/native.json: $(addprefix services/tftp/,session.py codec.py content.py pump.py pump.pxd)
 $(NATIVE_BUILDS): scripts/build_native.py shared/native.py | $(VENV)/.installed
 	$(PY) scripts/build_native.py $(subst /,.,$(@D))
 native: $(NATIVE_BUILDS)

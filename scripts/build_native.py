@@ -1,8 +1,10 @@
 """Compile the hot paths with mypyc, from the same typed Python source, into extension modules
 beside the sources (``make native``, part of ``make install`` and the image): the DHCP packet
 path (services/dhcp: codec, policy, replies, server) and the TFTP per-block path
-(services/tftp: session, codec). Each package's ``__init__`` names its modules (``COMPILED``);
-shared/native.py has the rules for when a build is used.
+(services/tftp: session, codec, content; and its lock-step pump, built with Cython from
+``pump.py`` and ``pump.pxd``). Each package's ``__init__`` names its modules (``COMPILED``, and
+``CYTHON`` for those of them Cython builds); shared/native.py has the rules for when a build is
+used.
 
     python scripts/build_native.py                    # every package (or say why not, exit 0)
     python scripts/build_native.py services.tftp      # one package
@@ -41,6 +43,8 @@ class Package:
         module = importlib.import_module(dotted)
         self.compiled: tuple[str, ...] = module.COMPILED
         self.group: str = module.GROUP
+        # the modules among COMPILED that Cython builds (the rest: mypyc)
+        self.cython: tuple[str, ...] = getattr(module, "CYTHON", ())
 
     def sources(self) -> list[Path]:
         return [self.dir / f"{name}.py" for name in self.compiled]
@@ -57,19 +61,33 @@ def build(pkg: Package, verbose: bool) -> str | None:
         import mypyc  # noqa: F401
     except ImportError:
         return "mypy (with mypyc) is not installed: pip install '.[native]'"
+    if pkg.cython:
+        try:
+            import Cython  # noqa: F401
+        except ImportError:
+            return "Cython is not installed: pip install '.[native]'"
     if not shutil.which(os.environ.get("CC", "cc")):
         return "no C compiler (Debian: gcc)"
     with tempfile.TemporaryDirectory(prefix="bootyard-native-") as tmp:
         # a child process: setuptools and mypyc write to stdout, and a failure stays there
         # (a Distribution of its own: setup() would read pyproject.toml, which is not for this)
-        mods = ["--follow-imports=silent", *(str(p.relative_to(REPO)) for p in pkg.sources())]
+        mods = ["--follow-imports=silent", *(str(p.relative_to(REPO)) for p in pkg.sources()
+                                             if p.stem not in pkg.cython)]
+        cy = [(f"{pkg.dotted}.{m}", str((pkg.dir / f"{m}.py").relative_to(REPO)))
+              for m in pkg.cython]
         name = "bootyard-" + pkg.dotted.replace(".", "-") + "-native"
         code = (
             "from setuptools import Distribution\n"
             "from mypyc.build import mypycify\n"
-            f"d = Distribution({{'name': {name!r}, 'ext_modules': mypycify(\n"
-            f"    {mods!r}, opt_level='3', target_dir={tmp!r},\n"
-            f"    group_name='{pkg.dotted}.{pkg.group}')}})\n"
+            "from setuptools import Extension\n"
+            f"exts = mypycify({mods!r}, opt_level='3', target_dir={tmp!r},\n"
+            f"    group_name='{pkg.dotted}.{pkg.group}')\n"
+            f"if {cy!r}:\n"
+            "    from Cython.Build import cythonize\n"
+            f"    exts += cythonize([Extension(n, [s], extra_compile_args=['-O2'])\n"
+            f"                       for n, s in {cy!r}], build_dir={tmp!r}, quiet=True,\n"
+            "                      compiler_directives={'language_level': 3})\n"
+            f"d = Distribution({{'name': {name!r}, 'ext_modules': exts}})\n"
             f"d.script_args = ['-q', 'build_ext', '--inplace', '--build-temp', {tmp!r}]\n"
             "d.parse_command_line()\n"
             "d.run_commands()\n")
@@ -81,7 +99,7 @@ def build(pkg: Package, verbose: bool) -> str | None:
     if res.returncode:
         pkg.clean()
         last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return f"mypyc failed (exit {res.returncode}): {last}"
+        return f"mypyc or Cython failed (exit {res.returncode}): {last}"
     manifest = {"python": sys.version.split()[0],
                 "sources": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
                             for p in pkg.sources()}}

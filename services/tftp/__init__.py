@@ -1,7 +1,9 @@
 """bootyard's read-only TFTP service (issue 7): boot loaders and per-host configs.
 
-The per-block path (``session``, ``codec``) may run compiled: ``make native`` (part of
-``make install`` and the image) builds them with mypyc, and :func:`shared.native.choose`
+The per-block path (``session``, ``codec``, ``content`` and the lock-step ``pump``) may run
+compiled:
+``make native`` (part of ``make install`` and the image) builds them with mypyc (the pump with
+Cython), and :func:`shared.native.choose`
 decides here, before either is imported, whether the build is used (it matches the sources and
 ``BOOTYARD_TFTP_NATIVE`` is not ``0``) or the pure-Python sources. ``NATIVE`` says which,
 ``NATIVE_REASON`` why not (the service logs both when it starts).
@@ -9,7 +11,8 @@ decides here, before either is imported, whether the build is used (it matches t
 
 from shared import native as _native
 
-COMPILED = ("session", "codec")  # the modules scripts/build_native.py compiles
+COMPILED = ("session", "codec", "content", "pump")  # the modules scripts/build_native.py compiles
+CYTHON = ("pump",)               # of those, built with Cython (the others with mypyc)
 GROUP = "native"                 # mypyc's group library: native__mypyc.<suffix>
 SWITCH = "BOOTYARD_TFTP_NATIVE"
 

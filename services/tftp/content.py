@@ -57,7 +57,8 @@ class FileSource:
 
     def _refill(self, n: int):
         rest = bytes(self._chunk[self._pos:])
-        data = os.read(self._fd, max(READ_CHUNK, n - len(rest)))
+        # whole blocks per read: a chunk then ends where a block does, so ``rest`` stays empty
+        data = os.read(self._fd, max(READ_CHUNK // n * n, n - len(rest)))
         while data and len(rest) + len(data) < n:  # a short read before the end (rare)
             more = os.read(self._fd, n - len(rest) - len(data))
             if not more:

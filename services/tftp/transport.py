@@ -35,6 +35,11 @@ from collections.abc import Callable
 from services.tftp import codec
 from services.tftp.session import Address, ReadSession
 
+try:  # the compiled lock-step pump (Cython; only with the package's compiled build)
+    from services.tftp import pump as _pump
+except ImportError:
+    _pump = None
+
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h
 RECV_SIZE = 4096              # what a client sends during a read transfer: ACK, ERROR
 GSO_MAX_SEGMENTS = 64         # UDP_MAX_SEGMENTS on Linux < 6.2 (128 later)
@@ -183,7 +188,14 @@ class Transfer(_Sockets):
         self._lockstep = session.windowsize == 1
         self._ack: bytes | None = None
         self._datagram = b""
-        self._loop.add_reader(self._sock.fileno(), self._on_readable)
+        self._pump = self._slot = None
+        if self._lockstep and _pump is not None:
+            # the compiled pump serves the socket (services/tftp/pump.py), not the loop
+            self._slot = _pump.Slot(self._sock.fileno(), self, session)
+            self._pump = _pump_of(self._loop)
+            self._pump.add(self._slot)
+        else:
+            self._loop.add_reader(self._sock.fileno(), self._on_readable)
         self._flush()
 
     def abort(self) -> None:
@@ -246,6 +258,8 @@ class Transfer(_Sockets):
 
     def _on_timer(self) -> None:
         self._timer = None
+        if self._slot is not None:
+            self._slot.timer_at = _NO_TIMER
         now = self._loop.time()
         deadline = self.session.next_timer()
         if deadline is None:
@@ -282,24 +296,47 @@ class Transfer(_Sockets):
             self._prepared = None
         else:
             self._ack, self._prepared = None, prepared
+        if self._slot is not None:
+            self._slot.ack, self._slot.datagram = self._ack, self._datagram
 
     def _arm(self, when: float) -> None:
         self._cancel_timer()
         self._timer_at = when
         self._timer = self._loop.call_at(when, self._on_timer)
+        if self._slot is not None:
+            self._slot.timer_at = when
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+            if self._slot is not None:
+                self._slot.timer_at = _NO_TIMER
 
     def _close(self) -> None:
         self._cancel_timer()
         if self._sock is not None:
-            self._loop.remove_reader(self._sock.fileno())
+            if self._pump is not None:
+                self._pump.remove(self._slot)
+                if not self._pump.open:
+                    _pumps.pop(self._loop, None)
+                self._slot = None
+            else:
+                self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
         self._close_sibling()
+
+
+_NO_TIMER = float("inf")
+_pumps: dict = {}  # event loop -> its open pump (a pump closes with its last transfer)
+
+
+def _pump_of(loop):
+    pump = _pumps.get(loop)
+    if pump is None or not pump.open:
+        pump = _pumps[loop] = _pump.Pump(loop)
+    return pump
 
 
 class ThreadTransfer(_Sockets):

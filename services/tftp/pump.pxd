@@ -1,0 +1,51 @@
+# Declarations for pump.py (Cython's "augmenting .pxd"): the C calls it makes and its two
+# classes' fields. pump.py is the source; docs/tftp.md "The compiled per-block path".
+
+cdef extern from "sys/epoll.h":
+    ctypedef union epoll_data_t:
+        void *ptr
+        int fd
+    cdef struct epoll_event:
+        unsigned int events
+        epoll_data_t data
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
+    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
+    enum:
+        EPOLLIN
+        EPOLL_CTL_ADD
+        EPOLL_CTL_DEL
+        EPOLL_CLOEXEC
+
+cdef extern from "sys/socket.h":
+    ssize_t c_recv "recv" (int fd, void *buf, size_t n, int flags)
+    ssize_t c_send "send" (int fd, const void *buf, size_t n, int flags)
+
+cdef extern from "string.h":
+    int memcmp(const void *a, const void *b, size_t n)
+
+cdef extern from "errno.h":
+    int errno
+
+cdef extern from "unistd.h":
+    int c_close "close" (int fd)
+
+
+cdef class Slot:
+    cdef public int fd
+    cdef public bytes ack
+    cdef public bytes datagram
+    cdef public double timer_at
+    cdef public object session
+    cdef public object transfer
+    cdef object step
+    cdef bint serve(self, char *buf, object now)
+
+
+cdef class Pump:
+    cdef int epfd
+    cdef dict slots
+    cdef object loop
+    cdef object clock
+    cdef public unsigned long long blocks
+    cdef public unsigned long long wakeups
