@@ -1,6 +1,14 @@
 """What the boot listener tells about files under /images/: an ``http.file`` event per GET
 (200, 206, 404: a host's boot state needs its kernel and initrd fetches, docs/http.md) and one
-``image_not_found`` warning per missing image within the log budget any client can cause."""
+``image_not_found`` warning per missing image within the log budget any client can cause.
+
+An event names the MAC the address belongs to: a reserved address's host from the inventory, else
+the holder of the address's current lease, read from Redis once and then remembered for
+``HOLDER_SECONDS`` (never past the lease's end): a booting machine fetches its kernel and then its
+initrd seconds apart, and a boot storm would otherwise read a thousand leases twice. Only these
+events use the remembered holder; who may read a host's install files is always asked afresh
+(services/http/access.py).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +23,8 @@ from shared.logbudget import LogBudget
 from shared.store import InventoryUnavailable
 
 log = logs.get_logger("http")
+HOLDER_SECONDS = 10.0  # how long a lease's holder is remembered for file events
+HOLDERS_MAX = 20_000  # remembered addresses; past it the memory starts over
 
 
 class FileEvents:
@@ -24,6 +34,8 @@ class FileEvents:
         self.events = events
         self.leases = leases
         self._lookups: set[asyncio.Task] = set()  # http.file events waiting for a lease read
+        self._holders: dict[str, tuple[str, float]] = {}  # ip -> (MAC, remembered until)
+        self._waiting: dict[str, list[dict[str, Any]]] = {}  # ip -> events for its lease read
         self._missing = LogBudget(burst=10, interval=60.0)  # image_not_found lines
         self._missing_timer: asyncio.TimerHandle | None = None
 
@@ -63,15 +75,36 @@ class FileEvents:
         if host is not None or not ip:
             self.events.emit("http.file", host.mac if host else None, **fields)
             return
+        held = self._holders.get(ip)
+        if held is not None:
+            if time.time() < held[1]:
+                self.events.emit("http.file", held[0], **fields)
+                return
+            del self._holders[ip]
+        waiting = self._waiting.get(ip)
+        if waiting is not None:  # the address's lease is being read: its answer names this too
+            waiting.append(fields)
+            return
         # not a reserved address: its lease says whose it is (the host's boot state needs the
         # MAC on its kernel and initrd fetches); one Redis read, after the response
-        task = asyncio.get_running_loop().create_task(self._file_event_by_lease(ip, fields))
+        self._waiting[ip] = [fields]
+        task = asyncio.get_running_loop().create_task(self._file_events_by_lease(ip))
         self._lookups.add(task)
         task.add_done_callback(self._lookups.discard)
 
-    async def _file_event_by_lease(self, ip: str, fields: dict[str, Any]) -> None:
+    async def _file_events_by_lease(self, ip: str) -> None:
         try:
-            mac = await self.leases.holder(ip)
+            lease = await self.leases.lease(ip)
         except InventoryUnavailable:
-            mac = None
-        self.events.emit("http.file", mac, **fields)
+            lease = None
+        finally:
+            waiting = self._waiting.pop(ip, [])
+        now = time.time()
+        mac = None
+        if lease is not None and lease.current(now) and lease.mac:
+            mac = lease.mac
+            if len(self._holders) >= HOLDERS_MAX:
+                self._holders.clear()
+            self._holders[ip] = (mac, min(now + HOLDER_SECONDS, lease.expires))
+        for fields in waiting:
+            self.events.emit("http.file", mac, **fields)
