@@ -89,9 +89,9 @@ def resolve_under(root: Path | str, name: str) -> Path:
 
     The result is fully resolved (symlinks followed). It may not exist.
     """
-    root_path = Path(realpath(root))
+    root_real = realpath(root)
     relative = clean_relative(name)
-    candidate = Path(realpath(root_path / relative))
-    if candidate != root_path and root_path not in candidate.parents:
+    candidate = realpath(os.path.join(root_real, str(relative)))
+    if candidate != root_real and not candidate.startswith(root_real.rstrip("/") + "/"):
         raise PathRefused(name, "escape", "resolves outside the served root (symlink?)")
-    return candidate
+    return Path(candidate)
