@@ -42,8 +42,12 @@ REFRESH = 5.0  # seconds between metric updates
 
 class Board:
     def __init__(self, events: EventLog, inventory, expected: Expected | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_event: Callable[[Event], None] | None = None) -> None:
+        """``on_event``: also handed every event followed from the global stream (the file
+        events' lease holders, services/http/fileevents.py)."""
         self._log = events
+        self._on_event = on_event
         self._inventory = inventory
         self.expected = expected or Expected()
         self._clock = clock
@@ -106,6 +110,8 @@ class Board:
 
     async def _follow(self, cursor: str) -> None:
         async for event in self._log.follow(None, last_id=cursor):
+            if self._on_event is not None:
+                self._on_event(event)
             self.add(event)
 
     async def _refresh_loop(self, stop: asyncio.Event) -> None:

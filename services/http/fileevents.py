@@ -5,9 +5,12 @@
 An event names the MAC the address belongs to: a reserved address's host from the inventory, else
 the holder of the address's current lease, read from Redis once and then remembered for
 ``HOLDER_SECONDS`` (never past the lease's end): a booting machine fetches its kernel and then its
-initrd seconds apart, and a boot storm would otherwise read a thousand leases twice. Only these
-events use the remembered holder; who may read a host's install files is always asked afresh
-(services/http/access.py).
+initrd seconds apart, and a boot storm would otherwise read a thousand leases twice. Where the
+process follows the event stream (the board, services/http/board.py), a ``dhcp.ack`` it reads
+names the holder too, for ``HOLDER_SECONDS`` from the ack (iPXE's ack comes just before its
+script, kernel and initrd), and a release, decline or expiry of the address forgets it: then a
+storm's machines need no lease read at all. Only these events use the remembered holder; who may
+read a host's install files is always asked afresh (services/http/access.py).
 """
 
 from __future__ import annotations
@@ -38,6 +41,20 @@ class FileEvents:
         self._waiting: dict[str, list[dict[str, Any]]] = {}  # ip -> events for its lease read
         self._missing = LogBudget(burst=10, interval=60.0)  # image_not_found lines
         self._missing_timer: asyncio.TimerHandle | None = None
+
+    def seen(self, event) -> None:
+        """An event read from the global stream (:class:`shared.events.Event`)."""
+        ip = event.fields.get("ip")
+        if not ip:
+            return
+        if event.kind == "dhcp.ack" and event.mac:
+            until = event.ts + HOLDER_SECONDS
+            if until > time.time():
+                if len(self._holders) >= HOLDERS_MAX:
+                    self._holders.clear()
+                self._holders[ip] = (event.mac, until)
+        elif event.kind in ("dhcp.release", "dhcp.decline", "dhcp.expire", "dhcp.nak"):
+            self._holders.pop(ip, None)
 
     def answered(self, request: web.Request, status: int, sent: int, elapsed: float) -> None:
         """A GET under /images/ was answered."""
