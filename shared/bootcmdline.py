@@ -121,8 +121,22 @@ def _compiled(source: str) -> jinja2.Template | str:
             _COMPILED.clear()
         problem = check_template(source)
         found = problem if problem else _ENV.from_string(source)
+        if not problem:
+            found.literal = _literal(source)
         _COMPILED[source] = found
     return found
+
+
+def _literal(source: str) -> str | None:
+    """What a template with no Jinja syntax in it (most cmdlines) renders to, so that it needs
+    no context; None for any other template."""
+    body = _ENV.parse(source).body
+    if not body:
+        return ""
+    if len(body) == 1 and isinstance(body[0], nodes.Output) and len(body[0].nodes) == 1 \
+            and isinstance(body[0].nodes[0], nodes.TemplateData):
+        return body[0].nodes[0].data
+    return None
 
 
 def render_cmdline(host: Host, profile: Profile, facts: Facts) -> str:
@@ -132,13 +146,14 @@ def render_cmdline(host: Host, profile: Profile, facts: Facts) -> str:
     compiled = _compiled(profile.cmdline)
     if isinstance(compiled, str):
         raise TemplateFailed(label, compiled)
-    context = template_context(host.mac, host, profile, facts.subnet, facts.base_url,
-                               url_token=facts.token, done_token=facts.token,
-                               server_ip=facts.san_server)
+    context = None if compiled.literal is not None else \
+        template_context(host.mac, host, profile, facts.subnet, facts.base_url,
+                         url_token=facts.token, done_token=facts.token,
+                         server_ip=facts.san_server)
     out: list[str] = []
     size = 0
     try:
-        for chunk in compiled.generate(context):
+        for chunk in compiled.generate(context) if context is not None else (compiled.literal,):
             size += len(chunk)
             if size > MAX_CMDLINE:
                 raise TemplateLimit(f"renders to more than {MAX_CMDLINE} characters")

@@ -175,7 +175,9 @@ class _Build:
         self.start = first.ts
         self.ident = ident  # the attempt id its events carry (None: derived, see build)
         self.expected = expected
-        self.reached: dict[str, float] = {}
+        self.reached: dict[str, float] = {}  # stage -> when first reached (reach() only)
+        self._stage, self._rank = "dhcp", -1  # the furthest stage reached
+        self._names: dict[str, set[str]] = {}  # names(), per profile field
         self.profile = profile
         self.host = host
         self.offers = 0
@@ -200,11 +202,13 @@ class _Build:
 
     # -- what a file is, for this host --------------------------------------------------------
     def names(self, field: str) -> set[str]:
-        value = getattr(self.profile, field, None) if self.profile is not None else None
-        if not value:
-            return set()
-        values = value if isinstance(value, (tuple, list)) else (value,)
-        return {_base(v) for v in values if v}
+        """The file names the profile's ``field`` names (read only: kept for the attempt)."""
+        found = self._names.get(field)
+        if found is None:
+            value = getattr(self.profile, field, None) if self.profile is not None else None
+            values = () if not value else value if isinstance(value, (tuple, list)) else (value,)
+            found = self._names[field] = {_base(v) for v in values if v}
+        return found
 
     def classify(self, path: str) -> str | None:
         name = _base(path)
@@ -232,11 +236,15 @@ class _Build:
 
     # -- reading ------------------------------------------------------------------------------
     def reach(self, stage: str, ts: float) -> None:
-        self.reached.setdefault(stage, ts)
+        if stage not in self.reached:
+            self.reached[stage] = ts
+            if _RANK[stage] > self._rank:
+                self._stage, self._rank = stage, _RANK[stage]
 
     @property
     def stage(self) -> str:
-        return max(self.reached, key=_RANK.__getitem__) if self.reached else "dhcp"
+        """The furthest stage reached ("dhcp" before any)."""
+        return self._stage
 
     def add(self, e: EventLike) -> None:
         self.events += 1

@@ -118,15 +118,17 @@ def grub_word(word: str) -> str:
 # ------------------------------------------------------------------------------ the one check
 
 _FORBIDDEN_WORDS = ("||", "&&")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def args_problem(text: str) -> str | None:
     """Why ``text`` cannot go on a kernel command line in a script, or None. One line of
     printable text; no ``$`` (iPXE and GRUB expand it); no ``||``/``&&`` word (iPXE runs what
     follows as a command)."""
-    for ch in text:
-        if ord(ch) < 32 or ord(ch) == 127:
-            return f"control character {ch!r} (a line break would start a new script command)"
+    control = _CONTROL.search(text)
+    if control is not None:
+        return (f"control character {control.group()!r} (a line break would start a new script "
+                "command)")
     if "$" in text:
         return "'$' (iPXE and GRUB expand ${...} in scripts)"
     for word in text.split():

@@ -137,7 +137,8 @@ def run_storm(stack_name: str, args, files: dict[str, Path], assets, workroot: P
         plan = StormPlan(SERVER, NETWORK, POOL, workdir, macs)
         populate(assets, plan.www_root, plan.tftp_root)
         if stack_name == "bootyard":
-            stack = Bootyard(plan, srv, workdir, dict(kv.split("=", 1) for kv in args.env))
+            stack = Bootyard(plan, srv, workdir, dict(kv.split("=", 1) for kv in args.env),
+                             profile_http=args.profile_http)
         else:
             stack = Classic(plan, srv, workdir,
                             None if stack_name == "classic" else args.tftp_max or n,
@@ -280,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(compare) or by their SHA-256")
     ap.add_argument("--env", action="append", default=[], metavar="BOOTYARD_X__Y=VALUE",
                     help="a setting for bootyard's services (A/B runs); repeatable")
+    ap.add_argument("--profile-http", type=Path, default=None, metavar="PSTATS",
+                    help="run bootyard's HTTP service under cProfile (CPU time; the profiler "
+                         "about doubles it) and write its stats here")
     ap.add_argument("--seed", type=int, default=19)
     ap.add_argument("--json", type=Path, default=None, help="write the runs' summaries here")
     ap.add_argument("--keep", action="store_true", help="keep every run's directory and logs")

@@ -40,6 +40,17 @@ from lab.bootyard import METRICS_PORTS, BootyardStack, stop_all  # noqa: E402
 from lab.plan import BootPlan  # noqa: E402
 
 NOFILE = 65536
+# --profile-http: the HTTP service under cProfile (CPU time of its event loop's thread; the
+# profiler about doubles it, so shares only), its stats written when it stops
+CPROFILE = """
+import cProfile, sys, time
+from services.http.__main__ import main
+profile = cProfile.Profile(time.thread_time)
+try:
+    profile.runcall(main, [])
+finally:
+    profile.dump_stats(sys.argv[1])
+"""
 CMDLINE = "console=ttyS0 quiet panic=-1"
 
 
@@ -78,8 +89,9 @@ class Bootyard(BootyardStack):
     name = "bootyard"
 
     def __init__(self, plan: StormPlan, server_ns, workdir: Path,
-                 settings: dict[str, str] | None = None) -> None:
+                 settings: dict[str, str] | None = None, profile_http: Path | None = None) -> None:
         super().__init__(plan, server_ns, workdir, extra_env=settings)
+        self.profile_http = profile_http
 
     def inventory(self) -> dict:
         plan = self.plan
@@ -101,7 +113,9 @@ class Bootyard(BootyardStack):
         env["PYTHONPATH"] = str(REPO)
         for svc in ("dhcp", "tftp", "http"):
             log = open(self.workdir / f"{svc}.log", "w")
-            self.procs[svc] = self.ns.popen(sys.executable, "-m", f"services.{svc}", env=env,
+            command = ("-c", CPROFILE, str(self.profile_http)) \
+                if svc == "http" and self.profile_http else ("-m", f"services.{svc}")
+            self.procs[svc] = self.ns.popen(sys.executable, *command, env=env,
                                             stdout=log, stderr=subprocess.STDOUT,
                                             cwd=str(REPO), preexec_fn=_limits)
         self._wait_ready(60)

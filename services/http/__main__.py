@@ -92,7 +92,7 @@ async def serve(settings, stop: asyncio.Event) -> None:
             log.warning("fast_path_unavailable", reason="this aiohttp's RequestHandler "
                         "changed; serving every request through aiohttp")
     # the hosts' boot states: computed by the process serving the admin API (board.py says why)
-    states = Board(events, inventory, settings.bootstate) \
+    states = Board(events, inventory, settings.bootstate, on_event=boot.file_events.seen) \
         if worker is None or worker.index == 0 else None
     runners = []
     try:

@@ -10,13 +10,18 @@ Redis (``GET /api/v1/hosts/<mac>/state`` reads that host's stream first: one rea
 event a client has just seen).
 
 A host's state is recomputed only when it has new events, or while it is progressing (time
-alone can make it stuck): finished, stuck and idle hosts stay so until their next event.
+alone can make it stuck): finished, stuck and idle hosts stay so until their next event. The
+metrics' refresh recomputes a progressing host without new events only once its stage's time
+(``bootstate`` settings) has run out, the one way time alone changes its state: a rack booting at
+once is a thousand progressing hosts, each with a new event every second or so. The API's answers
+recompute every progressing host (its current stage's time runs until now).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,8 +42,12 @@ REFRESH = 5.0  # seconds between metric updates
 
 class Board:
     def __init__(self, events: EventLog, inventory, expected: Expected | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_event: Callable[[Event], None] | None = None) -> None:
+        """``on_event``: also handed every event followed from the global stream (the file
+        events' lease holders, services/http/fileevents.py)."""
         self._log = events
+        self._on_event = on_event
         self._inventory = inventory
         self.expected = expected or Expected()
         self._clock = clock
@@ -70,7 +79,7 @@ class Board:
             kept = self._events[mac] = collections.deque(maxlen=PER_HOST)
         # an event read by load() from the host's stream and again from the global stream
         key = (event.ts, event.kind, event.fields)
-        if any((e.ts, e.kind, e.fields) == key for e in list(kept)[-20:]):
+        if any((e.ts, e.kind, e.fields) == key for e in itertools.islice(reversed(kept), 20)):
             return
         kept.append(event)
         self._dirty.add(mac)
@@ -101,13 +110,15 @@ class Board:
 
     async def _follow(self, cursor: str) -> None:
         async for event in self._log.follow(None, last_id=cursor):
+            if self._on_event is not None:
+                self._on_event(event)
             self.add(event)
 
     async def _refresh_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             if self.loaded.is_set():
                 try:
-                    self.refresh()
+                    self.refresh(every_progressing=False)
                 except InventoryUnavailable:
                     pass  # the inventory is not loaded (Redis down): the next turn
                 except Exception:  # noqa: BLE001 - a bug here must not end the service
@@ -123,6 +134,12 @@ class Board:
         profile = self._inventory.profile(host.profile) if host and host.profile else None
         return bootstate.boot_state(mac, list(self._events.get(mac, ())), now, self.expected,
                                     host, profile)
+
+    def _out_of_time(self, state: BootState, now: float) -> bool:
+        """Whether a progressing host may be stuck by now (stuck_at's time test in
+        shared/bootstate.py: longer at its stage than the stage's expected seconds)."""
+        limit = self.expected.of(state.stage)
+        return state.since is None or (limit is not None and now - state.since > limit)
 
     def state(self, mac: str, now: float | None = None) -> BootState:
         now = self._clock() if now is None else now
@@ -145,9 +162,12 @@ class Board:
         return {e.id: attempt for e, attempt in bootstate.attempt_of_each(
             mac, events, self.expected, host, profile)}
 
-    def refresh(self, now: float | None = None) -> dict[str, BootState]:
+    def refresh(self, now: float | None = None, *,
+                every_progressing: bool = True) -> dict[str, BootState]:
         """Every inventory host's state (recomputed where it may have changed), and the
-        metrics set from them."""
+        metrics set from them. ``every_progressing=False``: a progressing host with no new
+        events only once its stage's time has run out (its state, stage and reason are the
+        same until then; only its stage's duration grows)."""
         now = self._clock() if now is None else now
         macs = [h.mac for h in self._inventory.hosts()]
         for gone in set(self._events) - set(macs):
@@ -155,7 +175,8 @@ class Board:
             self._states.pop(gone, None)
         for mac in macs:
             old = self._states.get(mac)
-            if old is None or mac in self._dirty or old.state == "progressing":
+            if old is None or mac in self._dirty or old.state == "progressing" and (
+                    every_progressing or self._out_of_time(old, now)):
                 self._states[mac] = self._compute(mac, now)
         self._dirty.clear()
         states = {mac: self._states[mac] for mac in macs}

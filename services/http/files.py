@@ -1,13 +1,16 @@
 """Static files: ``/images/...`` and ``/mirror/...`` from directories; only small files
 (``SMALL_FILE``) are read into memory, to go out with their headers in one write.
 
-Every name goes through :func:`shared.paths.resolve_under`. Files go out through aiohttp's
-:class:`~aiohttp.web.FileResponse` (``sendfile`` on the default asyncio loop), which also answers
-HEAD, one byte range, ``If-None-Match``/``If-Modified-Since`` (304) and
-``If-Match``/``If-Unmodified-Since`` (412). This module adds what it lacks: several ranges in one
-request (``multipart/byteranges``, RFC 9110 §14.6, streamed in chunks), ``If-Range`` with an
-ETag, bootyard's content types (``.efi`` is ``application/efi``, as OVMF's HTTP boot wants), and
-HTML directory listings for people.
+Every name goes through :func:`shared.paths.resolve_under`. A whole file (no ``Range``: what
+firmware and iPXE ask for) goes out as :class:`WholeFile`: opened, checked and closed in the event
+loop (a local file system answers in microseconds; the thread pool's hand-offs cost more, and a
+boot storm asks for thousands of kernels) and sent with ``loop.sendfile`` (``sendfile(2)`` on the
+default asyncio loop). Range requests go through aiohttp's :class:`~aiohttp.web.FileResponse`,
+which answers one byte range. Both answer HEAD, ``If-None-Match``/``If-Modified-Since`` (304) and
+``If-Match``/``If-Unmodified-Since`` (412). This module adds what FileResponse lacks: several
+ranges in one request (``multipart/byteranges``, RFC 9110 §14.6, streamed in chunks),
+``If-Range`` with an ETag, bootyard's content types (``.efi`` is ``application/efi``, as OVMF's
+HTTP boot wants), and HTML directory listings for people.
 """
 
 from __future__ import annotations
@@ -196,7 +199,65 @@ async def serve(request: web.Request, root: str, name: str) -> web.StreamRespons
                 raise web.HTTPNotModified(headers={hdrs.ETAG: f'"{etag}"'}) if status == 304 \
                     else web.HTTPPreconditionFailed()
             return await _multipart(request, path, st, ranges, headers[hdrs.CONTENT_TYPE], etag)
-    return _file_response(request, path, headers)
+        return _file_response(request, path, headers)
+    return _whole_file(request, path, headers)
+
+
+def _validators(st: os.stat_result) -> dict[str, str]:
+    return {hdrs.ETAG: f'"{etag_of(st)}"', hdrs.LAST_MODIFIED: formatdate(st.st_mtime, usegmt=True)}
+
+
+def _whole_file(request: web.Request, path: Path, headers: dict[str, str]) -> web.StreamResponse:
+    """The whole file, or 304/412 for its validators; 404 if it is gone or no longer a file."""
+    try:
+        fobj = open(path, "rb")  # noqa: SIM115 - WholeFile.prepare closes it
+    except OSError:
+        raise web.HTTPNotFound(text="not found\n") from None
+    try:
+        st = os.fstat(fobj.fileno())  # the file being sent, should the name have moved on
+        if not stat.S_ISREG(st.st_mode):
+            raise web.HTTPNotFound(text="not found\n")
+        status = _precondition_status(request, etag_of(st), st.st_mtime)
+        if status == 304:
+            raise web.HTTPNotModified(headers=_validators(st))
+        if status == 412:
+            raise web.HTTPPreconditionFailed()
+    except BaseException:
+        fobj.close()
+        raise
+    return WholeFile(fobj, st.st_size, {**headers, **_validators(st),
+                                        hdrs.ACCEPT_RANGES: "bytes"})
+
+
+class WholeFile(web.StreamResponse):
+    """A 200 with an open file's ``size`` bytes, sent by ``loop.sendfile`` after the headers;
+    the file is closed once sent (or failed). A file that shrank while being sent ends the
+    connection (the client sees a short body, never the next answer as this one's end)."""
+
+    def __init__(self, fobj, size: int, headers: dict[str, str]) -> None:
+        super().__init__(headers=headers)
+        self.content_length = size
+        self._fobj = fobj
+
+    async def prepare(self, request):
+        if self.prepared:  # the server middleware already sent it
+            return None
+        fobj, self._fobj = self._fobj, None
+        try:
+            writer = await super().prepare(request)
+            size = self.content_length or 0
+            if request.method != "HEAD" and size:
+                transport = request.transport
+                if transport is None:
+                    raise ConnectionResetError("the client went away")
+                sent = await asyncio.get_running_loop().sendfile(transport, fobj, 0, size)
+                if sent < size:
+                    self.force_close()
+                    raise ConnectionResetError("file shrank while being sent")
+            await super().write_eof()
+            return writer
+        finally:
+            fobj.close()
 
 
 async def _small_file(request: web.Request, path: Path, st: os.stat_result,
@@ -204,10 +265,8 @@ async def _small_file(request: web.Request, path: Path, st: os.stat_result,
     """A small file read into memory and answered as one buffer, so its headers and body leave
     in one write (one TCP segment): GRUB 2.06's HTTP client polls 400 ms for a body that is not
     queued with the headers, and FileResponse writes the headers before its sendfile."""
-    etag = etag_of(st)
-    validators = {hdrs.ETAG: f'"{etag}"',
-                  hdrs.LAST_MODIFIED: formatdate(st.st_mtime, usegmt=True)}
-    status = _precondition_status(request, etag, st.st_mtime)
+    validators = _validators(st)
+    status = _precondition_status(request, etag_of(st), st.st_mtime)
     if status == 304:
         raise web.HTTPNotModified(headers=validators)
     if status == 412:
