@@ -21,6 +21,7 @@ import struct
 import time
 
 from services.blockexport import iscsi_pdu as pdu, metrics as m
+from services.blockexport.iscsi_direct import DirectReads
 from services.blockexport.iscsi_login import Login, Step
 from services.blockexport.iscsi_pdu import DecodeError, DigestError, LoginRequest
 from services.blockexport.iscsi_send import send_direct, send_mixed
@@ -55,6 +56,7 @@ class Connection(asyncio.Protocol):
         self.export = None  # the served export (iscsi_server.Served) of a normal session
         self.disk = None
         self.read_fd: int | None = None  # the disk's fd when reads may run on the loop
+        self.direct: DirectReads | None = None  # reads answered as they are framed
         self.lu = None
         self.mac: str | None = None
         self.initiator = ""
@@ -120,6 +122,7 @@ class Connection(asyncio.Protocol):
         self.last_rx = time.monotonic()
         self.buf += data
         if not self.holding:
+            started = time.perf_counter()
             self.cork()  # the answers to everything this read brought leave in one write
             try:
                 self._frames()
@@ -129,6 +132,8 @@ class Connection(asyncio.Protocol):
                 self.close("internal_error")
             finally:
                 self.uncork()
+                if self.direct is not None:
+                    self.direct.account(started)
 
     # -- framing -----------------------------------------------------------------------------
     def _frames(self) -> None:
@@ -149,6 +154,11 @@ class Connection(asyncio.Protocol):
                 if total == pdu.BHS and buf[pos + 1] & 0xE0 == 0xC0 and buf[pos] & 0x3F == 1 \
                         and self.session is not None:  # a READ-like SCSI Command: F, R, no W
                     op, _, _, _, lun, itt, edtl, cmdsn, _, cdb = _COMMAND.unpack_from(buf, pos)
+                    direct = self.direct
+                    if direct is not None and direct.serve(op & 0x40, lun, itt, edtl, cmdsn,
+                                                           cdb):
+                        pos += total
+                        continue
                     if self.session.read_command(op & 0x40, lun, itt, edtl, cmdsn, cdb):
                         pos += total
                         continue
@@ -256,6 +266,8 @@ class Connection(asyncio.Protocol):
         self.hd, self.dd = params.header_digest, params.data_digest
         self.limit = params.max_recv_dsl
         self.phase = "discovery" if session.discovery else "normal"
+        if self.export is not None and not self.dd and not session.discovery:
+            self.direct = DirectReads(self)
         if self.timer is not None:  # the login's: it would hold this connection until it ran out
             self.timer.cancel()
         self._arm_idle()

@@ -36,12 +36,14 @@ from services.blockexport.iscsi_session import Session, Task
 from services.blockexport.iscsi_worker import Worker, direct_fd, read_now
 from services.blockexport.settings import BlockexportSection
 from services.blockexport.storage import (
+    NOWAIT,
     SECTOR,
     UNMAPPED_GOLDEN,
     CowDisk,
     Disk,
     PlainDisk,
     StorageError,
+    _pread_cached,
     _pread_full,
 )
 from shared import keys, logs
@@ -69,6 +71,10 @@ class GoldenView(Disk):
 
     def read(self, offset: int, length: int) -> bytes:
         return _pread_full(self.cow.golden, length, offset)
+
+    def read_cached(self, offset: int, into: memoryview) -> bool:
+        return bool(NOWAIT) and offset + len(into) <= self.size and \
+            _pread_cached(self.cow.golden, into, offset)
 
     def write(self, writes, sync: bool = True) -> None:
         raise OSError(30, "read-only: this session belongs to no host")
@@ -403,9 +409,9 @@ class IscsiServer(FollowsExports):
             conn.completed(task, response.status, response.data_in, response.sense,
                            response.overflow, response.underflow)
             return
-        if task.read and not served.busy and conn.read_fd is not None:
+        if task.read and not served.busy:
             started = time.perf_counter()
-            response = read_now(conn.lu, request, conn.read_fd, not conn.dd)
+            response = read_now(conn.lu, request, conn.disk, conn.read_fd, not conn.dd)
             if response is not None:
                 self.account(conn, request, response, time.perf_counter() - started)
                 conn.completed(task, response.status, response.data_in, response.sense,
