@@ -8,8 +8,9 @@ docs/benchmarks.md). So a SCSI Command is answered on the spot when
 
 - it is a READ-like command without data or AHS that :meth:`Session.next_plain` lets through
   (in order, not immediate, a new ITT) and the connection has no data digest to compute;
-- its export's I/O thread has nothing queued or running (``Served.busy``: a read never
-  overtakes a write or any other command that came first);
+- its export's I/O thread has nothing queued or running (``Served.busy``) and this socket
+  read brought no command still to hand over to it (``Session.out.execute``): a read never
+  overtakes a write or any other command that came first;
 - the session has had its first read answered the full way (the ``first_read`` event stays
   with it), for the export's LUN;
 - :meth:`LogicalUnit.plain_io` finds a plain READ (10)/(16) (no unit attention, no
@@ -58,8 +59,8 @@ class DirectReads:
         not done (the caller takes the full way)."""
         conn = self.conn
         session = conn.session
-        if self.served.busy or not conn.read_once or (lun >> 48) & 0x3FFF != self.lun \
-                or not session.next_plain(immediate, itt, cmdsn):
+        if self.served.busy or session.out.execute or not conn.read_once \
+                or (lun >> 48) & 0x3FFF != self.lun or not session.next_plain(immediate, itt, cmdsn):
             return False
         plain = self.lu.plain_io(cdb, self.nexus)
         if plain is None or plain[0]:
