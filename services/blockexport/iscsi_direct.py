@@ -13,8 +13,9 @@ docs/benchmarks.md). So a SCSI Command is answered on the spot when
   overtakes a write or any other command that came first;
 - the session has had its first read answered the full way (the ``first_read`` event stays
   with it), for the export's LUN;
-- :meth:`LogicalUnit.plain_io` finds a plain READ (10)/(16) (no unit attention, no
-  reservation, valid fields, in range) that fits in one Data-In PDU and the EDTL;
+- its EDTL fits in one Data-In PDU (:data:`ONE_PDU_MAX`, the initiator's
+  MaxRecvDataSegmentLength and MaxBurstLength) and :meth:`LogicalUnit.plain_io` finds a plain
+  READ (10)/(16) (no unit attention, no reservation, valid fields, in range) no longer than it;
 - the storage layer reads it without waiting (:meth:`Disk.read_cached`: ``RWF_NOWAIT``, all
   of it in the page cache; no lock wait), as the AoE target's direct reads do (aoe_direct.py).
 
@@ -59,15 +60,14 @@ class DirectReads:
         not done (the caller takes the full way)."""
         conn = self.conn
         session = conn.session
-        if self.served.busy or session.out.execute or not conn.read_once \
-                or (lun >> 48) & 0x3FFF != self.lun or not session.next_plain(immediate, itt, cmdsn):
+        if edtl > self.limit or self.served.busy or session.out.execute or not conn.read_once \
+                or (lun >> 48) & 0x3FFF != self.lun \
+                or not session.next_plain(immediate, itt, cmdsn):
             return False
         plain = self.lu.plain_io(cdb, self.nexus)
-        if plain is None or plain[0]:
+        if plain is None or plain[0] or plain[2] > edtl:
             return False
         _, offset, size = plain
-        if size > edtl or size > self.limit:
-            return False
         buf = bytearray(BHS + size)
         if not self.disk.read_cached(offset, memoryview(buf)[BHS:]):
             return False
