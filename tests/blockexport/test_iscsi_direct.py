@@ -186,3 +186,16 @@ def test_a_read_never_overtakes_the_write_before_it(unix_redis, tmp_path):
     finally:
         c.close()
         svc.stop()
+
+
+def test_a_small_read_of_the_full_way_is_read_on_the_loop_when_cached(unit):
+    """iscsi_worker.read_now (a read that takes the full way: a header digest, the first one):
+    the engine's answer when the page cache holds it, else None (the I/O thread)."""
+    from services.blockexport.iscsi_worker import read_now
+    request = scsi.Request(read10(40, 16) + bytes(6), 0, NEXUS, b"", 12288, True, False)
+    expected = unit.lu.execute(request, unit.disk)
+    got = read_now(unit.lu, request, unit.disk, None, True)
+    assert (got.status, bytes(got.data_in), got.overflow, got.underflow) == \
+        (expected.status, expected.data_in, expected.overflow, expected.underflow)
+    uncache(unit.path)
+    assert read_now(unit.lu, request, unit.disk, None, True) is None
