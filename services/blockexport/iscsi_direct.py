@@ -39,8 +39,8 @@ ONE_PDU_MAX = 32 << 10  # larger reads take the full way (iscsi_worker.read_now:
 class DirectReads:
     """One session's direct reads (made when a normal session starts without data digests)."""
 
-    __slots__ = ("conn", "served", "lu", "disk", "lun", "lun_field", "nexus", "limit",
-                 "reads", "bytes")
+    __slots__ = ("conn", "served", "lu", "disk", "lun", "lun_field", "nexus", "params",
+                 "limit", "reads", "bytes")
 
     def __init__(self, conn) -> None:
         self.conn = conn
@@ -50,8 +50,7 @@ class DirectReads:
         self.lun = self.served.record.lun
         self.lun_field = lun_field(self.lun)
         self.nexus = conn.nexus
-        p = conn.session.p
-        self.limit = min(ONE_PDU_MAX, p.max_send_dsl, p.max_burst)
+        self.params = self.limit = None
         self.reads = self.bytes = 0
 
     def serve(self, immediate: int, lun: int, itt: int, edtl: int, cmdsn: int,
@@ -60,6 +59,9 @@ class DirectReads:
         not done (the caller takes the full way)."""
         conn = self.conn
         session = conn.session
+        if session.p is not self.params:  # at first, and after a Text negotiation changed it
+            p = self.params = session.p
+            self.limit = min(ONE_PDU_MAX, p.max_send_dsl, p.max_burst)
         if edtl > self.limit or self.served.busy or session.out.execute or not conn.read_once \
                 or (lun >> 48) & 0x3FFF != self.lun \
                 or not session.next_plain(immediate, itt, cmdsn):

@@ -110,6 +110,10 @@ def test_the_unusual_takes_the_full_way_and_leaves_the_session_untouched(unit):
                              immediate=True))
     assert refused(w.command(read10(0, 8), itt=7, cmdsn=1, edtl=2048, read=True))  # overflow
     assert refused(w.command(read10(0, 128), itt=7, cmdsn=1, edtl=65536, read=True))  # 2 PDUs
+    s.receive(p.decode(w.text_request([("MaxRecvDataSegmentLength", "4096")], itt=3,
+                                      cmdsn=1, immediate=True)))  # the initiator takes less
+    s.drain()
+    assert refused(w.command(read10(0, 16), itt=7, cmdsn=1, edtl=8192, read=True))
     assert refused(w.command(read10(BLOCKS - 4, 8), itt=7, cmdsn=1, edtl=4096, read=True))
     assert refused(w.command(bytes([0x28, 0x20]) + read10(0, 8)[2:], itt=7, cmdsn=1,
                              edtl=4096, read=True))  # RDPROTECT: the full way says no
