@@ -8,9 +8,9 @@ docs/benchmarks.md). So a SCSI Command is answered on the spot when
 
 - it is a READ-like command without data or AHS that :meth:`Session.next_plain` lets through
   (in order, not immediate, a new ITT) and the connection has no data digest to compute;
-- its export's I/O thread has nothing queued or running (``Served.busy``) and this socket
-  read brought no command still to hand over to it (``Session.out.execute``): a read never
-  overtakes a write or any other command that came first;
+- its export's I/O thread has no command but READs queued or running (``Served.busy``) and
+  this socket read brought no command still to hand over to it (``Session.out.execute``): a
+  read never overtakes a write or any other command that came first;
 - the session has had its first read answered the full way (the ``first_read`` event stays
   with it), for the export's LUN;
 - its EDTL fits in one Data-In PDU (:data:`ONE_PDU_MAX`, the initiator's

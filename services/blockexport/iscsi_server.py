@@ -33,7 +33,7 @@ from services.blockexport.follow import FollowsExports
 from services.blockexport.iscsi_conn import Connection
 from services.blockexport.iscsi_login import Login, Offer, TargetConfig
 from services.blockexport.iscsi_session import Session, Task
-from services.blockexport.iscsi_worker import Worker, direct_fd, read_now
+from services.blockexport.iscsi_worker import READS, Worker, direct_fd, holds_reads, read_now
 from services.blockexport.settings import BlockexportSection
 from services.blockexport.storage import (
     NOWAIT,
@@ -52,7 +52,6 @@ from shared.store import InventoryUnavailable
 
 log = logs.get_logger("blockexport")
 
-READS = frozenset((0x08, 0x28, 0xA8, 0x88))
 WRITES = frozenset((0x0A, 0x2A, 0xAA, 0x8A, 0x2E, 0xAE, 0x8E))
 SYNCS = frozenset((0x35, 0x91))
 REPORT_LUNS = 0xA0
@@ -96,7 +95,8 @@ class Served:
     lu: scsi.LogicalUnit
     worker: Worker
     golden_lu: scsi.LogicalUnit | None = None
-    busy: int = 0  # commands queued or executing on the I/O thread (iscsi_worker.read_now)
+    busy: int = 0  # commands but READs queued or executing on the I/O thread: no read on the
+    # loop meanwhile (iscsi_worker.holds_reads, read_now; iscsi_direct)
     conns: set = dataclasses.field(default_factory=set)
     counters: dict = dataclasses.field(default_factory=dict)  # metric children (labels() is slow)
     tally: dict = dataclasses.field(default_factory=dict)  # counts not yet in the metrics
@@ -417,7 +417,8 @@ class IscsiServer(FollowsExports):
                 conn.completed(task, response.status, response.data_in, response.sense,
                                response.overflow, response.underflow)
                 return
-        served.busy += 1
+        if holds_reads(task.cdb):
+            served.busy += 1
         job = (conn, task, conn.lu, request, conn.disk, time.perf_counter())
         if jobs is None:
             served.worker.submit([job])

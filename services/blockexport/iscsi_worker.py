@@ -13,8 +13,10 @@ reads never get here: iscsi_direct.py answers them as they are framed).
   ``Disk.read_cached`` (all of it cached, or not at all). Otherwise, or when anything
   is unusual (a unit attention, a reservation, a bad field: ``LogicalUnit._plain`` decides, as
   for the engine's own short path), the command goes to the I/O thread. Only while the
-  export's I/O thread has nothing queued or executing (``Served.busy``), so a read never
-  overtakes a write or any other command that came first.
+  export's I/O thread has no command but READs queued or executing (``Served.busy``,
+  :func:`holds_reads`), so a read never overtakes a write or any other command that came
+  first. (Were queued READs to hold reads back too, several sessions reading at once would
+  keep the thread's queue from ever running dry, and every read on the thread.)
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from shared import logs
 log = logs.get_logger("blockexport")
 
 BATCH = 32  # commands an I/O thread takes from its queue at once
+READS = frozenset((0x08, 0x28, 0xA8, 0x88))  # READ (6)/(10)/(12)/(16)
 FAILED = scsi.Response(0x02, sense=bytes([0x70, 0, 0x04, 0, 0, 0, 0, 10]) + bytes(4)
                        + bytes([0x44, 0]) + bytes(4))  # HARDWARE ERROR / INTERNAL TARGET FAILURE
 NOWAIT = getattr(os, "RWF_NOWAIT", 0)
@@ -74,12 +77,19 @@ class Worker:
             self.loop.call_soon_threadsafe(_deliver, done)
 
 
+def holds_reads(cdb: bytes) -> bool:
+    """Whether a command on the I/O thread keeps reads off the event loop until it is done
+    (``Served.busy``): anything but a READ. A read on the loop may overtake a READ still
+    queued (neither changes what the other sees), never any other command."""
+    return not cdb or cdb[0] not in READS
+
+
 def _deliver(done) -> None:
     now = time.perf_counter()
     corked = set()
     for conn, task, request, response, started in done:
         served = conn.export
-        if served is not None:
+        if served is not None and holds_reads(request.cdb):
             served.busy -= 1
         conn.server.account(conn, request, response, now - started)
         if conn not in corked:

@@ -203,3 +203,14 @@ def test_a_small_read_of_the_full_way_is_read_on_the_loop_when_cached(unit):
         (expected.status, expected.data_in, expected.overflow, expected.underflow)
     uncache(unit.path)
     assert read_now(unit.lu, request, unit.disk, None, True) is None
+
+
+def test_only_commands_other_than_reads_hold_reads_off_the_loop():
+    """A READ queued for the I/O thread does not keep other reads off the loop (with several
+    sessions reading, the thread's queue would otherwise never run dry and every read would
+    take the thread); a write, a SYNCHRONIZE CACHE or anything else does."""
+    from services.blockexport.iscsi_worker import holds_reads
+    assert not any(holds_reads(cdb) for cdb in (read10(0, 8), read16(0, 8),
+                                                bytes([0x08, 0, 0, 0, 8, 0])))
+    assert all(holds_reads(cdb) for cdb in (bytes([0x2A]) + read10(0, 8)[1:], bytes(10),
+                                            bytes([0x35]) + bytes(9), bytes([0x5F, 1]), b""))
