@@ -21,6 +21,7 @@ import struct
 import time
 
 from services.blockexport import iscsi_pdu as pdu, metrics as m
+from services.blockexport.iscsi_direct import DirectReads
 from services.blockexport.iscsi_login import Login, Step
 from services.blockexport.iscsi_pdu import DecodeError, DigestError, LoginRequest
 from services.blockexport.iscsi_send import send_direct, send_mixed
@@ -29,7 +30,9 @@ from shared import logs
 
 log = logs.get_logger("blockexport")
 
-_COMMAND = struct.Struct(">BB2xB3sQIIII16s")  # a SCSI Command BHS (11.3), for read_command
+# A SCSI Command BHS (11.3): opcode, flags, TotalAHSLength and DataSegmentLength as one word,
+# LUN, ITT, EDTL, CmdSN, ExpStatSN, CDB (the opcode, flags and lengths of any PDU, for framing)
+_COMMAND = struct.Struct(">BB2xIQIIII16s")
 _DATA_OUT = struct.Struct(">BB6xQII4xI4xII4x")  # a Data-Out BHS (11.7)
 LOGIN_MAX_DSL = 8192  # what a target may receive before it declares more (13.12)
 ABORTED_COMMAND = 0x0B
@@ -55,6 +58,7 @@ class Connection(asyncio.Protocol):
         self.export = None  # the served export (iscsi_server.Served) of a normal session
         self.disk = None
         self.read_fd: int | None = None  # the disk's fd when reads may run on the loop
+        self.direct: DirectReads | None = None  # reads answered as they are framed
         self.lu = None
         self.mac: str | None = None
         self.initiator = ""
@@ -120,6 +124,7 @@ class Connection(asyncio.Protocol):
         self.last_rx = time.monotonic()
         self.buf += data
         if not self.holding:
+            started = time.perf_counter()
             self.cork()  # the answers to everything this read brought leave in one write
             try:
                 self._frames()
@@ -129,34 +134,44 @@ class Connection(asyncio.Protocol):
                 self.close("internal_error")
             finally:
                 self.uncork()
+                if self.direct is not None:
+                    self.direct.account(started)
 
     # -- framing -----------------------------------------------------------------------------
     def _frames(self) -> None:
         buf = self.buf
         pos, size = 0, len(buf)  # PDUs are cut at pos; the buffer is shortened once, after
+        session, direct, hd, dd = self.session, self.direct, self.hd, self.dd  # set at login
         try:
             while not self.closed and not self.holding and size - pos >= pdu.BHS:
-                dsl = int.from_bytes(buf[pos + 5:pos + 8], "big")
-                if dsl > self.limit:
-                    self._pdu_error("too_long", f"data segment of {dsl} bytes, more than the "
-                                    f"{self.limit} we declared")
-                    self.close("protocol")
-                    return
-                total = (pdu.BHS + buf[pos + 4] * 4 + (4 if self.hd else 0) + (-dsl & 3) + dsl
-                         + (4 if self.dd and dsl else 0))
-                if size - pos < total:
-                    return
-                if total == pdu.BHS and buf[pos + 1] & 0xE0 == 0xC0 and buf[pos] & 0x3F == 1 \
-                        and self.session is not None:  # a READ-like SCSI Command: F, R, no W
-                    op, _, _, _, lun, itt, edtl, cmdsn, _, cdb = _COMMAND.unpack_from(buf, pos)
-                    if self.session.read_command(op & 0x40, lun, itt, edtl, cmdsn, cdb):
+                op, flags, ahs_dsl, lun, itt, edtl, cmdsn, _, cdb = _COMMAND.unpack_from(buf,
+                                                                                          pos)
+                if not ahs_dsl and flags & 0xE0 == 0xC0 and op & 0x3F == 1 and not hd \
+                        and session is not None:  # a READ-like SCSI Command: F, R, no W
+                    if direct is not None and direct.serve(op & 0x40, lun, itt, edtl, cmdsn,
+                                                           cdb):
+                        pos += pdu.BHS
+                        continue
+                    if session.read_command(op & 0x40, lun, itt, edtl, cmdsn, cdb):
+                        pos += pdu.BHS
+                        continue
+                    total = pdu.BHS
+                else:
+                    dsl = ahs_dsl & 0xFFFFFF
+                    if dsl > self.limit:
+                        self._pdu_error("too_long", f"data segment of {dsl} bytes, more than "
+                                        f"the {self.limit} we declared")
+                        self.close("protocol")
+                        return
+                    total = (pdu.BHS + (ahs_dsl >> 24) * 4 + (4 if hd else 0) + (-dsl & 3)
+                             + dsl + (4 if dd and dsl else 0))
+                    if size - pos < total:
+                        return
+                    if op & 0x3F == 0x05 and total == pdu.BHS + dsl and session is not None \
+                            and not dd:  # a Data-Out without digests: its data copied once
+                        session.receive(_data_out(buf, pos, dsl))
                         pos += total
                         continue
-                elif buf[pos] & 0x3F == 0x05 and total == pdu.BHS + dsl and self.session \
-                        and not self.dd:  # a Data-Out without digests: its data copied once
-                    self.session.receive(_data_out(buf, pos, dsl))
-                    pos += total
-                    continue
                 raw = bytes(buf[pos:pos + total])
                 pos += total
                 self._pdu(raw)
@@ -256,6 +271,8 @@ class Connection(asyncio.Protocol):
         self.hd, self.dd = params.header_digest, params.data_digest
         self.limit = params.max_recv_dsl
         self.phase = "discovery" if session.discovery else "normal"
+        if self.export is not None and not self.dd and not session.discovery:
+            self.direct = DirectReads(self)
         if self.timer is not None:  # the login's: it would hold this connection until it ran out
             self.timer.cancel()
         self._arm_idle()

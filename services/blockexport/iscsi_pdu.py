@@ -401,6 +401,19 @@ def data_in(n: Numbers | None, itt: int, lun: int, datasn: int, offset: int, len
                 f40=offset, f44=residual)
 
 
+_DATA_IN = int(Op.DATA_IN)
+
+
+def data_in_status_into(buf: bytearray, itt: int, lun: int, statsn: int, expcmdsn: int,
+                        maxcmdsn: int, underflow: int) -> None:
+    """The header of a READ's one Data-In with its GOOD status (phase collapse, as
+    :func:`data_in` makes it with ``status=0``) packed into the first 48 bytes of ``buf``,
+    whose rest is the data (whole blocks: no padding): one buffer for the whole PDU. The
+    underflow is less than the 32-bit EDTL it comes from."""
+    _BHS.pack_into(buf, 0, _DATA_IN, 0x83 if underflow else 0x81, 0, 0, len(buf) - BHS, lun,
+                   itt, RESERVED_TAG, statsn, expcmdsn, maxcmdsn, 0, 0, underflow)
+
+
 def r2t(n: Numbers, itt: int, lun: int, ttt: int, r2tsn: int, offset: int,
         length: int) -> bytes:
     """Ready To Transfer (11.8): send ``length`` bytes from ``offset`` with Data-Out ``ttt``."""

@@ -33,15 +33,17 @@ from services.blockexport.follow import FollowsExports
 from services.blockexport.iscsi_conn import Connection
 from services.blockexport.iscsi_login import Login, Offer, TargetConfig
 from services.blockexport.iscsi_session import Session, Task
-from services.blockexport.iscsi_worker import Worker, direct_fd, read_now
+from services.blockexport.iscsi_worker import READS, Worker, direct_fd, holds_reads, read_now
 from services.blockexport.settings import BlockexportSection
 from services.blockexport.storage import (
+    NOWAIT,
     SECTOR,
     UNMAPPED_GOLDEN,
     CowDisk,
     Disk,
     PlainDisk,
     StorageError,
+    _pread_cached,
     _pread_full,
 )
 from shared import keys, logs
@@ -50,7 +52,6 @@ from shared.store import InventoryUnavailable
 
 log = logs.get_logger("blockexport")
 
-READS = frozenset((0x08, 0x28, 0xA8, 0x88))
 WRITES = frozenset((0x0A, 0x2A, 0xAA, 0x8A, 0x2E, 0xAE, 0x8E))
 SYNCS = frozenset((0x35, 0x91))
 REPORT_LUNS = 0xA0
@@ -69,6 +70,10 @@ class GoldenView(Disk):
 
     def read(self, offset: int, length: int) -> bytes:
         return _pread_full(self.cow.golden, length, offset)
+
+    def read_cached(self, offset: int, into: memoryview) -> bool:
+        return bool(NOWAIT) and offset + len(into) <= self.size and \
+            _pread_cached(self.cow.golden, into, offset)
 
     def write(self, writes, sync: bool = True) -> None:
         raise OSError(30, "read-only: this session belongs to no host")
@@ -90,7 +95,8 @@ class Served:
     lu: scsi.LogicalUnit
     worker: Worker
     golden_lu: scsi.LogicalUnit | None = None
-    busy: int = 0  # commands queued or executing on the I/O thread (iscsi_worker.read_now)
+    busy: int = 0  # commands but READs queued or executing on the I/O thread: no read on the
+    # loop meanwhile (iscsi_worker.holds_reads, read_now; iscsi_direct)
     conns: set = dataclasses.field(default_factory=set)
     counters: dict = dataclasses.field(default_factory=dict)  # metric children (labels() is slow)
     tally: dict = dataclasses.field(default_factory=dict)  # counts not yet in the metrics
@@ -403,15 +409,16 @@ class IscsiServer(FollowsExports):
             conn.completed(task, response.status, response.data_in, response.sense,
                            response.overflow, response.underflow)
             return
-        if task.read and not served.busy and conn.read_fd is not None:
+        if task.read and not served.busy:
             started = time.perf_counter()
-            response = read_now(conn.lu, request, conn.read_fd, not conn.dd)
+            response = read_now(conn.lu, request, conn.disk, conn.read_fd, not conn.dd)
             if response is not None:
                 self.account(conn, request, response, time.perf_counter() - started)
                 conn.completed(task, response.status, response.data_in, response.sense,
                                response.overflow, response.underflow)
                 return
-        served.busy += 1
+        if holds_reads(task.cdb):
+            served.busy += 1
         job = (conn, task, conn.lu, request, conn.disk, time.perf_counter())
         if jobs is None:
             served.worker.submit([job])

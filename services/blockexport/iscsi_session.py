@@ -240,8 +240,7 @@ class Session:
         no AHS, no data segment, no header digest; the connection checked), taken straight
         from the BHS fields: in order, not immediate, nothing waiting for a gap, a new ITT. It
         does what :meth:`receive` would; anything else returns False and goes that way."""
-        if immediate or cmdsn != self.expcmdsn or self.ahead or self.closing \
-                or self.discovery or itt in self.tasks or itt == RESERVED_TAG:
+        if not self.next_plain(immediate, itt, cmdsn):
             return False
         self.expcmdsn = (cmdsn + 1) & MASK
         task = Task(itt, (lun >> 48) & 0x3FFF, cdb, True, False, edtl, cmdsn)
@@ -249,6 +248,22 @@ class Session:
         task.executing = True
         self.out.execute.append(task)
         return True
+
+    def next_plain(self, immediate: int, itt: int, cmdsn: int) -> bool:
+        """Whether a SCSI Command may take the short way (:meth:`read_command`,
+        :meth:`read_done`): in order, not immediate, nothing waiting for a gap, a new ITT."""
+        return not (immediate or cmdsn != self.expcmdsn or self.ahead or self.closing
+                    or self.discovery or itt in self.tasks or itt == RESERVED_TAG)
+
+    def read_done(self, buf: bytearray, itt: int, lun: int, underflow: int) -> None:
+        """A READ that :meth:`next_plain` let through, executed at once by the caller, its
+        data in ``buf`` after 48 bytes left for the header: answered with one Data-In that
+        carries the GOOD status (no Task, no separate SCSI Response)."""
+        self.expcmdsn = exp = (self.expcmdsn + 1) & MASK
+        pdu.data_in_status_into(buf, itt, lun, self.statsn, exp, (exp + self.window - 1) & MASK,
+                                underflow)
+        self.statsn = (self.statsn + 1) & MASK
+        self.out.send.append(buf)
 
     def _command(self, c: ScsiCommand) -> None:
         if self.discovery:

@@ -1,5 +1,6 @@
-"""Where an iSCSI command runs: on the export's I/O thread (:class:`Worker`), or, for a large
-plain READ whose data is in the page cache, on the event loop at once (:func:`read_now`).
+"""Where an iSCSI command runs: on the export's I/O thread (:class:`Worker`), or, for a plain
+READ whose data is in the page cache, on the event loop at once (:func:`read_now`; most small
+reads never get here: iscsi_direct.py answers them as they are framed).
 
 - The I/O thread takes what is queued (up to :data:`BATCH` commands), runs each logical unit's
   commands through ``LogicalUnit.execute_many`` (consecutive writes in one storage call, one
@@ -8,11 +9,14 @@ plain READ whose data is in the page cache, on the event loop at once (:func:`re
 - A read of at least :data:`SENDFILE_MIN` bytes on the loop costs no thread hop and no copy:
   its Data-In is sent with ``sendfile`` (iscsi_send.py) when ``preadv(RWF_NOWAIT)`` finds its
   first and last bytes cached (it fails at once instead of waiting for the disk; a page
-  evicted in between would make the loop wait for one disk read). Otherwise, or when anything
+  evicted in between would make the loop wait for one disk read). A smaller one is read with
+  ``Disk.read_cached`` (all of it cached, or not at all). Otherwise, or when anything
   is unusual (a unit attention, a reservation, a bad field: ``LogicalUnit._plain`` decides, as
   for the engine's own short path), the command goes to the I/O thread. Only while the
-  export's I/O thread has nothing queued or executing (``Served.busy``), so a read never
-  overtakes a write or any other command that came first.
+  export's I/O thread has no command but READs queued or executing (``Served.busy``,
+  :func:`holds_reads`), so a read never overtakes a write or any other command that came
+  first. (Were queued READs to hold reads back too, several sessions reading at once would
+  keep the thread's queue from ever running dry, and every read on the thread.)
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from shared import logs
 log = logs.get_logger("blockexport")
 
 BATCH = 32  # commands an I/O thread takes from its queue at once
+READS = frozenset((0x08, 0x28, 0xA8, 0x88))  # READ (6)/(10)/(12)/(16)
 FAILED = scsi.Response(0x02, sense=bytes([0x70, 0, 0x04, 0, 0, 0, 0, 10]) + bytes(4)
                        + bytes([0x44, 0]) + bytes(4))  # HARDWARE ERROR / INTERNAL TARGET FAILURE
 NOWAIT = getattr(os, "RWF_NOWAIT", 0)
@@ -72,12 +77,19 @@ class Worker:
             self.loop.call_soon_threadsafe(_deliver, done)
 
 
+def holds_reads(cdb: bytes) -> bool:
+    """Whether a command on the I/O thread keeps reads off the event loop until it is done
+    (``Served.busy``): anything but a READ. A read on the loop may overtake a READ still
+    queued (neither changes what the other sees), never any other command."""
+    return not cdb or cdb[0] not in READS
+
+
 def _deliver(done) -> None:
     now = time.perf_counter()
     corked = set()
     for conn, task, request, response, started in done:
         served = conn.export
-        if served is not None:
+        if served is not None and holds_reads(request.cdb):
             served.busy -= 1
         conn.server.account(conn, request, response, now - started)
         if conn not in corked:
@@ -120,20 +132,26 @@ SENDFILE_MIN = 32 << 10  # reads at least this large are sent with sendfile (mea
 # 128 KiB sendfile costs the loop ~6 us, a pread and a send of it ~25 us)
 
 
-def read_now(lu: scsi.LogicalUnit, request: scsi.Request, fd: int,
+def read_now(lu: scsi.LogicalUnit, request: scsi.Request, disk, fd: int | None,
              files: bool) -> scsi.Response | None:
-    """The response of a plain READ of at least :data:`SENDFILE_MIN` bytes as a
-    :class:`FileData` to ``sendfile`` when its first and last pages are cached and there is
-    no data digest to compute (``files``), else None (it goes to the I/O thread)."""
+    """The response of a plain READ the page cache can answer now, else None (it goes to the
+    I/O thread): one of at least :data:`SENDFILE_MIN` bytes as a :class:`FileData` to
+    ``sendfile`` from ``fd`` (a disk whose bytes are the file's, :func:`direct_fd`) when its
+    first and last pages are cached and there is no data digest to compute (``files``); a
+    smaller one read with :meth:`Disk.read_cached` (never waits)."""
     plain = lu._plain(request)
     if plain is None or plain[0]:
         return None
     _, offset, size = plain
     expected = request.expected_length
-    # A small read goes to the I/O thread even when cached: done here, each answer left on
-    # its own and the initiator's next command came alone (a ping-pong of single PDUs),
-    # which measured 3x slower at 4 KiB QD 32 than the I/O thread's batches of answers.
-    if not files or size < SENDFILE_MIN or size > expected:
+    if size > expected:
+        return None
+    if size < SENDFILE_MIN:
+        data = bytearray(size)
+        if not disk.read_cached(offset, memoryview(data)):
+            return None
+        return scsi.Response(GOOD, data, b"", 0, expected - size)
+    if fd is None or not files:
         return None
     probe = bytearray(1)
     try:

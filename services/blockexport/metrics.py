@@ -127,9 +127,9 @@ class LatencyTally:
         self.counts = {op: [0] * len(bounds) for op, bounds in self.bounds.items()}
         self.sums = dict.fromkeys(LATENCY_BY, 0.0)
 
-    def add(self, op: str, seconds: float) -> None:
-        self.counts[op][bisect.bisect_left(self.bounds[op], seconds)] += 1
-        self.sums[op] += seconds
+    def add(self, op: str, seconds: float, count: int = 1) -> None:
+        self.counts[op][bisect.bisect_left(self.bounds[op], seconds)] += count
+        self.sums[op] += seconds * count
 
     def flush(self) -> None:
         for op, counts in self.counts.items():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import struct
 import threading
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -80,6 +81,8 @@ class Response(NamedTuple):
     underflow: int = 0  # residual underflow: it moved this much less than expected_length
 
 
+_RW10 = struct.Struct(">BBIBHB")  # READ/WRITE (10): opcode, flags, LBA, group, blocks, control
+_RW16 = struct.Struct(">BBQIBB")  # READ/WRITE (16): opcode, flags, LBA, blocks, group, control
 FUA = 0x08  # byte 1 of READ/WRITE (10)/(12)/(16): force unit access
 
 
@@ -251,38 +254,40 @@ class LogicalUnit:
             return _response(req, bs, CHECK_CONDITION,
                              sense=fixed_sense(HARDWARE_ERROR, INTERNAL_TARGET_FAILURE))
 
-    def _plain(self, req: Request) -> tuple[bool, int, int] | None:
+    def plain_io(self, cdb: bytes, nexus: str) -> tuple[bool, int, int] | None:
         """(write, byte offset, bytes) of a READ/WRITE (10)/(16) when nothing unusual is going
         on: no unit attention pending, no reservation, valid fields, in range, within the
-        transfer limit, a write's data all there and no larger than its EDTL says. Anything
-        else (None) takes the full path, which also makes every error's sense data."""
-        cdb = req.cdb
+        transfer limit. Anything else (None) takes the full path, which also makes every
+        error's sense data. The event loop's short path for reads (iscsi_direct.py) asks this
+        with the CDB as it came, before any Request is made."""
         if len(cdb) < 16:  # iSCSI always sends 16; anything shorter takes the full path
             return None
         opcode = cdb[0]
         if opcode == 0x28 or opcode == 0x2A:
-            if cdb[1] & 0xE7 or cdb[6] & 0xE0 or cdb[9] & 0x04:
-                return None
-            lba, blocks = int.from_bytes(cdb[2:6], "big"), int.from_bytes(cdb[7:9], "big")
+            _, flags, lba, group, blocks, control = _RW10.unpack_from(cdb)
         elif opcode == 0x88 or opcode == 0x8A:
-            if cdb[1] & 0xE7 or cdb[14] & 0xE0 or cdb[15] & 0x04:
-                return None
-            lba, blocks = int.from_bytes(cdb[2:10], "big"), int.from_bytes(cdb[10:14], "big")
+            _, flags, lba, blocks, group, control = _RW16.unpack_from(cdb)
         else:
+            return None
+        if flags & 0xE7 or group & 0xE0 or control & 0x04 or not blocks:
             return None
         unit = self.unit
         res = self.reservations
         if (self._attention or res.spc2 is not None or res.reservation is not None
-                or lba + blocks > unit.blocks or not blocks
-                or req.initiator not in self._nexuses):
+                or nexus not in self._nexuses):
             return None
         size = blocks * unit.block_size
-        if size > unit.max_transfer_bytes:
+        if lba + blocks > unit.size_bytes // unit.block_size or size > unit.max_transfer_bytes:
             return None
-        write = bool(opcode & 0x02)
-        if write and (unit.readonly or len(req.data_out) < size or req.expected_length < size):
+        return bool(opcode & 0x02), lba * unit.block_size, size
+
+    def _plain(self, req: Request) -> tuple[bool, int, int] | None:
+        """:meth:`plain_io`, and a write's data all there and no larger than its EDTL says."""
+        plain = self.plain_io(req.cdb, req.initiator)
+        if plain is not None and plain[0] and (self.unit.readonly or len(req.data_out) < plain[2]
+                                               or req.expected_length < plain[2]):
             return None
-        return write, lba * unit.block_size, size
+        return plain
 
     def _fast(self, req: Request, disk: Disk,
               plain: tuple[bool, int, int] | None = None) -> Response | None:
