@@ -39,6 +39,7 @@ lease.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import ipaddress
@@ -50,6 +51,17 @@ from shared.lease_script import BATCH, RS, SEP
 from shared.store import InventoryUnavailable, redis_errors
 
 JOURNAL_SECONDS = 10.0
+
+try:  # hiredis (a dependency) packs a command in C
+    from hiredis import pack_command as _pack
+except ImportError:  # pragma: no cover - hiredis is in pyproject's dependencies
+    def _pack(command) -> bytes:  # type: ignore[misc]
+        """A command in the Redis protocol (RESP): its arguments as UTF-8 bulk strings."""
+        out = [b"*%d\r\n" % len(command)]
+        for arg in command:
+            data = arg if isinstance(arg, bytes) else str(arg).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        return b"".join(out)
 
 
 
@@ -358,13 +370,21 @@ class LeaseStore:
         try:
             if not conn.is_connected:  # connect() (not the send's own): Sentinel's finds the master
                 await conn.connect()
-            await conn.send_packed_command(conn.pack_commands(commands))
-            for _ in commands:
-                try:
-                    replies.append(await conn.read_response())
-                except door.ResponseError as exc:
-                    refused = refused or exc
-                    replies.append(None)
+            # The commands written and their replies read on the connection's own stream and
+            # reply parser, under one deadline (the connection's socket timeout): redis-py's
+            # send_packed_command/read_response add a health check, a task per write
+            # (wait_for) and a timeout scope per reply, a per-batch cost larger than a small
+            # batch's own work (docs/benchmarks.md). Failures are as theirs: redis-py's
+            # ConnectionError, OSError, TimeoutError (redis_errors: InventoryUnavailable).
+            conn._writer.writelines([_pack(c) for c in commands])
+            parser = conn._parser
+            async with asyncio.timeout(conn.socket_timeout):
+                for _ in commands:
+                    reply = await parser.read_response()
+                    if isinstance(reply, door.ResponseError):
+                        refused = refused or reply
+                        reply = None
+                    replies.append(reply)
         except BaseException:
             self._open.discard(conn)
             await conn.disconnect()
