@@ -139,6 +139,35 @@ class Step:
         return text
 
 
+class _Deadline:
+    """``with _Deadline(seconds):`` around awaits in a task: past the deadline the task is
+    cancelled and the block raises TimeoutError (an OSError: redis_errors makes it
+    InventoryUnavailable). asyncio.timeout's job, with one loop timer and no Python-level
+    rescheduling per use: this is once per lease batch."""
+
+    __slots__ = ("seconds", "task", "timer", "expired")
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.expired = False
+
+    def __enter__(self) -> None:
+        self.task = task = asyncio.current_task()
+        self.timer = (asyncio.get_running_loop().call_later(self.seconds, self._expire)
+                      if self.seconds and task is not None else None)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self.task.cancel()
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if (self.expired and kind is asyncio.CancelledError
+                and self.task.uncancel() == 0):  # ours, not a cancellation from outside
+            raise TimeoutError(f"no reply from Redis within {self.seconds} s") from None
+
+
 def _record(ip: str, raw: dict[str, str]) -> LeaseRecord | None:
     if not raw or "mac" not in raw:
         return None
@@ -378,7 +407,7 @@ class LeaseStore:
             # ConnectionError, OSError, TimeoutError (redis_errors: InventoryUnavailable).
             conn._writer.writelines([_pack(c) for c in commands])
             parser = conn._parser
-            async with asyncio.timeout(conn.socket_timeout):
+            with _Deadline(conn.socket_timeout):
                 for _ in commands:
                     reply = await parser.read_response()
                     if isinstance(reply, door.ResponseError):
