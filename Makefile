@@ -31,7 +31,7 @@ install: debian-packages $(VENV)/.installed $(NATIVE_BUILDS)
 ## source (scripts/build_native.py; part of install, again when a source changes); without mypy
 ## or a C compiler it says so and the services run the pure-Python modules
 NATIVE_BUILDS = services/dhcp/native.json services/tftp/native.json
-services/dhcp/native.json: $(addprefix services/dhcp/,codec.py policy.py replies.py server.py)
+services/dhcp/native.json: $(addprefix services/dhcp/,codec.py policy.py replies.py server.py transport.py)
 services/tftp/native.json: $(addprefix services/tftp/,session.py codec.py content.py pump.py pump.pxd)
 $(NATIVE_BUILDS): scripts/build_native.py shared/native.py | $(VENV)/.installed
 	$(PY) scripts/build_native.py $(subst /,.,$(@D))

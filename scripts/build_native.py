@@ -1,6 +1,6 @@
 """Compile the hot paths with mypyc, from the same typed Python source, into extension modules
 beside the sources (``make native``, part of ``make install`` and the image): the DHCP packet
-path (services/dhcp: codec, policy, replies, server) and the TFTP per-block path
+path (services/dhcp: codec, policy, replies, server, transport) and the TFTP per-block path
 (services/tftp: session, codec, content; and its lock-step pump, built with Cython from
 ``pump.py`` and ``pump.pxd``). Each package's ``__init__`` names its modules (``COMPILED``, and
 ``CYTHON`` for those of them Cython builds); shared/native.py has the rules for when a build is

@@ -143,9 +143,16 @@ local function request(a)
   if not call('ZSCORE', pool, ip) then
     return {'nak', ip, '', '0', ip .. ' is not in a pool of subnet ' .. subnet}
   end
-  local c, st, ex = holder(ip)
+  local v = call('HMGET', prefix .. ip, 'client', 'mac', 'state', 'expires', 'subnet', 'hostname')
+  local c, st, ex = v[1] or v[2], v[3], (tonumber(v[4]) or 0)
   if c == client and (st == 'bound' or (st == 'offered' and ex > now)) then
-    -- a renewal, or the answer to our offer still held: put() recorded ip in bymac then
+    -- a renewal, or the answer to our offer still held: put() recorded ip in bymac then;
+    -- the record as put() would write it but for state and expiry: only those two written
+    if v[1] == client and v[2] == mac and v[5] == subnet and v[6] == hostname then
+      call('HSET', prefix .. ip, 'state', 'bound', 'expires', expires)
+      call('ZADD', pool, 'XX', expires, ip)
+      return {'ok', ip, 'bound', tostring(expires), ''}
+    end
     return put(ip, 'bound', expires, hostname, ip)
   end
   if free_for_us(c, st, ex) then

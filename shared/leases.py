@@ -39,6 +39,7 @@ lease.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import ipaddress
@@ -50,6 +51,17 @@ from shared.lease_script import BATCH, RS, SEP
 from shared.store import InventoryUnavailable, redis_errors
 
 JOURNAL_SECONDS = 10.0
+
+try:  # hiredis (a dependency) packs a command in C
+    from hiredis import pack_command as _pack
+except ImportError:  # pragma: no cover - hiredis is in pyproject's dependencies
+    def _pack(command) -> bytes:  # type: ignore[misc]
+        """A command in the Redis protocol (RESP): its arguments as UTF-8 bulk strings."""
+        out = [b"*%d\r\n" % len(command)]
+        for arg in command:
+            data = arg if isinstance(arg, bytes) else str(arg).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        return b"".join(out)
 
 
 
@@ -125,6 +137,35 @@ class Step:
         if text.count(SEP) != len(fields) - 1 or RS in text:  # a separator inside a field
             text = SEP.join(v.replace(SEP, "").replace(RS, "") for v in fields)
         return text
+
+
+class _Deadline:
+    """``with _Deadline(seconds):`` around awaits in a task: past the deadline the task is
+    cancelled and the block raises TimeoutError (an OSError: redis_errors makes it
+    InventoryUnavailable). asyncio.timeout's job, with one loop timer and no Python-level
+    rescheduling per use: this is once per lease batch."""
+
+    __slots__ = ("seconds", "task", "timer", "expired")
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.expired = False
+
+    def __enter__(self) -> None:
+        self.task = task = asyncio.current_task()
+        self.timer = (asyncio.get_running_loop().call_later(self.seconds, self._expire)
+                      if self.seconds and task is not None else None)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self.task.cancel()
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if (self.expired and kind is asyncio.CancelledError
+                and self.task.uncancel() == 0):  # ours, not a cancellation from outside
+            raise TimeoutError(f"no reply from Redis within {self.seconds} s") from None
 
 
 def _record(ip: str, raw: dict[str, str]) -> LeaseRecord | None:
@@ -358,13 +399,21 @@ class LeaseStore:
         try:
             if not conn.is_connected:  # connect() (not the send's own): Sentinel's finds the master
                 await conn.connect()
-            await conn.send_packed_command(conn.pack_commands(commands))
-            for _ in commands:
-                try:
-                    replies.append(await conn.read_response())
-                except door.ResponseError as exc:
-                    refused = refused or exc
-                    replies.append(None)
+            # The commands written and their replies read on the connection's own stream and
+            # reply parser, under one deadline (the connection's socket timeout): redis-py's
+            # send_packed_command/read_response add a health check, a task per write
+            # (wait_for) and a timeout scope per reply, a per-batch cost larger than a small
+            # batch's own work (docs/benchmarks.md). Failures are as theirs: redis-py's
+            # ConnectionError, OSError, TimeoutError (redis_errors: InventoryUnavailable).
+            conn._writer.writelines([_pack(c) for c in commands])
+            parser = conn._parser
+            with _Deadline(conn.socket_timeout):
+                for _ in commands:
+                    reply = await parser.read_response()
+                    if isinstance(reply, door.ResponseError):
+                        refused = refused or reply
+                        reply = None
+                    replies.append(reply)
         except BaseException:
             self._open.discard(conn)
             await conn.disconnect()

@@ -65,17 +65,19 @@ class KeyValueFormatter(logging.Formatter):
         once per call (a batch's rows repeat most values: subnet, boot file, ...)."""
         head = cls._head(ts, level, logger, event)
         pairs: dict[tuple[str, type, Any], str] = {}  # the type too: 1 == 1.0 == True
+        known = pairs.get  # get, not [] and KeyError: most rows have unique values (MAC, IP)
         lines = []
         for row in rows:
             parts = [head]
             for k, v in row.items():
                 key = k, v.__class__, v
                 try:
-                    text = pairs[key]
-                except KeyError:
-                    text = pairs[key] = f"{k}={_kv_value(v)}"
+                    text = known(key)
                 except TypeError:  # an unhashable value
                     text = f"{k}={_kv_value(v)}"
+                else:
+                    if text is None:
+                        text = pairs[key] = f"{k}={_kv_value(v)}"
                 parts.append(text)
             lines.append(" ".join(parts) + "\n")
         return "".join(lines)

@@ -72,8 +72,14 @@ def request_for(offer: bytes) -> bytes:
 
 
 def redis_cpu(pid: int) -> float:
+    return sum(redis_split(pid))
+
+
+def redis_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 async def run(args, workdir: Path) -> None:
@@ -102,16 +108,21 @@ async def run(args, workdir: Path) -> None:
         discovers = [discover(n) for n in range(args.clients)]
         profiler = cProfile.Profile(time.process_time) if args.profile else None
         cpu = redis_before = 0.0
+        split = [0.0, 0.0]  # the service's user and system seconds in handle()
+        redis_split_before = (0.0, 0.0)
         for round_ in range(2):  # round 0 warms up (script load, first allocations)
             chunk = discovers[round_ * args.clients // 2:(round_ + 1) * args.clients // 2]
             redis_before = redis_cpu(redis_server.proc.pid)
+            redis_split_before = redis_split(redis_server.proc.pid)
             cpu = 0.0
+            split = [0.0, 0.0]
             for phase in ("discover", "request"):  # the clients' side is not timed
                 transport.sent.clear()
                 batches = [[Datagram(p, IFACE, (RELAY, 67), time.perf_counter())
                             for p in chunk[i:i + args.batch]]
                            for i in range(0, len(chunk), args.batch)]
                 start = time.process_time()
+                times = os.times()
                 if profiler and round_:
                     profiler.enable()
                 for batch in batches:
@@ -119,6 +130,9 @@ async def run(args, workdir: Path) -> None:
                 if profiler and round_:
                     profiler.disable()
                 cpu += time.process_time() - start
+                after = os.times()
+                split[0] += after.user - times.user
+                split[1] += after.system - times.system
                 if phase == "discover":
                     chunk = [request_for(o) for o in transport.sent]
         acks = sum(1 for p in transport.sent if codec.decode(p).message_type == 5)
@@ -126,6 +140,7 @@ async def run(args, workdir: Path) -> None:
         if acks != exchanges:
             raise SystemExit(f"only {acks} ACKs for {exchanges} exchanges")
         redis_used = redis_cpu(redis_server.proc.pid) - redis_before
+        redis_now = redis_split(redis_server.proc.pid)
         if args.commandstats:  # Redis's own time per command (scripts' inner calls included)
             stats = await client.info("commandstats")
             rows = sorted(stats.items(), key=lambda kv: -kv[1]["usec"])
@@ -136,6 +151,10 @@ async def run(args, workdir: Path) -> None:
             print(f"  (all commands: {total / len(discovers):.1f} us/dora; warm-up included)")
         if profiler:
             profiler.dump_stats(args.profile)
+        per = 1e6 / exchanges
+        print(f"split (user+system us per DORA): service {split[0] * per:.1f}+{split[1] * per:.1f}"
+              f" redis {(redis_now[0] - redis_split_before[0]) * per:.1f}"
+              f"+{(redis_now[1] - redis_split_before[1]) * per:.1f}")
         print(f"RESULT dhcp_pipeline cpu_us_per_dora={cpu / exchanges * 1e6:.1f} "
               f"redis_us_per_dora={redis_used / exchanges * 1e6:.1f} batch={args.batch}")
         if pubsub is not None:

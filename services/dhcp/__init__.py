@@ -1,4 +1,5 @@
-"""The DHCP service. Its packet path (codec, policy, replies, server) may run compiled.
+"""The DHCP service. Its packet path (codec, policy, replies, server, transport) may run
+compiled.
 
 ``make native`` (part of ``make install`` and the image) builds those modules with mypyc from
 the same typed source (scripts/build_native.py), and :func:`shared.native.choose` decides here,
@@ -9,7 +10,8 @@ says which, ``NATIVE_REASON`` why not (the service logs both when it starts).
 
 from shared import native as _native
 
-COMPILED = ("codec", "policy", "replies", "server")  # what scripts/build_native.py compiles
+# what scripts/build_native.py compiles
+COMPILED = ("codec", "policy", "replies", "server", "transport")
 GROUP = "native"                                     # mypyc's group library: native__mypyc.<suffix>
 SWITCH = "BOOTYARD_DHCP_NATIVE"
 

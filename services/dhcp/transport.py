@@ -18,6 +18,7 @@ import fcntl
 import socket
 import struct
 import time
+from typing import Protocol
 
 from services.dhcp import metrics as m
 from shared import logs
@@ -31,6 +32,10 @@ SIOCGIFADDR = 0x8915
 PKTINFO = struct.Struct("I4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 MAX_PACKET = 4096  # bytes of a datagram we read; longer ones are dropped (MSG_TRUNC)
 RCVBUF = 4 << 20  # bytes asked for (the kernel doubles it; capped by net.core.rmem_max)
+# plain ints for the per-packet tests: socket.MSG_TRUNC is an enum.IntFlag, and `int & IntFlag`
+# runs enum's Python code for every datagram
+MSG_TRUNC = int(socket.MSG_TRUNC)
+IPPROTO_IP = int(socket.IPPROTO_IP)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +82,18 @@ def resolve_interfaces(names) -> list[Interface]:
     return out
 
 
+class Sockets(Protocol):
+    """What DhcpServer uses of a :class:`Transport` (tests and the pipeline bench give their
+    own: a Protocol, so the compiled server does not insist on the class)."""
+
+    interfaces: list[Interface]
+    queue: collections.deque[Datagram]
+    ready: asyncio.Event
+
+    def send(self, iface: Interface, data: bytes, ip: str, port: int,
+             local_port: int | None = None) -> bool: ...
+
+
 class Transport:
     def __init__(self, interfaces: list[Interface], port: int, queue_size: int,
                  extra_ports: tuple[int, ...] = (),
@@ -114,6 +131,7 @@ class Transport:
                                   f"{exc.strerror} (another DHCP server? not root?)") from None
         sock.setblocking(False)
         self._sockets[(iface.name, port)] = sock
+        assert self._loop is not None  # open() set it
         self._loop.add_reader(sock.fileno(), self._readable, sock, iface, port)
 
     def close(self) -> None:
@@ -132,14 +150,14 @@ class Transport:
                 break
             except OSError:
                 break
-            if flags & socket.MSG_TRUNC:  # the kernel cut it to MAX_PACKET bytes: not decoded
+            if flags & MSG_TRUNC:  # the kernel cut it to MAX_PACKET bytes: not decoded
                 m.TRUNCATED.inc()
                 log.debug("datagram_truncated", interface=iface.name, source=source[0],
                           reason=f"longer than {MAX_PACKET} bytes")
                 continue
             index = iface.index
             for level, kind, value in ancdata:
-                if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
+                if level == IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
                     index = PKTINFO.unpack_from(value)[0]
             if index != iface.index:
                 m.IGNORED_BY["wrong_interface"].inc()  # not from the interface this socket serves

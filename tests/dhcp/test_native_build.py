@@ -14,19 +14,20 @@ from pathlib import Path
 
 import services.dhcp as package
 from harness.nativekit import env, run_tests
-from services.dhcp import codec, policy, replies, server
+from services.dhcp import codec, policy, replies, server, transport
 from shared.native import MANIFEST
 
 REPO = Path(__file__).resolve().parents[2]
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
-WHICH = ("import services.dhcp as p; from services.dhcp import codec, policy, replies, server; "
+WHICH = ("import services.dhcp as p; "
+         "from services.dhcp import codec, policy, replies, server, transport; "
          "print(p.NATIVE, p.NATIVE_REASON, codec.__file__, policy.__file__, replies.__file__, "
-         "server.__file__)")
+         "server.__file__, transport.__file__)")
 
 
 def test_the_flag_says_which_modules_are_loaded():
     """NATIVE is true exactly when the compiled modules are the extension modules."""
-    files = [Path(m.__file__).name for m in (codec, policy, replies, server)]
+    files = [Path(m.__file__).name for m in (codec, policy, replies, server, transport)]
     if package.NATIVE:
         assert files == [f"{n}{SUFFIX}" for n in package.COMPILED], files
     else:
@@ -42,7 +43,7 @@ def test_the_codec_policy_and_reply_tests_pass_on_the_pure_python_modules():
                          timeout=60)
     assert run.returncode == 0, run.stderr
     native, *rest = run.stdout.split()
-    assert native == "False" and all(f.endswith(".py") for f in rest[-4:]), run.stdout
+    assert native == "False" and all(f.endswith(".py") for f in rest[-5:]), run.stdout
     tests = ["tests/dhcp/test_dhcp_codec.py", "tests/dhcp/test_dhcp_policy.py",
              "tests/dhcp/test_replies.py", "tests/dhcp/test_codec_golden_scapy.py",
              "tests/dhcp/test_policy_ipxe_golden.py", "tests/dhcp/test_event_order.py",
@@ -109,7 +110,7 @@ def test_the_sources_load_when_a_stale_build_is_present(tmp_path):
     run = subprocess.run([sys.executable, "-c", WHICH], capture_output=True, text=True,
                          env=env(PYTHONPATH=str(tmp_path)), cwd=tmp_path, timeout=60)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split()[-4:] == [str(pkg / f"{n}.py") for n in package.COMPILED]
+    assert run.stdout.split()[-5:] == [str(pkg / f"{n}.py") for n in package.COMPILED]
 
 
 def test_the_build_script_without_mypy_says_so_and_leaves_the_sources(tmp_path):
