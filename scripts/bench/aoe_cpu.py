@@ -39,12 +39,22 @@ from harness.dhcpkit import UnixRedis  # noqa: E402
 from harness.netlab import Lab, stop_process, wait_for  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
+METRICS_PORT = 9104  # in the server namespace (its own)
 HEADER = struct.Struct("!6s6sHBBHBBIBBBB6s2x")  # Ethernet + AoE + ATA arguments (36 bytes)
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def syncs(ns) -> int:
+    """The bench export's syncs so far (the service's /metrics)."""
+    text = ns.run("curl", "-s", f"http://127.0.0.1:{METRICS_PORT}/metrics", check=False).stdout
+    for line in text.splitlines():
+        if line.startswith('bootyard_blockexport_syncs_total{export="bench"}'):
+            return int(float(line.split()[-1]))
+    return 0
 
 
 def set_mtu(seg, mtu: int) -> None:
@@ -136,7 +146,7 @@ def start_ours(seg, code: Path, redis_url: str, image: Path, logfile: Path):
                 "BOOTYARD_BLOCKEXPORT__INTERFACE": "eth0",
                 "BOOTYARD_BLOCKEXPORT__ISCSI_PORT": "0",
                 "BOOTYARD_BLOCKEXPORT__METRICS_HOST": "127.0.0.1",
-                "BOOTYARD_BLOCKEXPORT__METRICS_PORT": "0"})
+                "BOOTYARD_BLOCKEXPORT__METRICS_PORT": str(METRICS_PORT)})
     handle = logfile.open("w")
     profile = ["-m", "cProfile", "-o", os.environ["AOE_PROFILE"]] if "AOE_PROFILE" in os.environ \
         else []
@@ -209,6 +219,7 @@ def main(argv=None) -> int:
                                     ["perf", "record", "-q", "-g", "-p", str(proc.pid), "-o",
                                      os.environ["AOE_PERF"]], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
+                            synced = syncs(seg.server) if write and code is not None else 0
                             before = cpu_seconds(proc.pid)
                             t0 = time.monotonic()
                             rtts: list[float] = []
@@ -216,6 +227,10 @@ def main(argv=None) -> int:
                                                    args.window, args.seconds, write, rtts)
                             wall = time.monotonic() - t0
                             cpu = cpu_seconds(proc.pid) - before
+                            if write and code is not None:
+                                synced = syncs(seg.server) - synced
+                                print(f"  {replies / max(synced, 1):.1f} writes per sync",
+                                      flush=True)
                             if perf is not None:
                                 perf.send_signal(2)
                                 perf.wait()
