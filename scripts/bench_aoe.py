@@ -2,7 +2,7 @@
 Linux's ``aoe`` driver (root; the lab's network namespaces and QEMU TCG).
 
     python scripts/bench_aoe.py [--size-mb 64] [--rounds 3] [--mtus 1500,9000] [--workdir DIR]
-                                [--sanboot-mb 32] [--capture DIR]
+                                [--sanboot-mb 32] [--capture DIR] [--buffer-count N]
 
 For each MTU: the segment's links get that MTU; bootyard's block export service serves e1.1 and
 vblade (default, buffered) e2.1 and vblade -s (O_SYNC) e3.1, each on its own copy of the same
@@ -106,6 +106,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def user_system(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, all its threads (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def write_batching(ns) -> tuple[int, int]:
     """(write frames answered, syncs) of the bench export, from the service's /metrics."""
     text = ns.run("curl", "-s", f"http://127.0.0.1:{METRICS_PORT}/metrics", check=False).stdout
@@ -128,8 +135,8 @@ def set_mtu(seg, taps: list[str], mtu: int) -> None:
 
 
 def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: Path,
-            initrd: Path, mtu: int, rounds: int, size_mb: int, capture_to: Path | None = None
-            ) -> dict[tuple[str, str], list[float]]:
+            initrd: Path, mtu: int, rounds: int, size_mb: int, capture_to: Path | None = None,
+            settings: dict[str, str] | None = None) -> dict[tuple[str, str], list[float]]:
     seg = lab.segment()
     tap = seg.add_tap()
     set_mtu(seg, [tap], mtu)
@@ -138,7 +145,8 @@ def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: 
     client.hset("bootyard:export:bench", mapping={"kind": "aoe", "backing": str(images["e1.1"]),
                                                    "aoe_shelf": "1", "aoe_slot": "1"})
     service = BlockexportProcess(seg.server, redis.url, work / f"blockexport-{mtu}.log",
-                                 metrics_port=str(METRICS_PORT))  # the namespace's own port
+                                 metrics_port=str(METRICS_PORT),  # the namespace's own port
+                                 **(settings or {}))
     vblades = [seg.server.popen("vblade", "2", "1", "eth0", str(images["e2.1"]),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
                seg.server.popen("vblade", "-s", "3", "1", "eth0", str(images["e3.1"]),
@@ -154,6 +162,7 @@ def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: 
                                    str(capture_to / f"aoe-{mtu}.pcap"), "ether proto 0x88a2",
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started = cpu_seconds(service.proc.pid)  # its start-up (imports, Redis) is not the bench's
+    split = user_system(service.proc.pid)
     try:
         vm.start()
         vm.wait_for("AOEBENCH-DONE", timeout=3600)
@@ -163,6 +172,9 @@ def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: 
                "e3.1": cpu_seconds(vblades[1].pid)}
         print(f"bench-aoe: MTU {mtu}: target CPU seconds over the run: " + ", ".join(
             f"{TARGETS[t]} {s:.2f}" for t, s in cpu.items()), flush=True)
+        user, system = user_system(service.proc.pid)
+        print(f"bench-aoe: MTU {mtu}: bootyard's CPU seconds: user {user - split[0]:.2f}, "
+              f"system {system - split[1]:.2f}", flush=True)
         writes, syncs = write_batching(seg.server)
         print(f"bench-aoe: MTU {mtu}: bootyard wrote {writes} frames with {syncs} syncs "
               f"({writes / max(syncs, 1):.1f} writes per sync)", flush=True)
@@ -246,6 +258,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", type=Path, default=REPO / "build" / "bench-aoe")
     parser.add_argument("--capture", type=Path, default=None,
                         help="directory: tcpdump of the AoE frames (64 bytes each) per MTU")
+    parser.add_argument("--buffer-count", type=int, default=0,
+                        help="bootyard's blockexport.buffer_count (0: its default)")
     parser.add_argument("--sanboot-mb", type=int, default=32,
                         help="disk read through iPXE sanboot (INT 13h); 0: skip")
     args = parser.parse_args(argv)
@@ -270,8 +284,10 @@ def main(argv=None) -> int:
     try:
         for mtu in (int(m) for m in args.mtus.split(",") if m):
             with Lab() as lab:  # a fresh segment per MTU
-                results[mtu] = run_mtu(lab, work, redis, images, kernel, initrd, mtu,
-                                       args.rounds, args.size_mb, args.capture)
+                results[mtu] = run_mtu(
+                    lab, work, redis, images, kernel, initrd, mtu, args.rounds, args.size_mb,
+                    args.capture, {"buffer_count": str(args.buffer_count)}
+                    if args.buffer_count else None)
         sanboot = run_sanboot(work, args.sanboot_mb, args.rounds, args.capture) if args.sanboot_mb else {}
     finally:
         redis.stop()

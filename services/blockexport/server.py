@@ -29,6 +29,7 @@ import dataclasses
 import functools
 import os
 import queue
+import struct
 import threading
 import time
 from collections.abc import Sequence
@@ -69,6 +70,9 @@ ERROR_OF_CODE = {Error.BAD_ARGUMENT: "bad_argument", Error.TARGET_RESERVED: "res
 ERROR_OF_KIND = {"past_end": "past_end", "unsupported": "unsupported", "read_only": "read_only",
                  "mask_error": "mask"}
 ERROR_FLAG = int(Flag.ERROR)
+ADDRESS = struct.Struct("!HB")  # AoE major (shelf) and minor (slot)
+ADDRESS_AT = 16  # after the Ethernet header, version/flags and error
+ADDRESS_END = ADDRESS_AT + ADDRESS.size
 OP_OF_KIND = {"read": "read", "write": "write", "flush": "flush", "identify": "identify",
               "config": "config"}
 
@@ -136,8 +140,6 @@ class BlockexportServer(FollowsExports):
         transport.handler = self.handle
         self.direct = DirectReads(self)
         self.writes = DirectWrites(self)
-        serve, take = self.direct.serve, self.writes.take
-        transport.fast = lambda data, received: serve(data, received) or take(data, received)
         transport.drained = self.direct.drained
         self.attachments = attachments
         self.states = states
@@ -150,6 +152,7 @@ class BlockexportServer(FollowsExports):
         self.transport = transport
         self.served: dict[str, Served] = {}
         self.by_address: dict[tuple[int, int], Served] = {}
+        transport.fast = self._fast_path()  # holds by_address (changed in place, never rebound)
         self._reported: dict[str, str] = {}
         self._reconciled = 0  # reconcile rounds done (tests wait on it)
         self._watch_exports(cache)
@@ -276,6 +279,24 @@ class BlockexportServer(FollowsExports):
             return
         for served in targets:
             self._decide(served, frame, received)
+
+    def _fast_path(self):
+        """What the transport tries first with each frame (True: done): a frame for a
+        shelf.slot none of our exports has (another target's traffic on the segment, as much
+        as ours where several serve it) is dropped on its address alone, without the full
+        decode; then a read the page cache holds is answered, a write queued."""
+        by_address, serve, take = self.by_address, self.direct.serve, self.writes.take
+        address_of, foreign = ADDRESS.unpack_from, m.DROPPED_BY["no_export"]
+
+        def fast(data: bytes, received: float) -> bool:
+            if len(data) >= ADDRESS_END:
+                address = address_of(data, ADDRESS_AT)
+                if (address not in by_address and address[0] != BROADCAST_SHELF
+                        and address[1] != BROADCAST_SLOT):
+                    foreign.inc()
+                    return True
+            return serve(data, received) or take(data, received)
+        return fast
 
     def _decide(self, served: Served, frame: Frame, received: Received) -> None:
         before = served.state
