@@ -2,7 +2,7 @@
 Linux's ``aoe`` driver (root; the lab's network namespaces and QEMU TCG).
 
     python scripts/bench_aoe.py [--size-mb 64] [--rounds 3] [--mtus 1500,9000] [--workdir DIR]
-                                [--sanboot-mb 32] [--capture DIR]
+                                [--sanboot-mb 32] [--capture DIR] [--buffer-count N]
 
 For each MTU: the segment's links get that MTU; bootyard's block export service serves e1.1 and
 vblade (default, buffered) e2.1 and vblade -s (O_SYNC) e3.1, each on its own copy of the same
@@ -19,7 +19,10 @@ MTU and of the sanboot run (``scripts/bench/aoe_pattern.py`` reads it: the guest
 sizes, each target's answer times). The guest's own limit is printed as ``guest-ram``: a read of
 a RAM disk (brd) of the same size in the same guest. Then iPXE ``sanboot`` MB/s for both: SeaBIOS
 + iPXE ROM boot a disk (``--sanboot-mb``) whose boot sector reads all of it through INT 13h
-(lab/sanbench.py), from bootyard and from vblade, alternating.
+(lab/sanbench.py), from bootyard and from vblade, alternating (each first in every other
+round); a capture of the AoE headers says how much of each exchange was the target's (request
+to reply on the wire) and how much the guest's (reply to its next request). The bootyard
+service's writes per sync (its /metrics) are printed per MTU.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "blockexport")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "blockexport"),
+                str(REPO / "scripts" / "bench")]
 
+import aoe_pattern  # noqa: E402
 from serviceproc import BlockexportProcess  # noqa: E402
 
 from harness.dhcpkit import UnixRedis  # noqa: E402
@@ -49,6 +54,7 @@ from lab.runner import BootLab  # noqa: E402
 TARGETS = {"e1.1": "bootyard", "e2.1": "vblade", "e3.1": "vblade-s"}
 NAMES = {**TARGETS, "ram0": "guest-ram"}  # ram0: the guest's own limit (brd RAM disk)
 MAC = "52:54:00:ae:b0:01"
+METRICS_PORT = 9104
 
 INIT = r"""#!/bin/sh
 export PATH=/bin
@@ -100,6 +106,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def user_system(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, all its threads (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def write_batching(ns) -> tuple[int, int]:
+    """(write frames answered, syncs) of the bench export, from the service's /metrics."""
+    text = ns.run("curl", "-s", f"http://127.0.0.1:{METRICS_PORT}/metrics", check=False).stdout
+    found = dict.fromkeys(("write", "sync"), 0.0)
+    for line in text.splitlines():
+        if line.startswith('bootyard_blockexport_operations_total{export="bench",op="write"}'):
+            found["write"] = float(line.split()[-1])
+        elif line.startswith('bootyard_blockexport_syncs_total{export="bench"}'):
+            found["sync"] = float(line.split()[-1])
+    return int(found["write"]), int(found["sync"])
+
+
 def set_mtu(seg, taps: list[str], mtu: int) -> None:
     for ns in (seg.switch,):
         links = ns.run("ip", "-o", "link", "show").stdout
@@ -110,8 +135,8 @@ def set_mtu(seg, taps: list[str], mtu: int) -> None:
 
 
 def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: Path,
-            initrd: Path, mtu: int, rounds: int, size_mb: int, capture_to: Path | None = None
-            ) -> dict[tuple[str, str], list[float]]:
+            initrd: Path, mtu: int, rounds: int, size_mb: int, capture_to: Path | None = None,
+            settings: dict[str, str] | None = None) -> dict[tuple[str, str], list[float]]:
     seg = lab.segment()
     tap = seg.add_tap()
     set_mtu(seg, [tap], mtu)
@@ -119,7 +144,9 @@ def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: 
     client.flushall()
     client.hset("bootyard:export:bench", mapping={"kind": "aoe", "backing": str(images["e1.1"]),
                                                    "aoe_shelf": "1", "aoe_slot": "1"})
-    service = BlockexportProcess(seg.server, redis.url, work / f"blockexport-{mtu}.log")
+    service = BlockexportProcess(seg.server, redis.url, work / f"blockexport-{mtu}.log",
+                                 metrics_port=str(METRICS_PORT),  # the namespace's own port
+                                 **(settings or {}))
     vblades = [seg.server.popen("vblade", "2", "1", "eth0", str(images["e2.1"]),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
                seg.server.popen("vblade", "-s", "3", "1", "eth0", str(images["e3.1"]),
@@ -135,6 +162,7 @@ def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: 
                                    str(capture_to / f"aoe-{mtu}.pcap"), "ether proto 0x88a2",
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started = cpu_seconds(service.proc.pid)  # its start-up (imports, Redis) is not the bench's
+    split = user_system(service.proc.pid)
     try:
         vm.start()
         vm.wait_for("AOEBENCH-DONE", timeout=3600)
@@ -144,6 +172,12 @@ def run_mtu(lab, work: Path, redis: UnixRedis, images: dict[str, Path], kernel: 
                "e3.1": cpu_seconds(vblades[1].pid)}
         print(f"bench-aoe: MTU {mtu}: target CPU seconds over the run: " + ", ".join(
             f"{TARGETS[t]} {s:.2f}" for t, s in cpu.items()), flush=True)
+        user, system = user_system(service.proc.pid)
+        print(f"bench-aoe: MTU {mtu}: bootyard's CPU seconds: user {user - split[0]:.2f}, "
+              f"system {system - split[1]:.2f}", flush=True)
+        writes, syncs = write_batching(seg.server)
+        print(f"bench-aoe: MTU {mtu}: bootyard wrote {writes} frames with {syncs} syncs "
+              f"({writes / max(syncs, 1):.1f} writes per sync)", flush=True)
     finally:
         vm.stop()
         service.stop()
@@ -186,22 +220,33 @@ def run_sanboot(work: Path, size_mb: int, rounds: int,
                                          work / "blockexport-sanboot.log")
             vblade = boot.server.popen("vblade", "2", "1", "eth0", str(theirs),
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if capture_to is not None:
-                boot.server.popen("tcpdump", "-i", "eth0", "-s", "64", "-w",
-                                  str(capture_to / "aoe-sanboot.pcap"), "ether proto 0x88a2",
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # always captured (headers only): where each exchange's time went, target or guest
+            pcap = (capture_to or work) / "aoe-sanboot.pcap"
+            capture = boot.server.popen("tcpdump", "-i", "eth0", "-s", "64", "-w", str(pcap),
+                                        "ether proto 0x88a2", stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
             try:
-                for _ in range(rounds):
-                    for name, host in hosts.items():
-                        result = boot.boot(host, BIOS, pattern=sanbench.END, timeout=1800)
+                for r in range(rounds):  # each target first in every other round
+                    for name in (list(hosts) if r % 2 == 0 else list(hosts)[::-1]):
+                        result = boot.boot(hosts[name], BIOS, pattern=sanbench.END,
+                                           timeout=1800)
                         start = result.vm.find(sanbench.START)
                         seconds = max(result.marker.t - start.t, 0.01)
                         out.setdefault(name, []).append(nbytes / 1e6 / seconds)
             finally:
                 service.stop()
                 vblade.terminate()
+                capture.terminate()
+                capture.wait(10)
         finally:
             boot.stop()
+    for shelf, name in ((1, "bootyard"), (2, "vblade")):
+        got = aoe_pattern.exchanges(str(pcap)).get(shelf)
+        if got:
+            print(f"bench-aoe: sanboot {name}: {got['requests']:.0f} ATA requests, the target "
+                  f"answered in a median {got['target_us']:.0f} us ({got['target_s']:.2f} s in "
+                  f"all), the guest sent the next after a median {got['guest_us']:.0f} us "
+                  f"({got['guest_s']:.2f} s in all)", flush=True)
     return out
 
 
@@ -213,6 +258,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", type=Path, default=REPO / "build" / "bench-aoe")
     parser.add_argument("--capture", type=Path, default=None,
                         help="directory: tcpdump of the AoE frames (64 bytes each) per MTU")
+    parser.add_argument("--buffer-count", type=int, default=0,
+                        help="bootyard's blockexport.buffer_count (0: its default)")
     parser.add_argument("--sanboot-mb", type=int, default=32,
                         help="disk read through iPXE sanboot (INT 13h); 0: skip")
     args = parser.parse_args(argv)
@@ -237,8 +284,10 @@ def main(argv=None) -> int:
     try:
         for mtu in (int(m) for m in args.mtus.split(",") if m):
             with Lab() as lab:  # a fresh segment per MTU
-                results[mtu] = run_mtu(lab, work, redis, images, kernel, initrd, mtu,
-                                       args.rounds, args.size_mb, args.capture)
+                results[mtu] = run_mtu(
+                    lab, work, redis, images, kernel, initrd, mtu, args.rounds, args.size_mb,
+                    args.capture, {"buffer_count": str(args.buffer_count)}
+                    if args.buffer_count else None)
         sanboot = run_sanboot(work, args.sanboot_mb, args.rounds, args.capture) if args.sanboot_mb else {}
     finally:
         redis.stop()

@@ -3,13 +3,15 @@ outstanding, as Linux's ``aoe`` driver does, against the block export service of
 source trees (and vblade), alternating round by round (root; lab network namespaces).
 
     python scripts/bench/aoe_cpu.py [--code DIR ...] [--vblade] [--mtu 1500] [--window 64]
-                                    [--seconds 5] [--rounds 3] [--size-mb 64]
+                                    [--seconds 5] [--rounds 3] [--size-mb 64] [--op read|write]
 
 ``--code`` names a checkout whose ``services.blockexport`` is run (default: this one); give it
 twice to compare old and new code on the same machine at the same time. Per round and target:
 the service starts in the server namespace of a fresh segment, the initiator (client
 namespace) reads the export sequentially, ``--window`` frames in flight, each of the sectors a
-frame carries at ``--mtu``, for ``--seconds``; the target process's CPU time (utime + stime,
+frame carries at ``--mtu`` (``--op write``: WRITE SECTORS EXT of as many, each answered when
+durable), for ``--seconds``; the initiator's round trip per request (send to reply, median and
+p90: with ``--window 1`` the latency iPXE sees, one command at a time); the target process's CPU time (utime + stime,
 all threads, /proc) over the run divided by the replies is its CPU per request. The figures
 survive a loaded machine better than MB/s (the initiator competes for the same cores).
 """
@@ -37,12 +39,22 @@ from harness.dhcpkit import UnixRedis  # noqa: E402
 from harness.netlab import Lab, stop_process, wait_for  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
+METRICS_PORT = 9104  # in the server namespace (its own)
 HEADER = struct.Struct("!6s6sHBBHBBIBBBB6s2x")  # Ethernet + AoE + ATA arguments (36 bytes)
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def syncs(ns) -> int:
+    """The bench export's syncs so far (the service's /metrics)."""
+    text = ns.run("curl", "-s", f"http://127.0.0.1:{METRICS_PORT}/metrics", check=False).stdout
+    for line in text.splitlines():
+        if line.startswith('bootyard_blockexport_syncs_total{export="bench"}'):
+            return int(float(line.split()[-1]))
+    return 0
 
 
 def set_mtu(seg, mtu: int) -> None:
@@ -72,18 +84,24 @@ def discover(sock: socket.socket, mac: bytes, shelf: int, slot: int) -> tuple[by
 
 
 def load(sock: socket.socket, mac: bytes, target: bytes, shelf: int, slot: int, sectors: int,
-         disk_sectors: int, window: int, seconds: float) -> tuple[int, int]:
-    """Sequential reads, ``window`` in flight, for ``seconds``: (replies, retransmits)."""
+         disk_sectors: int, window: int, seconds: float, write: bool = False,
+         rtts: list[float] | None = None) -> tuple[int, int]:
+    """Sequential reads (``write``: writes), ``window`` in flight, for ``seconds``: (replies,
+    retransmits); each reply's round trip is appended to ``rtts``."""
     tag = 0x10000
     lba = 0
     outstanding: dict[int, int] = {}  # tag -> lba
-    frame = bytearray(HEADER.size)
+    sent: dict[int, float] = {}  # tag -> when
+    frame = bytearray(HEADER.size + (sectors * 512 if write else 0))
+    aflags, command = (0x41, 0x34) if write else (0x40, 0x24)
+    clock = time.perf_counter
 
     def send(at: int) -> None:
         nonlocal tag
         tag += 1
-        HEADER.pack_into(frame, 0, target, mac, 0x88A2, 0x10, 0, shelf, slot, 0, tag, 0x40, 0,
-                         sectors, 0x24, at.to_bytes(6, "little"))
+        HEADER.pack_into(frame, 0, target, mac, 0x88A2, 0x10, 0, shelf, slot, 0, tag, aflags, 0,
+                         sectors, command, at.to_bytes(6, "little"))
+        sent[tag] = clock()
         sock.send(frame)
         outstanding[tag] = at
 
@@ -114,6 +132,9 @@ def load(sock: socket.socket, mac: bytes, target: bytes, shelf: int, slot: int, 
         got = int.from_bytes(data[20:24], "big")
         if outstanding.pop(got, None) is None:
             continue
+        if rtts is not None:
+            rtts.append(clock() - sent.pop(got))
+        sent.pop(got - 4 * window, None)  # bounded: tags of lost requests
         replies += 1
         send(next_lba())
     return replies, resent
@@ -125,7 +146,7 @@ def start_ours(seg, code: Path, redis_url: str, image: Path, logfile: Path):
                 "BOOTYARD_BLOCKEXPORT__INTERFACE": "eth0",
                 "BOOTYARD_BLOCKEXPORT__ISCSI_PORT": "0",
                 "BOOTYARD_BLOCKEXPORT__METRICS_HOST": "127.0.0.1",
-                "BOOTYARD_BLOCKEXPORT__METRICS_PORT": "0"})
+                "BOOTYARD_BLOCKEXPORT__METRICS_PORT": str(METRICS_PORT)})
     handle = logfile.open("w")
     profile = ["-m", "cProfile", "-o", os.environ["AOE_PROFILE"]] if "AOE_PROFILE" in os.environ \
         else []
@@ -141,17 +162,22 @@ def start_ours(seg, code: Path, redis_url: str, image: Path, logfile: Path):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--code", type=Path, action="append")
-    parser.add_argument("--vblade", action="store_true", help="vblade as a target too")
+    parser.add_argument("--vblade", action="store_true",
+                        help="vblade as a target too (with --op write: vblade -s too)")
     parser.add_argument("--mtu", type=int, default=1500)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size-mb", type=int, default=64)
+    parser.add_argument("--op", choices=("read", "write"), default="read")
     args = parser.parse_args(argv)
+    write = args.op == "write"
     codes = args.code or [REPO]
     targets = [(f"code{i}:{c}", c) for i, c in enumerate(codes)]
     if args.vblade:
         targets.append(("vblade", None))
+        if write:  # its synchronous mode: writes durable when answered, as ours
+            targets.append(("vblade-s", None))
     results: dict[str, list[tuple[float, float, int]]] = {}
     with tempfile.TemporaryDirectory(prefix="aoe-cpu-") as tmp:
         work = Path(tmp)
@@ -174,7 +200,8 @@ def main(argv=None) -> int:
                         client_ns = seg.add_client()
                         set_mtu(seg, args.mtu)
                         if code is None:
-                            proc = seg.server.popen("vblade", "1", "1", "eth0", str(image),
+                            sync = ["-s"] if name == "vblade-s" else []
+                            proc = seg.server.popen("vblade", *sync, "1", "1", "eth0", str(image),
                                                     stdout=subprocess.DEVNULL,
                                                     stderr=subprocess.DEVNULL)
                         else:
@@ -192,12 +219,18 @@ def main(argv=None) -> int:
                                     ["perf", "record", "-q", "-g", "-p", str(proc.pid), "-o",
                                      os.environ["AOE_PERF"]], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
+                            synced = syncs(seg.server) if write and code is not None else 0
                             before = cpu_seconds(proc.pid)
                             t0 = time.monotonic()
+                            rtts: list[float] = []
                             replies, resent = load(sock, mac, dst, 1, 1, sectors, disk,
-                                                   args.window, args.seconds)
+                                                   args.window, args.seconds, write, rtts)
                             wall = time.monotonic() - t0
                             cpu = cpu_seconds(proc.pid) - before
+                            if write and code is not None:
+                                synced = syncs(seg.server) - synced
+                                print(f"  {replies / max(synced, 1):.1f} writes per sync",
+                                      flush=True)
                             if perf is not None:
                                 perf.send_signal(2)
                                 perf.wait()
@@ -206,15 +239,21 @@ def main(argv=None) -> int:
                             stop_process(proc)
                     rate = replies * sectors * 512 / 1e6 / wall
                     us = cpu / max(replies, 1) * 1e6
-                    results.setdefault(name, []).append((us, rate, resent))
+                    rtts.sort()
+                    rtt = (rtts[len(rtts) // 2] * 1e6, rtts[len(rtts) * 9 // 10] * 1e6) \
+                        if rtts else (0.0, 0.0)
+                    results.setdefault(name, []).append((us, rate, resent, *rtt))
                     print(f"round {r + 1} {name}: {replies} replies, {rate:.1f} MB/s, "
-                          f"{us:.1f} us CPU/request, {resent} resent", flush=True)
+                          f"{us:.1f} us CPU/request, round trip median {rtt[0]:.1f} us "
+                          f"(p90 {rtt[1]:.1f}), {resent} resent", flush=True)
         finally:
             redis.stop()
-    print(f"MTU {args.mtu}, window {args.window}: median over {args.rounds} rounds")
+    print(f"{args.op}s, MTU {args.mtu}, window {args.window}: median over {args.rounds} rounds")
     for name, values in results.items():
         print(f"  {name:<40} {statistics.median(v[0] for v in values):7.1f} us CPU/request "
-              f"{statistics.median(v[1] for v in values):7.1f} MB/s")
+              f"{statistics.median(v[1] for v in values):7.1f} MB/s  round trip "
+              f"{statistics.median(v[3] for v in values):6.1f} us "
+              f"(p90 {statistics.median(v[4] for v in values):6.1f})")
     return 0
 
 

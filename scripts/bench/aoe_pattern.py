@@ -31,6 +31,33 @@ def pct(values: list[float], p: float) -> float:
     return values[min(int(len(values) * p), len(values) - 1)] * 1e6
 
 
+def exchanges(path: str, pause: float = 0.5) -> dict[int, dict[str, float]]:
+    """Per shelf, for an initiator with one ATA command at a time (iPXE): requests, the time
+    the target took (request to reply on the wire: median in us, sum in s) and the time the
+    initiator took between a reply and its next request (median, sum; gaps over ``pause`` s,
+    between boots, left out)."""
+    sent: dict[tuple[int, int], float] = {}
+    last_reply: dict[int, float] = {}
+    target: dict[int, list[float]] = collections.defaultdict(list)
+    guest: dict[int, list[float]] = collections.defaultdict(list)
+    for t, data in frames(path):
+        if len(data) < 36:
+            continue
+        verflags, _err, shelf, _slot, command, tag = struct.unpack_from("!BBHBBI", data, 14)
+        if command != 0:
+            continue
+        if not verflags & 0x08:
+            sent[(shelf, tag)] = t
+            if shelf in last_reply and t - last_reply[shelf] < pause:
+                guest[shelf].append(t - last_reply[shelf])
+        elif (shelf, tag) in sent:
+            target[shelf].append(t - sent.pop((shelf, tag)))
+            last_reply[shelf] = t
+    return {shelf: {"requests": len(values), "target_us": pct(values, .5),
+                    "target_s": sum(values), "guest_us": pct(guest[shelf] or [0.0], .5),
+                    "guest_s": sum(guest[shelf])} for shelf, values in target.items()}
+
+
 def main(path: str) -> None:
     pending: dict[tuple[int, int], tuple[float, int]] = {}
     outstanding: collections.Counter = collections.Counter()

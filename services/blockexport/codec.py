@@ -353,6 +353,7 @@ def encode_body(body: Body) -> bytes:
 ATA_FRAME = struct.Struct("!6s6sHBBHBBIBBBB6s2x")  # Ethernet, AoE and ATA headers: 36 bytes
 _REQUEST_V1 = VERSION << 4  # version 1, no flags: a request
 _READS = frozenset({0x20, 0x24})  # READ SECTORS (EXT)
+_WRITES = frozenset({0x30, 0x34})  # WRITE SECTORS (EXT)
 
 
 def peek_read(data: bytes) -> tuple[bytes, int, int, int, int, int, bytes] | None:
@@ -364,6 +365,18 @@ def peek_read(data: bytes) -> tuple[bytes, int, int, int, int, int, bytes] | Non
     (_dst, src, ethertype, verflags, _error, major, minor, command, tag, aflags, _feature, count,
      ata, lba) = ATA_FRAME.unpack_from(data)
     if ethertype != ETHERTYPE or verflags != _REQUEST_V1 or command != 0 or ata not in _READS:
+        return None
+    return src, major, minor, tag, aflags, count, lba
+
+
+def peek_write(data: bytes) -> tuple[bytes, int, int, int, int, int, bytes] | None:
+    """As :func:`peek_read`, for an ATA WRITE SECTORS (EXT) request (its data follows the 36
+    header bytes)."""
+    if len(data) < ATA_HEADER_LEN:
+        return None
+    (_dst, src, ethertype, verflags, _error, major, minor, command, tag, aflags, _feature, count,
+     ata, lba) = ATA_FRAME.unpack_from(data)
+    if ethertype != ETHERTYPE or verflags != _REQUEST_V1 or command != 0 or ata not in _WRITES:
         return None
     return src, major, minor, tag, aflags, count, lba
 

@@ -127,7 +127,7 @@ class Read:
 
 @dataclasses.dataclass(frozen=True)
 class Write:
-    request: Frame
+    request: Frame | None  # None: taken by the fast path (aoe_writes.py), answered by io_head
     offset: int
     data: bytes
 
@@ -273,6 +273,33 @@ def direct_read(target: Target, state: State, src: bytes, major: int, minor: int
     if address + count > target.sectors:
         return None
     return address * SECTOR, count * SECTOR
+
+
+def direct_write(target: Target, state: State, src: bytes, major: int, minor: int,
+                 aflags: int, count: int, lba: int, data_length: int) -> tuple[int, int] | None:
+    """The fast path's decision for an ATA WRITE request (:func:`codec.peek_write`;
+    ``data_length``: the bytes after its 36 header bytes): (byte offset, length) when
+    :func:`decide` would make it a :class:`Write` of those bytes; None when it decides anything
+    else (the caller then takes the full path)."""
+    step = direct_read(target, state, src, major, minor, aflags, count, lba)
+    if step is None or data_length < step[1] or target.readonly:
+        return None
+    return step
+
+
+def io_head(target: Target, src: bytes, tag: int, aflags: int, count: int, lba: bytes,
+            kind: type, ok: bool) -> bytes:
+    """The header bytes of :func:`io_done`'s reply (``ok``; a read's data follows them) or of
+    :func:`io_failed`'s, for an I/O step of class ``kind`` (Read, Write, Flush) whose request's
+    wire fields are given: the I/O thread answers a queued step without a Frame."""
+    if ok:
+        status, err = OK, 0
+    elif kind is Read:
+        status, err = FAILED, UNC
+    else:
+        status, err = FAULT, ABRT
+    return encode_ata_head(src, target.mac, target.shelf, target.slot, tag,
+                           aflags & ECHOED_AFLAGS, err, count, status, lba)
 
 
 def read_done_head(target: Target, src: bytes, tag: int, aflags: int, count: int,

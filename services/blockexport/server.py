@@ -7,13 +7,15 @@ replies.
   export's key, field, value and reason; the export keeps being served as it was (if it was) or
   is not served (``bootyard_blockexport_export_up`` 0). The config string, mask list and reserve
   list of a shelf.slot survive a change of its record.
-- A read the page cache holds is answered as its frame is read (:mod:`aoe_direct`). Every
-  other frame is decoded and handed to :func:`policy.decide` for every export it addresses; a
-  reply is sent at once, an I/O step joins its export's queue. One I/O thread per export takes
-  what is queued in batches: reads, then each host's writes in one ``Disk.write`` (one sync per
-  host per batch: durable before answered), then flushes; it sends the replies when the batch is
-  done (the socket is shared; sending needs no hop back to the event loop). Storage I/O that
-  may wait never runs on the event loop; the thread hands events to the loop (``call_soon_threadsafe``).
+- A read the page cache holds is answered as its frame is read (:mod:`aoe_direct`); an ordinary
+  write joins its export's queue without the full decode (:mod:`aoe_writes`). Every other frame
+  is decoded and handed to :func:`policy.decide` for every export it addresses; a reply is sent
+  at once, an I/O step joins its export's queue. One I/O thread per export takes what is queued
+  in batches (:mod:`aoe_batch`): reads, then each host's writes in one ``Disk.write`` (one sync
+  per host per batch: durable before answered), then flushes; each reply is sent as soon as
+  what it answers is done (the socket is shared; sending needs no hop back to the event loop).
+  Storage I/O that may wait never runs on the event loop; the thread hands events to the loop
+  (``call_soon_threadsafe``).
 - Events (``blockexport.*``, per host, never per I/O): ``attach`` when an initiator is first seen
   (again after ``attach_timeout`` of silence), ``first_read`` after its first read,
   ``io_error`` when its I/O starts failing and ``io_recovered`` when it works again.
@@ -27,12 +29,15 @@ import dataclasses
 import functools
 import os
 import queue
+import struct
 import threading
 import time
 from collections.abc import Sequence
 
 from services.blockexport import codec, export_status, metrics as m, policy
+from services.blockexport.aoe_batch import run_batch
 from services.blockexport.aoe_direct import DirectReads
+from services.blockexport.aoe_writes import DirectWrites
 from services.blockexport.codec import (
     BROADCAST_MAC,
     BROADCAST_SHELF,
@@ -52,6 +57,7 @@ from services.blockexport.storage import CowDisk, Disk, PlainDisk, StorageError
 from services.blockexport.transport import Received, Transport
 from shared import bootplan, keys, logs
 from shared.attachments import Attachments, ExportStatus, TargetStates
+from shared.metrics import observe_all
 from shared.records import Export
 from shared.store import InventoryUnavailable
 
@@ -64,6 +70,9 @@ ERROR_OF_CODE = {Error.BAD_ARGUMENT: "bad_argument", Error.TARGET_RESERVED: "res
 ERROR_OF_KIND = {"past_end": "past_end", "unsupported": "unsupported", "read_only": "read_only",
                  "mask_error": "mask"}
 ERROR_FLAG = int(Flag.ERROR)
+ADDRESS = struct.Struct("!HB")  # AoE major (shelf) and minor (slot)
+ADDRESS_AT = 16  # after the Ethernet header, version/flags and error
+ADDRESS_END = ADDRESS_AT + ADDRESS.size
 OP_OF_KIND = {"read": "read", "write": "write", "flush": "flush", "identify": "identify",
               "config": "config"}
 
@@ -76,11 +85,12 @@ def open_disk(export: Export, section: BlockexportSection,
     return PlainDisk(export.backing, readonly=export.readonly)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Pending:
     outcome: Read | Write | Flush
     received: float
     src: bytes
+    wire: tuple | None = None  # (tag, aflags, count, lba bytes): taken by aoe_writes, no Frame
 
 
 @dataclasses.dataclass
@@ -129,7 +139,7 @@ class BlockexportServer(FollowsExports):
         self.section = section
         transport.handler = self.handle
         self.direct = DirectReads(self)
-        transport.fast = self.direct.serve
+        self.writes = DirectWrites(self)
         transport.drained = self.direct.drained
         self.attachments = attachments
         self.states = states
@@ -142,6 +152,7 @@ class BlockexportServer(FollowsExports):
         self.transport = transport
         self.served: dict[str, Served] = {}
         self.by_address: dict[tuple[int, int], Served] = {}
+        transport.fast = self._fast_path()  # holds by_address (changed in place, never rebound)
         self._reported: dict[str, str] = {}
         self._reconciled = 0  # reconcile rounds done (tests wait on it)
         self._watch_exports(cache)
@@ -269,6 +280,24 @@ class BlockexportServer(FollowsExports):
         for served in targets:
             self._decide(served, frame, received)
 
+    def _fast_path(self):
+        """What the transport tries first with each frame (True: done): a frame for a
+        shelf.slot none of our exports has (another target's traffic on the segment, as much
+        as ours where several serve it) is dropped on its address alone, without the full
+        decode; then a read the page cache holds is answered, a write queued."""
+        by_address, serve, take = self.by_address, self.direct.serve, self.writes.take
+        address_of, foreign = ADDRESS.unpack_from, m.DROPPED_BY["no_export"]
+
+        def fast(data: bytes, received: float) -> bool:
+            if len(data) >= ADDRESS_END:
+                address = address_of(data, ADDRESS_AT)
+                if (address not in by_address and address[0] != BROADCAST_SHELF
+                        and address[1] != BROADCAST_SLOT):
+                    foreign.inc()
+                    return True
+            return serve(data, received) or take(data, received)
+        return fast
+
     def _decide(self, served: Served, frame: Frame, received: Received) -> None:
         before = served.state
         served.state, outcome = policy.decide(served.target, before, frame)
@@ -282,11 +311,17 @@ class BlockexportServer(FollowsExports):
             self._count_reply(served, outcome)
             self.transport.send(codec.encode(outcome.frame))
             return
-        if served.inbox.qsize() >= self.section.queue_size:  # the I/O thread is far behind
-            m.DROPPED_BY["queue_full"].inc()  # the initiator retransmits
+        self.queue_io(served, outcome, received.received, frame.header.src)
+
+    def queue_io(self, served: Served, outcome: Read | Write | Flush, received: float,
+                 src: bytes, wire: tuple | None = None) -> None:
+        """Hand an I/O step to its export's thread (dropped and counted when it is far behind:
+        the initiator retransmits)."""
+        if served.inbox.qsize() >= self.section.queue_size:
+            m.DROPPED_BY["queue_full"].inc()
             return
         served.queued += 1
-        served.inbox.put(Pending(outcome, received.received, frame.header.src))
+        served.inbox.put(Pending(outcome, received, src, wire))
 
     def _count_reply(self, served: Served, reply: Reply) -> None:
         h = reply.frame.header
@@ -386,9 +421,10 @@ class BlockexportServer(FollowsExports):
 
     def _io_thread(self, served: Served) -> None:
         """One export's I/O: batches of what is queued, until its sentinel (None) arrives."""
+        send_parts = self.transport.send_parts
         for batch in batches(served.inbox, self.section.batch_size):
             try:
-                self._finish(served, batch, run_batch(served, batch))
+                self._finish(served, batch, run_batch(served, batch, send_parts))
             except Exception as exc:  # noqa: BLE001 - a bug must not stop the export's I/O
                 log.exception("io_batch_failed", export=served.record.name, reason=str(exc))
             served.completed += len(batch)
@@ -402,29 +438,20 @@ class BlockexportServer(FollowsExports):
         self._loop.call_soon_threadsafe(functools.partial(self.events.emit, kind, **fields))
 
     def _finish(self, served: Served, batch: Sequence[Pending],
-                results: Sequence[tuple[Reply, str | None]]) -> None:
+                failures: Sequence[str | None]) -> None:
+        """The metrics and events of a batch whose replies are sent: counts and latencies added
+        once per operation kind (not per request), events per host when its I/O starts failing
+        or recovers, and its first read."""
         name = served.record.name
         now = time.perf_counter()
-        send = self.transport.send
-        encode = codec.encode
-        counters = served.counters
-        for pending, (reply, failure) in zip(batch, results):
-            send(encode(reply.frame))
+        latencies: dict[str, list[float]] = {}
+        done: dict[str, int] = {}
+        read = written = 0
+        for pending, failure in zip(batch, failures):
             outcome = pending.outcome
             op = policy.IO_KINDS[type(outcome)]
-            m.LATENCY_BY[op].observe(now - pending.received)
+            latencies.setdefault(op, []).append(now - pending.received)
             mac = pending.src
-            if failure is None and mac not in served.failing:
-                counters[op].inc()
-                if op == "read":
-                    counters["bytes_read"].inc(outcome.length)
-                    if mac not in served.read_by:
-                        served.read_by.add(mac)
-                        self._emit("blockexport.first_read", mac=codec.format_mac(mac),
-                                   export=name, lba=outcome.offset // codec.SECTOR)
-                elif op == "write":
-                    counters["bytes_written"].inc(len(outcome.data))
-                continue
             if failure is not None:
                 m.ERRORS_BY[f"{op}_failed"].inc()
                 if mac not in served.failing:
@@ -434,16 +461,29 @@ class BlockexportServer(FollowsExports):
                     self._emit("blockexport.io_error", mac=text, export=name, op=op,
                                reason=failure)
                 continue
-            counters[op].inc()
-            if isinstance(outcome, Read):
-                counters["bytes_read"].inc(outcome.length)
-            elif isinstance(outcome, Write):
-                counters["bytes_written"].inc(len(outcome.data))
+            done[op] = done.get(op, 0) + 1
+            if op == "read":
+                read += outcome.length
+                if mac not in served.read_by:
+                    served.read_by.add(mac)
+                    self._emit("blockexport.first_read", mac=codec.format_mac(mac),
+                               export=name, lba=outcome.offset // codec.SECTOR)
+            elif op == "write":
+                written += len(outcome.data)
             if mac in served.failing:
                 served.failing.discard(mac)
                 text = codec.format_mac(mac)
                 log.info("io_recovered", export=name, mac=text)
                 self._emit("blockexport.io_recovered", mac=text, export=name)
+        counters = served.counters
+        for op, n in done.items():
+            counters[op].inc(n)
+        if read:
+            counters["bytes_read"].inc(read)
+        if written:
+            counters["bytes_written"].inc(written)
+        for op, values in latencies.items():
+            observe_all(m.LATENCY_BY[op], values)
 
     # -- housekeeping ------------------------------------------------------------------------
     async def housekeeping(self, stop: asyncio.Event) -> None:
@@ -484,51 +524,6 @@ class BlockexportServer(FollowsExports):
             for thread in threads:
                 thread.join(max(0.0, deadline - time.monotonic()))
         await asyncio.to_thread(join)
-
-
-def run_batch(served: Served, batch: Sequence[Pending]) -> list[tuple[Reply, str | None]]:
-    """Do one batch's I/O (in a worker thread): reads, then each host's writes with one sync,
-    then flushes. Returns (reply, failure reason or None) per request, in order."""
-    target = served.target
-    results: list[tuple[Reply, str | None] | None] = [None] * len(batch)
-    writes: dict[bytes, list[int]] = {}
-    flushes: list[int] = []
-    for i, pending in enumerate(batch):
-        outcome = pending.outcome
-        if isinstance(outcome, Read):
-            try:
-                data = served.view(pending.src).read(outcome.offset, outcome.length)
-                results[i] = (policy.io_done(target, outcome, data), None)
-            except (OSError, StorageError) as exc:
-                results[i] = (policy.io_failed(target, outcome), _reason(exc))
-        elif isinstance(outcome, Write):
-            writes.setdefault(pending.src, []).append(i)
-        else:
-            flushes.append(i)
-    for mac, indexes in writes.items():
-        try:
-            served.view(mac).write([(batch[i].outcome.offset, batch[i].outcome.data)
-                                    for i in indexes])
-            m.SYNCS.labels(target.name).inc()
-            done = [(policy.io_done(target, batch[i].outcome), None) for i in indexes]
-        except (OSError, StorageError) as exc:
-            done = [(policy.io_failed(target, batch[i].outcome), _reason(exc)) for i in indexes]
-        for i, result in zip(indexes, done):
-            results[i] = result
-    for i in flushes:
-        try:
-            served.view(batch[i].src).flush()
-            m.SYNCS.labels(target.name).inc()
-            results[i] = (policy.io_done(target, batch[i].outcome), None)
-        except (OSError, StorageError) as exc:
-            results[i] = (policy.io_failed(target, batch[i].outcome), _reason(exc))
-    return results  # type: ignore[return-value]
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc)
 
 
 def storage_facts(served: Served) -> tuple[int, int, str | None]:

@@ -272,3 +272,46 @@ def test_random_frames_never_stop_the_target(lab, unix_redis, blockexport_proces
         assert service.proc.poll() is None
     finally:
         host.close()
+
+
+def dropped(ns, port: int) -> dict[str, float]:
+    """The service's drop and malformed counters (its /metrics, inside ``ns``)."""
+    text = ns.run("curl", "-s", f"http://127.0.0.1:{port}/metrics", check=False).stdout
+    out = {}
+    for line in text.splitlines():
+        for name, key in (('bootyard_blockexport_dropped_total{reason="no_export"}', "no_export"),
+                          ('bootyard_blockexport_errors_total{reason="malformed"}', "malformed")):
+            if line.startswith(name):
+                out[key] = float(line.split()[-1])
+    return out
+
+
+def test_another_targets_frames_are_dropped_on_their_address(lab, unix_redis,
+                                                             blockexport_process, tmp_path):
+    """Frames for a shelf.slot we do not serve (another target on the segment) are dropped as
+    ``no_export`` on their address alone, never decoded: a truncated one is not ``malformed``."""
+    seg = lab.segment()
+    ns = seg.add_client()
+    disk = tmp_path / "disk.img"
+    data = make_disk(disk, 7)
+    unix_redis.client().hset("bootyard:export:d", mapping={
+        "kind": "aoe", "backing": str(disk), "aoe_shelf": "5", "aoe_slot": "1"})
+    blockexport_process(seg.server, unix_redis.url, tmp_path / "be.log", metrics_port="9104")
+    host = Initiator(ns.name)
+    try:
+        (target,) = host.discover(1)
+        dst = target.header.src
+        before = dropped(seg.server, 9104)
+        for i in range(40):  # ATA to e6.1: a read, and a write cut off inside its arguments
+            head = bytes([0x10, 0, 0, 6, 1, 0]) + i.to_bytes(4, "big")
+            host.send_raw(dst + host.mac + b"\x88\xa2" + head + bytes([0x40, 0, 2, 0x24]) +
+                          bytes(8))
+            host.send_raw(dst + host.mac + b"\x88\xa2" + head + bytes([0x41, 0]))
+        wait_for(lambda: dropped(seg.server, 9104).get("no_export", 0)
+                 >= before.get("no_export", 0) + 80, 30, what="80 frames dropped as no_export")
+        after = dropped(seg.server, 9104)
+        assert after.get("malformed", 0) == before.get("malformed", 0)
+        host.drain()
+        assert host.read(target, 0, 2) == data[:1024]
+    finally:
+        host.close()
