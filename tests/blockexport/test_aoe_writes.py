@@ -16,7 +16,7 @@ from services.blockexport.codec import Ata, Frame, Header
 from services.blockexport.policy import Flush, Read, State, Target, Write
 from services.blockexport.server import Pending, Served
 from services.blockexport.storage import PlainDisk
-from shared.schema import Export
+from shared.records import Export
 
 US = bytes.fromhex("020000000001")
 HOST = bytes.fromhex("525400000001")
