@@ -43,7 +43,8 @@ def _overlay_root(args) -> str:
 
 
 async def run(args, store, out) -> int:
-    from services.blockexport.storage import CowDisk, StorageError
+    from services.blockexport.storage import StorageError
+    from services.blockexport.storage_cow import CowDisk
     from shared.attachments import Attachments
     from shared.schema import KINDS
 

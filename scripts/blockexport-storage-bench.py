@@ -21,7 +21,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from services.blockexport.storage import CowDisk, PlainDisk  # noqa: E402
+from services.blockexport.storage import PlainDisk  # noqa: E402
+from services.blockexport.storage_cow import CowDisk  # noqa: E402
 
 DISK = 256 << 20
 WRITES = 2048

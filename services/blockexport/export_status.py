@@ -8,7 +8,7 @@ import asyncio
 import os
 import time
 
-from services.blockexport.storage import CowDisk
+from services.blockexport.storage_cow import CowDisk
 from shared import logs
 from shared.attachments import ExportStatus
 from shared.store import InventoryUnavailable

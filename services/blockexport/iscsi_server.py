@@ -39,13 +39,13 @@ from services.blockexport.storage import (
     NOWAIT,
     SECTOR,
     UNMAPPED_GOLDEN,
-    CowDisk,
     Disk,
     PlainDisk,
     StorageError,
     _pread_cached,
     _pread_full,
 )
+from services.blockexport.storage_cow import CowDisk
 from shared import keys, logs
 from shared.records import Export
 from shared.store import InventoryUnavailable

@@ -53,7 +53,8 @@ from services.blockexport.follow import FollowsExports
 from services.blockexport.ioqueue import batches
 from services.blockexport.policy import Drop, Flush, Read, Reply, State, Target, Write
 from services.blockexport.settings import BlockexportSection
-from services.blockexport.storage import CowDisk, Disk, PlainDisk, StorageError
+from services.blockexport.storage import Disk, PlainDisk, StorageError
+from services.blockexport.storage_cow import CowDisk
 from services.blockexport.transport import Received, Transport
 from shared import bootplan, keys, logs
 from shared.attachments import Attachments, ExportStatus, TargetStates

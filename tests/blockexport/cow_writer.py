@@ -18,7 +18,8 @@ import random
 import struct
 import sys
 
-from services.blockexport.storage import CowDisk, PlainDisk
+from services.blockexport.storage import PlainDisk
+from services.blockexport.storage_cow import CowDisk
 
 TARGETS = ("cow:52:54:00:00:00:01", "cow:52:54:00:00:00:02", "plain")
 

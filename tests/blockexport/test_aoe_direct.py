@@ -15,7 +15,8 @@ from services.blockexport.aoe_direct import DirectReads
 from services.blockexport.codec import Ata, Frame, Header
 from services.blockexport.policy import Read, State, Target
 from services.blockexport.server import Served
-from services.blockexport.storage import CowDisk, PlainDisk
+from services.blockexport.storage import PlainDisk
+from services.blockexport.storage_cow import CowDisk
 from shared.records import Export
 
 US = bytes.fromhex("020000000001")

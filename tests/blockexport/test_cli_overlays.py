@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from cli.commands import main
-from services.blockexport import storage
-from services.blockexport.storage import CowDisk
+from services.blockexport import storage_cow
+from services.blockexport.storage_cow import CowDisk
 from shared.attachments import Attachments
 from shared.store import connect
 
@@ -91,7 +91,7 @@ def test_overlays_of_a_plain_export_is_refused(cli, golden):
 
 def test_a_reset_is_noticed_by_a_process_that_has_the_overlay_open(golden, tmp_path,
                                                                    monkeypatch):
-    monkeypatch.setattr(storage, "RECHECK", 0.0)
+    monkeypatch.setattr(storage_cow, "RECHECK", 0.0)
     served = CowDisk(str(golden), str(tmp_path / "ov"), "gold")
     served.view(A).write([(0, b"x" * 512)])
     other = CowDisk(str(golden), str(tmp_path / "ov"), "gold")  # the CLI

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from services.blockexport.storage import CowDisk, PlainDisk
+from services.blockexport.storage import PlainDisk
+from services.blockexport.storage_cow import CowDisk
 
 ROUNDS = 60
 DISK = 1 << 20  # 1 MiB: 2,048 sectors

@@ -6,7 +6,8 @@ real copy-on-write storage."""
 from __future__ import annotations
 
 from services.blockexport import export_status
-from services.blockexport.storage import CowDisk, PlainDisk
+from services.blockexport.storage import PlainDisk
+from services.blockexport.storage_cow import CowDisk
 from shared import keys
 from shared.attachments import ExportStatus
 from shared.store import connect

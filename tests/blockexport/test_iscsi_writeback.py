@@ -12,7 +12,8 @@ from scsikit import NEXUS_A, NEXUS_B, Initiator, cdb10, cdb16, sense_of
 
 from services.blockexport import scsi_cdb as op
 from services.blockexport.scsi import LogicalUnit, Request, unmapped_mode
-from services.blockexport.storage import CowDisk, PlainDisk
+from services.blockexport.storage import PlainDisk
+from services.blockexport.storage_cow import CowDisk
 
 BS = 512
 BLOCKS = 2048

@@ -21,7 +21,7 @@ import pytest
 
 from harness.netlab import wait_for
 from lab import aoeguest
-from services.blockexport.storage import CowDisk
+from services.blockexport.storage_cow import CowDisk
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 DISK = 8 << 20

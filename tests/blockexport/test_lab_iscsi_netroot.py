@@ -29,7 +29,7 @@ from lab.assets import ensure_assets
 from lab.bootyard import services_present
 from lab.qemu import BIOS
 from lab.runner import BootLab
-from services.blockexport.storage import CowDisk
+from services.blockexport.storage_cow import CowDisk
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.e2e]
 APPLETS = ("sh", "mount", "cat", "echo", "sleep", "poweroff", "sync", "[", "test")  # root image

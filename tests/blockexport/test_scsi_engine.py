@@ -15,7 +15,8 @@ from scsikit import NEXUS_A, Initiator, cdb6, cdb10, cdb16, field_pointer, sense
 from services.blockexport import scsi_cdb as op
 from services.blockexport.scsi import LogicalUnit, Request, no_such_lun, report_luns, unmapped_mode
 from services.blockexport.scsi_pages import designators
-from services.blockexport.storage import CowDisk, PlainDisk
+from services.blockexport.storage import PlainDisk
+from services.blockexport.storage_cow import CowDisk
 
 BS = 512
 BLOCKS = 2048  # a 1 MiB disk

@@ -19,7 +19,7 @@ from serviceproc import BlockexportProcess
 
 from services.blockexport import codec
 from services.blockexport.codec import Ata, Command
-from services.blockexport.storage import CowDisk
+from services.blockexport.storage_cow import CowDisk
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 ROUNDS = 12

@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from services.blockexport.storage import CowDisk, PlainDisk, StorageError, check_writes
+from services.blockexport.storage import PlainDisk, StorageError, check_writes
+from services.blockexport.storage_cow import CowDisk
 
 A, B = "52:54:00:00:00:0a", "52:54:00:00:00:0b"
 
