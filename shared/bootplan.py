@@ -31,18 +31,12 @@ from shared.bootcontext import (
     booted_url,
     install_urls,
     merged_vars,
-    var,  # noqa: F401 - see below
 )
 from shared.boottarget import Target, initiator_iqn, target
 from shared.groups import effective_host
 from shared.records import Export, Host, Image, Profile, Subnet
 from shared.schema import KINDS
 from shared.scriptvalues import Location, PathMapper, PlanError, check_args, parse_location
-
-# Reached through this module by files other work is changing now: services/dhcp/policy.py
-# (bootplan.var, on its packet path) and services/blockexport (bootplan.target,
-# bootplan.initiator_iqn). Point them at shared/bootcontext.py and shared/boottarget.py, then
-# drop ``var`` from the imports above.
 
 # ------------------------------------------------------------------------------ vocabulary
 

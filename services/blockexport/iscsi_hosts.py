@@ -1,7 +1,7 @@
 """Which inventory host an iSCSI session belongs to (pure).
 
 A session belongs to a host when its initiator name is the one bootyard renders for that host
-(:func:`shared.bootplan.initiator_iqn`: ``var.initiator_iqn``, else
+(:func:`shared.boottarget.initiator_iqn`: ``var.initiator_iqn``, else
 ``<initiator_prefix>:<hostname or MAC>``; iPXE sends it from ``set initiator-iqn``, the iBFT
 and dracut's ``rd.iscsi.initiator`` carry it on) **and** the connection comes from that host's
 address: its reservation (``ip``) or a current lease the host holds. A name alone proves
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shared import bootplan
+from shared import boottarget
 from shared.records import Host, Profile
 
 
@@ -23,7 +23,7 @@ def names_index(hosts: Iterable[Host], profile_of, prefix: str) -> dict[str, lis
     out: dict[str, list[Host]] = {}
     for host in hosts:
         profile: Profile | None = profile_of(host.profile) if host.profile else None
-        name = bootplan.initiator_iqn(host, profile, prefix).lower()
+        name = boottarget.initiator_iqn(host, profile, prefix).lower()
         out.setdefault(name, []).append(host)
     return out
 

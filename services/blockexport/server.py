@@ -56,7 +56,7 @@ from services.blockexport.settings import BlockexportSection
 from services.blockexport.storage import Disk, PlainDisk, StorageError
 from services.blockexport.storage_cow import CowDisk
 from services.blockexport.transport import Received, Transport
-from shared import bootplan, keys, logs
+from shared import boottarget, keys, logs
 from shared.attachments import Attachments, ExportStatus, TargetStates
 from shared.metrics import observe_all
 from shared.records import Export
@@ -182,7 +182,7 @@ class BlockexportServer(FollowsExports):
         current = self.served.get(export.name)
         if current is not None and current.record == export:
             return
-        contract = bootplan.target(export, portal="")  # the address hosts are told (one home)
+        contract = boottarget.target(export, portal="")  # the address hosts are told (one home)
         address = (contract.shelf, contract.slot)
         holder = self.by_address.get(address)
         if holder is not None and holder.record.name != export.name:

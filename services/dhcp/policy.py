@@ -15,7 +15,7 @@ import re
 
 from services.dhcp import codec
 from services.dhcp.codec import FLAG_BROADCAST, ZERO_IP, Message, MessageType, Opt
-from shared import bootplan, dhcpoptions
+from shared import bootcontext, dhcpoptions
 from shared.fields import FieldError, parse_hostname
 from shared.records import Host, Profile, Subnet
 
@@ -191,14 +191,14 @@ def choose_boot(request: Message, host: Host | None, profile: Profile | None,
     arch = arches[0]
 
     def pick(var: str, subnet_value: str | None, builtin: str) -> str:
-        return bootplan.var(var, host, profile) or subnet_value or builtin
+        return bootcontext.var(var, host, profile) or subnet_value or builtin
 
     if arch in (ARCH_HTTP_X64, ARCH_HTTP_ARM64):
         if arch == ARCH_HTTP_X64:
-            path = bootplan.var("http_boot_file", host, profile) or ctx.http_boot_x64
+            path = bootcontext.var("http_boot_file", host, profile) or ctx.http_boot_x64
             reason = "http-x64"
         else:
-            path = bootplan.var("http_boot_file_arm64", host, profile) or ctx.http_boot_arm64
+            path = bootcontext.var("http_boot_file_arm64", host, profile) or ctx.http_boot_arm64
             reason = "http-arm64"
         return BootChoice(_url(ctx.http_base_url, path), reason, http=True)
     bios, uefi, arm64 = ((subnet.boot_file_bios, subnet.boot_file_uefi, subnet.boot_file_arm64)
@@ -229,7 +229,7 @@ def _named_loader(request: Message, host: Host | None, profile: Profile | None
     found = _LOADER_VARS.get(arches[0])
     if found is None:
         return None
-    file = bootplan.var(found[0], host, profile)
+    file = bootcontext.var(found[0], host, profile)
     return (file, found[1]) if file else None
 
 
