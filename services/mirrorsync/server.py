@@ -16,6 +16,10 @@ one rename; record it; then, off the path to the publish, prune old snapshots an
 one as the next base. The lock is renewed all along (:class:`LockKeeper`).
 Every sync ends in one record: a log line, the metrics, an event and the status hash, with the
 time of each phase (:mod:`services.mirrorsync.phases`).
+A sync whose task was asked to cancel (mirror paused, changed or removed; the service stopping)
+never publishes, even when the cancellation was dropped by the Redis client (Python 3.11's
+``asyncio.wait_for`` returns a command's reply instead, as for the :class:`LockKeeper`): after
+the fencing it looks at ``cancelling()`` and ends cancelled, its snapshot removed.
 """
 
 from __future__ import annotations
@@ -413,6 +417,11 @@ class MirrorSync:
             if not await lock.renew():  # fencing: only the lock's owner publishes
                 raise SyncFailed("lock_lost", "the lock is no longer ours (its lease ran out): "
                                  "the checked snapshot is not published")
+            if asyncio.current_task().cancelling():  # asked to stop; the client dropped it
+                log.warning("sync_cancelled_before_publish", mirror=name,
+                            reason="cancelled as a Redis command went out (the client dropped "
+                            "the cancellation)", action="not published; the snapshot is removed")
+                raise asyncio.CancelledError("cancelled before the publish")
             snaps.publish(final)
             work.clear()
             self._index_hashes[name] = (str(final), result.hashes)

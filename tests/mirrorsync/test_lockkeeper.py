@@ -7,7 +7,9 @@ redis-py wraps around every command it sends) returns the command's result and d
 keeper stopped only by ``cancel()`` kept renewing for ever in that window and the sync awaiting
 it never ended (a sync with a 0.3 s lease, renewed every 75 ms, hung once in about 30 runs under
 load). The first test stops a keeper at each of the first loop steps after its start and after
-each of its first renewals, the window included."""
+each of its first renewals, the window included. The same drop can hit a sync's own task (a
+mirror paused, or the service stopping, just as the sync sends a command): the last test drops a
+cancellation that way, deterministically, and the sync must still publish nothing."""
 
 from __future__ import annotations
 
@@ -123,5 +125,79 @@ async def test_a_lock_lost_at_any_phase_publishes_nothing_and_ends(redis_url, da
         assert (status["state"], status["last_result"]) == ("failed", "lock_lost"), status
         # the other replica's lock is left as it is
         assert await kit.client.get(keys.mirror_lock("images")) == "another-replica"
+    finally:
+        await kit.close()
+
+
+class CancelDropper:
+    """What Python 3.11's ``asyncio.wait_for`` (around every redis-py command) does when a
+    ``cancel()`` arrives just as a command's reply is in: it returns the reply and drops the
+    cancellation (the task's ``cancelling()`` stays 1). Armed by :class:`CancellingClock` in a
+    sync's task, it does that, once, to the next command that task sends (a real one)."""
+
+    def __init__(self, client) -> None:
+        self.send = client.execute_command
+        self.task: asyncio.Task | None = None
+        self.dropped = 0
+        client.execute_command = self.execute_command
+
+    async def execute_command(self, *args, **options):
+        reply = await self.send(*args, **options)
+        task = self.task
+        if task is not None and task is asyncio.current_task():
+            self.task = None
+            task.cancel()  # the scheduler: the mirror was paused, or the service is stopping
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                self.dropped += 1  # ... and wait_for returns the reply instead
+        return reply
+
+
+class CancellingClock(PhaseClock):
+    """Arms the test's :class:`CancelDropper` in the sync's task as the phase ``cancel_at``
+    first begins."""
+
+    cancel_at = ""
+    dropper: CancelDropper | None = None
+
+    def phase(self, name: str):
+        dropper = type(self).dropper
+        if name == self.cancel_at and dropper is not None:
+            type(self).dropper = None
+            dropper.task = asyncio.current_task()
+        return super().phase(name)
+
+
+@pytest.mark.parametrize("phase", ["prepare", "publish"])
+async def test_a_sync_cancelled_as_a_redis_command_goes_out_never_publishes(
+        redis_url, daemon, tmp_path, monkeypatch, phase):
+    (tmp_path / "mirror").mkdir()
+    tree = tmp_path / "upstream" / "images"
+    tree.mkdir(parents=True)
+    (tree / "one.img").write_bytes(os.urandom(4096))
+    kit = Kit(redis_url, tmp_path / "mirror")
+    mirror = mirror_record("images", daemon.url + "images/")
+    try:
+        first = await asyncio.wait_for(kit.sync_one(mirror), 120)
+        assert first.result == "published", first
+        (tree / "three.txt").write_text("three\n")
+        dropper = CancelDropper(kit.client)
+        clock = type(f"Cancelling{phase}", (CancellingClock,),
+                     {"cancel_at": phase, "dropper": dropper})
+        monkeypatch.setattr(server, "PhaseClock", clock)
+        sync = asyncio.ensure_future(kit.sync.sync_one(mirror))
+        done, _ = await asyncio.wait({sync}, timeout=120)
+        assert done, f"a sync cancelled at its {phase} phase did not end"
+        assert dropper.dropped == 1, "the cancellation was not dropped as 3.11's wait_for does"
+        assert sync.cancelled(), f"a cancelled sync ended as {sync.result()}"
+        snaps = Snapshots(tmp_path / "mirror", "images")
+        assert snaps.published().name == first.snapshot
+        assert not (snaps.published() / "three.txt").exists()
+        assert snaps.partials() == []
+        assert [p.name for p in snaps.snapshots()] == [first.snapshot]
+        status = await kit.state.status("images")
+        assert status["state"] == "failed" and "cancelled" in status["last_error"], status
+        assert await kit.client.get(keys.mirror_lock("images")) is None  # released
     finally:
         await kit.close()
