@@ -18,7 +18,7 @@ import fcntl
 import socket
 import struct
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from services.dhcp import metrics as m
 from shared import logs
@@ -137,7 +137,10 @@ class Transport:
     def close(self) -> None:
         for sock in self._sockets.values():
             if self._loop is not None:
-                self._loop.remove_reader(sock.fileno())
+                # untyped: uvloop's remove_reader can return None where typeshed says bool, and
+                # the compiled module would check the result (a TypeError that hid a refused port)
+                remove: Any = self._loop.remove_reader
+                remove(sock.fileno())
             sock.close()
         self._sockets.clear()
 
