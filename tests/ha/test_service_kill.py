@@ -112,6 +112,11 @@ def _run(seg, client_ns, redis, root, data, tmp_path, service):
     else:
         settings = {"host": "0.0.0.0", "port": "8080", "images_root": str(root), "workers": "2",
                     "metrics_host": "127.0.0.1", "token_secret": "ha-kill-test-secret-0123"}
+    # Small TCP buffers on both ends (per network namespace): with Linux's defaults a 3 MiB
+    # file fits in the server's send and the client's receive buffers, so a download the
+    # server has finished writing completes after the kill and no transfer is in flight at it
+    seg.server.run("sysctl", "-q", "-w", "net.ipv4.tcp_wmem=4096 16384 65536")
+    client_ns.run("sysctl", "-q", "-w", "net.ipv4.tcp_rmem=4096 65536 131072")
     procs = [Service(service, seg.server, redis.url, tmp_path / f"{service}-1.log", **settings)]
     before = snapshot(table)
     script = tmp_path / "client.py"
