@@ -17,7 +17,6 @@ import asyncio
 import os
 
 import pytest
-from repokit import RsyncDaemon
 from test_sync import Kit, mirror_record
 
 from services.mirrorsync import server
@@ -30,15 +29,6 @@ from shared.store import connect
 
 STEPS = 60  # loop steps after a renewal at which a keeper is stopped: more than one renewal takes
 ENDS_WITHIN = 30.0  # seconds a stopped keeper may take (one renewal: bounded by Redis timeouts)
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    (tmp_path / "upstream").mkdir(exist_ok=True)
-    d = RsyncDaemon(tmp_path / "rsyncd", tmp_path / "upstream")
-    d.start()
-    yield d
-    d.stop()
 
 
 async def renewed(keeper: LockKeeper, times: int) -> None:

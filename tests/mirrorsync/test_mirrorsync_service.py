@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from repokit import REPO, AptRepo, RsyncDaemon, free_port
+from repokit import REPO, AptRepo, free_port
 
 from harness.netlab import wait_for
 from services.mirrorsync.snapshots import Snapshots
@@ -81,15 +81,6 @@ def bootyard(redis_url: str, *args: str, check: bool = True) -> str:
     if check and done.returncode != 0:
         raise AssertionError(f"bootyard {' '.join(args)}: {done.stderr}")
     return done.stdout + done.stderr
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    (tmp_path / "upstream").mkdir(exist_ok=True)
-    d = RsyncDaemon(tmp_path / "rsyncd", tmp_path / "upstream")
-    d.start()
-    yield d
-    d.stop()
 
 
 def status(redis_url: str, name: str) -> dict[str, str]:

@@ -6,23 +6,13 @@ from __future__ import annotations
 import hashlib
 import os
 
-import pytest
-from repokit import AptRepo, RsyncDaemon
+from repokit import AptRepo
 from test_sync import Kit, mirror_record
 
 from services.mirrorsync import itemized, metrics as mirror_metrics
 from services.mirrorsync.checks import count_files
 from services.mirrorsync.phases import AFTER_PUBLISH, BEFORE_PUBLISH
 from services.mirrorsync.snapshots import NEXT, Snapshots, clone_tree
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    (tmp_path / "upstream").mkdir(exist_ok=True)
-    d = RsyncDaemon(tmp_path / "rsyncd", tmp_path / "upstream")
-    d.start()
-    yield d
-    d.stop()
 
 
 def tree_state(root) -> dict[str, tuple]:

@@ -82,15 +82,6 @@ def apt(tmp_path, gpg_key):
 
 
 @pytest.fixture
-def daemon(tmp_path):
-    (tmp_path / "upstream").mkdir(exist_ok=True)
-    d = RsyncDaemon(tmp_path / "rsyncd", tmp_path / "upstream")
-    d.start()
-    yield d
-    d.stop()
-
-
-@pytest.fixture
 def http(tmp_path, redis_url):
     service = HttpService(tmp_path, redis_url, tmp_path / "mirror")
     (tmp_path / "mirror").mkdir(exist_ok=True)
