@@ -356,29 +356,28 @@ _READS = frozenset({0x20, 0x24})  # READ SECTORS (EXT)
 _WRITES = frozenset({0x30, 0x34})  # WRITE SECTORS (EXT)
 
 
-def peek_read(data: bytes) -> tuple[bytes, int, int, int, int, int, bytes] | None:
-    """(src, major, minor, tag, aflags, count, lba as the 6 bytes on the wire) of an ATA
-    READ SECTORS (EXT) request of version 1 without flags; None for any other frame (for
-    :func:`decode`)."""
+def _peek(data: bytes, commands: frozenset[int]) -> tuple[bytes, int, int, int, int, int,
+                                                         bytes] | None:
     if len(data) < ATA_HEADER_LEN:
         return None
     (_dst, src, ethertype, verflags, _error, major, minor, command, tag, aflags, _feature, count,
      ata, lba) = ATA_FRAME.unpack_from(data)
-    if ethertype != ETHERTYPE or verflags != _REQUEST_V1 or command != 0 or ata not in _READS:
+    if ethertype != ETHERTYPE or verflags != _REQUEST_V1 or command != 0 or ata not in commands:
         return None
     return src, major, minor, tag, aflags, count, lba
+
+
+def peek_read(data: bytes) -> tuple[bytes, int, int, int, int, int, bytes] | None:
+    """(src, major, minor, tag, aflags, count, lba as the 6 bytes on the wire) of an ATA
+    READ SECTORS (EXT) request of version 1 without flags; None for any other frame (for
+    :func:`decode`)."""
+    return _peek(data, _READS)
 
 
 def peek_write(data: bytes) -> tuple[bytes, int, int, int, int, int, bytes] | None:
     """As :func:`peek_read`, for an ATA WRITE SECTORS (EXT) request (its data follows the 36
     header bytes)."""
-    if len(data) < ATA_HEADER_LEN:
-        return None
-    (_dst, src, ethertype, verflags, _error, major, minor, command, tag, aflags, _feature, count,
-     ata, lba) = ATA_FRAME.unpack_from(data)
-    if ethertype != ETHERTYPE or verflags != _REQUEST_V1 or command != 0 or ata not in _WRITES:
-        return None
-    return src, major, minor, tag, aflags, count, lba
+    return _peek(data, _WRITES)
 
 
 def ata_response_head(dst: bytes, src: bytes, major: int, minor: int, tag: int, aflags: int,
