@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from aoefakes import Server
 from hypothesis import given, settings, strategies as st
 
 from services.blockexport import codec, policy
@@ -134,25 +135,6 @@ def test_cow_read_cached_equals_read(tmp_path):
             assert cached(view, 0, 4096) is None
     finally:
         cow.close()
-
-
-class Sent:
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    def send_parts(self, head: bytes, data) -> bool:
-        self.frames.append(head + bytes(data))
-        return True
-
-
-class Server:  # what DirectReads uses of BlockexportServer
-    def __init__(self, served: Served) -> None:
-        self.by_address = {(7, 3): served}
-        self.transport = Sent()
-        self.touched: list[bytes] = []
-
-    def _touch(self, served, mac) -> None:
-        self.touched.append(mac)
 
 
 def test_reads_go_direct_only_when_the_export_is_idle_and_the_host_known(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+from aoefakes import Sent, Server
 from hypothesis import given, settings, strategies as st
 
 from services.blockexport import codec, policy
@@ -101,28 +102,6 @@ def test_peek_write_takes_only_version_1_write_requests():
     for frame in (read, response, version2):
         assert codec.peek_write(codec.encode(frame)) is None
     assert codec.peek_write(codec.encode(write)[:35]) is None
-
-
-class Sent:
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    def send_parts(self, head: bytes, data) -> bool:
-        self.frames.append(head + bytes(data))
-        return True
-
-
-class Server:  # what DirectWrites uses of BlockexportServer
-    def __init__(self, served: Served) -> None:
-        self.by_address = {(7, 3): served}
-        self.touched: list[bytes] = []
-        self.queued: list[Pending] = []
-
-    def _touch(self, served, mac) -> None:
-        self.touched.append(mac)
-
-    def queue_io(self, served, outcome, received, src, wire=None) -> None:
-        self.queued.append(Pending(outcome, received, src, wire))
 
 
 def test_fast_writes_are_queued_and_answered_after_their_sync(tmp_path):
