@@ -186,17 +186,16 @@ def usage(pid: int) -> tuple[int, int]:
     """(RSS in KiB, open file descriptors) of a process and its children (a service's worker
     processes: tftp.workers is one per CPU by default)."""
     rss = fds = 0
-    for child in Path(f"/proc/{pid}/task").glob("*/children"):
-        for other in child.read_text().split():
-            more = usage(int(other))
-            rss, fds = rss + more[0], fds + more[1]
+    for child in fd_processes(pid):
+        more = usage(child)
+        rss, fds = rss + more[0], fds + more[1]
     status = Path(f"/proc/{pid}/status").read_text()
     rss += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
     return rss, fds + len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def fd_processes(pid: int) -> list[int]:
-    """A service's worker processes (its children)."""
+    """A process's children (a service's worker processes)."""
     return [int(other) for child in Path(f"/proc/{pid}/task").glob("*/children")
             for other in child.read_text().split()]
 
