@@ -252,7 +252,8 @@ class ReadSession:
         self.foreign += 1
         return UNKNOWN_TID_REPLY
 
-    def new_request(self, request: codec.Request, settled: bool) -> None:
+    def new_request(self, request: codec.Request, settled: bool,
+                    end_unsent: bool = False) -> None:
         """The client sent ``request`` to the well-known port from this transfer's address and
         port: is it a copy of this transfer's request or the client's next one?
 
@@ -272,6 +273,9 @@ class ReadSession:
           (a re-fetch): served after it. When not ``settled`` the end may have come after the
           request, a late copy: it is then served only if the transfer ended ``ok`` (a late
           copy starts one extra transfer, which the client ends with ERROR 5).
+        - ``end_unsent``: the transport knows the request came before the last block was first
+          sent (:meth:`last_block_out`). The same request is then a copy whatever happened
+          since: the client cannot have had the whole file when it sent it.
 
         One next request is kept (:attr:`next_request`); once it is, further requests are
         its retransmissions and are ignored.
@@ -281,10 +285,19 @@ class ReadSession:
         if request != self.request:
             self._supersede()
             self._next, self._next_if_ok = request, False
-        elif not self.finished:
+        elif not self.finished or end_unsent:
             self.copies += 1
         else:
             self._next, self._next_if_ok = request, not settled
+
+    def last_block_out(self, prepared: bool = False) -> bool:
+        """The last block has been handed to the transport (``prepared``: or it is the block a
+        transport holds from :meth:`prepared_reply`, to send the moment its ACK comes). A
+        transport that takes requests late uses it for ``end_unsent`` (:meth:`new_request`)."""
+        if self._last is not None:
+            return True
+        ahead = self._ahead
+        return prepared and len(ahead) > 0 and ahead[-1][1] < self.blksize
 
     @property
     def next_request(self) -> codec.Request | None:

@@ -356,8 +356,10 @@ class ThreadTransfer(_Sockets):
         self._on_finish = on_finish
         self._aborted = False
         self._lock = threading.Lock()  # guards the two below (the listener adds, we take)
-        self._requests: list[codec.Request] = []
+        # (request, came before the last block was first sent)
+        self._requests: list[tuple[codec.Request, bool]] = []
         self._closed = False  # the thread has taken its last requests
+        self._end_out = False  # the last block has been sent (set before it is)
         self._thread = threading.Thread(target=self._run, name="tftp-transfer", daemon=True)
         self._thread.start()
 
@@ -382,13 +384,23 @@ class ThreadTransfer(_Sockets):
         retransmission timeout): the thread reads its socket, then hands the request to the
         session, not settled (what it read may have come after the request, and it may have
         held the final ACK when the request came). Returns False when the thread has taken
-        its last requests: the transfer is over and the request is a new one."""
+        its last requests: the transfer is over and the request is a new one.
+
+        What the thread has sent is known here, though: a request that comes before the last
+        block went out cannot be the client's re-fetch, and is a copy whenever the thread
+        takes it (without that, a copy the thread took after reading the final ACK was served
+        again)."""
         with self._lock:
             if self._closed:
                 return False
             if len(self._requests) < WAITING_REQUESTS_MAX:
-                self._requests.append(request)
+                self._requests.append((request, not self._end_out))
             return True
+
+    def _send_out(self, out: list[tuple[bytes, Address]]) -> None:
+        if not self._end_out and self.session.last_block_out():
+            self._end_out = True  # before the send: the listener reads it (request_seen)
+        super()._send_out(out)
 
     def _take_requests(self, now: float, last: bool = False) -> None:
         """Hand the waiting requests to the session, after reading what waits on the socket
@@ -406,8 +418,8 @@ class ThreadTransfer(_Sockets):
                 break  # nothing more waiting
             session.receive(data, session.peer, now)
             self._send_out(session.datagrams_to_send(now))
-        for request in requests:
-            session.new_request(request, settled=False)
+        for request, end_unsent in requests:
+            session.new_request(request, settled=False, end_unsent=end_unsent)
         if not last:
             self._send_out(session.datagrams_to_send(now))
 
@@ -429,6 +441,7 @@ class ThreadTransfer(_Sockets):
                     session.on_timer(now)
                 else:
                     prepared = session.prepared_reply()
+                    ends = not self._end_out and session.last_block_out(prepared=True)
                     # set the kernel timeout again only when it would wake us more than a
                     # quarter late, or much too early (an early wake-up just loops)
                     if wait < 0.8 * wait_set or wait > 2 * wait_set:
@@ -444,6 +457,8 @@ class ThreadTransfer(_Sockets):
                     if self._aborted:
                         break
                     if prepared is not None and data == prepared[0]:
+                        if ends:
+                            self._end_out = True  # before the send (request_seen)
                         send_datagrams(prepared[1])  # first, then the bookkeeping
                         now = clock()
                         session.prepared_reply_sent(now)
