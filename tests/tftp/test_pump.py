@@ -35,13 +35,6 @@ async def server(tmp_path):
     await srv.close()
 
 
-@pytest.fixture
-async def client():
-    c = RawClient()
-    yield c
-    c.close()
-
-
 def pump_blocks() -> int | None:
     pump = transport._pumps.get(asyncio.get_running_loop())
     return None if pump is None else pump.blocks

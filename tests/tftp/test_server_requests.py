@@ -74,18 +74,23 @@ async def test_a_retransmitted_request_is_served_once(root, client, size):
     ok, and nothing from a second port (a copy is not a next request). On the event loop,
     which can read the transfer's socket when the copy comes; a transfer in its own thread
     serves a copy if it ends ok (docs/tftp.md), and ends a different request at once."""
-    server = TftpServer(section(root, transfer_threads=0),
+    await _copy_crosses_the_first_data(root, client, size, transfer_threads=0)
+
+
+async def _copy_crosses_the_first_data(root, client, size: int, transfer_threads: int):
+    """A server of its own (transfers in threads or not): the copy crosses DATA 1."""
+    (root / "f.bin").write_bytes(os.urandom(size))
+    server = TftpServer(section(root, transfer_threads=transfer_threads),
                         StaticInventory(hosts=HOSTS, profiles=PROFILES))
     server.records = []
     server.address = await server.start()
     try:
-        await _copy_crosses_the_first_data(server, client, root, size)
+        await _copy_crossing(server, client, size)
     finally:
         await server.close()
 
 
-async def _copy_crosses_the_first_data(server, client, root, size):
-    (root / "f.bin").write_bytes(os.urandom(size))
+async def _copy_crossing(server, client, size: int):
     request = codec.encode(codec.Request(codec.Opcode.RRQ, "f.bin", "octet"))
     await client.send(request, server.address)
     first, peer = await client.recv()
@@ -103,14 +108,7 @@ async def test_a_retransmitted_request_is_served_once_by_a_thread(root, client):
     """The same, with the transfer in its own thread: the thread takes the copy when ACK 1
     wakes it, finds its transfer still running, and ignores it (a file of more than one
     block; for one block see docs/tftp.md)."""
-    server = TftpServer(section(root, transfer_threads=1),
-                        StaticInventory(hosts=HOSTS, profiles=PROFILES))
-    server.records = []
-    server.address = await server.start()
-    try:
-        await _copy_crosses_the_first_data(server, client, root, 600)
-    finally:
-        await server.close()
+    await _copy_crosses_the_first_data(root, client, 600, transfer_threads=1)
 
 
 async def test_a_copy_a_thread_takes_after_the_final_ack_is_still_a_copy(root, client,
@@ -130,14 +128,7 @@ async def test_a_copy_a_thread_takes_after_the_final_ack_is_still_a_copy(root, c
         take(self, now, last)
 
     monkeypatch.setattr(ThreadTransfer, "_take_requests", late)
-    server = TftpServer(section(root, transfer_threads=1),
-                        StaticInventory(hosts=HOSTS, profiles=PROFILES))
-    server.records = []
-    server.address = await server.start()
-    try:
-        await _copy_crosses_the_first_data(server, client, root, 600)
-    finally:
-        await server.close()
+    await _copy_crosses_the_first_data(root, client, 600, transfer_threads=1)
     assert held and held[0][1]  # taken late, and known to have come before the last block
 
 
