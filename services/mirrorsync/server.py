@@ -18,8 +18,9 @@ Every sync ends in one record: a log line, the metrics, an event and the status 
 time of each phase (:mod:`services.mirrorsync.phases`).
 A sync whose task was asked to cancel (mirror paused, changed or removed; the service stopping)
 never publishes, even when the cancellation was dropped by the Redis client (Python 3.11's
-``asyncio.wait_for`` returns a command's reply instead, as for the :class:`LockKeeper`): after
-the fencing it looks at ``cancelling()`` and ends cancelled, its snapshot removed.
+``asyncio.wait_for`` returns a command's reply instead, as for the :class:`LockKeeper`): it
+looks at ``cancelling()`` before it starts rsync, while rsync runs (rsync is stopped) and after
+the fencing, and ends cancelled, its snapshot removed.
 """
 
 from __future__ import annotations
@@ -357,12 +358,15 @@ class MirrorSync:
                           io_timeout=cfg.io_timeout, contimeout=cfg.contimeout)
 
         async def watch() -> str | None:
+            if asyncio.current_task().cancelling():
+                return "cancelled"
             if keeper.lost:
                 return "lock_lost"
             if disk_space(self.root)[0] < cfg.min_free_bytes:
                 return "disk_full"
             return None
 
+        _end_if_cancelled(name, "before rsync", "rsync not started")
         with clock.phase("rsync"):
             # an Archive-Update-in-Progress-* file at the upstream's top (rsync copies the top's
             # files first, and always that one) stops the copy as soon as rsync lists it
@@ -371,7 +375,7 @@ class MirrorSync:
         if run.stopped and run.stopped.startswith(UPDATE_MARKER):
             raise SyncFailed("upstream_updating", f"{mirror.source} is being updated "
                              f"({run.stopped}); not copied, retried in mirrorsync.retry_delay")
-        self._rsync_verdict(run)
+        self._rsync_verdict(run, name)
         stats = parse_stats(run.stdout)
         items = None if run.truncated else itemized.parse(run.stdout)
         if base is not None and items and items.changed_in_place:
@@ -417,11 +421,8 @@ class MirrorSync:
             if not await lock.renew():  # fencing: only the lock's owner publishes
                 raise SyncFailed("lock_lost", "the lock is no longer ours (its lease ran out): "
                                  "the checked snapshot is not published")
-            if asyncio.current_task().cancelling():  # asked to stop; the client dropped it
-                log.warning("sync_cancelled_before_publish", mirror=name,
-                            reason="cancelled as a Redis command went out (the client dropped "
-                            "the cancellation)", action="not published; the snapshot is removed")
-                raise asyncio.CancelledError("cancelled before the publish")
+            _end_if_cancelled(name, "before the publish",
+                              "not published; the snapshot is removed")
             snaps.publish(final)
             work.clear()
             self._index_hashes[name] = (str(final), result.hashes)
@@ -462,7 +463,7 @@ class MirrorSync:
                                  io_timeout=cfg.io_timeout, contimeout=cfg.contimeout)
             remaining = max(cfg.deadline - (time.time() - started), 1.0)
             run = await run_rsync(meta, deadline=remaining, watch=watch, stall=cfg.io_timeout)
-        self._rsync_verdict(run)
+        self._rsync_verdict(run, mirror.name)
         total = stats.total_bytes
         for rel in itemized.parse(run.stdout).transferred:  # its new size in the total
             total += (partial / rel).stat().st_size - sizes.get(rel, 0)
@@ -503,9 +504,11 @@ class MirrorSync:
         log.info("sync_after_publish", mirror=name, snapshot=outcome.snapshot,
                  phases=clock.text())
 
-    def _rsync_verdict(self, run) -> None:
-        """Raise SyncFailed unless the rsync run ended well."""
+    def _rsync_verdict(self, run, name: str) -> None:
+        """Raise SyncFailed (or CancelledError) unless the rsync run ended well."""
         cfg = self.cfg
+        if run.stopped == "cancelled":
+            _end_if_cancelled(name, "during rsync", "rsync stopped; the partial is removed")
         if run.stopped == "deadline":
             raise SyncFailed("deadline", f"rsync still running after mirrorsync.deadline "
                              f"{cfg.deadline:.0f} s; stopped")
@@ -586,3 +589,13 @@ def _float(value: str | None) -> float | None:
         return float(value) if value else None
     except ValueError:
         return None
+
+
+def _end_if_cancelled(mirror: str, where: str, action: str) -> None:
+    """End the sync if its task was asked to cancel and redis-py dropped the cancellation."""
+    if asyncio.current_task().cancelling():
+        log.warning("sync_cancelled", mirror=mirror, where=where, action=action,
+                    reason="cancelled as a Redis command went out (the client dropped the "
+                    "cancellation)")
+        raise asyncio.CancelledError(f"cancelled {where}")
+

@@ -176,18 +176,76 @@ async def test_a_sync_cancelled_as_a_redis_command_goes_out_never_publishes(
         clock = type(f"Cancelling{phase}", (CancellingClock,),
                      {"cancel_at": phase, "dropper": dropper})
         monkeypatch.setattr(server, "PhaseClock", clock)
+        runs = rsync_runs(monkeypatch)
         sync = asyncio.ensure_future(kit.sync.sync_one(mirror))
         done, _ = await asyncio.wait({sync}, timeout=120)
         assert done, f"a sync cancelled at its {phase} phase did not end"
         assert dropper.dropped == 1, "the cancellation was not dropped as 3.11's wait_for does"
         assert sync.cancelled(), f"a cancelled sync ended as {sync.result()}"
-        snaps = Snapshots(tmp_path / "mirror", "images")
-        assert snaps.published().name == first.snapshot
-        assert not (snaps.published() / "three.txt").exists()
-        assert snaps.partials() == []
-        assert [p.name for p in snaps.snapshots()] == [first.snapshot]
-        status = await kit.state.status("images")
-        assert status["state"] == "failed" and "cancelled" in status["last_error"], status
-        assert await kit.client.get(keys.mirror_lock("images")) is None  # released
+        assert not (Snapshots(tmp_path / "mirror", "images").published() / "three.txt").exists()
+        if phase == "prepare":
+            assert runs == []  # rsync never started (it ran to its end before)
+        await published_nothing_new(kit, tmp_path, first)
     finally:
         await kit.close()
+
+
+def rsync_runs(monkeypatch, drop_cancel: bool = False, poll: float | None = None) -> list:
+    """Record each rsync run of the syncs (its ``stopped``); ``drop_cancel``: the first run
+    starts with a cancellation of the sync's task dropped as 3.11's ``wait_for`` drops it."""
+    runs = []
+    real = server.run_rsync
+
+    async def run_rsync(argv, **options):
+        if drop_cancel and not runs:
+            asyncio.current_task().cancel()
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                pass  # dropped: cancelling() stays 1
+        if poll is not None:
+            options["poll"] = poll
+        run = await real(argv, **options)
+        runs.append(run.stopped)
+        return run
+
+    monkeypatch.setattr(server, "run_rsync", run_rsync)
+    return runs
+
+
+async def test_a_cancellation_dropped_while_rsync_runs_stops_rsync(redis_url, daemon, tmp_path,
+                                                                   monkeypatch):
+    """rsync is stopped at its next watch, not run to its end (a large copy)."""
+    (tmp_path / "mirror").mkdir()
+    tree = tmp_path / "upstream" / "images"
+    tree.mkdir(parents=True)
+    (tree / "one.img").write_bytes(os.urandom(4096))
+    kit = Kit(redis_url, tmp_path / "mirror")
+    mirror = mirror_record("images", daemon.url + "images/")
+    try:
+        first = await asyncio.wait_for(kit.sync_one(mirror), 120)
+        assert first.result == "published", first
+        for i in range(16):  # 64 MiB: copied in far more than one watch interval (10 ms)
+            (tree / f"big{i}.img").write_bytes(os.urandom(4 << 20))
+        runs = rsync_runs(monkeypatch, drop_cancel=True, poll=0.01)
+        sync = asyncio.ensure_future(kit.sync.sync_one(mirror))
+        done, _ = await asyncio.wait({sync}, timeout=120)
+        assert done, "a sync cancelled while rsync ran did not end"
+        assert sync.cancelled(), f"a cancelled sync ended as {sync.result()}"
+        assert runs == ["cancelled"], runs  # stopped, and no metadata pass after it
+        await published_nothing_new(kit, tmp_path, first)
+    finally:
+        await kit.close()
+
+
+async def published_nothing_new(kit, tmp_path, first) -> None:
+    """The first snapshot is still the published one, the only one, nothing partial left, the
+    sync recorded as cancelled and its lock released."""
+    snaps = Snapshots(tmp_path / "mirror", "images")
+    assert snaps.published().name == first.snapshot
+    assert snaps.partials() == []
+    assert [p.name for p in snaps.snapshots()] == [first.snapshot]
+    status = await kit.state.status("images")
+    assert status["state"] == "failed" and "cancelled" in status["last_error"], status
+    assert await kit.client.get(keys.mirror_lock("images")) is None  # released
+
