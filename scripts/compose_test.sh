@@ -8,7 +8,7 @@
 #     (scripts/build-base-images.sh: no registry is reachable) and builds bootyard's image offline
 #     from host-built wheels.
 #  3. `docker compose up --wait` brings up redis, setup, dhcp, tftp, http, blockexport, prometheus and alertmanager; every
-#     service must be healthy.
+#     service must be healthy, and dhcp and tftp must load their compiled hot paths.
 #  4. Real clients go through it: udhcpc in a client namespace on a veth pair whose other end,
 #     bydct0 in the root namespace with 198.19.250.1/24 (a test-made interface inside
 #     198.18.0.0/15; never a real one), is the interface the host-network dhcp container serves;
@@ -238,7 +238,15 @@ if [[ " ${present[*]} " == *" mirrorsync "* ]]; then
     [ "$(caps mirrorsync)" = 0000000000000000 ] || fail "mirrorsync holds capabilities $(caps mirrorsync)"
     [ "$(dc exec -T mirrorsync id -u)" = 10001 ] || fail "mirrorsync does not run as the bootyard user"
 fi
-say "step 3: ok: every service healthy; dhcp, tftp and http hold only their capabilities"
+# the image's native stage compiled the DHCP packet path and the TFTP per-block path (pump
+# included) and the services load that build, not the pure-Python fallback
+for svc in dhcp tftp; do
+    if [[ " ${present[*]} " == *" $svc "* ]]; then
+        native=$(dc exec -T "$svc" python -c "import services.$svc as p; print(p.NATIVE, p.NATIVE_REASON)")
+        [ "${native%% *}" = True ] || fail "$svc in the image runs its pure-Python path: $native"
+    fi
+done
+say "step 3: ok: every service healthy; dhcp, tftp and http hold only their capabilities; both hot paths compiled"
 
 if [ -n "$HA" ]; then
     # the master the sentinels name now (what the services write to)
