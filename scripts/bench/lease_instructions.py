@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,8 @@ from shared import leases  # noqa: E402
 from shared.cache import notification_pattern  # noqa: E402
 
 SUBNET = "bench"
-KEEP = False  # True: keep the work directory (its callgrind dumps, for callgrind_annotate)
+# LEASE_INSTRUCTIONS_KEEP=1: keep the work directory (its callgrind dumps, for callgrind_annotate)
+KEEP = bool(os.environ.get("LEASE_INSTRUCTIONS_KEEP"))
 
 
 async def exchanges(url: str, first: int, count: int, batch: int, events: bool) -> None:
