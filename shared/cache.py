@@ -36,7 +36,7 @@ def notification_pattern() -> str:
     """One glob for every object kind's keys (``bootyard:[deg...][eim...]*``), subscribed to instead
     of a pattern per kind: Redis matches each keyspace notification against every subscribed
     pattern, and the DHCP lease writes (``bootyard:lease:*``, three hash writes per exchange)
-    are notified too: one pattern instead of ten is ~6 % less of Redis's work per exchange
+    are notified too: one pattern instead of ten is ~5 % less of Redis's work per exchange
     (docs/benchmarks.md, DHCP, fifth round). It may also match keys of no kind (a few
     ``bootyard:mirrorsync:...`` writes): :func:`split_key` drops those; it never matches the
     per-packet keys (``lease``, ``leases:``, ``attempt``, ``events`` streams)."""
