@@ -6,6 +6,8 @@ in from :mod:`shared.keys` and :mod:`shared.events` (no key shape is spelled her
 
 from __future__ import annotations
 
+import hashlib
+
 from shared import attempts, events, keys
 
 SEP = events.SEP  # separates the fields of one packed step (never in MACs, IPs, names or URLs)
@@ -35,14 +37,14 @@ RS = events.RS  # separates the steps of a batch, and the results
 # Numbers given to redis.call are passed as text (nows, '0', the MAXLENs): Lua would format a
 # number with sprintf for every call. An inventory host's
 # events (emit '2') end with its boot attempt's id (field attempt: shared/attempts.py).
-_BATCH = """
+_HELPERS = """
 local prefix = '%(lease_prefix)s'
-local call = redis.call
-local results, nresults = {}, 0
+local call  -- redis.call, set by each run: a function library cannot reach it while it loads
+local results, nresults
 local pool, bymac, subnet, mac, client, now, nows  -- nows: now as the step's text
 local att, ab  -- the step's boot attempt id (emit '2' only) or nil, and its bound/loader
 
-local find, sub = string.find, string.sub
+local find, sub  -- string.find, string.sub: set by each run, as call
 -- the fields of the step in s[i..last] (plain finds: no pattern matching, no concatenation)
 local function split(s, i, last)
   local t, n = {}, 0
@@ -218,7 +220,13 @@ end
 %(attempts)s
 
 %(emitters)s
+"""
 
+# What each run does (ARGV[1]: the packed steps); the helpers above are made once per library
+# load (LIBRARY) instead of once per call (BATCH run as a script).
+_RUN = """
+call, find, sub = redis.call, string.find, string.sub
+results, nresults = {}, 0
 local batch, pos = ARGV[1], 1
 while true do
   local stop = find(batch, '\\30', pos, true)
@@ -293,9 +301,23 @@ def _lua_emitters() -> str:
     return "\n".join(out)
 
 
-BATCH = _BATCH % {
+_VALUES = {
     "lease_prefix": keys.LEASE_PREFIX, "pool_prefix": keys.POOL_PREFIX,
     "by_client_prefix": keys.BY_CLIENT_PREFIX, "global": events.GLOBAL_STREAM,
     "global_max": events.GLOBAL_MAXLEN, "host_prefix": keys.HOST_EVENTS_PREFIX,
     "host_max": events.HOST_MAXLEN, "emitters": _lua_emitters(),
     "attempts": attempts.LUA}
+_HELPERS_TEXT, _RUN_TEXT = _HELPERS % _VALUES, _RUN % _VALUES
+
+# The lease steps as one script (EVAL): the helpers, then the run.
+BATCH = _HELPERS_TEXT + _RUN_TEXT
+
+# The same as a Redis function library (Redis 7 FUNCTION LOAD, called with FCALL): Redis runs
+# the library's code once when it is loaded, so the helpers (some forty closures and tables,
+# ~51,000 of Redis's instructions per call as a script: docs/benchmarks.md) are made once, not
+# once per batch. Its name carries a hash of its text: two bootyard versions sharing one Redis
+# each call their own (an older version's library stays in Redis, unused, until deleted with
+# FUNCTION DELETE).
+FUNCTION = "bootyard_leases_" + hashlib.sha1(BATCH.encode()).hexdigest()[:16]
+LIBRARY = (f"#!lua name={FUNCTION}\n{_HELPERS_TEXT}\n"
+           f"redis.register_function('{FUNCTION}', function(_, ARGV)\n{_RUN_TEXT}\nend)\n")

@@ -47,7 +47,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from shared import keys, metrics, store as door
-from shared.lease_script import BATCH, RS, SEP
+from shared.lease_script import FUNCTION, LIBRARY, RS, SEP
 from shared.store import InventoryUnavailable, redis_errors
 
 JOURNAL_SECONDS = 10.0
@@ -273,7 +273,7 @@ class LeaseStore:
         self.quarantine = quarantine
         self.wait_replicas = wait_replicas
         self._wait_ms = max(1, int(wait_timeout * 1000))
-        self._sha: str | None = None
+        self._loaded = False  # LIBRARY loaded (FUNCTION LOAD) on this Redis since the last failure
         # (monotonic time, step, outcome) of recent acknowledged binds; replayed as restore
         # steps (built only then) after a Redis failure
         self._journal: collections.deque[tuple[float, Step, Outcome]] = collections.deque()
@@ -358,12 +358,14 @@ class LeaseStore:
             return []
         ts = f"{time.time():.3f}"
         packed = RS.join([s.packed(ts) for s in steps]) + RS
-        if self._sha is None:
-            self._sha = await self._command("SCRIPT", "LOAD", BATCH)
+        if not self._loaded:
+            await self._load()
         try:
             reply = await self._script(packed)
-        except door.NoScriptError:  # Redis restarted and lost its script cache
-            self._sha = await self._command("SCRIPT", "LOAD", BATCH)
+        except door.ResponseError as exc:  # a Redis that lost its functions (emptied, new)
+            if "function not found" not in str(exc).lower():
+                raise
+            await self._load()
             reply = await self._script(packed)
         results = [r.split(SEP) for r in reply.split(RS)[:-1]]
         if len(results) != len(steps):
@@ -371,12 +373,18 @@ class LeaseStore:
                                        f"{len(steps)} steps (a bootyard version mismatch?)")
         return results
 
+    async def _load(self) -> None:
+        """Load the lease steps' function library (REPLACE: the same text under the same
+        name, whoever loaded it before)."""
+        await self._command("FUNCTION", "LOAD", "REPLACE", LIBRARY)
+        self._loaded = True
+
     async def _script(self, packed: str):
-        """The batch script, then (``wait_replicas``) ``WAIT`` on the same connection, which
+        """The batch function, then (``wait_replicas``) ``WAIT`` on the same connection, which
         is what WAIT measures: both sent at once, one round trip."""
         if not self.wait_replicas:
-            return await self._command("EVALSHA", self._sha, 0, packed)
-        reply, acked = await self._commands(("EVALSHA", self._sha, 0, packed),
+            return await self._command("FCALL", FUNCTION, 0, packed)
+        reply, acked = await self._commands(("FCALL", FUNCTION, 0, packed),
                                             ("WAIT", self.wait_replicas, self._wait_ms))
         metrics.LEASE_REPLICATION.labels(
             "acked" if int(acked) >= self.wait_replicas else "short").inc()
@@ -445,7 +453,7 @@ class LeaseStore:
             self._replay = [Step("restore", step.subnet, step.mac, step.now, (
                 outcome.ip, outcome.state, str(outcome.expires), step.args[3]), step.client)
                 for _, step, outcome in self._journal]
-            self._sha = None
+            self._loaded = False
 
     # -- one-step helper (tests, CLI) ----------------------------------------------------------
     async def step(self, step: Step) -> Outcome:

@@ -95,10 +95,10 @@ async def run(args, workdir: Path) -> None:
         inventory = StaticInventory(subnets=[subnet])
         pubsub = None
         if args.keyspace:  # as a service's InventoryCache sets Redis up (shared/cache.py)
-            from shared.schema import KINDS
+            from shared.cache import notification_pattern
             await client.config_set("notify-keyspace-events", "Kghx")
             pubsub = events_client.pubsub()
-            await pubsub.psubscribe(*(f"__keyspace@0__:{k.pattern}" for k in KINDS.values()))
+            await pubsub.psubscribe(f"__keyspace@0__:{notification_pattern()}")
         runtime.tune_gc()  # as run_service() does for the service
         store = leases.LeaseStore(client)
         transport = FakeTransport()

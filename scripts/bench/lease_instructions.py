@@ -10,6 +10,7 @@ clients outside the inventory), and prints the instructions per exchange. Compar
 of the lease script by running it from each tree. Needs valgrind (Debian: valgrind).
 
     .venv/bin/python scripts/bench/lease_instructions.py [--clients 2000] [--events none]
+        [--keyspace]
 
 The last line is ``RESULT lease_instructions redis_instructions_per_dora=<n>``.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -30,9 +32,11 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from harness.netlab import wait_for  # noqa: E402
 from shared import leases  # noqa: E402
+from shared.cache import notification_pattern  # noqa: E402
 
 SUBNET = "bench"
-KEEP = False  # True: keep the work directory (its callgrind dumps, for callgrind_annotate)
+# LEASE_INSTRUCTIONS_KEEP=1: keep the work directory (its callgrind dumps, for callgrind_annotate)
+KEEP = bool(os.environ.get("LEASE_INSTRUCTIONS_KEEP"))
 
 
 async def exchanges(url: str, first: int, count: int, batch: int, events: bool) -> None:
@@ -61,12 +65,16 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--events", choices=("leases", "none"), default="leases")
+    parser.add_argument("--keyspace", action="store_true",
+                        help="keyspace notifications on, with a subscriber as the services' "
+                             "inventory caches have (as deployed)")
     args = parser.parse_args(argv)
     if not shutil.which("valgrind"):
         raise SystemExit("lease_instructions needs valgrind (apt-get install valgrind)")
     work = Path(tempfile.mkdtemp(prefix="bootyard-lease-instr-"))
     sock = work / "redis.sock"
     out = work / "callgrind.out"
+    subscriber = None
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "redis-server",
          "--port", "0", "--unixsocket", str(sock), "--dir", str(work), "--appendonly", "yes",
@@ -79,6 +87,12 @@ def main(argv=None) -> int:
                                         capture_output=True, text=True).stdout.strip() == "PONG",
                  120, what="redis under valgrind")
         events = args.events == "leases"
+        if args.keyspace:  # what InventoryCache does: Redis notifies every lease hash write
+            subprocess.run(["redis-cli", "-s", str(sock), "config", "set",
+                            "notify-keyspace-events", "Kghx"], check=True, capture_output=True)
+            subscriber = subprocess.Popen(
+                ["redis-cli", "-s", str(sock), "psubscribe",
+                 f"__keyspace@0__:{notification_pattern()}"], stdout=subprocess.DEVNULL)
         asyncio.run(exchanges(url, 0, args.warmup, args.batch, events))
         subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True,
                        capture_output=True)
@@ -95,6 +109,9 @@ def main(argv=None) -> int:
                   if line.startswith(("summary:", "totals:"))]
         instructions = int(totals[0].split()[1])
     finally:
+        if subscriber is not None:
+            subscriber.kill()
+            subscriber.wait()
         subprocess.run(["redis-cli", "-s", str(sock), "shutdown", "nosave"],
                        capture_output=True)
         try:

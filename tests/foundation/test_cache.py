@@ -142,3 +142,25 @@ async def test_unix_socket_redis_for_namespaced_services(tmp_path):
             await wait_until(lambda: cache.host(MAC) is not None, 1.0)
     finally:
         server.kill()
+
+
+def test_one_notification_pattern_covers_every_kind_and_no_lease_key(redis_server, redis_url):
+    """The cache subscribes to one glob (notification_pattern) instead of one per kind: Redis's
+    own matcher (SCAN MATCH uses the one PSUBSCRIBE uses) finds every kind's keys with it, and
+    none of the keys the DHCP service writes per packet (their notifications are matched
+    against every subscribed pattern: the fewer, the cheaper)."""
+    import redis
+
+    from shared import keys
+    from shared.cache import notification_pattern
+    from shared.schema import KINDS
+
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    objects = {keys.object_key(name, "x1") for name in KINDS}
+    per_packet = {keys.lease("10.0.0.5"), keys.pool("lab"), keys.BY_CLIENT_PREFIX + "lab",
+                  keys.ATTEMPT_PREFIX + MAC, keys.EVENTS_STREAM, keys.host_events(MAC)}
+    for key in objects | per_packet:
+        client.hset(key, "f", "v")
+    found = set(client.scan_iter(match=notification_pattern(), count=1000))
+    assert found == objects
+    client.close()
