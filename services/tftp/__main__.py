@@ -15,6 +15,7 @@ import socket
 import sys
 
 from services.tftp import metrics as _metrics  # noqa: F401 - declares the service's metrics
+from services.tftp.balance import Balancer
 from services.tftp.server import TftpServer
 from services.tftp.settings import TftpSettings
 from shared import logs, metrics as shared_metrics, runtime
@@ -84,6 +85,12 @@ async def serve_transfers(cfg: TftpSettings, stop: asyncio.Event) -> None:
     server = TftpServer(section, inventory, leases=Leases(client).holder,
                         events=events, worker=worker.index if worker else None,
                         store=InventoryStore(client, cfg.redis.url))
+    shared_dir = os.environ.get(runtime.MULTIPROC_ENV)  # the supervisor's private directory
+    if worker is not None and worker.count > 1 and shared_dir:
+        # new requests go to the least loaded worker, not where the kernel's hash put them
+        server.balancer = Balancer(worker.index, worker.count, shared_dir, worker.supervisor,
+                                   section.port, deliver=server.on_handed,
+                                   busy=server.handling)
     runner = None
     try:
         with runtime.listening("tftp.port", section.bind, section.port, "udp"):
