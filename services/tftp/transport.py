@@ -237,7 +237,9 @@ class Transfer(_Sockets):
                 pass  # the client went away (ICMP), a full buffer: the timer recovers or ends
             following = self.session.lockstep_sent(self._loop.time())
             if following is not None:
-                self._ack, self._datagram, deadline = following
+                number, payload, deadline = following
+                self._ack = _frame(4, number & 0xFFFF)
+                self._datagram = _frame(3, (number + 1) & 0xFFFF) + payload
                 if self._timer is None or deadline < self._timer_at:
                     self._arm(deadline)
                 return
@@ -297,7 +299,13 @@ class Transfer(_Sockets):
         else:
             self._ack, self._prepared = None, prepared
         if self._slot is not None:
-            self._slot.ack, self._slot.datagram = self._ack, self._datagram
+            # the pump frames the ACK and the DATA header itself: it holds the ACK's block
+            # number (-1: nothing prepared) and the DATA's payload
+            if self._ack is None:
+                self._slot.block, self._slot.payload = -1, None
+            else:
+                self._slot.block = (self._ack[2] << 8) | self._ack[3]
+                self._slot.payload = memoryview(self._datagram)[4:]
 
     def _arm(self, when: float) -> None:
         self._cancel_timer()
@@ -329,6 +337,7 @@ class Transfer(_Sockets):
 
 
 _NO_TIMER = float("inf")
+_frame = struct.Struct("!HH").pack  # (opcode, block): an ACK, or a DATA header
 _pumps: dict = {}  # event loop -> its open pump (a pump closes with its last transfer)
 
 
