@@ -88,9 +88,8 @@ async def serve_transfers(cfg: TftpSettings, stop: asyncio.Event) -> None:
     shared_dir = os.environ.get(runtime.MULTIPROC_ENV)  # the supervisor's private directory
     if worker is not None and worker.count > 1 and shared_dir:
         # new requests go to the least loaded worker, not where the kernel's hash put them
-        server.balancer = Balancer(worker.index, worker.count, shared_dir, worker.supervisor,
-                                   section.port, deliver=server.on_handed,
-                                   busy=server.handling)
+        server.balancer = Balancer(worker.index, worker.count, shared_dir, section.port,
+                                   deliver=server.on_handed, busy=server.handling)
     runner = None
     try:
         with runtime.listening("tftp.port", section.bind, section.port, "udp"):

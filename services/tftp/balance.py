@@ -7,10 +7,12 @@ But a transfer has its own socket and port, so any worker can serve any request:
 the request lands is hashed. So each worker publishes how many requests it is handling in a
 small shared-memory file, and a worker that takes a new request while busier than the least
 loaded worker hands the datagram and the client's address to that worker over a unix datagram
-socket (an abstract address per worker). It remembers the client's address -> that worker
-(a *route*) until the target says it has nothing more of that client's, so the client's
-copies of the request and its next request from the same port (which the kernel keeps
-bringing here) reach the worker that knows the transfer, where the session's rules
+socket (one per worker). Both live in the supervisor's private directory (mode 0700): no other
+user can hand a worker a request, which would make it send a file to any address. The
+worker that hands a request over remembers the client's address -> the target (a *route*)
+until the target says it has nothing more of that client's, so the client's copies of the
+request and its next request from the same port (which the kernel keeps bringing to the first
+worker) reach the worker that knows the transfer, where the session's rules
 (``ReadSession.new_request``) tell them apart exactly as they would in one process. Errors and
 refusals go out from the target's own listener, which shares the port.
 
@@ -47,9 +49,9 @@ DOWN_S = 1.0                # a worker that did not take a message is skipped th
 BUFFER = 4 << 20            # the unix socket's receive buffer (a storm's requests)
 
 
-def socket_name(supervisor: int, port: int, index: int) -> bytes:
-    """The abstract unix address of a worker's hand-over socket (per network namespace)."""
-    return f"\0bootyard-tftp-{supervisor}-{port}-{index}".encode()
+def socket_path(directory: str, port: int, index: int) -> str:
+    """A worker's hand-over socket, in the supervisor's private directory."""
+    return os.path.join(directory, f"tftp-{port}-{index}.sock")
 
 
 class Balancer:
@@ -60,7 +62,7 @@ class Balancer:
     handled, a transfer): the route to this worker ends when it has not.
     """
 
-    def __init__(self, index: int, count: int, directory: str, supervisor: int, port: int,
+    def __init__(self, index: int, count: int, directory: str, port: int,
                  deliver: Callable[[bytes, Address], None],
                  busy: Callable[[Address], bool]) -> None:
         self.index, self.count = index, count
@@ -75,7 +77,7 @@ class Balancer:
         finally:
             os.close(fd)
         self._slots = memoryview(self._map).cast("q")
-        self._names = [socket_name(supervisor, port, j) for j in range(count)]
+        self._names = [socket_path(directory, port, j) for j in range(count)]
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import os
 import socket
 import time
 
@@ -41,12 +40,14 @@ def steer_to_first(sock) -> None:
 @pytest.fixture
 async def workers(root, tmp_path):
     servers: list[TftpServer] = []
-    port, key = 0, 40000 + os.getpid() % 20000  # the hand-over sockets' name
+    port = 0
+    shared = tmp_path / "shared"  # as the supervisor's private directory
+    shared.mkdir(mode=0o700)
     try:
         for index in range(2):
             srv = TftpServer(section(root, port=port, transfer_threads=0),
                              StaticInventory(hosts=HOSTS, profiles=PROFILES), worker=index)
-            srv.balancer = Balancer(index, 2, str(tmp_path), os.getpid(), key,
+            srv.balancer = Balancer(index, 2, str(shared), 69,
                                     deliver=srv.on_handed, busy=srv.handling)
             srv.records = []
             srv.address = await srv.start()
