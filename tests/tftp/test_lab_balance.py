@@ -6,6 +6,7 @@ of a handed request included, with the real service's processes."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 
@@ -108,3 +109,20 @@ def test_copies_of_handed_over_requests_start_no_second_transfer(lab, root, tmp_
     assert metric(seg, "bootyard_tftp_sessions_in_flight") == 8
     log = service.log.read_text()
     assert "event=handover_failed" not in log, log[-2000:]
+
+
+def allowed_cpus(pid: int) -> str:
+    with open(f"/proc/{pid}/status") as status:
+        return re.search(r"^Cpus_allowed_list:\s*(\S+)$", status.read(), re.M).group(1)
+
+
+def test_each_worker_runs_on_a_cpu_of_its_own(lab, root, tmp_path):
+    seg = lab.segment(clients=1, client_addresses=True)
+    service = start(seg, root, tmp_path)
+    pids = [int(p) for p in re.findall(r"event=worker_started worker=\d+ pid=(\d+)",
+                                       service.log.read_text())]
+    cpus = [allowed_cpus(pid) for pid in pids]
+    assert len(cpus) == 2 and all(cpu.isdigit() for cpu in cpus), cpus
+    assert len(set(cpus)) == min(2, len(os.sched_getaffinity(0))), cpus
+    for index, cpu in enumerate(cpus):
+        assert f"event=pinned worker={index} cpu={cpu}" in service.log.read_text()
