@@ -105,8 +105,13 @@ async def serve_transfers(cfg: TftpSettings, stop: asyncio.Event) -> None:
     shared_dir = os.environ.get(runtime.MULTIPROC_ENV)  # the supervisor's private directory
     if worker is not None and worker.count > 1 and shared_dir:
         # new requests go to the least loaded worker, not where the kernel's hash put them
-        server.balancer = Balancer(worker.index, worker.count, shared_dir, section.port,
-                                   deliver=server.on_handed, busy=server.handling)
+        try:
+            server.balancer = Balancer(worker.index, worker.count, shared_dir, section.port,
+                                       deliver=server.on_handed, busy=server.handling)
+        except OSError as exc:
+            log.warning("handover_unavailable", worker=worker.index, directory=shared_dir,
+                        reason=exc.strerror or repr(exc),
+                        effect="this worker serves only the requests the kernel gives it")
     runner = None
     try:
         with runtime.listening("tftp.port", section.bind, section.port, "udp"):
