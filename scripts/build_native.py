@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from shared.native import MANIFEST, PACKAGES, extension_files  # noqa: E402
+from shared.native import MANIFEST, PACKAGES, extension_files, source_files  # noqa: E402
 
 
 class Package:
@@ -101,8 +101,8 @@ def build(pkg: Package, verbose: bool) -> str | None:
         last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
         return f"mypyc or Cython failed (exit {res.returncode}): {last}"
     manifest = {"python": sys.version.split()[0],
-                "sources": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                            for p in pkg.sources()}}
+                "sources": {name: hashlib.sha256((pkg.dir / name).read_bytes()).hexdigest()
+                            for name in source_files(str(pkg.dir), pkg.compiled)}}
     (pkg.dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")  # last
     return None
 

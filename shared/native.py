@@ -47,11 +47,22 @@ def reason_not_native(here: str, compiled: tuple[str, ...], group: str,
         if not os.path.exists(os.path.join(here, name)):
             return f"no {name} for this Python (rebuild: make native)"
     recorded = manifest.get("sources", {}) if isinstance(manifest, dict) else {}
-    for name in compiled:
-        with open(os.path.join(here, f"{name}.py"), "rb") as f:
-            if hashlib.sha256(f.read()).hexdigest() != recorded.get(f"{name}.py"):
-                return f"{name}.py changed since the build (rebuild: make native)"
+    for name in source_files(here, compiled):
+        with open(os.path.join(here, name), "rb") as f:
+            if hashlib.sha256(f.read()).hexdigest() != recorded.get(name):
+                return f"{name} changed since the build (rebuild: make native)"
     return None
+
+
+def source_files(here: str, compiled: tuple[str, ...]) -> list[str]:
+    """The files a build is made from, as ``native.json`` records them: each module's ``.py``,
+    and its ``.pxd`` where it has one (Cython's C declarations: an edit changes the build)."""
+    names = []
+    for name in compiled:
+        names.append(f"{name}.py")
+        if os.path.exists(os.path.join(here, f"{name}.pxd")):
+            names.append(f"{name}.pxd")
+    return names
 
 
 def use_sources(here: str) -> None:

@@ -15,6 +15,7 @@ import socket
 import sys
 
 from services.tftp import metrics as _metrics  # noqa: F401 - declares the service's metrics
+from services.tftp.balance import Balancer
 from services.tftp.server import TftpServer
 from services.tftp.settings import TftpSettings
 from shared import logs, metrics as shared_metrics, runtime
@@ -67,9 +68,26 @@ async def serve(cfg: TftpSettings, stop: asyncio.Event) -> None:
         await serve_transfers(cfg, stop)
 
 
+def pin(index: int) -> None:
+    """Run this worker only on the ``index``-th CPU it may run on (modulo their number): with a
+    CPU of its own a worker keeps its clients' wake-ups, and their data, on that CPU's caches
+    (docs/benchmarks.md). A CPU set that cannot be changed leaves the worker where it was."""
+    cpus = sorted(os.sched_getaffinity(0))
+    cpu = cpus[index % len(cpus)]
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError as exc:
+        log.warning("pin_failed", worker=index, cpu=cpu, reason=exc.strerror,
+                    effect="this worker runs on any of its CPUs (tftp.pin_workers)")
+        return
+    log.info("pinned", worker=index, cpu=cpu)
+
+
 async def serve_transfers(cfg: TftpSettings, stop: asyncio.Event) -> None:
     section = cfg.tftp
     worker = runtime.worker()
+    if worker is not None and worker.count > 1 and section.pin_workers:
+        pin(worker.index)
     if worker is not None:
         section = dataclasses.replace(section,
                                       max_transfers=section.max_transfers // worker.count,
@@ -84,6 +102,16 @@ async def serve_transfers(cfg: TftpSettings, stop: asyncio.Event) -> None:
     server = TftpServer(section, inventory, leases=Leases(client).holder,
                         events=events, worker=worker.index if worker else None,
                         store=InventoryStore(client, cfg.redis.url))
+    shared_dir = os.environ.get(runtime.MULTIPROC_ENV)  # the supervisor's private directory
+    if worker is not None and worker.count > 1 and shared_dir:
+        # new requests go to the least loaded worker, not where the kernel's hash put them
+        try:
+            server.balancer = Balancer(worker.index, worker.count, shared_dir, section.port,
+                                       deliver=server.on_handed, busy=server.handling)
+        except OSError as exc:
+            log.warning("handover_unavailable", worker=worker.index, directory=shared_dir,
+                        reason=exc.strerror or repr(exc),
+                        effect="this worker serves only the requests the kernel gives it")
     runner = None
     try:
         with runtime.listening("tftp.port", section.bind, section.port, "udp"):

@@ -36,3 +36,6 @@ RENDERED = metrics.counter("bootyard_tftp_rendered_total",
 CACHE = metrics.counter("bootyard_tftp_cache_total",
                         "Static file opens by cache outcome",
                         {"outcome": ("hit", "miss", "streamed")})
+HANDOVERS = metrics.counter("bootyard_tftp_handovers_total",
+                            "New requests handed between worker processes (tftp.workers > 1), "
+                            "by direction", {"direction": ("sent", "taken", "failed")})

@@ -17,12 +17,22 @@ cdef extern from "sys/epoll.h":
         EPOLL_CTL_DEL
         EPOLL_CLOEXEC
 
+cdef extern from "sys/uio.h":
+    cdef struct iovec:
+        void *iov_base
+        size_t iov_len
+
 cdef extern from "sys/socket.h":
+    cdef struct msghdr:
+        iovec *msg_iov
+        size_t msg_iovlen
     ssize_t c_recv "recv" (int fd, void *buf, size_t n, int flags)
-    ssize_t c_send "send" (int fd, const void *buf, size_t n, int flags)
+    ssize_t c_sendmsg "sendmsg" (int fd, const msghdr *message, int flags)
 
 cdef extern from "string.h":
-    int memcmp(const void *a, const void *b, size_t n)
+    void *memset(void *s, int c, size_t n)
+
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 
 cdef extern from "errno.h":
     int errno
@@ -33,8 +43,8 @@ cdef extern from "unistd.h":
 
 cdef class Slot:
     cdef public int fd
-    cdef public bytes ack
-    cdef public bytes datagram
+    cdef public int block
+    cdef public object payload
     cdef public double timer_at
     cdef public object session
     cdef public object transfer

@@ -5,8 +5,9 @@ loop's callback for the ready socket, the socket module's ``recv`` (a new bytes 
 ``send``, the transport's few lines (docs/benchmarks.md). The :class:`Pump` serves every
 lock-step transfer's socket of one event loop from one epoll set: the loop watches the set's
 descriptor, and one :meth:`Pump.service` call reads each ready socket with ``recv(2)`` into a
-buffer of its own; a datagram equal to the transfer's expected ACK is answered at once with the
-prepared DATA (``send(2)``) and the session does its bookkeeping (``lockstep_sent``) and
+buffer of its own; a datagram equal to the transfer's expected ACK (compared by block number)
+is answered at once with the prepared DATA (``sendmsg(2)`` of a header framed here and the
+payload where it lies: no copy) and the session does its bookkeeping (``lockstep_sent``) and
 prepares the next block; everything else (another datagram, the last block's ACK) goes to the
 transfer's Python path (``Transfer._handle``, ``Transfer._flush``), and so do the timers. So the
 RFC rules stay in one place, the session, and this module only moves datagrams.
@@ -34,17 +35,18 @@ NO_TIMER = float("inf")
 
 @cython.cclass
 class Slot:
-    """One lock-step transfer in the pump: its socket, the ACK it waits for and the DATA that
-    ACK releases (``ack`` None: nothing prepared, every datagram goes to the transfer), and
-    when its timer is armed (``NO_TIMER``: not armed). The transfer keeps these up to date."""
+    """One lock-step transfer in the pump: its socket, the block whose ACK it waits for and
+    the payload of the DATA that ACK releases (block ``block + 1``; ``block`` -1: nothing
+    prepared, every datagram goes to the transfer), and when its timer is armed
+    (``NO_TIMER``: not armed). The transfer keeps these up to date."""
 
     def __init__(self, fd: int, transfer: object, session: object) -> None:
         self.fd = fd
         self.transfer = transfer
         self.session = session
         self.step = session.lockstep_sent  # bound once: called per block
-        self.ack = None
-        self.datagram = b""
+        self.block = -1
+        self.payload = None
         self.timer_at = NO_TIMER
 
     @cython.cfunc
@@ -53,18 +55,37 @@ class Slot:
         n: cython.Py_ssize_t = c_recv(self.fd, buf, RECV_SIZE, 0)
         if n < 0:
             return False  # nothing there, or the client's ICMP: the timer decides
-        ack: bytes = self.ack
-        if ack is not None and n == len(ack) and memcmp(
-                buf, cython.cast(cython.p_char, ack), n) == 0:
-            datagram: bytes = self.datagram
-            c_send(self.fd, cython.cast(cython.p_char, datagram), len(datagram), 0)
+        block: cython.int = self.block
+        data: cython.p_uchar = cython.cast(cython.p_uchar, buf)
+        if block >= 0 and n == 4 and data[0] == 0 and data[1] == 4 and \
+                data[2] == (block >> 8) and data[3] == (block & 0xFF):
+            following_block: cython.int = (block + 1) & 0xFFFF
+            header: cython.uchar[4]
+            header[0] = 0
+            header[1] = 3  # DATA
+            header[2] = following_block >> 8
+            header[3] = following_block & 0xFF
+            view: Py_buffer
+            PyObject_GetBuffer(self.payload, cython.address(view), PyBUF_SIMPLE)
+            parts: iovec[2]
+            parts[0].iov_base = header
+            parts[0].iov_len = 4
+            parts[1].iov_base = view.buf
+            parts[1].iov_len = view.len
+            message: msghdr
+            memset(cython.address(message), 0, cython.sizeof(msghdr))
+            message.msg_iov = parts
+            message.msg_iovlen = 2
+            c_sendmsg(self.fd, cython.address(message), 0)
+            PyBuffer_Release(cython.address(view))
             # a failed send (ICMP, a full buffer) is lost: the timer recovers or ends it
             following = self.step(now)
             if following is None:
-                self.ack = None
+                self.block, self.payload = -1, None
                 self.transfer._flush()
                 return True
-            self.ack, self.datagram, deadline = following
+            number, self.payload, deadline = following
+            self.block = number & 0xFFFF
             if deadline < self.timer_at:
                 self.transfer._arm(deadline)
             return True

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import services.tftp as tftp_package
 from services.tftp import codec, metrics, render
+from services.tftp.balance import Balancer
 from services.tftp.codec import ErrorCode, Opcode
 from services.tftp.content import BytesSource, FileCache, NetasciiSource, NotAFile
 from services.tftp.session import Limits, ReadSession
@@ -109,6 +110,8 @@ class TftpServer:
         self.records: list[Record] | None = None     # tests may set a list to collect records
         self.refusal_budget = LogBudget(REFUSALS_LOGGED, REFUSAL_SUMMARY_INTERVAL)
         self._summary_timer: asyncio.TimerHandle | None = None
+        # workers > 1: new requests shared with the other workers (services/tftp/balance.py)
+        self.balancer: Balancer | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> tuple[str, int]:
@@ -124,11 +127,15 @@ class TftpServer:
             extra["native_reason"] = tftp_package.NATIVE_REASON
         log.info("listening", address=address[0], port=address[1], root=str(self.root),
                  max_transfers=self.cfg.max_transfers, **extra)
+        if self.balancer is not None:
+            self.balancer.start(loop)
         return address
 
     async def close(self) -> None:
         if self.listener and self.listener.transport:
             self.listener.transport.close()
+        if self.balancer is not None:
+            self.balancer.close()
         self._log_refusal_summary()
         for transfer in list(self._transfers):
             transfer.abort()  # the session ends "aborted" (in its own thread, if it has one)
@@ -138,7 +145,16 @@ class TftpServer:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # -- requests ------------------------------------------------------------------------------
-    def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+    def on_handed(self, data: bytes, addr: tuple[str, int]) -> None:
+        """A request another worker handed to this one (services/tftp/balance.py): handled
+        as if it had come to this worker's listener, and never handed on again."""
+        self.on_datagram(data, addr, handed=True)
+
+    def handling(self, addr: tuple[str, int]) -> bool:
+        """Whether a request of ``addr``'s is being handled here (its transfer included)."""
+        return addr in self._busy
+
+    def on_datagram(self, data: bytes, addr: tuple[str, int], handed: bool = False) -> None:
         try:
             message = codec.decode(data)
         except codec.DecodeError as exc:
@@ -157,6 +173,9 @@ class TftpServer:
             return
         if handling is not None and self._request_seen(handling.transfer, message, addr):
             return
+        if handling is None and not handed and self.balancer is not None and \
+                self.balancer.forward(data, addr, len(self._busy)):
+            return  # another worker serves it (or already serves this client)
         self._serve(message, addr)
 
     def _request_seen(self, transfer, message: codec.Request, addr) -> bool:
@@ -184,6 +203,10 @@ class TftpServer:
         task = asyncio.create_task(self._handle(message, addr, handling))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if self.balancer is not None:
+            self.balancer.publish(len(self._busy))
+            # handed here by another worker: its route ends once nothing of addr's is left
+            task.add_done_callback(lambda _task: self.balancer.settle(addr))
 
     def _refuse(self, addr, name: str, reason: str, code: ErrorCode, message: str,
                 record: Record | None = None) -> None:
@@ -225,6 +248,8 @@ class TftpServer:
         only the request's own entry is removed)."""
         if self._busy.get(addr) is handling:
             self._busy.pop(addr, None)
+            if self.balancer is not None:
+                self.balancer.publish(len(self._busy))
 
     def _resolve(self, name: str) -> Path:
         """The file a client's name means: under ``tftp.images_root`` for a name under

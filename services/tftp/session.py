@@ -133,13 +133,16 @@ class ReadSession:
         self.started = now
         # state
         self._out: list[tuple[bytes, Address]] = []
-        self._blocks: dict[int, bytes] = {}   # absolute block number -> datagram, unacked
+        # absolute block number -> payload, unacknowledged (framed again if it is resent)
+        self._blocks: dict[int, bytes | memoryview] = {}
         self._sent_at: dict[int, float] = {}  # first-send time of blocks eligible for RTT
         self._acked = 0
         self._sent = 0
         self._last: int | None = None
-        # read ahead by prepared_reply: (DATA, payload size) of the blocks after self._sent
-        self._ahead: list[tuple[bytes, int]] = []
+        # read ahead by prepared_reply: the payloads of the blocks after self._sent, and the
+        # DATA datagrams of the first of them (framed by prepared_reply, sent by _fill)
+        self._ahead: list[bytes | memoryview] = []
+        self._framed: list[bytes] = []
         self._expiries = 0
         self._srtt: float | None = None
         self._rttvar = 0.0
@@ -187,16 +190,19 @@ class ReadSession:
         # self._ahead always holds the blocks right after self._sent (the source is read once,
         # in order): top it up to a whole window, or to the last block
         ahead, blksize = self._ahead, self.blksize
-        if len(ahead) < self.windowsize and (not ahead or ahead[-1][1] == blksize):
-            read = self._source.read
-            number = self._sent + len(ahead)
+        if len(ahead) < self.windowsize and (not ahead or len(ahead[-1]) == blksize):
+            read = self._read
             while len(ahead) < self.windowsize:
                 payload = read(blksize)
-                number += 1
-                ahead.append((_data_header(3, number & 0xFFFF) + payload, len(payload)))
+                ahead.append(payload)
                 if len(payload) < blksize:
                     break
-        return _data_header(4, self._sent & 0xFFFF), [datagram for datagram, _size in ahead]
+        framed = self._framed
+        number = self._sent + len(framed)
+        while len(framed) < len(ahead):
+            number += 1
+            framed.append(_data_header(3, number & 0xFFFF) + ahead[len(framed)])
+        return _data_header(4, self._sent & 0xFFFF), list(framed)
 
     def prepared_reply_sent(self, now: float) -> None:
         """The peer sent exactly the prepared ACK and the transport has sent the prepared
@@ -207,16 +213,18 @@ class ReadSession:
         if len(out) >= count:
             del out[len(out) - count:]  # already sent
 
-    def lockstep_sent(self, now: float) -> tuple[bytes, bytes, float] | None:
+    def lockstep_sent(self, now: float) -> tuple[int, bytes | memoryview, float] | None:
         """Lock-step's (windowsize 1) :meth:`prepared_reply_sent`, with the next prepared
         reply computed in the same call: the per-block path of a 50-client server, so it does
         the same bookkeeping as ``prepared_reply_sent`` then ``prepared_reply`` in one step.
 
         Call it only after a ``prepared_reply()`` (or a previous ``lockstep_sent``) whose ACK
-        the peer sent exactly and whose one datagram the transport has sent. Returns ``(ack,
-        datagram, deadline)``: the next prepared reply and the retransmission deadline; or
-        None when the block just sent was the last one (then nothing is prepared: the final ACK
-        goes through :meth:`receive`).
+        the peer sent exactly and whose one datagram the transport has sent. Returns ``(block,
+        payload, deadline)``: the next prepared reply is the DATA of block ``block + 1`` with
+        ``payload``, sent when the peer ACKs ``block`` (the transport frames both, modulo
+        2**16: the compiled pump in C, without copying the payload); and the retransmission
+        deadline. None when the block just sent was the last one (then nothing is prepared:
+        the final ACK goes through :meth:`receive`).
         """
         number = self._sent                 # the block the peer has just acknowledged
         sent_at = self._sent_at
@@ -230,10 +238,13 @@ class ReadSession:
         self._progress_at = now
         number += 1                         # the block the transport has just sent
         ahead = self._ahead
-        datagram, size = ahead.pop()        # lock-step reads exactly one block ahead
-        blocks[number] = datagram
+        payload = ahead.pop()               # lock-step reads exactly one block ahead
+        if self._framed:
+            self._framed.pop()              # framed by prepared_reply, sent by the transport
+        blocks[number] = payload
         sent_at[number] = now
         self._sent = number
+        size = len(payload)
         self.bytes_sent += size
         self._deadline = deadline = now + self._rto
         blksize = self.blksize
@@ -241,9 +252,8 @@ class ReadSession:
             self._last = number
             return None
         payload = self._read(blksize)
-        datagram = _data_header(3, (number + 1) & 0xFFFF) + payload
-        ahead.append((datagram, len(payload)))
-        return _data_header(4, number & 0xFFFF), datagram, deadline
+        ahead.append(payload)
+        return number, payload, deadline
 
     def foreign_datagram(self) -> bytes:
         """Count a datagram from another address or port and return the reply to send there
@@ -297,7 +307,7 @@ class ReadSession:
         if self._last is not None:
             return True
         ahead = self._ahead
-        return prepared and len(ahead) > 0 and ahead[-1][1] < self.blksize
+        return prepared and len(ahead) > 0 and len(ahead[-1]) < self.blksize
 
     @property
     def next_request(self) -> codec.Request | None:
@@ -406,6 +416,7 @@ class ReadSession:
         self._blocks.clear()
         self._sent_at.clear()
         self._ahead.clear()
+        self._framed.clear()
         self._deadline = None
 
     def _sample(self, sent_at: float | None, now: float) -> None:
@@ -426,18 +437,21 @@ class ReadSession:
         number = self._sent
         if number >= limit or self._last is not None:
             return
-        blksize, read, peer = self.blksize, self._source.read, self.peer
+        blksize, read, peer = self.blksize, self._read, self.peer
         blocks, sent_at, out = self._blocks, self._sent_at, self._out
+        ahead, framed = self._ahead, self._framed
         octets = 0
         while number < limit:
             number += 1
-            if self._ahead:  # read by prepared_reply: block number `number`
-                datagram, size = self._ahead.pop(0)
+            if ahead:  # read by prepared_reply: block number `number`
+                payload = ahead.pop(0)
+                datagram = framed.pop(0) if framed else \
+                    _data_header(3, number & 0xFFFF) + payload
             else:
                 payload = read(blksize)
                 datagram = _data_header(3, number & 0xFFFF) + payload  # 3: DATA
-                size = len(payload)
-            blocks[number] = datagram
+            size = len(payload)
+            blocks[number] = payload
             sent_at[number] = now
             out.append((datagram, peer))
             octets += size
@@ -449,7 +463,8 @@ class ReadSession:
 
     def _resend_window(self) -> None:
         for number in range(self._acked + 1, self._sent + 1):
-            self._out.append((self._blocks[number], self.peer))
+            self._out.append((_data_header(3, number & 0xFFFF) + self._blocks[number],
+                              self.peer))
             self._sent_at.pop(number, None)  # Karn: no RTT sample from a retransmitted block
             self.retransmits += 1
 

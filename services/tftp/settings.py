@@ -43,6 +43,10 @@ class TftpSection:
                            "and queue_max // workers of the admission limits, and this process "
                            "supervises them and serves the summed /metrics (docs/tftp.md)",
                            check=non_negative)
+    pin_workers: bool = setting(True, help="with workers above 1, worker i runs only on the "
+                                "i-th CPU this process may run on (modulo their number): a "
+                                "worker and the clients it wakes stay on one CPU's caches "
+                                "(docs/tftp.md)")
     queue_timeout: float = setting(5.0, help="seconds a request may wait for a transfer slot "
                                    "after the client last sent it (a firmware retransmitting "
                                    "its RRQ keeps its place)", check=non_negative)

@@ -237,7 +237,9 @@ class Transfer(_Sockets):
                 pass  # the client went away (ICMP), a full buffer: the timer recovers or ends
             following = self.session.lockstep_sent(self._loop.time())
             if following is not None:
-                self._ack, self._datagram, deadline = following
+                number, payload, deadline = following
+                self._ack = _frame(4, number & 0xFFFF)
+                self._datagram = _frame(3, (number + 1) & 0xFFFF) + payload
                 if self._timer is None or deadline < self._timer_at:
                     self._arm(deadline)
                 return
@@ -297,7 +299,13 @@ class Transfer(_Sockets):
         else:
             self._ack, self._prepared = None, prepared
         if self._slot is not None:
-            self._slot.ack, self._slot.datagram = self._ack, self._datagram
+            # the pump frames the ACK and the DATA header itself: it holds the ACK's block
+            # number (-1: nothing prepared) and the DATA's payload
+            if self._ack is None:
+                self._slot.block, self._slot.payload = -1, None
+            else:
+                self._slot.block = (self._ack[2] << 8) | self._ack[3]
+                self._slot.payload = memoryview(self._datagram)[4:]
 
     def _arm(self, when: float) -> None:
         self._cancel_timer()
@@ -329,6 +337,7 @@ class Transfer(_Sockets):
 
 
 _NO_TIMER = float("inf")
+_frame = struct.Struct("!HH").pack  # (opcode, block): an ACK, or a DATA header
 _pumps: dict = {}  # event loop -> its open pump (a pump closes with its last transfer)
 
 
@@ -360,6 +369,7 @@ class ThreadTransfer(_Sockets):
         self._requests: list[tuple[codec.Request, bool]] = []
         self._closed = False  # the thread has taken its last requests
         self._end_out = False  # the last block has been sent (set before it is)
+        self._wait_set = 0.0   # the socket's SO_RCVTIMEO in force
         self._thread = threading.Thread(target=self._run, name="tftp-transfer", daemon=True)
         self._thread.start()
 
@@ -423,11 +433,61 @@ class ThreadTransfer(_Sockets):
         if not last:
             self._send_out(session.datagrams_to_send(now))
 
+    def _wait(self, wait: float) -> None:
+        """Set the socket's receive timeout to ``wait`` seconds, only when the one in force
+        would wake the thread more than a quarter late, or much too early (an early wake-up
+        just loops)."""
+        if wait < 0.8 * self._wait_set or wait > 2 * self._wait_set:
+            self._wait_set = wait
+            seconds = int(wait)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack(
+                "ll", seconds, int((wait - seconds) * 1e6) + 1))
+
+    def _lockstep(self, ack: bytes, datagram: bytes, now: float) -> float:
+        """Lock-step's per-block loop (as the event loop's ``Transfer._on_readable``): send the
+        block read ahead the moment the peer sends exactly ``ack``, then one session call
+        (``lockstep_sent``) for the bookkeeping and the next block. Returns (with the time)
+        on anything else, which the caller's general path handles: another datagram (given
+        to the session), the timer, the last block sent, a request waiting, an abort."""
+        session, sock, clock = self.session, self._sock, time.monotonic
+        recv, send, frame, blksize = sock.recv, sock.send, _frame, session.blksize
+        deadline = session.next_timer()
+        while not self._requests:
+            wait = deadline - now
+            if wait <= 0.0:
+                return now
+            self._wait(wait)
+            try:
+                data = recv(RECV_SIZE)
+            except OSError:
+                return clock()  # timed out (EAGAIN) or ICMP from the client: the timer decides
+            if self._aborted:
+                return now
+            if data != ack:
+                now = clock()
+                session.receive(data, session.peer, now)
+                self._send_out(session.datagrams_to_send(now))
+                return now
+            if len(datagram) - 4 < blksize:
+                self._end_out = True  # the last block: before the send (request_seen)
+            try:
+                send(datagram)
+            except OSError:
+                pass  # the client went away (ICMP), a full buffer: the timer recovers or ends
+            now = clock()
+            following = session.lockstep_sent(now)
+            if following is None:
+                return now
+            number, payload, deadline = following
+            ack = frame(4, number & 0xFFFF)
+            datagram = frame(3, (number + 1) & 0xFFFF) + payload
+        return now
+
     def _run(self) -> None:
         session, sock = self.session, self._sock
         recv, clock, peer = sock.recv, time.monotonic, session.peer
-        wait_set = 0.0   # the SO_RCVTIMEO in force
         send_out, send_datagrams = self._send_out, self._send_datagrams
+        lockstep = session.windowsize == 1
         now = clock()
         try:
             send_out(session.datagrams_to_send(now))
@@ -441,14 +501,11 @@ class ThreadTransfer(_Sockets):
                     session.on_timer(now)
                 else:
                     prepared = session.prepared_reply()
+                    if lockstep and prepared is not None:
+                        now = self._lockstep(prepared[0], prepared[1][0], now)
+                        continue
                     ends = not self._end_out and session.last_block_out(prepared=True)
-                    # set the kernel timeout again only when it would wake us more than a
-                    # quarter late, or much too early (an early wake-up just loops)
-                    if wait < 0.8 * wait_set or wait > 2 * wait_set:
-                        wait_set = wait
-                        seconds = int(wait)
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack(
-                            "ll", seconds, int((wait - seconds) * 1e6) + 1))
+                    self._wait(wait)
                     try:
                         data = recv(RECV_SIZE)
                     except OSError:

@@ -79,6 +79,13 @@ def test_a_build_is_used_until_its_source_changes_and_its_tests_pass(tmp_path):
     assert native == "True" and all(f.endswith(".so") for f in files), files
     run_tests(root, TESTS)
     assert which(root, BOOTYARD_TFTP_NATIVE="0")[0] == "False"
+    pxd = root / "services/tftp/pump.pxd"
+    declarations = pxd.read_bytes()
+    pxd.write_bytes(declarations + b"\n# edited after the build\n")  # the pump's C side
+    native, *reason = which(root)
+    assert native == "False" and "pump.pxd changed since the build" in " ".join(reason)
+    pxd.write_bytes(declarations)
+    assert which(root)[0] == "True"
     with (root / "services/tftp/codec.py").open("a") as f:
         f.write("\n# edited after the build\n")
     native, *reason = which(root)

@@ -1,0 +1,216 @@
+"""Sharing new requests between worker processes (``tftp.workers`` > 1; docs/tftp.md).
+
+The kernel hands each datagram on the well-known port to one worker by a hash of its 4-tuple
+(``SO_REUSEPORT``): a storm's requests are split by chance, not by load (50 clients over two
+workers split 30/20 or worse), and the round ends with the busier worker while the other idles.
+But a transfer has its own socket and port, so any worker can serve any request: only where
+the request lands is hashed. So each worker publishes how many requests it is handling in a
+small shared-memory file, and a worker that takes a new request while busier than the least
+loaded worker hands the datagram and the client's address to that worker over a unix datagram
+socket (one per worker). Both live in the supervisor's private directory (mode 0700): no other
+user can hand a worker a request, which would make it send a file to any address. The
+worker that hands a request over remembers the client's address -> the target (a *route*)
+until the target says it has nothing more of that client's, so the client's copies of the
+request and its next request from the same port (which the kernel keeps bringing to the first
+worker) reach the worker that knows the transfer, where the session's rules
+(``ReadSession.new_request``) tell them apart exactly as they would in one process. Errors and
+refusals go out from the target's own listener, which shares the port.
+
+A worker that does not take a message (gone, or its socket buffer full) is left alone for a
+second and the datagram is handled here: a client's retransmission then starts its transfer
+here, so a dead worker never loses a request for good.
+
+Shared memory (int64, each slot written by one worker only): ``load[j]`` (requests worker j
+is handling), ``sent[i][j]`` (new requests i handed to j) and ``taken[i][j]`` (those j has
+taken): i counts j as ``load[j] + sent[i][j] - taken[i][j]``, so a burst handed over before j
+has taken any is counted at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mmap
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable
+
+from services.tftp import metrics
+from shared import logs
+
+log = logs.get_logger("tftp")
+Address = tuple[str, int]
+
+NEW, ROUTED, RELEASE = 1, 2, 3  # a new request handed over; a datagram on a route; route done
+_HEADER = struct.Struct("!BBQ4sH")  # kind, from worker, sequence, client IPv4, client port
+ROUTES_MAX = 65536          # routes kept at most (the oldest go first)
+DOWN_S = 1.0                # a worker that did not take a message is skipped this long
+BUFFER = 4 << 20            # the unix socket's receive buffer (a storm's requests)
+
+
+def socket_path(directory: str, port: int, index: int) -> str:
+    """A worker's hand-over socket, in the supervisor's private directory."""
+    return os.path.join(directory, f"tftp-{port}-{index}.sock")
+
+
+class Balancer:
+    """One worker's side: hands new requests over (:meth:`forward`), takes those handed to it
+    (``deliver(data, addr)`` then ``settle``), and publishes its load (:meth:`publish`).
+
+    ``busy(addr)``: whether this worker still has something of ``addr``'s (a request being
+    handled, a transfer): the route to this worker ends when it has not.
+    """
+
+    def __init__(self, index: int, count: int, directory: str, port: int,
+                 deliver: Callable[[bytes, Address], None],
+                 busy: Callable[[Address], bool]) -> None:
+        self.index, self.count = index, count
+        self._deliver, self._busy = deliver, busy
+        size = 8 * (count + 2 * count * count)
+        fd = os.open(os.path.join(directory, f"tftp-balance-{port}.bin"),
+                     os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
+            self._map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        self._slots = memoryview(self._map).cast("q")
+        self._names = [socket_path(directory, port, j) for j in range(count)]
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER)
+            except OSError:
+                pass
+            self._sock.setblocking(False)
+            self._sock.bind(self._names[index])
+        except OSError:
+            self._sock.close()
+            raise
+        self._routes: dict[Address, list[int]] = {}  # client -> [worker, sequence]
+        self._origins: dict[Address, tuple[int, int]] = {}  # handed here: client -> (from, seq)
+        self._down: list[float] = [0.0] * count
+        self._sequence = 0
+        self.forwarded = 0   # new requests handed to another worker
+        self.taken = 0       # new requests taken from other workers
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self._sock.fileno(), self._on_readable)
+
+    def close(self) -> None:
+        if self._sock.fileno() >= 0:
+            log.info("handovers", worker=self.index, sent=self.forwarded, taken=self.taken)
+            if self._loop is not None:
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+        self.publish(0)
+
+    # -- shared memory ---------------------------------------------------------------------------
+    def publish(self, load: int) -> None:
+        """This worker's load (requests being handled): one aligned store, from any thread."""
+        self._slots[self.index] = load
+
+    def _sent_slot(self, i: int, j: int) -> int:
+        return self.count + i * self.count + j
+
+    def _taken_slot(self, i: int, j: int) -> int:
+        return self.count + self.count * self.count + i * self.count + j
+
+    def load_of(self, j: int) -> int:
+        """Worker j's load as this worker counts it: what j published, plus what this worker
+        has handed to j that j has not taken yet."""
+        slots = self._slots
+        return slots[j] + slots[self._sent_slot(self.index, j)] - \
+            slots[self._taken_slot(self.index, j)]
+
+    # -- handing requests over -------------------------------------------------------------------
+    def forward(self, data: bytes, addr: Address, load: int) -> bool:
+        """A request from ``addr`` that this worker has nothing of (``load``: its requests
+        being handled): True if it went to another worker (on the client's route, or to the
+        least loaded worker when this one is busier); False: handle it here."""
+        route = self._routes.get(addr)
+        if route is not None:
+            if self._send(route[0], ROUTED, addr, data):
+                route[1] = self._sequence
+                return True
+            del self._routes[addr]  # the worker is gone or stuck: serve it here
+            return False
+        now = time.monotonic()
+        best, least = -1, load
+        for j in range(self.count):
+            if j != self.index and self._down[j] <= now:
+                other = self.load_of(j)
+                if other < least:
+                    best, least = j, other
+        if best < 0 or not self._send(best, NEW, addr, data):
+            return False
+        slot = self._sent_slot(self.index, best)
+        self._slots[slot] = self._slots[slot] + 1
+        if len(self._routes) >= ROUTES_MAX:
+            del self._routes[next(iter(self._routes))]
+        self._routes[addr] = [best, self._sequence]
+        self.forwarded += 1
+        metrics.HANDOVERS.labels("sent").inc()
+        return True
+
+    def _send(self, j: int, kind: int, addr: Address, data: bytes) -> bool:
+        self._sequence += 1
+        header = _HEADER.pack(kind, self.index, self._sequence, socket.inet_aton(addr[0]),
+                              addr[1])
+        try:
+            self._sock.sendto(header + data, self._names[j])
+            return True
+        except OSError as exc:
+            if kind != RELEASE:
+                self._down[j] = time.monotonic() + DOWN_S
+                metrics.HANDOVERS.labels("failed").inc()
+                log.warning("handover_failed", worker=self.index, to_worker=j, peer=addr[0],
+                            port=addr[1], reason=exc.strerror or repr(exc),
+                            effect="this worker serves the request itself")
+            return False
+
+    # -- requests handed here --------------------------------------------------------------------
+    def _on_readable(self) -> None:
+        for _ in range(64):  # bounded per wake-up: the loop has other work
+            try:
+                message = self._sock.recv(70000)
+            except OSError:
+                return
+            if len(message) < _HEADER.size:
+                continue
+            kind, origin, sequence, ip, port = _HEADER.unpack_from(message)
+            if origin >= self.count or origin == self.index:
+                continue
+            addr = (socket.inet_ntoa(ip), port)
+            if kind == RELEASE:
+                route = self._routes.get(addr)
+                if route is not None and route[0] == origin and route[1] == sequence:
+                    del self._routes[addr]
+                continue
+            if kind == NEW:
+                slot = self._taken_slot(origin, self.index)
+                self._slots[slot] = self._slots[slot] + 1
+                self.taken += 1
+                metrics.HANDOVERS.labels("taken").inc()
+            self._origins[addr] = (origin, sequence)
+            self._deliver(message[_HEADER.size:], addr)
+            self.settle(addr)
+
+    def settle(self, addr: Address) -> None:
+        """Call when this worker may have nothing more of ``addr``'s (after handling a
+        datagram handed here, and when a request's handling ends): then the worker that
+        handed it over is told its route can go."""
+        origin = self._origins.get(addr)
+        if origin is None or self._busy(addr):
+            return
+        del self._origins[addr]
+        header = _HEADER.pack(RELEASE, self.index, origin[1], socket.inet_aton(addr[0]),
+                              addr[1])
+        try:
+            self._sock.sendto(header, self._names[origin[0]])
+        except OSError:
+            pass  # that worker is gone: its routes with it
