@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from shared import keys, leases, metrics
+from harness.dhcpkit import lease_store
+from shared import keys, metrics
 from shared.lease_script import FUNCTION
 from shared.leases import LeaseStore
 
@@ -20,12 +21,8 @@ MAC = "52:54:00:00:02:01"
 
 @pytest.fixture
 async def store(redis_url):
-    client = leases.connect(redis_url)
-    s = LeaseStore(client, offer_hold=30, quarantine=600)
-    await s.sync_pool(SUBNET, RANGES)
-    yield s
-    await s.aclose()
-    await client.aclose()
+    async with lease_store(redis_url, SUBNET, RANGES) as s:
+        yield s
 
 
 def errors() -> float:

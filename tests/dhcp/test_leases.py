@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from harness.dhcpkit import lease_store
 from shared import leases
 from shared.leases import LeaseStore
 from shared.store import InventoryUnavailable
@@ -21,11 +22,8 @@ def mac(n: int) -> str:
 
 @pytest.fixture
 async def store(redis_url):
-    client = leases.connect(redis_url)
-    s = LeaseStore(client, offer_hold=30, quarantine=600)
-    await s.sync_pool(SUBNET, RANGES, reserved=["198.18.0.105"])
-    yield s
-    await client.aclose()
+    async with lease_store(redis_url, SUBNET, RANGES, reserved=["198.18.0.105"]) as s:
+        yield s
 
 
 async def dora(s: LeaseStore, m: str, now: int, reserved=None, requested=None, lease_time=600):

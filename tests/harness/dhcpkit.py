@@ -8,6 +8,7 @@ reach it.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -18,6 +19,8 @@ import redis
 
 from harness.labservice import LabService
 from harness.netlab import stop_process, wait_for
+from shared import leases
+from shared.leases import LeaseStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,3 +116,18 @@ def client_packet(iface, mtype: int, n: int, mac_byte: int, *, max_size: int | N
     message = codec.Message(xid=n, chaddr=chaddr, flags=codec.FLAG_BROADCAST, options=opts)
     data = codec.encode(message, max_size=max_size) if max_size else codec.encode(message)
     return Datagram(data, iface, ("0.0.0.0", 68), time.perf_counter())
+
+
+@contextlib.asynccontextmanager
+async def lease_store(redis_url: str, subnet: str, ranges, reserved=()):
+    """A LeaseStore on ``redis_url`` (offers held 30 s, quarantine 600 s) with ``subnet``'s pool
+    synced from ``ranges``; closed, with its client, afterwards."""
+    client = leases.connect(redis_url)
+    store = LeaseStore(client, offer_hold=30, quarantine=600)
+    try:
+        await store.sync_pool(subnet, ranges, reserved=list(reserved))
+        yield store
+    finally:
+        await store.aclose()
+        await client.aclose()
+

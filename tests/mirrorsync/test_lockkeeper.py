@@ -87,16 +87,22 @@ class LosingClock(PhaseClock):
         return super().phase(name)
 
 
-@pytest.mark.parametrize("phase", BEFORE_PUBLISH)
-async def test_a_lock_lost_at_any_phase_publishes_nothing_and_ends(redis_url, daemon, tmp_path,
-                                                                  monkeypatch, phase):
+def images_mirror(redis_url, daemon, tmp_path):
+    """An upstream tree with one file, served by the rsync daemon, and the kit syncing it
+    into tmp_path/mirror: (the tree, the kit, the mirror's record)."""
     (tmp_path / "mirror").mkdir()
     tree = tmp_path / "upstream" / "images"
     tree.mkdir(parents=True)
     (tree / "one.img").write_bytes(os.urandom(4096))
+    return tree, Kit(redis_url, tmp_path / "mirror"), mirror_record("images",
+                                                                    daemon.url + "images/")
+
+
+@pytest.mark.parametrize("phase", BEFORE_PUBLISH)
+async def test_a_lock_lost_at_any_phase_publishes_nothing_and_ends(redis_url, daemon, tmp_path,
+                                                                  monkeypatch, phase):
+    tree, kit, mirror = images_mirror(redis_url, daemon, tmp_path)
     (tree / "two.txt").write_text("two\n")
-    kit = Kit(redis_url, tmp_path / "mirror")
-    mirror = mirror_record("images", daemon.url + "images/")
     try:
         first = await asyncio.wait_for(kit.sync_one(mirror), 120)
         assert first.result == "published", first
@@ -162,12 +168,7 @@ class CancellingClock(PhaseClock):
 @pytest.mark.parametrize("phase", ["prepare", "publish"])
 async def test_a_sync_cancelled_as_a_redis_command_goes_out_never_publishes(
         redis_url, daemon, tmp_path, monkeypatch, phase):
-    (tmp_path / "mirror").mkdir()
-    tree = tmp_path / "upstream" / "images"
-    tree.mkdir(parents=True)
-    (tree / "one.img").write_bytes(os.urandom(4096))
-    kit = Kit(redis_url, tmp_path / "mirror")
-    mirror = mirror_record("images", daemon.url + "images/")
+    tree, kit, mirror = images_mirror(redis_url, daemon, tmp_path)
     try:
         first = await asyncio.wait_for(kit.sync_one(mirror), 120)
         assert first.result == "published", first
@@ -216,12 +217,7 @@ def rsync_runs(monkeypatch, drop_cancel: bool = False, poll: float | None = None
 async def test_a_cancellation_dropped_while_rsync_runs_stops_rsync(redis_url, daemon, tmp_path,
                                                                    monkeypatch):
     """rsync is stopped at its next watch, not run to its end (a large copy)."""
-    (tmp_path / "mirror").mkdir()
-    tree = tmp_path / "upstream" / "images"
-    tree.mkdir(parents=True)
-    (tree / "one.img").write_bytes(os.urandom(4096))
-    kit = Kit(redis_url, tmp_path / "mirror")
-    mirror = mirror_record("images", daemon.url + "images/")
+    tree, kit, mirror = images_mirror(redis_url, daemon, tmp_path)
     try:
         first = await asyncio.wait_for(kit.sync_one(mirror), 120)
         assert first.result == "published", first
