@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import redis as redis_py
@@ -41,6 +42,7 @@ good = failed = 0
 for _ in range(rounds):
     start = time.monotonic()
     for attempt in range(attempts):
+        print("start", flush=True)
         if kind == "tftp":
             argv = ["tftp", "-m", "binary", server, "-c", "get", "big.bin", out]
         else:
@@ -133,6 +135,18 @@ def _run(seg, client_ns, redis, root, data, tmp_path, service):
                    for n in range(CLIENTS))
 
     wait_for(lambda: completed() >= 1, 120, what="a download before the kill")
+    if service == "http":
+        # the four curls start together at the same rate and end together: killed right after
+        # the first ended, the others' last bytes were already in the kernel's buffers and
+        # they completed (seen once: "the kill interrupted no download"). So: a second after
+        # a new attempt starts (512 KiB of its 3 MiB at 512 KiB/s: far more is left than the
+        # buffers hold), or before it connected (refused): either way an attempt fails
+        def starts() -> int:
+            return sum((tmp_path / f"client-{n}.out").read_text().count("start")
+                       for n in range(CLIENTS))
+        begun = starts()
+        wait_for(lambda: starts() > begun, 60, what="a download starting after the first one")
+        time.sleep(1.0)
     # kill -9 of the whole service, supervisor and workers at once, as `docker kill` or the
     # OOM killer of a cgroup does: no graceful stop for the transfers in flight
     os.killpg(procs[0].proc.pid, signal.SIGKILL)

@@ -71,6 +71,7 @@ class AptRepo:
         self.key = key
         self.suite = suite
         self.build = root.parent / f"{root.name}-build"
+        self.stamped = 0  # the mtime (whole seconds) the last index files were given
         root.mkdir(parents=True, exist_ok=True)
         self.build.mkdir(parents=True, exist_ok=True)
 
@@ -109,6 +110,7 @@ class AptRepo:
             text = self.packages_text()
             _replace(binary / "Packages", text.encode())
             run(["gzip", "-9nkf", binary / "Packages"])
+            self._stamp(binary / "Packages", binary / "Packages.gz")
         self.release(sign=sign)
 
     def release(self, *, sign: bool = True) -> None:
@@ -131,6 +133,16 @@ class AptRepo:
         if sign:
             self.key.clearsign(tmp, dist / "InRelease")
         os.rename(tmp, dist / "Release")
+        self._stamp(*(dist / name for name in ("Release", "InRelease") if (dist / name).exists()))
+
+    def _stamp(self, *paths: Path) -> None:
+        """Give freshly written index files an mtime at least a second after the last ones. A
+        real archive publishes minutes apart; a test's two publishes can fall in one second,
+        and an apt client's If-Modified-Since (whole seconds) then gets a 304 for the new
+        InRelease and keeps the old index (seen once: "Unable to locate package newpkg")."""
+        self.stamped = max(int(time.time()), self.stamped + 1)
+        for path in paths:
+            os.utime(path, (self.stamped, self.stamped))
 
     def sources_line(self, base_url: str) -> str:
         return f"deb [signed-by={self.key.public}] {base_url} {self.suite} main\n"
