@@ -19,8 +19,7 @@ time of each phase (:mod:`services.mirrorsync.phases`).
 A sync whose task was asked to cancel (mirror paused, changed or removed; the service stopping)
 never publishes, even when the cancellation was dropped by the Redis client (Python 3.11's
 ``asyncio.wait_for`` returns a command's reply instead, as for the :class:`LockKeeper`): it
-looks at ``cancelling()`` before it starts rsync, while rsync runs (rsync is stopped) and after
-the fencing, and ends cancelled, its snapshot removed.
+checks ``cancelling()`` before rsync, while rsync runs and after the fencing, and ends cancelled.
 """
 
 from __future__ import annotations
