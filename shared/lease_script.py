@@ -44,18 +44,11 @@ local results, nresults
 local pool, bymac, subnet, mac, client, now, nows  -- nows: now as the step's text
 local att, ab  -- the step's boot attempt id (emit '2' only) or nil, and its bound/loader
 
-local find, sub  -- string.find, string.sub: set by each run, as call
--- the fields of the step in s[i..last] (plain finds: no pattern matching, no concatenation)
-local function split(s, i, last)
-  local t, n = {}, 0
-  while true do
-    local j = find(s, '\\31', i, true)
-    n = n + 1
-    if not j or j > last then t[n] = sub(s, i, last); return t end
-    t[n] = sub(s, i, j - 1)
-    i = j + 1
-  end
-end
+local sub, match  -- string.sub, string.match: set by each run, as call
+-- A step's fields are taken by one match of its op's pattern (picked by the op's first three
+-- letters): the op's count of fields, then the position after the step's RS. One C call with
+-- its captures instead of a find and a sub per field (docs/benchmarks.md, sixth round).
+local step_pattern = {%(step_patterns)s}
 -- the lease of ip: its client identity (its mac in a record from before identities were
 -- kept), state, expiry and mac
 local function holder(ip)
@@ -83,7 +76,7 @@ local function put(ip, state, expires, hostname, old)
     end
   end
   if old ~= ip then call('HSET', bymac, client, ip) end  -- a REQUEST after our OFFER: same
-  return {'ok', ip, state, tostring(expires), ''}
+  return {'ok', ip, state, expires, ''}  -- expires: the step's text
 end
 local function conflict(ip)
   local c, st, ex, m = holder(ip)
@@ -194,9 +187,11 @@ local function decline(a)
 end
 
 local function restore(a)
-  local ip, state, expires, hostname = a[11], a[12], tonumber(a[13]), a[14]
+  local ip, state, expires, hostname = a[11], a[12], a[13], a[14]
   local c, st, ex = holder(ip)
-  if c == client and ex >= expires then return {'ignored', ip, '', '0', 'already recorded'} end
+  if c == client and ex >= tonumber(expires) then
+    return {'ignored', ip, '', '0', 'already recorded'}
+  end
   if c and c ~= client and ex > now then return {'conflict', ip, '', '0', 'now leased to ' .. c} end
   return put(ip, state, expires, hostname)
 end
@@ -225,16 +220,23 @@ end
 # What each run does (ARGV[1]: the packed steps); the helpers above are made once per library
 # load (LIBRARY) instead of once per call (BATCH run as a script).
 _RUN = """
-call, find, sub = redis.call, string.find, string.sub
+call, sub, match = redis.call, string.sub, string.match
 results, nresults = {}, 0
-local batch, pos = ARGV[1], 1
-while true do
-  local stop = find(batch, '\\30', pos, true)
-  if not stop then break end
-  local a = split(batch, pos, stop - 1)
-  pos = stop + 1
-  subnet, mac, client, now, nows = a[2], a[3], a[4], tonumber(a[5]), a[5]
-  pool, bymac = '%(pool_prefix)s' .. subnet, '%(by_client_prefix)s' .. subnet
+local batch, pos, size = ARGV[1], 1, #ARGV[1]
+local last_nows, last_subnet  -- a batch's steps share their now and mostly their subnet
+while pos <= size do
+  local a = {match(batch, step_pattern[sub(batch, pos, pos + 2)] or '^\\30', pos)}
+  if not a[2] then
+    return redis.error_reply('bootyard lease step at byte ' .. pos .. ' is not an op with its '
+                             .. 'fields (a bootyard version mismatch?)')
+  end
+  pos = a[#a]
+  subnet, mac, client, nows = a[2], a[3], a[4], a[5]
+  if nows ~= last_nows then now, last_nows = tonumber(nows), nows end
+  if subnet ~= last_subnet then
+    pool, bymac = '%(pool_prefix)s' .. subnet, '%(by_client_prefix)s' .. subnet
+    last_subnet = subnet
+  end
   att, ab = nil, nil
   if a[6] == '2' then  -- an inventory host's step: its boot attempt
     if a[1] == 'offer' and a[16] ~= '' then
@@ -254,9 +256,9 @@ while true do
     local kind = kinds and kinds[r[1]]
     if kind then emitters[kind](a, r, a[6] == '2') end
   end
-  nresults = nresults + 2
-  results[nresults - 1] = table.concat(r, '\\31')
-  results[nresults] = '\\30'
+  nresults = nresults + 1
+  results[nresults] = r[1] .. '\\31' .. r[2] .. '\\31' .. r[3] .. '\\31' .. r[4] .. '\\31' .. r[5]
+                      .. '\\30'
 end
 return table.concat(results)
 """
@@ -301,7 +303,18 @@ def _lua_emitters() -> str:
     return "\n".join(out)
 
 
+def _step_pattern(fields: int) -> str:
+    """The Lua pattern of a packed step of ``fields`` fields from its start, capturing each
+    field and the position after the step's RS."""
+    return "'^" + "([^\\31]*)\\31" * (fields - 1) + "([^\\31\\30]*)\\30()'"
+
+
+# The fields of each op's step (the header of ten, then the op's arguments: the comment above
+# _HELPERS and LeaseStore's *_step methods). The ops' first three letters differ.
+STEP_FIELDS = {"offer": 16, "request": 14, "release": 12, "decline": 12, "restore": 14}
+
 _VALUES = {
+    "step_patterns": ", ".join(f"{op[:3]} = {_step_pattern(n)}" for op, n in STEP_FIELDS.items()),
     "lease_prefix": keys.LEASE_PREFIX, "pool_prefix": keys.POOL_PREFIX,
     "by_client_prefix": keys.BY_CLIENT_PREFIX, "global": events.GLOBAL_STREAM,
     "global_max": events.GLOBAL_MAXLEN, "host_prefix": keys.HOST_EVENTS_PREFIX,

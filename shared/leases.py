@@ -168,6 +168,76 @@ class _Deadline:
             raise TimeoutError(f"no reply from Redis within {self.seconds} s") from None
 
 
+class _Replies(asyncio.Protocol):
+    """The replies of a lease store connection, read by our own protocol: redis-py connects
+    (Sentinel's master lookup, TLS, AUTH, HELLO, SELECT), then its transport is given to this
+    protocol, which feeds the connection's own hiredis reader and wakes the one waiting call
+    when all the replies it wants are in: one future per call, where redis-py's stream reader
+    and parser add coroutine layers and a future per read (docs/benchmarks.md, sixth round).
+    The connection is the lease store's alone (make_connection); it is closed by disconnect()
+    as before."""
+
+    def __init__(self, reader, transport) -> None:
+        self.reader = reader
+        self.stream = transport.get_protocol()  # redis-py's, told when the connection ends
+        # what the reader answers while no whole reply is in (redis-py sets its own marker):
+        # asked now, after the handshake, when the reader holds nothing
+        self.incomplete = reader.gets()
+        self.transport = transport
+        self.replies: list = []
+        self.wanted = 0
+        self.waiter: asyncio.Future | None = None
+        self.lost: BaseException | None = None
+
+    @classmethod
+    def attach(cls, conn) -> _Replies:
+        transport = conn._writer.transport
+        replies = cls(conn._parser._reader, transport)
+        transport.set_protocol(replies)
+        return replies
+
+    def data_received(self, data: bytes) -> None:
+        reader, replies, incomplete = self.reader, self.replies, self.incomplete
+        reader.feed(data)
+        try:
+            reply = reader.gets()
+            while reply is not incomplete:
+                replies.append(reply)
+                reply = reader.gets()
+        except Exception as exc:  # noqa: BLE001 - not the Redis protocol: the call fails
+            self.lost = exc
+        if len(replies) >= self.wanted or self.lost is not None:
+            self._wake()
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes: connection_lost
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost = exc or ConnectionError("Redis closed the connection")
+        self._wake()
+        self.stream.connection_lost(exc)  # its writer's wait_closed() (disconnect) returns
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, count: int) -> list:
+        self.wanted = count
+        replies = self.replies
+        while len(replies) < count:
+            if self.lost is not None:
+                raise ConnectionError(f"Redis connection lost: {self.lost!r}")
+            self.waiter = waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self.waiter = None
+        got = replies[:count]
+        del replies[:count]
+        return got
+
+
 def _record(ip: str, raw: dict[str, str]) -> LeaseRecord | None:
     if not raw or "mac" not in raw:
         return None
@@ -284,6 +354,7 @@ class LeaseStore:
         self.replayed = 0  # restore steps the last replay wrote (after a Redis failure)
         self._idle: list = []  # connections of _evalsha with no call in flight
         self._open: set = set()
+        self._replies: dict = {}  # connection -> its _Replies
         self.failed = False
 
     # -- steps (``event``: (interface, boot_file, boot_reason, known), see Step; ``client``:
@@ -405,25 +476,21 @@ class LeaseStore:
             self._open.add(conn)
         replies, refused = [], None
         try:
-            if not conn.is_connected:  # connect() (not the send's own): Sentinel's finds the master
-                await conn.connect()
-            # The commands written and their replies read on the connection's own stream and
-            # reply parser, under one deadline (the connection's socket timeout): redis-py's
-            # send_packed_command/read_response add a health check, a task per write
-            # (wait_for) and a timeout scope per reply, a per-batch cost larger than a small
-            # batch's own work (docs/benchmarks.md). Failures are as theirs: redis-py's
-            # ConnectionError, OSError, TimeoutError (redis_errors: InventoryUnavailable).
-            conn._writer.writelines([_pack(c) for c in commands])
-            parser = conn._parser
+            replies_of = self._replies.get(conn)
+            if replies_of is None:
+                if not conn.is_connected:  # connect(): Sentinel's finds the master
+                    await conn.connect()
+                replies_of = self._replies[conn] = _Replies.attach(conn)
+            replies_of.transport.writelines([_pack(c) for c in commands])
             with _Deadline(conn.socket_timeout):
-                for _ in commands:
-                    reply = await parser.read_response()
-                    if isinstance(reply, door.ResponseError):
-                        refused = refused or reply
-                        reply = None
-                    replies.append(reply)
+                replies = await replies_of.wait(len(commands))
+            for i, reply in enumerate(replies):
+                if isinstance(reply, door.ResponseError):
+                    refused = refused or reply
+                    replies[i] = None
         except BaseException:
             self._open.discard(conn)
+            self._replies.pop(conn, None)
             await conn.disconnect()
             raise
         self._idle.append(conn)
@@ -437,6 +504,7 @@ class LeaseStore:
             await conn.disconnect()
         self._open.clear()
         self._idle.clear()
+        self._replies.clear()
 
     def acked_offline(self, step: Step, ip: str) -> None:
         """A reserved host's REQUEST (``step``, a :meth:`request_step`) acknowledged with

@@ -418,6 +418,9 @@ def main() -> int:
     parser.add_argument("--pure", action="store_true",
                         help="bootyard's pure-Python packet path even if compiled")
     parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--start", type=int, default=1000,
+                        help="the rate bootyard's and Kea's searches start at (dnsmasq's: "
+                             "a tenth of it); near their limits, a shorter run")
     parser.add_argument("--fixed", type=int, default=0, metavar="N",
                         help="instead of the search: N rounds of one trial per server at --rate "
                              "(CPU time per exchange is steadier than the pass/fail limit)")
@@ -462,7 +465,8 @@ def main() -> int:
                                                    args.log_level),
                       "kea": lambda: Kea(seg.server, work),
                       "dnsmasq": lambda: Dnsmasq(seg.server, work)}
-            starts = {"bootyard": 1000, "kea": 1000, "dnsmasq": 100}
+            starts = {"bootyard": args.start, "kea": args.start,
+                      "dnsmasq": max(100, args.start // 10)}
             names = [n for n in args.servers.split(",") if n]
             servers = {n: makers[n]() for n in names}
             if args.fixed:
