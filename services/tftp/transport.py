@@ -74,22 +74,28 @@ class ListenerProtocol(asyncio.DatagramProtocol):
 class _Sockets:
     """The two sockets of a transfer, the sibling's ERROR 5 answers and the sends (with GSO)."""
 
-    def __init__(self, bind: str, session: ReadSession, blocking: bool) -> None:
+    def __init__(self, bind: str, session: ReadSession, blocking: bool,
+                 sock: socket.socket | None = None) -> None:
+        """``sock``: the connected socket of a transfer moved here from another worker (the
+        sibling is then bound anew to its port)."""
         self.session = session
         self._loop = asyncio.get_running_loop()
         self.done: asyncio.Future = self._loop.create_future()
         self._gso = session.windowsize > 1
         sibling = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock = None
         try:
             sibling.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sibling.setblocking(False)
-            sibling.bind((bind, 0))
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.setblocking(blocking)
-            sock.bind(sibling.getsockname())
-            sock.connect(session.peer)
+            if sock is not None:
+                sock.setblocking(blocking)
+                sibling.bind((bind, sock.getsockname()[1]))
+            else:
+                sibling.bind((bind, 0))
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.setblocking(blocking)
+                sock.bind(sibling.getsockname())
+                sock.connect(session.peer)
         except OSError:
             sibling.close()
             if sock is not None:
@@ -174,12 +180,22 @@ class Transfer(_Sockets):
 
     ``on_finish`` runs synchronously as the session ends (before the sockets close), so the
     server forgets the peer before its next request can arrive.
+
+    ``relocate(sock, ack)``: called with the client's first ACK (of the OACK, or of block 1)
+    before anything else is done with it; True: the transfer went to another worker with its
+    socket (services/tftp/balance.py) and ends here as ``moved``. ``moved``: such a transfer's
+    socket and first ACK, taken here (the session's first answer, already sent by the worker
+    it comes from, is dropped and the ACK handed to the session).
     """
 
     def __init__(self, bind: str, session: ReadSession,
-                 on_finish: Callable[[], None] | None = None) -> None:
-        super().__init__(bind, session, blocking=False)
+                 on_finish: Callable[[], None] | None = None,
+                 relocate: Callable[[socket.socket, bytes], bool] | None = None,
+                 moved: tuple[socket.socket, bytes] | None = None) -> None:
+        super().__init__(bind, session, blocking=False,
+                         sock=None if moved is None else moved[0])
         self._on_finish = on_finish
+        self._relocate = relocate  # until the first datagram from the client
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._recv = self._sock.recv
@@ -196,7 +212,11 @@ class Transfer(_Sockets):
             self._pump.add(self._slot)
         else:
             self._loop.add_reader(self._sock.fileno(), self._on_readable)
-        self._flush()
+        if moved is not None:
+            session.datagrams_to_send(0.0)  # sent by the worker the transfer comes from
+            self._handle(moved[1])
+        else:
+            self._flush()
 
     def abort(self) -> None:
         if not self.session.finished:
@@ -250,6 +270,13 @@ class Transfer(_Sockets):
 
     def _handle(self, data: bytes) -> None:
         session = self.session
+        if self._relocate is not None:
+            relocate, self._relocate = self._relocate, None
+            if data == _frame(4, 0 if session.options.oack else 1) and \
+                    session.retransmits == 0 and relocate(self._sock, data):
+                session.finish("moved", "moved to the worker on the client's CPU")
+                self._flush()
+                return
         prepared = self._prepared
         if prepared is not None and data == prepared[0]:
             self._send_datagrams(prepared[1])  # first, then the bookkeeping
@@ -292,7 +319,7 @@ class Transfer(_Sockets):
         deadline = session.next_timer()
         if deadline is not None and (self._timer is None or deadline < self._timer_at):
             self._arm(deadline)
-        prepared = session.prepared_reply()
+        prepared = session.prepared_reply() if self._relocate is None else None
         if self._lockstep and prepared is not None:
             self._ack, self._datagram = prepared[0], prepared[1][0]
             self._prepared = None
