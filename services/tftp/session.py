@@ -44,7 +44,6 @@ Rules it keeps:
 from __future__ import annotations
 
 import dataclasses
-import struct
 from collections.abc import Callable
 from typing import Final, Protocol
 
@@ -53,8 +52,9 @@ from services.tftp.codec import ErrorCode
 
 Address = tuple[str, int]
 UNKNOWN_TID_REPLY = codec.error(ErrorCode.UNKNOWN_TID, "unknown transfer ID: not your transfer")
-# (opcode, block): the DATA header, fast path (Final: compiled, a C static, not a lookup)
-_data_header: Final = struct.Struct("!HH").pack
+# (opcode, block): the DATA header, codec's one definition (Final: compiled, a C static, not a
+# lookup per block)
+_data_header: Final = codec.HEADER.pack
 
 
 class Source(Protocol):

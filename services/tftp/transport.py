@@ -364,7 +364,7 @@ class Transfer(_Sockets):
 
 
 _NO_TIMER = float("inf")
-_frame = struct.Struct("!HH").pack  # (opcode, block): an ACK, or a DATA header
+_frame = codec.HEADER.pack  # (opcode, block): an ACK, or a DATA header
 _pumps: dict = {}  # event loop -> its open pump (a pump closes with its last transfer)
 
 
