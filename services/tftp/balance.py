@@ -55,8 +55,10 @@ from shared import logs
 log = logs.get_logger("tftp")
 Address = tuple[str, int]
 
-NEW, ROUTED, RELEASE, MOVE = 1, 2, 3, 4  # a new request handed over; a datagram on a route;
-#                                        route done; a started transfer moved (with its socket)
+# a new request handed over; a datagram on a route; route done; a transfer moved (with its
+# socket) at its first ACK; a lock-step transfer moved in its middle
+NEW, ROUTED, RELEASE, MOVE, RESUME = 1, 2, 3, 4, 5
+_BLOCK = struct.Struct("!Q")  # RESUME: the block sent and not yet ACKed
 _HEADER = struct.Struct("!BBQ4sH")  # kind, from worker, sequence, client IPv4, client port
 ROUTES_MAX = 65536          # routes kept at most (the oldest go first)
 DOWN_S = 1.0                # a worker that did not take a message is skipped this long
@@ -126,8 +128,9 @@ class Balancer:
         self.taken = 0       # new requests taken from other workers
         self.moved = 0       # started transfers moved to the worker on the client's CPU
         self.adopted = 0     # started transfers moved here
-        # (request datagram, first ACK, client, socket): a transfer moved here
-        self.adopt: Callable[[bytes, bytes, Address, socket.socket], None] | None = None
+        # (request datagram, first ACK or b"", client, socket, block to resume at or 0): a
+        # transfer moved here
+        self.adopt: Callable[[bytes, bytes, Address, socket.socket, int], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -209,18 +212,20 @@ class Balancer:
         return True
 
     def move(self, request: bytes, ack: bytes, addr: Address, sock: socket.socket,
-             load: int) -> bool:
+             load: int, resume: int = 0) -> bool:
         """A transfer of ``addr``'s has just read the client's first ACK (``ack``) on
-        ``sock``: True if it went, with ``request`` and the socket, to the worker on the CPU
-        that ACK arrived on (see the module's doc); then this worker's copy of the socket is
-        to be closed and the transfer forgotten. ``load``: this worker's, the transfer
-        included."""
+        ``sock``, or (``resume``) is a lock-step transfer between blocks with block ``resume``
+        sent and not ACKed: True if it went, with ``request`` and the socket, to the worker
+        on the CPU the client's last datagram arrived on (see the module's doc); then this
+        worker's copy of the socket is to be closed and the transfer forgotten. ``load``:
+        this worker's, the transfer included."""
         j = self.worker_on(incoming_cpu(sock))
         if j < 0 or j == self.index or self._down[j] > time.monotonic():
             return False
         if self.load_of(j) + 1 > load - 1 + move_slack(load):
             return False
-        if not self._send(j, MOVE, addr, ack + request, sock.fileno()):
+        body = ack + request if not resume else _BLOCK.pack(resume) + request
+        if not self._send(j, RESUME if resume else MOVE, addr, body, sock.fileno()):
             return False
         slot = self._sent_slot(self.index, j)
         self._slots[slot] = self._slots[slot] + 1
@@ -265,8 +270,9 @@ class Balancer:
                     passed.close()
                 continue
             kind, origin, sequence, ip, port = _HEADER.unpack_from(message)
-            if origin >= self.count or origin == self.index or (passed is None) == (
-                    kind == MOVE) or (kind == MOVE and self.adopt is None):
+            moving = kind in (MOVE, RESUME)
+            if origin >= self.count or origin == self.index or (passed is None) == moving or (
+                    moving and self.adopt is None):
                 if passed is not None:
                     passed.close()
                 continue
@@ -276,18 +282,22 @@ class Balancer:
                 if route is not None and route[0] == origin and route[1] == sequence:
                     del self._routes[addr]
                 continue
-            if kind in (NEW, MOVE):
+            if kind == NEW or moving:
                 slot = self._taken_slot(origin, self.index)
                 self._slots[slot] = self._slots[slot] + 1
             if kind == NEW:
                 self.taken += 1
                 metrics.HANDOVERS.labels("taken").inc()
             self._origins[addr] = (origin, sequence)
-            if kind == MOVE:
+            if moving:
                 self.adopted += 1
                 metrics.MOVED.labels("taken").inc()
                 body = message[_HEADER.size:]
-                self.adopt(body[4:], body[:4], addr, passed)
+                if kind == MOVE:
+                    self.adopt(body[4:], body[:4], addr, passed, 0)
+                else:
+                    self.adopt(body[_BLOCK.size:], b"", addr, passed,
+                               _BLOCK.unpack_from(body)[0])
             else:
                 self._deliver(message[_HEADER.size:], addr)
             self.settle(addr)

@@ -49,6 +49,8 @@ class Slot:
         self.block = -1
         self.payload = None
         self.timer_at = NO_TIMER
+        self.recheck = 0  # every this many blocks, ask the transfer where its client is
+        self.count = 0
 
     @cython.cfunc
     def serve(self, buf: cython.p_char, now: object) -> cython.bint:
@@ -89,6 +91,11 @@ class Slot:
             self.block = number & 0xFFFF
             if deadline < self.timer_at:
                 self.transfer._arm(deadline)
+            if self.recheck > 0:
+                self.count += 1
+                if self.count >= self.recheck:
+                    self.count = 0
+                    self.transfer._recheck()  # may move the transfer: this slot then goes
             return True
         self.transfer._handle(buf[:n])
         return False

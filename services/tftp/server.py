@@ -83,7 +83,8 @@ class _Handling:
     transfer: Transfer | ThreadTransfer | None = None
     seen: float = 0.0  # when the peer last sent its request (loop time): waiting keeps its place
     # a transfer another worker started and moved here (balance.py): its socket, the first ACK
-    moved: tuple[socket.socket, bytes] | None = None
+    # (or b""), the block to resume at (or 0)
+    moved: tuple[socket.socket, bytes, int] | None = None
 
 
 class TftpServer:
@@ -153,10 +154,11 @@ class TftpServer:
         self.on_datagram(data, addr, handed=True)
 
     def on_adopt(self, data: bytes, ack: bytes, addr: tuple[str, int],
-                 sock: socket.socket) -> None:
+                 sock: socket.socket, resume: int = 0) -> None:
         """A transfer another worker started and moved here at the client's first ACK
         (services/tftp/balance.py, ``Balancer.move``): served from its socket, its session
-        rebuilt from the request and given that ACK."""
+        rebuilt from the request and given that ACK; or (``resume``) a lock-step transfer
+        moved between blocks, its session rebuilt at block ``resume``."""
         try:
             message = codec.decode(data)
         except codec.DecodeError:
@@ -164,7 +166,7 @@ class TftpServer:
         if not isinstance(message, codec.Request) or addr in self._busy:
             sock.close()  # not from a worker of ours, or the client has asked here meanwhile
             return
-        self._start(message, addr, moved=(sock, ack))
+        self._start(message, addr, moved=(sock, ack, resume))
 
     def handling(self, addr: tuple[str, int]) -> bool:
         """Whether a request of ``addr``'s is being handled here (its transfer included)."""
@@ -215,7 +217,7 @@ class TftpServer:
         self._start(message, addr)
 
     def _start(self, message: codec.Request, addr: tuple[str, int],
-               moved: tuple[socket.socket, bytes] | None = None) -> None:
+               moved: tuple[socket.socket, bytes, int] | None = None) -> None:
         handling = self._busy[addr] = _Handling(seen=asyncio.get_running_loop().time(),
                                                 moved=moved)
         task = asyncio.create_task(self._handle(message, addr, handling))
@@ -464,15 +466,17 @@ class TftpServer:
     async def _transfer(self, request, addr, source, size, record: Record,
                         started: float, handling: _Handling) -> None:
         loop = asyncio.get_running_loop()
-        session = ReadSession(addr, source, size, request, self.limits, loop.time())
+        moved, handling.moved = handling.moved, None  # the socket is the Transfer's from here
+        session = ReadSession(addr, source, size, request, self.limits, loop.time(),
+                              resume_at=moved[2] if moved is not None else 0)
         record.blksize, record.windowsize = session.blksize, session.windowsize
         metrics.IN_FLIGHT.inc()
         transfer = None
         try:
             release = functools.partial(self._release, addr, handling)
-            moved, handling.moved = handling.moved, None
             if moved is not None:
-                transfer = Transfer(self.cfg.bind, session, release, moved=moved)
+                transfer = Transfer(self.cfg.bind, session, release, moved=moved[:2],
+                                    relocate=self._relocator(request, addr, record))
             elif self._threaded < self.cfg.transfer_threads:
                 transfer = ThreadTransfer(self.cfg.bind, session, release)
                 self._threaded += 1
@@ -511,17 +515,18 @@ class TftpServer:
                 await self._summarise(session, record, addr, started)
 
     def _relocator(self, request: codec.Request, addr: tuple[str, int], record: Record):
-        """What a transfer on the event loop calls with the client's first ACK: whether it
-        moved to the worker on the client's CPU (services/tftp/balance.py). Only files (a
-        rendered config is rendered once: a one-shot boot is cleared when it is served) in
-        octet mode, and only with workers sharing requests."""
+        """What a transfer on the event loop calls with the client's first ACK, and a
+        lock-step one between blocks now and then: whether it moved to the worker on the
+        client's CPU (services/tftp/balance.py). Only files (a rendered config is rendered
+        once: a one-shot boot is cleared when it is served) in octet mode, and only with
+        workers sharing requests."""
         if self.balancer is None or record.source not in ("cache", "disk") or \
                 request.mode != "octet":
             return None
         balancer, datagram = self.balancer, codec.encode(request)
 
-        def relocate(sock: socket.socket, ack: bytes) -> bool:
-            return balancer.move(datagram, ack, addr, sock, len(self._busy))
+        def relocate(sock: socket.socket, ack: bytes, resume: int) -> bool:
+            return balancer.move(datagram, ack, addr, sock, len(self._busy), resume)
         return relocate
 
     async def _summarise(self, session: ReadSession, record: Record, addr, started) -> None:

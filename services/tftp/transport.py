@@ -45,6 +45,8 @@ RECV_SIZE = 4096              # what a client sends during a read transfer: ACK,
 GSO_MAX_SEGMENTS = 64         # UDP_MAX_SEGMENTS on Linux < 6.2 (128 later)
 GSO_MAX_BYTES = 65507 - 8     # one IPv4 UDP datagram's payload, kept under
 WAITING_REQUESTS_MAX = 8      # requests a transfer's thread has not taken yet (more: copies)
+RECHECK_BLOCKS = 128          # a lock-step transfer asks where its client is every this many
+#                               blocks (Transfer._recheck: one getsockopt)
 # errors a send may meet that end nothing: the client's ICMP (it went away: the timer ends the
 # transfer), a full socket buffer (the datagram is lost: retransmission recovers it)
 _TRANSIENT = (BlockingIOError, ConnectionRefusedError, InterruptedError)
@@ -181,21 +183,27 @@ class Transfer(_Sockets):
     ``on_finish`` runs synchronously as the session ends (before the sockets close), so the
     server forgets the peer before its next request can arrive.
 
-    ``relocate(sock, ack)``: called with the client's first ACK (of the OACK, or of block 1)
-    before anything else is done with it; True: the transfer went to another worker with its
-    socket (services/tftp/balance.py) and ends here as ``moved``. ``moved``: such a transfer's
-    socket and first ACK, taken here (the session's first answer, already sent by the worker
-    it comes from, is dropped and the ACK handed to the session).
+    ``relocate(sock, ack, resume)``: called with the client's first ACK (of the OACK, or of
+    block 1) before anything else is done with it (``resume`` 0), and every
+    ``RECHECK_BLOCKS`` lock-step blocks with ``ack`` b"" and the block to resume at
+    (:meth:`ReadSession.resume_point`); True: the transfer went to another worker with its
+    socket (services/tftp/balance.py) and ends here as ``moved``. ``moved``: such a
+    transfer's socket and first ACK (b"": moved between blocks), taken here (the session's
+    first answer, already sent by the worker it comes from, is dropped and the ACK handed to
+    the session).
     """
 
     def __init__(self, bind: str, session: ReadSession,
                  on_finish: Callable[[], None] | None = None,
-                 relocate: Callable[[socket.socket, bytes], bool] | None = None,
+                 relocate: Callable[[socket.socket, bytes, int], bool] | None = None,
                  moved: tuple[socket.socket, bytes] | None = None) -> None:
         super().__init__(bind, session, blocking=False,
                          sock=None if moved is None else moved[0])
         self._on_finish = on_finish
-        self._relocate = relocate  # until the first datagram from the client
+        # until the first datagram from the client; and between lock-step blocks
+        self._relocate = relocate if moved is None else None
+        self._midway = relocate if session.windowsize == 1 else None
+        self._count = 0  # lock-step blocks since the last _recheck (event-loop path)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._recv = self._sock.recv
@@ -208,12 +216,14 @@ class Transfer(_Sockets):
         if self._lockstep and _pump is not None:
             # the compiled pump serves the socket (services/tftp/pump.py), not the loop
             self._slot = _pump.Slot(self._sock.fileno(), self, session)
+            self._slot.recheck = RECHECK_BLOCKS if self._midway is not None else 0
             self._pump = _pump_of(self._loop)
             self._pump.add(self._slot)
         else:
             self._loop.add_reader(self._sock.fileno(), self._on_readable)
         if moved is not None:
             session.datagrams_to_send(0.0)  # sent by the worker the transfer comes from
+        if moved is not None and moved[1]:
             self._handle(moved[1])
         else:
             self._flush()
@@ -262,6 +272,11 @@ class Transfer(_Sockets):
                 self._datagram = _frame(3, (number + 1) & 0xFFFF) + payload
                 if self._timer is None or deadline < self._timer_at:
                     self._arm(deadline)
+                if self._midway is not None:
+                    self._count += 1
+                    if self._count >= RECHECK_BLOCKS:
+                        self._count = 0
+                        self._recheck()
                 return
             self._ack = None
             self._flush()
@@ -273,7 +288,7 @@ class Transfer(_Sockets):
         if self._relocate is not None:
             relocate, self._relocate = self._relocate, None
             if data == _frame(4, 0 if session.options.oack else 1) and \
-                    session.retransmits == 0 and relocate(self._sock, data):
+                    session.retransmits == 0 and relocate(self._sock, data, 0):
                 session.finish("moved", "moved to the worker on the client's CPU")
                 self._flush()
                 return
@@ -284,6 +299,19 @@ class Transfer(_Sockets):
         else:
             session.receive(data, session.peer, self._loop.time())
         self._flush()
+
+    def _recheck(self) -> bool:
+        """Between lock-step blocks, now and then: a client whose datagrams arrive on another
+        worker's CPU now (the scheduler moved it) takes its transfer there. True: moved."""
+        session = self.session
+        if self._midway is None or self._sock is None:
+            return False
+        block = session.resume_point()
+        if not block or not self._midway(self._sock, b"", block):
+            return False
+        session.finish("moved", "moved to the worker on the client's CPU")
+        self._flush()
+        return True
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -147,3 +147,55 @@ async def test_no_move_when_the_client_is_on_this_workers_cpu(workers, root, cpu
 
 def test_the_slack_grows_with_the_load():
     assert [move_slack(n) for n in (0, 1, 8, 9, 12, 40)] == [2, 2, 2, 2, 3, 10]
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cached-file", "streamed-file"])
+async def test_a_transfer_follows_its_client_to_another_cpu(root, tmp_path, cpu, cached):
+    """The client's datagrams arrive on worker 0's CPU at its first ACK (no move), then on
+    worker 1's (as if the scheduler had moved the client): within RECHECK_BLOCKS blocks the
+    lock-step transfer moves to worker 1 between two blocks, with its socket, and goes on
+    from the block in flight there (from the cache, or read from the file's offset)."""
+    body = os.urandom(300 * 512 + 100)
+    (root / "mid.bin").write_bytes(body)
+    servers: list[TftpServer] = []
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o700)
+    client = RawClient()
+    try:
+        port = 0
+        for index in range(2):
+            srv = TftpServer(section(root, port=port, transfer_threads=0,
+                                     cache_file_max=(1 << 20) if cached else 1024),
+                             StaticInventory(hosts=HOSTS, profiles=PROFILES), worker=index)
+            srv.balancer = Balancer(index, 2, str(shared), 69,
+                                    deliver=srv.on_handed, busy=srv.handling)
+            srv.balancer.adopt = srv.on_adopt
+            srv.records = []
+            srv.address = await srv.start()
+            port = srv.address[1]
+            servers.append(srv)
+        servers[0].balancer.publish_cpu(cpu)
+        servers[1].balancer.publish_cpu(cpu + 1)
+        steer_to_first(servers[0].listener.transport.get_extra_info("socket"))
+        request = codec.encode(codec.Request(codec.Opcode.RRQ, "mid.bin", "octet", ()))
+        await client.send(request, servers[0].address)
+        message, peer = await first_data(client)
+        data, ports = bytearray(message.data), {peer[1]}
+        while len(message.data) == 512:
+            if message.block == 5:  # the client is elsewhere now
+                servers[0].balancer.publish_cpu(cpu + 1)
+                servers[1].balancer.publish_cpu(cpu)
+            await client.send(codec.encode(codec.Ack(message.block)), peer)
+            message, answered = await first_data(client)
+            ports.add(answered[1])
+            data += message.data
+        await client.send(codec.encode(codec.Ack(message.block)), peer)
+        assert bytes(data) == body and len(ports) == 1, ports
+        await wait_until(lambda: servers[1].records, "the record on worker 1")
+        assert [(r.result, r.bytes) for r in servers[1].records] == [("ok", len(body))]
+        assert not servers[0].records and servers[0].balancer.moved == 1
+        assert not servers[1].records[0].retransmits
+    finally:
+        client.close()
+        for srv in servers:
+            await srv.close()
