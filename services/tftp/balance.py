@@ -248,7 +248,9 @@ class Balancer:
                 self._sock.sendto(header + data, self._names[j])
             return True
         except OSError as exc:
-            if kind != RELEASE:
+            # a move not taken (the target's queue is full: net.unix.max_dgram_qlen, or it is
+            # gone): the transfer simply stays here, and a later check may move it
+            if kind not in (RELEASE, MOVE, RESUME):
                 self._down[j] = time.monotonic() + DOWN_S
                 metrics.HANDOVERS.labels("failed").inc()
                 log.warning("handover_failed", worker=self.index, to_worker=j, peer=addr[0],

@@ -15,7 +15,7 @@ from tftp_rawclient import RawClient
 from tftp_serverkit import HOSTS, PROFILES, section
 
 from services.tftp import codec
-from services.tftp.balance import Balancer, move_slack
+from services.tftp.balance import Balancer, move_slack, socket_path
 from services.tftp.server import TftpServer
 from shared.cache import StaticInventory
 
@@ -199,3 +199,18 @@ async def test_a_transfer_follows_its_client_to_another_cpu(root, tmp_path, cpu,
         client.close()
         for srv in servers:
             await srv.close()
+
+
+async def test_a_move_not_taken_leaves_the_transfer_here(workers, root, tmp_path):
+    """Worker 1's hand-over socket is gone (as with a worker that died): the move fails and
+    the transfer goes on where it is, from the same port, to the end."""
+    os.unlink(socket_path(str(tmp_path / "shared"), 69, 1))
+    client = RawClient()
+    try:
+        data, ports = await fetch_one_port(client, workers)
+        assert data == (root / "small.bin").read_bytes() and len(ports) == 1
+        await wait_until(lambda: workers[0].records, "the record on worker 0")
+        assert [r.result for r in workers[0].records] == ["ok"] and not workers[1].records
+        assert workers[0].balancer.moved == 0
+    finally:
+        client.close()
