@@ -68,8 +68,9 @@ SO_INCOMING_CPU = getattr(socket, "SO_INCOMING_CPU", 49)  # asm-generic/socket.h
 
 def move_slack(load: int) -> int:
     """How many more requests than this worker's ``load`` (after the move) a worker may have
-    and still be given a transfer moved to its CPU: 2, or a quarter of the load."""
-    return max(2, load // 4)
+    and still be given a transfer moved to its CPU: 4, or half the load (a quarter measured
+    5% slower with 50 clients on 2 CPUs: docs/benchmarks.md)."""
+    return max(4, load // 2)
 
 
 def incoming_cpu(sock: socket.socket) -> int:

@@ -146,7 +146,7 @@ async def test_no_move_when_the_client_is_on_this_workers_cpu(workers, root, cpu
 
 
 def test_the_slack_grows_with_the_load():
-    assert [move_slack(n) for n in (0, 1, 8, 9, 12, 40)] == [2, 2, 2, 2, 3, 10]
+    assert [move_slack(n) for n in (0, 1, 8, 9, 12, 40)] == [4, 4, 4, 4, 6, 20]
 
 
 @pytest.mark.parametrize("cached", [True, False], ids=["cached-file", "streamed-file"])
