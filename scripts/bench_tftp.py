@@ -22,7 +22,8 @@ the scheduler, that is a coin toss per transfer, and a median of 3 compared coin
 2026-11-29 measured tftpd-hpa at 84 MB/s and bootyard at 32 in the same round). So with 2+ CPUs
 the one-client rounds pin every server to CPU 0 and the client to CPU 1 (``--placement cross``,
 like a client on another machine), or both to CPU 0 (``same``), or leave it (``free``); the
-concurrent round always runs unpinned.
+concurrent rounds run with the clients unpinned and every server back where it placed itself
+(bootyard's workers pin themselves: ``tftp.pin_workers``).
 
 atftpd conflicts with tftpd-hpa as a package: it is unpacked with apt-get download + dpkg -x
 into --cache. Run as root, wrapped in flock /tmp/bootyard-bench.lock (the make target does).
@@ -145,15 +146,35 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def pin(procs: dict, cpus: str | None) -> None:
+def pin(procs: dict, cpus: str | None) -> dict[int, set[int]]:
     """Pin every server (all its threads and processes; children forked later inherit it)
-    to ``cpus``."""
+    to ``cpus``; returns each thread's CPU set as it was, for :func:`unpin`."""
+    saved: dict[int, set[int]] = {}
     if cpus is None:
-        return
+        return saved
+    wanted = {int(cpu) for part in cpus.split(",") for cpu in (
+        range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1))}
     for proc in procs.values():
         for pid in descendants(proc.pid):
-            subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], check=False,
-                           capture_output=True)
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    saved[int(task.name)] = os.sched_getaffinity(int(task.name))
+                    os.sched_setaffinity(int(task.name), wanted)
+                except OSError:
+                    pass  # gone meanwhile
+    return saved
+
+
+def unpin(saved: dict[int, set[int]]) -> None:
+    """Give every thread :func:`pin` moved its own CPU set back: bootyard's workers pin
+    themselves (``tftp.pin_workers``), and the many-client rounds measure the service as it
+    places itself, not as the one-client rounds left it (before 2026-12-06 10:00 they ran with
+    the workers unpinned)."""
+    for tid, cpus in saved.items():
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:
+            pass
 
 
 def atftp(server: str, remote: str, local: str, blksize: int, window: int | None,
@@ -264,8 +285,8 @@ def main() -> int:
         ns.run("ip", "link", "set", "veth0", "up")
         ns.run("ip", "link", "set", "veth1", "up")
         procs = start_servers(ns, root, work, Path(args.cache), sys.executable, args.workers)
-        pin({k: v for k, v in procs.items() if k in ("bootyard", "tftpd-hpa", "dnsmasq",
-                                                     "atftpd")}, server_cpu)
+        saved = pin({k: v for k, v in procs.items() if k in ("bootyard", "tftpd-hpa", "dnsmasq",
+                                                             "atftpd")}, server_cpu)
         want = hashlib.sha256((root / "bench.bin").read_bytes()).hexdigest()
         for server in PORTS:  # correctness first: every server hands out the same bytes
             out = work / f"check-{server}"
@@ -290,7 +311,7 @@ def main() -> int:
                     size / t / 1e6)
                 t = fetch_time(ns, server, "bench.bin", 1468)
                 runs.setdefault((server, "blksize 1468"), []).append(size / t / 1e6)
-        pin(procs, None if server_cpu is None else f"0-{cpus - 1}")  # concurrent: unpinned
+        unpin(saved)  # the many-client rounds: every server placed as it placed itself
         wanted = set(args.many.split(","))
         many = [s for s in PORTS if s.startswith("bootyard-w") or s in wanted]
         many.sort(key=lambda s: (not s.startswith("bootyard"), list(PORTS).index(s)))

@@ -68,10 +68,11 @@ async def serve(cfg: TftpSettings, stop: asyncio.Event) -> None:
         await serve_transfers(cfg, stop)
 
 
-def pin(index: int) -> None:
+def pin(index: int) -> int | None:
     """Run this worker only on the ``index``-th CPU it may run on (modulo their number): with a
     CPU of its own a worker keeps its clients' wake-ups, and their data, on that CPU's caches
-    (docs/benchmarks.md). A CPU set that cannot be changed leaves the worker where it was."""
+    (docs/benchmarks.md). A CPU set that cannot be changed leaves the worker where it was.
+    Returns the CPU (None: not pinned)."""
     cpus = sorted(os.sched_getaffinity(0))
     cpu = cpus[index % len(cpus)]
     try:
@@ -79,15 +80,17 @@ def pin(index: int) -> None:
     except OSError as exc:
         log.warning("pin_failed", worker=index, cpu=cpu, reason=exc.strerror,
                     effect="this worker runs on any of its CPUs (tftp.pin_workers)")
-        return
+        return None
     log.info("pinned", worker=index, cpu=cpu)
+    return cpu
 
 
 async def serve_transfers(cfg: TftpSettings, stop: asyncio.Event) -> None:
     section = cfg.tftp
     worker = runtime.worker()
+    cpu = None
     if worker is not None and worker.count > 1 and section.pin_workers:
-        pin(worker.index)
+        cpu = pin(worker.index)
     if worker is not None:
         section = dataclasses.replace(section,
                                       max_transfers=section.max_transfers // worker.count,
@@ -108,6 +111,9 @@ async def serve_transfers(cfg: TftpSettings, stop: asyncio.Event) -> None:
         try:
             server.balancer = Balancer(worker.index, worker.count, shared_dir, section.port,
                                        deliver=server.on_handed, busy=server.handling)
+            # a transfer moves to the worker on its client's CPU (pinned workers only)
+            server.balancer.adopt = server.on_adopt
+            server.balancer.publish_cpu(cpu)
         except OSError as exc:
             log.warning("handover_unavailable", worker=worker.index, directory=shared_dir,
                         reason=exc.strerror or repr(exc),

@@ -23,7 +23,20 @@ here, so a dead worker never loses a request for good.
 Shared memory (int64, each slot written by one worker only): ``load[j]`` (requests worker j
 is handling), ``sent[i][j]`` (new requests i handed to j) and ``taken[i][j]`` (those j has
 taken): i counts j as ``load[j] + sent[i][j] - taken[i][j]``, so a burst handed over before j
-has taken any is counted at once.
+has taken any is counted at once; ``cpu[j]`` (1 + the CPU worker j is pinned to, 0: not
+pinned).
+
+CPU-local transfers (:meth:`Balancer.move`): a lock-step block costs least when the worker and
+the client's datagrams are on one CPU (no cross-CPU wake-up each way, the data in that CPU's
+caches: how tftpd-hpa's forked children run beside their clients). Where a request lands says
+nothing of that (the kernel does not record the CPU of a datagram on an unconnected socket),
+but the transfer's connected socket does (``SO_INCOMING_CPU``). So at the client's first ACK a
+transfer whose client's datagrams arrive on another worker's CPU is moved there: its connected
+socket goes over the unix socket (``SCM_RIGHTS``) with the request and that ACK, and the
+worker there rebuilds the session from the request (negotiation and the first answer are a
+function of the request and the file, so they are exactly what the client has) and hands it
+the ACK. The client sees one transfer ID throughout. A move keeps the load spread: it is made
+only while the target would have at most ``move_slack(load)`` more requests than this worker.
 """
 
 from __future__ import annotations
@@ -42,11 +55,30 @@ from shared import logs
 log = logs.get_logger("tftp")
 Address = tuple[str, int]
 
-NEW, ROUTED, RELEASE = 1, 2, 3  # a new request handed over; a datagram on a route; route done
+# a new request handed over; a datagram on a route; route done; a transfer moved (with its
+# socket) at its first ACK; a lock-step transfer moved in its middle
+NEW, ROUTED, RELEASE, MOVE, RESUME = 1, 2, 3, 4, 5
+_BLOCK = struct.Struct("!Q")  # RESUME: the block sent and not yet ACKed
 _HEADER = struct.Struct("!BBQ4sH")  # kind, from worker, sequence, client IPv4, client port
 ROUTES_MAX = 65536          # routes kept at most (the oldest go first)
 DOWN_S = 1.0                # a worker that did not take a message is skipped this long
 BUFFER = 4 << 20            # the unix socket's receive buffer (a storm's requests)
+SO_INCOMING_CPU = getattr(socket, "SO_INCOMING_CPU", 49)  # asm-generic/socket.h
+
+
+def move_slack(load: int) -> int:
+    """How many more requests than this worker's ``load`` (after the move) a worker may have
+    and still be given a transfer moved to its CPU: 4, or half the load (a quarter measured
+    5% slower with 50 clients on 2 CPUs: docs/benchmarks.md)."""
+    return max(4, load // 2)
+
+
+def incoming_cpu(sock: socket.socket) -> int:
+    """The CPU the last datagram on a connected socket arrived on (-1: none yet)."""
+    try:
+        return sock.getsockopt(socket.SOL_SOCKET, SO_INCOMING_CPU)
+    except OSError:
+        return -1
 
 
 def socket_path(directory: str, port: int, index: int) -> str:
@@ -67,7 +99,7 @@ class Balancer:
                  busy: Callable[[Address], bool]) -> None:
         self.index, self.count = index, count
         self._deliver, self._busy = deliver, busy
-        size = 8 * (count + 2 * count * count)
+        size = 8 * (2 * count + 2 * count * count)
         fd = os.open(os.path.join(directory, f"tftp-balance-{port}.bin"),
                      os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -95,6 +127,11 @@ class Balancer:
         self._sequence = 0
         self.forwarded = 0   # new requests handed to another worker
         self.taken = 0       # new requests taken from other workers
+        self.moved = 0       # started transfers moved to the worker on the client's CPU
+        self.adopted = 0     # started transfers moved here
+        # (request datagram, first ACK or b"", client, socket, block to resume at or 0): a
+        # transfer moved here
+        self.adopt: Callable[[bytes, bytes, Address, socket.socket, int], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -103,16 +140,34 @@ class Balancer:
 
     def close(self) -> None:
         if self._sock.fileno() >= 0:
-            log.info("handovers", worker=self.index, sent=self.forwarded, taken=self.taken)
+            log.info("handovers", worker=self.index, sent=self.forwarded, taken=self.taken,
+                     moved=self.moved, adopted=self.adopted)
             if self._loop is not None:
                 self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
         self.publish(0)
+        self.publish_cpu(None)
 
     # -- shared memory ---------------------------------------------------------------------------
     def publish(self, load: int) -> None:
         """This worker's load (requests being handled): one aligned store, from any thread."""
         self._slots[self.index] = load
+
+    def publish_cpu(self, cpu: int | None) -> None:
+        """The CPU this worker is pinned to (None: not pinned; then no transfer moves here)."""
+        self._slots[self._cpu_slot(self.index)] = 0 if cpu is None else cpu + 1
+
+    def _cpu_slot(self, j: int) -> int:
+        return self.count + 2 * self.count * self.count + j
+
+    def worker_on(self, cpu: int) -> int:
+        """The worker pinned to ``cpu`` (-1: none)."""
+        if cpu >= 0:
+            slots = self._slots
+            for j in range(self.count):
+                if slots[self._cpu_slot(j)] == cpu + 1:
+                    return j
+        return -1
 
     def _sent_slot(self, i: int, j: int) -> int:
         return self.count + i * self.count + j
@@ -157,15 +212,46 @@ class Balancer:
         metrics.HANDOVERS.labels("sent").inc()
         return True
 
-    def _send(self, j: int, kind: int, addr: Address, data: bytes) -> bool:
+    def move(self, request: bytes, ack: bytes, addr: Address, sock: socket.socket,
+             load: int, resume: int = 0) -> bool:
+        """A transfer of ``addr``'s has just read the client's first ACK (``ack``) on
+        ``sock``, or (``resume``) is a lock-step transfer between blocks with block ``resume``
+        sent and not ACKed: True if it went, with ``request`` and the socket, to the worker
+        on the CPU the client's last datagram arrived on (see the module's doc); then this
+        worker's copy of the socket is to be closed and the transfer forgotten. ``load``:
+        this worker's, the transfer included."""
+        j = self.worker_on(incoming_cpu(sock))
+        if j < 0 or j == self.index or self._down[j] > time.monotonic():
+            return False
+        if self.load_of(j) + 1 > load - 1 + move_slack(load):
+            return False
+        body = ack + request if not resume else _BLOCK.pack(resume) + request
+        if not self._send(j, RESUME if resume else MOVE, addr, body, sock.fileno()):
+            return False
+        slot = self._sent_slot(self.index, j)
+        self._slots[slot] = self._slots[slot] + 1
+        if len(self._routes) >= ROUTES_MAX:
+            del self._routes[next(iter(self._routes))]
+        self._routes[addr] = [j, self._sequence]  # the client's copies and next request
+        self.moved += 1
+        metrics.MOVED.labels("sent").inc()
+        return True
+
+    def _send(self, j: int, kind: int, addr: Address, data: bytes, fd: int = -1) -> bool:
         self._sequence += 1
         header = _HEADER.pack(kind, self.index, self._sequence, socket.inet_aton(addr[0]),
                               addr[1])
         try:
-            self._sock.sendto(header + data, self._names[j])
+            if fd >= 0:
+                self._sock.sendmsg([header, data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                     struct.pack("i", fd))], 0, self._names[j])
+            else:
+                self._sock.sendto(header + data, self._names[j])
             return True
         except OSError as exc:
-            if kind != RELEASE:
+            # a move not taken (the target's queue is full: net.unix.max_dgram_qlen, or it is
+            # gone): the transfer simply stays here, and a later check may move it
+            if kind not in (RELEASE, MOVE, RESUME):
                 self._down[j] = time.monotonic() + DOWN_S
                 metrics.HANDOVERS.labels("failed").inc()
                 log.warning("handover_failed", worker=self.index, to_worker=j, peer=addr[0],
@@ -177,13 +263,21 @@ class Balancer:
     def _on_readable(self) -> None:
         for _ in range(64):  # bounded per wake-up: the loop has other work
             try:
-                message = self._sock.recv(70000)
+                message, ancillary, _flags, _from = self._sock.recvmsg(
+                    70000, socket.CMSG_SPACE(struct.calcsize("i")))
             except OSError:
                 return
+            passed = _passed_socket(ancillary)
             if len(message) < _HEADER.size:
+                if passed is not None:
+                    passed.close()
                 continue
             kind, origin, sequence, ip, port = _HEADER.unpack_from(message)
-            if origin >= self.count or origin == self.index:
+            moving = kind in (MOVE, RESUME)
+            if origin >= self.count or origin == self.index or (passed is None) == moving or (
+                    moving and self.adopt is None):
+                if passed is not None:
+                    passed.close()
                 continue
             addr = (socket.inet_ntoa(ip), port)
             if kind == RELEASE:
@@ -191,13 +285,24 @@ class Balancer:
                 if route is not None and route[0] == origin and route[1] == sequence:
                     del self._routes[addr]
                 continue
-            if kind == NEW:
+            if kind == NEW or moving:
                 slot = self._taken_slot(origin, self.index)
                 self._slots[slot] = self._slots[slot] + 1
+            if kind == NEW:
                 self.taken += 1
                 metrics.HANDOVERS.labels("taken").inc()
             self._origins[addr] = (origin, sequence)
-            self._deliver(message[_HEADER.size:], addr)
+            if moving:
+                self.adopted += 1
+                metrics.MOVED.labels("taken").inc()
+                body = message[_HEADER.size:]
+                if kind == MOVE:
+                    self.adopt(body[4:], body[:4], addr, passed, 0)
+                else:
+                    self.adopt(body[_BLOCK.size:], b"", addr, passed,
+                               _BLOCK.unpack_from(body)[0])
+            else:
+                self._deliver(message[_HEADER.size:], addr)
             self.settle(addr)
 
     def settle(self, addr: Address) -> None:
@@ -214,3 +319,26 @@ class Balancer:
             self._sock.sendto(header, self._names[origin[0]])
         except OSError:
             pass  # that worker is gone: its routes with it
+
+
+def _passed_socket(ancillary) -> socket.socket | None:
+    """The UDP socket passed with a message (SCM_RIGHTS), if any; any other descriptor is
+    closed."""
+    found = None
+    for level, kind, data in ancillary:
+        if level != socket.SOL_SOCKET or kind != socket.SCM_RIGHTS:
+            continue
+        size = struct.calcsize("i")
+        for k in range(len(data) // size):
+            fd = struct.unpack_from("i", data, k * size)[0]
+            if found is None:
+                try:
+                    found = socket.socket(fileno=fd)
+                    if found.type != socket.SOCK_DGRAM:
+                        found.close()
+                        found = None
+                except OSError:
+                    os.close(fd)
+            else:
+                os.close(fd)
+    return found

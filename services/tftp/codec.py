@@ -101,7 +101,10 @@ class OAck:
 
 
 Message = Request | Data | Ack | Error | OAck
-_HEADER = struct.Struct("!HH")
+# (opcode, block or error code): the 4-octet header of DATA, ACK and ERROR (RFC 1350). The one
+# definition: the session and the transport frame the per-block DATA and ACK with HEADER.pack
+# (services/tftp/pump.py frames the same 4 octets in C)
+HEADER = struct.Struct("!HH")
 
 
 def _ascii(raw: bytes, what: str) -> str:
@@ -141,7 +144,7 @@ def decode(datagram: bytes) -> Message:
     """Decode one datagram; raises only DecodeError."""
     if len(datagram) < 4:
         raise DecodeError(f"datagram of {len(datagram)} bytes is shorter than any TFTP packet")
-    opcode, second = _HEADER.unpack_from(datagram)
+    opcode, second = HEADER.unpack_from(datagram)
     if opcode == Opcode.ACK:
         return Ack(second)
     if opcode == Opcode.DATA:
@@ -176,11 +179,11 @@ def _cstring(text: str) -> bytes:
 
 def encode(message: Message) -> bytes:
     if isinstance(message, Data):
-        return _HEADER.pack(Opcode.DATA, message.block) + message.data
+        return HEADER.pack(Opcode.DATA, message.block) + message.data
     if isinstance(message, Ack):
-        return _HEADER.pack(Opcode.ACK, message.block)
+        return HEADER.pack(Opcode.ACK, message.block)
     if isinstance(message, Error):
-        return _HEADER.pack(Opcode.ERROR, message.code) + _cstring(message.message)
+        return HEADER.pack(Opcode.ERROR, message.code) + _cstring(message.message)
     if isinstance(message, OAck):
         body = b"".join(_cstring(k) + _cstring(v) for k, v in message.options)
         return struct.pack("!H", Opcode.OACK) + body

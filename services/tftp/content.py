@@ -31,6 +31,10 @@ class BytesSource:
         self._pos += len(chunk)
         return chunk
 
+    def skip(self, n: int) -> None:
+        """Move ``n`` octets on without reading them (a transfer resumed midway)."""
+        self._pos = min(self._pos + n, len(self._view))
+
     def close(self) -> None:
         self._view = memoryview(b"")
 
@@ -68,6 +72,16 @@ class FileSource:
         self._pos = min(n, len(self._chunk))
         return self._chunk[:self._pos]
 
+    def skip(self, n: int) -> None:
+        """Move ``n`` octets on without reading them (a transfer resumed midway)."""
+        left = len(self._chunk) - self._pos
+        if n <= left:
+            self._pos += n
+            return
+        os.lseek(self._fd, n - left, os.SEEK_CUR)
+        self._chunk = memoryview(b"")
+        self._pos = 0
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -92,6 +106,14 @@ class NetasciiSource:
         out = bytes(self._buffer[:n])
         del self._buffer[:n]
         return out
+
+    def skip(self, n: int) -> None:
+        """Move ``n`` (converted) octets on (read and dropped: never on the per-block path)."""
+        while n > 0:
+            got = len(self.read(min(n, 65536)))
+            if not got:
+                return
+            n -= got
 
     def close(self) -> None:
         self._inner.close()

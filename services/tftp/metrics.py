@@ -39,3 +39,7 @@ CACHE = metrics.counter("bootyard_tftp_cache_total",
 HANDOVERS = metrics.counter("bootyard_tftp_handovers_total",
                             "New requests handed between worker processes (tftp.workers > 1), "
                             "by direction", {"direction": ("sent", "taken", "failed")})
+MOVED = metrics.counter("bootyard_tftp_moved_total",
+                        "Started transfers moved, at the client's first ACK, to the worker on "
+                        "the CPU its datagrams arrive on (tftp.workers > 1, pinned), by "
+                        "direction", {"direction": ("sent", "taken")})

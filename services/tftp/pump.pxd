@@ -46,6 +46,8 @@ cdef class Slot:
     cdef public int block
     cdef public object payload
     cdef public double timer_at
+    cdef public int recheck
+    cdef int count
     cdef public object session
     cdef public object transfer
     cdef object step

@@ -6,11 +6,12 @@ loop's callback for the ready socket, the socket module's ``recv`` (a new bytes 
 lock-step transfer's socket of one event loop from one epoll set: the loop watches the set's
 descriptor, and one :meth:`Pump.service` call reads each ready socket with ``recv(2)`` into a
 buffer of its own; a datagram equal to the transfer's expected ACK (compared by block number)
-is answered at once with the prepared DATA (``sendmsg(2)`` of a header framed here and the
-payload where it lies: no copy) and the session does its bookkeeping (``lockstep_sent``) and
-prepares the next block; everything else (another datagram, the last block's ACK) goes to the
-transfer's Python path (``Transfer._handle``, ``Transfer._flush``), and so do the timers. So the
-RFC rules stay in one place, the session, and this module only moves datagrams.
+is answered at once with the prepared DATA (``sendmsg(2)`` of a header framed here, as
+``codec.HEADER`` frames it, and the payload where it lies: no copy) and the session does its
+bookkeeping (``lockstep_sent``) and prepares the next block; everything else (another
+datagram, the last block's ACK) goes to the transfer's Python path (``Transfer._handle``,
+``Transfer._flush``), and so do the timers. So the RFC rules stay in one place, the session,
+and this module only moves datagrams.
 
 Built by scripts/build_native.py with Cython from this source and ``pump.pxd`` (the C
 declarations); run as plain Python it refuses to import, and the transport then drives each
@@ -48,6 +49,8 @@ class Slot:
         self.block = -1
         self.payload = None
         self.timer_at = NO_TIMER
+        self.recheck = 0  # every this many blocks, ask the transfer where its client is
+        self.count = 0
 
     @cython.cfunc
     def serve(self, buf: cython.p_char, now: object) -> cython.bint:
@@ -88,6 +91,11 @@ class Slot:
             self.block = number & 0xFFFF
             if deadline < self.timer_at:
                 self.transfer._arm(deadline)
+            if self.recheck > 0:
+                self.count += 1
+                if self.count >= self.recheck:
+                    self.count = 0
+                    self.transfer._recheck()  # may move the transfer: this slot then goes
             return True
         self.transfer._handle(buf[:n])
         return False

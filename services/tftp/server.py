@@ -82,6 +82,9 @@ class _Handling:
     rules, admission, rendering) the client has had no answer, and they are copies."""
     transfer: Transfer | ThreadTransfer | None = None
     seen: float = 0.0  # when the peer last sent its request (loop time): waiting keeps its place
+    # a transfer another worker started and moved here (balance.py): its socket, the first ACK
+    # (or b""), the block to resume at (or 0)
+    moved: tuple[socket.socket, bytes, int] | None = None
 
 
 class TftpServer:
@@ -150,6 +153,21 @@ class TftpServer:
         as if it had come to this worker's listener, and never handed on again."""
         self.on_datagram(data, addr, handed=True)
 
+    def on_adopt(self, data: bytes, ack: bytes, addr: tuple[str, int],
+                 sock: socket.socket, resume: int = 0) -> None:
+        """A transfer another worker started and moved here at the client's first ACK
+        (services/tftp/balance.py, ``Balancer.move``): served from its socket, its session
+        rebuilt from the request and given that ACK; or (``resume``) a lock-step transfer
+        moved between blocks, its session rebuilt at block ``resume``."""
+        try:
+            message = codec.decode(data)
+        except codec.DecodeError:
+            message = None
+        if not isinstance(message, codec.Request) or addr in self._busy:
+            sock.close()  # not from a worker of ours, or the client has asked here meanwhile
+            return
+        self._start(message, addr, moved=(sock, ack, resume))
+
     def handling(self, addr: tuple[str, int]) -> bool:
         """Whether a request of ``addr``'s is being handled here (its transfer included)."""
         return addr in self._busy
@@ -198,8 +216,10 @@ class TftpServer:
             return
         self._start(message, addr)
 
-    def _start(self, message: codec.Request, addr: tuple[str, int]) -> None:
-        handling = self._busy[addr] = _Handling(seen=asyncio.get_running_loop().time())
+    def _start(self, message: codec.Request, addr: tuple[str, int],
+               moved: tuple[socket.socket, bytes, int] | None = None) -> None:
+        handling = self._busy[addr] = _Handling(seen=asyncio.get_running_loop().time(),
+                                                moved=moved)
         task = asyncio.create_task(self._handle(message, addr, handling))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -296,6 +316,8 @@ class TftpServer:
             if slot:
                 self._slots.release()
             self._release(addr, handling)
+            if handling.moved is not None:  # moved here, but refused or failed before serving
+                handling.moved[0].close()
 
     async def _admit(self, handling: _Handling) -> bool:
         """A transfer slot, waited for in order while the client keeps asking: a request
@@ -444,17 +466,23 @@ class TftpServer:
     async def _transfer(self, request, addr, source, size, record: Record,
                         started: float, handling: _Handling) -> None:
         loop = asyncio.get_running_loop()
-        session = ReadSession(addr, source, size, request, self.limits, loop.time())
+        moved, handling.moved = handling.moved, None  # the socket is the Transfer's from here
+        session = ReadSession(addr, source, size, request, self.limits, loop.time(),
+                              resume_at=moved[2] if moved is not None else 0)
         record.blksize, record.windowsize = session.blksize, session.windowsize
         metrics.IN_FLIGHT.inc()
         transfer = None
         try:
             release = functools.partial(self._release, addr, handling)
-            if self._threaded < self.cfg.transfer_threads:
+            if moved is not None:
+                transfer = Transfer(self.cfg.bind, session, release, moved=moved[:2],
+                                    relocate=self._relocator(request, addr, record))
+            elif self._threaded < self.cfg.transfer_threads:
                 transfer = ThreadTransfer(self.cfg.bind, session, release)
                 self._threaded += 1
             else:
-                transfer = Transfer(self.cfg.bind, session, release)
+                transfer = Transfer(self.cfg.bind, session, release,
+                                    relocate=self._relocator(request, addr, record))
             self._transfers.add(transfer)
             handling.transfer = transfer
             await transfer.done
@@ -474,7 +502,7 @@ class TftpServer:
                 if isinstance(transfer, ThreadTransfer):
                     self._threaded -= 1
                 self._release(addr, handling)
-                following = session.next_request
+                following = session.next_request if session.result != "moved" else None
                 if following is not None and addr not in self._busy:
                     self._serve(following, addr)  # the client's next request (unless a
                     # retransmission of it has already started it)
@@ -483,22 +511,42 @@ class TftpServer:
                 close()
             if not session.finished:
                 session.finish("aborted", "transfer socket closed")
-            record.result, record.detail = session.result, session.detail
-            record.bytes, record.retransmits = session.bytes_sent, session.retransmits
-            record.duration = time.monotonic() - started
-            metrics.BYTES.inc(session.bytes_sent)
-            metrics.RETRANSMITS.inc(session.retransmits)
-            metrics.DURATION.observe(record.duration)
-            if session.foreign:
-                metrics.FOREIGN.inc(session.foreign)
-            if session.malformed:
-                metrics.MALFORMED.labels("transfer").inc(session.malformed)
-            if record.mac is None and self.leases is not None:
-                try:
-                    record.mac = await asyncio.wait_for(self._mac_of(addr[0]), 2.0)
-                except (TimeoutError, InventoryUnavailable):
-                    pass
-            self._record(record)
+            if session.result != "moved":  # a moved transfer is recorded where it ends
+                await self._summarise(session, record, addr, started)
+
+    def _relocator(self, request: codec.Request, addr: tuple[str, int], record: Record):
+        """What a transfer on the event loop calls with the client's first ACK, and a
+        lock-step one between blocks now and then: whether it moved to the worker on the
+        client's CPU (services/tftp/balance.py). Only files (a rendered config is rendered
+        once: a one-shot boot is cleared when it is served) in octet mode, and only with
+        workers sharing requests."""
+        if self.balancer is None or record.source not in ("cache", "disk") or \
+                request.mode != "octet":
+            return None
+        balancer, datagram = self.balancer, codec.encode(request)
+
+        def relocate(sock: socket.socket, ack: bytes, resume: int) -> bool:
+            return balancer.move(datagram, ack, addr, sock, len(self._busy), resume)
+        return relocate
+
+    async def _summarise(self, session: ReadSession, record: Record, addr, started) -> None:
+        """The transfer's summary: record, metrics, the client's MAC, log line, event."""
+        record.result, record.detail = session.result, session.detail
+        record.bytes, record.retransmits = session.bytes_sent, session.retransmits
+        record.duration = time.monotonic() - started
+        metrics.BYTES.inc(session.bytes_sent)
+        metrics.RETRANSMITS.inc(session.retransmits)
+        metrics.DURATION.observe(record.duration)
+        if session.foreign:
+            metrics.FOREIGN.inc(session.foreign)
+        if session.malformed:
+            metrics.MALFORMED.labels("transfer").inc(session.malformed)
+        if record.mac is None and self.leases is not None:
+            try:
+                record.mac = await asyncio.wait_for(self._mac_of(addr[0]), 2.0)
+            except (TimeoutError, InventoryUnavailable):
+                pass
+        self._record(record)
 
     # -- the one summary record ----------------------------------------------------------------
     def _record(self, record: Record) -> None:

@@ -44,7 +44,6 @@ Rules it keeps:
 from __future__ import annotations
 
 import dataclasses
-import struct
 from collections.abc import Callable
 from typing import Final, Protocol
 
@@ -53,12 +52,15 @@ from services.tftp.codec import ErrorCode
 
 Address = tuple[str, int]
 UNKNOWN_TID_REPLY = codec.error(ErrorCode.UNKNOWN_TID, "unknown transfer ID: not your transfer")
-# (opcode, block): the DATA header, fast path (Final: compiled, a C static, not a lookup)
-_data_header: Final = struct.Struct("!HH").pack
+# (opcode, block): the DATA header, codec's one definition (Final: compiled, a C static, not a
+# lookup per block)
+_data_header: Final = codec.HEADER.pack
 
 
 class Source(Protocol):
     def read(self, n: int) -> bytes | memoryview: ...  # memoryview: slices of cached files
+
+    def skip(self, n: int) -> None: ...  # n octets on, unread (a transfer resumed midway)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,10 +110,18 @@ def negotiate(request: codec.Request, size: int | None, limits: Limits) -> Negot
 
 
 class ReadSession:
-    """Sends one file (``source.read`` in order) to ``peer``."""
+    """Sends one file (``source.read`` in order) to ``peer``.
+
+    ``resume_at``: a lock-step transfer another worker process ran until it had sent block
+    ``resume_at`` (absolute) and not had it ACKed (:meth:`resume_point`; the worker moved it
+    here with its socket, services/tftp/balance.py): the session starts in that state, the
+    source read from that block on, and that block is its first answer (the transport drops
+    it: the client has it). The negotiation is the request's, as on the other worker.
+    """
 
     def __init__(self, peer: Address, source: Source, size: int | None,
-                 request: codec.Request, limits: Limits, now: float) -> None:
+                 request: codec.Request, limits: Limits, now: float,
+                 resume_at: int = 0) -> None:
         self.peer = peer
         self.request = request
         self._source = source
@@ -157,13 +167,17 @@ class ReadSession:
         self._next: codec.Request | None = None
         self._next_if_ok = False
         self._oack: bytes | None = None  # the OACK, until the client ACKs it (block 0)
-        if self.options.oack:
+        self._oack_sent_at: float | None = None
+        if resume_at > 0:
+            source.skip((resume_at - 1) * self.blksize)
+            self._acked = self._sent = resume_at - 1
+            self.bytes_sent = (resume_at - 1) * self.blksize
+            self._fill(now)
+        elif self.options.oack:
             self._oack = codec.encode(codec.OAck(self.options.oack))
-            self._oack_sent_at: float | None = now
+            self._oack_sent_at = now
             self._out.append((self._oack, peer))
         else:
-            self._oack = None
-            self._oack_sent_at = None
             self._fill(now)
         self._deadline: float | None = now + self._rto
 
@@ -254,6 +268,15 @@ class ReadSession:
         payload = self._read(blksize)
         ahead.append(payload)
         return number, payload, deadline
+
+    def resume_point(self) -> int:
+        """The block a lock-step transfer has sent and not had ACKed, while it is in the
+        middle (0: not in a state to resume elsewhere: the OACK or the last block out, a
+        retransmission pending, ended): ``ReadSession(..., resume_at=)`` continues from it."""
+        if (self.finished or self._oack is not None or self._last is not None
+                or self.windowsize != 1 or self._sent != self._acked + 1 or self._expiries):
+            return 0
+        return self._sent
 
     def foreign_datagram(self) -> bytes:
         """Count a datagram from another address or port and return the reply to send there

@@ -45,8 +45,9 @@ class TftpSection:
                            check=non_negative)
     pin_workers: bool = setting(True, help="with workers above 1, worker i runs only on the "
                                 "i-th CPU this process may run on (modulo their number): a "
-                                "worker and the clients it wakes stay on one CPU's caches "
-                                "(docs/tftp.md)")
+                                "worker and the clients it wakes stay on one CPU's caches, and "
+                                "a transfer moves at its first ACK to the worker on the CPU its "
+                                "client's datagrams arrive on (docs/tftp.md)")
     queue_timeout: float = setting(5.0, help="seconds a request may wait for a transfer slot "
                                    "after the client last sent it (a firmware retransmitting "
                                    "its RRQ keeps its place)", check=non_negative)

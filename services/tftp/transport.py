@@ -45,6 +45,8 @@ RECV_SIZE = 4096              # what a client sends during a read transfer: ACK,
 GSO_MAX_SEGMENTS = 64         # UDP_MAX_SEGMENTS on Linux < 6.2 (128 later)
 GSO_MAX_BYTES = 65507 - 8     # one IPv4 UDP datagram's payload, kept under
 WAITING_REQUESTS_MAX = 8      # requests a transfer's thread has not taken yet (more: copies)
+RECHECK_BLOCKS = 128          # a lock-step transfer asks where its client is every this many
+#                               blocks (Transfer._recheck: one getsockopt)
 # errors a send may meet that end nothing: the client's ICMP (it went away: the timer ends the
 # transfer), a full socket buffer (the datagram is lost: retransmission recovers it)
 _TRANSIENT = (BlockingIOError, ConnectionRefusedError, InterruptedError)
@@ -74,22 +76,28 @@ class ListenerProtocol(asyncio.DatagramProtocol):
 class _Sockets:
     """The two sockets of a transfer, the sibling's ERROR 5 answers and the sends (with GSO)."""
 
-    def __init__(self, bind: str, session: ReadSession, blocking: bool) -> None:
+    def __init__(self, bind: str, session: ReadSession, blocking: bool,
+                 sock: socket.socket | None = None) -> None:
+        """``sock``: the connected socket of a transfer moved here from another worker (the
+        sibling is then bound anew to its port)."""
         self.session = session
         self._loop = asyncio.get_running_loop()
         self.done: asyncio.Future = self._loop.create_future()
         self._gso = session.windowsize > 1
         sibling = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock = None
         try:
             sibling.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sibling.setblocking(False)
-            sibling.bind((bind, 0))
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.setblocking(blocking)
-            sock.bind(sibling.getsockname())
-            sock.connect(session.peer)
+            if sock is not None:
+                sock.setblocking(blocking)
+                sibling.bind((bind, sock.getsockname()[1]))
+            else:
+                sibling.bind((bind, 0))
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.setblocking(blocking)
+                sock.bind(sibling.getsockname())
+                sock.connect(session.peer)
         except OSError:
             sibling.close()
             if sock is not None:
@@ -174,12 +182,28 @@ class Transfer(_Sockets):
 
     ``on_finish`` runs synchronously as the session ends (before the sockets close), so the
     server forgets the peer before its next request can arrive.
+
+    ``relocate(sock, ack, resume)``: called with the client's first ACK (of the OACK, or of
+    block 1) before anything else is done with it (``resume`` 0), and every
+    ``RECHECK_BLOCKS`` lock-step blocks with ``ack`` b"" and the block to resume at
+    (:meth:`ReadSession.resume_point`); True: the transfer went to another worker with its
+    socket (services/tftp/balance.py) and ends here as ``moved``. ``moved``: such a
+    transfer's socket and first ACK (b"": moved between blocks), taken here (the session's
+    first answer, already sent by the worker it comes from, is dropped and the ACK handed to
+    the session).
     """
 
     def __init__(self, bind: str, session: ReadSession,
-                 on_finish: Callable[[], None] | None = None) -> None:
-        super().__init__(bind, session, blocking=False)
+                 on_finish: Callable[[], None] | None = None,
+                 relocate: Callable[[socket.socket, bytes, int], bool] | None = None,
+                 moved: tuple[socket.socket, bytes] | None = None) -> None:
+        super().__init__(bind, session, blocking=False,
+                         sock=None if moved is None else moved[0])
         self._on_finish = on_finish
+        # until the first datagram from the client; and between lock-step blocks
+        self._relocate = relocate if moved is None else None
+        self._midway = relocate if session.windowsize == 1 else None
+        self._count = 0  # lock-step blocks since the last _recheck (event-loop path)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._recv = self._sock.recv
@@ -192,11 +216,17 @@ class Transfer(_Sockets):
         if self._lockstep and _pump is not None:
             # the compiled pump serves the socket (services/tftp/pump.py), not the loop
             self._slot = _pump.Slot(self._sock.fileno(), self, session)
+            self._slot.recheck = RECHECK_BLOCKS if self._midway is not None else 0
             self._pump = _pump_of(self._loop)
             self._pump.add(self._slot)
         else:
             self._loop.add_reader(self._sock.fileno(), self._on_readable)
-        self._flush()
+        if moved is not None:
+            session.datagrams_to_send(0.0)  # sent by the worker the transfer comes from
+        if moved is not None and moved[1]:
+            self._handle(moved[1])
+        else:
+            self._flush()
 
     def abort(self) -> None:
         if not self.session.finished:
@@ -242,6 +272,11 @@ class Transfer(_Sockets):
                 self._datagram = _frame(3, (number + 1) & 0xFFFF) + payload
                 if self._timer is None or deadline < self._timer_at:
                     self._arm(deadline)
+                if self._midway is not None:
+                    self._count += 1
+                    if self._count >= RECHECK_BLOCKS:
+                        self._count = 0
+                        self._recheck()
                 return
             self._ack = None
             self._flush()
@@ -250,6 +285,13 @@ class Transfer(_Sockets):
 
     def _handle(self, data: bytes) -> None:
         session = self.session
+        if self._relocate is not None:
+            relocate, self._relocate = self._relocate, None
+            if data == _frame(4, 0 if session.options.oack else 1) and \
+                    session.retransmits == 0 and relocate(self._sock, data, 0):
+                session.finish("moved", "moved to the worker on the client's CPU")
+                self._flush()
+                return
         prepared = self._prepared
         if prepared is not None and data == prepared[0]:
             self._send_datagrams(prepared[1])  # first, then the bookkeeping
@@ -257,6 +299,19 @@ class Transfer(_Sockets):
         else:
             session.receive(data, session.peer, self._loop.time())
         self._flush()
+
+    def _recheck(self) -> bool:
+        """Between lock-step blocks, now and then: a client whose datagrams arrive on another
+        worker's CPU now (the scheduler moved it) takes its transfer there. True: moved."""
+        session = self.session
+        if self._midway is None or self._sock is None:
+            return False
+        block = session.resume_point()
+        if not block or not self._midway(self._sock, b"", block):
+            return False
+        session.finish("moved", "moved to the worker on the client's CPU")
+        self._flush()
+        return True
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -292,7 +347,7 @@ class Transfer(_Sockets):
         deadline = session.next_timer()
         if deadline is not None and (self._timer is None or deadline < self._timer_at):
             self._arm(deadline)
-        prepared = session.prepared_reply()
+        prepared = session.prepared_reply() if self._relocate is None else None
         if self._lockstep and prepared is not None:
             self._ack, self._datagram = prepared[0], prepared[1][0]
             self._prepared = None
@@ -337,7 +392,7 @@ class Transfer(_Sockets):
 
 
 _NO_TIMER = float("inf")
-_frame = struct.Struct("!HH").pack  # (opcode, block): an ACK, or a DATA header
+_frame = codec.HEADER.pack  # (opcode, block): an ACK, or a DATA header
 _pumps: dict = {}  # event loop -> its open pump (a pump closes with its last transfer)
 
 

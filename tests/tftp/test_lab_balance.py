@@ -126,3 +126,32 @@ def test_each_worker_runs_on_a_cpu_of_its_own(lab, root, tmp_path):
     assert len(set(cpus)) == min(2, len(os.sched_getaffinity(0))), cpus
     for index, cpu in enumerate(cpus):
         assert f"event=pinned worker={index} cpu={cpu}" in service.log.read_text()
+
+
+def test_each_transfer_ends_on_the_worker_on_its_clients_cpu(lab, root, tmp_path):
+    """Every request reaches one worker (the BPF program); an atftp client runs on each CPU
+    in turn: its transfer moves at its first ACK to the worker pinned to that CPU (its
+    datagrams arrive there) and is recorded there. Without the move every transfer ends on
+    the worker the program gives the requests to."""
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    if len(cpus) < 2:
+        pytest.fail("this test needs two CPUs (the workers pin themselves to one each)")
+    seg = lab.segment(clients=1, client_addresses=True)
+    service = start(seg, root, tmp_path, transfer_threads=0)
+    log = service.log.read_text()
+    worker_of = {int(c): int(w) for w, c in re.findall(r"event=pinned worker=(\d+) cpu=(\d+)",
+                                                        log)}
+    assert sorted(worker_of) == cpus, log[-2000:]
+    expected = []
+    for cpu in cpus + cpus:
+        seg.clients[0].run("taskset", "-c", str(cpu), "atftp", "--tftp-timeout", "1",
+                           "--option", "blksize 1468", "-g", "-r", "big.bin", "-l",
+                           str(tmp_path / "got.bin"), seg.address(1), "69", timeout=120)
+        assert (tmp_path / "got.bin").read_bytes() == (root / "big.bin").read_bytes()
+        expected.append(worker_of[cpu])
+        wait_for(lambda: service.log.read_text().count("event=transfer ") == len(expected),
+                 20, what="the transfer's record")
+    ended = [int(w) for w in re.findall(r"event=transfer .*?result=ok.*? worker=(\d+)",
+                                        service.log.read_text())]
+    assert ended == expected, service.log.read_text()[-3000:]
+    assert metric(seg, 'bootyard_tftp_moved_total{direction="sent"}') >= 2

@@ -19,7 +19,8 @@ from shared.native import MANIFEST, extension_files
 REPO = Path(__file__).resolve().parents[2]
 TESTS = ["tests/tftp/test_session.py", "tests/tftp/test_session_requests.py",
          "tests/tftp/test_tftp_codec.py", "tests/tftp/test_server.py",
-         "tests/tftp/test_server_requests.py", "tests/tftp/test_pump.py"]
+         "tests/tftp/test_server_requests.py", "tests/tftp/test_pump.py",
+         "tests/tftp/test_balance_cpu.py"]
 WHICH = ("import services.tftp as p; from services.tftp import session, codec; "
          "print(p.NATIVE, p.NATIVE_REASON, session.__file__, codec.__file__)")
 
