@@ -240,18 +240,19 @@ def decode(data: bytes) -> Message:
      chaddr) = HEADER_TO_CHADDR.unpack_from(data)
     if op not in (1, 2):
         raise DecodeError(f"op {op} is neither BOOTREQUEST nor BOOTREPLY")
-    if not data.startswith(MAGIC_COOKIE, HEADER_LEN):
+    if data[HEADER_LEN:MIN_LEN] != MAGIC_COOKIE:
         raise DecodeError("no DHCP magic cookie (a plain BOOTP message?)")
-    if data.startswith(_ZERO_NAMES, 44):
+    if data[44:HEADER_LEN] == _ZERO_NAMES:
         sname = file = b""
     else:
-        sname, file = data[44:108], data[108:HEADER_LEN]
+        sname, file = data[44:108].rstrip(b"\0"), data[108:HEADER_LEN].rstrip(b"\0")
     options: dict[int, bytes] = {}
     # Many PXE ROMs and some embedded stacks omit the end option when the packet ends exactly
     # after the last option, so a missing end in the options field is accepted.
     _parse_options(data, MIN_LEN, len(data), options, "options", True)
-    overload = options.pop(Opt.OVERLOAD, None)
+    overload = options.get(52)  # Opt.OVERLOAD (literals here: looked up per packet otherwise)
     if overload is not None:
+        del options[52]
         if len(overload) != 1 or overload[0] not in (1, 2, 3):
             raise DecodeError(f"option 52 (overload) has invalid value {overload.hex()}")
         # RFC 3396 §5: options field, then file, then sname. Option 52 inside them is ignored.
@@ -261,10 +262,9 @@ def decode(data: bytes) -> Message:
         if overload[0] & 2:
             _parse_options(data, 44, 108, options, "sname", True)
             sname = b""
-        options.pop(Opt.OVERLOAD, None)
+        options.pop(52, None)
     return Message(op, htype, hlen, hops, xid, secs, flags, _ntoa(ciaddr), _ntoa(yiaddr),
-                   _ntoa(siaddr), _giaddr(giaddr), chaddr, sname.rstrip(b"\0"),
-                   file.rstrip(b"\0"), options)
+                   _ntoa(siaddr), _giaddr(giaddr), chaddr, sname, file, options)
 
 
 def _option_bytes(code: int, value: bytes) -> bytes:
@@ -353,6 +353,21 @@ def _overload(encoded: list[bytes], limit: int, msg: Message) -> tuple[bytes, by
 
 def ip_bytes(ip: str) -> bytes:
     return _ZERO_RAW if ip == ZERO_IP else socket.inet_aton(ip)
+
+
+_RELAY_BYTES: dict[str, bytes] = {}  # giaddr's bytes per address (see _RELAYS)
+
+
+def giaddr_bytes(ip: str) -> bytes:
+    """``ip_bytes`` of a giaddr, remembered (a few relays send every relayed packet)."""
+    if ip == ZERO_IP:
+        return _ZERO_RAW
+    raw = _RELAY_BYTES.get(ip)
+    if raw is None:
+        if len(_RELAY_BYTES) >= RELAYS_KEPT:
+            _RELAY_BYTES.clear()
+        raw = _RELAY_BYTES[ip] = socket.inet_aton(ip)
+    return raw
 
 
 def ip_list(ips) -> bytes:

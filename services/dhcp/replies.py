@@ -124,6 +124,6 @@ class ReplyEncoder:
         head = codec.HEADER_TO_CHADDR.pack(
             codec.Op.BOOTREPLY, request.htype, request.hlen, 0, request.xid, 0,
             request.flags & FLAG_BROADCAST, codec.ip_bytes(ciaddr), codec.ip_bytes(ip),
-            template.siaddr, codec.ip_bytes(request.giaddr), request.chaddr)
+            template.siaddr, codec.giaddr_bytes(request.giaddr), request.chaddr)
         return (head + template.middle + template.tail,
                 policy.destination(request, template.reply_type, ip, ctx))
