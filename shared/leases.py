@@ -367,10 +367,11 @@ class LeaseStore:
         ``event``); None: no discover event. ``arches``: the same, given with or without the
         discover event: an inventory host's DISCOVER with arches may begin a new boot attempt
         (shared/attempts.py)."""
+        # positional arguments: with keywords the call costs ~1,200 instructions more
         return Step("offer", subnet, mac, now, (str(now + self.offer_hold), reserved or "",
                                                 requested or "", hostname,
                                                 "0" if discover is None else "1",
-                                                discover or arches), client, False, event)  # positional: a keyword call costs ~1,200 instructions more
+                                                discover or arches), client, False, event)
 
     def request_step(self, subnet: str, mac: str, ip: str, *, reserved: str | None,
                      hostname: str, lease_time: int, now: int, event=None,
