@@ -38,6 +38,12 @@ def _kv_value(value: Any) -> str:
     return text
 
 
+# field=value texts of KeyValueFormatter.format_rows, by (field, type, value): the type too,
+# 1 == 1.0 == True
+_PAIRS: dict[tuple[str, type, Any], str] = {}
+PAIRS_KEPT = 4096
+
+
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = self.format_fields(_timestamp(record), record.levelname.lower(), record.name,
@@ -64,7 +70,11 @@ class KeyValueFormatter(logging.Formatter):
         """``format_fields`` of each row, a line each: the head once, and each field=value text
         once per call (a batch's rows repeat most values: subnet, boot file, ...)."""
         head = cls._head(ts, level, logger, event)
-        pairs: dict[tuple[str, type, Any], str] = {}  # the type too: 1 == 1.0 == True
+        # kept from call to call (a batch of one row repeats the last batch's subnet, boot
+        # file, relay, ...), emptied when full: most rows also have unique values (MAC, IP)
+        pairs = _PAIRS
+        if len(pairs) > PAIRS_KEPT:
+            pairs.clear()
         known = pairs.get  # get, not [] and KeyError: most rows have unique values (MAC, IP)
         lines = []
         for row in rows:

@@ -16,7 +16,6 @@ import dataclasses
 import enum
 import socket
 import struct
-from collections.abc import Mapping
 
 MAGIC_COOKIE = b"\x63\x82\x53\x63"  # RFC 2131 §3, 99.130.83.99
 HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")  # RFC 2131 §2, 236 bytes
@@ -106,7 +105,31 @@ class Message:
     chaddr: bytes = bytes(16)  # 'chaddr', client hardware address (16 bytes)
     sname: bytes = b""  # 'sname', server host name (unless overloaded)
     file: bytes = b""  # 'file', boot file name (unless overloaded)
-    options: Mapping[int, bytes] = dataclasses.field(default_factory=dict)
+    options: dict[int, bytes] = dataclasses.field(default_factory=dict)  # a dict: native lookups
+
+    # Written out, not the one @dataclass makes: a compiled class calls its own __init__
+    # natively, where the generated one is interpreted Python (~5,000 instructions a call,
+    # docs/benchmarks.md "Seventh round"). The same fields, order and defaults.
+    def __init__(self, op: int = Op.BOOTREQUEST, htype: int = 1, hlen: int = 6, hops: int = 0,
+                 xid: int = 0, secs: int = 0, flags: int = 0, ciaddr: str = ZERO_IP,
+                 yiaddr: str = ZERO_IP, siaddr: str = ZERO_IP, giaddr: str = ZERO_IP,
+                 chaddr: bytes = bytes(16), sname: bytes = b"", file: bytes = b"",
+                 options: dict[int, bytes] | None = None) -> None:
+        self.op = op
+        self.htype = htype
+        self.hlen = hlen
+        self.hops = hops
+        self.xid = xid
+        self.secs = secs
+        self.flags = flags
+        self.ciaddr = ciaddr
+        self.yiaddr = yiaddr
+        self.siaddr = siaddr
+        self.giaddr = giaddr
+        self.chaddr = chaddr
+        self.sname = sname
+        self.file = file
+        self.options = {} if options is None else options
 
     # -- convenient readings of common options (None when absent or unreadable) ----------------
     @property
@@ -162,6 +185,23 @@ def _ntoa(raw: bytes) -> str:
     return ZERO_IP if raw == _ZERO_RAW else socket.inet_ntoa(raw)
 
 
+_ZERO_NAMES = bytes(64 + 128)  # sname and file both empty: the common request
+_RELAYS: dict[bytes, str] = {}  # giaddr's text per address: a segment has a handful of relays
+RELAYS_KEPT = 256
+
+
+def _giaddr(raw: bytes) -> str:
+    """``_ntoa`` of a giaddr, remembered (a few relays send every relayed packet)."""
+    if raw == _ZERO_RAW:
+        return ZERO_IP
+    text = _RELAYS.get(raw)
+    if text is None:
+        if len(_RELAYS) >= RELAYS_KEPT:
+            _RELAYS.clear()
+        text = _RELAYS[raw] = socket.inet_ntoa(raw)
+    return text
+
+
 
 
 def _parse_options(data: bytes, start: int, end: int, out: dict[int, bytes], where: str,
@@ -194,18 +234,24 @@ def decode(data: bytes) -> Message:
     """Read one DHCP message; raise DecodeError if it is not one."""
     if len(data) < MIN_LEN:
         raise DecodeError(f"{len(data)} bytes is shorter than a DHCP message ({MIN_LEN})")
-    (op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr, chaddr, sname,
-     file) = HEADER.unpack_from(data)
+    # sname and file are read only when they hold something (most requests leave them zero)
+    (op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr,
+     chaddr) = HEADER_TO_CHADDR.unpack_from(data)
     if op not in (1, 2):
         raise DecodeError(f"op {op} is neither BOOTREQUEST nor BOOTREPLY")
     if data[HEADER_LEN:MIN_LEN] != MAGIC_COOKIE:
         raise DecodeError("no DHCP magic cookie (a plain BOOTP message?)")
+    if data[44:HEADER_LEN] == _ZERO_NAMES:
+        sname = file = b""
+    else:
+        sname, file = data[44:108].rstrip(b"\0"), data[108:HEADER_LEN].rstrip(b"\0")
     options: dict[int, bytes] = {}
     # Many PXE ROMs and some embedded stacks omit the end option when the packet ends exactly
     # after the last option, so a missing end in the options field is accepted.
     _parse_options(data, MIN_LEN, len(data), options, "options", True)
-    overload = options.pop(Opt.OVERLOAD, None)
+    overload = options.get(52)  # Opt.OVERLOAD (literals here: looked up per packet otherwise)
     if overload is not None:
+        del options[52]
         if len(overload) != 1 or overload[0] not in (1, 2, 3):
             raise DecodeError(f"option 52 (overload) has invalid value {overload.hex()}")
         # RFC 3396 §5: options field, then file, then sname. Option 52 inside them is ignored.
@@ -215,10 +261,9 @@ def decode(data: bytes) -> Message:
         if overload[0] & 2:
             _parse_options(data, 44, 108, options, "sname", True)
             sname = b""
-        options.pop(Opt.OVERLOAD, None)
+        options.pop(52, None)
     return Message(op, htype, hlen, hops, xid, secs, flags, _ntoa(ciaddr), _ntoa(yiaddr),
-                   _ntoa(siaddr), _ntoa(giaddr), chaddr, sname.rstrip(b"\0"),
-                   file.rstrip(b"\0"), options)
+                   _ntoa(siaddr), _giaddr(giaddr), chaddr, sname, file, options)
 
 
 def _option_bytes(code: int, value: bytes) -> bytes:
@@ -307,6 +352,21 @@ def _overload(encoded: list[bytes], limit: int, msg: Message) -> tuple[bytes, by
 
 def ip_bytes(ip: str) -> bytes:
     return _ZERO_RAW if ip == ZERO_IP else socket.inet_aton(ip)
+
+
+_RELAY_BYTES: dict[str, bytes] = {}  # giaddr's bytes per address (see _RELAYS)
+
+
+def giaddr_bytes(ip: str) -> bytes:
+    """``ip_bytes`` of a giaddr, remembered (a few relays send every relayed packet)."""
+    if ip == ZERO_IP:
+        return _ZERO_RAW
+    raw = _RELAY_BYTES.get(ip)
+    if raw is None:
+        if len(_RELAY_BYTES) >= RELAYS_KEPT:
+            _RELAY_BYTES.clear()
+        raw = _RELAY_BYTES[ip] = socket.inet_aton(ip)
+    return raw
 
 
 def ip_list(ips) -> bytes:

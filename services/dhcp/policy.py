@@ -64,6 +64,11 @@ class Lease:
     ip: str
     lease_time: int
 
+    # (__init__ written out: compiled, it runs natively; codec.Message says why)
+    def __init__(self, ip: str, lease_time: int) -> None:
+        self.ip = ip
+        self.lease_time = lease_time
+
 
 @dataclasses.dataclass(slots=True)
 class Refusal:
@@ -78,12 +83,24 @@ class Destination:
     port: int
     broadcast: bool = False
 
+    # (__init__ written out: compiled, it runs natively; codec.Message says why)
+    def __init__(self, ip: str, port: int, broadcast: bool = False) -> None:
+        self.ip = ip
+        self.port = port
+        self.broadcast = broadcast
+
 
 @dataclasses.dataclass(slots=True)
 class BootChoice:
     file: str  # file name (TFTP) or URL (HTTP boot, iPXE script)
     reason: str  # why, for events and logs: "ipxe-script", "bios", "uefi-x64", ...
     http: bool = False  # UEFI HTTP boot: answer with vendor class HTTPClient
+
+    # (__init__ written out: compiled, it runs natively; codec.Message says why)
+    def __init__(self, file: str, reason: str, http: bool = False) -> None:
+        self.file = file
+        self.reason = reason
+        self.http = http
 
 
 @dataclasses.dataclass(slots=True)

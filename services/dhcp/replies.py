@@ -119,10 +119,11 @@ class ReplyEncoder:
              ctx: ServerContext) -> tuple[bytes, Destination]:
         """(packet, destination) of ``template``'s reply giving address ``ip`` to ``request``."""
         ciaddr = request.ciaddr if request.message_type != MessageType.DISCOVER else ZERO_IP
-        to_bytes = codec.ip_bytes
+        # codec.ip_bytes called by its name: compiled, a native call (through a local
+        # variable it is a Python call, ~1,400 instructions each)
         head = codec.HEADER_TO_CHADDR.pack(
             codec.Op.BOOTREPLY, request.htype, request.hlen, 0, request.xid, 0,
-            request.flags & FLAG_BROADCAST, to_bytes(ciaddr), to_bytes(ip), template.siaddr,
-            to_bytes(request.giaddr), request.chaddr)
+            request.flags & FLAG_BROADCAST, codec.ip_bytes(ciaddr), codec.ip_bytes(ip),
+            template.siaddr, codec.giaddr_bytes(request.giaddr), request.chaddr)
         return (head + template.middle + template.tail,
                 policy.destination(request, template.reply_type, ip, ctx))

@@ -52,6 +52,31 @@ class Work:
     boot: Any = policy.NOT_CHOSEN  # choose_boot's answer (BootChoice or None), once computed
     template: Template | None = None  # the OFFER/ACK this request gets if its lease step grants
 
+    # (__init__ written out: compiled, it runs natively; codec.Message says why) ``Work`` is
+    # made with its first five fields; the others start at their defaults
+    def __init__(self, dgram: Datagram, msg: codec.Message, mtype: int, mac: str,
+                 ctx: ServerContext, host: Host | None = None, profile: Profile | None = None,
+                 subnet: Subnet | None = None, pre: Ignore | None = None,
+                 step: Step | None = None, reserved: str | None = None,
+                 requested: str | None = None, recorded: bool = False, client: str = "",
+                 boot: Any = policy.NOT_CHOSEN, template: Template | None = None) -> None:
+        self.dgram = dgram
+        self.msg = msg
+        self.mtype = mtype
+        self.mac = mac
+        self.ctx = ctx
+        self.host = host
+        self.profile = profile
+        self.subnet = subnet
+        self.pre = pre
+        self.step = step
+        self.reserved = reserved
+        self.requested = requested
+        self.recorded = recorded
+        self.client = client
+        self.boot = boot
+        self.template = template
+
 
 def context_for(section: DhcpSection, iface: Interface) -> ServerContext:
     server_ip = section.server_address or iface.address

@@ -53,6 +53,15 @@ class Datagram:
     received: float  # time.perf_counter() at arrival
     port: int = 67  # the local port it arrived on (4011: a PXE boot server request)
 
+    # (__init__ written out: compiled, it runs natively; services/dhcp/codec.py Message says why)
+    def __init__(self, data: bytes, interface: Interface, source: tuple[str, int],
+                 received: float, port: int = 67) -> None:
+        self.data = data
+        self.interface = interface
+        self.source = source
+        self.received = received
+        self.port = port
+
 
 def interface_address(name: str) -> str:
     """The IPv4 address of interface ``name`` (in this network namespace)."""

@@ -165,6 +165,33 @@ def test_info_each_writes_what_info_writes(capsys):
     logs.get_logger("dhcp").info_each("ack", rows)  # below the level: nothing, no error
 
 
+def test_info_each_texts_kept_between_batches_are_the_same_lines(monkeypatch):
+    """format_rows keeps field texts from one batch to the next (emptied when full): equal
+    values of another type, and a batch after it was emptied, still read as info() writes."""
+    import io
+
+    from shared import logs
+    monkeypatch.setattr(logs, "PAIRS_KEPT", 3)
+    log = logs.get_logger("dhcp")
+    batches = [[{"n": True, "ip": "10.0.0.5"}], [{"n": 1, "ip": "10.0.0.5"}],
+               [{"n": 1.0}], [{"n": True, "ip": "10.0.0.6"}, {"n": "a b"}], [{"n": True}]]
+    one, batch = io.StringIO(), io.StringIO()
+    logs.configure("kv", "info", one)
+    for rows in batches:
+        for row in rows:
+            log.info("ack", **row)
+    logs.configure("kv", "info", batch)
+    for rows in batches:
+        log.info_each("ack", rows)
+    logs.configure("kv", "warning", io.StringIO())
+
+    def strip_ts(text):
+        return [line.split(" ", 1)[1] for line in text.splitlines()]
+    assert strip_ts(batch.getvalue()) == strip_ts(one.getvalue())
+    assert strip_ts(batch.getvalue())[1].endswith("n=1 ip=10.0.0.5")
+    assert len(logs._PAIRS) <= 4
+
+
 def test_tune_gc_freezes_the_start_up_heap_and_collects_less_often():
     import gc
 
