@@ -16,9 +16,20 @@ worker) reach the worker that knows the transfer, where the session's rules
 (``ReadSession.new_request``) tell them apart exactly as they would in one process. Errors and
 refusals go out from the target's own listener, which shares the port.
 
-A worker that does not take a message (gone, or its socket buffer full) is left alone for a
-second and the datagram is handled here: a client's retransmission then starts its transfer
-here, so a dead worker never loses a request for good.
+Each worker sends to another through a unix datagram socket connected to that worker's (one
+per target). The kernel holds at most ``net.unix.max_dgram_qlen`` (10 by default, per network
+namespace; a container cannot count on raising it) datagrams queued at a receiver whatever its
+buffer, so a boot storm's burst of hand-overs outruns it: a message the target's queue has no room
+for (EAGAIN) waits, in order, in this worker's queue for that target (at most ``PENDING_MAX``) and
+goes when the kernel says the target's queue has room again (``loop.add_writer`` on the connected
+socket: the kernel wakes it when the target reads). Every message to a target goes behind those
+waiting, so a client's copies and next request keep their order. A moved transfer's socket waits
+as a duplicate descriptor. That is not a failure: nothing is logged and sharing goes on.
+
+A worker that is gone (its socket refuses: ECONNREFUSED, ENOENT) or stuck (``PENDING_MAX``
+messages waiting) is left alone for a second (``DOWN_S``), and the datagram is handled here
+(``event=handover_failed``): a client's retransmission then starts its transfer here, so a dead
+worker never loses a request for good. What was waiting for it is dropped (its clients retransmit).
 
 Shared memory (int64, each slot written by one worker only): ``load[j]`` (requests worker j
 is handling), ``sent[i][j]`` (new requests i handed to j) and ``taken[i][j]`` (those j has
@@ -42,11 +53,13 @@ only while the target would have at most ``move_slack(load)`` more requests than
 from __future__ import annotations
 
 import asyncio
+import errno
 import mmap
 import os
 import socket
 import struct
 import time
+from collections import deque
 from collections.abc import Callable
 
 from services.tftp import metrics
@@ -62,7 +75,8 @@ _BLOCK = struct.Struct("!Q")  # RESUME: the block sent and not yet ACKed
 _HEADER = struct.Struct("!BBQ4sH")  # kind, from worker, sequence, client IPv4, client port
 ROUTES_MAX = 65536          # routes kept at most (the oldest go first)
 DOWN_S = 1.0                # a worker that did not take a message is skipped this long
-BUFFER = 4 << 20            # the unix socket's receive buffer (a storm's requests)
+BUFFER = 4 << 20            # the unix sockets' buffers (a storm's requests)
+PENDING_MAX = 4096          # messages waiting for one target's queue to have room
 SO_INCOMING_CPU = getattr(socket, "SO_INCOMING_CPU", 49)  # asm-generic/socket.h
 
 
@@ -121,6 +135,10 @@ class Balancer:
         except OSError:
             self._sock.close()
             raise
+        # per target: the socket connected to it (None: not yet, or gone) and the messages
+        # waiting for room in its queue: (kind, message, duplicate of a moved socket or -1)
+        self._peers: list[socket.socket | None] = [None] * count
+        self._pending: list[deque[tuple[int, bytes, int]]] = [deque() for _ in range(count)]
         self._routes: dict[Address, list[int]] = {}  # client -> [worker, sequence]
         self._origins: dict[Address, tuple[int, int]] = {}  # handed here: client -> (from, seq)
         self._down: list[float] = [0.0] * count
@@ -145,6 +163,8 @@ class Balancer:
             if self._loop is not None:
                 self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
+            for j in range(self.count):
+                self._disconnect(j)
         self.publish(0)
         self.publish_cpu(None)
 
@@ -238,26 +258,107 @@ class Balancer:
         return True
 
     def _send(self, j: int, kind: int, addr: Address, data: bytes, fd: int = -1) -> bool:
+        """Hand a message to worker j: sent now, or waiting behind that worker's queue (True),
+        or not taken (False: j is gone or stuck, and left alone for ``DOWN_S``)."""
         self._sequence += 1
         header = _HEADER.pack(kind, self.index, self._sequence, socket.inet_aton(addr[0]),
                               addr[1])
-        try:
-            if fd >= 0:
-                self._sock.sendmsg([header, data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                                     struct.pack("i", fd))], 0, self._names[j])
+        return self._post(j, kind, header + data, fd, addr)
+
+    def _post(self, j: int, kind: int, message: bytes, fd: int, addr: Address) -> bool:
+        pending = self._pending[j]
+        reason = None
+        if not pending:
+            reason = self._try(j, message, fd)
+            if reason is None:
+                return True
+        if reason is None or reason == "full":
+            if len(pending) < PENDING_MAX and self._loop is not None:
+                try:
+                    kept = os.dup(fd) if fd >= 0 else -1
+                except OSError as exc:
+                    reason = exc.strerror or repr(exc)
+                else:
+                    if not pending:
+                        self._loop.add_writer(self._peers[j].fileno(), self._flush, j)
+                    pending.append((kind, message, kept))
+                    return True
             else:
-                self._sock.sendto(header + data, self._names[j])
-            return True
+                reason = f"{len(pending)} hand-overs waiting for its queue"
+        self._gone(j, kind, addr, reason)
+        return False
+
+    def _try(self, j: int, message: bytes, fd: int) -> str | None:
+        """Send one message on the socket connected to worker j: None (sent), "full" (its
+        queue has no room: EAGAIN) or why it is gone."""
+        peer = self._peers[j]
+        try:
+            if peer is None:
+                peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._peers[j] = peer
+                peer.setblocking(False)
+                try:
+                    peer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUFFER)
+                except OSError:
+                    pass
+                peer.connect(self._names[j])
+            if fd >= 0:
+                peer.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                          struct.pack("i", fd))])
+            else:
+                peer.send(message)
+            return None
         except OSError as exc:
-            # a move not taken (the target's queue is full: net.unix.max_dgram_qlen, or it is
-            # gone): the transfer simply stays here, and a later check may move it
-            if kind not in (RELEASE, MOVE, RESUME):
-                self._down[j] = time.monotonic() + DOWN_S
-                metrics.HANDOVERS.labels("failed").inc()
-                log.warning("handover_failed", worker=self.index, to_worker=j, peer=addr[0],
-                            port=addr[1], reason=exc.strerror or repr(exc),
-                            effect="this worker serves the request itself")
-            return False
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS):
+                return "full"
+            self._disconnect(j)
+            return exc.strerror or repr(exc)
+
+    def _flush(self, j: int) -> None:
+        """Worker j's queue has room: send what waits for it, in order."""
+        pending = self._pending[j]
+        while pending:
+            kind, message, fd = pending[0]
+            reason = self._try(j, message, fd)
+            if reason == "full":
+                return
+            if reason is not None:  # gone: it and what waits behind it are dropped
+                self._gone(j, kind, None, reason)
+                return
+            pending.popleft()
+            if fd >= 0:
+                os.close(fd)
+        peer = self._peers[j]
+        if peer is not None and self._loop is not None:
+            self._loop.remove_writer(peer.fileno())
+
+    def _gone(self, j: int, kind: int, addr: Address | None, reason: str) -> None:
+        """Worker j did not take a message: skipped for ``DOWN_S``; what waits for it is
+        dropped (its clients retransmit to this worker)."""
+        self._disconnect(j)
+        self._down[j] = time.monotonic() + DOWN_S
+        # a move not taken: the transfer simply stays here, and a later check may move it
+        if kind not in (RELEASE, MOVE, RESUME):
+            metrics.HANDOVERS.labels("failed").inc()
+            log.warning("handover_failed", worker=self.index, to_worker=j,
+                        peer=addr[0] if addr else None, port=addr[1] if addr else None,
+                        reason=reason, effect="this worker serves the request itself")
+
+    def _disconnect(self, j: int) -> None:
+        """Forget the socket connected to worker j and drop what waits for it."""
+        peer, self._peers[j] = self._peers[j], None
+        if peer is not None:
+            if self._loop is not None:
+                self._loop.remove_writer(peer.fileno())
+            peer.close()
+        pending = self._pending[j]
+        while pending:
+            kind, _message, fd = pending.popleft()
+            if fd >= 0:
+                os.close(fd)
+            if kind in (NEW, MOVE, RESUME):  # never taken: not j's load any more
+                slot = self._sent_slot(self.index, j)
+                self._slots[slot] = self._slots[slot] - 1
 
     # -- requests handed here --------------------------------------------------------------------
     def _on_readable(self) -> None:
@@ -315,10 +416,7 @@ class Balancer:
         del self._origins[addr]
         header = _HEADER.pack(RELEASE, self.index, origin[1], socket.inet_aton(addr[0]),
                               addr[1])
-        try:
-            self._sock.sendto(header, self._names[origin[0]])
-        except OSError:
-            pass  # that worker is gone: its routes with it
+        self._post(origin[0], RELEASE, header, -1, addr)  # gone: its routes with it
 
 
 def _passed_socket(ancillary) -> socket.socket | None:
