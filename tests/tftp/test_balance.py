@@ -5,6 +5,7 @@ group hands every datagram to the first worker: the kernel's hash at its most un
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import socket
 import time
@@ -37,18 +38,23 @@ def steer_to_first(sock) -> None:
                     bytes(_Prog(1, ctypes.cast(insns, ctypes.POINTER(_Insn)))))
 
 
-@pytest.fixture
-async def workers(root, tmp_path):
+@contextlib.asynccontextmanager
+async def two_workers(root, tmp_path, moves: bool = False, **settings):
+    """Two workers of one port sharing requests through the supervisor's private directory,
+    every datagram to the port steered to worker 0; ``moves``: each takes transfers moved to
+    it (test_balance_cpu.py); ``settings``: more of the TFTP section's."""
     servers: list[TftpServer] = []
     port = 0
     shared = tmp_path / "shared"  # as the supervisor's private directory
     shared.mkdir(mode=0o700)
     try:
         for index in range(2):
-            srv = TftpServer(section(root, port=port, transfer_threads=0),
+            srv = TftpServer(section(root, port=port, transfer_threads=0, **settings),
                              StaticInventory(hosts=HOSTS, profiles=PROFILES), worker=index)
             srv.balancer = Balancer(index, 2, str(shared), 69,
                                     deliver=srv.on_handed, busy=srv.handling)
+            if moves:
+                srv.balancer.adopt = srv.on_adopt
             srv.records = []
             srv.address = await srv.start()
             port = srv.address[1]
@@ -58,6 +64,12 @@ async def workers(root, tmp_path):
     finally:
         for srv in servers:
             await srv.close()
+
+
+@pytest.fixture
+async def workers(root, tmp_path):
+    async with two_workers(root, tmp_path) as servers:
+        yield servers
 
 
 RRQ = codec.encode(codec.Request(codec.Opcode.RRQ, "small.bin", "octet", ()))

@@ -10,14 +10,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_balance import RRQ, ack_to_the_end, first_data, steer_to_first, wait_until
+from test_balance import RRQ, ack_to_the_end, first_data, two_workers, wait_until
 from tftp_rawclient import RawClient
-from tftp_serverkit import HOSTS, PROFILES, section
 
 from services.tftp import codec
-from services.tftp.balance import Balancer, move_slack, socket_path
-from services.tftp.server import TftpServer
-from shared.cache import StaticInventory
+from services.tftp.balance import move_slack, socket_path
 
 
 @pytest.fixture
@@ -34,28 +31,10 @@ def cpu():
 
 @pytest.fixture
 async def workers(root, tmp_path, cpu):
-    servers: list[TftpServer] = []
-    port = 0
-    shared = tmp_path / "shared"
-    shared.mkdir(mode=0o700)
-    try:
-        for index in range(2):
-            srv = TftpServer(section(root, port=port, transfer_threads=0),
-                             StaticInventory(hosts=HOSTS, profiles=PROFILES), worker=index)
-            srv.balancer = Balancer(index, 2, str(shared), 69,
-                                    deliver=srv.on_handed, busy=srv.handling)
-            srv.balancer.adopt = srv.on_adopt
-            srv.records = []
-            srv.address = await srv.start()
-            port = srv.address[1]
-            servers.append(srv)
+    async with two_workers(root, tmp_path, moves=True) as servers:
         servers[0].balancer.publish_cpu(cpu + 1)  # another CPU than the client's
         servers[1].balancer.publish_cpu(cpu)      # the client's
-        steer_to_first(servers[0].listener.transport.get_extra_info("socket"))
         yield servers
-    finally:
-        for srv in servers:
-            await srv.close()
 
 
 async def fetch_one_port(client: RawClient, workers, options=()) -> tuple[bytes, set]:
@@ -77,6 +56,20 @@ async def fetch_one_port(client: RawClient, workers, options=()) -> tuple[bytes,
         data += message.data
     await client.send(codec.encode(codec.Ack(message.block)), peer)
     return bytes(data), ports
+
+
+async def fetched_where_it_started(workers, root) -> None:
+    """A lock-step download through worker 0 that is not moved: one port, recorded on worker
+    0 only."""
+    client = RawClient()
+    try:
+        data, ports = await fetch_one_port(client, workers)
+        assert data == (root / "small.bin").read_bytes() and len(ports) == 1, ports
+        await wait_until(lambda: workers[0].records, "the record on worker 0")
+        assert [r.result for r in workers[0].records] == ["ok"] and not workers[1].records
+        assert workers[0].balancer.moved == 0
+    finally:
+        client.close()
 
 
 @pytest.mark.parametrize("options", [(), (("blksize", "512"), ("tsize", "0"))],
@@ -121,28 +114,13 @@ async def test_no_move_to_a_worker_busier_than_the_slack(workers, root):
     """Worker 1 publishes more requests than worker 0 would have plus the slack: the
     transfer stays where it started."""
     workers[1].balancer.publish(move_slack(1) + 1)
-    client = RawClient()
-    try:
-        data, ports = await fetch_one_port(client, workers)
-        assert data == (root / "small.bin").read_bytes() and len(ports) == 1
-        await wait_until(lambda: workers[0].records, "the record on worker 0")
-        assert [r.result for r in workers[0].records] == ["ok"] and not workers[1].records
-        assert workers[0].balancer.moved == 0
-    finally:
-        client.close()
+    await fetched_where_it_started(workers, root)
 
 
 async def test_no_move_when_the_client_is_on_this_workers_cpu(workers, root, cpu):
     workers[0].balancer.publish_cpu(cpu)
     workers[1].balancer.publish_cpu(cpu + 1)
-    client = RawClient()
-    try:
-        data, _ports = await fetch_one_port(client, workers)
-        assert data == (root / "small.bin").read_bytes()
-        await wait_until(lambda: workers[0].records, "the record on worker 0")
-        assert workers[0].balancer.moved == 0 and not workers[1].records
-    finally:
-        client.close()
+    await fetched_where_it_started(workers, root)
 
 
 def test_the_slack_grows_with_the_load():
@@ -157,60 +135,41 @@ async def test_a_transfer_follows_its_client_to_another_cpu(root, tmp_path, cpu,
     from the block in flight there (from the cache, or read from the file's offset)."""
     body = os.urandom(300 * 512 + 100)
     (root / "mid.bin").write_bytes(body)
-    servers: list[TftpServer] = []
-    shared = tmp_path / "shared"
-    shared.mkdir(mode=0o700)
     client = RawClient()
     try:
-        port = 0
-        for index in range(2):
-            srv = TftpServer(section(root, port=port, transfer_threads=0,
-                                     cache_file_max=(1 << 20) if cached else 1024),
-                             StaticInventory(hosts=HOSTS, profiles=PROFILES), worker=index)
-            srv.balancer = Balancer(index, 2, str(shared), 69,
-                                    deliver=srv.on_handed, busy=srv.handling)
-            srv.balancer.adopt = srv.on_adopt
-            srv.records = []
-            srv.address = await srv.start()
-            port = srv.address[1]
-            servers.append(srv)
-        servers[0].balancer.publish_cpu(cpu)
-        servers[1].balancer.publish_cpu(cpu + 1)
-        steer_to_first(servers[0].listener.transport.get_extra_info("socket"))
-        request = codec.encode(codec.Request(codec.Opcode.RRQ, "mid.bin", "octet", ()))
-        await client.send(request, servers[0].address)
-        message, peer = await first_data(client)
-        data, ports = bytearray(message.data), {peer[1]}
-        while len(message.data) == 512:
-            if message.block == 5:  # the client is elsewhere now
-                servers[0].balancer.publish_cpu(cpu + 1)
-                servers[1].balancer.publish_cpu(cpu)
-            await client.send(codec.encode(codec.Ack(message.block)), peer)
-            message, answered = await first_data(client)
-            ports.add(answered[1])
-            data += message.data
-        await client.send(codec.encode(codec.Ack(message.block)), peer)
-        assert bytes(data) == body and len(ports) == 1, ports
-        await wait_until(lambda: servers[1].records, "the record on worker 1")
-        assert [(r.result, r.bytes) for r in servers[1].records] == [("ok", len(body))]
-        assert not servers[0].records and servers[0].balancer.moved == 1
-        assert not servers[1].records[0].retransmits
+        async with two_workers(root, tmp_path, moves=True,
+                               cache_file_max=(1 << 20) if cached else 1024) as servers:
+            await _follow(client, servers, cpu, body)
     finally:
         client.close()
-        for srv in servers:
-            await srv.close()
+
+
+async def _follow(client: RawClient, servers, cpu: int, body: bytes) -> None:
+    """test_a_transfer_follows_its_client_to_another_cpu's download of mid.bin."""
+    servers[0].balancer.publish_cpu(cpu)
+    servers[1].balancer.publish_cpu(cpu + 1)
+    request = codec.encode(codec.Request(codec.Opcode.RRQ, "mid.bin", "octet", ()))
+    await client.send(request, servers[0].address)
+    message, peer = await first_data(client)
+    data, ports = bytearray(message.data), {peer[1]}
+    while len(message.data) == 512:
+        if message.block == 5:  # the client is elsewhere now
+            servers[0].balancer.publish_cpu(cpu + 1)
+            servers[1].balancer.publish_cpu(cpu)
+        await client.send(codec.encode(codec.Ack(message.block)), peer)
+        message, answered = await first_data(client)
+        ports.add(answered[1])
+        data += message.data
+    await client.send(codec.encode(codec.Ack(message.block)), peer)
+    assert bytes(data) == body and len(ports) == 1, ports
+    await wait_until(lambda: servers[1].records, "the record on worker 1")
+    assert [(r.result, r.bytes) for r in servers[1].records] == [("ok", len(body))]
+    assert not servers[0].records and servers[0].balancer.moved == 1
+    assert not servers[1].records[0].retransmits
 
 
 async def test_a_move_not_taken_leaves_the_transfer_here(workers, root, tmp_path):
     """Worker 1's hand-over socket is gone (as with a worker that died): the move fails and
     the transfer goes on where it is, from the same port, to the end."""
     os.unlink(socket_path(str(tmp_path / "shared"), 69, 1))
-    client = RawClient()
-    try:
-        data, ports = await fetch_one_port(client, workers)
-        assert data == (root / "small.bin").read_bytes() and len(ports) == 1
-        await wait_until(lambda: workers[0].records, "the record on worker 0")
-        assert [r.result for r in workers[0].records] == ["ok"] and not workers[1].records
-        assert workers[0].balancer.moved == 0
-    finally:
-        client.close()
+    await fetched_where_it_started(workers, root)
