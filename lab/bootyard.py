@@ -37,12 +37,6 @@ GUEST_STAGES = (
 )
 
 
-def services_present() -> bool:
-    """Whether this tree has bootyard's DHCP, TFTP and HTTP services (``python -m services.X``)."""
-    root = Path(__file__).resolve().parent.parent / "services"
-    return all((root / name / "__main__.py").exists() for name in SERVICES)
-
-
 def inventory(plan: BootPlan) -> dict:
     """The lab's inventory as ``bootyard import`` reads it: one subnet, a profile per host."""
     subnet = {"network": plan.network, "ranges": [f"{plan.pool[0]}-{plan.pool[1]}"],

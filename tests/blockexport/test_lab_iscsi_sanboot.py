@@ -12,7 +12,6 @@ import subprocess
 import pytest
 
 from lab.assets import ensure_assets
-from lab.bootyard import services_present
 from lab.disk import make_disk
 from lab.qemu import BIOS, UEFI
 from lab.runner import BootLab
@@ -20,7 +19,6 @@ from lab.runner import BootLab
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.e2e]
 
 
-@pytest.mark.skipif(not services_present(), reason="dhcp, tftp or http missing from the tree")
 def test_ipxe_sanboot_over_iscsi(lab, tmp_path, blockexport_process):
     boot = BootLab(lab, tmp_path / "lab", stack="bootyard", assets=ensure_assets())
     try:
@@ -71,7 +69,6 @@ def uefi_disk(path, tmp, message: str) -> None:
                    capture_output=True)
 
 
-@pytest.mark.skipif(not services_present(), reason="dhcp, tftp or http missing from the tree")
 def test_ipxe_efi_sanboot_over_iscsi(lab, tmp_path, blockexport_process):
     """OVMF's PXE -> ipxe.efi -> the same script's ``sanboot iscsi:...``: iPXE's EFI SAN boot
     finds the disk's EFI system files and runs \\EFI\\BOOT\\BOOTX64.EFI, which prints the

@@ -22,7 +22,6 @@ import pytest
 
 from lab import aoeguest
 from lab.assets import ensure_assets
-from lab.bootyard import services_present
 from lab.qemu import BIOS
 from lab.runner import BootLab
 from services.blockexport.storage_cow import CowDisk
@@ -88,7 +87,6 @@ def build(tmp: Path) -> tuple[Path, Path]:
     return initrd, golden
 
 
-@pytest.mark.skipif(not services_present(), reason="dhcp, tftp or http missing from the tree")
 def test_netroot_over_aoe_with_per_host_overlays(lab, tmp_path, blockexport_process):
     initrd, golden = build(tmp_path)
     golden_sum = hashlib.sha256(golden.read_bytes()).hexdigest()

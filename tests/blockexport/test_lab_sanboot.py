@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from lab.assets import ensure_assets
-from lab.bootyard import services_present
 from lab.disk import make_disk
 from lab.qemu import BIOS
 from lab.runner import BootLab
@@ -17,7 +16,6 @@ from lab.runner import BootLab
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.e2e]
 
 
-@pytest.mark.skipif(not services_present(), reason="dhcp, tftp or http missing from the tree")
 def test_ipxe_sanboot_over_aoe(lab, tmp_path, blockexport_process):
     boot = BootLab(lab, tmp_path / "lab", stack="bootyard", assets=ensure_assets())
     try:

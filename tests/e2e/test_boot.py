@@ -16,16 +16,13 @@ import sys
 import pytest
 
 from harness.netlab import wait_for
-from lab.bootyard import services_present
 from lab.qemu import BIOS, UEFI, UEFI_HTTP
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.e2e]
 
-BOOTYARD = services_present()
-# Scenarios 1 and 5 run on both stacks (the boot-time baseline); the others on bootyard once its
-# services are in the tree, on the classic stack before that.
-BOTH = ["classic", "bootyard"] if BOOTYARD else ["classic"]
-MAIN = ["bootyard"] if BOOTYARD else ["classic"]
+# Scenarios 1 and 5 run on both stacks (the boot-time baseline); the others on bootyard.
+BOTH = ["classic", "bootyard"]
+MAIN = ["bootyard"]
 
 
 def kinds_in_order(boot, mac: str, expected: list[str]) -> list[str]:

@@ -13,7 +13,6 @@ import shutil
 
 import pytest
 
-from lab.bootyard import services_present
 from lab.discovery_image import build
 from lab.qemu import BIOS
 
@@ -43,7 +42,6 @@ def _vm(boot, mac: str, disk):
 
 def test_an_unknown_machine_is_discovered_adopted_and_boots_its_profile(
         bootlab, discovery_image, tmp_path):
-    assert services_present()
     boot = bootlab("bootyard")
     boot.plan.add_host("known1", kind="kernel")  # someone else is known
     boot.plan.settings.update({
