@@ -29,6 +29,9 @@ cdef extern from "sys/socket.h":
     ssize_t c_recv "recv" (int fd, void *buf, size_t n, int flags)
     ssize_t c_sendmsg "sendmsg" (int fd, const msghdr *message, int flags)
 
+cdef extern from "math.h":
+    double fabs(double x)
+
 cdef extern from "string.h":
     void *memset(void *s, int c, size_t n)
 
@@ -50,13 +53,32 @@ cdef class Slot:
     cdef int count
     cdef public object session
     cdef public object transfer
-    cdef object step
-    cdef bint serve(self, char *buf, object now)
+    # the session's per-block state while lent (ReadSession.lockstep_lend)
+    cdef public long long sent
+    cdef public object ahead
+    cdef object read
+    cdef object blksize_obj
+    cdef Py_ssize_t blksize
+    cdef public long long bytes_sent
+    cdef double sent_at
+    cdef bint timed
+    cdef double srtt
+    cdef bint has_srtt
+    cdef double rttvar
+    cdef double rto
+    cdef double rto_min
+    cdef double rto_max
+    cdef public double deadline
+    cdef public bint dirty
+    cdef bint gone
+    cdef bint serve(self, char *buf, double now)
 
 
 cdef class Pump:
     cdef int epfd
     cdef dict slots
+    cdef list dead
+    cdef bint serving
     cdef object loop
     cdef object clock
     cdef public unsigned long long blocks

@@ -36,24 +36,61 @@ NO_TIMER = float("inf")
 
 @cython.cclass
 class Slot:
-    """One lock-step transfer in the pump: its socket, the block whose ACK it waits for and
-    the payload of the DATA that ACK releases (block ``block + 1``; ``block`` -1: nothing
-    prepared, every datagram goes to the transfer), and when its timer is armed
-    (``NO_TIMER``: not armed). The transfer keeps these up to date."""
+    """One lock-step transfer in the pump: its socket, and while the transfer has lent it the
+    session's per-block state (``lend``; ``block`` -1: nothing lent, every datagram goes to
+    the transfer), that state: the block sent and not ACKed and its payload, the payload read
+    ahead, the RTT estimate, the octets sent, the deadline. An ACK of ``block`` releases the
+    next DATA and the session's bookkeeping for it is done here, as
+    ``ReadSession.lockstep_sent`` does it; ``reclaim`` writes the result back
+    (``ReadSession.lockstep_restore``) before the transfer reads or feeds its session. Also
+    when the transfer's timer is armed (``NO_TIMER``: not armed)."""
 
     def __init__(self, fd: int, transfer: object, session: object) -> None:
         self.fd = fd
         self.transfer = transfer
         self.session = session
-        self.step = session.lockstep_sent  # bound once: called per block
         self.block = -1
         self.payload = None
+        self.ahead = None
+        self.read = None
+        self.blksize_obj = None
         self.timer_at = NO_TIMER
         self.recheck = 0  # every this many blocks, ask the transfer where its client is
         self.count = 0
+        self.dirty = False
+        self.gone = False
+
+    def lend(self, state: tuple) -> None:
+        """Take the session's per-block state (``ReadSession.lockstep_lend``)."""
+        sent_at: object
+        srtt: object
+        (sent, self.payload, sent_at, self.ahead, self.bytes_sent, srtt, self.rttvar,
+         self.rto, self.rto_min, self.rto_max, blksize, self.read) = state
+        self.sent = sent
+        self.blksize = blksize
+        self.blksize_obj = blksize
+        self.timed = sent_at is not None
+        self.sent_at = sent_at if self.timed else 0.0
+        self.has_srtt = srtt is not None
+        self.srtt = srtt if self.has_srtt else 0.0
+        self.dirty = False
+        self.block = sent & 0xFFFF
+
+    def reclaim(self) -> None:
+        """Nothing lent from here on; the blocks served since ``lend`` written back into the
+        session (``ReadSession.lockstep_restore``)."""
+        if self.block < 0 and not self.dirty:
+            return
+        self.block = -1
+        if self.dirty:
+            self.dirty = False
+            self.session.lockstep_restore(
+                self.sent, self.payload, self.ahead, self.bytes_sent, self.sent_at,
+                self.srtt if self.has_srtt else None, self.rttvar, self.rto, self.deadline)
+        self.payload = self.ahead = self.read = None
 
     @cython.cfunc
-    def serve(self, buf: cython.p_char, now: object) -> cython.bint:
+    def serve(self, buf: cython.p_char, now: cython.double) -> cython.bint:
         """Read one datagram (``buf``: the pump's buffer); True when it released a block."""
         n: cython.Py_ssize_t = c_recv(self.fd, buf, RECV_SIZE, 0)
         if n < 0:
@@ -69,12 +106,13 @@ class Slot:
             header[2] = following_block >> 8
             header[3] = following_block & 0xFF
             view: Py_buffer
-            PyObject_GetBuffer(self.payload, cython.address(view), PyBUF_SIMPLE)
+            PyObject_GetBuffer(self.ahead, cython.address(view), PyBUF_SIMPLE)
+            size: cython.Py_ssize_t = view.len
             parts: iovec[2]
             parts[0].iov_base = header
             parts[0].iov_len = 4
             parts[1].iov_base = view.buf
-            parts[1].iov_len = view.len
+            parts[1].iov_len = size
             message: msghdr
             memset(cython.address(message), 0, cython.sizeof(msghdr))
             message.msg_iov = parts
@@ -82,15 +120,31 @@ class Slot:
             c_sendmsg(self.fd, cython.address(message), 0)
             PyBuffer_Release(cython.address(view))
             # a failed send (ICMP, a full buffer) is lost: the timer recovers or ends it
-            following = self.step(now)
-            if following is None:
-                self.block, self.payload = -1, None
+            # the session's bookkeeping (ReadSession.lockstep_sent, _sample), in C
+            rtt: cython.double
+            if self.timed:
+                rtt = now - self.sent_at
+                if not self.has_srtt:
+                    self.srtt, self.rttvar, self.has_srtt = rtt, rtt / 2, True
+                else:
+                    self.rttvar = 0.75 * self.rttvar + 0.25 * fabs(self.srtt - rtt)
+                    self.srtt = 0.875 * self.srtt + 0.125 * rtt
+                self.rto = min(max(self.srtt + 4 * self.rttvar, self.rto_min), self.rto_max)
+            self.sent += 1
+            self.payload = self.ahead
+            self.sent_at, self.timed = now, True
+            self.bytes_sent += size
+            self.deadline = now + self.rto
+            self.dirty = True
+            if size < self.blksize:  # the last block: its ACK goes through the session
+                self.ahead = None
+                self.reclaim()
                 self.transfer._flush()
                 return True
-            number, self.payload, deadline = following
-            self.block = number & 0xFFFF
-            if deadline < self.timer_at:
-                self.transfer._arm(deadline)
+            self.ahead = self.read(self.blksize_obj)
+            self.block = self.sent & 0xFFFF
+            if self.deadline < self.timer_at:
+                self.transfer._arm(self.deadline)
             if self.recheck > 0:
                 self.count += 1
                 if self.count >= self.recheck:
@@ -111,6 +165,8 @@ class Pump:
         if self.epfd < 0:
             raise OSError(errno, os.strerror(errno))
         self.slots = {}
+        self.dead = []  # slots removed during a service() call: kept alive until it returns
+        self.serving = False
         self.loop = loop
         self.clock = loop.time
         self.blocks = 0
@@ -127,7 +183,7 @@ class Pump:
     def add(self, slot: Slot) -> None:
         event: epoll_event
         event.events = EPOLLIN
-        event.data.fd = slot.fd
+        event.data.ptr = cython.cast(cython.p_void, slot)  # self.slots holds it
         if epoll_ctl(self.epfd, EPOLL_CTL_ADD, slot.fd, cython.address(event)) < 0:
             raise OSError(errno, os.strerror(errno))
         self.slots[slot.fd] = slot
@@ -138,6 +194,9 @@ class Pump:
             return
         del self.slots[slot.fd]
         epoll_ctl(self.epfd, EPOLL_CTL_DEL, slot.fd, cython.NULL)
+        slot.gone = True
+        if self.serving:
+            self.dead.append(slot)  # an event of this batch may still point at it
         if not self.slots:
             self.close()
 
@@ -157,13 +216,18 @@ class Pump:
         if ready <= 0:
             return
         self.wakeups += 1
-        now: object = self.clock()
+        now: cython.double = self.clock()
         i: cython.int
         slot: Slot
-        for i in range(ready):
-            found = self.slots.get(events[i].data.fd)
-            if found is None:
-                continue  # removed by an earlier slot of this batch
-            slot = found
-            if slot.serve(buf, now):
-                self.blocks += 1
+        self.serving = True
+        try:
+            for i in range(ready):
+                slot = cython.cast(Slot, events[i].data.ptr)
+                if slot.gone:
+                    continue  # removed by an earlier slot of this batch
+                if slot.serve(buf, now):
+                    self.blocks += 1
+        finally:
+            self.serving = False
+            if self.dead:
+                self.dead.clear()

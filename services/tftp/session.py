@@ -269,6 +269,54 @@ class ReadSession:
         ahead.append(payload)
         return number, payload, deadline
 
+    def lockstep_lend(self) -> tuple[int, bytes | memoryview, float | None, bytes | memoryview,
+                                     int, float | None, float, float, float, float, int,
+                                     Callable[[int], bytes | memoryview]]:
+        """The state :meth:`lockstep_sent` works on, for a transport that does that bookkeeping
+        itself, block after block (the compiled pump, in C), and hands the result back with
+        :meth:`lockstep_restore` before the session is read or fed anything else.
+
+        Call it only where :meth:`lockstep_sent` could be called (a lock-step reply prepared).
+        Returns ``(sent, payload, sent_at, ahead, bytes_sent, srtt, rttvar, rto, rto_min,
+        rto_max, blksize, read)``: the block sent and not ACKed (absolute) and its payload,
+        when it was first sent (None: resent, no RTT sample from it: Karn), the payload of the
+        block after it (read ahead), the octets sent so far, the RTT state (as :meth:`_sample`
+        keeps it), and the source's ``read``. It changes nothing: the session stays as it was
+        until :meth:`lockstep_restore`.
+        """
+        sent = self._sent
+        return (sent, self._blocks[sent], self._sent_at.get(sent), self._ahead[0],
+                self.bytes_sent, self._srtt, self._rttvar, self._rto, self._limits.timeout_min,
+                self._rto_max, self.blksize, self._read)
+
+    def lockstep_restore(self, sent: int, payload: bytes | memoryview,
+                         ahead: bytes | memoryview | None, bytes_sent: int, now: float,
+                         srtt: float | None, rttvar: float, rto: float, deadline: float) -> None:
+        """The session after the blocks a transport served from :meth:`lockstep_lend`'s state,
+        exactly as the same :meth:`lockstep_sent` calls would have left it: ``sent`` is the
+        block sent last (at ``now``, when its predecessor's ACK came) with ``payload``,
+        ``ahead`` the block read after it (None: ``sent`` was the last block, shorter than
+        blksize)."""
+        self._blocks.clear()
+        self._blocks[sent] = payload
+        self._sent_at.clear()
+        self._sent_at[sent] = now
+        self._acked = sent - 1
+        self._sent = sent
+        self._expiries = 0
+        self._progress_at = now
+        self._ahead.clear()
+        self._framed.clear()
+        if ahead is None:
+            self._last = sent
+        else:
+            self._ahead.append(ahead)
+        self.bytes_sent = bytes_sent
+        self._srtt = srtt
+        self._rttvar = rttvar
+        self._rto = rto
+        self._deadline = deadline
+
     def resume_point(self) -> int:
         """The block a lock-step transfer has sent and not had ACKed, while it is in the
         middle (0: not in a state to resume elsewhere: the OACK or the last block out, a
