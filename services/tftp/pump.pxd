@@ -47,7 +47,6 @@ cdef extern from "unistd.h":
 cdef class Slot:
     cdef public int fd
     cdef public int block
-    cdef public object payload
     cdef public double timer_at
     cdef public int recheck
     cdef int count
@@ -55,7 +54,15 @@ cdef class Slot:
     cdef public object transfer
     # the session's per-block state while lent (ReadSession.lockstep_lend)
     cdef public long long sent
-    cdef public object ahead
+    cdef object payload          # the block sent and not ACKed (when not in the window)
+    cdef bint payload_in_win
+    cdef Py_ssize_t payload_off
+    cdef Py_ssize_t payload_len
+    cdef object ahead            # the block read ahead (when not in the window)
+    cdef bint ahead_in_win
+    cdef Py_ssize_t ahead_off
+    cdef Py_ssize_t ahead_len
+    cdef object source
     cdef object read
     cdef object blksize_obj
     cdef Py_ssize_t blksize
@@ -71,6 +78,17 @@ cdef class Slot:
     cdef public double deadline
     cdef public bint dirty
     cdef bint gone
+    # what the source holds in memory (its window()), held while lent
+    cdef object win
+    cdef Py_buffer win_view
+    cdef bint win_held
+    cdef Py_ssize_t win_pos
+    cdef Py_ssize_t win_end
+    cdef Py_ssize_t taken
+    cdef object win_slice(self, Py_ssize_t offset, Py_ssize_t size)
+    cdef int take_window(self)
+    cdef int drop_window(self)
+    cdef int read_ahead(self)
     cdef bint serve(self, char *buf, double now)
 
 

@@ -43,29 +43,41 @@ class Slot:
     next DATA and the session's bookkeeping for it is done here, as
     ``ReadSession.lockstep_sent`` does it; ``reclaim`` writes the result back
     (``ReadSession.lockstep_restore``) before the transfer reads or feeds its session. Also
-    when the transfer's timer is armed (``NO_TIMER``: not armed)."""
+    when the transfer's timer is armed (``NO_TIMER``: not armed).
+
+    Payloads are taken in place from what the source holds in memory (its ``window()``: a
+    cached file, or the 32 KiB last read of a streamed one), one block after another, with no
+    Python object per block; the source is moved on (``skip``) and the blocks become objects
+    (slices) only when the window runs out or the state goes back to the session. A source
+    without ``window`` (netascii) is read a block at a time (``read``)."""
 
     def __init__(self, fd: int, transfer: object, session: object) -> None:
         self.fd = fd
         self.transfer = transfer
         self.session = session
         self.block = -1
-        self.payload = None
-        self.ahead = None
-        self.read = None
+        self.payload = self.ahead = self.source = self.read = self.win = None
         self.blksize_obj = None
         self.timer_at = NO_TIMER
         self.recheck = 0  # every this many blocks, ask the transfer where its client is
         self.count = 0
         self.dirty = False
         self.gone = False
+        self.win_held = False
+
+    def __dealloc__(self) -> None:
+        if self.win_held:
+            PyBuffer_Release(cython.address(self.win_view))
 
     def lend(self, state: tuple) -> None:
         """Take the session's per-block state (``ReadSession.lockstep_lend``)."""
         sent_at: object
         srtt: object
+        if self.block >= 0 or self.dirty:
+            self.reclaim()
         (sent, self.payload, sent_at, self.ahead, self.bytes_sent, srtt, self.rttvar,
-         self.rto, self.rto_min, self.rto_max, blksize, self.read) = state
+         self.rto, self.rto_min, self.rto_max, blksize, self.source) = state
+        self.read = self.source.read
         self.sent = sent
         self.blksize = blksize
         self.blksize_obj = blksize
@@ -73,6 +85,8 @@ class Slot:
         self.sent_at = sent_at if self.timed else 0.0
         self.has_srtt = srtt is not None
         self.srtt = srtt if self.has_srtt else 0.0
+        self.payload_in_win = self.ahead_in_win = False
+        self.take_window()
         self.dirty = False
         self.block = sent & 0xFFFF
 
@@ -84,10 +98,71 @@ class Slot:
         self.block = -1
         if self.dirty:
             self.dirty = False
+            payload = self.win_slice(self.payload_off, self.payload_len) \
+                if self.payload_in_win else self.payload
+            ahead = self.win_slice(self.ahead_off, self.ahead_len) \
+                if self.ahead_in_win else self.ahead
+            self.drop_window()
             self.session.lockstep_restore(
-                self.sent, self.payload, self.ahead, self.bytes_sent, self.sent_at,
+                self.sent, payload, ahead, self.bytes_sent, self.sent_at,
                 self.srtt if self.has_srtt else None, self.rttvar, self.rto, self.deadline)
-        self.payload = self.ahead = self.read = None
+        self.drop_window()
+        self.payload = self.ahead = self.source = self.read = None
+
+    @cython.cfunc
+    def win_slice(self, offset: cython.Py_ssize_t, size: cython.Py_ssize_t) -> object:
+        return self.win[offset:offset + size]
+
+    @cython.cfunc
+    def take_window(self) -> cython.int:
+        """What the source holds in memory from its position on (``window()``), held here."""
+        window = getattr(self.source, "window", None)
+        if window is None:
+            return 0
+        owner, start, end = window()
+        if PyObject_GetBuffer(owner, cython.address(self.win_view), PyBUF_SIMPLE) < 0:
+            return -1
+        self.win = owner
+        self.win_held = True
+        self.win_pos = start
+        self.win_end = end
+        self.taken = 0
+        return 0
+
+    @cython.cfunc
+    def drop_window(self) -> cython.int:
+        """The source moved on past the blocks taken in place; the window let go (the blocks
+        still needed from it are slices by now)."""
+        if self.taken:
+            taken: cython.Py_ssize_t = self.taken
+            self.taken = 0
+            self.source.skip(taken)
+        if self.win_held:
+            self.win_held = False
+            PyBuffer_Release(cython.address(self.win_view))
+        self.win = None
+        return 0
+
+    @cython.cfunc
+    def read_ahead(self) -> cython.int:
+        """The block after the one just sent: in place from the window, or read (the window
+        ran out: the next one is taken after the read)."""
+        if self.win_held and self.win_end - self.win_pos >= self.blksize:
+            self.ahead = None
+            self.ahead_in_win = True
+            self.ahead_off = self.win_pos
+            self.ahead_len = self.blksize
+            self.win_pos += self.blksize
+            self.taken += self.blksize
+            return 0
+        if self.payload_in_win:  # still needed (a resend), and the window goes
+            self.payload = self.win_slice(self.payload_off, self.payload_len)
+            self.payload_in_win = False
+        self.drop_window()
+        self.ahead = self.read(self.blksize_obj)
+        self.ahead_in_win = False
+        self.take_window()
+        return 0
 
     @cython.cfunc
     def serve(self, buf: cython.p_char, now: cython.double) -> cython.bint:
@@ -105,20 +180,28 @@ class Slot:
             header[1] = 3  # DATA
             header[2] = following_block >> 8
             header[3] = following_block & 0xFF
-            view: Py_buffer
-            PyObject_GetBuffer(self.ahead, cython.address(view), PyBUF_SIMPLE)
-            size: cython.Py_ssize_t = view.len
             parts: iovec[2]
             parts[0].iov_base = header
             parts[0].iov_len = 4
-            parts[1].iov_base = view.buf
-            parts[1].iov_len = size
             message: msghdr
             memset(cython.address(message), 0, cython.sizeof(msghdr))
             message.msg_iov = parts
             message.msg_iovlen = 2
-            c_sendmsg(self.fd, cython.address(message), 0)
-            PyBuffer_Release(cython.address(view))
+            size: cython.Py_ssize_t
+            if self.ahead_in_win:
+                size = self.ahead_len
+                parts[1].iov_base = cython.cast(cython.p_char, self.win_view.buf) + \
+                    self.ahead_off
+                parts[1].iov_len = size
+                c_sendmsg(self.fd, cython.address(message), 0)
+            else:
+                view: Py_buffer
+                PyObject_GetBuffer(self.ahead, cython.address(view), PyBUF_SIMPLE)
+                size = view.len
+                parts[1].iov_base = view.buf
+                parts[1].iov_len = size
+                c_sendmsg(self.fd, cython.address(message), 0)
+                PyBuffer_Release(cython.address(view))
             # a failed send (ICMP, a full buffer) is lost: the timer recovers or ends it
             # the session's bookkeeping (ReadSession.lockstep_sent, _sample), in C
             rtt: cython.double
@@ -131,17 +214,19 @@ class Slot:
                     self.srtt = 0.875 * self.srtt + 0.125 * rtt
                 self.rto = min(max(self.srtt + 4 * self.rttvar, self.rto_min), self.rto_max)
             self.sent += 1
-            self.payload = self.ahead
+            self.payload, self.payload_in_win = self.ahead, self.ahead_in_win
+            self.payload_off, self.payload_len = self.ahead_off, self.ahead_len
             self.sent_at, self.timed = now, True
             self.bytes_sent += size
             self.deadline = now + self.rto
             self.dirty = True
             if size < self.blksize:  # the last block: its ACK goes through the session
                 self.ahead = None
+                self.ahead_in_win = False
                 self.reclaim()
                 self.transfer._flush()
                 return True
-            self.ahead = self.read(self.blksize_obj)
+            self.read_ahead()
             self.block = self.sent & 0xFFFF
             if self.deadline < self.timer_at:
                 self.transfer._arm(self.deadline)

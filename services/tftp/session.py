@@ -62,6 +62,9 @@ class Source(Protocol):
 
     def skip(self, n: int) -> None: ...  # n octets on, unread (a transfer resumed midway)
 
+    # optional: window() -> (buffer, start, end), what is in memory from the position on, taken
+    # in place by the compiled pump (content.BytesSource, FileSource; not netascii)
+
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
@@ -271,23 +274,24 @@ class ReadSession:
 
     def lockstep_lend(self) -> tuple[int, bytes | memoryview, float | None, bytes | memoryview,
                                      int, float | None, float, float, float, float, int,
-                                     Callable[[int], bytes | memoryview]]:
+                                     Source]:
         """The state :meth:`lockstep_sent` works on, for a transport that does that bookkeeping
         itself, block after block (the compiled pump, in C), and hands the result back with
         :meth:`lockstep_restore` before the session is read or fed anything else.
 
         Call it only where :meth:`lockstep_sent` could be called (a lock-step reply prepared).
         Returns ``(sent, payload, sent_at, ahead, bytes_sent, srtt, rttvar, rto, rto_min,
-        rto_max, blksize, read)``: the block sent and not ACKed (absolute) and its payload,
+        rto_max, blksize, source)``: the block sent and not ACKed (absolute) and its payload,
         when it was first sent (None: resent, no RTT sample from it: Karn), the payload of the
         block after it (read ahead), the octets sent so far, the RTT state (as :meth:`_sample`
-        keeps it), and the source's ``read``. It changes nothing: the session stays as it was
-        until :meth:`lockstep_restore`.
+        keeps it), and the source, read on from there (``read``, or in place: ``window`` and
+        ``skip``). It changes nothing: the session stays as it was until
+        :meth:`lockstep_restore`.
         """
         sent = self._sent
         return (sent, self._blocks[sent], self._sent_at.get(sent), self._ahead[0],
                 self.bytes_sent, self._srtt, self._rttvar, self._rto, self._limits.timeout_min,
-                self._rto_max, self.blksize, self._read)
+                self._rto_max, self.blksize, self._source)
 
     def lockstep_restore(self, sent: int, payload: bytes | memoryview,
                          ahead: bytes | memoryview | None, bytes_sent: int, now: float,

@@ -14,7 +14,7 @@ from tftp_rawclient import RawClient
 import services.tftp as package
 from harness.waiting import wait_until
 from services.tftp import codec, transport
-from services.tftp.content import BytesSource
+from services.tftp.content import BytesSource, FileSource
 from services.tftp.server import TftpServer
 from services.tftp.session import Limits, ReadSession
 from services.tftp.settings import TftpSection
@@ -162,7 +162,7 @@ def model_pump(session: ReadSession, steps: list[tuple[float, bytes]]) -> list[b
     """The pure-Python mode has no pump: the same bookkeeping, written here from the session's
     rules, through lockstep_lend/lockstep_restore (so those are tested in both modes)."""
     (sent, payload, sent_at, ahead, octets, srtt, rttvar, rto, rto_min, rto_max, blksize,
-     read) = session.lockstep_lend()
+     source) = session.lockstep_lend()
     out, dirty, now = [], False, 0.0
     for now, ack in steps:
         if ack != codec.encode(codec.Ack(sent & 0xFFFF)):
@@ -181,7 +181,7 @@ def model_pump(session: ReadSession, steps: list[tuple[float, bytes]]) -> list[b
         if len(payload) < blksize:
             ahead = None
             break
-        ahead = read(blksize)
+        ahead = source.read(blksize)
     if dirty:
         session.lockstep_restore(sent, payload, ahead, octets, now, srtt, rttvar, rto,
                                  now + rto)
@@ -232,25 +232,41 @@ def state(session: ReadSession) -> dict:
     return out
 
 
-def test_the_pump_leaves_the_session_as_lockstep_sent_would():
+def sources(kind: str, data: bytes, tmp_path, request):
+    """Two sources of ``data`` (ours, the reference's): cached (bytes) or streamed (a file)."""
+    if kind == "cached":
+        return BytesSource(data), BytesSource(data)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    out = (FileSource(os.open(path, os.O_RDONLY)), FileSource(os.open(path, os.O_RDONLY)))
+    for source in out:
+        request.addfinalizer(source.close)
+    return out
+
+
+@pytest.mark.parametrize("kind, blocks, first", [("cached", 20, 10), ("streamed", 150, 70)])
+def test_the_pump_leaves_the_session_as_lockstep_sent_would(kind, blocks, first, tmp_path,
+                                                            request):
     """The pump keeps the block counter, the payloads, the RTT estimate and the octets sent in C
     between two calls into the session (docs/tftp.md "The compiled per-block path"); written
     back, the session is exactly what one ``lockstep_sent`` per block makes of it (the same
     floats: the RTT estimate computed in the same order), and the DATA sent are the file's
     blocks. A first block resent (no RTT sample from it, Karn's rule), RTTs that move the
-    estimate, a duplicate ACK left to the transfer's Python path, and the last block."""
-    data = os.urandom(512 * 20 + 100)
-    request = codec.Request(codec.Opcode.RRQ, "f.bin", "octet")
+    estimate, a duplicate ACK left to the transfer's Python path, and the last block; from a
+    cached file and from a streamed one (read 64 blocks of 512 at a time: the pump takes
+    blocks in place from each read, and the state goes back after a new one)."""
+    data = os.urandom(512 * blocks + 100)
+    rrq = codec.Request(codec.Opcode.RRQ, "f.bin", "octet")
     limits = Limits(timeout_min=1e-6)
-    ours, reference = (ReadSession(("127.0.0.1", 1), BytesSource(data), len(data), request,
-                                   limits, 0.0) for _ in range(2))
+    ours, reference = (ReadSession(("127.0.0.1", 1), source, len(data), rrq, limits, 0.0)
+                       for source in sources(kind, data, tmp_path, request))
     for session in (ours, reference):
         session.datagrams_to_send(0.0)
         session.on_timer(0.6)                     # block 1 resent: no RTT sample from it
         assert session.datagrams_to_send(0.6)
         assert session.prepared_reply() is not None
     steps, now = [], 0.6
-    for block in range(1, 11):
+    for block in range(1, first + 1):
         now += 0.001 * (1 + block % 3)
         steps.append((now, codec.encode(codec.Ack(block))))
     steps.insert(4, (now, codec.encode(codec.Ack(3))))  # a duplicate of ACK 3
@@ -267,12 +283,14 @@ def test_the_pump_leaves_the_session_as_lockstep_sent_would():
         if ack != codec.encode(codec.Ack(reference._sent & 0xFFFF)):
             continue
         assert reference.lockstep_sent(now) is not None
-    assert sent == [codec.HEADER.pack(3, b) + data[(b - 1) * 512:b * 512] for b in range(2, 12)]
+    assert sent == [codec.HEADER.pack(3, b) + data[(b - 1) * 512:b * 512]
+                    for b in range(2, first + 2)]
     assert state(ours) == state(reference)
     assert ours._srtt is not None and ours._rto != 0.5  # the estimate did move
     # on to the end: the last block (100 octets) ends the pump's part; its ACK is the session's
     assert ours.prepared_reply() is not None and reference.prepared_reply() is not None
-    steps = [(now + 0.001 * k, codec.encode(codec.Ack(b))) for k, b in enumerate(range(11, 21))]
+    steps = [(now + 0.001 * k, codec.encode(codec.Ack(b)))
+             for k, b in enumerate(range(first + 1, blocks + 1))]
     calls = Calls()
     if transport._pump is not None:
         sent = compiled_pump(ours, steps, calls)
@@ -282,7 +300,8 @@ def test_the_pump_leaves_the_session_as_lockstep_sent_would():
     for now, _ack in steps:
         following = reference.lockstep_sent(now)
     assert following is None and reference.last_block_out()
-    assert sent[-1] == codec.HEADER.pack(3, 21) + data[20 * 512:]
+    assert sent == [codec.HEADER.pack(3, b & 0xFFFF) + data[(b - 1) * 512:b * 512]
+                    for b in range(first + 2, blocks + 2)]
     assert state(ours) == state(reference)
-    ours.receive(codec.encode(codec.Ack(21)), ("127.0.0.1", 1), now + 0.001)
+    ours.receive(codec.encode(codec.Ack(blocks + 1)), ("127.0.0.1", 1), now + 0.001)
     assert ours.finished and ours.result == "ok" and ours.bytes_sent == len(data)
