@@ -83,6 +83,7 @@ cdef class Slot:
     cdef double rto_max
     cdef public double deadline
     cdef public bint dirty
+    cdef bint last               # the block sent last was the file's last
     cdef bint gone
     # what the source holds in memory (its window()), held while lent
     cdef object win

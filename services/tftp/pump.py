@@ -87,7 +87,7 @@ class Slot:
         self.sent_at = sent_at if self.timed else 0.0
         self.has_srtt = srtt is not None
         self.srtt = srtt if self.has_srtt else 0.0
-        self.payload_in_win = self.ahead_in_win = False
+        self.payload_in_win = self.ahead_in_win = self.last = False
         self.take_window()
         self.dirty = False
         self.block = sent & 0xFFFF
@@ -106,7 +106,7 @@ class Slot:
                 if self.ahead_in_win else self.ahead
             self.drop_window()
             self.session.lockstep_restore(
-                self.sent, payload, ahead, self.bytes_sent, self.sent_at,
+                self.sent, payload, ahead, self.last, self.bytes_sent, self.sent_at,
                 self.srtt if self.has_srtt else None, self.rttvar, self.rto, self.deadline)
         self.drop_window()
         self.payload = self.ahead = self.source = self.read = None
@@ -240,14 +240,16 @@ class Slot:
             self.bytes_sent += size
             self.deadline = now + self.rto
             self.dirty = True
+            self.block = -1  # nothing prepared until the next block is read
+            self.ahead = None
+            self.ahead_in_win = False
             if size < self.blksize:  # the last block: its ACK goes through the session
-                self.ahead = None
-                self.ahead_in_win = False
+                self.last = True
                 self.reclaim()
                 self.transfer._flush()
                 return True
-            self.read_ahead()
-            self.block = self.sent & 0xFFFF
+            self.read_ahead()  # if the read fails (EIO), the session gets the state without
+            self.block = self.sent & 0xFFFF  # a block ahead and reads it again itself
             if self.deadline < self.timer_at:
                 self.transfer._arm(self.deadline)
             if self.recheck > 0:

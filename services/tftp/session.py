@@ -294,13 +294,15 @@ class ReadSession:
                 self._rto_max, self.blksize, self._source)
 
     def lockstep_restore(self, sent: int, payload: bytes | memoryview,
-                         ahead: bytes | memoryview | None, bytes_sent: int, now: float,
-                         srtt: float | None, rttvar: float, rto: float, deadline: float) -> None:
+                         ahead: bytes | memoryview | None, last: bool, bytes_sent: int,
+                         now: float, srtt: float | None, rttvar: float, rto: float,
+                         deadline: float) -> None:
         """The session after the blocks a transport served from :meth:`lockstep_lend`'s state,
         exactly as the same :meth:`lockstep_sent` calls would have left it: ``sent`` is the
         block sent last (at ``now``, when its predecessor's ACK came) with ``payload``,
-        ``ahead`` the block read after it (None: ``sent`` was the last block, shorter than
-        blksize)."""
+        ``ahead`` the block read after it, ``last``: ``sent`` was the last block, shorter than
+        blksize (``ahead`` None and not ``last``: the read after it failed; the next
+        :meth:`prepared_reply` reads again, as after a failed read in ``lockstep_sent``)."""
         self._blocks.clear()
         self._blocks[sent] = payload
         self._sent_at.clear()
@@ -311,9 +313,9 @@ class ReadSession:
         self._progress_at = now
         self._ahead.clear()
         self._framed.clear()
-        if ahead is None:
+        if last:
             self._last = sent
-        else:
+        elif ahead is not None:
             self._ahead.append(ahead)
         self.bytes_sent = bytes_sent
         self._srtt = srtt

@@ -163,7 +163,7 @@ def model_pump(session: ReadSession, steps: list[tuple[float, bytes]]) -> list[b
     rules, through lockstep_lend/lockstep_restore (so those are tested in both modes)."""
     (sent, payload, sent_at, ahead, octets, srtt, rttvar, rto, rto_min, rto_max, blksize,
      source) = session.lockstep_lend()
-    out, dirty, now = [], False, 0.0
+    out, dirty, now, last = [], False, 0.0, False
     for now, ack in steps:
         if ack != codec.encode(codec.Ack(sent & 0xFFFF)):
             continue  # the transfer's Python path takes it (not modelled)
@@ -179,11 +179,11 @@ def model_pump(session: ReadSession, steps: list[tuple[float, bytes]]) -> list[b
         sent, payload, sent_at, dirty = sent + 1, ahead, now, True
         octets += len(payload)
         if len(payload) < blksize:
-            ahead = None
+            ahead, last = None, True
             break
         ahead = source.read(blksize)
     if dirty:
-        session.lockstep_restore(sent, payload, ahead, octets, now, srtt, rttvar, rto,
+        session.lockstep_restore(sent, payload, ahead, last, octets, now, srtt, rttvar, rto,
                                  now + rto)
     return out
 
@@ -211,12 +211,12 @@ def compiled_pump(session: ReadSession, steps: list[tuple[float, bytes]],
                     out.append(peer.recv(65536, socket.MSG_DONTWAIT))
                 except BlockingIOError:
                     break
-        slot.reclaim()
-        pump.remove(slot)
-        assert not pump.open and not loop.readers  # the last slot out closed the set
     finally:
+        slot.reclaim()  # as the transfer does before it reads its session (an error too)
+        pump.remove(slot)
         ours.close()
         peer.close()
+    assert not pump.open and not loop.readers  # the last slot out closed the set
     return out
 
 
@@ -305,3 +305,47 @@ def test_the_pump_leaves_the_session_as_lockstep_sent_would(kind, blocks, first,
     assert state(ours) == state(reference)
     ours.receive(codec.encode(codec.Ack(blocks + 1)), ("127.0.0.1", 1), now + 0.001)
     assert ours.finished and ours.result == "ok" and ours.bytes_sent == len(data)
+
+
+class FailingOnce:
+    """A source whose ``fail_at``-th read fails once (EIO from a failing disk); no ``window``,
+    so the pump reads it a block at a time, as a netascii transfer's."""
+
+    def __init__(self, data: bytes, fail_at: int) -> None:
+        self._inner, self._reads, self._fail_at = BytesSource(data), 0, fail_at
+
+    def read(self, n: int):
+        self._reads += 1
+        if self._reads == self._fail_at:
+            raise OSError(5, "Input/output error")
+        return self._inner.read(n)
+
+    def skip(self, n: int) -> None:
+        self._inner.skip(n)
+
+
+def test_a_read_that_fails_leaves_the_block_to_read_again():
+    """The read after block 4's send fails: the error reaches the caller, and the session is
+    left with block 4 sent, nothing read ahead and not at its end; it reads block 5 again when
+    asked, so the client gets every block once, in order (the pump's state written back, or
+    lockstep_sent's own, in the pure-Python mode)."""
+    data = os.urandom(512 * 8 + 10)
+    rrq = codec.Request(codec.Opcode.RRQ, "f.bin", "octet")
+    session = ReadSession(("127.0.0.1", 1), FailingOnce(data, 5), len(data), rrq, Limits(), 0.0)
+    session.datagrams_to_send(0.0)               # block 1 (read 1)
+    assert session.prepared_reply() is not None  # block 2 read ahead (read 2)
+    steps = [(0.01 * b, codec.encode(codec.Ack(b))) for b in (1, 2, 3)]
+    if transport._pump is not None:
+        with pytest.raises(OSError):
+            compiled_pump(session, steps, Calls())
+    else:
+        for now, _ack in steps[:2]:
+            session.lockstep_sent(now)
+        with pytest.raises(OSError):
+            session.lockstep_sent(steps[2][0])
+    assert (session._sent, session._acked, session._ahead, session._last) == (4, 3, [], None)
+    assert bytes(session._blocks[4]) == data[3 * 512:4 * 512]
+    assert not session.finished
+    ack, (datagram,) = session.prepared_reply()  # block 5, read again
+    assert ack == codec.encode(codec.Ack(4))
+    assert datagram == codec.HEADER.pack(3, 5) + data[4 * 512:5 * 512]
