@@ -7,11 +7,14 @@ lock-step transfer's socket of one event loop from one epoll set: the loop watch
 descriptor, and one :meth:`Pump.service` call reads each ready socket with ``recv(2)`` into a
 buffer of its own; a datagram equal to the transfer's expected ACK (compared by block number)
 is answered at once with the prepared DATA (``sendmsg(2)`` of a header framed here, as
-``codec.HEADER`` frames it, and the payload where it lies: no copy) and the session does its
-bookkeeping (``lockstep_sent``) and prepares the next block; everything else (another
-datagram, the last block's ACK) goes to the transfer's Python path (``Transfer._handle``,
-``Transfer._flush``), and so do the timers. So the RFC rules stay in one place, the session,
-and this module only moves datagrams.
+``codec.HEADER`` frames it, and the payload where it lies: no copy). The session's per-block
+bookkeeping (what ``ReadSession.lockstep_sent`` does: the block counter, the RTT estimate, the
+octets sent, the next block taken from the source) is done here too, on the state the
+transfer lends each :class:`Slot` (``ReadSession.lockstep_lend``) and takes back
+(``Slot.reclaim`` -> ``ReadSession.lockstep_restore``) before it reads or feeds its session;
+everything else (another datagram, the last block's ACK) goes to the transfer's Python path
+(``Transfer._handle``, ``Transfer._flush``), and so do the timers. So the RFC rules stay in
+the session, and this module moves datagrams and keeps its books the session's way.
 
 Built by scripts/build_native.py with Cython from this source and ``pump.pxd`` (the C
 declarations); run as plain Python it refuses to import, and the transport then drives each
