@@ -177,11 +177,6 @@ class Balancer:
         """The CPU this worker is pinned to (None: not pinned; then no transfer moves here)."""
         self._slots[self._cpu_slot(self.index)] = 0 if cpu is None else cpu + 1
 
-    def own_cpu(self) -> int:
-        """The CPU this worker published (-1: not pinned): ``move`` keeps every transfer whose
-        client's datagrams arrive there (the pump checks that in C, between blocks)."""
-        return self._slots[self._cpu_slot(self.index)] - 1
-
     def _cpu_slot(self, j: int) -> int:
         return self.count + 2 * self.count * self.count + j
 

@@ -28,11 +28,6 @@ cdef extern from "sys/socket.h":
         size_t msg_iovlen
     ssize_t c_recv "recv" (int fd, void *buf, size_t n, int flags)
     ssize_t c_sendmsg "sendmsg" (int fd, const msghdr *message, int flags)
-    ctypedef unsigned int socklen_t
-    int getsockopt(int fd, int level, int name, void *value, socklen_t *size)
-    enum:
-        SOL_SOCKET
-        SO_INCOMING_CPU
 
 cdef extern from "math.h":
     double fabs(double x)
@@ -54,7 +49,6 @@ cdef class Slot:
     cdef public int block
     cdef public double timer_at
     cdef public int recheck
-    cdef public object home_cpu
     cdef int count
     cdef public object session
     cdef public object transfer
@@ -96,7 +90,6 @@ cdef class Slot:
     cdef int take_window(self)
     cdef int drop_window(self)
     cdef int read_ahead(self)
-    cdef bint moved_cpu(self)
     cdef bint serve(self, char *buf, double now)
 
 

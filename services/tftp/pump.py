@@ -64,7 +64,6 @@ class Slot:
         self.blksize_obj = None
         self.timer_at = NO_TIMER
         self.recheck = 0  # every this many blocks, ask the transfer where its client is
-        self.home_cpu = None  # ... when its datagrams arrive on another CPU than this one
         self.count = 0
         self.dirty = False
         self.gone = False
@@ -170,24 +169,6 @@ class Slot:
         return 0
 
     @cython.cfunc
-    def moved_cpu(self) -> cython.bint:
-        """Whether the client's datagrams now arrive on a CPU other than this worker's
-        (``home_cpu()``; ``SO_INCOMING_CPU``, -1: no datagram yet, as
-        services.tftp.balance.incoming_cpu): only then can ``Transfer._recheck`` move the
-        transfer (no ``home_cpu``, or -1, not pinned: always ask)."""
-        if self.home_cpu is None:
-            return True
-        home: cython.int = self.home_cpu()
-        if home < 0:
-            return True
-        cpu: cython.int = -1
-        size: socklen_t = cython.sizeof(cython.int)
-        if getsockopt(self.fd, SOL_SOCKET, SO_INCOMING_CPU, cython.address(cpu),
-                      cython.address(size)) < 0 or cpu < 0:
-            return False
-        return cpu != home
-
-    @cython.cfunc
     def serve(self, buf: cython.p_char, now: cython.double) -> cython.bint:
         """Read one datagram (``buf``: the pump's buffer); True when it released a block."""
         n: cython.Py_ssize_t = c_recv(self.fd, buf, RECV_SIZE, 0)
@@ -259,8 +240,7 @@ class Slot:
                 self.count += 1
                 if self.count >= self.recheck:
                     self.count = 0
-                    if self.moved_cpu():
-                        self.transfer._recheck()  # may move the transfer: the slot then goes
+                    self.transfer._recheck()  # may move the transfer: this slot then goes
             return True
         self.transfer._handle(buf[:n])
         return False

@@ -476,15 +476,13 @@ class TftpServer:
             release = functools.partial(self._release, addr, handling)
             if moved is not None:
                 transfer = Transfer(self.cfg.bind, session, release, moved=moved[:2],
-                                    relocate=self._relocator(request, addr, record),
-                                    home_cpu=self._home_cpu)
+                                    relocate=self._relocator(request, addr, record))
             elif self._threaded < self.cfg.transfer_threads:
                 transfer = ThreadTransfer(self.cfg.bind, session, release)
                 self._threaded += 1
             else:
                 transfer = Transfer(self.cfg.bind, session, release,
-                                    relocate=self._relocator(request, addr, record),
-                                    home_cpu=self._home_cpu)
+                                    relocate=self._relocator(request, addr, record))
             self._transfers.add(transfer)
             handling.transfer = transfer
             await transfer.done
@@ -530,12 +528,6 @@ class TftpServer:
         def relocate(sock: socket.socket, ack: bytes, resume: int) -> bool:
             return balancer.move(datagram, ack, addr, sock, len(self._busy), resume)
         return relocate
-
-    def _home_cpu(self) -> int:
-        """The CPU this worker is pinned to (-1: none, or no workers sharing requests): a
-        lock-step transfer whose client's datagrams arrive there has nowhere to move (asked
-        by the pump between blocks, before it calls the transfer's ``_recheck``)."""
-        return -1 if self.balancer is None else self.balancer.own_cpu()
 
     async def _summarise(self, session: ReadSession, record: Record, addr, started) -> None:
         """The transfer's summary: record, metrics, the client's MAC, log line, event."""

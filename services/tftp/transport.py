@@ -196,8 +196,7 @@ class Transfer(_Sockets):
     def __init__(self, bind: str, session: ReadSession,
                  on_finish: Callable[[], None] | None = None,
                  relocate: Callable[[socket.socket, bytes, int], bool] | None = None,
-                 moved: tuple[socket.socket, bytes] | None = None,
-                 home_cpu: Callable[[], int] | None = None) -> None:
+                 moved: tuple[socket.socket, bytes] | None = None) -> None:
         super().__init__(bind, session, blocking=False,
                          sock=None if moved is None else moved[0])
         self._on_finish = on_finish
@@ -218,7 +217,6 @@ class Transfer(_Sockets):
             # the compiled pump serves the socket (services/tftp/pump.py), not the loop
             self._slot = _pump.Slot(self._sock.fileno(), self, session)
             self._slot.recheck = RECHECK_BLOCKS if self._midway is not None else 0
-            self._slot.home_cpu = home_cpu  # where _recheck would keep it: checked first
             self._pump = _pump_of(self._loop)
             self._pump.add(self._slot)
         else:
