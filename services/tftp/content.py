@@ -35,6 +35,11 @@ class BytesSource:
         """Move ``n`` octets on without reading them (a transfer resumed midway)."""
         self._pos = min(self._pos + n, len(self._view))
 
+    def window(self) -> tuple[memoryview, int, int]:
+        """``(buffer, start, end)``: what is in memory from the position on, for a reader
+        that takes it in place and then calls ``skip`` (the compiled pump)."""
+        return self._view, self._pos, len(self._view)
+
     def close(self) -> None:
         self._view = memoryview(b"")
 
@@ -81,6 +86,11 @@ class FileSource:
         os.lseek(self._fd, n - left, os.SEEK_CUR)
         self._chunk = memoryview(b"")
         self._pos = 0
+
+    def window(self) -> tuple[memoryview, int, int]:
+        """``(buffer, start, end)``: what the last ``os.read`` holds from the position on
+        (see ``BytesSource.window``)."""
+        return self._chunk, self._pos, len(self._chunk)
 
     def close(self) -> None:
         if self._fd >= 0:

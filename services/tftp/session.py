@@ -62,6 +62,9 @@ class Source(Protocol):
 
     def skip(self, n: int) -> None: ...  # n octets on, unread (a transfer resumed midway)
 
+    # optional: window() -> (buffer, start, end), what is in memory from the position on, taken
+    # in place by the compiled pump (content.BytesSource, FileSource; not netascii)
+
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
@@ -268,6 +271,57 @@ class ReadSession:
         payload = self._read(blksize)
         ahead.append(payload)
         return number, payload, deadline
+
+    def lockstep_lend(self) -> tuple[int, bytes | memoryview, float | None, bytes | memoryview,
+                                     int, float | None, float, float, float, float, int,
+                                     Source]:
+        """The state :meth:`lockstep_sent` works on, for a transport that does that bookkeeping
+        itself, block after block (the compiled pump, in C), and hands the result back with
+        :meth:`lockstep_restore` before the session is read or fed anything else.
+
+        Call it only where :meth:`lockstep_sent` could be called (a lock-step reply prepared).
+        Returns ``(sent, payload, sent_at, ahead, bytes_sent, srtt, rttvar, rto, rto_min,
+        rto_max, blksize, source)``: the block sent and not ACKed (absolute) and its payload,
+        when it was first sent (None: resent, no RTT sample from it: Karn), the payload of the
+        block after it (read ahead), the octets sent so far, the RTT state (as :meth:`_sample`
+        keeps it), and the source, read on from there (``read``, or in place: ``window`` and
+        ``skip``). It changes nothing: the session stays as it was until
+        :meth:`lockstep_restore`.
+        """
+        sent = self._sent
+        return (sent, self._blocks[sent], self._sent_at.get(sent), self._ahead[0],
+                self.bytes_sent, self._srtt, self._rttvar, self._rto, self._limits.timeout_min,
+                self._rto_max, self.blksize, self._source)
+
+    def lockstep_restore(self, sent: int, payload: bytes | memoryview,
+                         ahead: bytes | memoryview | None, last: bool, bytes_sent: int,
+                         now: float, srtt: float | None, rttvar: float, rto: float,
+                         deadline: float) -> None:
+        """The session after the blocks a transport served from :meth:`lockstep_lend`'s state,
+        exactly as the same :meth:`lockstep_sent` calls would have left it: ``sent`` is the
+        block sent last (at ``now``, when its predecessor's ACK came) with ``payload``,
+        ``ahead`` the block read after it, ``last``: ``sent`` was the last block, shorter than
+        blksize (``ahead`` None and not ``last``: the read after it failed; the next
+        :meth:`prepared_reply` reads again, as after a failed read in ``lockstep_sent``)."""
+        self._blocks.clear()
+        self._blocks[sent] = payload
+        self._sent_at.clear()
+        self._sent_at[sent] = now
+        self._acked = sent - 1
+        self._sent = sent
+        self._expiries = 0
+        self._progress_at = now
+        self._ahead.clear()
+        self._framed.clear()
+        if last:
+            self._last = sent
+        elif ahead is not None:
+            self._ahead.append(ahead)
+        self.bytes_sent = bytes_sent
+        self._srtt = srtt
+        self._rttvar = rttvar
+        self._rto = rto
+        self._deadline = deadline
 
     def resume_point(self) -> int:
         """The block a lock-step transfer has sent and not had ACKed, while it is in the

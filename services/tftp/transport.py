@@ -229,6 +229,7 @@ class Transfer(_Sockets):
             self._flush()
 
     def abort(self) -> None:
+        self._reclaim()
         if not self.session.finished:
             self.session.finish("aborted", "service stopping")
         self._close()
@@ -243,6 +244,7 @@ class Transfer(_Sockets):
         False when the transfer is already over (the request is then a new one)."""
         if self._sock is None:
             return False
+        self._reclaim()
         while self._sock is not None and not self.session.finished:
             try:
                 data = self._recv(RECV_SIZE)
@@ -284,6 +286,7 @@ class Transfer(_Sockets):
         self._handle(data)
 
     def _handle(self, data: bytes) -> None:
+        self._reclaim()
         session = self.session
         if self._relocate is not None:
             relocate, self._relocate = self._relocate, None
@@ -300,33 +303,45 @@ class Transfer(_Sockets):
             session.receive(data, session.peer, self._loop.time())
         self._flush()
 
-    def _recheck(self) -> bool:
+    def _recheck(self) -> None:
         """Between lock-step blocks, now and then: a client whose datagrams arrive on another
-        worker's CPU now (the scheduler moved it) takes its transfer there. True: moved."""
+        worker's CPU now (the scheduler moved it) takes its transfer there."""
         session = self.session
         if self._midway is None or self._sock is None:
-            return False
+            return
+        self._reclaim()
         block = session.resume_point()
-        if not block or not self._midway(self._sock, b"", block):
-            return False
-        session.finish("moved", "moved to the worker on the client's CPU")
-        self._flush()
-        return True
+        if block and self._midway(self._sock, b"", block):
+            session.finish("moved", "moved to the worker on the client's CPU")
+            self._flush()
+        elif self._slot is not None:
+            self._slot.lend(session.lockstep_lend())  # not moved: the pump goes on
+
+    def _reclaim(self) -> None:
+        """Before the session is read or fed: the blocks the pump served since the transfer
+        lent it the session's per-block state, written back (pump.Slot.reclaim)."""
+        if self._slot is not None:
+            self._slot.reclaim()
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self._slot is not None:
-            self._slot.timer_at = _NO_TIMER
         now = self._loop.time()
+        slot = self._slot
+        if slot is not None:
+            slot.timer_at = _NO_TIMER
+            if slot.dirty and now < slot.deadline:
+                self._arm(slot.deadline)  # the pump has moved the deadline on: sleep again
+                return                    # (the session's state stays with the pump)
+            slot.reclaim()
         deadline = self.session.next_timer()
         if deadline is None:
             return
-        if now < deadline:
-            self._arm(deadline)  # the deadline moved on since we armed: sleep again
+        if now < deadline:  # the deadline moved on since we armed: sleep again (and lend
+            self._flush()   # the pump the session's state again)
             return
         self.session.on_timer(now)
         self._flush()
-        if not self.session.finished and self._timer is None:
+        if self._sock is not None and not self.session.finished and self._timer is None:
             nxt = self.session.next_timer()
             if nxt is not None:
                 self._arm(nxt)
@@ -335,6 +350,7 @@ class Transfer(_Sockets):
         session = self.session
         if self._sock is None:
             return
+        self._reclaim()
         out = session.datagrams_to_send(0.0)
         if out:
             self._send_out(out)
@@ -353,14 +369,10 @@ class Transfer(_Sockets):
             self._prepared = None
         else:
             self._ack, self._prepared = None, prepared
-        if self._slot is not None:
-            # the pump frames the ACK and the DATA header itself: it holds the ACK's block
-            # number (-1: nothing prepared) and the DATA's payload
-            if self._ack is None:
-                self._slot.block, self._slot.payload = -1, None
-            else:
-                self._slot.block = (self._ack[2] << 8) | self._ack[3]
-                self._slot.payload = memoryview(self._datagram)[4:]
+        if self._slot is not None and self._ack is not None:
+            # the pump sends the prepared DATA when its ACK comes and does the session's
+            # per-block bookkeeping itself, in C, until the transfer reclaims it (_reclaim)
+            self._slot.lend(session.lockstep_lend())
 
     def _arm(self, when: float) -> None:
         self._cancel_timer()
@@ -380,6 +392,7 @@ class Transfer(_Sockets):
         self._cancel_timer()
         if self._sock is not None:
             if self._pump is not None:
+                self._slot.reclaim()
                 self._pump.remove(self._slot)
                 if not self._pump.open:
                     _pumps.pop(self._loop, None)
