@@ -214,21 +214,28 @@ def stop_load(load: list[subprocess.Popen]) -> None:
 
 def concurrent(ns, server, remote, size, clients, blksize) -> float:
     started = time.monotonic()
+    errors = [tempfile.TemporaryFile() for _ in range(clients)]  # atftp's reason, if it fails
     procs = [ns.popen(*atftp(server, remote, "/dev/null", blksize, None),
-                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for _ in range(clients)]
-    failed = 0
-    for proc in procs:
+                      stdout=subprocess.DEVNULL, stderr=errors[i])
+             for i in range(clients)]
+    reasons: list[str] = []
+    for proc, error in zip(procs, errors):
         try:
-            if proc.wait(max(1, started + 600 - time.monotonic())) != 0:
-                failed += 1
+            status = proc.wait(max(1, started + 600 - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
-            failed += 1
+            proc.wait()
+            status = "timed out"
+        if status != 0:
+            error.seek(0)
+            lines = error.read().decode(errors="replace").strip().splitlines()
+            reasons.append(f"{status}: {lines[-1] if lines else 'no message'}")
+        error.close()
     elapsed = time.monotonic() - started
-    if failed:
-        print(f"  warning: {failed} of {clients} clients of {server} failed")
-    return (clients - failed) * size / elapsed / 1e6
+    if reasons:
+        print(f"  warning: {len(reasons)} of {clients} clients of {server} failed "
+              f"(exit status: atftp's last line): {'; '.join(sorted(set(reasons)))}")
+    return (clients - len(reasons)) * size / elapsed / 1e6
 
 
 def main() -> int:
