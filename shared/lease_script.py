@@ -16,8 +16,9 @@ RS = events.RS  # separates the steps of a batch, and the results
 
 # One script runs a whole batch of steps atomically. ARGV[1]: the packed steps, each ended by RS:
 #   op, subnet, mac, client, now, emit, ts, interface, boot_file, boot_reason, op args...
-# client: the client identity (client_identity()), which owns leases; mac: its chaddr, recorded
-# for TFTP and HTTP, for events, and to recognise a reserved host (reserved by MAC).
+# client: the client identity (services.dhcp.codec.client_identity()), which owns leases; mac:
+# its chaddr, recorded for TFTP and HTTP, for events, and to recognise a reserved host (reserved
+# by MAC).
 # emit: '0' no event, '1' the global event stream only (a MAC not in the inventory: no stream of
 # its own, shared/events.py), '2' the global stream and the host's.
 # offer:   hold_until, reserved ip or '', requested ip or '', hostname, discover ('1': write the

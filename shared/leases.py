@@ -17,8 +17,9 @@ Keys (:mod:`shared.keys`; docs/dhcp.md documents them for operators):
     free.
 
 The client identity (RFC 2131 §4.2) is option 61 when the client sends it, else its htype and
-chaddr (:func:`client_identity`); for an Ethernet client (no option 61, or option 61 holding
-its own Ethernet address) it is its canonical MAC. Two clients with one chaddr and different
+chaddr (``services.dhcp.codec.client_identity``, in the DHCP service's compiled packet path);
+for an Ethernet client (no option 61, or option 61 holding its own Ethernet address) it is its
+canonical MAC. Two clients with one chaddr and different
 option 61 (IPoIB, RFC 4390: hlen 0, chaddr empty) hold different leases.
 
 Every step of an exchange (offer, request, release, decline) runs inside one Lua script, atomically
@@ -64,22 +65,6 @@ except ImportError:  # pragma: no cover - hiredis is in pyproject's dependencies
         return b"".join(out)
 
 
-
-def client_identity(htype: int, hlen: int, chaddr: bytes, client_id: bytes | None) -> str:
-    """The client identity a lease belongs to (RFC 2131 §4.2): option 61 (``client_id``) when
-    present, else htype, hlen and chaddr. An Ethernet client (htype 1, hlen 6) without option 61,
-    or whose option 61 is its own Ethernet address (type 1, RFC 2132 §9.14), is its canonical
-    MAC, as leases recorded before identities were kept are; other identities are
-    ``id:<option 61 in hex>`` or ``hw:<htype>:<chaddr[:hlen] in hex>``."""
-    hardware = chaddr[:hlen] if 0 <= hlen <= 16 else chaddr
-    ethernet = htype == 1 and hlen == 6
-    if client_id is None:
-        return hardware.hex(":") if ethernet else f"hw:{htype}:{hardware.hex()}"
-    if ethernet and client_id == b"\x01" + hardware:
-        return hardware.hex(":")
-    return f"id:{client_id.hex()}"
-
-
 # Outcome and Step are built per packet: slotted, not frozen (cheaper); treat them as immutable.
 @dataclasses.dataclass(slots=True)
 class Outcome:
@@ -117,7 +102,7 @@ class Step:
     mac: str
     now: int
     args: tuple[str, ...]
-    client: str = ""  # the client identity (client_identity()); '': the MAC
+    client: str = ""  # the client identity (codec.client_identity()); '': the MAC
     journal: bool = False  # remember an acknowledged bind for replay after a Redis failure
     # (interface, boot_file, boot_reason, known) to record; known: the MAC is an inventory
     # host, whose event also goes to its own stream
@@ -358,7 +343,7 @@ class LeaseStore:
         self.failed = False
 
     # -- steps (``event``: (interface, boot_file, boot_reason, known), see Step; ``client``:
-    # the client identity, client_identity(), if it is not the MAC) ----------------------------
+    # the client identity, codec.client_identity(), if it is not the MAC) --------------------
     def offer_step(self, subnet: str, mac: str, *, reserved: str | None, requested: str | None,
                    hostname: str, now: int, event=None, client: str = "",
                    discover: str | None = None, arches: str = "") -> Step:

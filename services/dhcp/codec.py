@@ -202,6 +202,30 @@ def _giaddr(raw: bytes) -> str:
     return text
 
 
+def chaddr_mac(chaddr: bytes) -> str:
+    """The client's MAC from a chaddr's first six bytes, in shared.addresses' canonical form
+    (``52:54:00:ab:cd:ef``, as normalise_mac spells it: a test checks they agree). Here, in the
+    compiled packet path, not in shared/: a call from compiled code into interpreted code costs
+    ~2,000 instructions before it does anything (docs/benchmarks.md, DHCP, eighth round)."""
+    if len(chaddr) < 6:
+        raise DecodeError(f"hardware address is {len(chaddr)} bytes, a MAC needs 6")
+    return chaddr[:6].hex(":")
+
+
+def client_identity(htype: int, hlen: int, chaddr: bytes, client_id: bytes | None) -> str:
+    """The client identity a lease belongs to (RFC 2131 §4.2; shared/leases.py stores leases
+    by it): option 61 (``client_id``) when present, else htype, hlen and chaddr. An Ethernet
+    client (htype 1, hlen 6) without option 61, or whose option 61 is its own Ethernet address
+    (type 1, RFC 2132 §9.14), is its canonical MAC, as leases recorded before identities were
+    kept are; other identities are ``id:<option 61 in hex>`` or
+    ``hw:<htype>:<chaddr[:hlen] in hex>``."""
+    hardware = chaddr[:hlen] if 0 <= hlen <= 16 else chaddr
+    ethernet = htype == 1 and hlen == 6
+    if client_id is None:
+        return hardware.hex(":") if ethernet else f"hw:{htype}:{hardware.hex()}"
+    if ethernet and client_id == b"\x01" + hardware:
+        return hardware.hex(":")
+    return f"id:{client_id.hex()}"
 
 
 def _parse_options(data: bytes, start: int, end: int, out: dict[int, bytes], where: str,

@@ -17,8 +17,7 @@ from services.dhcp.replies import ReplyEncoder, Template, encode_reply, too_big
 from services.dhcp.settings import DhcpSection
 from services.dhcp.transport import Datagram, Interface, Sockets
 from shared import bootplan, logs, metrics as shared_metrics
-from shared.addresses import mac_from_bytes
-from shared.leases import LeaseStore, Outcome, Step, client_identity
+from shared.leases import LeaseStore, Outcome, Step
 from shared.records import Host, Profile, Subnet
 from shared.schema import KINDS
 from shared.store import InventoryUnavailable
@@ -243,13 +242,13 @@ class DhcpServer:
         mtype = msg.message_type or 0
         self._in[m.TYPE_NAMES.get(mtype, "other") if mtype in (1, 3, 4, 7, 8) else "other"] += 1
         try:
-            mac = mac_from_bytes(msg.chaddr)
-        except ValueError:
+            mac = codec.chaddr_mac(msg.chaddr)
+        except DecodeError:
             m.IGNORED_BY["malformed"].inc()
             return None
         w = Work(dgram, msg, mtype, mac, self.contexts[dgram.interface.name])
-        w.client = client = client_identity(msg.htype, msg.hlen, msg.chaddr,
-                                            msg.options.get(Opt.CLIENT_ID))
+        w.client = client = codec.client_identity(msg.htype, msg.hlen, msg.chaddr,
+                                                  msg.options.get(Opt.CLIENT_ID))
         try:
             inv = self.inventory
             if msg.giaddr != ZERO_IP:

@@ -113,12 +113,12 @@ async def test_f3_identity_is_option_61_else_htype_and_chaddr(service):
 def test_f3_client_identity_rules():
     mac = bytes.fromhex("525400070001")
     chaddr = mac + bytes(10)
-    assert leases.client_identity(1, 6, chaddr, None) == "52:54:00:07:00:01"
-    assert leases.client_identity(1, 6, chaddr, b"\x01" + mac) == "52:54:00:07:00:01"
-    assert leases.client_identity(1, 6, chaddr, b"\x01" + bytes(6)) == "id:01000000000000"
-    assert leases.client_identity(1, 6, chaddr, b"\x00abc") == "id:00616263"
-    assert leases.client_identity(IPOIB, 0, bytes(16), None) == "hw:32:"
-    assert leases.client_identity(6, 6, chaddr, None) == "hw:6:525400070001"
+    assert codec.client_identity(1, 6, chaddr, None) == "52:54:00:07:00:01"
+    assert codec.client_identity(1, 6, chaddr, b"\x01" + mac) == "52:54:00:07:00:01"
+    assert codec.client_identity(1, 6, chaddr, b"\x01" + bytes(6)) == "id:01000000000000"
+    assert codec.client_identity(1, 6, chaddr, b"\x00abc") == "id:00616263"
+    assert codec.client_identity(IPOIB, 0, bytes(16), None) == "hw:32:"
+    assert codec.client_identity(6, 6, chaddr, None) == "hw:6:525400070001"
 
 
 async def test_f12_a_client_cannot_decline_an_address_it_released(service):

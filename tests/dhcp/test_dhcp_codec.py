@@ -205,3 +205,18 @@ def test_overflowed_encoding_round_trips(opts):
 
 def test_inet_helpers():
     assert codec.ip_list(["1.2.3.4", "5.6.7.8"]) == socket.inet_aton("1.2.3.4") + bytes([5, 6, 7, 8])
+
+
+@given(st.binary(min_size=6, max_size=16))
+def test_chaddr_mac_is_the_canonical_mac(chaddr):
+    """The MAC of a chaddr (its first six bytes) in shared.addresses' one canonical form."""
+    from shared.addresses import mac_to_bytes, normalise_mac
+
+    mac = codec.chaddr_mac(chaddr)
+    assert normalise_mac(mac) == mac and mac_to_bytes(mac) == chaddr[:6]
+
+
+def test_chaddr_mac_of_a_short_chaddr_is_a_decode_error():
+    assert codec.chaddr_mac(bytes.fromhex("525400abcdef") + bytes(10)) == "52:54:00:ab:cd:ef"
+    with pytest.raises(DecodeError, match="5 bytes, a MAC needs 6"):
+        codec.chaddr_mac(bytes(5))
