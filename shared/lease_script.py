@@ -207,8 +207,18 @@ local event_kind = {
 }
 local ignored_reason = {exhausted = 'pool_exhausted', conflict = 'lease_conflict'}
 
+-- The global stream is trimmed (MAXLEN ~) by the first event of each batch only: the stream
+-- stays near its cap (at most a batch's events over it until the next batch), and the other
+-- XADDs skip the trim, its rewrite for the AOF and four arguments (docs/benchmarks.md, DHCP,
+-- eighth round). trimmed: set false by each run.
+local trimmed
 local function append(own_stream, ...)  -- the event's field/value pairs
-  call('XADD', '%(global)s', 'MAXLEN', '~', '%(global_max)d', '*', ...)
+  if trimmed then
+    call('XADD', '%(global)s', '*', ...)
+  else
+    call('XADD', '%(global)s', 'MAXLEN', '~', '%(global_max)d', '*', ...)
+    trimmed = true
+  end
   if own_stream then
     call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', '%(host_max)d', '*', ...)
   end
@@ -222,7 +232,7 @@ end
 # load (LIBRARY) instead of once per call (BATCH run as a script).
 _RUN = """
 call, sub, match = redis.call, string.sub, string.match
-results, nresults = {}, 0
+results, nresults, trimmed = {}, 0, false
 local batch, pos, size = ARGV[1], 1, #ARGV[1]
 local last_nows, last_subnet  -- a batch's steps share their now and mostly their subnet
 while pos <= size do
