@@ -16,6 +16,7 @@ import dataclasses
 import enum
 import socket
 import struct
+from typing import Final
 
 MAGIC_COOKIE = b"\x63\x82\x53\x63"  # RFC 2131 §3, 99.130.83.99
 HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")  # RFC 2131 §2, 236 bytes
@@ -84,6 +85,34 @@ class Opt(enum.IntEnum):
     CLIENT_UUID = 97  # RFC 4578 §2.3
     IPXE_ENCAP = 175  # iPXE's encapsulated options (sent only by iPXE)
     END = 255  # RFC 2132 §3.2
+
+
+# The codes the per-packet path compares and looks up, as plain ints from the enums above (which
+# stay their names): compiled, an IntEnum member is a Python attribute lookup, and a slower
+# comparison and dict key, where a Final int is a native one (docs/benchmarks.md, DHCP, eighth
+# round). The rest of the code uses the enums.
+BOOTREQUEST: Final = int(Op.BOOTREQUEST)
+BOOTREPLY: Final = int(Op.BOOTREPLY)
+DISCOVER: Final = int(MessageType.DISCOVER)
+OFFER: Final = int(MessageType.OFFER)
+REQUEST: Final = int(MessageType.REQUEST)
+DECLINE: Final = int(MessageType.DECLINE)
+ACK: Final = int(MessageType.ACK)
+NAK: Final = int(MessageType.NAK)
+RELEASE: Final = int(MessageType.RELEASE)
+INFORM: Final = int(MessageType.INFORM)
+OPT_HOSTNAME: Final = int(Opt.HOSTNAME)
+OPT_REQUESTED_IP: Final = int(Opt.REQUESTED_IP)
+OPT_SERVER_ID: Final = int(Opt.SERVER_ID)
+OPT_PARAMETER_REQUEST_LIST: Final = int(Opt.PARAMETER_REQUEST_LIST)
+OPT_MAX_MESSAGE_SIZE: Final = int(Opt.MAX_MESSAGE_SIZE)
+OPT_VENDOR_CLASS_ID: Final = int(Opt.VENDOR_CLASS_ID)
+OPT_CLIENT_ID: Final = int(Opt.CLIENT_ID)
+OPT_BOOTFILE_NAME: Final = int(Opt.BOOTFILE_NAME)
+OPT_USER_CLASS: Final = int(Opt.USER_CLASS)
+OPT_RELAY_AGENT_INFO: Final = int(Opt.RELAY_AGENT_INFO)
+OPT_CLIENT_SYSTEM_ARCH: Final = int(Opt.CLIENT_SYSTEM_ARCH)
+OPT_IPXE_ENCAP: Final = int(Opt.IPXE_ENCAP)
 
 
 @dataclasses.dataclass(slots=True)
@@ -156,7 +185,7 @@ class Message:
     @property
     def client_arches(self) -> tuple[int, ...]:
         """Option 93 (RFC 4578): a list of 16-bit architecture types."""
-        value = self.options.get(Opt.CLIENT_SYSTEM_ARCH)
+        value = self.options.get(OPT_CLIENT_SYSTEM_ARCH)
         if not value:
             return ()
         return tuple(int.from_bytes(value[i:i + 2], "big") for i in range(0, len(value) - 1, 2))
@@ -165,7 +194,7 @@ class Message:
     def user_classes(self) -> tuple[bytes, ...]:
         """Option 77: RFC 3004 length-prefixed items; iPXE and some firmware send a bare string,
         which is read as one item when the bytes do not parse as RFC 3004 items."""
-        value = self.options.get(Opt.USER_CLASS)
+        value = self.options.get(OPT_USER_CLASS)
         if not value:
             return ()
         items, i = [], 0
