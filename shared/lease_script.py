@@ -63,11 +63,16 @@ end
 -- a reserved address is the inventory host's, found by MAC: its lease under any identity of
 -- that MAC (its firmware's, its installed system's) is its own
 local function ours_by_mac(c, m) return c == client or (m ~= nil and m == mac) end
--- old: the client's address in bymac when the caller read it ('' for none), nil if not read
-local function put(ip, state, expires, hostname, old)
+-- old: the client's address in bymac when the caller read it ('' for none), nil if not read;
+-- pooled: the caller found ip in the pool in this step (a reserved address is not in it)
+local function put(ip, state, expires, hostname, old, pooled)
   call('HSET', prefix .. ip, 'mac', mac, 'client', client, 'state', state,
              'expires', expires, 'subnet', subnet, 'hostname', hostname)
-  call('ZADD', pool, 'XX', expires, ip)  -- XX: only an address of the pool
+  if pooled then  -- (one argument less for the command and its AOF text than with XX)
+    call('ZADD', pool, expires, ip)
+  else
+    call('ZADD', pool, 'XX', expires, ip)  -- XX: only an address of the pool
+  end
   if old == nil then old = call('HGET', bymac, client) end
   if old and old ~= '' and old ~= ip then
     local c, st = holder(old)
@@ -113,14 +118,14 @@ local function offer(a)
       end
       if free_for_us(c, st, ex) then
         take_from(ip, c)
-        return put(ip, 'offered', hold, hostname, prev or '')
+        return put(ip, 'offered', hold, hostname, prev or '', true)
       end
     end
   end
   local found = call('ZRANGEBYSCORE', pool, '-inf', nows, 'LIMIT', '0', '1')
   if #found == 0 then return {'exhausted', '', '', '0', 'no free address in subnet ' .. subnet} end
   take_from(found[1], (holder(found[1])))
-  return put(found[1], 'offered', hold, hostname, prev or '')
+  return put(found[1], 'offered', hold, hostname, prev or '', true)
 end
 
 local function request(a)
@@ -146,14 +151,14 @@ local function request(a)
     -- the record as put() would write it but for state and expiry: only those two written
     if v[1] == client and v[2] == mac and v[5] == subnet and v[6] == hostname then
       call('HSET', prefix .. ip, 'state', 'bound', 'expires', expires)
-      call('ZADD', pool, 'XX', expires, ip)
+      call('ZADD', pool, expires, ip)  -- in the pool: ZSCORE above
       return {'ok', ip, 'bound', tostring(expires), ''}
     end
-    return put(ip, 'bound', expires, hostname, ip)
+    return put(ip, 'bound', expires, hostname, ip, true)
   end
   if free_for_us(c, st, ex) then
     take_from(ip, c)
-    return put(ip, 'bound', expires, hostname)
+    return put(ip, 'bound', expires, hostname, nil, true)
   end
   return {'nak', ip, '', '0', ip .. ' is leased to another client'}
 end
