@@ -295,7 +295,7 @@ def _lua_emitters() -> str:
     out = ["local emitters = {}"]
     for kind in LEASE_EVENT_KINDS:
         header = ", ".join(f"'{name}', {_LUA_HEADER.get(name, repr(kind))}"
-                           for name in events.HEADER)
+                           for name in events.header("dhcp", kind))
         names = events.EVENT_FIELDS[kind]
         n = len(names)
         values = ", ".join(_LUA_VALUE_OF.get((kind, name), _LUA_VALUE[name]) for name in names)
