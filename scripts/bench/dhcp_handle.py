@@ -59,11 +59,13 @@ def granting_store() -> leases.LeaseStore:
         out = []
         for text in packed.split(RS)[:-1]:
             fields = text.split(SEP)
-            given[0] += 1
-            n = given[0] % 40000
-            out.append(SEP.join(("ok", f"198.19.{1 + n // 256}.{n % 256}",
-                                 "offered" if fields[0] == "offer" else "bound",
-                                 str(int(fields[4]) + 3600), "")))
+            if fields[0] == "offer":
+                given[0] += 1
+                n = given[0] % 40000
+                ip, state = f"198.19.{1 + n // 256}.{n % 256}", "offered"
+            else:  # a REQUEST gets the address it asks for (its OFFER's), as from Redis
+                ip, state = fields[12], "bound"
+            out.append(SEP.join(("ok", ip, state, str(int(fields[4]) + 3600), "")))
         return RS.join(out) + RS
 
     store._script = script  # type: ignore[method-assign]

@@ -220,3 +220,22 @@ def test_chaddr_mac_of_a_short_chaddr_is_a_decode_error():
     assert codec.chaddr_mac(bytes.fromhex("525400abcdef") + bytes(10)) == "52:54:00:ab:cd:ef"
     with pytest.raises(DecodeError, match="5 bytes, a MAC needs 6"):
         codec.chaddr_mac(bytes(5))
+
+
+@given(st.binary(min_size=4, max_size=4))
+def test_dotted_is_inet_ntoa(raw):
+    assert codec.dotted(raw) == socket.inet_ntoa(raw)
+    assert codec.ip_bytes(codec.dotted(raw)) == raw
+
+
+def test_dotted_refuses_other_lengths():
+    with pytest.raises(ValueError, match="4 bytes, not 3"):
+        codec.dotted(b"\x01\x02\x03")
+
+
+def test_ip_bytes_remembers_a_bounded_number_of_addresses():
+    for n in range(codec.ADDRESSES_KEPT + 10):
+        raw = n.to_bytes(4, "big")
+        assert codec.ip_bytes(socket.inet_ntoa(raw)) == raw
+    assert len(codec._ADDRESS_BYTES) <= codec.ADDRESSES_KEPT
+    assert codec.ip_bytes("0.0.0.0") == bytes(4) and codec.ip_bytes("10.1.2.3") == b"\n\x01\x02\x03"
