@@ -157,7 +157,7 @@ class DhcpServer:
                 works.append(work)
         for kind, n in counts.items():
             if n:
-                m.IN[kind].inc(n)
+                shared_metrics.add(m.IN[kind], n)
         steps = [w.step for w in works if w.step is not None]
         outcomes: list[Outcome] | None = []
         if steps:
@@ -177,7 +177,7 @@ class DhcpServer:
                                      "addresses until Redis is back")
         if outcomes and self._emit:
             recorded = sum(1 for s in steps if s.event is not None)
-            EVENTS_BY_SCRIPT.inc(recorded)
+            shared_metrics.add(EVENTS_BY_SCRIPT, recorded)
         results = iter(outcomes or ())
         # The finishing loop has no await: these per-batch tallies cannot interleave with
         # another worker's batch.
@@ -201,7 +201,7 @@ class DhcpServer:
                 log.info_each("ack", acks)
             for kind, n in sent.items():
                 if n:
-                    m.OUT[kind].inc(n)
+                    shared_metrics.add(m.OUT[kind], n)
             shared_metrics.observe_all(m.LATENCY, latencies)
 
     def _local_subnet(self, iface: Interface):
