@@ -300,9 +300,21 @@ def decode(data: bytes) -> Message:
     """Read one DHCP message; raise DecodeError if it is not one."""
     if len(data) < MIN_LEN:
         raise DecodeError(f"{len(data)} bytes is shorter than a DHCP message ({MIN_LEN})")
-    # sname and file are read only when they hold something (most requests leave them zero)
-    (op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr,
-     chaddr) = HEADER_TO_CHADDR.unpack_from(data)
+    # sname and file are read only when they hold something (most requests leave them zero).
+    # The fields by index, as HEADER_TO_CHADDR.unpack_from would give them: compiled, these
+    # are native operations, where unpack_from is a Python call and a tuple of objects.
+    op = data[0]
+    htype = data[1]
+    hlen = data[2]
+    hops = data[3]
+    xid = data[4] << 24 | data[5] << 16 | data[6] << 8 | data[7]
+    secs = data[8] << 8 | data[9]
+    flags = data[10] << 8 | data[11]
+    ciaddr = data[12:16]
+    yiaddr = data[16:20]
+    siaddr = data[20:24]
+    giaddr = data[24:28]
+    chaddr = data[28:44]
     if op not in (1, 2):
         raise DecodeError(f"op {op} is neither BOOTREQUEST nor BOOTREPLY")
     if data[HEADER_LEN:MIN_LEN] != MAGIC_COOKIE:

@@ -239,3 +239,16 @@ def test_ip_bytes_remembers_a_bounded_number_of_addresses():
         assert codec.ip_bytes(socket.inet_ntoa(raw)) == raw
     assert len(codec._ADDRESS_BYTES) <= codec.ADDRESSES_KEPT
     assert codec.ip_bytes("0.0.0.0") == bytes(4) and codec.ip_bytes("10.1.2.3") == b"\n\x01\x02\x03"
+
+
+@given(st.binary(min_size=codec.MIN_LEN - 4, max_size=codec.MIN_LEN - 4))
+def test_header_fields_are_those_struct_reads(head):
+    """decode reads the header by index: the fields HEADER_TO_CHADDR would unpack."""
+    data = bytes((1,)) + head[1:codec.HEADER_LEN] + codec.MAGIC_COOKIE + bytes((255,))
+    msg = codec.decode(data)
+    (op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr,
+     chaddr) = codec.HEADER_TO_CHADDR.unpack_from(data)
+    assert (msg.op, msg.htype, msg.hlen, msg.hops, msg.xid, msg.secs, msg.flags, msg.chaddr) == (
+        op, htype, hlen, hops, xid, secs, flags, chaddr)
+    assert (msg.ciaddr, msg.yiaddr, msg.siaddr, msg.giaddr) == tuple(
+        socket.inet_ntoa(a) for a in (ciaddr, yiaddr, siaddr, giaddr))
