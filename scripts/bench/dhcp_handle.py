@@ -1,6 +1,7 @@
 """The DHCP service's own Python per DORA exchange, without Redis: ``DhcpServer.handle`` over a
 fixed set of relayed DISCOVERs and their REQUESTs, with the lease store's call answered in the
-process (every step granted) and events handed to a no-op. What is left is the service's
+process (every step granted: a DISCOVER gets the next address, a REQUEST the one it asks for, as
+from Redis) and events handed to a no-op. What is left is the service's
 per-packet and per-batch work (decode, inventory, policy, the lease steps' packing and the
 results' parsing, reply templates, the ACK log lines, metrics), which ``dhcp_pipeline.py``
 measures together with a real Redis round trip.
