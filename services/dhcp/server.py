@@ -133,7 +133,11 @@ class DhcpServer:
                     ready.clear()
                     await ready.wait()
                     continue
-                batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
+                if len(queue) <= batch_size:  # all of it: one copy, not a popleft a packet
+                    batch = list(queue)
+                    queue.clear()
+                else:
+                    batch = [queue.popleft() for _ in range(batch_size)]
                 m.QUEUE.set(len(queue))
                 try:
                     await self.handle(batch)
