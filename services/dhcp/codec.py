@@ -254,19 +254,23 @@ def chaddr_mac(chaddr: bytes) -> str:
     return chaddr[:6].hex(":")
 
 
-def client_identity(htype: int, hlen: int, chaddr: bytes, client_id: bytes | None) -> str:
+def client_identity(htype: int, hlen: int, chaddr: bytes, client_id: bytes | None,
+                    mac: str = "") -> str:
     """The client identity a lease belongs to (RFC 2131 §4.2; shared/leases.py stores leases
     by it): option 61 (``client_id``) when present, else htype, hlen and chaddr. An Ethernet
     client (htype 1, hlen 6) without option 61, or whose option 61 is its own Ethernet address
     (type 1, RFC 2132 §9.14), is its canonical MAC, as leases recorded before identities were
     kept are; other identities are ``id:<option 61 in hex>`` or
-    ``hw:<htype>:<chaddr[:hlen] in hex>``."""
+    ``hw:<htype>:<chaddr[:hlen] in hex>``. ``mac``: ``chaddr_mac(chaddr)`` when the caller has
+    it (the Ethernet identity is that text, not made again)."""
     hardware = chaddr[:hlen] if 0 <= hlen <= 16 else chaddr
     ethernet = htype == 1 and hlen == 6
     if client_id is None:
-        return hardware.hex(":") if ethernet else f"hw:{htype}:{hardware.hex()}"
+        if ethernet:
+            return mac or hardware.hex(":")
+        return f"hw:{htype}:{hardware.hex()}"
     if ethernet and client_id == b"\x01" + hardware:
-        return hardware.hex(":")
+        return mac or hardware.hex(":")
     return f"id:{client_id.hex()}"
 
 

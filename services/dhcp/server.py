@@ -252,7 +252,7 @@ class DhcpServer:
             return None
         w = Work(dgram, msg, mtype, mac, self.contexts[dgram.interface.name])
         w.client = client = codec.client_identity(msg.htype, msg.hlen, msg.chaddr,
-                                                  msg.options.get(codec.OPT_CLIENT_ID))
+                                                  msg.options.get(codec.OPT_CLIENT_ID), mac)
         try:
             inv = self.inventory
             if msg.giaddr != ZERO_IP:
