@@ -104,6 +104,7 @@ class DhcpServer:
         self._pools_dirty = True
         self._emit_discover = section.events == "all"
         self._emit = section.events != "none"
+        self._proxy = section.proxy  # (read per packet: a native attribute, not the section's)
         self._in: dict[str, int] = dict.fromkeys(m.IN, 0)
         self._out: dict[str, int] = dict.fromkeys(m.OUT, 0)
         self._acks: list[dict] = []
@@ -264,7 +265,7 @@ class DhcpServer:
         except InventoryUnavailable:
             w.pre = Ignore("redis_down", "inventory not loaded")
             return w
-        if self.section.proxy:
+        if self._proxy:
             return w  # boot information only: no lease steps (decided in _finish)
         w.pre = policy.screen(msg, w.host, w.subnet, w.ctx)
         if w.pre is not None:
@@ -359,7 +360,7 @@ class DhcpServer:
             # (the lease script wrote it when its step ran: w.recorded)
             self.events.emit("dhcp.discover", w.mac, arch=",".join(map(str, w.msg.client_arches)),
                              attempt_step=_discover_step(w, w.boot))
-        if self.section.proxy and w.pre is None:
+        if self._proxy and w.pre is None:
             self._finish_proxy(w, now)
             return
         if w.pre is not None:
