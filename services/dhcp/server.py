@@ -386,7 +386,7 @@ class DhcpServer:
             # an OFFER or ACK: decide() + encode(), templated (replies.py), chosen in _prepare
             template = w.template
             assert template is not None  # _prepare chose it for a DISCOVER or REQUEST
-            data, dest = self.replies.pack(w.msg, template, lease.ip, w.ctx)
+            data, dest = self.replies.pack(w.msg, template, lease.ip, w.ctx, w.dgram.data)
             if template.relay_info_dropped:
                 self._relay_info_dropped(w)
             self._sent(w, data, dest, template.reply_type, lease.ip, w.boot, lease)
