@@ -1,8 +1,10 @@
 """MAC and IPv4 normalisation: the one place that decides how an address is spelled.
 
-Every MAC that enters bootyard (CLI argument, Redis key, DHCP chaddr, a PXELINUX file name) goes
-through :func:`normalise_mac` on write and on lookup, so ``52-54-00-AB-CD-EF``,
-``5254.00ab.cdef`` and ``525400abcdef`` are the same host.
+Every MAC that enters bootyard (CLI argument, Redis key, a PXELINUX file name) goes through
+:func:`normalise_mac` on write and on lookup, so ``52-54-00-AB-CD-EF``, ``5254.00ab.cdef`` and
+``525400abcdef`` are the same host. A DHCP chaddr's MAC is spelled in the same form by the DHCP
+service's compiled packet path (``services.dhcp.codec.chaddr_mac``; a test checks that
+normalise_mac leaves it as it is).
 """
 
 from __future__ import annotations
@@ -41,13 +43,6 @@ def normalise_mac(value: str) -> str:
             f"{value!r} is not a MAC address (expected six hex octets such as 52:54:00:ab:cd:ef)"
         )
     return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
-
-
-def mac_from_bytes(raw: bytes) -> str:
-    """Canonical MAC from the first six bytes of a hardware address (DHCP chaddr)."""
-    if len(raw) < 6:
-        raise AddressError(f"hardware address is {len(raw)} bytes, a MAC needs 6")
-    return raw[:6].hex(":")
 
 
 def mac_to_bytes(mac: str) -> bytes:

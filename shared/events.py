@@ -7,7 +7,9 @@ of its own: its events are in the global stream only, so a flood of made-up MACs
 Redis keys without bound. :meth:`EventLog.read` of a MAC merges its own stream (if any) with its
 entries among the global stream's newest :data:`GLOBAL_SCAN`, and :meth:`EventLog.follow` of a MAC
 follows the global stream, which has every event. Each entry holds the fields
-``ts`` (Unix time in seconds, with milliseconds, taken when the event happened), ``service``,
+``ts`` (Unix time in seconds, with milliseconds, taken when the event happened), ``service``
+(left out when the kind begins with it and a dot, as ``dhcp.ack`` of the service ``dhcp``:
+:func:`header` and :func:`service_of`; :meth:`Event.from_entry` puts it back),
 ``kind`` (``dhcp.ack``, ``tftp.transfer``, ``http.script`` ...), ``mac`` and ``ip`` when known,
 and the event's own details (:data:`EVENT_FIELDS`: the layout of each DHCP event), and last, for an
 inventory host's events, ``attempt``: the id of the host's boot attempt when the event was
@@ -42,7 +44,8 @@ QUEUE_LIMIT = 20_000
 DROPPED = metrics.counter("bootyard_events_dropped_total",
                           "Events dropped because Redis was unreachable and the queue was full")
 
-# The layout of an entry: these fields first, in this order, in every event ...
+# The layout of an entry: these fields first, in this order, in every event (``service`` only
+# where the kind does not say it: header()) ...
 HEADER = ("ts", "service", "kind", "mac")
 # ... then the kind's own fields, in this order (a field without a value is left out; fields a
 # kind does not list follow them). The one definition of the DHCP events: EventLog.emit orders
@@ -59,6 +62,26 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "dhcp.decline": ("ip", "subnet", "interface", "result", "reason"),
     "dhcp.expire": ("ip", "subnet"),
 }
+
+
+def header(service: str, kind: str) -> tuple[str, ...]:
+    """The HEADER fields an event of ``kind`` written by ``service`` carries: ``service`` is
+    left out when the kind begins with it (``dhcp.ack`` by ``dhcp``): the kind says it, and
+    every DHCP exchange writes two events (two arguments less per XADD and its AOF text,
+    docs/benchmarks.md, DHCP, eighth round)."""
+    if kind_says_service(service, kind):
+        return tuple(name for name in HEADER if name != "service")
+    return HEADER
+
+
+def kind_says_service(service: str, kind: str) -> bool:
+    return kind.startswith(f"{service}.")
+
+
+def service_of(kind: str) -> str:
+    """The service of an entry without a ``service`` field: its kind's first part."""
+    name, dot, _ = kind.partition(".")
+    return name if dot and name else "?"
 
 
 SEP = "\x1f"  # separates the fields of a packed event (and of a lease step: lease_script.py)
@@ -127,8 +150,9 @@ class Event:
             ts = float(data.pop("ts"))
         except (KeyError, ValueError):
             ts = int(entry_id.split("-", 1)[0]) / 1000
-        return cls(id=entry_id, ts=ts, service=data.pop("service", "?"),
-                   kind=data.pop("kind", "?"), mac=data.pop("mac", None) or None, fields=data,
+        kind = data.pop("kind", "?")
+        return cls(id=entry_id, ts=ts, service=data.pop("service", None) or service_of(kind),
+                   kind=kind, mac=data.pop("mac", None) or None, fields=data,
                    attempt=data.pop("attempt", None) or None)
 
 
@@ -167,6 +191,8 @@ class EventLog:
         boot reason) with op ``discover`` (a DISCOVER with option 93: it may begin a boot
         attempt) or ``ack`` (shared/attempts.py)."""
         entry = {"ts": f"{time.time():.3f}", "service": self.service, "kind": kind}
+        if kind_says_service(self.service, kind):  # the kind says it (header())
+            del entry["service"]
         if mac:
             entry["mac"] = mac
         layout = EVENT_FIELDS.get(kind)

@@ -16,8 +16,9 @@ RS = events.RS  # separates the steps of a batch, and the results
 
 # One script runs a whole batch of steps atomically. ARGV[1]: the packed steps, each ended by RS:
 #   op, subnet, mac, client, now, emit, ts, interface, boot_file, boot_reason, op args...
-# client: the client identity (client_identity()), which owns leases; mac: its chaddr, recorded
-# for TFTP and HTTP, for events, and to recognise a reserved host (reserved by MAC).
+# client: the client identity (services.dhcp.codec.client_identity()), which owns leases; mac:
+# its chaddr, recorded for TFTP and HTTP, for events, and to recognise a reserved host (reserved
+# by MAC).
 # emit: '0' no event, '1' the global event stream only (a MAC not in the inventory: no stream of
 # its own, shared/events.py), '2' the global stream and the host's.
 # offer:   hold_until, reserved ip or '', requested ip or '', hostname, discover ('1': write the
@@ -62,11 +63,16 @@ end
 -- a reserved address is the inventory host's, found by MAC: its lease under any identity of
 -- that MAC (its firmware's, its installed system's) is its own
 local function ours_by_mac(c, m) return c == client or (m ~= nil and m == mac) end
--- old: the client's address in bymac when the caller read it ('' for none), nil if not read
-local function put(ip, state, expires, hostname, old)
+-- old: the client's address in bymac when the caller read it ('' for none), nil if not read;
+-- pooled: the caller found ip in the pool in this step (a reserved address is not in it)
+local function put(ip, state, expires, hostname, old, pooled)
   call('HSET', prefix .. ip, 'mac', mac, 'client', client, 'state', state,
              'expires', expires, 'subnet', subnet, 'hostname', hostname)
-  call('ZADD', pool, 'XX', expires, ip)  -- XX: only an address of the pool
+  if pooled then  -- (one argument less for the command and its AOF text than with XX)
+    call('ZADD', pool, expires, ip)
+  else
+    call('ZADD', pool, 'XX', expires, ip)  -- XX: only an address of the pool
+  end
   if old == nil then old = call('HGET', bymac, client) end
   if old and old ~= '' and old ~= ip then
     local c, st = holder(old)
@@ -112,14 +118,14 @@ local function offer(a)
       end
       if free_for_us(c, st, ex) then
         take_from(ip, c)
-        return put(ip, 'offered', hold, hostname, prev or '')
+        return put(ip, 'offered', hold, hostname, prev or '', true)
       end
     end
   end
   local found = call('ZRANGEBYSCORE', pool, '-inf', nows, 'LIMIT', '0', '1')
   if #found == 0 then return {'exhausted', '', '', '0', 'no free address in subnet ' .. subnet} end
   take_from(found[1], (holder(found[1])))
-  return put(found[1], 'offered', hold, hostname, prev or '')
+  return put(found[1], 'offered', hold, hostname, prev or '', true)
 end
 
 local function request(a)
@@ -145,14 +151,14 @@ local function request(a)
     -- the record as put() would write it but for state and expiry: only those two written
     if v[1] == client and v[2] == mac and v[5] == subnet and v[6] == hostname then
       call('HSET', prefix .. ip, 'state', 'bound', 'expires', expires)
-      call('ZADD', pool, 'XX', expires, ip)
+      call('ZADD', pool, expires, ip)  -- in the pool: ZSCORE above
       return {'ok', ip, 'bound', tostring(expires), ''}
     end
-    return put(ip, 'bound', expires, hostname, ip)
+    return put(ip, 'bound', expires, hostname, ip, true)
   end
   if free_for_us(c, st, ex) then
     take_from(ip, c)
-    return put(ip, 'bound', expires, hostname)
+    return put(ip, 'bound', expires, hostname, nil, true)
   end
   return {'nak', ip, '', '0', ip .. ' is leased to another client'}
 end
@@ -206,8 +212,18 @@ local event_kind = {
 }
 local ignored_reason = {exhausted = 'pool_exhausted', conflict = 'lease_conflict'}
 
+-- The global stream is trimmed (MAXLEN ~) by the first event of each batch only: the stream
+-- stays near its cap (at most a batch's events over it until the next batch), and the other
+-- XADDs skip the trim, its rewrite for the AOF and four arguments (docs/benchmarks.md, DHCP,
+-- eighth round). trimmed: set false by each run.
+local trimmed
 local function append(own_stream, ...)  -- the event's field/value pairs
-  call('XADD', '%(global)s', 'MAXLEN', '~', '%(global_max)d', '*', ...)
+  if trimmed then
+    call('XADD', '%(global)s', '*', ...)
+  else
+    call('XADD', '%(global)s', 'MAXLEN', '~', '%(global_max)d', '*', ...)
+    trimmed = true
+  end
   if own_stream then
     call('XADD', '%(host_prefix)s' .. mac, 'MAXLEN', '~', '%(host_max)d', '*', ...)
   end
@@ -221,7 +237,7 @@ end
 # load (LIBRARY) instead of once per call (BATCH run as a script).
 _RUN = """
 call, sub, match = redis.call, string.sub, string.match
-results, nresults = {}, 0
+results, nresults, trimmed = {}, 0, false
 local batch, pos, size = ARGV[1], 1, #ARGV[1]
 local last_nows, last_subnet  -- a batch's steps share their now and mostly their subnet
 while pos <= size do
@@ -279,7 +295,7 @@ def _lua_emitters() -> str:
     out = ["local emitters = {}"]
     for kind in LEASE_EVENT_KINDS:
         header = ", ".join(f"'{name}', {_LUA_HEADER.get(name, repr(kind))}"
-                           for name in events.HEADER)
+                           for name in events.header("dhcp", kind))
         names = events.EVENT_FIELDS[kind]
         n = len(names)
         values = ", ".join(_LUA_VALUE_OF.get((kind, name), _LUA_VALUE[name]) for name in names)

@@ -175,6 +175,14 @@ def set_build_info() -> None:
 _registry: CollectorRegistry = REGISTRY
 
 
+def add(counter: Counter, amount: float) -> None:
+    """``counter.inc(amount)`` of a counter's child (its labels resolved) by a non-negative
+    amount, without inc's checks (three Python calls, ~3,000 instructions): for counts added
+    once per batch. Reads prometheus-client's ``_value``, as observe_all reads Histogram
+    internals; a test checks it against ``inc``."""
+    counter._value.inc(amount)
+
+
 def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
     """``histogram.observe(v)`` for every value, with one increment per bucket touched instead of
     two locked increments per value: for per-packet figures added once per batch. Reads

@@ -1,6 +1,7 @@
 """The DHCP service's own Python per DORA exchange, without Redis: ``DhcpServer.handle`` over a
 fixed set of relayed DISCOVERs and their REQUESTs, with the lease store's call answered in the
-process (every step granted) and events handed to a no-op. What is left is the service's
+process (every step granted: a DISCOVER gets the next address, a REQUEST the one it asks for, as
+from Redis) and events handed to a no-op. What is left is the service's
 per-packet and per-batch work (decode, inventory, policy, the lease steps' packing and the
 results' parsing, reply templates, the ACK log lines, metrics), which ``dhcp_pipeline.py``
 measures together with a real Redis round trip.
@@ -59,11 +60,13 @@ def granting_store() -> leases.LeaseStore:
         out = []
         for text in packed.split(RS)[:-1]:
             fields = text.split(SEP)
-            given[0] += 1
-            n = given[0] % 40000
-            out.append(SEP.join(("ok", f"198.19.{1 + n // 256}.{n % 256}",
-                                 "offered" if fields[0] == "offer" else "bound",
-                                 str(int(fields[4]) + 3600), "")))
+            if fields[0] == "offer":
+                given[0] += 1
+                n = given[0] % 40000
+                ip, state = f"198.19.{1 + n // 256}.{n % 256}", "offered"
+            else:  # a REQUEST gets the address it asks for (its OFFER's), as from Redis
+                ip, state = fields[12], "bound"
+            out.append(SEP.join(("ok", ip, state, str(int(fields[4]) + 3600), "")))
         return RS.join(out) + RS
 
     store._script = script  # type: ignore[method-assign]

@@ -16,6 +16,7 @@ import dataclasses
 import enum
 import socket
 import struct
+from typing import Final
 
 MAGIC_COOKIE = b"\x63\x82\x53\x63"  # RFC 2131 §3, 99.130.83.99
 HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")  # RFC 2131 §2, 236 bytes
@@ -86,6 +87,34 @@ class Opt(enum.IntEnum):
     END = 255  # RFC 2132 §3.2
 
 
+# The codes the per-packet path compares and looks up, as plain ints from the enums above (which
+# stay their names): compiled, an IntEnum member is a Python attribute lookup, and a slower
+# comparison and dict key, where a Final int is a native one (docs/benchmarks.md, DHCP, eighth
+# round). The rest of the code uses the enums.
+BOOTREQUEST: Final = int(Op.BOOTREQUEST)
+BOOTREPLY: Final = int(Op.BOOTREPLY)
+DISCOVER: Final = int(MessageType.DISCOVER)
+OFFER: Final = int(MessageType.OFFER)
+REQUEST: Final = int(MessageType.REQUEST)
+DECLINE: Final = int(MessageType.DECLINE)
+ACK: Final = int(MessageType.ACK)
+NAK: Final = int(MessageType.NAK)
+RELEASE: Final = int(MessageType.RELEASE)
+INFORM: Final = int(MessageType.INFORM)
+OPT_HOSTNAME: Final = int(Opt.HOSTNAME)
+OPT_REQUESTED_IP: Final = int(Opt.REQUESTED_IP)
+OPT_SERVER_ID: Final = int(Opt.SERVER_ID)
+OPT_PARAMETER_REQUEST_LIST: Final = int(Opt.PARAMETER_REQUEST_LIST)
+OPT_MAX_MESSAGE_SIZE: Final = int(Opt.MAX_MESSAGE_SIZE)
+OPT_VENDOR_CLASS_ID: Final = int(Opt.VENDOR_CLASS_ID)
+OPT_CLIENT_ID: Final = int(Opt.CLIENT_ID)
+OPT_BOOTFILE_NAME: Final = int(Opt.BOOTFILE_NAME)
+OPT_USER_CLASS: Final = int(Opt.USER_CLASS)
+OPT_RELAY_AGENT_INFO: Final = int(Opt.RELAY_AGENT_INFO)
+OPT_CLIENT_SYSTEM_ARCH: Final = int(Opt.CLIENT_SYSTEM_ARCH)
+OPT_IPXE_ENCAP: Final = int(Opt.IPXE_ENCAP)
+
+
 @dataclasses.dataclass(slots=True)
 class Message:
     """One DHCP message. Not frozen (a frozen 15-field dataclass costs ~2.5 us to build, four
@@ -147,7 +176,7 @@ class Message:
 
     def ip_option(self, code: int) -> str | None:
         value = self.options.get(code)
-        return socket.inet_ntoa(value) if value is not None and len(value) == 4 else None
+        return dotted(value) if value is not None and len(value) == 4 else None
 
     def text_option(self, code: int) -> str | None:
         value = self.options.get(code)
@@ -156,7 +185,7 @@ class Message:
     @property
     def client_arches(self) -> tuple[int, ...]:
         """Option 93 (RFC 4578): a list of 16-bit architecture types."""
-        value = self.options.get(Opt.CLIENT_SYSTEM_ARCH)
+        value = self.options.get(OPT_CLIENT_SYSTEM_ARCH)
         if not value:
             return ()
         return tuple(int.from_bytes(value[i:i + 2], "big") for i in range(0, len(value) - 1, 2))
@@ -165,7 +194,7 @@ class Message:
     def user_classes(self) -> tuple[bytes, ...]:
         """Option 77: RFC 3004 length-prefixed items; iPXE and some firmware send a bare string,
         which is read as one item when the bytes do not parse as RFC 3004 items."""
-        value = self.options.get(Opt.USER_CLASS)
+        value = self.options.get(OPT_USER_CLASS)
         if not value:
             return ()
         items, i = [], 0
@@ -181,8 +210,21 @@ class Message:
 _ZERO_RAW = bytes(4)
 
 
+# each octet's text: dotted() without inet_ntoa, which formats with glibc's sprintf (~1,800
+# instructions a call from the compiled path, ~250 this way: docs/benchmarks.md, DHCP, eighth
+# round)
+_OCTETS: Final = tuple(str(n) for n in range(256))
+
+
+def dotted(raw: bytes) -> str:
+    """``socket.inet_ntoa`` of a 4-byte address (the same text: tests/dhcp/test_dhcp_codec.py)."""
+    if len(raw) != 4:
+        raise ValueError(f"an IPv4 address is 4 bytes, not {len(raw)}")
+    return f"{_OCTETS[raw[0]]}.{_OCTETS[raw[1]]}.{_OCTETS[raw[2]]}.{_OCTETS[raw[3]]}"
+
+
 def _ntoa(raw: bytes) -> str:
-    return ZERO_IP if raw == _ZERO_RAW else socket.inet_ntoa(raw)
+    return ZERO_IP if raw == _ZERO_RAW else dotted(raw)
 
 
 _ZERO_NAMES = bytes(64 + 128)  # sname and file both empty: the common request
@@ -198,10 +240,38 @@ def _giaddr(raw: bytes) -> str:
     if text is None:
         if len(_RELAYS) >= RELAYS_KEPT:
             _RELAYS.clear()
-        text = _RELAYS[raw] = socket.inet_ntoa(raw)
+        text = _RELAYS[raw] = dotted(raw)
     return text
 
 
+def chaddr_mac(chaddr: bytes) -> str:
+    """The client's MAC from a chaddr's first six bytes, in shared.addresses' canonical form
+    (``52:54:00:ab:cd:ef``, as normalise_mac spells it: a test checks they agree). Here, in the
+    compiled packet path, not in shared/: a call from compiled code into interpreted code costs
+    ~2,000 instructions before it does anything (docs/benchmarks.md, DHCP, eighth round)."""
+    if len(chaddr) < 6:
+        raise DecodeError(f"hardware address is {len(chaddr)} bytes, a MAC needs 6")
+    return chaddr[:6].hex(":")
+
+
+def client_identity(htype: int, hlen: int, chaddr: bytes, client_id: bytes | None,
+                    mac: str = "") -> str:
+    """The client identity a lease belongs to (RFC 2131 §4.2; shared/leases.py stores leases
+    by it): option 61 (``client_id``) when present, else htype, hlen and chaddr. An Ethernet
+    client (htype 1, hlen 6) without option 61, or whose option 61 is its own Ethernet address
+    (type 1, RFC 2132 §9.14), is its canonical MAC, as leases recorded before identities were
+    kept are; other identities are ``id:<option 61 in hex>`` or
+    ``hw:<htype>:<chaddr[:hlen] in hex>``. ``mac``: ``chaddr_mac(chaddr)`` when the caller has
+    it (the Ethernet identity is that text, not made again)."""
+    hardware = chaddr[:hlen] if 0 <= hlen <= 16 else chaddr
+    ethernet = htype == 1 and hlen == 6
+    if client_id is None:
+        if ethernet:
+            return mac or hardware.hex(":")
+        return f"hw:{htype}:{hardware.hex()}"
+    if ethernet and client_id == b"\x01" + hardware:
+        return mac or hardware.hex(":")
+    return f"id:{client_id.hex()}"
 
 
 def _parse_options(data: bytes, start: int, end: int, out: dict[int, bytes], where: str,
@@ -234,9 +304,21 @@ def decode(data: bytes) -> Message:
     """Read one DHCP message; raise DecodeError if it is not one."""
     if len(data) < MIN_LEN:
         raise DecodeError(f"{len(data)} bytes is shorter than a DHCP message ({MIN_LEN})")
-    # sname and file are read only when they hold something (most requests leave them zero)
-    (op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr,
-     chaddr) = HEADER_TO_CHADDR.unpack_from(data)
+    # sname and file are read only when they hold something (most requests leave them zero).
+    # The fields by index, as HEADER_TO_CHADDR.unpack_from would give them: compiled, these
+    # are native operations, where unpack_from is a Python call and a tuple of objects.
+    op = data[0]
+    htype = data[1]
+    hlen = data[2]
+    hops = data[3]
+    xid = data[4] << 24 | data[5] << 16 | data[6] << 8 | data[7]
+    secs = data[8] << 8 | data[9]
+    flags = data[10] << 8 | data[11]
+    ciaddr = data[12:16]
+    yiaddr = data[16:20]
+    siaddr = data[20:24]
+    giaddr = data[24:28]
+    chaddr = data[28:44]
     if op not in (1, 2):
         raise DecodeError(f"op {op} is neither BOOTREQUEST nor BOOTREPLY")
     if data[HEADER_LEN:MIN_LEN] != MAGIC_COOKIE:
@@ -350,8 +432,21 @@ def _overload(encoded: list[bytes], limit: int, msg: Message) -> tuple[bytes, by
     return main, sname, file
 
 
+_ADDRESS_BYTES: dict[str, bytes] = {}  # ip_bytes' answers, remembered (ADDRESSES_KEPT)
+ADDRESSES_KEPT = 4096
+
+
 def ip_bytes(ip: str) -> bytes:
-    return _ZERO_RAW if ip == ZERO_IP else socket.inet_aton(ip)
+    """``socket.inet_aton`` of an address, remembered: the ACK gives the address its OFFER gave
+    a moment before (inet_aton from the compiled path: ~2,000 instructions a call)."""
+    if ip == ZERO_IP:
+        return _ZERO_RAW
+    raw = _ADDRESS_BYTES.get(ip)
+    if raw is None:
+        if len(_ADDRESS_BYTES) >= ADDRESSES_KEPT:
+            _ADDRESS_BYTES.clear()
+        raw = _ADDRESS_BYTES[ip] = socket.inet_aton(ip)
+    return raw
 
 
 _RELAY_BYTES: dict[str, bytes] = {}  # giaddr's bytes per address (see _RELAYS)

@@ -123,7 +123,7 @@ ANSWERED = (MessageType.DISCOVER, MessageType.REQUEST, MessageType.DECLINE,
 def screen(request: Message, host: Host | None, subnet: Subnet | None,
            ctx: ServerContext) -> Ignore | None:
     """Why this request is not ours to answer, or None if it is."""
-    if request.op != codec.Op.BOOTREQUEST:
+    if request.op != codec.BOOTREQUEST:
         return Ignore("not_request")
     mtype = request.message_type
     if mtype is None:
@@ -132,8 +132,8 @@ def screen(request: Message, host: Host | None, subnet: Subnet | None,
         return Ignore("unsupported_type", f"message type {mtype}")
     if host is not None and not host.enabled:
         return Ignore("host_disabled", f"host {host.mac} has enabled: no")
-    server_id = request.ip_option(Opt.SERVER_ID)
-    if server_id is not None and server_id != ctx.server_ip and mtype != MessageType.INFORM:
+    server_id = request.ip_option(codec.OPT_SERVER_ID)
+    if server_id is not None and server_id != ctx.server_ip and mtype != codec.INFORM:
         return Ignore("other_server", f"client chose server {server_id}")
     if subnet is None:
         return Ignore("no_subnet", "no enabled subnet for this interface or relay")
@@ -143,7 +143,7 @@ def screen(request: Message, host: Host | None, subnet: Subnet | None,
 def requested_address(request: Message) -> str | None:
     """The address a REQUEST asks for: option 50 (SELECTING, INIT-REBOOT) or ciaddr (RENEWING,
     REBINDING), RFC 2131 §4.3.2."""
-    asked = request.ip_option(Opt.REQUESTED_IP)
+    asked = request.ip_option(codec.OPT_REQUESTED_IP)
     if asked:
         return asked
     return request.ciaddr if request.ciaddr != ZERO_IP else None
@@ -163,7 +163,7 @@ def client_hostname(request: Message, host: Host | None) -> str | None:
     spaces, an empty label ...): it is ignored, and the caller counts it."""
     if host is not None and host.hostname:
         return host.hostname
-    raw = request.options.get(Opt.HOSTNAME)
+    raw = request.options.get(codec.OPT_HOSTNAME)
     if raw is None:
         return ""
     try:
@@ -175,7 +175,7 @@ def client_hostname(request: Message, host: Host | None) -> str | None:
 # ---------------------------------------------------------------- boot policy
 
 def is_ipxe(request: Message) -> bool:
-    return Opt.IPXE_ENCAP in request.options or b"iPXE" in request.user_classes
+    return codec.OPT_IPXE_ENCAP in request.options or b"iPXE" in request.user_classes
 
 
 def _url(base: str, path: str) -> str:
@@ -199,7 +199,7 @@ def choose_boot(request: Message, host: Host | None, profile: Profile | None,
         if named is None or _is_ipxe_build(named, ctx):
             return BootChoice(_url(ctx.http_base_url, f"/boot/ipxe?mac={mac}"), "ipxe-script")
         return BootChoice(named[0], named[1])  # e.g. PXELINUX on an iPXE NIC ROM
-    vendor = request.options.get(Opt.VENDOR_CLASS_ID, b"")
+    vendor = request.options.get(codec.OPT_VENDOR_CLASS_ID, b"")
     arches = request.client_arches
     if not arches:
         if not vendor.startswith(b"PXEClient"):
@@ -264,7 +264,7 @@ def destination(request: Message, reply_type: int, yiaddr: str,
     """RFC 2131 §4.1: where a server's reply goes."""
     if request.giaddr != ZERO_IP:
         return Destination(request.giaddr, ctx.server_port)  # to the relay, port 67
-    if reply_type == MessageType.NAK:
+    if reply_type == codec.NAK:
         return Destination(BROADCAST_IP, ctx.client_port, broadcast=True)
     if request.ciaddr != ZERO_IP:
         return Destination(request.ciaddr, ctx.client_port)
@@ -333,9 +333,9 @@ def custom_sent(request: Message, custom: tuple[tuple[int, bytes], ...],
                 boot: BootChoice | None) -> tuple[tuple[int, bytes], ...]:
     """The custom options a reply carries: those the client asks for (option 55), except a
     custom 67 when the boot plan chose a boot file (docs/dhcp.md "Custom options")."""
-    prl = request.options.get(Opt.PARAMETER_REQUEST_LIST, b"")
+    prl = request.options.get(codec.OPT_PARAMETER_REQUEST_LIST, b"")
     return tuple((code, value) for code, value in custom
-                 if code in prl and not (code == Opt.BOOTFILE_NAME and boot is not None))
+                 if code in prl and not (code == codec.OPT_BOOTFILE_NAME and boot is not None))
 
 
 def _network_options(options: dict[int, bytes], subnet: Subnet) -> None:
@@ -436,7 +436,7 @@ def decide(request: Message, host: Host | None, profile: Profile | None, subnet:
 
 def max_message_size(request: Message) -> int | None:
     """Option 57 (RFC 2132 §9.10), when the client gives a sensible one."""
-    value = request.options.get(Opt.MAX_MESSAGE_SIZE)
+    value = request.options.get(codec.OPT_MAX_MESSAGE_SIZE)
     if value and len(value) == 2:
         size = int.from_bytes(value, "big")
         return size if size >= 576 else None

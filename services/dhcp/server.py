@@ -11,14 +11,13 @@ import time
 from typing import Any
 
 from services.dhcp import bsdp, codec, metrics as m, policy
-from services.dhcp.codec import ZERO_IP, DecodeError, MessageType, Opt
+from services.dhcp.codec import ZERO_IP, DecodeError, Opt
 from services.dhcp.policy import Ignore, Lease, Refusal, Reply, ServerContext
 from services.dhcp.replies import ReplyEncoder, Template, encode_reply, too_big
 from services.dhcp.settings import DhcpSection
 from services.dhcp.transport import Datagram, Interface, Sockets
 from shared import bootplan, logs, metrics as shared_metrics
-from shared.addresses import mac_from_bytes
-from shared.leases import LeaseStore, Outcome, Step, client_identity
+from shared.leases import LeaseStore, Outcome, Step
 from shared.records import Host, Profile, Subnet
 from shared.schema import KINDS
 from shared.store import InventoryUnavailable
@@ -105,6 +104,7 @@ class DhcpServer:
         self._pools_dirty = True
         self._emit_discover = section.events == "all"
         self._emit = section.events != "none"
+        self._proxy = section.proxy  # (read per packet: a native attribute, not the section's)
         self._in: dict[str, int] = dict.fromkeys(m.IN, 0)
         self._out: dict[str, int] = dict.fromkeys(m.OUT, 0)
         self._acks: list[dict] = []
@@ -134,7 +134,11 @@ class DhcpServer:
                     ready.clear()
                     await ready.wait()
                     continue
-                batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
+                if len(queue) <= batch_size:  # all of it: one copy, not a popleft a packet
+                    batch = list(queue)
+                    queue.clear()
+                else:
+                    batch = [queue.popleft() for _ in range(batch_size)]
                 m.QUEUE.set(len(queue))
                 try:
                     await self.handle(batch)
@@ -158,7 +162,7 @@ class DhcpServer:
                 works.append(work)
         for kind, n in counts.items():
             if n:
-                m.IN[kind].inc(n)
+                shared_metrics.add(m.IN[kind], n)
         steps = [w.step for w in works if w.step is not None]
         outcomes: list[Outcome] | None = []
         if steps:
@@ -178,7 +182,7 @@ class DhcpServer:
                                      "addresses until Redis is back")
         if outcomes and self._emit:
             recorded = sum(1 for s in steps if s.event is not None)
-            EVENTS_BY_SCRIPT.inc(recorded)
+            shared_metrics.add(EVENTS_BY_SCRIPT, recorded)
         results = iter(outcomes or ())
         # The finishing loop has no await: these per-batch tallies cannot interleave with
         # another worker's batch.
@@ -202,7 +206,7 @@ class DhcpServer:
                 log.info_each("ack", acks)
             for kind, n in sent.items():
                 if n:
-                    m.OUT[kind].inc(n)
+                    shared_metrics.add(m.OUT[kind], n)
             shared_metrics.observe_all(m.LATENCY, latencies)
 
     def _local_subnet(self, iface: Interface):
@@ -243,13 +247,13 @@ class DhcpServer:
         mtype = msg.message_type or 0
         self._in[m.TYPE_NAMES.get(mtype, "other") if mtype in (1, 3, 4, 7, 8) else "other"] += 1
         try:
-            mac = mac_from_bytes(msg.chaddr)
-        except ValueError:
+            mac = codec.chaddr_mac(msg.chaddr)
+        except DecodeError:
             m.IGNORED_BY["malformed"].inc()
             return None
         w = Work(dgram, msg, mtype, mac, self.contexts[dgram.interface.name])
-        w.client = client = client_identity(msg.htype, msg.hlen, msg.chaddr,
-                                            msg.options.get(Opt.CLIENT_ID))
+        w.client = client = codec.client_identity(msg.htype, msg.hlen, msg.chaddr,
+                                                  msg.options.get(codec.OPT_CLIENT_ID), mac)
         try:
             inv = self.inventory
             if msg.giaddr != ZERO_IP:
@@ -261,11 +265,11 @@ class DhcpServer:
         except InventoryUnavailable:
             w.pre = Ignore("redis_down", "inventory not loaded")
             return w
-        if self.section.proxy:
+        if self._proxy:
             return w  # boot information only: no lease steps (decided in _finish)
         w.pre = policy.screen(msg, w.host, w.subnet, w.ctx)
         if w.pre is not None:
-            if w.pre.reason == "other_server" and mtype == MessageType.REQUEST:
+            if w.pre.reason == "other_server" and mtype == codec.REQUEST:
                 held = self._offers.pop(client, None)
                 if held is not None:  # the client chose another server: free our offer now
                     w.step = self.store.release_step(held[0], mac, held[1], now=now,
@@ -275,7 +279,7 @@ class DhcpServer:
         assert subnet is not None  # screen() passed it
         w.reserved = policy.reserved_address(w.host, subnet)
         boot = None
-        if mtype in (MessageType.DISCOVER, MessageType.REQUEST):
+        if mtype in (codec.DISCOVER, codec.REQUEST):
             boot = w.boot = policy.choose_boot(msg, w.host, w.profile, subnet, w.ctx, mac)
             # whether the OFFER/ACK fits the client is known before the lease step: no address
             # is held or bound for a reply that cannot be sent
@@ -289,7 +293,7 @@ class DhcpServer:
         if hostname is None:  # option 12 is not a host name: ignored
             m.BAD_HOSTNAME.inc()
             log.debug("hostname_ignored", mac=mac,
-                      value=msg.options[Opt.HOSTNAME][:64].decode("utf-8", "backslashreplace"),
+                      value=msg.options[codec.OPT_HOSTNAME][:64].decode("utf-8", "backslashreplace"),
                       reason="option 12 is not an RFC 1123 host name (ASCII letters, digits, "
                              "'-', dot-separated labels)")
             hostname = ""
@@ -298,30 +302,28 @@ class DhcpServer:
         if self._emit:  # the lease script records the event with the lease, in one step
             event = (dgram.interface.name, boot.file if boot else "", boot.reason if boot else "",
                      w.host is not None)
-        if mtype == MessageType.DISCOVER:
+        if mtype == codec.DISCOVER:
             # the lease script writes the DISCOVER's event before the OFFER's: in time order
             # (an inventory host's DISCOVER with arches may begin a boot attempt: the same
             # step decides it, shared/attempts.py; a pool client has none: no work for it)
             arches = (",".join(map(str, msg.client_arches))
                       if w.host is not None or self._emit_discover else "")
-            w.step = store.offer_step(subnet.name, mac, reserved=w.reserved,
-                                      requested=msg.ip_option(Opt.REQUESTED_IP),
-                                      hostname=hostname, now=now, event=event, client=client,
-                                      discover=arches if self._emit_discover else None,
-                                      arches=arches)
-        elif mtype == MessageType.REQUEST:
+            # (by position: a call into interpreted code, cheaper without keywords)
+            w.step = store.offer_step(subnet.name, mac, w.reserved,
+                                      msg.ip_option(codec.OPT_REQUESTED_IP), hostname, now, event,
+                                      client, arches if self._emit_discover else None, arches)
+        elif mtype == codec.REQUEST:
             w.requested = policy.requested_address(msg)
             if w.requested is None:
                 w.pre = Ignore("malformed", "REQUEST without requested address or ciaddr")
             else:
-                w.step = store.request_step(subnet.name, mac, w.requested, reserved=w.reserved,
-                                            hostname=hostname, lease_time=subnet.lease_time,
-                                            now=now, event=event, client=client)
-        elif mtype == MessageType.RELEASE and msg.ciaddr != ZERO_IP:
+                w.step = store.request_step(subnet.name, mac, w.requested, w.reserved,
+                                            hostname, subnet.lease_time, now, event, client)
+        elif mtype == codec.RELEASE and msg.ciaddr != ZERO_IP:
             w.step = store.release_step(subnet.name, mac, msg.ciaddr, now=now, event=event,
                                         client=client)
-        elif mtype == MessageType.DECLINE:
-            declined = msg.ip_option(Opt.REQUESTED_IP)
+        elif mtype == codec.DECLINE:
+            declined = msg.ip_option(codec.OPT_REQUESTED_IP)
             if declined:
                 w.step = store.decline_step(subnet.name, mac, declined, now=now, event=event,
                                             client=client)
@@ -335,9 +337,9 @@ class DhcpServer:
         if redis_failed and w.step is not None:
             if w.reserved is None:
                 return Ignore("redis_down", "no dynamic address without Redis")
-            if w.mtype == MessageType.REQUEST and w.requested != w.reserved:
+            if w.mtype == codec.REQUEST and w.requested != w.reserved:
                 return Refusal(f"this client has the reserved address {w.reserved}")
-            if w.mtype == MessageType.REQUEST:  # its lease is written when Redis is back
+            if w.mtype == codec.REQUEST:  # its lease is written when Redis is back
                 self.store.acked_offline(w.step, w.reserved)
             return Lease(w.reserved, lease_time)
         if outcome is None:
@@ -354,19 +356,19 @@ class DhcpServer:
 
     def _finish(self, w: Work, outcome: Outcome | None, redis_failed: bool, now: int) -> None:
         mtype = w.mtype
-        if self._emit_discover and mtype == MessageType.DISCOVER and not w.recorded:
+        if self._emit_discover and mtype == codec.DISCOVER and not w.recorded:
             # (the lease script wrote it when its step ran: w.recorded)
             self.events.emit("dhcp.discover", w.mac, arch=",".join(map(str, w.msg.client_arches)),
                              attempt_step=_discover_step(w, w.boot))
-        if self.section.proxy and w.pre is None:
+        if self._proxy and w.pre is None:
             self._finish_proxy(w, now)
             return
         if w.pre is not None:
             self._ignored(w, w.pre)
             return
-        if mtype in (MessageType.RELEASE, MessageType.DECLINE):
-            kind = "release" if mtype == MessageType.RELEASE else "decline"
-            ip = w.msg.ciaddr if kind == "release" else w.msg.ip_option(Opt.REQUESTED_IP)
+        if mtype in (codec.RELEASE, codec.DECLINE):
+            kind = "release" if mtype == codec.RELEASE else "decline"
+            ip = w.msg.ciaddr if kind == "release" else w.msg.ip_option(codec.OPT_REQUESTED_IP)
             said = outcome.kind if outcome else ("redis_down" if redis_failed else "ignored")
             log.info(kind, mac=w.mac, ip=ip, result=said)
             if self._emit and not w.recorded:
@@ -378,13 +380,13 @@ class DhcpServer:
             self._ignored(w, lease)
             return
         result: Reply | Ignore
-        if mtype == MessageType.INFORM and bsdp.is_bsdp(w.msg):  # Apple NetBoot
+        if mtype == codec.INFORM and bsdp.is_bsdp(w.msg):  # Apple NetBoot
             result = bsdp.answer(w.msg, self._netboot_images(), w.ctx)
-        elif isinstance(lease, Lease) and mtype in (MessageType.DISCOVER, MessageType.REQUEST):
+        elif isinstance(lease, Lease) and mtype in (codec.DISCOVER, codec.REQUEST):
             # an OFFER or ACK: decide() + encode(), templated (replies.py), chosen in _prepare
             template = w.template
             assert template is not None  # _prepare chose it for a DISCOVER or REQUEST
-            data, dest = self.replies.pack(w.msg, template, lease.ip, w.ctx)
+            data, dest = self.replies.pack(w.msg, template, lease.ip, w.ctx, w.dgram.data)
             if template.relay_info_dropped:
                 self._relay_info_dropped(w)
             self._sent(w, data, dest, template.reply_type, lease.ip, w.boot, lease)
@@ -433,16 +435,16 @@ class DhcpServer:
         self._latencies.append(time.perf_counter() - w.dgram.received)
         self._out[m.TYPE_NAMES[rtype]] += 1
         subnet = w.subnet.name if w.subnet is not None else ""
-        if rtype == MessageType.OFFER and w.subnet is not None and ip != ZERO_IP:
+        if rtype == codec.OFFER and w.subnet is not None and ip != ZERO_IP:
             self._offers[w.client] = (subnet, ip)
             if len(self._offers) > OFFER_MEMORY:
                 self._offers.popitem(last=False)
             event = "dhcp.offer"
-        elif rtype == MessageType.NAK:
+        elif rtype == codec.NAK:
             event = "dhcp.nak"
             log.info("nak", mac=w.mac, requested=w.requested, reason=lease.reason,
                      interface=w.dgram.interface.name)
-        elif w.mtype == MessageType.INFORM:
+        elif w.mtype == codec.INFORM:
             event = "dhcp.inform"
         else:
             event = "dhcp.ack"
@@ -461,7 +463,7 @@ class DhcpServer:
             elif file:  # a BSDP SELECT answer
                 fields["boot_file"] = file.decode(errors="replace")
                 fields["boot_reason"] = "bsdp"
-            if rtype == MessageType.NAK:
+            if rtype == codec.NAK:
                 fields["reason"] = lease.reason
             step = None  # the boot attempt (shared/attempts.py), as the lease script decides it
             if event == "dhcp.offer":
@@ -550,6 +552,6 @@ async def _set_when(stop: asyncio.Event, ready: asyncio.Event) -> None:
 def _discover_step(w: Work, boot) -> tuple[str, str, str] | None:
     """The attempt step of a DISCOVER with option 93 (it may begin a boot attempt,
     shared/attempts.py) for an event no lease step wrote; None for anything else."""
-    if w.mtype != MessageType.DISCOVER or not w.msg.client_arches:
+    if w.mtype != codec.DISCOVER or not w.msg.client_arches:
         return None
     return ("discover", getattr(boot, "file", "") or "", getattr(boot, "reason", "") or "")

@@ -113,12 +113,18 @@ async def test_f3_identity_is_option_61_else_htype_and_chaddr(service):
 def test_f3_client_identity_rules():
     mac = bytes.fromhex("525400070001")
     chaddr = mac + bytes(10)
-    assert leases.client_identity(1, 6, chaddr, None) == "52:54:00:07:00:01"
-    assert leases.client_identity(1, 6, chaddr, b"\x01" + mac) == "52:54:00:07:00:01"
-    assert leases.client_identity(1, 6, chaddr, b"\x01" + bytes(6)) == "id:01000000000000"
-    assert leases.client_identity(1, 6, chaddr, b"\x00abc") == "id:00616263"
-    assert leases.client_identity(IPOIB, 0, bytes(16), None) == "hw:32:"
-    assert leases.client_identity(6, 6, chaddr, None) == "hw:6:525400070001"
+    assert codec.client_identity(1, 6, chaddr, None) == "52:54:00:07:00:01"
+    assert codec.client_identity(1, 6, chaddr, b"\x01" + mac) == "52:54:00:07:00:01"
+    assert codec.client_identity(1, 6, chaddr, b"\x01" + bytes(6)) == "id:01000000000000"
+    assert codec.client_identity(1, 6, chaddr, b"\x00abc") == "id:00616263"
+    assert codec.client_identity(IPOIB, 0, bytes(16), None) == "hw:32:"
+    assert codec.client_identity(6, 6, chaddr, None) == "hw:6:525400070001"
+    # the MAC given by the caller (chaddr_mac) is the Ethernet identity, not made again
+    mac_text = codec.chaddr_mac(chaddr)
+    for htype, hlen, client_id in ((1, 6, None), (1, 6, b"\x01" + mac),
+                                   (1, 6, b"\x00abc"), (IPOIB, 0, None), (6, 6, None)):
+        assert (codec.client_identity(htype, hlen, chaddr, client_id, mac_text)
+                == codec.client_identity(htype, hlen, chaddr, client_id))
 
 
 async def test_f12_a_client_cannot_decline_an_address_it_released(service):

@@ -205,3 +205,50 @@ def test_overflowed_encoding_round_trips(opts):
 
 def test_inet_helpers():
     assert codec.ip_list(["1.2.3.4", "5.6.7.8"]) == socket.inet_aton("1.2.3.4") + bytes([5, 6, 7, 8])
+
+
+@given(st.binary(min_size=6, max_size=16))
+def test_chaddr_mac_is_the_canonical_mac(chaddr):
+    """The MAC of a chaddr (its first six bytes) in shared.addresses' one canonical form."""
+    from shared.addresses import mac_to_bytes, normalise_mac
+
+    mac = codec.chaddr_mac(chaddr)
+    assert normalise_mac(mac) == mac and mac_to_bytes(mac) == chaddr[:6]
+
+
+def test_chaddr_mac_of_a_short_chaddr_is_a_decode_error():
+    assert codec.chaddr_mac(bytes.fromhex("525400abcdef") + bytes(10)) == "52:54:00:ab:cd:ef"
+    with pytest.raises(DecodeError, match="5 bytes, a MAC needs 6"):
+        codec.chaddr_mac(bytes(5))
+
+
+@given(st.binary(min_size=4, max_size=4))
+def test_dotted_is_inet_ntoa(raw):
+    assert codec.dotted(raw) == socket.inet_ntoa(raw)
+    assert codec.ip_bytes(codec.dotted(raw)) == raw
+
+
+def test_dotted_refuses_other_lengths():
+    with pytest.raises(ValueError, match="4 bytes, not 3"):
+        codec.dotted(b"\x01\x02\x03")
+
+
+def test_ip_bytes_remembers_a_bounded_number_of_addresses():
+    for n in range(codec.ADDRESSES_KEPT + 10):
+        raw = n.to_bytes(4, "big")
+        assert codec.ip_bytes(socket.inet_ntoa(raw)) == raw
+    assert len(codec._ADDRESS_BYTES) <= codec.ADDRESSES_KEPT
+    assert codec.ip_bytes("0.0.0.0") == bytes(4) and codec.ip_bytes("10.1.2.3") == b"\n\x01\x02\x03"
+
+
+@given(st.binary(min_size=codec.MIN_LEN - 4, max_size=codec.MIN_LEN - 4))
+def test_header_fields_are_those_struct_reads(head):
+    """decode reads the header by index: the fields HEADER_TO_CHADDR would unpack."""
+    data = bytes((1,)) + head[1:codec.HEADER_LEN] + codec.MAGIC_COOKIE + bytes((255,))
+    msg = codec.decode(data)
+    (op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr,
+     chaddr) = codec.HEADER_TO_CHADDR.unpack_from(data)
+    assert (msg.op, msg.htype, msg.hlen, msg.hops, msg.xid, msg.secs, msg.flags, msg.chaddr) == (
+        op, htype, hlen, hops, xid, secs, flags, chaddr)
+    assert (msg.ciaddr, msg.yiaddr, msg.siaddr, msg.giaddr) == tuple(
+        socket.inet_ntoa(a) for a in (ciaddr, yiaddr, siaddr, giaddr))

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from harness.dhcpkit import lease_store
-from shared import keys, metrics
+from shared import keys, leases, metrics
 from shared.lease_script import FUNCTION
 from shared.leases import LeaseStore
 
@@ -59,3 +59,11 @@ async def test_a_redis_that_lost_the_library_gets_it_again_and_the_step_succeeds
     assert await libraries(store) == [FUNCTION]
     assert errors() == before  # not a Redis failure: no journal replay, nothing counted
     assert not store.failed
+
+
+@pytest.mark.parametrize("packed", ["", "offer\x1flab\x1e", "é\x1f\x1e" * 300])
+def test_the_batch_call_is_packed_as_hiredis_packs_it(packed):
+    """LeaseStore packs its FCALL itself (a per-batch cost): the bytes hiredis would send."""
+    from hiredis import pack_command
+
+    assert leases._fcall(packed) == pack_command(("FCALL", FUNCTION, 0, packed))

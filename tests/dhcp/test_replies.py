@@ -102,6 +102,9 @@ def test_templated_replies_are_byte_identical_to_decide_and_encode(batch):
         template = encoder.template(msg, host, profile, r["subnet"], lease.lease_time, r["ctx"],
                                     r["mac"], boot)
         packet, destination = encoder.pack(msg, template, lease.ip, r["ctx"])
+        # the same from the request's own bytes (what the server passes: its datagram)
+        assert encoder.pack(msg, template, lease.ip, r["ctx"], codec.encode(msg, 65535)) == (
+            packet, destination)
         limit = policy.reply_size_limit(msg)
         try:
             assert packet == codec.encode(expected.message, limit)

@@ -4,7 +4,6 @@ import pytest
 
 from shared.addresses import (
     AddressError,
-    mac_from_bytes,
     mac_to_bytes,
     normalise_ipv4,
     normalise_mac,
@@ -32,9 +31,7 @@ def test_bad_macs_say_why(bad):
 
 
 def test_mac_bytes_round_trip():
-    raw = bytes.fromhex("525400abcdef") + bytes(10)  # a 16-byte chaddr
-    assert mac_from_bytes(raw) == "52:54:00:ab:cd:ef"
-    assert mac_to_bytes("52-54-00-ab-cd-ef") == raw[:6]
+    assert mac_to_bytes("52-54-00-ab-cd-ef") == bytes.fromhex("525400abcdef")
 
 
 def test_ipv4():

@@ -338,3 +338,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_add_counts_as_inc_does():
+    from prometheus_client import CollectorRegistry, Counter
+
+    from shared.metrics import add
+    registry = CollectorRegistry()
+    one = Counter("one_by_one", "x", ["kind"], registry=registry)
+    batch = Counter("added", "x", ["kind"], registry=registry)
+    for kind, n in (("a", 3), ("b", 1), ("a", 2), ("b", 0)):
+        one.labels(kind).inc(n)
+        add(batch.labels(kind), n)
+    assert [(s.labels, s.value) for m in registry.collect() if m.name == "added"
+            for s in m.samples if s.name.endswith("_total")] == \
+        [(s.labels, s.value) for m in registry.collect() if m.name == "one_by_one"
+         for s in m.samples if s.name.endswith("_total")] == [({"kind": "a"}, 5.0),
+                                                              ({"kind": "b"}, 1.0)]
