@@ -22,7 +22,8 @@ from services.tftp.codec import ErrorCode, Opcode
 from services.tftp.content import BytesSource, FileCache, NetasciiSource, NotAFile
 from services.tftp.session import Limits, ReadSession
 from services.tftp.settings import TftpSection
-from services.tftp.transport import ListenerProtocol, ThreadTransfer, Transfer
+from services.tftp.threaded import ThreadTransfer
+from services.tftp.transport import ListenerProtocol, Transfer
 from shared import bootplan, logs, oneshot
 from shared.logbudget import LogBudget
 from shared.paths import PathRefused, clean_relative, resolve_under

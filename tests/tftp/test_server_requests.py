@@ -13,7 +13,7 @@ from tftp_serverkit import HOSTS, PROFILES, listener_caught_up, section, wait_re
 from harness.waiting import wait_until
 from services.tftp import codec
 from services.tftp.server import TftpServer
-from services.tftp.transport import ThreadTransfer
+from services.tftp.threaded import ThreadTransfer
 from shared.cache import StaticInventory
 
 
