@@ -20,8 +20,7 @@ from typing import Any
 
 
 def _timestamp(record: logging.LogRecord) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + (
-        f".{int(record.msecs):03d}Z")
+    return _batch_timestamp(record.created)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -178,8 +177,8 @@ _SECOND: list = [-1, ""]  # the whole second _batch_timestamp formatted last, an
 
 
 def _batch_timestamp(now: float) -> str:
-    """``_timestamp`` of a time: the seconds' text formatted once per second (strftime is
-    ~1,500 ns, once per batch of ACK lines)."""
+    """A log line's time stamp (UTC, milliseconds) for ``now``: the seconds' text formatted
+    once per second (strftime is ~1,500 ns; the ACK lines take one per batch)."""
     second = int(now)
     if second != _SECOND[0]:
         _SECOND[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
