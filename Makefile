@@ -24,9 +24,6 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 debian-packages:
 	bash scripts/install-debian-packages.sh
 
-## install: Debian packages (when root) and .venv with bootyard and its test tools
-install: debian-packages $(VENV)/.installed $(NATIVE_BUILDS)
-
 ## native: compile the DHCP packet path and the TFTP per-block path with mypyc from their typed
 ## source (scripts/build_native.py; part of install, again when a source changes); without mypy
 ## or a C compiler it says so and the services run the pure-Python modules
@@ -36,6 +33,10 @@ services/tftp/native.json: $(addprefix services/tftp/,session.py codec.py conten
 $(NATIVE_BUILDS): scripts/build_native.py shared/native.py | $(VENV)/.installed
 	$(PY) scripts/build_native.py $(subst /,.,$(@D))
 native: $(NATIVE_BUILDS)
+# (NATIVE_BUILDS is defined before install: make expands a rule's prerequisites as it reads it)
+
+## install: Debian packages (when root) and .venv with bootyard and its test tools
+install: debian-packages $(VENV)/.installed $(NATIVE_BUILDS)
 
 ## lock: write constraints.txt, the exact versions of the runtime and test dependencies installed
 ## in .venv (after upgrading one and running the tests); make install and the image use it

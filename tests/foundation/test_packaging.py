@@ -55,6 +55,20 @@ def test_make_install_and_the_image_use_the_constraints():
     assert "!constraints.txt" in (REPO / ".dockerignore").read_text()
 
 
+def test_make_install_builds_the_compiled_paths():
+    """`make install` (CI's first step, and make test's prerequisite) compiles the DHCP and TFTP
+    hot paths: make's own database lists both builds among install's prerequisites (a variable
+    used in a rule before it is defined expands to nothing there, which left a fresh clone on
+    the pure-Python path)."""
+    database = subprocess.run(["make", "-C", str(REPO), "-n", "-p", "install"],
+                              capture_output=True, text=True, check=False).stdout
+    rules = [line for line in database.splitlines() if line.startswith("install:")]
+    assert rules, database[-2000:]
+    prerequisites = rules[0].split(":", 1)[1].split()
+    assert "services/dhcp/native.json" in prerequisites, rules
+    assert "services/tftp/native.json" in prerequisites, rules
+
+
 def runtime_requirements() -> set[str]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     return {canonical(re.split(r"[<>=!~; \[]", r, maxsplit=1)[0]) for r in project["dependencies"]}
