@@ -48,6 +48,13 @@ worker there rebuilds the session from the request (negotiation and the first an
 function of the request and the file, so they are exactly what the client has) and hands it
 the ACK. The client sees one transfer ID throughout. A move keeps the load spread: it is made
 only while the target would have at most ``move_slack(load)`` more requests than this worker.
+
+A lock-step transfer on the event loop checks again every ``RECHECK_BLOCKS`` blocks
+(services/tftp/transport.py) and follows its client (RESUME) each time the check finds it on
+another worker's CPU, as often as that happens. Following less was measured and not kept (issue
+19, docs/benchmarks.md): at most one RESUME per transfer, or none, cost 9-14% of 50 clients'
+throughput; asking two checks in a row before a RESUME moved as many transfers as one, at the
+same throughput.
 """
 
 from __future__ import annotations
@@ -71,17 +78,13 @@ Address = tuple[str, int]
 # a new request handed over; a datagram on a route; route done; a transfer moved (with its
 # socket) at its first ACK; a lock-step transfer moved in its middle
 NEW, ROUTED, RELEASE, MOVE, RESUME = 1, 2, 3, 4, 5
-# RESUME: the block sent and not yet ACKed, and the transfer's moves between blocks (this one
-# included)
-_RESUME = struct.Struct("!QB")
+_BLOCK = struct.Struct("!Q")  # RESUME: the block sent and not yet ACKed
 _HEADER = struct.Struct("!BBQ4sH")  # kind, from worker, sequence, client IPv4, client port
 ROUTES_MAX = 65536          # routes kept at most (the oldest go first)
 DOWN_S = 1.0                # a worker that did not take a message is skipped this long
 BUFFER = 4 << 20            # the unix sockets' buffers (a storm's requests)
 PENDING_MAX = 4096          # messages waiting for one target's queue to have room
 SO_INCOMING_CPU = getattr(socket, "SO_INCOMING_CPU", 49)  # asm-generic/socket.h
-RESUMES_MAX = 1       # moves between blocks per transfer (its move at the first ACK apart)
-RESUME_CONFIRM = 2    # checks in a row that must find the client on the other worker's CPU
 
 
 def move_slack(load: int) -> int:
@@ -151,10 +154,9 @@ class Balancer:
         self.taken = 0       # new requests taken from other workers
         self.moved = 0       # started transfers moved to the worker on the client's CPU
         self.adopted = 0     # started transfers moved here
-        # (request datagram, first ACK or b"", client, socket, block to resume at or 0, its
-        # moves between blocks so far): a transfer moved here
-        self.adopt: Callable[[bytes, bytes, Address, socket.socket, int, int], None] | None = \
-            None
+        # (request datagram, first ACK or b"", client, socket, block to resume at or 0): a
+        # transfer moved here
+        self.adopt: Callable[[bytes, bytes, Address, socket.socket, int], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -238,53 +240,20 @@ class Balancer:
         return True
 
     def move(self, request: bytes, ack: bytes, addr: Address, sock: socket.socket,
-             load: int) -> bool:
+             load: int, resume: int = 0) -> bool:
         """A transfer of ``addr``'s has just read the client's first ACK (``ack``) on
-        ``sock``: True if it went, with ``request``, that ACK and the socket, to the worker on
-        the CPU the client's last datagram arrived on (see the module's doc); then this
+        ``sock``, or (``resume``) is a lock-step transfer between blocks with block ``resume``
+        sent and not ACKed: True if it went, with ``request`` and the socket, to the worker
+        on the CPU the client's last datagram arrived on (see the module's doc); then this
         worker's copy of the socket is to be closed and the transfer forgotten. ``load``:
         this worker's, the transfer included."""
-        j = self._elsewhere(sock)
-        return j >= 0 and self._move_to(j, MOVE, addr, ack + request, sock, load)
-
-    def resume(self, request: bytes, addr: Address, sock: socket.socket, load: int,
-               block: int, follow: Follow) -> bool:
-        """A lock-step transfer of ``addr``'s between blocks, block ``block`` sent and not
-        ACKed, checks where its client is now (every ``RECHECK_BLOCKS`` blocks,
-        services/tftp/transport.py): True if it went to the worker on the client's CPU, as
-        :meth:`move`. ``follow``: the transfer's checks and moves so far (the rule: the
-        module's doc)."""
-        if follow.resumes >= RESUMES_MAX:
-            return False
-        j = self._elsewhere(sock)
-        if j < 0:
-            follow.streak = 0
-            return False
-        follow.streak = follow.streak + 1 if j == follow.seen else 1
-        follow.seen = j
-        if follow.streak < RESUME_CONFIRM:
-            return False
-        body = _RESUME.pack(block, min(follow.resumes + 1, 255)) + request
-        if not self._move_to(j, RESUME, addr, body, sock, load):
-            return False
-        follow.resumes += 1
-        return True
-
-    def _elsewhere(self, sock: socket.socket) -> int:
-        """The worker on the CPU the last datagram on ``sock`` arrived on, if that is another
-        worker than this one and not left alone (-1: none)."""
         j = self.worker_on(incoming_cpu(sock))
         if j < 0 or j == self.index or self._down[j] > time.monotonic():
-            return -1
-        return j
-
-    def _move_to(self, j: int, kind: int, addr: Address, body: bytes, sock: socket.socket,
-                 load: int) -> bool:
-        """A transfer's socket and ``body`` to worker j (MOVE, RESUME), if that keeps the load
-        spread (``move_slack``)."""
+            return False
         if self.load_of(j) + 1 > load - 1 + move_slack(load):
             return False
-        if not self._send(j, kind, addr, body, sock.fileno()):
+        body = ack + request if not resume else _BLOCK.pack(resume) + request
+        if not self._send(j, RESUME if resume else MOVE, addr, body, sock.fileno()):
             return False
         slot = self._sent_slot(self.index, j)
         self._slots[slot] = self._slots[slot] + 1
@@ -292,7 +261,7 @@ class Balancer:
             del self._routes[next(iter(self._routes))]
         self._routes[addr] = [j, self._sequence]  # the client's copies and next request
         self.moved += 1
-        metrics.MOVED.labels("sent", "first_ack" if kind == MOVE else "between_blocks").inc()
+        metrics.MOVED.labels("sent", "between_blocks" if resume else "first_ack").inc()
         return True
 
     def _send(self, j: int, kind: int, addr: Address, data: bytes, fd: int = -1) -> bool:
@@ -433,14 +402,13 @@ class Balancer:
             self._origins[addr] = (origin, sequence)
             if moving:
                 self.adopted += 1
+                metrics.MOVED.labels("taken", "first_ack" if kind == MOVE else "between_blocks").inc()
                 body = message[_HEADER.size:]
                 if kind == MOVE:
-                    metrics.MOVED.labels("taken", "first_ack").inc()
-                    self.adopt(body[4:], body[:4], addr, passed, 0, 0)
+                    self.adopt(body[4:], body[:4], addr, passed, 0)
                 else:
-                    metrics.MOVED.labels("taken", "between_blocks").inc()
-                    block, resumes = _RESUME.unpack_from(body)
-                    self.adopt(body[_RESUME.size:], b"", addr, passed, block, resumes)
+                    self.adopt(body[_BLOCK.size:], b"", addr, passed,
+                               _BLOCK.unpack_from(body)[0])
             else:
                 self._deliver(message[_HEADER.size:], addr)
             self.settle(addr)
@@ -456,19 +424,6 @@ class Balancer:
         header = _HEADER.pack(RELEASE, self.index, origin[1], socket.inet_aton(addr[0]),
                               addr[1])
         self._post(origin[0], RELEASE, header, -1, addr)  # gone: its routes with it
-
-
-class Follow:
-    """One lock-step transfer's checks between blocks (:meth:`Balancer.resume`): its moves
-    between blocks so far (carried with it from worker to worker), and how many checks in a
-    row have found its client on the CPU of worker ``seen``."""
-
-    __slots__ = ("resumes", "streak", "seen")
-
-    def __init__(self, resumes: int = 0) -> None:
-        self.resumes = resumes
-        self.streak = 0
-        self.seen = -1
 
 
 def _passed_socket(ancillary) -> socket.socket | None:

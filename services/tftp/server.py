@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import services.tftp as tftp_package
-from services.tftp import balance, codec, metrics, render
+from services.tftp import codec, metrics, render
 from services.tftp.balance import Balancer
 from services.tftp.codec import ErrorCode, Opcode
 from services.tftp.content import BytesSource, FileCache, NetasciiSource, NotAFile
@@ -84,8 +84,8 @@ class _Handling:
     transfer: Transfer | ThreadTransfer | None = None
     seen: float = 0.0  # when the peer last sent its request (loop time): waiting keeps its place
     # a transfer another worker started and moved here (balance.py): its socket, the first ACK
-    # (or b""), the block to resume at (or 0), its moves between blocks so far
-    moved: tuple[socket.socket, bytes, int, int] | None = None
+    # (or b""), the block to resume at (or 0)
+    moved: tuple[socket.socket, bytes, int] | None = None
 
 
 class TftpServer:
@@ -155,12 +155,11 @@ class TftpServer:
         self.on_datagram(data, addr, handed=True)
 
     def on_adopt(self, data: bytes, ack: bytes, addr: tuple[str, int],
-                 sock: socket.socket, resume: int = 0, resumes: int = 0) -> None:
+                 sock: socket.socket, resume: int = 0) -> None:
         """A transfer another worker started and moved here at the client's first ACK
         (services/tftp/balance.py, ``Balancer.move``): served from its socket, its session
         rebuilt from the request and given that ACK; or (``resume``) a lock-step transfer
-        moved between blocks (``Balancer.resume``; ``resumes``: its moves between blocks so
-        far, this one included), its session rebuilt at block ``resume``."""
+        moved between blocks, its session rebuilt at block ``resume``."""
         try:
             message = codec.decode(data)
         except codec.DecodeError:
@@ -168,7 +167,7 @@ class TftpServer:
         if not isinstance(message, codec.Request) or addr in self._busy:
             sock.close()  # not from a worker of ours, or the client has asked here meanwhile
             return
-        self._start(message, addr, moved=(sock, ack, resume, resumes))
+        self._start(message, addr, moved=(sock, ack, resume))
 
     def handling(self, addr: tuple[str, int]) -> bool:
         """Whether a request of ``addr``'s is being handled here (its transfer included)."""
@@ -219,7 +218,7 @@ class TftpServer:
         self._start(message, addr)
 
     def _start(self, message: codec.Request, addr: tuple[str, int],
-               moved: tuple[socket.socket, bytes, int, int] | None = None) -> None:
+               moved: tuple[socket.socket, bytes, int] | None = None) -> None:
         handling = self._busy[addr] = _Handling(seen=asyncio.get_running_loop().time(),
                                                 moved=moved)
         task = asyncio.create_task(self._handle(message, addr, handling))
@@ -478,7 +477,7 @@ class TftpServer:
             release = functools.partial(self._release, addr, handling)
             if moved is not None:
                 transfer = Transfer(self.cfg.bind, session, release, moved=moved[:2],
-                                    relocate=self._relocator(request, addr, record, moved[3]))
+                                    relocate=self._relocator(request, addr, record))
             elif self._threaded < self.cfg.transfer_threads:
                 transfer = ThreadTransfer(self.cfg.bind, session, release)
                 self._threaded += 1
@@ -516,25 +515,19 @@ class TftpServer:
             if session.result != "moved":  # a moved transfer is recorded where it ends
                 await self._summarise(session, record, addr, started)
 
-    def _relocator(self, request: codec.Request, addr: tuple[str, int], record: Record,
-                   resumes: int | None = None):
+    def _relocator(self, request: codec.Request, addr: tuple[str, int], record: Record):
         """What a transfer on the event loop calls with the client's first ACK, and a
         lock-step one between blocks now and then: whether it moved to the worker on the
-        client's CPU (services/tftp/balance.py: ``Balancer.move``, ``Balancer.resume``). Only
-        files (a rendered config is rendered once: a one-shot boot is cleared when it is
-        served) in octet mode, and only with workers sharing requests. ``resumes``: a
-        transfer moved here, with its moves between blocks so far (none left: no checks)."""
+        client's CPU (services/tftp/balance.py). Only files (a rendered config is rendered
+        once: a one-shot boot is cleared when it is served) in octet mode, and only with
+        workers sharing requests."""
         if self.balancer is None or record.source not in ("cache", "disk") or \
-                request.mode != "octet" or \
-                (resumes is not None and resumes >= balance.RESUMES_MAX):
+                request.mode != "octet":
             return None
         balancer, datagram = self.balancer, codec.encode(request)
-        follow = balance.Follow(resumes or 0)
 
         def relocate(sock: socket.socket, ack: bytes, resume: int) -> bool:
-            if resume:
-                return balancer.resume(datagram, addr, sock, len(self._busy), resume, follow)
-            return balancer.move(datagram, ack, addr, sock, len(self._busy))
+            return balancer.move(datagram, ack, addr, sock, len(self._busy), resume)
         return relocate
 
     async def _summarise(self, session: ReadSession, record: Record, addr, started) -> None:
@@ -582,4 +575,3 @@ class TftpServer:
                              result=record.result, bytes=record.bytes, blksize=record.blksize,
                              windowsize=record.windowsize, retransmits=record.retransmits,
                              duration_s=f"{record.duration:.3f}", detail=record.detail or None)
-

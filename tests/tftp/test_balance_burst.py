@@ -32,18 +32,18 @@ async def pair(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o700)
     handed: list[tuple[bytes, tuple]] = []
-    adopted: list[tuple[bytes, bytes, tuple, socket.socket, int, int]] = []
+    adopted: list[tuple[bytes, bytes, tuple, socket.socket, int]] = []
     one = Balancer(0, 2, str(shared), 69, deliver=lambda d, a: None, busy=lambda a: True)
     two = Balancer(1, 2, str(shared), 69, deliver=lambda d, a: handed.append((d, a)),
                    busy=lambda a: True)
-    two.adopt = lambda request, ack, addr, sock, resume, resumes: adopted.append(
-        (request, ack, addr, sock, resume, resumes))
+    two.adopt = lambda request, ack, addr, sock, resume: adopted.append(
+        (request, ack, addr, sock, resume))
     try:
         yield one, two, handed, adopted
     finally:
         one.close()
         two.close()
-        for *_rest, sock, _resume, _resumes in adopted:
+        for *_rest, sock, _resume in adopted:
             sock.close()
 
 

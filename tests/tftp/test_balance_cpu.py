@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from prometheus_client import REGISTRY
 from test_balance import RRQ, ack_to_the_end, first_data, two_workers, wait_until
 from tftp_rawclient import RawClient
 
-from services.tftp import codec, transport
-from services.tftp.balance import RESUME_CONFIRM, RESUMES_MAX, move_slack, socket_path
+from services.tftp import codec
+from services.tftp.balance import move_slack, socket_path
 
 
 @pytest.fixture
@@ -130,10 +131,9 @@ def test_the_slack_grows_with_the_load():
 @pytest.mark.parametrize("cached", [True, False], ids=["cached-file", "streamed-file"])
 async def test_a_transfer_follows_its_client_to_another_cpu(root, tmp_path, cpu, cached):
     """The client's datagrams arrive on worker 0's CPU at its first ACK (no move), then on
-    worker 1's (as if the scheduler had moved the client): within RESUME_CONFIRM checks
-    (RECHECK_BLOCKS blocks apart) the lock-step transfer moves to worker 1 between two
-    blocks, with its socket, and goes on from the block in flight there (from the cache, or
-    read from the file's offset)."""
+    worker 1's (as if the scheduler had moved the client): within RECHECK_BLOCKS blocks the
+    lock-step transfer moves to worker 1 between two blocks, with its socket, and goes on
+    from the block in flight there (from the cache, or read from the file's offset)."""
     body = os.urandom(300 * 512 + 100)
     (root / "mid.bin").write_bytes(body)
     client = RawClient()
@@ -145,8 +145,14 @@ async def test_a_transfer_follows_its_client_to_another_cpu(root, tmp_path, cpu,
         client.close()
 
 
+def moved(direction: str, at: str) -> float:
+    return REGISTRY.get_sample_value("bootyard_tftp_moved_total",
+                                     {"direction": direction, "at": at}) or 0.0
+
+
 async def _follow(client: RawClient, servers, cpu: int, body: bytes) -> None:
     """test_a_transfer_follows_its_client_to_another_cpu's download of mid.bin."""
+    before = [moved(d, a) for d in ("sent", "taken") for a in ("first_ack", "between_blocks")]
     servers[0].balancer.publish_cpu(cpu)
     servers[1].balancer.publish_cpu(cpu + 1)
     request = codec.encode(codec.Request(codec.Opcode.RRQ, "mid.bin", "octet", ()))
@@ -167,6 +173,8 @@ async def _follow(client: RawClient, servers, cpu: int, body: bytes) -> None:
     assert [(r.result, r.bytes) for r in servers[1].records] == [("ok", len(body))]
     assert not servers[0].records and servers[0].balancer.moved == 1
     assert not servers[1].records[0].retransmits
+    after = [moved(d, a) for d in ("sent", "taken") for a in ("first_ack", "between_blocks")]
+    assert [b - a for a, b in zip(before, after)] == [0, 1, 0, 1]  # counted as between blocks
 
 
 async def test_a_move_not_taken_leaves_the_transfer_here(workers, root, tmp_path):
@@ -174,82 +182,3 @@ async def test_a_move_not_taken_leaves_the_transfer_here(workers, root, tmp_path
     the transfer goes on where it is, from the same port, to the end."""
     os.unlink(socket_path(str(tmp_path / "shared"), 69, 1))
     await fetched_where_it_started(workers, root)
-
-
-RECHECK = 4  # blocks between two checks, in the tests below (RECHECK_BLOCKS)
-
-
-async def _download(client: RawClient, servers, cpu: int, body: bytes, where) -> set:
-    """A lock-step download of mid.bin through worker 0 whose client "is" on the CPU of
-    worker ``where(block)`` as it ACKs ``block`` (that worker publishes the client's CPU, the
-    other another one); the ports the server answered from."""
-    def place(block: int) -> None:
-        here = where(block)
-        servers[here].balancer.publish_cpu(cpu)
-        servers[1 - here].balancer.publish_cpu(cpu + 1)
-
-    place(0)
-    request = codec.encode(codec.Request(codec.Opcode.RRQ, "mid.bin", "octet", ()))
-    await client.send(request, servers[0].address)
-    message, peer = await first_data(client)
-    data, ports = bytearray(message.data), {peer[1]}
-    while len(message.data) == 512:
-        place(message.block)
-        await client.send(codec.encode(codec.Ack(message.block)), peer)
-        message, answered = await first_data(client)
-        ports.add(answered[1])
-        data += message.data
-    await client.send(codec.encode(codec.Ack(message.block)), peer)
-    assert bytes(data) == body and len(ports) == 1, ports
-    return ports
-
-
-@pytest.fixture
-def mid(root, monkeypatch):
-    """A 301-block file, and a check every RECHECK blocks."""
-    monkeypatch.setattr(transport, "RECHECK_BLOCKS", RECHECK)
-    body = os.urandom(300 * 512 + 100)
-    (root / "mid.bin").write_bytes(body)
-    return body
-
-
-async def test_a_client_elsewhere_for_fewer_checks_than_confirm_is_not_followed(
-        root, tmp_path, cpu, mid):
-    """The client's datagrams arrive on worker 1's CPU for RESUME_CONFIRM - 1 checks (as the
-    scheduler moves a client for a moment), then on worker 0's again: the transfer stays.
-    Later they arrive on worker 1's for good: it moves there once, between blocks."""
-    brief = (RESUME_CONFIRM - 1) * RECHECK
-    client = RawClient()
-    try:
-        async with two_workers(root, tmp_path, moves=True) as servers:
-            await _download(client, servers, cpu, mid,
-                            lambda block: int(20 <= block < 20 + brief or block >= 200))
-            await wait_until(lambda: servers[1].records, "the record on worker 1")
-            assert [(r.result, r.bytes) for r in servers[1].records] == [("ok", len(mid))]
-            assert not servers[0].records
-            assert (servers[0].balancer.moved, servers[1].balancer.moved) == (1, 0)
-    finally:
-        client.close()
-
-
-@pytest.mark.parametrize("first", [0, 1], ids=["starts-on-its-cpu", "moved-at-first-ack"])
-async def test_a_client_that_keeps_changing_cpu_is_followed_at_most_resumes_max_times(
-        root, tmp_path, cpu, mid, first):
-    """The client's datagrams arrive on one worker's CPU, then the other's, in turns of
-    RESUME_CONFIRM + 1 checks, 300 blocks long: the transfer moves at most RESUMES_MAX times
-    between blocks (plus once at its first ACK, when that arrives on worker 1's CPU), and
-    the download is whole, from one port, with no retransmission."""
-    turn = (RESUME_CONFIRM + 1) * RECHECK
-    client = RawClient()
-    try:
-        async with two_workers(root, tmp_path, moves=True) as servers:
-            await _download(client, servers, cpu, mid,
-                            lambda block: (first + block // turn) % 2)
-            await wait_until(lambda: servers[0].records or servers[1].records, "the record")
-            records = servers[0].records + servers[1].records
-            assert [(r.result, r.bytes, r.retransmits) for r in records] == \
-                [("ok", len(mid), 0)]
-            moves = servers[0].balancer.moved + servers[1].balancer.moved
-            assert moves == first + RESUMES_MAX
-    finally:
-        client.close()
