@@ -214,20 +214,24 @@ def stop_load(load: list[subprocess.Popen]) -> None:
 
 METRICS_PORTS = {"bootyard": 9102, "bootyard-w": 9103}  # BOOTYARD_TFTP__METRICS_PORT of each
 SHARING = ("bootyard_tftp_handovers_total", "bootyard_tftp_moved_total")
+BETWEEN = "between_blocks"  # of the moves: those between two blocks (the rest at a first ACK)
 
 
 def sharing(ns, server: str) -> dict[str, float]:
     """How bootyard's workers have shared the clients so far: the ``sent`` side of its hand-over
-    and move counters (docs/metrics.md), read from its /metrics; {} for the other servers."""
+    and move counters (docs/metrics.md), read from its /metrics, the moves between blocks also
+    on their own (``BETWEEN``); {} for the other servers."""
     port = METRICS_PORTS.get("bootyard-w" if server.startswith("bootyard-w") else server)
     if port is None:
         return {}
     text = ns.run("curl", "-s", f"http://{ADDRESS}:{port}/metrics", check=False).stdout
-    totals = dict.fromkeys(SHARING, 0.0)
+    totals = dict.fromkeys(SHARING + (BETWEEN,), 0.0)
     for line in text.splitlines():
         name, _, rest = line.partition("{")
         if name in totals and 'direction="sent"' in rest:
             totals[name] += float(line.rsplit(" ", 1)[1])
+            if f'at="{BETWEEN}"' in rest:
+                totals[BETWEEN] += float(line.rsplit(" ", 1)[1])
     return totals
 
 
@@ -352,7 +356,8 @@ def main() -> int:
                     after = sharing(ns, server)
                     print(f"  {server} quiet round: {rate:.1f} MB/s, new requests handed over "
                           f"{after[SHARING[0]] - before[SHARING[0]]:.0f}, transfers moved to "
-                          f"their client's CPU {after[SHARING[1]] - before[SHARING[1]]:.0f}")
+                          f"their client's CPU {after[SHARING[1]] - before[SHARING[1]]:.0f} "
+                          f"(between blocks {after[BETWEEN] - before[BETWEEN]:.0f})")
         for _ in range(args.concurrent_rounds if args.load_procs > 0 else 0):
             for server in many:
                 load = background_load(args.load_procs, args.load_max_s)

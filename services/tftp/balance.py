@@ -48,6 +48,13 @@ worker there rebuilds the session from the request (negotiation and the first an
 function of the request and the file, so they are exactly what the client has) and hands it
 the ACK. The client sees one transfer ID throughout. A move keeps the load spread: it is made
 only while the target would have at most ``move_slack(load)`` more requests than this worker.
+
+A lock-step transfer on the event loop checks again every ``RECHECK_BLOCKS`` blocks
+(services/tftp/transport.py) and follows its client (RESUME) each time the check finds it on
+another worker's CPU, as often as that happens. Following less was measured and not kept (issue
+19, docs/benchmarks.md): at most one RESUME per transfer, or none, cost 9-14% of 50 clients'
+throughput; asking two checks in a row before a RESUME moved as many transfers as one, at the
+same throughput.
 """
 
 from __future__ import annotations
@@ -254,7 +261,7 @@ class Balancer:
             del self._routes[next(iter(self._routes))]
         self._routes[addr] = [j, self._sequence]  # the client's copies and next request
         self.moved += 1
-        metrics.MOVED.labels("sent").inc()
+        metrics.MOVED.labels("sent", "between_blocks" if resume else "first_ack").inc()
         return True
 
     def _send(self, j: int, kind: int, addr: Address, data: bytes, fd: int = -1) -> bool:
@@ -395,7 +402,7 @@ class Balancer:
             self._origins[addr] = (origin, sequence)
             if moving:
                 self.adopted += 1
-                metrics.MOVED.labels("taken").inc()
+                metrics.MOVED.labels("taken", "first_ack" if kind == MOVE else "between_blocks").inc()
                 body = message[_HEADER.size:]
                 if kind == MOVE:
                     self.adopt(body[4:], body[:4], addr, passed, 0)

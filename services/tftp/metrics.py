@@ -40,6 +40,7 @@ HANDOVERS = metrics.counter("bootyard_tftp_handovers_total",
                             "New requests handed between worker processes (tftp.workers > 1), "
                             "by direction", {"direction": ("sent", "taken", "failed")})
 MOVED = metrics.counter("bootyard_tftp_moved_total",
-                        "Started transfers moved, at the client's first ACK, to the worker on "
-                        "the CPU its datagrams arrive on (tftp.workers > 1, pinned), by "
-                        "direction", {"direction": ("sent", "taken")})
+                        "Started transfers moved to the worker on the CPU their client's "
+                        "datagrams arrive on (tftp.workers > 1, pinned), by direction and when: "
+                        "at the client's first ACK, or between two lock-step blocks",
+                        {"direction": ("sent", "taken"), "at": ("first_ack", "between_blocks")})

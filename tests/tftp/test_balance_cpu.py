@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from prometheus_client import REGISTRY
 from test_balance import RRQ, ack_to_the_end, first_data, two_workers, wait_until
 from tftp_rawclient import RawClient
 
@@ -144,8 +145,14 @@ async def test_a_transfer_follows_its_client_to_another_cpu(root, tmp_path, cpu,
         client.close()
 
 
+def moved(direction: str, at: str) -> float:
+    return REGISTRY.get_sample_value("bootyard_tftp_moved_total",
+                                     {"direction": direction, "at": at}) or 0.0
+
+
 async def _follow(client: RawClient, servers, cpu: int, body: bytes) -> None:
     """test_a_transfer_follows_its_client_to_another_cpu's download of mid.bin."""
+    before = [moved(d, a) for d in ("sent", "taken") for a in ("first_ack", "between_blocks")]
     servers[0].balancer.publish_cpu(cpu)
     servers[1].balancer.publish_cpu(cpu + 1)
     request = codec.encode(codec.Request(codec.Opcode.RRQ, "mid.bin", "octet", ()))
@@ -166,6 +173,8 @@ async def _follow(client: RawClient, servers, cpu: int, body: bytes) -> None:
     assert [(r.result, r.bytes) for r in servers[1].records] == [("ok", len(body))]
     assert not servers[0].records and servers[0].balancer.moved == 1
     assert not servers[1].records[0].retransmits
+    after = [moved(d, a) for d in ("sent", "taken") for a in ("first_ack", "between_blocks")]
+    assert [b - a for a, b in zip(before, after)] == [0, 1, 0, 1]  # counted as between blocks
 
 
 async def test_a_move_not_taken_leaves_the_transfer_here(workers, root, tmp_path):

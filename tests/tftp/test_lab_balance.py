@@ -154,4 +154,4 @@ def test_each_transfer_ends_on_the_worker_on_its_clients_cpu(lab, root, tmp_path
     ended = [int(w) for w in re.findall(r"event=transfer .*?result=ok.*? worker=(\d+)",
                                         service.log.read_text())]
     assert ended == expected, service.log.read_text()[-3000:]
-    assert metric(seg, 'bootyard_tftp_moved_total{direction="sent"}') >= 2
+    assert metric(seg, 'bootyard_tftp_moved_total{at="first_ack",direction="sent"}') >= 2
