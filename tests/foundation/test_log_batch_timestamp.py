@@ -14,7 +14,7 @@ from shared import logs
 def _expected(now: float) -> str:
     """The same stamp written independently: datetime, and the millisecond as logging records
     it (``LogRecord.msecs``, truncated)."""
-    whole = datetime.datetime.fromtimestamp(int(now), datetime.timezone.utc)
+    whole = datetime.datetime.fromtimestamp(int(now), datetime.UTC)
     return whole.strftime("%Y-%m-%dT%H:%M:%S") + f".{int((now - int(now)) * 1000):03d}Z"
 
 
