@@ -28,6 +28,10 @@ EVENTS_BY_SCRIPT = shared_metrics.EVENTS_EMITTED.labels("dhcp")
 OFFER_MEMORY = 65536
 _MISSING = object()  # offers remembered to release them when the client picks another server
 # Ignore reasons worth a timeline event (the others are "not for us").
+# The ACK line's fields (logs.info_pairs): the MAC and address per row, the others (mostly the
+# same from one ACK to the next) as one tuple whose text the formatter keeps
+ACK_LEAD = ("mac", "ip")
+ACK_TAIL = ("subnet", "boot_file", "boot", "relay", "reserved")
 EVENT_REASONS = {"host_disabled", "no_subnet", "pool_exhausted", "lease_conflict", "redis_down",
                  "unknown_client", "reply_too_big"}
 
@@ -107,7 +111,7 @@ class DhcpServer:
         self._proxy = section.proxy  # (read per packet: a native attribute, not the section's)
         self._in: dict[str, int] = dict.fromkeys(m.IN, 0)
         self._out: dict[str, int] = dict.fromkeys(m.OUT, 0)
-        self._acks: list[dict] = []
+        self._acks: list[tuple[str, str, tuple]] = []
         self._latencies: list[float] = []
         self.replies = ReplyEncoder()
         # this server's own addresses: never handed out from a pool (sync_pools)
@@ -186,7 +190,7 @@ class DhcpServer:
         results = iter(outcomes or ())
         # The finishing loop has no await: these per-batch tallies cannot interleave with
         # another worker's batch.
-        acks: list[dict] = []  # one log line per ACK, written together
+        acks: list[tuple[str, str, tuple]] = []  # one log line per ACK, written together
         latencies: list[float] = []
         self._acks = acks
         self._out = sent = dict.fromkeys(m.OUT, 0)
@@ -203,7 +207,7 @@ class DhcpServer:
                     log.exception("packet_failed", mac=w.mac, error=repr(exc))
         finally:
             if acks:
-                log.info_each("ack", acks)
+                log.info_pairs("ack", ACK_LEAD, ACK_TAIL, acks)
             for kind, n in sent.items():
                 if n:
                     shared_metrics.add(m.OUT[kind], n)
@@ -449,11 +453,9 @@ class DhcpServer:
         else:
             event = "dhcp.ack"
             self._offers.pop(w.client, None)
-            self._acks.append({
-                "mac": w.mac, "ip": ip, "subnet": subnet,
-                "boot_file": boot.file if boot else "", "boot": boot.reason if boot else "",
-                "relay": w.msg.giaddr if w.msg.giaddr != ZERO_IP else None,
-                "reserved": w.reserved is not None})
+            self._acks.append((w.mac, ip, (
+                subnet, boot.file if boot else "", boot.reason if boot else "",
+                w.msg.giaddr if w.msg.giaddr != ZERO_IP else None, w.reserved is not None)))
         if self._emit and not w.recorded:  # no lease step wrote it (INFORM, Redis down)
             fields = {"ip": ip if ip != ZERO_IP else None, "subnet": subnet or None,
                       "interface": w.dgram.interface.name}
