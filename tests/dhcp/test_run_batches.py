@@ -54,7 +54,7 @@ async def test_batches_of_at_most_batch_size_in_arrival_order():
     store._loaded = True
 
     async def script(packed: str) -> str:  # the lease function's answer, in the process
-        steps = [text.split(SEP) for text in packed.split(RS)[:-1]]
+        steps = [text.split(SEP) for text in packed.split(RS)[1:-1]]  # (after the batch's time)
         batches.append([fields[2] for fields in steps])
         return "".join(SEP.join(("ok", f"198.19.1.{int(f[2][-2:], 16)}", "offered",
                                  str(int(f[4]) + 30), "")) + RS for f in steps)
