@@ -178,6 +178,7 @@ class DhcpServer:
         self._in: dict[str, int] = dict.fromkeys(m.IN, 0)
         self._out: dict[str, int] = dict.fromkeys(m.OUT, 0)
         self._acks: list[tuple[str, str, tuple]] = []
+        self._queued = -1  # the queue gauge's value, as the run loops last set it
         self._latencies: list[float] = []
         self.replies = ReplyEncoder()
         # this server's own addresses: never handed out from a pool (sync_pools)
@@ -209,7 +210,9 @@ class DhcpServer:
                     queue.clear()
                 else:
                     batch = [queue.popleft() for _ in range(batch_size)]
-                m.QUEUE.set(len(queue))
+                if len(queue) != self._queued:  # (set when it changes: mostly 0 after a batch)
+                    self._queued = len(queue)
+                    m.QUEUE.set(self._queued)
                 try:
                     await self.handle(batch)
                 except Exception as exc:  # noqa: BLE001 - one bad batch must not end the service
