@@ -70,12 +70,12 @@ async def main(before: str, rounds: int) -> None:
                              for m in batch]
                     await client.execute_command("CONFIG", "RESETSTAT")
                     reply = await client.evalsha(sha[v], 0,
-                                                 RS.join(s.packed(ts) for s in steps) + RS)
+                                                 ts + RS + RS.join(s.packed() for s in steps) + RS)
                     offered = [x.split("\x1f")[1] for x in reply.split(RS)[:-1]]
                     steps = [store.request_step("bench", m, ip, reserved=None, hostname="",
                                                 lease_time=600, now=now, event=event)
                              for m, ip in zip(batch, offered)]
-                    await client.evalsha(sha[v], 0, RS.join(s.packed(ts) for s in steps) + RS)
+                    await client.evalsha(sha[v], 0, ts + RS + RS.join(s.packed() for s in steps) + RS)
                     stats = (await client.info("commandstats"))["cmdstat_evalsha"]
                     usec[v].append((r, stats["usec"] / (2 * len(batch))))
         for v in ("before", "after"):

@@ -156,10 +156,12 @@ def records(inventory: Any, mac: str | None, unknown: str | None = None
         host = effective_host(inventory, host)
     elif mac and unknown and unknown.startswith(DEFAULT_PROFILE):
         host = default_host(mac, inventory.profile(unknown[len(DEFAULT_PROFILE):]))
-    profile = inventory.profile(host.profile) if host and host.profile else None
+    if host is None:  # (a pool client: the DHCP service asks once a packet)
+        return None, None, None
+    profile = inventory.profile(host.profile) if host.profile else None
     if profile is not None and profile.image:
         profile = with_image(profile, inventory.image(profile.image))
-    name = (host.vars.get("export") if host else None) or (profile.export if profile else None)
+    name = host.vars.get("export") or (profile.export if profile else None)
     return host, profile, (inventory.export(name) if name else None)
 
 

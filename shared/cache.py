@@ -65,7 +65,8 @@ class InventoryView:
 
     def host(self, mac: str) -> Host | None:
         """The host with this canonical MAC, or None (unknown, or disabled-and-invalid)."""
-        self._check()
+        if not self.ready:  # (_check, written out: the DHCP service asks once a packet)
+            self._check()
         return self._objects["host"].get(mac)
 
     def knows_host(self, mac: str) -> bool:

@@ -14,8 +14,11 @@ SEP = events.SEP  # separates the fields of one packed step (never in MACs, IPs,
 RS = events.RS  # separates the steps of a batch, and the results
 
 
-# One script runs a whole batch of steps atomically. ARGV[1]: the packed steps, each ended by RS:
-#   op, subnet, mac, client, now, emit, ts, interface, boot_file, boot_reason, op args...
+# One script runs a whole batch of steps atomically. ARGV[1]: the batch's time (ts: its events'
+# time, Unix seconds with milliseconds, one per batch) ended by RS, then the packed steps, each
+# ended by RS:
+#   op, subnet, mac, client, now, emit, interface, boot_file, boot_reason, op args...
+# (a step holds no batch-wide value: the DHCP service packs it when it builds it)
 # client: the client identity (services.dhcp.codec.client_identity()), which owns leases; mac:
 # its chaddr, recorded for TFTP and HTTP, for events, and to recognise a reserved host (reserved
 # by MAC).
@@ -43,6 +46,7 @@ local prefix = '%(lease_prefix)s'
 local call  -- redis.call, set by each run: a function library cannot reach it while it loads
 local results, nresults
 local pool, bymac, subnet, mac, client, now, nows  -- nows: now as the step's text
+local ts  -- the batch's time (its events'), set by each run
 local att, ab  -- the step's boot attempt id (emit '2' only) or nil, and its bound/loader
 
 local sub, match  -- string.sub, string.match: set by each run, as call
@@ -96,7 +100,7 @@ local function take_from(ip, c)  -- c: holder(ip)'s client
 end
 
 local function offer(a)
-  local hold, reserved, requested, hostname = a[11], a[12], a[13], a[14]
+  local hold, reserved, requested, hostname = a[10], a[11], a[12], a[13]
   if reserved ~= '' then
     local c = conflict(reserved)
     if c then return c end
@@ -129,7 +133,7 @@ local function offer(a)
 end
 
 local function request(a)
-  local expires, reserved, ip, hostname = a[11], a[12], a[13], a[14]
+  local expires, reserved, ip, hostname = a[10], a[11], a[12], a[13]
   if reserved ~= '' then
     if ip ~= reserved then
       return {'nak', ip, '', '0', 'this client has the reserved address ' .. reserved}
@@ -164,7 +168,7 @@ local function request(a)
 end
 
 local function release(a)
-  local ip, only_offered = a[11], a[12] == '1'
+  local ip, only_offered = a[10], a[11] == '1'
   local c, st = holder(ip)
   if c ~= client then return {'ignored', ip, '', '0', 'not leased to this client'} end
   if st ~= 'bound' and st ~= 'offered' then
@@ -177,7 +181,7 @@ local function release(a)
 end
 
 local function decline(a)
-  local ip, untl = a[11], a[12]
+  local ip, untl = a[10], a[11]
   local c, st, ex = holder(ip)
   if c ~= client then return {'ignored', ip, '', '0', 'not leased to this client'} end
   -- only an address the client holds now: not one it released (or declined) already, nor one
@@ -193,7 +197,7 @@ local function decline(a)
 end
 
 local function restore(a)
-  local ip, state, expires, hostname = a[11], a[12], a[13], a[14]
+  local ip, state, expires, hostname = a[10], a[11], a[12], a[13]
   local c, st, ex = holder(ip)
   if c == client and ex >= tonumber(expires) then
     return {'ignored', ip, '', '0', 'already recorded'}
@@ -238,7 +242,12 @@ end
 _RUN = """
 call, sub, match = redis.call, string.sub, string.match
 results, nresults, trimmed = {}, 0, false
-local batch, pos, size = ARGV[1], 1, #ARGV[1]
+local batch, size = ARGV[1], #ARGV[1]
+local pos = string.find(batch, '\\30', 1, true)
+if not pos then
+  return redis.error_reply('bootyard lease batch without its time (a bootyard version mismatch?)')
+end
+ts, pos = sub(batch, 1, pos - 1), pos + 1
 local last_nows, last_subnet  -- a batch's steps share their now and mostly their subnet
 while pos <= size do
   local a = {match(batch, step_pattern[sub(batch, pos, pos + 2)] or '^\\30', pos)}
@@ -255,18 +264,18 @@ while pos <= size do
   end
   att, ab = nil, nil
   if a[6] == '2' then  -- an inventory host's step: its boot attempt
-    if a[1] == 'offer' and a[16] ~= '' then
-      att = attempt_of(mac, 'discover', a[7], now, a[9], a[10])
+    if a[1] == 'offer' and a[15] ~= '' then
+      att = attempt_of(mac, 'discover', ts, now, a[8], a[9])
     else
       att, ab = attempt_read(mac)
     end
   end
-  if a[6] ~= '0' and a[1] == 'offer' and a[15] == '1' then
+  if a[6] ~= '0' and a[1] == 'offer' and a[14] == '1' then
     -- the DISCOVER before the OFFER that answers it: one batch time, stream order is time order
     emitters['dhcp.discover'](a, nil, a[6] == '2')
   end
   local r = ops[a[1]](a)
-  if att and a[1] == 'request' and r[1] == 'ok' then attempt_acked(mac, now, a[9], a[10], ab) end
+  if att and a[1] == 'request' and r[1] == 'ok' then attempt_acked(mac, now, a[8], a[9], ab) end
   if a[6] ~= '0' then
     local kinds = event_kind[a[1]]
     local kind = kinds and kinds[r[1]]
@@ -280,9 +289,9 @@ return table.concat(results)
 """
 
 # Where the lease script finds each event field's value (a: the packed step, r: its result).
-_LUA_HEADER = {"ts": "a[7]", "service": "'dhcp'", "mac": "mac"}  # and kind: the kind
-_LUA_VALUE = {"arch": "a[16]", "ip": "r[2]", "subnet": "subnet", "interface": "a[8]", "boot_file": "a[9]",
-              "boot_reason": "a[10]", "result": "r[1]", "reason": "r[5]", "detail": "r[5]"}
+_LUA_HEADER = {"ts": "ts", "service": "'dhcp'", "mac": "mac"}  # and kind: the kind
+_LUA_VALUE = {"arch": "a[15]", "ip": "r[2]", "subnet": "subnet", "interface": "a[7]",
+              "boot_file": "a[8]", "boot_reason": "a[9]", "result": "r[1]", "reason": "r[5]", "detail": "r[5]"}
 _LUA_VALUE_OF = {("dhcp.ignored", "reason"): "ignored_reason[r[1]]"}
 LEASE_EVENT_KINDS = ("dhcp.discover", "dhcp.offer", "dhcp.ack", "dhcp.nak", "dhcp.ignored",
                      "dhcp.release", "dhcp.decline")  # the events the lease script writes
@@ -325,9 +334,9 @@ def _step_pattern(fields: int) -> str:
     return "'^" + "([^\\31]*)\\31" * (fields - 1) + "([^\\31\\30]*)\\30()'"
 
 
-# The fields of each op's step (the header of ten, then the op's arguments: the comment above
+# The fields of each op's step (the header of nine, then the op's arguments: the comment above
 # _HELPERS and LeaseStore's *_step methods). The ops' first three letters differ.
-STEP_FIELDS = {"offer": 16, "request": 14, "release": 12, "decline": 12, "restore": 14}
+STEP_FIELDS = {"offer": 15, "request": 13, "release": 11, "decline": 11, "restore": 13}
 
 _VALUES = {
     "step_patterns": ", ".join(f"{op[:3]} = {_step_pattern(n)}" for op, n in STEP_FIELDS.items()),

@@ -53,6 +53,8 @@ from shared.lease_script import FUNCTION, LIBRARY, RS, SEP
 from shared.store import InventoryUnavailable, redis_errors
 
 JOURNAL_SECONDS = 10.0
+# offer_step and request_step write the separators into their f-strings
+assert (SEP, RS) == ("\x1f", "\x1e")
 
 try:  # hiredis (a dependency) packs a command in C
     from hiredis import pack_command as _pack
@@ -111,21 +113,51 @@ class Step(NamedTuple):
     # (interface, boot_file, boot_reason, known) to record; known: the MAC is an inventory
     # host, whose event also goes to its own stream
     event: tuple[str, str, str, bool] | None = None
+    text: str = ""  # the step packed for the lease function (offer_step, request_step), or ''
 
-    def packed(self, ts: str) -> str:
-        """The step for the lease script; ``ts``: its event's time (one per batch)."""
-        event = self.event
-        client = self.client or self.mac
-        if event is None:
-            head = (self.op, self.subnet, self.mac, client, str(self.now), "0", "", "", "", "")
-        else:
-            head = (self.op, self.subnet, self.mac, client, str(self.now),
-                    "2" if event[3] else "1", ts, event[0], event[1], event[2])
-        fields = head + self.args
-        text = SEP.join(fields)
-        if text.count(SEP) != len(fields) - 1 or RS in text:  # a separator inside a field
-            text = SEP.join(v.replace(SEP, "").replace(RS, "") for v in fields)
-        return text
+    def packed(self) -> str:
+        """The step for the lease function (its batch's time is the batch's, not the step's)."""
+        return self.text or _packed(self.op, self.subnet, self.mac, self.client, self.now,
+                                    self.event, self.args)
+
+
+# the texts of the numbers steps carry (a batch's steps share their now, hold and expiry):
+# str() of an int is ~700 instructions, a dict lookup ~100
+_NUMBERS: dict[int, str] = {}
+
+
+def _number(n: int) -> str:
+    text = _NUMBERS.get(n)
+    if text is None:
+        if len(_NUMBERS) > 256:
+            _NUMBERS.clear()
+        text = _NUMBERS[n] = str(n)
+    return text
+
+
+def _packed(op: str, subnet: str, mac: str, client: str, now: int,
+            event: tuple[str, str, str, bool] | None, args: tuple[str, ...]) -> str:
+    """A step's fields joined for the lease function: the header of nine (lease_script's
+    comment), then the op's arguments; a separator inside a field is dropped."""
+    if event is None:
+        fields = (op, subnet, mac, client or mac, _number(now), "0", "", "", "", *args)
+    else:
+        fields = (op, subnet, mac, client or mac, _number(now), "2" if event[3] else "1",
+                  event[0], event[1], event[2], *args)
+    text = SEP.join(fields)
+    if text.count(SEP) != len(fields) - 1 or RS in text:  # a separator inside a field
+        text = SEP.join(v.replace(SEP, "").replace(RS, "") for v in fields)
+    return text
+
+
+_EXPIRY: dict[str, int] = {}  # int() of the expiries' texts the lease function answered
+
+
+def _expiry(text: str) -> int:
+    if len(_EXPIRY) > 256:
+        _EXPIRY.clear()
+    seconds = _EXPIRY[text] = int(text)
+    return seconds
 
 
 class _Deadline:
@@ -369,15 +401,43 @@ class LeaseStore:
         ``event``); None: no discover event. ``arches``: the same, given with or without the
         discover event: an inventory host's DISCOVER with arches may begin a new boot attempt
         (shared/attempts.py)."""
-        return _tuple_new(Step, ("offer", subnet, mac, now, (
-            str(now + self.offer_hold), reserved or "", requested or "", hostname,
-            "0" if discover is None else "1", discover or arches), client, False, event))
+        numbers = _NUMBERS
+        hold = numbers.get(now + self.offer_hold) or _number(now + self.offer_hold)
+        reserved, requested = reserved or "", requested or ""
+        flag, arches = "0" if discover is None else "1", discover or arches
+        # packed here, in one f-string of the lease function's fields (lease_script.py): no
+        # call, tuple or join more per step (docs/benchmarks.md, DHCP, ninth round)
+        nows = numbers.get(now) or _number(now)
+        if event is None:
+            text = (f"offer\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{nows}\x1f0\x1f\x1f\x1f"
+                    f"\x1f{hold}\x1f{reserved}\x1f{requested}\x1f{hostname}\x1f{flag}\x1f{arches}")
+        else:
+            text = (f"offer\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{nows}\x1f"
+                    f"{'2' if event[3] else '1'}\x1f{event[0]}\x1f{event[1]}\x1f{event[2]}\x1f"
+                    f"{hold}\x1f{reserved}\x1f{requested}\x1f{hostname}\x1f{flag}\x1f{arches}")
+        args = (hold, reserved, requested, hostname, flag, arches)
+        if text.count(SEP) != 14 or RS in text:  # a separator inside a field
+            text = _packed("offer", subnet, mac, client, now, event, args)
+        return _tuple_new(Step, ("offer", subnet, mac, now, args, client, False, event, text))
 
     def request_step(self, subnet: str, mac: str, ip: str, reserved: str | None,
                      hostname: str, lease_time: int, now: int, event=None,
                      client: str = "") -> Step:
-        return _tuple_new(Step, ("request", subnet, mac, now, (
-            str(now + lease_time), reserved or "", ip, hostname), client, True, event))
+        numbers = _NUMBERS
+        expires = numbers.get(now + lease_time) or _number(now + lease_time)
+        reserved = reserved or ""
+        nows = numbers.get(now) or _number(now)
+        if event is None:  # (packed here: offer_step)
+            text = (f"request\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{nows}\x1f0\x1f\x1f"
+                    f"\x1f\x1f{expires}\x1f{reserved}\x1f{ip}\x1f{hostname}")
+        else:
+            text = (f"request\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{nows}\x1f"
+                    f"{'2' if event[3] else '1'}\x1f{event[0]}\x1f{event[1]}\x1f{event[2]}\x1f"
+                    f"{expires}\x1f{reserved}\x1f{ip}\x1f{hostname}")
+        args = (expires, reserved, ip, hostname)
+        if text.count(SEP) != 12 or RS in text:  # a separator inside a field
+            text = _packed("request", subnet, mac, client, now, event, args)
+        return _tuple_new(Step, ("request", subnet, mac, now, args, client, True, event, text))
 
     def release_step(self, subnet: str, mac: str, ip: str, *, now: int,
                      only_offered: bool = False, event=None, client: str = "") -> Step:
@@ -409,13 +469,13 @@ class LeaseStore:
             self._fail()
             raise
         self.failed = False
-        outcomes = []
-        for kind, ip, state, expires, reason in results:
-            try:
-                seconds = int(expires)
-            except ValueError:
-                seconds = int(float(expires or 0))
-            outcomes.append(_tuple_new(Outcome, (kind, ip, state, seconds, reason)))
+        try:  # (the expiry is an integer's text: a batch's repeat, the numbers' texts kept)
+            outcomes = [_tuple_new(Outcome, (kind, ip, state, _EXPIRY.get(expires)
+                                             or _expiry(expires), reason))
+                        for kind, ip, state, expires, reason in results]
+        except ValueError:
+            outcomes = [_tuple_new(Outcome, (kind, ip, state, int(float(expires or 0)), reason))
+                        for kind, ip, state, expires, reason in results]
         now = time.monotonic()
         journal = self._journal
         for step, outcome in zip(steps, outcomes):
@@ -428,8 +488,8 @@ class LeaseStore:
     async def _execute(self, steps: Sequence[Step]) -> list:
         if not steps:
             return []
-        ts = f"{time.time():.3f}"
-        packed = RS.join([s.packed(ts) for s in steps]) + RS
+        # the batch's time (its events'), then the steps (packed when built: Step.text)
+        packed = f"{time.time():.3f}{RS}{RS.join([s.text or s.packed() for s in steps])}{RS}"
         if not self._loaded:
             await self._load()
         try:

@@ -58,14 +58,14 @@ def granting_store() -> leases.LeaseStore:
 
     async def script(packed: str) -> str:
         out = []
-        for text in packed.split(RS)[:-1]:
+        for text in packed.split(RS)[1:-1]:  # (after the batch's time)
             fields = text.split(SEP)
             if fields[0] == "offer":
                 given[0] += 1
                 n = given[0] % 40000
                 ip, state = f"198.19.{1 + n // 256}.{n % 256}", "offered"
             else:  # a REQUEST gets the address it asks for (its OFFER's), as from Redis
-                ip, state = fields[12], "bound"
+                ip, state = fields[11], "bound"
             out.append(SEP.join(("ok", ip, state, str(int(fields[4]) + 3600), "")))
         return RS.join(out) + RS
 

@@ -8,7 +8,7 @@ import asyncio
 import collections
 import dataclasses
 import time
-from typing import Any
+from typing import Any, Final, cast
 
 from services.dhcp import bsdp, codec, metrics as m, policy
 from services.dhcp.codec import ZERO_IP, DecodeError, Opt
@@ -28,6 +28,10 @@ EVENTS_BY_SCRIPT = shared_metrics.EVENTS_EMITTED.labels("dhcp")
 OFFER_MEMORY = 65536
 _MISSING = object()  # offers remembered to release them when the client picks another server
 # Ignore reasons worth a timeline event (the others are "not for us").
+# The ACK line's fields (logs.info_pairs): the MAC and address per row, the others (mostly the
+# same from one ACK to the next) as one tuple whose text the formatter keeps
+ACK_LEAD = ("mac", "ip")
+ACK_TAIL = ("subnet", "boot_file", "boot", "relay", "reserved")
 EVENT_REASONS = {"host_disabled", "no_subnet", "pool_exhausted", "lease_conflict", "redis_down",
                  "unknown_client", "reply_too_big"}
 
@@ -77,6 +81,72 @@ class Work:
         self.template = template
 
 
+# The lease steps of a DISCOVER and a REQUEST, built here as LeaseStore.offer_step and
+# request_step build them (the same Step, packed the same way for the lease function,
+# shared/leases.py; tests/dhcp/test_server_steps.py compares them): compiled, a step is one call
+# less into interpreted code and its text is built natively, ~9,000 instructions less a DORA
+# (docs/benchmarks.md, DHCP, ninth round). A field holding a separator goes the store's way.
+_tuple_new: Final = tuple.__new__
+# str() of the steps' numbers (a batch's repeat); Final: a C static when compiled, not a lookup
+# in the module's globals
+_NUMBER_TEXTS: Final[dict[int, str]] = {}
+
+
+def _number(n: int) -> str:
+    text = _NUMBER_TEXTS.get(n)
+    if text is None:
+        if len(_NUMBER_TEXTS) > 256:
+            _NUMBER_TEXTS.clear()
+        text = _NUMBER_TEXTS[n] = str(n)
+    return text
+
+
+def offer_step(store: LeaseStore, subnet: str, mac: str, reserved: str | None,
+               requested: str | None, hostname: str, now: int,
+               event: tuple[str, str, str, bool] | None, client: str, discover: str | None,
+               arches: str) -> Step:
+    """``store.offer_step(...)`` with the same arguments."""
+    hold = _number(now + store.offer_hold)
+    flag = "0" if discover is None else "1"
+    arch = discover or arches
+    # the fields of lease_script.py's comment, in one string build
+    if event is None:
+        text = (f"offer\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{_number(now)}\x1f0\x1f"
+                f"\x1f\x1f\x1f{hold}\x1f{reserved or ''}\x1f{requested or ''}\x1f{hostname}"
+                f"\x1f{flag}\x1f{arch}")
+    else:
+        text = (f"offer\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{_number(now)}\x1f"
+                f"{'2' if event[3] else '1'}\x1f{event[0]}\x1f{event[1]}\x1f{event[2]}\x1f"
+                f"{hold}\x1f{reserved or ''}\x1f{requested or ''}\x1f{hostname}\x1f{flag}"
+                f"\x1f{arch}")
+    if text.count("\x1f") != 14 or "\x1e" in text:  # a separator inside a field
+        return store.offer_step(subnet, mac, reserved, requested, hostname, now, event, client,
+                                discover, arches)
+    return cast(Step, _tuple_new(Step, (
+        "offer", subnet, mac, now, (hold, reserved or "", requested or "", hostname, flag, arch),
+        client, False, event, text)))
+
+
+def request_step(store: LeaseStore, subnet: str, mac: str, ip: str, reserved: str | None,
+                 hostname: str, lease_time: int, now: int,
+                 event: tuple[str, str, str, bool] | None, client: str) -> Step:
+    """``store.request_step(...)`` with the same arguments."""
+    expires = _number(now + lease_time)
+    if event is None:
+        text = (f"request\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{_number(now)}\x1f0"
+                f"\x1f\x1f\x1f\x1f{expires}\x1f{reserved or ''}\x1f{ip}\x1f{hostname}")
+    else:
+        text = (f"request\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{_number(now)}\x1f"
+                f"{'2' if event[3] else '1'}\x1f{event[0]}\x1f{event[1]}\x1f{event[2]}\x1f"
+                f"{expires}\x1f{reserved or ''}\x1f{ip}\x1f{hostname}")
+    if text.count("\x1f") != 12 or "\x1e" in text:  # a separator inside a field
+        return store.request_step(subnet, mac, ip, reserved, hostname, lease_time, now, event,
+                                  client)
+    return cast(Step, _tuple_new(Step, (
+        "request", subnet, mac, now, (expires, reserved or "", ip, hostname), client, True,
+        event, text)))
+
+
 def context_for(section: DhcpSection, iface: Interface) -> ServerContext:
     server_ip = section.server_address or iface.address
     return ServerContext(
@@ -107,7 +177,8 @@ class DhcpServer:
         self._proxy = section.proxy  # (read per packet: a native attribute, not the section's)
         self._in: dict[str, int] = dict.fromkeys(m.IN, 0)
         self._out: dict[str, int] = dict.fromkeys(m.OUT, 0)
-        self._acks: list[dict] = []
+        self._acks: list[tuple[str, str, tuple]] = []
+        self._queued = -1  # the queue gauge's value, as the run loops last set it
         self._latencies: list[float] = []
         self.replies = ReplyEncoder()
         # this server's own addresses: never handed out from a pool (sync_pools)
@@ -139,7 +210,9 @@ class DhcpServer:
                     queue.clear()
                 else:
                     batch = [queue.popleft() for _ in range(batch_size)]
-                m.QUEUE.set(len(queue))
+                if len(queue) != self._queued:  # (set when it changes: mostly 0 after a batch)
+                    self._queued = len(queue)
+                    m.QUEUE.set(self._queued)
                 try:
                     await self.handle(batch)
                 except Exception as exc:  # noqa: BLE001 - one bad batch must not end the service
@@ -186,7 +259,7 @@ class DhcpServer:
         results = iter(outcomes or ())
         # The finishing loop has no await: these per-batch tallies cannot interleave with
         # another worker's batch.
-        acks: list[dict] = []  # one log line per ACK, written together
+        acks: list[tuple[str, str, tuple]] = []  # one log line per ACK, written together
         latencies: list[float] = []
         self._acks = acks
         self._out = sent = dict.fromkeys(m.OUT, 0)
@@ -203,7 +276,7 @@ class DhcpServer:
                     log.exception("packet_failed", mac=w.mac, error=repr(exc))
         finally:
             if acks:
-                log.info_each("ack", acks)
+                log.info_pairs("ack", ACK_LEAD, ACK_TAIL, acks)
             for kind, n in sent.items():
                 if n:
                     shared_metrics.add(m.OUT[kind], n)
@@ -308,17 +381,16 @@ class DhcpServer:
             # step decides it, shared/attempts.py; a pool client has none: no work for it)
             arches = (",".join(map(str, msg.client_arches))
                       if w.host is not None or self._emit_discover else "")
-            # (by position: a call into interpreted code, cheaper without keywords)
-            w.step = store.offer_step(subnet.name, mac, w.reserved,
-                                      msg.ip_option(codec.OPT_REQUESTED_IP), hostname, now, event,
-                                      client, arches if self._emit_discover else None, arches)
+            w.step = offer_step(store, subnet.name, mac, w.reserved,
+                                msg.ip_option(codec.OPT_REQUESTED_IP), hostname, now, event,
+                                client, arches if self._emit_discover else None, arches)
         elif mtype == codec.REQUEST:
             w.requested = policy.requested_address(msg)
             if w.requested is None:
                 w.pre = Ignore("malformed", "REQUEST without requested address or ciaddr")
             else:
-                w.step = store.request_step(subnet.name, mac, w.requested, w.reserved,
-                                            hostname, subnet.lease_time, now, event, client)
+                w.step = request_step(store, subnet.name, mac, w.requested, w.reserved,
+                                      hostname, subnet.lease_time, now, event, client)
         elif mtype == codec.RELEASE and msg.ciaddr != ZERO_IP:
             w.step = store.release_step(subnet.name, mac, msg.ciaddr, now=now, event=event,
                                         client=client)
@@ -449,11 +521,9 @@ class DhcpServer:
         else:
             event = "dhcp.ack"
             self._offers.pop(w.client, None)
-            self._acks.append({
-                "mac": w.mac, "ip": ip, "subnet": subnet,
-                "boot_file": boot.file if boot else "", "boot": boot.reason if boot else "",
-                "relay": w.msg.giaddr if w.msg.giaddr != ZERO_IP else None,
-                "reserved": w.reserved is not None})
+            self._acks.append((w.mac, ip, (
+                subnet, boot.file if boot else "", boot.reason if boot else "",
+                w.msg.giaddr if w.msg.giaddr != ZERO_IP else None, w.reserved is not None)))
         if self._emit and not w.recorded:  # no lease step wrote it (INFORM, Redis down)
             fields = {"ip": ip if ip != ZERO_IP else None, "subnet": subnet or None,
                       "interface": w.dgram.interface.name}

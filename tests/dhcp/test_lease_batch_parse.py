@@ -35,10 +35,15 @@ def test_every_op_packs_the_field_count_its_pattern_reads():
                           event=event),
              s.request_step(A, MACS[0], "198.18.0.100", reserved=None, hostname="",
                             lease_time=60, now=1),
+             s.request_step(A, MACS[0], "198.18.0.100", reserved=None, hostname="a\x1fb",
+                            lease_time=60, now=1, event=("eth0", "x.efi", "efi", True)),
              s.release_step(A, MACS[0], "198.18.0.100", now=1),
              s.decline_step(A, MACS[0], "198.18.0.100", now=1)]
     for step in steps:
-        assert step.packed("1.000").count(SEP) + 1 == STEP_FIELDS[step.op], step.op
+        assert step.packed().count(SEP) + 1 == STEP_FIELDS[step.op], step.op
+        assert RS not in step.packed()  # the batch's time is the batch's (_execute), not a step's
+        # offer_step and request_step pack when they build (Step.text): the same text
+        assert step.packed() == step._replace(text="").packed()
     assert len({op[:3] for op in STEP_FIELDS}) == len(STEP_FIELDS)  # the pattern's key
 
 
@@ -75,9 +80,12 @@ async def test_one_batch_of_two_subnets_and_two_times(store):
 async def test_a_step_without_its_fields_is_refused_with_a_reason(store):
     await store.step(store.offer_step(A, MACS[5], reserved=None, requested=None, hostname="",
                                       now=int(time.time())))  # the library loaded
-    bad = SEP.join(["offer", A, MACS[5], MACS[5], "1"]) + RS  # five fields of sixteen
+    bad = "1.000" + RS + SEP.join(["offer", A, MACS[5], MACS[5], "1"]) + RS  # five of fifteen
     with pytest.raises(Exception, match="is not an op with its fields"):
         await store.redis.execute_command("FCALL", FUNCTION, 0, bad)
-    unknown = SEP.join(["renew"] + [""] * 13) + RS
+    unknown = "1.000" + RS + SEP.join(["renew"] + [""] * 12) + RS
     with pytest.raises(Exception, match="is not an op with its fields"):
         await store.redis.execute_command("FCALL", FUNCTION, 0, unknown)
+    timeless = SEP.join(["release", A, MACS[5], MACS[5], "1", "0", "", "", "", "x", "0"])
+    with pytest.raises(Exception, match="batch without its time"):
+        await store.redis.execute_command("FCALL", FUNCTION, 0, timeless)

@@ -48,13 +48,17 @@ def discover(n: int) -> bytes:
                                       options={53: b"\x01"}))
 
 
-async def test_batches_of_at_most_batch_size_in_arrival_order():
+async def test_batches_of_at_most_batch_size_in_arrival_order(monkeypatch):
+    from services.dhcp import metrics as m
+
+    gauge: list[float] = []  # the queue gauge, set only when the queue's length changed
+    monkeypatch.setattr(m.QUEUE, "set", gauge.append, raising=False)
     batches: list[list[str]] = []
     store = leases.LeaseStore(None)
     store._loaded = True
 
     async def script(packed: str) -> str:  # the lease function's answer, in the process
-        steps = [text.split(SEP) for text in packed.split(RS)[:-1]]
+        steps = [text.split(SEP) for text in packed.split(RS)[1:-1]]  # (after the batch's time)
         batches.append([fields[2] for fields in steps])
         return "".join(SEP.join(("ok", f"198.19.1.{int(f[2][-2:], 16)}", "offered",
                                  str(int(f[4]) + 30), "")) + RS for f in steps)
@@ -78,3 +82,5 @@ async def test_batches_of_at_most_batch_size_in_arrival_order():
     assert [mac for batch in batches for mac in batch] == macs  # every packet, in order
     assert all(len(batch) <= 4 for batch in batches) and len(batches[0]) == 4
     assert [codec.decode(p).xid for p in transport.sent] == list(range(1, 14))
+    # 10 packets in batches of 4: 6, then 2, then 0 left; the next 3 leave 0 again: not set
+    assert gauge == [6, 2, 0]
