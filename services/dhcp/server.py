@@ -8,7 +8,7 @@ import asyncio
 import collections
 import dataclasses
 import time
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from services.dhcp import bsdp, codec, metrics as m, policy
 from services.dhcp.codec import ZERO_IP, DecodeError, Opt
@@ -86,10 +86,8 @@ class Work:
 # shared/leases.py; tests/dhcp/test_server_steps.py compares them): compiled, a step is one call
 # less into interpreted code and its text is built natively, ~9,000 instructions less a DORA
 # (docs/benchmarks.md, DHCP, ninth round). A field holding a separator goes the store's way.
-_tuple_new: Final = tuple.__new__
-# str() of the steps' numbers (a batch's repeat); Final: a C static when compiled, not a lookup
-# in the module's globals
-_NUMBER_TEXTS: Final[dict[int, str]] = {}
+_tuple_new = tuple.__new__
+_NUMBER_TEXTS: dict[int, str] = {}  # str() of the step's numbers (a batch's repeat)
 
 
 def _number(n: int) -> str:
@@ -101,6 +99,13 @@ def _number(n: int) -> str:
     return text
 
 
+def _event_head(event: tuple[str, str, str, bool] | None) -> str:
+    """The step's emit, interface, boot_file and boot_reason fields (lease_script.py)."""
+    if event is None:
+        return "0\x1f\x1f\x1f"
+    return f"{'2' if event[3] else '1'}\x1f{event[0]}\x1f{event[1]}\x1f{event[2]}"
+
+
 def offer_step(store: LeaseStore, subnet: str, mac: str, reserved: str | None,
                requested: str | None, hostname: str, now: int,
                event: tuple[str, str, str, bool] | None, client: str, discover: str | None,
@@ -109,16 +114,9 @@ def offer_step(store: LeaseStore, subnet: str, mac: str, reserved: str | None,
     hold = _number(now + store.offer_hold)
     flag = "0" if discover is None else "1"
     arch = discover or arches
-    # the fields of lease_script.py's comment, in one string build
-    if event is None:
-        text = (f"offer\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{_number(now)}\x1f0\x1f"
-                f"\x1f\x1f\x1f{hold}\x1f{reserved or ''}\x1f{requested or ''}\x1f{hostname}"
-                f"\x1f{flag}\x1f{arch}")
-    else:
-        text = (f"offer\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{_number(now)}\x1f"
-                f"{'2' if event[3] else '1'}\x1f{event[0]}\x1f{event[1]}\x1f{event[2]}\x1f"
-                f"{hold}\x1f{reserved or ''}\x1f{requested or ''}\x1f{hostname}\x1f{flag}"
-                f"\x1f{arch}")
+    text = (f"offer\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{_number(now)}\x1f"
+            f"{_event_head(event)}\x1f{hold}\x1f{reserved or ''}\x1f{requested or ''}\x1f"
+            f"{hostname}\x1f{flag}\x1f{arch}")
     if text.count("\x1f") != 14 or "\x1e" in text:  # a separator inside a field
         return store.offer_step(subnet, mac, reserved, requested, hostname, now, event, client,
                                 discover, arches)
@@ -132,13 +130,8 @@ def request_step(store: LeaseStore, subnet: str, mac: str, ip: str, reserved: st
                  event: tuple[str, str, str, bool] | None, client: str) -> Step:
     """``store.request_step(...)`` with the same arguments."""
     expires = _number(now + lease_time)
-    if event is None:
-        text = (f"request\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{_number(now)}\x1f0"
-                f"\x1f\x1f\x1f\x1f{expires}\x1f{reserved or ''}\x1f{ip}\x1f{hostname}")
-    else:
-        text = (f"request\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{_number(now)}\x1f"
-                f"{'2' if event[3] else '1'}\x1f{event[0]}\x1f{event[1]}\x1f{event[2]}\x1f"
-                f"{expires}\x1f{reserved or ''}\x1f{ip}\x1f{hostname}")
+    text = (f"request\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{_number(now)}\x1f"
+            f"{_event_head(event)}\x1f{expires}\x1f{reserved or ''}\x1f{ip}\x1f{hostname}")
     if text.count("\x1f") != 12 or "\x1e" in text:  # a separator inside a field
         return store.request_step(subnet, mac, ip, reserved, hostname, lease_time, now, event,
                                   client)
