@@ -8,7 +8,7 @@ import asyncio
 import collections
 import dataclasses
 import time
-from typing import Any, cast
+from typing import Any
 
 from services.dhcp import bsdp, codec, metrics as m, policy
 from services.dhcp.codec import ZERO_IP, DecodeError, Opt
@@ -79,65 +79,6 @@ class Work:
         self.client = client
         self.boot = boot
         self.template = template
-
-
-# The lease steps of a DISCOVER and a REQUEST, built here as LeaseStore.offer_step and
-# request_step build them (the same Step, packed the same way for the lease function,
-# shared/leases.py; tests/dhcp/test_server_steps.py compares them): compiled, a step is one call
-# less into interpreted code and its text is built natively, ~9,000 instructions less a DORA
-# (docs/benchmarks.md, DHCP, ninth round). A field holding a separator goes the store's way.
-_tuple_new = tuple.__new__
-_NUMBER_TEXTS: dict[int, str] = {}  # str() of the step's numbers (a batch's repeat)
-
-
-def _number(n: int) -> str:
-    text = _NUMBER_TEXTS.get(n)
-    if text is None:
-        if len(_NUMBER_TEXTS) > 256:
-            _NUMBER_TEXTS.clear()
-        text = _NUMBER_TEXTS[n] = str(n)
-    return text
-
-
-def _event_head(event: tuple[str, str, str, bool] | None) -> str:
-    """The step's emit, interface, boot_file and boot_reason fields (lease_script.py)."""
-    if event is None:
-        return "0\x1f\x1f\x1f"
-    return f"{'2' if event[3] else '1'}\x1f{event[0]}\x1f{event[1]}\x1f{event[2]}"
-
-
-def offer_step(store: LeaseStore, subnet: str, mac: str, reserved: str | None,
-               requested: str | None, hostname: str, now: int,
-               event: tuple[str, str, str, bool] | None, client: str, discover: str | None,
-               arches: str) -> Step:
-    """``store.offer_step(...)`` with the same arguments."""
-    hold = _number(now + store.offer_hold)
-    flag = "0" if discover is None else "1"
-    arch = discover or arches
-    text = (f"offer\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{_number(now)}\x1f"
-            f"{_event_head(event)}\x1f{hold}\x1f{reserved or ''}\x1f{requested or ''}\x1f"
-            f"{hostname}\x1f{flag}\x1f{arch}")
-    if text.count("\x1f") != 14 or "\x1e" in text:  # a separator inside a field
-        return store.offer_step(subnet, mac, reserved, requested, hostname, now, event, client,
-                                discover, arches)
-    return cast(Step, _tuple_new(Step, (
-        "offer", subnet, mac, now, (hold, reserved or "", requested or "", hostname, flag, arch),
-        client, False, event, text)))
-
-
-def request_step(store: LeaseStore, subnet: str, mac: str, ip: str, reserved: str | None,
-                 hostname: str, lease_time: int, now: int,
-                 event: tuple[str, str, str, bool] | None, client: str) -> Step:
-    """``store.request_step(...)`` with the same arguments."""
-    expires = _number(now + lease_time)
-    text = (f"request\x1f{subnet}\x1f{mac}\x1f{client or mac}\x1f{_number(now)}\x1f"
-            f"{_event_head(event)}\x1f{expires}\x1f{reserved or ''}\x1f{ip}\x1f{hostname}")
-    if text.count("\x1f") != 12 or "\x1e" in text:  # a separator inside a field
-        return store.request_step(subnet, mac, ip, reserved, hostname, lease_time, now, event,
-                                  client)
-    return cast(Step, _tuple_new(Step, (
-        "request", subnet, mac, now, (expires, reserved or "", ip, hostname), client, True,
-        event, text)))
 
 
 def context_for(section: DhcpSection, iface: Interface) -> ServerContext:
@@ -374,16 +315,17 @@ class DhcpServer:
             # step decides it, shared/attempts.py; a pool client has none: no work for it)
             arches = (",".join(map(str, msg.client_arches))
                       if w.host is not None or self._emit_discover else "")
-            w.step = offer_step(store, subnet.name, mac, w.reserved,
-                                msg.ip_option(codec.OPT_REQUESTED_IP), hostname, now, event,
-                                client, arches if self._emit_discover else None, arches)
+            # (by position: a call into interpreted code, cheaper without keywords)
+            w.step = store.offer_step(subnet.name, mac, w.reserved,
+                                      msg.ip_option(codec.OPT_REQUESTED_IP), hostname, now, event,
+                                      client, arches if self._emit_discover else None, arches)
         elif mtype == codec.REQUEST:
             w.requested = policy.requested_address(msg)
             if w.requested is None:
                 w.pre = Ignore("malformed", "REQUEST without requested address or ciaddr")
             else:
-                w.step = request_step(store, subnet.name, mac, w.requested, w.reserved,
-                                      hostname, subnet.lease_time, now, event, client)
+                w.step = store.request_step(subnet.name, mac, w.requested, w.reserved,
+                                            hostname, subnet.lease_time, now, event, client)
         elif mtype == codec.RELEASE and msg.ciaddr != ZERO_IP:
             w.step = store.release_step(subnet.name, mac, msg.ciaddr, now=now, event=event,
                                         client=client)

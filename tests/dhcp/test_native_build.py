@@ -47,8 +47,7 @@ def test_the_codec_policy_and_reply_tests_pass_on_the_pure_python_modules():
     tests = ["tests/dhcp/test_dhcp_codec.py", "tests/dhcp/test_dhcp_policy.py",
              "tests/dhcp/test_replies.py", "tests/dhcp/test_codec_golden_scapy.py",
              "tests/dhcp/test_policy_ipxe_golden.py", "tests/dhcp/test_event_order.py",
-             "tests/dhcp/test_client_identity.py",  # these two: DhcpServer.handle
-             "tests/dhcp/test_server_steps.py"]  # the server's lease steps, the store's
+             "tests/dhcp/test_client_identity.py"]  # the last two: DhcpServer.handle
     run_tests(REPO, tests, BOOTYARD_DHCP_NATIVE="0")
 
 
