@@ -40,7 +40,6 @@ lease.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import dataclasses
 import ipaddress
@@ -49,24 +48,13 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from shared import keys, metrics, store as door
-from shared.lease_script import FUNCTION, LIBRARY, RS, SEP
+from shared.lease_script import LIBRARY, RS, SEP
+from shared.lease_wire import Deadline, Replies, fcall, pack
 from shared.store import InventoryUnavailable, redis_errors
 
 JOURNAL_SECONDS = 10.0
 # offer_step and request_step write the separators into their f-strings
 assert (SEP, RS) == ("\x1f", "\x1e")
-
-try:  # hiredis (a dependency) packs a command in C
-    from hiredis import pack_command as _pack
-except ImportError:  # pragma: no cover - hiredis is in pyproject's dependencies
-    def _pack(command) -> bytes:  # type: ignore[misc]
-        """A command in the Redis protocol (RESP): its arguments as UTF-8 bulk strings."""
-        out = [b"*%d\r\n" % len(command)]
-        for arg in command:
-            data = arg if isinstance(arg, bytes) else str(arg).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-        return b"".join(out)
-
 
 # Outcome and Step are built per packet: named tuples, made where it counts with _tuple_new
 # (tuple.__new__: no Python __init__ runs, ~2,000 instructions less each than a dataclass's,
@@ -158,116 +146,6 @@ def _expiry(text: str) -> int:
         _EXPIRY.clear()
     seconds = _EXPIRY[text] = int(text)
     return seconds
-
-
-class _Deadline:
-    """``with _Deadline(seconds):`` around awaits in a task: past the deadline the task is
-    cancelled and the block raises TimeoutError (an OSError: redis_errors makes it
-    InventoryUnavailable). asyncio.timeout's job, with one loop timer and no Python-level
-    rescheduling per use: this is once per lease batch."""
-
-    __slots__ = ("seconds", "task", "timer", "expired")
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
-        self.expired = False
-
-    def __enter__(self) -> None:
-        self.task = task = asyncio.current_task()
-        self.timer = (asyncio.get_running_loop().call_later(self.seconds, self._expire)
-                      if self.seconds and task is not None else None)
-
-    def _expire(self) -> None:
-        self.expired = True
-        self.task.cancel()
-
-    def __exit__(self, kind, exc, tb) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        if (self.expired and kind is asyncio.CancelledError
-                and self.task.uncancel() == 0):  # ours, not a cancellation from outside
-            raise TimeoutError(f"no reply from Redis within {self.seconds} s") from None
-
-
-class _Replies(asyncio.Protocol):
-    """The replies of a lease store connection, read by our own protocol: redis-py connects
-    (Sentinel's master lookup, TLS, AUTH, HELLO, SELECT), then its transport is given to this
-    protocol, which feeds the connection's own hiredis reader and wakes the one waiting call
-    when all the replies it wants are in: one future per call, where redis-py's stream reader
-    and parser add coroutine layers and a future per read (docs/benchmarks.md, sixth round).
-    The connection is the lease store's alone (make_connection); it is closed by disconnect()
-    as before."""
-
-    def __init__(self, reader, transport) -> None:
-        self.reader = reader
-        self.stream = transport.get_protocol()  # redis-py's, told when the connection ends
-        # what the reader answers while no whole reply is in (redis-py sets its own marker):
-        # asked now, after the handshake, when the reader holds nothing
-        self.incomplete = reader.gets()
-        self.transport = transport
-        self.replies: list = []
-        self.wanted = 0
-        self.waiter: asyncio.Future | None = None
-        self.lost: BaseException | None = None
-
-    @classmethod
-    def attach(cls, conn) -> _Replies:
-        transport = conn._writer.transport
-        replies = cls(conn._parser._reader, transport)
-        transport.set_protocol(replies)
-        return replies
-
-    def data_received(self, data: bytes) -> None:
-        reader, replies, incomplete = self.reader, self.replies, self.incomplete
-        reader.feed(data)
-        try:
-            reply = reader.gets()
-            while reply is not incomplete:
-                replies.append(reply)
-                reply = reader.gets()
-        except Exception as exc:  # noqa: BLE001 - not the Redis protocol: the call fails
-            self.lost = exc
-        if len(replies) >= self.wanted or self.lost is not None:
-            self._wake()
-
-    def eof_received(self) -> bool:
-        return False  # the transport closes: connection_lost
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.lost = exc or ConnectionError("Redis closed the connection")
-        self._wake()
-        self.stream.connection_lost(exc)  # its writer's wait_closed() (disconnect) returns
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def wait(self, count: int) -> list:
-        self.wanted = count
-        replies = self.replies
-        while len(replies) < count:
-            if self.lost is not None:
-                raise ConnectionError(f"Redis connection lost: {self.lost!r}")
-            self.waiter = waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self.waiter = None
-        got = replies[:count]
-        del replies[:count]
-        return got
-
-
-# FCALL <the lease function> 0 <batch>, all but the batch in the protocol's bytes once: the
-# batch call packed without hiredis's pack_command (~6,000 instructions a call, ~1,000 so)
-_FCALL_HEAD = _pack(("FCALL", FUNCTION, "0", "")).rpartition(b"$0\r\n")[0]
-
-
-def _fcall(packed: str) -> bytes:
-    """``_pack(("FCALL", FUNCTION, 0, packed))`` (tests/dhcp/test_lease_function.py)."""
-    data = packed.encode()
-    return b"%s$%d\r\n%s\r\n" % (_FCALL_HEAD, len(data), data)
 
 
 def _record(ip: str, raw: dict[str, str]) -> LeaseRecord | None:
@@ -386,7 +264,7 @@ class LeaseStore:
         self.replayed = 0  # restore steps the last replay wrote (after a Redis failure)
         self._idle: list = []  # connections of _evalsha with no call in flight
         self._open: set = set()
-        self._replies: dict = {}  # connection -> its _Replies
+        self._replies: dict = {}  # connection -> its Replies (shared/lease_wire.py)
         self.failed = False
 
     # -- steps (``event``: (interface, boot_file, boot_reason, known), see Step; ``client``:
@@ -514,7 +392,7 @@ class LeaseStore:
     async def _script(self, packed: str):
         """The batch function, then (``wait_replicas``) ``WAIT`` on the same connection, which
         is what WAIT measures: both sent at once, one round trip."""
-        call = _fcall(packed)
+        call = fcall(packed)
         if not self.wait_replicas:  # (straight to _commands: one coroutine less per batch)
             return (await self._commands(call))[0]
         reply, acked = await self._commands(call, ("WAIT", self.wait_replicas, self._wait_ms))
@@ -542,10 +420,10 @@ class LeaseStore:
             if replies_of is None:
                 if not conn.is_connected:  # connect(): Sentinel's finds the master
                     await conn.connect()
-                replies_of = self._replies[conn] = _Replies.attach(conn)
-            replies_of.transport.writelines([c if c.__class__ is bytes else _pack(c)
+                replies_of = self._replies[conn] = Replies.attach(conn)
+            replies_of.transport.writelines([c if c.__class__ is bytes else pack(c)
                                              for c in commands])
-            with _Deadline(conn.socket_timeout):
+            with Deadline(conn.socket_timeout):
                 replies = await replies_of.wait(len(commands))
             for i, reply in enumerate(replies):
                 if isinstance(reply, door.ResponseError):

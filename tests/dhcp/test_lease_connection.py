@@ -1,4 +1,4 @@
-"""The lease store's own connection (shared/leases.py ``_Replies``: redis-py connects, the store
+"""The lease store's own connection (shared/lease_wire.py ``Replies``: redis-py connects, the store
 reads the replies): a connection Redis closes makes the next batch fail as Redis unreachable
 (the journal is replayed before the batch after it, on a new connection), the store closes its
 connections promptly, and a batch's error reply is raised after its other replies were read."""

@@ -1,5 +1,5 @@
 """The lease store over TLS (``rediss://``): redis-py makes the TLS connection, the lease store
-reads its replies itself (shared/leases.py ``_Replies``) from the TLS transport, on asyncio's
+reads its replies itself (shared/lease_wire.py ``Replies``) from the TLS transport, on asyncio's
 loop and on uvloop's (the services run on uvloop)."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from harness.dhcpkit import lease_store
-from shared import keys, leases, metrics
+from shared import keys, lease_wire, metrics
 from shared.lease_script import FUNCTION
 from shared.leases import LeaseStore
 
@@ -66,4 +66,4 @@ def test_the_batch_call_is_packed_as_hiredis_packs_it(packed):
     """LeaseStore packs its FCALL itself (a per-batch cost): the bytes hiredis would send."""
     from hiredis import pack_command
 
-    assert leases._fcall(packed) == pack_command(("FCALL", FUNCTION, 0, packed))
+    assert lease_wire.fcall(packed) == pack_command(("FCALL", FUNCTION, 0, packed))
