@@ -44,6 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from harness.netlab import Lab, wait_for  # noqa: E402
@@ -226,12 +228,12 @@ def sharing(ns, server: str) -> dict[str, float]:
         return {}
     text = ns.run("curl", "-s", f"http://{ADDRESS}:{port}/metrics", check=False).stdout
     totals = dict.fromkeys(SHARING + (BETWEEN,), 0.0)
-    for line in text.splitlines():
-        name, _, rest = line.partition("{")
-        if name in totals and 'direction="sent"' in rest:
-            totals[name] += float(line.rsplit(" ", 1)[1])
-            if f'at="{BETWEEN}"' in rest:
-                totals[BETWEEN] += float(line.rsplit(" ", 1)[1])
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in totals and sample.labels.get("direction") == "sent":
+                totals[sample.name] += sample.value
+                if sample.labels.get("at") == BETWEEN:
+                    totals[BETWEEN] += sample.value
     return totals
 
 
